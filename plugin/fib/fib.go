@@ -1,0 +1,271 @@
+// Package fib is fibgate's model of the Linux FIB: longest-prefix-match tables
+// per routing table id, with the kernel's rules for which routes may coexist
+// for one prefix, which of them forwards, how hardware state is stored, and
+// when the kernel tells user space about it.
+//
+// The same model serves two roles. As fibgate's view of the kernel it is kept
+// equal to the kernel's table by plugin/kernel (Apply). As the simulated
+// ASIC's hardware table, and in tests, it behaves like the kernel itself (Add,
+// Delete, SetFlags), producing the rtnetlink messages and driver events the
+// kernel would. A FIB is not safe for concurrent use: one goroutine owns it.
+package fib
+
+import (
+	"errors"
+	"iter"
+	"net/netip"
+	"slices"
+
+	"github.com/fibgate/fibgate/plugin/fib/internal/trie"
+)
+
+// Errors returned by the kernel-like operations, matching what the kernel
+// answers so callers can map them to errno and messages.
+var (
+	// ErrExists is EEXIST: the route, or a route with the same key under NLM_F_EXCL, exists.
+	ErrExists = errors.New("route exists")
+	// ErrNotFound is ESRCH: no route matches a delete.
+	ErrNotFound = errors.New("no such route")
+	// ErrNoCreate is ENOENT: the route is absent and NLM_F_CREATE was not given.
+	ErrNoCreate = errors.New("route absent and create not requested")
+	// ErrInvalid is EINVAL: the route cannot exist (bad prefix, no nexthop for unicast...).
+	ErrInvalid = errors.New("invalid route")
+	// ErrOutOfSync says a kernel notification did not fit the model (Apply);
+	// the caller resynchronises from a dump.
+	ErrOutOfSync = errors.New("notification does not match the model")
+)
+
+// entry holds the routes of one (table, prefix) in kernel order; routes[0]
+// forwards and is the one drivers program.
+type entry struct {
+	routes []Route
+}
+
+// FIB is a set of routing tables with kernel semantics.
+type FIB struct {
+	tables map[uint32]*trie.Table[*entry]
+	mode   [2]NotifyMode
+	driver Driver
+	routes int
+}
+
+// Option configures a FIB.
+type Option func(*FIB)
+
+// WithNotifyMode sets fib_notify_on_flag_change for one family.
+func WithNotifyMode(f Family, m NotifyMode) Option {
+	return func(x *FIB) { x.mode[famIdx(f)] = m }
+}
+
+// WithDriver attaches a switchdev-like driver to the notifier chain.
+func WithDriver(d Driver) Option {
+	return func(x *FIB) { x.driver = d }
+}
+
+// New returns an empty FIB. Without options the notify mode is 0 for both
+// families, as in a new network namespace, and there is no driver.
+func New(opts ...Option) *FIB {
+	f := &FIB{tables: make(map[uint32]*trie.Table[*entry])}
+	for _, o := range opts {
+		o(f)
+	}
+	return f
+}
+
+func famIdx(f Family) int {
+	if f == IPv6 {
+		return 1
+	}
+	return 0
+}
+
+// SetNotifyMode changes fib_notify_on_flag_change for one family, as writing
+// the sysctl does; it affects only later flag changes.
+func (f *FIB) SetNotifyMode(fam Family, m NotifyMode) { f.mode[famIdx(fam)] = m }
+
+// NotifyMode returns the family's fib_notify_on_flag_change.
+func (f *FIB) NotifyMode(fam Family) NotifyMode { return f.mode[famIdx(fam)] }
+
+// Len returns the number of routes (aliases, with IPv6 siblings folded) in all tables.
+func (f *FIB) Len() int { return f.routes }
+
+// Tables returns the ids of tables that hold routes, sorted.
+func (f *FIB) Tables() []uint32 {
+	ids := make([]uint32, 0, len(f.tables))
+	for id, t := range f.tables {
+		if t.Len() > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+func (f *FIB) table(id uint32, create bool) *trie.Table[*entry] {
+	t := f.tables[id]
+	if t == nil && create {
+		t = &trie.Table[*entry]{}
+		f.tables[id] = t
+	}
+	return t
+}
+
+func (f *FIB) entry(table uint32, p netip.Prefix) *entry {
+	t := f.table(table, false)
+	if t == nil {
+		return nil
+	}
+	e, _ := t.Get(p)
+	return e
+}
+
+// Routes returns copies of the routes of (table, prefix) in kernel order; the
+// first one forwards. It returns nil when there are none.
+func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
+	e := f.entry(table, p.Masked())
+	if e == nil {
+		return nil
+	}
+	out := make([]Route, len(e.routes))
+	for i := range e.routes {
+		out[i] = e.routes[i].Clone()
+	}
+	return out
+}
+
+// First returns the forwarding route of (table, prefix): the one drivers
+// program and whose hardware flags mean something.
+func (f *FIB) First(table uint32, p netip.Prefix) (Route, bool) {
+	e := f.entry(table, p.Masked())
+	if e == nil || len(e.routes) == 0 {
+		return Route{}, false
+	}
+	return e.routes[0].Clone(), true
+}
+
+// Find returns the stored route that is the same as r by kernel identity,
+// with its current hardware state.
+func (f *FIB) Find(r *Route) (Route, bool) {
+	e := f.entry(r.Table, r.Prefix)
+	if e == nil {
+		return Route{}, false
+	}
+	if i := indexSame(e.routes, r); i >= 0 {
+		return e.routes[i].Clone(), true
+	}
+	return Route{}, false
+}
+
+// Lookup returns the forwarding route for an address in one table by longest
+// prefix match, as the data plane would use it.
+func (f *FIB) Lookup(table uint32, a netip.Addr) (Route, bool) {
+	t := f.table(table, false)
+	if t == nil {
+		return Route{}, false
+	}
+	_, e, ok := t.Lookup(a)
+	if !ok || len(e.routes) == 0 {
+		return Route{}, false
+	}
+	return e.routes[0].Clone(), true
+}
+
+// All walks every route: tables in ascending id, prefixes in address order,
+// routes of a prefix in kernel order. The yielded route is a view into the
+// model: it must not be modified or kept past the iteration step (Clone it).
+func (f *FIB) All() iter.Seq[*Route] {
+	return func(yield func(*Route) bool) {
+		for _, id := range f.Tables() {
+			for _, e := range f.tables[id].All() {
+				for i := range e.routes {
+					if !yield(&e.routes[i]) {
+						return
+					}
+				}
+			}
+		}
+	}
+}
+
+// Subtree walks the routes of one table whose prefix lies within p (p
+// included), in the same order and with the same rules as All.
+func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
+	return func(yield func(*Route) bool) {
+		t := f.table(table, false)
+		if t == nil {
+			return
+		}
+		for _, e := range t.Subtree(p.Masked()) {
+			for i := range e.routes {
+				if !yield(&e.routes[i]) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// MemoryEstimate approximates the bytes the model holds: the tries plus the
+// route records and their nexthops.
+func (f *FIB) MemoryEstimate() int {
+	const routeSize, nhSize, entrySize = 120, 48, 32
+	n := 0
+	for _, t := range f.tables {
+		n += t.MemoryEstimate() + t.Len()*entrySize
+		for _, e := range t.All() {
+			n += cap(e.routes) * routeSize
+			for i := range e.routes {
+				n += cap(e.routes[i].Nexthops) * nhSize
+			}
+		}
+	}
+	return n
+}
+
+func indexSame(rs []Route, r *Route) int {
+	for i := range rs {
+		if rs[i].SameAs(r) {
+			return i
+		}
+	}
+	return -1
+}
+
+// store writes back an entry after its route list changed, dropping it when
+// empty so the trie shrinks.
+func (f *FIB) store(table uint32, p netip.Prefix, e *entry) {
+	t := f.table(table, true)
+	if len(e.routes) == 0 {
+		t.Delete(p)
+		if t.Len() == 0 {
+			delete(f.tables, table)
+		}
+		return
+	}
+	t.Insert(p, e)
+}
+
+// validate checks what the kernel would reject outright, before any state changes.
+func validate(r *Route) error {
+	if !r.Prefix.IsValid() {
+		return errors.Join(ErrInvalid, errors.New("prefix is not valid"))
+	}
+	if r.Prefix != r.Prefix.Masked() {
+		return errors.Join(ErrInvalid, errors.New("prefix "+r.Prefix.String()+" has host bits set"))
+	}
+	if r.Prefix.Addr().Is4In6() {
+		return errors.Join(ErrInvalid, errors.New("IPv4-mapped IPv6 prefix "+r.Prefix.String()))
+	}
+	if r.Family() == IPv6 && r.TOS != 0 {
+		return errors.Join(ErrInvalid, errors.New("IPv6 routes have no tos"))
+	}
+	if r.Type == 0 {
+		return errors.Join(ErrInvalid, errors.New("route type is unspecified"))
+	}
+	for _, nh := range r.Nexthops {
+		if nh.Weight < 0 || nh.Weight > 256 {
+			return errors.Join(ErrInvalid, errors.New("nexthop weight out of 1-256"))
+		}
+	}
+	return nil
+}
