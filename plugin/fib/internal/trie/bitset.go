@@ -31,15 +31,22 @@ func (b *bitset256) count() int {
 
 // below returns the number of set bits strictly below i. It is the position
 // of i's item in a popcount-compressed slice, both for an existing item and
-// for the insertion point of a new one. Branch-free: the per-word masks are
-// computed arithmetically (a shift by 64 yields 0, so 1<<64-1 is all ones).
+// for the insertion point of a new one. Kept small enough to be inlined.
 func (b *bitset256) below(i uint8) int {
-	s := int(i)
-	return bits.OnesCount64(b[0]&lowMask(s)) +
-		bits.OnesCount64(b[1]&lowMask(s-64)) +
-		bits.OnesCount64(b[2]&lowMask(s-128)) +
-		bits.OnesCount64(b[3]&lowMask(s-192))
+	m := &belowMask[i]
+	return bits.OnesCount64(b[0]&m[0]) + bits.OnesCount64(b[1]&m[1]) +
+		bits.OnesCount64(b[2]&m[2]) + bits.OnesCount64(b[3]&m[3])
 }
+
+// belowMask[i] has the bits 0..i-1 set. Computed once, read-only after.
+var belowMask = func() (t [256]bitset256) {
+	for i := range t {
+		for j := range i {
+			t[i].set(uint8(j))
+		}
+	}
+	return t
+}()
 
 // lowMask returns a word with the lowest s bits set, clamping s to [0, 64].
 func lowMask(s int) uint64 {
@@ -48,17 +55,10 @@ func lowMask(s int) uint64 {
 
 // topAnd returns the highest index set in both b and m.
 func (b *bitset256) topAnd(m *bitset256) (uint8, bool) {
-	if w := b[3] & m[3]; w != 0 {
-		return uint8(255 - bits.LeadingZeros64(w)), true
-	}
-	if w := b[2] & m[2]; w != 0 {
-		return uint8(191 - bits.LeadingZeros64(w)), true
-	}
-	if w := b[1] & m[1]; w != 0 {
-		return uint8(127 - bits.LeadingZeros64(w)), true
-	}
-	if w := b[0] & m[0]; w != 0 {
-		return uint8(63 - bits.LeadingZeros64(w)), true
+	for j := 3; j >= 0; j-- {
+		if w := b[j] & m[j]; w != 0 {
+			return uint8(j<<6 + 63 - bits.LeadingZeros64(w)), true
+		}
 	}
 	return 0, false
 }

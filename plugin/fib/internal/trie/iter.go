@@ -85,7 +85,7 @@ func (w *walker[V]) node(n *node[V], path key, d int, lo, hi uint8, minL int) bo
 			}
 		}
 	}
-	nf := n.fringeBits.count()
+	nf := n.fringeCount()
 	for wi := int(lo >> 6); wi <= int(hi>>6); wi++ {
 		x := starts[wi] | n.kidBits[wi] | n.leafBits[wi]
 		if minL <= 8 {
@@ -109,7 +109,7 @@ func (w *walker[V]) node(n *node[V], path key, d int, lo, hi uint8, minL int) bo
 				}
 			}
 			if n.fringeBits.test(o) {
-				v := n.vals[n.fringeBits.below(o)]
+				v := n.vals[n.fringeRank(o)]
 				if !w.yield(netip.PrefixFrom(at.addr(w.is4), 8*d+8), v) {
 					return false
 				}

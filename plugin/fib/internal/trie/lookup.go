@@ -1,54 +1,79 @@
 package trie
 
-import "net/netip"
+import (
+	"encoding/binary"
+	"net/netip"
+)
 
 // Lookup returns the longest stored prefix that contains a, with its value:
 // the forwarding decision for a destination address. It costs one descent
-// along a's octets (a child test and a popcount per stride) and then walks
+// along a's octets (a bit test and a popcount per stride) and then walks
 // back up the visited nodes, where each node answers its own longest match
 // with one bitset intersection, so it touches at most 4 (IPv4) or 16 (IPv6)
 // nodes and never backtracks into siblings. An IPv4-mapped IPv6 address is
 // looked up as IPv6 (it is not unmapped); an invalid address matches nothing.
 func (t *Table[V]) Lookup(a netip.Addr) (netip.Prefix, V, bool) {
-	if !a.IsValid() {
+	var (
+		oct [16]byte // a's octets; IPv4 uses the first 4
+		n   *node[V]
+	)
+	switch {
+	case a.Is4():
+		a4 := a.As4()
+		copy(oct[:], a4[:])
+		n = &t.root4
+	case a.Is6():
+		oct = a.As16()
+		n = &t.root6
+	default:
 		var zero V
 		return netip.Prefix{}, zero, false
 	}
-	k, is4 := addrKey(a)
-	n := t.root(is4)
 
 	var stack [maxDepth]*node[V]
 	d := 0
 	for ; ; d++ {
 		d &= maxDepth - 1 // bounds-check elimination; d never exceeds 15
 		stack[d] = n
-		o := k.octet(d)
+		o := oct[d]
 		if n.kidBits.test(o) {
-			n = n.kids[n.kidBits.below(o)]
+			n = n.kids[n.kidRank(o)]
 			continue
 		}
 		if n.leafBits.test(o) {
 			lf := &n.leaves[n.leafBits.below(o)]
+			k := key{binary.BigEndian.Uint64(oct[:8]), binary.BigEndian.Uint64(oct[8:])}
 			if lf.covers(k) {
-				return lf.key.prefix(int(lf.bits), is4), lf.val, true
+				return resultPrefix(a, int(lf.bits)), lf.val, true
 			}
 		}
 		break
 	}
 	for ; d >= 0; d-- {
 		n = stack[d&(maxDepth-1)]
-		o := k.octet(d)
+		if len(n.vals) == 0 {
+			continue // a pure routing node, nothing to match here
+		}
+		o := oct[d&(maxDepth-1)]
 		if n.fringeBits.test(o) {
-			return k.prefix(8*d+8, is4), n.vals[n.fringeBits.below(o)], true
+			return resultPrefix(a, 8*d+8), n.vals[n.fringeRank(o)], true
 		}
 		if idx, ok := n.pfxBits.topAnd(&ancestors[lastLevel(o)]); ok {
 			_, l := artPrefix(idx)
-			v := n.vals[n.fringeBits.count()+n.pfxBits.below(idx)]
-			return k.prefix(8*d+l, is4), v, true
+			v := n.vals[n.fringeCount()+n.pfxBits.below(idx)]
+			return resultPrefix(a, 8*d+l), v, true
 		}
 	}
 	var zero V
 	return netip.Prefix{}, zero, false
+}
+
+// resultPrefix is the prefix of length bits that contains a. Masking the
+// queried address is cheaper than rebuilding an address from the key, and
+// drops any IPv6 zone.
+func resultPrefix(a netip.Addr, bits int) netip.Prefix {
+	p, _ := a.Prefix(bits) // cannot fail: a is valid and bits <= a.BitLen()
+	return p
 }
 
 // LookupPrefix returns the longest stored prefix that covers pfx (pfx itself
@@ -62,6 +87,7 @@ func (t *Table[V]) LookupPrefix(pfx netip.Prefix) (netip.Prefix, V, bool) {
 	if !ok {
 		return netip.Prefix{}, zero, false
 	}
+	a := pfx.Addr()
 	n := t.root(is4)
 	var stack [maxDepth]*node[V]
 	d := 0
@@ -78,7 +104,7 @@ func (t *Table[V]) LookupPrefix(pfx netip.Prefix) (netip.Prefix, V, bool) {
 		if n.leafBits.test(o) {
 			lf := &n.leaves[n.leafBits.below(o)]
 			if int(lf.bits) <= bits && lf.covers(k) {
-				return lf.key.prefix(int(lf.bits), is4), lf.val, true
+				return resultPrefix(a, int(lf.bits)), lf.val, true
 			}
 		}
 		break
@@ -89,14 +115,14 @@ func (t *Table[V]) LookupPrefix(pfx netip.Prefix) (netip.Prefix, V, bool) {
 		l := min(bits-8*d, 8) // longest in-stride length that still covers pfx
 		if l == 8 {
 			if n.fringeBits.test(o) {
-				return k.prefix(8*d+8, is4), n.vals[n.fringeBits.below(o)], true
+				return resultPrefix(a, 8*d+8), n.vals[n.fringeRank(o)], true
 			}
 			l = 7
 		}
 		if idx, ok := n.pfxBits.topAnd(&ancestors[artIndex(o, l)]); ok {
 			_, l := artPrefix(idx)
-			v := n.vals[n.fringeBits.count()+n.pfxBits.below(idx)]
-			return k.prefix(8*d+l, is4), v, true
+			v := n.vals[n.fringeCount()+n.pfxBits.below(idx)]
+			return resultPrefix(a, 8*d+l), v, true
 		}
 	}
 	return netip.Prefix{}, zero, false

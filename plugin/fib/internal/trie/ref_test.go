@@ -117,6 +117,14 @@ func countNode(t testing.TB, n *node[int], path key, d, strides int, isRoot bool
 		len(n.kids) != n.kidBits.count() || len(n.leaves) != n.leafBits.count() {
 		t.Fatalf("depth %d: slice lengths disagree with bitsets", d)
 	}
+	for o := range 256 {
+		if n.kidRank(uint8(o)) != n.kidBits.below(uint8(o)) || n.fringeRank(uint8(o)) != n.fringeBits.below(uint8(o)) {
+			t.Fatalf("depth %d: cached rank base out of date at %d", d, o)
+		}
+	}
+	if n.fringeCount() != n.fringeBits.count() {
+		t.Fatalf("depth %d: fringe count out of date", d)
+	}
 	if n.pfxBits.test(0) || (!isRoot && n.pfxBits.test(1)) {
 		t.Fatalf("depth %d: bad ART index in use", d)
 	}

@@ -1,0 +1,77 @@
+// Command fibgate is the operator's tool for fibgate: today it watches the
+// kernel FIB with hardware flags (monitor); later issues add the API client
+// commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit statuses: 2 is for errors the user can fix (flags, namespace,
+// privileges), as documented in --help.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// usageError marks an error caused by how fibgate was invoked.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+const topUsage = `fibgate — advertise a prefix only after the hardware has installed it.
+
+Usage:
+  fibgate <command> [flags]
+
+Commands:
+  monitor   print kernel route events with their hardware flags (offload, trap, offload_failed)
+
+Run 'fibgate <command> --help' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command until it finishes or ctx ends and returns the
+// exit status.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, topUsage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "monitor":
+		err = monitor(ctx, args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, topUsage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "fibgate: unknown command %q\n\n%s", args[0], topUsage)
+		return exitUsage
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "fibgate: %v\n", err)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "fibgate: %v\n", err)
+		return exitError
+	}
+}

@@ -1,0 +1,365 @@
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// EventKind says what happened to a route.
+type EventKind uint8
+
+const (
+	// Added: the route appeared in the kernel FIB.
+	Added EventKind = iota + 1
+	// Changed: the route's hardware state changed, or it was replaced in place.
+	Changed
+	// Removed: the route left the kernel FIB.
+	Removed
+)
+
+// String returns the word used in `fibgate monitor` output.
+func (k EventKind) String() string {
+	switch k {
+	case Added:
+		return "add"
+	case Changed:
+		return "change"
+	case Removed:
+		return "delete"
+	}
+	return "?"
+}
+
+// Event is one change of one kernel route as the listener saw it. Consumers
+// such as the gate decide from Old.Flags and New.Flags whether hardware
+// confirmed the route. Every subscriber receives the same values: treat them
+// as read-only (Clone a route to change it).
+type Event struct {
+	Kind EventKind
+	// Resync marks events found by comparing a fresh dump with the model
+	// (after an overrun, or a link or address loss) rather than read from a
+	// notification.
+	Resync bool
+	// Snapshot marks the Added events that describe the model as it was when
+	// a subscriber asked for a snapshot.
+	Snapshot bool
+	Time     time.Time
+	Old      *fib.Route // nil when Added
+	New      *fib.Route // nil when Removed
+}
+
+// Route returns the route the event is about (New, or Old when removed).
+func (e Event) Route() *fib.Route {
+	if e.New != nil {
+		return e.New
+	}
+	return e.Old
+}
+
+func eventOf(c fib.Change, now time.Time, resync bool) Event {
+	ev := Event{Old: c.Old, New: c.New, Time: now, Resync: resync}
+	switch {
+	case c.Old == nil:
+		ev.Kind = Added
+	case c.New == nil:
+		ev.Kind = Removed
+	default:
+		ev.Kind = Changed
+	}
+	return ev
+}
+
+// Stats are the listener's counters, for metrics and `fibgate monitor`.
+type Stats struct {
+	Notifications uint64 // route notifications applied
+	Overruns      uint64 // ENOBUFS on the notification socket
+	Resyncs       uint64 // dumps compared with the model after start-up
+	OutOfSync     uint64 // notifications that did not fit the model
+	Routes        int    // routes in the model now
+}
+
+// Listener keeps a fib.FIB equal to the kernel's routing tables of one
+// network namespace, including hardware flags, and streams the changes. It
+// starts from a dump, follows notifications, and answers every event that
+// may have lost information (socket overrun, a link going down or away, an
+// address removed: the kernel flushes those routes without RTM_DELROUTE)
+// with a fresh dump compared against the model, so subscribers see exactly
+// the differences.
+type Listener struct {
+	opts     Options
+	log      *slog.Logger
+	setMode  int // -1: leave the sysctl alone
+	mu       sync.RWMutex
+	model    *fib.FIB
+	links    map[int]link
+	subs     map[*subscriber]struct{}
+	ready    chan struct{}
+	counters struct {
+		notifications, overruns, resyncs, outOfSync atomic.Uint64
+	}
+}
+
+// ListenerOption configures a Listener.
+type ListenerOption func(*Listener)
+
+// WithNetNS follows the named network namespace (/run/netns/NAME) instead of
+// the caller's.
+func WithNetNS(name string) ListenerOption { return func(l *Listener) { l.opts.NetNS = name } }
+
+// WithRcvBuf sets the notification socket's receive buffer in bytes. The
+// default (32 MiB) holds about 40k queued notifications; a smaller buffer
+// overruns sooner and costs more resyncs.
+func WithRcvBuf(n int) ListenerOption { return func(l *Listener) { l.opts.RcvBuf = n } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(log *slog.Logger) ListenerOption { return func(l *Listener) { l.log = log } }
+
+// WithSetNotifyMode makes Run write net.ipv{4,6}.fib_notify_on_flag_change
+// before it starts, so flag changes are announced at all.
+func WithSetNotifyMode(m fib.NotifyMode) ListenerOption {
+	return func(l *Listener) { l.setMode = int(m) }
+}
+
+// NewListener returns a listener; Run starts it.
+func NewListener(opts ...ListenerOption) *Listener {
+	l := &Listener{
+		log:     slog.New(slog.DiscardHandler),
+		setMode: -1,
+		model:   fib.New(),
+		links:   map[int]link{},
+		subs:    map[*subscriber]struct{}{},
+		ready:   make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return l
+}
+
+// Ready is closed once the first dump is in the model.
+func (l *Listener) Ready() <-chan struct{} { return l.ready }
+
+// View calls fn with the model under a read lock. fn must not keep the FIB or
+// the routes it yields past its return.
+func (l *Listener) View(fn func(*fib.FIB)) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	fn(l.model)
+}
+
+// LinkName returns the interface name of an index as last seen, or "".
+func (l *Listener) LinkName(index int) string {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.links[index].name
+}
+
+// link is what the listener remembers of an interface.
+type link struct {
+	name string
+	up   bool // administratively up
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Listener) Stats() Stats {
+	l.mu.RLock()
+	n := l.model.Len()
+	l.mu.RUnlock()
+	return Stats{
+		Notifications: l.counters.notifications.Load(),
+		Overruns:      l.counters.overruns.Load(),
+		Resyncs:       l.counters.resyncs.Load(),
+		OutOfSync:     l.counters.outOfSync.Load(),
+		Routes:        n,
+	}
+}
+
+// CheckNotifyModes reads fib_notify_on_flag_change for both families and
+// returns a warning per family where it is 0, since then the kernel keeps
+// hardware flags to itself until the next dump.
+func CheckNotifyModes(opts Options) ([]string, error) {
+	var warn []string
+	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+		m, err := NotifyMode(opts, fam)
+		if err != nil {
+			return nil, err
+		}
+		if m == 0 {
+			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is 0: hardware flag changes are not announced; set it to 1 (or run with --set-notify)", fam))
+		}
+	}
+	return warn, nil
+}
+
+// Run follows the kernel until ctx ends or the socket fails. It returns nil
+// when ctx ends.
+func (l *Listener) Run(ctx context.Context) error {
+	if l.setMode >= 0 {
+		for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+			if err := SetNotifyMode(l.opts, fam, l.setMode); err != nil {
+				return err
+			}
+		}
+	}
+	warn, err := CheckNotifyModes(l.opts)
+	if err != nil {
+		return err
+	}
+	for _, w := range warn {
+		l.log.Warn(w)
+	}
+	// Subscribe before dumping so nothing falls between the two.
+	sub, err := Subscribe(l.opts)
+	if err != nil {
+		return err
+	}
+	stop := context.AfterFunc(ctx, func() { sub.Close() })
+	defer stop()
+	defer sub.Close()
+	defer l.closeSubscribers()
+
+	if err := l.resync(false); err != nil {
+		return err
+	}
+	close(l.ready)
+	for {
+		msgs, err := sub.Receive()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrOverrun) {
+			l.counters.overruns.Add(1)
+			l.log.Warn("notification socket overrun, resynchronising", "overruns", l.counters.overruns.Load())
+			if err := l.resync(true); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("receive route notifications: %w", err)
+		}
+		if l.handle(msgs) {
+			if err := l.resync(true); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// handle applies a batch of notifications and reports whether a resync is due.
+func (l *Listener) handle(msgs [][]byte) (resync bool) {
+	now := time.Now()
+	var evs []Event
+	l.mu.Lock()
+	for _, b := range msgs {
+		v, err := Decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrSkip) {
+				l.log.Warn("undecodable notification", "err", err)
+			}
+			continue
+		}
+		switch m := v.(type) {
+		case RouteMessage:
+			if m.Src.IsValid() {
+				continue // source-specific IPv6 routes are not modelled
+			}
+			l.counters.notifications.Add(1)
+			ch, err := l.model.Apply(toModel(m))
+			if err != nil {
+				l.counters.outOfSync.Add(1)
+				// A delete of a route the model lacks changes nothing; anything
+				// else means the model missed something.
+				if m.Type != unix.RTM_DELROUTE {
+					l.log.Debug("notification out of sync with the model", "err", err)
+					resync = true
+				}
+				continue
+			}
+			for _, c := range ch {
+				evs = append(evs, eventOf(c, now, false))
+			}
+		case LinkMessage:
+			// Routes through a link that is taken down or removed are flushed
+			// silently, so a transition to down calls for a dump.
+			was := l.links[m.Index]
+			if m.Deleted {
+				delete(l.links, m.Index)
+			} else {
+				l.links[m.Index] = link{name: m.Name, up: m.AdminUp}
+			}
+			if was.up && (m.Deleted || !m.AdminUp) {
+				resync = true
+			}
+		case AddrMessage:
+			if m.Deleted {
+				resync = true
+			}
+		}
+	}
+	l.publishLocked(evs)
+	l.mu.Unlock()
+	return resync
+}
+
+// toModel converts a decoded notification into the model's terms.
+func toModel(m RouteMessage) fib.Message {
+	t := fib.NewRoute
+	if m.Type == unix.RTM_DELROUTE {
+		t = fib.DelRoute
+	}
+	return fib.Message{Type: t, NLFlags: fib.NLFlags(m.NLFlags) & (fib.NLMReplace | fib.NLMExcl | fib.NLMCreate | fib.NLMAppend), Route: m.Route}
+}
+
+// resync loads a fresh dump and, when report is set, publishes its
+// differences from the model.
+func (l *Listener) resync(report bool) error {
+	fresh := fib.New()
+	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+		msgs, err := DumpRoutes(l.opts, fam)
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if m.Src.IsValid() {
+				continue
+			}
+			if err := fresh.Append(m.Route); err != nil {
+				l.log.Warn("route in dump not modelled", "err", err)
+			}
+		}
+	}
+	links, err := DumpLinks(l.opts)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	l.mu.Lock()
+	var evs []Event
+	if report {
+		l.counters.resyncs.Add(1)
+		for _, c := range fib.Diff(l.model, fresh) {
+			evs = append(evs, eventOf(c, now, true))
+		}
+	}
+	l.model = fresh
+	clear(l.links)
+	for _, lk := range links {
+		l.links[lk.Index] = link{name: lk.Name, up: lk.AdminUp}
+	}
+	l.publishLocked(evs)
+	l.mu.Unlock()
+	if report {
+		l.log.Info("resynchronised with the kernel", "routes", fresh.Len(), "changes", len(evs))
+	}
+	return nil
+}
