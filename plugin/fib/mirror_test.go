@@ -48,7 +48,7 @@ func randomRoute(rng *rand.Rand, v6 bool) Route {
 // mirror equals the kernel exactly (order and hardware state included).
 func TestMirrorFollowsTheKernel(t *testing.T) {
 	steps := 20000
-	if testing.Short() {
+	if testing.Short() || raceEnabled {
 		steps = 3000
 	}
 	for seed := uint64(1); seed <= 4; seed++ {

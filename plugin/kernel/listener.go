@@ -239,6 +239,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		if errors.Is(err, ErrOverrun) {
 			l.counters.overruns.Add(1)
 			l.log.Warn("notification socket overrun, resynchronising", "overruns", l.counters.overruns.Load())
+			l.drainUntilQuiet(sub)
 			if err := l.resync(true); err != nil {
 				return err
 			}
@@ -251,6 +252,34 @@ func (l *Listener) Run(ctx context.Context) error {
 			if err := l.resync(true); err != nil {
 				return err
 			}
+		}
+	}
+}
+
+// After an overrun the listener waits for the socket to stay quiet for
+// overrunQuiet (at most overrunMaxDrain) before it dumps: during a burst a
+// dump is stale before it ends, and a full table takes seconds to dump.
+const (
+	overrunQuiet    = 20 * time.Millisecond
+	overrunMaxDrain = 2 * time.Second
+)
+
+// drainUntilQuiet discards notifications until none arrives for
+// overrunQuiet; the dump that follows covers everything discarded.
+func (l *Listener) drainUntilQuiet(sub *Subscription) {
+	defer sub.SetReadDeadline(time.Time{})
+	end := time.Now().Add(overrunMaxDrain)
+	for time.Now().Before(end) {
+		if err := sub.SetReadDeadline(time.Now().Add(overrunQuiet)); err != nil {
+			return
+		}
+		_, err := sub.Receive()
+		if errors.Is(err, ErrOverrun) {
+			l.counters.overruns.Add(1)
+			continue
+		}
+		if err != nil {
+			return // quiet (deadline), or closed: Run sees that next
 		}
 	}
 }
