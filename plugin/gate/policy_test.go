@@ -1,0 +1,138 @@
+package gate
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+func TestValidateNamesTheBadField(t *testing.T) {
+	base := func(mod func(*Scope)) Policy {
+		s := DefaultScope()
+		mod(&s)
+		return Policy{Scopes: []Scope{DefaultScope(), s}}
+	}
+	pfx := func(s string, lo, hi int) []PrefixRange {
+		return []PrefixRange{{Prefix: netip.MustParsePrefix(s), MinLen: lo, MaxLen: hi}}
+	}
+	tests := []struct {
+		name   string
+		policy Policy
+		field  string
+	}{
+		{"a duplicate scope name", base(func(s *Scope) {}), "scopes[1].name"},
+		{"an empty scope name", base(func(s *Scope) { s.Name = "" }), "scopes[1].name"},
+		{"host bits in a prefix", base(func(s *Scope) { s.Name = "x"; s.Prefixes = pfx("10.1.2.3/8", 0, 0) }), "scopes[1].prefixes[0].prefix"},
+		{"a prefix of the wrong family", base(func(s *Scope) { s.Name = "x"; s.Family = fib.IPv6; s.Prefixes = pfx("10.0.0.0/8", 0, 0) }), "scopes[1].prefixes[0].prefix"},
+		{"max_len beyond the address", base(func(s *Scope) { s.Name = "x"; s.Prefixes = pfx("10.0.0.0/8", 0, 33) }), "scopes[1].prefixes[0]"},
+		{"min_len shorter than the prefix", base(func(s *Scope) { s.Name = "x"; s.Prefixes = pfx("10.0.0.0/8", 4, 24) }), "scopes[1].prefixes[0]"},
+		{"fail-open without timeout", base(func(s *Scope) { s.Name = "x"; s.FailOpen = true }), "scopes[1].fail_open"},
+		{"a negative timeout", base(func(s *Scope) { s.Name = "x"; s.PendingTimeout = -time.Second }), "scopes[1].pending_timeout"},
+		{"hold-down max below initial", base(func(s *Scope) { s.Name = "x"; s.HoldDown.Max = time.Millisecond }), "scopes[1].hold_down"},
+		{"an unknown level", base(func(s *Scope) { s.Name = "x"; s.Level = 9 }), "scopes[1].level"},
+		{"table 0", base(func(s *Scope) { s.Name = "x"; s.Tables = []uint32{0} }), "scopes[1].tables[0]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.policy.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Field != tt.field || !errors.Is(err, ErrInvalidPolicy) {
+				t.Fatalf("Validate = %v, want a FieldError for %s", err, tt.field)
+			}
+		})
+	}
+	if p := DefaultPolicy(); p.Validate() != nil {
+		t.Errorf("default policy invalid: %v", p.Validate())
+	}
+}
+
+func TestMatchPicksTheFirstScopeThatCovers(t *testing.T) {
+	p := Policy{Scopes: []Scope{
+		{Name: "dc-v4", Family: fib.IPv4, Prefixes: []PrefixRange{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MaxLen: 24}}},
+		{Name: "vrf", Tables: []uint32{100}},
+		{Name: "rest"},
+	}}
+	tests := []struct {
+		table  uint32
+		prefix string
+		want   string
+	}{
+		{254, "10.1.0.0/16", "dc-v4"},
+		{254, "10.1.2.128/25", "rest"}, // longer than le 24
+		{254, "2001:db8::/32", "rest"},
+		{100, "10.1.0.0/16", "vrf"}, // dc-v4 covers only main
+		{200, "192.0.2.0/24", ""},
+	}
+	for _, tt := range tests {
+		s, ok := p.Match(tt.table, netip.MustParsePrefix(tt.prefix))
+		got := ""
+		if ok {
+			got = s.Name
+		}
+		if got != tt.want {
+			t.Errorf("Match(%d, %s) = %q, want %q", tt.table, tt.prefix, got, tt.want)
+		}
+	}
+}
+
+func TestJudgeAppliesLevelAndECMP(t *testing.T) {
+	route := func(flags fib.HWFlags, nh ...fib.HWFlags) *fib.Route {
+		r := &fib.Route{Flags: flags}
+		for _, f := range nh {
+			r.Nexthops = append(r.Nexthops, fib.Nexthop{HW: f})
+		}
+		return r
+	}
+	scope := func(l Level, e ECMP) *Scope { return &Scope{Level: l, ECMP: e} }
+	tests := []struct {
+		name  string
+		scope *Scope
+		route *fib.Route
+		want  Verdict
+	}{
+		{"fib level confirms a route without flags", scope(LevelFIB, ECMPAll), route(0, 0), VerdictConfirmed},
+		{"hardware level waits without flags", scope(LevelHardware, ECMPAll), route(0, 0), VerdictPending},
+		{"hardware level accepts trap", scope(LevelHardware, ECMPAll), route(fib.Trap, 0), VerdictConfirmed},
+		{"offload level refuses trap", scope(LevelOffload, ECMPAll), route(fib.Trap, 0), VerdictPending},
+		{"offload level accepts offload", scope(LevelOffload, ECMPAll), route(fib.Offload, 0), VerdictConfirmed},
+		{"a failure is a failure", scope(LevelHardware, ECMPAll), route(fib.OffloadFailed, 0), VerdictFailed},
+		{"route flags cover paths without their own", scope(LevelHardware, ECMPAll), route(fib.Trap, 0, 0), VerdictConfirmed},
+		{"ecmp all waits for every path", scope(LevelHardware, ECMPAll), route(fib.Offload, fib.Offload, 0), VerdictPending},
+		{"ecmp any takes one path", scope(LevelHardware, ECMPAny), route(fib.Offload, fib.Offload, 0), VerdictConfirmed},
+		{"ecmp all with a failed sibling fails", scope(LevelHardware, ECMPAll), route(fib.Trap, fib.Trap, fib.OffloadFailed), VerdictFailed},
+		{"ecmp any survives a failed sibling", scope(LevelHardware, ECMPAny), route(fib.Trap, fib.Trap, fib.OffloadFailed), VerdictConfirmed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, reason := tt.scope.Judge(tt.route)
+			if got != tt.want {
+				t.Errorf("Judge = %d (%s), want %d", got, reason, tt.want)
+			}
+			if got != VerdictConfirmed && reason == "" {
+				t.Errorf("no reason given for verdict %d", got)
+			}
+		})
+	}
+}
+
+func TestEnumsRoundTrip(t *testing.T) {
+	for _, s := range []string{"fib", "hardware", "offload"} {
+		l, err := ParseLevel(s)
+		if err != nil || l.String() != s {
+			t.Errorf("level %q: %v %v", s, l, err)
+		}
+	}
+	if _, err := ParseECMP("some"); err == nil || !strings.Contains(err.Error(), "all any") {
+		t.Errorf("ParseECMP(some) = %v", err)
+	}
+	for _, s := range []string{"pending", "confirmed", "advertised", "failed", "held_down", "withdrawn"} {
+		st, err := ParseState(s)
+		if err != nil || st.String() != s {
+			t.Errorf("state %q: %v %v", s, st, err)
+		}
+	}
+}

@@ -1,0 +1,117 @@
+package gate
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// State is where a prefix stands in the gate.
+type State uint8
+
+const (
+	// Pending: the route is in the FIB, confirmation has not come yet; the
+	// prefix is held back.
+	Pending State = iota + 1
+	// Confirmed: the data plane holds the route; advertisement is due.
+	Confirmed
+	// Advertised: confirmed and handed to BGP.
+	Advertised
+	// Failed: the hardware reported offload_failed; withdrawn (or kept,
+	// per OnFailure) until the flags recover.
+	Failed
+	// HeldDown: confirmed again after flapping, waiting out its hold time.
+	HeldDown
+	// Withdrawn: the route left the FIB; the prefix is no longer advertised.
+	Withdrawn
+)
+
+var stateNames = []string{"", "pending", "confirmed", "advertised", "failed", "held_down", "withdrawn"}
+
+func (s State) String() string { return enumName(stateNames, int(s)) }
+
+// ParseState reads a state name as String prints it.
+func ParseState(s string) (State, error) {
+	i, err := parseEnum(stateNames[1:], s, "state")
+	return State(i + 1), err
+}
+
+// RouteState is what fibgate knows of one gated prefix: its hardware state,
+// its place in the gate and when it got there. The API lists these.
+type RouteState struct {
+	Table  uint32
+	Prefix netip.Prefix
+	Scope  string
+	State  State
+	// Reason says why the prefix is in its state, for people
+	// ("waiting for hardware", "offload_failed on nexthop 2", ...).
+	Reason string
+	// Flags is the forwarding route's hardware state; NexthopFlags per path.
+	Flags        fib.HWFlags
+	NexthopFlags []fib.HWFlags
+	// Timestamps of the last time each happened; zero when never.
+	SeenAt       time.Time // entered the FIB
+	ConfirmedAt  time.Time // hardware confirmed it
+	AdvertisedAt time.Time
+	WithdrawnAt  time.Time
+	// Flaps counts losses of confirmation; HoldUntil ends a hold-down.
+	Flaps     int
+	HoldUntil time.Time
+}
+
+// Verdict is what a route's hardware state means under a scope.
+type Verdict uint8
+
+const (
+	// VerdictPending: not (yet) in the data plane as the scope demands.
+	VerdictPending Verdict = iota
+	// VerdictConfirmed: the data plane holds the route as the scope demands.
+	VerdictConfirmed
+	// VerdictFailed: installation failed (offload_failed).
+	VerdictFailed
+)
+
+// Judge applies the scope's level and ECMP rule to a forwarding route. It
+// returns a reason for anything but confirmation. A route without per-path
+// flags (netdevsim sets only the route's rt_trap) is judged by its route
+// flags for every path; IPv6 siblings and mlxsw's per-nexthop offload bits
+// are judged path by path.
+func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
+	if s.Level == LevelFIB {
+		return VerdictConfirmed, ""
+	}
+	paths := []fib.HWFlags{r.Flags}
+	perPath := false
+	for _, nh := range r.Nexthops {
+		if nh.HW != 0 {
+			perPath = true
+		}
+	}
+	if perPath && len(r.Nexthops) > 1 {
+		paths = paths[:0]
+		for _, nh := range r.Nexthops {
+			paths = append(paths, nh.HW|r.Flags&fib.OffloadFailed)
+		}
+	}
+	ok, failed := 0, 0
+	for _, f := range paths {
+		switch {
+		case f&fib.OffloadFailed != 0:
+			failed++
+		case s.Level == LevelOffload && f&fib.Offload != 0, s.Level == LevelHardware && f.InHardware():
+			ok++
+		}
+	}
+	switch {
+	case s.ECMP == ECMPAny && ok > 0, ok == len(paths):
+		return VerdictConfirmed, ""
+	case failed > 0 && (s.ECMP == ECMPAll || ok+failed == len(paths)):
+		return VerdictFailed, "hardware reported offload_failed"
+	case r.Flags&fib.Trap != 0 && s.Level == LevelOffload:
+		return VerdictPending, "route traps to the CPU; scope demands offload"
+	case ok > 0:
+		return VerdictPending, "waiting for hardware on some nexthops"
+	}
+	return VerdictPending, "waiting for hardware"
+}
