@@ -73,3 +73,20 @@ func (f *FIB) setSibling(cur *Route, i int, flags HWFlags) []Message {
 	}
 	return []Message{{Type: NewRoute, Route: m}}
 }
+
+// RestoreFlags copies the hardware state of r (route and per-path) onto the
+// stored route identical to it, without any message. A listener whose
+// driver lives outside the kernel uses it to carry flags across a resync,
+// since the kernel's dump cannot know them.
+func (f *FIB) RestoreFlags(r *Route) bool {
+	e := f.entry(r.Table, r.Prefix)
+	if e == nil {
+		return false
+	}
+	k := indexSame(e.routes, r)
+	if k < 0 {
+		return false
+	}
+	f.updateFlags(e, k, r)
+	return true
+}

@@ -98,6 +98,7 @@ type Listener struct {
 	opts     Options
 	log      *slog.Logger
 	setMode  int // -1: leave the sysctl alone
+	driver   fib.Driver
 	mu       sync.RWMutex
 	model    *fib.FIB
 	links    map[int]link
@@ -288,6 +289,7 @@ func (l *Listener) drainUntilQuiet(sub *Subscription) {
 func (l *Listener) handle(msgs [][]byte) (resync bool) {
 	now := time.Now()
 	var evs []Event
+	touched := l.newTouched()
 	l.mu.Lock()
 	for _, b := range msgs {
 		v, err := Decode(b)
@@ -303,6 +305,7 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 				continue // source-specific IPv6 routes are not modelled
 			}
 			l.counters.notifications.Add(1)
+			touched.note(l.model, &m.Route)
 			ch, err := l.model.Apply(toModel(m))
 			if err != nil {
 				l.counters.outOfSync.Add(1)
@@ -336,6 +339,7 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 		}
 	}
 	l.publishLocked(evs)
+	touched.tellDriver(l.model)
 	l.mu.Unlock()
 	return resync
 }
@@ -352,7 +356,15 @@ func toModel(m RouteMessage) fib.Message {
 // resync loads a fresh dump and, when report is set, publishes its
 // differences from the model.
 func (l *Listener) resync(report bool) error {
-	fresh := fib.New()
+	var opts []fib.Option
+	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+		m, err := NotifyMode(l.opts, fam)
+		if err != nil {
+			return err
+		}
+		opts = append(opts, fib.WithNotifyMode(fam, fib.NotifyMode(m)))
+	}
+	fresh := fib.New(opts...)
 	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
 		msgs, err := DumpRoutes(l.opts, fam)
 		if err != nil {
@@ -374,10 +386,23 @@ func (l *Listener) resync(report bool) error {
 	now := time.Now()
 	l.mu.Lock()
 	var evs []Event
+	touched := l.newTouched()
+	if l.driver != nil {
+		// The kernel's dump lacks the flags our driver set: keep them.
+		for r := range l.model.All() {
+			fresh.RestoreFlags(r)
+		}
+	}
 	if report {
 		l.counters.resyncs.Add(1)
 		for _, c := range fib.Diff(l.model, fresh) {
 			evs = append(evs, eventOf(c, now, true))
+			touched.note(l.model, c.Route())
+		}
+	} else {
+		// A driver that registers is replayed every forwarding route.
+		for r := range fresh.All() {
+			touched.note(l.model, r)
 		}
 	}
 	l.model = fresh
@@ -386,6 +411,7 @@ func (l *Listener) resync(report bool) error {
 		l.links[lk.Index] = link{name: lk.Name, up: lk.AdminUp}
 	}
 	l.publishLocked(evs)
+	touched.tellDriver(l.model)
 	l.mu.Unlock()
 	if report {
 		l.log.Info("resynchronised with the kernel", "routes", fresh.Len(), "changes", len(evs))

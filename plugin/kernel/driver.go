@@ -1,0 +1,96 @@
+package kernel
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// WithDriver attaches a hardware driver that is not a kernel driver (the
+// simulated ASIC, a SAI or P4 agent) the way switchdev drivers attach to the
+// kernel FIB: it is told, synchronously and with the listener's lock held,
+// which route forwards for every prefix (DriverReplace) and when a prefix
+// has none left (DriverDel), starting with a replay of the whole table. It
+// reports hardware state back with SetFlags and SetNexthopFlags, from
+// another goroutine (never from inside Event). IPv6 sibling changes arrive
+// as a DriverReplace of the whole route.
+func WithDriver(d fib.Driver) ListenerOption { return func(l *Listener) { l.driver = d } }
+
+// SetFlags records the hardware state a driver reports for a route, as
+// fib_alias_hw_flags_set does in the kernel: the flags are stored (dumps
+// and View show them), and subscribers get a Changed event when the
+// namespace's fib_notify_on_flag_change would make the kernel announce it.
+// A route that is gone is ignored. So events from a driver attached here are
+// indistinguishable from those of a kernel driver.
+func (l *Listener) SetFlags(r *fib.Route, flags fib.HWFlags) {
+	l.setFlags(r, func(f *fib.FIB) []fib.Message { return f.SetFlags(r, flags) })
+}
+
+// SetNexthopFlags records the state of one path (an IPv6 sibling, or an
+// IPv4 nexthop's RTNH_F_OFFLOAD/TRAP, which the kernel never announces).
+func (l *Listener) SetNexthopFlags(r *fib.Route, nh int, flags fib.HWFlags) {
+	l.setFlags(r, func(f *fib.FIB) []fib.Message { return f.SetNexthopFlags(r, nh, flags) })
+}
+
+func (l *Listener) setFlags(r *fib.Route, set func(*fib.FIB) []fib.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	old, ok := l.model.Find(r)
+	if !ok {
+		return
+	}
+	if len(set(l.model)) == 0 {
+		return // stored, but the kernel would not have said so
+	}
+	cur, _ := l.model.Find(r)
+	l.publishLocked([]Event{{Kind: Changed, Time: time.Now(), Old: &old, New: &cur}})
+}
+
+type prefixKey struct {
+	table  uint32
+	prefix netip.Prefix
+}
+
+// touched remembers the forwarding route of each prefix a batch touched, as
+// it was before the batch, so the driver hears only of real changes.
+type touched struct {
+	driver fib.Driver
+	before map[prefixKey]*fib.Route
+}
+
+func (l *Listener) newTouched() touched {
+	if l.driver == nil {
+		return touched{}
+	}
+	return touched{driver: l.driver, before: map[prefixKey]*fib.Route{}}
+}
+
+func (t touched) note(model *fib.FIB, r *fib.Route) {
+	if t.driver == nil {
+		return
+	}
+	k := prefixKey{r.Table, r.Prefix.Masked()}
+	if _, seen := t.before[k]; seen {
+		return
+	}
+	var first *fib.Route
+	if f, ok := model.First(k.table, k.prefix); ok {
+		first = &f
+	}
+	t.before[k] = first
+}
+
+// tellDriver compares each touched prefix's forwarding route with what it
+// was and tells the driver about the differences.
+func (t touched) tellDriver(model *fib.FIB) {
+	for k, old := range t.before {
+		cur, ok := model.First(k.table, k.prefix)
+		switch {
+		case !ok && old != nil:
+			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverDel, Route: *old})
+		case ok && (old == nil || !old.SameAs(&cur) || len(old.Nexthops) != len(cur.Nexthops)):
+			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverReplace, Route: cur})
+		}
+	}
+}
