@@ -12,71 +12,24 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/fanout"
 )
 
-// EventKind says what happened to a route.
-type EventKind uint8
+// The event types live in plugin/fib so that consumers (the gate) need not
+// import netlink code; these names keep listener code readable.
+type (
+	// Event is fib.Event.
+	Event = fib.Event
+	// EventKind is fib.EventKind.
+	EventKind = fib.EventKind
+)
 
+// Event kinds, as in plugin/fib.
 const (
-	// Added: the route appeared in the kernel FIB.
-	Added EventKind = iota + 1
-	// Changed: the route's hardware state changed, or it was replaced in place.
-	Changed
-	// Removed: the route left the kernel FIB.
-	Removed
+	Added   = fib.Added
+	Changed = fib.Changed
+	Removed = fib.Removed
 )
-
-// String returns the word used in `fibgate monitor` output.
-func (k EventKind) String() string {
-	switch k {
-	case Added:
-		return "add"
-	case Changed:
-		return "change"
-	case Removed:
-		return "delete"
-	}
-	return "?"
-}
-
-// Event is one change of one kernel route as the listener saw it. Consumers
-// such as the gate decide from Old.Flags and New.Flags whether hardware
-// confirmed the route. Every subscriber receives the same values: treat them
-// as read-only (Clone a route to change it).
-type Event struct {
-	Kind EventKind
-	// Resync marks events found by comparing a fresh dump with the model
-	// (after an overrun, or a link or address loss) rather than read from a
-	// notification.
-	Resync bool
-	// Snapshot marks the Added events that describe the model as it was when
-	// a subscriber asked for a snapshot.
-	Snapshot bool
-	Time     time.Time
-	Old      *fib.Route // nil when Added
-	New      *fib.Route // nil when Removed
-}
-
-// Route returns the route the event is about (New, or Old when removed).
-func (e Event) Route() *fib.Route {
-	if e.New != nil {
-		return e.New
-	}
-	return e.Old
-}
-
-func eventOf(c fib.Change, now time.Time, resync bool) Event {
-	ev := Event{Old: c.Old, New: c.New, Time: now, Resync: resync}
-	switch {
-	case c.Old == nil:
-		ev.Kind = Added
-	case c.New == nil:
-		ev.Kind = Removed
-	default:
-		ev.Kind = Changed
-	}
-	return ev
-}
 
 // Stats are the listener's counters, for metrics and `fibgate monitor`.
 type Stats struct {
@@ -102,7 +55,7 @@ type Listener struct {
 	mu       sync.RWMutex
 	model    *fib.FIB
 	links    map[int]link
-	subs     map[*subscriber]struct{}
+	hub      fanout.Hub[Event]
 	ready    chan struct{}
 	counters struct {
 		notifications, overruns, resyncs, outOfSync atomic.Uint64
@@ -137,7 +90,6 @@ func NewListener(opts ...ListenerOption) *Listener {
 		setMode: -1,
 		model:   fib.New(),
 		links:   map[int]link{},
-		subs:    map[*subscriber]struct{}{},
 		ready:   make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -226,7 +178,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { sub.Close() })
 	defer stop()
 	defer sub.Close()
-	defer l.closeSubscribers()
+	defer l.hub.Close()
 
 	if err := l.resync(false); err != nil {
 		return err
@@ -318,7 +270,7 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 				continue
 			}
 			for _, c := range ch {
-				evs = append(evs, eventOf(c, now, false))
+				evs = append(evs, fib.EventOf(c, now, false))
 			}
 		case LinkMessage:
 			// Routes through a link that is taken down or removed are flushed
@@ -396,7 +348,7 @@ func (l *Listener) resync(report bool) error {
 	if report {
 		l.counters.resyncs.Add(1)
 		for _, c := range fib.Diff(l.model, fresh) {
-			evs = append(evs, eventOf(c, now, true))
+			evs = append(evs, fib.EventOf(c, now, true))
 			touched.note(l.model, c.Route())
 		}
 	} else {
