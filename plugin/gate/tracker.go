@@ -1,0 +1,474 @@
+package gate
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/fanout"
+)
+
+// Source is where the gate learns routes and their hardware state: the
+// kernel listener, or a listener with a hardware backend attached.
+type Source interface {
+	// Ready is closed once the source holds the whole table.
+	Ready() <-chan struct{}
+	// Events streams changes, with a snapshot of all routes first if asked.
+	Events(ctx context.Context, snapshot bool) <-chan []fib.Event
+	// View gives read access to the current model.
+	View(fn func(*fib.FIB))
+}
+
+type prefixKey struct {
+	table  uint32
+	prefix netip.Prefix
+}
+
+func keyOf(r *fib.Route) prefixKey { return prefixKey{r.Table, r.Prefix} }
+
+// entry is the gate's memory of one prefix.
+type entry struct {
+	st           RouteState
+	pendingSince time.Time
+	deadline     time.Time // next time the state may change by itself; zero if none
+}
+
+// Tracker keeps a RouteState per gated prefix from route events and the
+// policy: it decides when a prefix is confirmed, failed or held down. It
+// owns its state in one goroutine (Run); readers take a short lock.
+type Tracker struct {
+	src       Source
+	log       *slog.Logger
+	retention time.Duration
+
+	mu      sync.RWMutex
+	policy  Policy
+	entries map[prefixKey]*entry
+	hub     fanout.Hub[RouteState]
+	ttHW    latencies
+
+	repolicy chan struct{}
+	ready    chan struct{}
+	counters struct{ confirmed, failed, withdrawn atomic.Uint64 }
+}
+
+// TrackerOption configures a Tracker.
+type TrackerOption func(*Tracker)
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) TrackerOption { return func(t *Tracker) { t.log = l } }
+
+// WithRetention sets how long a withdrawn prefix stays visible in the API
+// after its route left the FIB (default 10 minutes).
+func WithRetention(d time.Duration) TrackerOption { return func(t *Tracker) { t.retention = d } }
+
+// NewTracker validates the policy and returns a tracker; Run starts it.
+func NewTracker(src Source, p Policy, opts ...TrackerOption) (*Tracker, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tracker{
+		src:       src,
+		log:       slog.New(slog.DiscardHandler),
+		retention: 10 * time.Minute,
+		policy:    p,
+		entries:   map[prefixKey]*entry{},
+		repolicy:  make(chan struct{}, 1),
+		ready:     make(chan struct{}),
+		ttHW:      latencies{buf: make([]time.Duration, 0, latencyWindow)},
+	}
+	for _, o := range opts {
+		o(t)
+	}
+	return t, nil
+}
+
+// Ready is closed once the tracker has judged the whole table.
+func (t *Tracker) Ready() <-chan struct{} { return t.ready }
+
+// Policy returns the policy in force.
+func (t *Tracker) Policy() Policy {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.policy
+}
+
+// SetPolicy validates p and puts it in force; every route is judged again.
+func (t *Tracker) SetPolicy(p Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.policy = p
+	t.mu.Unlock()
+	select {
+	case t.repolicy <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// List returns every tracked prefix, sorted by table, family and prefix.
+func (t *Tracker) List() []RouteState {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.listLocked()
+}
+
+func (t *Tracker) listLocked() []RouteState {
+	out := make([]RouteState, 0, len(t.entries))
+	for _, e := range t.entries {
+		out = append(out, e.st)
+	}
+	slices.SortFunc(out, compareStates)
+	return out
+}
+
+func compareStates(a, b RouteState) int {
+	if c := cmp.Compare(a.Table, b.Table); c != 0 {
+		return c
+	}
+	if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+}
+
+// Get returns the state of one prefix.
+func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	e, ok := t.entries[prefixKey{table, p.Masked()}]
+	if !ok {
+		return RouteState{}, false
+	}
+	return e.st, true
+}
+
+// Watch streams changed states until ctx ends or the tracker stops, after a
+// snapshot of every state if asked (atomically with the registration).
+func (t *Tracker) Watch(ctx context.Context, snapshot bool) <-chan []RouteState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var first []RouteState
+	if snapshot {
+		first = t.listLocked()
+	}
+	return t.hub.Subscribe(ctx, first)
+}
+
+// Run judges routes as they change until ctx ends. It returns nil when ctx
+// ends and an error when the source stops first.
+func (t *Tracker) Run(ctx context.Context) error {
+	defer t.hub.Close()
+	select {
+	case <-t.src.Ready():
+	case <-ctx.Done():
+		return nil
+	}
+	// Subscribe first, then judge the whole table as it is: every change
+	// after the subscription arrives as an event, and judging is idempotent.
+	events := t.src.Events(ctx, false)
+	t.judgeAll(time.Now())
+	close(t.ready)
+	timer := time.NewTimer(t.nextDeadline(time.Now()))
+	defer timer.Stop()
+	for {
+		select {
+		case batch, ok := <-events:
+			if !ok {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return errors.New("route source stopped")
+			}
+			keys := make(map[prefixKey]struct{}, len(batch))
+			for _, ev := range batch {
+				keys[keyOf(ev.Route())] = struct{}{}
+			}
+			t.judgeBatch(keys, t.losses(batch), time.Now())
+		case <-timer.C:
+			t.judge(t.due(time.Now()), time.Now())
+		case <-t.repolicy:
+			t.judgeAll(time.Now())
+		case <-ctx.Done():
+			return nil
+		}
+		timer.Reset(t.nextDeadline(time.Now()))
+	}
+}
+
+// losses returns the prefixes that lost confirmation within a batch: a
+// Changed event from confirmed to not. Such a flap counts even when the
+// batch also brings confirmation back and the current state looks steady.
+func (t *Tracker) losses(batch []fib.Event) map[prefixKey]bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	var lost map[prefixKey]bool
+	for _, ev := range batch {
+		if ev.Kind != fib.Changed {
+			continue
+		}
+		k := keyOf(ev.New)
+		s, ok := t.policy.Match(k.table, k.prefix)
+		if !ok {
+			continue
+		}
+		vo, _ := s.Judge(ev.Old)
+		vn, _ := s.Judge(ev.New)
+		if vo == VerdictConfirmed && vn != VerdictConfirmed {
+			if lost == nil {
+				lost = map[prefixKey]bool{}
+			}
+			lost[k] = true
+		}
+	}
+	return lost
+}
+
+// judge re-evaluates the given prefixes against the source's current
+// forwarding routes and publishes what changed.
+func (t *Tracker) judge(keys map[prefixKey]struct{}, now time.Time) { t.judgeBatch(keys, nil, now) }
+
+// judgeBatch is judge with the prefixes that lost confirmation meanwhile.
+func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]bool, now time.Time) {
+	if len(keys) == 0 {
+		return
+	}
+	routes := make(map[prefixKey]*fib.Route, len(keys))
+	t.src.View(func(f *fib.FIB) {
+		for k := range keys {
+			if r, ok := f.First(k.table, k.prefix); ok {
+				routes[k] = &r
+			}
+		}
+	})
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var changed []RouteState
+	for k := range keys {
+		if st, ok := t.evaluate(k, routes[k], lost[k], now); ok {
+			changed = append(changed, st)
+		}
+	}
+	slices.SortFunc(changed, compareStates)
+	t.hub.Publish(changed)
+}
+
+// judgeAll re-evaluates every route of the source and every tracked prefix,
+// after the policy changed.
+func (t *Tracker) judgeAll(now time.Time) {
+	keys := map[prefixKey]struct{}{}
+	t.src.View(func(f *fib.FIB) {
+		for r := range f.All() {
+			keys[keyOf(r)] = struct{}{}
+		}
+	})
+	t.mu.RLock()
+	for k := range t.entries {
+		keys[k] = struct{}{}
+	}
+	t.mu.RUnlock()
+	t.judge(keys, now)
+}
+
+// evaluate applies the state machine to one prefix whose forwarding route
+// is r (nil when the prefix has none); lost says it lost confirmation since
+// the last evaluation. It reports the new state when it changed. Called
+// with t.mu held.
+func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) (RouteState, bool) {
+	e := t.entries[k]
+	scope, inScope := t.policy.Match(k.table, k.prefix)
+	if !inScope || r == nil {
+		if e == nil {
+			return RouteState{}, false
+		}
+		if !inScope || e.st.State == Withdrawn && !now.Before(e.deadline) {
+			delete(t.entries, k)
+			if !inScope {
+				e.st.State, e.st.Reason = Withdrawn, "no longer in a gated scope"
+				return e.st, true
+			}
+			return RouteState{}, false
+		}
+		if e.st.State == Withdrawn {
+			return RouteState{}, false
+		}
+		if up(e.st.State) {
+			t.counters.withdrawn.Add(1)
+		}
+		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, "route left the FIB", now
+		e.st.Flags, e.st.NexthopFlags = 0, nil
+		e.deadline = now.Add(t.retention)
+		return e.st, true
+	}
+	if e == nil || e.st.State == Withdrawn {
+		if e == nil {
+			e = &entry{st: RouteState{Table: k.table, Prefix: k.prefix}}
+			t.entries[k] = e
+		}
+		e.st.SeenAt, e.pendingSince = now, now
+		e.st.State = 0
+	}
+	before := e.st
+	e.st.Scope = scope.Name
+	e.st.Flags = r.Flags
+	e.st.NexthopFlags = e.st.NexthopFlags[:0]
+	for _, nh := range r.Nexthops {
+		e.st.NexthopFlags = append(e.st.NexthopFlags, nh.HW)
+	}
+	e.deadline = time.Time{}
+	wasUp := up(before.State)
+	if wasUp && scope.HoldDown.Max > 0 && now.Sub(before.ConfirmedAt) >= scope.HoldDown.Max {
+		e.st.Flaps = 0 // stable long enough: forgive old flaps
+	}
+	verdict, reason := scope.Judge(r)
+	if wasUp && lost && verdict == VerdictConfirmed {
+		// Lost and regained between two looks: a flap all the same.
+		e.st.Flaps++
+		wasUp = false
+	}
+	switch verdict {
+	case VerdictConfirmed:
+		if wasUp {
+			break
+		}
+		if e.st.Flaps > 0 && scope.HoldDown.Initial > 0 {
+			if before.State != HeldDown {
+				e.st.HoldUntil = now.Add(holdTime(scope.HoldDown, e.st.Flaps))
+			}
+			if now.Before(e.st.HoldUntil) {
+				e.st.State = HeldDown
+				e.st.Reason = fmt.Sprintf("flapped %d times: held down until %s", e.st.Flaps, e.st.HoldUntil.Format(time.RFC3339Nano))
+				e.deadline = e.st.HoldUntil
+				break
+			}
+		}
+		t.confirm(e, now, "")
+	case VerdictPending, VerdictFailed:
+		if wasUp {
+			e.st.Flaps++
+			e.pendingSince = now
+		} else if before.State == HeldDown || before.State == Failed && verdict == VerdictPending {
+			e.pendingSince = now
+		}
+		if verdict == VerdictFailed {
+			if wasUp && scope.OnFailure == FailureKeep {
+				e.st.Reason = reason + "; kept advertised by policy (on_failure: keep)"
+				break
+			}
+			if before.State != Failed {
+				t.counters.failed.Add(1)
+			}
+			e.st.State, e.st.Reason = Failed, reason
+			break
+		}
+		e.st.State, e.st.Reason = Pending, reason
+		if scope.PendingTimeout > 0 {
+			expiry := e.pendingSince.Add(scope.PendingTimeout)
+			switch {
+			case now.Before(expiry):
+				e.deadline = expiry
+			case scope.FailOpen:
+				t.confirm(e, now, fmt.Sprintf("fail-open: no confirmation within %s", scope.PendingTimeout))
+			default:
+				e.st.Reason = fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout)
+			}
+		}
+	}
+	if stateEqual(before, e.st) {
+		return RouteState{}, false
+	}
+	return e.st, true
+}
+
+func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
+	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, reason, now
+	e.st.HoldUntil = time.Time{}
+	t.counters.confirmed.Add(1)
+	if reason == "" {
+		t.ttHW.add(now.Sub(e.pendingSince))
+	}
+}
+
+func up(s State) bool { return s == Confirmed || s == Advertised }
+
+// holdTime is Initial × Multiplier^(flaps-1), capped at Max.
+func holdTime(h HoldDown, flaps int) time.Duration {
+	d := float64(h.Initial) * math.Pow(max(h.Multiplier, 1), float64(flaps-1))
+	if d > float64(h.Max) {
+		return h.Max
+	}
+	return time.Duration(d)
+}
+
+func stateEqual(a, b RouteState) bool {
+	return a.State == b.State && a.Reason == b.Reason && a.Flags == b.Flags && a.Scope == b.Scope &&
+		slices.Equal(a.NexthopFlags, b.NexthopFlags) && a.Flaps == b.Flaps && a.HoldUntil.Equal(b.HoldUntil)
+}
+
+// due returns the prefixes whose deadline has passed.
+func (t *Tracker) due(now time.Time) map[prefixKey]struct{} {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	keys := map[prefixKey]struct{}{}
+	for k, e := range t.entries {
+		if !e.deadline.IsZero() && !now.Before(e.deadline) {
+			keys[k] = struct{}{}
+		}
+	}
+	return keys
+}
+
+// nextDeadline returns how long until the earliest deadline (an hour when
+// there is none). Deadlines are few (pending with a timeout, held down,
+// withdrawn), but the scan is over all entries: fine for the tens of
+// thousands of prefixes a leaf gates; a heap is the next step beyond that.
+func (t *Tracker) nextDeadline(now time.Time) time.Duration {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	next := time.Hour
+	for _, e := range t.entries {
+		if !e.deadline.IsZero() {
+			next = min(next, max(e.deadline.Sub(now), 0))
+		}
+	}
+	return next
+}
+
+// TrackerStats are the gate's counters and latencies, for the API and metrics.
+type TrackerStats struct {
+	ByState   map[State]int
+	Confirmed uint64 // confirmations (including fail-open ones)
+	Failed    uint64 // transitions to failed
+	Withdrawn uint64 // confirmed prefixes whose route left the FIB
+	// TimeToHardware is from a route entering the FIB (or losing
+	// confirmation) to its hardware confirmation, over the recent window.
+	TimeToHardware LatencySummary
+}
+
+// Stats returns a snapshot of the counters.
+func (t *Tracker) Stats() TrackerStats {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := TrackerStats{
+		ByState:        map[State]int{},
+		Confirmed:      t.counters.confirmed.Load(),
+		Failed:         t.counters.failed.Load(),
+		Withdrawn:      t.counters.withdrawn.Load(),
+		TimeToHardware: t.ttHW.summary(),
+	}
+	for _, e := range t.entries {
+		s.ByState[e.st.State]++
+	}
+	return s
+}

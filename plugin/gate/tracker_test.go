@@ -1,0 +1,240 @@
+package gate
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/fanout"
+)
+
+// modelSource is an in-memory Source: a real fib model whose changes are
+// published as events, the way the kernel listener does.
+type modelSource struct {
+	mu    sync.RWMutex
+	f     *fib.FIB
+	hub   fanout.Hub[fib.Event]
+	ready chan struct{}
+}
+
+func newModelSource() *modelSource {
+	s := &modelSource{f: fib.New(fib.WithNotifyMode(fib.IPv4, fib.NotifyAll), fib.WithNotifyMode(fib.IPv6, fib.NotifyAll)), ready: make(chan struct{})}
+	close(s.ready)
+	return s
+}
+
+func (s *modelSource) Ready() <-chan struct{} { return s.ready }
+func (s *modelSource) View(fn func(*fib.FIB)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fn(s.f)
+}
+func (s *modelSource) Events(ctx context.Context, snapshot bool) <-chan []fib.Event {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var first []fib.Event
+	if snapshot {
+		for r := range s.f.All() {
+			c := r.Clone()
+			first = append(first, fib.Event{Kind: fib.Added, Snapshot: true, New: &c})
+		}
+	}
+	return s.hub.Subscribe(ctx, first)
+}
+
+func (s *modelSource) add(t *testing.T, r fib.Route) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.f.Add(r, fib.NLMCreate|fib.NLMExcl); err != nil {
+		t.Fatal(err)
+	}
+	c := r.Clone()
+	s.hub.Publish([]fib.Event{{Kind: fib.Added, New: &c}})
+}
+
+func (s *modelSource) del(t *testing.T, r fib.Route) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.f.Delete(r); err != nil {
+		t.Fatal(err)
+	}
+	c := r.Clone()
+	s.hub.Publish([]fib.Event{{Kind: fib.Removed, Old: &c}})
+}
+
+func (s *modelSource) flags(r fib.Route, f fib.HWFlags) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old, _ := s.f.Find(&r)
+	if len(s.f.SetFlags(&r, f)) > 0 {
+		cur, _ := s.f.Find(&r)
+		s.hub.Publish([]fib.Event{{Kind: fib.Changed, Old: &old, New: &cur}})
+	}
+}
+
+func route(p string) fib.Route {
+	return fib.Route{Table: fib.TableMain, Prefix: netip.MustParsePrefix(p), Type: fib.TypeUnicast,
+		Protocol: fib.ProtoBGP, Nexthops: []fib.Nexthop{{LinkIndex: 2}}}
+}
+
+// startTracker runs a tracker in the current synctest bubble.
+func startTracker(t *testing.T, src Source, p Policy) *Tracker {
+	t.Helper()
+	tr, err := NewTracker(src, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tr.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	<-tr.Ready()
+	return tr
+}
+
+func stateOf(t *testing.T, tr *Tracker, p string) RouteState {
+	t.Helper()
+	synctest.Wait()
+	st, _ := tr.Get(fib.TableMain, netip.MustParsePrefix(p))
+	return st
+}
+
+func TestTrackerConfirmsOnlyWhenHardwareDoes(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		src.add(t, route("10.0.0.0/24")) // before start: comes in the snapshot
+		tr := startTracker(t, src, DefaultPolicy())
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Pending || st.Reason != "waiting for hardware" {
+			t.Fatalf("snapshot route: %v %q, want pending", st.State, st.Reason)
+		}
+		src.add(t, route("10.0.1.0/24"))
+		time.Sleep(300 * time.Millisecond) // the hardware takes its time
+		src.flags(route("10.0.1.0/24"), fib.Trap)
+		st := stateOf(t, tr, "10.0.1.0/24")
+		if st.State != Confirmed || st.ConfirmedAt.Sub(st.SeenAt) != 300*time.Millisecond {
+			t.Fatalf("trapped route: %v seen %v confirmed %v", st.State, st.SeenAt, st.ConfirmedAt)
+		}
+		if s := tr.Stats(); s.TimeToHardware.Count != 1 || s.TimeToHardware.Max != 300*time.Millisecond || s.ByState[Pending] != 1 {
+			t.Errorf("stats = %+v", s)
+		}
+	})
+}
+
+func TestTrackerHoldsDownAFlappingPrefix(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		tr := startTracker(t, src, DefaultPolicy())
+		r := route("10.0.0.0/24")
+		src.add(t, r)
+		src.flags(r, fib.Trap)
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Confirmed {
+			t.Fatalf("state %v, want confirmed", st.State)
+		}
+		src.flags(r, fib.OffloadFailed)
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Failed || st.Flaps != 1 {
+			t.Fatalf("after failure: %v flaps %d", st.State, st.Flaps)
+		}
+		src.flags(r, fib.Trap)
+		st := stateOf(t, tr, "10.0.0.0/24")
+		if st.State != HeldDown || st.HoldUntil.Sub(time.Now()) != time.Second {
+			t.Fatalf("after recovery: %v until %v, want held down for 1 s", st.State, st.HoldUntil)
+		}
+		time.Sleep(time.Second)
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Confirmed {
+			t.Fatalf("after the hold time: %v, want confirmed", st.State)
+		}
+		// A second flap doubles the hold time.
+		src.flags(r, 0)
+		src.flags(r, fib.Trap)
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != HeldDown || st.HoldUntil.Sub(time.Now()) != 2*time.Second {
+			t.Fatalf("second flap: %v until %v, want held down for 2 s", st.State, st.HoldUntil)
+		}
+	})
+}
+
+func TestTrackerPendingTimeout(t *testing.T) {
+	for _, failOpen := range []bool{false, true} {
+		name := map[bool]string{false: "fail-closed keeps holding", true: "fail-open advertises"}[failOpen]
+		t.Run(name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := DefaultScope()
+				s.PendingTimeout, s.FailOpen = 5*time.Second, failOpen
+				src := newModelSource()
+				tr := startTracker(t, src, Policy{Scopes: []Scope{s}})
+				src.add(t, route("10.0.0.0/24"))
+				time.Sleep(4 * time.Second)
+				if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Pending {
+					t.Fatalf("before the timeout: %v", st.State)
+				}
+				time.Sleep(time.Second)
+				st := stateOf(t, tr, "10.0.0.0/24")
+				if failOpen && (st.State != Confirmed || !strings.Contains(st.Reason, "fail-open")) ||
+					!failOpen && (st.State != Pending || !strings.Contains(st.Reason, "fail-closed")) {
+					t.Fatalf("after the timeout: %v %q", st.State, st.Reason)
+				}
+			})
+		})
+	}
+}
+
+func TestTrackerWithdrawsAndForgets(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		tr := startTracker(t, src, DefaultPolicy())
+		r := route("10.0.0.0/24")
+		src.add(t, r)
+		src.flags(r, fib.Trap)
+		synctest.Wait() // the tracker sees it confirmed before it goes
+		src.del(t, r)
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Withdrawn || st.WithdrawnAt.IsZero() {
+			t.Fatalf("after delete: %v", st.State)
+		}
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		if _, ok := tr.Get(fib.TableMain, r.Prefix); ok || tr.Stats().Withdrawn != 1 {
+			t.Errorf("withdrawn prefix still listed after the retention time, or not counted")
+		}
+	})
+}
+
+func TestTrackerFollowsPolicyChanges(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		only10 := DefaultScope()
+		only10.Prefixes = []PrefixRange{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MaxLen: 32}}
+		tr := startTracker(t, src, Policy{Scopes: []Scope{only10}})
+		src.add(t, route("10.0.0.0/24"))
+		src.add(t, route("192.0.2.0/24"))
+		if _, ok := tr.Get(fib.TableMain, netip.MustParsePrefix("192.0.2.0/24")); ok || stateOf(t, tr, "10.0.0.0/24").State != Pending {
+			t.Fatalf("scope not applied: %v", tr.List())
+		}
+		watch := tr.Watch(t.Context(), true)
+		if snap := <-watch; len(snap) != 1 {
+			t.Fatalf("watch snapshot has %d states, want 1", len(snap))
+		}
+		fibOnly := DefaultScope()
+		fibOnly.Level = LevelFIB
+		if err := tr.SetPolicy(Policy{Scopes: []Scope{fibOnly}}); err != nil {
+			t.Fatal(err)
+		}
+		changes := <-watch
+		if len(changes) != 2 || changes[0].State != Confirmed || changes[1].State != Confirmed {
+			t.Fatalf("after policy change: %+v", changes)
+		}
+		if err := tr.SetPolicy(Policy{Scopes: []Scope{{}}}); err == nil {
+			t.Errorf("an invalid policy was accepted")
+		}
+	})
+}
