@@ -5,6 +5,7 @@ package kernel
 import (
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -38,8 +39,47 @@ func dump(opts Options, typ uint16, req []byte, reset func(), each func(msg []by
 	if !ok {
 		return fmt.Errorf("getsockname: unexpected address %T", sa)
 	}
-	portID := nsa.Pid
+	return dumpOn(&nlConn{fd: fd, portID: nsa.Pid}, typ, req, reset, each)
+}
 
+// dumpConn is what a dump needs from a socket; tests replace it to script
+// the kernel's answers (interrupted dumps, errors) that a real kernel does
+// not produce on demand.
+type dumpConn interface {
+	send(req []byte) error
+	// recv reads one datagram; n may exceed len(b) (MSG_TRUNC).
+	recv(b []byte) (n int, fromKernel bool, err error)
+	port() uint32
+}
+
+// nlConn is a blocking netlink socket.
+type nlConn struct {
+	fd     int
+	portID uint32
+}
+
+func (c *nlConn) send(req []byte) error {
+	return unix.Sendto(c.fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK})
+}
+
+func (c *nlConn) recv(b []byte) (int, bool, error) {
+	for {
+		n, from, err := unix.Recvfrom(c.fd, b, unix.MSG_TRUNC)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, false, err
+		}
+		nsa, ok := from.(*unix.SockaddrNetlink)
+		return n, ok && nsa.Pid == 0, nil
+	}
+}
+
+func (c *nlConn) port() uint32 { return c.portID }
+
+// dumpOn runs the request/answer/retry loop of dump on c.
+func dumpOn(c dumpConn, typ uint16, req []byte, reset func(), each func(msg []byte) error) error {
 	buf := make([]byte, maxDatagram)
 	seq := uint32(time.Now().UnixNano())
 	for attempt := 1; ; attempt++ {
@@ -49,11 +89,11 @@ func dump(opts Options, typ uint16, req []byte, reset func(), each func(msg []by
 		binary.NativeEndian.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 		binary.NativeEndian.PutUint32(req[8:], seq)
 		binary.NativeEndian.PutUint32(req[12:], 0)
-		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		if err := c.send(req); err != nil {
 			return fmt.Errorf("send dump request: %w", err)
 		}
 		reset()
-		interrupted, err := readDump(fd, buf, seq, portID, each)
+		interrupted, err := readDump(c, buf, seq, each)
 		if err != nil {
 			return err
 		}
@@ -69,22 +109,19 @@ func dump(opts Options, typ uint16, req []byte, reset func(), each func(msg []by
 // readDump reads the answer to the dump with sequence number seq until
 // NLMSG_DONE and reports whether any part of it was flagged
 // NLM_F_DUMP_INTR. Messages of other requests (stale sequence numbers or
-// ports) are ignored.
-func readDump(fd int, buf []byte, seq, portID uint32, each func([]byte) error) (interrupted bool, err error) {
+// ports) and datagrams not from the kernel are ignored.
+func readDump(c dumpConn, buf []byte, seq uint32, each func([]byte) error) (interrupted bool, err error) {
 	var msgs [][]byte
 	for {
-		n, from, err := unix.Recvfrom(fd, buf, unix.MSG_TRUNC)
-		if err == unix.EINTR {
-			continue
-		}
+		n, kernel, err := c.recv(buf)
 		if err != nil {
 			return false, fmt.Errorf("receive dump: %w", err)
 		}
 		if n > len(buf) {
 			return false, fmt.Errorf("receive dump: datagram of %d bytes exceeds the %d-byte buffer", n, len(buf))
 		}
-		if nsa, ok := from.(*unix.SockaddrNetlink); !ok || nsa.Pid != 0 {
-			continue // not from the kernel
+		if !kernel {
+			continue
 		}
 		msgs, err = splitMessages(msgs[:0], buf[:n])
 		if err != nil {
@@ -95,7 +132,7 @@ func readDump(fd int, buf []byte, seq, portID uint32, each func([]byte) error) (
 			if err != nil {
 				return false, fmt.Errorf("receive dump: %w", err)
 			}
-			if h.Seq != seq || h.PID != portID {
+			if h.Seq != seq || h.PID != c.port() {
 				continue
 			}
 			if h.Flags&unix.NLM_F_DUMP_INTR != 0 {
@@ -103,10 +140,12 @@ func readDump(fd int, buf []byte, seq, portID uint32, each func([]byte) error) (
 			}
 			switch h.Type {
 			case nlmsgDone:
-				// NLMSG_DONE carries an int error; a dump can fail halfway.
+				// NLMSG_DONE carries an int error (a dump can fail, also
+				// at the start when the request is rejected), followed
+				// directly by extended-ack attributes.
 				if len(msg) >= nlmsgHdrLen+4 {
 					if e := int32(binary.NativeEndian.Uint32(msg[nlmsgHdrLen:])); e < 0 {
-						return false, fmt.Errorf("dump ended with error: %w", unix.Errno(-e))
+						return false, fmt.Errorf("dump ended with error: %w%s", unix.Errno(-e), extack(msg, h.Flags, nlmsgHdrLen+4))
 					}
 				}
 				return interrupted, nil
@@ -134,30 +173,28 @@ func nlError(msg []byte) error {
 	if e == 0 {
 		return nil
 	}
-	errno := unix.Errno(-e)
 	// struct nlmsgerr is the error and the request's header; with
-	// NLM_F_CAPPED (0x100) only the header, else the whole request, then
-	// the extack attributes (NLM_F_ACK_TLVS, 0x200).
+	// NLM_F_CAPPED only the header, else the whole request. The
+	// extended-ack attributes follow.
 	flags := binary.NativeEndian.Uint16(msg[6:])
-	if flags&unix.NLM_F_ACK_TLVS == 0 {
-		return fmt.Errorf("kernel: %w", errno)
-	}
 	off := nlmsgHdrLen + 4 + nlmsgHdrLen
-	if flags&unix.NLM_F_CAPPED == 0 && len(msg) >= nlmsgHdrLen+4+nlmsgHdrLen {
+	if flags&unix.NLM_F_CAPPED == 0 && len(msg) >= off {
 		off = nlmsgHdrLen + 4 + align4(int(binary.NativeEndian.Uint32(msg[nlmsgHdrLen+4:])))
 	}
-	if off > len(msg) {
-		return fmt.Errorf("kernel: %w", errno)
+	return fmt.Errorf("kernel: %w%s", unix.Errno(-e), extack(msg, flags, off))
+}
+
+// extack returns ": <text>" for the NLMSGERR_ATTR_MSG attribute at or after
+// off when the message has NLM_F_ACK_TLVS, else "".
+func extack(msg []byte, flags uint16, off int) string {
+	if flags&unix.NLM_F_ACK_TLVS == 0 || off < 0 || off > len(msg) {
+		return ""
 	}
 	ar := newAttrReader(msg[off:], off)
 	for ar.next() {
 		if ar.typ == unix.NLMSGERR_ATTR_MSG {
-			text := ar.data
-			for len(text) > 0 && text[len(text)-1] == 0 {
-				text = text[:len(text)-1]
-			}
-			return fmt.Errorf("kernel: %w: %s", errno, text)
+			return ": " + strings.TrimRight(string(ar.data), "\x00")
 		}
 	}
-	return fmt.Errorf("kernel: %w", errno)
+	return ""
 }

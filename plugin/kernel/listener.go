@@ -70,7 +70,7 @@ type ListenerOption func(*Listener)
 func WithNetNS(name string) ListenerOption { return func(l *Listener) { l.opts.NetNS = name } }
 
 // WithRcvBuf sets the notification socket's receive buffer in bytes. The
-// default (32 MiB) holds about 40k queued notifications; a smaller buffer
+// default (32 MiB) holds about 80k IPv4 or 52k IPv6 queued notifications; a smaller buffer
 // overruns sooner and costs more resyncs.
 func WithRcvBuf(n int) ListenerOption { return func(l *Listener) { l.opts.RcvBuf = n } }
 

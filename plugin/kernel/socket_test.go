@@ -407,3 +407,75 @@ func TestRcvBufForcedAndFallback(t *testing.T) {
 		t.Errorf("without CAP_NET_ADMIN: SO_RCVBUF = %d, want the rmem_max-capped fallback", r.got)
 	}
 }
+
+// TestKernelDropsNotificationsWhileCongested pins down the kernel
+// behaviour that makes Receive empty the queue after an overrun: once
+// ENOBUFS is reported, the socket stays "congested" and every new
+// notification is dropped, without another ENOBUFS, until the receive
+// queue has been read empty.
+func TestKernelDropsNotificationsWhileCongested(t *testing.T) {
+	t.Parallel()
+	ns := newTestNS(t)
+	addTestLink(t, ns, "d0")
+	s, err := Subscribe(Options{NetNS: ns, RcvBuf: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var lines []string
+	for i := range 200 {
+		lines = append(lines, fmt.Sprintf("route add 10.0.%d.0/24 dev d0", i))
+	}
+	ipBatch(t, ns, lines)
+	raw := func() (msgs [][]byte, enobufs int) {
+		s.conn.Control(func(fd uintptr) {
+			for {
+				n, _, err := s.recv(int(fd), s.buf)
+				if err == unix.ENOBUFS {
+					enobufs++
+					continue
+				}
+				if err != nil {
+					return
+				}
+				msgs, _ = splitMessages(msgs, append([]byte(nil), s.buf[:n]...))
+				if len(msgs) == 1 && enobufs == 1 {
+					return // one message read after the error: queue not yet empty
+				}
+			}
+		})
+		return msgs, enobufs
+	}
+	if _, enobufs := raw(); enobufs != 1 {
+		t.Fatalf("ENOBUFS reported %d times, want 1", enobufs)
+	}
+	// Still congested: this notification is lost.
+	ipn(t, ns, "route", "add", "10.1.0.0/24", "dev", "d0")
+	msgs, enobufs := raw()
+	for _, m := range msgs {
+		if r, err := DecodeRoute(m); err == nil && r.Route.Prefix.String() == "10.1.0.0/24" {
+			t.Errorf("notification delivered while congested (kernel behaviour changed?)")
+		}
+	}
+	if enobufs != 0 {
+		t.Errorf("ENOBUFS reported again (%d) for a drop while congested", enobufs)
+	}
+	// The queue is empty now, so delivery resumes.
+	ipn(t, ns, "route", "add", "10.2.0.0/24", "dev", "d0")
+	waitMessage(t, s, "a notification once the queue was emptied", routeTo(unix.RTM_NEWROUTE, "10.2.0.0/24"))
+}
+
+// TestDumpShowsKernelExtack sends a request the kernel's strict check
+// rejects and expects its extended-ack text in the error.
+func TestDumpShowsKernelExtack(t *testing.T) {
+	t.Parallel()
+	ns := newTestNS(t)
+	req := make([]byte, nlmsgHdrLen+rtmsgLen)
+	req[nlmsgHdrLen] = unix.AF_INET
+	req[nlmsgHdrLen+1] = 8 // rtm_dst_len must be 0 in a dump request
+	err := dump(Options{NetNS: ns}, unix.RTM_GETROUTE, req, func() {}, func([]byte) error { return nil })
+	if !errors.Is(err, unix.EINVAL) || !strings.Contains(err.Error(), "dump request") {
+		t.Errorf("invalid dump request: %v, want EINVAL with the kernel's explanation", err)
+	}
+	t.Log(err)
+}
