@@ -175,6 +175,9 @@ func (l *Listener) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if w := sub.Warning(); w != nil {
+		l.log.Warn("notification socket works with a smaller buffer and will overrun sooner", "err", w)
+	}
 	stop := context.AfterFunc(ctx, func() { sub.Close() })
 	defer stop()
 	defer sub.Close()

@@ -5,7 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -143,4 +147,54 @@ func equalLines(a, b monitorLine) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return slices.Equal(ja, jb)
+}
+
+// TestMain lets a test run the command itself as another user: with
+// FIBGATE_TEST_MAIN set, the test binary is fibgate.
+func TestMain(m *testing.M) {
+	if os.Getenv("FIBGATE_TEST_MAIN") == "1" {
+		main()
+	}
+	os.Exit(m.Run())
+}
+
+func TestMonitorWithoutPrivilegesExitsWithStatus2(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	setpriv, err := exec.LookPath("setpriv")
+	if err != nil {
+		t.Skip("needs setpriv (util-linux) to drop privileges")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test binary lives in a 0700 build directory: copy it where
+	// nobody may run it.
+	dir, err := os.MkdirTemp("", "fibgate-priv-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	bin := filepath.Join(dir, "fibgate")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", bin, "monitor", "--netns", ns)
+	cmd.Env = append(os.Environ(), "FIBGATE_TEST_MAIN=1")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitUsage {
+		t.Fatalf("exit: %v, want status %d; output:\n%s", err, exitUsage, out)
+	}
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], "run as root or with CAP_NET_ADMIN") {
+		t.Errorf("want one line naming the missing privilege, got:\n%s", out)
+	}
 }
