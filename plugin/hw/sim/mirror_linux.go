@@ -1,0 +1,252 @@
+//go:build linux
+
+package sim
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// plumbing is the sim's kernel side in one namespace: the mirror table with
+// its rules, and the neighbour watcher spectrum mode needs.
+type plumbing struct {
+	nsh    netns.NsHandle
+	h      *netlink.Handle
+	mirror *mirror     // nil without forwarding
+	neigh  *neighbours // nil in trap mode
+}
+
+func openPlumbing(ns string, cfg Config, forward bool, log *slog.Logger, changed func(netip.Addr)) (*plumbing, error) {
+	if ns == "." || ns == ".." || strings.ContainsAny(ns, "/\x00") {
+		return nil, fmt.Errorf("invalid network namespace name %q (want a name under /run/netns)", ns)
+	}
+	var nsh netns.NsHandle
+	var err error
+	if ns == "" {
+		nsh, err = netns.Get()
+	} else {
+		nsh, err = netns.GetFromName(ns)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %q: %w", ns, err)
+	}
+	h, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		nsh.Close()
+		return nil, fmt.Errorf("open netlink handle: %w", err)
+	}
+	p := &plumbing{nsh: nsh, h: h}
+	if forward {
+		p.mirror, err = openMirror(h, cfg, log)
+		if err != nil {
+			h.Close()
+			nsh.Close()
+			return nil, err
+		}
+	}
+	if cfg.Mode == ModeSpectrum {
+		p.neigh = newNeighbours(nsh, log, changed)
+	}
+	return p, nil
+}
+
+func (p *plumbing) close() error {
+	var err error
+	if p.mirror != nil {
+		err = p.mirror.cleanup()
+	}
+	p.h.Close()
+	p.nsh.Close()
+	return err
+}
+
+// mirror keeps a kernel routing table equal to what the hardware forwards,
+// and the `ip rule iif PORT lookup TABLE` rules that route traffic from the
+// data ports by it. The table's default is unreachable, so a route that is
+// not in hardware drops packets (with an ICMP unreachable, as a router
+// would); the local table's rule (priority 0) still comes first, so the
+// router's own addresses keep working.
+type mirror struct {
+	h     *netlink.Handle
+	table int
+	prio  int
+	ports []string
+	log   *slog.Logger
+	held  map[key]mirrorID // what each hardware entry installed
+	owner map[mirrorID]key // which entry a kernel route belongs to
+}
+
+// mirrorID is a route's identity in the mirror table, enough to delete it
+// without touching its neighbours (the unreachable default among them).
+type mirrorID struct {
+	prefix   netip.Prefix
+	tos      uint8
+	priority uint32
+	typ      fib.RouteType
+}
+
+func openMirror(h *netlink.Handle, cfg Config, log *slog.Logger) (*mirror, error) {
+	m := &mirror{h: h, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
+		held: map[key]mirrorID{}, owner: map[mirrorID]key{}}
+	// A sim that crashed may have left its table and rules behind.
+	if err := m.cleanup(); err != nil {
+		return nil, err
+	}
+	if err := m.install0(); err != nil {
+		return nil, errors.Join(err, m.cleanup())
+	}
+	return m, nil
+}
+
+func (m *mirror) install0() error {
+	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+		r := netlink.Route{Dst: ipNet(def), Table: m.table, Type: unix.RTN_UNREACHABLE,
+			Priority: math.MaxUint32, Family: family(def)}
+		if err := m.h.RouteReplace(&r); err != nil {
+			return fmt.Errorf("add unreachable %s to table %d: %w", def, m.table, err)
+		}
+	}
+	for _, port := range m.ports {
+		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+			r := netlink.NewRule()
+			r.Family, r.Priority, r.Table, r.IifName = fam, m.prio, m.table, port
+			if err := m.h.RuleAdd(r); err != nil {
+				return fmt.Errorf("add rule iif %s lookup %d priority %d: %w", port, m.table, m.prio, err)
+			}
+		}
+	}
+	return nil
+}
+
+// cleanup removes the sim's rules (its priority and table) and every route
+// of its table, in both families.
+func (m *mirror) cleanup() error {
+	var errs []error
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		rules, err := m.h.RuleListFiltered(fam, &netlink.Rule{Table: m.table, Priority: m.prio},
+			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PRIORITY)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list rules: %w", err))
+		}
+		for _, r := range rules {
+			r.Family = fam
+			if err := m.h.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
+				errs = append(errs, fmt.Errorf("delete rule iif %s lookup %d: %w", r.IifName, m.table, err))
+			}
+		}
+		routes, err := m.h.RouteListFiltered(fam, &netlink.Route{Table: m.table}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("list table %d: %w", m.table, err))
+		}
+		for _, r := range routes {
+			if err := m.h.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) {
+				errs = append(errs, fmt.Errorf("delete %s from table %d: %w", r.Dst, m.table, err))
+			}
+		}
+	}
+	clear(m.held)
+	clear(m.owner)
+	return errors.Join(errs...)
+}
+
+// install mirrors r as what hardware forwards for its prefix, replacing the
+// entry's previous route; types that need no forwarding entry only drop it.
+func (m *mirror) install(r *fib.Route) error {
+	k := keyOf(r)
+	if !mirrored(r.Type) {
+		return m.removeKey(k)
+	}
+	nr, err := m.toNetlink(r)
+	if err != nil {
+		return err
+	}
+	id := mirrorID{prefix: k.prefix, tos: r.TOS, priority: r.Priority, typ: r.Type}
+	if prev, ok := m.held[k]; ok && prev != id {
+		if err := m.removeKey(k); err != nil {
+			return err
+		}
+	}
+	if err := m.h.RouteReplace(&nr); err != nil {
+		return fmt.Errorf("mirror %s into table %d: %w", r.String(), m.table, err)
+	}
+	m.held[k] = id
+	m.owner[id] = k
+	return nil
+}
+
+func (m *mirror) remove(r *fib.Route) error { return m.removeKey(keyOf(r)) }
+
+func (m *mirror) removeKey(k key) error {
+	id, ok := m.held[k]
+	if !ok {
+		return nil
+	}
+	delete(m.held, k)
+	if m.owner[id] != k {
+		return nil // another table's route of the same identity took it over
+	}
+	delete(m.owner, id)
+	nr := netlink.Route{Dst: ipNet(id.prefix), Table: m.table, Tos: int(id.tos), Priority: int(id.priority),
+		Type: int(id.typ), Family: family(id.prefix)}
+	if err := m.h.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("remove %s from table %d: %w", id.prefix, m.table, err)
+	}
+	return nil
+}
+
+// toNetlink copies a route into the mirror table: same destination, type,
+// tos, metric, scope, source and paths.
+func (m *mirror) toNetlink(r *fib.Route) (netlink.Route, error) {
+	nr := netlink.Route{Dst: ipNet(r.Prefix), Table: m.table, Type: int(r.Type), Tos: int(r.TOS),
+		Priority: int(r.Priority), Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope),
+		Family: family(r.Prefix)}
+	if r.PrefSrc.IsValid() {
+		nr.Src = r.PrefSrc.AsSlice()
+	}
+	switch len(r.Nexthops) {
+	case 0:
+		if r.Type == fib.TypeUnicast {
+			return nr, fmt.Errorf("mirror %s: no nexthops (a nexthop object seen with nexthop_compat_mode=0)", r.String())
+		}
+	case 1:
+		nh := r.Nexthops[0]
+		nr.LinkIndex, nr.Flags = nh.LinkIndex, int(nh.Flags&fib.RTNHFOnlink)
+		if nh.Gateway.IsValid() {
+			nr.Gw = nh.Gateway.AsSlice()
+		}
+	default:
+		for _, nh := range r.Nexthops {
+			ni := &netlink.NexthopInfo{LinkIndex: nh.LinkIndex, Flags: int(nh.Flags & fib.RTNHFOnlink)}
+			if nh.Weight > 1 {
+				ni.Hops = nh.Weight - 1
+			}
+			if nh.Gateway.IsValid() {
+				ni.Gw = nh.Gateway.AsSlice()
+			}
+			nr.MultiPath = append(nr.MultiPath, ni)
+		}
+	}
+	return nr, nil
+}
+
+func ipNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func family(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
