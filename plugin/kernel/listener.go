@@ -52,6 +52,7 @@ type Listener struct {
 	log      *slog.Logger
 	setMode  int // -1: leave the sysctl alone
 	driver   fib.Driver
+	ignore   map[uint32]bool
 	mu       sync.RWMutex
 	model    *fib.FIB
 	links    map[int]link
@@ -73,6 +74,20 @@ func WithNetNS(name string) ListenerOption { return func(l *Listener) { l.opts.N
 // default (32 MiB) holds about 80k IPv4 or 52k IPv6 queued notifications; a smaller buffer
 // overruns sooner and costs more resyncs.
 func WithRcvBuf(n int) ListenerOption { return func(l *Listener) { l.opts.RcvBuf = n } }
+
+// WithIgnoreTables leaves routing tables out of the model and the events:
+// for example the simulated ASIC's mirror table, which would otherwise
+// double the model of a full table.
+func WithIgnoreTables(ids ...uint32) ListenerOption {
+	return func(l *Listener) {
+		if l.ignore == nil {
+			l.ignore = map[uint32]bool{}
+		}
+		for _, id := range ids {
+			l.ignore[id] = true
+		}
+	}
+}
 
 // WithLogger sets the logger; the default discards.
 func WithLogger(log *slog.Logger) ListenerOption { return func(l *Listener) { l.log = log } }
@@ -256,7 +271,7 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 		}
 		switch m := v.(type) {
 		case RouteMessage:
-			if m.Src.IsValid() {
+			if m.Src.IsValid() || l.ignore[m.Route.Table] {
 				continue // source-specific IPv6 routes are not modelled
 			}
 			l.counters.notifications.Add(1)
@@ -326,7 +341,7 @@ func (l *Listener) resync(report bool) error {
 			return err
 		}
 		for _, m := range msgs {
-			if m.Src.IsValid() {
+			if m.Src.IsValid() || l.ignore[m.Route.Table] {
 				continue
 			}
 			if err := fresh.Append(m.Route); err != nil {

@@ -65,6 +65,9 @@ func isEvent(kind EventKind, prefix string) func(Event) bool {
 	return func(ev Event) bool { return ev.Kind == kind && ev.Route().Prefix == p }
 }
 
+// ignoredTable is the table listener tests leave out (WithIgnoreTables).
+const ignoredTable = 4242
+
 // kernelModel loads a fresh dump of ns into a model, as the listener does.
 func kernelModel(t *testing.T, ns string) *fib.FIB {
 	t.Helper()
@@ -75,7 +78,7 @@ func kernelModel(t *testing.T, ns string) *fib.FIB {
 			t.Fatalf("dump: %v", err)
 		}
 		for _, msg := range msgs {
-			if msg.Src.IsValid() {
+			if msg.Src.IsValid() || msg.Route.Table == ignoredTable {
 				continue
 			}
 			if err := m.Append(msg.Route); err != nil {
@@ -115,7 +118,7 @@ func TestListenerFollowsRouteChanges(t *testing.T) {
 	addTestLink(t, ns, "dummy1")
 	ipn(t, ns, "addr", "add", "10.1.0.1/24", "dev", "dummy1")
 	ipn(t, ns, "-6", "addr", "add", "2001:db8:ff::1/64", "dev", "dummy1", "nodad")
-	l, evs := startListener(t, ns)
+	l, evs := startListener(t, ns, WithIgnoreTables(ignoredTable))
 
 	ipn(t, ns, "route", "add", "192.0.2.0/24", "via", "10.1.0.2")
 	ev := waitEvent(t, evs, "add 192.0.2.0/24", isEvent(Added, "192.0.2.0/24"))
@@ -134,6 +137,13 @@ func TestListenerFollowsRouteChanges(t *testing.T) {
 	ipn(t, ns, "-6", "route", "del", "2001:db8:1::/64", "via", "2001:db8:ff::3")
 	ipn(t, ns, "route", "del", "192.0.2.0/24", "via", "10.1.0.3")
 	waitEvent(t, evs, "delete 192.0.2.0/24", isEvent(Removed, "192.0.2.0/24"))
+	// An ignored table stays out of the model and the stream.
+	ipn(t, ns, "route", "add", "198.51.100.0/24", "via", "10.1.0.2", "table", "4242")
+	ipn(t, ns, "route", "add", "198.51.100.0/24", "via", "10.1.0.2")
+	ev = waitEvent(t, evs, "add 198.51.100.0/24", isEvent(Added, "198.51.100.0/24"))
+	if ev.New.Table != fib.TableMain {
+		t.Errorf("event from ignored table %d", ev.New.Table)
+	}
 	waitInSync(t, l, ns, 10*time.Second)
 	if s := l.Stats(); s.Notifications == 0 || s.Resyncs != 0 {
 		t.Errorf("stats = %+v: want notifications and no resync", s)
