@@ -7,8 +7,15 @@ PKGS       := ./...
 GOFLAGS    ?=
 # Debian packages the tests need (iproute2 for namespaces; frr for later labs).
 APT_PKGS   := iproute2
+# Code generators for proto/, pinned and built from source into bin/tools
+# (proto/buf.gen.yaml names them there). protoc-gen-go follows the
+# google.golang.org/protobuf version in go.mod, so generated code always
+# matches the runtime it is compiled against.
+TOOLS      := $(CURDIR)/bin/tools
+BUF_VERSION                := v1.75.0
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: help build test test-short vet fmt-check deps bench fuzz monitor clean
+.PHONY: help build test test-short vet fmt-check deps bench fuzz monitor clean proto proto-tools proto-check
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +48,26 @@ fuzz: ## run each fuzz target for 60 s
 
 monitor: build ## watch kernel route events with hardware flags (NETNS=name to pick a namespace)
 	./$(BIN)/fibgate monitor --dump $(if $(NETNS),--netns $(NETNS))
+
+proto-tools: ## build the pinned buf, protoc-gen-go and protoc-gen-go-grpc into bin/tools
+	@mkdir -p $(TOOLS)
+	@tool() { stamp="$(TOOLS)/.$$1@$$2"; [ -f "$$stamp" ] && [ -x "$(TOOLS)/$$1" ] && return 0; \
+	  echo "building $$1 $$2"; GOBIN="$(TOOLS)" $(GO) install "$$3@$$2" && rm -f "$(TOOLS)/.$$1@"* && touch "$$stamp"; }; \
+	tool buf $(BUF_VERSION) github.com/bufbuild/buf/cmd/buf && \
+	tool protoc-gen-go "$$($(GO) list -m -f '{{.Version}}' google.golang.org/protobuf)" google.golang.org/protobuf/cmd/protoc-gen-go && \
+	tool protoc-gen-go-grpc $(PROTOC_GEN_GO_GRPC_VERSION) google.golang.org/grpc/cmd/protoc-gen-go-grpc
+
+proto: proto-tools ## regenerate the Go code beside the .proto files
+	find proto -name '*.pb.go' -delete
+	cd proto && $(TOOLS)/buf generate
+
+proto-check: proto-tools ## buf lint, format check, regenerate, and fail if generated code drifted
+	cd proto && $(TOOLS)/buf lint
+	cd proto && $(TOOLS)/buf format -d --exit-code
+	@$(MAKE) --no-print-directory proto
+	git diff --exit-code -- proto/
+	@new=$$(git ls-files --others --exclude-standard -- proto/); \
+	  if [ -n "$$new" ]; then echo "generated files not in git:"; echo "$$new"; exit 1; fi
 
 clean: ## remove build output
 	rm -rf $(BIN)

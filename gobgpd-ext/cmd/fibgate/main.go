@@ -35,6 +35,11 @@ Usage:
 
 Commands:
   monitor   print kernel route events with their hardware flags (offload, trap, offload_failed)
+  routes    list gated prefixes and where each stands (pending, confirmed, failed, ...)
+  watch     print gated prefixes' states, then every change
+  policy    get, set or validate the gating policy (a YAML file)
+  hw        steer the simulated ASIC: capacity, latency, rate, failures, stats
+  stats     print the gate's counters and time-to-hardware latencies
 
 Run 'fibgate <command> --help' for a command's flags.
 `
@@ -57,6 +62,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "monitor":
 		err = monitor(ctx, args[1:], stdout, stderr)
+	case "routes":
+		err = routesCmd(ctx, args[1:], stdout, stderr)
+	case "watch":
+		err = watchCmd(ctx, args[1:], stdout, stderr)
+	case "policy":
+		err = policyCmd(ctx, args[1:], stdout, stderr)
+	case "hw":
+		err = hwCmd(ctx, args[1:], stdout, stderr)
+	case "stats":
+		err = statsCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return exitOK

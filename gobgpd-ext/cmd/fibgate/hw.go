@@ -1,0 +1,237 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
+)
+
+const hwUsage = `Usage:
+  fibgate hw capacity [--ipv4-prefix N] [--ipv4-host N] [--ipv6-prefix N] [--ipv6-host N]
+                                   set table sizes (0: unlimited); unnamed ones stay
+  fibgate hw latency FIXED [JITTER]  programming delay per route, e.g. 5ms 2ms
+  fibgate hw rate ROUTES_PER_SECOND [--batch N]
+                                   programming rate (0: unlimited) and batch size
+  fibgate hw fail PREFIX           make programming PREFIX fail (offload_failed)
+  fibgate hw clear PREFIX          undo 'hw fail'
+  fibgate hw probability P         make every programming fail with probability P (0-1)
+  fibgate hw stats [--json]        occupancy, counters and settings
+
+Controls the simulated ASIC of a daemon that runs one (labs, demos, tests);
+a daemon without one answers "no simulated ASIC in this daemon".
+
+Exit status: 0 on success, 1 when the daemon cannot be reached or refuses,
+2 on bad arguments.
+`
+
+func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError{errors.New("hw needs a subcommand: capacity, latency, rate, fail, clear, probability or stats (see fibgate hw --help)")}
+	}
+	sub := args[0]
+	if sub == "-h" || sub == "--help" || sub == "help" {
+		fmt.Fprint(stdout, hwUsage)
+		return flag.ErrHelp
+	}
+	fs := flag.NewFlagSet("hw "+sub, flag.ContinueOnError)
+	var c connFlags
+	c.register(fs)
+	var cap4p, cap4h, cap6p, cap6h, batch *int
+	var asJSON *bool
+	nargs := map[string][2]int{"capacity": {0, 0}, "latency": {1, 2}, "rate": {1, 1}, "fail": {1, 1}, "clear": {1, 1}, "probability": {1, 1}, "stats": {0, 0}}
+	want, ok := nargs[sub]
+	if !ok {
+		return usageError{fmt.Errorf("hw %s: unknown subcommand (want capacity, latency, rate, fail, clear, probability or stats)", sub)}
+	}
+	switch sub {
+	case "capacity":
+		cap4p = fs.Int("ipv4-prefix", -1, "IPv4 prefix routes the table holds (0: unlimited)")
+		cap4h = fs.Int("ipv4-host", -1, "IPv4 host (/32) routes")
+		cap6p = fs.Int("ipv6-prefix", -1, "IPv6 prefix routes")
+		cap6h = fs.Int("ipv6-host", -1, "IPv6 host (/128) routes")
+	case "rate":
+		batch = fs.Int("batch", 0, "routes per hardware batch (default: keep)")
+	case "stats":
+		asJSON = fs.Bool("json", false, "print one JSON object")
+	}
+	pos, err := parseArgs(fs, args[1:], hwUsage, stdout)
+	if err != nil {
+		return err
+	}
+	if len(pos) < want[0] || len(pos) > want[1] {
+		return usageError{fmt.Errorf("hw %s takes %s, got %q (see fibgate hw --help)", sub, argCount(want), pos)}
+	}
+	// Check the arguments before connecting, so a typo is a usage error.
+	var (
+		prefix          netip.Prefix
+		fixed, jitter   time.Duration
+		rate            int
+		probability     float64
+		needCapacityNow bool
+	)
+	switch sub {
+	case "capacity":
+		for name, v := range map[string]*int{"ipv4-prefix": cap4p, "ipv4-host": cap4h, "ipv6-prefix": cap6p, "ipv6-host": cap6h} {
+			if *v < -1 || *v > 1<<32-1 {
+				return usageError{fmt.Errorf("--%s %d: want 0 (unlimited) or a number of routes", name, *v)}
+			}
+		}
+		needCapacityNow = *cap4p < 0 || *cap4h < 0 || *cap6p < 0 || *cap6h < 0
+		if *cap4p < 0 && *cap4h < 0 && *cap6p < 0 && *cap6h < 0 {
+			return usageError{errors.New("hw capacity needs at least one of --ipv4-prefix, --ipv4-host, --ipv6-prefix, --ipv6-host")}
+		}
+	case "latency":
+		if fixed, err = time.ParseDuration(pos[0]); err != nil || fixed < 0 {
+			return usageError{fmt.Errorf("latency %q: want a duration like 5ms", pos[0])}
+		}
+		if len(pos) == 2 {
+			if jitter, err = time.ParseDuration(pos[1]); err != nil || jitter < 0 {
+				return usageError{fmt.Errorf("jitter %q: want a duration like 2ms", pos[1])}
+			}
+		}
+	case "rate":
+		if rate, err = strconv.Atoi(pos[0]); err != nil || rate < 0 || rate > 1<<32-1 {
+			return usageError{fmt.Errorf("rate %q: want routes per second, 0 for unlimited", pos[0])}
+		}
+		if *batch < 0 || *batch > 1<<32-1 {
+			return usageError{fmt.Errorf("--batch %d: want a positive number of routes", *batch)}
+		}
+	case "fail", "clear":
+		if prefix, err = netip.ParsePrefix(pos[0]); err != nil || prefix != prefix.Masked() {
+			return usageError{fmt.Errorf("%q is not a prefix in CIDR notation without host bits (like 192.0.2.0/24)", pos[0])}
+		}
+	case "probability":
+		if probability, err = strconv.ParseFloat(pos[0], 64); err != nil || !(probability >= 0 && probability <= 1) {
+			return usageError{fmt.Errorf("probability %q: want a number from 0 to 1", pos[0])}
+		}
+	}
+	conn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	client := pb.NewHardwareServiceClient(conn)
+	cctx, cancel := c.call(ctx)
+	defer cancel()
+	switch sub {
+	case "capacity":
+		capReq := &pb.SetSimCapacityRequest{}
+		if needCapacityNow {
+			// Keep the sizes the user did not name.
+			st, err := client.GetSimStats(cctx, &pb.GetSimStatsRequest{})
+			if err != nil {
+				return c.rpcErr(err)
+			}
+			now := st.GetCapacity()
+			capReq = &pb.SetSimCapacityRequest{Ipv4Prefix: uint32(now.GetIpv4Prefix()), Ipv4Host: uint32(now.GetIpv4Host()),
+				Ipv6Prefix: uint32(now.GetIpv6Prefix()), Ipv6Host: uint32(now.GetIpv6Host())}
+		}
+		set := func(dst *uint32, v int) {
+			if v >= 0 {
+				*dst = uint32(v)
+			}
+		}
+		set(&capReq.Ipv4Prefix, *cap4p)
+		set(&capReq.Ipv4Host, *cap4h)
+		set(&capReq.Ipv6Prefix, *cap6p)
+		set(&capReq.Ipv6Host, *cap6h)
+		_, err = client.SetSimCapacity(cctx, capReq)
+	case "latency":
+		_, err = client.SetSimLatency(cctx, &pb.SetSimLatencyRequest{Fixed: durationpb.New(fixed), Jitter: durationpb.New(jitter)})
+	case "rate":
+		_, err = client.SetSimRate(cctx, &pb.SetSimRateRequest{RoutesPerSecond: uint32(rate), Batch: uint32(*batch)})
+	case "fail":
+		_, err = client.InjectFailure(cctx, &pb.InjectFailureRequest{Prefix: prefix.String()})
+	case "clear":
+		_, err = client.ClearFailure(cctx, &pb.ClearFailureRequest{Prefix: prefix.String()})
+	case "probability":
+		_, err = client.SetFailProbability(cctx, &pb.SetFailProbabilityRequest{Probability: probability})
+	case "stats":
+		st, err := client.GetSimStats(cctx, &pb.GetSimStatsRequest{})
+		if err != nil {
+			return c.rpcErr(err)
+		}
+		printSimStats(stdout, st, *asJSON)
+		return nil
+	}
+	return c.rpcErr(err)
+}
+
+func argCount(n [2]int) string {
+	switch {
+	case n[1] == 0:
+		return "no arguments"
+	case n[0] == n[1]:
+		return "one argument"
+	}
+	return fmt.Sprintf("%d to %d arguments", n[0], n[1])
+}
+
+// simStatsLine is the --json form of hw stats.
+type simStatsLine struct {
+	Programmed      uint64       `json:"programmed"`
+	Trapped         uint64       `json:"trapped"`
+	Offloaded       uint64       `json:"offloaded"`
+	Failed          uint64       `json:"failed"`
+	Queue           uint64       `json:"queue"`
+	Used            capacityLine `json:"used"`
+	Capacity        capacityLine `json:"capacity"`
+	Ops             uint64       `json:"ops"`
+	OpsPerSecond    float64      `json:"ops_per_second"`
+	WriteErrors     uint64       `json:"write_errors"`
+	Latency         string       `json:"latency"`
+	Jitter          string       `json:"jitter"`
+	RoutesPerSecond uint32       `json:"routes_per_second"`
+	Batch           uint32       `json:"batch"`
+	FailProbability float64      `json:"fail_probability"`
+}
+
+type capacityLine struct {
+	IPv4Prefix uint64 `json:"ipv4_prefix"`
+	IPv4Host   uint64 `json:"ipv4_host"`
+	IPv6Prefix uint64 `json:"ipv6_prefix"`
+	IPv6Host   uint64 `json:"ipv6_host"`
+}
+
+func capacityOf(c *pb.SimCapacity) capacityLine {
+	return capacityLine{c.GetIpv4Prefix(), c.GetIpv4Host(), c.GetIpv6Prefix(), c.GetIpv6Host()}
+}
+
+func printSimStats(w io.Writer, s *pb.GetSimStatsResponse, asJSON bool) {
+	bw := bufio.NewWriter(w)
+	defer bw.Flush()
+	if asJSON {
+		writeJSONLine(bw, simStatsLine{
+			Programmed: s.GetProgrammed(), Trapped: s.GetTrapped(), Offloaded: s.GetOffloaded(), Failed: s.GetFailed(),
+			Queue: s.GetQueue(), Used: capacityOf(s.GetUsed()), Capacity: capacityOf(s.GetCapacity()), Ops: s.GetOps(),
+			OpsPerSecond: s.GetOpsPerSecond(), WriteErrors: s.GetWriteErrors(), Latency: s.GetLatency().AsDuration().String(),
+			Jitter: s.GetJitter().AsDuration().String(), RoutesPerSecond: s.GetRoutesPerSecond(), Batch: s.GetBatch(),
+			FailProbability: s.GetFailProbability(),
+		})
+		return
+	}
+	limit := func(v uint64) string {
+		if v == 0 {
+			return "unlimited"
+		}
+		return strconv.FormatUint(v, 10)
+	}
+	u, c := s.GetUsed(), s.GetCapacity()
+	fmt.Fprintf(bw, "routes     programmed %d (trapped %d, offloaded %d), failed %d, queued %d\n",
+		s.GetProgrammed(), s.GetTrapped(), s.GetOffloaded(), s.GetFailed(), s.GetQueue())
+	fmt.Fprintf(bw, "ipv4       prefix %d of %s, host %d of %s\n", u.GetIpv4Prefix(), limit(c.GetIpv4Prefix()), u.GetIpv4Host(), limit(c.GetIpv4Host()))
+	fmt.Fprintf(bw, "ipv6       prefix %d of %s, host %d of %s\n", u.GetIpv6Prefix(), limit(c.GetIpv6Prefix()), u.GetIpv6Host(), limit(c.GetIpv6Host()))
+	fmt.Fprintf(bw, "writes     %d (%.0f/s now), %d refused by the kernel\n", s.GetOps(), s.GetOpsPerSecond(), s.GetWriteErrors())
+	fmt.Fprintf(bw, "settings   latency %s + jitter %s, rate %s routes/s in batches of %d, fail probability %g\n",
+		s.GetLatency().AsDuration(), s.GetJitter().AsDuration(), limit(uint64(s.GetRoutesPerSecond())), s.GetBatch(), s.GetFailProbability())
+}

@@ -1,0 +1,247 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+
+	"google.golang.org/grpc/peer"
+
+	"github.com/fibgate/fibgate/plugin/hw/external"
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
+)
+
+// agentChunk bounds the instructions per ReportRoutes message: a full
+// table goes out in many messages well below a client's 4 MiB limit.
+const agentChunk = 1000
+
+// hardwareService serves HardwareService: external agents' sessions and
+// the simulated ASIC's controls.
+type hardwareService struct {
+	pb.UnimplementedHardwareServiceServer
+	s *Server
+}
+
+// ReportRoutes runs one agent's session: the full table first (ending with
+// sync_complete), then changes, while the agent's reports are applied as
+// they arrive. A malformed report ends the session with INVALID_ARGUMENT
+// naming it; reports for unknown or stale routes are only counted.
+func (h *hardwareService) ReportRoutes(stream pb.HardwareService_ReportRoutesServer) error {
+	agents := h.s.cfg.agents
+	if agents == nil {
+		return statusOf(ErrNoAgents)
+	}
+	ctx, cancel := h.s.streamContext(stream.Context())
+	defer cancel()
+	name := "unknown"
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil && p.Addr.String() != "" {
+		name = p.Addr.String()
+	}
+	snap, updates, err := agents.Attach(ctx, name)
+	if err != nil {
+		return endOfStream(ctx)
+	}
+
+	// Receiving runs beside sending; it ends when the agent closes its
+	// side or the stream ends (the handler returning ends it).
+	recvErr := make(chan error, 1)
+	go func() { recvErr <- h.receive(ctx, stream, agents) }()
+
+	if err := h.sendInstructions(stream, snap, true); err != nil {
+		return err
+	}
+	for {
+		select {
+		case batch, ok := <-updates:
+			if !ok {
+				return endOfStream(ctx)
+			}
+			// Coalesce what queued meanwhile into fuller messages.
+			for len(batch) < agentChunk {
+				more, ok := tryRecv(updates)
+				if !ok {
+					break
+				}
+				batch = append(batch, more...)
+			}
+			if err := h.sendInstructions(stream, batch, false); err != nil {
+				return err
+			}
+		case err := <-recvErr:
+			return err
+		case <-ctx.Done():
+			return endOfStream(ctx)
+		}
+	}
+}
+
+func tryRecv[T any](c <-chan T) (T, bool) {
+	select {
+	case v, ok := <-c:
+		return v, ok
+	default:
+		var zero T
+		return zero, false
+	}
+}
+
+func (h *hardwareService) sendInstructions(stream pb.HardwareService_ReportRoutesServer, ins []external.Instruction, initial bool) error {
+	for len(ins) > 0 || initial {
+		n := min(len(ins), agentChunk)
+		msg := &pb.ReportRoutesResponse{Instructions: make([]*pb.RouteInstruction, 0, n)}
+		for _, in := range ins[:n] {
+			msg.Instructions = append(msg.Instructions, instructionToProto(in, h.s.cfg.linkName))
+		}
+		ins = ins[n:]
+		if initial && len(ins) == 0 {
+			msg.SyncComplete, initial = true, false
+		}
+		if err := stream.Send(msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// receive applies the agent's reports until it closes its side (nil: the
+// session ends normally) or sends a malformed one.
+func (h *hardwareService) receive(ctx context.Context, stream pb.HardwareService_ReportRoutesServer, agents Agents) error {
+	named := false
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if n := req.GetAgent(); n != "" && !named {
+			named = true
+			h.s.cfg.log.Info("hardware agent named itself", "agent", n)
+		}
+		for i, r := range req.GetReports() {
+			rep, err := reportFromProto(fmt.Sprintf("reports[%d]", i), r)
+			if err != nil {
+				return statusOf(err)
+			}
+			_ = agents.Report(rep) // ignored reports are counted by the backend
+		}
+		if ctx.Err() != nil {
+			return endOfStream(ctx)
+		}
+	}
+}
+
+func (h *hardwareService) sim() (SimControl, error) {
+	if h.s.cfg.sim == nil {
+		return nil, ErrNoSim
+	}
+	return h.s.cfg.sim, nil
+}
+
+// SetSimCapacity sets the simulated table sizes.
+func (h *hardwareService) SetSimCapacity(_ context.Context, req *pb.SetSimCapacityRequest) (*pb.SetSimCapacityResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	c := SimCapacity{
+		IPv4Prefix: int(req.GetIpv4Prefix()), IPv4Host: int(req.GetIpv4Host()),
+		IPv6Prefix: int(req.GetIpv6Prefix()), IPv6Host: int(req.GetIpv6Host()),
+	}
+	if err := s.SetCapacity(c); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.SetSimCapacityResponse{}, nil
+}
+
+// SetSimLatency sets the programming delay.
+func (h *hardwareService) SetSimLatency(_ context.Context, req *pb.SetSimLatencyRequest) (*pb.SetSimLatencyResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	fixed, err := durationFromProto(req.GetFixed())
+	if err != nil || fixed < 0 {
+		return nil, statusOf(badField("fixed", "want a non-negative duration"))
+	}
+	jitter, err := durationFromProto(req.GetJitter())
+	if err != nil || jitter < 0 {
+		return nil, statusOf(badField("jitter", "want a non-negative duration"))
+	}
+	if err := s.SetLatency(fixed, jitter); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.SetSimLatencyResponse{}, nil
+}
+
+// SetSimRate sets the programming rate and, when given, the batch size.
+func (h *hardwareService) SetSimRate(_ context.Context, req *pb.SetSimRateRequest) (*pb.SetSimRateResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	if err := s.SetRate(int(req.GetRoutesPerSecond()), int(req.GetBatch())); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.SetSimRateResponse{}, nil
+}
+
+// InjectFailure makes a prefix fail to program.
+func (h *hardwareService) InjectFailure(_ context.Context, req *pb.InjectFailureRequest) (*pb.InjectFailureResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	p, err := parsePrefix(req.GetPrefix())
+	if err != nil {
+		return nil, statusOf(&FieldError{Field: "prefix", Err: err})
+	}
+	if err := s.InjectFailure(p); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.InjectFailureResponse{}, nil
+}
+
+// ClearFailure undoes InjectFailure.
+func (h *hardwareService) ClearFailure(_ context.Context, req *pb.ClearFailureRequest) (*pb.ClearFailureResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	p, err := parsePrefix(req.GetPrefix())
+	if err != nil {
+		return nil, statusOf(&FieldError{Field: "prefix", Err: err})
+	}
+	if err := s.ClearFailure(p); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.ClearFailureResponse{}, nil
+}
+
+// SetFailProbability sets the random failure rate.
+func (h *hardwareService) SetFailProbability(_ context.Context, req *pb.SetFailProbabilityRequest) (*pb.SetFailProbabilityResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	p := req.GetProbability()
+	if math.IsNaN(p) || p < 0 || p > 1 {
+		return nil, statusOf(badField("probability", "%g is not between 0 and 1", p))
+	}
+	if err := s.SetFailProbability(p); err != nil {
+		return nil, statusOf(err)
+	}
+	return &pb.SetFailProbabilityResponse{}, nil
+}
+
+// GetSimStats returns the simulated ASIC's counters and settings.
+func (h *hardwareService) GetSimStats(context.Context, *pb.GetSimStatsRequest) (*pb.GetSimStatsResponse, error) {
+	s, err := h.sim()
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	return simStatsToProto(s.SimStats()), nil
+}

@@ -1,0 +1,96 @@
+package api
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/hw/external"
+	"github.com/fibgate/fibgate/plugin/kernel"
+)
+
+// The server consumes these small interfaces rather than concrete types, so
+// a daemon wires in only what it has (a sidecar without a simulated ASIC, a
+// lab without external agents) and each service can be tested alone. Any of
+// them may be left out: the RPCs that need a missing one answer
+// FAILED_PRECONDITION saying what the daemon lacks.
+
+// PolicyStore holds the gating policy (a *gate.Tracker).
+type PolicyStore interface {
+	Policy() gate.Policy
+	// SetPolicy validates and applies; errors match gate.ErrInvalidPolicy
+	// and *gate.FieldError.
+	SetPolicy(p gate.Policy) error
+}
+
+// RouteStore holds the state of every gated prefix (a *gate.Tracker).
+type RouteStore interface {
+	// List returns every state sorted by table, address and prefix length.
+	List() []gate.RouteState
+	Get(table uint32, p netip.Prefix) (gate.RouteState, bool)
+	// Watch streams changed states, after a snapshot if asked, until ctx
+	// ends.
+	Watch(ctx context.Context, snapshot bool) <-chan []gate.RouteState
+}
+
+// GateStats gives the gate's counters (a *gate.Tracker).
+type GateStats interface {
+	Stats() gate.TrackerStats
+}
+
+// Gate is everything the server needs from the gate; a *gate.Tracker is
+// one, and WithGate wires all three services from it.
+type Gate interface {
+	PolicyStore
+	RouteStore
+	GateStats
+}
+
+// ListenerStats gives the route listener's counters (a *kernel.Listener).
+type ListenerStats interface {
+	Stats() kernel.Stats
+}
+
+// Agents is the external hardware backend (an *external.Backend): each
+// HardwareService.ReportRoutes stream is one agent attached to it.
+type Agents interface {
+	Attach(ctx context.Context, agent string) ([]external.Instruction, <-chan []external.Instruction, error)
+	Report(r external.Report) error
+	Stats() external.Stats
+}
+
+// SimControl steers the simulated ASIC for labs and tests. It speaks the
+// API's own terms so the server does not depend on the simulator's
+// package; plugin/api/simctl adapts a *sim.Sim to it.
+type SimControl interface {
+	SetCapacity(c SimCapacity) error
+	SetLatency(fixed, jitter time.Duration) error
+	// SetRate sets routes per second (0: unlimited) and the hardware batch
+	// size (0: keep the current one).
+	SetRate(routesPerSecond, batch int) error
+	InjectFailure(p netip.Prefix) error
+	ClearFailure(p netip.Prefix) error
+	SetFailProbability(p float64) error
+	SimStats() SimStats
+}
+
+// SimCapacity counts route slots (or routes) per family and kind; for
+// capacities 0 means unlimited.
+type SimCapacity struct {
+	IPv4Prefix, IPv4Host, IPv6Prefix, IPv6Host int
+}
+
+// SimStats is the simulated ASIC's occupancy, counters and settings, as
+// GetSimStats reports them.
+type SimStats struct {
+	Programmed, Trapped, Offloaded, Failed, Queue int
+	Used                                          SimCapacity
+	Ops                                           uint64
+	OpsPerSecond                                  float64
+	WriteErrors                                   uint64
+	Capacity                                      SimCapacity
+	Latency, Jitter                               time.Duration
+	Rate, Batch                                   int
+	FailProbability                               float64
+}
