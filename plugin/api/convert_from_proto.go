@@ -95,11 +95,12 @@ func durationFromProto(d *durationpb.Duration) (time.Duration, error) {
 	return d.AsDuration(), nil
 }
 
-// policyFromProto converts a policy, filling what is unspecified with the
+// PolicyFromProto converts a policy (from the API or a policy file read by
+// the CLI or the daemon), filling what is unspecified with the
 // default scope's values. It checks what the conversion itself needs
 // (prefix syntax, enum values, durations); gate's Validate checks the rest.
 // Field names in errors are those of the proto (and of policy files).
-func policyFromProto(p *pb.Policy) (gate.Policy, error) {
+func PolicyFromProto(p *pb.Policy) (gate.Policy, error) {
 	if p == nil {
 		return gate.Policy{}, &FieldError{Field: "policy", Err: fmt.Errorf("a policy is required")}
 	}

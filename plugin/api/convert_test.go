@@ -46,7 +46,7 @@ func TestPolicyRoundTripsThroughTheWire(t *testing.T) {
 	if err := proto.Unmarshal(b, &back); err != nil {
 		t.Fatal(err)
 	}
-	out, err := policyFromProto(&back)
+	out, err := PolicyFromProto(&back)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +61,7 @@ func TestPolicyRoundTripsThroughTheWire(t *testing.T) {
 }
 
 func TestUnspecifiedPolicyFieldsBecomeDefaults(t *testing.T) {
-	got, err := policyFromProto(&pb.Policy{Scopes: []*pb.Scope{{Name: "default"}}})
+	got, err := PolicyFromProto(&pb.Policy{Scopes: []*pb.Scope{{Name: "default"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestPolicyConversionErrorsNameTheField(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := policyFromProto(&pb.Policy{Scopes: []*pb.Scope{tt.scope}})
+			_, err := PolicyFromProto(&pb.Policy{Scopes: []*pb.Scope{tt.scope}})
 			var fe *gate.FieldError
 			if !errors.As(err, &fe) || fe.Field != tt.field || !errors.Is(err, gate.ErrInvalidPolicy) {
 				t.Errorf("got %v, want a gate.FieldError for %s", err, tt.field)

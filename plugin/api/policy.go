@@ -60,7 +60,7 @@ func (p *policyService) ValidatePolicy(_ context.Context, req *pb.ValidatePolicy
 // checkedPolicy converts and validates, so SetPolicy and ValidatePolicy
 // cannot disagree.
 func checkedPolicy(in *pb.Policy) (gate.Policy, error) {
-	pol, err := policyFromProto(in)
+	pol, err := PolicyFromProto(in)
 	if err != nil {
 		return gate.Policy{}, err
 	}

@@ -322,7 +322,8 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 	before := e.st
 	e.st.Scope = scope.Name
 	e.st.Flags = r.Flags
-	e.st.NexthopFlags = e.st.NexthopFlags[:0]
+	// A fresh slice: published states share it with every subscriber.
+	e.st.NexthopFlags = make([]fib.HWFlags, 0, len(r.Nexthops))
 	for _, nh := range r.Nexthops {
 		e.st.NexthopFlags = append(e.st.NexthopFlags, nh.HW)
 	}

@@ -19,6 +19,7 @@ func (l *Listener) Events(ctx context.Context, snapshot bool) <-chan []Event {
 	defer l.mu.Unlock()
 	var first []Event
 	if snapshot {
+		first = make([]Event, 0, l.model.Len())
 		now := time.Now()
 		for r := range l.model.All() {
 			c := r.Clone()

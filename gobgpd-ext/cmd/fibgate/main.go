@@ -1,6 +1,8 @@
-// Command fibgate is the operator's tool for fibgate: today it watches the
-// kernel FIB with hardware flags (monitor); later issues add the API client
-// commands.
+// Command fibgate is the operator's tool for fibgate: it watches the kernel
+// FIB with hardware flags (monitor), runs the gate with its API on a
+// namespace (serve), and talks to a running gate over the API (routes,
+// watch, policy, hw, stats). The BGP-facing daemons are fibgated and
+// gobgpd-ext.
 package main
 
 import (
@@ -34,6 +36,7 @@ Usage:
   fibgate <command> [flags]
 
 Commands:
+  serve     run the gate and its API on a namespace's FIB with a hardware backend (kernel, sim, external)
   monitor   print kernel route events with their hardware flags (offload, trap, offload_failed)
   routes    list gated prefixes and where each stands (pending, confirmed, failed, ...)
   watch     print gated prefixes' states, then every change
@@ -60,6 +63,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	var err error
 	switch args[0] {
+	case "serve":
+		err = serve(ctx, args[1:], stdout, stderr)
 	case "monitor":
 		err = monitor(ctx, args[1:], stdout, stderr)
 	case "routes":

@@ -26,13 +26,15 @@ type sub[T any] struct {
 	out    chan []T
 }
 
-// Subscribe registers a consumer whose first batch is first (if not empty)
-// and returns its channel. The channel closes when ctx ends or the hub
+// Subscribe registers a consumer whose first batch is first and returns its
+// channel. A nil first sends nothing; an empty non-nil first is delivered as
+// an empty batch, so a consumer that asked for a snapshot can tell an empty
+// one from one still to come. The channel closes when ctx ends or the hub
 // closes (after the queued batches are delivered). Batches queue without
 // bound: the consumer must keep reading.
 func (h *Hub[T]) Subscribe(ctx context.Context, first []T) <-chan []T {
 	s := &sub[T]{wake: make(chan struct{}, 1), out: make(chan []T)}
-	if len(first) > 0 {
+	if first != nil {
 		s.queue = append(s.queue, first)
 		s.signal()
 	}

@@ -96,3 +96,17 @@ func TestCancelledConsumersLeaveNoGoroutine(t *testing.T) {
 		t.Errorf("subscriber after Close got %v, want its first batch then close", got)
 	}
 }
+
+func TestAnEmptyFirstBatchIsDelivered(t *testing.T) {
+	var h Hub[int]
+	ch := h.Subscribe(context.Background(), []int{})
+	select {
+	case b := <-ch:
+		if b == nil || len(b) != 0 {
+			t.Errorf("first batch = %#v, want an empty batch", b)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("empty snapshot not delivered")
+	}
+	h.Close()
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
+)
+
+// TestServeGatesOnTheSimulatedASIC runs `fibgate serve` with the sim on a
+// namespace and drives it with the CLI the way an operator would: a new
+// route is pending until the sim programmed it, an injected failure marks
+// it failed, clearing it confirms it again; a signal stops the daemon and
+// the sim's rules are gone.
+func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var serveErr bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "sim", "--sim-latency", "300ms",
+			"--sim-ports", "eth1", "--socket", sock, "--set-notify", "1"}, io.Discard, &serveErr)
+	}()
+	stopped := false
+	stop := func() int {
+		if stopped {
+			return exitOK
+		}
+		stopped = true
+		cancel()
+		select {
+		case code := <-done:
+			return code
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop within 30 s of its context ending")
+			return -1
+		}
+	}
+	t.Cleanup(func() { stop() })
+
+	// The daemon is up once the CLI gets an answer.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var out, errb bytes.Buffer
+		if run(context.Background(), []string{"stats", "--socket", sock}, &out, &errb) == exitOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering: %s; serve: %s", errb.String(), serveErr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+
+	// Watch the prefix's states through the CLI.
+	pr, pw := io.Pipe()
+	wctx, wcancel := context.WithCancel(context.Background())
+	go func() {
+		run(wctx, []string{"watch", "--json", "--socket", sock}, pw, io.Discard)
+		pw.Close()
+	}()
+	defer wcancel()
+	states := make(chan routeLine, 64)
+	subscribed := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(pr)
+		first := true
+		for sc.Scan() {
+			if first {
+				// The snapshot (eth1's fe80::/64 is gated) says the watch is on.
+				close(subscribed)
+				first = false
+			}
+			var l routeLine
+			if json.Unmarshal(sc.Bytes(), &l) == nil && l.Prefix == "192.0.2.0/24" {
+				states <- l
+			}
+		}
+		close(states)
+	}()
+	next := func(want string) routeLine {
+		t.Helper()
+		timeout := time.After(20 * time.Second)
+		for {
+			select {
+			case l, ok := <-states:
+				if !ok {
+					t.Fatalf("watch ended before state %s", want)
+				}
+				if l.State == want {
+					return l
+				}
+			case <-timeout:
+				t.Fatalf("no state %s for 192.0.2.0/24 within 20 s", want)
+			}
+		}
+	}
+	select {
+	case <-subscribed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch printed no snapshot within 20 s")
+	}
+	added := time.Now()
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "dev", "eth1")
+	pending := next("pending")
+	if len(pending.Flags) != 0 {
+		t.Errorf("pending with flags %v", pending.Flags)
+	}
+	confirmed := next("confirmed")
+	if got := time.Since(added); got < 300*time.Millisecond {
+		t.Errorf("confirmed %v after the add, before the sim's 300 ms latency", got)
+	}
+	if strings.Join(confirmed.Flags, ",") != "trap" {
+		t.Errorf("confirmed with flags %v, want trap", confirmed.Flags)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"hw", "fail", "192.0.2.0/24", "--socket", sock}, &out, &errb); code != exitOK {
+		t.Fatalf("hw fail: exit %d: %s", code, errb.String())
+	}
+	next("failed")
+	if code := run(context.Background(), []string{"hw", "clear", "192.0.2.0/24", "--socket", sock}, &out, &errb); code != exitOK {
+		t.Fatalf("hw clear: exit %d: %s", code, errb.String())
+	}
+	next("held_down") // it flapped: the default hold-down applies
+	next("confirmed")
+
+	wcancel()
+	if code := stop(); code != exitOK {
+		t.Fatalf("serve exited %d: %s", code, serveErr.String())
+	}
+	if rules := kerneltest.IP(t, ns, "rule"); strings.Contains(rules, "4242") {
+		t.Errorf("sim rules left behind:\n%s", rules)
+	}
+	if _, err := os.Stat(sock); !os.IsNotExist(err) {
+		t.Errorf("API socket left behind: %v", err)
+	}
+}
+
+func TestServeRejectsBadSettingsWithStatus2(t *testing.T) {
+	for _, args := range [][]string{
+		{"serve", "--backend", "asic"},
+		{"serve", "--backend", "sim", "--sim-mode", "fast"},
+		{"serve", "--listen", "127.0.0.1:0"},
+		{"serve", "--set-notify", "5"},
+		{"serve", "--policy", "/nonexistent/policy.yaml"},
+	} {
+		var stderr bytes.Buffer
+		if code := run(context.Background(), args, io.Discard, &stderr); code != exitUsage || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
+		}
+	}
+}
