@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/netip"
 
 	"google.golang.org/grpc/peer"
 
@@ -191,32 +192,16 @@ func (h *hardwareService) SetSimRate(_ context.Context, req *pb.SetSimRateReques
 
 // InjectFailure makes a prefix fail to program.
 func (h *hardwareService) InjectFailure(_ context.Context, req *pb.InjectFailureRequest) (*pb.InjectFailureResponse, error) {
-	s, err := h.sim()
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	p, err := parsePrefix(req.GetPrefix())
-	if err != nil {
-		return nil, statusOf(&FieldError{Field: "prefix", Err: err})
-	}
-	if err := s.InjectFailure(p); err != nil {
-		return nil, statusOf(err)
+	if err := h.withSimPrefix(req.GetPrefix(), SimControl.InjectFailure); err != nil {
+		return nil, err
 	}
 	return &pb.InjectFailureResponse{}, nil
 }
 
 // ClearFailure undoes InjectFailure.
 func (h *hardwareService) ClearFailure(_ context.Context, req *pb.ClearFailureRequest) (*pb.ClearFailureResponse, error) {
-	s, err := h.sim()
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	p, err := parsePrefix(req.GetPrefix())
-	if err != nil {
-		return nil, statusOf(&FieldError{Field: "prefix", Err: err})
-	}
-	if err := s.ClearFailure(p); err != nil {
-		return nil, statusOf(err)
+	if err := h.withSimPrefix(req.GetPrefix(), SimControl.ClearFailure); err != nil {
+		return nil, err
 	}
 	return &pb.ClearFailureResponse{}, nil
 }
@@ -244,4 +229,21 @@ func (h *hardwareService) GetSimStats(context.Context, *pb.GetSimStatsRequest) (
 		return nil, statusOf(err)
 	}
 	return simStatsToProto(s.SimStats()), nil
+}
+
+// withSimPrefix runs fn on the sim for the request's prefix, answering
+// FAILED_PRECONDITION without a sim and INVALID_ARGUMENT for a bad prefix.
+func (h *hardwareService) withSimPrefix(prefix string, fn func(SimControl, netip.Prefix) error) error {
+	s, err := h.sim()
+	if err != nil {
+		return statusOf(err)
+	}
+	p, err := parsePrefix(prefix)
+	if err != nil {
+		return statusOf(&FieldError{Field: "prefix", Err: err})
+	}
+	if err := fn(s, p); err != nil {
+		return statusOf(err)
+	}
+	return nil
 }
