@@ -40,6 +40,13 @@ type entry struct {
 	st           RouteState
 	pendingSince time.Time
 	deadline     time.Time // next time the state may change by itself; zero if none
+	// origin is how the prefix reaches BGP (0: it is never advertised);
+	// nextHop is its forwarding route's first gateway.
+	origin  Origin
+	nextHop netip.Addr
+	// out is set from the moment an Advertise is sent until a Withdraw
+	// succeeds: the speaker may have the prefix out.
+	out bool
 }
 
 // Tracker keeps a RouteState per gated prefix from route events and the
@@ -58,7 +65,10 @@ type Tracker struct {
 
 	repolicy chan struct{}
 	ready    chan struct{}
-	counters struct{ confirmed, failed, withdrawn atomic.Uint64 }
+	counters struct {
+		confirmed, failed, withdrawn, advertised, speakerErrors atomic.Uint64
+	}
+	adv advertiser
 }
 
 // TrackerOption configures a Tracker.
@@ -180,6 +190,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 	events := t.src.Events(ctx, false)
 	t.judgeAll(time.Now())
 	close(t.ready)
+	t.flush(ctx, time.Now())
 	timer := time.NewTimer(t.nextDeadline(time.Now()))
 	defer timer.Stop()
 	for {
@@ -203,6 +214,7 @@ func (t *Tracker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
+		t.flush(ctx, time.Now())
 		timer.Reset(t.nextDeadline(time.Now()))
 	}
 }
@@ -259,6 +271,7 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 		if st, ok := t.evaluate(k, routes[k], lost[k], now); ok {
 			changed = append(changed, st)
 		}
+		t.plan(k)
 	}
 	slices.SortFunc(changed, compareStates)
 	t.hub.Publish(changed)
@@ -292,23 +305,27 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 		if e == nil {
 			return RouteState{}, false
 		}
-		if !inScope || e.st.State == Withdrawn && !now.Before(e.deadline) {
-			delete(t.entries, k)
-			if !inScope {
-				e.st.State, e.st.Reason = Withdrawn, "no longer in a gated scope"
-				return e.st, true
-			}
-			return RouteState{}, false
-		}
 		if e.st.State == Withdrawn {
+			// Forget it once BGP has it back and, unless it left the
+			// scope, the retention time has passed.
+			if !e.out && (!inScope || !now.Before(e.deadline)) {
+				delete(t.entries, k)
+			}
 			return RouteState{}, false
 		}
 		if up(e.st.State) {
 			t.counters.withdrawn.Add(1)
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, "route left the FIB", now
+		reason := "route left the FIB"
+		if !inScope {
+			reason = "no longer in a gated scope"
+		}
+		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, reason, now
 		e.st.Flags, e.st.NexthopFlags = 0, nil
 		e.deadline = now.Add(t.retention)
+		if !inScope && !e.out {
+			delete(t.entries, k)
+		}
 		return e.st, true
 	}
 	if e == nil || e.st.State == Withdrawn {
@@ -320,6 +337,15 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 		e.st.State = 0
 	}
 	before := e.st
+	e.origin, e.nextHop = 0, netip.Addr{}
+	if t.adv.speaker != nil {
+		if o, ok := t.adv.classify(r); ok {
+			e.origin = o
+			if len(r.Nexthops) > 0 {
+				e.nextHop = r.Nexthops[0].Gateway
+			}
+		}
+	}
 	e.st.Scope = scope.Name
 	e.st.Flags = r.Flags
 	// A fresh slice: published states share it with every subscriber.
@@ -438,6 +464,9 @@ func (t *Tracker) nextDeadline(now time.Time) time.Duration {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	next := time.Hour
+	if t.adv.pending() {
+		next = max(t.adv.retryAt.Sub(now), 0)
+	}
 	for _, e := range t.entries {
 		if !e.deadline.IsZero() {
 			next = min(next, max(e.deadline.Sub(now), 0))
@@ -452,6 +481,9 @@ type TrackerStats struct {
 	Confirmed uint64 // confirmations (including fail-open ones)
 	Failed    uint64 // transitions to failed
 	Withdrawn uint64 // confirmed prefixes whose route left the FIB
+	// Advertised counts prefixes handed to BGP; SpeakerErrors failed
+	// Advertise or Withdraw calls (retried with backoff).
+	Advertised, SpeakerErrors uint64
 	// TimeToHardware is from a route entering the FIB (or losing
 	// confirmation) to its hardware confirmation, over the recent window.
 	TimeToHardware LatencySummary
@@ -466,6 +498,8 @@ func (t *Tracker) Stats() TrackerStats {
 		Confirmed:      t.counters.confirmed.Load(),
 		Failed:         t.counters.failed.Load(),
 		Withdrawn:      t.counters.withdrawn.Load(),
+		Advertised:     t.counters.advertised.Load(),
+		SpeakerErrors:  t.counters.speakerErrors.Load(),
 		TimeToHardware: t.ttHW.summary(),
 	}
 	for _, e := range t.entries {

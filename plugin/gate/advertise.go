@@ -1,0 +1,196 @@
+package gate
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// Classifier says whether and how a forwarding route's prefix reaches BGP.
+// It sees the route the gate judged, so it can select by protocol, table,
+// type or nexthop.
+type Classifier func(r *fib.Route) (Origin, bool)
+
+// ByProtocol is the usual classifier: unicast routes installed with the
+// transit protocol (fibgate's FIB installer writes "bgp") are transit
+// prefixes learned from peers; unicast routes of the originate protocols
+// are announced by fibgate itself; nothing else is advertised, so a plain
+// kernel or connected route never leaks into BGP by default.
+func ByProtocol(transit fib.Protocol, originate ...fib.Protocol) Classifier {
+	return func(r *fib.Route) (Origin, bool) {
+		switch {
+		case r.Type != fib.TypeUnicast:
+			return 0, false
+		case r.Protocol == transit:
+			return Transit, true
+		case slices.Contains(originate, r.Protocol):
+			return Originated, true
+		}
+		return 0, false
+	}
+}
+
+// WithSpeaker makes the tracker advertise confirmed prefixes through s and
+// withdraw them when they stop being confirmed. Without it the tracker only
+// judges (Confirmed is then the final state).
+func WithSpeaker(s Speaker, c Classifier) TrackerOption {
+	return func(t *Tracker) {
+		t.adv.speaker, t.adv.classify = s, c
+		t.adv.ads = map[prefixKey]struct{}{}
+		t.adv.wds = map[prefixKey]Advertisement{}
+	}
+}
+
+// advertiser is the tracker's BGP side: queues of prefixes to release and
+// take back, filled under the tracker's lock and flushed outside it.
+type advertiser struct {
+	speaker  Speaker
+	classify Classifier
+	ads      map[prefixKey]struct{}
+	wds      map[prefixKey]Advertisement
+	retryAt  time.Time
+	backoff  time.Duration
+}
+
+func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
+
+func (e *entry) advertisement(k prefixKey) Advertisement {
+	return Advertisement{Prefix: k.prefix, Origin: e.origin, NextHop: e.nextHop}
+}
+
+func shouldBeOut(e *entry) bool { return e.origin != 0 && up(e.st.State) }
+
+// plan queues what one prefix's new state asks of BGP. Called with t.mu held.
+func (t *Tracker) plan(k prefixKey) {
+	a := &t.adv
+	if a.speaker == nil {
+		return
+	}
+	e := t.entries[k]
+	if e == nil {
+		return
+	}
+	if shouldBeOut(e) {
+		delete(a.wds, k)
+		if e.st.State == Confirmed {
+			a.ads[k] = struct{}{}
+		}
+		return
+	}
+	delete(a.ads, k)
+	if e.out {
+		a.wds[k] = e.advertisement(k)
+	}
+}
+
+// flush sends the queued withdrawals, then the queued advertisements, in
+// one batch each. A prefix counts as out from the moment its Advertise is
+// sent, so a state change during the call still leads to a Withdraw.
+// Failures are retried with exponential backoff (100 ms to 10 s).
+func (t *Tracker) flush(ctx context.Context, now time.Time) {
+	a := &t.adv
+	t.mu.Lock()
+	if a.speaker == nil || !a.pending() || now.Before(a.retryAt) {
+		t.mu.Unlock()
+		return
+	}
+	wdKeys, wds := make([]prefixKey, 0, len(a.wds)), make([]Advertisement, 0, len(a.wds))
+	for k, ad := range a.wds {
+		wdKeys, wds = append(wdKeys, k), append(wds, ad)
+	}
+	var adKeys []prefixKey
+	var ads []Advertisement
+	for k := range a.ads {
+		if e := t.entries[k]; e != nil && shouldBeOut(e) && e.st.State == Confirmed {
+			e.out = true
+			adKeys, ads = append(adKeys, k), append(ads, e.advertisement(k))
+		}
+	}
+	clear(a.wds)
+	clear(a.ads)
+	t.mu.Unlock()
+	sortAds(wdKeys, wds)
+	sortAds(adKeys, ads)
+
+	failed := false
+	if len(wds) > 0 {
+		err := a.speaker.Withdraw(ctx, wds)
+		t.mu.Lock()
+		var changed []RouteState
+		for i, k := range wdKeys {
+			e := t.entries[k]
+			switch {
+			case err != nil:
+				if _, again := a.wds[k]; !again && (e == nil || !shouldBeOut(e)) {
+					a.wds[k] = wds[i]
+				}
+			case e != nil && !shouldBeOut(e):
+				e.out = false
+				e.st.WithdrawnAt = now
+				changed = append(changed, e.st)
+			}
+		}
+		t.hub.Publish(changed)
+		t.mu.Unlock()
+		if err != nil {
+			failed = true
+			t.counters.speakerErrors.Add(1)
+			t.log.Warn("withdraw failed, will retry", "prefixes", len(wds), "err", err)
+		}
+	}
+	if len(ads) > 0 {
+		err := a.speaker.Advertise(ctx, ads)
+		t.mu.Lock()
+		var changed []RouteState
+		for _, k := range adKeys {
+			e := t.entries[k]
+			if e == nil || !shouldBeOut(e) || e.st.State != Confirmed {
+				continue // it changed meanwhile; plan has queued what it needs
+			}
+			if err != nil {
+				a.ads[k] = struct{}{}
+				continue
+			}
+			e.st.State, e.st.AdvertisedAt, e.st.Reason = Advertised, now, ""
+			t.counters.advertised.Add(1)
+			changed = append(changed, e.st)
+		}
+		slices.SortFunc(changed, compareStates)
+		t.hub.Publish(changed)
+		t.mu.Unlock()
+		if err != nil {
+			failed = true
+			t.counters.speakerErrors.Add(1)
+			t.log.Warn("advertise failed, will retry", "prefixes", len(ads), "err", err)
+		}
+	}
+	t.mu.Lock()
+	if failed {
+		a.backoff = min(max(2*a.backoff, 100*time.Millisecond), 10*time.Second)
+		a.retryAt = now.Add(a.backoff)
+	} else {
+		a.backoff, a.retryAt = 0, time.Time{}
+	}
+	t.mu.Unlock()
+}
+
+// sortAds orders a batch by prefix, so speakers and logs see a stable order.
+func sortAds(keys []prefixKey, ads []Advertisement) {
+	idx := make([]int, len(ads))
+	for i := range idx {
+		idx[i] = i
+	}
+	slices.SortFunc(idx, func(i, j int) int {
+		if c := ads[i].Prefix.Addr().Compare(ads[j].Prefix.Addr()); c != 0 {
+			return c
+		}
+		return cmp.Compare(ads[i].Prefix.Bits(), ads[j].Prefix.Bits())
+	})
+	k2, a2 := slices.Clone(keys), slices.Clone(ads)
+	for to, from := range idx {
+		keys[to], ads[to] = k2[from], a2[from]
+	}
+}

@@ -1,0 +1,287 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// recSpeaker is BGP as the gate sees it: the set of prefixes that are out.
+// With failing set, calls fail and apply a random part of their batch, as a
+// speaker that dies halfway through would.
+type recSpeaker struct {
+	mu      sync.Mutex
+	out     map[netip.Prefix]Advertisement
+	rng     *rand.Rand
+	failing bool
+	calls   int
+}
+
+func newRecSpeaker(seed uint64) *recSpeaker {
+	return &recSpeaker{out: map[netip.Prefix]Advertisement{}, rng: rand.New(rand.NewPCG(seed, 99))}
+}
+
+var errSpeaker = errors.New("speaker unavailable")
+
+func (s *recSpeaker) apply(ads []Advertisement, out bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	fail := s.failing && s.rng.IntN(2) == 0
+	for _, ad := range ads {
+		if fail && s.rng.IntN(2) == 0 {
+			continue
+		}
+		if out {
+			s.out[ad.Prefix] = ad
+		} else {
+			delete(s.out, ad.Prefix)
+		}
+	}
+	if fail {
+		return errSpeaker
+	}
+	return nil
+}
+
+func (s *recSpeaker) Advertise(_ context.Context, ads []Advertisement) error { return s.apply(ads, true) }
+func (s *recSpeaker) Withdraw(_ context.Context, ads []Advertisement) error  { return s.apply(ads, false) }
+
+func (s *recSpeaker) snapshot() map[netip.Prefix]Advertisement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[netip.Prefix]Advertisement, len(s.out))
+	for k, v := range s.out {
+		out[k] = v
+	}
+	return out
+}
+
+// propertyPolicy gates 10/8 strictly (fail-closed, hold-down) and
+// 198.18/15 with a fail-open timeout of 2 s.
+func propertyPolicy() Policy {
+	strict := DefaultScope()
+	strict.Name = "strict"
+	strict.Prefixes = []PrefixRange{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MaxLen: 32}}
+	open := DefaultScope()
+	open.Name = "open"
+	open.Prefixes = []PrefixRange{{Prefix: netip.MustParsePrefix("198.18.0.0/15"), MaxLen: 32}}
+	open.PendingTimeout, open.FailOpen = 2*time.Second, true
+	open.HoldDown = HoldDown{}
+	return Policy{Scopes: []Scope{strict, open}}
+}
+
+var propertyPrefixes = []string{"10.0.0.0/24", "10.0.1.0/24", "10.1.0.0/16", "198.18.0.0/24", "198.19.1.0/24", "192.0.2.0/24"}
+
+// TestSafetyAndLivenessOverRandomRuns is the gate's central property: over
+// long random sequences of route additions and removals, hardware flag
+// changes, time passing, source resyncs, tracker restarts (with the
+// speaker's reconcile at start-up) and a speaker that fails halfway,
+//   - safety: whenever the system is quiet and the speaker reliable, every
+//     prefix that is out has a forwarding route whose hardware state
+//     confirms it under its scope, or has waited out its fail-open timeout;
+//   - liveness: after the system settles (hold-downs expired, retries
+//     done), every such prefix is out.
+func TestSafetyAndLivenessOverRandomRuns(t *testing.T) {
+	steps := 600
+	if testing.Short() {
+		steps = 150
+	}
+	for seed := uint64(1); seed <= 6; seed++ {
+		t.Run(fmt.Sprintf("seed %d", seed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) { runProperty(t, seed, steps) })
+		})
+	}
+}
+
+func runProperty(t *testing.T, seed uint64, steps int) {
+	rng := rand.New(rand.NewPCG(seed, 1))
+	src := newModelSource()
+	sp := newRecSpeaker(seed)
+	policy := propertyPolicy()
+	classify := ByProtocol(fib.ProtoBGP, fib.ProtoStatic)
+	present := map[netip.Prefix]time.Time{} // when the current route appeared
+	routes := map[netip.Prefix]fib.Route{}
+
+	var stop func()
+	start := func() {
+		tr, err := NewTracker(src, policy, WithSpeaker(sp, classify), WithRetention(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = tr.Run(ctx); close(done) }()
+		stop = func() { cancel(); <-done }
+	}
+	start()
+	defer func() { stop() }()
+
+	// wantOut says whether p may (and, settled, must) be out now.
+	wantOut := func(p netip.Prefix) bool {
+		r, ok := routes[p]
+		if !ok {
+			return false
+		}
+		if _, ok := classify(&r); !ok {
+			return false
+		}
+		s, ok := policy.Match(r.Table, p)
+		if !ok {
+			return false // not gated: BGP handles it, the gate never advertises it
+		}
+		cur, _ := src.f.Find(&r)
+		switch v, _ := s.Judge(&cur); v {
+		case VerdictConfirmed:
+			return true
+		case VerdictFailed:
+			return false // an explicit failure is never fail-open
+		}
+		return s.FailOpen && time.Since(present[p]) >= s.PendingTimeout
+	}
+	checkSafety := func(step int, what string) {
+		t.Helper()
+		for p := range sp.snapshot() {
+			if !wantOut(p) {
+				t.Fatalf("step %d (%s): %s is out without confirmation", step, what, p)
+			}
+		}
+	}
+
+	for i := range steps {
+		p := netip.MustParsePrefix(propertyPrefixes[rng.IntN(len(propertyPrefixes))])
+		what := ""
+		switch op := rng.IntN(12); {
+		case op < 3:
+			if _, ok := routes[p]; ok {
+				continue
+			}
+			r := route(p.String())
+			r.Protocol = []fib.Protocol{fib.ProtoBGP, fib.ProtoStatic, fib.ProtoKernel}[rng.IntN(3)]
+			src.add(t, r)
+			routes[p], present[p] = r, time.Now()
+			what = "add " + p.String()
+		case op < 4:
+			r, ok := routes[p]
+			if !ok {
+				continue
+			}
+			src.del(t, r)
+			delete(routes, p)
+			delete(present, p)
+			what = "delete " + p.String()
+		case op < 8:
+			r, ok := routes[p]
+			if !ok {
+				continue
+			}
+			f := []fib.HWFlags{0, fib.Trap, fib.Offload, fib.OffloadFailed, fib.Trap | fib.OffloadFailed}[rng.IntN(5)]
+			src.flags(r, f)
+			what = fmt.Sprintf("flags %s %s", p, f)
+		case op < 10:
+			time.Sleep(time.Duration(rng.IntN(3000)) * time.Millisecond)
+			what = "time passes"
+		case op < 11:
+			// The source resyncs: every route is reported again, unchanged.
+			src.mu.Lock()
+			var evs []fib.Event
+			for r := range src.f.All() {
+				c := r.Clone()
+				evs = append(evs, fib.Event{Kind: fib.Changed, Resync: true, Old: &c, New: &c})
+			}
+			src.hub.Publish(evs)
+			src.mu.Unlock()
+			what = "resync"
+		default:
+			// Restart: the tracker dies; the speaker adapter reconciles at
+			// start-up, taking back whatever the new gate does not confirm.
+			stop()
+			sp.mu.Lock()
+			clear(sp.out)
+			sp.mu.Unlock()
+			start()
+			what = "restart"
+		}
+		failing := rng.IntN(8) == 0
+		sp.mu.Lock()
+		sp.failing = failing
+		sp.mu.Unlock()
+		synctest.Wait()
+		if failing {
+			// What a failed call left out stays out until the retry; let
+			// the retries run with a reliable speaker (backoff tops at 10 s).
+			sp.mu.Lock()
+			sp.failing = false
+			sp.mu.Unlock()
+			time.Sleep(11 * time.Second)
+			synctest.Wait()
+		}
+		checkSafety(i, what)
+	}
+	// Settle: a reliable speaker, every hold-down and retry over.
+	sp.mu.Lock()
+	sp.failing = false
+	sp.mu.Unlock()
+	time.Sleep(2 * time.Minute)
+	synctest.Wait()
+	checkSafety(steps, "settled")
+	out := sp.snapshot()
+	for p := range routes {
+		if wantOut(p) {
+			if _, ok := out[p]; !ok {
+				t.Errorf("settled: %s is confirmed but not out", p)
+			}
+		}
+	}
+	if sp.calls == 0 {
+		t.Fatal("the speaker was never called: the test exercised nothing")
+	}
+}
+
+func TestAdvertisedStateAndWithdrawOnFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		sp := newRecSpeaker(1)
+		tr, err := NewTracker(src, DefaultPolicy(), WithSpeaker(sp, ByProtocol(fib.ProtoBGP, fib.ProtoStatic)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go tr.Run(ctx)
+		transit := route("10.0.0.0/24") // proto bgp: transit
+		kernelRoute := route("10.0.9.0/24")
+		kernelRoute.Protocol = fib.ProtoKernel // never advertised
+		src.add(t, transit)
+		src.add(t, kernelRoute)
+		synctest.Wait()
+		if len(sp.snapshot()) != 0 {
+			t.Fatalf("advertised before confirmation: %v", sp.snapshot())
+		}
+		src.flags(transit, fib.Offload)
+		src.flags(kernelRoute, fib.Offload)
+		st := stateOf(t, tr, "10.0.0.0/24")
+		if st.State != Advertised || st.AdvertisedAt.IsZero() || sp.snapshot()[transit.Prefix].Origin != Transit {
+			t.Fatalf("confirmed transit prefix: %v, out %v", st.State, sp.snapshot())
+		}
+		if st := stateOf(t, tr, "10.0.9.0/24"); st.State != Confirmed || len(sp.snapshot()) != 1 {
+			t.Errorf("kernel route: %v, out %v; want confirmed and not advertised", st.State, sp.snapshot())
+		}
+		src.flags(transit, fib.OffloadFailed)
+		st = stateOf(t, tr, "10.0.0.0/24")
+		if st.State != Failed || st.WithdrawnAt.IsZero() || len(sp.snapshot()) != 0 {
+			t.Fatalf("after failure: %v, out %v", st.State, sp.snapshot())
+		}
+		if s := tr.Stats(); s.Advertised != 1 {
+			t.Errorf("stats.Advertised = %d", s.Advertised)
+		}
+	})
+}
