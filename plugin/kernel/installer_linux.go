@@ -1,0 +1,242 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// InstallRoute is a route the installer writes: a prefix and its paths (ECMP
+// when there are several). It carries only what BGP decides; the kernel
+// resolves the output interface of each gateway.
+type InstallRoute struct {
+	Prefix   netip.Prefix
+	Nexthops []netip.Addr
+}
+
+// InstallerConfig says where and how the installer writes its routes. Its
+// routes are recognised by (Table, Protocol, Metric), so it never touches
+// routes that others installed.
+type InstallerConfig struct {
+	// NetNS is the named network namespace; "" is the caller's.
+	NetNS string
+	// Table is the routing table (default 254, main).
+	Table uint32
+	// Protocol marks the routes (default bgp, 186), which is also how the
+	// gate recognises transit prefixes.
+	Protocol fib.Protocol
+	// Metric is the routes' priority (default 20, like FRR's eBGP). Use a
+	// metric no other daemon uses for the same prefixes: a replace acts on
+	// the first route of its (prefix, metric) group.
+	Metric uint32
+}
+
+func (c *InstallerConfig) defaults() {
+	if c.Table == 0 {
+		c.Table = fib.TableMain
+	}
+	if c.Protocol == 0 {
+		c.Protocol = fib.ProtoBGP
+	}
+	if c.Metric == 0 {
+		c.Metric = 20
+	}
+}
+
+// Installer is the FIB installer: it writes BGP best paths into the kernel
+// as proto-bgp routes, where the hardware (a switchdev driver, or the sim
+// watching through the listener) picks them up. It is not safe for
+// concurrent use.
+type Installer struct {
+	cfg InstallerConfig
+	h   *netlink.Handle
+	log *slog.Logger
+}
+
+// NewInstaller opens a netlink handle in the configured namespace.
+func NewInstaller(cfg InstallerConfig, log *slog.Logger) (*Installer, error) {
+	cfg.defaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h, err := openHandle(cfg.NetNS)
+	if err != nil {
+		return nil, err
+	}
+	return &Installer{cfg: cfg, h: h, log: log}, nil
+}
+
+func openHandle(ns string) (*netlink.Handle, error) {
+	if ns == "" {
+		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+		if err != nil {
+			return nil, fmt.Errorf("open route netlink handle: %w", err)
+		}
+		return h, nil
+	}
+	nsh, err := netns.GetFromPath(filepath.Join(netnsDir, ns))
+	if err != nil {
+		return nil, fmt.Errorf("open network namespace %q: %w", ns, err)
+	}
+	defer nsh.Close()
+	h, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open route netlink handle in netns %q: %w", ns, err)
+	}
+	return h, nil
+}
+
+// Close releases the handle; installed routes stay (see Flush).
+func (i *Installer) Close() { i.h.Close() }
+
+func (i *Installer) route(p netip.Prefix) *netlink.Route {
+	return &netlink.Route{
+		Dst:      &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
+		Table:    int(i.cfg.Table),
+		Protocol: netlink.RouteProtocol(i.cfg.Protocol),
+		Priority: int(i.cfg.Metric),
+		Family:   familyOf(p),
+	}
+}
+
+func familyOf(p netip.Prefix) int {
+	if p.Addr().Is4() {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+// Install writes each route, replacing in place the installer's route for
+// the same prefix (one RTM_NEWROUTE with NLM_F_REPLACE, so the forwarding
+// route never disappears in between). It goes on after a failure and
+// returns every failure, each naming its prefix.
+func (i *Installer) Install(routes []InstallRoute) error {
+	var errs []error
+	for _, r := range routes {
+		if err := i.install(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (i *Installer) install(r InstallRoute) error {
+	if !r.Prefix.IsValid() || r.Prefix != r.Prefix.Masked() || len(r.Nexthops) == 0 {
+		return fmt.Errorf("install %s: %w: want a canonical prefix and at least one next hop", r.Prefix, fib.ErrInvalid)
+	}
+	nr := i.route(r.Prefix)
+	for _, nh := range r.Nexthops {
+		// IPv4 via IPv4, IPv4 via IPv6 (RFC 5549) and IPv6 via IPv6.
+		if !nh.IsValid() || nh.Is4In6() || r.Prefix.Addr().Is6() && nh.Is4() {
+			return fmt.Errorf("install %s: next hop %s: %w", r.Prefix, nh, fib.ErrInvalid)
+		}
+	}
+	if len(r.Nexthops) == 1 {
+		setGateway(r.Prefix, r.Nexthops[0], func(ip net.IP) { nr.Gw = ip }, func(d netlink.Destination) { nr.Via = d })
+	} else {
+		for _, nh := range r.Nexthops {
+			info := &netlink.NexthopInfo{}
+			setGateway(r.Prefix, nh, func(ip net.IP) { info.Gw = ip }, func(d netlink.Destination) { info.Via = d })
+			nr.MultiPath = append(nr.MultiPath, info)
+		}
+	}
+	if err := i.h.RouteReplace(nr); err != nil {
+		return fmt.Errorf("install %s via %v in table %d: %w", r.Prefix, r.Nexthops, i.cfg.Table, err)
+	}
+	return nil
+}
+
+// setGateway sets an ordinary gateway, or RTA_VIA for an IPv4 prefix with
+// an IPv6 next hop (RFC 5549).
+func setGateway(p netip.Prefix, nh netip.Addr, gw func(net.IP), via func(netlink.Destination)) {
+	if p.Addr().Is4() && nh.Is6() {
+		via(&netlink.Via{AddrFamily: unix.AF_INET6, Addr: nh.AsSlice()})
+		return
+	}
+	gw(nh.AsSlice())
+}
+
+// Remove deletes the installer's routes for these prefixes; a prefix that
+// has none is not an error.
+func (i *Installer) Remove(prefixes []netip.Prefix) error {
+	var errs []error
+	for _, p := range prefixes {
+		if err := i.h.RouteDel(i.route(p)); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("remove %s from table %d: %w", p, i.cfg.Table, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Installed lists the prefixes the installer's routes cover now, read from
+// the kernel (not from memory), so it is right after a restart.
+func (i *Installer) Installed() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		filter := &netlink.Route{Table: int(i.cfg.Table), Protocol: netlink.RouteProtocol(i.cfg.Protocol)}
+		rs, err := i.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+		if err != nil {
+			return nil, fmt.Errorf("list installed routes in table %d: %w", i.cfg.Table, err)
+		}
+		for _, r := range rs {
+			if r.Priority != int(i.cfg.Metric) || r.Dst == nil {
+				continue
+			}
+			p, ok := netip.AddrFromSlice(r.Dst.IP)
+			if !ok {
+				continue
+			}
+			ones, _ := r.Dst.Mask.Size()
+			out = append(out, netip.PrefixFrom(p.Unmap(), ones))
+		}
+	}
+	return out, nil
+}
+
+// Reconcile makes the kernel hold exactly the desired routes: it installs
+// (replacing) every desired route and removes the installer's routes for
+// prefixes not desired, such as those a crashed predecessor left behind.
+// It returns how many stale routes it removed.
+func (i *Installer) Reconcile(desired []InstallRoute) (removed int, err error) {
+	have, err := i.Installed()
+	if err != nil {
+		return 0, err
+	}
+	want := make(map[netip.Prefix]bool, len(desired))
+	for _, r := range desired {
+		want[r.Prefix] = true
+	}
+	var stale []netip.Prefix
+	for _, p := range have {
+		if !want[p] {
+			stale = append(stale, p)
+		}
+	}
+	errRemove := i.Remove(stale)
+	errInstall := i.Install(desired)
+	if len(stale) > 0 {
+		i.log.Info("removed stale installed routes", "count", len(stale), "table", i.cfg.Table)
+	}
+	return len(stale), errors.Join(errRemove, errInstall)
+}
+
+// Flush removes every route the installer owns: what a clean shutdown does
+// so no route outlives the daemon that chose it.
+func (i *Installer) Flush() (int, error) {
+	have, err := i.Installed()
+	if err != nil {
+		return 0, err
+	}
+	slices.SortFunc(have, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+	return len(have), i.Remove(have)
+}
