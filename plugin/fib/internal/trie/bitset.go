@@ -29,6 +29,16 @@ func (b *bitset256) count() int {
 		bits.OnesCount64(b[2]) + bits.OnesCount64(b[3])
 }
 
+// first returns the lowest set bit; the set must not be empty.
+func (b *bitset256) first() uint8 {
+	for w, x := range b {
+		if x != 0 {
+			return uint8(w<<6 + bits.TrailingZeros64(x))
+		}
+	}
+	panic("trie: first of empty bitset")
+}
+
 // below returns the number of set bits strictly below i. It is the position
 // of i's item in a popcount-compressed slice, both for an existing item and
 // for the insertion point of a new one. Kept small enough to be inlined.

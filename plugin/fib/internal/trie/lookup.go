@@ -1,9 +1,6 @@
 package trie
 
-import (
-	"encoding/binary"
-	"net/netip"
-)
+import "net/netip"
 
 // Lookup returns the longest stored prefix that contains a, with its value:
 // the forwarding decision for a destination address. It costs one descent
@@ -13,36 +10,25 @@ import (
 // nodes and never backtracks into siblings. An IPv4-mapped IPv6 address is
 // looked up as IPv6 (it is not unmapped); an invalid address matches nothing.
 func (t *Table[V]) Lookup(a netip.Addr) (netip.Prefix, V, bool) {
-	var (
-		oct [16]byte // a's octets; IPv4 uses the first 4
-		n   *node[V]
-	)
-	switch {
-	case a.Is4():
-		a4 := a.As4()
-		copy(oct[:], a4[:])
-		n = &t.root4
-	case a.Is6():
-		oct = a.As16()
-		n = &t.root6
-	default:
+	if !a.IsValid() {
 		var zero V
 		return netip.Prefix{}, zero, false
 	}
+	k, is4 := addrKey(a)
+	n := t.root(is4)
 
 	var stack [maxDepth]*node[V]
 	d := 0
 	for ; ; d++ {
 		d &= maxDepth - 1 // bounds-check elimination; d never exceeds 15
 		stack[d] = n
-		o := oct[d]
+		o := k.octet(d)
 		if n.kidBits.test(o) {
 			n = n.kids[n.kidRank(o)]
 			continue
 		}
 		if n.leafBits.test(o) {
 			lf := &n.leaves[n.leafBits.below(o)]
-			k := key{binary.BigEndian.Uint64(oct[:8]), binary.BigEndian.Uint64(oct[8:])}
 			if lf.covers(k) {
 				return resultPrefix(a, int(lf.bits)), lf.val, true
 			}
@@ -54,7 +40,7 @@ func (t *Table[V]) Lookup(a netip.Addr) (netip.Prefix, V, bool) {
 		if len(n.vals) == 0 {
 			continue // a pure routing node, nothing to match here
 		}
-		o := oct[d&(maxDepth-1)]
+		o := k.octet(d)
 		if n.fringeBits.test(o) {
 			return resultPrefix(a, 8*d+8), n.vals[n.fringeRank(o)], true
 		}

@@ -11,9 +11,12 @@ import (
 // the full contents, order, counters and structure at intervals and after
 // draining the table again.
 func TestRandomOperationsMatchTheReferenceModel(t *testing.T) {
-	seeds, steps := 8, 40000
-	if testing.Short() {
+	seeds, steps := 8, 60000
+	switch {
+	case testing.Short():
 		seeds, steps = 3, 8000
+	case raceEnabled:
+		steps = 25000
 	}
 	for seed := range seeds {
 		t.Run("seed"+string(rune('0'+seed)), func(t *testing.T) {

@@ -13,6 +13,7 @@ package trie
 
 import (
 	"net/netip"
+	"sync"
 )
 
 // maxDepth is the number of strides of an IPv6 address; IPv4 uses 4.
@@ -30,6 +31,7 @@ const maxDepth = 16
 // concurrent readers (Get, Lookup, LookupPrefix, iterators, Len,
 // MemoryEstimate) are safe as long as nobody mutates.
 type Table[V any] struct {
+	_            [0]sync.Mutex // lets go vet's copylocks check flag copies
 	root4, root6 node[V]
 	len4, len6   int
 }
