@@ -1,37 +1,22 @@
 package fib
 
 import (
-	"bufio"
-	"compress/gzip"
 	"math/rand/v2"
 	"net/netip"
-	"os"
 	"runtime"
 	"testing"
+
+	"github.com/fibgate/fibgate/plugin/fib/fibtest"
 )
 
-// internetTable reads the real Internet table shipped for the trie benchmarks.
+// internetTable is the real Internet table of fibtest.
 func internetTable(b *testing.B) []netip.Prefix {
 	b.Helper()
-	f, err := os.Open("internal/trie/testdata/internet-prefixes.txt.gz")
-	if err != nil {
-		b.Skipf("no Internet table: %v", err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
+	ps, err := fibtest.InternetTable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	var out []netip.Prefix
-	sc := bufio.NewScanner(z)
-	for sc.Scan() {
-		p, err := netip.ParsePrefix(sc.Text())
-		if err != nil {
-			b.Fatalf("bad prefix %q: %v", sc.Text(), err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out
+	return ps
 }
 
 func bgpRoute(p netip.Prefix) Route {

@@ -52,8 +52,12 @@ func (s *recSpeaker) apply(ads []Advertisement, out bool) error {
 	return nil
 }
 
-func (s *recSpeaker) Advertise(_ context.Context, ads []Advertisement) error { return s.apply(ads, true) }
-func (s *recSpeaker) Withdraw(_ context.Context, ads []Advertisement) error  { return s.apply(ads, false) }
+func (s *recSpeaker) Advertise(_ context.Context, ads []Advertisement) error {
+	return s.apply(ads, true)
+}
+func (s *recSpeaker) Withdraw(_ context.Context, ads []Advertisement) error {
+	return s.apply(ads, false)
+}
 
 func (s *recSpeaker) snapshot() map[netip.Prefix]Advertisement {
 	s.mu.Lock()

@@ -131,7 +131,7 @@ func TestInstallerNamesThePrefixOnFailure(t *testing.T) {
 	err := inst.Install([]InstallRoute{
 		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.99.0.1")}, // unreachable gateway
 		{Prefix: netip.MustParsePrefix("198.51.100.0/24"), Nexthops: addrs("10.1.0.2")},
-		{Prefix: netip.MustParsePrefix("2001:db8::/32"), Nexthops: addrs("10.1.0.2")}, // IPv6 via IPv4
+		{Prefix: netip.MustParsePrefix("2001:db8::/32"), Nexthops: addrs("10.1.0.2")},  // IPv6 via IPv4
 		{Prefix: netip.MustParsePrefix("203.0.113.1/24"), Nexthops: addrs("10.1.0.2")}, // host bits
 	})
 	for _, want := range []string{"192.0.2.0/24", "2001:db8::/32", "203.0.113.1/24"} {

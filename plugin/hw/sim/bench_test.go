@@ -1,49 +1,27 @@
 package sim
 
 import (
-	"bufio"
-	"compress/gzip"
 	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/fib/fibtest"
 )
 
-// benchTable returns the real Internet table shipped for the trie
-// benchmarks (1.06M prefixes), or 1M synthetic IPv4 /24s without it.
+// benchTable returns the real Internet table of fibtest (1.06M prefixes).
 func benchTable(b *testing.B) []netip.Prefix {
 	b.Helper()
-	f, err := os.Open("../../fib/internal/trie/testdata/internet-prefixes.txt.gz")
-	if err != nil {
-		b.Logf("no Internet table (%v): using 1M synthetic /24s", err)
-		out := make([]netip.Prefix, 1<<20)
-		for i := range out {
-			out[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(1 + i>>16), byte(i >> 8), byte(i), 0}), 24)
-		}
-		return out
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
+	ps, err := fibtest.InternetTable()
 	if err != nil {
 		b.Fatal(err)
 	}
-	var out []netip.Prefix
-	sc := bufio.NewScanner(z)
-	for sc.Scan() {
-		p, err := netip.ParsePrefix(sc.Text())
-		if err != nil {
-			b.Fatalf("bad prefix %q: %v", sc.Text(), err)
-		}
-		out = append(out, p.Masked())
-	}
-	return out
+	return ps
 }
 
 func bgpRoute(p netip.Prefix) fib.Route {
