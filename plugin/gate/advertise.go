@@ -156,6 +156,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) {
 			}
 			e.st.State, e.st.AdvertisedAt, e.st.Reason = Advertised, now, ""
 			t.counters.advertised.Add(1)
+			if t.observer != nil {
+				t.observer.ConfirmToAdvertise(now.Sub(e.st.ConfirmedAt))
+			}
 			changed = append(changed, e.st)
 		}
 		slices.SortFunc(changed, compareStates)

@@ -55,6 +55,7 @@ type entry struct {
 type Tracker struct {
 	src       Source
 	log       *slog.Logger
+	observer  Observer
 	retention time.Duration
 
 	mu      sync.RWMutex
@@ -76,6 +77,20 @@ type TrackerOption func(*Tracker)
 
 // WithLogger sets the logger; the default discards.
 func WithLogger(l *slog.Logger) TrackerOption { return func(t *Tracker) { t.log = l } }
+
+// Observer receives the gate's latencies as they happen, for histograms
+// (plugin/api's Prometheus metrics); the tracker's own summaries cover a
+// recent window only.
+type Observer interface {
+	// TimeToHardware is from a route entering the FIB (or losing
+	// confirmation) to its hardware confirmation.
+	TimeToHardware(d time.Duration)
+	// ConfirmToAdvertise is from confirmation to BGP accepting the prefix.
+	ConfirmToAdvertise(d time.Duration)
+}
+
+// WithObserver reports latencies to o.
+func WithObserver(o Observer) TrackerOption { return func(t *Tracker) { t.observer = o } }
 
 // WithRetention sets how long a withdrawn prefix stays visible in the API
 // after its route left the FIB (default 10 minutes).
@@ -424,6 +439,9 @@ func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
 	t.counters.confirmed.Add(1)
 	if reason == "" {
 		t.ttHW.add(now.Sub(e.pendingSince))
+		if t.observer != nil {
+			t.observer.TimeToHardware(now.Sub(e.pendingSince))
+		}
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/simctl"
 	"github.com/fibgate/fibgate/plugin/fib"
@@ -47,6 +49,7 @@ type serveFlags struct {
 	netns, backend, socket, listen string
 	tlsCert, tlsKey, tlsCA         string
 	policyFile, setNotify          string
+	metrics                        string
 	rcvbuf                         int
 	verbose                        bool
 	simMode, simPorts              string
@@ -65,6 +68,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key for --listen")
 	fs.StringVar(&f.tlsCA, "tls-client-ca", "", "require client certificates signed by this CA on --listen (mTLS)")
 	fs.StringVar(&f.policyFile, "policy", "", "gating policy file (YAML, as `fibgate policy get` prints); default: gate every main-table prefix on hardware confirmation")
+	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics (fibgate_*) at http://ADDR/metrics, e.g. 127.0.0.1:9431 (default: off)")
 	fs.StringVar(&f.setNotify, "set-notify", "", "write fib_notify_on_flag_change (0, 1 or 2) for IPv4 and IPv6 first (default: leave it)")
 	fs.IntVar(&f.rcvbuf, "rcvbuf", kernel.DefaultRcvBuf, "notification socket receive buffer in bytes")
 	fs.BoolVar(&f.verbose, "v", false, "log at info level (default: warnings)")
@@ -107,10 +111,12 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 // daemon is the set of parts serve runs together.
 type daemon struct {
-	listener *kernel.Listener
-	asic     *sim.Sim
-	tracker  *gate.Tracker
-	server   *api.Server
+	listener    *kernel.Listener
+	asic        *sim.Sim
+	tracker     *gate.Tracker
+	server      *api.Server
+	metricsAddr string
+	registry    *prometheus.Registry
 }
 
 // build checks the flags and assembles the parts; nothing runs yet.
@@ -177,11 +183,24 @@ func (f *serveFlags) build(log *slog.Logger) (*daemon, error) {
 	if ext != nil {
 		ext.Bind(d.listener) // agents' reports reach the listener
 	}
-	tr, err := gate.NewTracker(d.listener, policy, gate.WithLogger(log))
+	topts := []gate.TrackerOption{gate.WithLogger(log)}
+	var metrics *api.Metrics
+	if f.metrics != "" {
+		d.metricsAddr, d.registry = f.metrics, prometheus.NewRegistry()
+		var err error
+		if metrics, err = api.NewMetrics(d.registry); err != nil {
+			return nil, err
+		}
+		topts = append(topts, gate.WithObserver(metrics))
+	}
+	tr, err := gate.NewTracker(d.listener, policy, topts...)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	d.tracker = tr
+	if metrics != nil {
+		metrics.Watch(tr, d.listener)
+	}
 	aopts = append(aopts, api.WithGate(tr), api.WithListenerStats(d.listener), api.WithLinkNames(d.listener.LinkName),
 		api.WithReady(tr.Ready()), api.WithUnixSocket(f.socket), api.WithLogger(log))
 	if f.listen != "" {
@@ -223,6 +242,9 @@ func (d *daemon) run(ctx context.Context, log *slog.Logger) error {
 	}
 	start("gate", d.tracker.Run)
 	start("api", d.server.Serve)
+	if d.metricsAddr != "" {
+		start("metrics", func(ctx context.Context) error { return api.ServeMetrics(ctx, d.metricsAddr, d.registry) })
+	}
 	go func() {
 		select {
 		case <-d.tracker.Ready():

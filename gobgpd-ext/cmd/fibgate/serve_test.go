@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,12 +26,13 @@ func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	metricsAddr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var serveErr bytes.Buffer
 	go func() {
 		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "sim", "--sim-latency", "300ms",
-			"--sim-ports", "eth1", "--socket", sock, "--set-notify", "1"}, io.Discard, &serveErr)
+			"--sim-ports", "eth1", "--socket", sock, "--set-notify", "1", "--metrics", metricsAddr}, io.Discard, &serveErr)
 	}()
 	stopped := false
 	stop := func() int {
@@ -122,6 +125,16 @@ func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
 	if strings.Join(confirmed.Flags, ",") != "trap" {
 		t.Errorf("confirmed with flags %v, want trap", confirmed.Flags)
 	}
+	// The latency reached Prometheus too.
+	scrape := scrapeMetrics(t, metricsAddr)
+	for _, want := range []string{`fibgate_routes{state="confirmed"}`, "fibgate_time_to_hardware_seconds_count", "fibgate_fib_routes"} {
+		if !strings.Contains(scrape, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(scrape, "fibgate_time_to_hardware_seconds_count 0") {
+		t.Errorf("time to hardware not observed:\n%s", scrape)
+	}
 	var out, errb bytes.Buffer
 	if code := run(context.Background(), []string{"hw", "fail", "192.0.2.0/24", "--socket", sock}, &out, &errb); code != exitOK {
 		t.Fatalf("hw fail: exit %d: %s", code, errb.String())
@@ -158,4 +171,29 @@ func TestServeRejectsBadSettingsWithStatus2(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
 		}
 	}
+}
+
+// freePort returns a loopback address with a port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func scrapeMetrics(t *testing.T, addr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("scrape metrics: %s %v", resp.Status, err)
+	}
+	return string(b)
 }

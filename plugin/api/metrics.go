@@ -1,0 +1,139 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// Metrics exports the gate and the listener as Prometheus metrics, all
+// named fibgate_*. It is also the gate's Observer (gate.WithObserver), which
+// feeds the latency histograms as confirmations and advertisements happen.
+// Counters and gauges are read from the sources' Stats at scrape time, so
+// they cost nothing between scrapes.
+type Metrics struct {
+	timeToHW, confirmToAdv prometheus.Histogram
+
+	mu       sync.RWMutex
+	gate     GateStats
+	listener ListenerStats
+}
+
+var (
+	descRoutes        = prometheus.NewDesc("fibgate_routes", "Gated prefixes by state.", []string{"state"}, nil)
+	descConfirmations = prometheus.NewDesc("fibgate_confirmations_total", "Prefixes confirmed by the data plane (including fail-open).", nil, nil)
+	descFailures      = prometheus.NewDesc("fibgate_failures_total", "Transitions to failed (offload_failed).", nil, nil)
+	descWithdrawals   = prometheus.NewDesc("fibgate_withdrawals_total", "Confirmed prefixes whose route left the FIB.", nil, nil)
+	descAdvertised    = prometheus.NewDesc("fibgate_advertisements_total", "Prefixes handed to BGP.", nil, nil)
+	descSpeakerErrors = prometheus.NewDesc("fibgate_speaker_errors_total", "Failed BGP advertise or withdraw calls (retried).", nil, nil)
+	descFIBRoutes     = prometheus.NewDesc("fibgate_fib_routes", "Routes in fibgate's model of the kernel FIB.", nil, nil)
+	descNotifications = prometheus.NewDesc("fibgate_listener_notifications_total", "Route notifications applied to the model.", nil, nil)
+	descOverruns      = prometheus.NewDesc("fibgate_listener_overruns_total", "Notification socket overruns (ENOBUFS).", nil, nil)
+	descResyncs       = prometheus.NewDesc("fibgate_listener_resyncs_total", "Dumps compared with the model after overruns or link and address loss.", nil, nil)
+	descOutOfSync     = prometheus.NewDesc("fibgate_listener_out_of_sync_total", "Notifications that did not fit the model.", nil, nil)
+)
+
+// NewMetrics registers fibgate's metrics with reg (no global registry).
+// Sources are attached with Watch before the first scrape that should see
+// them; until then only the histograms are exported.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	buckets := prometheus.ExponentialBucketsRange(0.001, 120, 16) // 1 ms to 2 min
+	m := &Metrics{
+		timeToHW: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fibgate_time_to_hardware_seconds", Buckets: buckets,
+			Help: "From a route entering the FIB (or losing confirmation) to its hardware confirmation.",
+		}),
+		confirmToAdv: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fibgate_confirm_to_advertise_seconds", Buckets: buckets,
+			Help: "From hardware confirmation to BGP accepting the prefix.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.timeToHW, m.confirmToAdv, m} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register fibgate metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// Watch attaches the sources whose counters the metrics export.
+func (m *Metrics) Watch(g GateStats, l ListenerStats) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.gate, m.listener = g, l
+}
+
+// TimeToHardware implements gate.Observer.
+func (m *Metrics) TimeToHardware(d time.Duration) { m.timeToHW.Observe(d.Seconds()) }
+
+// ConfirmToAdvertise implements gate.Observer.
+func (m *Metrics) ConfirmToAdvertise(d time.Duration) { m.confirmToAdv.Observe(d.Seconds()) }
+
+var _ gate.Observer = (*Metrics)(nil)
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descRoutes, descConfirmations, descFailures, descWithdrawals, descAdvertised,
+		descSpeakerErrors, descFIBRoutes, descNotifications, descOverruns, descResyncs, descOutOfSync} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	m.mu.RLock()
+	g, l := m.gate, m.listener
+	m.mu.RUnlock()
+	counter := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
+	if g != nil {
+		s := g.Stats()
+		for st := gate.Pending; st <= gate.Withdrawn; st++ {
+			ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(s.ByState[st]), st.String())
+		}
+		counter(descConfirmations, s.Confirmed)
+		counter(descFailures, s.Failed)
+		counter(descWithdrawals, s.Withdrawn)
+		counter(descAdvertised, s.Advertised)
+		counter(descSpeakerErrors, s.SpeakerErrors)
+	}
+	if l != nil {
+		s := l.Stats()
+		ch <- prometheus.MustNewConstMetric(descFIBRoutes, prometheus.GaugeValue, float64(s.Routes))
+		counter(descNotifications, s.Notifications)
+		counter(descOverruns, s.Overruns)
+		counter(descResyncs, s.Resyncs)
+		counter(descOutOfSync, s.OutOfSync)
+	}
+}
+
+// ServeMetrics serves /metrics from g on addr until ctx ends.
+func ServeMetrics(ctx context.Context, addr string, g prometheus.Gatherer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener on %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shut, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shut)
+	}()
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve metrics on %s: %w", addr, err)
+	}
+	return nil
+}
