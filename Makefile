@@ -5,8 +5,9 @@ BIN        ?= bin
 NETNS      ?=
 PKGS       := ./...
 GOFLAGS    ?=
-# Debian packages the tests need (iproute2 for namespaces; frr for later labs).
-APT_PKGS   := iproute2
+# Debian packages the tests need: iproute2 for namespaces, frr as the BGP
+# neighbour that must not see a prefix too early, procps for sysctl.
+APT_PKGS   := iproute2 frr procps
 # Code generators for proto/, pinned and built from source into bin/tools
 # (proto/buf.gen.yaml names them there). protoc-gen-go follows the
 # google.golang.org/protobuf version in go.mod, so generated code always

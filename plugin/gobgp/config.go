@@ -1,0 +1,283 @@
+package gobgp
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultHoldCommunity marks HOLD paths. It is in the private-use range
+// (RFC 1997 leaves 65534:x to local use, unlike 65535:x, the well-known
+// range, where 65535:666 is RFC 7999 BLACKHOLE: a HOLD path that escaped
+// with it would blackhole the prefix at every neighbour honouring it).
+const DefaultHoldCommunity = "65534:4711"
+
+// DefaultName prefixes every set, statement and policy fibgate defines in
+// GoBGP, so `gobgp policy` shows at a glance what belongs to the gate.
+const DefaultName = "fibgate"
+
+// Config says what the gate installs in GoBGP and which attributes
+// originated prefixes carry. The zero value gates every prefix of both
+// families and announces originated prefixes with next hop self.
+type Config struct {
+	// Name prefixes the names of the sets, statements and the policy;
+	// default DefaultName. Two gates on one GoBGP need two names.
+	Name string
+	// Scope lists the prefixes that are gated (held until confirmed).
+	// Empty means every prefix of both families; otherwise a family with
+	// no range in Scope is not gated at all.
+	Scope []Range
+	// HoldCommunity is the community of HOLD paths, "ASN:VALUE";
+	// default DefaultHoldCommunity. Must not be well-known (65535:x or
+	// 0:x): a peer could act on it.
+	HoldCommunity string
+
+	// Communities ("ASN:VALUE") and LargeCommunities ("ASN:X:Y") are added
+	// to every originated prefix.
+	Communities      []string
+	LargeCommunities []string
+	// MED and LocalPref, when set, go on every originated prefix.
+	MED       *uint32
+	LocalPref *uint32
+	// NextHop4 and NextHop6 are the next hops of originated prefixes;
+	// when unset, an Advertisement's NextHop of the same family is used,
+	// else 0.0.0.0 / :: which GoBGP replaces with its session address
+	// (next hop self).
+	NextHop4, NextHop6 netip.Addr
+
+	// FallbackPolicy names a policy in gobgpd's own config file that
+	// rejects the whole scope (FallbackTOML renders it), listed in the
+	// file's global export policies. The Speaker takes it out of the chain
+	// while its gate is installed; when gobgpd restarts, or reloads a
+	// changed global apply-policy, the file puts it back and the gobgpd is
+	// closed until the gate is re-installed, even while fibgate is down.
+	// Empty: no fallback.
+	FallbackPolicy string
+
+	// KeepOriginatedOnClose leaves originated paths in GoBGP when the
+	// Speaker closes. By default Close deletes them: nobody watches their
+	// hardware state any more.
+	KeepOriginatedOnClose bool
+}
+
+// normalized is a validated Config with its parsed parts.
+type normalized struct {
+	Config
+	hold      uint32
+	comms     []uint32
+	large     [][3]uint32
+	v4, v6    *scope
+	hash      string
+	setV4     string
+	setV6     string
+	holdSet   string
+	policy    string
+	stmtHold  string
+	stmtV4    string
+	stmtV6    string
+	gatePrefx string // what every policy of this gate name starts with
+}
+
+func (c Config) normalize() (*normalized, error) {
+	n := &normalized{Config: c}
+	if n.Name == "" {
+		n.Name = DefaultName
+	}
+	if strings.ContainsAny(n.Name, " \t\n") {
+		return nil, fmt.Errorf("config: name %q: no spaces", n.Name)
+	}
+	if strings.ContainsAny(n.FallbackPolicy, " \t\n\"") || (n.FallbackPolicy != "" && strings.HasPrefix(n.FallbackPolicy, n.Name+"-gate-")) {
+		return nil, fmt.Errorf("config: fallback policy %q: no spaces or quotes, and not a name of the gate's own", n.FallbackPolicy)
+	}
+	if n.HoldCommunity == "" {
+		n.HoldCommunity = DefaultHoldCommunity
+	}
+	var err error
+	if n.hold, err = parseCommunity(n.HoldCommunity); err != nil {
+		return nil, fmt.Errorf("config: hold community: %w", err)
+	}
+	if hi := n.hold >> 16; hi == 0 || hi == 0xffff {
+		return nil, fmt.Errorf("config: hold community %s is in a reserved or well-known range (0:x, 65535:x); use a private one such as %s", n.HoldCommunity, DefaultHoldCommunity)
+	}
+	for _, s := range n.Communities {
+		v, err := parseCommunity(s)
+		if err != nil {
+			return nil, fmt.Errorf("config: communities: %w", err)
+		}
+		if v == n.hold {
+			return nil, fmt.Errorf("config: communities: %s is the hold community: originated prefixes would be held forever", s)
+		}
+		n.comms = append(n.comms, v)
+	}
+	for _, s := range n.LargeCommunities {
+		v, err := parseLargeCommunity(s)
+		if err != nil {
+			return nil, fmt.Errorf("config: large communities: %w", err)
+		}
+		n.large = append(n.large, v)
+	}
+	if n.NextHop4.IsValid() && !n.NextHop4.Is4() {
+		return nil, fmt.Errorf("config: next hop for IPv4 %v is not an IPv4 address", n.NextHop4)
+	}
+	if n.NextHop6.IsValid() && (!n.NextHop6.Is6() || n.NextHop6.Is4In6()) {
+		return nil, fmt.Errorf("config: next hop for IPv6 %v is not an IPv6 address", n.NextHop6)
+	}
+	scope := n.Scope
+	if len(scope) == 0 {
+		scope = []Range{
+			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), MaxLen: 32},
+			{Prefix: netip.MustParsePrefix("::/0"), MaxLen: 128},
+		}
+	}
+	var r4, r6 []Range
+	for _, r := range scope {
+		if err := r.validate(); err != nil {
+			return nil, fmt.Errorf("config: scope: %w", err)
+		}
+		if r.Prefix.Addr().Is4() {
+			r4 = append(r4, r)
+		} else {
+			r6 = append(r6, r)
+		}
+	}
+	n.v4, n.v6 = newScope(32, r4), newScope(128, r6)
+
+	// Names carry a hash of what defines the sets' contents, so a changed
+	// configuration installs a new policy beside the old one and swaps
+	// them in one assignment, instead of editing a policy in use.
+	h := sha256.New()
+	fmt.Fprintf(h, "hold=%d\n", n.hold)
+	var rs []string
+	for _, r := range scope {
+		rs = append(rs, r.String())
+	}
+	slices.Sort(rs)
+	fmt.Fprintf(h, "scope=%s\n", strings.Join(rs, ","))
+	n.hash = hex.EncodeToString(h.Sum(nil))[:8]
+	n.gatePrefx = n.Name + "-gate-"
+	n.policy = n.gatePrefx + n.hash
+	n.stmtHold = n.policy + "-hold"
+	n.stmtV4 = n.policy + "-v4"
+	n.stmtV6 = n.policy + "-v6"
+	n.holdSet = n.Name + "-hold-" + n.hash
+	n.setV4 = n.Name + "-held-v4-" + n.hash
+	n.setV6 = n.Name + "-held-v6-" + n.hash
+	return n, nil
+}
+
+// scopeOf returns the scope of p's family.
+func (n *normalized) scopeOf(p netip.Prefix) *scope {
+	if p.Addr().Is4() {
+		return n.v4
+	}
+	return n.v6
+}
+
+func parseCommunity(s string) (uint32, error) {
+	a, b, ok := strings.Cut(s, ":")
+	if !ok {
+		return 0, fmt.Errorf("community %q: want ASN:VALUE", s)
+	}
+	x, err1 := strconv.ParseUint(a, 10, 16)
+	y, err2 := strconv.ParseUint(b, 10, 16)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("community %q: %w", s, err)
+	}
+	return uint32(x)<<16 | uint32(y), nil
+}
+
+func parseLargeCommunity(s string) ([3]uint32, error) {
+	f := strings.Split(s, ":")
+	if len(f) != 3 {
+		return [3]uint32{}, fmt.Errorf("large community %q: want ASN:X:Y", s)
+	}
+	var v [3]uint32
+	for i, x := range f {
+		n, err := strconv.ParseUint(x, 10, 32)
+		if err != nil {
+			return [3]uint32{}, fmt.Errorf("large community %q: %w", s, err)
+		}
+		v[i] = uint32(n)
+	}
+	return v, nil
+}
+
+// Option tunes how a Speaker runs (not what it installs: that is Config).
+type Option func(*options)
+
+type options struct {
+	log      *slog.Logger
+	interval time.Duration
+	batch    int
+	hook     func(GuardEvent)
+}
+
+func defaultOptions() options {
+	return options{
+		log:      slog.New(slog.DiscardHandler),
+		interval: 100 * time.Millisecond,
+		batch:    4096,
+	}
+}
+
+// WithLogger sets where the Speaker logs (default: nowhere).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// WithGuardInterval sets how often Guard checks that the gate is still
+// installed (default 100 ms). It bounds how long a policy reload can leave
+// GoBGP ungated; a check is one small ListPolicyAssignment call.
+func WithGuardInterval(d time.Duration) Option { return func(o *options) { o.interval = d } }
+
+// WithBatchSize sets how many prefixes one locked step of Advertise or
+// Withdraw handles (default 4096). Between steps the guard can run, so a
+// 100k-prefix call does not delay the detection of a reload by seconds.
+func WithBatchSize(n int) Option { return func(o *options) { o.batch = n } }
+
+// FallbackTOML renders, for gobgpd's config file, the prefix sets and the
+// policy named c.FallbackPolicy that reject every prefix of the scope.
+// List the policy first in the file's global export policies:
+//
+//	[global.apply-policy.config]
+//	  export-policy-list = ["fibgate-fallback", ...your policies]
+//
+// The sets hold the held sets' skeleton, so nested scope ranges match
+// correctly under GoBGP's longest-match prefix sets.
+func (c Config) FallbackTOML() (string, error) {
+	n, err := c.normalize()
+	if err != nil {
+		return "", err
+	}
+	if n.FallbackPolicy == "" {
+		return "", errors.New("config: no fallback policy name")
+	}
+	var b strings.Builder
+	var stmts []string
+	for _, f := range []struct {
+		suffix string
+		s      *scope
+	}{{"v4", n.v4}, {"v6", n.v6}} {
+		if f.s.empty() {
+			continue
+		}
+		set := n.FallbackPolicy + "-" + f.suffix
+		fmt.Fprintf(&b, "[[defined-sets.prefix-sets]]\n  prefix-set-name = %q\n", set)
+		for _, e := range f.s.skeleton() {
+			fmt.Fprintf(&b, "  [[defined-sets.prefix-sets.prefix-list]]\n    ip-prefix = %q\n    masklength-range = \"%d..%d\"\n", e.prefix, e.iv.lo, e.iv.hi)
+		}
+		stmts = append(stmts, set)
+	}
+	fmt.Fprintf(&b, "[[policy-definitions]]\n  name = %q\n", n.FallbackPolicy)
+	for _, set := range stmts {
+		fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", set)
+		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = %q\n", set)
+		b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"reject-route\"\n")
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,316 @@
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// pulseItem is a prefix to withdraw from peers whatever they received:
+// the held-set edits that release it (open; empty if already released) and
+// hold it again (shut).
+type pulseItem struct {
+	p                                  netip.Prefix
+	openAdd, openDel, shutAdd, shutDel []setEntry
+}
+
+// pulse sends a withdraw for each prefix: release it, add its HOLD path
+// (GoBGP sees the old best path as sent and withdraws it; the HOLD path
+// also replaces a local path of ours), hold it, delete the HOLD path. A
+// peer that never had the prefix ignores the withdraw.
+func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
+	for len(items) > 0 {
+		n := min(len(items), s.opts.batch)
+		var oa, od, sa, sd []setEntry
+		var add, del []*api.Path
+		for _, it := range items[:n] {
+			oa, od = append(oa, it.openAdd...), append(od, it.openDel...)
+			sa, sd = append(sa, it.shutAdd...), append(sd, it.shutDel...)
+			a, err1 := s.pb.holdPath(it.p, false)
+			d, err2 := s.pb.holdPath(it.p, true)
+			if err := errors.Join(err1, err2); err != nil {
+				return err
+			}
+			add, del = append(add, a), append(del, d)
+		}
+		if err := s.editSets(ctx, oa, od); err != nil {
+			return fmt.Errorf("release: %w", err)
+		}
+		if err := s.b.sendPaths(ctx, add); err != nil {
+			return fmt.Errorf("add hold paths: %w", err)
+		}
+		if err := s.editSets(ctx, sa, sd); err != nil {
+			return fmt.Errorf("hold: %w", err)
+		}
+		if err := s.b.sendPaths(ctx, del); err != nil {
+			return fmt.Errorf("delete hold paths: %w", err)
+		}
+		items = items[n:]
+	}
+	return nil
+}
+
+// reconcile brings the held sets, HOLD paths and local paths in line with
+// the record, starting from the sets as read (plus what install added).
+// fresh says the gate was not in place before install (a reload, a
+// restart of gobgpd, a first install):
+//   - entries differing from the record are added or deleted (adds first);
+//   - a release in GoBGP that the record does not want is pulsed (a
+//     withdraw is sent): an earlier instance, or a failed call, left it;
+//   - a prefix a failed call touched (suspect) is driven to its state
+//     again: pulsed if nothing is wanted, else its export is re-run;
+//   - when fresh, every release the record restores has its export re-run
+//     without a flap: its HOLD path is added while it is still held (so
+//     nothing is sent), the release restored, the HOLD path deleted. After
+//     a reload peers receive a duplicate of what they have; after a
+//     restart of gobgpd, what it forgot. Originated paths are added again
+//     (identical ones change nothing in GoBGP).
+func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) error {
+	nodes := make(map[netip.Prefix]bool)
+	for _, m := range sets.held {
+		for p := range m {
+			nodes[p] = true
+		}
+	}
+	for p := range s.rec {
+		nodes[p] = true
+	}
+	var adds, dels []setEntry
+	var pulses []pulseItem
+	var before, after, rerun []*api.Path
+	paths := func(l *[]*api.Path, mk ...func() (*api.Path, error)) error {
+		for _, f := range mk {
+			p, err := f()
+			if err != nil {
+				return err
+			}
+			*l = append(*l, p)
+		}
+		return nil
+	}
+	for p := range nodes {
+		sc := s.cfg.scopeOf(p)
+		cur := sets.held[s.setName(p)][p]
+		st := s.rec[p]
+		if st == nil {
+			st = &prefixState{}
+		}
+		want := s.wanted(p)
+		keep := st.transit || st.originated
+		desired := sc.entries(p, want)
+		curRel := sc.releasedIn(p, cur)
+		suspect := st.suspect || st.held
+		hold := func(w bool) func() (*api.Path, error) {
+			return func() (*api.Path, error) { return s.pb.holdPath(p, w) }
+		}
+		local := func(w bool) func() (*api.Path, error) {
+			return func() (*api.Path, error) { return s.pb.originated(p, st.nextHop, w) }
+		}
+		var err error
+		switch {
+		case curRel && !want:
+			it := pulseItem{p: p}
+			it.shutAdd, it.shutDel = diffEntries(p, cur, desired)
+			pulses = append(pulses, it)
+		case suspect && !keep:
+			it := pulseItem{p: p}
+			if sc.contains(p) {
+				open := sc.entries(p, true)
+				it.openAdd, it.openDel = diffEntries(p, cur, open)
+				it.shutAdd, it.shutDel = diffEntries(p, open, desired)
+			}
+			pulses = append(pulses, it)
+		default:
+			a, d := diffEntries(p, cur, desired)
+			adds, dels = append(adds, a...), append(dels, d...)
+			switch {
+			case st.originated && suspect:
+				err = paths(&after, local(true), local(false))
+			case st.originated && fresh:
+				err = paths(&after, local(false))
+			case st.transit && !curRel && (fresh || suspect):
+				err = errors.Join(paths(&before, hold(false)), paths(&after, hold(true)))
+			case st.transit && suspect:
+				err = paths(&rerun, hold(false), hold(true))
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("reconcile %v: %w", p, err)
+		}
+	}
+	if err := s.b.sendPaths(ctx, before); err != nil {
+		return fmt.Errorf("reconcile: add hold paths: %w", err)
+	}
+	if err := s.editSets(ctx, adds, dels); err != nil {
+		return fmt.Errorf("reconcile held sets: %w", err)
+	}
+	if err := s.b.sendPaths(ctx, after); err != nil {
+		return fmt.Errorf("reconcile: re-run export: %w", err)
+	}
+	if err := s.pulse(ctx, pulses); err != nil {
+		return fmt.Errorf("reconcile: withdraw %d stale releases: %w", len(pulses), err)
+	}
+	if err := s.b.sendPaths(ctx, rerun); err != nil {
+		return fmt.Errorf("reconcile: re-run export of %d prefixes: %w", len(rerun)/2, err)
+	}
+	for p, st := range s.rec {
+		st.released, st.held, st.suspect = s.wanted(p), false, false
+		if st.zero() {
+			delete(s.rec, p)
+		}
+	}
+	if len(pulses)+len(after)+len(rerun) > 0 {
+		s.opts.log.Info("gobgp gate reconciled", "withdrawn", len(pulses), "rerun", len(after)+len(rerun)/2,
+			"set_added", len(adds), "set_deleted", len(dels))
+	}
+	return nil
+}
+
+// scrub sends a withdraw for every prefix in scope whose best path was
+// learned and that is not released: while the gate was not in place GoBGP
+// may have exported it. Prefixes whose best path is local are skipped (a
+// HOLD path would replace the local path of whoever added it).
+func (s *Speaker) scrub(ctx context.Context) (int, error) {
+	var items []pulseItem
+	for _, f := range s.families() {
+		var perr error
+		err := s.b.listGlobal(ctx, f.family, func(d *api.Destination) {
+			if len(d.Paths) == 0 {
+				return
+			}
+			best := d.Paths[0]
+			for _, p := range d.Paths {
+				if p.Best {
+					best = p
+					break
+				}
+			}
+			if best.NeighborIp == "" || best.NeighborIp == "<nil>" {
+				return // local
+			}
+			p, err := netip.ParsePrefix(d.Prefix)
+			if err != nil {
+				perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
+				return
+			}
+			if !f.scope.contains(p) || s.wanted(p) {
+				return
+			}
+			it := pulseItem{p: p}
+			it.openAdd, it.openDel = f.scope.transition(p, true)
+			it.shutAdd, it.shutDel = f.scope.transition(p, false)
+			items = append(items, it)
+		})
+		if err := errors.Join(err, perr); err != nil {
+			return 0, fmt.Errorf("list global rib %s: %w", f.name, err)
+		}
+	}
+	return len(items), s.pulse(ctx, items)
+}
+
+// GuardEvent reports one re-install by Check, for logs and metrics.
+type GuardEvent struct {
+	// Reason says what was wrong.
+	Reason string
+	// Took is how long the re-install took.
+	Took time.Duration
+	// Err is why it failed, or nil.
+	Err error
+}
+
+// WithGuardHook calls fn after every re-install Check makes (fn must not
+// call the Speaker).
+func WithGuardHook(fn func(GuardEvent)) Option { return func(o *options) { o.hook = fn } }
+
+// Check verifies that the gate is first in GoBGP's global export chain
+// and that no earlier call left GoBGP half-changed, and re-installs the
+// gate at once when either is not so (see Bootstrap: fail-closed, the
+// held sets start with everything held, releases are restored from the
+// record, and whatever may have leaked meanwhile is withdrawn). It
+// reports whether it re-installed.
+//
+// Why it is needed: SetPolicies, which gobgpd runs on SIGHUP when the
+// policy part of its config file changed, rebuilds all policies from the
+// file. The sets, the policy and the global export assignment that
+// fibgate added over the API are gone, and GoBGP exports every prefix
+// whose best path changes. Nothing in GoBGP's API announces it; Check
+// finds it with one ListPolicyAssignment call.
+func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return false, err
+	}
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil {
+		return false, fmt.Errorf("check gate: read global export assignment: %w", err)
+	}
+	var reason string
+	switch {
+	case len(a.Policies) == 0 || a.Policies[0].Name != s.cfg.policy:
+		var chain []string
+		for _, p := range a.Policies {
+			chain = append(chain, p.Name)
+		}
+		reason = fmt.Sprintf("gate %s not first in global export chain %v (policy reload?)", s.cfg.policy, chain)
+	case s.cfg.FallbackPolicy != "" && slices.ContainsFunc(a.Policies, func(p *api.Policy) bool { return p.Name == s.cfg.FallbackPolicy }):
+		reason = fmt.Sprintf("fallback policy %s back in the global export chain (gobgpd restarted or reloaded)", s.cfg.FallbackPolicy)
+	case s.dirty:
+		reason = "an earlier call failed midway"
+	default:
+		var chain []string
+		for _, p := range a.Policies {
+			chain = append(chain, p.Name)
+		}
+		s.userChain, s.userDefault = s.userPart(chain), a.DefaultAction
+		return false, nil
+	}
+	s.opts.log.Warn("gobgp gate re-installing", "reason", reason)
+	start := time.Now()
+	err = s.install(ctx, reason)
+	if s.opts.hook != nil {
+		s.opts.hook(GuardEvent{Reason: reason, Took: time.Since(start), Err: err})
+	}
+	if err != nil {
+		s.dirty = true
+		return true, fmt.Errorf("check gate: re-install: %w", err)
+	}
+	return true, nil
+}
+
+// Guard runs Check every guard interval (WithGuardInterval, default
+// 100 ms) until ctx ends or the Speaker closes, so a policy reload in
+// gobgpd leaves it ungated for at most about one interval. Run it in its
+// own goroutine after Bootstrap, in the sidecar mode always; gobgpd-ext,
+// which owns its reload path, can call Check after a reload instead.
+// Failed checks are logged and retried on the next tick. It returns
+// ctx.Err() or ErrClosed.
+func (s *Speaker) Guard(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.guards.Add(1)
+	s.mu.Unlock()
+	defer s.guards.Done()
+	t := time.NewTicker(s.opts.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.done:
+			return ErrClosed
+		case <-t.C:
+		}
+		if _, err := s.Check(ctx); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotBootstrapped) && ctx.Err() == nil {
+			s.opts.log.Error("gobgp gate check failed", "err", err)
+		}
+	}
+}

@@ -1,0 +1,372 @@
+package gobgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// Bootstrap installs the gate in GoBGP and brings it in line with the
+// Speaker's record:
+//
+//  1. the held sets (one per gated family; a GoBGP prefix set holds one
+//     family) with every scope prefix held, and the HOLD community set;
+//  2. the policy: statement 0 rejects HOLD paths, then one statement per
+//     family rejects the held set. Nothing is accepted, so released
+//     prefixes fall through to the user's export policies;
+//  3. the global export chain: the policy first, the user's policies kept
+//     after it (and the default action untouched), Config.FallbackPolicy
+//     taken out;
+//  4. the releases of the record, and a withdraw for every release found
+//     in GoBGP that the record does not have (left by an earlier
+//     instance);
+//  5. when the gate was not in place before (first install, a policy
+//     reload, a new configuration): a scrub, which sends a withdraw for
+//     every prefix in scope that is not released and whose best path was
+//     learned, since GoBGP may have exported it without the gate;
+//  6. policies and sets of older configurations of this gate are deleted.
+//
+// Running it again is harmless: what is in place is left alone.
+func (s *Speaker) Bootstrap(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	if err := s.install(ctx, "bootstrap"); err != nil {
+		return err
+	}
+	s.bootstrapped = true
+	return nil
+}
+
+// ourSets is what Bootstrap reads of the defined sets.
+type ourSets struct {
+	held   map[string]map[netip.Prefix]lengths // current held sets by name
+	others []*api.DefinedSet                   // sets of older configurations
+	hold   bool                                // the current HOLD community set exists
+}
+
+func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
+	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths)}
+	var perr error
+	err := s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, func(d *api.DefinedSet) {
+		switch {
+		case d.Name == s.cfg.setV4 || d.Name == s.cfg.setV6:
+			m := make(map[netip.Prefix]lengths, len(d.Prefixes))
+			for _, e := range d.Prefixes {
+				p, err := netip.ParsePrefix(e.IpPrefix)
+				if err != nil {
+					perr = fmt.Errorf("set %s: entry %q: %w", d.Name, e.IpPrefix, err)
+					continue
+				}
+				m[p] = append(m[p], interval{uint8(e.MaskLengthMin), uint8(e.MaskLengthMax)})
+			}
+			o.held[d.Name] = m
+		case strings.HasPrefix(d.Name, s.cfg.Name+"-held-"):
+			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: d.Name})
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list prefix sets: %w", err)
+	}
+	if perr != nil {
+		return nil, perr
+	}
+	err = s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, func(d *api.DefinedSet) {
+		switch {
+		case d.Name == s.cfg.holdSet:
+			o.hold = true
+		case strings.HasPrefix(d.Name, s.cfg.Name+"-hold-"):
+			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list community sets: %w", err)
+	}
+	return o, nil
+}
+
+func (n *normalized) policyDef() *api.Policy {
+	stmt := func(name string, c *api.Conditions) *api.Statement {
+		return &api.Statement{Name: name, Conditions: c, Actions: &api.Actions{RouteAction: api.RouteAction_REJECT}}
+	}
+	p := &api.Policy{Name: n.policy, Statements: []*api.Statement{
+		stmt(n.stmtHold, &api.Conditions{CommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.holdSet}}),
+	}}
+	if !n.v4.empty() {
+		p.Statements = append(p.Statements, stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}}))
+	}
+	if !n.v6.empty() {
+		p.Statements = append(p.Statements, stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}}))
+	}
+	return p
+}
+
+// families lists the gated families with their held set names.
+func (s *Speaker) families() []struct {
+	name   string
+	scope  *scope
+	family *api.Family
+} {
+	type fam = struct {
+		name   string
+		scope  *scope
+		family *api.Family
+	}
+	var out []fam
+	if !s.cfg.v4.empty() {
+		out = append(out, fam{s.cfg.setV4, s.cfg.v4, familyV4})
+	}
+	if !s.cfg.v6.empty() {
+		out = append(out, fam{s.cfg.setV6, s.cfg.v6, familyV6})
+	}
+	return out
+}
+
+func (s *Speaker) setName(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return s.cfg.setV4
+	}
+	return s.cfg.setV6
+}
+
+func toAPIPrefixes(es []setEntry) []*api.Prefix {
+	out := make([]*api.Prefix, len(es))
+	for i, e := range es {
+		out[i] = &api.Prefix{IpPrefix: e.prefix.String(), MaskLengthMin: uint32(e.iv.lo), MaskLengthMax: uint32(e.iv.hi)}
+	}
+	return out
+}
+
+// entriesPerRequest bounds one AddDefinedSet/DeleteDefinedSet request
+// (~25 bytes an entry).
+const entriesPerRequest = 32768
+
+// editSets adds entries to the held sets, then deletes entries: in this
+// order every intermediate state holds back at least what both ends do.
+func (s *Speaker) editSets(ctx context.Context, adds, dels []setEntry) error {
+	do := func(es []setEntry, del bool) error {
+		byName := make(map[string][]setEntry)
+		for _, e := range es {
+			byName[s.setName(e.prefix)] = append(byName[s.setName(e.prefix)], e)
+		}
+		for name, list := range byName {
+			for len(list) > 0 {
+				n := min(len(list), entriesPerRequest)
+				d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(list[:n])}
+				var err error
+				if del {
+					err = s.b.deleteDefinedSet(ctx, d, false)
+				} else {
+					err = s.b.addDefinedSet(ctx, d)
+				}
+				if err != nil {
+					return fmt.Errorf("set %s: %d entries (first %v %d..%d): %w", name, n, list[0].prefix, list[0].iv.lo, list[0].iv.hi, err)
+				}
+				list = list[n:]
+			}
+		}
+		return nil
+	}
+	if err := do(adds, false); err != nil {
+		return fmt.Errorf("add to held set: %w", err)
+	}
+	if err := do(dels, true); err != nil {
+		return fmt.Errorf("delete from held set: %w", err)
+	}
+	return nil
+}
+
+// setReleased releases (or holds again) prefixes in the held sets.
+func (s *Speaker) setReleased(ctx context.Context, ps []netip.Prefix, release bool) error {
+	var adds, dels []setEntry
+	for _, p := range ps {
+		a, d := s.cfg.scopeOf(p).transition(p, release)
+		adds, dels = append(adds, a...), append(dels, d...)
+	}
+	return s.editSets(ctx, adds, dels)
+}
+
+// diffEntries returns the entries to add and delete to turn from into to
+// at p.
+func diffEntries(p netip.Prefix, from, to lengths) (adds, dels []setEntry) {
+	for _, iv := range to.minus(from) {
+		adds = append(adds, setEntry{p, iv})
+	}
+	for _, iv := range from.minus(to) {
+		dels = append(dels, setEntry{p, iv})
+	}
+	return adds, dels
+}
+
+// wanted says whether the record wants p released in the held set.
+func (s *Speaker) wanted(p netip.Prefix) bool {
+	st := s.rec[p]
+	return st != nil && (st.transit || st.originated) && s.cfg.scopeOf(p).contains(p)
+}
+
+// install is Bootstrap's body, also run by Check; s.mu is held.
+func (s *Speaker) install(ctx context.Context, reason string) error {
+	start := time.Now()
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil {
+		return fmt.Errorf("install gate: read global export assignment: %w", err)
+	}
+	var chain []string
+	for _, p := range a.Policies {
+		chain = append(chain, p.Name)
+	}
+	inPlace := len(chain) > 0 && chain[0] == s.cfg.policy
+	sets, err := s.readSets(ctx)
+	if err != nil {
+		return fmt.Errorf("install gate: %w", err)
+	}
+
+	// 1. Sets. A missing held set starts as the skeleton (everything in
+	// scope held); if the gate is not in place, an existing one is first
+	// topped up with the skeleton so that assigning the policy can only
+	// hold back more, never less.
+	for _, f := range s.families() {
+		cur, ok := sets.held[f.name]
+		sk := f.scope.skeleton()
+		if !ok {
+			cur = make(map[netip.Prefix]lengths)
+		} else if inPlace {
+			continue
+		} else {
+			sk = slices.DeleteFunc(sk, func(e setEntry) bool { return slices.Contains(cur[e.prefix], e.iv) })
+		}
+		if len(sk) > 0 || !ok {
+			if err := s.editSets(ctx, sk, nil); err != nil {
+				return fmt.Errorf("install gate: %w", err)
+			}
+		}
+		for _, e := range sk {
+			cur[e.prefix] = append(cur[e.prefix], e.iv)
+		}
+		sets.held[f.name] = cur
+	}
+	if !sets.hold {
+		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.holdSet, List: []string{s.cfg.HoldCommunity}}
+		if err := s.b.addDefinedSet(ctx, d); err != nil {
+			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.holdSet, err)
+		}
+	}
+
+	// 2. Policy, 3. assignment.
+	var havePolicy bool
+	var stale []string
+	err = s.b.listPolicies(ctx, func(p *api.Policy) {
+		switch {
+		case p.Name == s.cfg.policy:
+			havePolicy = true
+		case strings.HasPrefix(p.Name, s.cfg.gatePrefx):
+			stale = append(stale, p.Name)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("install gate: list policies: %w", err)
+	}
+	if !havePolicy {
+		if err := s.b.addPolicy(ctx, s.cfg.policyDef()); err != nil {
+			return fmt.Errorf("install gate: add policy %s: %w", s.cfg.policy, err)
+		}
+	}
+	user := s.userPart(chain)
+	def := api.RouteAction_NONE // leave it
+	if !inPlace {
+		var defined []string
+		if err := s.b.listPolicies(ctx, func(p *api.Policy) { defined = append(defined, p.Name) }); err != nil {
+			return fmt.Errorf("install gate: list policies: %w", err)
+		}
+		if u, d, ok := s.restoreUser(user, a.DefaultAction, defined); ok {
+			s.opts.log.Warn("gobgp gate restores the user's export chain dropped by a policy reload",
+				"chain", u, "default", d)
+			user, def = u, d
+		}
+	}
+	want := append([]string{s.cfg.policy}, user...)
+	if !slices.Equal(chain, want) || def != api.RouteAction_NONE {
+		if err := s.b.setExportAssignment(ctx, want, def); err != nil {
+			return fmt.Errorf("install gate: set global export chain %v: %w", want, err)
+		}
+	}
+	s.userChain = user
+	if def != api.RouteAction_NONE {
+		s.userDefault = def
+	} else {
+		s.userDefault = a.DefaultAction
+	}
+	gated := time.Since(start)
+
+	// 4. Releases.
+	if err := s.reconcile(ctx, sets, !inPlace); err != nil {
+		return fmt.Errorf("install gate: %w", err)
+	}
+	// 5. Scrub.
+	scrubbed := 0
+	if !inPlace {
+		if scrubbed, err = s.scrub(ctx); err != nil {
+			return fmt.Errorf("install gate: scrub: %w", err)
+		}
+	}
+	// 6. Older configurations.
+	for _, name := range stale {
+		if err := s.b.deletePolicy(ctx, name); err != nil {
+			return fmt.Errorf("install gate: delete old policy %s: %w", name, err)
+		}
+	}
+	for _, d := range sets.others {
+		if err := s.b.deleteDefinedSet(ctx, d, true); err != nil {
+			return fmt.Errorf("install gate: delete old set %s: %w", d.Name, err)
+		}
+	}
+	s.dirty = false
+	s.opts.log.Info("gobgp gate installed", "reason", reason, "was_in_place", inPlace,
+		"chain", want, "gated_after", gated, "scrubbed", scrubbed, "took", time.Since(start))
+	return nil
+}
+
+// userPart returns the chain without the gate's policies (of any
+// configuration) and the fallback policy.
+func (s *Speaker) userPart(chain []string) []string {
+	var user []string
+	for _, n := range chain {
+		if !strings.HasPrefix(n, s.cfg.gatePrefx) && n != s.cfg.FallbackPolicy {
+			user = append(user, n)
+		}
+	}
+	return user
+}
+
+// restoreUser undoes what SetPolicies does to the user's export chain
+// because the gate is in it. SetPolicies keeps the global export chain only
+// if every policy in it is still defined after the reload; the gate's
+// policy never is, so the whole chain is dropped and the default action
+// reset to accept: without fibgate the user's policies and default would
+// have survived. When the chain is now empty and accepting, and the last
+// one seen with the gate in place was not, the user's part of that one
+// (policies still defined) and its default are put back. A reload that
+// changes the file's own global apply-policy assigns it after SetPolicies,
+// and then the chain is not empty-and-accepting, or was meant to be.
+func (s *Speaker) restoreUser(user []string, def api.RouteAction, defined []string) ([]string, api.RouteAction, bool) {
+	if len(user) > 0 || def != api.RouteAction_ACCEPT || s.userChain == nil && s.userDefault != api.RouteAction_REJECT {
+		return nil, 0, false
+	}
+	var keep []string
+	for _, n := range s.userChain {
+		if slices.Contains(defined, n) {
+			keep = append(keep, n)
+		}
+	}
+	if len(keep) == 0 && s.userDefault != api.RouteAction_REJECT {
+		return nil, 0, false
+	}
+	return keep, s.userDefault, true
+}

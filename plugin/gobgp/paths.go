@@ -1,0 +1,165 @@
+package gobgp
+
+import (
+	"fmt"
+	"math"
+	"net/netip"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// holdLocalPref is the LOCAL_PREF of HOLD paths: the highest there is, so
+// a HOLD path wins best-path selection over every learned path.
+const holdLocalPref = math.MaxUint32
+
+// pathBuilder makes GoBGP API paths in their binary form (NlriBinary and
+// PattrsBinary: wire-format NLRI and attributes, which GoBGP decodes
+// directly instead of unpacking protobuf Any messages). The attributes that
+// are the same for every path are serialized once.
+type pathBuilder struct {
+	origin [][]byte // attributes of originated paths, next hop excluded
+	hold   [][]byte // attributes of HOLD paths, next hop excluded
+	nh4    netip.Addr
+	nh6    netip.Addr
+	// hops caches serialized IPv4 NEXT_HOP attributes (the same for every
+	// path with that next hop; IPv6 next hops travel in MP_REACH_NLRI
+	// together with the prefix). Used under the Speaker's lock.
+	hops map[netip.Addr][]byte
+}
+
+func newPathBuilder(n *normalized) (*pathBuilder, error) {
+	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
+	if n.MED != nil {
+		attrs = append(attrs, bgp.NewPathAttributeMultiExitDisc(*n.MED))
+	}
+	if n.LocalPref != nil {
+		attrs = append(attrs, bgp.NewPathAttributeLocalPref(*n.LocalPref))
+	}
+	if len(n.comms) > 0 {
+		attrs = append(attrs, bgp.NewPathAttributeCommunities(n.comms))
+	}
+	if len(n.large) > 0 {
+		lc := make([]*bgp.LargeCommunity, len(n.large))
+		for i, v := range n.large {
+			lc[i] = bgp.NewLargeCommunity(v[0], v[1], v[2])
+		}
+		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lc))
+	}
+	b := &pathBuilder{nh4: n.NextHop4, nh6: n.NextHop6, hops: make(map[netip.Addr][]byte)}
+	var err error
+	if b.origin, err = serialize(attrs); err != nil {
+		return nil, fmt.Errorf("originated path attributes: %w", err)
+	}
+	if b.hold, err = serialize([]bgp.PathAttributeInterface{
+		bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
+		bgp.NewPathAttributeLocalPref(holdLocalPref),
+		bgp.NewPathAttributeCommunities([]uint32{n.hold}),
+	}); err != nil {
+		return nil, fmt.Errorf("hold path attributes: %w", err)
+	}
+	return b, nil
+}
+
+func serialize(attrs []bgp.PathAttributeInterface) ([][]byte, error) {
+	out := make([][]byte, len(attrs))
+	for i, a := range attrs {
+		b, err := a.Serialize()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", a.GetType(), err)
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// nextHop picks the next hop of an originated path: the configured one,
+// else the advertisement's, else unspecified (GoBGP sends its own session
+// address).
+func (b *pathBuilder) nextHop(p netip.Prefix, adv netip.Addr) netip.Addr {
+	if p.Addr().Is4() {
+		if b.nh4.IsValid() {
+			return b.nh4
+		}
+		if adv.IsValid() && adv.Is4() {
+			return adv
+		}
+		return netip.IPv4Unspecified()
+	}
+	if b.nh6.IsValid() {
+		return b.nh6
+	}
+	if adv.IsValid() && adv.Is6() && !adv.Is4In6() {
+		return adv
+	}
+	return netip.IPv6Unspecified()
+}
+
+// originated builds the local path that announces p.
+func (b *pathBuilder) originated(p netip.Prefix, nh netip.Addr, withdraw bool) (*api.Path, error) {
+	return b.build(p, nh, b.origin, withdraw)
+}
+
+// holdPath builds the HOLD path of p. Its next hop is unspecified: it is
+// never sent, only compared.
+func (b *pathBuilder) holdPath(p netip.Prefix, withdraw bool) (*api.Path, error) {
+	nh := netip.IPv4Unspecified()
+	if !p.Addr().Is4() {
+		nh = netip.IPv6Unspecified()
+	}
+	return b.build(p, nh, b.hold, withdraw)
+}
+
+func (b *pathBuilder) build(p netip.Prefix, nh netip.Addr, common [][]byte, withdraw bool) (*api.Path, error) {
+	if !p.Addr().Is4() {
+		return build(p, nh, common, withdraw)
+	}
+	hop, ok := b.hops[nh]
+	if !ok {
+		var err error
+		if hop, err = bgp.NewPathAttributeNextHop(nh.String()).Serialize(); err != nil {
+			return nil, fmt.Errorf("path %v: next hop %v: %w", p, nh, err)
+		}
+		b.hops[nh] = hop
+	}
+	return &api.Path{
+		Family:       familyV4,
+		NlriBinary:   nlriBytes(p),
+		PattrsBinary: append(append(make([][]byte, 0, len(common)+1), common...), hop),
+		IsWithdraw:   withdraw,
+	}, nil
+}
+
+// nlriBytes encodes p as BGP does (RFC 4271 4.3): its length, then the
+// fewest octets that hold it.
+func nlriBytes(p netip.Prefix) []byte {
+	a := p.Addr().AsSlice()
+	n := (p.Bits() + 7) / 8
+	return append([]byte{byte(p.Bits())}, a[:n]...)
+}
+
+// build makes a path without caches (IPv6, and tests).
+func build(p netip.Prefix, nh netip.Addr, common [][]byte, withdraw bool) (*api.Path, error) {
+	var (
+		nlri   bgp.AddrPrefixInterface
+		family *api.Family
+		hop    bgp.PathAttributeInterface
+	)
+	if p.Addr().Is4() {
+		nlri, family = bgp.NewIPAddrPrefix(uint8(p.Bits()), p.Addr().String()), familyV4
+		hop = bgp.NewPathAttributeNextHop(nh.String())
+	} else {
+		nlri, family = bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String()), familyV6
+		hop = bgp.NewPathAttributeMpReachNLRI(nh.String(), []bgp.AddrPrefixInterface{nlri})
+	}
+	hb, err := hop.Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("path %v: next hop %v: %w", p, nh, err)
+	}
+	return &api.Path{
+		Family:       family,
+		NlriBinary:   nlriBytes(p),
+		PattrsBinary: append(append(make([][]byte, 0, len(common)+1), common...), hb),
+		IsWithdraw:   withdraw,
+	}, nil
+}

@@ -1,0 +1,428 @@
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// Errors a Speaker returns; match them with errors.Is.
+var (
+	// ErrClosed: the Speaker was closed.
+	ErrClosed = errors.New("gobgp speaker closed")
+	// ErrNotBootstrapped: Advertise, Withdraw or Check came before
+	// Bootstrap, so there is no gate to release prefixes through.
+	ErrNotBootstrapped = errors.New("gobgp speaker not bootstrapped")
+	// ErrInvalid: an advertisement is malformed (bad prefix, unknown
+	// origin). The valid advertisements of the same call are still done.
+	ErrInvalid = errors.New("invalid advertisement")
+	// ErrOutOfScope: a transit prefix outside the gated scope. GoBGP
+	// exports it without the gate, so there is nothing to release; the
+	// gate's scope and this Speaker's Config disagree.
+	ErrOutOfScope = errors.New("transit prefix outside the gated scope")
+)
+
+// Speaker is the gate's BGP side on GoBGP: it satisfies gate.Speaker over
+// either GoBGP's gRPC API (NewClient: a stock gobgpd as a sidecar) or a
+// BgpServer in the same process (NewInProcess: gobgpd-ext). Both share all
+// logic; only the transport differs, so they behave the same.
+//
+// Bootstrap installs the gate: a global export policy placed first in the
+// chain that rejects HOLD paths and every prefix of the scope that is not
+// released. Advertise and Withdraw release and take back prefixes; Guard
+// keeps the gate installed across policy reloads; Close cleans up.
+//
+// A Speaker keeps its own record of what it released. That record is the
+// truth it re-installs from; it is not persisted, so a new Speaker
+// withdraws what an earlier one released (fail-closed) and the gate
+// releases it again once confirmed.
+type Speaker struct {
+	b     backend
+	cfg   *normalized
+	pb    *pathBuilder
+	opts  options
+	owned *grpc.ClientConn // closed by Close (DialClient)
+
+	mu           sync.Mutex // serializes every change to GoBGP and to rec
+	rec          map[netip.Prefix]*prefixState
+	bootstrapped bool
+	dirty        bool // an operation failed midway: the next Check reconciles
+	closed       bool
+	// userChain and userDefault are the user's part of the global export
+	// chain and its default action, as last seen with the gate in place:
+	// what a policy reload wrongly drops (see restoreUser).
+	userChain   []string
+	userDefault api.RouteAction
+
+	done   chan struct{}  // closed by Close; ends Guard loops
+	guards sync.WaitGroup // running Guard loops
+}
+
+// prefixState is what the Speaker knows about one prefix.
+type prefixState struct {
+	transit    bool       // released as transit
+	originated bool       // our local path is in GoBGP
+	nextHop    netip.Addr // of the originated path
+	released   bool       // the held set releases it (as far as we know)
+	held       bool       // a HOLD path of ours may be in GoBGP
+	suspect    bool       // an operation on it failed midway
+}
+
+func (st *prefixState) zero() bool {
+	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect
+}
+
+var _ gate.Speaker = (*Speaker)(nil)
+
+// NewClient returns a Speaker that drives a stock gobgpd over conn (the
+// sidecar mode). The caller keeps ownership of conn.
+func NewClient(conn grpc.ClientConnInterface, cfg Config, opts ...Option) (*Speaker, error) {
+	return newSpeaker(grpcBackend{api.NewGobgpApiClient(conn)}, cfg, opts)
+}
+
+// DialClient connects to gobgpd's API at target ("127.0.0.1:50051",
+// "unix:///run/gobgpd.sock") without TLS, like the gobgp CLI, and returns a
+// Speaker that owns the connection and closes it in Close.
+func DialClient(target string, cfg Config, opts ...Option) (*Speaker, error) {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("gobgpd api %s: %w", target, err)
+	}
+	s, err := NewClient(conn, cfg, opts...)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	s.owned = conn
+	return s, nil
+}
+
+// NewInProcess returns a Speaker that calls s directly (gobgpd-ext). The
+// server must have been started (StartBgp) before Bootstrap.
+func NewInProcess(s *server.BgpServer, cfg Config, opts ...Option) (*Speaker, error) {
+	if s == nil {
+		return nil, errors.New("gobgp speaker: nil BgpServer")
+	}
+	return newSpeaker(serverBackend{s}, cfg, opts)
+}
+
+func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
+	n, err := cfg.normalize()
+	if err != nil {
+		return nil, err
+	}
+	pb, err := newPathBuilder(n)
+	if err != nil {
+		return nil, err
+	}
+	o := defaultOptions()
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.interval <= 0 || o.batch <= 0 {
+		return nil, fmt.Errorf("gobgp speaker: guard interval %v and batch size %d must be positive", o.interval, o.batch)
+	}
+	return &Speaker{
+		b: b, cfg: n, pb: pb, opts: o,
+		rec:  make(map[netip.Prefix]*prefixState),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// Advertise releases prefixes: an originated prefix gets its local path
+// (AddPath), a transit prefix is released in the held set and its export
+// re-run with a HOLD toggle so peers receive it with its learned
+// attributes. Releasing what is released changes nothing.
+func (s *Speaker) Advertise(ctx context.Context, ads []gate.Advertisement) error {
+	return s.run(ctx, ads, true)
+}
+
+// Withdraw takes prefixes back: peers receive a withdraw, and the prefix
+// stays held until the next Advertise. Taking back what is not out
+// changes nothing.
+func (s *Speaker) Withdraw(ctx context.Context, ads []gate.Advertisement) error {
+	return s.run(ctx, ads, false)
+}
+
+// op is one validated advertisement.
+type op struct {
+	ad        gate.Advertisement
+	advertise bool
+}
+
+// run validates ads, groups them by prefix (so two entries for one prefix
+// are folded in order instead of racing each other inside GoBGP) and
+// applies them in locked steps of the batch size.
+func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise bool) error {
+	var errs []error
+	byPrefix := make(map[netip.Prefix][]op, len(ads))
+	var order []netip.Prefix
+	for _, ad := range ads {
+		if err := s.validate(ad); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if _, ok := byPrefix[ad.Prefix]; !ok {
+			order = append(order, ad.Prefix)
+		}
+		byPrefix[ad.Prefix] = append(byPrefix[ad.Prefix], op{ad, advertise})
+	}
+	for len(order) > 0 {
+		n := min(len(order), s.opts.batch)
+		if err := s.step(ctx, order[:n], byPrefix); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		order = order[n:]
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Speaker) validate(ad gate.Advertisement) error {
+	p := ad.Prefix
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("%w: prefix %v", ErrInvalid, p)
+	case p != p.Masked():
+		return fmt.Errorf("%w: prefix %v has host bits set (want %v)", ErrInvalid, p, p.Masked())
+	case p.Addr().Is4In6() || p.Addr().Zone() != "":
+		return fmt.Errorf("%w: prefix %v: use plain IPv4 or IPv6", ErrInvalid, p)
+	case ad.Origin != gate.Originated && ad.Origin != gate.Transit:
+		return fmt.Errorf("%w: prefix %v: origin %v", ErrInvalid, p, ad.Origin)
+	case ad.Origin == gate.Transit && !s.cfg.scopeOf(p).contains(p):
+		return fmt.Errorf("%w: %v", ErrOutOfScope, p)
+	}
+	return nil
+}
+
+// step applies the ops of some prefixes while holding the lock.
+func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[netip.Prefix][]op) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	changes := make([]change, 0, len(prefixes))
+	for _, p := range prefixes {
+		c := s.current(p)
+		for _, o := range ops[p] {
+			switch {
+			case o.ad.Origin == gate.Transit:
+				c.transit = o.advertise
+			case o.advertise:
+				c.originated, c.nextHop = true, s.pb.nextHop(p, o.ad.NextHop)
+			default:
+				c.originated = false
+			}
+		}
+		changes = append(changes, c)
+	}
+	return s.apply(ctx, changes)
+}
+
+func (s *Speaker) usable() error {
+	if s.closed {
+		return ErrClosed
+	}
+	if !s.bootstrapped {
+		return ErrNotBootstrapped
+	}
+	return nil
+}
+
+// change is the wanted state of one prefix.
+type change struct {
+	p          netip.Prefix
+	transit    bool
+	originated bool
+	nextHop    netip.Addr
+}
+
+func (s *Speaker) current(p netip.Prefix) change {
+	c := change{p: p}
+	if st := s.rec[p]; st != nil {
+		c.transit, c.originated, c.nextHop = st.transit, st.originated, st.nextHop
+	}
+	return c
+}
+
+func (s *Speaker) state(p netip.Prefix) *prefixState {
+	st := s.rec[p]
+	if st == nil {
+		st = &prefixState{}
+		s.rec[p] = st
+	}
+	return st
+}
+
+// apply moves prefixes to their wanted state in four phases, each one
+// call (or stream) for the whole batch, in the order design.md measured:
+//
+//	A. release in the held set what will be out (before AddPath / toggle);
+//	B. paths: originated AddPath; transit release: HOLD add + delete
+//	   (GoBGP re-runs export for the prefix alone); take-back: HOLD add
+//	   while still released, so GoBGP sees the old path as sent and
+//	   withdraws it;
+//	C. hold in the held set what is taken back;
+//	D. delete the HOLD paths of phase B's take-backs (nothing is sent:
+//	   the learned path is held now, the HOLD path was never sent).
+//
+// Taking back an originated prefix in scope also goes through HOLD: the
+// HOLD path replaces the local path (same source), so a learned path of
+// the same prefix never becomes best while still released.
+//
+// The record gets the intersection of old and new state first and the new
+// state only once every phase succeeded, so a failure leaves it
+// fail-closed; the failed prefixes are marked suspect for Check.
+func (s *Speaker) apply(ctx context.Context, changes []change) error {
+	var open, shut []netip.Prefix
+	var phaseB, phaseD []*api.Path
+	holds := make(map[netip.Prefix]bool)
+	// push(&list)(builder(...)) appends a built path or returns its error.
+	push := func(l *[]*api.Path) func(*api.Path, error) error {
+		return func(p *api.Path, err error) error {
+			if err == nil {
+				*l = append(*l, p)
+			}
+			return err
+		}
+	}
+	for _, c := range changes {
+		st := s.rec[c.p]
+		if st == nil {
+			st = &prefixState{}
+		}
+		in := s.cfg.scopeOf(c.p).contains(c.p)
+		want := in && (c.transit || c.originated)
+		if want && !st.released {
+			open = append(open, c.p)
+		}
+		if !want && st.released {
+			shut = append(shut, c.p)
+		}
+		var err error
+		switch {
+		case c.originated && (!st.originated || st.nextHop != c.nextHop):
+			err = push(&phaseB)(s.pb.originated(c.p, c.nextHop, false))
+		case st.originated && !c.originated && (c.transit || !in):
+			err = push(&phaseB)(s.pb.originated(c.p, st.nextHop, true))
+		case st.originated && !c.originated, !c.originated && st.transit && !c.transit:
+			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
+			holds[c.p] = true
+		case !c.originated && c.transit && !st.transit:
+			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseB)(s.pb.holdPath(c.p, true)))
+			holds[c.p] = true
+		}
+		if err != nil {
+			return fmt.Errorf("build paths: %w", err)
+		}
+	}
+	before := make(map[netip.Prefix]prefixState, len(changes))
+	for _, c := range changes {
+		st := s.state(c.p)
+		before[c.p] = *st
+		st.transit = st.transit && c.transit
+		st.originated = st.originated && c.originated
+		st.held = st.held || holds[c.p] // conservatively, until phase D
+		st.suspect = true
+	}
+	fail := func(what string, err error) error {
+		s.dirty = true
+		return fmt.Errorf("%s (%d prefixes): %w", what, len(changes), err)
+	}
+	if err := s.setReleased(ctx, open, true); err != nil {
+		return fail("release in held set", err)
+	}
+	if err := s.b.sendPaths(ctx, phaseB); err != nil {
+		return fail("send paths", err)
+	}
+	if err := s.setReleased(ctx, shut, false); err != nil {
+		return fail("hold in held set", err)
+	}
+	if err := s.b.sendPaths(ctx, phaseD); err != nil {
+		return fail("delete hold paths", err)
+	}
+	for _, c := range changes {
+		st, was := s.rec[c.p], before[c.p]
+		*st = prefixState{
+			transit:    c.transit,
+			originated: c.originated,
+			released:   s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated),
+			// A HOLD path left by an earlier failure is gone if this call
+			// deleted ours or replaced it with a local path.
+			held:    was.held && !holds[c.p] && !c.originated,
+			suspect: was.suspect,
+		}
+		if c.originated {
+			st.nextHop = c.nextHop
+		}
+		if st.zero() {
+			delete(s.rec, c.p)
+		}
+	}
+	return nil
+}
+
+// Close stops Guard loops, deletes HOLD paths that a failed call may have
+// left, deletes the originated paths (unless Config.KeepOriginatedOnClose)
+// and closes a connection made by DialClient. The gate itself stays
+// installed: with fibgate gone, nothing new in scope is exported
+// (fail-closed). Close is idempotent.
+func (s *Speaker) Close(ctx context.Context) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	close(s.done)
+	s.mu.Unlock()
+	s.guards.Wait()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.bootstrapped {
+		var changes []change
+		var holds []*api.Path
+		for p, st := range s.rec {
+			switch {
+			case st.originated && !s.cfg.KeepOriginatedOnClose:
+				changes = append(changes, change{p: p, transit: st.transit})
+			case st.held && !st.originated:
+				hp, err := s.pb.holdPath(p, true)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				holds = append(holds, hp)
+			}
+		}
+		start := time.Now()
+		if err := s.apply(ctx, changes); err != nil {
+			errs = append(errs, fmt.Errorf("close: delete originated paths: %w", err))
+		}
+		if err := s.b.sendPaths(ctx, holds); err != nil {
+			errs = append(errs, fmt.Errorf("close: delete hold paths: %w", err))
+		}
+		s.opts.log.Info("gobgp speaker closed", "originated_deleted", len(changes), "holds_deleted", len(holds), "took", time.Since(start))
+	}
+	if s.owned != nil {
+		if err := s.owned.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close: gobgpd connection: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
