@@ -60,4 +60,3 @@ func strip(fd *descriptorpb.FileDescriptorProto) *descriptorpb.FileDescriptorPro
 	fd.SourceCodeInfo = nil
 	return fd
 }
-
