@@ -95,6 +95,7 @@ func StartServer(tb testing.TB, ns string, g *api.Global) *server.BgpServer {
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		drainPeers(ctx, tb, s)
 		if err := s.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
 			tb.Errorf("stop bgp server: %v", err)
 		}
@@ -231,4 +232,39 @@ func enter(ns string, hook *serveHook) error {
 	}
 	hook.then.Store(&back)
 	return nil
+}
+
+// drainPeers takes every neighbour down and waits until GoBGP shows no
+// established session. GoBGP v3.37's StopBgp resets its global config in
+// the same step in which it deletes the neighbours, while the receive loops
+// of established sessions, which read that config, are not yet ordered
+// before it: the race detector reports it (about one teardown in eight).
+// A session that went down through DisablePeer reaches the server loop as
+// a state change after its receive loop ended, which orders those reads
+// before the reset; ListPeer answers from the same loop.
+func drainPeers(ctx context.Context, tb testing.TB, s *server.BgpServer) {
+	established := func() []string {
+		var up []string
+		_ = s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+				up = append(up, p.GetConf().GetNeighborAddress())
+			}
+		})
+		return up
+	}
+	up := established()
+	for _, a := range up {
+		if err := s.DisablePeer(ctx, &api.DisablePeerRequest{Address: a, Communication: "test ends"}); err != nil {
+			tb.Logf("disable peer %s: %v", a, err)
+		}
+	}
+	for len(up) > 0 {
+		select {
+		case <-ctx.Done():
+			tb.Logf("peers %v still established before stopping", up)
+			return
+		case <-time.After(10 * time.Millisecond): // polling GoBGP's state with a deadline
+		}
+		up = established()
+	}
 }
