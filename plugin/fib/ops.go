@@ -201,23 +201,16 @@ func nhMatches(nh, spec Nexthop) bool {
 
 // updateFlags copies the hardware state of r onto stored route k (mirror of
 // a notification for a route the model has) and reports the change, if any.
+// r is the same route as k by identity, so their nexthops pair up.
 func (f *FIB) updateFlags(e *entry, k int, r *Route) []Change {
 	cur := &e.routes[k]
-	changed := cur.Flags != r.Flags
-	for i := range cur.Nexthops {
-		if i < len(r.Nexthops) && cur.Nexthops[i].HW != r.Nexthops[i].HW {
-			changed = true
-		}
-	}
-	if !changed {
+	if sameHW(cur, r) {
 		return nil
 	}
 	old := cur.Clone()
 	cur.Flags = r.Flags
 	for i := range cur.Nexthops {
-		if i < len(r.Nexthops) {
-			cur.Nexthops[i].HW = r.Nexthops[i].HW
-		}
+		cur.Nexthops[i].HW = r.Nexthops[i].HW
 	}
 	return []Change{{Old: &old, New: clonePtr(*cur)}}
 }

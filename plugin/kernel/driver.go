@@ -89,7 +89,7 @@ func (t touched) tellDriver(model *fib.FIB) {
 		switch {
 		case !ok && old != nil:
 			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverDel, Route: *old})
-		case ok && (old == nil || !old.SameAs(&cur) || len(old.Nexthops) != len(cur.Nexthops)):
+		case ok && (old == nil || !old.SameAs(&cur)):
 			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverReplace, Route: cur})
 		}
 	}
