@@ -32,6 +32,10 @@ type backend interface {
 	// listGlobal calls fn for every destination of the global RIB of one
 	// family with the attributes of its best path left out.
 	listGlobal(ctx context.Context, family *api.Family, fn func(*api.Destination)) error
+	// watchBest calls fn with the paths of every best-path event, the
+	// whole table first, from one goroutine, until ctx ends; a broken
+	// stream is reported once on errc.
+	watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error
 }
 
 // pathsPerMessage is how many paths one AddPathStream message carries:

@@ -234,6 +234,7 @@ func (nopBackend) exportAssignment(context.Context) (*api.PolicyAssignment, erro
 func (nopBackend) listGlobal(context.Context, *api.Family, func(*api.Destination)) error {
 	return nil
 }
+func (nopBackend) watchBest(context.Context, func([]*api.Path), chan<- error) error { return nil }
 
 func BenchmarkSpeakerOnly(b *testing.B) {
 	ps := benchPrefixes(b)

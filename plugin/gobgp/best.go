@@ -1,0 +1,257 @@
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// BestPath is where GoBGP forwards a prefix, as the FIB installer needs
+// it: the next hops of its learned best path (all paths of the multipath
+// set when GoBGP's multipath is on). No next hops: GoBGP has no learned
+// path to forward on (withdrawn, or a local path is best), so the
+// installed route must go.
+type BestPath struct {
+	Prefix   netip.Prefix
+	Nexthops []netip.Addr // sorted, unique
+}
+
+// ErrWatchEnded is returned by WatchBest when GoBGP ended the stream (gobgpd
+// stopped or restarted); the caller watches again and gets a new snapshot.
+var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
+
+// WatchBest follows GoBGP's best paths for the FIB installer. fn is called
+// first once with initial set and the whole table (possibly empty), then
+// with every change, in GoBGP's order, from one goroutine. A change is
+// reported only when a prefix's next hops differ from what was last
+// reported: a kernel route replaced by an identical one would lose its
+// hardware flags and be programmed again. It returns when
+// ctx ends (nil) or the watch breaks (ErrWatchEnded or the API's error).
+//
+// What it leaves out keeps the installer out of the gate's way:
+//   - a prefix whose best path is a HOLD path is not reported at all: the
+//     HOLD path is the gate's transient marker (design.md), and the route
+//     underneath must stay in the FIB and in hardware, or the toggle that
+//     releases a prefix would make it flap;
+//   - local paths (originated by fibgate or added with the gobgp CLI) have
+//     nothing to forward to; when one is best the prefix is reported
+//     without next hops, since the kernel route it came from forwards it;
+//   - next hops that are unspecified or link-local only (an interface
+//     would be needed) are dropped.
+func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []BestPath)) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
+	if err := s.b.watchBest(ctx, func(ps []*api.Path) {
+		select {
+		case events <- ps:
+		case <-ctx.Done():
+		}
+	}, errc); err != nil {
+		return fmt.Errorf("watch best paths: %w", err)
+	}
+	initial := true
+	last := make(map[netip.Prefix]string) // next hops reported, as bytes
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-errc:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		case ps := <-events:
+			bs := s.bestPaths(ps)
+			if initial {
+				clear(last)
+			}
+			kept := bs[:0]
+			for _, b := range bs {
+				k := nexthopKey(b.Nexthops)
+				old, had := last[b.Prefix]
+				switch {
+				case len(b.Nexthops) == 0 && had:
+					delete(last, b.Prefix)
+				case len(b.Nexthops) > 0 && (!had || old != k):
+					last[b.Prefix] = k
+				default:
+					continue // nothing new
+				}
+				kept = append(kept, b)
+			}
+			if initial || len(kept) > 0 {
+				fn(initial, kept)
+			}
+			initial = false
+		}
+	}
+}
+
+// bestPaths turns one best-path event into BestPaths. GoBGP sends the
+// paths of one destination next to each other (its multipath set, or its
+// single best path).
+func (s *Speaker) bestPaths(ps []*api.Path) []BestPath {
+	var out []BestPath
+	for len(ps) > 0 {
+		p, ok := pathPrefix(ps[0])
+		n := 1
+		for n < len(ps) {
+			q, ok2 := pathPrefix(ps[n])
+			if ok2 != ok || q != p {
+				break
+			}
+			n++
+		}
+		group := ps[:n]
+		ps = ps[n:]
+		if !ok {
+			continue // not unicast IPv4/IPv6
+		}
+		b, report := s.bestOf(p, group)
+		if report {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
+	b := BestPath{Prefix: p}
+	for _, path := range group {
+		if path.IsWithdraw {
+			continue
+		}
+		attrs, err := apiutil.GetNativePathAttributes(path)
+		if err != nil {
+			s.opts.log.Warn("best path with undecodable attributes", "prefix", p, "err", err)
+			continue
+		}
+		if s.isHold(attrs) {
+			return BestPath{}, false
+		}
+		if nb, err := netip.ParseAddr(path.NeighborIp); err != nil || nb.IsUnspecified() {
+			continue // local path
+		}
+		if nh, ok := nextHop(attrs); ok {
+			b.Nexthops = append(b.Nexthops, nh)
+		} else {
+			s.opts.log.Warn("best path without a usable next hop", "prefix", p, "neighbor", path.NeighborIp)
+		}
+	}
+	slices.SortFunc(b.Nexthops, netip.Addr.Compare)
+	b.Nexthops = slices.Compact(b.Nexthops)
+	return b, true
+}
+
+func nexthopKey(nhs []netip.Addr) string {
+	var b []byte
+	for _, nh := range nhs {
+		b = append(b, nh.AsSlice()...)
+	}
+	return string(b)
+}
+
+func (s *Speaker) isHold(attrs []bgp.PathAttributeInterface) bool {
+	for _, a := range attrs {
+		if c, ok := a.(*bgp.PathAttributeCommunities); ok && slices.Contains(c.Value, s.cfg.hold) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextHop is a path's next hop as the kernel can use it without an
+// interface: NEXT_HOP for IPv4, MP_REACH's global next hop otherwise.
+func nextHop(attrs []bgp.PathAttributeInterface) (netip.Addr, bool) {
+	var raw []byte
+	for _, a := range attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeNextHop:
+			raw = a.Value
+		case *bgp.PathAttributeMpReachNLRI:
+			raw = a.Nexthop
+		}
+	}
+	nh, ok := netip.AddrFromSlice(raw)
+	if !ok {
+		return netip.Addr{}, false
+	}
+	nh = nh.Unmap()
+	if nh.IsUnspecified() || nh.IsLinkLocalUnicast() {
+		return netip.Addr{}, false
+	}
+	return nh, true
+}
+
+// pathPrefix reads the unicast prefix of a path.
+func pathPrefix(p *api.Path) (netip.Prefix, bool) {
+	if p.Family == nil || p.Family.Safi != api.Family_SAFI_UNICAST {
+		return netip.Prefix{}, false
+	}
+	n, err := apiutil.GetNativeNlri(p)
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	pfx, err := netip.ParsePrefix(n.String())
+	if err != nil {
+		return netip.Prefix{}, false
+	}
+	return pfx.Masked(), true
+}
+
+// bestWatchRequest asks for best-path events, the current table first (one
+// message: GoBGP sends the initial table as a single event, and with no
+// batch size as a single response, which is how WatchBest tells it apart).
+func bestWatchRequest() *api.WatchEventRequest {
+	return &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true}},
+	}}
+}
+
+func tablePaths(r *api.WatchEventResponse) ([]*api.Path, bool) {
+	t := r.GetTable()
+	if t == nil {
+		return nil, false
+	}
+	return t.Paths, true
+}
+
+func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error {
+	st, err := b.c.WatchEvent(ctx, bestWatchRequest())
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			r, err := st.Recv()
+			if err != nil {
+				if ctx.Err() == nil {
+					err = fmt.Errorf("%w: %v", ErrWatchEnded, err)
+				}
+				errc <- err
+				return
+			}
+			if ps, ok := tablePaths(r); ok {
+				fn(ps)
+			}
+		}
+	}()
+	return nil
+}
+
+func (b serverBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error {
+	// The server calls back from its own goroutine until ctx ends; it has
+	// no way to end the watch otherwise, so errc stays quiet.
+	return b.s.WatchEvent(ctx, bestWatchRequest(), func(r *api.WatchEventResponse) {
+		if ps, ok := tablePaths(r); ok {
+			fn(ps)
+		}
+	})
+}

@@ -1,0 +1,157 @@
+//go:build linux
+
+package gobgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/lab"
+)
+
+// bestLog records what WatchBest reports, for the FIB installer's view.
+type bestLog struct {
+	mu      sync.Mutex
+	initial []BestPath
+	inits   int
+	changes []BestPath // in order
+	now     map[netip.Prefix][]netip.Addr
+}
+
+func (l *bestLog) record(initial bool, ps []BestPath) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.now == nil {
+		l.now = map[netip.Prefix][]netip.Addr{}
+	}
+	if initial {
+		l.inits++
+		l.initial = slices.Clone(ps)
+		clear(l.now)
+	} else {
+		l.changes = append(l.changes, ps...)
+	}
+	for _, b := range ps {
+		if len(b.Nexthops) == 0 {
+			delete(l.now, b.Prefix)
+		} else {
+			l.now[b.Prefix] = b.Nexthops
+		}
+	}
+}
+
+func (l *bestLog) nexthops(p netip.Prefix) []netip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.now[p]
+}
+
+func (l *bestLog) changesOf(p netip.Prefix) []BestPath {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []BestPath
+	for _, b := range l.changes {
+		if b.Prefix == p {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// TestWatchBestFeedsLearnedPathsAndSkipsHoldAndLocalPaths checks what the
+// FIB installer is fed: learned best paths with their next hops (snapshot
+// first, then changes), nothing at all while a HOLD toggle releases or
+// takes back a prefix (the route must stay in hardware), a removal when
+// the peer withdraws, and no next hops for a prefix whose best path is
+// fibgate's own originated one.
+func TestWatchBestFeedsLearnedPathsAndSkipsHoldAndLocalPaths(t *testing.T) {
+	for _, a := range adapters() {
+		t.Run(a.name, func(t *testing.T) {
+			topo := lab.NewTopology(t, true, tran4, tran6)
+			r := a.start(t, topo, Config{})
+			r.learned(t, tran4, tran6)
+			ctx, cancel := context.WithCancel(context.Background())
+			var log bestLog
+			done := make(chan error, 1)
+			go func() { done <- r.sp.WatchBest(ctx, log.record) }()
+			t.Cleanup(func() {
+				cancel()
+				if err := <-done; err != nil {
+					t.Errorf("WatchBest: %v", err)
+				}
+			})
+			want := map[netip.Prefix]netip.Addr{tran4: netip.MustParseAddr(lab.PeerLeaf4), tran6: netip.MustParseAddr(lab.PeerLeaf6)}
+			lab.Eventually(t, 5*time.Second, "snapshot with the learned paths", func() error {
+				for p, nh := range want {
+					if got := log.nexthops(p); !slices.Equal(got, []netip.Addr{nh}) {
+						return fmt.Errorf("%v: next hops %v, want [%v]", p, got, nh)
+					}
+				}
+				return nil
+			})
+			log.mu.Lock()
+			inits := log.inits
+			log.mu.Unlock()
+			if inits != 1 {
+				t.Fatalf("%d initial snapshots, want 1", inits)
+			}
+
+			// The HOLD toggles of Advertise and Withdraw report nothing.
+			both := []netip.Prefix{tran4, tran6}
+			if err := r.sp.Advertise(ctx, ads(gate.Transit, both...)); err != nil {
+				t.Fatal(err)
+			}
+			r.atSpine(t, "65001 65003", both...)
+			if err := r.sp.Withdraw(ctx, ads(gate.Transit, both...)); err != nil {
+				t.Fatal(err)
+			}
+			r.goneFromSpine(t, both...)
+			lab.Never(t, quiet/2, "no change reported for HOLD toggles", func() error {
+				for _, p := range both {
+					if c := log.changesOf(p); len(c) > 0 {
+						return fmt.Errorf("%v: changes %v reported for a HOLD toggle", p, c)
+					}
+				}
+				return nil
+			})
+
+			// Originated: our local path wins; the prefix has no next hop.
+			if err := r.sp.Advertise(ctx, ads(gate.Originated, tran4)); err != nil {
+				t.Fatal(err)
+			}
+			lab.Eventually(t, 5*time.Second, "local best path reported without next hops", func() error {
+				if got := log.nexthops(tran4); got != nil {
+					return fmt.Errorf("%v: next hops %v, want none", tran4, got)
+				}
+				return nil
+			})
+			if err := r.sp.Withdraw(ctx, ads(gate.Originated, tran4)); err != nil {
+				t.Fatal(err)
+			}
+			lab.Eventually(t, 5*time.Second, "learned path back", func() error {
+				if got := log.nexthops(tran4); !slices.Equal(got, []netip.Addr{want[tran4]}) {
+					return fmt.Errorf("%v: next hops %v", tran4, got)
+				}
+				return nil
+			})
+
+			// The peer withdraws: the prefix goes.
+			topo.PeerFRR.Announce(tran6, true)
+			lab.Eventually(t, 5*time.Second, "withdrawal reported", func() error {
+				if got := log.nexthops(tran6); got != nil {
+					return fmt.Errorf("%v: still next hops %v", tran6, got)
+				}
+				return nil
+			})
+			if n := r.holdPaths(t); n != 0 {
+				t.Errorf("%d HOLD paths left", n)
+			}
+		})
+	}
+}
