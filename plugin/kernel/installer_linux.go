@@ -181,7 +181,21 @@ func (i *Installer) Remove(prefixes []netip.Prefix) error {
 // Installed lists the prefixes the installer's routes cover now, read from
 // the kernel (not from memory), so it is right after a restart.
 func (i *Installer) Installed() ([]netip.Prefix, error) {
-	var out []netip.Prefix
+	rs, err := i.Routes()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Prefix, len(rs))
+	for k, r := range rs {
+		out[k] = r.Prefix
+	}
+	return out, nil
+}
+
+// Routes lists the installer's routes in the kernel with their next hops
+// (sorted), so a restarted daemon can tell which routes are already right.
+func (i *Installer) Routes() ([]InstallRoute, error) {
+	var out []InstallRoute
 	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 		filter := &netlink.Route{Table: int(i.cfg.Table), Protocol: netlink.RouteProtocol(i.cfg.Protocol)}
 		rs, err := i.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
@@ -197,37 +211,68 @@ func (i *Installer) Installed() ([]netip.Prefix, error) {
 				continue
 			}
 			ones, _ := r.Dst.Mask.Size()
-			out = append(out, netip.PrefixFrom(p.Unmap(), ones))
+			ir := InstallRoute{Prefix: netip.PrefixFrom(p.Unmap(), ones)}
+			add := func(gw net.IP, via netlink.Destination) {
+				if v, ok := via.(*netlink.Via); ok {
+					gw = v.Addr
+				}
+				if a, ok := netip.AddrFromSlice(gw); ok {
+					if ir.Prefix.Addr().Is4() && a.Is4In6() {
+						a = a.Unmap()
+					}
+					ir.Nexthops = append(ir.Nexthops, a)
+				}
+			}
+			if len(r.MultiPath) == 0 {
+				add(r.Gw, r.Via)
+			}
+			for _, nh := range r.MultiPath {
+				add(nh.Gw, nh.Via)
+			}
+			slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
+			out = append(out, ir)
 		}
 	}
 	return out, nil
 }
 
-// Reconcile makes the kernel hold exactly the desired routes: it installs
-// (replacing) every desired route and removes the installer's routes for
-// prefixes not desired, such as those a crashed predecessor left behind.
-// It returns how many stale routes it removed.
-func (i *Installer) Reconcile(desired []InstallRoute) (removed int, err error) {
-	have, err := i.Installed()
+// Reconcile makes the kernel hold exactly the desired routes: it removes
+// the installer's routes for prefixes not desired, such as those a crashed
+// predecessor left behind, and installs the desired routes the kernel does
+// not already have as they are. A route that is already right is left
+// alone: replacing it would reset its hardware flags, and the gate would
+// see the prefix flap. It returns how many routes it wrote and removed.
+func (i *Installer) Reconcile(desired []InstallRoute) (installed, removed int, err error) {
+	have, err := i.Routes()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
+	}
+	now := make(map[netip.Prefix][]netip.Addr, len(have))
+	for _, r := range have {
+		now[r.Prefix] = r.Nexthops
 	}
 	want := make(map[netip.Prefix]bool, len(desired))
+	var todo []InstallRoute
 	for _, r := range desired {
 		want[r.Prefix] = true
+		nhs := slices.Clone(r.Nexthops)
+		slices.SortFunc(nhs, netip.Addr.Compare)
+		if cur, ok := now[r.Prefix]; !ok || !slices.Equal(cur, slices.Compact(nhs)) {
+			todo = append(todo, r)
+		}
 	}
 	var stale []netip.Prefix
-	for _, p := range have {
-		if !want[p] {
-			stale = append(stale, p)
+	for _, r := range have {
+		if !want[r.Prefix] {
+			stale = append(stale, r.Prefix)
 		}
 	}
 	errRemove := i.Remove(stale)
-	errInstall := i.Install(desired)
+	errInstall := i.Install(todo)
 	if len(stale) > 0 {
 		i.log.Info("removed stale installed routes", "count", len(stale), "table", i.cfg.Table)
 	}
-	return len(stale), errors.Join(errRemove, errInstall)
+	return len(todo), len(stale), errors.Join(errRemove, errInstall)
 }
 
 // Flush removes every route the installer owns: what a clean shutdown does

@@ -98,13 +98,43 @@ func TestInstallerWritesReplacesAndRemoves(t *testing.T) {
 
 func TestInstallerReconcilesAndFlushesOnlyItsOwnRoutes(t *testing.T) {
 	ns, inst := installerNS(t)
-	// A predecessor's stale route, and routes that are not the installer's.
+	// A predecessor's stale route, one it left right (ECMP, listed in
+	// another order), and routes that are not the installer's.
 	ipn(t, ns, "route", "add", "198.51.100.0/24", "via", "10.1.0.2", "proto", "bgp", "metric", "20")
+	ipn(t, ns, "route", "add", "198.51.101.0/24", "proto", "bgp", "metric", "20", "nexthop", "via", "10.1.0.4", "nexthop", "via", "10.1.0.3")
 	ipn(t, ns, "route", "add", "203.0.113.0/24", "via", "10.1.0.2", "proto", "static", "metric", "20")
 	ipn(t, ns, "route", "add", "192.0.2.0/24", "via", "10.1.0.9", "proto", "bgp", "metric", "30")
-	removed, err := inst.Reconcile([]InstallRoute{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.1.0.2")}})
-	if err != nil || removed != 1 {
-		t.Fatalf("Reconcile = %d, %v; want the one stale route removed", removed, err)
+	_, evs := startListener(t, ns)
+	right := netip.MustParsePrefix("198.51.101.0/24")
+	installed, removed, err := inst.Reconcile([]InstallRoute{
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.1.0.2")},
+		{Prefix: right, Nexthops: addrs("10.1.0.3", "10.1.0.4")},
+	})
+	if err != nil || removed != 1 || installed != 1 {
+		t.Fatalf("Reconcile = %d installed, %d removed, %v; want 1 and 1 (the right route untouched)", installed, removed, err)
+	}
+	// The kernel says the same: the route that was right saw no change
+	// (a replace would have reset its hardware flags).
+	waitEvent(t, evs, "install of 192.0.2.0/24", isEvent(Added, "192.0.2.0/24"))
+	marker := netip.MustParsePrefix("192.0.2.99/32") // after everything Reconcile did
+	ipn(t, ns, "route", "add", marker.String(), "via", "10.1.0.2")
+	deadline := time.After(20 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case batch := <-evs:
+			for _, ev := range batch {
+				if ev.Route().Prefix == right {
+					t.Fatalf("Reconcile rewrote a route that was right: %s", ev.Kind)
+				}
+				seen = seen || ev.Route().Prefix == marker
+			}
+		case <-deadline:
+			t.Fatal("no event for the marker route")
+		}
+	}
+	ipn(t, ns, "route", "del", marker.String())
+	if _, removed, err := inst.Reconcile([]InstallRoute{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.1.0.2")}}); err != nil || removed != 1 {
+		t.Fatalf("second Reconcile removed %d, %v; want 1", removed, err)
 	}
 	have, err := inst.Installed()
 	if err != nil || fmt.Sprint(have) != "[192.0.2.0/24]" {
