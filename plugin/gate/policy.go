@@ -95,11 +95,14 @@ func (r PrefixRange) Contains(p netip.Prefix) bool {
 	if r.Prefix.Addr().Is4() != p.Addr().Is4() || p.Bits() < r.Prefix.Bits() || !r.Prefix.Contains(p.Addr()) {
 		return false
 	}
-	lo, hi := r.bounds()
+	lo, hi := r.Bounds()
 	return p.Bits() >= lo && p.Bits() <= hi
 }
 
-func (r PrefixRange) bounds() (lo, hi int) {
+// Bounds are the shortest and longest lengths in range, with the zero
+// values resolved, so other prefix-list dialects (GoBGP's) can say the
+// same thing.
+func (r PrefixRange) Bounds() (lo, hi int) {
 	lo, hi = r.MinLen, r.MaxLen
 	if lo == 0 {
 		lo = r.Prefix.Bits()
@@ -227,7 +230,7 @@ func (p *Policy) Validate() error {
 			if s.Family != 0 && fib.FamilyOf(r.Prefix) != s.Family {
 				return fieldErr(pf+".prefix", "%s is not %s, the scope's family", r.Prefix, s.Family)
 			}
-			lo, hi := r.bounds()
+			lo, hi := r.Bounds()
 			if r.MinLen != 0 && r.MinLen < r.Prefix.Bits() || hi > r.Prefix.Addr().BitLen() || lo > hi {
 				return fieldErr(pf, "want %d <= min_len (%d) <= max_len (%d) <= %d", r.Prefix.Bits(), lo, hi, r.Prefix.Addr().BitLen())
 			}

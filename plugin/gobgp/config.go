@@ -85,6 +85,13 @@ type normalized struct {
 	gatePrefx string // what every policy of this gate name starts with
 }
 
+// Validate reports what NewClient and NewInProcess would reject, so a
+// daemon can refuse its config file before it connects to anything.
+func (c Config) Validate() error {
+	_, err := c.normalize()
+	return err
+}
+
 func (c Config) normalize() (*normalized, error) {
 	n := &normalized{Config: c}
 	if n.Name == "" {

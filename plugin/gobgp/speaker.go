@@ -1,10 +1,12 @@
 package gobgp
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -428,4 +430,24 @@ func (s *Speaker) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Released lists what the Speaker has released (transit and originated),
+// so a sidecar that stops can withdraw it before the routes under it go.
+func (s *Speaker) Released() []gate.Advertisement {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []gate.Advertisement
+	for p, st := range s.rec {
+		switch {
+		case st.originated:
+			out = append(out, gate.Advertisement{Prefix: p, Origin: gate.Originated, NextHop: st.nextHop})
+		case st.transit:
+			out = append(out, gate.Advertisement{Prefix: p, Origin: gate.Transit})
+		}
+	}
+	slices.SortFunc(out, func(a, b gate.Advertisement) int {
+		return cmp.Or(a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+	})
+	return out
 }

@@ -124,10 +124,40 @@ func (i *Installer) Install(routes []InstallRoute) error {
 	var errs []error
 	for _, r := range routes {
 		if err := i.install(r); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, &RouteError{Prefix: r.Prefix, Err: err})
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RouteError is the failure of one route of Install, Remove or Reconcile;
+// their joined errors are made of these, so a caller can retry exactly the
+// routes that failed (FailedPrefixes).
+type RouteError struct {
+	Prefix netip.Prefix
+	Err    error
+}
+
+func (e *RouteError) Error() string { return e.Err.Error() }
+func (e *RouteError) Unwrap() error { return e.Err }
+
+// FailedPrefixes lists the prefixes of the RouteErrors in err.
+func FailedPrefixes(err error) []netip.Prefix {
+	var out []netip.Prefix
+	var walk func(error)
+	walk = func(err error) {
+		if re, ok := err.(*RouteError); ok {
+			out = append(out, re.Prefix)
+			return
+		}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range j.Unwrap() {
+				walk(e)
+			}
+		}
+	}
+	walk(err)
+	return out
 }
 
 func (i *Installer) install(r InstallRoute) error {
@@ -172,7 +202,7 @@ func (i *Installer) Remove(prefixes []netip.Prefix) error {
 	var errs []error
 	for _, p := range prefixes {
 		if err := i.h.RouteDel(i.route(p)); err != nil && !errors.Is(err, unix.ESRCH) {
-			errs = append(errs, fmt.Errorf("remove %s from table %d: %w", p, i.cfg.Table, err))
+			errs = append(errs, &RouteError{Prefix: p, Err: fmt.Errorf("remove %s from table %d: %w", p, i.cfg.Table, err)})
 		}
 	}
 	return errors.Join(errs...)

@@ -169,6 +169,9 @@ func TestInstallerNamesThePrefixOnFailure(t *testing.T) {
 			t.Errorf("error %v does not name %s", err, want)
 		}
 	}
+	if got := fmt.Sprint(FailedPrefixes(err)); got != "[192.0.2.0/24 2001:db8::/32 203.0.113.1/24]" {
+		t.Errorf("FailedPrefixes = %s", got)
+	}
 	if !errors.Is(err, fib.ErrInvalid) {
 		t.Errorf("error does not match fib.ErrInvalid: %v", err)
 	}
