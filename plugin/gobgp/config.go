@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/osrg/gobgp/v3/pkg/config/oc"
 )
 
 // DefaultHoldCommunity marks HOLD paths. It is in the private-use range
@@ -257,34 +259,77 @@ func WithBatchSize(n int) Option { return func(o *options) { o.batch = n } }
 // The sets hold the held sets' skeleton, so nested scope ranges match
 // correctly under GoBGP's longest-match prefix sets.
 func (c Config) FallbackTOML() (string, error) {
-	n, err := c.normalize()
+	sets, err := c.fallbackSets()
 	if err != nil {
 		return "", err
 	}
-	if n.FallbackPolicy == "" {
-		return "", errors.New("config: no fallback policy name")
-	}
 	var b strings.Builder
-	var stmts []string
+	for _, set := range sets {
+		fmt.Fprintf(&b, "[[defined-sets.prefix-sets]]\n  prefix-set-name = %q\n", set.name)
+		for _, e := range set.entries {
+			fmt.Fprintf(&b, "  [[defined-sets.prefix-sets.prefix-list]]\n    ip-prefix = %q\n    masklength-range = \"%d..%d\"\n", e.prefix, e.iv.lo, e.iv.hi)
+		}
+	}
+	fmt.Fprintf(&b, "[[policy-definitions]]\n  name = %q\n", c.FallbackPolicy)
+	for _, set := range sets {
+		fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", set.name)
+		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = %q\n", set.name)
+		b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"reject-route\"\n")
+	}
+	return b.String(), nil
+}
+
+// InjectFallback adds what FallbackTOML renders to a config gobgpd-ext
+// read from gobgpd's file, and lists the policy first in the global export
+// chain (once), so GoBGP holds the scope from its first session and
+// across every reload of the file until the gate takes over.
+func (c Config) InjectFallback(bc *oc.BgpConfigSet) error {
+	sets, err := c.fallbackSets()
+	if err != nil {
+		return err
+	}
+	pd := oc.PolicyDefinition{Name: c.FallbackPolicy}
+	for _, set := range sets {
+		bc.DefinedSets.PrefixSets = slices.DeleteFunc(bc.DefinedSets.PrefixSets, func(p oc.PrefixSet) bool { return p.PrefixSetName == set.name })
+		ps := oc.PrefixSet{PrefixSetName: set.name}
+		for _, e := range set.entries {
+			ps.PrefixList = append(ps.PrefixList, oc.Prefix{IpPrefix: e.prefix.String(), MasklengthRange: fmt.Sprintf("%d..%d", e.iv.lo, e.iv.hi)})
+		}
+		bc.DefinedSets.PrefixSets = append(bc.DefinedSets.PrefixSets, ps)
+		var st oc.Statement
+		st.Name = set.name
+		st.Conditions.MatchPrefixSet = oc.MatchPrefixSet{PrefixSet: set.name} // options "" is any, as in the file
+		st.Actions.RouteDisposition = oc.ROUTE_DISPOSITION_REJECT_ROUTE
+		pd.Statements = append(pd.Statements, st)
+	}
+	bc.PolicyDefinitions = slices.DeleteFunc(bc.PolicyDefinitions, func(p oc.PolicyDefinition) bool { return p.Name == c.FallbackPolicy })
+	bc.PolicyDefinitions = append(bc.PolicyDefinitions, pd)
+	ap := &bc.Global.ApplyPolicy.Config
+	ap.ExportPolicyList = append([]string{c.FallbackPolicy}, slices.DeleteFunc(ap.ExportPolicyList, func(n string) bool { return n == c.FallbackPolicy })...)
+	return nil
+}
+
+type fallbackSet struct {
+	name    string
+	entries []setEntry
+}
+
+func (c Config) fallbackSets() ([]fallbackSet, error) {
+	n, err := c.normalize()
+	if err != nil {
+		return nil, err
+	}
+	if n.FallbackPolicy == "" {
+		return nil, errors.New("config: no fallback policy name")
+	}
+	var out []fallbackSet
 	for _, f := range []struct {
 		suffix string
 		s      *scope
 	}{{"v4", n.v4}, {"v6", n.v6}} {
-		if f.s.empty() {
-			continue
+		if !f.s.empty() {
+			out = append(out, fallbackSet{n.FallbackPolicy + "-" + f.suffix, f.s.skeleton()})
 		}
-		set := n.FallbackPolicy + "-" + f.suffix
-		fmt.Fprintf(&b, "[[defined-sets.prefix-sets]]\n  prefix-set-name = %q\n", set)
-		for _, e := range f.s.skeleton() {
-			fmt.Fprintf(&b, "  [[defined-sets.prefix-sets.prefix-list]]\n    ip-prefix = %q\n    masklength-range = \"%d..%d\"\n", e.prefix, e.iv.lo, e.iv.hi)
-		}
-		stmts = append(stmts, set)
 	}
-	fmt.Fprintf(&b, "[[policy-definitions]]\n  name = %q\n", n.FallbackPolicy)
-	for _, set := range stmts {
-		fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", set)
-		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = %q\n", set)
-		b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"reject-route\"\n")
-	}
-	return b.String(), nil
+	return out, nil
 }

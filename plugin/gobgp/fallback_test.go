@@ -1,0 +1,74 @@
+package gobgp
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"testing"
+
+	"github.com/osrg/gobgp/v3/pkg/config"
+	"github.com/osrg/gobgp/v3/pkg/config/oc"
+)
+
+// TestInjectFallbackIsWhatTheTOMLSays: gobgpd-ext injects the fallback into
+// the config it read, fibgated's users paste FallbackTOML into gobgpd's
+// file; both must give GoBGP the same sets and policy, first in the chain,
+// and injecting twice (every reload) must not duplicate anything.
+func TestInjectFallbackIsWhatTheTOMLSays(t *testing.T) {
+	cfg := Config{FallbackPolicy: "fibgate-fallback", Scope: []Range{
+		{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MinLen: 8, MaxLen: 32},
+		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), MinLen: 24, MaxLen: 24},
+		{Prefix: netip.MustParsePrefix("2001:db8::/32"), MinLen: 32, MaxLen: 64},
+	}}
+	toml, err := cfg.FallbackTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	user := `
+[global.config]
+  as = 65001
+  router-id = "10.0.0.1"
+[global.apply-policy.config]
+  export-policy-list = ["user-export"]
+  default-export-policy = "accept-route"
+[[policy-definitions]]
+  name = "user-export"
+`
+	dir := t.TempDir()
+	read := func(name, body string) *oc.BgpConfigSet {
+		f := filepath.Join(dir, name)
+		if err := os.WriteFile(f, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.ReadConfigFile(f, "toml")
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		return c
+	}
+	fromTOML := read("pasted.toml", user+toml)
+	fromTOML.Global.ApplyPolicy.Config.ExportPolicyList = []string{"fibgate-fallback", "user-export"}
+	injected := read("user.toml", user)
+	for range 2 {
+		if err := cfg.InjectFallback(injected); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := injected.Global.ApplyPolicy.Config.ExportPolicyList, fromTOML.Global.ApplyPolicy.Config.ExportPolicyList; !reflect.DeepEqual(got, want) {
+		t.Errorf("export chain %v, want %v", got, want)
+	}
+	if !reflect.DeepEqual(injected.DefinedSets.PrefixSets, fromTOML.DefinedSets.PrefixSets) {
+		t.Errorf("prefix sets differ:\ninjected %+v\ntoml     %+v", injected.DefinedSets.PrefixSets, fromTOML.DefinedSets.PrefixSets)
+	}
+	byName := func(c *oc.BgpConfigSet) map[string]oc.PolicyDefinition {
+		m := map[string]oc.PolicyDefinition{}
+		for _, p := range c.PolicyDefinitions {
+			m[p.Name] = p
+		}
+		return m
+	}
+	if got, want := byName(injected), byName(fromTOML); !reflect.DeepEqual(got, want) || len(injected.PolicyDefinitions) != 2 {
+		t.Errorf("policies differ:\ninjected %+v\ntoml     %+v", injected.PolicyDefinitions, fromTOML.PolicyDefinitions)
+	}
+}
