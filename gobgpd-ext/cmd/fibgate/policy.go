@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/policyfile"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
 
@@ -92,7 +93,7 @@ func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return c.rpcErr(err)
 		}
-		b, err := formatPolicyFile(r.GetPolicy())
+		b, err := policyfile.Format(r.GetPolicy())
 		if err != nil {
 			return err
 		}
@@ -125,7 +126,7 @@ func readPolicyFile(name string) (*pb.Policy, error) {
 	if err != nil {
 		return nil, usageError{fmt.Errorf("read policy file: %w", err)}
 	}
-	p, err := parsePolicyFile(b)
+	p, err := policyfile.Parse(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", displayName(name), err)
 	}

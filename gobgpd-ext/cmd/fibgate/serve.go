@@ -6,19 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
 	"github.com/fibgate/fibgate/plugin/api"
-	"github.com/fibgate/fibgate/plugin/api/simctl"
-	"github.com/fibgate/fibgate/plugin/fib"
-	"github.com/fibgate/fibgate/plugin/gate"
-	"github.com/fibgate/fibgate/plugin/hw/external"
 	"github.com/fibgate/fibgate/plugin/hw/sim"
 	"github.com/fibgate/fibgate/plugin/kernel"
 )
@@ -97,161 +89,43 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("serve takes no arguments, got %q", fs.Args())}
 	}
-	level := slog.LevelWarn
+	cfg, err := f.config()
+	if err != nil {
+		return usageError{err}
+	}
+	log := cfg.Logger(stderr)
+	d, err := daemon.New(cfg, nil, log)
+	if err == nil {
+		err = d.Run(ctx)
+	}
+	if errors.Is(err, daemon.ErrConfig) {
+		return usageError{errors.Unwrap(err)}
+	}
+	return classify(err, f.netns)
+}
+
+// config turns the flags into the daemons' settings.
+func (f *serveFlags) config() (daemon.Config, error) {
+	c := daemon.Defaults()
+	c.NetNS, c.NotifyMode, c.RcvBuf, c.Metrics, c.PolicyFile = f.netns, f.setNotify, f.rcvbuf, f.metrics, f.policyFile
+	c.LogLevel = "warn"
 	if f.verbose {
-		level = slog.LevelInfo
+		c.LogLevel = "info"
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	d, err := f.build(log)
-	if err != nil {
-		return err
+	c.Backend.Type = f.backend
+	c.Backend.Sim = daemon.Sim{Mode: f.simMode, Latency: daemon.Duration(f.simLatency), Jitter: daemon.Duration(f.simJitter),
+		Rate: f.simRate, FailProbability: f.simFailProbability}
+	if f.simPorts != "" {
+		c.Backend.Sim.Ports = strings.Split(f.simPorts, ",")
 	}
-	return classify(d.run(ctx, log), f.netns)
-}
-
-// daemon is the set of parts serve runs together.
-type daemon struct {
-	listener    *kernel.Listener
-	asic        *sim.Sim
-	tracker     *gate.Tracker
-	server      *api.Server
-	metricsAddr string
-	registry    *prometheus.Registry
-}
-
-// build checks the flags and assembles the parts; nothing runs yet.
-func (f *serveFlags) build(log *slog.Logger) (*daemon, error) {
-	policy := gate.DefaultPolicy()
-	if f.policyFile != "" {
-		pp, err := readPolicyFile(f.policyFile)
-		if err != nil {
-			return nil, usageError{err}
+	c.API = daemon.API{Socket: f.socket, Listen: f.listen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSClientCA: f.tlsCA}
+	no := false
+	c.Install.Enabled = &no // no installer without BGP
+	if err := c.Check(); err != nil {
+		if f.policyFile != "" && strings.HasPrefix(err.Error(), "policy") {
+			return c, fmt.Errorf("%s: %w", f.policyFile, err)
 		}
-		if policy, err = api.PolicyFromProto(pp); err != nil {
-			return nil, usageError{fmt.Errorf("%s: %w", f.policyFile, err)}
-		}
-		if err := policy.Validate(); err != nil {
-			return nil, usageError{fmt.Errorf("%s: %w", f.policyFile, err)}
-		}
+		return c, err
 	}
-	lopts := []kernel.ListenerOption{kernel.WithNetNS(f.netns), kernel.WithRcvBuf(f.rcvbuf), kernel.WithLogger(log)}
-	if f.setNotify != "" {
-		v, err := strconv.Atoi(f.setNotify)
-		m, err2 := fib.ParseNotifyMode(v)
-		if err != nil || err2 != nil {
-			return nil, usageError{fmt.Errorf("--set-notify %q: want 0, 1 or 2", f.setNotify)}
-		}
-		lopts = append(lopts, kernel.WithSetNotifyMode(m))
-	}
-	if f.listen != "" && (f.tlsCert == "" || f.tlsKey == "") {
-		return nil, usageError{errors.New("--listen needs --tls-cert and --tls-key: the API is not served in clear text over TCP")}
-	}
-	d := &daemon{}
-	var aopts []api.Option
-	var ext *external.Backend
-	switch f.backend {
-	case "kernel":
-	case "sim":
-		cfg := sim.DefaultConfig()
-		switch f.simMode {
-		case "trap":
-			cfg.Mode = sim.ModeTrap
-		case "spectrum":
-			cfg.Mode = sim.ModeSpectrum
-		default:
-			return nil, usageError{fmt.Errorf("--sim-mode %q: want trap or spectrum", f.simMode)}
-		}
-		cfg.Latency, cfg.Jitter, cfg.Rate, cfg.FailProbability = f.simLatency, f.simJitter, f.simRate, f.simFailProbability
-		if f.simPorts != "" {
-			cfg.Ports = strings.Split(f.simPorts, ",")
-		}
-		asic, err := sim.New(cfg, sim.WithNetNS(f.netns), sim.WithLogger(log))
-		if err != nil {
-			return nil, usageError{fmt.Errorf("sim: %w", err)}
-		}
-		d.asic = asic
-		lopts = append(lopts, kernel.WithDriver(asic), kernel.WithIgnoreTables(cfg.MirrorTable))
-		aopts = append(aopts, api.WithSim(simctl.New(asic)))
-	case "external":
-		ext = external.New(external.WithLogger(log))
-		lopts = append(lopts, kernel.WithDriver(ext))
-		aopts = append(aopts, api.WithAgents(ext))
-	default:
-		return nil, usageError{fmt.Errorf("--backend %q: want kernel, sim or external", f.backend)}
-	}
-	d.listener = kernel.NewListener(lopts...)
-	if ext != nil {
-		ext.Bind(d.listener) // agents' reports reach the listener
-	}
-	topts := []gate.TrackerOption{gate.WithLogger(log)}
-	var metrics *api.Metrics
-	if f.metrics != "" {
-		d.metricsAddr, d.registry = f.metrics, prometheus.NewRegistry()
-		var err error
-		if metrics, err = api.NewMetrics(d.registry); err != nil {
-			return nil, err
-		}
-		topts = append(topts, gate.WithObserver(metrics))
-	}
-	tr, err := gate.NewTracker(d.listener, policy, topts...)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	d.tracker = tr
-	if metrics != nil {
-		metrics.Watch(tr, d.listener)
-	}
-	aopts = append(aopts, api.WithGate(tr), api.WithListenerStats(d.listener), api.WithLinkNames(d.listener.LinkName),
-		api.WithReady(tr.Ready()), api.WithUnixSocket(f.socket), api.WithLogger(log))
-	if f.listen != "" {
-		tlsCfg, err := api.ServerTLS(f.tlsCert, f.tlsKey, f.tlsCA)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		aopts = append(aopts, api.WithTCP(f.listen, tlsCfg))
-	}
-	srv, err := api.New(aopts...)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	d.server = srv
-	return d, nil
-}
-
-// run starts every part and stops them all when ctx ends or one fails; it
-// returns the first failure, after every part has stopped.
-func (d *daemon) run(ctx context.Context, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	var once sync.Once
-	var first error
-	start := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(ctx); err != nil && ctx.Err() == nil {
-				once.Do(func() { first = fmt.Errorf("%s: %w", name, err) })
-				cancel()
-			}
-		}()
-	}
-	start("listener", d.listener.Run)
-	if d.asic != nil {
-		start("sim", func(ctx context.Context) error { return d.asic.Run(ctx, d.listener) })
-	}
-	start("gate", d.tracker.Run)
-	start("api", d.server.Serve)
-	if d.metricsAddr != "" {
-		start("metrics", func(ctx context.Context) error { return api.ServeMetrics(ctx, d.metricsAddr, d.registry) })
-	}
-	go func() {
-		select {
-		case <-d.tracker.Ready():
-			log.Info("fibgate serving", "routes", d.listener.Stats().Routes)
-		case <-ctx.Done():
-		}
-	}()
-	wg.Wait()
-	return first
+	return c, nil
 }

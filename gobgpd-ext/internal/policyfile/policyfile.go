@@ -1,4 +1,7 @@
-package main
+// Package policyfile reads and writes the gating policy as YAML: the format
+// of `fibgate policy get|set`, of the daemons' policy files and of the
+// policy section of their config, so one file works everywhere.
+package policyfile
 
 import (
 	"bytes"
@@ -79,11 +82,11 @@ func fileDuration(field, s string) (*durationpb.Duration, error) {
 	return durationpb.New(d), nil
 }
 
-// yamlLine turns yaml.v3's multi-line errors into one line with the line
+// YAMLError turns yaml.v3's multi-line errors into one line with the line
 // number and the field, without Go type names.
-var yamlTypeName = regexp.MustCompile(` in type main\.\w+`)
+var yamlTypeName = regexp.MustCompile(` in type \w+\.\w+`)
 
-func yamlError(err error) error {
+func YAMLError(err error) error {
 	var te *yaml.TypeError
 	if errors.As(err, &te) {
 		var parts []string
@@ -98,10 +101,10 @@ func yamlError(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
-// parsePolicyFile reads a policy file into the wire form; errors name the
+// Parse reads a policy file into the wire form; errors name the
 // line (syntax, unknown keys) or the field path (bad values), as in
 // "scopes[1].level: unknown value ...".
-func parsePolicyFile(b []byte) (*pb.Policy, error) {
+func Parse(b []byte) (*pb.Policy, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	var f policyFile
@@ -109,7 +112,7 @@ func parsePolicyFile(b []byte) (*pb.Policy, error) {
 		if err.Error() == "EOF" {
 			return nil, errors.New("the file is empty: a policy needs at least a scopes list")
 		}
-		return nil, yamlError(err)
+		return nil, YAMLError(err)
 	}
 	out := &pb.Policy{}
 	for i, s := range f.Scopes {
@@ -155,9 +158,9 @@ func parsePolicyFile(b []byte) (*pb.Policy, error) {
 	return out, nil
 }
 
-// formatPolicyFile writes a policy as a policy file, every field spelled
+// Format writes a policy as a policy file, every field spelled
 // out as the daemon has it.
-func formatPolicyFile(p *pb.Policy) ([]byte, error) {
+func Format(p *pb.Policy) ([]byte, error) {
 	f := policyFile{Scopes: []scopeFile{}}
 	for _, s := range p.GetScopes() {
 		sf := scopeFile{Name: s.GetName(), Tables: s.GetTables(), FailOpen: s.GetFailOpen()}

@@ -1,4 +1,4 @@
-package main
+package policyfile
 
 import (
 	"os"
@@ -18,7 +18,7 @@ func TestTheExamplePolicyParses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := parsePolicyFile(b)
+	p, err := Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,15 +34,15 @@ func TestPolicyFilesRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := parsePolicyFile(b)
+	p, err := Parse(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := formatPolicyFile(p)
+	out, err := Format(p)
 	if err != nil {
 		t.Fatal(err)
 	}
-	back, err := parsePolicyFile(out)
+	back, err := Parse(out)
 	if err != nil {
 		t.Fatalf("%v in\n%s", err, out)
 	}
@@ -50,7 +50,7 @@ func TestPolicyFilesRoundTrip(t *testing.T) {
 		t.Errorf("round trip changed the policy:\n%v\n%v", p, back)
 	}
 	// Proto enum names are accepted too.
-	q, err := parsePolicyFile([]byte("scopes:\n  - name: a\n    level: LEVEL_FIB\n    ecmp: ANY\n"))
+	q, err := Parse([]byte("scopes:\n  - name: a\n    level: LEVEL_FIB\n    ecmp: ANY\n"))
 	if err != nil || q.GetScopes()[0].GetLevel() != pb.Level_LEVEL_FIB || q.GetScopes()[0].GetEcmp() != pb.EcmpMode_ECMP_MODE_ANY {
 		t.Errorf("got %v, %v", q, err)
 	}

@@ -1,0 +1,118 @@
+// Command fibgated is fibgate's sidecar for a stock gobgpd: it installs the
+// gate in gobgpd over its gRPC API, writes gobgpd's learned best paths into
+// the kernel FIB, and lets gobgpd advertise a prefix only once the hardware
+// confirmed its route.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
+	"github.com/fibgate/fibgate/plugin/gobgp"
+)
+
+const usage = `Usage: fibgated [--gobgpd ADDR] [-c FILE]
+
+fibgated makes a running gobgpd advertise a prefix only after the switch
+hardware installed its route, and withdraw it when installation fails. It
+installs an export policy first in gobgpd's global chain (policy, sets and
+HOLD paths named fibgate-*), writes gobgpd's learned best paths into the
+kernel as proto bgp routes, follows their hardware flags (rtm_flags offload,
+trap, offload_failed) and releases each prefix in gobgpd once confirmed.
+
+Before fibgated runs, gobgpd exports everything: list the fallback policy
+(--print-fallback) first in gobgpd's global export policies so that gobgpd
+holds every gated prefix whenever fibgated is not there. fibgated takes the
+fallback out of the chain while it runs. Leave gobgpd's zebra off: fibgated
+installs routes itself.
+
+The settings file (YAML) is documented in deploy/examples/fibgate.yaml;
+every key is optional. SIGINT or SIGTERM: withdraw what was released,
+delete HOLD and originated paths, remove installed routes
+(install.flush_on_exit), exit 0. Exit status 1 on a runtime error, 2 on
+bad flags or settings, a missing namespace or missing privileges.
+
+Flags:
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("fibgated", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	target := fs.String("gobgpd", "127.0.0.1:50051", "gobgpd's gRPC API: host:port or unix:///path (gobgpd --api-hosts)")
+	file := fs.String("c", "", "settings file (YAML); default: every setting at its default")
+	check := fs.Bool("check", false, "check the settings file and exit")
+	fallback := fs.Bool("print-fallback", false, "print the fallback policy for gobgpd's config file (TOML) and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stdout, usage)
+			fs.SetOutput(stdout)
+			fs.PrintDefaults()
+			return daemon.ExitOK
+		}
+		fmt.Fprintf(stderr, "fibgated: %v (see fibgated --help)\n", err)
+		return daemon.ExitConfig
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "fibgated: unexpected arguments %q (see fibgated --help)\n", fs.Args())
+		return daemon.ExitConfig
+	}
+	cfg := daemon.Defaults()
+	if *file != "" {
+		var err error
+		if cfg, err = daemon.Load(*file); err != nil {
+			fmt.Fprintf(stderr, "fibgated: %v\n", err)
+			return daemon.ExitConfig
+		}
+	}
+	gcfg, err := cfg.GoBGP()
+	if err != nil {
+		fmt.Fprintf(stderr, "fibgated: bgp: %v\n", err)
+		return daemon.ExitConfig
+	}
+	switch {
+	case *fallback:
+		toml, err := gcfg.FallbackTOML()
+		if err != nil {
+			fmt.Fprintf(stderr, "fibgated: %v\n", err)
+			return daemon.ExitConfig
+		}
+		fmt.Fprintf(stdout, "# fibgate fallback: gobgpd holds every gated prefix while fibgated is not running.\n# Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].\n%s", gcfg.FallbackPolicy, toml)
+		return daemon.ExitOK
+	case *check:
+		fmt.Fprintf(stdout, "settings valid: %d gated scope(s), backend %s\n", len(cfg.GatePolicy().Scopes), cfg.Backend.Type)
+		return daemon.ExitOK
+	}
+	log := cfg.Logger(stderr)
+	sp, err := gobgp.DialClient(*target, gcfg, gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()))
+	if err != nil {
+		fmt.Fprintf(stderr, "fibgated: %v\n", err)
+		return daemon.ExitConfig
+	}
+	d, err := daemon.New(cfg, &daemon.BGP{Speaker: sp}, log)
+	if err != nil {
+		sp.Close(context.Background())
+		code, msg := daemon.ExitCode(err, cfg.NetNS)
+		fmt.Fprintf(stderr, "fibgated: %s\n", msg)
+		return code
+	}
+	log.Info("fibgated starting", "gobgpd", *target, "backend", cfg.Backend.Type, "netns", cfg.NetNS)
+	code, msg := daemon.ExitCode(d.Run(ctx), cfg.NetNS)
+	if msg != "" {
+		fmt.Fprintf(stderr, "fibgated: %s\n", msg)
+	}
+	return code
+}

@@ -1,0 +1,397 @@
+// Command gobgpd-ext is gobgpd with fibgate's gate built in: the same
+// config file, flags and gRPC API (the gobgp CLI works unchanged), and a
+// prefix is advertised only once the switch hardware installed its route.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	flags "github.com/jessevdk/go-flags"
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/config"
+	"github.com/osrg/gobgp/v3/pkg/config/oc"
+	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/metrics"
+	"github.com/osrg/gobgp/v3/pkg/server"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/sirupsen/logrus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	fgd "github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
+	"github.com/fibgate/fibgate/plugin/gobgp"
+)
+
+// options are gobgpd v3.37's flags (same names, defaults and meaning; its
+// syslog and Sentry options are not carried over) plus --fibgate-config.
+type options struct {
+	ConfigFile       string `short:"f" long:"config-file" description:"specifying a config file"`
+	ConfigType       string `short:"t" long:"config-type" description:"specifying config type (toml, yaml, json)" default:"toml"`
+	ConfigAutoReload bool   `short:"a" long:"config-auto-reload" description:"activate config auto reload on changes"`
+	ConfigStrict     bool   `long:"config-strict" description:"make any config error fatal"`
+	LogLevel         string `short:"l" long:"log-level" description:"specifying log level"`
+	LogPlain         bool   `short:"p" long:"log-plain" description:"use plain format for logging (json by default)"`
+	DisableStdlog    bool   `long:"disable-stdlog" description:"disable standard logging"`
+	CPUs             int    `long:"cpus" description:"specify the number of CPUs to be used"`
+	GrpcHosts        string `long:"api-hosts" description:"specify the hosts that gobgpd listens on" default:":50051"`
+	GracefulRestart  bool   `short:"r" long:"graceful-restart" description:"flag restart-state in graceful-restart capability"`
+	Dry              bool   `short:"d" long:"dry-run" description:"check configuration (gobgpd's and fibgate's)"`
+	PProfHost        string `long:"pprof-host" description:"specify the host that gobgpd listens on for pprof and metrics" default:"localhost:6060"`
+	PProfDisable     bool   `long:"pprof-disable" description:"disable pprof profiling"`
+	MetricsPath      string `long:"metrics-path" description:"specify path for prometheus metrics, empty value disables them" default:"/metrics"`
+	UseSdNotify      bool   `long:"sdnotify" description:"use sd_notify protocol"`
+	TLS              bool   `long:"tls" description:"enable TLS authentication for gRPC API"`
+	TLSCertFile      string `long:"tls-cert-file" description:"The TLS cert file"`
+	TLSKeyFile       string `long:"tls-key-file" description:"The TLS key file"`
+	TLSClientCAFile  string `long:"tls-client-ca-file" description:"Optional TLS client CA file to authenticate clients against"`
+	Version          bool   `long:"version" description:"show version number"`
+
+	FibgateConfig string `long:"fibgate-config" description:"fibgate settings (YAML, see deploy/examples/fibgate.yaml); default: every setting at its default"`
+	NoFibgate     bool   `long:"no-fibgate" description:"run as a plain gobgpd without the gate (the lab's control leaf)"`
+}
+
+const version = "gobgpd-ext (gobgpd v3.37.0 with fibgate)"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var opts options
+	p := flags.NewParser(&opts, flags.Default&^flags.PrintErrors)
+	p.Usage = "[OPTIONS]\n\ngobgpd with fibgate: a prefix is advertised only once the hardware installed its route.\n" +
+		"gobgpd's config file, flags and API are unchanged; fibgate's settings come from --fibgate-config.\n" +
+		"Exit status 2 on bad flags or configuration, 1 on a runtime error, 0 after SIGINT/SIGTERM."
+	if _, err := p.ParseArgs(args); err != nil {
+		var fe *flags.Error
+		if errors.As(err, &fe) && fe.Type == flags.ErrHelp {
+			fmt.Fprintln(stdout, err)
+			return fgd.ExitOK
+		}
+		fmt.Fprintf(stderr, "gobgpd-ext: %v (see gobgpd-ext --help)\n", err)
+		return fgd.ExitConfig
+	}
+	if opts.Version {
+		fmt.Fprintln(stdout, version)
+		return fgd.ExitOK
+	}
+
+	logger := logrus.New()
+	switch opts.LogLevel {
+	case "debug":
+		logger.SetLevel(logrus.DebugLevel)
+	default:
+		logger.SetLevel(logrus.InfoLevel)
+	}
+	logger.SetOutput(stdout)
+	if opts.DisableStdlog {
+		logger.SetOutput(io.Discard)
+	}
+	if !opts.LogPlain {
+		logger.SetFormatter(&logrus.JSONFormatter{})
+	}
+	if opts.CPUs > 0 {
+		if runtime.NumCPU() < opts.CPUs {
+			fmt.Fprintf(stderr, "gobgpd-ext: only %d CPUs are available but %d is specified\n", runtime.NumCPU(), opts.CPUs)
+			return fgd.ExitConfig
+		}
+		runtime.GOMAXPROCS(opts.CPUs)
+	}
+
+	fcfg := fgd.Defaults()
+	if opts.FibgateConfig != "" {
+		var err error
+		if fcfg, err = fgd.Load(opts.FibgateConfig); err != nil {
+			fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+			return fgd.ExitConfig
+		}
+	}
+	gcfg, err := fcfg.GoBGP()
+	if err != nil {
+		fmt.Fprintf(stderr, "gobgpd-ext: fibgate bgp: %v\n", err)
+		return fgd.ExitConfig
+	}
+	var initial *oc.BgpConfigSet
+	if opts.ConfigFile != "" {
+		if initial, err = config.ReadConfigFile(opts.ConfigFile, opts.ConfigType); err != nil {
+			fmt.Fprintf(stderr, "gobgpd-ext: can't read config file %s: %v\n", opts.ConfigFile, err)
+			return fgd.ExitConfig
+		}
+		if err := checkZebra(initial, &fcfg, opts.NoFibgate); err != nil {
+			fmt.Fprintf(stderr, "gobgpd-ext: %s: %v\n", opts.ConfigFile, err)
+			return fgd.ExitConfig
+		}
+	}
+	if opts.Dry {
+		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s\n", opts.ConfigFile, len(fcfg.GatePolicy().Scopes), fcfg.Backend.Type)
+		return fgd.ExitOK
+	}
+
+	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20), grpc.MaxSendMsgSize(256 << 20)}
+	if opts.TLS {
+		creds, err := serverTLS(opts)
+		if err != nil {
+			fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+			return fgd.ExitConfig
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+	}
+	fsmTimings := metrics.NewFSMTimingsCollector()
+	bgpServer := server.NewBgpServer(server.GrpcListenAddress(opts.GrpcHosts), server.GrpcOption(grpcOpts),
+		server.LoggerOption(&bgpLogger{logger: logger, strict: opts.ConfigStrict}), server.TimingHookOption(fsmTimings))
+	go bgpServer.Serve() // returns only with the process, as in gobgpd
+	if !opts.PProfDisable || opts.MetricsPath != "" {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(metrics.NewBgpCollector(bgpServer), fsmTimings)
+		go servePProf(opts, reg, logger)
+	}
+	logger.Info("gobgpd-ext started")
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	var current *oc.BgpConfigSet
+	if initial != nil {
+		if !opts.NoFibgate {
+			if err := gcfg.InjectFallback(initial); err != nil {
+				fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+				return fgd.ExitConfig
+			}
+		}
+		// gobgpd's own start: global, policies (with the fallback first,
+		// so the scope is held from the first session), neighbours.
+		if current, err = config.InitialConfig(ctx, bgpServer, initial, opts.GracefulRestart); err != nil {
+			fmt.Fprintf(stderr, "gobgpd-ext: apply %s: %v\n", opts.ConfigFile, err)
+			return fgd.ExitConfig
+		}
+	}
+	if opts.UseSdNotify {
+		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); !ok {
+			logger.Warnf("sd_notify not sent: %v", err)
+		}
+	}
+
+	var d *fgd.Daemon
+	var sp *gobgp.Speaker
+	runErr := make(chan error, 1)
+	stopBGP := sync.OnceValue(func() error { return stopServer(bgpServer) })
+	if opts.NoFibgate {
+		runErr <- nil
+	} else {
+		log := fcfg.Logger(stderr)
+		if sp, err = gobgp.NewInProcess(bgpServer, gcfg, gobgp.WithLogger(log), gobgp.WithGuardInterval(fcfg.GuardInterval())); err != nil {
+			fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+			return fgd.ExitConfig
+		}
+		if d, err = fgd.New(fcfg, &fgd.BGP{Speaker: sp, Stop: func(context.Context) error { return stopBGP() }}, log); err != nil {
+			code, msg := fgd.ExitCode(err, fcfg.NetNS)
+			fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
+			_ = stopBGP()
+			return code
+		}
+		go func() { runErr <- d.Run(ctx) }()
+	}
+	if opts.ConfigAutoReload && opts.ConfigFile != "" {
+		config.WatchConfigFile(opts.ConfigFile, opts.ConfigType, func() {
+			select {
+			case sigs <- syscall.SIGHUP:
+			default:
+			}
+		})
+	}
+
+	var failed error
+	if opts.NoFibgate {
+		<-runErr
+	}
+loop:
+	for {
+		select {
+		case err := <-runErr:
+			failed = err // the gate stopped by itself: a runtime failure
+			break loop
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				break loop
+			}
+			if opts.ConfigFile == "" {
+				continue
+			}
+			current = reload(ctx, bgpServer, sp, gcfg, opts, current, logger)
+		}
+	}
+	cancel()
+	if d != nil && failed == nil {
+		failed = <-runErr
+	}
+	if err := stopBGP(); err != nil {
+		logger.Warnf("stop bgp: %v", err)
+	}
+	if opts.UseSdNotify {
+		_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+	}
+	logger.Info("gobgpd-ext stopped")
+	code, msg := fgd.ExitCode(failed, fcfg.NetNS)
+	if msg != "" {
+		fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
+	}
+	return code
+}
+
+// reload is gobgpd's SIGHUP, owned by gobgpd-ext so the gate is never
+// missing: the new config gets the fallback policy first (GoBGP's
+// SetPolicies drops what the gate defined over the API, and the fallback
+// then holds the whole scope), and the gate is re-installed right after.
+func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg gobgp.Config, opts options, current *oc.BgpConfigSet, logger *logrus.Logger) *oc.BgpConfigSet {
+	logger.Info("reload the config file")
+	next, err := config.ReadConfigFile(opts.ConfigFile, opts.ConfigType)
+	if err != nil {
+		logger.Warnf("can't read config file %s: %v", opts.ConfigFile, err)
+		return current
+	}
+	if sp != nil {
+		if err := gcfg.InjectFallback(next); err != nil {
+			logger.Warnf("fibgate fallback: %v", err)
+			return current
+		}
+	}
+	if current == nil {
+		current, err = config.InitialConfig(ctx, s, next, false)
+	} else {
+		current, err = config.UpdateConfig(ctx, s, current, next)
+	}
+	if err != nil {
+		logger.Warnf("failed to update config %s: %v", opts.ConfigFile, err)
+		return current
+	}
+	if sp != nil {
+		start := time.Now()
+		again, err := sp.Check(ctx)
+		logger.WithFields(logrus.Fields{"reinstalled": again, "took": time.Since(start).String()}).Info("fibgate gate checked after reload")
+		if err != nil {
+			logger.Warnf("fibgate gate after reload: %v (the guard retries)", err)
+		}
+	}
+	return current
+}
+
+// checkZebra refuses GoBGP's zebra redistribution next to fibgate's FIB
+// installer: zebra would install HOLD paths' prefixes and duplicate routes.
+func checkZebra(c *oc.BgpConfigSet, f *fgd.Config, noFibgate bool) error {
+	if noFibgate || !c.Zebra.Config.Enabled || !f.InstallEnabled() {
+		return nil
+	}
+	return errors.New("zebra is enabled: fibgate installs GoBGP's best paths itself; disable [zebra] or set install.enabled: false in the fibgate settings")
+}
+
+// stopServer takes every session down before StopBgp (GoBGP v3.37's
+// StopBgp races with the receive loops of established sessions), so peers
+// see a clean CEASE and drop our paths.
+func stopServer(s *server.BgpServer) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var up []string
+	_ = s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+		if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+			up = append(up, p.GetConf().GetNeighborAddress())
+		}
+	})
+	for _, a := range up {
+		_ = s.DisablePeer(ctx, &api.DisablePeerRequest{Address: a, Communication: "gobgpd-ext shutting down"})
+	}
+	for len(up) > 0 && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond) // polling GoBGP's state, bounded by ctx
+		up = up[:0]
+		_ = s.ListPeer(ctx, &api.ListPeerRequest{}, func(p *api.Peer) {
+			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+				up = append(up, p.GetConf().GetNeighborAddress())
+			}
+		})
+	}
+	s.Stop() // StopBgp, then the gRPC API
+	return ctx.Err()
+}
+
+func serverTLS(opts options) (credentials.TransportCredentials, error) {
+	cert, err := tls.LoadX509KeyPair(opts.TLSCertFile, opts.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("load server certificate/key pair: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	if opts.TLSClientCAFile != "" {
+		pem, err := os.ReadFile(opts.TLSClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("load client CA certificates: %w", err)
+		}
+		cfg.ClientCAs = x509.NewCertPool()
+		if !cfg.ClientCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no valid client CA certificates in %q", opts.TLSClientCAFile)
+		}
+		cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	return credentials.NewTLS(cfg), nil
+}
+
+func servePProf(opts options, reg *prometheus.Registry, logger *logrus.Logger) {
+	mux := http.NewServeMux()
+	if !opts.PProfDisable {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	if opts.MetricsPath != "" {
+		mux.Handle(opts.MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	logger.Println(http.ListenAndServe(opts.PProfHost, mux))
+}
+
+// bgpLogger is gobgpd's logger: logrus, JSON unless -p, and a config error
+// stays a warning unless --config-strict, as in gobgpd.
+type bgpLogger struct {
+	logger *logrus.Logger
+	strict bool
+}
+
+func (l *bgpLogger) Panic(msg string, f gobgplog.Fields) {
+	l.logger.WithFields(logrus.Fields(f)).Panic(msg)
+}
+func (l *bgpLogger) Fatal(msg string, f gobgplog.Fields) {
+	if f.HasFacility(gobgplog.FacilityConfig) && !l.strict {
+		l.logger.WithFields(logrus.Fields(f)).Warn(msg)
+		return
+	}
+	l.logger.WithFields(logrus.Fields(f)).Fatal(msg)
+}
+func (l *bgpLogger) Error(msg string, f gobgplog.Fields) {
+	l.logger.WithFields(logrus.Fields(f)).Error(msg)
+}
+func (l *bgpLogger) Warn(msg string, f gobgplog.Fields) {
+	l.logger.WithFields(logrus.Fields(f)).Warn(msg)
+}
+func (l *bgpLogger) Info(msg string, f gobgplog.Fields) {
+	l.logger.WithFields(logrus.Fields(f)).Info(msg)
+}
+func (l *bgpLogger) Debug(msg string, f gobgplog.Fields) {
+	l.logger.WithFields(logrus.Fields(f)).Debug(msg)
+}
+func (l *bgpLogger) SetLevel(level gobgplog.LogLevel) { l.logger.SetLevel(logrus.Level(level)) }
+func (l *bgpLogger) GetLevel() gobgplog.LogLevel      { return gobgplog.LogLevel(l.logger.GetLevel()) }

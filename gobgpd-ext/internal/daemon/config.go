@@ -1,0 +1,374 @@
+// Package daemon assembles fibgate's parts into the running gate shared by
+// the three daemons: `fibgate serve` (no BGP), fibgated (the sidecar of a
+// stock gobgpd) and gobgpd-ext (gobgpd with the gate inside). One place
+// decides the start-up order and the shutdown sequence, so the three
+// cannot drift apart in what they promise an operator.
+package daemon
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/policyfile"
+	"github.com/fibgate/fibgate/plugin/api"
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp"
+	"github.com/fibgate/fibgate/plugin/hw/sim"
+	"github.com/fibgate/fibgate/plugin/kernel"
+)
+
+// Config is the fibgate settings file (YAML) of fibgated (-c) and
+// gobgpd-ext (--fibgate-config): every key is optional and its default is
+// what Defaults returns (deploy/examples/fibgate.yaml lists them all).
+// Unknown keys are errors: a typo must not silently become a default.
+type Config struct {
+	// NetNS is the network namespace whose FIB is followed and written;
+	// "" is the daemon's own.
+	NetNS string `yaml:"netns"`
+	// NotifyMode, when set ("0", "1" or "2"), is written to
+	// net.ipv{4,6}.fib_notify_on_flag_change at start.
+	NotifyMode string `yaml:"notify_mode"`
+	// RcvBuf is the notification socket's receive buffer in bytes.
+	RcvBuf int `yaml:"rcvbuf"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+
+	Backend Backend `yaml:"backend"`
+	API     API     `yaml:"api"`
+	// Metrics is the address of the Prometheus endpoint (/metrics); "" is off.
+	Metrics string `yaml:"metrics"`
+
+	// PolicyFile names a policy file; Policy holds one inline. At most one
+	// of them; with neither, every main-table prefix is gated on hardware.
+	PolicyFile string    `yaml:"policy_file"`
+	Policy     yaml.Node `yaml:"policy"`
+
+	BGP     BGPSettings `yaml:"bgp"`
+	Install Install     `yaml:"install"`
+
+	policy gate.Policy // resolved by Load
+}
+
+// Backend selects where hardware state comes from.
+type Backend struct {
+	// Type is kernel (a switchdev driver sets the flags), sim (the
+	// simulated ASIC) or external (agents report over the API).
+	Type string `yaml:"type"`
+	Sim  Sim    `yaml:"sim"`
+}
+
+// Sim is the simulated ASIC's part of the config (plugin/hw/sim.Config).
+type Sim struct {
+	Mode            string   `yaml:"mode"`
+	Latency         Duration `yaml:"latency"`
+	Jitter          Duration `yaml:"jitter"`
+	Rate            int      `yaml:"rate"`
+	FailProbability float64  `yaml:"fail_probability"`
+	Ports           []string `yaml:"ports"`
+}
+
+// API says where the fibgate API is served.
+type API struct {
+	Socket      string `yaml:"socket"`
+	Listen      string `yaml:"listen"`
+	TLSCert     string `yaml:"tls_cert"`
+	TLSKey      string `yaml:"tls_key"`
+	TLSClientCA string `yaml:"tls_client_ca"`
+}
+
+// BGPSettings is what fibgate installs in GoBGP and announces itself.
+type BGPSettings struct {
+	// OriginateProtocols are the kernel route protocols (names such as
+	// static, or numbers) whose gated routes fibgate announces itself.
+	// Empty by default: nothing is originated unless asked for.
+	OriginateProtocols []string `yaml:"originate_protocols"`
+	HoldCommunity      string   `yaml:"hold_community"`
+	Communities        []string `yaml:"communities"`
+	LargeCommunities   []string `yaml:"large_communities"`
+	MED                *uint32  `yaml:"med"`
+	LocalPref          *uint32  `yaml:"local_pref"`
+	NextHop4           string   `yaml:"next_hop4"`
+	NextHop6           string   `yaml:"next_hop6"`
+	// FallbackPolicy names the reject-everything-in-scope policy listed
+	// in gobgpd's own config (fibgated --print-fallback renders it);
+	// gobgpd-ext adds it to the config it reads by itself.
+	FallbackPolicy string `yaml:"fallback_policy"`
+	// KeepOriginatedOnExit leaves originated paths in GoBGP at shutdown.
+	KeepOriginatedOnExit bool `yaml:"keep_originated_on_exit"`
+	// GuardInterval is how often the gate's presence in GoBGP is checked.
+	GuardInterval Duration `yaml:"guard_interval"`
+}
+
+// Install configures the FIB installer (GoBGP best paths to the kernel).
+type Install struct {
+	Enabled  *bool  `yaml:"enabled"`
+	Table    uint32 `yaml:"table"`
+	Protocol string `yaml:"protocol"`
+	Metric   uint32 `yaml:"metric"`
+	// FlushOnExit removes the installed routes at shutdown (after BGP
+	// stopped advertising what they carry).
+	FlushOnExit *bool `yaml:"flush_on_exit"`
+}
+
+// Duration is a time.Duration written as Go writes it ("300ms", "1m30s").
+type Duration time.Duration
+
+// UnmarshalYAML reads "300ms"-style durations.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 300ms, 30s or 1m30s)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML writes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// Defaults are the documented defaults; Load fills what a file leaves out
+// from them.
+func Defaults() Config {
+	s := sim.DefaultConfig()
+	yes := true
+	return Config{
+		RcvBuf:   kernel.DefaultRcvBuf,
+		LogLevel: "info",
+		Backend: Backend{Type: "kernel", Sim: Sim{Mode: string(s.Mode), Latency: Duration(s.Latency),
+			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability}},
+		API: API{Socket: api.DefaultSocket},
+		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
+			GuardInterval: Duration(100 * time.Millisecond)},
+		Install: Install{Enabled: &yes, Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: &yes},
+		policy:  gate.DefaultPolicy(),
+	}
+}
+
+// Load reads a settings file over the defaults and checks it; errors name
+// the file and the line or field.
+func Load(name string) (Config, error) {
+	b, err := os.ReadFile(name)
+	if err != nil {
+		return Config{}, err
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return Config{}, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+// Parse reads settings from YAML over the defaults and checks them.
+func Parse(b []byte) (Config, error) {
+	c := Defaults()
+	if len(bytes.TrimSpace(b)) > 0 {
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			return Config{}, policyfile.YAMLError(err)
+		}
+	}
+	return c, c.Check()
+}
+
+// Check validates the settings and reads the policy; Load and Parse call
+// it, a caller that fills a Config from flags calls it before New.
+func (c *Config) Check() error {
+	if c.Policy.Kind != 0 && c.PolicyFile != "" {
+		return errors.New("policy and policy_file: give one of them")
+	}
+	var pp []byte
+	switch {
+	case c.PolicyFile != "":
+		b, err := os.ReadFile(c.PolicyFile)
+		if err != nil {
+			return fmt.Errorf("policy_file: %w", err)
+		}
+		pp = b
+	case c.Policy.Kind != 0:
+		b, err := yaml.Marshal(&c.Policy)
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		pp = b
+	}
+	if pp != nil {
+		wire, err := policyfile.Parse(pp)
+		if err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		if c.policy, err = api.PolicyFromProto(wire); err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+		if err := c.policy.Validate(); err != nil {
+			return fmt.Errorf("policy: %w", err)
+		}
+	}
+	if c.NotifyMode != "" {
+		v, err := strconv.Atoi(c.NotifyMode)
+		if _, err2 := fib.ParseNotifyMode(v); err != nil || err2 != nil {
+			return fmt.Errorf("notify_mode %q: want 0, 1 or 2", c.NotifyMode)
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
+		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.Backend.Type {
+	case "kernel", "external":
+	case "sim":
+		if _, err := c.simConfig(); err != nil {
+			return fmt.Errorf("backend.sim: %w", err)
+		}
+	default:
+		return fmt.Errorf("backend.type %q: want kernel, sim or external", c.Backend.Type)
+	}
+	if c.API.Listen != "" && (c.API.TLSCert == "" || c.API.TLSKey == "") {
+		return errors.New("api.listen needs api.tls_cert and api.tls_key: the API is not served in clear text over TCP")
+	}
+	if _, err := c.installProtocol(); err != nil {
+		return err
+	}
+	if _, err := c.originate(); err != nil {
+		return err
+	}
+	if c.InstallEnabled() {
+		if !c.tableGated(c.Install.Table) {
+			return fmt.Errorf("install.table %d is in no scope of the policy: learned prefixes installed there would never be confirmed, so GoBGP would hold them forever", c.Install.Table)
+		}
+	}
+	if _, err := c.GoBGP(); err != nil {
+		return fmt.Errorf("bgp: %w", err)
+	}
+	return nil
+}
+
+// tableGated reports whether some scope of the policy covers table t.
+func (c *Config) tableGated(t uint32) bool {
+	for _, s := range c.policy.Scopes {
+		tables := s.Tables
+		if len(tables) == 0 {
+			tables = []uint32{fib.TableMain}
+		}
+		if slices.Contains(tables, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// GatePolicy is the gating policy the settings resolve to.
+func (c *Config) GatePolicy() gate.Policy { return c.policy }
+
+// InstallEnabled reports whether the FIB installer runs (install.enabled).
+func (c *Config) InstallEnabled() bool { return c.Install.Enabled == nil || *c.Install.Enabled }
+
+func (c *Config) flushOnExit() bool { return c.Install.FlushOnExit == nil || *c.Install.FlushOnExit }
+
+func (c *Config) installProtocol() (fib.Protocol, error) {
+	p, err := fib.ParseProtocol(c.Install.Protocol)
+	if err != nil {
+		return 0, fmt.Errorf("install.protocol: %w", err)
+	}
+	return p, nil
+}
+
+func (c *Config) originate() ([]fib.Protocol, error) {
+	tp, _ := c.installProtocol()
+	var out []fib.Protocol
+	for _, s := range c.BGP.OriginateProtocols {
+		p, err := fib.ParseProtocol(s)
+		if err != nil {
+			return nil, fmt.Errorf("bgp.originate_protocols: %w", err)
+		}
+		if p == tp {
+			return nil, fmt.Errorf("bgp.originate_protocols: %s is the installer's protocol (install.protocol): fibgate would announce back what it learned", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func (c *Config) simConfig() (sim.Config, error) {
+	cfg := sim.DefaultConfig()
+	switch c.Backend.Sim.Mode {
+	case "trap":
+		cfg.Mode = sim.ModeTrap
+	case "spectrum":
+		cfg.Mode = sim.ModeSpectrum
+	default:
+		return cfg, fmt.Errorf("mode %q: want trap or spectrum", c.Backend.Sim.Mode)
+	}
+	cfg.Latency, cfg.Jitter = time.Duration(c.Backend.Sim.Latency), time.Duration(c.Backend.Sim.Jitter)
+	cfg.Rate, cfg.FailProbability, cfg.Ports = c.Backend.Sim.Rate, c.Backend.Sim.FailProbability, c.Backend.Sim.Ports
+	return cfg, cfg.Validate()
+}
+
+// GoBGP is the gate's configuration in GoBGP. Its scope (what GoBGP holds
+// back) is the policy's scopes' prefixes, so GoBGP holds exactly what the
+// tracker judges: a prefix held in GoBGP but judged by no scope would never
+// be released, and one judged but not held would leak.
+func (c *Config) GoBGP() (gobgp.Config, error) {
+	g := gobgp.Config{
+		HoldCommunity: c.BGP.HoldCommunity, Communities: c.BGP.Communities, LargeCommunities: c.BGP.LargeCommunities,
+		MED: c.BGP.MED, LocalPref: c.BGP.LocalPref, FallbackPolicy: c.BGP.FallbackPolicy,
+		KeepOriginatedOnClose: c.BGP.KeepOriginatedOnExit,
+		Scope:                 ScopeOf(c.policy),
+	}
+	for _, nh := range []struct {
+		s   string
+		dst *netip.Addr
+		v4  bool
+		key string
+	}{{c.BGP.NextHop4, &g.NextHop4, true, "next_hop4"}, {c.BGP.NextHop6, &g.NextHop6, false, "next_hop6"}} {
+		if nh.s == "" {
+			continue
+		}
+		a, err := netip.ParseAddr(nh.s)
+		if err != nil || a.Is4() != nh.v4 {
+			return g, fmt.Errorf("%s %q: want an IPv%s address", nh.key, nh.s, map[bool]string{true: "4", false: "6"}[nh.v4])
+		}
+		*nh.dst = a
+	}
+	return g, g.Validate()
+}
+
+// ScopeOf turns the policy's scopes into GoBGP prefix ranges: a scope's
+// prefix ranges as they are, a scope without prefixes as every prefix of
+// its family (or of both).
+func ScopeOf(p gate.Policy) []gobgp.Range {
+	var out []gobgp.Range
+	all4 := gobgp.Range{Prefix: netip.MustParsePrefix("0.0.0.0/0"), MinLen: 0, MaxLen: 32}
+	all6 := gobgp.Range{Prefix: netip.MustParsePrefix("::/0"), MinLen: 0, MaxLen: 128}
+	for _, s := range p.Scopes {
+		if len(s.Prefixes) == 0 {
+			if s.Family != fib.IPv6 {
+				out = append(out, all4)
+			}
+			if s.Family != fib.IPv4 {
+				out = append(out, all6)
+			}
+			continue
+		}
+		for _, r := range s.Prefixes {
+			if s.Family != 0 && (s.Family == fib.IPv4) != r.Prefix.Addr().Is4() {
+				continue
+			}
+			lo, hi := r.Bounds()
+			out = append(out, gobgp.Range{Prefix: r.Prefix, MinLen: lo, MaxLen: hi})
+		}
+	}
+	return out
+}
+
+// GuardInterval is how often the Speaker checks that the gate is still in
+// GoBGP (bgp.guard_interval).
+func (c *Config) GuardInterval() time.Duration { return time.Duration(c.BGP.GuardInterval) }

@@ -1,0 +1,311 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/fibgate/fibgate/plugin/api"
+	"github.com/fibgate/fibgate/plugin/api/simctl"
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp"
+	"github.com/fibgate/fibgate/plugin/hw/external"
+	"github.com/fibgate/fibgate/plugin/hw/sim"
+	"github.com/fibgate/fibgate/plugin/kernel"
+)
+
+// ErrConfig marks errors the operator fixes in the settings or flags; the
+// binaries exit 2 on them, as their --help says.
+var ErrConfig = errors.New("configuration")
+
+func configErr(err error) error { return fmt.Errorf("%w: %w", ErrConfig, err) }
+
+// BGP is the daemon's BGP side: fibgated passes a Speaker over gobgpd's
+// gRPC API, gobgpd-ext one in process and how to stop its BgpServer.
+type BGP struct {
+	Speaker *gobgp.Speaker
+	// Stop ends the BGP sessions at shutdown (gobgpd-ext stops its
+	// BgpServer), after the Speaker closed and before installed routes
+	// are flushed: peers drop every path with the session, so nothing
+	// needs withdrawing one by one. Nil (fibgated, whose gobgpd keeps
+	// running): the released prefixes are withdrawn before the routes
+	// under them are flushed.
+	Stop func(context.Context) error
+}
+
+// Daemon is the running gate: listener, hardware backend, tracker, API,
+// metrics and, with BGP, the Speaker and the FIB installer.
+type Daemon struct {
+	cfg      Config
+	log      *slog.Logger
+	listener *kernel.Listener
+	asic     *sim.Sim
+	tracker  *gate.Tracker
+	server   *api.Server
+	registry *prometheus.Registry
+	bgp      *BGP
+	feeder   *feeder
+	ready    chan struct{}
+}
+
+// ShutdownTimeout bounds the shutdown sequence (withdrawals, Speaker
+// close, flush), so a wedged gobgpd cannot keep a daemon from exiting.
+const ShutdownTimeout = 30 * time.Second
+
+// New checks the settings and assembles the parts; nothing runs yet. bgp
+// is nil for a gate without BGP (fibgate serve).
+func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Daemon{cfg: cfg, log: log, bgp: bgp, ready: make(chan struct{})}
+	lopts := []kernel.ListenerOption{kernel.WithNetNS(cfg.NetNS), kernel.WithRcvBuf(cfg.RcvBuf), kernel.WithLogger(log)}
+	if cfg.NotifyMode != "" {
+		v, _ := strconv.Atoi(cfg.NotifyMode)
+		m, err := fib.ParseNotifyMode(v)
+		if err != nil {
+			return nil, configErr(err)
+		}
+		lopts = append(lopts, kernel.WithSetNotifyMode(m))
+	}
+	var aopts []api.Option
+	var ext *external.Backend
+	switch cfg.Backend.Type {
+	case "sim":
+		sc, err := cfg.simConfig()
+		if err != nil {
+			return nil, configErr(err)
+		}
+		asic, err := sim.New(sc, sim.WithNetNS(cfg.NetNS), sim.WithLogger(log))
+		if err != nil {
+			return nil, configErr(fmt.Errorf("sim: %w", err))
+		}
+		d.asic = asic
+		lopts = append(lopts, kernel.WithDriver(asic), kernel.WithIgnoreTables(sc.MirrorTable))
+		aopts = append(aopts, api.WithSim(simctl.New(asic)))
+	case "external":
+		ext = external.New(external.WithLogger(log))
+		lopts = append(lopts, kernel.WithDriver(ext))
+		aopts = append(aopts, api.WithAgents(ext))
+	}
+	d.listener = kernel.NewListener(lopts...)
+	if ext != nil {
+		ext.Bind(d.listener)
+	}
+	topts := []gate.TrackerOption{gate.WithLogger(log)}
+	var metrics *api.Metrics
+	if cfg.Metrics != "" {
+		d.registry = prometheus.NewRegistry()
+		var err error
+		if metrics, err = api.NewMetrics(d.registry); err != nil {
+			return nil, err
+		}
+		topts = append(topts, gate.WithObserver(metrics))
+	}
+	if bgp != nil {
+		proto, err := cfg.installProtocol()
+		if err != nil {
+			return nil, configErr(err)
+		}
+		orig, err := cfg.originate()
+		if err != nil {
+			return nil, configErr(err)
+		}
+		topts = append(topts, gate.WithSpeaker(bgp.Speaker, gate.ByProtocol(proto, orig...)))
+		if cfg.InstallEnabled() {
+			inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: cfg.NetNS, Table: cfg.Install.Table,
+				Protocol: proto, Metric: cfg.Install.Metric}, log)
+			if err != nil {
+				return nil, configErr(err)
+			}
+			d.feeder = &feeder{sp: bgp.Speaker, inst: inst, log: log, failed: map[netip.Prefix][]netip.Addr{}}
+		}
+	}
+	tr, err := gate.NewTracker(d.listener, cfg.policy, topts...)
+	if err != nil {
+		d.close()
+		return nil, configErr(err)
+	}
+	d.tracker = tr
+	if metrics != nil {
+		metrics.Watch(tr, d.listener)
+	}
+	var store api.PolicyStore = tr
+	if bgp != nil {
+		store = scopeLocked{tr}
+	}
+	aopts = append(aopts, api.WithGate(tr), api.WithPolicyStore(store), api.WithListenerStats(d.listener),
+		api.WithLinkNames(d.listener.LinkName), api.WithReady(d.ready), api.WithUnixSocket(cfg.API.Socket), api.WithLogger(log))
+	if cfg.API.Listen != "" {
+		tlsCfg, err := api.ServerTLS(cfg.API.TLSCert, cfg.API.TLSKey, cfg.API.TLSClientCA)
+		if err != nil {
+			d.close()
+			return nil, configErr(err)
+		}
+		aopts = append(aopts, api.WithTCP(cfg.API.Listen, tlsCfg))
+	}
+	if d.server, err = api.New(aopts...); err != nil {
+		d.close()
+		return nil, configErr(err)
+	}
+	return d, nil
+}
+
+func (d *Daemon) close() {
+	if d.feeder != nil {
+		d.feeder.inst.Close()
+	}
+}
+
+// Ready is closed once the gate judges from a complete view: the FIB is
+// loaded and, with BGP, the gate is installed in GoBGP.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Tracker is the gate, for callers that watch it (tests, the binaries'
+// start-up log).
+func (d *Daemon) Tracker() *gate.Tracker { return d.tracker }
+
+// Listener is the kernel FIB view.
+func (d *Daemon) Listener() *kernel.Listener { return d.listener }
+
+// Run starts every part in order and, when ctx ends or a part fails, runs
+// the shutdown sequence: the gate stops deciding; with BGP, the released
+// prefixes are taken back (fibgated) or the sessions end (gobgpd-ext), the
+// Speaker deletes its HOLD and originated paths; then the installed routes
+// are flushed (install.flush_on_exit); last the backend, the listener and
+// the API stop. It returns the first failure, or nil after a clean stop.
+func (d *Daemon) Run(ctx context.Context) error {
+	defer d.close()
+	base, cancelBase := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBase()
+	front, cancelFront := context.WithCancel(ctx)
+	defer cancelFront()
+	var baseWG, frontWG sync.WaitGroup
+	var once sync.Once
+	var first error
+	fail := func(name string, err error) {
+		once.Do(func() { first = fmt.Errorf("%s: %w", name, err) })
+		cancelFront()
+	}
+	start := func(wg *sync.WaitGroup, c context.Context, name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(c); err != nil && c.Err() == nil {
+				fail(name, err)
+			}
+		}()
+	}
+	start(&baseWG, base, "listener", d.listener.Run)
+	if d.asic != nil {
+		start(&baseWG, base, "sim", func(c context.Context) error { return d.asic.Run(c, d.listener) })
+	}
+	start(&baseWG, base, "api", d.server.Serve)
+	if d.registry != nil {
+		start(&baseWG, base, "metrics", func(c context.Context) error { return api.ServeMetrics(c, d.cfg.Metrics, d.registry) })
+	}
+
+	bootstrapped := d.bgp == nil || d.bootstrap(front) == nil
+	if bootstrapped && front.Err() == nil {
+		if d.bgp != nil {
+			start(&frontWG, front, "gobgp guard", d.bgp.Speaker.Guard)
+			if d.feeder != nil {
+				start(&frontWG, front, "fib installer", d.feeder.run)
+			}
+		}
+		start(&frontWG, front, "gate", d.tracker.Run)
+		go func() {
+			select {
+			case <-d.tracker.Ready():
+				close(d.ready)
+				d.log.Info("fibgate ready", "fib_routes", d.listener.Stats().Routes, "bgp", d.bgp != nil)
+			case <-front.Done():
+			}
+		}()
+	}
+	<-front.Done()
+	frontWG.Wait()
+	d.shutdown()
+	cancelBase()
+	baseWG.Wait()
+	return first
+}
+
+// bootstrap installs the gate in GoBGP, retrying while gobgpd is not
+// reachable yet; nothing is advertised before it succeeds.
+func (d *Daemon) bootstrap(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := d.bgp.Speaker.Bootstrap(ctx)
+		if err == nil {
+			d.log.Info("gate installed in GoBGP", "took", time.Since(start))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		d.log.Warn("installing the gate in GoBGP failed; retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// shutdown takes BGP back before the routes under it go.
+func (d *Daemon) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
+	defer cancel()
+	start := time.Now()
+	withdrawn := 0
+	if d.bgp != nil {
+		sp := d.bgp.Speaker
+		if d.bgp.Stop == nil && d.feeder != nil && d.cfg.flushOnExit() {
+			rel := sp.Released()
+			if err := sp.Withdraw(ctx, rel); err != nil {
+				d.log.Error("withdraw at shutdown", "err", err)
+			}
+			withdrawn = len(rel)
+		}
+		if err := sp.Close(ctx); err != nil {
+			d.log.Error("close the gobgp speaker", "err", err)
+		}
+		if d.bgp.Stop != nil {
+			if err := d.bgp.Stop(ctx); err != nil {
+				d.log.Error("stop bgp", "err", err)
+			}
+		}
+	}
+	flushed := 0
+	if d.feeder != nil && d.cfg.flushOnExit() {
+		n, err := d.feeder.inst.Flush()
+		if err != nil {
+			d.log.Error("flush installed routes", "err", err)
+		}
+		flushed = n
+	}
+	d.log.Info("fibgate stopped", "withdrawn", withdrawn, "flushed_routes", flushed, "took", time.Since(start))
+}
+
+// scopeLocked refuses policy changes over the API that would change what
+// GoBGP holds back: the gate's sets in GoBGP are built from the policy's
+// prefixes at start (see Config.GoBGP), and a new scope needs a restart.
+type scopeLocked struct{ *gate.Tracker }
+
+func (s scopeLocked) SetPolicy(p gate.Policy) error {
+	if fmt.Sprint(ScopeOf(p)) != fmt.Sprint(ScopeOf(s.Policy())) {
+		return fmt.Errorf("%w: the scopes' families and prefixes decide what GoBGP holds back and can only change with a restart (levels, ECMP, timeouts and hold-down can change now)", gate.ErrInvalidPolicy)
+	}
+	return s.Tracker.SetPolicy(p)
+}

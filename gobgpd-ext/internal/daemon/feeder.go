@@ -1,0 +1,133 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/gobgp"
+	"github.com/fibgate/fibgate/plugin/kernel"
+)
+
+// retryEvery is how often routes the kernel refused (an unreachable next
+// hop, a table full) are tried again.
+const retryEvery = time.Second
+
+// feeder writes GoBGP's learned best paths into the kernel: the FIB
+// installer's input. The hardware picks the routes up from there, the gate
+// sees their flags and releases the prefixes in GoBGP.
+type feeder struct {
+	sp   *gobgp.Speaker
+	inst *kernel.Installer
+	log  *slog.Logger
+
+	mu sync.Mutex // the installer is not safe for concurrent use
+	// failed holds what is still to be done for routes the kernel
+	// refused: next hops to install, or nil to remove.
+	failed map[netip.Prefix][]netip.Addr
+}
+
+// run follows GoBGP until ctx ends; a broken watch (gobgpd restarted) is
+// watched again, and its new snapshot reconciles the kernel.
+func (f *feeder) run(ctx context.Context) error {
+	go f.retry(ctx)
+	backoff := 100 * time.Millisecond
+	for {
+		start := time.Now()
+		err := f.sp.WatchBest(ctx, f.apply)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			backoff = 100 * time.Millisecond
+		}
+		f.log.Warn("best-path watch ended; watching again", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if initial {
+		clear(f.failed)
+		desired := make([]kernel.InstallRoute, 0, len(ps))
+		for _, b := range ps {
+			desired = append(desired, kernel.InstallRoute{Prefix: b.Prefix, Nexthops: b.Nexthops})
+		}
+		start := time.Now()
+		installed, removed, err := f.inst.Reconcile(desired)
+		f.note(err, func(p netip.Prefix) []netip.Addr { return lookup(ps, p) })
+		f.log.Info("FIB reconciled with GoBGP's best paths", "best_paths", len(ps), "written", installed, "removed", removed, "took", time.Since(start))
+		return
+	}
+	var install []kernel.InstallRoute
+	var remove []netip.Prefix
+	for _, b := range ps {
+		delete(f.failed, b.Prefix)
+		if len(b.Nexthops) == 0 {
+			remove = append(remove, b.Prefix)
+		} else {
+			install = append(install, kernel.InstallRoute{Prefix: b.Prefix, Nexthops: b.Nexthops})
+		}
+	}
+	f.note(f.inst.Remove(remove), func(netip.Prefix) []netip.Addr { return nil })
+	f.note(f.inst.Install(install), func(p netip.Prefix) []netip.Addr { return lookup(ps, p) })
+}
+
+// note remembers the routes err says failed, for retry.
+func (f *feeder) note(err error, want func(netip.Prefix) []netip.Addr) {
+	if err == nil {
+		return
+	}
+	failed := kernel.FailedPrefixes(err)
+	for _, p := range failed {
+		f.failed[p] = want(p)
+	}
+	f.log.Warn("kernel refused routes; retrying", "count", len(failed), "err", err)
+}
+
+func lookup(ps []gobgp.BestPath, p netip.Prefix) []netip.Addr {
+	for i := len(ps) - 1; i >= 0; i-- {
+		if ps[i].Prefix == p {
+			return ps[i].Nexthops
+		}
+	}
+	return nil
+}
+
+func (f *feeder) retry(ctx context.Context) {
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f.mu.Lock()
+		if len(f.failed) > 0 {
+			todo := f.failed
+			f.failed = map[netip.Prefix][]netip.Addr{}
+			var install []kernel.InstallRoute
+			var remove []netip.Prefix
+			for p, nhs := range todo {
+				if nhs == nil {
+					remove = append(remove, p)
+				} else {
+					install = append(install, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
+				}
+			}
+			f.note(f.inst.Remove(remove), func(netip.Prefix) []netip.Addr { return nil })
+			f.note(f.inst.Install(install), func(p netip.Prefix) []netip.Addr { return todo[p] })
+		}
+		f.mu.Unlock()
+	}
+}
