@@ -17,7 +17,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/fibgate/fibgate/plugin/gate"
-	"github.com/fibgate/fibgate/plugin/gobgp/internal/lab"
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // The benchmarks run on loopback in the test's own namespace (no root):

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/gate"
-	"github.com/fibgate/fibgate/plugin/gobgp/internal/lab"
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // bestLog records what WatchBest reports, for the FIB installer's view.

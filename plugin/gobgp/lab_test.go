@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/gate"
-	"github.com/fibgate/fibgate/plugin/gobgp/internal/lab"
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // The lab tests run every behaviour against both adapters: a stock

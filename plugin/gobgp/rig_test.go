@@ -19,7 +19,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
 	"github.com/fibgate/fibgate/plugin/gate"
-	"github.com/fibgate/fibgate/plugin/gobgp/internal/lab"
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // TestMain proves the cleanup: after all tests, no namespace of this

@@ -13,7 +13,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 
 	"github.com/fibgate/fibgate/plugin/gate"
-	"github.com/fibgate/fibgate/plugin/gobgp/internal/lab"
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // These tests use loopLab (three BgpServers on loopback, no root): what
