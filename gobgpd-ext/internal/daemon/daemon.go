@@ -76,6 +76,11 @@ func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
 		}
 		lopts = append(lopts, kernel.WithSetNotifyMode(m))
 	}
+	if cfg.NotifyMode == "" {
+		if err := checkNotify(cfg); err != nil {
+			return nil, err
+		}
+	}
 	var aopts []api.Option
 	var ext *external.Backend
 	switch cfg.Backend.Type {
@@ -157,6 +162,29 @@ func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
 		return nil, configErr(err)
 	}
 	return d, nil
+}
+
+// checkNotify refuses to run a gate that waits for hardware flags the
+// kernel will not announce: with fib_notify_on_flag_change at 0 nothing
+// would ever be confirmed, and prefixes would be held forever.
+func checkNotify(cfg Config) error {
+	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+		needs := false
+		for _, s := range cfg.policy.Scopes {
+			needs = needs || (s.Family == 0 || s.Family == fam) && s.Level != gate.LevelFIB
+		}
+		if !needs {
+			continue
+		}
+		m, err := kernel.NotifyMode(kernel.Options{NetNS: cfg.NetNS}, fam)
+		if err != nil {
+			return err // a missing namespace or /proc/sys: ExitCode names it
+		}
+		if m == 0 {
+			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 0: the kernel does not announce hardware flag changes, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (or sysctl -w net.%s.fib_notify_on_flag_change=1), or gate at level fib", fam, fam))
+		}
+	}
+	return nil
 }
 
 func (d *Daemon) close() {

@@ -1,0 +1,216 @@
+//go:build linux
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
+)
+
+// TestMain proves the cleanup: no namespace and no daemon is left.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if os.Geteuid() == 0 {
+		if left, err := lab.Leftovers(); err != nil || len(left) > 0 {
+			fmt.Fprintf(os.Stderr, "cleanup: namespaces left: %v %v\n", left, err)
+			code = 1
+		}
+		if c := lab.Children(); len(c) > 0 {
+			fmt.Fprintf(os.Stderr, "cleanup: child processes left: %v\n", c)
+			code = 1
+		}
+	}
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+// TestFabric runs the gate end to end on one fabric, one behaviour after
+// the other (each builds on the state the one before left): gobgpd-ext on
+// leaf1 and a stock gobgpd with fibgated on leaf2, FRR as the spine that
+// must not see a prefix before the leaf's (simulated) hardware holds it.
+func TestFabric(t *testing.T) {
+	f := newFabric(t)
+	l1, l2 := f.leaf1, f.leaf2
+	start := time.Now()
+
+	t.Run("originated and transit prefixes reach the spine only once programmed", func(t *testing.T) {
+		// Originated: a static route on each leaf. The gate waits for the
+		// sim's 300 ms; without it the spine would have them in ms.
+		added := time.Now()
+		for _, p := range orig1 {
+			l1.ip(t, "route", "add", p.String(), "dev", "to-host", "proto", "static")
+		}
+		for _, p := range orig2 {
+			l2.ip(t, "route", "add", p.String(), "dev", "to-host", "proto", "static")
+		}
+		f.watch.waitPresent(t, l1, 20*time.Second, append(orig1, tran1...)...)
+		f.watch.waitPresent(t, l2, 20*time.Second, append(orig2, tran2...)...)
+		for _, c := range []struct {
+			l  *leaf
+			ps []netip.Prefix
+		}{{l1, orig1}, {l2, orig2}} {
+			for _, p := range c.ps {
+				conf := c.l.confirmedAt(t, p)
+				f.watch.notBefore(t, p, c.l.as, start, conf)
+				first := f.watch.appearances(p, c.l.as)[0]
+				if lag := first.At.Sub(added); lag < simLatency {
+					t.Errorf("%v at the spine %v after its route was added, less than the hardware's %v", p, lag, simLatency)
+				}
+			}
+		}
+		// Transit: learned from the host, written to the kernel by the
+		// FIB installer, programmed, then released.
+		for _, c := range []struct {
+			l  *leaf
+			ps []netip.Prefix
+		}{{l1, tran1}, {l2, tran2}} {
+			for _, p := range c.ps {
+				r, err := c.l.route(p)
+				if err != nil {
+					t.Fatalf("%s: %v: %v", c.l.name, p, err)
+				}
+				seen, conf := r.GetSeenTime().AsTime(), c.l.confirmedAt(t, p)
+				// The sim starts its clock when the notification reaches
+				// it, the tracker a moment later (batching): a few ms.
+				if conf.Sub(seen) < simLatency-20*time.Millisecond {
+					t.Errorf("%s confirmed %v %v after its route appeared, less than the hardware's %v", c.l.name, p, conf.Sub(seen), simLatency)
+				}
+				f.watch.notBefore(t, p, c.l.as, start, conf)
+				if first := f.watch.appearances(p, c.l.as)[0]; first.At.Sub(seen) < simLatency {
+					t.Errorf("%v at the spine %v after the installer wrote it, less than the hardware's %v", p, first.At.Sub(seen), simLatency)
+				}
+			}
+		}
+		// The installer's routes: the hosts' prefixes via the hosts, the
+		// other leaf's via the spine; never a HOLD path's.
+		want1 := []string{"198.51.102.0/24 via 10.0.1.2", "203.0.113.0/24 via 10.1.1.2", "203.0.114.0/24 via 10.0.1.2",
+			"2001:db8:102::/48 via fd00:1::2", "2001:db8:113::/48 via fd01:1::2", "2001:db8:114::/48 via fd00:1::2"}
+		lab.Eventually(t, 10*time.Second, "leaf1's installed routes", func() error {
+			return sameRoutes(l1.kernelBGPRoutes(t), want1)
+		})
+	})
+
+	t.Run("an offload failure withdraws the prefix and its recovery advertises it again", func(t *testing.T) {
+		for _, c := range []struct {
+			l *leaf
+			p netip.Prefix
+		}{{l1, orig1[0]}, {l1, tran1[1]}, {l2, tran2[0]}, {l2, orig2[1]}} {
+			if _, err := c.l.hw().InjectFailure(context.Background(), &pb.InjectFailureRequest{Prefix: c.p.String()}); err != nil {
+				t.Fatal(err)
+			}
+			f.watch.waitAbsent(t, c.l.as, 10*time.Second, c.p)
+			if r, err := c.l.route(c.p); err != nil || r.GetState() != pb.State_STATE_FAILED {
+				t.Errorf("%s %v: state %v (%v), want failed", c.l.name, c.p, r.GetState(), err)
+			}
+			cleared := time.Now()
+			if _, err := c.l.hw().ClearFailure(context.Background(), &pb.ClearFailureRequest{Prefix: c.p.String()}); err != nil {
+				t.Fatal(err)
+			}
+			f.watch.waitPresent(t, c.l, 10*time.Second, c.p)
+			f.watch.notBefore(t, c.p, c.l.as, cleared, c.l.confirmedAt(t, c.p))
+		}
+	})
+
+	t.Run("without confirmation a prefix stays held (fail-closed) or goes out after its timeout (fail-open)", func(t *testing.T) {
+		open, closed := netip.MustParsePrefix("198.18.1.0/24"), netip.MustParsePrefix("198.19.1.0/24")
+		for _, l := range []*leaf{l1, l2} {
+			l.setLatency(t, time.Hour) // the hardware never answers
+			added := time.Now()
+			l.ip(t, "route", "add", open.String(), "dev", "to-host", "proto", "static")
+			l.ip(t, "route", "add", closed.String(), "dev", "to-host", "proto", "static")
+			f.watch.waitPresent(t, l, 10*time.Second, open)
+			if first := f.watch.appearances(open, l.as)[0]; first.At.Sub(added) < time.Second {
+				t.Errorf("%s: fail-open prefix out %v after it was added, before its 1s timeout", l.name, first.At.Sub(added))
+			}
+			f.watch.neverPresent(t, l.as, 1500*time.Millisecond, closed)
+			if r, err := l.route(closed); err != nil || r.GetState() != pb.State_STATE_PENDING || !strings.Contains(r.GetReason(), "fail-closed") {
+				t.Errorf("%s %v: %v %q (%v), want pending, fail-closed", l.name, closed, r.GetState(), r.GetReason(), err)
+			}
+			l.ip(t, "route", "del", open.String())
+			l.ip(t, "route", "del", closed.String())
+			l.setLatency(t, simLatency)
+			f.watch.waitAbsent(t, l.as, 10*time.Second, open)
+		}
+	})
+
+	t.Run("fibgated killed and restarted: nothing unconfirmed goes out, everything confirmed comes back", func(t *testing.T) {
+		l2.kill(t)
+		// While fibgated is down, gobgpd learns a new prefix: the gate's
+		// policy, still in gobgpd, holds it.
+		late := netip.MustParsePrefix("203.0.115.0/24")
+		f.host2FRR.Announce(late, false)
+		f.watch.neverPresent(t, leaf2AS, time.Second, late)
+		restarted := time.Now()
+		l2.run(t)
+		everything := append(append([]netip.Prefix{late}, orig2...), tran2...)
+		f.watch.waitPresent(t, l2, 20*time.Second, everything...)
+		for _, p := range everything {
+			f.watch.notBefore(t, p, leaf2AS, restarted, l2.confirmedAt(t, p))
+		}
+	})
+
+	t.Run("gobgpd-ext killed and restarted: nothing unconfirmed goes out, everything confirmed comes back", func(t *testing.T) {
+		l1.kill(t)
+		everything := append(append([]netip.Prefix{}, orig1...), tran1...)
+		f.watch.waitAbsent(t, leaf1AS, 20*time.Second, everything...) // the sessions died with it
+		restarted := time.Now()
+		l1.run(t)
+		f.watch.waitPresent(t, l1, 40*time.Second, everything...)
+		for _, p := range everything {
+			f.watch.notBefore(t, p, leaf1AS, restarted, l1.confirmedAt(t, p))
+		}
+	})
+
+	t.Run("SIGTERM withdraws, removes HOLD paths and installed routes, exits 0", func(t *testing.T) {
+		for _, l := range []*leaf{l2, l1} {
+			if err := l.proc.Signal(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			lab.Eventually(t, 40*time.Second, l.name+" exits", func() error {
+				if !l.proc.Exited() {
+					return fmt.Errorf("still running")
+				}
+				return nil
+			})
+			if code := l.proc.Cmd.ProcessState.ExitCode(); code != 0 {
+				t.Errorf("%s exit status %d, want 0 (log %s)", l.name, code, filepath.Base(l.proc.Log))
+			}
+			if left := l.kernelBGPRoutes(t); len(left) > 0 {
+				t.Errorf("%s: installed routes left after exit: %v", l.name, left)
+			}
+		}
+		f.watch.waitAbsent(t, leaf2AS, 10*time.Second, append(orig2, tran2...)...)
+		f.watch.waitAbsent(t, leaf1AS, 10*time.Second, append(orig1, tran1...)...)
+	})
+}
+
+func sameRoutes(got, want []string) error {
+	g := map[string]bool{}
+	for _, l := range got {
+		f := strings.Fields(l)
+		if len(f) >= 3 && f[1] == "via" {
+			g[strings.Join(f[:3], " ")] = true
+		}
+	}
+	for _, w := range want {
+		if !g[w] {
+			return fmt.Errorf("missing %q in %v", w, sorted(got))
+		}
+	}
+	if len(g) != len(want) {
+		return fmt.Errorf("got %v, want exactly %v", sorted(got), want)
+	}
+	return nil
+}
