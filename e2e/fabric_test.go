@@ -248,6 +248,20 @@ func (l *leaf) kill(tb testing.TB) {
 	})
 }
 
+// gobgp runs the stock gobgp CLI against the leaf's GoBGP API.
+func (l *leaf) gobgp(tb testing.TB, args ...string) string {
+	tb.Helper()
+	target := "unix://" + filepath.Join(l.dir, "gobgp.sock")
+	if l.gobgpd != nil {
+		target = l.gobgpd.Target
+	}
+	out, err := exec.Command(filepath.Join(lab.GobgpBinaries(tb), "gobgp"), append([]string{"--target", target}, args...)...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("gobgp %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
 // ip runs ip(8) in the leaf.
 func (l *leaf) ip(tb testing.TB, args ...string) { lab.IP(tb, l.ns, args...) }
 

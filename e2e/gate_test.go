@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -138,11 +139,70 @@ func TestFabric(t *testing.T) {
 			if r, err := l.route(closed); err != nil || r.GetState() != pb.State_STATE_PENDING || !strings.Contains(r.GetReason(), "fail-closed") {
 				t.Errorf("%s %v: %v %q (%v), want pending, fail-closed", l.name, closed, r.GetState(), r.GetReason(), err)
 			}
+			// Latency first: a delete queued behind an hour would be due
+			// in an hour too.
+			l.setLatency(t, simLatency)
 			l.ip(t, "route", "del", open.String())
 			l.ip(t, "route", "del", closed.String())
-			l.setLatency(t, simLatency)
 			f.watch.waitAbsent(t, l.as, 10*time.Second, open)
 		}
+	})
+
+	t.Run("the gobgp CLI works with gobgpd-ext, and a SIGHUP reload with new policies keeps the gate", func(t *testing.T) {
+		rib := l1.gobgp(t, "global", "rib", "-a", "ipv4")
+		for _, p := range []netip.Prefix{orig1[0], tran1[0], orig2[0], tran2[0]} {
+			if !strings.Contains(rib, p.String()) {
+				t.Errorf("gobgp global rib lacks %v:\n%s", p, rib)
+			}
+		}
+		l1.setLatency(t, time.Hour) // what is learned now stays pending
+		pending := netip.MustParsePrefix("203.0.116.0/24")
+		f.host1FRR.Announce(pending, false)
+		lab.Eventually(t, 10*time.Second, "leaf1 judges the new prefix", func() error {
+			r, err := l1.route(pending)
+			if err != nil {
+				return err
+			}
+			if r.GetState() != pb.State_STATE_PENDING {
+				return fmt.Errorf("state %s", r.GetState())
+			}
+			return nil
+		})
+		// The operator adds an export policy of their own and reloads:
+		// GoBGP's SetPolicies drops what the gate defined over the API.
+		conf := filepath.Join(l1.dir, "gobgpd.toml")
+		b, err := os.ReadFile(conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(conf, append(b, userPolicy...), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := l1.proc.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, 10*time.Second, "the gate first, the user's policy after it", func() error {
+			var out []string // the policy names, in chain order
+			f := strings.Fields(l1.gobgp(t, "global", "policy", "export"))
+			for i := 0; i+1 < len(f); i++ {
+				if f[i] == "Name" {
+					out = append(out, strings.TrimSuffix(f[i+1], ":"))
+				}
+			}
+			i, j := slices.IndexFunc(out, func(s string) bool { return strings.HasPrefix(s, "fibgate-gate-") }), slices.Index(out, "user-export")
+			if i < 0 || j < i || slices.Contains(out, "fibgate-fallback") {
+				return fmt.Errorf("export chain %v", out)
+			}
+			return nil
+		})
+		f.watch.neverPresent(t, leaf1AS, 1500*time.Millisecond, pending)
+		l1.setLatency(t, simLatency)
+		f.host1FRR.Announce(pending, true)
+		// The hardware still programs: a new prefix goes out.
+		fresh := netip.MustParsePrefix("203.0.117.0/24")
+		f.host1FRR.Announce(fresh, false)
+		f.watch.waitPresent(t, l1, 10*time.Second, fresh)
+		f.watch.notBefore(t, fresh, leaf1AS, start, l1.confirmedAt(t, fresh))
 	})
 
 	t.Run("fibgated killed and restarted: nothing unconfirmed goes out, everything confirmed comes back", func(t *testing.T) {
@@ -195,6 +255,26 @@ func TestFabric(t *testing.T) {
 		f.watch.waitAbsent(t, leaf1AS, 10*time.Second, append(orig1, tran1...)...)
 	})
 }
+
+// userPolicy is what an operator adds to gobgpd's config file.
+const userPolicy = `
+[[defined-sets.prefix-sets]]
+  prefix-set-name = "user-no-10-99"
+  [[defined-sets.prefix-sets.prefix-list]]
+    ip-prefix = "10.99.0.0/16"
+    masklength-range = "16..32"
+[global.apply-policy.config]
+  export-policy-list = ["user-export"]
+  default-export-policy = "accept-route"
+[[policy-definitions]]
+  name = "user-export"
+  [[policy-definitions.statements]]
+    name = "user-export-s"
+    [policy-definitions.statements.conditions.match-prefix-set]
+      prefix-set = "user-no-10-99"
+    [policy-definitions.statements.actions]
+      route-disposition = "reject-route"
+`
 
 func sameRoutes(got, want []string) error {
 	g := map[string]bool{}

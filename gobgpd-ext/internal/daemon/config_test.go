@@ -1,0 +1,182 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp"
+)
+
+func TestAnEmptyFileIsTheDefaults(t *testing.T) {
+	c, err := Parse(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Defaults()
+	if c.Backend.Type != "kernel" || c.API.Socket != d.API.Socket || !c.InstallEnabled() || !c.flushOnExit() ||
+		c.Install.Table != 254 || c.Install.Metric != 20 || c.BGP.HoldCommunity != gobgp.DefaultHoldCommunity ||
+		len(c.BGP.OriginateProtocols) != 0 || c.GuardInterval() != 100*time.Millisecond {
+		t.Errorf("defaults: %+v", c)
+	}
+	if len(c.GatePolicy().Scopes) != len(gate.DefaultPolicy().Scopes) {
+		t.Errorf("policy %+v, want the default", c.GatePolicy())
+	}
+}
+
+func TestSettingsAreRead(t *testing.T) {
+	c, err := Parse([]byte(`
+netns: leaf1
+notify_mode: 1
+backend:
+  type: sim
+  sim: {mode: spectrum, latency: 250ms, ports: [eth1, eth2]}
+bgp:
+  originate_protocols: [static, "17"]
+  communities: ["65001:100"]
+  med: 50
+  next_hop4: 192.0.2.1
+install:
+  table: 254
+  metric: 30
+  flush_on_exit: false
+policy:
+  scopes:
+    - name: loopbacks
+      family: ipv4
+      prefixes: [{prefix: 10.255.0.0/16, min_len: 32, max_len: 32}]
+      level: offload
+    - name: v6
+      family: ipv6
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := c.simConfig()
+	if err != nil || sc.Latency != 250*time.Millisecond || len(sc.Ports) != 2 || string(sc.Mode) != "spectrum" {
+		t.Errorf("sim %+v %v", sc, err)
+	}
+	orig, err := c.originate()
+	if err != nil || fmt.Sprint(orig) != "[static 17]" {
+		t.Errorf("originate %v %v", orig, err)
+	}
+	if c.flushOnExit() || c.Install.Metric != 30 || c.NotifyMode != "1" {
+		t.Errorf("install %+v notify %q", c.Install, c.NotifyMode)
+	}
+	g, err := c.GoBGP()
+	if err != nil || *g.MED != 50 || g.NextHop4 != netip.MustParseAddr("192.0.2.1") {
+		t.Fatalf("gobgp %+v %v", g, err)
+	}
+	// GoBGP holds exactly what the gate judges.
+	want := []gobgp.Range{{Prefix: netip.MustParsePrefix("10.255.0.0/16"), MinLen: 32, MaxLen: 32}, {Prefix: netip.MustParsePrefix("::/0"), MinLen: 0, MaxLen: 128}}
+	if fmt.Sprint(g.Scope) != fmt.Sprint(want) {
+		t.Errorf("scope %v, want %v", g.Scope, want)
+	}
+}
+
+// TestScopeOfMatchesThePolicy: every prefix the policy gates is held by
+// GoBGP and nothing else, for random prefixes against nested scopes.
+func TestScopeOfMatchesThePolicy(t *testing.T) {
+	p := gate.Policy{Scopes: []gate.Scope{
+		{Name: "a", Family: fib.IPv4, Prefixes: []gate.PrefixRange{{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MinLen: 16, MaxLen: 24}}},
+		{Name: "b", Family: fib.IPv4, Prefixes: []gate.PrefixRange{{Prefix: netip.MustParsePrefix("10.1.0.0/16")}}}, // /16../32
+		{Name: "c", Family: fib.IPv6},
+	}}
+	ranges := ScopeOf(p)
+	in := func(q netip.Prefix) bool {
+		for _, r := range ranges {
+			lo, hi := r.MinLen, r.MaxLen
+			if r.Prefix.Addr().Is4() == q.Addr().Is4() && q.Bits() >= r.Prefix.Bits() && r.Prefix.Contains(q.Addr()) && q.Bits() >= lo && q.Bits() <= hi {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range []string{"10.2.0.0/16", "10.2.3.0/24", "10.2.3.4/32", "10.1.2.3/32", "10.0.0.0/8", "11.0.0.0/16", "2001:db8::/32", "::/0"} {
+		q := netip.MustParsePrefix(s)
+		_, gated := p.Match(fib.TableMain, q)
+		if in(q) != gated {
+			t.Errorf("%v: held by GoBGP %v, gated by the policy %v", q, in(q), gated)
+		}
+	}
+}
+
+func TestBadSettingsNameTheField(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct{ yaml, want string }{
+		{"backend: {type: asic}", "backend.type"},
+		{"backend: {type: sim, sim: {mode: fast}}", "backend.sim: mode"},
+		{"backend: {type: sim, sim: {latency: soon}}", "not a duration"},
+		{"notify_mode: 3", "notify_mode"},
+		{"log_level: loud", "log_level"},
+		{"api: {listen: ':9000'}", "api.listen needs"},
+		{"install: {protocol: carrier-pigeon}", "install.protocol"},
+		{"bgp: {originate_protocols: [bgp]}", "installer's protocol"},
+		{"bgp: {hold_community: '65535:666'}", "hold community"},
+		{"bgp: {next_hop4: '2001:db8::1'}", "next_hop4"},
+		{"install: {table: 100}", "install.table 100 is in no scope"},
+		{"policy: {scopes: [{name: x, level: loud}]}", "policy: scopes[0].level"},
+		{"policy: {scopes: []}\npolicy_file: x.yaml", "give one of them"},
+		{"policy_file: " + filepath.Join(dir, "missing.yaml"), "policy_file"},
+		{"bakend: {}", "line 1: unknown field bakend"},
+	} {
+		_, err := Parse([]byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: error %v, want it to mention %q", c.yaml, err, c.want)
+		}
+	}
+	name := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(name, []byte("backend:\n  type: asic\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(name); err == nil || !strings.HasPrefix(err.Error(), name+": ") {
+		t.Errorf("Load error %v does not start with the file name", err)
+	}
+}
+
+func TestPolicyChangesOverTheAPIKeepTheScope(t *testing.T) {
+	c, err := Parse([]byte("policy:\n  scopes:\n    - name: v4\n      family: ipv4\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := gate.NewTracker(nil, c.GatePolicy())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := scopeLocked{tr}
+	stricter := c.GatePolicy()
+	stricter.Scopes = append([]gate.Scope(nil), stricter.Scopes...)
+	stricter.Scopes[0].Level = gate.LevelOffload
+	if err := s.SetPolicy(stricter); err != nil {
+		t.Errorf("a new level was refused: %v", err)
+	}
+	wider := stricter
+	wider.Scopes = append(wider.Scopes, gate.Scope{Name: "v6", Family: fib.IPv6})
+	if err := s.SetPolicy(wider); !errors.Is(err, gate.ErrInvalidPolicy) || !strings.Contains(err.Error(), "restart") {
+		t.Errorf("a new scope: %v, want ErrInvalidPolicy naming the restart", err)
+	}
+}
+
+func TestExitCodes(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		code int
+	}{
+		{nil, ExitOK},
+		{configErr(errors.New("x")), ExitConfig},
+		{fmt.Errorf("open: %w", os.ErrPermission), ExitConfig},
+		{fmt.Errorf("netns: %w", os.ErrNotExist), ExitConfig},
+		{errors.New("listener: boom"), ExitError},
+	} {
+		if code, _ := ExitCode(c.err, "ns1"); code != c.code {
+			t.Errorf("%v: exit %d, want %d", c.err, code, c.code)
+		}
+	}
+}
