@@ -23,6 +23,7 @@ help: ## list the targets
 
 build: ## build the binaries into ./bin
 	$(GO) build -o $(BIN)/ ./gobgpd-ext/cmd/...
+docker: ; docker build -f deploy/Dockerfile -t $(or $(IMAGE),fibgate:dev) . ## build the container image (IMAGE=name:tag, default fibgate:dev; deploy/README.md)
 
 deps: ## install missing apt packages (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
