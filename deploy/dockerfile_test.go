@@ -96,7 +96,8 @@ func goVersion(t *testing.T) string {
 	return string(m[1])
 }
 
-// TestDockerfile checks the image's build without Docker: two stages, the
+// TestDockerfile checks the image's build without Docker: three stages (build,
+// lab with iproute2 for containerlab, final), the
 // toolchain of go.mod's go line, a static, trimmed and stripped build of
 // the five binaries, every one of them copied into a distroless (or
 // scratch) final stage that has no RUN (it has no shell), runs as UID 0
@@ -105,10 +106,26 @@ func goVersion(t *testing.T) string {
 // flags the binary accepts.
 func TestDockerfile(t *testing.T) {
 	stages := parseDockerfile(t, "Dockerfile")
-	if len(stages) != 2 {
-		t.Fatalf("%d stages, want 2 (build, final)", len(stages))
+	if len(stages) != 3 || stages[1].name != "lab" {
+		t.Fatalf("%d stages, want 3 (build, lab, final)", len(stages))
 	}
-	build, final := stages[0], stages[1]
+	build, labStage, final := stages[0], stages[1], stages[2]
+	labCopied := map[string]bool{}
+	for _, in := range labStage.ins {
+		if in.cmd == "COPY" {
+			for _, f := range strings.Fields(in.args) {
+				labCopied[path.Base(f)] = true
+			}
+		}
+		if in.cmd == "RUN" && !strings.Contains(in.args, "iproute2") {
+			t.Errorf("line %d: the lab stage runs %q; it only needs iproute2", in.line, in.args)
+		}
+	}
+	for _, b := range imported {
+		if !labCopied[b.name] {
+			t.Errorf("%s is not in the lab image", b.name)
+		}
+	}
 
 	if want := "golang:" + goVersion(t); build.image != want && !strings.HasPrefix(build.image, want+"-") && !strings.HasPrefix(build.image, want+"@") {
 		t.Errorf("builder image %s, want %s (go.mod's go line)", build.image, want)
