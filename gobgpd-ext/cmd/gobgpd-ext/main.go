@@ -126,6 +126,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gobgpd-ext: fibgate bgp: %v\n", err)
 		return fgd.ExitConfig
 	}
+	if gcfg.FallbackPolicy == "" && !opts.NoFibgate {
+		fmt.Fprintln(stderr, "gobgpd-ext: bgp.fallback_policy is empty: gobgpd-ext holds the gated scope with that policy from its first session and across reloads; name it (default fibgate-fallback)")
+		return fgd.ExitConfig
+	}
 	var initial *oc.BgpConfigSet
 	if opts.ConfigFile != "" {
 		if initial, err = config.ReadConfigFile(opts.ConfigFile, opts.ConfigType); err != nil {

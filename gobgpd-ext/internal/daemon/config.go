@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"slices"
@@ -173,7 +174,7 @@ func Parse(b []byte) (Config, error) {
 	if len(bytes.TrimSpace(b)) > 0 {
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
-		if err := dec.Decode(&c); err != nil {
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) { // EOF: only comments
 			return Config{}, policyfile.YAMLError(err)
 		}
 	}

@@ -20,6 +20,9 @@ func TestAnEmptyFileIsTheDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := Parse([]byte("# every key at its default\n# log_level: info\n")); err != nil {
+		t.Errorf("a file of comments: %v", err)
+	}
 	d := Defaults()
 	if c.Backend.Type != "kernel" || c.API.Socket != d.API.Socket || !c.InstallEnabled() || !c.flushOnExit() ||
 		c.Install.Table != 254 || c.Install.Metric != 20 || c.BGP.HoldCommunity != gobgp.DefaultHoldCommunity ||

@@ -297,12 +297,16 @@ func (d *Daemon) shutdown() {
 	defer cancel()
 	start := time.Now()
 	withdrawn := 0
+	flush := d.feeder != nil && d.cfg.flushOnExit()
 	if d.bgp != nil {
 		sp := d.bgp.Speaker
-		if d.bgp.Stop == nil && d.feeder != nil && d.cfg.flushOnExit() {
+		if d.bgp.Stop == nil && flush {
 			rel := sp.Released()
 			if err := sp.Withdraw(ctx, rel); err != nil {
-				d.log.Error("withdraw at shutdown", "err", err)
+				// gobgpd still advertises some of them: their routes stay,
+				// or the prefixes would be blackholed.
+				d.log.Error("withdraw at shutdown failed; installed routes are kept", "err", err)
+				flush = false
 			}
 			withdrawn = len(rel)
 		}
@@ -316,7 +320,7 @@ func (d *Daemon) shutdown() {
 		}
 	}
 	flushed := 0
-	if d.feeder != nil && d.cfg.flushOnExit() {
+	if flush {
 		n, err := d.feeder.inst.Flush()
 		if err != nil {
 			d.log.Error("flush installed routes", "err", err)

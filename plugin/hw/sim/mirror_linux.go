@@ -41,7 +41,14 @@ func openPlumbing(ns string, cfg Config, forward bool, log *slog.Logger, changed
 	if err != nil {
 		return nil, fmt.Errorf("open network namespace %q: %w", ns, err)
 	}
-	h, err := netlink.NewHandleAt(nsh)
+	// In the process's own namespace no setns is needed, so CAP_NET_ADMIN
+	// is enough (NewHandleAt switches namespace: CAP_SYS_ADMIN).
+	var h *netlink.Handle
+	if ns == "" {
+		h, err = netlink.NewHandle()
+	} else {
+		h, err = netlink.NewHandleAt(nsh)
+	}
 	if err != nil {
 		nsh.Close()
 		return nil, fmt.Errorf("open netlink handle: %w", err)
@@ -57,6 +64,7 @@ func openPlumbing(ns string, cfg Config, forward bool, log *slog.Logger, changed
 	}
 	if cfg.Mode == ModeSpectrum {
 		p.neigh = newNeighbours(nsh, log, changed)
+		p.neigh.own = ns == ""
 	}
 	return p, nil
 }

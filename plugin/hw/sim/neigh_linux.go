@@ -31,6 +31,7 @@ type neighKey struct {
 // gateways from unresolved ones, and tells the engine when one flips.
 type neighbours struct {
 	nsh     netns.NsHandle
+	own     bool // nsh is the process's own namespace
 	log     *slog.Logger
 	changed func(netip.Addr)
 
@@ -86,9 +87,13 @@ func (n *neighbours) follow(ctx context.Context) error {
 	updates := make(chan netlink.NeighUpdate, 256)
 	done := make(chan struct{})
 	errc := make(chan error, 1)
-	nsh := n.nsh
+	var nsp *netns.NsHandle // the process's own namespace: no setns (CAP_SYS_ADMIN)
+	if !n.own {
+		nsh := n.nsh
+		nsp = &nsh
+	}
 	err := netlink.NeighSubscribeWithOptions(updates, done, netlink.NeighSubscribeOptions{
-		Namespace:    &nsh,
+		Namespace:    nsp,
 		ListExisting: true,
 		ErrorCallback: func(err error) {
 			if errors.Is(err, netlink.ErrDumpInterrupted) {
