@@ -16,14 +16,26 @@ TOOLS      := $(CURDIR)/bin/tools
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: help build test test-short vet fmt-check deps bench fuzz monitor clean proto proto-tools proto-check
+.PHONY: help build docker test test-short vet fmt-check deps bench fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
+LAB        ?= e2e/labs/fabric/fabric.clab.yml
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build the binaries into ./bin
-	$(GO) build -o $(BIN)/ ./gobgpd-ext/cmd/...
-docker: ; docker build -f deploy/Dockerfile -t $(or $(IMAGE),fibgate:dev) . ## build the container image (IMAGE=name:tag, default fibgate:dev; deploy/README.md)
+build: ## build the binaries (gobgpd-ext, fibgated, fibgate, fiblab, stock gobgpd and gobgp) into ./bin
+	$(GO) build -o $(BIN)/ ./gobgpd-ext/cmd/... ./e2e/cmd/fiblab github.com/osrg/gobgp/v3/cmd/gobgpd github.com/osrg/gobgp/v3/cmd/gobgp
+
+docker: ## build the container image (IMAGE=name:tag, default fibgate:dev; deploy/README.md)
+	docker build -f deploy/Dockerfile -t $(or $(IMAGE),fibgate:dev) .
+
+lab: deps build ## bring up the leaf-spine lab from $(LAB) with namespaces, FRR and fibgate (root)
+	./$(BIN)/fiblab up -bin $(CURDIR)/$(BIN) $(LAB)
+
+lab-down: ## take the lab down
+	./$(BIN)/fiblab down $(LAB)
+
+blackhole-report: deps ## measure probes lost with and without the gate at 100ms/300ms/1s; writes docs/blackhole.{md,svg} (root)
+	FIBGATE_BLACKHOLE_LATENCIES=100ms,300ms,1s FIBGATE_BLACKHOLE_REPORT=$(CURDIR)/docs $(GO) test -count=1 -timeout 20m -run TestBlackhole -v ./e2e/ | grep -E 'lost|^(ok|FAIL|---)'
 
 deps: ## install missing apt packages (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
