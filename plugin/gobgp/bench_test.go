@@ -16,8 +16,8 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 
-	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
 )
 
 // The benchmarks run on loopback in the test's own namespace (no root):

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
 )
 
 // bestLog records what WatchBest reports, for the FIB installer's view.

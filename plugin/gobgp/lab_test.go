@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
 )
 
 // The lab tests run every behaviour against both adapters: a stock

@@ -18,8 +18,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
-	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
 )
 
 // TestMain proves the cleanup: after all tests, no namespace of this

@@ -12,8 +12,8 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 
-	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
 )
 
 // These tests use loopLab (three BgpServers on loopback, no root): what
