@@ -175,7 +175,7 @@ func TestFabric(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(conf, append(b, userPolicy...), 0o644); err != nil {
+		if err := os.WriteFile(conf, append(b, lab.UserPolicyTOML...), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := l1.proc.Signal(syscall.SIGHUP); err != nil {
@@ -255,26 +255,6 @@ func TestFabric(t *testing.T) {
 		f.watch.waitAbsent(t, leaf1AS, 10*time.Second, append(orig1, tran1...)...)
 	})
 }
-
-// userPolicy is what an operator adds to gobgpd's config file.
-const userPolicy = `
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "user-no-10-99"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "10.99.0.0/16"
-    masklength-range = "16..32"
-[global.apply-policy.config]
-  export-policy-list = ["user-export"]
-  default-export-policy = "accept-route"
-[[policy-definitions]]
-  name = "user-export"
-  [[policy-definitions.statements]]
-    name = "user-export-s"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "user-no-10-99"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-`
 
 func sameRoutes(got, want []string) error {
 	g := map[string]bool{}

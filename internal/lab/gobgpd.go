@@ -258,3 +258,25 @@ func gobgpVersion() (string, error) {
 		dir = parent
 	}
 }
+
+// UserPolicyTOML is what an operator's gobgpd config file defines: an
+// export policy that rejects 10.99.0.0/16, first in the global export
+// chain, so tests can check a policy reload keeps it after the gate.
+const UserPolicyTOML = `
+[[defined-sets.prefix-sets]]
+  prefix-set-name = "user-no-10-99"
+  [[defined-sets.prefix-sets.prefix-list]]
+    ip-prefix = "10.99.0.0/16"
+    masklength-range = "16..32"
+[global.apply-policy.config]
+  export-policy-list = ["user-export"]
+  default-export-policy = "accept-route"
+[[policy-definitions]]
+  name = "user-export"
+  [[policy-definitions.statements]]
+    name = "user-export-s"
+    [policy-definitions.statements.conditions.match-prefix-set]
+      prefix-set = "user-no-10-99"
+    [policy-definitions.statements.actions]
+      route-disposition = "reject-route"
+`

@@ -101,27 +101,6 @@ func adapters() []adapter {
 	}
 }
 
-// userPolicy is what "the config file" defines: an export policy that
-// rejects 10.99.0.0/16, so tests can check it survives after the gate.
-const userPolicyTOML = `
-[[defined-sets.prefix-sets]]
-  prefix-set-name = "user-no-10-99"
-  [[defined-sets.prefix-sets.prefix-list]]
-    ip-prefix = "10.99.0.0/16"
-    masklength-range = "16..32"
-[global.apply-policy.config]
-  export-policy-list = ["user-export"]
-  default-export-policy = "accept-route"
-[[policy-definitions]]
-  name = "user-export"
-  [[policy-definitions.statements]]
-    name = "user-export-s"
-    [policy-definitions.statements.conditions.match-prefix-set]
-      prefix-set = "user-no-10-99"
-    [policy-definitions.statements.actions]
-      route-disposition = "reject-route"
-`
-
 func userPolicies() *api.SetPoliciesRequest {
 	return &api.SetPoliciesRequest{
 		DefinedSets: []*api.DefinedSet{{DefinedType: api.DefinedType_PREFIX, Name: "user-no-10-99",
@@ -154,7 +133,7 @@ func startClient(t *testing.T, topo *lab.Topology, cfg Config, opts ...Option) *
 		// What an operator does: edit the policies in the config file and
 		// send SIGHUP; gobgpd calls SetPolicies, then a soft reset in.
 		"SIGHUP": func(t *testing.T) {
-			g.Reload(t, conf+userPolicyTOML)
+			g.Reload(t, conf+lab.UserPolicyTOML)
 			lab.Eventually(t, 5*time.Second, "gobgpd reloaded the config file", func() error {
 				ok := false
 				if err := r.api.b.listPolicies(context.Background(), func(p *api.Policy) { ok = ok || p.Name == "user-export" }); err != nil {
