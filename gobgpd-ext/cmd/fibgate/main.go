@@ -43,6 +43,7 @@ Commands:
   policy    get, set or validate the gating policy (a YAML file)
   hw        steer the simulated ASIC: capacity, latency, rate, failures, stats
   stats     print the gate's counters and time-to-hardware latencies
+  health    exit 0 only when the gate is ready (readiness probes)
   top       live view: prefixes per state, confirmation rates, time to hardware, longest pending
 
 Run 'fibgate <command> --help' for a command's flags.
@@ -80,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = statsCmd(ctx, args[1:], stdout, stderr)
 	case "top":
 		err = topCmd(ctx, args[1:], stdout, stderr)
+	case "health":
+		err = healthCmd(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return exitOK
