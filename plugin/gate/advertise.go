@@ -3,6 +3,7 @@ package gate
 import (
 	"cmp"
 	"context"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -44,15 +45,26 @@ func WithSpeaker(s Speaker, c Classifier) TrackerOption {
 	}
 }
 
+// WithAlreadyOut tells the tracker which prefixes BGP may already be
+// advertising when it starts: a restarted daemon whose Speaker adopted
+// releases of its predecessor (the hardware still held them). Such a
+// prefix counts as out from its first judgement, so if it is not
+// confirmed any more it is withdrawn like any advertised prefix. Without
+// it the tracker assumes nothing is out at start.
+func WithAlreadyOut(out func(netip.Prefix) bool) TrackerOption {
+	return func(t *Tracker) { t.adv.alreadyOut = out }
+}
+
 // advertiser is the tracker's BGP side: queues of prefixes to release and
 // take back, filled under the tracker's lock and flushed outside it.
 type advertiser struct {
-	speaker  Speaker
-	classify Classifier
-	ads      map[prefixKey]struct{}
-	wds      map[prefixKey]Advertisement
-	retryAt  time.Time
-	backoff  time.Duration
+	speaker    Speaker
+	classify   Classifier
+	alreadyOut func(netip.Prefix) bool
+	ads        map[prefixKey]struct{}
+	wds        map[prefixKey]Advertisement
+	retryAt    time.Time
+	backoff    time.Duration
 }
 
 func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }

@@ -359,6 +359,9 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 			if len(r.Nexthops) > 0 {
 				e.nextHop = r.Nexthops[0].Gateway
 			}
+			if before.State == 0 && !e.out && t.adv.alreadyOut != nil && t.adv.alreadyOut(k.prefix) {
+				e.out = true // adopted by the Speaker at start: withdrawn if not confirmed
+			}
 		}
 	}
 	e.st.Scope = scope.Name

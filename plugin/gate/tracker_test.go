@@ -238,3 +238,42 @@ func TestTrackerFollowsPolicyChanges(t *testing.T) {
 		}
 	})
 }
+
+// TestAdoptedPrefixesThatAreNotConfirmedAreWithdrawn: after a restart the
+// Speaker may have kept releases of its predecessor (WithAlreadyOut); the
+// tracker must take back those whose route is not confirmed now, and leave
+// the confirmed ones out.
+func TestAdoptedPrefixesThatAreNotConfirmedAreWithdrawn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		confirmed, stale := route("192.0.2.0/24"), route("198.51.100.0/24")
+		src.add(t, confirmed)
+		src.add(t, stale)
+		src.flags(confirmed, fib.Trap)
+		sp := newRecSpeaker(1)
+		for _, r := range []fib.Route{confirmed, stale} { // what the predecessor left out
+			sp.out[r.Prefix] = Advertisement{Prefix: r.Prefix, Origin: Transit}
+		}
+		tr, err := NewTracker(src, DefaultPolicy(), WithSpeaker(sp, ByProtocol(fib.ProtoBGP)),
+			WithAlreadyOut(func(p netip.Prefix) bool { _, ok := sp.snapshot()[p]; return ok }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tr.Run(ctx) }()
+		<-tr.Ready()
+		synctest.Wait()
+		out := sp.snapshot()
+		if _, ok := out[stale.Prefix]; ok {
+			t.Errorf("%v is not confirmed but still out", stale.Prefix)
+		}
+		if _, ok := out[confirmed.Prefix]; !ok {
+			t.Errorf("%v is confirmed but was taken back", confirmed.Prefix)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -226,6 +226,7 @@ type options struct {
 	interval time.Duration
 	batch    int
 	hook     func(GuardEvent)
+	adopt    func(netip.Prefix) bool
 }
 
 func defaultOptions() options {
@@ -235,6 +236,15 @@ func defaultOptions() options {
 		batch:    4096,
 	}
 }
+
+// WithAdopt lets the first Bootstrap keep releases that an earlier
+// instance left in GoBGP when adopt says the prefix's route is confirmed
+// now (the daemon asks its FIB view: with a real driver the hardware flags
+// survive a restart of fibgate). Without it, or when adopt says no, such
+// a release is withdrawn and comes back once confirmed: a restart would
+// make every prefix flap at the neighbours. Adopted prefixes count as
+// released transit; the gate's first Advertise then changes nothing.
+func WithAdopt(adopt func(netip.Prefix) bool) Option { return func(o *options) { o.adopt = adopt } }
 
 // WithLogger sets where the Speaker logs (default: nowhere).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }

@@ -80,6 +80,16 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	for p := range s.rec {
 		nodes[p] = true
 	}
+	adopted := 0
+	if !s.bootstrapped && s.opts.adopt != nil {
+		for p := range nodes {
+			sc := s.cfg.scopeOf(p)
+			if s.rec[p] == nil && sc.contains(p) && sc.releasedIn(p, sets.held[s.setName(p)][p]) && s.opts.adopt(p) {
+				s.rec[p] = &prefixState{transit: true, released: true}
+				adopted++
+			}
+		}
+	}
 	var adds, dels []setEntry
 	var pulses []pulseItem
 	var before, after, rerun []*api.Path
@@ -164,9 +174,9 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 			delete(s.rec, p)
 		}
 	}
-	if len(pulses)+len(after)+len(rerun) > 0 {
+	if len(pulses)+len(after)+len(rerun)+adopted > 0 {
 		s.opts.log.Info("gobgp gate reconciled", "withdrawn", len(pulses), "rerun", len(after)+len(rerun)/2,
-			"set_added", len(adds), "set_deleted", len(dels))
+			"adopted", adopted, "set_added", len(adds), "set_deleted", len(dels))
 	}
 	return nil
 }

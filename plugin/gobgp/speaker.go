@@ -451,3 +451,13 @@ func (s *Speaker) Released() []gate.Advertisement {
 	})
 	return out
 }
+
+// IsReleased reports whether the Speaker has p out (released as transit
+// or originated), so a restarted tracker knows what it must take back if
+// it is not confirmed (gate.WithAlreadyOut).
+func (s *Speaker) IsReleased(p netip.Prefix) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.rec[p]
+	return st != nil && (st.transit || st.originated)
+}

@@ -121,6 +121,51 @@ func TestNewSpeakerWithdrawsWhatAnEarlierOneReleased(t *testing.T) {
 	x.received(t, []netip.Prefix{p1, p2}, p1)
 }
 
+// TestNewSpeakerAdoptsWhatIsStillConfirmed: a restart with WithAdopt keeps
+// out what the daemon's FIB view says is confirmed (the neighbour sees no
+// update at all) and withdraws the rest.
+func TestNewSpeakerAdoptsWhatIsStillConfirmed(t *testing.T) {
+	x := newLoopLab(t)
+	ctx := context.Background()
+	first, err := NewInProcess(x.leaf, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	x.announce(t, false, p1, p2)
+	x.learned(t, p1, p2)
+	if err := first.Advertise(ctx, ads(gate.Transit, p1, p2)); err != nil {
+		t.Fatal(err)
+	}
+	before := x.received(t, []netip.Prefix{p1, p2}, p1, p2)
+
+	var asked []netip.Prefix
+	second, err := NewInProcess(x.leaf, Config{}, WithAdopt(func(p netip.Prefix) bool {
+		asked = append(asked, p)
+		return p == p1 // p2's route is no longer confirmed
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	after := x.received(t, []netip.Prefix{p1, p2}, p1)
+	if !after[p1].Equal(before[p1]) {
+		t.Errorf("%v was withdrawn and sent again on adoption (age %v -> %v)", p1, before[p1], after[p1])
+	}
+	if got := second.Released(); len(got) != 1 || got[0].Prefix != p1 || got[0].Origin != gate.Transit {
+		t.Errorf("Released() = %v, want %v as transit", got, p1)
+	}
+	// Adoption is the first Bootstrap's alone.
+	asked = nil
+	if _, err := second.Check(ctx); err != nil || len(asked) != 0 {
+		t.Errorf("Check asked adopt about %v (%v)", asked, err)
+	}
+}
+
 func TestNewConfigurationSwapsThePolicyAndDeletesTheOld(t *testing.T) {
 	x := newLoopLab(t)
 	ctx := context.Background()

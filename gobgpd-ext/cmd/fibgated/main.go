@@ -97,14 +97,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.ExitOK
 	}
 	log := cfg.Logger(stderr)
-	sp, err := gobgp.DialClient(*target, gcfg, gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()))
+	d, err := daemon.New(cfg, &daemon.BGP{New: func(o ...gobgp.Option) (*gobgp.Speaker, error) {
+		return gobgp.DialClient(*target, gcfg, o...)
+	}}, log)
 	if err != nil {
-		fmt.Fprintf(stderr, "fibgated: %v\n", err)
-		return daemon.ExitConfig
-	}
-	d, err := daemon.New(cfg, &daemon.BGP{Speaker: sp}, log)
-	if err != nil {
-		sp.Close(context.Background())
 		code, msg := daemon.ExitCode(err, cfg.NetNS)
 		fmt.Fprintf(stderr, "fibgated: %s\n", msg)
 		return code

@@ -200,16 +200,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		runErr <- nil
 	} else {
 		log := fcfg.Logger(stderr)
-		if sp, err = gobgp.NewInProcess(bgpServer, gcfg, gobgp.WithLogger(log), gobgp.WithGuardInterval(fcfg.GuardInterval())); err != nil {
-			fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
-			return fgd.ExitConfig
-		}
-		if d, err = fgd.New(fcfg, &fgd.BGP{Speaker: sp, Stop: func(context.Context) error { return stopBGP() }}, log); err != nil {
+		inProcess := func(o ...gobgp.Option) (*gobgp.Speaker, error) { return gobgp.NewInProcess(bgpServer, gcfg, o...) }
+		if d, err = fgd.New(fcfg, &fgd.BGP{New: inProcess, Stop: func(context.Context) error { return stopBGP() }}, log); err != nil {
 			code, msg := fgd.ExitCode(err, fcfg.NetNS)
 			fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
 			_ = stopBGP()
 			return code
 		}
+		sp = d.Speaker()
 		go func() { runErr <- d.Run(ctx) }()
 	}
 	if opts.ConfigAutoReload && opts.ConfigFile != "" {

@@ -253,18 +253,7 @@ func (c *Config) Check() error {
 }
 
 // tableGated reports whether some scope of the policy covers table t.
-func (c *Config) tableGated(t uint32) bool {
-	for _, s := range c.policy.Scopes {
-		tables := s.Tables
-		if len(tables) == 0 {
-			tables = []uint32{fib.TableMain}
-		}
-		if slices.Contains(tables, t) {
-			return true
-		}
-	}
-	return false
-}
+func (c *Config) tableGated(t uint32) bool { return slices.Contains(gatedTables(c.policy), t) }
 
 // GatePolicy is the gating policy the settings resolve to.
 func (c *Config) GatePolicy() gate.Policy { return c.policy }

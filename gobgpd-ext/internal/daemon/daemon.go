@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -28,10 +29,12 @@ var ErrConfig = errors.New("configuration")
 
 func configErr(err error) error { return fmt.Errorf("%w: %w", ErrConfig, err) }
 
-// BGP is the daemon's BGP side: fibgated passes a Speaker over gobgpd's
-// gRPC API, gobgpd-ext one in process and how to stop its BgpServer.
+// BGP is the daemon's BGP side: fibgated makes its Speaker over gobgpd's
+// gRPC API, gobgpd-ext one in process, and says how to stop its BgpServer.
 type BGP struct {
-	Speaker *gobgp.Speaker
+	// New makes the Speaker with the daemon's options (logger, guard
+	// interval, adoption of what is still confirmed after a restart).
+	New func(opts ...gobgp.Option) (*gobgp.Speaker, error)
 	// Stop ends the BGP sessions at shutdown (gobgpd-ext stops its
 	// BgpServer), after the Speaker closed and before installed routes
 	// are flushed: peers drop every path with the session, so nothing
@@ -52,6 +55,7 @@ type Daemon struct {
 	server   *api.Server
 	registry *prometheus.Registry
 	bgp      *BGP
+	sp       *gobgp.Speaker
 	feeder   *feeder
 	ready    chan struct{}
 }
@@ -67,18 +71,27 @@ func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{cfg: cfg, log: log, bgp: bgp, ready: make(chan struct{})}
+	if err := d.assemble(cfg, bgp, log); err != nil {
+		d.closeEarly()
+		return nil, err
+	}
+	return d, nil
+}
+
+// assemble makes the parts; on error New releases what was made.
+func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	lopts := []kernel.ListenerOption{kernel.WithNetNS(cfg.NetNS), kernel.WithRcvBuf(cfg.RcvBuf), kernel.WithLogger(log)}
 	if cfg.NotifyMode != "" {
 		v, _ := strconv.Atoi(cfg.NotifyMode)
 		m, err := fib.ParseNotifyMode(v)
 		if err != nil {
-			return nil, configErr(err)
+			return configErr(err)
 		}
 		lopts = append(lopts, kernel.WithSetNotifyMode(m))
 	}
 	if cfg.NotifyMode == "" {
 		if err := checkNotify(cfg); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	var aopts []api.Option
@@ -87,11 +100,11 @@ func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
 	case "sim":
 		sc, err := cfg.simConfig()
 		if err != nil {
-			return nil, configErr(err)
+			return configErr(err)
 		}
 		asic, err := sim.New(sc, sim.WithNetNS(cfg.NetNS), sim.WithLogger(log))
 		if err != nil {
-			return nil, configErr(fmt.Errorf("sim: %w", err))
+			return configErr(fmt.Errorf("sim: %w", err))
 		}
 		d.asic = asic
 		lopts = append(lopts, kernel.WithDriver(asic), kernel.WithIgnoreTables(sc.MirrorTable))
@@ -111,33 +124,38 @@ func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
 		d.registry = prometheus.NewRegistry()
 		var err error
 		if metrics, err = api.NewMetrics(d.registry); err != nil {
-			return nil, err
+			return err
 		}
 		topts = append(topts, gate.WithObserver(metrics))
 	}
 	if bgp != nil {
+		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed))
+		if err != nil {
+			return configErr(err)
+		}
+		d.sp = sp
 		proto, err := cfg.installProtocol()
 		if err != nil {
-			return nil, configErr(err)
+			return configErr(err)
 		}
 		orig, err := cfg.originate()
 		if err != nil {
-			return nil, configErr(err)
+			return configErr(err)
 		}
-		topts = append(topts, gate.WithSpeaker(bgp.Speaker, gate.ByProtocol(proto, orig...)))
+		topts = append(topts, gate.WithSpeaker(sp, gate.ByProtocol(proto, orig...)),
+			gate.WithAlreadyOut(sp.IsReleased))
 		if cfg.InstallEnabled() {
 			inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: cfg.NetNS, Table: cfg.Install.Table,
 				Protocol: proto, Metric: cfg.Install.Metric}, log)
 			if err != nil {
-				return nil, configErr(err)
+				return configErr(err)
 			}
-			d.feeder = &feeder{sp: bgp.Speaker, inst: inst, log: log, failed: map[netip.Prefix][]netip.Addr{}}
+			d.feeder = &feeder{sp: sp, inst: inst, log: log, failed: map[netip.Prefix][]netip.Addr{}}
 		}
 	}
 	tr, err := gate.NewTracker(d.listener, cfg.policy, topts...)
 	if err != nil {
-		d.close()
-		return nil, configErr(err)
+		return configErr(err)
 	}
 	d.tracker = tr
 	if metrics != nil {
@@ -152,16 +170,14 @@ func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
 	if cfg.API.Listen != "" {
 		tlsCfg, err := api.ServerTLS(cfg.API.TLSCert, cfg.API.TLSKey, cfg.API.TLSClientCA)
 		if err != nil {
-			d.close()
-			return nil, configErr(err)
+			return configErr(err)
 		}
 		aopts = append(aopts, api.WithTCP(cfg.API.Listen, tlsCfg))
 	}
 	if d.server, err = api.New(aopts...); err != nil {
-		d.close()
-		return nil, configErr(err)
+		return configErr(err)
 	}
-	return d, nil
+	return nil
 }
 
 // checkNotify refuses to run a gate that waits for hardware flags the
@@ -192,6 +208,18 @@ func (d *Daemon) close() {
 		d.feeder.inst.Close()
 	}
 }
+
+// closeEarly releases what New made when New fails.
+func (d *Daemon) closeEarly() {
+	d.close()
+	if d.sp != nil {
+		_ = d.sp.Close(context.Background())
+	}
+}
+
+// Speaker is the daemon's Speaker (nil without BGP), for gobgpd-ext's
+// reload path (Check right after UpdateConfig).
+func (d *Daemon) Speaker() *gobgp.Speaker { return d.sp }
 
 // Ready is closed once the gate judges from a complete view: the FIB is
 // loaded and, with BGP, the gate is installed in GoBGP.
@@ -241,10 +269,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		start(&baseWG, base, "metrics", func(c context.Context) error { return api.ServeMetrics(c, d.cfg.Metrics, d.registry) })
 	}
 
+	// The FIB first: Bootstrap adopts what an earlier instance released
+	// and is confirmed now (Confirmed), which needs the whole table.
+	select {
+	case <-d.listener.Ready():
+	case <-front.Done():
+	}
 	bootstrapped := d.bgp == nil || d.bootstrap(front) == nil
 	if bootstrapped && front.Err() == nil {
 		if d.bgp != nil {
-			start(&frontWG, front, "gobgp guard", d.bgp.Speaker.Guard)
+			start(&frontWG, front, "gobgp guard", d.sp.Guard)
 			if d.feeder != nil {
 				start(&frontWG, front, "fib installer", d.feeder.run)
 			}
@@ -267,13 +301,53 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return first
 }
 
+// Confirmed reports whether p's route is confirmed now in a gated table,
+// as the gate would judge it: what a restarted Speaker may keep out
+// (gobgp.WithAdopt). With a real driver the flags survive a restart of
+// fibgate, so nothing flaps; the sim starts empty, so nothing is adopted.
+func (d *Daemon) Confirmed(p netip.Prefix) bool {
+	pol := d.tracker.Policy()
+	ok := false
+	d.listener.View(func(f *fib.FIB) {
+		for _, table := range gatedTables(pol) {
+			rs := f.Routes(table, p)
+			if len(rs) == 0 {
+				continue
+			}
+			if sc, in := pol.Match(table, p); in {
+				if v, _ := sc.Judge(&rs[0]); v == gate.VerdictConfirmed {
+					ok = true
+					return
+				}
+			}
+		}
+	})
+	return ok
+}
+
+func gatedTables(p gate.Policy) []uint32 {
+	var out []uint32
+	for _, s := range p.Scopes {
+		ts := s.Tables
+		if len(ts) == 0 {
+			ts = []uint32{fib.TableMain}
+		}
+		for _, t := range ts {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
 // bootstrap installs the gate in GoBGP, retrying while gobgpd is not
 // reachable yet; nothing is advertised before it succeeds.
 func (d *Daemon) bootstrap(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
 	for {
 		start := time.Now()
-		err := d.bgp.Speaker.Bootstrap(ctx)
+		err := d.sp.Bootstrap(ctx)
 		if err == nil {
 			d.log.Info("gate installed in GoBGP", "took", time.Since(start))
 			return nil
@@ -299,7 +373,7 @@ func (d *Daemon) shutdown() {
 	withdrawn := 0
 	flush := d.feeder != nil && d.cfg.flushOnExit()
 	if d.bgp != nil {
-		sp := d.bgp.Speaker
+		sp := d.sp
 		if d.bgp.Stop == nil && flush {
 			rel := sp.Released()
 			if err := sp.Withdraw(ctx, rel); err != nil {
