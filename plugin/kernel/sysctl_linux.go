@@ -64,7 +64,9 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 // NotifyMode) for one family in opts.NetNS. fibgate needs 1 (or 2 if only
 // failures matter) to learn of hardware flags without dumping. A mode
 // outside 0..2 returns ErrInvalidNotifyMode without touching the kernel;
-// a permission error says that root/CAP_NET_ADMIN is needed.
+// a permission error says that root/CAP_NET_ADMIN is needed, a read-only
+// /proc/sys that the host must set it. A mode already in place is not
+// written again.
 func SetNotifyMode(opts Options, family fib.Family, mode int) error {
 	path, err := notifySysctl(family)
 	if err != nil {
@@ -73,6 +75,9 @@ func SetNotifyMode(opts Options, family fib.Family, mode int) error {
 	if mode < 0 || mode > 2 {
 		return fmt.Errorf("set %s to %d: %w (want 0 = never notify, 1 = every flag change, 2 = offload_failed changes only)",
 			sysctlName(path), mode, ErrInvalidNotifyMode)
+	}
+	if cur, err := NotifyMode(opts, family); err == nil && cur == mode {
+		return nil // nothing to write: a read-only /proc/sys (containers) is fine then
 	}
 	if err := writeSysctl(opts, path, strconv.Itoa(mode)); err != nil {
 		return fmt.Errorf("set %s to %d: %w", sysctlName(path), mode, err)
@@ -92,7 +97,10 @@ func writeSysctl(opts Options, path, value string) error {
 		cerr := f.Close()
 		return errors.Join(werr, cerr)
 	})
-	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) || errors.Is(err, unix.EROFS) {
+	if errors.Is(err, unix.EROFS) {
+		return fmt.Errorf("in %s: /proc/sys is read-only here (a container): set it on the host or in the pod's sysctls, and leave notify_mode unset: %w", opts.where(), err)
+	}
+	if errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("in %s: needs root/CAP_NET_ADMIN in the namespace's owner: %w", opts.where(), err)
 	}
 	if err != nil {
