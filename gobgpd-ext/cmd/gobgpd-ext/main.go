@@ -10,11 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -165,6 +168,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		go servePProf(opts, reg, logger)
 	}
 	logger.Info("gobgpd-ext started")
+	if !opts.TLS {
+		for _, h := range exposedAPI(opts.GrpcHosts) {
+			logger.Warnf("the GoBGP API on %s has no authentication and is reachable from the network (gobgpd's default): use --api-hosts 127.0.0.1:50051 or --tls", h)
+		}
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
@@ -292,6 +300,26 @@ func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg go
 		}
 	}
 	return current
+}
+
+// exposedAPI lists the --api-hosts entries that listen beyond loopback.
+func exposedAPI(hosts string) []string {
+	var out []string
+	for _, h := range strings.Split(hosts, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" || strings.HasPrefix(h, "unix://") {
+			continue
+		}
+		host, _, err := net.SplitHostPort(h)
+		if err != nil {
+			continue // gobgpd reports it
+		}
+		if ip, err := netip.ParseAddr(host); host == "localhost" || err == nil && ip.IsLoopback() {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
 }
 
 // checkZebra refuses GoBGP's zebra redistribution next to fibgate's FIB

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestFlags: --check and --print-fallback work without gobgpd, mistakes
+// exit 2 with one line.
+func TestFlags(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "fibgate.yaml")
+	if err := os.WriteFile(good, []byte("policy:\n  scopes:\n    - name: v4\n      family: ipv4\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("bgp:\n  hold_community: '65535:666'\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--help"}, 0, "--print-fallback"},
+		{[]string{"-c", good, "--check"}, 0, "settings valid: 1 gated scope(s)"},
+		{[]string{"-c", good, "--print-fallback"}, 0, "fibgate-fallback-v4"},
+		{[]string{"-c", bad, "--check"}, 2, "hold community"},
+		{[]string{"-c", filepath.Join(dir, "missing.yaml")}, 2, "missing.yaml"},
+		{[]string{"--gobgp", "x"}, 2, "flag provided but not defined"},
+		{[]string{"extra"}, 2, "unexpected arguments"},
+	} {
+		var out, errb strings.Builder
+		code := run(context.Background(), c.args, &out, &errb)
+		all := out.String() + errb.String()
+		if code != c.code || !strings.Contains(all, c.out) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", c.args, code, all, c.code, c.out)
+		}
+		if code == 2 && strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
+			t.Errorf("%v: more than one line on stderr: %q", c.args, errb.String())
+		}
+	}
+	// A scope of IPv4 only: the fallback holds no IPv6.
+	var out strings.Builder
+	run(context.Background(), []string{"-c", good, "--print-fallback"}, &out, &out)
+	if strings.Contains(out.String(), "fibgate-fallback-v6") {
+		t.Errorf("fallback for an IPv4-only scope holds IPv6:\n%s", out.String())
+	}
+}

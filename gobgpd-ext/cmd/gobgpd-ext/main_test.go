@@ -1,0 +1,58 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestExposedAPI(t *testing.T) {
+	got := exposedAPI(":50051, 127.0.0.1:50051,[::1]:50051,localhost:1,10.0.0.1:50051,unix:///run/gobgpd.sock")
+	if fmt.Sprint(got) != "[:50051 10.0.0.1:50051]" {
+		t.Errorf("exposedAPI = %v", got)
+	}
+}
+
+// TestFlagsAndDryRun: gobgpd's flags are accepted as gobgpd accepts them,
+// mistakes exit 2 with one line, and -d checks both configurations without
+// starting anything.
+func TestFlagsAndDryRun(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	gobgpd := write("gobgpd.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n")
+	zebra := write("zebra.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n[zebra.config]\n  enabled = true\n")
+	settings := write("fibgate.yaml", "backend:\n  type: sim\n")
+	bad := write("bad.yaml", "backend:\n  type: asic\n")
+	for _, c := range []struct {
+		args []string
+		code int
+		out  string
+	}{
+		{[]string{"--version"}, 0, "gobgpd-ext"},
+		{[]string{"--help"}, 0, "--fibgate-config"},
+		{[]string{"--no-such-flag"}, 2, "unknown flag"},
+		{[]string{"-d", "-f", gobgpd, "--fibgate-config", settings}, 0, "configuration valid"},
+		{[]string{"-d", "-f", gobgpd, "--fibgate-config", bad}, 2, "backend.type"},
+		{[]string{"-d", "-f", filepath.Join(dir, "missing.toml")}, 2, "can't read config file"},
+		{[]string{"-d", "-f", zebra}, 2, "zebra is enabled"},
+		{[]string{"-d", "-f", zebra, "--no-fibgate"}, 0, "configuration valid"},
+	} {
+		var out, errb strings.Builder
+		code := run(c.args, &out, &errb)
+		all := out.String() + errb.String()
+		if code != c.code || !strings.Contains(all, c.out) {
+			t.Errorf("%v: exit %d, %q; want %d and %q", c.args, code, all, c.code, c.out)
+		}
+		if code == 2 && strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
+			t.Errorf("%v: more than one line on stderr: %q", c.args, errb.String())
+		}
+	}
+}
