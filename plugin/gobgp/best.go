@@ -10,6 +10,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/grpc"
 )
 
 // BestPath is where GoBGP forwards a prefix, as the FIB installer needs
@@ -206,6 +207,9 @@ func pathPrefix(p *api.Path) (netip.Prefix, bool) {
 	return pfx.Masked(), true
 }
 
+// maxWatchMessage is gobgpd's own message limit (cmd/gobgpd: 256 MiB).
+const maxWatchMessage = 256 << 20
+
 // bestWatchRequest asks for best-path events, the current table first (one
 // message: GoBGP sends the initial table as a single event, and with no
 // batch size as a single response, which is how WatchBest tells it apart).
@@ -224,7 +228,9 @@ func tablePaths(r *api.WatchEventResponse) ([]*api.Path, bool) {
 }
 
 func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error {
-	st, err := b.c.WatchEvent(ctx, bestWatchRequest())
+	// The first message is the whole table: allow what gobgpd may send
+	// (256 MiB, its own limit), whatever the connection's default is.
+	st, err := b.c.WatchEvent(ctx, bestWatchRequest(), grpc.MaxCallRecvMsgSize(maxWatchMessage))
 	if err != nil {
 		return err
 	}

@@ -96,10 +96,7 @@ func NewClient(conn grpc.ClientConnInterface, cfg Config, opts ...Option) (*Spea
 // "unix:///run/gobgpd.sock") without TLS, like the gobgp CLI, and returns a
 // Speaker that owns the connection and closes it in Close.
 func DialClient(target string, cfg Config, opts ...Option) (*Speaker, error) {
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		// WatchBest's first message is the whole table; gobgpd sends up
-		// to 256 MiB (its own limit), about a million paths.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(256<<20)))
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("gobgpd api %s: %w", target, err)
 	}
