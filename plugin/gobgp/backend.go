@@ -34,8 +34,9 @@ type backend interface {
 	listGlobal(ctx context.Context, family *api.Family, fn func(*api.Destination)) error
 	// watchBest calls fn with the paths of every best-path event, the
 	// whole table first, from one goroutine, until ctx ends; a broken
-	// stream is reported once on errc.
-	watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error
+	// stream is reported once on errc. batched says the whole table may
+	// span several calls (WatchBest then marks its end).
+	watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (batched bool, err error)
 }
 
 // pathsPerMessage is how many paths one AddPathStream message carries:

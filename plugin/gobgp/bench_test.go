@@ -15,6 +15,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
@@ -35,6 +37,7 @@ type benchLab struct {
 	sp          *Speaker
 	spine, peer *server.BgpServer
 	leafCount   func() (uint64, error) // destinations in the leaf's RIB
+	raw         api.GobgpApiClient     // gobgpd's API (client adapter only)
 }
 
 func benchPrefixes(b *testing.B) []netip.Prefix {
@@ -83,6 +86,7 @@ func startBench(b *testing.B, adapter string, sessions bool) *benchLab {
 		g := lab.StartGobgpd(b, "", lab.GobgpdConf{AS: 65001, RouterID: "10.0.0.1", Port: port, Listen: "127.0.0.1", Neighbours: neighbours}.String())
 		conn := g.Dial(b)
 		c := api.NewGobgpApiClient(conn)
+		l.raw = c
 		l.leafCount = func() (uint64, error) {
 			return tableCount(context.Background(), func(ctx context.Context, r *api.GetTableRequest) (*api.GetTableResponse, error) {
 				return c.GetTable(ctx, r)
@@ -234,7 +238,9 @@ func (nopBackend) exportAssignment(context.Context) (*api.PolicyAssignment, erro
 func (nopBackend) listGlobal(context.Context, *api.Family, func(*api.Destination)) error {
 	return nil
 }
-func (nopBackend) watchBest(context.Context, func([]*api.Path), chan<- error) error { return nil }
+func (nopBackend) watchBest(context.Context, func([]*api.Path), chan<- error) (bool, error) {
+	return false, nil
+}
 
 func BenchmarkSpeakerOnly(b *testing.B) {
 	ps := benchPrefixes(b)
@@ -264,6 +270,66 @@ func BenchmarkSpeakerOnly(b *testing.B) {
 				b.StartTimer()
 			}
 			b.ReportMetric(float64(len(ps)*b.N)/adv.Seconds(), "paths/s")
+		})
+	}
+}
+
+// BenchmarkWatchBestSnapshot measures the FIB installer's start-up: the
+// first WatchBest call, the whole table of learned best paths, for a leaf
+// that learned FIBGATE_BENCH_PREFIXES prefixes from a peer. For gobgpd it
+// also reports the size of that first message: gobgpd sends it whole and
+// caps messages at 256 MiB, which bounds the table WatchBest can start
+// from over gRPC.
+func BenchmarkWatchBestSnapshot(b *testing.B) {
+	ps := benchPrefixes(b)
+	for _, adapter := range []string{"client", "inprocess"} {
+		b.Run(fmt.Sprintf("%s/%d", adapter, len(ps)), func(b *testing.B) {
+			l := startBench(b, adapter, true)
+			l.feed(b, ps)
+			wire := 0.0
+			if l.raw != nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				st, err := l.raw.WatchEvent(ctx, bestWatchRequest(), grpc.MaxCallRecvMsgSize(maxWatchMessage))
+				if err != nil {
+					b.Fatal(err)
+				}
+				first, err := st.Recv()
+				if err != nil {
+					b.Fatal(err)
+				}
+				wire = float64(proto.Size(first)) / float64(len(ps))
+				cancel()
+			}
+			b.ResetTimer()
+			for range b.N {
+				ctx, cancel := context.WithCancel(context.Background())
+				got := make(chan int, 1)
+				start := time.Now()
+				done := make(chan error, 1)
+				go func() {
+					done <- l.sp.WatchBest(ctx, func(initial bool, bs []BestPath) {
+						if initial {
+							got <- len(bs)
+						}
+					})
+				}()
+				var n int
+				select {
+				case n = <-got:
+				case err := <-done:
+					b.Fatalf("WatchBest ended before its snapshot: %v", err)
+				}
+				el := time.Since(start)
+				cancel()
+				<-done
+				if n != len(ps) {
+					b.Fatalf("snapshot of %d paths, want %d", n, len(ps))
+				}
+				b.ReportMetric(float64(el.Nanoseconds())/float64(n), "ns/path")
+			}
+			if wire > 0 {
+				b.ReportMetric(wire, "wire-bytes/path") // after ResetTimer, which drops reported metrics
+			}
 		})
 	}
 }

@@ -49,16 +49,52 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
-	if err := s.b.watchBest(ctx, func(ps []*api.Path) {
+	batched, err := s.b.watchBest(ctx, func(ps []*api.Path) {
 		select {
 		case events <- ps:
 		case <-ctx.Done():
 		}
-	}, errc); err != nil {
+	}, errc)
+	if err != nil {
 		return fmt.Errorf("watch best paths: %w", err)
 	}
-	initial := true
+	// Over gRPC the initial table comes in batches (one message could pass
+	// gobgpd's 256 MiB limit: ~1M paths). Its end is marked by a HOLD path
+	// of our own on snapshotMarker, added once the first batch is here
+	// (so the watch is registered): GoBGP queues its event after the whole
+	// table. The HOLD community keeps it from ever being exported.
+	initial, marked := true, !batched
+	var snap []*api.Path
 	last := make(map[netip.Prefix]string) // next hops reported, as bytes
+	report := func(bs []BestPath, initial bool) {
+		if initial {
+			clear(last)
+		}
+		kept := bs[:0]
+		for _, b := range bs {
+			k := nexthopKey(b.Nexthops)
+			old, had := last[b.Prefix]
+			switch {
+			case len(b.Nexthops) == 0 && had:
+				delete(last, b.Prefix)
+			case len(b.Nexthops) > 0 && (!had || old != k):
+				last[b.Prefix] = k
+			default:
+				continue // nothing new
+			}
+			kept = append(kept, b)
+		}
+		if initial || len(kept) > 0 {
+			fn(initial, kept)
+		}
+	}
+	marker := func(withdraw bool) error {
+		p, err := s.pb.holdPath(snapshotMarker, withdraw)
+		if err != nil {
+			return err
+		}
+		return s.b.sendPaths(ctx, []*api.Path{p})
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -69,30 +105,58 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			return err
 		case ps := <-events:
-			bs := s.bestPaths(ps)
-			if initial {
-				clear(last)
+			if !initial {
+				report(s.bestPaths(withoutMarker(ps)), false)
+				continue
 			}
-			kept := bs[:0]
-			for _, b := range bs {
-				k := nexthopKey(b.Nexthops)
-				old, had := last[b.Prefix]
-				switch {
-				case len(b.Nexthops) == 0 && had:
-					delete(last, b.Prefix)
-				case len(b.Nexthops) > 0 && (!had || old != k):
-					last[b.Prefix] = k
-				default:
-					continue // nothing new
+			if !marked {
+				if err := marker(false); err != nil {
+					return fmt.Errorf("watch best paths: mark the end of the table: %w", err)
 				}
-				kept = append(kept, b)
+				marked = true
 			}
-			if initial || len(kept) > 0 {
-				fn(initial, kept)
+			i := -1
+			if batched {
+				i = slices.IndexFunc(ps, isMarker)
 			}
-			initial = false
+			if batched && i < 0 {
+				snap = append(snap, ps...)
+				continue
+			}
+			if i >= 0 {
+				snap = append(snap, ps[:i]...)
+				ps = withoutMarker(ps[i+1:])
+			} else {
+				snap, ps = ps, nil
+			}
+			report(s.bestPaths(snap), true)
+			snap, initial = nil, false
+			if batched {
+				if err := marker(true); err != nil {
+					return fmt.Errorf("watch best paths: remove the end-of-table mark: %w", err)
+				}
+			}
+			if len(ps) > 0 {
+				report(s.bestPaths(ps), false)
+			}
 		}
 	}
+}
+
+// snapshotMarker is the prefix of the HOLD path that marks the end of the
+// initial table over gRPC: 0.0.0.0/32 ("this host") is never a route.
+var snapshotMarker = netip.MustParsePrefix("0.0.0.0/32")
+
+func isMarker(p *api.Path) bool {
+	pfx, ok := pathPrefix(p)
+	return ok && pfx == snapshotMarker
+}
+
+func withoutMarker(ps []*api.Path) []*api.Path {
+	if !slices.ContainsFunc(ps, isMarker) {
+		return ps
+	}
+	return slices.DeleteFunc(slices.Clone(ps), isMarker)
 }
 
 // bestPaths turns one best-path event into BestPaths. GoBGP sends the
@@ -210,9 +274,13 @@ func pathPrefix(p *api.Path) (netip.Prefix, bool) {
 // maxWatchMessage is gobgpd's own message limit (cmd/gobgpd: 256 MiB).
 const maxWatchMessage = 256 << 20
 
-// bestWatchRequest asks for best-path events, the current table first (one
-// message: GoBGP sends the initial table as a single event, and with no
-// batch size as a single response, which is how WatchBest tells it apart).
+// watchBatch is how many paths one WatchEvent message carries over gRPC
+// (~2.2 MB); a variable so tests can make the table span many messages.
+var watchBatch uint32 = 8192
+
+// bestWatchRequest asks for best-path events, the current table first
+// (GoBGP sends it as a single event: in process one call, over gRPC
+// batches followed by the end marker's event).
 func bestWatchRequest() *api.WatchEventRequest {
 	return &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
 		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST, Init: true}},
@@ -227,12 +295,14 @@ func tablePaths(r *api.WatchEventResponse) ([]*api.Path, bool) {
 	return t.Paths, true
 }
 
-func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error {
-	// The first message is the whole table: allow what gobgpd may send
-	// (256 MiB, its own limit), whatever the connection's default is.
-	st, err := b.c.WatchEvent(ctx, bestWatchRequest(), grpc.MaxCallRecvMsgSize(maxWatchMessage))
+func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
+	r := bestWatchRequest()
+	r.BatchSize = watchBatch
+	// A batch of paths is ~270 bytes each; allow gobgpd's own limit
+	// whatever the connection's default is.
+	st, err := b.c.WatchEvent(ctx, r, grpc.MaxCallRecvMsgSize(maxWatchMessage))
 	if err != nil {
-		return err
+		return true, err
 	}
 	go func() {
 		for {
@@ -249,13 +319,14 @@ func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc c
 			}
 		}
 	}()
-	return nil
+	return true, nil
 }
 
-func (b serverBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) error {
+func (b serverBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
 	// The server calls back from its own goroutine until ctx ends; it has
-	// no way to end the watch otherwise, so errc stays quiet.
-	return b.s.WatchEvent(ctx, bestWatchRequest(), func(r *api.WatchEventResponse) {
+	// no way to end the watch otherwise, so errc stays quiet. No message
+	// limit in process: the initial table is one call.
+	return false, b.s.WatchEvent(ctx, bestWatchRequest(), func(r *api.WatchEventResponse) {
 		if ps, ok := tablePaths(r); ok {
 			fn(ps)
 		}

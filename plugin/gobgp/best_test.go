@@ -155,3 +155,62 @@ func TestWatchBestFeedsLearnedPathsAndSkipsHoldAndLocalPaths(t *testing.T) {
 		})
 	}
 }
+
+// TestWatchBestReadsATableOfManyMessages: over gRPC the initial table
+// comes in batches whose end WatchBest marks with a HOLD path of its own;
+// the snapshot must hold every prefix, the marker must never be reported
+// nor exported, and changes after it must be reported as changes.
+func TestWatchBestReadsATableOfManyMessages(t *testing.T) {
+	saved := watchBatch
+	watchBatch = 1 // every path its own message
+	t.Cleanup(func() { watchBatch = saved })
+	more := []netip.Prefix{tran4, held4, netip.MustParsePrefix("203.0.113.64/26"), netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("198.18.1.0/24")}
+	topo := lab.NewTopology(t, true, more...)
+	r := startClient(t, topo, Config{})
+	r.learned(t, more...)
+	ctx, cancel := context.WithCancel(context.Background())
+	var log bestLog
+	done := make(chan error, 1)
+	go func() { done <- r.sp.WatchBest(ctx, log.record) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchBest: %v", err)
+		}
+	})
+	lab.Eventually(t, 10*time.Second, "the snapshot", func() error {
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if log.inits != 1 {
+			return fmt.Errorf("%d snapshots", log.inits)
+		}
+		return nil
+	})
+	log.mu.Lock()
+	got := map[netip.Prefix]bool{}
+	for _, b := range log.initial {
+		got[b.Prefix] = true
+	}
+	log.mu.Unlock()
+	for _, p := range more {
+		if !got[p] {
+			t.Errorf("snapshot lacks %v: %v", p, got)
+		}
+	}
+	if got[snapshotMarker] || len(got) != len(more) {
+		t.Errorf("snapshot %v, want exactly %v", got, more)
+	}
+	topo.PeerFRR.Announce(new4, false)
+	lab.Eventually(t, 10*time.Second, "a change after the snapshot", func() error {
+		if log.nexthops(new4) == nil {
+			return fmt.Errorf("%v not reported", new4)
+		}
+		return nil
+	})
+	if n := r.holdPaths(t); n != 0 {
+		t.Errorf("%d HOLD paths left (the end-of-table marker?)", n)
+	}
+	if err := r.noneAtSpine(snapshotMarker); err != nil {
+		t.Error(err)
+	}
+}

@@ -58,9 +58,19 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 	defer f.mu.Unlock()
 	if initial {
 		clear(f.failed)
-		desired := make([]kernel.InstallRoute, 0, len(ps))
+		// The last word per prefix: a table read in batches may carry a
+		// change of a prefix after its first entry.
+		want := make(map[netip.Prefix][]netip.Addr, len(ps))
 		for _, b := range ps {
-			desired = append(desired, kernel.InstallRoute{Prefix: b.Prefix, Nexthops: b.Nexthops})
+			if len(b.Nexthops) == 0 {
+				delete(want, b.Prefix)
+			} else {
+				want[b.Prefix] = b.Nexthops
+			}
+		}
+		desired := make([]kernel.InstallRoute, 0, len(want))
+		for p, nhs := range want {
+			desired = append(desired, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
 		}
 		start := time.Now()
 		installed, removed, err := f.inst.Reconcile(desired)
