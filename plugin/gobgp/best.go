@@ -193,18 +193,18 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
 		if path.IsWithdraw {
 			continue
 		}
-		attrs, err := apiutil.GetNativePathAttributes(path)
+		nh, comms, err := pathAttrs(path)
 		if err != nil {
 			s.opts.log.Warn("best path with undecodable attributes", "prefix", p, "err", err)
 			continue
 		}
-		if s.isHold(attrs) {
+		if slices.Contains(comms, s.cfg.hold) {
 			return BestPath{}, false
 		}
 		if nb, err := netip.ParseAddr(path.NeighborIp); err != nil || nb.IsUnspecified() {
 			continue // local path
 		}
-		if nh, ok := nextHop(attrs); ok {
+		if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
 			b.Nexthops = append(b.Nexthops, nh)
 		} else {
 			s.opts.log.Warn("best path without a usable next hop", "prefix", p, "neighbor", path.NeighborIp)
@@ -223,42 +223,86 @@ func nexthopKey(nhs []netip.Addr) string {
 	return string(b)
 }
 
-func (s *Speaker) isHold(attrs []bgp.PathAttributeInterface) bool {
-	for _, a := range attrs {
-		if c, ok := a.(*bgp.PathAttributeCommunities); ok && slices.Contains(c.Value, s.cfg.hold) {
-			return true
+// pathAttrs reads what the installer needs of a path: its next hop
+// (NEXT_HOP, else MP_REACH's first global one) and its communities. It
+// unpacks only those attributes: converting every attribute to GoBGP's
+// native types cost half the start-up time of a large table.
+func pathAttrs(p *api.Path) (netip.Addr, []uint32, error) {
+	if len(p.PattrsBinary) > 0 {
+		return pathAttrsNative(p)
+	}
+	var nh netip.Addr
+	var comms []uint32
+	for _, a := range p.Pattrs {
+		switch {
+		case a.MessageIs((*api.NextHopAttribute)(nil)):
+			var m api.NextHopAttribute
+			if err := a.UnmarshalTo(&m); err != nil {
+				return nh, nil, err
+			}
+			if v, err := netip.ParseAddr(m.NextHop); err == nil {
+				nh = v.Unmap()
+			}
+		case a.MessageIs((*api.MpReachNLRIAttribute)(nil)):
+			var m api.MpReachNLRIAttribute
+			if err := a.UnmarshalTo(&m); err != nil {
+				return nh, nil, err
+			}
+			for _, s := range m.NextHops {
+				if v, err := netip.ParseAddr(s); err == nil && !v.IsLinkLocalUnicast() {
+					nh = v.Unmap()
+					break
+				}
+			}
+		case a.MessageIs((*api.CommunitiesAttribute)(nil)):
+			var m api.CommunitiesAttribute
+			if err := a.UnmarshalTo(&m); err != nil {
+				return nh, nil, err
+			}
+			comms = m.Communities
 		}
 	}
-	return false
+	return nh, comms, nil
 }
 
-// nextHop is a path's next hop as the kernel can use it without an
-// interface: NEXT_HOP for IPv4, MP_REACH's global next hop otherwise.
-func nextHop(attrs []bgp.PathAttributeInterface) (netip.Addr, bool) {
+// pathAttrsNative is pathAttrs for paths in wire format (PattrsBinary).
+func pathAttrsNative(p *api.Path) (netip.Addr, []uint32, error) {
+	attrs, err := apiutil.GetNativePathAttributes(p)
+	if err != nil {
+		return netip.Addr{}, nil, err
+	}
 	var raw []byte
+	var comms []uint32
 	for _, a := range attrs {
 		switch a := a.(type) {
 		case *bgp.PathAttributeNextHop:
 			raw = a.Value
 		case *bgp.PathAttributeMpReachNLRI:
 			raw = a.Nexthop
+		case *bgp.PathAttributeCommunities:
+			comms = a.Value
 		}
 	}
-	nh, ok := netip.AddrFromSlice(raw)
-	if !ok {
-		return netip.Addr{}, false
-	}
-	nh = nh.Unmap()
-	if nh.IsUnspecified() || nh.IsLinkLocalUnicast() {
-		return netip.Addr{}, false
-	}
-	return nh, true
+	nh, _ := netip.AddrFromSlice(raw)
+	return nh.Unmap(), comms, nil
 }
 
 // pathPrefix reads the unicast prefix of a path.
 func pathPrefix(p *api.Path) (netip.Prefix, bool) {
 	if p.Family == nil || p.Family.Safi != api.Family_SAFI_UNICAST {
 		return netip.Prefix{}, false
+	}
+	if p.Nlri != nil && p.Nlri.MessageIs((*api.IPAddressPrefix)(nil)) {
+		var m api.IPAddressPrefix
+		if err := p.Nlri.UnmarshalTo(&m); err != nil {
+			return netip.Prefix{}, false
+		}
+		a, err := netip.ParseAddr(m.Prefix)
+		if err != nil {
+			return netip.Prefix{}, false
+		}
+		pfx, err := a.Unmap().Prefix(int(m.PrefixLen))
+		return pfx, err == nil
 	}
 	n, err := apiutil.GetNativeNlri(p)
 	if err != nil {
