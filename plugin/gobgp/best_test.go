@@ -46,6 +46,21 @@ func (l *bestLog) record(initial bool, ps []BestPath) {
 	}
 }
 
+// watchBest runs WatchBest until the test ends and records what it reports.
+func watchBest(t *testing.T, sp *Speaker) *bestLog {
+	ctx, cancel := context.WithCancel(context.Background())
+	log := &bestLog{}
+	done := make(chan error, 1)
+	go func() { done <- sp.WatchBest(ctx, log.record) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchBest: %v", err)
+		}
+	})
+	return log
+}
+
 func (l *bestLog) nexthops(p netip.Prefix) []netip.Addr {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -76,16 +91,8 @@ func TestWatchBestFeedsLearnedPathsAndSkipsHoldAndLocalPaths(t *testing.T) {
 			topo := lab.NewTopology(t, true, tran4, tran6)
 			r := a.start(t, topo, Config{})
 			r.learned(t, tran4, tran6)
-			ctx, cancel := context.WithCancel(context.Background())
-			var log bestLog
-			done := make(chan error, 1)
-			go func() { done <- r.sp.WatchBest(ctx, log.record) }()
-			t.Cleanup(func() {
-				cancel()
-				if err := <-done; err != nil {
-					t.Errorf("WatchBest: %v", err)
-				}
-			})
+			ctx := context.Background()
+			log := watchBest(t, r.sp)
 			want := map[netip.Prefix]netip.Addr{tran4: netip.MustParseAddr(lab.PeerLeaf4), tran6: netip.MustParseAddr(lab.PeerLeaf6)}
 			lab.Eventually(t, 5*time.Second, "snapshot with the learned paths", func() error {
 				for p, nh := range want {
@@ -168,16 +175,7 @@ func TestWatchBestReadsATableOfManyMessages(t *testing.T) {
 	topo := lab.NewTopology(t, true, more...)
 	r := startClient(t, topo, Config{})
 	r.learned(t, more...)
-	ctx, cancel := context.WithCancel(context.Background())
-	var log bestLog
-	done := make(chan error, 1)
-	go func() { done <- r.sp.WatchBest(ctx, log.record) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("WatchBest: %v", err)
-		}
-	})
+	log := watchBest(t, r.sp)
 	lab.Eventually(t, 10*time.Second, "the snapshot", func() error {
 		log.mu.Lock()
 		defer log.mu.Unlock()

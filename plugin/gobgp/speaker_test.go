@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 
@@ -88,7 +89,11 @@ func TestBootstrapAgainChangesNothing(t *testing.T) {
 	}
 }
 
-func TestNewSpeakerWithdrawsWhatAnEarlierOneReleased(t *testing.T) {
+// releasedByAPredecessor is a leaf where a first Speaker released p1 and
+// p2 as transit and then went away without closing (a crash); it returns
+// what the receiver has.
+func releasedByAPredecessor(t *testing.T) (*loopLab, map[netip.Prefix]time.Time) {
+	t.Helper()
 	x := newLoopLab(t)
 	ctx := context.Background()
 	first, err := NewInProcess(x.leaf, Config{})
@@ -103,7 +108,12 @@ func TestNewSpeakerWithdrawsWhatAnEarlierOneReleased(t *testing.T) {
 	if err := first.Advertise(ctx, ads(gate.Transit, p1, p2)); err != nil {
 		t.Fatal(err)
 	}
-	x.received(t, []netip.Prefix{p1, p2}, p1, p2)
+	return x, x.received(t, []netip.Prefix{p1, p2}, p1, p2)
+}
+
+func TestNewSpeakerWithdrawsWhatAnEarlierOneReleased(t *testing.T) {
+	x, _ := releasedByAPredecessor(t)
+	ctx := context.Background()
 
 	// A restart: the new Speaker knows nothing, so nothing stays out on
 	// stale state; the gate releases again what it confirms.
@@ -125,21 +135,8 @@ func TestNewSpeakerWithdrawsWhatAnEarlierOneReleased(t *testing.T) {
 // out what the daemon's FIB view says is confirmed (the neighbour sees no
 // update at all) and withdraws the rest.
 func TestNewSpeakerAdoptsWhatIsStillConfirmed(t *testing.T) {
-	x := newLoopLab(t)
+	x, before := releasedByAPredecessor(t)
 	ctx := context.Background()
-	first, err := NewInProcess(x.leaf, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	x.announce(t, false, p1, p2)
-	x.learned(t, p1, p2)
-	if err := first.Advertise(ctx, ads(gate.Transit, p1, p2)); err != nil {
-		t.Fatal(err)
-	}
-	before := x.received(t, []netip.Prefix{p1, p2}, p1, p2)
 
 	var asked []netip.Prefix
 	second, err := NewInProcess(x.leaf, Config{}, WithAdopt(func(p netip.Prefix) bool {
