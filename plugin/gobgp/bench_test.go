@@ -55,7 +55,7 @@ func benchPrefixes(b *testing.B) []netip.Prefix {
 	return ps
 }
 
-func freePort(b *testing.B) int {
+func freePort(b testing.TB) int {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
 )
@@ -211,4 +215,60 @@ func TestWatchBestReadsATableOfManyMessages(t *testing.T) {
 	if err := r.noneAtSpine(snapshotMarker); err != nil {
 		t.Error(err)
 	}
+}
+
+// TestWatchBestReportsTheMultipathSet: with GoBGP's multipath on, a prefix
+// learned with equal paths from two neighbours is reported with both next
+// hops (the installer writes an ECMP route), and with one once a neighbour
+// withdraws it.
+func TestWatchBestReportsTheMultipathSet(t *testing.T) {
+	port := freePort(t)
+	fams := []string{"ipv4"}
+	// table.UseMultiplePaths is a package variable set by every StartBgp,
+	// so all three servers of this process run with multipath on.
+	leaf := lab.StartServer(t, "", &api.Global{Asn: 65001, RouterId: "10.0.0.1", ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}, UseMultiplePaths: true})
+	a := lab.StartServer(t, "", &api.Global{Asn: 65002, RouterId: "10.0.0.2", UseMultiplePaths: true})
+	b := lab.StartServer(t, "", &api.Global{Asn: 65002, RouterId: "10.0.0.3", UseMultiplePaths: true})
+	for _, n := range []struct {
+		s    *server.BgpServer
+		addr string
+	}{{a, "127.0.0.2"}, {b, "127.0.0.3"}} {
+		lab.AddPeer(t, leaf, lab.Peer{Address: n.addr, AS: 65002, Families: fams})
+		lab.AddPeer(t, n.s, lab.Peer{Address: "127.0.0.1", AS: 65001, Families: fams, Active: true, RemotePort: uint32(port), LocalAddress: n.addr})
+	}
+	lab.WaitEstablished(t, leaf, "127.0.0.2", 10*time.Second)
+	lab.WaitEstablished(t, leaf, "127.0.0.3", 10*time.Second)
+	sp, err := NewInProcess(leaf, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Bootstrap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close(context.Background()) })
+	log := watchBest(t, sp)
+	origin, _ := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP).Serialize()
+	announce := func(s *server.BgpServer, nh string, withdraw bool) {
+		path, err := build(new4, netip.MustParseAddr(nh), [][]byte{origin}, withdraw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.AddPath(context.Background(), &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	announce(a, "127.0.0.2", false)
+	announce(b, "127.0.0.3", false)
+	want := func(nhs ...string) func() error {
+		return func() error {
+			got := log.nexthops(new4)
+			if fmt.Sprint(got) != fmt.Sprint(nhs) {
+				return fmt.Errorf("next hops %v, want %v", got, nhs)
+			}
+			return nil
+		}
+	}
+	lab.Eventually(t, 10*time.Second, "ECMP over both neighbours", want("127.0.0.2", "127.0.0.3"))
+	announce(a, "127.0.0.2", true)
+	lab.Eventually(t, 10*time.Second, "one next hop left", want("127.0.0.3"))
 }
