@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,28 +16,20 @@ view is complete and, for fibgated and gobgpd-ext, the gate is installed in
 GoBGP. Prints SERVING or NOT_SERVING. For readiness probes (Kubernetes exec
 probes, systemd ExecStartPost): exit 0 only when SERVING, 1 when not serving
 or unreachable, 2 on bad flags.
-
-Flags:
 `
 
 // healthCmd is the readiness check: `stats` answers as soon as the API is
 // up, health only once the gate judges from a complete view.
 func healthCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var c connFlags
 	fs := flag.NewFlagSet("health", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
+	var c connFlags
 	c.register(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, healthUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return err
-		}
-		return usageError{fmt.Errorf("health: %w (see fibgate health --help)", err)}
+	pos, err := parseArgs(fs, args, healthUsage, stdout)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		return usageError{fmt.Errorf("health takes no arguments, got %q", fs.Args())}
+	if len(pos) > 0 {
+		return usageError{fmt.Errorf("health takes no arguments, got %q", pos)}
 	}
 	conn, err := c.dial()
 	if err != nil {
