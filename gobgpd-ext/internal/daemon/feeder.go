@@ -56,61 +56,59 @@ func (f *feeder) run(ctx context.Context) error {
 func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	// The last word per prefix (nil: remove): a table read in batches, or
+	// one event, may carry a prefix twice.
+	want := make(map[netip.Prefix][]netip.Addr, len(ps))
+	for _, b := range ps {
+		want[b.Prefix] = b.Nexthops
+	}
 	if initial {
 		clear(f.failed)
-		// The last word per prefix: a table read in batches may carry a
-		// change of a prefix after its first entry.
-		want := make(map[netip.Prefix][]netip.Addr, len(ps))
-		for _, b := range ps {
-			if len(b.Nexthops) == 0 {
-				delete(want, b.Prefix)
-			} else {
-				want[b.Prefix] = b.Nexthops
-			}
-		}
 		desired := make([]kernel.InstallRoute, 0, len(want))
 		for p, nhs := range want {
-			desired = append(desired, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
+			if len(nhs) > 0 {
+				desired = append(desired, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
+			}
 		}
 		start := time.Now()
 		installed, removed, err := f.inst.Reconcile(desired)
-		f.note(err, func(p netip.Prefix) []netip.Addr { return lookup(ps, p) })
+		f.note(err, want)
 		f.log.Info("FIB reconciled with GoBGP's best paths", "best_paths", len(ps), "written", installed, "removed", removed, "took", time.Since(start))
 		return
 	}
-	var install []kernel.InstallRoute
-	var remove []netip.Prefix
-	for _, b := range ps {
-		delete(f.failed, b.Prefix)
-		if len(b.Nexthops) == 0 {
-			remove = append(remove, b.Prefix)
-		} else {
-			install = append(install, kernel.InstallRoute{Prefix: b.Prefix, Nexthops: b.Nexthops})
-		}
+	for p := range want {
+		delete(f.failed, p)
 	}
-	f.note(f.inst.Remove(remove), func(netip.Prefix) []netip.Addr { return nil })
-	f.note(f.inst.Install(install), func(p netip.Prefix) []netip.Addr { return lookup(ps, p) })
+	f.write(want)
 }
 
-// note remembers the routes err says failed, for retry.
-func (f *feeder) note(err error, want func(netip.Prefix) []netip.Addr) {
+// write installs and removes routes (nil next hops: remove) and
+// remembers the ones the kernel refused.
+func (f *feeder) write(routes map[netip.Prefix][]netip.Addr) {
+	var install []kernel.InstallRoute
+	var remove []netip.Prefix
+	for p, nhs := range routes {
+		if len(nhs) == 0 {
+			remove = append(remove, p)
+		} else {
+			install = append(install, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
+		}
+	}
+	f.note(f.inst.Remove(remove), routes)
+	f.note(f.inst.Install(install), routes)
+}
+
+// note remembers the routes err says failed, with what is to be done for
+// each (next hops, or nil to remove), for retry.
+func (f *feeder) note(err error, want map[netip.Prefix][]netip.Addr) {
 	if err == nil {
 		return
 	}
 	failed := kernel.FailedPrefixes(err)
 	for _, p := range failed {
-		f.failed[p] = want(p)
+		f.failed[p] = want[p]
 	}
 	f.log.Warn("kernel refused routes; retrying", "count", len(failed), "err", err)
-}
-
-func lookup(ps []gobgp.BestPath, p netip.Prefix) []netip.Addr {
-	for i := len(ps) - 1; i >= 0; i-- {
-		if ps[i].Prefix == p {
-			return ps[i].Nexthops
-		}
-	}
-	return nil
 }
 
 func (f *feeder) retry(ctx context.Context) {
@@ -126,17 +124,7 @@ func (f *feeder) retry(ctx context.Context) {
 		if len(f.failed) > 0 {
 			todo := f.failed
 			f.failed = map[netip.Prefix][]netip.Addr{}
-			var install []kernel.InstallRoute
-			var remove []netip.Prefix
-			for p, nhs := range todo {
-				if nhs == nil {
-					remove = append(remove, p)
-				} else {
-					install = append(install, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
-				}
-			}
-			f.note(f.inst.Remove(remove), func(netip.Prefix) []netip.Addr { return nil })
-			f.note(f.inst.Install(install), func(p netip.Prefix) []netip.Addr { return todo[p] })
+			f.write(todo)
 		}
 		f.mu.Unlock()
 	}
