@@ -106,7 +106,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			return err
 		case ps := <-events:
 			if !initial {
-				report(s.bestPaths(withoutMarker(ps)), false)
+				// The marker's own withdrawal needs no filter: a prefix
+				// never reported with next hops is not reported going.
+				report(s.bestPaths(ps), false)
 				continue
 			}
 			if !marked {
@@ -115,29 +117,21 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				marked = true
 			}
-			i := -1
 			if batched {
-				i = slices.IndexFunc(ps, isMarker)
+				// The marker's event comes after the table's, in a
+				// message of its own (one event, one destination).
+				if len(ps) != 1 || !isMarker(ps[0]) {
+					snap = append(snap, ps...)
+					continue
+				}
+				ps = snap
 			}
-			if batched && i < 0 {
-				snap = append(snap, ps...)
-				continue
-			}
-			if i >= 0 {
-				snap = append(snap, ps[:i]...)
-				ps = withoutMarker(ps[i+1:])
-			} else {
-				snap, ps = ps, nil
-			}
-			report(s.bestPaths(snap), true)
+			report(s.bestPaths(ps), true)
 			snap, initial = nil, false
 			if batched {
 				if err := marker(true); err != nil {
 					return fmt.Errorf("watch best paths: remove the end-of-table mark: %w", err)
 				}
-			}
-			if len(ps) > 0 {
-				report(s.bestPaths(ps), false)
 			}
 		}
 	}
@@ -150,13 +144,6 @@ var snapshotMarker = netip.MustParsePrefix("0.0.0.0/32")
 func isMarker(p *api.Path) bool {
 	pfx, ok := pathPrefix(p)
 	return ok && pfx == snapshotMarker
-}
-
-func withoutMarker(ps []*api.Path) []*api.Path {
-	if !slices.ContainsFunc(ps, isMarker) {
-		return ps
-	}
-	return slices.DeleteFunc(slices.Clone(ps), isMarker)
 }
 
 // bestPaths turns one best-path event into BestPaths. GoBGP sends the
