@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -248,17 +247,4 @@ func (t *Topology) NamespaceOf(n *Node) *Node {
 		return t.Node(s)
 	}
 	return n
-}
-
-// Neighbors lists, per node, the nodes it links to (for pictures).
-func (t *Topology) Neighbors() map[string][]string {
-	m := map[string][]string{}
-	for _, l := range t.Links {
-		m[l.A.Node] = append(m[l.A.Node], l.B.Node)
-		m[l.B.Node] = append(m[l.B.Node], l.A.Node)
-	}
-	for k := range m {
-		sort.Strings(m[k])
-	}
-	return m
 }

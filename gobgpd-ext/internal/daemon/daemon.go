@@ -221,17 +221,6 @@ func (d *Daemon) closeEarly() {
 // reload path (Check right after UpdateConfig).
 func (d *Daemon) Speaker() *gobgp.Speaker { return d.sp }
 
-// Ready is closed once the gate judges from a complete view: the FIB is
-// loaded and, with BGP, the gate is installed in GoBGP.
-func (d *Daemon) Ready() <-chan struct{} { return d.ready }
-
-// Tracker is the gate, for callers that watch it (tests, the binaries'
-// start-up log).
-func (d *Daemon) Tracker() *gate.Tracker { return d.tracker }
-
-// Listener is the kernel FIB view.
-func (d *Daemon) Listener() *kernel.Listener { return d.listener }
-
 // Run starts every part in order and, when ctx ends or a part fails, runs
 // the shutdown sequence: the gate stops deciding; with BGP, the released
 // prefixes are taken back (fibgated) or the sessions end (gobgpd-ext), the
