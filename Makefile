@@ -6,8 +6,9 @@ NETNS      ?=
 PKGS       := ./...
 GOFLAGS    ?=
 # Debian packages the tests need: iproute2 for namespaces, frr as the BGP
-# neighbour that must not see a prefix too early, procps for sysctl.
-APT_PKGS   := iproute2 frr procps
+# neighbour that must not see a prefix too early, procps for sysctl, bird2
+# as the full-table source and observer of the scale benchmark.
+APT_PKGS   := iproute2 frr procps bird2
 # Code generators for proto/, pinned and built from source into bin/tools
 # (proto/buf.gen.yaml names them there). protoc-gen-go follows the
 # google.golang.org/protobuf version in go.mod, so generated code always
@@ -16,7 +17,7 @@ TOOLS      := $(CURDIR)/bin/tools
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: help build docker test test-short vet fmt-check deps bench fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
+.PHONY: help build docker test test-short vet fmt-check deps bench bench-scale fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
 LAB        ?= e2e/labs/fabric/fabric.clab.yml
 
 help: ## list the targets
@@ -36,6 +37,20 @@ lab-down: ## take the lab down
 
 blackhole-report: deps ## measure probes lost with and without the gate at 100ms/300ms/1s; writes docs/blackhole.{md,svg} (root)
 	FIBGATE_BLACKHOLE_LATENCIES=100ms,300ms,1s FIBGATE_BLACKHOLE_REPORT=$(CURDIR)/docs $(GO) test -count=1 -timeout 20m -run TestBlackhole -v ./e2e/ | grep -E 'lost|^(ok|FAIL|---)'
+
+# bench-scale's settings: table sizes (counts such as 20k or 1m, or full),
+# leaves (ext, ext-fib, sidecar, gobgpd, frr, originated, or all), rounds,
+# and families (ipv4,ipv6 or ipv4).
+SIZES      ?= 120k
+MODES      ?= all
+ROUNDS     ?= 1
+FAMILIES   ?= ipv4,ipv6
+
+bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (SIZES=120k,full MODES=all ROUNDS=1); writes docs/scale.{md,svg} (root)
+	set -o pipefail; FIBGATE_SCALE_BIN=$(CURDIR)/$(BIN) FIBGATE_SCALE_SIZES=$(SIZES) FIBGATE_SCALE_MODES=$(MODES) \
+	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
+	  FIBGATE_SCALE_COMMAND="make bench-scale SIZES=$(SIZES) MODES=$(MODES) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)" \
+	  $(GO) test -tags scale -count=1 -timeout 12h -run TestScaleBench -v ./e2e/scale/ | grep -E 'round [0-9]+:|^(ok|FAIL|---|panic)|_test.go'
 
 deps: ## install missing apt packages (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -1,0 +1,612 @@
+//go:build linux
+
+package scale
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/fib/fibtest"
+)
+
+// The topology of every run, built fresh for each leaf:
+//
+//	source (BIRD 65010) ── to-src | leaf (65001) | to-obs ── observer (BIRD 65020)
+//
+// One IPv4 and, with IPv6 in the table, one IPv6 session per link. The
+// leaf is passive: the source and the observer connect to it the moment
+// it listens (BIRD's connect delay, 0.75 to 1 s, is the same for every
+// leaf), so no leaf pays for its own connect timer (GoBGP waits 1 to 2 s
+// at random before its first connect).
+const (
+	sourceAS   = 65010
+	leafAS     = 65001
+	observerAS = 65020
+
+	leafSrc4, srcLeaf4 = "10.0.1.1", "10.0.1.2"
+	leafSrc6, srcLeaf6 = "fd00:1::1", "fd00:1::2"
+	leafObs4, obsLeaf4 = "10.0.2.1", "10.0.2.2"
+	leafObs6, obsLeaf6 = "fd00:2::1", "fd00:2::2"
+
+	// pollEvery is how often the observer's count is read.
+	pollEvery = 150 * time.Millisecond
+)
+
+// labNets are the lab's own addresses; table prefixes that overlap them
+// are left out, so no route of the table can capture a session.
+var labNets = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}
+
+// mode is one kind of leaf under test.
+type mode struct {
+	key   string // the name in MODES
+	title string // the name in the report
+	// originated: the table is static kernel routes in the leaf, no
+	// source.
+	originated bool
+	// start runs the leaf's daemons and returns them (the first is the
+	// BGP speaker, whose namespace is checked for the listener).
+	start func(t *testing.T, l *leafNS) []daemon
+}
+
+// daemon is one process of a leaf, for its resource figures.
+type daemon struct {
+	name string
+	pid  int
+	done func() bool // it exited
+}
+
+// modes are the leaves, in the order a round runs them.
+var modes = []mode{
+	{key: "ext", title: "gobgpd-ext gated (sim, level hardware)", start: startExt("hardware", false)},
+	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", start: startExt("fib", false)},
+	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", start: startSidecar},
+	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", start: startGobgpd},
+	{key: "frr", title: "FRR bgpd+zebra, suppress-fib-pending", start: startFRR},
+	{key: "originated", title: "gobgpd-ext originating static routes (sim, level hardware)", originated: true, start: startExt("hardware", true)},
+}
+
+func modeByKey(key string) (mode, bool) {
+	for _, m := range modes {
+		if m.key == key {
+			return m, true
+		}
+	}
+	return mode{}, false
+}
+
+// table is the prefixes one run passes through the leaf.
+type table struct {
+	v4, v6 []netip.Prefix
+}
+
+func (tb table) len() int { return len(tb.v4) + len(tb.v6) }
+
+// internet returns the Internet table's prefixes usable in the lab: all
+// but the default routes and those overlapping the lab's addresses, IPv4
+// and IPv6 apart, in file order.
+var internet = sync.OnceValues(func() (table, error) {
+	all, err := fibtest.InternetTable()
+	if err != nil {
+		return table{}, err
+	}
+	var t table
+	for _, p := range all {
+		if p.Bits() == 0 || labNets[0].Overlaps(p) || labNets[1].Overlaps(p) {
+			continue
+		}
+		if p.Addr().Is4() {
+			t.v4 = append(t.v4, p)
+		} else {
+			t.v6 = append(t.v6, p)
+		}
+	}
+	return t, nil
+})
+
+// sample takes n prefixes of the Internet table, evenly spread over it (a
+// deterministic stride, so the length mix stays the table's): IPv4 only,
+// or with ipv6 the two families in the table's proportion. n <= 0 or
+// beyond the table takes all of it.
+func sample(n int, ipv6 bool) (table, error) {
+	all, err := internet()
+	if err != nil {
+		return table{}, err
+	}
+	if !ipv6 {
+		all.v6 = nil
+	}
+	total := all.len()
+	if n <= 0 || n >= total {
+		return all, nil
+	}
+	n6 := n * len(all.v6) / total
+	return table{v4: stride(all.v4, n-n6), v6: stride(all.v6, n6)}, nil
+}
+
+func stride(ps []netip.Prefix, n int) []netip.Prefix {
+	out := make([]netip.Prefix, 0, n)
+	for i := range n {
+		out = append(out, ps[i*len(ps)/n])
+	}
+	return out
+}
+
+// leafNS is the leaf's namespace and what its daemons need to start.
+type leafNS struct {
+	ns, dir string
+	tab     table
+	// transit: sessions with the source besides the observer.
+	transit bool
+}
+
+// neighbours are the leaf's BGP neighbours for its table's families.
+func (l *leafNS) neighbours() []lab.Neighbour {
+	var ns []lab.Neighbour
+	if l.transit {
+		ns = append(ns, lab.Neighbour{Address: srcLeaf4, AS: sourceAS})
+		if len(l.tab.v6) > 0 {
+			ns = append(ns, lab.Neighbour{Address: srcLeaf6, AS: sourceAS})
+		}
+	}
+	ns = append(ns, lab.Neighbour{Address: obsLeaf4, AS: observerAS})
+	if len(l.tab.v6) > 0 {
+		ns = append(ns, lab.Neighbour{Address: obsLeaf6, AS: observerAS})
+	}
+	return ns
+}
+
+func (l *leafNS) gobgpdConf(extra string) string {
+	return lab.GobgpdConf{AS: leafAS, RouterID: leafSrc4, Neighbours: l.neighbours(), Extra: extra}.String()
+}
+
+// settings is the fibgate settings file of the gated leaves: the sim with
+// no latency and no rate limit, every prefix gated at level.
+func (l *leafNS) settings(level string, originate bool) string {
+	s := fmt.Sprintf(`log_level: info
+notify_mode: "1"
+backend:
+  type: sim
+  sim:
+    latency: 0s
+    rate: 0
+api:
+  socket: %s
+policy:
+  scopes:
+    - name: all
+      level: %s
+`, filepath.Join(l.dir, "fibgate.sock"), level)
+	if originate {
+		s += "bgp:\n  originate_protocols: [static]\n"
+	}
+	return s
+}
+
+func (l *leafNS) write(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(l.dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func procDaemon(name string, p *lab.Process) daemon {
+	return daemon{name: name, pid: p.Cmd.Process.Pid, done: p.Exited}
+}
+
+// startExt runs gobgpd-ext with the gate inside, gating at level; with
+// originate it announces the leaf's static routes itself.
+func startExt(level string, originate bool) func(t *testing.T, l *leafNS) []daemon {
+	return func(t *testing.T, l *leafNS) []daemon {
+		bin := binaries(t)
+		conf := l.write(t, "gobgpd.toml", l.gobgpdConf(""))
+		set := l.write(t, "fibgate.yaml", l.settings(level, originate))
+		p := lab.Start(t, l.ns, l.dir, "gobgpd-ext", filepath.Join(bin, "gobgpd-ext"),
+			"-f", conf, "--api-hosts", "unix://"+filepath.Join(l.dir, "gobgp.sock"), "-l", "info",
+			"--pprof-disable", "--fibgate-config", set)
+		return []daemon{procDaemon("gobgpd-ext", p)}
+	}
+}
+
+// startSidecar runs a stock gobgpd with the fallback policy in its file,
+// then fibgated next to it once gobgpd's API socket exists, as leaf2 of
+// the fabric tests.
+func startSidecar(t *testing.T, l *leafNS) []daemon {
+	bin := binaries(t)
+	set := l.write(t, "fibgate.yaml", l.settings("hardware", false))
+	fallback, err := exec.Command(filepath.Join(bin, "fibgated"), "--print-fallback", "-c", set).Output()
+	if err != nil {
+		t.Fatalf("fibgated --print-fallback: %v", err)
+	}
+	g, sock := stockGobgpd(t, l, string(fallback)+
+		"[global.apply-policy.config]\n  export-policy-list = [\"fibgate-fallback\"]\n  default-export-policy = \"accept-route\"\n")
+	lab.Eventually(t, 20*time.Second, "gobgpd's API socket", func() error {
+		if g.Exited() {
+			t.Fatalf("gobgpd exited")
+		}
+		_, err := os.Stat(sock)
+		return err
+	})
+	p := lab.Start(t, l.ns, l.dir, "fibgated", filepath.Join(bin, "fibgated"), "--gobgpd", "unix://"+sock, "-c", set)
+	return []daemon{procDaemon("gobgpd", g), procDaemon("fibgated", p)}
+}
+
+// startGobgpd runs a stock gobgpd: it neither installs nor waits.
+func startGobgpd(t *testing.T, l *leafNS) []daemon {
+	g, _ := stockGobgpd(t, l, "")
+	return []daemon{procDaemon("gobgpd", g)}
+}
+
+// stockGobgpd starts the stock gobgpd of lab.GobgpBinaries with the
+// leaf's config plus extra, and returns it with its API socket. Unlike
+// lab.StartGobgpd it does not wait for the API: a gRPC client that finds
+// no socket yet backs off for a second, which the measurement would
+// charge to gobgpd.
+func stockGobgpd(t *testing.T, l *leafNS, extra string) (*lab.Process, string) {
+	conf := l.write(t, "gobgpd.toml", l.gobgpdConf(extra))
+	sock := filepath.Join(l.dir, "gobgp.sock")
+	p := lab.Start(t, l.ns, l.dir, "gobgpd", filepath.Join(lab.GobgpBinaries(t), "gobgpd"),
+		"-f", conf, "--api-hosts", "unix://"+sock, "-l", "info", "--pprof-disable")
+	return p, sock
+}
+
+// startFRR runs FRR's bgpd and zebra; with bgp suppress-fib-pending bgpd
+// advertises a prefix only once zebra reports it installed in the kernel.
+func startFRR(t *testing.T, l *leafNS) []daemon {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n bgp suppress-fib-pending\n", leafAS, leafSrc4)
+	ns := l.neighbours()
+	for _, n := range ns {
+		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s passive\n neighbor %s advertisement-interval 0\n", n.Address, n.AS, n.Address, n.Address)
+	}
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		fmt.Fprintf(&b, " address-family %s unicast\n", fam)
+		for _, n := range ns {
+			if netip.MustParseAddr(n.Address).Is4() == (fam == "ipv4") {
+				fmt.Fprintf(&b, "  neighbor %s activate\n", n.Address)
+			}
+		}
+		b.WriteString(" exit-address-family\n")
+	}
+	f := lab.StartFRR(t, l.ns, leafAS, b.String())
+	var ds []daemon
+	for _, name := range []string{"bgpd", "zebra"} { // bgpd first: it listens
+		raw, err := os.ReadFile(filepath.Join(f.Dir, name+".pid"))
+		if err != nil {
+			t.Fatalf("FRR %s pid: %v", name, err)
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil {
+			t.Fatalf("FRR %s pid %q: %v", name, raw, err)
+		}
+		ds = append(ds, daemon{name: name, pid: pid, done: func() bool {
+			_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+			return err != nil
+		}})
+	}
+	return ds
+}
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// binaries returns the directory of gobgpd-ext and fibgated:
+// $FIBGATE_SCALE_BIN when set (`make bench-scale` builds them into bin/
+// first), else built once per test binary from this tree.
+func binaries(tb testing.TB) string {
+	tb.Helper()
+	if d := os.Getenv("FIBGATE_SCALE_BIN"); d != "" {
+		return d
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "fg-scale-bin-")
+		if buildErr != nil {
+			return
+		}
+		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+		if _, err := os.Stat(goTool); err != nil {
+			goTool = "go"
+		}
+		cmd := exec.Command(goTool, "build", "-o", binDir+"/",
+			"github.com/fibgate/fibgate/gobgpd-ext/cmd/gobgpd-ext", "github.com/fibgate/fibgate/gobgpd-ext/cmd/fibgated")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		tb.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// birdSession renders one BGP protocol of a BIRD at the end of a link,
+// disabled until the leaf listens.
+func birdSession(name, local, neighbour string, as uint32, channel string) string {
+	return fmt.Sprintf(`protocol bgp %s {
+  disabled;
+  local %s as %d;
+  neighbor %s as %d;
+  connect delay time 1;
+  connect retry time 1;
+  error wait time 1, 2;
+  %s
+}
+`, name, local, as, neighbour, leafAS, channel)
+}
+
+// sourceConf is the source's BIRD config: the table as blackhole static
+// routes (BIRD keeps them out of the kernel: no kernel protocol), exported
+// to the leaf.
+func sourceConf(tab table) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router id %s;\nprotocol device { scan time 10; }\n", srcLeaf4)
+	for _, f := range []struct {
+		name, ch, local, nb string
+		ps                  []netip.Prefix
+	}{{"4", "ipv4", srcLeaf4, leafSrc4, tab.v4}, {"6", "ipv6", srcLeaf6, leafSrc6, tab.v6}} {
+		if len(f.ps) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "protocol static table%s {\n  %s;\n", f.name, f.ch)
+		for _, p := range f.ps {
+			fmt.Fprintf(&b, "  route %s blackhole;\n", p)
+		}
+		b.WriteString("}\n")
+		b.WriteString(birdSession("leaf"+f.name, f.local, f.nb, sourceAS, f.ch+" { import none; export all; };"))
+	}
+	return b.String()
+}
+
+// observerConf is the observer's BIRD config: it takes everything the
+// leaf sends and sends nothing back.
+func observerConf(tab table) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "router id %s;\nprotocol device { scan time 10; }\n", obsLeaf4)
+	b.WriteString(birdSession("leaf4", obsLeaf4, leafObs4, observerAS, "ipv4 { import all; export none; };"))
+	if len(tab.v6) > 0 {
+		b.WriteString(birdSession("leaf6", obsLeaf6, leafObs6, observerAS, "ipv6 { import all; export none; };"))
+	}
+	return b.String()
+}
+
+func (tb table) sessions() []string {
+	if len(tb.v6) > 0 {
+		return []string{"leaf4", "leaf6"}
+	}
+	return []string{"leaf4"}
+}
+
+// point is one reading of the observer: its count at At after the
+// leaf's start (when the answer came).
+type point struct {
+	At    time.Duration
+	Count int
+}
+
+// result is one leaf's run.
+type result struct {
+	size  string
+	mode  mode
+	round int
+	n     int
+	// full: the observer had every prefix, at elapsed after the leaf's
+	// start; otherwise it had count when timeout passed (or the leaf
+	// died: failure says so).
+	full    bool
+	elapsed time.Duration
+	count   int
+	timeout time.Duration
+	failure string
+	// listen: the leaf accepted BGP; first: the observer's first prefix.
+	listen, first time.Duration
+	peakRSS       uint64
+	cpu           time.Duration
+	kernel        int
+	points        []point
+}
+
+// outcome is the run's line for a log or a table cell.
+func (r result) outcome() string {
+	switch {
+	case r.failure != "":
+		return fmt.Sprintf("failed: %s (%d of %d)", r.failure, r.count, r.n)
+	case !r.full:
+		return fmt.Sprintf("not full after %v: %d of %d", r.timeout, r.count, r.n)
+	default:
+		return fmt.Sprintf("full in %.2f s", r.elapsed.Seconds())
+	}
+}
+
+// run measures one leaf of mode on a fresh topology with tab: from the
+// leaf's start until the observer has every prefix, or timeout. Problems
+// of the lab itself fail t; a leaf that is slow or dies is a result.
+func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
+	t.Helper()
+	lab.RequireRoot(t)
+	lab.RequireBird(t)
+	if m.key == "frr" {
+		lab.RequireFRR(t)
+	}
+	r := result{mode: m, n: tab.len(), timeout: timeout}
+	leaf := &leafNS{ns: lab.NewNS(t, "leaf"), dir: t.TempDir(), tab: tab, transit: !m.originated}
+	obsNS := lab.NewNS(t, "obs")
+	lab.Link(t, leaf.ns, "to-obs", leafObs4, leafObs6, obsNS, "to-leaf", obsLeaf4, obsLeaf6)
+	obs := lab.StartBird(t, obsNS, observerConf(tab))
+	var src *lab.Bird
+	if m.originated {
+		addStatic(t, leaf.ns, leaf.dir, tab)
+	} else {
+		srcNS := lab.NewNS(t, "src")
+		lab.Link(t, leaf.ns, "to-src", leafSrc4, leafSrc6, srcNS, "to-leaf", srcLeaf4, srcLeaf6)
+		src = lab.StartBird(t, srcNS, sourceConf(tab))
+		lab.Eventually(t, 2*time.Minute, "the source loads the table", func() error {
+			n := 0
+			for _, s := range []string{"table4", "table6"} {
+				if s == "table6" && len(tab.v6) == 0 {
+					continue
+				}
+				k, err := src.Imported(s)
+				if err != nil {
+					return err
+				}
+				n += k
+			}
+			if n != tab.len() {
+				return fmt.Errorf("%d of %d", n, tab.len())
+			}
+			return nil
+		})
+	}
+
+	start := time.Now()
+	ds := m.start(t, leaf)
+	deadline := start.Add(timeout)
+	dead := func() string {
+		for _, d := range ds {
+			if d.done() {
+				return d.name + " exited"
+			}
+		}
+		return ""
+	}
+	for !lab.Listening(ds[0].pid, 179) {
+		if r.failure = dead(); r.failure != "" || time.Now().After(deadline) {
+			if r.failure == "" {
+				r.failure = "not listening"
+			}
+			return r
+		}
+		time.Sleep(10 * time.Millisecond) // polling /proc for the listener
+	}
+	r.listen = time.Since(start)
+	for _, s := range tab.sessions() {
+		if src != nil {
+			if err := src.Enable(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := obs.Enable(s); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	for {
+		if src != nil {
+			if err := src.Wake(); err != nil {
+				t.Fatalf("source: %v", err)
+			}
+		}
+		n := 0
+		var err error
+		for _, s := range tab.sessions() {
+			k, e := obs.Imported(s)
+			n, err = n+k, e
+			if err != nil {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("observer: %v", err)
+		}
+		at := time.Since(start)
+		r.points = append(r.points, point{At: at, Count: n})
+		r.count = n
+		if n > 0 && r.first == 0 {
+			r.first = at
+		}
+		if n >= r.n {
+			r.full, r.elapsed = true, at
+			break
+		}
+		if r.failure = dead(); r.failure != "" || at > timeout {
+			break
+		}
+		time.Sleep(pollEvery - time.Since(start.Add(at))) // the observer's poll period
+	}
+	for _, d := range ds {
+		u, err := lab.ReadUsage(d.pid)
+		if err != nil {
+			t.Logf("%s: %v", d.name, err)
+			continue
+		}
+		r.peakRSS += u.PeakRSS
+		r.cpu += u.CPU
+	}
+	if testing.Verbose() {
+		t.Logf("%s: %s; observer %s", m.key, r.outcome(), pointsLine(r.points))
+	}
+	k, err := lab.KernelRoutes(leaf.ns)
+	if err != nil {
+		t.Errorf("kernel routes of the leaf: %v", err)
+	}
+	r.kernel = k
+	return r
+}
+
+// addStatic writes the table into the leaf's kernel as static routes on a
+// link of its own, with one `ip -batch`, for the leaf to originate.
+func addStatic(t *testing.T, ns, dir string, tab table) {
+	t.Helper()
+	// A veth pair, not a dummy: some kernels are built without dummy.
+	lab.IP(t, ns, "link", "add", "orig0", "type", "veth", "peer", "name", "orig1")
+	lab.IP(t, ns, "link", "set", "orig1", "up")
+	lab.IP(t, ns, "link", "set", "orig0", "up")
+	var b strings.Builder
+	for _, ps := range [][]netip.Prefix{tab.v4, tab.v6} {
+		for _, p := range ps {
+			fmt.Fprintf(&b, "route add %s dev orig0 proto static\n", p)
+		}
+	}
+	f := filepath.Join(dir, "static.batch")
+	if err := os.WriteFile(f, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lab.IP(t, ns, "-batch", f)
+}
+
+// parseSize reads a table size: a count (20000, 120k, 1.5m) or "full"
+// (0: the whole table).
+func parseSize(s string) (int, error) {
+	s = strings.ToLower(strings.TrimSpace(s))
+	mult := 1
+	switch {
+	case s == "full":
+		return 0, nil
+	case strings.HasSuffix(s, "k"):
+		s, mult = strings.TrimSuffix(s, "k"), 1000
+	case strings.HasSuffix(s, "m"):
+		s, mult = strings.TrimSuffix(s, "m"), 1000_000
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f <= 0 {
+		return 0, fmt.Errorf("size %q: want a count such as 20000, 120k, 1m or full", s)
+	}
+	return int(f * float64(mult)), nil
+}
+
+// pointsLine abbreviates the observer's readings for a verbose log: at
+// most 12, evenly spread, and the last.
+func pointsLine(ps []point) string {
+	var b strings.Builder
+	step := max(1, len(ps)/12)
+	for i, p := range ps {
+		if i%step == 0 || i == len(ps)-1 {
+			fmt.Fprintf(&b, " %.1fs:%d", p.At.Seconds(), p.Count)
+		}
+	}
+	return b.String()
+}
