@@ -39,6 +39,9 @@ var (
 // forwards and is the one drivers program.
 type entry struct {
 	routes []Route
+	// ver is the FIB's clock when routes[0] last changed identity (not
+	// hardware state): see Version.
+	ver uint64
 }
 
 // FIB is a set of routing tables with kernel semantics.
@@ -47,6 +50,7 @@ type FIB struct {
 	mode   [2]NotifyMode
 	driver Driver
 	routes int
+	clock  uint64 // last version handed out
 }
 
 // Option configures a FIB.
@@ -131,6 +135,67 @@ func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
 		out[i] = e.routes[i].Clone()
 	}
 	return out
+}
+
+// Version returns the version of the forwarding route of (table, prefix):
+// the FIB's Clock when that route was installed (hardware flags changing do
+// not count), or 0 when there is none. A route with a version above a
+// Clock reading was written after that reading; the gate uses this to
+// release a prefix only on the route that was current when it asked
+// (gobgp.Speaker's fences), however far behind the events it judges are.
+// Versions are kept by the mirror side (Apply, Append, InheritVersions).
+func (f *FIB) Version(table uint32, p netip.Prefix) uint64 {
+	e := f.entry(table, p.Masked())
+	if e == nil || len(e.routes) == 0 {
+		return 0
+	}
+	return e.ver
+}
+
+// Clock returns the last version handed out. Every forwarding route written
+// after this call gets a higher Version.
+func (f *FIB) Clock() uint64 { return f.clock }
+
+// InheritVersions carries versions over from old, the model a fresh dump
+// replaces: prefixes whose forwarding route is the same keep their version,
+// the others get new ones above old's Clock, so versions only grow across a
+// resynchronisation.
+func (f *FIB) InheritVersions(old *FIB) {
+	f.clock = max(f.clock, old.clock)
+	for id, t := range f.tables {
+		for p, e := range t.All() {
+			if len(e.routes) == 0 {
+				continue
+			}
+			if o := old.entry(id, p); o != nil && len(o.routes) > 0 && o.routes[0].SameAs(&e.routes[0]) {
+				e.ver = o.ver
+				continue
+			}
+			f.clock++
+			e.ver = f.clock
+		}
+	}
+}
+
+// forwarding returns a shallow copy of the forwarding route (for stamp).
+func (f *FIB) forwarding(table uint32, p netip.Prefix) (Route, bool) {
+	if e := f.entry(table, p); e != nil && len(e.routes) > 0 {
+		return e.routes[0], true
+	}
+	return Route{}, false
+}
+
+// stamp gives e's forwarding route a new version when it is not the route
+// before was (had: there was one).
+func (f *FIB) stamp(e *entry, before *Route, had bool) {
+	if e == nil || len(e.routes) == 0 {
+		return
+	}
+	if had && e.routes[0].SameAs(before) && e.ver != 0 {
+		return
+	}
+	f.clock++
+	e.ver = f.clock
 }
 
 // First returns the forwarding route of (table, prefix): the one drivers

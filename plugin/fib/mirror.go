@@ -33,6 +33,7 @@ func (f *FIB) Apply(m Message) ([]Change, error) {
 	if err := validate(&r); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", m, err)
 	}
+	before, had := f.forwarding(r.Table, r.Prefix)
 	var ch []Change
 	var err error
 	switch {
@@ -48,6 +49,7 @@ func (f *FIB) Apply(m Message) ([]Change, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply %s: %w: %w", m, ErrOutOfSync, err)
 	}
+	f.stamp(f.entry(r.Table, r.Prefix), &before, had)
 	return ch, nil
 }
 
@@ -92,6 +94,10 @@ func (f *FIB) Append(r Route) error {
 		e = &entry{}
 	}
 	e.routes = append(e.routes, r)
+	if len(e.routes) == 1 {
+		f.clock++
+		e.ver = f.clock
+	}
 	f.store(r.Table, r.Prefix, e)
 	f.routes++
 	return nil

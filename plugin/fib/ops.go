@@ -17,6 +17,7 @@ func (f *FIB) Add(r Route, req NLFlags) ([]Message, error) {
 	if err := validate(&r); err != nil {
 		return nil, fmt.Errorf("add %s: %w", r.String(), err)
 	}
+	before, had := f.forwarding(r.Table, r.Prefix)
 	var msgs []Message
 	var err error
 	if r.Family() == IPv4 {
@@ -24,6 +25,7 @@ func (f *FIB) Add(r Route, req NLFlags) ([]Message, error) {
 	} else {
 		msgs, _, err = f.add6(r, req, f.driver, false)
 	}
+	f.stamp(f.entry(r.Table, r.Prefix), &before, had)
 	if err != nil {
 		// A vetoed IPv6 multipath add still announced and withdrew the route.
 		return msgs, fmt.Errorf("add %s: %w", r.String(), err)
@@ -38,7 +40,9 @@ func (f *FIB) Add(r Route, req NLFlags) ([]Message, error) {
 // route, listing some nexthops removes only those siblings.
 func (f *FIB) Delete(spec Route) ([]Message, error) {
 	spec.Prefix = spec.Prefix.Masked()
+	before, had := f.forwarding(spec.Table, spec.Prefix)
 	msgs, _, err := f.del(spec, f.driver, false)
+	f.stamp(f.entry(spec.Table, spec.Prefix), &before, had)
 	if err != nil {
 		return nil, fmt.Errorf("delete %s: %w", spec.String(), err)
 	}

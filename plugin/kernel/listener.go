@@ -124,6 +124,15 @@ func (l *Listener) View(fn func(*fib.FIB)) {
 	fn(l.model)
 }
 
+// Clock returns the model's clock (fib.FIB.Clock): a route that the kernel
+// accepts after this call gets a higher version in the model. The gate's
+// fences read it (gobgp.WithFIBClock).
+func (l *Listener) Clock() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.model.Clock()
+}
+
 // LinkName returns the interface name of an index as last seen, or "".
 func (l *Listener) LinkName(index int) string {
 	l.mu.RLock()
@@ -375,6 +384,7 @@ func (l *Listener) resync(report bool) error {
 			touched.note(l.model, r)
 		}
 	}
+	fresh.InheritVersions(l.model)
 	l.model = fresh
 	clear(l.links)
 	for _, lk := range links {
