@@ -3,6 +3,7 @@ package gate
 import (
 	"cmp"
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"time"
@@ -69,14 +70,20 @@ type advertiser struct {
 
 func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
 
+// maxAdvertise is how many prefixes one turn of the tracker releases; the
+// rest wait for the next turn, after the events that came meanwhile (a
+// loss among them is withdrawn first).
+const maxAdvertise = 8192
+
 func (e *entry) advertisement(k prefixKey) Advertisement {
-	return Advertisement{Prefix: k.prefix, Origin: e.origin, NextHop: e.nextHop}
+	return Advertisement{Prefix: k.prefix, Origin: e.origin, NextHop: e.nextHop, Version: e.ver}
 }
 
 func shouldBeOut(e *entry) bool { return e.origin != 0 && up(e.st.State) }
 
-// plan queues what one prefix's new state asks of BGP. Called with t.mu held.
-func (t *Tracker) plan(k prefixKey) {
+// plan queues what one prefix's new state asks of BGP; clock is the FIB's
+// at the judgement. Called with t.mu held.
+func (t *Tracker) plan(k prefixKey, clock uint64) {
 	a := &t.adv
 	if a.speaker == nil {
 		return
@@ -93,21 +100,28 @@ func (t *Tracker) plan(k prefixKey) {
 		return
 	}
 	delete(a.ads, k)
-	if e.out {
+	switch {
+	case e.out:
 		a.wds[k] = e.advertisement(k)
+	case e.st.State == Withdrawn && e.origin == Transit:
+		// Not out, but the speaker may hold a fence for it: the route is
+		// gone as of clock, so it can let the fence go.
+		a.wds[k] = Advertisement{Prefix: k.prefix, Origin: Transit, Version: clock}
 	}
 }
 
-// flush sends the queued withdrawals, then the queued advertisements, in
-// one batch each. A prefix counts as out from the moment its Advertise is
-// sent, so a state change during the call still leads to a Withdraw.
-// Failures are retried with exponential backoff (100 ms to 10 s).
-func (t *Tracker) flush(ctx context.Context, now time.Time) {
+// flush sends the queued withdrawals, then up to maxAdvertise of the queued
+// advertisements, in one batch each, and reports whether advertisements
+// are left for the next turn. A prefix counts as out from the moment its
+// Advertise is sent, so a state change during the call still leads to a
+// Withdraw. Failures are retried with exponential backoff (100 ms to
+// 10 s); prefixes a speaker refuses as stale wait for their new route.
+func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	a := &t.adv
 	t.mu.Lock()
 	if a.speaker == nil || !a.pending() || now.Before(a.retryAt) {
 		t.mu.Unlock()
-		return
+		return false
 	}
 	wdKeys, wds := make([]prefixKey, 0, len(a.wds)), make([]Advertisement, 0, len(a.wds))
 	for k, ad := range a.wds {
@@ -116,13 +130,17 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) {
 	var adKeys []prefixKey
 	var ads []Advertisement
 	for k := range a.ads {
+		if len(ads) == maxAdvertise {
+			more = true
+			break
+		}
+		delete(a.ads, k)
 		if e := t.entries[k]; e != nil && shouldBeOut(e) && e.st.State == Confirmed {
 			e.out = true
 			adKeys, ads = append(adKeys, k), append(ads, e.advertisement(k))
 		}
 	}
 	clear(a.wds)
-	clear(a.ads)
 	t.mu.Unlock()
 	sortAds(wdKeys, wds)
 	sortAds(adKeys, ads)
@@ -139,7 +157,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) {
 				if _, again := a.wds[k]; !again && (e == nil || !shouldBeOut(e)) {
 					a.wds[k] = wds[i]
 				}
-			case e != nil && !shouldBeOut(e):
+			case e != nil && !shouldBeOut(e) && e.out:
 				e.out = false
 				e.st.WithdrawnAt = now
 				changed = append(changed, e.st)
@@ -155,12 +173,30 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) {
 	}
 	if len(ads) > 0 {
 		err := a.speaker.Advertise(ctx, ads)
+		var stale map[netip.Prefix]bool
+		if se := (*StaleError)(nil); errors.As(err, &se) {
+			stale = make(map[netip.Prefix]bool, len(se.Prefixes))
+			for _, p := range se.Prefixes {
+				stale[p] = true
+			}
+			if err = errors.Join(withoutStale(err)...); err == nil {
+				t.log.Debug("advertise refused as stale; waiting for the new routes", "prefixes", len(stale))
+			}
+		}
 		t.mu.Lock()
 		var changed []RouteState
 		for _, k := range adKeys {
 			e := t.entries[k]
 			if e == nil || !shouldBeOut(e) || e.st.State != Confirmed {
 				continue // it changed meanwhile; plan has queued what it needs
+			}
+			if stale[k.prefix] {
+				// BGP's best path moved on: the speaker holds the prefix
+				// until the tracker judges the route that follows.
+				e.out = false
+				e.st.Reason = "waiting for the route of BGP's new best path"
+				changed = append(changed, e.st)
+				continue
 			}
 			if err != nil {
 				a.ads[k] = struct{}{}
@@ -186,10 +222,29 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) {
 	if failed {
 		a.backoff = min(max(2*a.backoff, 100*time.Millisecond), 10*time.Second)
 		a.retryAt = now.Add(a.backoff)
+		more = false
 	} else {
 		a.backoff, a.retryAt = 0, time.Time{}
 	}
 	t.mu.Unlock()
+	return more
+}
+
+// withoutStale returns the parts of an Advertise error that are not the
+// StaleError (a speaker joins it with real failures).
+func withoutStale(err error) []error {
+	var se *StaleError
+	if errors.As(err, &se) && err == error(se) {
+		return nil
+	}
+	var out []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, withoutStale(e)...)
+		}
+		return out
+	}
+	return []error{err}
 }
 
 // sortAds orders a batch by prefix, so speakers and logs see a stable order.

@@ -16,29 +16,49 @@ import (
 
 // recSpeaker is BGP as the gate sees it: the set of prefixes that are out.
 // With failing set, calls fail and apply a random part of their batch, as a
-// speaker that dies halfway through would.
+// speaker that dies halfway through would. It fences like gobgp.Speaker:
+// fence takes a transit prefix back at once and refuses releases
+// confirmed on routes not newer than the fence. With block set, calls
+// wait for it to close: a tracker that cannot keep up.
 type recSpeaker struct {
 	mu      sync.Mutex
 	out     map[netip.Prefix]Advertisement
+	fences  map[netip.Prefix]uint64
 	rng     *rand.Rand
 	failing bool
 	calls   int
+	block   chan struct{}
 }
 
 func newRecSpeaker(seed uint64) *recSpeaker {
-	return &recSpeaker{out: map[netip.Prefix]Advertisement{}, rng: rand.New(rand.NewPCG(seed, 99))}
+	return &recSpeaker{out: map[netip.Prefix]Advertisement{}, fences: map[netip.Prefix]uint64{}, rng: rand.New(rand.NewPCG(seed, 99))}
 }
 
 var errSpeaker = errors.New("speaker unavailable")
 
 func (s *recSpeaker) apply(ads []Advertisement, out bool) error {
 	s.mu.Lock()
+	block := s.block
+	s.mu.Unlock()
+	if block != nil {
+		<-block
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
 	fail := s.failing && s.rng.IntN(2) == 0
+	var stale []netip.Prefix
 	for _, ad := range ads {
 		if fail && s.rng.IntN(2) == 0 {
 			continue
+		}
+		f, fenced := s.fences[ad.Prefix]
+		if out && fenced && ad.Origin == Transit && ad.Version <= f {
+			stale = append(stale, ad.Prefix)
+			continue
+		}
+		if fenced && ad.Version > f {
+			delete(s.fences, ad.Prefix)
 		}
 		if out {
 			s.out[ad.Prefix] = ad
@@ -46,10 +66,25 @@ func (s *recSpeaker) apply(ads []Advertisement, out bool) error {
 			delete(s.out, ad.Prefix)
 		}
 	}
+	var err error
 	if fail {
-		return errSpeaker
+		err = errSpeaker
 	}
-	return nil
+	if len(stale) > 0 {
+		return errors.Join(&StaleError{Prefixes: stale}, err)
+	}
+	return err
+}
+
+// fence is what the installer does before it rewrites or removes a
+// transit route: the speaker holds the prefix again, at once.
+func (s *recSpeaker) fence(p netip.Prefix, clock uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ad, ok := s.out[p]; ok && ad.Origin == Transit {
+		delete(s.out, p)
+	}
+	s.fences[p] = clock
 }
 
 func (s *recSpeaker) Advertise(_ context.Context, ads []Advertisement) error {
@@ -153,17 +188,66 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	}
 	checkSafety := func(step int, what string) {
 		t.Helper()
-		for p := range sp.snapshot() {
+		for p, ad := range sp.snapshot() {
 			if !wantOut(p) {
 				t.Fatalf("step %d (%s): %s is out without confirmation", step, what, p)
 			}
+			if v := src.f.Version(fib.TableMain, p); ad.Origin == Transit && ad.Version != v {
+				t.Fatalf("step %d (%s): %s is out on route version %d, the FIB has version %d", step, what, p, ad.Version, v)
+			}
+		}
+	}
+	// fence is the installer's part before it touches a transit route.
+	fence := func(r fib.Route) {
+		if r.Protocol == fib.ProtoBGP {
+			sp.fence(r.Prefix, src.clock())
 		}
 	}
 
 	for i := range steps {
 		p := netip.MustParsePrefix(propertyPrefixes[rng.IntN(len(propertyPrefixes))])
 		what := ""
-		switch op := rng.IntN(12); {
+		switch op := rng.IntN(14); {
+		case op == 12:
+			// BGP moved the best path: the installer replaces the route.
+			r, ok := routes[p]
+			if !ok || r.Protocol != fib.ProtoBGP {
+				continue
+			}
+			fence(r)
+			nr := r.Clone()
+			nr.Nexthops[0].LinkIndex = 5 - r.Nexthops[0].LinkIndex // 2 <-> 3
+			src.replace(t, r, nr)
+			routes[p], present[p] = nr, time.Now()
+			what = "replace " + p.String()
+		case op == 13:
+			// Bulk churn behind a backlog: while the tracker is stuck in
+			// a speaker call, every transit route is withdrawn and learned
+			// again, some confirmed at once by fast hardware. Nothing may
+			// be out that is not confirmed on the route now in the FIB.
+			sp.mu.Lock()
+			sp.block = make(chan struct{})
+			sp.mu.Unlock()
+			for q, r := range routes {
+				if r.Protocol != fib.ProtoBGP {
+					continue
+				}
+				fence(r)
+				src.del(t, r)
+				nr := route(q.String())
+				src.add(t, nr)
+				if rng.IntN(2) == 0 {
+					src.flags(nr, fib.Offload)
+				}
+				routes[q], present[q] = nr, time.Now()
+			}
+			synctest.Wait()
+			checkSafety(i, "churn, tracker stuck")
+			sp.mu.Lock()
+			close(sp.block)
+			sp.block = nil
+			sp.mu.Unlock()
+			what = "churn"
 		case op < 3:
 			if _, ok := routes[p]; ok {
 				continue
@@ -178,6 +262,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 			if !ok {
 				continue
 			}
+			fence(r)
 			src.del(t, r)
 			delete(routes, p)
 			delete(present, p)
@@ -286,6 +371,78 @@ func TestAdvertisedStateAndWithdrawOnFailure(t *testing.T) {
 		}
 		if s := tr.Stats(); s.Advertised != 1 {
 			t.Errorf("stats.Advertised = %d", s.Advertised)
+		}
+	})
+}
+
+// TestBulkChurnBehindABacklog is the full-table failure in small: the
+// tracker is stuck in a speaker call while every transit route is
+// withdrawn and learned again (the installer fences each first). While it
+// is stuck nothing may be out that the FIB does not confirm on its current
+// route; once it catches up, judging the whole backlog at once, every
+// prefix whose new route is confirmed is out again on that route, and the
+// others are not.
+func TestBulkChurnBehindABacklog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		sp := newRecSpeaker(1)
+		tr, err := NewTracker(src, DefaultPolicy(), WithSpeaker(sp, ByProtocol(fib.ProtoBGP)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go tr.Run(ctx)
+		const n = 200
+		routes := make([]fib.Route, n)
+		for i := range routes {
+			routes[i] = route(fmt.Sprintf("10.%d.%d.0/24", i/256, i%256))
+			src.add(t, routes[i])
+			src.flags(routes[i], fib.Offload)
+		}
+		synctest.Wait()
+		if got := len(sp.snapshot()); got != n {
+			t.Fatalf("%d of %d out before the churn", got, n)
+		}
+		// Stuck: the first route fails and its Withdraw blocks.
+		sp.mu.Lock()
+		sp.block = make(chan struct{})
+		sp.mu.Unlock()
+		src.flags(routes[0], fib.OffloadFailed)
+		synctest.Wait()
+		for i, r := range routes[1:] {
+			sp.fence(r.Prefix, src.clock())
+			src.del(t, r)
+			src.add(t, r)
+			if i%2 == 0 {
+				src.flags(r, fib.Offload) // fast hardware: confirmed at once
+			}
+		}
+		synctest.Wait()
+		out := sp.snapshot()
+		for p, ad := range out {
+			if p == routes[0].Prefix {
+				continue // its withdrawal is the call the tracker is stuck in
+			}
+			cur, _ := src.f.First(fib.TableMain, p)
+			if cur.Flags&fib.Offload == 0 || ad.Version != src.f.Version(fib.TableMain, p) {
+				t.Errorf("while the tracker is stuck, %s is out on version %d (FIB: version %d, flags %s)", p, ad.Version, src.f.Version(fib.TableMain, p), cur.Flags)
+			}
+		}
+		sp.mu.Lock()
+		close(sp.block)
+		sp.block = nil
+		sp.mu.Unlock()
+		synctest.Wait()
+		out = sp.snapshot()
+		for i, r := range routes[1:] {
+			ad, isOut := out[r.Prefix]
+			if want := i%2 == 0; isOut != want || isOut && ad.Version != src.f.Version(fib.TableMain, r.Prefix) {
+				t.Errorf("caught up: %s out=%v (version %d of %d), want out=%v", r.Prefix, isOut, ad.Version, src.f.Version(fib.TableMain, r.Prefix), want)
+			}
+		}
+		if _, isOut := out[routes[0].Prefix]; isOut {
+			t.Errorf("%s failed but is out", routes[0].Prefix)
 		}
 	})
 }

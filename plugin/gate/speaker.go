@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 )
 
@@ -36,6 +37,24 @@ type Advertisement struct {
 	// the configuration gives none (the kernel route's gateway); unused
 	// for transit prefixes, which keep their learned attributes.
 	NextHop netip.Addr
+	// Version ties the call to the FIB (fib.FIB.Version and Clock). In
+	// Advertise it is the version of the confirmed route: a speaker that
+	// fenced the prefix at a later clock (its best path changed and a new
+	// route is on its way) refuses it with a StaleError, because the
+	// confirmation is of a route that is no longer the one BGP exports.
+	// In Withdraw of a prefix whose route left the FIB it is the FIB's
+	// clock when the gate saw it gone: no older route can come back, so a
+	// speaker may forget its fence. Zero: no claim.
+	Version uint64
+}
+
+// StaleError lists the prefixes of an Advertise that a speaker refused
+// because their confirmation is older than its fence. It is not a failure
+// to retry: the gate releases them once it judges the newer route.
+type StaleError struct{ Prefixes []netip.Prefix }
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("%d prefixes confirmed on a route older than BGP's best path (first %v)", len(e.Prefixes), e.Prefixes[0])
 }
 
 // Speaker is what the gate needs from a BGP implementation. plugin/gobgp

@@ -47,6 +47,13 @@ type entry struct {
 	// out is set from the moment an Advertise is sent until a Withdraw
 	// succeeds: the speaker may have the prefix out.
 	out bool
+	// ver is the FIB version of the forwarding route the state refers to
+	// (fib.FIB.Version): a new version is a new route, which the speaker
+	// may have fenced, so it is released again rather than assumed out.
+	ver uint64
+	// heapAt is the deadline the entry is queued under in the tracker's
+	// deadline heap (zero: not queued).
+	heapAt time.Time
 }
 
 // Tracker keeps a RouteState per gated prefix from route events and the
@@ -61,6 +68,8 @@ type Tracker struct {
 	mu      sync.RWMutex
 	policy  Policy
 	entries map[prefixKey]*entry
+	byState [numStates]int // entries per State, kept as states change
+	dl      deadlines
 	hub     fanout.Hub[RouteState]
 	ttHW    latencies
 
@@ -193,6 +202,12 @@ func (t *Tracker) Watch(ctx context.Context, snapshot bool) <-chan []RouteState 
 
 // Run judges routes as they change until ctx ends. It returns nil when ctx
 // ends and an error when the source stops first.
+//
+// Each turn takes every batch the source has queued (so a backlog costs one
+// judgement per prefix, however many events it holds), judges those
+// prefixes against the FIB as it is now, and hands BGP the withdrawals
+// before anything else. Advertisements go out in slices of maxAdvertise, with
+// new events judged in between, so losses never wait behind a long release.
 func (t *Tracker) Run(ctx context.Context) error {
 	defer t.hub.Close()
 	select {
@@ -205,8 +220,8 @@ func (t *Tracker) Run(ctx context.Context) error {
 	events := t.src.Events(ctx, false)
 	t.judgeAll(time.Now())
 	close(t.ready)
-	t.flush(ctx, time.Now())
-	timer := time.NewTimer(t.nextDeadline(time.Now()))
+	more := t.flush(ctx, time.Now())
+	timer := time.NewTimer(t.nextDeadline(time.Now(), more))
 	defer timer.Stop()
 	for {
 		select {
@@ -217,11 +232,12 @@ func (t *Tracker) Run(ctx context.Context) error {
 				}
 				return errors.New("route source stopped")
 			}
-			keys := make(map[prefixKey]struct{}, len(batch))
-			for _, ev := range batch {
-				keys[keyOf(ev.Route())] = struct{}{}
+			if err := t.takeEvents(events, batch); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
 			}
-			t.judgeBatch(keys, t.losses(batch), time.Now())
 		case <-timer.C:
 			t.judge(t.due(time.Now()), time.Now())
 		case <-t.repolicy:
@@ -229,20 +245,61 @@ func (t *Tracker) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		}
-		t.flush(ctx, time.Now())
-		timer.Reset(t.nextDeadline(time.Now()))
+		more = t.flush(ctx, time.Now())
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(t.nextDeadline(time.Now(), more))
 	}
+}
+
+// maxDrain bounds how many queued batches one turn of Run takes at once, so
+// a turn's judgement stays short enough for flush to follow soon.
+const maxDrain = 256
+
+// takeEvents judges the prefixes of batch and of every batch already queued
+// behind it (up to maxDrain), in one pass.
+func (t *Tracker) takeEvents(events <-chan []fib.Event, batch []fib.Event) error {
+	keys := make(map[prefixKey]struct{}, len(batch))
+	var lost map[prefixKey]bool
+	take := func(b []fib.Event) {
+		for _, ev := range b {
+			keys[keyOf(ev.Route())] = struct{}{}
+		}
+		lost = t.losses(b, lost)
+	}
+	take(batch)
+	for range maxDrain {
+		select {
+		case b, ok := <-events:
+			if !ok {
+				t.judgeBatch(keys, lost, time.Now())
+				return errors.New("route source stopped")
+			}
+			take(b)
+			continue
+		default:
+		}
+		break
+	}
+	t.judgeBatch(keys, lost, time.Now())
+	return nil
 }
 
 // losses returns the prefixes that lost confirmation within a batch: a
 // Changed event from confirmed to not. Such a flap counts even when the
 // batch also brings confirmation back and the current state looks steady.
-func (t *Tracker) losses(batch []fib.Event) map[prefixKey]bool {
+//
+// A route replaced by another one (new next hops, say) is not a flap: the
+// gate judges the new route as a new one.
+func (t *Tracker) losses(batch []fib.Event, lost map[prefixKey]bool) map[prefixKey]bool {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	var lost map[prefixKey]bool
 	for _, ev := range batch {
-		if ev.Kind != fib.Changed {
+		if ev.Kind != fib.Changed || !ev.Old.SameAs(ev.New) {
 			continue
 		}
 		k := keyOf(ev.New)
@@ -271,11 +328,17 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 	if len(keys) == 0 {
 		return
 	}
-	routes := make(map[prefixKey]*fib.Route, len(keys))
+	type seen struct {
+		r   fib.Route
+		ver uint64
+	}
+	routes := make(map[prefixKey]*seen, len(keys))
+	var clock uint64
 	t.src.View(func(f *fib.FIB) {
+		clock = f.Clock()
 		for k := range keys {
 			if r, ok := f.First(k.table, k.prefix); ok {
-				routes[k] = &r
+				routes[k] = &seen{r, f.Version(k.table, k.prefix)}
 			}
 		}
 	})
@@ -283,10 +346,15 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 	defer t.mu.Unlock()
 	var changed []RouteState
 	for k := range keys {
-		if st, ok := t.evaluate(k, routes[k], lost[k], now); ok {
+		var r *fib.Route
+		var ver uint64
+		if sn := routes[k]; sn != nil {
+			r, ver = &sn.r, sn.ver
+		}
+		if st, ok := t.evaluate(k, r, ver, lost[k], now); ok {
 			changed = append(changed, st)
 		}
-		t.plan(k)
+		t.plan(k, clock)
 	}
 	slices.SortFunc(changed, compareStates)
 	t.hub.Publish(changed)
@@ -310,11 +378,14 @@ func (t *Tracker) judgeAll(now time.Time) {
 }
 
 // evaluate applies the state machine to one prefix whose forwarding route
-// is r (nil when the prefix has none); lost says it lost confirmation since
-// the last evaluation. It reports the new state when it changed. Called
-// with t.mu held.
-func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) (RouteState, bool) {
+// is r (nil when the prefix has none) at FIB version ver; lost says it lost
+// confirmation since the last evaluation. It reports the new state when it
+// changed. Called with t.mu held.
+func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now time.Time) (RouteState, bool) {
 	e := t.entries[k]
+	if e != nil {
+		defer t.track(k, e, e.st.State)
+	}
 	scope, inScope := t.policy.Match(k.table, k.prefix)
 	if !inScope || r == nil {
 		if e == nil {
@@ -324,7 +395,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 			// Forget it once BGP has it back and, unless it left the
 			// scope, the retention time has passed.
 			if !e.out && (!inScope || !now.Before(e.deadline)) {
-				delete(t.entries, k)
+				t.forget(k, e)
 			}
 			return RouteState{}, false
 		}
@@ -338,20 +409,24 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, reason, now
 		e.st.Flags, e.st.NexthopFlags = 0, nil
 		e.deadline = now.Add(t.retention)
+		e.ver = 0
 		if !inScope && !e.out {
-			delete(t.entries, k)
+			t.forget(k, e)
 		}
 		return e.st, true
 	}
-	if e == nil || e.st.State == Withdrawn {
-		if e == nil {
-			e = &entry{st: RouteState{Table: k.table, Prefix: k.prefix}}
-			t.entries[k] = e
-		}
+	if e == nil {
+		e = &entry{st: RouteState{Table: k.table, Prefix: k.prefix}}
+		t.entries[k] = e
+		defer t.track(k, e, 0)
+	}
+	if e.st.State == 0 || e.st.State == Withdrawn {
 		e.st.SeenAt, e.pendingSince = now, now
 		e.st.State = 0
 	}
 	before := e.st
+	replaced := e.ver != 0 && ver != e.ver
+	e.ver = ver
 	e.origin, e.nextHop = 0, netip.Addr{}
 	if t.adv.speaker != nil {
 		if o, ok := t.adv.classify(r); ok {
@@ -373,6 +448,15 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, lost bool, now time.Time) 
 	}
 	e.deadline = time.Time{}
 	wasUp := up(before.State)
+	if replaced {
+		// A new route (BGP chose other next hops, or someone rewrote it):
+		// judged afresh, not as a flap; plan releases it again.
+		wasUp = false
+		e.pendingSince = now
+		if before.State != HeldDown {
+			e.st.State = Pending
+		}
+	}
 	if wasUp && scope.HoldDown.Max > 0 && now.Sub(before.ConfirmedAt) >= scope.HoldDown.Max {
 		e.st.Flaps = 0 // stable long enough: forgive old flaps
 	}
@@ -466,34 +550,72 @@ func stateEqual(a, b RouteState) bool {
 
 // due returns the prefixes whose deadline has passed.
 func (t *Tracker) due(now time.Time) map[prefixKey]struct{} {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	keys := map[prefixKey]struct{}{}
-	for k, e := range t.entries {
-		if !e.deadline.IsZero() && !now.Before(e.deadline) {
+	for {
+		k, at, ok := t.dl.peek()
+		if !ok || now.Before(at) {
+			return keys
+		}
+		t.dl.pop()
+		if e := t.entries[k]; e != nil && e.heapAt.Equal(at) {
+			e.heapAt = time.Time{}
 			keys[k] = struct{}{}
 		}
 	}
-	return keys
 }
 
 // nextDeadline returns how long until the earliest deadline (an hour when
-// there is none). Deadlines are few (pending with a timeout, held down,
-// withdrawn), but the scan is over all entries: fine for the tens of
-// thousands of prefixes a leaf gates; a heap is the next step beyond that.
-func (t *Tracker) nextDeadline(now time.Time) time.Duration {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+// there is none); zero when more is set (flush left work for the next turn).
+func (t *Tracker) nextDeadline(now time.Time, more bool) time.Duration {
+	if more {
+		return 0
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	next := time.Hour
 	if t.adv.pending() {
 		next = max(t.adv.retryAt.Sub(now), 0)
 	}
-	for _, e := range t.entries {
-		if !e.deadline.IsZero() {
-			next = min(next, max(e.deadline.Sub(now), 0))
+	for {
+		k, at, ok := t.dl.peek()
+		if !ok {
+			return next
 		}
+		if e := t.entries[k]; e == nil || !e.heapAt.Equal(at) {
+			t.dl.pop() // stale: the entry's deadline moved or it is gone
+			continue
+		}
+		return min(next, max(at.Sub(now), 0))
 	}
-	return next
+}
+
+// track keeps the per-state counts and the deadline heap in step with an
+// entry after evaluate changed it (prev: its state before; 0 for a new one).
+// Called with t.mu held.
+func (t *Tracker) track(k prefixKey, e *entry, prev State) {
+	if t.entries[k] != e {
+		return // forgotten meanwhile
+	}
+	if prev != e.st.State {
+		if prev != 0 {
+			t.byState[prev]--
+		}
+		t.byState[e.st.State]++
+	}
+	if !e.deadline.IsZero() && !e.deadline.Equal(e.heapAt) {
+		t.dl.push(k, e.deadline)
+		e.heapAt = e.deadline
+	}
+}
+
+// forget drops an entry. Called with t.mu held.
+func (t *Tracker) forget(k prefixKey, e *entry) {
+	delete(t.entries, k)
+	if e.st.State != 0 {
+		t.byState[e.st.State]--
+	}
 }
 
 // TrackerStats are the gate's counters and latencies, for the API and metrics.
@@ -523,8 +645,10 @@ func (t *Tracker) Stats() TrackerStats {
 		SpeakerErrors:  t.counters.speakerErrors.Load(),
 		TimeToHardware: t.ttHW.summary(),
 	}
-	for _, e := range t.entries {
-		s.ByState[e.st.State]++
+	for st, n := range t.byState {
+		if st != 0 && n != 0 {
+			s.ByState[State(st)] = n
+		}
 	}
 	return s
 }

@@ -69,6 +69,24 @@ func (s *modelSource) del(t *testing.T, r fib.Route) {
 	s.hub.Publish([]fib.Event{{Kind: fib.Removed, Old: &c}})
 }
 
+// replace rewrites old into r in place, as the FIB installer does.
+func (s *modelSource) replace(t *testing.T, old, r fib.Route) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, err := s.f.Add(r, fib.NLMCreate|fib.NLMReplace); err != nil {
+		t.Fatal(err)
+	}
+	o, c := old.Clone(), r.Clone()
+	s.hub.Publish([]fib.Event{{Kind: fib.Changed, Old: &o, New: &c}})
+}
+
+func (s *modelSource) clock() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.f.Clock()
+}
+
 func (s *modelSource) flags(r fib.Route, f fib.HWFlags) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

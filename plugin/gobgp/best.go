@@ -29,7 +29,9 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 
 // WatchBest follows GoBGP's best paths for the FIB installer. fn is called
 // first once with initial set and the whole table (possibly empty), then
-// with every change, in GoBGP's order, from one goroutine. A change is
+// with every change, in GoBGP's order, from one goroutine. Before fn hears
+// of a prefix whose reported next hops change or go, the prefix is fenced
+// (Fence): taken back if released, so its new route is gated afresh. A change is
 // reported only when a prefix's next hops differ from what was last
 // reported: a kernel route replaced by an identical one would lose its
 // hardware flags and be programmed again. It returns when
@@ -71,6 +73,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			clear(last)
 		}
 		kept := bs[:0]
+		var moved []netip.Prefix // had a route that is about to change
 		for _, b := range bs {
 			k := nexthopKey(b.Nexthops)
 			old, had := last[b.Prefix]
@@ -82,7 +85,15 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			default:
 				continue // nothing new
 			}
+			if had {
+				moved = append(moved, b.Prefix)
+			}
 			kept = append(kept, b)
+		}
+		// Hold what changed before the installer touches its routes
+		// (fence.go): nothing queues between the change and the hold.
+		if err := s.Fence(ctx, moved); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved), "err", err)
 		}
 		if initial || len(kept) > 0 {
 			fn(initial, kept)

@@ -227,6 +227,7 @@ type options struct {
 	batch    int
 	hook     func(GuardEvent)
 	adopt    func(netip.Prefix) bool
+	clock    func() uint64
 }
 
 func defaultOptions() options {

@@ -68,6 +68,8 @@ type Speaker struct {
 
 	done   chan struct{}  // closed by Close; ends Guard loops
 	guards sync.WaitGroup // running Guard loops
+
+	fenced uint64 // releases taken back by Fence (under mu)
 }
 
 // prefixState is what the Speaker knows about one prefix.
@@ -78,10 +80,11 @@ type prefixState struct {
 	released   bool       // the held set releases it (as far as we know)
 	held       bool       // a HOLD path of ours may be in GoBGP
 	suspect    bool       // an operation on it failed midway
+	fence      uint64     // FIB clock of the last Fence; 0: none (fence.go)
 }
 
 func (st *prefixState) zero() bool {
-	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect
+	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect && st.fence == 0
 }
 
 var _ gate.Speaker = (*Speaker)(nil)
@@ -164,9 +167,11 @@ type op struct {
 
 // run validates ads, groups them by prefix (so two entries for one prefix
 // are folded in order instead of racing each other inside GoBGP) and
-// applies them in locked steps of the batch size.
+// applies them in locked steps of the batch size. Advertisements refused
+// as stale (fence.go) come back as a gate.StaleError.
 func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise bool) error {
 	var errs []error
+	var refused []netip.Prefix
 	byPrefix := make(map[netip.Prefix][]op, len(ads))
 	var order []netip.Prefix
 	for _, ad := range ads {
@@ -181,12 +186,14 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 	}
 	for len(order) > 0 {
 		n := min(len(order), s.opts.batch)
-		if err := s.step(ctx, order[:n], byPrefix); err != nil {
-			return errors.Join(append(errs, err)...)
+		r, err := s.step(ctx, order[:n], byPrefix)
+		refused = append(refused, r...)
+		if err != nil {
+			return staleError(refused, errors.Join(append(errs, err)...))
 		}
 		order = order[n:]
 	}
-	return errors.Join(errs...)
+	return staleError(refused, errors.Join(errs...))
 }
 
 func (s *Speaker) validate(ad gate.Advertisement) error {
@@ -206,22 +213,27 @@ func (s *Speaker) validate(ad gate.Advertisement) error {
 	return nil
 }
 
-// step applies the ops of some prefixes while holding the lock.
-func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[netip.Prefix][]op) error {
+// step applies the ops of some prefixes while holding the lock, and
+// returns those refused as stale.
+func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[netip.Prefix][]op) (refused []netip.Prefix, err error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {
-		return err
+		return nil, err
 	}
 	changes := make([]change, 0, len(prefixes))
 	for _, p := range prefixes {
 		c := s.current(p)
 		for _, o := range ops[p] {
 			switch {
+			case o.advertise && s.stale(o.ad):
+				refused = append(refused, p)
+				continue
 			case o.ad.Origin == gate.Transit:
+				s.settleFence(o.ad)
 				c.transit = o.advertise
 			case o.advertise:
 				c.originated, c.nextHop = true, s.pb.nextHop(p, o.ad.NextHop)
@@ -231,7 +243,7 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 		}
 		changes = append(changes, c)
 	}
-	return s.apply(ctx, changes)
+	return refused, s.apply(ctx, changes)
 }
 
 func (s *Speaker) usable() error {
@@ -370,6 +382,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		if c.originated {
 			st.nextHop = c.nextHop
 		}
+		st.fence = was.fence
 		if st.zero() {
 			delete(s.rec, c.p)
 		}

@@ -272,7 +272,11 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 // not already have as they are. A route that is already right is left
 // alone: replacing it would reset its hardware flags, and the gate would
 // see the prefix flap. It returns how many routes it wrote and removed.
-func (i *Installer) Reconcile(desired []InstallRoute) (installed, removed int, err error) {
+//
+// before, when not nil, is called with every prefix whose existing route
+// is about to be replaced or removed, before the kernel is touched: the
+// gate takes such prefixes back first (gobgp.Speaker.Fence).
+func (i *Installer) Reconcile(desired []InstallRoute, before func(changed []netip.Prefix)) (installed, removed int, err error) {
 	have, err := i.Routes()
 	if err != nil {
 		return 0, 0, err
@@ -295,6 +299,17 @@ func (i *Installer) Reconcile(desired []InstallRoute) (installed, removed int, e
 	for _, r := range have {
 		if !want[r.Prefix] {
 			stale = append(stale, r.Prefix)
+		}
+	}
+	if before != nil {
+		changed := slices.Clone(stale)
+		for _, r := range todo {
+			if _, ok := now[r.Prefix]; ok {
+				changed = append(changed, r.Prefix)
+			}
+		}
+		if len(changed) > 0 {
+			before(changed)
 		}
 	}
 	errRemove := i.Remove(stale)

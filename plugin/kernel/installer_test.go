@@ -106,12 +106,18 @@ func TestInstallerReconcilesAndFlushesOnlyItsOwnRoutes(t *testing.T) {
 	ipn(t, ns, "route", "add", "192.0.2.0/24", "via", "10.1.0.9", "proto", "bgp", "metric", "30")
 	_, evs := startListener(t, ns)
 	right := netip.MustParsePrefix("198.51.101.0/24")
+	var changed []netip.Prefix
 	installed, removed, err := inst.Reconcile([]InstallRoute{
 		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.1.0.2")},
 		{Prefix: right, Nexthops: addrs("10.1.0.3", "10.1.0.4")},
-	})
+	}, func(ps []netip.Prefix) { changed = ps })
 	if err != nil || removed != 1 || installed != 1 {
 		t.Fatalf("Reconcile = %d installed, %d removed, %v; want 1 and 1 (the right route untouched)", installed, removed, err)
+	}
+	// Told first about the one route of its own it changes (the stale
+	// one); a new route and a route that was right are not changes.
+	if fmt.Sprint(changed) != "[198.51.100.0/24]" {
+		t.Errorf("Reconcile announced %v as changed, want [198.51.100.0/24]", changed)
 	}
 	// The kernel says the same: the route that was right saw no change
 	// (a replace would have reset its hardware flags).
@@ -133,7 +139,7 @@ func TestInstallerReconcilesAndFlushesOnlyItsOwnRoutes(t *testing.T) {
 		}
 	}
 	ipn(t, ns, "route", "del", marker.String())
-	if _, removed, err := inst.Reconcile([]InstallRoute{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.1.0.2")}}); err != nil || removed != 1 {
+	if _, removed, err := inst.Reconcile([]InstallRoute{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Nexthops: addrs("10.1.0.2")}}, nil); err != nil || removed != 1 {
 		t.Fatalf("second Reconcile removed %d, %v; want 1", removed, err)
 	}
 	have, err := inst.Installed()

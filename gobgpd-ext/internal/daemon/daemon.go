@@ -129,7 +129,8 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		topts = append(topts, gate.WithObserver(metrics))
 	}
 	if bgp != nil {
-		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed))
+		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed),
+			gobgp.WithFIBClock(d.listener.Clock))
 		if err != nil {
 			return configErr(err)
 		}

@@ -23,6 +23,8 @@ type feeder struct {
 	inst *kernel.Installer
 	log  *slog.Logger
 
+	ctx context.Context // run's: bounds calls made from the watch callback
+
 	mu sync.Mutex // the installer is not safe for concurrent use
 	// failed holds what is still to be done for routes the kernel
 	// refused: next hops to install, or nil to remove.
@@ -32,6 +34,7 @@ type feeder struct {
 // run follows GoBGP until ctx ends; a broken watch (gobgpd restarted) is
 // watched again, and its new snapshot reconciles the kernel.
 func (f *feeder) run(ctx context.Context) error {
+	f.ctx = ctx
 	go f.retry(ctx)
 	backoff := 100 * time.Millisecond
 	for {
@@ -71,7 +74,13 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 			}
 		}
 		start := time.Now()
-		installed, removed, err := f.inst.Reconcile(desired)
+		installed, removed, err := f.inst.Reconcile(desired, func(changed []netip.Prefix) {
+			// Routes a predecessor or an earlier watch left that now
+			// change: held first, like every change (gobgp.Speaker.Fence).
+			if err := f.sp.Fence(f.ctx, changed); err != nil {
+				f.log.Warn("taking back prefixes whose routes change failed", "prefixes", len(changed), "err", err)
+			}
+		})
 		f.note(err, want)
 		f.log.Info("FIB reconciled with GoBGP's best paths", "best_paths", len(ps), "written", installed, "removed", removed, "took", time.Since(start))
 		return

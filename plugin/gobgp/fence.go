@@ -1,0 +1,117 @@
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// Fences: why a Speaker takes prefixes back on its own.
+//
+// The gate releases a transit prefix once the kernel route of its best
+// path is confirmed in hardware. When that best path is withdrawn or
+// replaced, the installer removes or rewrites the route and the tracker
+// will, in time, see the route go and withdraw the prefix. In time is the
+// problem: with a backlog (a session flap of a full table) the prefix would
+// stay released in GoBGP meanwhile, so a path learned again for it would be
+// exported at once, before the new route reached the hardware. So the
+// Speaker, which sees the best path change first (WatchBest), takes the
+// prefix back itself before the route is touched: no queue sits between
+// "best path changed" and "held".
+//
+// A fence also remembers the FIB's clock at that moment (WithFIBClock).
+// The tracker may still be judging the old route, and an Advertise built
+// on it would release the prefix again on a confirmation that no longer
+// means anything. Advertise therefore refuses a transit prefix whose
+// Version is not above its fence (gate.StaleError); the fence goes when a
+// newer route is released, or when the gate reports the prefix gone at a
+// later clock.
+
+// WithFIBClock gives the Speaker the FIB model's clock (fib.FIB.Clock), read
+// when it fences a prefix. Without it fences still take prefixes back, but
+// cannot tell a stale confirmation from a fresh one.
+func WithFIBClock(clock func() uint64) Option { return func(o *options) { o.clock = clock } }
+
+// Fence takes back the transit releases of prefixes whose best path is
+// about to change in the FIB (the installer calls it before it rewrites or
+// removes their routes) and refuses releases confirmed on routes older than
+// this call. Prefixes not released are only fenced. It is one round trip
+// to GoBGP for the whole batch.
+func (s *Speaker) Fence(ctx context.Context, prefixes []netip.Prefix) error {
+	if len(prefixes) == 0 {
+		return nil
+	}
+	var clock uint64
+	if s.opts.clock != nil {
+		clock = s.opts.clock()
+	}
+	for len(prefixes) > 0 {
+		n := min(len(prefixes), s.opts.batch)
+		if err := s.fenceStep(ctx, prefixes[:n], clock); err != nil {
+			return err
+		}
+		prefixes = prefixes[n:]
+	}
+	return nil
+}
+
+func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, clock uint64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.usable(); err != nil {
+		return err
+	}
+	var changes []change
+	for _, p := range prefixes {
+		if !p.IsValid() || p != p.Masked() {
+			continue
+		}
+		st := s.state(p)
+		st.fence = max(st.fence, clock)
+		if st.transit {
+			c := s.current(p)
+			c.transit = false
+			changes = append(changes, c)
+		}
+		if st.zero() {
+			delete(s.rec, p)
+		}
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	s.fenced += uint64(len(changes))
+	return s.apply(ctx, changes)
+}
+
+// stale reports whether an Advertise of a transit prefix is confirmed on a
+// route older than the prefix's fence. Called with s.mu held.
+func (s *Speaker) stale(ad gate.Advertisement) bool {
+	st := s.rec[ad.Prefix]
+	return st != nil && st.fence != 0 && ad.Origin == gate.Transit && ad.Version != 0 && ad.Version <= st.fence
+}
+
+// settleFence drops a prefix's fence once an operation shows no older route
+// can be released: a release of a newer route, or a withdrawal of a prefix
+// gone at a later clock. Called with s.mu held.
+func (s *Speaker) settleFence(ad gate.Advertisement) {
+	if st := s.rec[ad.Prefix]; st != nil && st.fence != 0 && ad.Version > st.fence {
+		st.fence = 0
+		if st.zero() {
+			delete(s.rec, ad.Prefix)
+		}
+	}
+}
+
+// staleError wraps the prefixes refused as stale, joined with err.
+func staleError(refused []netip.Prefix, err error) error {
+	if len(refused) == 0 {
+		return err
+	}
+	return errors.Join(&gate.StaleError{Prefixes: refused}, err)
+}

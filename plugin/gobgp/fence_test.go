@@ -1,0 +1,99 @@
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+func versioned(o gate.Origin, v uint64, ps ...netip.Prefix) []gate.Advertisement {
+	out := ads(o, ps...)
+	for i := range out {
+		out[i].Version = v
+	}
+	return out
+}
+
+// TestFenceHoldsAtOnceAndRefusesStaleConfirmations is the bulk-churn leak
+// in small. p1 and p2 are released; p1's best path changes, so the
+// installer fences it. The feeder then withdraws both and announces them
+// again (a session flap): p2, released all along, goes out again at once,
+// as GoBGP does; p1 must not, although the tracker still counts it as
+// released. A confirmation of p1's old route is refused as stale; one of
+// a route written after the fence releases it. A withdrawal that reports
+// p1 gone at a later clock lets the fence go.
+func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
+	x := newLoopLab(t)
+	var clock atomic.Uint64
+	clock.Store(5)
+	sp, err := NewInProcess(x.leaf, Config{}, WithFIBClock(clock.Load))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sp.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close(context.Background()) })
+	both := []netip.Prefix{p1, p2}
+	x.announce(t, false, both...)
+	x.learned(t, both...)
+	if err := sp.Advertise(ctx, versioned(gate.Transit, 5, both...)); err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, both, both...)
+
+	clock.Store(10)
+	if err := sp.Fence(ctx, []netip.Prefix{p1}); err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, both, p2) // withdrawn at the neighbour at once
+	x.announce(t, true, both...)
+	x.received(t, both)
+	x.announce(t, false, both...)
+	x.received(t, both, p2) // p2 is back; p1, learned in the same burst, is not
+	lab.Never(t, 300*time.Millisecond, "p1 stays held", func() error {
+		if _, ok := rib(t, x.receiver)[p1]; ok {
+			return fmt.Errorf("%v reached the neighbour", p1)
+		}
+		return nil
+	})
+
+	err = sp.Advertise(ctx, versioned(gate.Transit, 10, p1))
+	var se *gate.StaleError
+	if !errors.As(err, &se) || !slices.Equal(se.Prefixes, []netip.Prefix{p1}) {
+		t.Fatalf("Advertise of the route confirmed before the fence: %v, want a StaleError for %v", err, p1)
+	}
+	x.received(t, both, p2)
+	if err := sp.Advertise(ctx, versioned(gate.Transit, 11, p1)); err != nil {
+		t.Fatalf("Advertise of the route written after the fence: %v", err)
+	}
+	x.received(t, both, both...)
+
+	// Fenced again, then reported gone at a later clock: nothing older
+	// can be released after that, so the fence is forgotten.
+	clock.Store(20)
+	if err := sp.Fence(ctx, []netip.Prefix{p1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Withdraw(ctx, versioned(gate.Transit, 21, p1)); err != nil {
+		t.Fatal(err)
+	}
+	sp.mu.Lock()
+	left := sp.rec[p1]
+	sp.mu.Unlock()
+	if left != nil {
+		t.Errorf("record of %v kept after it was reported gone: %+v", p1, *left)
+	}
+	if got := countHold(t, sp.b, sp.cfg.hold); got != 0 {
+		t.Errorf("%d HOLD paths left behind", got)
+	}
+}
