@@ -53,6 +53,9 @@ type mode struct {
 	// originated: the table is static kernel routes in the leaf, no
 	// source.
 	originated bool
+	// fibgate and stock: it runs fibgate's binaries, a stock gobgpd; they
+	// are built before the clock starts.
+	fibgate, stock bool
 	// start runs the leaf's daemons and returns them (the first is the
 	// BGP speaker, whose namespace is checked for the listener).
 	start func(t *testing.T, l *leafNS) []daemon
@@ -67,12 +70,12 @@ type daemon struct {
 
 // modes are the leaves, in the order a round runs them.
 var modes = []mode{
-	{key: "ext", title: "gobgpd-ext gated (sim, level hardware)", start: startExt("hardware", false)},
-	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", start: startExt("fib", false)},
-	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", start: startSidecar},
-	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", start: startGobgpd},
+	{key: "ext", title: "gobgpd-ext gated (sim, level hardware)", fibgate: true, start: startExt("hardware", false)},
+	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", fibgate: true, start: startExt("fib", false)},
+	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar},
+	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", stock: true, start: startGobgpd},
 	{key: "frr", title: "FRR bgpd+zebra, suppress-fib-pending", start: startFRR},
-	{key: "originated", title: "gobgpd-ext originating static routes (sim, level hardware)", originated: true, start: startExt("hardware", true)},
+	{key: "originated", title: "gobgpd-ext originating static routes (sim, level hardware)", originated: true, fibgate: true, start: startExt("hardware", true)},
 }
 
 func modeByKey(key string) (mode, bool) {
@@ -440,6 +443,12 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
 	lab.RequireBird(t)
 	if m.key == "frr" {
 		lab.RequireFRR(t)
+	}
+	if m.fibgate {
+		binaries(t)
+	}
+	if m.stock {
+		lab.GobgpBinaries(t)
 	}
 	r := result{mode: m, n: tab.len(), timeout: timeout}
 	leaf := &leafNS{ns: lab.NewNS(t, "leaf"), dir: t.TempDir(), tab: tab, transit: !m.originated}
