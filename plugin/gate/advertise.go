@@ -202,6 +202,8 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				a.ads[k] = struct{}{}
 				continue
 			}
+			t.byState[Confirmed]--
+			t.byState[Advertised]++
 			e.st.State, e.st.AdvertisedAt, e.st.Reason = Advertised, now, ""
 			t.counters.advertised.Add(1)
 			if t.observer != nil {

@@ -151,8 +151,10 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	routes := map[netip.Prefix]fib.Route{}
 
 	var stop func()
+	var tr *Tracker
 	start := func() {
-		tr, err := NewTracker(src, policy, WithSpeaker(sp, classify), WithRetention(time.Minute))
+		var err error
+		tr, err = NewTracker(src, policy, WithSpeaker(sp, classify), WithRetention(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,6 +190,7 @@ func runProperty(t *testing.T, seed uint64, steps int) {
 	}
 	checkSafety := func(step int, what string) {
 		t.Helper()
+		checkCounts(t, tr)
 		for p, ad := range sp.snapshot() {
 			if !wantOut(p) {
 				t.Fatalf("step %d (%s): %s is out without confirmation", step, what, p)
@@ -375,6 +378,19 @@ func TestAdvertisedStateAndWithdrawOnFailure(t *testing.T) {
 	})
 }
 
+// checkCounts compares the per-state counts the tracker keeps as states
+// change with a count over its entries.
+func checkCounts(t *testing.T, tr *Tracker) {
+	t.Helper()
+	want := map[State]int{}
+	for _, st := range tr.List() {
+		want[st.State]++
+	}
+	if got := tr.Stats().ByState; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("Stats().ByState = %v, the entries say %v", got, want)
+	}
+}
+
 // TestBulkChurnBehindABacklog is the full-table failure in small: the
 // tracker is stuck in a speaker call while every transit route is
 // withdrawn and learned again (the installer fences each first). While it
@@ -444,5 +460,6 @@ func TestBulkChurnBehindABacklog(t *testing.T) {
 		if _, isOut := out[routes[0].Prefix]; isOut {
 			t.Errorf("%s failed but is out", routes[0].Prefix)
 		}
+		checkCounts(t, tr)
 	})
 }
