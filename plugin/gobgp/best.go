@@ -117,9 +117,21 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			return err
 		case ps := <-events:
 			if !initial {
+				// Take what else is queued too: one fence and one kernel
+				// write for a burst (a session flap is thousands of events).
+				bs := s.bestPaths(ps)
+			drain:
+				for range maxCoalesce {
+					select {
+					case more := <-events:
+						bs = append(bs, s.bestPaths(more)...)
+					default:
+						break drain
+					}
+				}
 				// The marker's own withdrawal needs no filter: a prefix
 				// never reported with next hops is not reported going.
-				report(s.bestPaths(ps), false)
+				report(bs, false)
 				continue
 			}
 			if !marked {
@@ -147,6 +159,10 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 	}
 }
+
+// maxCoalesce bounds how many queued best-path events WatchBest folds
+// into one report.
+const maxCoalesce = 1024
 
 // snapshotMarker is the prefix of the HOLD path that marks the end of the
 // initial table over gRPC: 0.0.0.0/32 ("this host") is never a route.
