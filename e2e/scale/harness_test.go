@@ -416,10 +416,15 @@ type result struct {
 	failure string
 	// listen: the leaf accepted BGP; first: the observer's first prefix.
 	listen, first time.Duration
-	peakRSS       uint64
-	cpu           time.Duration
-	kernel        int
-	points        []point
+	// load is the 1-minute load average just before the leaf started,
+	// and foreign the routing daemons and test binaries then running
+	// that this run did not start: other work on the machine shows here.
+	load    float64
+	foreign []string
+	peakRSS uint64
+	cpu     time.Duration
+	kernel  int
+	points  []point
 }
 
 // outcome is the run's line for a log or a table cell.
@@ -481,6 +486,7 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
 		})
 	}
 
+	r.load, r.foreign = loadAverage(), foreign()
 	start := time.Now()
 	ds := m.start(t, leaf)
 	deadline := start.Add(timeout)
@@ -618,4 +624,47 @@ func pointsLine(ps []point) string {
 		}
 	}
 	return b.String()
+}
+
+// loadAverage is the machine's 1-minute load average, 0 if unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	fmt.Sscan(string(b), &l)
+	return l
+}
+
+// foreign lists the processes that would compete with a leaf for the
+// CPUs but were not started by this test binary: other test binaries of
+// fibgate's labs and routing daemons (as "name pid").
+func foreign() []string {
+	self := os.Getpid()
+	names := map[string]bool{"scale.test": true, "e2e.test": true, "gobgp.test": true, "gobgpd": true, "gobgpd-ext": true,
+		"fibgated": true, "fibgate": true, "bird": true, "bgpd": true, "zebra": true}
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		st := string(b)
+		i, j := strings.IndexByte(st, '('), strings.LastIndexByte(st, ')')
+		if i < 0 || j < i {
+			continue
+		}
+		f := strings.Fields(st[j+1:])
+		if len(f) < 2 || !names[st[i+1:j]] || f[1] == strconv.Itoa(self) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %d", st[i+1:j], pid))
+	}
+	return out
 }

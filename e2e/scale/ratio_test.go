@@ -3,6 +3,7 @@
 package scale
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -19,8 +20,10 @@ import (
 // the gate must cost the time of the kernel install and the confirmation,
 // not grow with the table. FIBGATE_SCALE_RATIO_N changes the size.
 //
-// The gated run is cut off at twice the allowed time (20 s to 60 s), so a
-// slow gate fails with both times instead of hanging CI.
+// The gated run is cut off at twice the allowed time (20 s to 45 s), so a
+// slow gate fails with both times instead of hanging CI. A second round
+// runs only when the first is over the limit, and each leaf counts with
+// its best time: CI runs other test binaries on the same cores.
 func TestScaleRatio(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale check with namespaces, BIRD and 50k prefixes: skipped in -short mode")
@@ -50,27 +53,40 @@ func TestScaleRatio(t *testing.T) {
 	stockMode, _ := modeByKey("gobgpd")
 	gatedMode, _ := modeByKey("ext")
 
-	var stock, gated result
-	if !t.Run("stock gobgpd", func(t *testing.T) { stock = run(t, stockMode, tab, 60*time.Second) }) {
-		t.FailNow()
+	// Up to two rounds, stock then gated in each: CI runs other test
+	// binaries at the same time, so one slow run must not decide. Each
+	// leaf counts with its best time.
+	var stock, gated time.Duration
+	for round := 1; round <= 2; round++ {
+		var s, g result
+		if !t.Run(fmt.Sprintf("stock gobgpd %d", round), func(t *testing.T) { s = run(t, stockMode, tab, 60*time.Second) }) {
+			t.FailNow()
+		}
+		t.Logf("round %d, stock gobgpd: %s (listening after %.2f s, first prefix at %.2f s)", round, s.outcome(), s.listen.Seconds(), s.first.Seconds())
+		if !s.full {
+			t.Fatalf("stock gobgpd did not pass %d prefixes: %s; the lab, not the gate, is at fault", tab.len(), s.outcome())
+		}
+		if stock == 0 || s.elapsed < stock {
+			stock = s.elapsed
+		}
+		bound := min(max(time.Duration(2*limit*float64(stock)), 20*time.Second), 45*time.Second)
+		if !t.Run(fmt.Sprintf("gobgpd-ext gated %d", round), func(t *testing.T) { g = run(t, gatedMode, tab, bound) }) {
+			t.FailNow()
+		}
+		t.Logf("round %d, gobgpd-ext gated: %s (listening after %.2f s, first prefix at %.2f s, %d kernel routes)", round, g.outcome(), g.listen.Seconds(), g.first.Seconds(), g.kernel)
+		if !g.full {
+			t.Fatalf("%d IPv4 prefixes: gated gobgpd-ext %s; stock gobgpd full in %.2f s: ratio > %.2f, limit %.2f (FIBGATE_SCALE_RATIO_MAX)",
+				tab.len(), g.outcome(), stock.Seconds(), bound.Seconds()/stock.Seconds(), limit)
+		}
+		if gated == 0 || g.elapsed < gated {
+			gated = g.elapsed
+		}
+		ratio := gated.Seconds() / stock.Seconds()
+		t.Logf("%d IPv4 prefixes, best of %d: gated %.2f s, stock %.2f s, ratio %.2f (limit %.2f)", tab.len(), round, gated.Seconds(), stock.Seconds(), ratio, limit)
+		if ratio <= limit {
+			return
+		}
 	}
-	t.Logf("stock gobgpd:  %s (listening after %.2f s, first prefix at %.2f s)", stock.outcome(), stock.listen.Seconds(), stock.first.Seconds())
-	if !stock.full {
-		t.Fatalf("stock gobgpd did not pass %d prefixes: %s; the lab, not the gate, is at fault", tab.len(), stock.outcome())
-	}
-	bound := min(max(time.Duration(2*limit*float64(stock.elapsed)), 20*time.Second), 60*time.Second)
-	if !t.Run("gobgpd-ext gated", func(t *testing.T) { gated = run(t, gatedMode, tab, bound) }) {
-		t.FailNow()
-	}
-	t.Logf("gobgpd-ext gated: %s (listening after %.2f s, first prefix at %.2f s, %d kernel routes)", gated.outcome(), gated.listen.Seconds(), gated.first.Seconds(), gated.kernel)
-	if !gated.full {
-		t.Fatalf("%d IPv4 prefixes: gated gobgpd-ext %s; stock gobgpd full in %.2f s: ratio > %.2f, limit %.2f",
-			tab.len(), gated.outcome(), stock.elapsed.Seconds(), bound.Seconds()/stock.elapsed.Seconds(), limit)
-	}
-	ratio := gated.elapsed.Seconds() / stock.elapsed.Seconds()
-	t.Logf("%d IPv4 prefixes: gated %.2f s, stock %.2f s, ratio %.2f (limit %.2f)", tab.len(), gated.elapsed.Seconds(), stock.elapsed.Seconds(), ratio, limit)
-	if ratio > limit {
-		t.Errorf("%d IPv4 prefixes: gated gobgpd-ext took %.2f s, stock gobgpd %.2f s: ratio %.2f > limit %.2f (FIBGATE_SCALE_RATIO_MAX)",
-			tab.len(), gated.elapsed.Seconds(), stock.elapsed.Seconds(), ratio, limit)
-	}
+	t.Errorf("%d IPv4 prefixes: gated gobgpd-ext took %.2f s, stock gobgpd %.2f s (best of 2 each): ratio %.2f > limit %.2f (FIBGATE_SCALE_RATIO_MAX)",
+		tab.len(), gated.Seconds(), stock.Seconds(), gated.Seconds()/stock.Seconds(), limit)
 }

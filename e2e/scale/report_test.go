@@ -90,6 +90,32 @@ func (rp *report) write(dir string) error {
 	fmt.Fprintf(&b, "- **Date:** %s\n", rp.started.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(&b, "- **Machine:** %s\n", machine())
 	fmt.Fprintf(&b, "- **Software:** %s\n", software())
+	lo, hi := -1.0, 0.0
+	for _, r := range rp.results {
+		if lo < 0 || r.load < lo {
+			lo = r.load
+		}
+		hi = max(hi, r.load)
+	}
+	fmt.Fprintf(&b, "- **Load:** 1-minute load average before each leaf started: %.2f to %.2f (it carries the previous leaf's work too)\n", lo, hi)
+	disturbed := 0
+	var seen []string
+	for _, r := range rp.results {
+		if len(r.foreign) > 0 {
+			disturbed++
+			for _, f := range r.foreign {
+				if name, _, _ := strings.Cut(f, " "); !slices.Contains(seen, name) {
+					seen = append(seen, name)
+				}
+			}
+		}
+	}
+	if disturbed == 0 {
+		b.WriteString("- **Other labs:** none running while the leaves ran\n")
+	} else {
+		fmt.Fprintf(&b, "- **Other labs:** **%d of %d leaves started while processes this run did not start were running (%s): their figures are disturbed**\n",
+			disturbed, len(rp.results), strings.Join(seen, ", "))
+	}
 	fmt.Fprintf(&b, "- **Rounds:** %d per size, the modes interleaved in each round; figures are medians over the rounds\n\n", rp.cfg.rounds)
 	var sizes []string
 	for _, r := range rp.results {
@@ -279,8 +305,8 @@ func (rp *report) plot(sizes []string) string {
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`+"\n", left, y0, chartW, chartH)
 		for k := 0; k <= 4; k++ {
 			c := n * k / 4
-			fmt.Fprintf(&b, `<text x="%d" y="%.0f" text-anchor="end">%d</text><line x1="%d" x2="%d" y1="%.0f" y2="%.0f" stroke="#eee"/>`+"\n",
-				left-6, y(c)+4, c, left, left+chartW, y(c), y(c))
+			fmt.Fprintf(&b, `<text x="%d" y="%.0f" text-anchor="end">%s</text><line x1="%d" x2="%d" y1="%.0f" y2="%.0f" stroke="#eee"/>`+"\n",
+				left-6, y(c)+4, thousands(c), left, left+chartW, y(c), y(c))
 			d := tmax * time.Duration(k) / 4
 			fmt.Fprintf(&b, `<text x="%.0f" y="%d" text-anchor="middle">%.1f s</text>`+"\n", x(d), y0+chartH+16, d.Seconds())
 		}
