@@ -281,12 +281,14 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 	return st
 }
 
-// apply moves prefixes to their wanted state in four phases, each one
+// apply moves prefixes to their wanted state in five phases, each one
 // call (or stream) for the whole batch, in the order design.md measured:
 //
+//	0. transit release: HOLD add while the prefix is still held (so no
+//	   neighbour gets a withdrawal for a path it never had);
 //	A. release in the held set what will be out (before AddPath / toggle);
-//	B. paths: originated AddPath; transit release: HOLD add + delete
-//	   (GoBGP re-runs export for the prefix alone); take-back: HOLD add
+//	B. paths: originated AddPath; transit release: HOLD delete (GoBGP
+//	   re-runs export for the prefix alone); take-back: HOLD add
 //	   while still released, so GoBGP sees the old path as sent and
 //	   withdraws it;
 //	C. hold in the held set what is taken back;
@@ -302,7 +304,7 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 // fail-closed; the failed prefixes are marked suspect for Check.
 func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	var open, shut []netip.Prefix
-	var phaseB, phaseD []*api.Path
+	var phasePre, phaseB, phaseD []*api.Path
 	holds := make(map[netip.Prefix]bool)
 	// push(&list)(builder(...)) appends a built path or returns its error.
 	push := func(l *[]*api.Path) func(*api.Path, error) error {
@@ -336,7 +338,10 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
 		case !c.originated && c.transit && !st.transit:
-			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseB)(s.pb.holdPath(c.p, true)))
+			// The HOLD path goes in while the prefix is still held, so
+			// GoBGP does not take the learned path for sent and withdraw
+			// it from every neighbour before announcing it.
+			err = errors.Join(push(&phasePre)(s.pb.holdPath(c.p, false)), push(&phaseB)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
 		}
 		if err != nil {
@@ -355,6 +360,11 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	fail := func(what string, err error) error {
 		s.dirty = true
 		return fmt.Errorf("%s (%d prefixes): %w", what, len(changes), err)
+	}
+	if len(phasePre) > 0 {
+		if err := s.b.sendPaths(ctx, phasePre); err != nil {
+			return fail("add hold paths", err)
+		}
 	}
 	if err := s.setReleased(ctx, open, true); err != nil {
 		return fail("release in held set", err)

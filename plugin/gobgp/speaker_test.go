@@ -258,9 +258,10 @@ func TestFailedCallIsCompletedFailClosedByCheckAndClose(t *testing.T) {
 	}
 	x.received(t, []netip.Prefix{p1, p2}, p2)
 
-	// Advertise fails sending its paths after the held set released p1:
-	// Check takes the release back (fail-closed); nothing leaks.
-	fb.n.Store(fb.calls.Load() + 1)
+	// Advertise fails sending its paths after the held set released p1
+	// (its first call, the HOLD path's add, goes through): Check takes
+	// the release back (fail-closed); nothing leaks.
+	fb.n.Store(fb.calls.Load() + 2)
 	if err := sp.Advertise(ctx, ads(gate.Transit, p1)); err == nil {
 		t.Fatal("Advertise did not report the injected failure")
 	}
