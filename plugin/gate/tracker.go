@@ -441,10 +441,13 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	}
 	e.st.Scope = scope.Name
 	e.st.Flags = r.Flags
-	// A fresh slice: published states share it with every subscriber.
-	e.st.NexthopFlags = make([]fib.HWFlags, 0, len(r.Nexthops))
-	for _, nh := range r.Nexthops {
-		e.st.NexthopFlags = append(e.st.NexthopFlags, nh.HW)
+	// A fresh slice when they changed (published states share it with
+	// every subscriber, so it is never written in place).
+	if !sameNexthopFlags(e.st.NexthopFlags, r.Nexthops) {
+		e.st.NexthopFlags = make([]fib.HWFlags, 0, len(r.Nexthops))
+		for _, nh := range r.Nexthops {
+			e.st.NexthopFlags = append(e.st.NexthopFlags, nh.HW)
+		}
 	}
 	e.deadline = time.Time{}
 	wasUp := up(before.State)
@@ -518,6 +521,18 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		return RouteState{}, false
 	}
 	return e.st, true
+}
+
+func sameNexthopFlags(have []fib.HWFlags, nhs []fib.Nexthop) bool {
+	if have == nil || len(have) != len(nhs) {
+		return false
+	}
+	for i := range nhs {
+		if have[i] != nhs[i].HW {
+			return false
+		}
+	}
+	return true
 }
 
 func (t *Tracker) confirm(e *entry, now time.Time, reason string) {

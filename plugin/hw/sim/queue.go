@@ -62,7 +62,10 @@ func (f *fifo[T]) len() int { return f.n }
 // push appends v and returns its logical index.
 func (f *fifo[T]) push(v T) int {
 	if len(f.chunks) == 0 || len(f.chunks[len(f.chunks)-1]) == chunkLen {
-		f.chunks = append(f.chunks, make([]T, 0, chunkLen))
+		// Small at first, grown by append up to chunkLen: a queue that is
+		// emptied after every few elements (the engine's inbox, one driver
+		// event at a time) must not cost a whole chunk each time.
+		f.chunks = append(f.chunks, make([]T, 0, 4))
 	}
 	last := len(f.chunks) - 1
 	f.chunks[last] = append(f.chunks[last], v)
