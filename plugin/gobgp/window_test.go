@@ -69,7 +69,12 @@ func newWindowLab(t *testing.T, inProcess bool) *windowLab {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	w := &windowLab{}
+	// The neighbours first: StartBgp writes GoBGP's process-wide multipath
+	// switch, which a running server's best-path events read.
+	w := &windowLab{
+		feeder:   lab.StartServer(t, "", &api.Global{Asn: 65002, RouterId: "10.0.0.2"}),
+		receiver: lab.StartServer(t, "", &api.Global{Asn: 65003, RouterId: "10.0.0.3"}),
+	}
 	var clock struct {
 		sync.Mutex
 		n uint64
@@ -97,9 +102,7 @@ func newWindowLab(t *testing.T, inProcess bool) *windowLab {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = w.sp.WatchBest(ctx, func(bool, []BestPath) {}) }()
 	t.Cleanup(func() { cancel(); <-done; w.sp.Close(context.Background()) })
-	w.feeder = lab.StartServer(t, "", &api.Global{Asn: 65002, RouterId: "10.0.0.2"})
 	lab.AddPeer(t, w.feeder, lab.Peer{Address: "127.0.0.1", AS: 65001, Families: []string{"ipv4"}, Active: true, RemotePort: uint32(port), LocalAddress: feederAddr})
-	w.receiver = lab.StartServer(t, "", &api.Global{Asn: 65003, RouterId: "10.0.0.3"})
 	lab.AddPeer(t, w.receiver, lab.Peer{Address: "127.0.0.1", AS: 65001, Families: []string{"ipv4"}, Active: true, RemotePort: uint32(port), LocalAddress: receiverAddr})
 	lab.WaitEstablished(t, w.feeder, "127.0.0.1", 10*time.Second)
 	lab.WaitEstablished(t, w.receiver, "127.0.0.1", 10*time.Second)
