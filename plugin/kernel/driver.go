@@ -33,6 +33,44 @@ func (l *Listener) SetNexthopFlags(r *fib.Route, nh int, flags fib.HWFlags) {
 	l.setFlags(r, func(f *fib.FIB) []fib.Message { return f.SetNexthopFlags(r, nh, flags) })
 }
 
+// FlagReport is one route's hardware state as a driver decides it: the
+// route's flags and, when the driver sets them, each path's.
+type FlagReport struct {
+	Route   fib.Route
+	Flags   fib.HWFlags
+	Nexthop []fib.HWFlags // nil: no per-path flags
+}
+
+// ReportFlags is SetFlags and SetNexthopFlags for many routes at once: one
+// lock and one batch of events for the lot, so a driver that programs
+// thousands of routes at a time (a full table) does not wake every
+// subscriber once per route.
+func (l *Listener) ReportFlags(reports []FlagReport) {
+	if len(reports) == 0 {
+		return
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var evs []Event
+	for i := range reports {
+		rp := &reports[i]
+		old, ok := l.model.Find(&rp.Route)
+		if !ok {
+			continue
+		}
+		told := len(l.model.SetFlags(&rp.Route, rp.Flags)) > 0
+		for j, f := range rp.Nexthop {
+			told = len(l.model.SetNexthopFlags(&rp.Route, j, f)) > 0 || told
+		}
+		if told {
+			cur, _ := l.model.Find(&rp.Route)
+			evs = append(evs, Event{Kind: Changed, Time: now, Old: &old, New: &cur})
+		}
+	}
+	l.publishLocked(evs)
+}
+
 func (l *Listener) setFlags(r *fib.Route, set func(*fib.FIB) []fib.Message) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
 // Reporter is where the sim reports the hardware state it decides. A
@@ -214,7 +215,24 @@ func (e *engine) run(ctx context.Context, rep Reporter) {
 	}
 }
 
+// batchReporter is a Reporter that takes many reports at once
+// (*kernel.Listener: one lock and one batch of events for them all).
+type batchReporter interface {
+	ReportFlags([]kernel.FlagReport)
+}
+
 func deliver(rep Reporter, out []report) {
+	if b, ok := rep.(batchReporter); ok {
+		if len(out) == 0 {
+			return
+		}
+		rs := make([]kernel.FlagReport, len(out))
+		for i := range out {
+			rs[i] = kernel.FlagReport{Route: out[i].route, Flags: out[i].flags, Nexthop: out[i].nh}
+		}
+		b.ReportFlags(rs)
+		return
+	}
 	for i := range out {
 		r := &out[i]
 		rep.SetFlags(&r.route, r.flags)
