@@ -418,10 +418,17 @@ func (l *bgpLogger) Warn(msg string, f gobgplog.Fields) {
 	l.logger.WithFields(logrus.Fields(f)).Warn(msg)
 }
 func (l *bgpLogger) Info(msg string, f gobgplog.Fields) {
-	l.logger.WithFields(logrus.Fields(f)).Info(msg)
+	if l.logger.IsLevelEnabled(logrus.InfoLevel) {
+		l.logger.WithFields(logrus.Fields(f)).Info(msg)
+	}
 }
+
+// Debug checks the level first: GoBGP logs every received path at debug,
+// and building the entry cost 4% of all allocation with a full table.
 func (l *bgpLogger) Debug(msg string, f gobgplog.Fields) {
-	l.logger.WithFields(logrus.Fields(f)).Debug(msg)
+	if l.logger.IsLevelEnabled(logrus.DebugLevel) {
+		l.logger.WithFields(logrus.Fields(f)).Debug(msg)
+	}
 }
 func (l *bgpLogger) SetLevel(level gobgplog.LogLevel) { l.logger.SetLevel(logrus.Level(level)) }
 func (l *bgpLogger) GetLevel() gobgplog.LogLevel      { return gobgplog.LogLevel(l.logger.GetLevel()) }
