@@ -1,6 +1,21 @@
 # fibgate — `make help` lists the targets.
 SHELL      := /bin/bash
-GO         ?= go
+# GO is the go command: the one on PATH, else the official tarball's
+# /usr/local/go/bin/go, which sudo's secure_path leaves out. Without either,
+# a target that needs Go stops with one line saying how to install it
+# (README "Prerequisites"); targets that do not (help, deps) still run.
+GO_VERSION := $(shell awk '$$1 == "go" {print $$2; exit}' go.mod)
+GO         ?= $(shell command -v go 2>/dev/null || { test -x /usr/local/go/bin/go && echo /usr/local/go/bin/go; })
+ifeq ($(strip $(GO)),)
+GO          = $(error Go not found on PATH nor in /usr/local/go: install Go $(GO_VERSION) as root with curl -fsSL https://go.dev/dl/go$(GO_VERSION).linux-amd64.tar.gz | tar -C /usr/local -xz (README "Prerequisites"))
+else
+GO         := $(GO)
+# The tests and the lab run go themselves (stock gobgpd is built from go.mod):
+# they find the same one.
+ifneq ($(filter /%,$(GO)),)
+export PATH := $(patsubst %/,%,$(dir $(GO))):$(PATH)
+endif
+endif
 BIN        ?= bin
 NETNS      ?=
 PKGS       := ./...
