@@ -98,10 +98,21 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err == nil {
 		err = d.Run(ctx)
 	}
-	if errors.Is(err, daemon.ErrConfig) {
-		return usageError{errors.Unwrap(err)}
+	return serveErr(err, f.netns)
+}
+
+// serveErr turns the daemon's error into what run prints and the exit
+// status it picks, by the daemons' own rules (daemon.ExitCode): one line,
+// status 2 for what the operator fixes.
+func serveErr(err error, netns string) error {
+	code, msg := daemon.ExitCode(err, netns)
+	switch code {
+	case daemon.ExitOK:
+		return nil
+	case daemon.ExitConfig:
+		return usageError{errors.New(msg)}
 	}
-	return classify(err, f.netns)
+	return errors.New(msg)
 }
 
 // config turns the flags into the daemons' settings.

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/plugin/api/apitest"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
 
@@ -170,6 +171,35 @@ func TestServeRejectsBadSettingsWithStatus2(t *testing.T) {
 		if code := run(context.Background(), args, io.Discard, &stderr); code != exitUsage || strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
 			t.Errorf("%v: exit %d, stderr %q; want 2 and one line", args, code, stderr.String())
 		}
+	}
+}
+
+// TestServeStartUpErrorsAreOneLine: issue 12's three start-up errors of
+// `fibgate serve` (a fresh namespace with the notify sysctl at 0, a missing
+// TLS certificate, a key that does not match the certificate) exit 2 with
+// one clear line instead of a Go panic string.
+func TestServeStartUpErrorsAreOneLine(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	p := apitest.NewPKI(t)
+	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	tcp := func(cert, key string) []string {
+		return []string{"serve", "--netns", ns, "--socket", sock, "--set-notify", "1", "--listen", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key}
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"notify sysctl at 0", []string{"serve", "--netns", ns, "--socket", sock}, "fib_notify_on_flag_change is 0"},
+		{"missing certificate", tcp(filepath.Join(t.TempDir(), "missing.pem"), p.ServerKey), "missing.pem"},
+		{"mismatched key", tcp(p.ServerCert, p.ClientKey), "private key does not match public key"},
+	} {
+		var stderr bytes.Buffer
+		code := run(context.Background(), c.args, io.Discard, &stderr)
+		if code != exitUsage || strings.Contains(stderr.String(), "PANIC") {
+			t.Errorf("%s: exit %d, %q; want %d", c.name, code, stderr.String(), exitUsage)
+		}
+		oneLine(t, stderr.String(), c.want)
 	}
 }
 

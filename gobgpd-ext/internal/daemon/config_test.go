@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -180,6 +181,38 @@ func TestExitCodes(t *testing.T) {
 	} {
 		if code, _ := ExitCode(c.err, "ns1"); code != c.code {
 			t.Errorf("%v: exit %d, want %d", c.err, code, c.code)
+		}
+	}
+}
+
+// TestConfigErrorsPrintOneCleanLine: the start-up errors of issue 12 (the
+// notify sysctl at 0, a missing TLS certificate, a key that does not match
+// it) exit 2 with their own text on one line; they used to print
+// `%!v(PANIC=Error method: ...)` because a "%w: %w" error unwraps to nil.
+func TestConfigErrorsPrintOneCleanLine(t *testing.T) {
+	missing := fmt.Errorf("api: load TLS certificate /etc/fibgate/cert.pem and key /etc/fibgate/key.pem: %w",
+		&fs.PathError{Op: "open", Path: "/etc/fibgate/cert.pem", Err: fs.ErrNotExist})
+	for _, c := range []struct {
+		name, netns string
+		err         error
+		want        string
+	}{
+		{"the notify sysctl at 0", "", configErr(errors.New("net.ipv4.fib_notify_on_flag_change is 0: set notify_mode: 1")),
+			"net.ipv4.fib_notify_on_flag_change is 0: set notify_mode: 1"},
+		{"a missing certificate", "", configErr(missing), "open /etc/fibgate/cert.pem: file does not exist"},
+		{"a mismatched key", "", configErr(errors.New("api: load TLS certificate c and key k: tls: private key does not match public key")),
+			"private key does not match public key"},
+		{"a joined error", "", configErr(errors.Join(errors.New("first"), errors.New("second"))), "first; second"},
+	} {
+		code, msg := ExitCode(c.err, c.netns)
+		if code != ExitConfig || !strings.Contains(msg, c.want) || strings.Contains(msg, "PANIC") || strings.Contains(msg, "\n") {
+			t.Errorf("%s: exit %d, %q; want %d and one line with %q", c.name, code, msg, ExitConfig, c.want)
+		}
+		if strings.HasPrefix(msg, "configuration:") {
+			t.Errorf("%s: %q starts with the marker, not the cause", c.name, msg)
+		}
+		if errors.Unwrap(c.err) == nil {
+			t.Errorf("%s: errors.Unwrap gives nil", c.name)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/simctl"
 	"github.com/fibgate/fibgate/plugin/fib"
@@ -27,7 +28,17 @@ import (
 // binaries exit 2 on them, as their --help says.
 var ErrConfig = errors.New("configuration")
 
-func configErr(err error) error { return fmt.Errorf("%w: %w", ErrConfig, err) }
+// configError marks err as the operator's to fix. Its text is err's alone
+// (the exit status says "configuration", the line names the key), and it
+// unwraps to err with errors.Unwrap, which a "%w: %w" error does not (it
+// unwraps to nil: issue 12's `%!v(PANIC=Error method ...)`).
+type configError struct{ err error }
+
+func (e configError) Error() string        { return e.err.Error() }
+func (e configError) Unwrap() error        { return e.err }
+func (e configError) Is(target error) bool { return target == ErrConfig }
+
+func configErr(err error) error { return configError{err} }
 
 // BGP is the daemon's BGP side: fibgated makes its Speaker over gobgpd's
 // gRPC API, gobgpd-ext one in process, and says how to stop its BgpServer.
@@ -126,6 +137,10 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		if metrics, err = api.NewMetrics(d.registry); err != nil {
 			return err
 		}
+		v := version.Get()
+		if err := d.registry.Register(api.NewBuildInfo(v.Version, v.GoVersion, v.GoBGP)); err != nil {
+			return fmt.Errorf("register fibgate_build_info: %w", err)
+		}
 		topts = append(topts, gate.WithObserver(metrics))
 	}
 	if bgp != nil {
@@ -198,7 +213,7 @@ func checkNotify(cfg Config) error {
 			return err // a missing namespace or /proc/sys: ExitCode names it
 		}
 		if m == 0 {
-			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 0: the kernel does not announce hardware flag changes, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (or sysctl -w net.%s.fib_notify_on_flag_change=1), or gate at level fib", fam, fam))
+			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 0: the kernel does not announce hardware flag changes, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, fam))
 		}
 	}
 	return nil
