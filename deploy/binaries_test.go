@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -331,5 +332,29 @@ func TestHelpParsing(t *testing.T) {
 	}
 	if _, err := splitArgs(parseHelp("go-flags", help(t, "gobgpd")), []string{"--fibgate-config", "x"}); err == nil {
 		t.Error("stock gobgpd accepted --fibgate-config")
+	}
+}
+
+// TestVersionFlags: each of fibgate's binaries answers --version with one
+// line naming fibgate's version, the Go release it was built with and the
+// GoBGP version go.mod requires, so a bug report can say what ran.
+func TestVersionFlags(t *testing.T) {
+	mod, err := os.ReadFile(filepath.Join(root(t), "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^\s*github\.com/osrg/gobgp/v3 (v\S+)`).FindSubmatch(mod)
+	if m == nil {
+		t.Fatal("go.mod does not require github.com/osrg/gobgp/v3")
+	}
+	for _, c := range []struct{ name, arg string }{{"gobgpd-ext", "--version"}, {"fibgated", "--version"}, {"fibgate", "--version"}, {"fibgate", "version"}} {
+		out := run(t, c.name, c.arg)
+		want := regexp.MustCompile(`^` + c.name + ` \S+ \(` + regexp.QuoteMeta(runtime.Version()) + `, GoBGP ` + regexp.QuoteMeta(string(m[1])) + `\)\n$`)
+		if !want.MatchString(out) {
+			t.Errorf("%s %s printed %q, want it to match %s", c.name, c.arg, out, want)
+		}
+	}
+	if _, ok := parseHelp("flag", help(t, "fibgated"))["--version"]; !ok {
+		t.Error("fibgated --help does not list --version")
 	}
 }

@@ -65,6 +65,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
+// NewBuildInfo returns the gauge fibgate_build_info{version,goversion,gobgp}
+// = 1, to register next to NewMetrics' metrics: dashboards and alerts can
+// then tell which build each daemon runs (a rollout shows as two series)
+// and join it to the other fibgate_* series by instance. The labels are
+// fibgate's version, the Go release and the GoBGP module version.
+func NewBuildInfo(version, goVersion, gobgp string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "fibgate_build_info",
+		Help:        "Always 1; the labels name the build: fibgate's version, the Go release and the GoBGP module.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion, "gobgp": gobgp},
+	})
+	g.Set(1)
+	return g
+}
+
 // Watch attaches the sources whose counters the metrics export.
 func (m *Metrics) Watch(g GateStats, l ListenerStats) {
 	m.mu.Lock()

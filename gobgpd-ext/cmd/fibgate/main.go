@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 )
 
 // Exit statuses: 2 is for errors the user can fix (flags, namespace,
@@ -45,6 +47,7 @@ Commands:
   stats     print the gate's counters and time-to-hardware latencies
   health    exit 0 only when the gate is ready (readiness probes)
   top       live view: prefixes per state, confirmation rates, time to hardware, longest pending
+  version   print fibgate's version, the Go release and the GoBGP version (also --version)
 
 Run 'fibgate <command> --help' for a command's flags.
 `
@@ -83,6 +86,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = topCmd(ctx, args[1:], stdout, stderr)
 	case "health":
 		err = healthCmd(ctx, args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "fibgate: version takes no arguments, got %q\n", args[1:])
+			return exitUsage
+		}
+		fmt.Fprintln(stdout, "fibgate", version.Get())
+		return exitOK
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, topUsage)
 		return exitOK

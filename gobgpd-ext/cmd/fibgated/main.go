@@ -15,10 +15,12 @@ import (
 	"syscall"
 
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
 
 const usage = `Usage: fibgated [--gobgpd ADDR] [-c FILE]
+       fibgated --version
 
 fibgated makes a running gobgpd advertise a prefix only after the switch
 hardware installed its route, and withdraw it when installation fails. It
@@ -56,6 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	file := fs.String("c", "", "settings file (YAML); default: every setting at its default")
 	check := fs.Bool("check", false, "check the settings file and exit")
 	fallback := fs.Bool("print-fallback", false, "print the fallback policy for gobgpd's config file (TOML) and exit")
+	showVersion := fs.Bool("version", false, "print fibgate's version, the Go release and the GoBGP version, and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -69,6 +72,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "fibgated: unexpected arguments %q (see fibgated --help)\n", fs.Args())
 		return daemon.ExitConfig
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "fibgated", version.Get())
+		return daemon.ExitOK
 	}
 	cfg := daemon.Defaults()
 	if *file != "" {

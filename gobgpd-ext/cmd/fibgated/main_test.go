@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -26,6 +28,8 @@ func TestFlags(t *testing.T) {
 		out  string
 	}{
 		{[]string{"--help"}, 0, "--print-fallback"},
+		{[]string{"--version"}, 0, "fibgated "},
+		{[]string{"--version", "extra"}, 2, "unexpected arguments"},
 		{[]string{"-c", good, "--check"}, 0, "settings valid: 1 gated scope(s)"},
 		{[]string{"-c", good, "--print-fallback"}, 0, "fibgate-fallback-v4"},
 		{[]string{"-c", bad, "--check"}, 2, "hold community"},
@@ -48,5 +52,18 @@ func TestFlags(t *testing.T) {
 	run(context.Background(), []string{"-c", good, "--print-fallback"}, &out, &out)
 	if strings.Contains(out.String(), "fibgate-fallback-v6") {
 		t.Errorf("fallback for an IPv4-only scope holds IPv6:\n%s", out.String())
+	}
+}
+
+// TestVersion: --version prints fibgate's version, the Go release and the
+// GoBGP module on one line and starts nothing.
+func TestVersion(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run(context.Background(), []string{"--version"}, &out, &errb); code != 0 || errb.Len() > 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	want := regexp.MustCompile(`^fibgated \S+ \(` + regexp.QuoteMeta(runtime.Version()) + `, GoBGP v3\.\d+\.\d+\S*\)\n$`)
+	if !want.MatchString(out.String()) {
+		t.Errorf("--version printed %q, want it to match %s", out.String(), want)
 	}
 }

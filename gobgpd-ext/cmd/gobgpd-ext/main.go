@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	fgd "github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
 
@@ -62,13 +63,11 @@ type options struct {
 	TLSCertFile      string `long:"tls-cert-file" description:"The TLS cert file"`
 	TLSKeyFile       string `long:"tls-key-file" description:"The TLS key file"`
 	TLSClientCAFile  string `long:"tls-client-ca-file" description:"Optional TLS client CA file to authenticate clients against"`
-	Version          bool   `long:"version" description:"show version number"`
+	Version          bool   `long:"version" description:"show fibgate's version, the Go release and the GoBGP version"`
 
 	FibgateConfig string `long:"fibgate-config" description:"fibgate settings (YAML, see deploy/examples/fibgate.yaml); default: every setting at its default"`
 	NoFibgate     bool   `long:"no-fibgate" description:"run as a plain gobgpd without the gate (the lab's control leaf)"`
 }
-
-const version = "gobgpd-ext (gobgpd v3.37.0 with fibgate)"
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -90,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fgd.ExitConfig
 	}
 	if opts.Version {
-		fmt.Fprintln(stdout, version)
+		fmt.Fprintln(stdout, "gobgpd-ext", version.Get())
 		return fgd.ExitOK
 	}
 

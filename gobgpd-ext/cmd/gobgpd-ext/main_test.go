@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -36,7 +38,7 @@ func TestFlagsAndDryRun(t *testing.T) {
 		code int
 		out  string
 	}{
-		{[]string{"--version"}, 0, "gobgpd-ext"},
+		{[]string{"--version"}, 0, "gobgpd-ext "},
 		{[]string{"--help"}, 0, "--fibgate-config"},
 		{[]string{"--no-such-flag"}, 2, "unknown flag"},
 		{[]string{"-d", "-f", gobgpd, "--fibgate-config", settings}, 0, "configuration valid"},
@@ -54,5 +56,18 @@ func TestFlagsAndDryRun(t *testing.T) {
 		if code == 2 && strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
 			t.Errorf("%v: more than one line on stderr: %q", c.args, errb.String())
 		}
+	}
+}
+
+// TestVersion: --version names fibgate's version, the Go release and the
+// GoBGP module linked in (not a version written by hand).
+func TestVersion(t *testing.T) {
+	var out, errb strings.Builder
+	if code := run([]string{"--version"}, &out, &errb); code != 0 || errb.Len() > 0 {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	want := regexp.MustCompile(`^gobgpd-ext \S+ \(` + regexp.QuoteMeta(runtime.Version()) + `, GoBGP v3\.\d+\.\d+\S*\)\n$`)
+	if !want.MatchString(out.String()) {
+		t.Errorf("--version printed %q, want it to match %s", out.String(), want)
 	}
 }
