@@ -7,6 +7,7 @@ package gate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"time"
@@ -210,6 +211,10 @@ func (p *Policy) Validate() error {
 			return fieldErr(f+".fail_open", "fail-open needs a pending_timeout after which to advertise")
 		case s.HoldDown.Initial < 0 || s.HoldDown.Max < s.HoldDown.Initial:
 			return fieldErr(f+".hold_down", "want 0 <= initial (%s) <= max (%s)", s.HoldDown.Initial, s.HoldDown.Max)
+		case math.IsNaN(s.HoldDown.Multiplier) || math.IsInf(s.HoldDown.Multiplier, 0):
+			// NaN compares false with everything: it passed the check
+			// below and turned damping off (issue 12).
+			return fieldErr(f+".hold_down.multiplier", "multiplier %g is not a finite number", s.HoldDown.Multiplier)
 		case s.HoldDown.Initial > 0 && s.HoldDown.Multiplier < 1:
 			return fieldErr(f+".hold_down.multiplier", "multiplier %g must be at least 1", s.HoldDown.Multiplier)
 		}

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
@@ -33,6 +34,10 @@ func TestValidateNamesTheBadField(t *testing.T) {
 		{"fail-open without timeout", base(func(s *Scope) { s.Name = "x"; s.FailOpen = true }), "scopes[1].fail_open"},
 		{"a negative timeout", base(func(s *Scope) { s.Name = "x"; s.PendingTimeout = -time.Second }), "scopes[1].pending_timeout"},
 		{"hold-down max below initial", base(func(s *Scope) { s.Name = "x"; s.HoldDown.Max = time.Millisecond }), "scopes[1].hold_down"},
+		{"a hold-down multiplier below 1", base(func(s *Scope) { s.Name = "x"; s.HoldDown.Multiplier = 0.5 }), "scopes[1].hold_down.multiplier"},
+		{"a hold-down multiplier of NaN", base(func(s *Scope) { s.Name = "x"; s.HoldDown.Multiplier = math.NaN() }), "scopes[1].hold_down.multiplier"},
+		{"an infinite hold-down multiplier", base(func(s *Scope) { s.Name = "x"; s.HoldDown.Multiplier = math.Inf(1) }), "scopes[1].hold_down.multiplier"},
+		{"a NaN multiplier with hold-down off", base(func(s *Scope) { s.Name = "x"; s.HoldDown = HoldDown{Multiplier: math.NaN()} }), "scopes[1].hold_down.multiplier"},
 		{"an unknown level", base(func(s *Scope) { s.Name = "x"; s.Level = 9 }), "scopes[1].level"},
 		{"table 0", base(func(s *Scope) { s.Name = "x"; s.Tables = []uint32{0} }), "scopes[1].tables[0]"},
 	}
