@@ -221,19 +221,20 @@ func TestAnInvalidPolicyFileNamesTheFieldPath(t *testing.T) {
 		{"an unknown key", "scopes:\n  - name: a\n    levle: fib\n", `line 3: unknown field levle`},
 		{"broken YAML", "scopes: [\n", "line"},
 		{"an empty file", "", "empty"},
+		{"a hold-down multiplier of NaN", "scopes:\n  - name: a\n    hold_down: {initial: 1s, max: 1m, multiplier: .nan}\n", "scopes[0].hold_down.multiplier"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := writeFile(t, tt.body)
 			code, _, stderr := cli(t, d, "policy", "validate", "-f", f)
-			if code != exitError {
-				t.Errorf("exit %d, want %d", code, exitError)
+			if code != exitUsage {
+				t.Errorf("exit %d, want %d", code, exitUsage)
 			}
 			oneLine(t, stderr, tt.want)
 		})
 	}
 	code, _, stderr := cli(t, d, "policy", "set", "-f", writeFile(t, "scopes:\n  - name: a\n    prefixes:\n      - prefix: 10.0.0.0/8\n        max_len: 33\n"))
-	if code != exitError || !strings.Contains(stderr, "scopes[0].prefixes[0]") {
+	if code != exitUsage || !strings.Contains(stderr, "scopes[0].prefixes[0]") {
 		t.Errorf("set of an invalid policy: exit %d %q", code, stderr)
 	}
 	if d.Tracker.Policy().Scopes[0].Name != "hosts" {

@@ -41,8 +41,9 @@ A policy file is YAML with the fields of the API's Policy message:
 FILE "-" reads standard input. An invalid policy is reported with the path
 of the field at fault (scopes[1].prefixes[0].max_len) and changes nothing.
 
-Exit status: 0 when valid (and applied), 1 when invalid or the daemon
-cannot be reached, 2 on bad flags.
+Exit status: 0 when valid (and applied), 1 when the daemon cannot be
+reached, 2 on bad flags or an invalid policy file (a configuration error,
+like the daemons' exit status 2).
 `
 
 func policyCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -128,7 +129,7 @@ func readPolicyFile(name string) (*pb.Policy, error) {
 	}
 	p, err := policyfile.Parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", displayName(name), err)
+		return nil, usageError{fmt.Errorf("%s: %w", displayName(name), err)}
 	}
 	return p, nil
 }
@@ -141,10 +142,11 @@ func displayName(file string) string {
 }
 
 // policyErr names the file when the daemon found the policy invalid; its
-// message already names the field ("scopes[1].name: ...").
+// message already names the field ("scopes[1].name: ..."). An invalid
+// policy is the operator's to fix: exit status 2.
 func policyErr(file string, err error, c connFlags) error {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
-		return fmt.Errorf("invalid policy in %s: %s", displayName(file), strings.Replace(st.Message(), "invalid policy: ", "", 1))
+		return usageError{fmt.Errorf("invalid policy in %s: %s", displayName(file), strings.Replace(st.Message(), "invalid policy: ", "", 1))}
 	}
 	return c.rpcErr(err)
 }

@@ -31,7 +31,9 @@ Backends:
 
 SIGINT or SIGTERM stops it cleanly: the sim removes its rules and table,
 the API socket is removed. Exit status: 0 on a signal, 1 on a runtime error,
-2 on bad flags, a missing namespace or missing privileges.
+2 on bad flags or policy, a missing socket directory, a notify mode of 0
+(set or found) while the policy waits for hardware, a missing namespace or
+missing privileges: one line naming the flag or key.
 
 Flags:
 `

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/netip"
 	"os"
 	"slices"
@@ -219,6 +220,17 @@ func (c *Config) Check() error {
 		if _, err2 := fib.ParseNotifyMode(v); err != nil || err2 != nil {
 			return fmt.Errorf("notify_mode %q: want 0, 1 or 2", c.NotifyMode)
 		}
+		// The same refusal as checkNotify's when it finds the sysctl at
+		// 0: writing 0 would hold every prefix of these scopes forever.
+		if fams := hardwareFamilies(c.policy); v == 0 && len(fams) > 0 {
+			return fmt.Errorf("notify_mode \"0\" (fibgate serve: --set-notify 0): the kernel would not announce hardware flag changes, so no %s prefix gated at level hardware or offload would ever be confirmed; set \"1\", leave it empty, or gate at level fib", fams[0])
+		}
+	}
+	if c.RcvBuf < minRcvBuf || c.RcvBuf > maxRcvBuf {
+		return fmt.Errorf("rcvbuf %d: want %d to %d bytes", c.RcvBuf, minRcvBuf, maxRcvBuf)
+	}
+	if c.BGP.GuardInterval <= 0 {
+		return fmt.Errorf("bgp.guard_interval %s: want a positive duration", time.Duration(c.BGP.GuardInterval))
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		return fmt.Errorf("log_level %q: want debug, info, warn or error", c.LogLevel)
@@ -287,8 +299,28 @@ func (c *Config) originate() ([]fib.Protocol, error) {
 	return out, nil
 }
 
+// Bounds of rcvbuf: fibgate monitor's minimum, and the kernel package's
+// maximum (the doubled value the kernel accounts must fit a C int).
+const (
+	minRcvBuf = 4096
+	maxRcvBuf = 1 << 30
+)
+
+// simConfig checks the sim's numbers under their keys (the sim's own
+// Validate names Go fields) and builds its config.
 func (c *Config) simConfig() (sim.Config, error) {
 	cfg := sim.DefaultConfig()
+	s := c.Backend.Sim
+	switch {
+	case s.Latency < 0:
+		return cfg, fmt.Errorf("latency %s: want a duration of 0 or more", time.Duration(s.Latency))
+	case s.Jitter < 0:
+		return cfg, fmt.Errorf("jitter %s: want a duration of 0 or more", time.Duration(s.Jitter))
+	case s.Rate < 0:
+		return cfg, fmt.Errorf("rate %d: want 0 (unlimited) or more routes per second", s.Rate)
+	case math.IsNaN(s.FailProbability) || s.FailProbability < 0 || s.FailProbability > 1:
+		return cfg, fmt.Errorf("fail_probability %g: want a number from 0 to 1", s.FailProbability)
+	}
 	switch c.Backend.Sim.Mode {
 	case "trap":
 		cfg.Mode = sim.ModeTrap

@@ -216,3 +216,56 @@ func TestConfigErrorsPrintOneCleanLine(t *testing.T) {
 		}
 	}
 }
+
+// TestEveryNumberIsCheckedUnderItsKey: numbers in the settings and their
+// policy are finite and in range, and a mistake names its key (issue 12:
+// a hold-down multiplier of NaN was accepted and turned damping off).
+func TestEveryNumberIsCheckedUnderItsKey(t *testing.T) {
+	for _, c := range []struct{ body, key string }{
+		{"policy:\n  scopes:\n    - name: a\n      hold_down: {initial: 1s, max: 1m, multiplier: .nan}\n", "scopes[0].hold_down.multiplier"},
+		{"policy:\n  scopes:\n    - name: a\n      hold_down: {initial: 1s, max: 1m, multiplier: .inf}\n", "scopes[0].hold_down.multiplier"},
+		{"backend:\n  type: sim\n  sim:\n    fail_probability: .nan\n", "backend.sim: fail_probability"},
+		{"backend:\n  type: sim\n  sim:\n    fail_probability: 1.5\n", "backend.sim: fail_probability"},
+		{"backend:\n  type: sim\n  sim:\n    rate: -1\n", "backend.sim: rate"},
+		{"backend:\n  type: sim\n  sim:\n    latency: -1s\n", "backend.sim: latency"},
+		{"backend:\n  type: sim\n  sim:\n    jitter: -1s\n", "backend.sim: jitter"},
+		{"rcvbuf: 0\n", "rcvbuf 0"},
+		{"rcvbuf: 2147483647\n", "rcvbuf"},
+		{"bgp:\n  guard_interval: 0s\n", "bgp.guard_interval"},
+	} {
+		_, err := Parse([]byte(c.body))
+		if err == nil || !strings.Contains(err.Error(), c.key) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%q: %v, want one line naming %s", c.body, err, c.key)
+		}
+	}
+}
+
+// TestNotifyModeZeroIsRefusedWhenAScopeWaitsForHardware: writing 0 to
+// fib_notify_on_flag_change would hold every such prefix forever, so it
+// is refused like the sysctl found at 0 (checkNotify); at level fib no
+// flag is needed and 0 is accepted.
+func TestNotifyModeZeroIsRefusedWhenAScopeWaitsForHardware(t *testing.T) {
+	if _, err := Parse([]byte("notify_mode: \"0\"\n")); err == nil || !strings.Contains(err.Error(), "notify_mode") {
+		t.Errorf("notify_mode 0 with the default policy (hardware): %v, want refused naming notify_mode", err)
+	}
+	body := "notify_mode: \"0\"\npolicy:\n  scopes:\n    - name: a\n      level: fib\ninstall:\n  enabled: false\n"
+	if _, err := Parse([]byte(body)); err != nil {
+		t.Errorf("notify_mode 0 with a fib-level policy: %v", err)
+	}
+}
+
+// TestAMissingSocketDirectoryIsAConfigurationError: exit 2 (systemd's
+// RestartPreventExitStatus=2 then does not restart in a loop) with one
+// line naming api.socket, found by New before anything runs.
+func TestAMissingSocketDirectoryIsAConfigurationError(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "missing")
+	cfg, err := Parse([]byte("notify_mode: \"1\"\napi:\n  socket: " + filepath.Join(dir, "fibgate.sock") + "\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = New(cfg, nil, nil)
+	code, msg := ExitCode(err, "")
+	if code != ExitConfig || !strings.Contains(msg, "api.socket") || !strings.Contains(msg, dir) || strings.Contains(msg, "api: api:") {
+		t.Errorf("exit %d, %q; want %d naming api.socket and %s", code, msg, ExitConfig, dir)
+	}
+}

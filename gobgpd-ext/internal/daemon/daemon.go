@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -102,6 +106,11 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	}
 	if cfg.NotifyMode == "" {
 		if err := checkNotify(cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.API.Socket != "" {
+		if err := checkSocketDir(cfg.API.Socket); err != nil {
 			return err
 		}
 	}
@@ -200,14 +209,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 // kernel will not announce: with fib_notify_on_flag_change at 0 nothing
 // would ever be confirmed, and prefixes would be held forever.
 func checkNotify(cfg Config) error {
-	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
-		needs := false
-		for _, s := range cfg.policy.Scopes {
-			needs = needs || (s.Family == 0 || s.Family == fam) && s.Level != gate.LevelFIB
-		}
-		if !needs {
-			continue
-		}
+	for _, fam := range hardwareFamilies(cfg.policy) {
 		m, err := kernel.NotifyMode(kernel.Options{NetNS: cfg.NetNS}, fam)
 		if err != nil {
 			return err // a missing namespace or /proc/sys: ExitCode names it
@@ -215,6 +217,40 @@ func checkNotify(cfg Config) error {
 		if m == 0 {
 			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 0: the kernel does not announce hardware flag changes, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, fam))
 		}
+	}
+	return nil
+}
+
+// hardwareFamilies are the families some scope of p gates at a level
+// above fib: the ones whose confirmations need the kernel to announce
+// hardware flag changes.
+func hardwareFamilies(p gate.Policy) []fib.Family {
+	var out []fib.Family
+	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+		for _, s := range p.Scopes {
+			if (s.Family == 0 || s.Family == fam) && s.Level != gate.LevelFIB {
+				out = append(out, fam)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// checkSocketDir refuses to start when the API socket's directory is
+// missing: a configuration error (exit 2, which systemd's
+// RestartPreventExitStatus=2 does not restart), found before anything
+// runs rather than when the API starts listening.
+func checkSocketDir(socket string) error {
+	dir := filepath.Dir(socket)
+	st, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return configErr(fmt.Errorf("api.socket %s (fibgate serve: --socket): directory %s does not exist: create it (systemd RuntimeDirectory=, mkdir -p) or choose another path", socket, dir))
+	case err != nil:
+		return fmt.Errorf("api.socket %s: %w", socket, err) // a permission: ExitCode names it
+	case !st.IsDir():
+		return configErr(fmt.Errorf("api.socket %s (fibgate serve: --socket): %s is not a directory", socket, dir))
 	}
 	return nil
 }
@@ -253,7 +289,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	var once sync.Once
 	var first error
 	fail := func(name string, err error) {
-		once.Do(func() { first = fmt.Errorf("%s: %w", name, err) })
+		once.Do(func() {
+			first = err
+			if !strings.HasPrefix(err.Error(), name+": ") { // not "api: api: ..."
+				first = fmt.Errorf("%s: %w", name, err)
+			}
+		})
 		cancelFront()
 	}
 	start := func(wg *sync.WaitGroup, c context.Context, name string, fn func(context.Context) error) {
