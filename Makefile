@@ -72,9 +72,10 @@ deps: ## install missing apt packages (needs root)
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-vet: ## go vet and gofmt check
+vet: ## go vet, gofmt check, and go.mod/go.sum tidy (go mod tidy -diff)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy (the diff above is what it changes)"; exit 1; }
 	$(GO) vet $(PKGS)
 
 test: deps vet ## all tests with the race detector (real-kernel tests need root)
