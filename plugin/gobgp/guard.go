@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
 // pulseItem is a prefix to withdraw from peers whatever they received:
@@ -298,7 +301,9 @@ func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 // gobgpd leaves it ungated for at most about one interval. Run it in its
 // own goroutine after Bootstrap, in the sidecar mode always; gobgpd-ext,
 // which owns its reload path, can call Check after a reload instead.
-// Failed checks are logged and retried on the next tick. It returns
+// Failed checks are logged and retried on the next tick; identical
+// failures in a row (gobgpd down) are logged once, then summarised at
+// growing intervals (logdamp), and a recovery is logged. It returns
 // ctx.Err() or ErrClosed.
 func (s *Speaker) Guard(ctx context.Context) error {
 	s.mu.Lock()
@@ -311,6 +316,7 @@ func (s *Speaker) Guard(ctx context.Context) error {
 	defer s.guards.Done()
 	t := time.NewTicker(s.opts.interval)
 	defer t.Stop()
+	failed := logdamp.New(s.opts.log, slog.LevelError, "gobgp gate check failed")
 	for {
 		select {
 		case <-ctx.Done():
@@ -319,8 +325,14 @@ func (s *Speaker) Guard(ctx context.Context) error {
 			return ErrClosed
 		case <-t.C:
 		}
-		if _, err := s.Check(ctx); err != nil && !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotBootstrapped) && ctx.Err() == nil {
-			s.opts.log.Error("gobgp gate check failed", "err", err)
+		_, err := s.Check(ctx)
+		switch {
+		case err == nil:
+			if failed.OK() {
+				s.opts.log.Info("gobgp gate check recovered")
+			}
+		case !errors.Is(err, ErrClosed) && !errors.Is(err, ErrNotBootstrapped) && ctx.Err() == nil:
+			failed.Fail(err)
 		}
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/fibgate/fibgate/plugin/hw/external"
 	"github.com/fibgate/fibgate/plugin/hw/sim"
 	"github.com/fibgate/fibgate/plugin/kernel"
+	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
 // ErrConfig marks errors the operator fixes in the settings or flags; the
@@ -391,17 +392,20 @@ func gatedTables(p gate.Policy) []uint32 {
 // reachable yet; nothing is advertised before it succeeds.
 func (d *Daemon) bootstrap(ctx context.Context) error {
 	backoff := 100 * time.Millisecond
+	// gobgpd not up yet: one line, then how long (logdamp).
+	failed := logdamp.New(d.log, slog.LevelWarn, "installing the gate in GoBGP failed; retrying")
 	for {
 		start := time.Now()
 		err := d.sp.Bootstrap(ctx)
 		if err == nil {
+			failed.OK()
 			d.log.Info("gate installed in GoBGP", "took", time.Since(start))
 			return nil
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d.log.Warn("installing the gate in GoBGP failed; retrying", "err", err, "in", backoff)
+		failed.Fail(err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

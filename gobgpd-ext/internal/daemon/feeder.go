@@ -9,6 +9,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/gobgp"
 	"github.com/fibgate/fibgate/plugin/kernel"
+	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
 // retryEvery is how often routes the kernel refused (an unreachable next
@@ -37,6 +38,8 @@ func (f *feeder) run(ctx context.Context) error {
 	f.ctx = ctx
 	go f.retry(ctx)
 	backoff := 100 * time.Millisecond
+	// gobgpd down: one line, then how long (logdamp).
+	ended := logdamp.New(f.log, slog.LevelWarn, "best-path watch ended; watching again")
 	for {
 		start := time.Now()
 		err := f.sp.WatchBest(ctx, f.apply)
@@ -44,9 +47,11 @@ func (f *feeder) run(ctx context.Context) error {
 			return nil
 		}
 		if time.Since(start) > 10*time.Second {
+			// The watch ran: whatever ends it now is news.
 			backoff = 100 * time.Millisecond
+			ended.OK()
 		}
-		f.log.Warn("best-path watch ended; watching again", "err", err, "in", backoff)
+		ended.Fail(err, "in", backoff)
 		select {
 		case <-ctx.Done():
 			return nil
