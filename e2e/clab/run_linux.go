@@ -61,8 +61,16 @@ type Proc struct {
 	Log  string `json:"log"`
 }
 
+// stateRoot holds the labs' default state directories.
+const stateRoot = "/run/fibgate-lab"
+
 // DefaultStateDir is where a lab's state lives unless Options say otherwise.
-func DefaultStateDir(name string) string { return filepath.Join("/run/fibgate-lab", name) }
+func DefaultStateDir(name string) string { return filepath.Join(stateRoot, name) }
+
+// ErrNotUp is DownDir's answer when dir holds no lab: taking a lab down
+// twice, or one that never came up, is not a failure (`make lab-down` is
+// safe to repeat), so callers report it and exit 0.
+var ErrNotUp = errors.New("no lab is up")
 
 // Up builds the lab: namespaces, sysctls, links, the nodes' exec commands,
 // then the nodes' daemons in file order. On failure whatever was built is
@@ -331,17 +339,35 @@ func (l *Lab) Down() error {
 	return err
 }
 
-// DownDir takes apart the lab whose state is in dir (`fiblab down`).
-func DownDir(dir string) error {
+// DownDir takes apart the lab whose state is in dir (`fiblab down`) and
+// removes dir, and /run/fibgate-lab too once it holds no other lab. Without
+// a lab in dir it returns an error matching ErrNotUp, after removing dir if
+// it is empty (what is left of a lab that never came up); a directory with
+// other files in it is left alone, it may not be a lab's.
+func DownDir(dir string) error { return downDir(dir, stateRoot) }
+
+func downDir(dir, root string) error {
+	defer removeIfEmpty(filepath.Dir(filepath.Clean(dir)), root)
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		_ = os.Remove(dir) // only when empty
+		return fmt.Errorf("%w: no state in %s", ErrNotUp, dir)
+	}
 	if err != nil {
-		return fmt.Errorf("no lab state in %s: %w", dir, err)
+		return fmt.Errorf("read lab state: %w", err)
 	}
 	var s State
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
 	}
 	return stop(s)
+}
+
+// removeIfEmpty removes dir when it is want and holds nothing.
+func removeIfEmpty(dir, want string) {
+	if filepath.Clean(dir) == filepath.Clean(want) {
+		_ = os.Remove(dir) // fails on a directory that is not empty
+	}
 }
 
 func stop(s State) error {

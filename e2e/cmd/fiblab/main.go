@@ -20,7 +20,8 @@ import (
 
 const usage = `Usage:
   fiblab up [-bin DIR] [-state DIR] FILE.clab.yml   build the lab and start its nodes
-  fiblab down [-state DIR] NAME|FILE.clab.yml       stop every node, delete the namespaces
+  fiblab down [-state DIR] NAME|FILE.clab.yml       stop every node, delete the namespaces and the state
+                                                     (exit 0 when the lab is not up)
 
 A node with an FRR image runs Debian's zebra and bgpd (apt-get install frr)
 with its bound frr.conf; any other node runs its cmd with -bin (fibgate's
@@ -76,7 +77,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if dir == "" {
 			dir = clab.DefaultStateDir(name)
 		}
-		if err := clab.DownDir(dir); err != nil {
+		if err := clab.DownDir(dir); errors.Is(err, clab.ErrNotUp) {
+			fmt.Fprintf(stdout, "lab %s is not up (no state in %s): nothing to take down\n", name, dir)
+			return 0
+		} else if err != nil {
 			fmt.Fprintf(stderr, "fiblab: %v\n", err)
 			return 1
 		}
