@@ -59,7 +59,8 @@ func (c *InstallerConfig) defaults() {
 // concurrent use.
 type Installer struct {
 	cfg InstallerConfig
-	h   *netlink.Handle
+	h   *netlink.Handle // listing
+	w   *RouteWriter    // writing, in batches
 	log *slog.Logger
 }
 
@@ -73,7 +74,12 @@ func NewInstaller(cfg InstallerConfig, log *slog.Logger) (*Installer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Installer{cfg: cfg, h: h, log: log}, nil
+	w, err := NewRouteWriter(cfg.NetNS)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("installer in netns %q: %w", cfg.NetNS, err)
+	}
+	return &Installer{cfg: cfg, h: h, w: w, log: log}, nil
 }
 
 func openHandle(ns string) (*netlink.Handle, error) {
@@ -96,8 +102,11 @@ func openHandle(ns string) (*netlink.Handle, error) {
 	return h, nil
 }
 
-// Close releases the handle; installed routes stay (see Flush).
-func (i *Installer) Close() { i.h.Close() }
+// Close releases the sockets; installed routes stay (see Flush).
+func (i *Installer) Close() {
+	i.h.Close()
+	i.w.Close()
+}
 
 func (i *Installer) route(p netip.Prefix) *netlink.Route {
 	return &netlink.Route{
@@ -118,16 +127,27 @@ func familyOf(p netip.Prefix) int {
 
 // Install writes each route, replacing in place the installer's route for
 // the same prefix (one RTM_NEWROUTE with NLM_F_REPLACE, so the forwarding
-// route never disappears in between). It goes on after a failure and
-// returns every failure, each naming its prefix.
+// route never disappears in between), in batches (RouteWriter). It goes on
+// after a failure and returns every failure, each naming its prefix.
 func (i *Installer) Install(routes []InstallRoute) error {
-	var errs []error
-	for _, r := range routes {
-		if err := i.install(r); err != nil {
-			errs = append(errs, &RouteError{Prefix: r.Prefix, Err: err})
+	failed := make([]error, len(routes)) // in the caller's order
+	ops := make([]RouteOp, 0, len(routes))
+	idx := make([]int, 0, len(routes))
+	for k, r := range routes {
+		fr, err := i.fibRoute(r)
+		if err != nil {
+			failed[k] = &RouteError{Prefix: r.Prefix, Err: err}
+			continue
+		}
+		ops, idx = append(ops, RouteOp{Route: fr}), append(idx, k)
+	}
+	for j, err := range i.w.Write(ops) {
+		if err != nil {
+			r := routes[idx[j]]
+			failed[idx[j]] = &RouteError{Prefix: r.Prefix, Err: fmt.Errorf("install %s via %v in table %d: %w", r.Prefix, r.Nexthops, i.cfg.Table, err)}
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(failed...)
 }
 
 // RouteError is the failure of one route of Install, Remove or Reconcile;
@@ -160,48 +180,34 @@ func FailedPrefixes(err error) []netip.Prefix {
 	return out
 }
 
-func (i *Installer) install(r InstallRoute) error {
+// fibRoute checks r and turns it into the kernel route the installer owns.
+func (i *Installer) fibRoute(r InstallRoute) (fib.Route, error) {
 	if !r.Prefix.IsValid() || r.Prefix != r.Prefix.Masked() || len(r.Nexthops) == 0 {
-		return fmt.Errorf("install %s: %w: want a canonical prefix and at least one next hop", r.Prefix, fib.ErrInvalid)
+		return fib.Route{}, fmt.Errorf("install %s: %w: want a canonical prefix and at least one next hop", r.Prefix, fib.ErrInvalid)
 	}
-	nr := i.route(r.Prefix)
+	fr := fib.Route{Table: i.cfg.Table, Prefix: r.Prefix, Type: fib.TypeUnicast, Protocol: i.cfg.Protocol, Priority: i.cfg.Metric}
 	for _, nh := range r.Nexthops {
 		// IPv4 via IPv4, IPv4 via IPv6 (RFC 5549) and IPv6 via IPv6.
 		if !nh.IsValid() || nh.Is4In6() || r.Prefix.Addr().Is6() && nh.Is4() {
-			return fmt.Errorf("install %s: next hop %s: %w", r.Prefix, nh, fib.ErrInvalid)
+			return fib.Route{}, fmt.Errorf("install %s: next hop %s: %w", r.Prefix, nh, fib.ErrInvalid)
 		}
+		fr.Nexthops = append(fr.Nexthops, fib.Nexthop{Gateway: nh})
 	}
-	if len(r.Nexthops) == 1 {
-		setGateway(r.Prefix, r.Nexthops[0], func(ip net.IP) { nr.Gw = ip }, func(d netlink.Destination) { nr.Via = d })
-	} else {
-		for _, nh := range r.Nexthops {
-			info := &netlink.NexthopInfo{}
-			setGateway(r.Prefix, nh, func(ip net.IP) { info.Gw = ip }, func(d netlink.Destination) { info.Via = d })
-			nr.MultiPath = append(nr.MultiPath, info)
-		}
-	}
-	if err := i.h.RouteReplace(nr); err != nil {
-		return fmt.Errorf("install %s via %v in table %d: %w", r.Prefix, r.Nexthops, i.cfg.Table, err)
-	}
-	return nil
+	return fr, nil
 }
 
-// setGateway sets an ordinary gateway, or RTA_VIA for an IPv4 prefix with
-// an IPv6 next hop (RFC 5549).
-func setGateway(p netip.Prefix, nh netip.Addr, gw func(net.IP), via func(netlink.Destination)) {
-	if p.Addr().Is4() && nh.Is6() {
-		via(&netlink.Via{AddrFamily: unix.AF_INET6, Addr: nh.AsSlice()})
-		return
-	}
-	gw(nh.AsSlice())
-}
 
-// Remove deletes the installer's routes for these prefixes; a prefix that
-// has none is not an error.
+// Remove deletes the installer's routes for these prefixes, in batches; a
+// prefix that has none is not an error.
 func (i *Installer) Remove(prefixes []netip.Prefix) error {
+	ops := make([]RouteOp, len(prefixes))
+	for k, p := range prefixes {
+		ops[k] = RouteOp{Delete: true, Route: fib.Route{Table: i.cfg.Table, Prefix: p, Protocol: i.cfg.Protocol, Priority: i.cfg.Metric}}
+	}
 	var errs []error
-	for _, p := range prefixes {
-		if err := i.h.RouteDel(i.route(p)); err != nil && !errors.Is(err, unix.ESRCH) {
+	for k, err := range i.w.Write(ops) {
+		if err != nil && !errors.Is(err, unix.ESRCH) {
+			p := prefixes[k]
 			errs = append(errs, &RouteError{Prefix: p, Err: fmt.Errorf("remove %s from table %d: %w", p, i.cfg.Table, err)})
 		}
 	}
