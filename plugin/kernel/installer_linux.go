@@ -196,7 +196,6 @@ func (i *Installer) fibRoute(r InstallRoute) (fib.Route, error) {
 	return fr, nil
 }
 
-
 // Remove deletes the installer's routes for these prefixes, in batches; a
 // prefix that has none is not an error.
 func (i *Installer) Remove(prefixes []netip.Prefix) error {
