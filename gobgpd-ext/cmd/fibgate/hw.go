@@ -35,17 +35,30 @@ Exit status: 0 on success, 1 when the daemon cannot be reached or refuses,
 `
 
 func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "help" {
+		printHwHelp(stdout)
+		return flag.ErrHelp
+	}
+	lead, args, err := leadingConnFlags(args, stdout)
+	if err != nil {
+		return err
+	}
 	if len(args) == 0 {
 		return usageError{errors.New("hw needs a subcommand: capacity, latency, rate, fail, clear, probability or stats (see fibgate hw --help)")}
 	}
 	sub := args[0]
-	if sub == "-h" || sub == "--help" || sub == "help" {
-		fmt.Fprint(stdout, hwUsage)
+	if sub == "help" {
+		printHwHelp(stdout)
 		return flag.ErrHelp
 	}
 	fs := flag.NewFlagSet("hw "+sub, flag.ContinueOnError)
 	var c connFlags
 	c.register(fs)
+	for name, v := range lead {
+		if err := fs.Set(name, v); err != nil { // parsed once already: cannot fail
+			return usageError{fmt.Errorf("hw: --%s %s: %w", name, v, err)}
+		}
+	}
 	var cap4p, cap4h, cap6p, cap6h, batch *int
 	var asJSON *bool
 	nargs := map[string][2]int{"capacity": {0, 0}, "latency": {1, 2}, "rate": {1, 1}, "fail": {1, 1}, "clear": {1, 1}, "probability": {1, 1}, "stats": {0, 0}}
@@ -165,6 +178,39 @@ func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return c.rpcErr(err)
+}
+
+// leadingConnFlags parses the connection flags written before hw's
+// subcommand ("fibgate hw --socket S fail P", as with the other commands'
+// flags) and returns those given, by name, with the arguments from the
+// subcommand on; the subcommand's flags, after it, override them.
+func leadingConnFlags(args []string, stdout io.Writer) (map[string]string, []string, error) {
+	fs := flag.NewFlagSet("hw", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var c connFlags
+	c.register(fs)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHwHelp(stdout)
+			return nil, nil, err
+		}
+		return nil, nil, usageError{fmt.Errorf("hw: %w (see fibgate hw --help)", err)}
+	}
+	set := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = f.Value.String() })
+	return set, fs.Args(), nil
+}
+
+// printHwHelp is `fibgate hw --help`: the subcommands, then the connection
+// flags every one of them takes, before or after the subcommand.
+func printHwHelp(w io.Writer) {
+	fmt.Fprint(w, hwUsage)
+	fmt.Fprintln(w, "\nConnection flags, before or after the subcommand (fibgate hw --socket S fail P):")
+	fs := flag.NewFlagSet("hw", flag.ContinueOnError)
+	var c connFlags
+	c.register(fs)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
 }
 
 func argCount(n [2]int) string {

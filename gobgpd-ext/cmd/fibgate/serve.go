@@ -61,7 +61,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate for --listen")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key for --listen")
 	fs.StringVar(&f.tlsCA, "tls-client-ca", "", "require client certificates signed by this CA on --listen (mTLS)")
-	fs.StringVar(&f.policyFile, "policy", "", "gating policy file (YAML, as `fibgate policy get` prints); default: gate every main-table prefix on hardware confirmation")
+	fs.StringVar(&f.policyFile, "policy", "", "read the gating policy from `FILE` (YAML, as 'fibgate policy get' prints); default: gate every main-table prefix on hardware confirmation")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics (fibgate_*) at http://ADDR/metrics, e.g. 127.0.0.1:9431 (default: off)")
 	fs.StringVar(&f.setNotify, "set-notify", "", "write fib_notify_on_flag_change (0, 1 or 2) for IPv4 and IPv6 first (default: leave it)")
 	fs.IntVar(&f.rcvbuf, "rcvbuf", kernel.DefaultRcvBuf, "notification socket receive buffer in bytes")
