@@ -26,6 +26,9 @@ type Reporter interface {
 type dataplane interface {
 	install(r *fib.Route) error
 	remove(r *fib.Route) error
+	// flush carries out what install and remove queued and returns the
+	// entries whose route it could not write.
+	flush() []key
 }
 
 // failure says why a route is not in hardware.
@@ -263,6 +266,11 @@ func (e *engine) step(now time.Time) ([]report, time.Duration) {
 		e.meter.add(now, n)
 	}
 	e.retryWaiting(now, &out)
+	if e.dp != nil {
+		for _, k := range e.dp.flush() {
+			e.writeFailed(k, &out)
+		}
+	}
 	return out, e.nextWait(now)
 }
 

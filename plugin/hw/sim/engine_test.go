@@ -510,3 +510,46 @@ func TestFinalStateIsTheLastEvent(t *testing.T) {
 		})
 	}
 }
+
+// refusingPlane is a data plane whose flush refuses the routes of one
+// prefix, as the kernel may refuse a mirrored route.
+type refusingPlane struct{ refuse netip.Prefix }
+
+func (*refusingPlane) install(*fib.Route) error { return nil }
+func (*refusingPlane) remove(*fib.Route) error  { return nil }
+func (p *refusingPlane) flush() []key {
+	return []key{{table: fib.TableMain, prefix: p.refuse}}
+}
+
+// TestRefusedWriteIsAFailure: a route the data plane refuses when the
+// step's writes are flushed ends up offload_failed, like one refused at
+// once: the driver's report says so, and it counts as a write error.
+func TestRefusedWriteIsAFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s, err := New(DefaultConfig(), WithoutForwarding())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.e.dp = &refusingPlane{refuse: netip.MustParsePrefix("192.0.2.0/24")}
+		rec := &recorder{}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go s.Run(ctx, rec)
+		_ = s.Event(replace(route("192.0.2.0/24")))
+		_ = s.Event(replace(route("198.51.100.0/24")))
+		time.Sleep(time.Second) // past the default latency
+		synctest.Wait()
+		if got := rec.of("192.0.2.0/24"); len(got) != 1 || got[0].flags != fib.OffloadFailed {
+			t.Errorf("refused route reported %+v, want offload_failed once", got)
+		}
+		if got := rec.of("198.51.100.0/24"); len(got) != 1 || got[0].flags != fib.Trap {
+			t.Errorf("other route reported %+v, want trap", got)
+		}
+		if f, _ := hwFlags(s, "192.0.2.0/24"); f != fib.OffloadFailed {
+			t.Errorf("hardware table holds the refused route with %s", f)
+		}
+		if st := s.Stats(); st.WriteErrors != 1 {
+			t.Errorf("WriteErrors = %d, want 1", st.WriteErrors)
+		}
+	})
+}

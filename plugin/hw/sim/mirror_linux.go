@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
 // plumbing is the sim's kernel side in one namespace: the mirror table with
@@ -55,7 +56,7 @@ func openPlumbing(ns string, cfg Config, forward bool, log *slog.Logger, changed
 	}
 	p := &plumbing{nsh: nsh, h: h}
 	if forward {
-		p.mirror, err = openMirror(h, cfg, log)
+		p.mirror, err = openMirror(ns, h, cfg, log)
 		if err != nil {
 			h.Close()
 			nsh.Close()
@@ -73,6 +74,7 @@ func (p *plumbing) close() error {
 	var err error
 	if p.mirror != nil {
 		err = p.mirror.cleanup()
+		p.mirror.w.Close()
 	}
 	p.h.Close()
 	p.nsh.Close()
@@ -87,6 +89,9 @@ func (p *plumbing) close() error {
 // router's own addresses keep working.
 type mirror struct {
 	h     *netlink.Handle
+	w     *kernel.RouteWriter // the routes, written in batches (flush)
+	ops   []kernel.RouteOp    // queued since the last flush
+	keys  []key               // per op: the entry it installs, or zero for a delete
 	table int
 	prio  int
 	ports []string
@@ -104,14 +109,20 @@ type mirrorID struct {
 	typ      fib.RouteType
 }
 
-func openMirror(h *netlink.Handle, cfg Config, log *slog.Logger) (*mirror, error) {
-	m := &mirror{h: h, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
+func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mirror, error) {
+	w, err := kernel.NewRouteWriter(ns)
+	if err != nil {
+		return nil, fmt.Errorf("mirror table: %w", err)
+	}
+	m := &mirror{h: h, w: w, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
 		held: map[key]mirrorID{}, owner: map[mirrorID]key{}}
 	// A sim that crashed may have left its table and rules behind.
 	if err := m.cleanup(); err != nil {
+		w.Close()
 		return nil, err
 	}
 	if err := m.install0(); err != nil {
+		w.Close()
 		return nil, errors.Join(err, m.cleanup())
 	}
 	return m, nil
@@ -170,12 +181,13 @@ func (m *mirror) cleanup() error {
 
 // install mirrors r as what hardware forwards for its prefix, replacing the
 // entry's previous route; types that need no forwarding entry only drop it.
+// The write is queued: flush sends it with the rest of the engine's step.
 func (m *mirror) install(r *fib.Route) error {
 	k := keyOf(r)
 	if !mirrored(r.Type) {
 		return m.removeKey(k)
 	}
-	nr, err := m.toNetlink(r)
+	mr, err := m.toMirror(r)
 	if err != nil {
 		return err
 	}
@@ -185,9 +197,7 @@ func (m *mirror) install(r *fib.Route) error {
 			return err
 		}
 	}
-	if err := m.h.RouteReplace(&nr); err != nil {
-		return fmt.Errorf("mirror %s into table %d: %w", r.String(), m.table, err)
-	}
+	m.ops, m.keys = append(m.ops, kernel.RouteOp{Route: mr}), append(m.keys, k)
 	m.held[k] = id
 	m.owner[id] = k
 	return nil
@@ -205,47 +215,58 @@ func (m *mirror) removeKey(k key) error {
 		return nil // another table's route of the same identity took it over
 	}
 	delete(m.owner, id)
-	nr := netlink.Route{Dst: ipNet(id.prefix), Table: m.table, Tos: int(id.tos), Priority: int(id.priority),
-		Type: int(id.typ), Family: family(id.prefix)}
-	if err := m.h.RouteDel(&nr); err != nil && !errors.Is(err, unix.ESRCH) {
-		return fmt.Errorf("remove %s from table %d: %w", id.prefix, m.table, err)
-	}
+	del := fib.Route{Table: uint32(m.table), Prefix: id.prefix, TOS: id.tos, Priority: id.priority, Type: id.typ}
+	m.ops, m.keys = append(m.ops, kernel.RouteOp{Delete: true, Route: del}), append(m.keys, key{})
 	return nil
 }
 
-// toNetlink copies a route into the mirror table: same destination, type,
+// flush writes what install and remove queued, in batches, and returns the
+// entries whose route the kernel refused; they are no longer mirrored.
+func (m *mirror) flush() []key {
+	if len(m.ops) == 0 {
+		return nil
+	}
+	var failed []key
+	for i, err := range m.w.Write(m.ops) {
+		if err == nil {
+			continue
+		}
+		op, k := &m.ops[i], m.keys[i]
+		if op.Delete {
+			if !errors.Is(err, unix.ESRCH) {
+				m.log.Warn("remove mirrored route", "prefix", op.Route.Prefix, "table", m.table, "err", err)
+			}
+			continue
+		}
+		m.log.Warn("hardware write failed: route not mirrored", "prefix", op.Route.Prefix, "table", m.table, "err", err)
+		failed = append(failed, k)
+	}
+	clear(m.ops)
+	m.ops, m.keys = m.ops[:0], m.keys[:0]
+	// What a refused replace left in the table (the entry's previous route
+	// of the same identity) goes too: the entry is not in hardware now.
+	for _, k := range failed {
+		_ = m.removeKey(k)
+	}
+	if len(m.ops) > 0 {
+		m.flush()
+	}
+	return failed
+}
+
+// toMirror copies a route into the mirror table: same destination, type,
 // tos, metric, scope, source and paths.
-func (m *mirror) toNetlink(r *fib.Route) (netlink.Route, error) {
-	nr := netlink.Route{Dst: ipNet(r.Prefix), Table: m.table, Type: int(r.Type), Tos: int(r.TOS),
-		Priority: int(r.Priority), Protocol: netlink.RouteProtocol(r.Protocol), Scope: netlink.Scope(r.Scope),
-		Family: family(r.Prefix)}
-	if r.PrefSrc.IsValid() {
-		nr.Src = r.PrefSrc.AsSlice()
+func (m *mirror) toMirror(r *fib.Route) (fib.Route, error) {
+	if len(r.Nexthops) == 0 && r.Type == fib.TypeUnicast {
+		return fib.Route{}, fmt.Errorf("mirror %s: no nexthops (a nexthop object seen with nexthop_compat_mode=0)", r.String())
 	}
-	switch len(r.Nexthops) {
-	case 0:
-		if r.Type == fib.TypeUnicast {
-			return nr, fmt.Errorf("mirror %s: no nexthops (a nexthop object seen with nexthop_compat_mode=0)", r.String())
-		}
-	case 1:
-		nh := r.Nexthops[0]
-		nr.LinkIndex, nr.Flags = nh.LinkIndex, int(nh.Flags&fib.RTNHFOnlink)
-		if nh.Gateway.IsValid() {
-			nr.Gw = nh.Gateway.AsSlice()
-		}
-	default:
-		for _, nh := range r.Nexthops {
-			ni := &netlink.NexthopInfo{LinkIndex: nh.LinkIndex, Flags: int(nh.Flags & fib.RTNHFOnlink)}
-			if nh.Weight > 1 {
-				ni.Hops = nh.Weight - 1
-			}
-			if nh.Gateway.IsValid() {
-				ni.Gw = nh.Gateway.AsSlice()
-			}
-			nr.MultiPath = append(nr.MultiPath, ni)
-		}
+	mr := r.Clone()
+	mr.Table, mr.Flags, mr.NHID = uint32(m.table), 0, 0
+	for i := range mr.Nexthops {
+		nh := &mr.Nexthops[i]
+		nh.HW, nh.Flags = 0, nh.Flags&fib.RTNHFOnlink
 	}
-	return nr, nil
+	return mr, nil
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {

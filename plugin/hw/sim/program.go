@@ -134,6 +134,32 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	}
 }
 
+// writeFailed turns an entry whose data-plane write was refused at the
+// step's flush into a failure, as if program had seen the write fail: it
+// takes no room, shows offload_failed, and the step's report says so.
+func (e *engine) writeFailed(k key, out *[]report) {
+	cur, ok := e.hw.First(k.table, k.prefix)
+	s := e.slots[k]
+	if !ok || s.failure != failNone {
+		return
+	}
+	e.count.writeErrors++
+	e.release(k, &cur, s)
+	s.occupies, s.failure, s.programmed = false, failWrite, 0
+	e.slots[k] = s
+	e.count.add(cur.Flags, -1)
+	e.hw.SetFlags(&cur, fib.OffloadFailed)
+	for i := range cur.Nexthops {
+		e.hw.SetNexthopFlags(&cur, i, 0)
+	}
+	e.count.add(fib.OffloadFailed, 1)
+	for i := range *out {
+		if r := &(*out)[i]; r.route.SameAs(&cur) {
+			r.flags, r.nh = fib.OffloadFailed, nil
+		}
+	}
+}
+
 // failure decides whether programming a route of k fails, and why.
 func (e *engine) failure(k key, cl class) failure {
 	if e.injected[k.prefix] {
