@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,26 +25,11 @@ import (
 var bulkFamilyV4 = &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
 
 // ActiveSpeakerConf renders a gobgpd config file for a speaker that
-// connects to its single IPv4 neighbour itself. GobgpdConf's neighbours
-// are passive because its gobgpd is the device under test; a source or
-// observer next to a passive device must take the initiative.
+// connects to its single neighbour itself. GobgpdConf's neighbours are
+// passive by default because its gobgpd is the device under test; a source
+// or observer next to a passive device must take the initiative.
 func ActiveSpeakerConf(as uint32, routerID string, n Neighbour) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[global.config]\n  as = %d\n  router-id = %q\n", as, routerID)
-	fmt.Fprintf(&b, `
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = %q
-    peer-as = %d
-  [neighbors.timers.config]
-    connect-retry = 1
-    hold-time = 9
-    keepalive-interval = 3
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-`, n.Address, n.AS)
-	return b.String()
+	return GobgpdConf{AS: as, RouterID: routerID, Neighbours: []Neighbour{n}, Active: true}.String()
 }
 
 // HostPrefixes returns n distinct IPv4 /32s counted up from base, so a

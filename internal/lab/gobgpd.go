@@ -183,8 +183,12 @@ type GobgpdConf struct {
 	// addresses).
 	Port   int
 	Listen string
-	// Neighbours are passive, each with the family of its address.
+	// Neighbours are passive (unless Active), each with the family of its
+	// address.
 	Neighbours []Neighbour
+	// Active makes this gobgpd connect to its neighbours: a source or an
+	// observer next to a passive device under test.
+	Active bool
 	// Extra is appended verbatim (policies).
 	Extra string
 }
@@ -214,11 +218,11 @@ func (c GobgpdConf) String() string {
     hold-time = 9
     keepalive-interval = 3
   [neighbors.transport.config]
-    passive-mode = true
+    passive-mode = %t
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = %q
-`, n.Address, n.AS, fam)
+`, n.Address, n.AS, !c.Active, fam)
 	}
 	b.WriteString(c.Extra)
 	return b.String()
