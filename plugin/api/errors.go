@@ -91,6 +91,8 @@ func statusOf(err error) error {
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrShuttingDown):
 		code = codes.Unavailable
+	case errors.Is(err, gate.ErrWatcherTooSlow):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.Canceled):
 		code = codes.Canceled
 	case errors.Is(err, context.DeadlineExceeded):

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"sort"
 
+	"google.golang.org/grpc/peer"
+
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
@@ -206,7 +208,11 @@ func (r *routeService) GetRoute(_ context.Context, req *pb.GetRouteRequest) (*pb
 }
 
 // WatchRoutes sends the snapshot in chunks, marks its end, then streams
-// changes until the client goes or the server stops.
+// changes until the client goes or the server stops. A client that falls
+// more than the watch limit behind is dropped (logged, and answered with
+// RESOURCE_EXHAUSTED once it reads again); it reconnects for a fresh
+// snapshot. One that reads nothing at all holds only the message being
+// sent meanwhile: its queue is released when it is dropped.
 func (r *routeService) WatchRoutes(req *pb.WatchRoutesRequest, stream pb.RouteService_WatchRoutesServer) error {
 	st, err := r.store()
 	if err != nil {
@@ -218,8 +224,14 @@ func (r *routeService) WatchRoutes(req *pb.WatchRoutesRequest, stream pb.RouteSe
 	}
 	ctx, cancel := r.s.streamContext(stream.Context())
 	defer cancel()
+	ctx, drop := context.WithCancelCause(ctx)
+	defer drop(context.Canceled)
+	limit := r.s.cfg.watchLimit
 	snapshot := !req.GetSkipSnapshot()
-	changes := st.Watch(ctx, snapshot)
+	changes := st.Watch(ctx, snapshot, gate.WatchLimit(limit, func(err error) {
+		r.s.cfg.log.Warn("fibgate API: WatchRoutes client fell behind; dropped it", "peer", peerOf(stream.Context()), "limit", limit, "err", err)
+		drop(fmt.Errorf("this client read too slowly (%w); reconnect for a fresh snapshot", err))
+	}))
 	if snapshot {
 		// The store sends a non-empty snapshot as its first batch and
 		// nothing for an empty one; List tells which to expect. In a race
@@ -280,13 +292,26 @@ func sendStates(stream pb.RouteService_WatchRoutesServer, states []gate.RouteSta
 }
 
 // endOfStream says why a stream ended: the client left (its own status),
-// or the server is stopping (UNAVAILABLE: reconnect), or the source closed.
+// or the server is stopping (UNAVAILABLE: reconnect), or the client fell
+// too far behind (RESOURCE_EXHAUSTED: reconnect), or the source closed.
 func endOfStream(ctx context.Context) error {
 	if errors.Is(context.Cause(ctx), ErrShuttingDown) {
 		return statusOf(ErrShuttingDown)
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, gate.ErrWatcherTooSlow) {
+		return statusOf(cause)
 	}
 	if ctx.Err() != nil {
 		return statusOf(ctx.Err())
 	}
 	return statusOf(fmt.Errorf("%w: the route source stopped", ErrShuttingDown))
+}
+
+// peerOf names a stream's client for logs ("" when unknown; a unix socket
+// peer has no address worth naming).
+func peerOf(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
 }

@@ -44,6 +44,14 @@ const (
 	// DefaultShutdownTimeout is how long Serve waits for RPCs to finish
 	// before it cuts them off.
 	DefaultShutdownTimeout = 5 * time.Second
+	// DefaultWatchLimit is how many changed route states may wait for one
+	// WatchRoutes client before it is dropped with RESOURCE_EXHAUSTED.
+	// The clients that stopped reading share what they hold (each holds
+	// the latest states published), so together they keep about 16 MB
+	// of queued states at most (a state is about 250 bytes), plus the
+	// message each is being sent; a client that keeps reading rides out a
+	// burst of 64k changes.
+	DefaultWatchLimit = 65536
 )
 
 type config struct {
@@ -63,6 +71,7 @@ type config struct {
 	maxStreams       uint32
 	keepaliveMinTime time.Duration
 	shutdownTimeout  time.Duration
+	watchLimit       int
 }
 
 // Option configures a Server.
@@ -126,6 +135,13 @@ func WithKeepaliveMinTime(d time.Duration) Option { return func(c *config) { c.k
 // WithShutdownTimeout bounds the graceful part of shutdown.
 func WithShutdownTimeout(d time.Duration) Option { return func(c *config) { c.shutdownTimeout = d } }
 
+// WithWatchLimit sets how many changed route states may wait for one
+// WatchRoutes client (default DefaultWatchLimit); a client further behind
+// is dropped with RESOURCE_EXHAUSTED, so one that stops reading costs a
+// bounded amount of memory (gate.WatchLimit says why it is not sent a
+// catch-up instead).
+func WithWatchLimit(states int) Option { return func(c *config) { c.watchLimit = states } }
+
 // Server serves the fibgate API. Create it with New, run it with Serve.
 type Server struct {
 	cfg    config
@@ -146,6 +162,7 @@ func New(opts ...Option) (*Server, error) {
 		maxStreams:       DefaultMaxConcurrentStreams,
 		keepaliveMinTime: DefaultKeepaliveMinTime,
 		shutdownTimeout:  DefaultShutdownTimeout,
+		watchLimit:       DefaultWatchLimit,
 	}
 	for _, o := range opts {
 		o(&c)
@@ -161,6 +178,8 @@ func New(opts ...Option) (*Server, error) {
 		return nil, errors.New("api: max concurrent streams must be positive")
 	case c.shutdownTimeout < 0:
 		return nil, fmt.Errorf("api: negative shutdown timeout %s", c.shutdownTimeout)
+	case c.watchLimit <= 0:
+		return nil, fmt.Errorf("api: watch limit %d must be positive", c.watchLimit)
 	}
 	return &Server{cfg: c, health: health.NewServer(), stopping: make(chan struct{})}, nil
 }

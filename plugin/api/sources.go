@@ -30,8 +30,8 @@ type RouteStore interface {
 	List() []gate.RouteState
 	Get(table uint32, p netip.Prefix) (gate.RouteState, bool)
 	// Watch streams changed states, after a snapshot if asked, until ctx
-	// ends.
-	Watch(ctx context.Context, snapshot bool) <-chan []gate.RouteState
+	// ends, or until the consumer falls behind a gate.WatchLimit.
+	Watch(ctx context.Context, snapshot bool, opts ...gate.WatchOption) <-chan []gate.RouteState
 }
 
 // GateStats gives the gate's counters (a *gate.Tracker).

@@ -190,14 +190,21 @@ func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
 
 // Watch streams changed states until ctx ends or the tracker stops, after a
 // snapshot of every state if asked (atomically with the registration).
-func (t *Tracker) Watch(ctx context.Context, snapshot bool) <-chan []RouteState {
+// With WatchLimit a consumer that falls too far behind is dropped; without
+// it the states queue until read. A watch whose ctx ends is unsubscribed and
+// its queue released at once.
+func (t *Tracker) Watch(ctx context.Context, snapshot bool, opts ...WatchOption) <-chan []RouteState {
+	var c watchConfig
+	for _, o := range opts {
+		o(&c)
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var first []RouteState
 	if snapshot {
 		first = t.listLocked()
 	}
-	return t.hub.Subscribe(ctx, first)
+	return t.hub.Subscribe(ctx, first, c.fanout...)
 }
 
 // Run judges routes as they change until ctx ends. It returns nil when ctx

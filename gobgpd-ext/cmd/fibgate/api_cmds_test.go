@@ -410,3 +410,45 @@ func TestCommandsReachADaemonOverTCPWithMutualTLS(t *testing.T) {
 	}
 	oneLine(t, stderr, addr)
 }
+
+func TestWatchSaysSoWhenTheDaemonDropsItForReadingTooSlowly(t *testing.T) {
+	d := apitest.Start(t, apitest.Options{Server: []api.Option{api.WithWatchLimit(100)}})
+	pr, pw := io.Pipe()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- run(context.Background(), []string{"watch", "--socket", d.Socket}, pw, &stderr)
+		pw.Close()
+	}()
+	// Nothing reads watch's output until the churn is over, so watch
+	// stops reading its stream and the daemon drops it.
+	for range 5 {
+		var add, del []string
+		for i := range 1000 {
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i / 256), byte(i % 256), 0}), 24).String()
+			add = append(add, "route add "+p+" dev eth1")
+			del = append(del, "route del "+p+" dev eth1")
+		}
+		kerneltest.Batch(t, d.NS, add)
+		kerneltest.Batch(t, d.NS, del)
+	}
+	go io.Copy(io.Discard, pr)
+	select {
+	case code := <-done:
+		if code != 1 {
+			t.Errorf("watch exited %d, want 1", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("watch still running 20 s after the churn: the daemon did not drop it")
+	}
+	line := strings.TrimSpace(stderr.String())
+	for _, want := range []string{"ended the watch", "read too slowly", "limit of 100", "were not shown", "run fibgate watch again"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("stderr %q does not say %q", line, want)
+		}
+	}
+	if strings.Count(line, "\n") > 0 {
+		t.Errorf("stderr is more than one line: %q", line)
+	}
+	t.Logf("watch printed: %s", line)
+}

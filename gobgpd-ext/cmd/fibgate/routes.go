@@ -14,6 +14,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
@@ -285,6 +287,18 @@ func age(t *timestamppb.Timestamp, now time.Time) string {
 	return strconv.Itoa(int(d.Hours()/24)) + "d"
 }
 
+// watchEnded turns the error that ended a watch into one line. A watch the
+// daemon dropped because this client read too slowly (RESOURCE_EXHAUSTED)
+// says so plainly and that changes were missed, since the lines already
+// printed look like a complete history.
+func watchEnded(c *connFlags, err error) error {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.ResourceExhausted {
+		return fmt.Errorf("the fibgate daemon at %s ended the watch: %s (changes after the last line printed were not shown; run fibgate watch again for the current state)",
+			c.where(), st.Message())
+	}
+	return c.rpcErr(err)
+}
+
 func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("watch", flag.ContinueOnError)
 	var c connFlags
@@ -322,7 +336,7 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if ctx.Err() != nil {
 				return nil
 			}
-			return c.rpcErr(err)
+			return watchEnded(&c, err)
 		}
 		for _, r := range m.GetRoutes() {
 			if *asJSON {
