@@ -207,6 +207,14 @@ func (t *Tracker) Watch(ctx context.Context, snapshot bool, opts ...WatchOption)
 	return t.hub.Subscribe(ctx, first, c.fanout...)
 }
 
+// Watchers returns how many Watch streams are subscribed: a gauge for
+// operators (a slow watcher that was dropped is no longer counted) and what
+// tests wait on.
+func (t *Tracker) Watchers() int {
+	n, _ := t.hub.Backlog()
+	return n
+}
+
 // Run judges routes as they change until ctx ends. It returns nil when ctx
 // ends and an error when the source stops first.
 //

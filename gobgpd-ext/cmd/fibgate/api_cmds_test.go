@@ -420,26 +420,40 @@ func TestWatchSaysSoWhenTheDaemonDropsItForReadingTooSlowly(t *testing.T) {
 		done <- run(context.Background(), []string{"watch", "--socket", d.Socket}, pw, &stderr)
 		pw.Close()
 	}()
-	// Nothing reads watch's output until the churn is over, so watch
-	// stops reading its stream and the daemon drops it.
-	for range 5 {
-		var add, del []string
-		for i := range 1000 {
-			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i / 256), byte(i % 256), 0}), 24).String()
-			add = append(add, "route add "+p+" dev eth1")
-			del = append(del, "route del "+p+" dev eth1")
+	// Nothing reads watch's output while the routes churn, so watch stops
+	// reading its stream; once gRPC's flow-control windows are full (they
+	// grow with the measured bandwidth, so how much that takes varies) the
+	// daemon's queue for it passes the limit and the daemon drops it.
+	var add, del []string
+	for i := range 1000 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i / 256), byte(i % 256), 0}), 24).String()
+		add = append(add, "route add "+p+" dev eth1")
+		del = append(del, "route del "+p+" dev eth1")
+	}
+	for start := time.Now(); d.Tracker.Watchers() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("fibgate watch did not subscribe within 5 s")
+		}
+	}
+	deadline := time.After(60 * time.Second)
+	for d.Tracker.Watchers() > 0 {
+		select {
+		case <-deadline:
+			t.Fatal("watch still subscribed after 60 s of churn: the daemon did not drop it")
+		default:
 		}
 		kerneltest.Batch(t, d.NS, add)
 		kerneltest.Batch(t, d.NS, del)
 	}
+	// Dropped: once watch prints what gRPC had buffered, it sees the end.
 	go io.Copy(io.Discard, pr)
 	select {
 	case code := <-done:
 		if code != 1 {
 			t.Errorf("watch exited %d, want 1", code)
 		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("watch still running 20 s after the churn: the daemon did not drop it")
+	case <-time.After(30 * time.Second):
+		t.Fatal("watch still running 30 s after the daemon dropped it")
 	}
 	line := strings.TrimSpace(stderr.String())
 	for _, want := range []string{"ended the watch", "read too slowly", "limit of 100", "were not shown", "run fibgate watch again"} {
