@@ -3,6 +3,7 @@
 package lab
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
@@ -87,6 +88,26 @@ func (t *Topology) LeafNeighbours() []Neighbour {
 		ns = append(ns, Neighbour{PeerLeaf4, PeerAS}, Neighbour{PeerLeaf6, PeerAS})
 	}
 	return ns
+}
+
+// LeftBehind is what a TestMain runs after the tests: as root it reports
+// (on stderr) every namespace of this process and every child process
+// still there, and says whether anything was left, so the run fails when a
+// test did not clean up after itself, also on failure.
+func LeftBehind() bool {
+	if os.Geteuid() != 0 {
+		return false
+	}
+	bad := false
+	if left, err := Leftovers(); err != nil || len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "cleanup: namespaces left: %v %v\n", left, err)
+		bad = true
+	}
+	if c := Children(); len(c) > 0 {
+		fmt.Fprintf(os.Stderr, "cleanup: child processes left: %v\n", c)
+		bad = true
+	}
+	return bad
 }
 
 // Children lists the processes whose parent is this process; a TestMain

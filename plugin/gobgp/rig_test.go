@@ -26,16 +26,8 @@ import (
 // process is left and no daemon it started is still a child of it.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if os.Geteuid() == 0 {
-		left, err := lab.Leftovers()
-		if err != nil || len(left) > 0 {
-			fmt.Fprintf(os.Stderr, "cleanup: namespaces left: %v %v\n", left, err)
-			code = 1
-		}
-		if c := lab.Children(); len(c) > 0 {
-			fmt.Fprintf(os.Stderr, "cleanup: child processes left: %v\n", c)
-			code = 1
-		}
+	if lab.LeftBehind() {
+		code = 1
 	}
 	if g := goroutinesLeft(); g != "" {
 		fmt.Fprintf(os.Stderr, "cleanup: goroutines left:\n%s\n", g)
