@@ -143,7 +143,8 @@ func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
 // Clock reading was written after that reading; the gate uses this to
 // release a prefix only on the route that was current when it asked
 // (gobgp.Speaker's fences), however far behind the events it judges are.
-// Versions are kept by the mirror side (Apply, Append, InheritVersions).
+// Every operation that changes a forwarding route stamps it (Add, Delete,
+// Apply, Append); InheritVersions carries versions over a resync.
 func (f *FIB) Version(table uint32, p netip.Prefix) uint64 {
 	e := f.entry(table, p.Masked())
 	if e == nil || len(e.routes) == 0 {

@@ -95,8 +95,7 @@ func (f *FIB) Append(r Route) error {
 	}
 	e.routes = append(e.routes, r)
 	if len(e.routes) == 1 {
-		f.clock++
-		e.ver = f.clock
+		f.stamp(e, nil, false)
 	}
 	f.store(r.Table, r.Prefix, e)
 	f.routes++

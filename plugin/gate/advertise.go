@@ -179,9 +179,8 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			for _, p := range se.Prefixes {
 				stale[p] = true
 			}
-			if err = errors.Join(withoutStale(err)...); err == nil {
-				t.log.Debug("advertise refused as stale; waiting for the new routes", "prefixes", len(stale))
-			}
+			t.log.Debug("advertise refused as stale; waiting for the new routes", "prefixes", len(stale))
+			err = se.Err
 		}
 		t.mu.Lock()
 		var changed []RouteState
@@ -230,23 +229,6 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	}
 	t.mu.Unlock()
 	return more
-}
-
-// withoutStale returns the parts of an Advertise error that are not the
-// StaleError (a speaker joins it with real failures).
-func withoutStale(err error) []error {
-	var se *StaleError
-	if errors.As(err, &se) && err == error(se) {
-		return nil
-	}
-	var out []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			out = append(out, withoutStale(e)...)
-		}
-		return out
-	}
-	return []error{err}
 }
 
 // sortAds orders a batch by prefix, so speakers and logs see a stable order.

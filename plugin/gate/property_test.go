@@ -71,7 +71,7 @@ func (s *recSpeaker) apply(ads []Advertisement, out bool) error {
 		err = errSpeaker
 	}
 	if len(stale) > 0 {
-		return errors.Join(&StaleError{Prefixes: stale}, err)
+		return &StaleError{Prefixes: stale, Err: err}
 	}
 	return err
 }

@@ -49,13 +49,24 @@ type Advertisement struct {
 }
 
 // StaleError lists the prefixes of an Advertise that a speaker refused
-// because their confirmation is older than its fence. It is not a failure
-// to retry: the gate releases them once it judges the newer route.
-type StaleError struct{ Prefixes []netip.Prefix }
+// because their confirmation is older than its fence. Those are not a
+// failure to retry: the gate releases them once it judges the newer route.
+// Err is what else went wrong in the same call (nil: nothing), to be
+// retried as usual.
+type StaleError struct {
+	Prefixes []netip.Prefix
+	Err      error
+}
 
 func (e *StaleError) Error() string {
-	return fmt.Sprintf("%d prefixes confirmed on a route older than BGP's best path (first %v)", len(e.Prefixes), e.Prefixes[0])
+	msg := fmt.Sprintf("%d prefixes confirmed on a route older than BGP's best path (first %v)", len(e.Prefixes), e.Prefixes[0])
+	if e.Err != nil {
+		msg += "; " + e.Err.Error()
+	}
+	return msg
 }
+
+func (e *StaleError) Unwrap() error { return e.Err }
 
 // Speaker is what the gate needs from a BGP implementation. plugin/gobgp
 // satisfies it twice: over GoBGP's gRPC API (a stock gobgpd) and in

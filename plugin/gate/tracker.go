@@ -261,12 +261,6 @@ func (t *Tracker) Run(ctx context.Context) error {
 			return nil
 		}
 		more = t.flush(ctx, time.Now())
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
 		timer.Reset(t.nextDeadline(time.Now(), more))
 	}
 }
@@ -471,9 +465,6 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		// judged afresh, not as a flap; plan releases it again.
 		wasUp = false
 		e.pendingSince = now
-		if before.State != HeldDown {
-			e.st.State = Pending
-		}
 	}
 	if wasUp && scope.HoldDown.Max > 0 && now.Sub(before.ConfirmedAt) >= scope.HoldDown.Max {
 		e.st.Flaps = 0 // stable long enough: forgive old flaps

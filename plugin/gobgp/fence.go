@@ -2,7 +2,6 @@ package gobgp
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 
 	"github.com/fibgate/fibgate/plugin/gate"
@@ -85,7 +84,6 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, clock 
 	if len(changes) == 0 {
 		return nil
 	}
-	s.fenced += uint64(len(changes))
 	return s.apply(ctx, changes)
 }
 
@@ -108,10 +106,11 @@ func (s *Speaker) settleFence(ad gate.Advertisement) {
 	}
 }
 
-// staleError wraps the prefixes refused as stale, joined with err.
+// staleError reports the prefixes refused as stale, with err, the call's
+// other failures.
 func staleError(refused []netip.Prefix, err error) error {
 	if len(refused) == 0 {
 		return err
 	}
-	return errors.Join(&gate.StaleError{Prefixes: refused}, err)
+	return &gate.StaleError{Prefixes: refused, Err: err}
 }

@@ -68,8 +68,6 @@ type Speaker struct {
 
 	done   chan struct{}  // closed by Close; ends Guard loops
 	guards sync.WaitGroup // running Guard loops
-
-	fenced uint64 // releases taken back by Fence (under mu)
 }
 
 // prefixState is what the Speaker knows about one prefix.
@@ -284,16 +282,15 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 // apply moves prefixes to their wanted state in five phases, each one
 // call (or stream) for the whole batch, in the order design.md measured:
 //
-//  0. transit release: HOLD add while the prefix is still held (so no
-//     neighbour gets a withdrawal for a path it never had);
-//     A. release in the held set what will be out (before AddPath / toggle);
-//     B. paths: originated AddPath; transit release: HOLD delete (GoBGP
-//     re-runs export for the prefix alone); take-back: HOLD add
-//     while still released, so GoBGP sees the old path as sent and
-//     withdraws it;
-//     C. hold in the held set what is taken back;
-//     D. delete the HOLD paths of phase B's take-backs (nothing is sent:
-//     the learned path is held now, the HOLD path was never sent).
+//	P. transit release: HOLD add while the prefix is still held, so no
+//	   neighbour gets a withdrawal for a path it never had;
+//	A. release in the held set what will be out (before AddPath / toggle);
+//	B. paths: originated AddPath; transit release: HOLD delete (GoBGP
+//	   re-runs export for the prefix alone); take-back: HOLD add while
+//	   still released, so GoBGP sees the old path as sent and withdraws it;
+//	C. hold in the held set what is taken back;
+//	D. delete the HOLD paths of phase B's take-backs (nothing is sent:
+//	   the learned path is held now, the HOLD path was never sent).
 //
 // Taking back an originated prefix in scope also goes through HOLD: the
 // HOLD path replaces the local path (same source), so a learned path of
