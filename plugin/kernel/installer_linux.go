@@ -108,23 +108,6 @@ func (i *Installer) Close() {
 	i.w.Close()
 }
 
-func (i *Installer) route(p netip.Prefix) *netlink.Route {
-	return &netlink.Route{
-		Dst:      &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())},
-		Table:    int(i.cfg.Table),
-		Protocol: netlink.RouteProtocol(i.cfg.Protocol),
-		Priority: int(i.cfg.Metric),
-		Family:   familyOf(p),
-	}
-}
-
-func familyOf(p netip.Prefix) int {
-	if p.Addr().Is4() {
-		return unix.AF_INET
-	}
-	return unix.AF_INET6
-}
-
 // Install writes each route, replacing in place the installer's route for
 // the same prefix (one RTM_NEWROUTE with NLM_F_REPLACE, so the forwarding
 // route never disappears in between), in batches (RouteWriter). It goes on
