@@ -202,11 +202,18 @@ func (f *FIB) stamp(e *entry, before *Route, had bool) {
 // First returns the forwarding route of (table, prefix): the one drivers
 // program and whose hardware flags mean something.
 func (f *FIB) First(table uint32, p netip.Prefix) (Route, bool) {
+	r, _, ok := f.FirstVersion(table, p)
+	return r, ok
+}
+
+// FirstVersion is First with the route's Version, in one lookup: what the
+// gate reads for every prefix it judges.
+func (f *FIB) FirstVersion(table uint32, p netip.Prefix) (Route, uint64, bool) {
 	e := f.entry(table, p.Masked())
 	if e == nil || len(e.routes) == 0 {
-		return Route{}, false
+		return Route{}, 0, false
 	}
-	return e.routes[0].Clone(), true
+	return e.routes[0].Clone(), e.ver, true
 }
 
 // Find returns the stored route that is the same as r by kernel identity,

@@ -346,8 +346,8 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 	t.src.View(func(f *fib.FIB) {
 		clock = f.Clock()
 		for k := range keys {
-			if r, ok := f.First(k.table, k.prefix); ok {
-				routes[k] = &seen{r, f.Version(k.table, k.prefix)}
+			if r, ver, ok := f.FirstVersion(k.table, k.prefix); ok {
+				routes[k] = &seen{r, ver}
 			}
 		}
 	})
