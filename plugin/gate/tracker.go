@@ -207,9 +207,10 @@ func (t *Tracker) Watch(ctx context.Context, snapshot bool, opts ...WatchOption)
 	return t.hub.Subscribe(ctx, first, c.fanout...)
 }
 
-// Watchers returns how many Watch streams are subscribed: a gauge for
-// operators (a slow watcher that was dropped is no longer counted) and what
-// tests wait on.
+// Watchers returns how many Watch streams are subscribed now; a slow
+// watcher that was dropped (WatchLimit) no longer counts, so it shows
+// whether a drop has happened without depending on the transport's
+// buffering (the API's and the CLI's tests wait on it).
 func (t *Tracker) Watchers() int {
 	n, _ := t.hub.Backlog()
 	return n
