@@ -149,7 +149,6 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	if len(wds) > 0 {
 		err := a.speaker.Withdraw(ctx, wds)
 		t.mu.Lock()
-		var changed []RouteState
 		for i, k := range wdKeys {
 			e := t.entries[k]
 			switch {
@@ -158,12 +157,15 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 					a.wds[k] = wds[i]
 				}
 			case e != nil && !shouldBeOut(e) && e.out:
+				// Not published: watchers got the state that caused the
+				// withdrawal when it was judged, and this one differs
+				// from it only in WithdrawnAt (it printed every such
+				// change twice). List and Get show the time; watchers
+				// get it with the prefix's next change.
 				e.out = false
 				e.st.WithdrawnAt = now
-				changed = append(changed, e.st)
 			}
 		}
-		t.hub.Publish(changed)
 		t.mu.Unlock()
 		if err != nil {
 			failed = true

@@ -53,8 +53,11 @@ type RouteState struct {
 	// Timestamps of the last time each happened; zero when never.
 	SeenAt       time.Time // entered the FIB
 	ConfirmedAt  time.Time // hardware confirmed it
-	AdvertisedAt time.Time
-	WithdrawnAt  time.Time
+	AdvertisedAt time.Time // BGP accepted it
+	// WithdrawnAt is when BGP took it back, or when its route left the FIB
+	// (state Withdrawn). A completed withdrawal changes only this field, so
+	// Watch carries it with the prefix's next change, not on its own.
+	WithdrawnAt time.Time
 	// Flaps counts losses of confirmation; HoldUntil ends a hold-down.
 	Flaps     int
 	HoldUntil time.Time
