@@ -79,9 +79,16 @@ func TestBlackhole(t *testing.T) {
 		case r.event == "primary comes up":
 			// A release is per prefix, not per path: when the VIP's best
 			// path at leaf1 changes from the spines' to host1's, GoBGP
-			// exports it at once, a few ms before the gate takes the
+			// exports it at once, a few ms before the fence takes the
 			// prefix back until the new route is programmed
-			// (docs/design-notes.md, "Open"). Seen: 1 probe in 1 of 8 runs.
+			// (docs/design-notes.md, "Open"). Not seen since the prober
+			// has a default route (below); the window is real, so a few
+			// probes are allowed.
+			//
+			// The single IPv6 probes lost before, in this event and in
+			// "primary withdrawn", were the prober's own: host3 counted
+			// Ip6OutNoRoutes while FRR replaced its route to the VIP.
+			// host3 now has a default route to its leaf, as hosts do.
 			budget = 5
 		}
 		if r.gate && r.lost > budget {
