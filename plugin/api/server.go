@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -67,6 +68,7 @@ type config struct {
 	socket           string
 	tcpAddr          string
 	tls              *tls.Config
+	roles            Roles
 	maxRecv          int
 	maxStreams       uint32
 	keepaliveMinTime time.Duration
@@ -122,6 +124,13 @@ func WithTCP(addr string, cfg *tls.Config) Option {
 	return func(c *config) { c.tcpAddr, c.tls = addr, cfg }
 }
 
+// WithTCPRoles says which client certificates may write over TCP and
+// which may read (see Roles). Without it, and always without a client CA,
+// the TCP listener is read-only: the API changes what the router
+// advertises, so a client it cannot name must not change it. Roles need
+// a client CA (ServerTLS with clientCAFile).
+func WithTCPRoles(r Roles) Option { return func(c *config) { c.roles = r } }
+
 // WithMaxRecvMsgSize bounds a request's size in bytes (default 4 MiB);
 // larger requests get RESOURCE_EXHAUSTED.
 func WithMaxRecvMsgSize(n int) Option { return func(c *config) { c.maxRecv = n } }
@@ -172,6 +181,8 @@ func New(opts ...Option) (*Server, error) {
 		return nil, errors.New("api: nothing to listen on: give a unix socket path or a TCP address")
 	case c.tcpAddr != "" && c.tls == nil:
 		return nil, fmt.Errorf("api: TCP address %s needs TLS (a certificate and key)", c.tcpAddr)
+	case c.tcpAddr != "" && (len(c.roles.Admins) > 0 || len(c.roles.Readers) > 0) && c.tls.ClientAuth != tls.RequireAndVerifyClientCert:
+		return nil, errors.New("api: client roles (api.admin_clients, api.read_clients) need client certificates: set api.tls_client_ca")
 	case c.maxRecv <= 0:
 		return nil, fmt.Errorf("api: max receive message size %d must be positive", c.maxRecv)
 	case c.maxStreams == 0:
@@ -202,7 +213,7 @@ func (s *Server) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
 	}
 }
 
-func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
+func (s *Server) newGRPC(creds credentials.TransportCredentials, acc *access) *grpc.Server {
 	opts := []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(s.cfg.maxRecv),
 		grpc.MaxConcurrentStreams(s.cfg.maxStreams),
@@ -211,6 +222,9 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials) *grpc.Server {
 	}
 	if creds != nil {
 		opts = append(opts, grpc.Creds(creds))
+	}
+	if acc != nil {
+		opts = append(opts, grpc.UnaryInterceptor(acc.unary), grpc.StreamInterceptor(acc.stream))
 	}
 	g := grpc.NewServer(opts...)
 	pb.RegisterPolicyServiceServer(g, &policyService{s: s})
@@ -237,9 +251,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.mu.Unlock()
 
 	type served struct {
-		g  *grpc.Server
-		ln net.Listener
-		at string
+		g    *grpc.Server
+		ln   net.Listener
+		at   string
+		info []any // what the listener allows, for the start-up log
 	}
 	var all []served
 	closeAll := func() {
@@ -252,7 +267,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		all = append(all, served{s.newGRPC(nil), ln, "unix:" + s.cfg.socket})
+		all = append(all, served{s.newGRPC(nil, nil), ln, "unix:" + s.cfg.socket, []any{"access", "admin (socket mode 0600)"}})
 	}
 	if s.cfg.tcpAddr != "" {
 		ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", s.cfg.tcpAddr)
@@ -260,7 +275,8 @@ func (s *Server) Serve(ctx context.Context) error {
 			closeAll()
 			return fmt.Errorf("api: listen on %s: %w", s.cfg.tcpAddr, err)
 		}
-		all = append(all, served{s.newGRPC(credentials.NewTLS(s.cfg.tls)), ln, "tcp:" + ln.Addr().String()})
+		acc := &access{roles: s.cfg.roles, mutual: s.cfg.tls.ClientAuth == tls.RequireAndVerifyClientCert, log: s.cfg.log}
+		all = append(all, served{s.newGRPC(credentials.NewTLS(s.cfg.tls), acc), ln, "tcp:" + ln.Addr().String(), acc.describe()})
 	}
 
 	s.setHealth(healthpb.HealthCheckResponse_NOT_SERVING)
@@ -280,7 +296,13 @@ func (s *Server) Serve(ctx context.Context) error {
 
 	errc := make(chan error, len(all))
 	for _, x := range all {
-		s.cfg.log.Info("fibgate API listening", "addr", x.at)
+		// The TCP listener's access is said at warning level, so that
+		// `fibgate serve` (warnings by default) says it too.
+		level := slog.LevelInfo
+		if strings.HasPrefix(x.at, "tcp:") {
+			level = slog.LevelWarn
+		}
+		s.cfg.log.Log(ctx, level, "fibgate API listening", append([]any{"addr", x.at}, x.info...)...)
 		wg.Go(func() {
 			if err := x.g.Serve(x.ln); err != nil {
 				errc <- fmt.Errorf("api: serve %s: %w", x.at, err)

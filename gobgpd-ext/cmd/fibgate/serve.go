@@ -42,6 +42,7 @@ Flags:
 type serveFlags struct {
 	netns, backend, socket, listen string
 	tlsCert, tlsKey, tlsCA         string
+	adminClients, readClients      listFlag
 	policyFile, setNotify          string
 	metrics                        string
 	rcvbuf                         int
@@ -60,7 +61,9 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", "", "also serve the API on this TCP address (needs --tls-cert and --tls-key)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate for --listen")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key for --listen")
-	fs.StringVar(&f.tlsCA, "tls-client-ca", "", "require client certificates signed by this CA on --listen (mTLS)")
+	fs.StringVar(&f.tlsCA, "tls-client-ca", "", "require client certificates signed by this CA on --listen (mTLS); without it --listen is read-only")
+	fs.Var(&f.adminClients, "admin-client", "a client certificate that may write over --listen: cn:NAME, dns:NAME, uri:URI, email:ADDR or ip:ADDR (repeat, or comma-separated; needs --tls-client-ca)")
+	fs.Var(&f.readClients, "read-client", "a client certificate that may read over --listen, like --admin-client (default: any certificate of --tls-client-ca)")
 	fs.StringVar(&f.policyFile, "policy", "", "read the gating policy from `FILE` (YAML, as 'fibgate policy get' prints); default: gate every main-table prefix on hardware confirmation")
 	fs.StringVar(&f.metrics, "metrics", "", "serve Prometheus metrics (fibgate_*) at http://ADDR/metrics, e.g. 127.0.0.1:9431 (default: off)")
 	fs.StringVar(&f.setNotify, "set-notify", "", "write fib_notify_on_flag_change (0, 1 or 2) for IPv4 and IPv6 first (default: leave it)")
@@ -117,6 +120,20 @@ func serveErr(err error, netns string) error {
 	return errors.New(msg)
 }
 
+// listFlag is a flag that may be repeated or hold a comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *listFlag) Set(v string) error {
+	for x := range strings.SplitSeq(v, ",") {
+		if x = strings.TrimSpace(x); x != "" {
+			*l = append(*l, x)
+		}
+	}
+	return nil
+}
+
 // config turns the flags into the daemons' settings.
 func (f *serveFlags) config() (daemon.Config, error) {
 	c := daemon.Defaults()
@@ -131,7 +148,8 @@ func (f *serveFlags) config() (daemon.Config, error) {
 	if f.simPorts != "" {
 		c.Backend.Sim.Ports = strings.Split(f.simPorts, ",")
 	}
-	c.API = daemon.API{Socket: f.socket, Listen: f.listen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSClientCA: f.tlsCA}
+	c.API = daemon.API{Socket: f.socket, Listen: f.listen, TLSCert: f.tlsCert, TLSKey: f.tlsKey, TLSClientCA: f.tlsCA,
+		AdminClients: f.adminClients, ReadClients: f.readClients}
 	no := false
 	c.Install.Enabled = &no // no installer without BGP
 	if err := c.Check(); err != nil {

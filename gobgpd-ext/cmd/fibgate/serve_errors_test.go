@@ -29,6 +29,8 @@ func TestServeConfigurationErrorsExit2NamingTheFlag(t *testing.T) {
 		{[]string{"serve", "--rcvbuf", "0"}, "rcvbuf 0"},
 		{[]string{"serve", "--policy", nan}, "scopes[0].hold_down.multiplier"},
 		{[]string{"serve", "--set-notify", "1", "--socket", filepath.Join(dir, "missing", "fibgate.sock")}, "--socket"},
+		{[]string{"serve", "--listen", "127.0.0.1:0", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--admin-client", "cn:ops"}, "--tls-client-ca"},
+		{[]string{"serve", "--admin-client", "ops"}, "--admin-client"},
 	} {
 		var stderr bytes.Buffer
 		code := run(context.Background(), c.args, io.Discard, &stderr)

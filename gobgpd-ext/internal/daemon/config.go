@@ -78,13 +78,40 @@ type Sim struct {
 	Ports           []string `yaml:"ports"`
 }
 
-// API says where the fibgate API is served.
+// API says where the fibgate API is served, and who may write over TCP.
 type API struct {
 	Socket      string `yaml:"socket"`
 	Listen      string `yaml:"listen"`
 	TLSCert     string `yaml:"tls_cert"`
 	TLSKey      string `yaml:"tls_key"`
 	TLSClientCA string `yaml:"tls_client_ca"`
+	// AdminClients and ReadClients name client certificates ("cn:NAME",
+	// "dns:NAME", "uri:URI", "email:ADDRESS", "ip:ADDRESS"; api.Roles):
+	// admins may write over TCP, readers may read (empty: every
+	// certificate of the client CA). Both need TLSClientCA: without it
+	// the TCP listener is read-only.
+	AdminClients []string `yaml:"admin_clients"`
+	ReadClients  []string `yaml:"read_clients"`
+}
+
+// Roles parses the client lists for api.WithTCPRoles; errors name the key.
+func (a API) Roles() (api.Roles, error) {
+	var r api.Roles
+	for _, l := range []struct {
+		key  string
+		in   []string
+		into *[]api.ClientID
+	}{{"api.admin_clients (fibgate serve: --admin-client)", a.AdminClients, &r.Admins},
+		{"api.read_clients (fibgate serve: --read-client)", a.ReadClients, &r.Readers}} {
+		for _, s := range l.in {
+			id, err := api.ParseClientID(s)
+			if err != nil {
+				return r, fmt.Errorf("%s: %w", l.key, err)
+			}
+			*l.into = append(*l.into, id)
+		}
+	}
+	return r, nil
 }
 
 // BGPSettings is what fibgate installs in GoBGP and announces itself.
@@ -246,6 +273,12 @@ func (c *Config) Check() error {
 	}
 	if c.API.Listen != "" && (c.API.TLSCert == "" || c.API.TLSKey == "") {
 		return errors.New("api.listen needs api.tls_cert and api.tls_key: the API is not served in clear text over TCP")
+	}
+	if _, err := c.API.Roles(); err != nil {
+		return err
+	}
+	if (len(c.API.AdminClients) > 0 || len(c.API.ReadClients) > 0) && c.API.TLSClientCA == "" {
+		return errors.New("api.admin_clients and api.read_clients (fibgate serve: --admin-client, --read-client) need api.tls_client_ca (--tls-client-ca): without client certificates nobody can be named, and the TCP listener is read-only")
 	}
 	if _, err := c.installProtocol(); err != nil {
 		return err

@@ -198,7 +198,11 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		if err != nil {
 			return configErr(err)
 		}
-		aopts = append(aopts, api.WithTCP(cfg.API.Listen, tlsCfg))
+		roles, err := cfg.API.Roles()
+		if err != nil {
+			return configErr(err)
+		}
+		aopts = append(aopts, api.WithTCP(cfg.API.Listen, tlsCfg), api.WithTCPRoles(roles))
 	}
 	if d.server, err = api.New(aopts...); err != nil {
 		return configErr(err)
