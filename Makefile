@@ -22,8 +22,10 @@ PKGS       := ./...
 GOFLAGS    ?=
 # Debian packages the tests need: iproute2 for namespaces, frr as the BGP
 # neighbour that must not see a prefix too early, procps for sysctl, bird2
-# as the full-table source and observer of the scale benchmark.
-APT_PKGS   := iproute2 frr procps bird2
+# as the full-table source and observer of the scale benchmark, gobgpd for
+# Debian's GoBGP 3.10, the oldest release the sidecar e2e test runs fibgated
+# against (its systemd unit starts nothing without /etc/gobgpd.conf).
+APT_PKGS   := iproute2 frr procps bird2 gobgpd
 # Code generators for proto/, pinned and built from source into bin/tools
 # (proto/buf.gen.yaml names them there). protoc-gen-go follows the
 # google.golang.org/protobuf version in go.mod, so generated code always

@@ -118,17 +118,39 @@ type leaf struct {
 	start    func(tb testing.TB) *lab.Process
 	owner    testing.TB // the fabric's test: daemons live as long as it
 	conn     *grpc.ClientConn
+	// orig and tran are the prefixes it originates and learns from its
+	// host, IPv4 then IPv6; host is that host's FRR.
+	orig, tran []netip.Prefix
+	host       *lab.FRR
 }
 
 type fabric struct {
 	spine, host1, host2 string
 	spineFRR            *lab.FRR
 	host1FRR, host2FRR  *lab.FRR
-	leaf1, leaf2        *leaf
+	leaf1, leaf2        *leaf // leaf1 is nil in a sidecar-only fabric
 	watch               *spineWatch
 }
 
-func newFabric(t *testing.T) *fabric {
+// fabricOptions choose the leaves of a fabric.
+type fabricOptions struct {
+	// sidecarOnly leaves leaf1 (gobgpd-ext) and host1 out: the tests of
+	// another gobgpd need only leaf2.
+	sidecarOnly bool
+	// gobgpd is the path of leaf2's gobgpd; "" is the one built from the
+	// GoBGP module in go.mod (lab.GobgpBinaries).
+	gobgpd string
+}
+
+// leaves returns the fabric's leaves, leaf1 first when it has one.
+func (f *fabric) leaves() []*leaf {
+	if f.leaf1 == nil {
+		return []*leaf{f.leaf2}
+	}
+	return []*leaf{f.leaf1, f.leaf2}
+}
+
+func newFabric(t *testing.T, opts fabricOptions) *fabric {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end fabric with namespaces and FRR: skipped in -short mode")
@@ -136,40 +158,45 @@ func newFabric(t *testing.T) *fabric {
 	lab.RequireRoot(t)
 	lab.RequireFRR(t)
 	bin := binaries(t)
-	f := &fabric{spine: lab.NewNS(t, "spine"), host1: lab.NewNS(t, "host1"), host2: lab.NewNS(t, "host2")}
-	f.leaf1 = &leaf{name: "leaf1", ns: lab.NewNS(t, "leaf1"), as: leaf1AS, dir: dir(t), owner: t}
-	f.leaf2 = &leaf{name: "leaf2", ns: lab.NewNS(t, "leaf2"), as: leaf2AS, dir: dir(t), owner: t}
-	lab.Link(t, f.leaf1.ns, "to-spine", "10.0.1.1", "fd00:1::1", f.spine, "to-leaf1", "10.0.1.2", "fd00:1::2")
+	f := &fabric{spine: lab.NewNS(t, "spine"), host2: lab.NewNS(t, "host2")}
+	f.leaf2 = &leaf{name: "leaf2", ns: lab.NewNS(t, "leaf2"), as: leaf2AS, dir: dir(t), owner: t, orig: orig2, tran: tran2}
 	lab.Link(t, f.leaf2.ns, "to-spine", "10.0.2.1", "fd00:2::1", f.spine, "to-leaf2", "10.0.2.2", "fd00:2::2")
-	lab.Link(t, f.leaf1.ns, "to-host", "10.1.1.1", "fd01:1::1", f.host1, "to-leaf", "10.1.1.2", "fd01:1::2")
 	lab.Link(t, f.leaf2.ns, "to-host", "10.1.2.1", "fd01:2::1", f.host2, "to-leaf", "10.1.2.2", "fd01:2::2")
+	if !opts.sidecarOnly {
+		f.host1 = lab.NewNS(t, "host1")
+		f.leaf1 = &leaf{name: "leaf1", ns: lab.NewNS(t, "leaf1"), as: leaf1AS, dir: dir(t), owner: t, orig: orig1, tran: tran1}
+		lab.Link(t, f.leaf1.ns, "to-spine", "10.0.1.1", "fd00:1::1", f.spine, "to-leaf1", "10.0.1.2", "fd00:1::2")
+		lab.Link(t, f.leaf1.ns, "to-host", "10.1.1.1", "fd01:1::1", f.host1, "to-leaf", "10.1.1.2", "fd01:1::2")
+	}
 
 	// The spine first, and its watcher, so that nothing a leaf sends can
-	// be missed.
+	// be missed. A missing leaf1 is a neighbour that never comes up.
 	f.spineFRR = lab.StartFRR(t, f.spine, spineAS, lab.BGPConfig(spineAS, "10.0.0.100", []lab.Neighbour{
 		{Address: "10.0.1.1", AS: leaf1AS}, {Address: "fd00:1::1", AS: leaf1AS},
 		{Address: "10.0.2.1", AS: leaf2AS}, {Address: "fd00:2::1", AS: leaf2AS}}, nil))
 	f.watch = watchSpine(t, f.spineFRR)
 
-	for _, l := range []*leaf{f.leaf1, f.leaf2} {
+	for _, l := range f.leaves() {
 		l.api = filepath.Join(l.dir, "fibgate.sock")
 		if err := os.WriteFile(filepath.Join(l.dir, "fibgate.yaml"), fmt.Appendf(nil, settings, l.api), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	// leaf1: gobgpd-ext with the gate inside.
-	conf1 := lab.GobgpdConf{AS: leaf1AS, RouterID: "10.0.1.1", Neighbours: []lab.Neighbour{
-		{Address: "10.0.1.2", AS: spineAS}, {Address: "fd00:1::2", AS: spineAS},
-		{Address: "10.1.1.2", AS: host1AS}, {Address: "fd01:1::2", AS: host1AS}}}.String()
-	if err := os.WriteFile(filepath.Join(f.leaf1.dir, "gobgpd.toml"), []byte(conf1), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	f.leaf1.start = func(tb testing.TB) *lab.Process {
-		l := f.leaf1
-		_ = os.Remove(filepath.Join(l.dir, "gobgp.sock")) // left by a killed predecessor
-		return lab.Start(tb, l.ns, l.dir, fmt.Sprintf("gobgpd-ext.%d", l.starts), filepath.Join(bin, "gobgpd-ext"),
-			"-f", filepath.Join(l.dir, "gobgpd.toml"), "--api-hosts", "unix://"+filepath.Join(l.dir, "gobgp.sock"),
-			"-p", "--pprof-disable", "--fibgate-config", filepath.Join(l.dir, "fibgate.yaml"))
+	if f.leaf1 != nil {
+		// leaf1: gobgpd-ext with the gate inside.
+		conf1 := lab.GobgpdConf{AS: leaf1AS, RouterID: "10.0.1.1", Neighbours: []lab.Neighbour{
+			{Address: "10.0.1.2", AS: spineAS}, {Address: "fd00:1::2", AS: spineAS},
+			{Address: "10.1.1.2", AS: host1AS}, {Address: "fd01:1::2", AS: host1AS}}}.String()
+		if err := os.WriteFile(filepath.Join(f.leaf1.dir, "gobgpd.toml"), []byte(conf1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		f.leaf1.start = func(tb testing.TB) *lab.Process {
+			l := f.leaf1
+			_ = os.Remove(filepath.Join(l.dir, "gobgp.sock")) // left by a killed predecessor
+			return lab.Start(tb, l.ns, l.dir, fmt.Sprintf("gobgpd-ext.%d", l.starts), filepath.Join(bin, "gobgpd-ext"),
+				"-f", filepath.Join(l.dir, "gobgpd.toml"), "--api-hosts", "unix://"+filepath.Join(l.dir, "gobgp.sock"),
+				"-p", "--pprof-disable", "--fibgate-config", filepath.Join(l.dir, "fibgate.yaml"))
+		}
 	}
 	// leaf2: a stock gobgpd with the fallback policy in its file, and
 	// fibgated next to it.
@@ -181,18 +208,30 @@ func newFabric(t *testing.T) *fabric {
 		{Address: "10.0.2.2", AS: spineAS}, {Address: "fd00:2::2", AS: spineAS},
 		{Address: "10.1.2.2", AS: host2AS}, {Address: "fd01:2::2", AS: host2AS}},
 		Extra: string(fallback) + "[global.apply-policy.config]\n  export-policy-list = [\"fibgate-fallback\"]\n  default-export-policy = \"accept-route\"\n"}.String()
-	f.leaf2.gobgpd = lab.StartGobgpd(t, f.leaf2.ns, conf2)
+	gobgpd := opts.gobgpd
+	if gobgpd == "" {
+		gobgpd = filepath.Join(lab.GobgpBinaries(t), "gobgpd")
+	}
+	f.leaf2.gobgpd = lab.StartGobgpdFrom(t, gobgpd, f.leaf2.ns, conf2)
 	f.leaf2.start = func(tb testing.TB) *lab.Process {
 		l := f.leaf2
 		return lab.Start(tb, l.ns, l.dir, fmt.Sprintf("fibgated.%d", l.starts), filepath.Join(bin, "fibgated"),
 			"--gobgpd", l.gobgpd.Target, "-c", filepath.Join(l.dir, "fibgate.yaml"))
 	}
-	for _, l := range []*leaf{f.leaf1, f.leaf2} {
+	for _, l := range f.leaves() {
 		l.run(t)
 	}
-	f.host1FRR = lab.StartFRR(t, f.host1, host1AS, lab.BGPConfig(host1AS, "10.1.1.2", []lab.Neighbour{{Address: "10.1.1.1", AS: leaf1AS}, {Address: "fd01:1::1", AS: leaf1AS}}, tran1))
+	if f.leaf1 != nil {
+		f.host1FRR = lab.StartFRR(t, f.host1, host1AS, lab.BGPConfig(host1AS, "10.1.1.2", []lab.Neighbour{{Address: "10.1.1.1", AS: leaf1AS}, {Address: "fd01:1::1", AS: leaf1AS}}, tran1))
+		f.leaf1.host = f.host1FRR
+	}
 	f.host2FRR = lab.StartFRR(t, f.host2, host2AS, lab.BGPConfig(host2AS, "10.1.2.2", []lab.Neighbour{{Address: "10.1.2.1", AS: leaf2AS}, {Address: "fd01:2::1", AS: leaf2AS}}, tran2))
-	for _, n := range []string{"10.0.1.1", "fd00:1::1", "10.0.2.1", "fd00:2::1"} {
+	f.leaf2.host = f.host2FRR
+	sessions := []string{"10.0.2.1", "fd00:2::1"}
+	if f.leaf1 != nil {
+		sessions = append(sessions, "10.0.1.1", "fd00:1::1")
+	}
+	for _, n := range sessions {
 		f.spineFRR.WaitEstablished(n, 30*time.Second)
 	}
 	return f

@@ -35,58 +35,12 @@ func TestMain(m *testing.M) {
 // leaf1 and a stock gobgpd with fibgated on leaf2, FRR as the spine that
 // must not see a prefix before the leaf's (simulated) hardware holds it.
 func TestFabric(t *testing.T) {
-	f := newFabric(t)
+	f := newFabric(t, fabricOptions{})
 	l1, l2 := f.leaf1, f.leaf2
 	start := time.Now()
 
 	t.Run("originated and transit prefixes reach the spine only once programmed", func(t *testing.T) {
-		// Originated: a static route on each leaf. The gate waits for the
-		// sim's 300 ms; without it the spine would have them in ms.
-		added := time.Now()
-		for _, p := range orig1 {
-			l1.ip(t, "route", "add", p.String(), "dev", "to-host", "proto", "static")
-		}
-		for _, p := range orig2 {
-			l2.ip(t, "route", "add", p.String(), "dev", "to-host", "proto", "static")
-		}
-		f.watch.waitPresent(t, l1, 20*time.Second, append(orig1, tran1...)...)
-		f.watch.waitPresent(t, l2, 20*time.Second, append(orig2, tran2...)...)
-		for _, c := range []struct {
-			l  *leaf
-			ps []netip.Prefix
-		}{{l1, orig1}, {l2, orig2}} {
-			for _, p := range c.ps {
-				conf := c.l.confirmedAt(t, p)
-				f.watch.notBefore(t, p, c.l.as, start, conf)
-				first := f.watch.appearances(p, c.l.as)[0]
-				if lag := first.At.Sub(added); lag < simLatency {
-					t.Errorf("%v at the spine %v after its route was added, less than the hardware's %v", p, lag, simLatency)
-				}
-			}
-		}
-		// Transit: learned from the host, written to the kernel by the
-		// FIB installer, programmed, then released.
-		for _, c := range []struct {
-			l  *leaf
-			ps []netip.Prefix
-		}{{l1, tran1}, {l2, tran2}} {
-			for _, p := range c.ps {
-				r, err := c.l.route(p)
-				if err != nil {
-					t.Fatalf("%s: %v: %v", c.l.name, p, err)
-				}
-				seen, conf := r.GetSeenTime().AsTime(), c.l.confirmedAt(t, p)
-				// The sim starts its clock when the notification reaches
-				// it, the tracker a moment later (batching): a few ms.
-				if conf.Sub(seen) < simLatency-20*time.Millisecond {
-					t.Errorf("%s confirmed %v %v after its route appeared, less than the hardware's %v", c.l.name, p, conf.Sub(seen), simLatency)
-				}
-				f.watch.notBefore(t, p, c.l.as, start, conf)
-				if first := f.watch.appearances(p, c.l.as)[0]; first.At.Sub(seen) < simLatency {
-					t.Errorf("%v at the spine %v after the installer wrote it, less than the hardware's %v", p, first.At.Sub(seen), simLatency)
-				}
-			}
-		}
+		f.programmedFirst(t, start)
 		// The installer's routes: the hosts' prefixes via the hosts, the
 		// other leaf's via the spine; never a HOLD path's.
 		want1 := []string{"198.51.102.0/24 via 10.0.1.2", "203.0.113.0/24 via 10.1.1.2", "203.0.114.0/24 via 10.0.1.2",
@@ -97,24 +51,7 @@ func TestFabric(t *testing.T) {
 	})
 
 	t.Run("an offload failure withdraws the prefix and its recovery advertises it again", func(t *testing.T) {
-		for _, c := range []struct {
-			l *leaf
-			p netip.Prefix
-		}{{l1, orig1[0]}, {l1, tran1[1]}, {l2, tran2[0]}, {l2, orig2[1]}} {
-			if _, err := c.l.hw().InjectFailure(context.Background(), &pb.InjectFailureRequest{Prefix: c.p.String()}); err != nil {
-				t.Fatal(err)
-			}
-			f.watch.waitAbsent(t, c.l.as, 10*time.Second, c.p)
-			if r, err := c.l.route(c.p); err != nil || r.GetState() != pb.State_STATE_FAILED {
-				t.Errorf("%s %v: state %v (%v), want failed", c.l.name, c.p, r.GetState(), err)
-			}
-			cleared := time.Now()
-			if _, err := c.l.hw().ClearFailure(context.Background(), &pb.ClearFailureRequest{Prefix: c.p.String()}); err != nil {
-				t.Fatal(err)
-			}
-			f.watch.waitPresent(t, c.l, 10*time.Second, c.p)
-			f.watch.notBefore(t, c.p, c.l.as, cleared, c.l.confirmedAt(t, c.p))
-		}
+		f.failureWithdraws(t, []failure{{l1, orig1[0]}, {l1, tran1[1]}, {l2, tran2[0]}, {l2, orig2[1]}})
 	})
 
 	t.Run("without confirmation a prefix stays held (fail-closed) or goes out after its timeout (fail-open)", func(t *testing.T) {
@@ -199,19 +136,7 @@ func TestFabric(t *testing.T) {
 	})
 
 	t.Run("fibgated killed and restarted: nothing unconfirmed goes out, everything confirmed comes back", func(t *testing.T) {
-		l2.kill(t)
-		// While fibgated is down, gobgpd learns a new prefix: the gate's
-		// policy, still in gobgpd, holds it.
-		late := netip.MustParsePrefix("203.0.115.0/24")
-		f.host2FRR.Announce(late, false)
-		f.watch.neverPresent(t, leaf2AS, time.Second, late)
-		restarted := time.Now()
-		l2.run(t)
-		everything := append(append([]netip.Prefix{late}, orig2...), tran2...)
-		f.watch.waitPresent(t, l2, 20*time.Second, everything...)
-		for _, p := range everything {
-			f.watch.notBefore(t, p, leaf2AS, restarted, l2.confirmedAt(t, p))
-		}
+		f.sidecarKilled(t, netip.MustParsePrefix("203.0.115.0/24"))
 	})
 
 	t.Run("gobgpd-ext killed and restarted: nothing unconfirmed goes out, everything confirmed comes back", func(t *testing.T) {
@@ -227,26 +152,133 @@ func TestFabric(t *testing.T) {
 	})
 
 	t.Run("SIGTERM withdraws, removes HOLD paths and installed routes, exits 0", func(t *testing.T) {
-		for _, l := range []*leaf{l2, l1} {
-			if err := l.proc.Signal(syscall.SIGTERM); err != nil {
-				t.Fatal(err)
-			}
-			lab.Eventually(t, 40*time.Second, l.name+" exits", func() error {
-				if !l.proc.Exited() {
-					return fmt.Errorf("still running")
-				}
-				return nil
-			})
-			if code := l.proc.Cmd.ProcessState.ExitCode(); code != 0 {
-				t.Errorf("%s exit status %d, want 0 (log %s)", l.name, code, filepath.Base(l.proc.Log))
-			}
-			if left := l.kernelBGPRoutes(t); len(left) > 0 {
-				t.Errorf("%s: installed routes left after exit: %v", l.name, left)
+		f.terminated(t)
+	})
+}
+
+// programmedFirst checks that every leaf's originated and transit
+// prefixes reach the spine, each only once the leaf's hardware programmed
+// it: not before the leaf's confirmation time, and no sooner than the
+// sim's latency after the route appeared. It adds the originated routes.
+func (f *fabric) programmedFirst(t *testing.T, start time.Time) {
+	t.Helper()
+	// Originated: a static route on each leaf. The gate waits for the
+	// sim's 300 ms; without it the spine would have them in ms.
+	added := time.Now()
+	for _, l := range f.leaves() {
+		for _, p := range l.orig {
+			l.ip(t, "route", "add", p.String(), "dev", "to-host", "proto", "static")
+		}
+	}
+	for _, l := range f.leaves() {
+		f.watch.waitPresent(t, l, 20*time.Second, append(slices.Clone(l.orig), l.tran...)...)
+	}
+	for _, l := range f.leaves() {
+		for _, p := range l.orig {
+			conf := l.confirmedAt(t, p)
+			f.watch.notBefore(t, p, l.as, start, conf)
+			first := f.watch.appearances(p, l.as)[0]
+			if lag := first.At.Sub(added); lag < simLatency {
+				t.Errorf("%v at the spine %v after its route was added, less than the hardware's %v", p, lag, simLatency)
 			}
 		}
-		f.watch.waitAbsent(t, leaf2AS, 10*time.Second, append(orig2, tran2...)...)
-		f.watch.waitAbsent(t, leaf1AS, 10*time.Second, append(orig1, tran1...)...)
-	})
+	}
+	// Transit: learned from the host, written to the kernel by the FIB
+	// installer, programmed, then released.
+	for _, l := range f.leaves() {
+		for _, p := range l.tran {
+			r, err := l.route(p)
+			if err != nil {
+				t.Fatalf("%s: %v: %v", l.name, p, err)
+			}
+			seen, conf := r.GetSeenTime().AsTime(), l.confirmedAt(t, p)
+			// The sim starts its clock when the notification reaches it,
+			// the tracker a moment later (batching): a few ms.
+			if conf.Sub(seen) < simLatency-20*time.Millisecond {
+				t.Errorf("%s confirmed %v %v after its route appeared, less than the hardware's %v", l.name, p, conf.Sub(seen), simLatency)
+			}
+			f.watch.notBefore(t, p, l.as, start, conf)
+			if first := f.watch.appearances(p, l.as)[0]; first.At.Sub(seen) < simLatency {
+				t.Errorf("%v at the spine %v after the installer wrote it, less than the hardware's %v", p, first.At.Sub(seen), simLatency)
+			}
+		}
+	}
+}
+
+// failure is a prefix whose offload a test fails on a leaf.
+type failure struct {
+	l *leaf
+	p netip.Prefix
+}
+
+// failureWithdraws injects an offload failure of each prefix in turn,
+// checks that the spine loses it, then clears the failure and checks that
+// it comes back, not before the leaf confirmed it again.
+func (f *fabric) failureWithdraws(t *testing.T, failures []failure) {
+	t.Helper()
+	for _, c := range failures {
+		if _, err := c.l.hw().InjectFailure(context.Background(), &pb.InjectFailureRequest{Prefix: c.p.String()}); err != nil {
+			t.Fatal(err)
+		}
+		f.watch.waitAbsent(t, c.l.as, 10*time.Second, c.p)
+		if r, err := c.l.route(c.p); err != nil || r.GetState() != pb.State_STATE_FAILED {
+			t.Errorf("%s %v: state %v (%v), want failed", c.l.name, c.p, r.GetState(), err)
+		}
+		cleared := time.Now()
+		if _, err := c.l.hw().ClearFailure(context.Background(), &pb.ClearFailureRequest{Prefix: c.p.String()}); err != nil {
+			t.Fatal(err)
+		}
+		f.watch.waitPresent(t, c.l, 10*time.Second, c.p)
+		f.watch.notBefore(t, c.p, c.l.as, cleared, c.l.confirmedAt(t, c.p))
+	}
+}
+
+// sidecarKilled kills fibgated with SIGKILL; while it is down its host
+// announces late, which the gate's policy left in gobgpd must hold. After
+// a restart, late and everything leaf2 had come back, none before the
+// restarted gate confirmed it.
+func (f *fabric) sidecarKilled(t *testing.T, late netip.Prefix) {
+	t.Helper()
+	l2 := f.leaf2
+	l2.kill(t)
+	l2.host.Announce(late, false)
+	f.watch.neverPresent(t, leaf2AS, time.Second, late)
+	restarted := time.Now()
+	l2.run(t)
+	everything := append(append([]netip.Prefix{late}, l2.orig...), l2.tran...)
+	f.watch.waitPresent(t, l2, 20*time.Second, everything...)
+	for _, p := range everything {
+		f.watch.notBefore(t, p, leaf2AS, restarted, l2.confirmedAt(t, p))
+	}
+}
+
+// terminated sends SIGTERM to each leaf's daemon, sidecar first, and
+// checks the shutdown: exit status 0, no installed route left, and the
+// spine loses what the leaf advertised.
+func (f *fabric) terminated(t *testing.T) {
+	t.Helper()
+	leaves := f.leaves()
+	slices.Reverse(leaves)
+	for _, l := range leaves {
+		if err := l.proc.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, 40*time.Second, l.name+" exits", func() error {
+			if !l.proc.Exited() {
+				return fmt.Errorf("still running")
+			}
+			return nil
+		})
+		if code := l.proc.Cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("%s exit status %d, want 0 (log %s)", l.name, code, filepath.Base(l.proc.Log))
+		}
+		if left := l.kernelBGPRoutes(t); len(left) > 0 {
+			t.Errorf("%s: installed routes left after exit: %v", l.name, left)
+		}
+	}
+	for _, l := range leaves {
+		f.watch.waitAbsent(t, l.as, 10*time.Second, append(slices.Clone(l.orig), l.tran...)...)
+	}
 }
 
 func sameRoutes(got, want []string) error {

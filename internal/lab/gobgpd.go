@@ -101,18 +101,26 @@ type Gobgpd struct {
 	Dir    string
 	Conf   string
 	Target string // gRPC target, unix://...
-	Bin    string // directory of gobgpd and gobgp
+	Daemon string // path of the gobgpd binary
 	ns     string
 	starts int
 }
 
 // StartGobgpd writes conf (TOML) and runs gobgpd in ns ("" for the
-// test's own namespace); it returns once the API answers.
+// test's own namespace); it returns once the API answers. The gobgpd is
+// the one built from the GoBGP module in go.mod (GobgpBinaries).
 func StartGobgpd(tb testing.TB, ns, conf string) *Gobgpd {
 	tb.Helper()
-	bin := GobgpBinaries(tb)
+	return StartGobgpdFrom(tb, filepath.Join(GobgpBinaries(tb), "gobgpd"), ns, conf)
+}
+
+// StartGobgpdFrom is StartGobgpd with the gobgpd binary at path daemon,
+// so that tests can run another GoBGP release than go.mod's (Debian's
+// package installs /usr/bin/gobgpd).
+func StartGobgpdFrom(tb testing.TB, daemon, ns, conf string) *Gobgpd {
+	tb.Helper()
 	dir := tb.TempDir()
-	g := &Gobgpd{Dir: dir, Conf: filepath.Join(dir, "gobgpd.toml"), Target: "unix://" + filepath.Join(dir, "api.sock"), Bin: bin, ns: ns}
+	g := &Gobgpd{Dir: dir, Conf: filepath.Join(dir, "gobgpd.toml"), Target: "unix://" + filepath.Join(dir, "api.sock"), Daemon: daemon, ns: ns}
 	if err := os.WriteFile(g.Conf, []byte(conf), 0o644); err != nil {
 		tb.Fatal(err)
 	}
@@ -139,7 +147,7 @@ func (g *Gobgpd) start(tb testing.TB) {
 		name = fmt.Sprintf("gobgpd.%d", g.starts)
 	}
 	_ = os.Remove(strings.TrimPrefix(g.Target, "unix://"))
-	g.Process = start(tb, g.ns, g.Dir, name, filepath.Join(g.Bin, "gobgpd"), "-f", g.Conf, "--api-hosts", g.Target, "-l", "info", "--pprof-disable")
+	g.Process = start(tb, g.ns, g.Dir, name, g.Daemon, "-f", g.Conf, "--api-hosts", g.Target, "-l", "info", "--pprof-disable")
 	conn := g.Dial(tb)
 	c := api.NewGobgpApiClient(conn)
 	Eventually(tb, 10*time.Second, "gobgpd api", func() error {
