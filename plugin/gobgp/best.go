@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"slices"
 
@@ -21,6 +22,9 @@ import (
 type BestPath struct {
 	Prefix   netip.Prefix
 	Nexthops []netip.Addr // sorted, unique
+	// attrs fingerprints what neighbours receive of the best path besides
+	// its next hop (exportKey); WatchBest fences on its change.
+	attrs uint64
 }
 
 // ErrWatchEnded is returned by WatchBest when GoBGP ended the stream (gobgpd
@@ -29,13 +33,20 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 
 // WatchBest follows GoBGP's best paths for the FIB installer. fn is called
 // first once with initial set and the whole table (possibly empty), then
-// with every change, in GoBGP's order, from one goroutine. Before fn hears
-// of a prefix whose reported next hops change or go, the prefix is fenced
-// (Fence): taken back if released, so its new route is gated afresh. A change is
+// with every change, in GoBGP's order, from one goroutine. A change is
 // reported only when a prefix's next hops differ from what was last
 // reported: a kernel route replaced by an identical one would lose its
-// hardware flags and be programmed again. It returns when
-// ctx ends (nil) or the watch breaks (ErrWatchEnded or the API's error).
+// hardware flags and be programmed again. It returns when ctx ends (nil)
+// or the watch breaks (ErrWatchEnded or the API's error).
+//
+// Before fn hears of a prefix whose best path goes, or changes what
+// neighbours receive (its attributes besides the next hop), the prefix is
+// fenced (Fence): taken back if released, so its new route is gated
+// afresh. A prefix whose next hops change under the same attributes (an
+// ECMP member lost or added, a spine replaced by its twin) is not: its
+// neighbours see nothing new, and the gate keeps it advertised on the
+// confirmed route until the new one is programmed (make-before-break,
+// docs/design-notes.md).
 //
 // What it leaves out keeps the installer out of the gate's way:
 //   - a prefix whose best path is a HOLD path is not reported at all: the
@@ -67,7 +78,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// table. The HOLD community keeps it from ever being exported.
 	initial, marked := true, !batched
 	var snap []*api.Path
-	last := make(map[netip.Prefix]string) // next hops reported, as bytes
+	last := make(map[netip.Prefix]reported)
 	report := func(bs []BestPath, initial bool) {
 		if initial {
 			clear(last)
@@ -75,17 +86,20 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		kept := bs[:0]
 		var moved []netip.Prefix // had a route that is about to change
 		for _, b := range bs {
-			k := nexthopKey(b.Nexthops)
+			now := reported{nexthopKey(b.Nexthops), b.attrs}
 			old, had := last[b.Prefix]
 			switch {
 			case len(b.Nexthops) == 0 && had:
 				delete(last, b.Prefix)
-			case len(b.Nexthops) > 0 && (!had || old != k):
-				last[b.Prefix] = k
+			case len(b.Nexthops) > 0 && (!had || old.nexthops != now.nexthops):
+				last[b.Prefix] = now
 			default:
-				continue // nothing new
+				if had {
+					last[b.Prefix] = now // new attributes on the same route: exported as they are
+				}
+				continue // nothing new to install
 			}
-			if had {
+			if had && (len(b.Nexthops) == 0 || old.attrs != now.attrs) {
 				moved = append(moved, b.Prefix)
 			}
 			kept = append(kept, b)
@@ -160,6 +174,12 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	}
 }
 
+// reported is what WatchBest last told the installer of a prefix.
+type reported struct {
+	nexthops string // nexthopKey
+	attrs    uint64 // exportKey of the best path
+}
+
 // maxCoalesce bounds how many queued best-path events WatchBest folds
 // into one report.
 const maxCoalesce = 1024
@@ -203,9 +223,12 @@ func (s *Speaker) bestPaths(ps []*api.Path) []BestPath {
 
 func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
 	b := BestPath{Prefix: p}
-	for _, path := range group {
+	for i, path := range group {
 		if path.IsWithdraw {
 			continue
+		}
+		if i == 0 {
+			b.attrs = exportKey(path) // GoBGP puts the best path first
 		}
 		nh, comms, err := pathAttrs(path)
 		if err != nil {
@@ -227,6 +250,37 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
 	slices.SortFunc(b.Nexthops, netip.Addr.Compare)
 	b.Nexthops = slices.Compact(b.Nexthops)
 	return b, true
+}
+
+// exportSeed keys exportKey's hash for the life of the process.
+var exportSeed = maphash.MakeSeed()
+
+// exportKey fingerprints a path's attributes except its next hop: what a
+// neighbour receives of it, next-hop-self aside. Equal keys mean the same
+// attributes in the same order; a different order only makes WatchBest
+// fence when it need not, which is safe.
+func exportKey(p *api.Path) uint64 {
+	var h maphash.Hash
+	h.SetSeed(exportSeed)
+	if len(p.PattrsBinary) > 0 {
+		for _, a := range p.PattrsBinary {
+			if len(a) > 1 && (a[1] == byte(bgp.BGP_ATTR_TYPE_NEXT_HOP) || a[1] == byte(bgp.BGP_ATTR_TYPE_MP_REACH_NLRI)) {
+				continue
+			}
+			h.Write(a)
+			h.WriteByte(0xff)
+		}
+		return h.Sum64()
+	}
+	for _, a := range p.Pattrs {
+		if a.MessageIs((*api.NextHopAttribute)(nil)) || a.MessageIs((*api.MpReachNLRIAttribute)(nil)) {
+			continue
+		}
+		h.WriteString(a.TypeUrl)
+		h.Write(a.Value)
+		h.WriteByte(0xff)
+	}
+	return h.Sum64()
 }
 
 func nexthopKey(nhs []netip.Addr) string {
