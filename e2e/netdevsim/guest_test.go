@@ -1,0 +1,555 @@
+//go:build linux
+
+package netdevsim
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
+)
+
+// The guest side: everything below runs inside the VM, as root, in the
+// kernel with netdevsim. Each rig is one leaf and its two neighbours:
+//
+//	peer (gobgpd, AS 65010) ── leaf (AS 65001, netdevsim) ── observer (gobgpd, AS 65020)
+//
+// The leaf is gobgpd-ext, or a stock gobgpd with fibgated (the sidecar),
+// both with backend kernel: only netdevsim sets the hardware flags. The
+// peer announces transit prefixes; the leaf originates static routes; the
+// observer is the neighbour that must not have a prefix before the
+// driver has trapped its route. `fibgate monitor` follows the leaf's FIB
+// beside the daemon, so the flag's time comes from the kernel, not from
+// the daemon under test.
+
+const (
+	leafAS = 65001
+	peerAS = 65010
+	obsAS  = 65020
+)
+
+// leafSettings is the fibgate settings file of both leaves: the kernel
+// backend, flag changes announced, static routes originated, and the
+// default policy (every main-table prefix waits for hardware).
+const leafSettings = `log_level: info
+notify_mode: "1"
+backend:
+  type: kernel
+api:
+  socket: %s
+bgp:
+  originate_protocols: [static]
+`
+
+// family holds one address family's addresses and prefixes.
+type family struct {
+	name              string
+	leafPeer, peer    string // the leaf-peer link
+	leafObs, obs      string // the leaf-observer link
+	transit, origin   netip.Prefix
+	failT, failO      netip.Prefix // announced and added while the driver fails
+	whileDown, after  netip.Prefix // announced while fibgated is down, and after its restart
+	ipFlag, gobgpFlag string
+}
+
+var families = []family{
+	{name: "ipv4", leafPeer: "10.0.1.1", peer: "10.0.1.2", leafObs: "10.0.2.1", obs: "10.0.2.2",
+		transit: pfx("203.0.113.0/24"), origin: pfx("198.51.100.0/24"),
+		failT: pfx("203.0.120.0/24"), failO: pfx("198.51.120.0/24"),
+		whileDown: pfx("203.0.115.0/24"), after: pfx("203.0.116.0/24"),
+		ipFlag: "-4", gobgpFlag: "ipv4"},
+	{name: "ipv6", leafPeer: "fd00:1::1", peer: "fd00:1::2", leafObs: "fd00:2::1", obs: "fd00:2::2",
+		transit: pfx("2001:db8:113::/48"), origin: pfx("2001:db8:100::/48"),
+		failT: pfx("2001:db8:120::/48"), failO: pfx("2001:db8:1120::/48"),
+		whileDown: pfx("2001:db8:115::/48"), after: pfx("2001:db8:116::/48"),
+		ipFlag: "-6", gobgpFlag: "ipv6"},
+}
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+// rig is one leaf with its neighbours and the tools that watch them.
+type rig struct {
+	name             string
+	sidecar          bool
+	leaf, peer, obs  string // namespaces
+	dev              int    // netdevsim device id
+	dir              string
+	api, settings    string
+	gobgpd           *speaker // the sidecar's stock gobgpd
+	start            func(tb testing.TB) *lab.Process
+	daemon           *lab.Process
+	starts           int
+	owner            testing.TB // the rig's test: daemons live as long as it
+	peerSp, obsSp    *speaker
+	watch            *lab.BestWatch
+	mon              *monitor
+	conn             *grpc.ClientConn // the fibgate API
+	announcedByPeer  []netip.Prefix
+	originatedByLeaf []netip.Prefix
+}
+
+// bin is the path of one of the binaries the host put in the image.
+func bin(name string) string { return filepath.Join(guestBinDir, name) }
+
+// TestInsideVM runs every scenario, for gobgpd-ext and for the sidecar, in
+// the VM TestNetdevsim boots. On the host it skips.
+func TestInsideVM(t *testing.T) {
+	if !inGuest() {
+		t.Skip("runs inside the VM that TestNetdevsim boots")
+	}
+	for i, sidecar := range []bool{false, true} {
+		name := map[bool]string{false: "gobgpd-ext", true: "sidecar"}[sidecar]
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, name, sidecar, 10+i)
+			t.Run("trapped routes reach the observer only after the trap flag", func(t *testing.T) {
+				for _, f := range families {
+					t.Run(f.name, func(t *testing.T) { r.trappedFirst(t, f) })
+				}
+			})
+			t.Run("offload failure before arrival holds the prefix, shown failed", func(t *testing.T) {
+				r.setFailOffload(t, true)
+				for _, f := range families {
+					t.Run(f.name, func(t *testing.T) { r.failedHeld(t, f) })
+				}
+				r.setFailOffload(t, false)
+			})
+			t.Run("failed routes recover once the driver accepts again", func(t *testing.T) {
+				t.Skip("needs the retry of offload_failed routes (issue 11 point 3: policy retry, fibgate hw retry), not built yet")
+			})
+			t.Run("devlink FIB capacity: what fits is advertised, the rest shown refused", func(t *testing.T) {
+				t.Skip("needs the refused state for routes the kernel rejects (issue 11 point 2), not built yet")
+			})
+			if sidecar {
+				t.Run("fibgated killed and restarted: no withdrawal, new prefixes gated", func(t *testing.T) {
+					r.killed(t)
+				})
+			}
+			t.Run("SIGTERM exits 0 and leaves nothing behind", func(t *testing.T) {
+				r.terminated(t)
+			})
+		})
+	}
+}
+
+// newRig builds the namespaces, the netdevsim device, the neighbours and
+// the leaf's daemon, and waits until every session is up.
+func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
+	t.Helper()
+	r := &rig{name: name, sidecar: sidecar, dev: dev, dir: t.TempDir(), owner: t,
+		leaf: lab.NewNS(t, "leaf"), peer: lab.NewNS(t, "peer"), obs: lab.NewNS(t, "obs")}
+	// The device belongs to the namespace that creates it; its FIB model
+	// then traps every route of that namespace. It goes before the
+	// namespace does, after the daemons (cleanups run last first).
+	sh(t, "ip", "netns", "exec", r.leaf, "sh", "-c", fmt.Sprintf("echo '%d 1' > /sys/bus/netdevsim/new_device", dev))
+	t.Cleanup(func() {
+		if err := os.WriteFile("/sys/bus/netdevsim/del_device", fmt.Appendf(nil, "%d", dev), 0); err != nil {
+			t.Errorf("delete netdevsim%d: %v", dev, err)
+		}
+	})
+	sh(t, "ip", "netns", "exec", r.leaf, "sysctl", "-q", "-w",
+		"net.ipv4.fib_notify_on_flag_change=1", "net.ipv6.fib_notify_on_flag_change=1")
+	f4, f6 := families[0], families[1]
+	lab.Link(t, r.leaf, "to-peer", f4.leafPeer, f6.leafPeer, r.peer, "to-leaf", f4.peer, f6.peer)
+	lab.Link(t, r.leaf, "to-obs", f4.leafObs, f6.leafObs, r.obs, "to-leaf", f4.obs, f6.obs)
+	r.mon = startMonitor(t, r.leaf, r.dir)
+
+	r.api = filepath.Join(r.dir, "fibgate.sock")
+	r.settings = filepath.Join(r.dir, "fibgate.yaml")
+	if err := os.WriteFile(r.settings, fmt.Appendf(nil, leafSettings, r.api), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf := lab.GobgpdConf{AS: leafAS, RouterID: f4.leafPeer, Neighbours: []lab.Neighbour{
+		{Address: f4.peer, AS: peerAS}, {Address: f6.peer, AS: peerAS},
+		{Address: f4.obs, AS: obsAS}, {Address: f6.obs, AS: obsAS}}}
+	if !sidecar {
+		toml := filepath.Join(r.dir, "gobgpd.toml")
+		if err := os.WriteFile(toml, []byte(conf.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		sock := filepath.Join(r.dir, "gobgp.sock")
+		r.start = func(tb testing.TB) *lab.Process {
+			_ = os.Remove(sock) // left by a killed predecessor
+			return lab.Start(tb, r.leaf, r.dir, fmt.Sprintf("gobgpd-ext.%d", r.starts), bin("gobgpd-ext"),
+				"-f", toml, "--api-hosts", "unix://"+sock, "--pprof-disable", "--fibgate-config", r.settings)
+		}
+	} else {
+		fallback, err := exec.Command(bin("fibgated"), "--print-fallback", "-c", r.settings).Output()
+		if err != nil {
+			t.Fatalf("fibgated --print-fallback: %v", err)
+		}
+		conf.Extra = string(fallback) + "[global.apply-policy.config]\n  export-policy-list = [\"fibgate-fallback\"]\n  default-export-policy = \"accept-route\"\n"
+		r.gobgpd = startSpeaker(t, r.leaf, "gobgpd", conf.String())
+		r.start = func(tb testing.TB) *lab.Process {
+			return lab.Start(tb, r.leaf, r.dir, fmt.Sprintf("fibgated.%d", r.starts), bin("fibgated"),
+				"--gobgpd", r.gobgpd.target, "-c", r.settings)
+		}
+	}
+	r.run(t)
+	r.peerSp = startSpeaker(t, r.peer, "peer", lab.GobgpdConf{AS: peerAS, RouterID: f4.peer, Active: true,
+		Neighbours: []lab.Neighbour{{Address: f4.leafPeer, AS: leafAS}, {Address: f6.leafPeer, AS: leafAS}}}.String())
+	r.obsSp = startSpeaker(t, r.obs, "observer", lab.GobgpdConf{AS: obsAS, RouterID: f4.obs, Active: true,
+		Neighbours: []lab.Neighbour{{Address: f4.leafObs, AS: leafAS}, {Address: f6.leafObs, AS: leafAS}}}.String())
+	for _, f := range families {
+		r.peerSp.waitEstablished(t, f.leafPeer)
+		r.obsSp.waitEstablished(t, f.leafObs)
+	}
+	r.watch = lab.WatchBest(t, r.obsSp.conn)
+	return r
+}
+
+// run starts the leaf's daemon and waits until its API answers.
+func (r *rig) run(tb testing.TB) {
+	tb.Helper()
+	r.starts++
+	_ = os.Remove(r.api)
+	r.daemon = r.start(r.owner)
+	if r.conn == nil {
+		conn, err := grpc.NewClient("unix://"+r.api, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		r.owner.Cleanup(func() { conn.Close() })
+		r.conn = conn
+	}
+	lab.Eventually(tb, 30*time.Second, r.name+"'s fibgate API", func() error {
+		if r.daemon.Exited() {
+			b, _ := os.ReadFile(r.daemon.Log)
+			tb.Fatalf("%s exited:\n%s", r.name, b)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := pb.NewStatsServiceClient(r.conn).GetStats(ctx, &pb.GetStatsRequest{})
+		return err
+	})
+}
+
+// ip runs iproute2's ip in the leaf.
+func (r *rig) ip(tb testing.TB, args ...string) { tb.Helper(); lab.IP(tb, r.leaf, args...) }
+
+// announce makes the peer announce p.
+func (r *rig) announce(tb testing.TB, p netip.Prefix) {
+	tb.Helper()
+	r.peerSp.gobgp(tb, "global", "rib", "-a", afi(p), "add", p.String())
+	r.announcedByPeer = append(r.announcedByPeer, p)
+}
+
+// originate adds a static route for p in the leaf, via the peer.
+func (r *rig) originate(tb testing.TB, f family, p netip.Prefix) {
+	tb.Helper()
+	r.ip(tb, f.ipFlag, "route", "add", p.String(), "via", f.peer, "proto", "static")
+	r.originatedByLeaf = append(r.originatedByLeaf, p)
+}
+
+func afi(p netip.Prefix) string {
+	if p.Addr().Is4() {
+		return "ipv4"
+	}
+	return "ipv6"
+}
+
+// setFailOffload sets netdevsim's fail_route_offload knob: while it is
+// set, new routes get offload_failed instead of trap.
+func (r *rig) setFailOffload(tb testing.TB, fail bool) {
+	tb.Helper()
+	v := map[bool]string{false: "0", true: "1"}[fail]
+	knob := fmt.Sprintf("/sys/kernel/debug/netdevsim/netdevsim%d/fib/fail_route_offload", r.dev)
+	if err := os.WriteFile(knob, []byte(v), 0); err != nil {
+		tb.Fatalf("write %s: %v", knob, err)
+	}
+}
+
+// gate returns the gate's view of p through the CLI, as an operator
+// sees it: `fibgate routes --json --prefix P`.
+func (r *rig) gate(tb testing.TB, p netip.Prefix) (gateRoute, error) {
+	tb.Helper()
+	out, err := exec.Command(bin("fibgate"), "routes", "--socket", r.api, "--json", "--prefix", p.String()).CombinedOutput()
+	if err != nil {
+		return gateRoute{}, fmt.Errorf("fibgate routes --prefix %v: %v: %s", p, err, out)
+	}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var g gateRoute
+		if json.Unmarshal([]byte(l), &g) == nil && g.Prefix == p.String() && g.Table == 254 {
+			return g, nil
+		}
+	}
+	return gateRoute{}, fmt.Errorf("fibgate routes --prefix %v: not there (%q)", p, out)
+}
+
+// gateRoute is a line of `fibgate routes --json`.
+type gateRoute struct {
+	Table  uint32   `json:"table"`
+	Prefix string   `json:"prefix"`
+	State  string   `json:"state"`
+	Reason string   `json:"reason"`
+	Flags  []string `json:"flags"`
+}
+
+func (g gateRoute) String() string {
+	return fmt.Sprintf("%s %v (%s)", g.State, g.Flags, g.Reason)
+}
+
+// kernelRoutes lists the leaf's proto bgp routes (the installer's), both
+// families.
+func (r *rig) kernelRoutes(tb testing.TB) []string {
+	tb.Helper()
+	var out []string
+	for _, fam := range []string{"-4", "-6"} {
+		o, err := exec.Command("ip", "-n", r.leaf, fam, "route", "show", "proto", "bgp").CombinedOutput()
+		if err != nil {
+			tb.Fatalf("ip route show proto bgp: %v: %s", err, o)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(o)), "\n") {
+			if l != "" {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
+}
+
+// sighting returns when the observer first got p from `since` on.
+func (r *rig) sighting(p netip.Prefix, since time.Time) (time.Time, bool) {
+	for _, s := range r.watch.Since(since) {
+		if s.P == p && s.Present {
+			return s.At, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// waitObserved waits until the observer has every prefix.
+func (r *rig) waitObserved(tb testing.TB, timeout time.Duration, ps ...netip.Prefix) {
+	tb.Helper()
+	lab.Eventually(tb, timeout, fmt.Sprintf("the observer has %v", ps), func() error {
+		for _, p := range ps {
+			if !r.watch.Has(p) {
+				g, err := r.gate(tb, p)
+				return fmt.Errorf("%v missing; the gate has it %v (%v)", p, g, err)
+			}
+		}
+		return nil
+	})
+}
+
+// speaker is a stock gobgpd, as peer, observer or the sidecar's gobgpd.
+type speaker struct {
+	*lab.Process
+	target string
+	conn   *grpc.ClientConn
+	api    api.GobgpApiClient
+}
+
+// startSpeaker runs gobgpd with conf in namespace ns and waits for its API.
+func startSpeaker(t *testing.T, ns, name, conf string) *speaker {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "gobgpd.toml")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := &speaker{target: "unix://" + filepath.Join(dir, "api.sock")}
+	s.Process = lab.Start(t, ns, dir, name, bin("gobgpd"), "-f", path, "--api-hosts", s.target, "-l", "info", "--pprof-disable")
+	conn, err := grpc.NewClient(s.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s.conn, s.api = conn, api.NewGobgpApiClient(conn)
+	lab.Eventually(t, 20*time.Second, name+"'s gobgpd API", func() error {
+		if s.Exited() {
+			b, _ := os.ReadFile(s.Log)
+			t.Fatalf("%s's gobgpd exited:\n%s", name, b)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		_, err := s.api.GetBgp(ctx, &api.GetBgpRequest{})
+		return err
+	})
+	return s
+}
+
+// gobgp runs the stock gobgp CLI against the speaker.
+func (s *speaker) gobgp(tb testing.TB, args ...string) string {
+	tb.Helper()
+	out, err := exec.Command(bin("gobgp"), append([]string{"--target", s.target}, args...)...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("gobgp %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+// waitEstablished waits until the session with neighbour is up.
+func (s *speaker) waitEstablished(tb testing.TB, neighbour string) {
+	tb.Helper()
+	lab.Eventually(tb, 30*time.Second, "session with "+neighbour, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := s.api.ListPeer(ctx, &api.ListPeerRequest{Address: neighbour})
+		if err != nil {
+			return err
+		}
+		var state api.PeerState_SessionState
+		for {
+			r, err := st.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				return err
+			}
+			state = r.GetPeer().GetState().GetSessionState()
+		}
+		if state != api.PeerState_ESTABLISHED {
+			return fmt.Errorf("state %v", state)
+		}
+		return nil
+	})
+}
+
+// localPaths lists the paths of the speaker's global table that no
+// neighbour sent: HOLD paths and originated prefixes.
+func (s *speaker) localPaths(tb testing.TB) []string {
+	tb.Helper()
+	var out []string
+	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+		st, err := s.api.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL,
+			Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}})
+		if err != nil {
+			tb.Fatalf("list paths: %v", err)
+		}
+		for {
+			r, err := st.Recv()
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				tb.Fatalf("list paths: %v", err)
+			}
+			for _, p := range r.GetDestination().GetPaths() {
+				if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil && !a.IsUnspecified() {
+					continue
+				}
+				out = append(out, fmt.Sprintf("%s (neighbour %q)", r.GetDestination().GetPrefix(), p.GetNeighborIp()))
+			}
+		}
+	}
+	return out
+}
+
+// monitor is `fibgate monitor --json` on the leaf: the kernel's route
+// notifications, each with the time it was read.
+type monitor struct {
+	*lab.Process
+}
+
+// monEvent is one line of `fibgate monitor --json`.
+type monEvent struct {
+	Time     time.Time `json:"time"`
+	Event    string    `json:"event"`
+	Table    uint32    `json:"table"`
+	Prefix   string    `json:"prefix"`
+	Protocol string    `json:"protocol"`
+	Flags    []string  `json:"flags"`
+}
+
+func startMonitor(t *testing.T, ns, dir string) *monitor {
+	t.Helper()
+	m := &monitor{lab.Start(t, "", dir, "monitor", bin("fibgate"), "monitor", "--netns", ns, "--json", "--dump")}
+	// --dump prints the table first (the loopback's local routes at
+	// least): once a line is there, it follows the leaf.
+	lab.Eventually(t, 20*time.Second, "fibgate monitor follows the leaf", func() error {
+		if m.Exited() {
+			b, _ := os.ReadFile(m.Log)
+			t.Fatalf("fibgate monitor exited:\n%s", b)
+		}
+		if len(m.events()) == 0 {
+			return fmt.Errorf("no line yet")
+		}
+		return nil
+	})
+	return m
+}
+
+// events parses every JSON line the monitor wrote so far.
+func (m *monitor) events() []monEvent {
+	b, err := os.ReadFile(m.Log)
+	if err != nil {
+		return nil
+	}
+	var out []monEvent
+	for _, l := range strings.Split(string(b), "\n") {
+		var e monEvent
+		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &e) == nil {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// of returns the main-table events of p from `since` on, oldest first.
+func (m *monitor) of(p netip.Prefix, since time.Time) []monEvent {
+	var out []monEvent
+	for _, e := range m.events() {
+		if e.Prefix == p.String() && e.Table == 254 && !e.Time.Before(since) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// waitFlag waits until the kernel announced p with flag, from `since` on,
+// and returns that event and the ones before it.
+func (m *monitor) waitFlag(tb testing.TB, p netip.Prefix, flag string, since time.Time) (monEvent, []monEvent) {
+	tb.Helper()
+	var at monEvent
+	var evs []monEvent
+	lab.Eventually(tb, 20*time.Second, fmt.Sprintf("the kernel flags %v %s", p, flag), func() error {
+		evs = m.of(p, since)
+		for i, e := range evs {
+			if slices.Contains(e.Flags, flag) {
+				at, evs = e, evs[:i]
+				return nil
+			}
+		}
+		return fmt.Errorf("events %v", evs)
+	})
+	return at, evs
+}
+
+// kill ends the leaf's daemon with SIGKILL: no shutdown sequence at all.
+func (r *rig) kill(tb testing.TB) {
+	tb.Helper()
+	if err := r.daemon.Signal(syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	lab.Eventually(tb, 10*time.Second, r.name+" killed", func() error {
+		if !r.daemon.Exited() {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+}
+
+// sh runs a command and fails the test with its output if it fails.
+func sh(tb testing.TB, argv ...string) {
+	tb.Helper()
+	if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+		tb.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, out)
+	}
+}

@@ -1,0 +1,181 @@
+//go:build linux
+
+package netdevsim
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/internal/lab"
+)
+
+// The scenarios, in the order TestInsideVM runs them on one rig: each
+// builds on what the one before left (prefixes advertised, routes failed).
+
+// trappedFirst: a transit prefix (the peer's, written to the kernel by the
+// FIB installer) and an originated one (a static route) reach the
+// observer, and not before netdevsim trapped their routes.
+func (r *rig) trappedFirst(t *testing.T, f family) {
+	since := time.Now()
+	r.announce(t, f.transit)
+	r.originate(t, f, f.origin)
+	for _, p := range []netip.Prefix{f.transit, f.origin} {
+		r.advertisedAfterTrap(t, p, since)
+	}
+}
+
+// advertisedAfterTrap waits until the observer has p, then checks that
+// it got p no earlier than the kernel announced p's trap flag, that the
+// kernel had announced the route without flags first (so there was
+// something to wait for), and that the gate shows p advertised.
+func (r *rig) advertisedAfterTrap(t *testing.T, p netip.Prefix, since time.Time) {
+	t.Helper()
+	r.waitObserved(t, 60*time.Second, p)
+	seen, ok := r.sighting(p, since)
+	if !ok {
+		t.Fatalf("%v: the observer has it but the watch saw no arrival since %s", p, since.Format("15:04:05.000"))
+	}
+	trap, before := r.mon.waitFlag(t, p, "trap", since)
+	switch {
+	case len(before) == 0:
+		t.Errorf("%v: the kernel's first notification already had trap (%+v): no window to gate", p, trap)
+	case len(before[0].Flags) != 0:
+		t.Errorf("%v: the kernel's first notification had flags %v, want none", p, before[0].Flags)
+	}
+	if seen.Before(trap.Time) {
+		t.Errorf("%v reached the observer at %s, %v before the kernel trapped it (%s)",
+			p, seen.Format("15:04:05.000000"), trap.Time.Sub(seen), trap.Time.Format("15:04:05.000000"))
+	}
+	if len(before) > 0 {
+		t.Logf("%v (%s): route at +0, trap +%v, at the observer +%v", p, before[0].Protocol,
+			trap.Time.Sub(before[0].Time).Round(time.Microsecond), seen.Sub(before[0].Time).Round(time.Microsecond))
+	}
+	g, err := r.gate(t, p)
+	if err != nil || g.State != "advertised" || !slices.Contains(g.Flags, "trap") {
+		t.Errorf("%v: fibgate routes shows %v (%v), want advertised with trap", p, g, err)
+	}
+}
+
+// failedHeld: with netdevsim failing every new route, a transit and an
+// originated prefix get offload_failed, stay away from the observer, and
+// `fibgate routes` shows them failed.
+func (r *rig) failedHeld(t *testing.T, f family) {
+	since := time.Now()
+	r.announce(t, f.failT)
+	r.originate(t, f, f.failO)
+	for _, p := range []netip.Prefix{f.failT, f.failO} {
+		r.mon.waitFlag(t, p, "offload_failed", since)
+		lab.Eventually(t, 20*time.Second, fmt.Sprintf("fibgate routes shows %v failed", p), func() error {
+			g, err := r.gate(t, p)
+			if err != nil {
+				return err
+			}
+			if g.State != "failed" || !slices.Contains(g.Flags, "offload_failed") {
+				return fmt.Errorf("%v", g)
+			}
+			return nil
+		})
+	}
+	lab.Never(t, 2*time.Second, "the observer never gets a failed prefix", func() error {
+		for _, p := range []netip.Prefix{f.failT, f.failO} {
+			if r.watch.Has(p) {
+				return fmt.Errorf("%v at the observer", p)
+			}
+		}
+		return nil
+	})
+	if at, ok := r.sighting(f.failT, since); ok {
+		t.Errorf("%v reached the observer at %s", f.failT, at.Format("15:04:05.000"))
+	}
+}
+
+// killed: fibgated is killed with SIGKILL while its prefixes are out;
+// gobgpd keeps them advertised (nothing withdrawn at the observer), holds
+// what it learns meanwhile, and once fibgated is back, new prefixes go out
+// only after their trap flag.
+func (r *rig) killed(t *testing.T) {
+	var out []netip.Prefix
+	for _, f := range families {
+		out = append(out, f.transit, f.origin)
+	}
+	r.waitObserved(t, 10*time.Second, out...)
+	since := time.Now()
+	r.kill(t)
+	for _, f := range families {
+		r.announce(t, f.whileDown)
+	}
+	lab.Never(t, time.Second, "nothing learned while fibgated is down goes out", func() error {
+		for _, f := range families {
+			if r.watch.Has(f.whileDown) {
+				return fmt.Errorf("%v at the observer", f.whileDown)
+			}
+		}
+		return nil
+	})
+	r.run(t)
+	for _, f := range families {
+		r.announce(t, f.after)
+	}
+	for _, f := range families {
+		for _, p := range []netip.Prefix{f.whileDown, f.after} {
+			r.advertisedAfterTrap(t, p, since)
+		}
+	}
+	lab.Never(t, time.Second, "what was out stays out", func() error {
+		for _, p := range out {
+			if !r.watch.Has(p) {
+				return fmt.Errorf("%v gone from the observer", p)
+			}
+		}
+		return nil
+	})
+	for _, s := range r.watch.Since(since) {
+		if !s.Present {
+			t.Errorf("the observer had %v withdrawn at %s, after the kill at %s", s.P, s.At.Format("15:04:05.000"), since.Format("15:04:05.000"))
+		}
+	}
+}
+
+// terminated: SIGTERM ends the daemon with status 0; afterwards no
+// installed route is left in the kernel, no HOLD or originated path in the
+// sidecar's gobgpd, no API socket, and the observer has none of the gated
+// prefixes (withdrawn by fibgated, or gone with gobgpd-ext's sessions).
+func (r *rig) terminated(t *testing.T) {
+	if err := r.daemon.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 60*time.Second, r.name+" exits", func() error {
+		if !r.daemon.Exited() {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+	if code := r.daemon.Cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("%s exit status %d, want 0", r.name, code)
+	}
+	if left := r.kernelRoutes(t); len(left) > 0 {
+		t.Errorf("installed routes left in the kernel: %v", left)
+	}
+	if _, err := os.Stat(r.api); !os.IsNotExist(err) {
+		t.Errorf("API socket %s left behind (%v)", r.api, err)
+	}
+	if r.gobgpd != nil {
+		if left := r.gobgpd.localPaths(t); len(left) > 0 {
+			t.Errorf("HOLD or originated paths left in gobgpd: %v", left)
+		}
+	}
+	gated := append(slices.Clone(r.announcedByPeer), r.originatedByLeaf...)
+	lab.Eventually(t, 20*time.Second, "the observer has no gated prefix left", func() error {
+		for _, p := range gated {
+			if r.watch.Has(p) {
+				return fmt.Errorf("%v still there", p)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,217 @@
+//go:build linux
+
+package netdevsim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/internal/lab"
+)
+
+// The host side: TestNetdevsim builds the binaries and the initramfs, boots
+// the kernel under qemu, and reports what the guest's TestInsideVM found.
+
+const (
+	// kernelEnv names the bzImage; .ci/run sets it when
+	// ../shared/netdevsim/bzImage exists.
+	kernelEnv = "FIBGATE_NETDEVSIM_KERNEL"
+	// runEnv narrows the checks run in the VM (a -run pattern below
+	// TestInsideVM, such as "sidecar/kill"), for runs by hand.
+	runEnv = "FIBGATE_NETDEVSIM_RUN"
+	// accelEnv picks qemu's accelerator: tcg (the default, as in CI) or
+	// kvm where /dev/kvm is usable, for faster runs by hand.
+	accelEnv = "FIBGATE_NETDEVSIM_ACCEL"
+	// guestEnv is set inside the VM only.
+	guestEnv = "FIBGATE_NETDEVSIM_GUEST"
+
+	// guestTimeout bounds the guest's test binary (-test.timeout); the VM
+	// gets vmSlack more to boot and report before qemu is killed.
+	guestTimeout = 170 * time.Second
+	vmSlack      = 60 * time.Second
+	guestBinDir  = "/fg"
+)
+
+// inGuest says whether this test binary runs inside the VM.
+func inGuest() bool { return os.Getenv(guestEnv) == "1" }
+
+// TestMain proves the cleanup, on the host and in the VM alike: no
+// namespace and no child process is left.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if lab.LeftBehind() {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// TestNetdevsim runs the gate on a real kernel driver: Linux 6.1 with
+// netdevsim, booted under qemu (TCG: no KVM needed) with an initramfs of
+// busybox, iproute2, this package's test binary and the daemons, all built
+// here. Inside, TestInsideVM runs every scenario in one boot; each of its
+// checks comes back as a subtest of this test.
+func TestNetdevsim(t *testing.T) {
+	if inGuest() {
+		t.Skip("the host's half: inside the VM TestInsideVM runs")
+	}
+	if testing.Short() {
+		t.Skip("boots a kernel under qemu: skipped in -short mode")
+	}
+	kernel := os.Getenv(kernelEnv)
+	if kernel == "" {
+		t.Skipf("needs a Linux kernel with netdevsim: set %s to a bzImage (`make netdevsim-kernel` builds one; e2e/netdevsim/README.md)", kernelEnv)
+	}
+	if runtime.GOARCH != "amd64" {
+		t.Skipf("the VM is x86-64 and runs this host's binaries: needs an amd64 host, not %s", runtime.GOARCH)
+	}
+	if _, err := os.Stat(kernel); err != nil {
+		t.Fatalf("%s: %v", kernelEnv, err)
+	}
+	qemu, err := exec.LookPath("qemu-system-x86_64")
+	if err != nil {
+		t.Fatal("qemu-system-x86_64 not found: install Debian's qemu-system-x86 (make deps)")
+	}
+	tools, err := findHostTools()
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := "^TestInsideVM$"
+	if r := os.Getenv(runEnv); r != "" {
+		if _, err := regexp.Compile(r); err != nil || strings.ContainsAny(r, `'\`) {
+			t.Fatalf("%s=%q: want a -run pattern without quotes or backslashes (%v)", runEnv, r, err)
+		}
+		run += "/" + r
+	}
+	accel := os.Getenv(accelEnv)
+	switch accel {
+	case "":
+		accel = "tcg"
+	case "tcg", "kvm":
+	default:
+		t.Fatalf("%s=%q: want tcg or kvm", accelEnv, accel)
+	}
+
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "bin")
+	began := time.Now()
+	build(t, bin)
+	built := time.Now()
+	image := filepath.Join(dir, "initramfs.cpio")
+	if err := writeInitramfs(image, tools, bin, initScript(run)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	console, results := filepath.Join(dir, "console.log"), filepath.Join(dir, "results.log")
+	ctx, cancel := context.WithTimeout(context.Background(), guestTimeout+vmSlack)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, qemu,
+		"-nodefaults", "-display", "none", "-no-reboot", "-accel", accel,
+		"-m", "1024", "-smp", "2",
+		"-kernel", kernel, "-initrd", image,
+		"-append", "console=ttyS0 panic=-1 quiet",
+		"-serial", "file:"+console, // the kernel's console
+		"-serial", "file:"+results) // the guest's test output
+	cmd.WaitDelay = 5 * time.Second
+	booted := time.Now()
+	out, err := cmd.CombinedOutput()
+	ended := time.Now()
+	b, rerr := os.ReadFile(results)
+	if rerr != nil {
+		t.Fatalf("qemu: %v\n%s\n(no guest output: %v)\nconsole:\n%s", err, out, rerr, tailFile(console, 40))
+	}
+	g := parseGuest(strings.Split(string(b), "\n"), "TestInsideVM")
+	t.Logf("built in %v, image %d MB; the VM ran %v (%s, guest: boot %.1fs, tests %.1fs); %s",
+		built.Sub(began).Round(100*time.Millisecond), st.Size()>>20, ended.Sub(booted).Round(100*time.Millisecond),
+		accel, g.uptime[0], g.uptime[1]-g.uptime[0], g)
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		t.Errorf("the VM did not end within %v: killed", guestTimeout+vmSlack)
+	case err != nil:
+		t.Errorf("qemu: %v\n%s", err, out)
+	}
+	if !g.started {
+		t.Fatalf("the guest never started its tests; console:\n%s", tailFile(console, 40))
+	}
+	replay(t, g.root)
+	if g.exit != 0 && !g.root.failed() {
+		t.Errorf("the guest's test binary exited %d with every check passed:\n%s\nconsole:\n%s",
+			g.exit, strings.Join(g.other, "\n"), tailFile(console, 20))
+	}
+	if t.Failed() {
+		t.Logf("console (tail):\n%s", tailFile(console, 20))
+	}
+}
+
+// initScript is the VM's /init: mount what the kernel does not, run the
+// test binary with its output on the second serial port, power off.
+func initScript(run string) string {
+	return fmt.Sprintf(`#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/sbin:/bin:%[1]s HOME=/tmp TMPDIR=/tmp %[2]s=1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t debugfs debugfs /sys/kernel/debug
+mount -t tmpfs tmpfs /tmp
+/sbin/ip link set lo up
+stty -F /dev/ttyS1 raw -echo
+echo "%[3]s $(cat /proc/uptime)" > /dev/ttyS1
+%[1]s/netdevsim.test -test.v -test.run '%[4]s' -test.timeout %[5]s > /dev/ttyS1 2>&1
+echo "%[6]s $? $(cat /proc/uptime)" > /dev/ttyS1
+reboot -f
+`, guestBinDir, guestEnv, startMarker, run, guestTimeout, exitMarker)
+}
+
+// build compiles, statically (CGO_ENABLED=0: the image has no libc for
+// them), the daemons, the CLI, stock gobgpd and gobgp from the GoBGP
+// module in go.mod (peer and observer: FRR would not fit), and this
+// package's test binary, which drives the scenarios inside.
+func build(t *testing.T, dir string) {
+	t.Helper()
+	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	if _, err := os.Stat(goTool); err != nil {
+		goTool = "go"
+	}
+	env := append(os.Environ(), "CGO_ENABLED=0")
+	flags := []string{"-trimpath", "-ldflags=-s -w"}
+	for _, args := range [][]string{
+		append(append([]string{"build"}, flags...), "-o", dir+"/",
+			"github.com/fibgate/fibgate/gobgpd-ext/cmd/gobgpd-ext",
+			"github.com/fibgate/fibgate/gobgpd-ext/cmd/fibgated",
+			"github.com/fibgate/fibgate/gobgpd-ext/cmd/fibgate",
+			"github.com/osrg/gobgp/v3/cmd/gobgpd",
+			"github.com/osrg/gobgp/v3/cmd/gobgp"),
+		append(append([]string{"test", "-c"}, flags...), "-o", filepath.Join(dir, "netdevsim.test"),
+			"github.com/fibgate/fibgate/e2e/netdevsim"),
+	} {
+		cmd := exec.Command(goTool, args...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+}
+
+func tailFile(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	l := strings.Split(strings.TrimRight(strings.ReplaceAll(string(b), "\r", ""), "\n"), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
