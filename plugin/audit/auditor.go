@@ -1,0 +1,293 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/logdamp"
+)
+
+// Sources are what an Auditor reads, in the order it reads them: the
+// gate's states, then the FIB model, then GoBGP. The daemon wires them.
+type Sources struct {
+	// Gate lists the gate's states (gate.Tracker.List).
+	Gate func() []gate.RouteState
+	// FIB reads the FIB model (ReadFIB inside kernel.Listener.View).
+	FIB func() FIB
+	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP).
+	BGP func(ctx context.Context) (*BGP, error)
+}
+
+// Defaults of an Auditor.
+const (
+	// DefaultInterval is how often the daemons audit: a full table costs
+	// GoBGP one adj-out computation per neighbour a pass, so not often.
+	DefaultInterval = time.Minute
+	// DefaultRecheck is the pause between the two passes of an audit
+	// run on demand.
+	DefaultRecheck = time.Second
+	// logPerPass bounds the mismatches logged one by one per pass; the
+	// rest are summed up in one line.
+	logPerPass = 10
+)
+
+// Result is what an audit found.
+type Result struct {
+	// At is when its last pass ended; zero when there is none yet.
+	At time.Time
+	// Mismatches are those two passes in a row found, as Compare orders
+	// them.
+	Mismatches []Mismatch
+	// Counts and Took describe the last pass.
+	Counts Counts
+	Took   time.Duration
+}
+
+// Stats are an Auditor's numbers, for metrics.
+type Stats struct {
+	// Mismatches counts the last periodic result's mismatches by kind.
+	Mismatches map[Kind]int
+	// Passes and Failures count periodic passes that ended and failed.
+	Passes, Failures uint64
+	// Took is how long the last periodic pass took.
+	Took time.Duration
+}
+
+// Auditor runs audit passes: periodically (Run), and on demand (Audit).
+// A mismatch is reported only when two consecutive passes found it with
+// the same identity (Mismatch's route version, path or release time).
+type Auditor struct {
+	src      Sources
+	interval time.Duration
+	grace    time.Duration
+	log      *slog.Logger
+
+	pass sync.Mutex // one pass at a time, periodic or on demand
+
+	mu    sync.Mutex
+	prev  map[string]Mismatch // the last periodic pass's findings, by key
+	last  Result
+	stats Stats
+}
+
+// Option configures an Auditor.
+type Option func(*Auditor)
+
+// WithInterval sets how often Run audits (default DefaultInterval); 0
+// turns the periodic audit off (Audit still works).
+func WithInterval(d time.Duration) Option { return func(a *Auditor) { a.interval = d } }
+
+// WithGrace sets how old a release must be before GoBGP holding it back
+// is a mismatch (default DefaultGrace).
+func WithGrace(d time.Duration) Option { return func(a *Auditor) { a.grace = d } }
+
+// WithLogger sets the logger; the default discards.
+func WithLogger(l *slog.Logger) Option { return func(a *Auditor) { a.log = l } }
+
+// New returns an Auditor over src; Run starts the periodic audit.
+func New(src Sources, opts ...Option) (*Auditor, error) {
+	if src.Gate == nil || src.FIB == nil || src.BGP == nil {
+		return nil, errors.New("audit: every source (gate, FIB, BGP) is needed")
+	}
+	a := &Auditor{src: src, interval: DefaultInterval, grace: DefaultGrace, log: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		o(a)
+	}
+	if a.interval < 0 || a.grace < 0 {
+		return nil, fmt.Errorf("audit: interval %s and grace %s must not be negative", a.interval, a.grace)
+	}
+	return a, nil
+}
+
+// Interval is the periodic audit's interval; 0: off.
+func (a *Auditor) Interval() time.Duration { return a.interval }
+
+// Run audits every interval until ctx ends, logging each new mismatch
+// (at most logPerPass a pass, the rest summed up) and each resolution. It
+// returns nil when ctx ends, at once when the interval is 0.
+func (a *Auditor) Run(ctx context.Context) error {
+	if a.interval == 0 {
+		return nil
+	}
+	t := time.NewTicker(a.interval)
+	defer t.Stop()
+	failed := logdamp.New(a.log, slog.LevelWarn, "audit pass failed; trying again next interval")
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if err := a.periodic(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			failed.Fail(err, "interval", a.interval)
+			continue
+		}
+		if failed.OK() {
+			a.log.Info("audit pass succeeded again")
+		}
+	}
+}
+
+// Last returns the last periodic result (At zero when there is none).
+func (a *Auditor) Last() Result {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.last
+}
+
+// Stats returns the Auditor's numbers.
+func (a *Auditor) Stats() Stats {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s := a.stats
+	s.Mismatches = make(map[Kind]int, numKinds)
+	for _, k := range Kinds() {
+		s.Mismatches[k] = 0
+	}
+	for _, m := range a.last.Mismatches {
+		s.Mismatches[m.Kind]++
+	}
+	return s
+}
+
+// Audit runs two passes now, recheck apart, and returns what both found.
+// It leaves the periodic audit's state alone.
+func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, error) {
+	first, _, _, err := a.run(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	seen := time.Now()
+	select {
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	case <-time.After(recheck):
+	}
+	second, counts, took, err := a.run(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	before := make(map[string]bool, len(first))
+	for _, m := range first {
+		before[m.key()] = true
+	}
+	res := Result{At: time.Now(), Counts: counts, Took: took}
+	for _, m := range second {
+		if before[m.key()] {
+			m.FirstSeen = seen
+			res.Mismatches = append(res.Mismatches, m)
+		}
+	}
+	return res, nil
+}
+
+// run takes one snapshot, in the order Sources documents, and compares it.
+func (a *Auditor) run(ctx context.Context) ([]Mismatch, Counts, time.Duration, error) {
+	a.pass.Lock()
+	defer a.pass.Unlock()
+	start := time.Now()
+	var s Snapshot
+	s.Gate = a.src.Gate()
+	s.FIB = a.src.FIB()
+	b, err := a.src.BGP(ctx)
+	if err != nil {
+		return nil, Counts{}, 0, fmt.Errorf("audit: read GoBGP: %w", err)
+	}
+	s.BGP = *b
+	ms := Compare(&s, a.grace)
+	return ms, CountsOf(&s), time.Since(start), nil
+}
+
+// periodic is one pass of Run: it reports what this pass and the one
+// before found.
+func (a *Auditor) periodic(ctx context.Context) error {
+	found, counts, took, err := a.run(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err != nil {
+		a.stats.Failures++
+		a.prev = nil // the next pass cannot confirm anything
+		return err
+	}
+	now := time.Now()
+	a.stats.Passes++
+	a.stats.Took = took
+	next := make(map[string]Mismatch, len(found))
+	var confirmed []Mismatch
+	for _, m := range found {
+		k := m.key()
+		if p, ok := a.prev[k]; ok {
+			m.FirstSeen = p.FirstSeen
+			confirmed = append(confirmed, m)
+		} else {
+			m.FirstSeen = now
+		}
+		next[k] = m
+	}
+	a.prev = next
+	a.logChanges(a.last.Mismatches, confirmed)
+	a.last = Result{At: now, Mismatches: confirmed, Counts: counts, Took: took}
+	return nil
+}
+
+// logChanges logs the mismatches of now that were not reported before, one
+// line each up to logPerPass and one line for the rest, and how many were
+// resolved.
+func (a *Auditor) logChanges(before, now []Mismatch) {
+	was := make(map[string]bool, len(before))
+	for _, m := range before {
+		was[m.key()] = true
+	}
+	logged, more := 0, map[string]int{}
+	for _, m := range now {
+		k := m.key()
+		if was[k] {
+			delete(was, k)
+			continue
+		}
+		if logged == logPerPass {
+			more[m.Kind.String()]++
+			continue
+		}
+		logged++
+		args := []any{"kind", m.Kind.String(), "prefix", m.Prefix, "detail", m.Detail, "since", m.FirstSeen}
+		if m.Table != 0 {
+			args = append(args, "table", m.Table)
+		}
+		if len(m.Neighbours) > 0 {
+			args = append(args, "neighbours", addrList(m.Neighbours))
+		}
+		a.log.Warn("audit: mismatch", args...)
+	}
+	if len(more) > 0 {
+		n := 0
+		args := []any{}
+		for _, k := range Kinds() {
+			if c := more[k.String()]; c > 0 {
+				n += c
+				args = append(args, k.String(), c)
+			}
+		}
+		a.log.Warn("audit: more mismatches, not logged one by one (fibgate audit lists them)", append([]any{"count", n}, args...)...)
+	}
+	if len(was) > 0 {
+		a.log.Info("audit: mismatches resolved", "count", len(was))
+	}
+}
+
+func addrList(as []netip.Addr) []string {
+	out := make([]string, len(as))
+	for i, x := range as {
+		out[i] = x.String()
+	}
+	return out
+}

@@ -1,0 +1,219 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// feed serves snapshots to an Auditor: whatever the test set last.
+type feed struct {
+	mu  sync.Mutex
+	s   *Snapshot
+	err error
+}
+
+func (f *feed) set(s *Snapshot, err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.s, f.err = s, err
+}
+
+func (f *feed) sources() Sources {
+	get := func() *Snapshot { f.mu.Lock(); defer f.mu.Unlock(); return f.s }
+	return Sources{
+		Gate: func() []gate.RouteState { return get().Gate },
+		FIB:  func() FIB { return get().FIB },
+		BGP: func(context.Context) (*BGP, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.err != nil {
+				return nil, f.err
+			}
+			b := f.s.BGP
+			return &b, nil
+		},
+	}
+}
+
+// logBuf collects log lines for assertions.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+func (l *logBuf) lines(sub string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), sub)
+}
+
+// stray is the healthy world plus a route of the installer's protocol that
+// GoBGP knows nothing of, at FIB version ver.
+func stray(ver uint64) *Snapshot {
+	s := healthy()
+	s.FIB.Installed[other] = []InstalledRoute{{Metric: 0, Nexthops: []netip.Addr{nhB}, Version: ver}}
+	return s
+}
+
+// TestAuditorReportsWhatTwoPassesInARowFind runs the periodic audit on a
+// fake clock: a mismatch is reported (and logged once) only from the
+// second pass that sees it on the same route, a change of route or a
+// failed pass starts over, and its end is logged.
+func TestAuditorReportsWhatTwoPassesInARowFind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f feed
+		var logs logBuf
+		f.set(stray(1), nil)
+		a, err := New(f.sources(), WithInterval(time.Minute), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error)
+		go func() { done <- a.Run(ctx) }()
+		pass := func() { time.Sleep(time.Minute); synctest.Wait() }
+		reported := func() []Mismatch { return a.Last().Mismatches }
+
+		pass()
+		if got := reported(); len(got) != 0 || a.Last().At.IsZero() || a.Last().Counts.InstalledRoutes != 2 {
+			t.Fatalf("after one pass: %v at %v, counts %+v; want nothing reported yet, 2 installed routes compared", got, a.Last().At, a.Last().Counts)
+		}
+		firstSeen := time.Now()
+		pass()
+		got := reported()
+		if len(got) != 1 || got[0].Kind != RouteWithoutBest || got[0].Prefix != other || !got[0].FirstSeen.Equal(firstSeen) {
+			t.Fatalf("after two passes: %+v, want %s on %v first seen %v", got, RouteWithoutBest, other, firstSeen)
+		}
+		if st := a.Stats(); st.Mismatches[RouteWithoutBest] != 1 || st.Mismatches[HoldLeft] != 0 || len(st.Mismatches) != len(Kinds()) || st.Passes != 2 {
+			t.Errorf("stats %+v", st)
+		}
+		pass()
+		if n := logs.lines(`msg="audit: mismatch"`); n != 1 {
+			t.Errorf("logged the mismatch %d times over 3 passes, want once", n)
+		}
+
+		// The route changed (a new version): it has to be seen twice again.
+		f.set(stray(2), nil)
+		pass()
+		if got := reported(); len(got) != 0 {
+			t.Errorf("a changed route reported at once: %+v", got)
+		}
+		if n := logs.lines("audit: mismatches resolved"); n != 1 {
+			t.Errorf("resolution logged %d times, want once", n)
+		}
+		// A failed pass breaks the chain.
+		f.set(stray(2), errors.New("gobgpd unreachable"))
+		pass()
+		f.set(stray(2), nil)
+		pass()
+		if got := reported(); len(got) != 0 {
+			t.Errorf("reported across a failed pass: %+v", got)
+		}
+		if st := a.Stats(); st.Failures != 1 || logs.lines("audit pass failed") != 1 || logs.lines("audit pass succeeded again") != 1 {
+			t.Errorf("failures %d; log:\n%s", st.Failures, logs.b.String())
+		}
+		pass()
+		if got := reported(); len(got) != 1 {
+			t.Errorf("after two good passes: %+v", got)
+		}
+		// A transient mismatch, in one pass only, is never reported.
+		s := healthy()
+		s.FIB.Gated[tran][0].Verdict = gate.VerdictPending
+		f.set(s, nil)
+		pass()
+		f.set(healthy(), nil)
+		pass()
+		if got := reported(); len(got) != 0 || logs.lines("advertised_unconfirmed") != 0 {
+			t.Errorf("a transient mismatch was reported: %+v", got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// TestAuditorDampsItsLog: a burst of new mismatches costs a bounded number
+// of log lines, not one each.
+func TestAuditorDampsItsLog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f feed
+		var logs logBuf
+		s := healthy()
+		for i := range 25 {
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32)
+			s.FIB.Installed[p] = []InstalledRoute{{Metric: 0, Nexthops: []netip.Addr{nhB}}}
+		}
+		f.set(s, nil)
+		a, _ := New(f.sources(), WithInterval(time.Second), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go a.Run(ctx)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if n := len(a.Last().Mismatches); n != 25 {
+			t.Fatalf("%d reported, want 25", n)
+		}
+		if n, m := logs.lines(`msg="audit: mismatch"`), logs.lines("audit: more mismatches"); n != logPerPass || m != 1 || logs.lines("count=15") != 1 {
+			t.Errorf("%d single lines and %d summaries, want %d and 1 (count=15):\n%s", n, m, logPerPass, logs.b.String())
+		}
+	})
+}
+
+// TestAuditOnDemandKeepsWhatBothPassesFind: Audit's two passes, recheck
+// apart, report only what both found, and leave the periodic result alone.
+func TestAuditOnDemandKeepsWhatBothPassesFind(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f feed
+		f.set(stray(1), nil)
+		a, err := New(f.sources(), WithInterval(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Run(t.Context()); err != nil {
+			t.Fatalf("Run with the periodic audit off: %v", err)
+		}
+		go func() {
+			time.Sleep(time.Second / 2)
+			s := stray(1)
+			s.FIB.Gated[tran][0].Verdict = gate.VerdictPending // only in the second pass
+			f.set(s, nil)
+		}()
+		res, err := a.Audit(t.Context(), time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Mismatches) != 1 || res.Mismatches[0].Kind != RouteWithoutBest || res.At.IsZero() || res.Counts.Advertised != 2 {
+			t.Errorf("on demand: %+v", res)
+		}
+		if !a.Last().At.IsZero() {
+			t.Errorf("the periodic result changed: %+v", a.Last())
+		}
+		f.set(stray(1), fmt.Errorf("gobgpd down"))
+		if _, err := a.Audit(t.Context(), time.Second); err == nil || !strings.Contains(err.Error(), "read GoBGP: gobgpd down") {
+			t.Errorf("a failing source: %v", err)
+		}
+	})
+}
+
+func TestNewRefusesMissingSourcesAndNegativeDurations(t *testing.T) {
+	var f feed
+	if _, err := New(Sources{}); err == nil {
+		t.Error("no sources accepted")
+	}
+	if _, err := New(f.sources(), WithInterval(-time.Second)); err == nil {
+		t.Error("negative interval accepted")
+	}
+}

@@ -1,0 +1,256 @@
+package audit
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// DefaultGrace is how long the gate must have had a prefix out before
+// GoBGP holding it back counts as a stuck release: a release that is
+// being undone (a fence for a new best path, then the tracker seeing the
+// new route) takes milliseconds.
+const DefaultGrace = 5 * time.Second
+
+// Compare finds every disagreement in one snapshot, ordered by kind, then
+// prefix, then table. It is pure: the same snapshot gives the same result.
+// grace is how old a release must be before GoBGP holding the prefix back
+// is reported (ConfirmedUnadvertised).
+func Compare(s *Snapshot, grace time.Duration) []Mismatch {
+	var out []Mismatch
+	states := make(map[tableKey]gate.RouteState, len(s.Gate))
+	for _, st := range s.Gate {
+		states[tableKey{st.Table, st.Prefix}] = st
+	}
+	holds, inScope := s.BGP.Holds, s.BGP.InScope
+	if holds == nil {
+		holds = func(netip.Prefix) bool { return false }
+	}
+	if inScope == nil {
+		inScope = func(netip.Prefix) bool { return false }
+	}
+
+	// 1. Advertised, not confirmed.
+	for p, nbs := range s.BGP.Out {
+		if !inScope(p) {
+			continue
+		}
+		if m, bad := unconfirmed(p, s.FIB.Gated[p], states); bad {
+			m.Neighbours = slices.SortedFunc(slices.Values(nbs), netip.Addr.Compare)
+			out = append(out, m)
+		}
+	}
+
+	// 2. Out in the gate, held back by GoBGP.
+	for _, st := range s.Gate {
+		if st.State != gate.Advertised || s.BGP.At.Sub(st.AdvertisedAt) < grace {
+			continue
+		}
+		if _, sent := s.BGP.Out[st.Prefix]; sent {
+			continue
+		}
+		r, ok := gatedIn(s.FIB.Gated[st.Prefix], st.Table)
+		if !ok || r.Origin == 0 {
+			continue
+		}
+		var why string
+		paths := s.BGP.RIB[st.Prefix]
+		switch {
+		case holds(st.Prefix):
+			why = "GoBGP's held set holds it back"
+		case len(paths) > 0 && paths[0].Hold:
+			why = "a HOLD path is its best path in GoBGP"
+		case len(paths) == 0 && r.Origin == gate.Originated:
+			why = "GoBGP has no path for it"
+		default:
+			// GoBGP's gate lets it out: no neighbour takes it (the user's
+			// export policy, or the neighbour it came from), which is
+			// not the gate's business.
+			continue
+		}
+		out = append(out, Mismatch{Kind: ConfirmedUnadvertised, Prefix: st.Prefix, Table: st.Table,
+			Detail: fmt.Sprintf("the gate released it (%s) at %s, but %s", r.Origin, st.AdvertisedAt.Format(time.RFC3339), why),
+			ident:  strconv.FormatInt(st.AdvertisedAt.UnixNano(), 10)})
+	}
+
+	// 3. and 5. The installer's routes against GoBGP's best paths.
+	if in := s.FIB.Installer; in != nil {
+		for p, paths := range s.BGP.RIB {
+			b := bestOf(paths)
+			if b.holdBest || len(b.nexthops) == 0 {
+				continue
+			}
+			own, ok := ownRoute(s.FIB.Installed[p], in.Metric)
+			switch {
+			case !ok:
+				out = append(out, Mismatch{Kind: NexthopsDiffer, Prefix: p, Table: in.Table,
+					Detail: fmt.Sprintf("GoBGP's best path is via %s; the installer has no route for it (table %d, protocol %s, metric %d)", addrs(b.nexthops), in.Table, in.Protocol, in.Metric),
+					ident:  "missing " + addrs(b.nexthops)})
+			case !slices.Equal(own.Nexthops, b.nexthops):
+				out = append(out, Mismatch{Kind: NexthopsDiffer, Prefix: p, Table: in.Table,
+					Detail: fmt.Sprintf("installed via %s, GoBGP's best path is via %s", addrs(own.Nexthops), addrs(b.nexthops)),
+					ident:  itoa(own.Version) + " " + addrs(b.nexthops)})
+			}
+		}
+		for p, rs := range s.FIB.Installed {
+			b := bestOf(s.BGP.RIB[p])
+			if b.learned {
+				continue
+			}
+			why := "GoBGP has no path for it"
+			switch {
+			case b.holdBest:
+				why = "GoBGP has only HOLD and local paths for it"
+			case len(s.BGP.RIB[p]) > 0 && !s.BGP.RIB[p][0].Learned:
+				why = "GoBGP's best path for it is local"
+			case len(s.BGP.RIB[p]) > 0:
+				why = "GoBGP's best path for it has no usable next hop"
+			}
+			var desc, ident []string
+			for _, r := range rs {
+				desc = append(desc, fmt.Sprintf("via %s metric %d", addrs(r.Nexthops), r.Metric))
+				ident = append(ident, itoa(r.Version))
+			}
+			out = append(out, Mismatch{Kind: RouteWithoutBest, Prefix: p, Table: in.Table,
+				Detail: fmt.Sprintf("kernel route of protocol %s (%s), but %s", in.Protocol, strings.Join(desc, "; "), why),
+				ident:  strings.Join(ident, ",")})
+		}
+	}
+
+	// 4. HOLD paths left behind.
+	for p, paths := range s.BGP.RIB {
+		i := slices.IndexFunc(paths, func(x Path) bool { return x.Hold })
+		if i < 0 || holds(p) {
+			continue
+		}
+		why := "a prefix the gate released"
+		if !inScope(p) {
+			why = "a prefix out of the gate's scope"
+		}
+		out = append(out, Mismatch{Kind: HoldLeft, Prefix: p,
+			Detail: "a HOLD path is in GoBGP for " + why, ident: paths[i].ID})
+	}
+
+	slices.SortFunc(out, func(a, b Mismatch) int {
+		return cmp.Or(cmp.Compare(a.Kind, b.Kind), a.Prefix.Addr().Compare(b.Prefix.Addr()),
+			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), cmp.Compare(a.Table, b.Table))
+	})
+	return out
+}
+
+type tableKey struct {
+	table  uint32
+	prefix netip.Prefix
+}
+
+// unconfirmed decides whether an advertised prefix breaks the safety
+// invariant: no gated route of it is confirmed, and none is let out
+// unconfirmed by its scope (fail-open after the pending timeout,
+// on_failure: keep), which the gate's state shows by being up.
+func unconfirmed(p netip.Prefix, rs []GatedRoute, states map[tableKey]gate.RouteState) (Mismatch, bool) {
+	var parts, ident []string
+	for _, r := range rs {
+		st := states[tableKey{r.Table, p}]
+		up := st.State == gate.Confirmed || st.State == gate.Advertised
+		switch {
+		case r.Verdict == gate.VerdictConfirmed,
+			up && r.FailOpen && r.Verdict == gate.VerdictPending,
+			up && r.KeepOnFailure && r.Verdict == gate.VerdictFailed:
+			return Mismatch{}, false
+		}
+		state := "not tracked"
+		if st.State != 0 {
+			state = st.State.String()
+		}
+		parts = append(parts, fmt.Sprintf("table %d: %s (gate: %s)", r.Table, r.Reason, state))
+		ident = append(ident, itoa(r.Version))
+	}
+	m := Mismatch{Kind: AdvertisedUnconfirmed, Prefix: p}
+	if len(rs) == 0 {
+		m.Detail = "GoBGP advertises it, but no gated table of the FIB has a route for it"
+		return m, true
+	}
+	m.Table = rs[0].Table
+	m.Detail = "GoBGP advertises it, but its route is not confirmed: " + strings.Join(parts, "; ")
+	m.ident = strings.Join(ident, ",")
+	return m, true
+}
+
+func gatedIn(rs []GatedRoute, table uint32) (GatedRoute, bool) {
+	for _, r := range rs {
+		if r.Table == table {
+			return r, true
+		}
+	}
+	return GatedRoute{}, false
+}
+
+func ownRoute(rs []InstalledRoute, metric uint32) (InstalledRoute, bool) {
+	for _, r := range rs {
+		if r.Metric == metric {
+			return r, true
+		}
+	}
+	return InstalledRoute{}, false
+}
+
+// best is what a destination's paths mean for the FIB installer.
+type best struct {
+	// holdBest: a HOLD path is best; the installer leaves the route under
+	// it alone.
+	holdBest bool
+	// nexthops are where the installer forwards the prefix (the usable
+	// next hops of the learned paths of the best multipath set); empty:
+	// it removes its route.
+	nexthops []netip.Addr
+	// learned: the best path that is not a HOLD path was learned with a
+	// usable next hop, so a route of the installer's protocol belongs.
+	learned bool
+}
+
+// bestOf applies the installer's rules (plugin/gobgp WatchBest) to a
+// destination's paths: HOLD paths are skipped, local paths have nothing to
+// forward to, unspecified and link-local next hops are dropped.
+func bestOf(paths []Path) best {
+	var b best
+	if len(paths) == 0 {
+		return b
+	}
+	if paths[0].Hold {
+		b.holdBest = true
+		if i := slices.IndexFunc(paths, func(x Path) bool { return !x.Hold }); i >= 0 {
+			b.learned = paths[i].Learned && usable(paths[i].Nexthop)
+		}
+		return b
+	}
+	for _, x := range paths {
+		if x.Best && x.Learned && usable(x.Nexthop) {
+			b.nexthops = append(b.nexthops, x.Nexthop)
+		}
+	}
+	slices.SortFunc(b.nexthops, netip.Addr.Compare)
+	b.nexthops = slices.Compact(b.nexthops)
+	b.learned = len(b.nexthops) > 0
+	return b
+}
+
+func usable(a netip.Addr) bool { return a.IsValid() && !a.IsUnspecified() && !a.IsLinkLocalUnicast() }
+
+func addrs(as []netip.Addr) string {
+	if len(as) == 0 {
+		return "nothing"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
