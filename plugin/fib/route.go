@@ -177,6 +177,12 @@ type Route struct {
 	Nexthops []Nexthop
 	// Flags is the route's hardware state (rtm_flags).
 	Flags HWFlags
+	// Unmodelled says the kernel's route carries attributes this model does
+	// not keep (metrics such as mtu, an lwtunnel encapsulation, realms, an
+	// IPv6 router preference or expiry). They do not change what forwards
+	// or its hardware state, but a copy of the route written back from the
+	// model would lose them, so nothing rewrites such a route.
+	Unmodelled bool
 }
 
 // Family returns the route's address family.

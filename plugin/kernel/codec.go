@@ -267,3 +267,68 @@ func splitMessages(dst [][]byte, b []byte) ([][]byte, error) {
 	}
 	return dst, nil
 }
+
+// Netlink acknowledgement flags and extended-ack attributes (linux/netlink.h).
+const (
+	nlmFCapped   = 0x100 // NLM_F_CAPPED: the request's payload was left out
+	nlmFAckTLVs  = 0x200 // NLM_F_ACK_TLVS: extended-ack attributes follow
+	nlmsgerrMsg  = 1     // NLMSGERR_ATTR_MSG: a NUL-terminated message
+	nlmsgerrBody = 4     // int error, before the echoed request header
+)
+
+// ack is one NLMSG_ERROR answer to a request: the request's sequence
+// number, its errno (0: done) and the extended acknowledgement message that
+// came with a refusal, such as netdevsim's "Exceeded number of supported fib
+// entries" (the text `ip route` prints after "Error:").
+type ack struct {
+	seq   uint32
+	errno int32 // positive, or 0
+	msg   string
+}
+
+// decodeAck reads an NLMSG_ERROR message starting at its nlmsghdr; ok is
+// false for any other message or one too short to be an answer. The
+// message attribute is read when the kernel says attributes follow
+// (NLM_F_ACK_TLVS), after the echoed request: its header alone when the
+// answer is capped (NETLINK_CAP_ACK), the whole request otherwise.
+func decodeAck(b []byte) (a ack, ok bool) {
+	if len(b) < nlmsgHdrLen+nlmsgerrBody {
+		return ack{}, false
+	}
+	l := int(binary.NativeEndian.Uint32(b))
+	if l < nlmsgHdrLen+nlmsgerrBody || l > len(b) || binary.NativeEndian.Uint16(b[4:]) != nlmsgError {
+		return ack{}, false
+	}
+	b = b[:l]
+	flags := binary.NativeEndian.Uint16(b[6:])
+	a.seq = binary.NativeEndian.Uint32(b[8:])
+	if code := int32(binary.NativeEndian.Uint32(b[nlmsgHdrLen:])); code < 0 {
+		a.errno = -code
+	}
+	if flags&nlmFAckTLVs == 0 {
+		return a, true
+	}
+	off := nlmsgHdrLen + nlmsgerrBody
+	if len(b) < off+nlmsgHdrLen {
+		return a, true
+	}
+	if flags&nlmFCapped != 0 {
+		off += nlmsgHdrLen
+	} else {
+		off += align4(int(binary.NativeEndian.Uint32(b[off:])))
+	}
+	if off > len(b) {
+		return a, true
+	}
+	ar := newAttrReader(b[off:], off)
+	for ar.next() {
+		if ar.typ == nlmsgerrMsg {
+			m := ar.data
+			for len(m) > 0 && m[len(m)-1] == 0 {
+				m = m[:len(m)-1]
+			}
+			a.msg = string(m)
+		}
+	}
+	return a, true
+}

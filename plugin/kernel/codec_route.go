@@ -10,7 +10,9 @@ import (
 // Route attributes (enum rtattr_type_t) that the codec reads or writes.
 // Everything else (RTA_CACHEINFO, RTA_METRICS, RTA_PREF, RTA_ENCAP,
 // RTA_EXPIRES, RTA_UID, ...) is skipped: none of it is part of route
-// identity or hardware state.
+// identity or hardware state. The ones a route may carry as set by whoever
+// wrote it (unmodelled) only mark the route as having them
+// (fib.Route.Unmodelled), so that it is never written back without them.
 const (
 	rtaDst       = 1
 	rtaSrc       = 2
@@ -18,11 +20,37 @@ const (
 	rtaGateway   = 5
 	rtaPriority  = 6
 	rtaPrefSrc   = 7
+	rtaMetrics   = 8
 	rtaMultipath = 9
+	rtaFlow      = 11
+	rtaCacheInfo = 12
 	rtaTable     = 15
 	rtaVia       = 18
+	rtaNewDst    = 19
+	rtaPref      = 20
+	rtaEncapType = 21
+	rtaEncap     = 22
+	rtaExpires   = 23
 	rtaNHID      = 30
 )
+
+// unmodelled reports whether an attribute of a route (or of one of its
+// rtnexthops) is one the model does not keep but a rewrite would need:
+// metrics (the kernel omits an empty RTA_METRICS), realms, an lwtunnel
+// encapsulation, an MPLS destination, a router preference other than
+// medium (0), or an expiry (RTA_EXPIRES, or rta_expires in RTA_CACHEINFO).
+func unmodelled(typ uint16, data []byte) bool {
+	switch typ {
+	case rtaMetrics, rtaFlow, rtaNewDst, rtaEncapType, rtaEncap, rtaExpires:
+		return true
+	case rtaPref:
+		return len(data) > 0 && data[0] != 0
+	case rtaCacheInfo:
+		// struct rta_cacheinfo: rta_clntref, rta_lastuse, rta_expires, ...
+		return len(data) >= 12 && binary.NativeEndian.Uint32(data[8:]) != 0
+	}
+	return false
+}
 
 // RouteMessage is one decoded RTM_NEWROUTE or RTM_DELROUTE. It keeps the
 // netlink framing next to the fib.Route because the meaning of a message
@@ -175,6 +203,8 @@ func DecodeRoute(msg []byte) (RouteMessage, error) {
 			haveGW, gwOff = true, ar.off
 		case rtaMultipath:
 			mpData, mpOff = ar.data, ar.off
+		default:
+			r.Unmodelled = r.Unmodelled || unmodelled(ar.typ, ar.data)
 		}
 	}
 	if ar.err != nil {
@@ -199,9 +229,11 @@ func DecodeRoute(msg []byte) (RouteMessage, error) {
 			}
 			return m, malformed(off, "RTA_MULTIPATH", "route has both RTA_MULTIPATH and a single-path RTA_OIF/RTA_GATEWAY/RTA_VIA")
 		}
-		if r.Nexthops, err = decodeMultipath(mpData, mpOff, family); err != nil {
+		var extra bool
+		if r.Nexthops, extra, err = decodeMultipath(mpData, mpOff, family); err != nil {
 			return m, err
 		}
+		r.Unmodelled = r.Unmodelled || extra
 		m.Multipath = true
 	case haveOIF || haveGW:
 		r.Nexthops = []fib.Nexthop{{
@@ -251,24 +283,25 @@ func decodeVia(b []byte, off int) (netip.Addr, error) {
 }
 
 // decodeMultipath decodes the rtnexthop list of RTA_MULTIPATH. It counts
-// the entries first so the slice is allocated once and exactly.
-func decodeMultipath(b []byte, base int, family uint8) ([]fib.Nexthop, error) {
+// the entries first so the slice is allocated once and exactly. extra
+// reports an unmodelled attribute in some rtnexthop.
+func decodeMultipath(b []byte, base int, family uint8) (nhs []fib.Nexthop, extra bool, err error) {
 	n := 0
 	for pos := 0; pos < len(b); n++ {
 		rest := len(b) - pos
 		if rest < rtnhLen {
-			return nil, malformed(base+rtaHdrLen+pos, "rtnexthop", "%d bytes left, too short for a %d-byte rtnexthop", rest, rtnhLen)
+			return nil, false, malformed(base+rtaHdrLen+pos, "rtnexthop", "%d bytes left, too short for a %d-byte rtnexthop", rest, rtnhLen)
 		}
 		l := int(binary.NativeEndian.Uint16(b[pos:]))
 		if l < rtnhLen || l > rest {
-			return nil, malformed(base+rtaHdrLen+pos, "rtnexthop", "rtnh_len %d outside %d..%d", l, rtnhLen, rest)
+			return nil, false, malformed(base+rtaHdrLen+pos, "rtnexthop", "rtnh_len %d outside %d..%d", l, rtnhLen, rest)
 		}
 		pos += align4(l)
 	}
 	if n == 0 {
-		return nil, malformed(base, "RTA_MULTIPATH", "no nexthops")
+		return nil, false, malformed(base, "RTA_MULTIPATH", "no nexthops")
 	}
-	nhs := make([]fib.Nexthop, 0, n)
+	nhs = make([]fib.Nexthop, 0, n)
 	for pos := 0; pos < len(b); {
 		l := int(binary.NativeEndian.Uint16(b[pos:]))
 		flags := uint32(b[pos+2])
@@ -280,24 +313,25 @@ func decodeMultipath(b []byte, base int, family uint8) ([]fib.Nexthop, error) {
 		}
 		ar := newAttrReader(b[pos+rtnhLen:pos+l], base+rtaHdrLen+pos+rtnhLen)
 		for ar.next() {
-			var err error
 			switch ar.typ {
 			case rtaGateway:
 				nh.Gateway, err = ar.addr("RTA_GATEWAY in rtnexthop", family)
 			case rtaVia:
 				nh.Gateway, err = decodeVia(ar.data, ar.off)
+			default:
+				extra = extra || unmodelled(ar.typ, ar.data)
 			}
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		if ar.err != nil {
-			return nil, ar.err
+			return nil, false, ar.err
 		}
 		nhs = append(nhs, nh)
 		pos += align4(l)
 	}
-	return nhs, nil
+	return nhs, extra, nil
 }
 
 // EncodeRoute is the inverse of DecodeRoute: it builds the RTM_NEWROUTE or
@@ -313,8 +347,10 @@ func decodeMultipath(b []byte, base int, family uint8) ([]fib.Nexthop, error) {
 // needs only the decoded fields. Nexthops go into RTA_MULTIPATH when there is
 // more than one or Multipath is set, otherwise into RTA_OIF (always written)
 // and RTA_GATEWAY, or RTA_VIA when the gateway's family differs from the
-// route's. For every m returned by DecodeRoute,
-// DecodeRoute(EncodeRoute(m)) returns m again.
+// route's. Route.Unmodelled is written as an empty RTA_METRICS, which
+// DecodeRoute reads back as Unmodelled (the kernel never sends one empty).
+// For every m returned by DecodeRoute, DecodeRoute(EncodeRoute(m)) returns
+// m again.
 func EncodeRoute(m RouteMessage) []byte {
 	r := &m.Route
 	family, v6 := uint8(afInet), false
@@ -372,6 +408,9 @@ func EncodeRoute(m RouteMessage) []byte {
 	}
 	if r.NHID != 0 {
 		b = appendU32Attr(b, rtaNHID, r.NHID)
+	}
+	if r.Unmodelled {
+		b = appendAttrHeader(b, rtaMetrics, 0) // an empty nest: see EncodeRoute
 	}
 	switch {
 	case multipath:

@@ -91,17 +91,26 @@ type prefixKey struct {
 }
 
 // touched remembers the forwarding route of each prefix a batch touched, as
-// it was before the batch, so the driver hears only of real changes.
+// it was before the batch, with its version (fib.FIB.Version), so the driver
+// hears only of real changes: a different route, or the same route written
+// anew (deleted and added back, or replaced by an identical IPv6 route),
+// which the kernel hands its drivers as a new route, flags cleared.
 type touched struct {
 	driver fib.Driver
-	before map[prefixKey]*fib.Route
+	before map[prefixKey]was
+}
+
+// was is a forwarding route before a batch (nil: none) and its version.
+type was struct {
+	route *fib.Route
+	ver   uint64
 }
 
 func (l *Listener) newTouched() touched {
 	if l.driver == nil {
 		return touched{}
 	}
-	return touched{driver: l.driver, before: map[prefixKey]*fib.Route{}}
+	return touched{driver: l.driver, before: map[prefixKey]was{}}
 }
 
 func (t touched) note(model *fib.FIB, r *fib.Route) {
@@ -112,22 +121,22 @@ func (t touched) note(model *fib.FIB, r *fib.Route) {
 	if _, seen := t.before[k]; seen {
 		return
 	}
-	var first *fib.Route
-	if f, ok := model.First(k.table, k.prefix); ok {
-		first = &f
+	var w was
+	if f, ver, ok := model.FirstVersion(k.table, k.prefix); ok {
+		w = was{&f, ver}
 	}
-	t.before[k] = first
+	t.before[k] = w
 }
 
 // tellDriver compares each touched prefix's forwarding route with what it
 // was and tells the driver about the differences.
 func (t touched) tellDriver(model *fib.FIB) {
 	for k, old := range t.before {
-		cur, ok := model.First(k.table, k.prefix)
+		cur, ver, ok := model.FirstVersion(k.table, k.prefix)
 		switch {
-		case !ok && old != nil:
-			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverDel, Route: *old})
-		case ok && (old == nil || !old.SameAs(&cur)):
+		case !ok && old.route != nil:
+			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverDel, Route: *old.route})
+		case ok && (old.route == nil || !old.route.SameAs(&cur) || ver != old.ver):
 			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverReplace, Route: cur})
 		}
 	}

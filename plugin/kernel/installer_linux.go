@@ -39,6 +39,9 @@ type InstallerConfig struct {
 	// metric no other daemon uses for the same prefixes: a replace acts on
 	// the first route of its (prefix, metric) group.
 	Metric uint32
+	// Vetoer, when set, is asked before routes are written (a user-space
+	// driver that refuses routes as a kernel driver would; see Vetoer).
+	Vetoer Vetoer
 }
 
 func (c *InstallerConfig) defaults() {
@@ -74,7 +77,11 @@ func NewInstaller(cfg InstallerConfig, log *slog.Logger) (*Installer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w, err := NewRouteWriter(cfg.NetNS)
+	var wopts []WriterOption
+	if cfg.Vetoer != nil {
+		wopts = append(wopts, WithVetoer(cfg.Vetoer))
+	}
+	w, err := NewRouteWriter(cfg.NetNS, wopts...)
 	if err != nil {
 		h.Close()
 		return nil, fmt.Errorf("installer in netns %q: %w", cfg.NetNS, err)
@@ -131,6 +138,29 @@ func (i *Installer) Install(routes []InstallRoute) error {
 		}
 	}
 	return errors.Join(failed...)
+}
+
+// Rewrite writes the installer's routes for these prefixes again, as they
+// are, so that the hardware programs them afresh (RouteWriter.Rewrite: a
+// route changed meanwhile is left alone). It returns every failure, each
+// naming its prefix.
+func (i *Installer) Rewrite(routes []InstallRoute) error {
+	var errs []error
+	frs := make([]fib.Route, 0, len(routes))
+	for _, r := range routes {
+		fr, err := i.fibRoute(r)
+		if err != nil {
+			errs = append(errs, &RouteError{Prefix: r.Prefix, Err: err})
+			continue
+		}
+		frs = append(frs, fr)
+	}
+	for k, err := range i.w.Rewrite(frs) {
+		if err != nil {
+			errs = append(errs, &RouteError{Prefix: frs[k].Prefix, Err: err})
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // RouteError is the failure of one route of Install, Remove or Reconcile;

@@ -10,13 +10,6 @@ import (
 	"github.com/fibgate/fibgate/plugin/fib"
 )
 
-// RouteOp is one route to write: added or replaced in place (the kernel's
-// NLM_F_CREATE|NLM_F_REPLACE), or deleted.
-type RouteOp struct {
-	Route  fib.Route
-	Delete bool
-}
-
 // RouteWriter writes routes in batches: many requests go out in one
 // sendmsg, and the kernel's acknowledgements come back matched to them by
 // sequence number. A full table written one request and one ack at a time
@@ -24,19 +17,27 @@ type RouteOp struct {
 // and wake-ups; FRR's zebra batches the same way. It is not safe for
 // concurrent use.
 type RouteWriter struct {
-	fd  int
-	seq uint32
-	buf []byte
-	rcv []byte
+	fd   int
+	seq  uint32
+	buf  []byte
+	rcv  []byte
+	veto Vetoer
 }
 
 // writeBatch is how many requests go out in one sendmsg: their acks (36
 // bytes each with NETLINK_CAP_ACK) fit a small receive buffer.
 const writeBatch = 256
 
+// WriterOption configures a RouteWriter.
+type WriterOption func(*RouteWriter)
+
+// WithVetoer makes the writer ask v before it adds or replaces routes
+// (Vetoer): a user-space driver refuses them as a kernel driver would.
+func WithVetoer(v Vetoer) WriterOption { return func(w *RouteWriter) { w.veto = v } }
+
 // NewRouteWriter opens a netlink socket in the named namespace ("" for the
 // caller's).
-func NewRouteWriter(ns string) (*RouteWriter, error) {
+func NewRouteWriter(ns string, opts ...WriterOption) (*RouteWriter, error) {
 	fd, err := openSocket(ns, 0)
 	if err != nil {
 		return nil, err
@@ -47,8 +48,14 @@ func NewRouteWriter(ns string) (*RouteWriter, error) {
 	}
 	// Acks without a copy of the request: a batch's answers stay small.
 	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_CAP_ACK, 1)
+	// With the kernel's reason for a refusal (extended acks).
+	_ = unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_EXT_ACK, 1)
 	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUF, 1<<20)
-	return &RouteWriter{fd: fd, rcv: make([]byte, 1<<16)}, nil
+	w := &RouteWriter{fd: fd, rcv: make([]byte, 1<<16)}
+	for _, o := range opts {
+		o(w)
+	}
+	return w, nil
 }
 
 // Close closes the socket.
@@ -56,14 +63,81 @@ func (w *RouteWriter) Close() error { return unix.Close(w.fd) }
 
 // Write carries out ops in order and returns one error per op (nil: done),
 // each the kernel's errno (unix.Errno: ESRCH for a delete of a route that
-// is not there, ENETUNREACH for a gateway that is not reachable, ...). An
-// error that stops the whole batch (the socket failed) is given to every op
-// not acknowledged yet.
+// is not there, ENETUNREACH for a gateway that is not reachable, ...), as
+// an *AckError when the kernel said why. An error that stops the whole
+// batch (the socket failed) is given to every op not acknowledged yet.
+// With a Vetoer, the ops it refuses are not sent and get its error.
 func (w *RouteWriter) Write(ops []RouteOp) []error {
+	if w.veto == nil {
+		return w.write(ops)
+	}
+	errs := w.veto.Veto(ops)
+	if len(errs) != len(ops) {
+		errs = make([]error, len(ops))
+	}
+	pass := make([]RouteOp, 0, len(ops))
+	idx := make([]int, 0, len(ops))
+	for i := range ops {
+		if errs[i] == nil {
+			pass, idx = append(pass, ops[i]), append(idx, i)
+		}
+	}
+	perrs := w.write(pass)
+	w.veto.Written(pass, perrs)
+	for j, i := range idx {
+		errs[i] = perrs[j]
+	}
+	return errs
+}
+
+func (w *RouteWriter) write(ops []RouteOp) []error {
 	errs := make([]error, len(ops))
 	for start := 0; start < len(ops); start += writeBatch {
 		end := min(start+writeBatch, len(ops))
 		w.batch(ops[start:end], errs[start:end])
+	}
+	return errs
+}
+
+// Rewrite writes routes into the kernel again so that the hardware
+// programs them afresh: the kernel never asks a driver to program a route
+// again by itself, and replacing an IPv4 route with an identical one is a
+// no-op (kernel-semantics behaviour 12). So each route is deleted, matched
+// exactly (Exact: a route someone changed meanwhile is left alone and its
+// error is ESRCH), and the deleted ones are added back as they were, only
+// where their place is still free (Exclusive: a route someone added
+// meanwhile stays, EEXIST). Drivers see the route go and come back, with
+// its flags cleared; it is missing from the kernel for one round trip
+// between the two batches (tens of microseconds).
+//
+// It returns one error per route. Routes with attributes the model does
+// not keep (ErrUnmodelled) and kernel-owned address routes
+// (ErrAddressRoute) are not touched.
+func (w *RouteWriter) Rewrite(routes []fib.Route) []error {
+	errs := make([]error, len(routes))
+	var dels []RouteOp
+	var idx []int
+	for i := range routes {
+		if err := rewritable(&routes[i]); err != nil {
+			errs[i] = err
+			continue
+		}
+		r := writable(routes[i])
+		dels, idx = append(dels, RouteOp{Route: r, Delete: true, Exact: true}), append(idx, i)
+	}
+	var adds []RouteOp
+	var addIdx []int
+	for j, err := range w.Write(dels) {
+		if err != nil {
+			errs[idx[j]] = fmt.Errorf("rewrite %s: delete: %w", &routes[idx[j]], err)
+			continue
+		}
+		adds, addIdx = append(adds, RouteOp{Route: dels[j].Route, Exclusive: true}), append(addIdx, idx[j])
+	}
+	for j, err := range w.Write(adds) {
+		if err != nil {
+			errs[addIdx[j]] = fmt.Errorf("rewrite %s: add it back: %w", &routes[addIdx[j]], err)
+		}
 	}
 	return errs
 }
@@ -74,12 +148,16 @@ func (w *RouteWriter) batch(ops []RouteOp, errs []error) {
 	for i := range ops {
 		w.seq++
 		m := RouteMessage{Type: unix.RTM_NEWROUTE, NLFlags: unix.NLM_F_REQUEST | unix.NLM_F_ACK | unix.NLM_F_CREATE | unix.NLM_F_REPLACE,
-			Seq: w.seq, Route: ops[i].Route}
-		m.Route.Flags = 0
-		if ops[i].Delete {
+			Seq: w.seq, Route: writable(ops[i].Route)}
+		switch {
+		case ops[i].Delete:
 			m.Type, m.NLFlags = unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK
-			// Match any scope and type, as `ip route del` does.
-			m.Route.Scope, m.Route.Type = unix.RT_SCOPE_NOWHERE, 0
+			if !ops[i].Exact {
+				// Match any scope and type, as `ip route del` does.
+				m.Route.Scope, m.Route.Type = unix.RT_SCOPE_NOWHERE, 0
+			}
+		case ops[i].Exclusive:
+			m.NLFlags = unix.NLM_F_REQUEST | unix.NLM_F_ACK | unix.NLM_F_CREATE | unix.NLM_F_EXCL
 		}
 		w.buf = append(w.buf, EncodeRoute(m)...)
 	}
@@ -112,17 +190,21 @@ func (w *RouteWriter) batch(ops []RouteOp, errs []error) {
 			}
 			msg := b[:l]
 			b = b[align4(l):]
-			if binary.NativeEndian.Uint16(msg[4:]) != unix.NLMSG_ERROR || l < nlmsgHdrLen+4 {
+			a, ok := decodeAck(msg)
+			if !ok {
 				continue
 			}
-			i := int(binary.NativeEndian.Uint32(msg[8:]) - first)
+			i := int(a.seq - first)
 			if i < 0 || i >= len(ops) || acked[i] {
 				continue // an answer to an earlier, abandoned batch
 			}
 			acked[i] = true
 			left--
-			if code := int32(binary.NativeEndian.Uint32(msg[nlmsgHdrLen:])); code < 0 {
-				errs[i] = syscall.Errno(-code)
+			switch {
+			case a.errno != 0 && a.msg != "":
+				errs[i] = &AckError{Errno: syscall.Errno(a.errno), Msg: a.msg}
+			case a.errno != 0:
+				errs[i] = syscall.Errno(a.errno)
 			}
 		}
 	}
