@@ -324,7 +324,7 @@ func (l *leaf) confirmedAt(tb testing.TB, p netip.Prefix) time.Time {
 		if err != nil {
 			return err
 		}
-		if s := r.GetState(); s != pb.State_STATE_CONFIRMED && s != pb.State_STATE_ADVERTISED {
+		if s := r.GetState(); s != pb.State_STATE_CONFIRMED && s != pb.State_STATE_RELEASED {
 			return fmt.Errorf("state %s (%s)", s, r.GetReason())
 		}
 		at = r.GetConfirmedTime().AsTime()

@@ -58,8 +58,8 @@ func stateFromProto(s pb.State) (gate.State, error) {
 		return gate.Pending, nil
 	case pb.State_STATE_CONFIRMED:
 		return gate.Confirmed, nil
-	case pb.State_STATE_ADVERTISED:
-		return gate.Advertised, nil
+	case pb.State_STATE_RELEASED:
+		return gate.Released, nil
 	case pb.State_STATE_FAILED:
 		return gate.Failed, nil
 	case pb.State_STATE_HELD_DOWN:

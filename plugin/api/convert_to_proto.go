@@ -56,8 +56,8 @@ func stateToProto(s gate.State) pb.State {
 		return pb.State_STATE_PENDING
 	case gate.Confirmed:
 		return pb.State_STATE_CONFIRMED
-	case gate.Advertised:
-		return pb.State_STATE_ADVERTISED
+	case gate.Released:
+		return pb.State_STATE_RELEASED
 	case gate.Failed:
 		return pb.State_STATE_FAILED
 	case gate.HeldDown:

@@ -134,7 +134,7 @@ func TestEnumsRoundTrip(t *testing.T) {
 	if _, err := ParseECMP("some"); err == nil || !strings.Contains(err.Error(), "all any") {
 		t.Errorf("ParseECMP(some) = %v", err)
 	}
-	for _, s := range []string{"pending", "confirmed", "advertised", "failed", "held_down", "withdrawn"} {
+	for _, s := range []string{"pending", "confirmed", "released", "failed", "held_down", "withdrawn"} {
 		st, err := ParseState(s)
 		if err != nil || st.String() != s {
 			t.Errorf("state %q: %v %v", s, st, err)

@@ -16,8 +16,10 @@ const (
 	Pending State = iota + 1
 	// Confirmed: the data plane holds the route; advertisement is due.
 	Confirmed
-	// Advertised: confirmed and handed to BGP.
-	Advertised
+	// Released: confirmed and handed to BGP, which exports it through
+	// the user's export policies to neighbours that may still refuse it:
+	// whether a neighbour accepted it is not known to the gate.
+	Released
 	// Failed: the hardware reported offload_failed; withdrawn (or kept,
 	// per OnFailure) until the flags recover.
 	Failed
@@ -27,12 +29,20 @@ const (
 	Withdrawn
 )
 
-var stateNames = []string{"", "pending", "confirmed", "advertised", "failed", "held_down", "withdrawn"}
+// Advertised is Released's former name, kept so that code written
+// against it builds: the state never said that a neighbour had the prefix.
+const Advertised = Released
+
+var stateNames = []string{"", "pending", "confirmed", "released", "failed", "held_down", "withdrawn"}
 
 func (s State) String() string { return enumName(stateNames, int(s)) }
 
-// ParseState reads a state name as String prints it.
+// ParseState reads a state name as String prints it; "advertised", the
+// former name of released, is still read.
 func ParseState(s string) (State, error) {
+	if s == "advertised" {
+		return Released, nil
+	}
 	i, err := parseEnum(stateNames[1:], s, "state")
 	return State(i + 1), err
 }
@@ -61,6 +71,9 @@ type RouteState struct {
 	// Flaps counts losses of confirmation; HoldUntil ends a hold-down.
 	Flaps     int
 	HoldUntil time.Time
+	// StateSince is when the prefix entered State: `fibgate routes` shows
+	// how long it has been there.
+	StateSince time.Time
 }
 
 // Verdict is what a route's hardware state means under a scope.

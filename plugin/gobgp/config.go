@@ -49,10 +49,17 @@ type Config struct {
 	MED       *uint32
 	LocalPref *uint32
 	// NextHop4 and NextHop6 are the next hops of originated prefixes;
-	// when unset, an Advertisement's NextHop of the same family is used,
-	// else 0.0.0.0 / :: which GoBGP replaces with its session address
-	// (next hop self).
+	// when unset, originated prefixes go out with 0.0.0.0 / ::, which
+	// GoBGP replaces with its session address (next hop self): the one
+	// next hop an eBGP neighbour always accepts.
 	NextHop4, NextHop6 netip.Addr
+	// KeepGateway announces an originated prefix with its kernel route's
+	// gateway (the Advertisement's NextHop) where NextHop4/NextHop6 are
+	// unset, instead of next hop self: a third-party next hop (RFC 4271
+	// 5.1.3), for neighbours that share the gateway's subnet (iBGP, a
+	// route server). An eBGP neighbour that cannot reach the gateway
+	// directly rejects the route (BIRD: "Invalid NEXT_HOP attribute").
+	KeepGateway bool
 
 	// FallbackPolicy names a policy in gobgpd's own config file that
 	// rejects the whole scope (FallbackTOML renders it), listed in the

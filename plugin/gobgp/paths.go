@@ -22,6 +22,7 @@ type pathBuilder struct {
 	hold   [][]byte // attributes of HOLD paths, next hop excluded
 	nh4    netip.Addr
 	nh6    netip.Addr
+	keepGW bool // Config.KeepGateway
 	// hops caches serialized IPv4 NEXT_HOP attributes (the same for every
 	// path with that next hop; IPv6 next hops travel in MP_REACH_NLRI
 	// together with the prefix). Used under the Speaker's lock.
@@ -46,7 +47,7 @@ func newPathBuilder(n *normalized) (*pathBuilder, error) {
 		}
 		attrs = append(attrs, bgp.NewPathAttributeLargeCommunities(lc))
 	}
-	b := &pathBuilder{nh4: n.NextHop4, nh6: n.NextHop6, hops: make(map[netip.Addr][]byte)}
+	b := &pathBuilder{nh4: n.NextHop4, nh6: n.NextHop6, keepGW: n.KeepGateway, hops: make(map[netip.Addr][]byte)}
 	var err error
 	if b.origin, err = serialize(attrs); err != nil {
 		return nil, fmt.Errorf("originated path attributes: %w", err)
@@ -74,14 +75,14 @@ func serialize(attrs []bgp.PathAttributeInterface) ([][]byte, error) {
 }
 
 // nextHop picks the next hop of an originated path: the configured one,
-// else the advertisement's, else unspecified (GoBGP sends its own session
-// address).
+// else (only with Config.KeepGateway) the advertisement's, else
+// unspecified: GoBGP sends its own session address (next hop self).
 func (b *pathBuilder) nextHop(p netip.Prefix, adv netip.Addr) netip.Addr {
 	if p.Addr().Is4() {
 		if b.nh4.IsValid() {
 			return b.nh4
 		}
-		if adv.IsValid() && adv.Is4() {
+		if b.keepGW && adv.IsValid() && adv.Is4() {
 			return adv
 		}
 		return netip.IPv4Unspecified()
@@ -89,7 +90,7 @@ func (b *pathBuilder) nextHop(p netip.Prefix, adv netip.Addr) netip.Addr {
 	if b.nh6.IsValid() {
 		return b.nh6
 	}
-	if adv.IsValid() && adv.Is6() && !adv.Is4In6() {
+	if b.keepGW && adv.IsValid() && adv.Is6() && !adv.Is4In6() && !adv.IsLinkLocalUnicast() {
 		return adv
 	}
 	return netip.IPv6Unspecified()

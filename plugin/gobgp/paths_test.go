@@ -24,3 +24,41 @@ func TestNLRIBytesMatchGoBGP(t *testing.T) {
 		}
 	}
 }
+
+// TestOriginatedNextHopIsSelfUnlessConfigured: an originated prefix goes
+// out with next hop self (unspecified: GoBGP puts its session address)
+// whatever gateway its kernel route has, unless a next hop is configured
+// or KeepGateway asks for the gateway (issue 12 #6).
+func TestOriginatedNextHopIsSelfUnlessConfigured(t *testing.T) {
+	p4, p6 := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:5::/48")
+	gw4, gw6, ll := netip.MustParseAddr("10.0.7.2"), netip.MustParseAddr("fd00:7::2"), netip.MustParseAddr("fe80::1")
+	self4, self6 := netip.IPv4Unspecified(), netip.IPv6Unspecified()
+	nh4, nh6 := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")
+	for _, c := range []struct {
+		name     string
+		cfg      Config
+		p        netip.Prefix
+		gw, want netip.Addr
+	}{
+		{"IPv4 gateway, default: self", Config{}, p4, gw4, self4},
+		{"IPv6 gateway, default: self", Config{}, p6, gw6, self6},
+		{"no gateway: self", Config{KeepGateway: true}, p4, netip.Addr{}, self4},
+		{"KeepGateway keeps the IPv4 gateway", Config{KeepGateway: true}, p4, gw4, gw4},
+		{"KeepGateway keeps the IPv6 gateway", Config{KeepGateway: true}, p6, gw6, gw6},
+		{"KeepGateway never sends a link-local next hop", Config{KeepGateway: true}, p6, ll, self6},
+		{"configured IPv4 next hop wins", Config{NextHop4: nh4, KeepGateway: true}, p4, gw4, nh4},
+		{"configured IPv6 next hop wins", Config{NextHop6: nh6}, p6, gw6, nh6},
+	} {
+		n, err := c.cfg.normalize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := newPathBuilder(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.nextHop(c.p, c.gw); got != c.want {
+			t.Errorf("%s: next hop %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -24,7 +24,8 @@ import (
 const routesUsage = `Usage: fibgate routes [--state S] [--family F] [--table N] [--prefix P [--covered]] [--json]
 
 Lists the prefixes the gate holds, with where each stands: pending (waiting
-for hardware), confirmed, advertised, failed, held_down or withdrawn; the
+for hardware), confirmed, released (handed to BGP; whether a neighbour
+accepted it is not known here), failed, held_down or withdrawn; the
 hardware flags of its route (offload, trap, offload_failed); the scope that
 gates it; how long it has been in the FIB; and why it is where it is.
 
@@ -90,12 +91,15 @@ func parseFamily(s string) (pb.Family, error) {
 }
 
 func parseState(s string) (pb.State, error) {
-	if s == "" {
+	switch s {
+	case "":
 		return pb.State_STATE_UNSPECIFIED, nil
+	case "advertised": // released's former name
+		return pb.State_STATE_RELEASED, nil
 	}
 	v, ok := pb.State_value["STATE_"+strings.ToUpper(strings.ReplaceAll(s, "-", "_"))]
 	if !ok || v == 0 {
-		return 0, usageError{fmt.Errorf("--state %q: want pending, confirmed, advertised, failed, held_down or withdrawn", s)}
+		return 0, usageError{fmt.Errorf("--state %q: want pending, confirmed, released, failed, held_down or withdrawn", s)}
 	}
 	return pb.State(v), nil
 }

@@ -62,7 +62,7 @@ func TestRenderTopShowsCountsRatesLatenciesAndTheLongestPending(t *testing.T) {
 	t.Logf("\n%s", got)
 	for _, want := range []string{
 		"fibgate top - unix socket /run/fibgate/fibgate.sock - 2026-03-01 12:00:00 (every 2s)\n",
-		"routes     pending 5 confirmed 2 advertised 800 failed 1 held_down 0 withdrawn 4  (total 812)\n",
+		"routes     pending 5 confirmed 2 released 800 failed 1 held_down 0 withdrawn 4  (total 812)\n",
 		"confirmations 110 (5.0/s), failures 7 (0.5/s), withdrawals 3 (0.0/s)\n",
 		"time to confirm p50 3ms, p90 40ms, p99 1.5s, max 2m00s (40 samples)\n",
 		"listener   812 FIB routes, 900 notifications, 1 overruns, 2 resyncs, 0 out of sync\n",
@@ -121,7 +121,7 @@ func TestRenderTopWithoutRatesOrPendingPrefixes(t *testing.T) {
 	bare.Problems = []string{"stats: cannot reach the fibgate daemon"}
 	got = renderTop(bare)
 	if strings.Contains(got, "listener") || !strings.Contains(got, "no confirmation yet") ||
-		!strings.Contains(got, "routes     pending 0 confirmed 0 advertised 0 failed 0 held_down 0 withdrawn 0  (total 0)") ||
+		!strings.Contains(got, "routes     pending 0 confirmed 0 released 0 failed 0 held_down 0 withdrawn 0  (total 0)") ||
 		strings.Contains(got, "PREFIX") || strings.Contains(got, "no prefix pending") ||
 		!strings.Contains(got, "\n! stats: cannot reach the fibgate daemon\n") {
 		t.Errorf("bare frame:\n%s", got)
@@ -180,7 +180,7 @@ func TestThePendingSetFollowsTheWatchStream(t *testing.T) {
 	// the FIB, or since their last confirmation when later.
 	p.apply(&pb.WatchRoutesResponse{Snapshot: true, Routes: []*pb.Route{
 		watchRoute("10.0.0.0/24", pb.State_STATE_PENDING, t0, time.Time{}),
-		watchRoute("10.0.1.0/24", pb.State_STATE_ADVERTISED, t0, t0.Add(time.Second)),
+		watchRoute("10.0.1.0/24", pb.State_STATE_RELEASED, t0, t0.Add(time.Second)),
 	}}, topNow)
 	if got := pendingMap(p); len(got) != 0 {
 		t.Errorf("an incomplete snapshot is already shown: %v", got)
@@ -243,7 +243,7 @@ func TestTopOncePrintsOneFrameFromADaemon(t *testing.T) {
 	for _, want := range []string{
 		"fibgate top - unix socket " + d.Socket + " - ",
 		"(once)\n",
-		"routes     pending 2 confirmed 2 advertised 0 failed 0 held_down 0 withdrawn 0  (total 4)\n",
+		"routes     pending 2 confirmed 2 released 0 failed 0 held_down 0 withdrawn 0  (total 4)\n",
 		"confirmations 2 (-/s), failures 0 (-/s), withdrawals 0 (-/s)\n",
 		"time to confirm p50 ",
 		"(2 samples)\n",

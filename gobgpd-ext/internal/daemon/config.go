@@ -127,6 +127,10 @@ type BGPSettings struct {
 	LocalPref          *uint32  `yaml:"local_pref"`
 	NextHop4           string   `yaml:"next_hop4"`
 	NextHop6           string   `yaml:"next_hop6"`
+	// KeepKernelGateway announces originated prefixes with their kernel
+	// route's gateway where next_hop4/next_hop6 are unset, instead of
+	// next hop self (gobgp.Config.KeepGateway).
+	KeepKernelGateway bool `yaml:"keep_kernel_gateway"`
 	// FallbackPolicy names the reject-everything-in-scope policy listed
 	// in gobgpd's own config (fibgated --print-fallback renders it);
 	// gobgpd-ext adds it to the config it reads by itself.
@@ -375,8 +379,8 @@ func (c *Config) GoBGP() (gobgp.Config, error) {
 	g := gobgp.Config{
 		HoldCommunity: c.BGP.HoldCommunity, Communities: c.BGP.Communities, LargeCommunities: c.BGP.LargeCommunities,
 		MED: c.BGP.MED, LocalPref: c.BGP.LocalPref, FallbackPolicy: c.BGP.FallbackPolicy,
-		KeepOriginatedOnClose: c.BGP.KeepOriginatedOnExit,
-		Scope:                 ScopeOf(c.policy),
+		KeepOriginatedOnClose: c.BGP.KeepOriginatedOnExit, KeepGateway: c.BGP.KeepKernelGateway,
+		Scope: ScopeOf(c.policy),
 	}
 	for _, nh := range []struct {
 		s   string

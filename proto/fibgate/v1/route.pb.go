@@ -31,8 +31,10 @@ const (
 	State_STATE_PENDING State = 1
 	// The data plane holds the route; advertisement is due.
 	State_STATE_CONFIRMED State = 2
-	// Confirmed and handed to BGP.
-	State_STATE_ADVERTISED State = 3
+	// Confirmed and released to BGP: GoBGP exports it, through the user's
+	// export policies, to neighbours that may still refuse it. Whether a
+	// neighbour accepted it is not known here. (Was STATE_ADVERTISED.)
+	State_STATE_RELEASED State = 3
 	// The hardware reported offload_failed; withdrawn (or kept, per the
 	// scope's on_failure) until the flags recover.
 	State_STATE_FAILED State = 4
@@ -48,7 +50,7 @@ var (
 		0: "STATE_UNSPECIFIED",
 		1: "STATE_PENDING",
 		2: "STATE_CONFIRMED",
-		3: "STATE_ADVERTISED",
+		3: "STATE_RELEASED",
 		4: "STATE_FAILED",
 		5: "STATE_HELD_DOWN",
 		6: "STATE_WITHDRAWN",
@@ -57,7 +59,7 @@ var (
 		"STATE_UNSPECIFIED": 0,
 		"STATE_PENDING":     1,
 		"STATE_CONFIRMED":   2,
-		"STATE_ADVERTISED":  3,
+		"STATE_RELEASED":    3,
 		"STATE_FAILED":      4,
 		"STATE_HELD_DOWN":   5,
 		"STATE_WITHDRAWN":   6,
@@ -697,12 +699,12 @@ const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\x13WatchRoutesResponse\x12)\n" +
 	"\x06routes\x18\x01 \x03(\v2\x11.fibgate.v1.RouteR\x06routes\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12+\n" +
-	"\x11snapshot_complete\x18\x03 \x01(\bR\x10snapshotComplete*\x98\x01\n" +
+	"\x11snapshot_complete\x18\x03 \x01(\bR\x10snapshotComplete*\x96\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
-	"\x0fSTATE_CONFIRMED\x10\x02\x12\x14\n" +
-	"\x10STATE_ADVERTISED\x10\x03\x12\x10\n" +
+	"\x0fSTATE_CONFIRMED\x10\x02\x12\x12\n" +
+	"\x0eSTATE_RELEASED\x10\x03\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x04\x12\x13\n" +
 	"\x0fSTATE_HELD_DOWN\x10\x05\x12\x13\n" +
 	"\x0fSTATE_WITHDRAWN\x10\x062\xf4\x01\n" +
