@@ -26,6 +26,15 @@ GOFLAGS    ?=
 # Debian's GoBGP 3.10, the oldest release the sidecar e2e test runs fibgated
 # against (its systemd unit starts nothing without /etc/gobgpd.conf).
 APT_PKGS   := iproute2 frr procps bird2 gobgpd
+# Debian packages of the netdevsim VM test (e2e/netdevsim): qemu boots the
+# kernel, busybox-static fills the initramfs. Installed without their
+# recommendations (qemu's bring a GUI).
+APT_PKGS_VM := qemu-system-x86 busybox-static
+# The netdevsim kernel: built by `make netdevsim-kernel` from Debian's
+# source package (tinyconfig plus e2e/netdevsim/kernel.config.frag).
+NETDEVSIM_KERNEL   ?= $(BIN)/netdevsim/bzImage
+NETDEVSIM_SRC      := $(BIN)/netdevsim/linux-source-6.1
+APT_PKGS_KERNEL    := linux-source-6.1 build-essential flex bison bc libelf-dev xz-utils
 # Code generators for proto/, pinned and built from source into bin/tools
 # (proto/buf.gen.yaml names them there). protoc-gen-go follows the
 # google.golang.org/protobuf version in go.mod, so generated code always
@@ -34,7 +43,7 @@ TOOLS      := $(CURDIR)/bin/tools
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 
-.PHONY: help build docker test test-short vet fmt-check deps bench bench-scale fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
+.PHONY: help build docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
 LAB        ?= e2e/labs/fabric/fabric.clab.yml
 
 help: ## list the targets
@@ -71,8 +80,26 @@ bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (S
 
 deps: ## install missing apt packages (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	vm=""; for p in $(APT_PKGS_VM); do dpkg -s $$p >/dev/null 2>&1 || vm="$$vm $$p"; done; \
+	if [ -n "$$missing$$vm" ]; then echo "installing:$$missing$$vm"; apt-get update -qq && \
+	  { [ -z "$$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } && \
+	  { [ -z "$$vm" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$vm; }; fi
+
+netdevsim-kernel: ## build the kernel of e2e/netdevsim (Linux 6.1 + netdevsim) into bin/netdevsim/bzImage from Debian's linux-source-6.1 (root for apt; ~7 min on 2 cores)
+	@missing=""; for p in $(APT_PKGS_KERNEL); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	@if [ ! -f $(NETDEVSIM_SRC)/Makefile ]; then echo "unpacking /usr/src/linux-source-6.1.tar.xz"; \
+	  mkdir -p $(dir $(NETDEVSIM_SRC)) && tar -C $(dir $(NETDEVSIM_SRC)) -xJf /usr/src/linux-source-6.1.tar.xz; fi
+	$(MAKE) -C $(NETDEVSIM_SRC) tinyconfig
+	cd $(NETDEVSIM_SRC) && scripts/kconfig/merge_config.sh -m .config $(CURDIR)/e2e/netdevsim/kernel.config.frag
+	$(MAKE) -C $(NETDEVSIM_SRC) olddefconfig
+	@for c in $$(grep '^CONFIG_' e2e/netdevsim/kernel.config.frag); do \
+	  grep -qx "$$c" $(NETDEVSIM_SRC)/.config || { echo "$$c did not survive olddefconfig"; exit 1; }; done
+	$(MAKE) -C $(NETDEVSIM_SRC) -j$$(nproc) bzImage
+	@mkdir -p $(dir $(NETDEVSIM_KERNEL)) && cp $(NETDEVSIM_SRC)/arch/x86/boot/bzImage $(NETDEVSIM_KERNEL)
+	@echo "$(NETDEVSIM_KERNEL): $$(sha256sum < $(NETDEVSIM_KERNEL) | cut -c1-64)"
+	@echo "run the tests with it: FIBGATE_NETDEVSIM_KERNEL=$(abspath $(NETDEVSIM_KERNEL)) go test -run TestNetdevsim -v ./e2e/netdevsim/"
 
 vet: ## go vet, gofmt check, and go.mod/go.sum tidy (go mod tidy -diff)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
