@@ -128,7 +128,7 @@ func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
 	}
 	// The latency reached Prometheus too.
 	scrape := scrapeMetrics(t, metricsAddr)
-	for _, want := range []string{`fibgate_routes{state="confirmed"}`, "fibgate_time_to_hardware_seconds_count", "fibgate_fib_routes", `fibgate_build_info{gobgp="v3.`} {
+	for _, want := range []string{`fibgate_routes{state="confirmed"}`, "fibgate_time_to_hardware_seconds_count", "fibgate_fib_routes", `fibgate_build_info{gobgp="v3.`, "go_goroutines", "process_resident_memory_bytes"} {
 		if !strings.Contains(scrape, want) {
 			t.Errorf("metrics lack %s", want)
 		}

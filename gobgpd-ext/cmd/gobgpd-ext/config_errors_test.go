@@ -26,7 +26,7 @@ func TestConfigurationErrorsExit2WithOneLine(t *testing.T) {
 		{"backend:\n  type: sim\n  sim:\n    fail_probability: .nan\n", "fail_probability"},
 	} {
 		var out, errb strings.Builder
-		code := run([]string{"-d", "-f", gobgpd, "--fibgate-config", write("fibgate.yaml", c.settings)}, &out, &errb)
+		code := run([]string{"-d", "-f", gobgpd, "--fibgate-config", write("fibgate.yaml", c.settings)}, &out, &errb, nil)
 		if code != 2 || !strings.Contains(errb.String(), c.want) || strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
 			t.Errorf("%q: exit %d, %q; want 2 and one line with %q", c.settings, code, errb.String(), c.want)
 		}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -32,11 +33,11 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/sirupsen/logrus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
 	fgd "github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/logstream"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
@@ -70,10 +71,15 @@ type options struct {
 }
 
 func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr, sigs))
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run is gobgpd-ext with args, until SIGINT or SIGTERM arrives on sigs
+// (SIGHUP reloads the config file); it returns the exit status. Every log
+// line, GoBGP's and fibgate's, goes to stderr in one format.
+func run(args []string, stdout, stderr io.Writer, sigs chan os.Signal) int {
 	var opts options
 	p := flags.NewParser(&opts, flags.Default&^flags.PrintErrors)
 	p.Usage = "[OPTIONS]\n\ngobgpd with fibgate: a prefix is advertised only once the hardware installed its route.\n" +
@@ -93,20 +99,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fgd.ExitOK
 	}
 
-	logger := logrus.New()
-	switch opts.LogLevel {
-	case "debug":
-		logger.SetLevel(logrus.DebugLevel)
-	default:
-		logger.SetLevel(logrus.InfoLevel)
-	}
-	logger.SetOutput(stdout)
-	if opts.DisableStdlog {
-		logger.SetOutput(io.Discard)
-	}
-	if !opts.LogPlain {
-		logger.SetFormatter(&logrus.JSONFormatter{})
-	}
 	if opts.CPUs > 0 {
 		if runtime.NumCPU() < opts.CPUs {
 			fmt.Fprintf(stderr, "gobgpd-ext: only %d CPUs are available but %d is specified\n", runtime.NumCPU(), opts.CPUs)
@@ -148,6 +140,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fgd.ExitOK
 	}
 
+	// One log stream: GoBGP's lines at gobgpd's -l, fibgate's (and
+	// gobgpd-ext's own) at the settings' log_level, one handler.
+	logOut := stderr
+	if opts.DisableStdlog {
+		logOut = io.Discard
+	}
+	handler := logstream.Handler(logOut, opts.LogPlain)
+	bgpLevel := gobgplog.InfoLevel
+	if opts.LogLevel == "debug" {
+		bgpLevel = gobgplog.DebugLevel
+	}
+	logger := slog.New(logstream.AtLevel(handler, fcfg.Level()))
+
 	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20), grpc.MaxSendMsgSize(256 << 20)}
 	if opts.TLS {
 		creds, err := serverTLS(opts)
@@ -159,24 +164,35 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fsmTimings := metrics.NewFSMTimingsCollector()
 	bgpServer := server.NewBgpServer(server.GrpcListenAddress(opts.GrpcHosts), server.GrpcOption(grpcOpts),
-		server.LoggerOption(&bgpLogger{logger: logger, strict: opts.ConfigStrict}), server.TimingHookOption(fsmTimings))
+		server.LoggerOption(logstream.NewGoBGP(handler, bgpLevel, opts.ConfigStrict)), server.TimingHookOption(fsmTimings))
 	go bgpServer.Serve() // returns only with the process, as in gobgpd
-	if !opts.PProfDisable || opts.MetricsPath != "" {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(metrics.NewBgpCollector(bgpServer), fsmTimings)
-		go servePProf(opts, reg, logger)
+	// One metrics endpoint: GoBGP's, fibgate's, Go's and the process's,
+	// on the settings' metrics address when it is set (the daemon serves
+	// it), else on gobgpd's --pprof-host at --metrics-path.
+	reg := fgd.NewRegistry()
+	reg.MustRegister(metrics.NewBgpCollector(bgpServer), fsmTimings)
+	metricsOnPProf := opts.MetricsPath != "" && (fcfg.Metrics == "" || opts.NoFibgate)
+	if metricsOnPProf && opts.NoFibgate && fcfg.Metrics != "" {
+		logger.Warn("metrics served on --pprof-host: with --no-fibgate nothing serves the settings' metrics address", "metrics", fcfg.Metrics, "pprof_host", opts.PProfHost)
 	}
-	logger.Info("gobgpd-ext started")
+	logger.Info("gobgpd-ext started", "version", version.Get().String())
 	if !opts.TLS {
 		for _, h := range exposedAPI(opts.GrpcHosts) {
-			logger.Warnf("the GoBGP API on %s has no authentication and is reachable from the network (gobgpd's default): use --api-hosts 127.0.0.1:50051 or --tls", h)
+			logger.Warn("the GoBGP API has no authentication and is reachable from the network (gobgpd's default): use --api-hosts 127.0.0.1:50051 or --tls", "api_host", h)
 		}
 	}
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	var pprofDone chan struct{}
+	if !opts.PProfDisable || metricsOnPProf {
+		pprofDone = make(chan struct{})
+		go func() {
+			defer close(pprofDone)
+			servePProf(ctx, opts, metricsOnPProf, reg, logger)
+		}()
+		defer func() { cancel(); <-pprofDone }()
+	}
 
 	var current *oc.BgpConfigSet
 	if initial != nil {
@@ -195,7 +211,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if opts.UseSdNotify {
 		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); !ok {
-			logger.Warnf("sd_notify not sent: %v", err)
+			logger.Warn("sd_notify not sent", "err", err)
 		}
 	}
 
@@ -206,9 +222,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if opts.NoFibgate {
 		runErr <- nil
 	} else {
-		log := fcfg.Logger(stderr)
 		inProcess := func(o ...gobgp.Option) (*gobgp.Speaker, error) { return gobgp.NewInProcess(bgpServer, gcfg, o...) }
-		if d, err = fgd.New(fcfg, &fgd.BGP{New: inProcess, Stop: func(context.Context) error { return stopBGP() }}, log); err != nil {
+		if d, err = fgd.New(fcfg, &fgd.BGP{New: inProcess, Stop: func(context.Context) error { return stopBGP() }}, logger, fgd.WithRegistry(reg)); err != nil {
 			code, msg := fgd.ExitCode(err, fcfg.NetNS)
 			fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
 			_ = stopBGP()
@@ -251,7 +266,7 @@ loop:
 		failed = <-runErr
 	}
 	if err := stopBGP(); err != nil {
-		logger.Warnf("stop bgp: %v", err)
+		logger.Warn("stop bgp", "err", err)
 	}
 	if opts.UseSdNotify {
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
@@ -268,16 +283,16 @@ loop:
 // missing: the new config gets the fallback policy first (GoBGP's
 // SetPolicies drops what the gate defined over the API, and the fallback
 // then holds the whole scope), and the gate is re-installed right after.
-func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg gobgp.Config, opts options, current *oc.BgpConfigSet, logger *logrus.Logger) *oc.BgpConfigSet {
-	logger.Info("reload the config file")
+func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg gobgp.Config, opts options, current *oc.BgpConfigSet, logger *slog.Logger) *oc.BgpConfigSet {
+	logger.Info("reload the config file", "file", opts.ConfigFile)
 	next, err := config.ReadConfigFile(opts.ConfigFile, opts.ConfigType)
 	if err != nil {
-		logger.Warnf("can't read config file %s: %v", opts.ConfigFile, err)
+		logger.Warn("can't read config file", "file", opts.ConfigFile, "err", err)
 		return current
 	}
 	if sp != nil {
 		if err := gcfg.InjectFallback(next); err != nil {
-			logger.Warnf("fibgate fallback: %v", err)
+			logger.Warn("fibgate fallback", "err", err)
 			return current
 		}
 	}
@@ -287,15 +302,15 @@ func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg go
 		current, err = config.UpdateConfig(ctx, s, current, next)
 	}
 	if err != nil {
-		logger.Warnf("failed to update config %s: %v", opts.ConfigFile, err)
+		logger.Warn("failed to update config", "file", opts.ConfigFile, "err", err)
 		return current
 	}
 	if sp != nil {
 		start := time.Now()
 		again, err := sp.Check(ctx)
-		logger.WithFields(logrus.Fields{"reinstalled": again, "took": time.Since(start).String()}).Info("fibgate gate checked after reload")
+		logger.Info("fibgate gate checked after reload", "reinstalled", again, "took", time.Since(start).Round(time.Millisecond))
 		if err != nil {
-			logger.Warnf("fibgate gate after reload: %v (the guard retries)", err)
+			logger.Warn("fibgate gate after reload: the guard retries", "err", err)
 		}
 	}
 	return current
@@ -378,7 +393,10 @@ func serverTLS(opts options) (credentials.TransportCredentials, error) {
 	return credentials.NewTLS(cfg), nil
 }
 
-func servePProf(opts options, reg *prometheus.Registry, logger *logrus.Logger) {
+// servePProf is gobgpd's HTTP server on --pprof-host until ctx ends:
+// pprof unless --pprof-disable, and with withMetrics every metric of reg
+// at --metrics-path.
+func servePProf(ctx context.Context, opts options, withMetrics bool, reg *prometheus.Registry, logger *slog.Logger) {
 	mux := http.NewServeMux()
 	if !opts.PProfDisable {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -387,47 +405,13 @@ func servePProf(opts options, reg *prometheus.Registry, logger *logrus.Logger) {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	if opts.MetricsPath != "" {
+	if withMetrics {
 		mux.Handle(opts.MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	}
-	logger.Println(http.ListenAndServe(opts.PProfHost, mux))
-}
-
-// bgpLogger is gobgpd's logger: logrus, JSON unless -p, and a config error
-// stays a warning unless --config-strict, as in gobgpd.
-type bgpLogger struct {
-	logger *logrus.Logger
-	strict bool
-}
-
-func (l *bgpLogger) Panic(msg string, f gobgplog.Fields) {
-	l.logger.WithFields(logrus.Fields(f)).Panic(msg)
-}
-func (l *bgpLogger) Fatal(msg string, f gobgplog.Fields) {
-	if f.HasFacility(gobgplog.FacilityConfig) && !l.strict {
-		l.logger.WithFields(logrus.Fields(f)).Warn(msg)
-		return
-	}
-	l.logger.WithFields(logrus.Fields(f)).Fatal(msg)
-}
-func (l *bgpLogger) Error(msg string, f gobgplog.Fields) {
-	l.logger.WithFields(logrus.Fields(f)).Error(msg)
-}
-func (l *bgpLogger) Warn(msg string, f gobgplog.Fields) {
-	l.logger.WithFields(logrus.Fields(f)).Warn(msg)
-}
-func (l *bgpLogger) Info(msg string, f gobgplog.Fields) {
-	if l.logger.IsLevelEnabled(logrus.InfoLevel) {
-		l.logger.WithFields(logrus.Fields(f)).Info(msg)
+	srv := &http.Server{Addr: opts.PProfHost, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
+	defer stop()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		logger.Warn("pprof and metrics server stopped", "pprof_host", opts.PProfHost, "err", err)
 	}
 }
-
-// Debug checks the level first: GoBGP logs every received path at debug,
-// and building the entry cost 4% of all allocation with a full table.
-func (l *bgpLogger) Debug(msg string, f gobgplog.Fields) {
-	if l.logger.IsLevelEnabled(logrus.DebugLevel) {
-		l.logger.WithFields(logrus.Fields(f)).Debug(msg)
-	}
-}
-func (l *bgpLogger) SetLevel(level gobgplog.LogLevel) { l.logger.SetLevel(logrus.Level(level)) }
-func (l *bgpLogger) GetLevel() gobgplog.LogLevel      { return gobgplog.LogLevel(l.logger.GetLevel()) }

@@ -48,7 +48,7 @@ func TestFlagsAndDryRun(t *testing.T) {
 		{[]string{"-d", "-f", zebra, "--no-fibgate"}, 0, "configuration valid"},
 	} {
 		var out, errb strings.Builder
-		code := run(c.args, &out, &errb)
+		code := run(c.args, &out, &errb, nil)
 		all := out.String() + errb.String()
 		if code != c.code || !strings.Contains(all, c.out) {
 			t.Errorf("%v: exit %d, %q; want %d and %q", c.args, code, all, c.code, c.out)
@@ -63,7 +63,7 @@ func TestFlagsAndDryRun(t *testing.T) {
 // GoBGP module linked in (not a version written by hand).
 func TestVersion(t *testing.T) {
 	var out, errb strings.Builder
-	if code := run([]string{"--version"}, &out, &errb); code != 0 || errb.Len() > 0 {
+	if code := run([]string{"--version"}, &out, &errb, nil); code != 0 || errb.Len() > 0 {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 	want := regexp.MustCompile(`^gobgpd-ext \S+ \(` + regexp.QuoteMeta(runtime.Version()) + `, GoBGP v3\.\d+\.\d+\S*\)\n$`)

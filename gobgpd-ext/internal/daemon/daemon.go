@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/api"
@@ -80,13 +81,37 @@ type Daemon struct {
 // close, flush), so a wedged gobgpd cannot keep a daemon from exiting.
 const ShutdownTimeout = 30 * time.Second
 
+// Option changes how New assembles a daemon.
+type Option func(*Daemon)
+
+// WithRegistry registers the daemon's metrics in reg instead of a
+// registry of its own, so that a caller with metrics of its own serves
+// them all on one endpoint (gobgpd-ext: GoBGP's bgp_* next to fibgate_*).
+// The daemon serves reg on the settings' metrics address when that is
+// set; otherwise serving it is the caller's job.
+func WithRegistry(reg *prometheus.Registry) Option {
+	return func(d *Daemon) { d.registry = reg }
+}
+
+// NewRegistry returns a Prometheus registry with the Go runtime and
+// process collectors (go_*, process_*: memory, goroutines, CPU, open
+// files), which every fibgate daemon serves next to its own metrics.
+func NewRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
 // New checks the settings and assembles the parts; nothing runs yet. bgp
 // is nil for a gate without BGP (fibgate serve).
-func New(cfg Config, bgp *BGP, log *slog.Logger) (*Daemon, error) {
+func New(cfg Config, bgp *BGP, log *slog.Logger, opts ...Option) (*Daemon, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{cfg: cfg, log: log, bgp: bgp, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(d)
+	}
 	if err := d.assemble(cfg, bgp, log); err != nil {
 		d.closeEarly()
 		return nil, err
@@ -141,8 +166,10 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	}
 	topts := []gate.TrackerOption{gate.WithLogger(log)}
 	var metrics *api.Metrics
-	if cfg.Metrics != "" {
-		d.registry = prometheus.NewRegistry()
+	if cfg.Metrics != "" && d.registry == nil {
+		d.registry = NewRegistry()
+	}
+	if d.registry != nil {
 		var err error
 		if metrics, err = api.NewMetrics(d.registry); err != nil {
 			return err
@@ -316,7 +343,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		start(&baseWG, base, "sim", func(c context.Context) error { return d.asic.Run(c, d.listener) })
 	}
 	start(&baseWG, base, "api", d.server.Serve)
-	if d.registry != nil {
+	if d.cfg.Metrics != "" {
 		start(&baseWG, base, "metrics", func(c context.Context) error { return api.ServeMetrics(c, d.cfg.Metrics, d.registry) })
 	}
 

@@ -56,7 +56,13 @@ func netnsExists(name string) bool {
 
 // Logger logs at the settings' level in text, to w.
 func (c *Config) Logger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: c.Level()}))
+}
+
+// Level is the settings' log_level (Load checked it; "" is info), for a
+// caller that brings its own handler (gobgpd-ext shares one with GoBGP).
+func (c *Config) Level() slog.Level {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(c.LogLevel))
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+	return l
 }
