@@ -37,6 +37,11 @@ type backend interface {
 	// stream is reported once on errc. batched says the whole table may
 	// span several calls (WatchBest then marks its end).
 	watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (batched bool, err error)
+	// listPeers calls fn for every neighbour, with its state (audit.go).
+	listPeers(ctx context.Context, fn func(*api.Peer)) error
+	// listPath calls fn for every destination of a ListPath request
+	// (audit.go: adj-out and the global RIB with all their paths).
+	listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error
 }
 
 // pathsPerMessage is how many paths one AddPathStream message carries:

@@ -1,0 +1,183 @@
+package gobgp
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/fibgate/fibgate/plugin/audit"
+)
+
+// AuditBGP reads what the consistency audit (plugin/audit) needs of GoBGP,
+// in this order:
+//   - the adj-out of every established neighbour, per unicast family it
+//     has: GoBGP recomputes it from today's best paths and export policy,
+//     so it is what GoBGP would send now (what a neighbour holds is only
+//     known at the neighbour);
+//   - the global RIB of IPv4 and IPv6 unicast: every path, its next hop,
+//     whether it was learned, whether it is a HOLD path of this gate's
+//     community, and GoBGP's best (and multipath) flags;
+//   - the gate's held sets and whether its policy is first in the global
+//     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
+//     condition does.
+//
+// It changes nothing in GoBGP and takes no lock of the Speaker. A full
+// table costs GoBGP one export-policy run over its best paths per
+// neighbour and family (in its main loop), which is why the audit is
+// periodic and not continuous.
+func (s *Speaker) AuditBGP(ctx context.Context) (*audit.BGP, error) {
+	out := &audit.BGP{At: time.Now(), Out: map[netip.Prefix][]netip.Addr{}, RIB: map[netip.Prefix][]audit.Path{},
+		InScope: func(p netip.Prefix) bool { return s.cfg.scopeOf(p).contains(p) }}
+	type neighbour struct {
+		addr netip.Addr
+		fams []*api.Family
+	}
+	var peers []neighbour
+	err := s.b.listPeers(ctx, func(p *api.Peer) {
+		if p.GetState().GetSessionState() != api.PeerState_ESTABLISHED {
+			return
+		}
+		a, err := netip.ParseAddr(p.GetState().GetNeighborAddress())
+		if err != nil {
+			return // an unnumbered neighbour has no address to name it by
+		}
+		n := neighbour{addr: a.Unmap()}
+		for _, f := range []*api.Family{familyV4, familyV6} {
+			if slices.ContainsFunc(p.GetAfiSafis(), func(x *api.AfiSafi) bool {
+				c := x.GetConfig()
+				return c.GetEnabled() && c.GetFamily().GetAfi() == f.Afi && c.GetFamily().GetSafi() == f.Safi
+			}) {
+				n.fams = append(n.fams, f)
+			}
+		}
+		peers = append(peers, n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list neighbours: %w", err)
+	}
+	var perr error
+	parse := func(d *api.Destination) (netip.Prefix, bool) {
+		p, err := netip.ParsePrefix(d.Prefix)
+		if err != nil {
+			perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
+			return p, false
+		}
+		return p.Masked(), true
+	}
+	for _, n := range peers {
+		out.Neighbours = append(out.Neighbours, n.addr)
+		for _, f := range n.fams {
+			err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: n.addr.String(), Family: f, EnableOnlyBinary: true},
+				func(d *api.Destination) {
+					if p, ok := parse(d); ok && len(d.Paths) > 0 {
+						out.Out[p] = append(out.Out[p], n.addr)
+					}
+				})
+			if err = errors.Join(err, perr); err != nil {
+				return nil, fmt.Errorf("list adj-out of %v (%s): %w", n.addr, f.Afi, err)
+			}
+		}
+	}
+	for _, f := range []*api.Family{familyV4, familyV6} {
+		err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true},
+			func(d *api.Destination) {
+				p, ok := parse(d)
+				if !ok {
+					return
+				}
+				paths := make([]audit.Path, 0, len(d.Paths))
+				for _, x := range d.Paths {
+					if x.IsWithdraw {
+						continue
+					}
+					nh, comms, err := pathAttrs(x)
+					if err != nil {
+						perr = fmt.Errorf("destination %v: %w", p, err)
+						return
+					}
+					nb, err := netip.ParseAddr(x.NeighborIp)
+					ap := audit.Path{Nexthop: nh, Learned: err == nil && !nb.IsUnspecified(),
+						Hold: slices.Contains(comms, s.cfg.hold), Best: x.Best, ID: pathID(x)}
+					paths = append(paths, ap)
+				}
+				if len(paths) > 0 {
+					out.RIB[p] = paths
+				}
+			})
+		if err = errors.Join(err, perr); err != nil {
+			return nil, fmt.Errorf("list global rib (%s): %w", f.Afi, err)
+		}
+	}
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read global export assignment: %w", err)
+	}
+	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
+	sets, err := s.readSets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
+	out.Holds = func(p netip.Prefix) bool {
+		if !inPlace {
+			return false
+		}
+		if p.Addr().Is4() {
+			return heldBy(held4, p)
+		}
+		return heldBy(held6, p)
+	}
+	return out, nil
+}
+
+// heldBy judges p against a held set as GoBGP's prefix condition does:
+// only the longest stored prefix containing p counts, and p matches when
+// one of that node's length ranges covers p's length (scope.go).
+func heldBy(set map[netip.Prefix]lengths, p netip.Prefix) bool {
+	for bits := p.Bits(); bits >= 0; bits-- {
+		if l, ok := set[netip.PrefixFrom(p.Addr(), bits).Masked()]; ok {
+			return l.has(p.Bits())
+		}
+	}
+	return false
+}
+
+// pathID tells a path from a later one of the same kind: the UUID GoBGP
+// gives paths added over its API, else the path's age.
+func pathID(p *api.Path) string {
+	if len(p.Uuid) > 0 {
+		return hex.EncodeToString(p.Uuid)
+	}
+	return strconv.FormatInt(p.GetAge().AsTime().UnixNano(), 10)
+}
+
+func (b grpcBackend) listPeers(ctx context.Context, fn func(*api.Peer)) error {
+	s, err := b.c.ListPeer(ctx, &api.ListPeerRequest{})
+	if err != nil {
+		return err
+	}
+	return recvAll(s, func(r *api.ListPeerResponse) { fn(r.Peer) })
+}
+
+func (b grpcBackend) listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error {
+	s, err := b.c.ListPath(ctx, r)
+	if err != nil {
+		return err
+	}
+	return recvAll(s, func(r *api.ListPathResponse) { fn(r.Destination) })
+}
+
+func (b serverBackend) listPeers(ctx context.Context, fn func(*api.Peer)) error {
+	return b.s.ListPeer(ctx, &api.ListPeerRequest{}, fn)
+}
+
+func (b serverBackend) listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error {
+	return b.s.ListPath(ctx, r, fn)
+}
