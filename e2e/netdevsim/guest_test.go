@@ -291,6 +291,9 @@ func (r *rig) gate(tb testing.TB, p netip.Prefix) (gateRoute, error) {
 	return gateRoute{}, fmt.Errorf("fibgate routes --prefix %v: not there (%q)", p, out)
 }
 
+// stateName is how `fibgate routes` names a state.
+func stateName(s pb.State) string { return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_")) }
+
 // gateRoute is a line of `fibgate routes --json`.
 type gateRoute struct {
 	Table  uint32   `json:"table"`

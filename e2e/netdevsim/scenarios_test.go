@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/internal/lab"
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
 
 // The scenarios, in the order TestInsideVM runs them on one rig: each
@@ -56,8 +57,8 @@ func (r *rig) advertisedAfterTrap(t *testing.T, p netip.Prefix, since time.Time)
 			trap.Time.Sub(before[0].Time).Round(time.Microsecond), seen.Sub(before[0].Time).Round(time.Microsecond))
 	}
 	g, err := r.gate(t, p)
-	if err != nil || g.State != "advertised" || !slices.Contains(g.Flags, "trap") {
-		t.Errorf("%v: fibgate routes shows %v (%v), want advertised with trap", p, g, err)
+	if want := stateName(pb.State_STATE_RELEASED); err != nil || g.State != want || !slices.Contains(g.Flags, "trap") {
+		t.Errorf("%v: fibgate routes shows %v (%v), want %s with trap", p, g, err, want)
 	}
 }
 
@@ -75,7 +76,7 @@ func (r *rig) failedHeld(t *testing.T, f family) {
 			if err != nil {
 				return err
 			}
-			if g.State != "failed" || !slices.Contains(g.Flags, "offload_failed") {
+			if g.State != stateName(pb.State_STATE_FAILED) || !slices.Contains(g.Flags, "offload_failed") {
 				return fmt.Errorf("%v", g)
 			}
 			return nil
