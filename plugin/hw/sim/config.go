@@ -27,6 +27,22 @@ const (
 	ModeSpectrum Mode = "spectrum"
 )
 
+// CapacityMode is what the hardware does with a route that does not fit its
+// table, as drivers differ there.
+type CapacityMode string
+
+const (
+	// CapacityFlag keeps the route in the kernel and flags it
+	// offload_failed; it is programmed once room frees (mlxsw-like).
+	CapacityFlag CapacityMode = "flag"
+	// CapacityRefuse refuses the route before the kernel installs it, as
+	// netdevsim's FIB resource does (kernel-semantics behaviours 51, 52):
+	// the writer gets EPERM "Exceeded number of supported fib entries" and
+	// the kernel never has the route. The sim refuses on the FIB
+	// installer's path (it implements kernel.Vetoer); see admit.go.
+	CapacityRefuse CapacityMode = "refuse"
+)
+
 // Capacity is the number of routes the hardware table holds per address
 // family and per kind, as an ASIC has separate resources for host entries
 // (/32, /128) and LPM prefixes. 0 means unlimited.
@@ -44,6 +60,7 @@ type Capacity struct {
 //
 //	Mode            trap         netdevsim-like
 //	Capacity        0 (all)      unlimited
+//	CapacityMode    flag         a route that does not fit gets offload_failed
 //	Latency         1ms          netdevsim programs from a work queue, ≥1 ms after the event
 //	Jitter          0            added uniformly in [0, Jitter]
 //	Rate            0            routes/s, 0 = unlimited
@@ -57,9 +74,12 @@ type Capacity struct {
 type Config struct {
 	// Mode is the classifier: ModeTrap or ModeSpectrum.
 	Mode Mode
-	// Capacity limits the hardware table; a route that does not fit gets
-	// offload_failed and is retried when a delete frees room.
+	// Capacity limits the hardware table; what happens to a route that
+	// does not fit is CapacityMode's choice.
 	Capacity Capacity
+	// CapacityMode is CapacityFlag (offload_failed, programmed when a
+	// delete frees room) or CapacityRefuse (the write is refused).
+	CapacityMode CapacityMode
 	// Latency is the fixed delay between the driver event and programming.
 	Latency time.Duration
 	// Jitter adds a uniformly random delay in [0, Jitter] to each program.
@@ -91,6 +111,7 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		Mode:         ModeTrap,
+		CapacityMode: CapacityFlag,
 		Latency:      time.Millisecond,
 		Batch:        64,
 		Tables:       []uint32{fib.TableMain, fib.TableLocal},
@@ -123,6 +144,9 @@ func (c Config) Validate() error {
 	}
 	if c.Mode != ModeTrap && c.Mode != ModeSpectrum {
 		bad("Mode", fmt.Sprintf("%q", c.Mode), `want "trap" or "spectrum"`)
+	}
+	if c.CapacityMode != CapacityFlag && c.CapacityMode != CapacityRefuse {
+		bad("CapacityMode", fmt.Sprintf("%q", c.CapacityMode), `want "flag" or "refuse"`)
 	}
 	errs = append(errs, c.Capacity.validate()...)
 	if err := validateLatency(c.Latency, c.Jitter); err != nil {

@@ -130,6 +130,9 @@ type engine struct {
 	out      []report // reused by step; run delivers it before the next step
 	dp       dataplane
 	res      resolver
+	// adm counts routes as the kernel takes them (capacity_mode refuse);
+	// nil in capacity_mode flag, where programming counts them.
+	adm *admission
 }
 
 func newEngine(cfg Config, log *slog.Logger) *engine {
@@ -152,6 +155,9 @@ func newEngine(cfg Config, log *slog.Logger) *engine {
 	for _, t := range cfg.Tables {
 		e.tables[t] = true
 	}
+	if cfg.CapacityMode == CapacityRefuse {
+		e.adm = newAdmission(e.tables, cfg.Capacity, e.signal)
+	}
 	return e
 }
 
@@ -167,6 +173,9 @@ func (e *engine) signal() {
 func (e *engine) event(ev fib.DriverEvent) {
 	if !e.tables[ev.Route.Table] {
 		return // another table, the mirror table among them
+	}
+	if e.adm != nil {
+		e.adm.event(ev) // counted as the kernel takes it, like netdevsim
 	}
 	at := time.Since(e.epoch)
 	ev.Route = ev.Route.Clone() // the engine owns what it queues

@@ -398,3 +398,50 @@ func TestStopRemovesRulesAndTable(t *testing.T) {
 	}
 	waitFor(t, "goroutines of the sim and listener to end", func() bool { return runtime.NumGoroutine() <= before })
 }
+
+// TestRefuseModeRefusesTheInstallersWrites is capacity_mode refuse against
+// a real kernel: the FIB installer, with the sim as its Vetoer, is refused
+// the routes that do not fit exactly as netdevsim's veto would refuse them
+// (EPERM with its message, no route in the kernel), and the room of a
+// deleted route is there for the next write.
+func TestRefuseModeRefusesTheInstallersWrites(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	kerneltest.IP(t, ns, "addr", "add", "10.0.0.1/24", "dev", "eth1")
+	cfg := fast()
+	cfg.Tables = []uint32{fib.TableMain}
+	cfg.Capacity.IPv4Prefix = 3 // the connected 10.0.0.0/24 takes one
+	cfg.CapacityMode = CapacityRefuse
+	r := startRig(t, ns, 1, cfg)
+	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns, Vetoer: r.sim}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inst.Close()
+	gw := []netip.Addr{netip.MustParseAddr("10.0.0.2")}
+	routes := []kernel.InstallRoute{
+		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), Nexthops: gw},
+		{Prefix: netip.MustParsePrefix("10.2.0.0/16"), Nexthops: gw},
+		{Prefix: netip.MustParsePrefix("10.3.0.0/16"), Nexthops: gw},
+	}
+	err = inst.Install(routes)
+	refused := kernel.FailedPrefixes(err)
+	if len(refused) != 1 || refused[0] != routes[2].Prefix || !strings.Contains(err.Error(), "operation not permitted: Exceeded number of supported fib entries") {
+		t.Fatalf("Install: %v (refused %v), want 10.3.0.0/16 refused with netdevsim's EPERM", err, refused)
+	}
+	r.waitFlags(t, fib.TableMain, "10.1.0.0/16", fib.Trap)
+	r.waitFlags(t, fib.TableMain, "10.2.0.0/16", fib.Trap)
+	if out := kerneltest.IP(t, ns, "route", "show", "10.3.0.0/16"); out != "" {
+		t.Errorf("the refused route is in the kernel: %q", out)
+	}
+	if err := inst.Remove([]netip.Prefix{routes[0].Prefix}); err != nil {
+		t.Fatal(err)
+	}
+	if err := inst.Install(routes[2:]); err != nil {
+		t.Fatalf("after a delete: %v, want the room", err)
+	}
+	r.waitFlags(t, fib.TableMain, "10.3.0.0/16", fib.Trap)
+	if st := r.sim.Stats(); st.Refused != 1 || st.Held.IPv4Prefix != 3 || st.Failed != 0 {
+		t.Errorf("stats: refused %d, held %+v, failed %d; want 1, 3 prefixes, 0", st.Refused, st.Held, st.Failed)
+	}
+}

@@ -168,6 +168,14 @@ func (e *engine) failure(k key, cl class) failure {
 	if p := e.cfg.failProb; p > 0 && e.rng.Float64() < p {
 		return failRandom
 	}
+	if e.adm != nil {
+		// Refuse mode: the room was counted when the kernel took the
+		// route; only one written unasked beyond the capacity waits.
+		if e.adm.isOver(k) {
+			return failFull
+		}
+		return failNone
+	}
 	if lim := e.cfg.capacity.limit(cl); lim > 0 && e.used[cl] >= lim {
 		return failFull
 	}
@@ -221,10 +229,14 @@ func (e *engine) remove(k key, s slot) {
 func (e *engine) retryWaiting(now time.Time, out *[]report) {
 	for cl := range numClasses {
 		for len(e.waiting[cl]) > 0 {
-			if lim := e.cfg.capacity.limit(cl); lim > 0 && e.used[cl] >= lim {
+			k := e.waiting[cl][0]
+			if e.adm != nil {
+				if e.adm.isOver(k) {
+					break
+				}
+			} else if lim := e.cfg.capacity.limit(cl); lim > 0 && e.used[cl] >= lim {
 				break
 			}
-			k := e.waiting[cl][0]
 			e.waiting[cl] = e.waiting[cl][1:]
 			if len(e.waiting[cl]) == 0 {
 				e.waiting[cl] = nil

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
 // Sim is the simulated ASIC. Its methods are safe for concurrent use.
@@ -80,6 +81,29 @@ func (s *Sim) Event(ev fib.DriverEvent) error {
 	s.e.event(ev)
 	return nil
 }
+
+// Veto is the kernel.Vetoer side (give the sim to the FIB installer,
+// kernel.InstallerConfig.Vetoer): with CapacityRefuse it refuses a route
+// that does not fit, before the kernel has it, with the error netdevsim's
+// veto gives (EPERM "Exceeded number of supported fib entries"), and counts
+// the ones it lets through; with CapacityFlag it refuses nothing.
+func (s *Sim) Veto(ops []kernel.RouteOp) []error {
+	if s.e.adm == nil {
+		return make([]error, len(ops))
+	}
+	return s.e.adm.veto(ops)
+}
+
+// Written is the kernel.Vetoer side: what the kernel did with the writes
+// Veto let through, so room held for a refused one, or a deleted one, is
+// given back at once.
+func (s *Sim) Written(ops []kernel.RouteOp, errs []error) {
+	if s.e.adm != nil {
+		s.e.adm.written(ops, errs)
+	}
+}
+
+var _ kernel.Vetoer = (*Sim)(nil)
 
 // Run installs the data plane (mirror table and rules), programs routes and
 // reports their flags to rep (the listener the sim is attached to) until
@@ -178,6 +202,11 @@ type Stats struct {
 	OpsPerSecond float64
 	// WriteErrors counts routes the kernel refused to mirror.
 	WriteErrors uint64
+	// Refused counts writes refused because the table was full
+	// (CapacityRefuse); Held is the room counted per class then, the
+	// kernel's routes as the refusals see them.
+	Refused uint64
+	Held    Capacity
 }
 
 // Stats returns a snapshot of the counters.
@@ -186,9 +215,16 @@ func (s *Sim) Stats() Stats {
 	e.in.mu.Lock()
 	inbox := e.in.events.len()
 	e.in.mu.Unlock()
+	var held Capacity
+	var refused uint64
+	if e.adm != nil {
+		held, refused = e.adm.stats()
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return Stats{
+		Refused:      refused,
+		Held:         held,
 		Programmed:   e.count.trapped + e.count.offloaded,
 		Trapped:      e.count.trapped,
 		Offloaded:    e.count.offloaded,
@@ -217,13 +253,18 @@ func (s *Sim) Config() Config {
 
 // SetCapacity changes the table size. Routes already programmed stay when
 // it shrinks (hardware does not evict); when it grows, routes that failed
-// for lack of room are programmed again.
+// for lack of room are programmed again. With CapacityRefuse writes are
+// refused from now on while the kernel holds as many routes as the new
+// size allows.
 func (s *Sim) SetCapacity(c Capacity) error {
 	if err := errors.Join(c.validate()...); err != nil {
 		return err
 	}
 	s.e.mu.Lock()
 	s.e.cfg.capacity = c
+	if s.e.adm != nil {
+		s.e.adm.setCapacity(c)
+	}
 	s.e.mu.Unlock()
 	s.e.signal()
 	return nil
