@@ -81,7 +81,7 @@ func TestBlackhole(t *testing.T) {
 			// path at leaf1 changes from the spines' to host1's, GoBGP
 			// exports it at once, a few ms before the fence takes the
 			// prefix back until the new route is programmed
-			// (docs/design-notes.md, "Open"). Not seen since the prober
+			// (docs/design-notes.md, "Make-before-break"). Not seen since the prober
 			// has a default route (below); the window is real, so a few
 			// probes are allowed.
 			//

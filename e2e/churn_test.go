@@ -134,18 +134,37 @@ type churnLab struct {
 
 func newChurnLab(t *testing.T, name string, sidecar bool) *churnLab {
 	t.Helper()
-	bin := binaries(t)
 	src, obs := lab.NewNS(t, "src"), lab.NewNS(t, "obs")
-	l := &leaf{name: name, ns: lab.NewNS(t, "leaf"), as: churnLeafAS, dir: dir(t), owner: t}
-	lab.Link(t, l.ns, "to-src", churnLeafSrc, "fd00:3::1", src, "to-leaf", churnSrcLeaf, "fd00:3::2")
-	lab.Link(t, l.ns, "to-obs", churnLeafObs, "fd00:4::1", obs, "to-leaf", churnObsLeaf, "fd00:4::2")
+	conf := lab.GobgpdConf{AS: churnLeafAS, RouterID: churnLeafSrc, Neighbours: []lab.Neighbour{
+		{Address: churnSrcLeaf, AS: churnSourceAS}, {Address: churnObsLeaf, AS: churnObserverAS}}}
+	l := newGatedLeaf(t, name, sidecar, conf, func(ns string) {
+		lab.Link(t, ns, "to-src", churnLeafSrc, "fd00:3::1", src, "to-leaf", churnSrcLeaf, "fd00:3::2")
+		lab.Link(t, ns, "to-obs", churnLeafObs, "fd00:4::1", obs, "to-leaf", churnObsLeaf, "fd00:4::2")
+	})
+	c := &churnLab{leaf: l}
+	c.source = lab.StartGobgpd(t, src, lab.ActiveSpeakerConf(churnSourceAS, churnSrcLeaf, lab.Neighbour{Address: churnLeafSrc, AS: churnLeafAS}))
+	c.srcAPI = api.NewGobgpApiClient(c.source.Dial(t))
+	c.observer = lab.StartGobgpd(t, obs, lab.ActiveSpeakerConf(churnObserverAS, churnObsLeaf, lab.Neighbour{Address: churnLeafObs, AS: churnLeafAS}))
+	obsConn := c.observer.Dial(t)
+	waitSession(t, c.srcAPI, churnLeafSrc)
+	waitSession(t, api.NewGobgpApiClient(obsConn), churnLeafObs)
+	c.watch = lab.WatchBest(t, obsConn)
+	return c
+}
+
+// newGatedLeaf starts a leaf gating IPv4 on the sim (churnSettings) with
+// the BGP config conf: gobgpd-ext, or a stock gobgpd with fibgated
+// (sidecar). link wires its namespace to its neighbours' before it starts.
+func newGatedLeaf(t *testing.T, name string, sidecar bool, conf lab.GobgpdConf, link func(ns string)) *leaf {
+	t.Helper()
+	bin := binaries(t)
+	l := &leaf{name: name, ns: lab.NewNS(t, "leaf"), as: conf.AS, dir: dir(t), owner: t}
+	link(l.ns)
 	l.api = filepath.Join(l.dir, "fibgate.sock")
 	settings := filepath.Join(l.dir, "fibgate.yaml")
 	if err := os.WriteFile(settings, fmt.Appendf(nil, churnSettings, l.api), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf := lab.GobgpdConf{AS: churnLeafAS, RouterID: churnLeafSrc, Neighbours: []lab.Neighbour{
-		{Address: churnSrcLeaf, AS: churnSourceAS}, {Address: churnObsLeaf, AS: churnObserverAS}}}
 	if !sidecar {
 		if err := os.WriteFile(filepath.Join(l.dir, "gobgpd.toml"), []byte(conf.String()), 0o644); err != nil {
 			t.Fatal(err)
@@ -160,7 +179,7 @@ func newChurnLab(t *testing.T, name string, sidecar bool) *churnLab {
 		if err != nil {
 			t.Fatalf("fibgated --print-fallback: %v", err)
 		}
-		conf.Extra = string(fallback) + "[global.apply-policy.config]\n  export-policy-list = [\"fibgate-fallback\"]\n  default-export-policy = \"accept-route\"\n"
+		conf.Extra += string(fallback) + "[global.apply-policy.config]\n  export-policy-list = [\"fibgate-fallback\"]\n  default-export-policy = \"accept-route\"\n"
 		l.gobgpd = lab.StartGobgpd(t, l.ns, conf.String())
 		l.start = func(tb testing.TB) *lab.Process {
 			return lab.Start(tb, l.ns, l.dir, fmt.Sprintf("fibgated.%d", l.starts), filepath.Join(bin, "fibgated"),
@@ -168,16 +187,7 @@ func newChurnLab(t *testing.T, name string, sidecar bool) *churnLab {
 		}
 	}
 	l.run(t)
-
-	c := &churnLab{leaf: l}
-	c.source = lab.StartGobgpd(t, src, lab.ActiveSpeakerConf(churnSourceAS, churnSrcLeaf, lab.Neighbour{Address: churnLeafSrc, AS: churnLeafAS}))
-	c.srcAPI = api.NewGobgpApiClient(c.source.Dial(t))
-	c.observer = lab.StartGobgpd(t, obs, lab.ActiveSpeakerConf(churnObserverAS, churnObsLeaf, lab.Neighbour{Address: churnLeafObs, AS: churnLeafAS}))
-	obsConn := c.observer.Dial(t)
-	waitSession(t, c.srcAPI, churnLeafSrc)
-	waitSession(t, api.NewGobgpApiClient(obsConn), churnLeafObs)
-	c.watch = lab.WatchBest(t, obsConn)
-	return c
+	return l
 }
 
 // waitSession waits until a gobgpd's session with neighbour is up.

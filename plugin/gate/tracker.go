@@ -47,6 +47,10 @@ type entry struct {
 	// out is set from the moment an Advertise is sent until a Withdraw
 	// succeeds: the speaker may have the prefix out.
 	out bool
+	// keep: the route was replaced while the prefix was out on a confirmed
+	// one, and the prefix stays out until the new route is programmed,
+	// fails or runs out of time (make-before-break).
+	keep bool
 	// ver is the FIB version of the forwarding route the state refers to
 	// (fib.FIB.Version): a new version is a new route, which the speaker
 	// may have fenced, so it is released again rather than assumed out.
@@ -419,7 +423,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, reason, now
 		e.st.Flags, e.st.NexthopFlags = 0, nil
 		e.deadline = now.Add(t.retention)
-		e.ver = 0
+		e.ver, e.keep = 0, false
 		if !inScope && !e.out {
 			t.forget(k, e)
 		}
@@ -463,9 +467,23 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	wasUp := up(before.State)
 	if replaced {
 		// A new route (BGP chose other next hops, or someone rewrote it):
-		// judged afresh, not as a flap; plan releases it again.
+		// judged afresh, not as a flap; plan releases it again. If the
+		// prefix is out on the old route, which the hardware forwards
+		// with until it has the new one, and the speaker did not fence
+		// it, it stays out meanwhile (make-before-break).
+		// A replacement of a replacement keeps the first one's start, so
+		// churn cannot keep the old route out for ever.
+		wasKeeping := e.keep
+		e.keep = wasUp && e.out && t.stillOut(k.prefix)
 		wasUp = false
-		e.pendingSince = now
+		if !wasKeeping || !e.keep {
+			e.pendingSince = now
+		}
+	}
+	keeping := e.keep
+	e.keep = false
+	if keeping {
+		wasUp = false // out on the old route; the new one is judged afresh
 	}
 	if wasUp && scope.HoldDown.Max > 0 && now.Sub(before.ConfirmedAt) >= scope.HoldDown.Max {
 		e.st.Flaps = 0 // stable long enough: forgive old flaps
@@ -479,6 +497,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	switch verdict {
 	case VerdictConfirmed:
 		if wasUp {
+			break
+		}
+		if keeping {
+			// The replacement of a route that never went down: no
+			// hold-down.
+			t.confirm(e, now, "")
 			break
 		}
 		if e.st.Flaps > 0 && scope.HoldDown.Initial > 0 {
@@ -500,8 +524,17 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		} else if before.State == HeldDown || before.State == Failed && verdict == VerdictPending {
 			e.pendingSince = now
 		}
+		if verdict == VerdictPending && keeping {
+			if limit := keepLimit(scope); now.Before(e.pendingSince.Add(limit)) {
+				e.keep = true
+				e.st.State = before.State
+				e.st.Reason = fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit)
+				e.deadline = e.pendingSince.Add(limit)
+				break
+			}
+		}
 		if verdict == VerdictFailed {
-			if wasUp && scope.OnFailure == FailureKeep {
+			if (wasUp || keeping) && scope.OnFailure == FailureKeep {
 				e.st.Reason = reason + "; kept advertised by policy (on_failure: keep)"
 				break
 			}
@@ -528,6 +561,28 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		return RouteState{}, false
 	}
 	return e.st, true
+}
+
+// stillOut reports whether the speaker still has p out; without a way to
+// ask (WithAlreadyOut) the tracker's own record is trusted. Called with
+// t.mu held.
+func (t *Tracker) stillOut(p netip.Prefix) bool {
+	return t.adv.alreadyOut == nil || t.adv.alreadyOut(p)
+}
+
+// DefaultKeepLimit bounds make-before-break for a scope that waits for
+// confirmation forever (PendingTimeout 0): a replaced route that the
+// hardware neither programs nor fails within it no longer keeps its
+// prefix out on the old one.
+const DefaultKeepLimit = 10 * time.Second
+
+// keepLimit is how long a replaced route may keep its prefix out on the
+// previous one: the scope's pending timeout, or DefaultKeepLimit.
+func keepLimit(s *Scope) time.Duration {
+	if s.PendingTimeout > 0 {
+		return s.PendingTimeout
+	}
+	return DefaultKeepLimit
 }
 
 func sameNexthopFlags(have []fib.HWFlags, nhs []fib.Nexthop) bool {
