@@ -112,6 +112,7 @@ var readMethods = []string{
 	pb.RouteService_GetRoute_FullMethodName,
 	pb.RouteService_WatchRoutes_FullMethodName,
 	pb.StatsService_GetStats_FullMethodName,
+	pb.AuditService_Audit_FullMethodName,
 	pb.HardwareService_GetSimStats_FullMethodName,
 }
 

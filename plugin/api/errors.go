@@ -27,6 +27,9 @@ var (
 	// ErrNoGate: the daemon runs no gate, so it has no policy or routes
 	// (FAILED_PRECONDITION).
 	ErrNoGate = errors.New("no gate in this daemon")
+	// ErrNoAudit: the daemon has no BGP side, so there is nothing to
+	// audit (FAILED_PRECONDITION).
+	ErrNoAudit = errors.New("no BGP in this daemon, so no audit (gobgpd-ext and fibgated audit)")
 	// ErrShuttingDown: the server is stopping; the client should reconnect
 	// (UNAVAILABLE).
 	ErrShuttingDown = errors.New("fibgate API server is shutting down")
@@ -87,7 +90,7 @@ func statusOf(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrNoSim), errors.Is(err, ErrNoAgents), errors.Is(err, ErrNoGate):
+	case errors.Is(err, ErrNoSim), errors.Is(err, ErrNoAgents), errors.Is(err, ErrNoGate), errors.Is(err, ErrNoAudit):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrShuttingDown):
 		code = codes.Unavailable

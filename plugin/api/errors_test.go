@@ -31,6 +31,7 @@ func TestStatusOfMapsEachErrorToItsCode(t *testing.T) {
 		{"no sim", ErrNoSim, codes.FailedPrecondition, ""},
 		{"no agents", ErrNoAgents, codes.FailedPrecondition, ""},
 		{"no gate", ErrNoGate, codes.FailedPrecondition, ""},
+		{"no audit", ErrNoAudit, codes.FailedPrecondition, ""},
 		{"shutting down", ErrShuttingDown, codes.Unavailable, ""},
 		{"cancelled", context.Canceled, codes.Canceled, ""},
 		{"deadline", context.DeadlineExceeded, codes.DeadlineExceeded, ""},

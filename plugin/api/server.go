@@ -63,6 +63,7 @@ type config struct {
 	listenerStats    ListenerStats
 	agents           Agents
 	sim              SimControl
+	auditor          Auditor
 	linkName         func(int) string
 	ready            <-chan struct{}
 	socket           string
@@ -104,6 +105,9 @@ func WithAgents(a Agents) Option { return func(c *config) { c.agents = a } }
 
 // WithSim enables the simulated ASIC's controls.
 func WithSim(s SimControl) Option { return func(c *config) { c.sim = s } }
+
+// WithAuditor serves AuditService from a (daemons with BGP).
+func WithAuditor(a Auditor) Option { return func(c *config) { c.auditor = a } }
 
 // WithLinkNames names interfaces in the routes sent to agents (pass the
 // listener's LinkName), since agents map names, not indexes, to ports.
@@ -203,6 +207,7 @@ func serviceNames() []string {
 		pb.RouteService_ServiceDesc.ServiceName,
 		pb.HardwareService_ServiceDesc.ServiceName,
 		pb.StatsService_ServiceDesc.ServiceName,
+		pb.AuditService_ServiceDesc.ServiceName,
 	}
 }
 
@@ -231,6 +236,7 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials, acc *access) *g
 	pb.RegisterRouteServiceServer(g, &routeService{s: s})
 	pb.RegisterHardwareServiceServer(g, &hardwareService{s: s})
 	pb.RegisterStatsServiceServer(g, &statsService{s: s})
+	pb.RegisterAuditServiceServer(g, &auditService{s: s})
 	healthpb.RegisterHealthServer(g, s.health)
 	reflection.Register(g)
 	return g
