@@ -42,6 +42,11 @@ APT_PKGS_KERNEL    := linux-source-6.1 build-essential flex bison bc libelf-dev 
 TOOLS      := $(CURDIR)/bin/tools
 BUF_VERSION                := v1.75.0
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+# staticcheck, pinned and run with go run rather than as a go.mod tool: as
+# a tool its dependencies (golang.org/x/tools, BurntSushi/toml) would join
+# the module graph and could raise versions the binaries build with.
+# -tags scale checks the scale benchmark's files too.
+STATICCHECK_VERSION        := v0.8.2
 
 .PHONY: help build docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
 LAB        ?= e2e/labs/fabric/fabric.clab.yml
@@ -101,11 +106,12 @@ netdevsim-kernel: ## build the kernel of e2e/netdevsim (Linux 6.1 + netdevsim) i
 	@echo "$(NETDEVSIM_KERNEL): $$(sha256sum < $(NETDEVSIM_KERNEL) | cut -c1-64)"
 	@echo "run the tests with it: FIBGATE_NETDEVSIM_KERNEL=$(abspath $(NETDEVSIM_KERNEL)) go test -run TestNetdevsim -v ./e2e/netdevsim/"
 
-vet: ## go vet, gofmt check, and go.mod/go.sum tidy (go mod tidy -diff)
+vet: ## go vet, staticcheck, gofmt check, and go.mod/go.sum tidy (go mod tidy -diff)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy (the diff above is what it changes)"; exit 1; }
 	$(GO) vet $(PKGS)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags scale $(PKGS)
 
 test: deps vet ## all tests with the race detector (real-kernel tests need root)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)

@@ -180,10 +180,9 @@ reboot -f
 // package's test binary, which drives the scenarios inside.
 func build(t *testing.T, dir string) {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
+	// go test puts its own GOROOT/bin first on the PATH: "go" is the
+	// toolchain that built this test.
+	goTool := "go"
 	env := append(os.Environ(), "CGO_ENABLED=0")
 	flags := []string{"-trimpath", "-ldflags=-s -w"}
 	for _, args := range [][]string{

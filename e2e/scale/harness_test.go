@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -320,11 +319,9 @@ func binaries(tb testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
-		cmd := exec.Command(goTool, "build", "-o", binDir+"/",
+		// go test puts its own GOROOT/bin first on the PATH: "go" is the
+		// toolchain that built this test.
+		cmd := exec.Command("go", "build", "-o", binDir+"/",
 			"github.com/fibgate/fibgate/gobgpd-ext/cmd/gobgpd-ext", "github.com/fibgate/fibgate/gobgpd-ext/cmd/fibgated")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

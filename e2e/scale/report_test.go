@@ -227,7 +227,7 @@ func software() string {
 
 // gobgpVersion reads the GoBGP version go.mod requires.
 func gobgpVersion() (string, error) {
-	b, err := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "list", "-m", "-f", "{{.Version}}", "github.com/osrg/gobgp/v3").Output()
+	b, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", "github.com/osrg/gobgp/v3").Output()
 	return strings.TrimSpace(string(b)), err
 }
 

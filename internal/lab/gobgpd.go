@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -71,17 +70,15 @@ func GobgpBinaries(tb testing.TB) string {
 	if have() {
 		return dir // built by another test binary meanwhile
 	}
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
-	}
 	tmp, err := os.MkdirTemp(dir, "build-")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer os.RemoveAll(tmp)
 	tb.Logf("building gobgpd and gobgp %s into %s (once)", version, dir)
-	cmd := exec.Command(goTool, "build", "-o", tmp+"/", gobgpModule+"/cmd/gobgpd", gobgpModule+"/cmd/gobgp")
+	// go test puts its own GOROOT/bin first on the PATH: "go" is the
+	// toolchain that built this test.
+	cmd := exec.Command("go", "build", "-o", tmp+"/", gobgpModule+"/cmd/gobgpd", gobgpModule+"/cmd/gobgp")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		tb.Fatalf("build gobgpd: %v\n%s\n(go.sum needs their entries: go get %s/cmd/gobgpd@%s %s/cmd/gobgp@%s)",
 			err, out, gobgpModule, version, gobgpModule, version)

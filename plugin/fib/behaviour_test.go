@@ -276,7 +276,7 @@ func TestB34To37IPv6Siblings(t *testing.T) {
 		t.Errorf("multipath add: events %v, messages %v", got, msgSummary(m))
 	}
 	// 34: a gateway route at the same metric becomes a sibling: APPEND.
-	m = mustAdd(t, d.f, gwRoute(p, "fe80::3"), reqAppend)
+	mustAdd(t, d.f, gwRoute(p, "fe80::3"), reqAppend)
 	if got := kinds(d.takeEvents()); !slices.Equal(got, []DriverEventKind{DriverAppend}) {
 		t.Errorf("sibling append: events %v", got)
 	}

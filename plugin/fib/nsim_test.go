@@ -26,6 +26,9 @@ func newNsim(opts ...Option) *nsim {
 	return d
 }
 
+// errFull is netdevsim's own extack message, word for word.
+//
+//lint:ignore ST1005 the kernel's message, capital letter included
 var errFull = errors.New("Exceeded number of supported fib entries")
 
 func (d *nsim) Event(ev DriverEvent) error {

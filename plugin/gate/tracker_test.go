@@ -166,7 +166,7 @@ func TestTrackerHoldsDownAFlappingPrefix(t *testing.T) {
 		}
 		src.flags(r, fib.Trap)
 		st := stateOf(t, tr, "10.0.0.0/24")
-		if st.State != HeldDown || st.HoldUntil.Sub(time.Now()) != time.Second {
+		if st.State != HeldDown || time.Until(st.HoldUntil) != time.Second {
 			t.Fatalf("after recovery: %v until %v, want held down for 1 s", st.State, st.HoldUntil)
 		}
 		time.Sleep(time.Second)
@@ -176,7 +176,7 @@ func TestTrackerHoldsDownAFlappingPrefix(t *testing.T) {
 		// A second flap doubles the hold time.
 		src.flags(r, 0)
 		src.flags(r, fib.Trap)
-		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != HeldDown || st.HoldUntil.Sub(time.Now()) != 2*time.Second {
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != HeldDown || time.Until(st.HoldUntil) != 2*time.Second {
 			t.Fatalf("second flap: %v until %v, want held down for 2 s", st.State, st.HoldUntil)
 		}
 	})

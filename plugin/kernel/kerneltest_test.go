@@ -23,7 +23,6 @@ var (
 	requireNetAdmin = kerneltest.RequireNetAdmin
 	newTestNS       = kerneltest.NewNS
 	ipn             = kerneltest.IP
-	ipnErr          = kerneltest.IPErr
 	nsExec          = kerneltest.Exec
 	ipBatch         = kerneltest.Batch
 	addTestLink     = kerneltest.AddLink
