@@ -372,3 +372,28 @@ func TestTheReadmeExplainsEveryPanel(t *testing.T) {
 		}
 	}
 }
+
+// TestNoPanelMixesCountsAndRates: a panel's queries are all rates (per
+// second) or all counts and durations, so one axis has one unit. The
+// routes gauge and the notification rate shared a panel on two axes, which
+// read as one scale.
+func TestNoPanelMixesCountsAndRates(t *testing.T) {
+	var d dashboard
+	if err := json.Unmarshal(readDashboard(t), &d); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range d.Panels {
+		rates, others := 0, 0
+		for _, q := range p.Targets {
+			// histogram_quantile(rate(...)) is a duration, not a rate.
+			if strings.Contains(q.Expr, "rate(") && !strings.Contains(q.Expr, "histogram_quantile") {
+				rates++
+			} else {
+				others++
+			}
+		}
+		if rates > 0 && others > 0 {
+			t.Errorf("panel %q mixes %d rates with %d counts or durations: split it", p.Title, rates, others)
+		}
+	}
+}

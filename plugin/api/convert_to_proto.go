@@ -137,6 +137,7 @@ func routeStateToProto(s gate.RouteState) *pb.Route {
 		WithdrawnTime:  optTime(s.WithdrawnAt),
 		Flaps:          uint32(max(s.Flaps, 0)),
 		HoldUntil:      optTime(s.HoldUntil),
+		StateTime:      optTime(s.StateSince),
 	}
 	for _, f := range s.NexthopFlags {
 		r.NexthopFlags = append(r.NexthopFlags, flagsToProto(f))
@@ -169,7 +170,9 @@ func statsToProto(g gate.TrackerStats, l *kernel.Stats, x *external.Stats) *pb.G
 		Confirmations:  g.Confirmed,
 		Failures:       g.Failed,
 		Withdrawals:    g.Withdrawn,
+		Advertisements: g.Advertised,
 		TimeToHardware: latencyToProto(g.TimeToHardware),
+		TimeHeldDown:   latencyToProto(g.TimeHeldDown),
 	}
 	for s := gate.Pending; s <= gate.Withdrawn; s++ {
 		out.RoutesByState = append(out.RoutesByState, &pb.StateCount{State: stateToProto(s), Routes: uint64(max(g.ByState[s], 0))})

@@ -21,7 +21,7 @@ import (
 // Counters and gauges are read from the sources' Stats at scrape time, so
 // they cost nothing between scrapes.
 type Metrics struct {
-	timeToHW, confirmToAdv prometheus.Histogram
+	timeToHW, heldDown, confirmToAdv prometheus.Histogram
 
 	mu       sync.RWMutex
 	gate     GateStats
@@ -32,7 +32,7 @@ var (
 	descRoutes        = prometheus.NewDesc("fibgate_routes", "Gated prefixes by state.", []string{"state"}, nil)
 	descConfirmations = prometheus.NewDesc("fibgate_confirmations_total", "Prefixes confirmed by the data plane (including fail-open).", nil, nil)
 	descFailures      = prometheus.NewDesc("fibgate_failures_total", "Transitions to failed (offload_failed).", nil, nil)
-	descWithdrawals   = prometheus.NewDesc("fibgate_withdrawals_total", "Confirmed prefixes whose route left the FIB.", nil, nil)
+	descWithdrawals   = prometheus.NewDesc("fibgate_withdrawals_total", "Prefixes BGP took back (failed, lost or gone from the FIB).", nil, nil)
 	descAdvertised    = prometheus.NewDesc("fibgate_advertisements_total", "Prefixes handed to BGP.", nil, nil)
 	descSpeakerErrors = prometheus.NewDesc("fibgate_speaker_errors_total", "Failed BGP advertise or withdraw calls (retried).", nil, nil)
 	descFIBRoutes     = prometheus.NewDesc("fibgate_fib_routes", "Routes in fibgate's model of the kernel FIB.", nil, nil)
@@ -50,14 +50,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		timeToHW: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "fibgate_time_to_hardware_seconds", Buckets: buckets,
-			Help: "From a route entering the FIB (or losing confirmation) to its hardware confirmation.",
+			Help: "How long the hardware took to program a route: from entering the FIB (or losing confirmation) to its hardware confirmation; hold-down not included.",
+		}),
+		heldDown: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "fibgate_held_down_seconds", Buckets: buckets,
+			Help: "How long flapping prefixes were held down before they were confirmed again.",
 		}),
 		confirmToAdv: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "fibgate_confirm_to_advertise_seconds", Buckets: buckets,
 			Help: "From hardware confirmation to BGP accepting the prefix.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.timeToHW, m.confirmToAdv, m} {
+	for _, c := range []prometheus.Collector{m.timeToHW, m.heldDown, m.confirmToAdv, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register fibgate metrics: %w", err)
 		}
@@ -89,6 +93,9 @@ func (m *Metrics) Watch(g GateStats, l ListenerStats) {
 
 // TimeToHardware implements gate.Observer.
 func (m *Metrics) TimeToHardware(d time.Duration) { m.timeToHW.Observe(d.Seconds()) }
+
+// HeldDown implements gate.Observer.
+func (m *Metrics) HeldDown(d time.Duration) { m.heldDown.Observe(d.Seconds()) }
 
 // ConfirmToAdvertise implements gate.Observer.
 func (m *Metrics) ConfirmToAdvertise(d time.Duration) { m.confirmToAdv.Observe(d.Seconds()) }

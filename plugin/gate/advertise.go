@@ -164,6 +164,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				// get it with the prefix's next change.
 				e.out = false
 				e.st.WithdrawnAt = now
+				t.counters.withdrawn.Add(1)
 			}
 		}
 		t.mu.Unlock()
@@ -205,7 +206,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			}
 			t.byState[Confirmed]--
 			t.byState[Advertised]++
-			e.st.State, e.st.AdvertisedAt, e.st.Reason = Advertised, now, ""
+			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, now, "", now
 			t.counters.advertised.Add(1)
 			if t.observer != nil {
 				t.observer.ConfirmToAdvertise(now.Sub(e.st.ConfirmedAt))

@@ -58,6 +58,8 @@ type entry struct {
 	// heapAt is the deadline the entry is queued under in the tracker's
 	// deadline heap (zero: not queued).
 	heapAt time.Time
+	// heldSince is when the current hold-down began.
+	heldSince time.Time
 }
 
 // Tracker keeps a RouteState per gated prefix from route events and the
@@ -75,7 +77,8 @@ type Tracker struct {
 	byState [numStates]int // entries per State, kept as states change
 	dl      deadlines
 	hub     fanout.Hub[RouteState]
-	ttHW    latencies
+	ttHW    latencies // programming: pending to hardware confirmation
+	held    latencies // hold-downs served: held down to released
 
 	repolicy chan struct{}
 	ready    chan struct{}
@@ -95,9 +98,14 @@ func WithLogger(l *slog.Logger) TrackerOption { return func(t *Tracker) { t.log 
 // (plugin/api's Prometheus metrics); the tracker's own summaries cover a
 // recent window only.
 type Observer interface {
-	// TimeToHardware is from a route entering the FIB (or losing
-	// confirmation) to its hardware confirmation.
+	// TimeToHardware is how long the hardware took to program a route:
+	// from the route entering the FIB (or being replaced, or losing
+	// confirmation, or leaving failed) to the hardware holding it. A
+	// hold-down that follows is not part of it (HeldDown is).
 	TimeToHardware(d time.Duration)
+	// HeldDown is how long a flapping prefix was held down before it was
+	// confirmed again.
+	HeldDown(d time.Duration)
 	// ConfirmToAdvertise is from confirmation to BGP accepting the prefix.
 	ConfirmToAdvertise(d time.Duration)
 }
@@ -123,6 +131,7 @@ func NewTracker(src Source, p Policy, opts ...TrackerOption) (*Tracker, error) {
 		repolicy:  make(chan struct{}, 1),
 		ready:     make(chan struct{}),
 		ttHW:      latencies{buf: make([]time.Duration, 0, latencyWindow)},
+		held:      latencies{buf: make([]time.Duration, 0, latencyWindow)},
 	}
 	for _, o := range opts {
 		o(t)
@@ -413,14 +422,11 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			}
 			return RouteState{}, false
 		}
-		if up(e.st.State) {
-			t.counters.withdrawn.Add(1)
-		}
 		reason := "route left the FIB"
 		if !inScope {
 			reason = "no longer in a gated scope"
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, reason, now
+		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, reason, now, now
 		e.st.Flags, e.st.NexthopFlags = 0, nil
 		e.deadline = now.Add(t.retention)
 		e.ver, e.keep = 0, false
@@ -502,18 +508,32 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if keeping {
 			// The replacement of a route that never went down: no
 			// hold-down.
+			t.programmed(now.Sub(e.pendingSince))
 			t.confirm(e, now, "")
 			break
 		}
+		if before.State == 0 || before.State == Pending || replaced {
+			// The hardware has just programmed it. Not after failed (the
+			// sample would be the failure's length) nor after a hold-down
+			// (it was programmed before the hold began).
+			t.programmed(now.Sub(e.pendingSince))
+		}
 		if e.st.Flaps > 0 && scope.HoldDown.Initial > 0 {
 			if before.State != HeldDown {
-				e.st.HoldUntil = now.Add(holdTime(scope.HoldDown, e.st.Flaps))
+				hold := holdTime(scope.HoldDown, e.st.Flaps)
+				e.st.HoldUntil, e.heldSince = now.Add(hold), now
+				e.st.Reason = holdReason(e.st.Flaps, hold, e.st.HoldUntil)
 			}
 			if now.Before(e.st.HoldUntil) {
 				e.st.State = HeldDown
-				e.st.Reason = fmt.Sprintf("flapped %d times: held down until %s", e.st.Flaps, e.st.HoldUntil.Format(time.RFC3339Nano))
 				e.deadline = e.st.HoldUntil
 				break
+			}
+		}
+		if before.State == HeldDown {
+			t.held.add(now.Sub(e.heldSince))
+			if t.observer != nil {
+				t.observer.HeldDown(now.Sub(e.heldSince))
 			}
 		}
 		t.confirm(e, now, "")
@@ -556,6 +576,9 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 				e.st.Reason = fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout)
 			}
 		}
+	}
+	if e.st.State != before.State {
+		e.st.StateSince = now
 	}
 	if stateEqual(before, e.st) {
 		return RouteState{}, false
@@ -601,12 +624,26 @@ func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
 	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, reason, now
 	e.st.HoldUntil = time.Time{}
 	t.counters.confirmed.Add(1)
-	if reason == "" {
-		t.ttHW.add(now.Sub(e.pendingSince))
-		if t.observer != nil {
-			t.observer.TimeToHardware(now.Sub(e.pendingSince))
-		}
+}
+
+// programmed records how long the hardware took to program a route.
+func (t *Tracker) programmed(d time.Duration) {
+	t.ttHW.add(d)
+	if t.observer != nil {
+		t.observer.TimeToHardware(d)
 	}
+}
+
+// holdReason says why a prefix is held down, and for how long: the hold
+// grows with every flap, which is why a failure repeated in a lab is held
+// for 1 s, then 2 s, then 4 s.
+func holdReason(flaps int, hold time.Duration, until time.Time) string {
+	times := "once"
+	if flaps > 1 {
+		times = fmt.Sprintf("%d times", flaps)
+	}
+	return fmt.Sprintf("flapped %s: held down for %s, until %s", times, hold.Round(time.Millisecond),
+		until.UTC().Format("15:04:05.000Z"))
 }
 
 func up(s State) bool { return s == Confirmed || s == Advertised }
@@ -700,13 +737,15 @@ type TrackerStats struct {
 	ByState   map[State]int
 	Confirmed uint64 // confirmations (including fail-open ones)
 	Failed    uint64 // transitions to failed
-	Withdrawn uint64 // confirmed prefixes whose route left the FIB
-	// Advertised counts prefixes handed to BGP; SpeakerErrors failed
-	// Advertise or Withdraw calls (retried with backoff).
-	Advertised, SpeakerErrors uint64
-	// TimeToHardware is from a route entering the FIB (or losing
-	// confirmation) to its hardware confirmation, over the recent window.
-	TimeToHardware LatencySummary
+	// Advertised counts prefixes handed to BGP, Withdrawn prefixes BGP
+	// took back (failed, lost or gone from the FIB); both stay 0 without
+	// a Speaker. SpeakerErrors counts failed Advertise or Withdraw calls
+	// (retried with backoff).
+	Advertised, Withdrawn, SpeakerErrors uint64
+	// TimeToHardware is how long the hardware took to program routes (see
+	// Observer), TimeHeldDown how long flapping prefixes were held down
+	// after that, over the recent window of each.
+	TimeToHardware, TimeHeldDown LatencySummary
 }
 
 // Stats returns a snapshot of the counters.
@@ -721,6 +760,7 @@ func (t *Tracker) Stats() TrackerStats {
 		Advertised:     t.counters.advertised.Load(),
 		SpeakerErrors:  t.counters.speakerErrors.Load(),
 		TimeToHardware: t.ttHW.summary(),
+		TimeHeldDown:   t.held.summary(),
 	}
 	for st, n := range t.byState {
 		if st != 0 && n != 0 {

@@ -78,5 +78,9 @@ func TestWatchGivesOneStatePerChangeWithASpeaker(t *testing.T) {
 				t.Fatalf("watch got %v, want %v", states, want)
 			}
 		}
+		if s := tr.Stats(); s.Withdrawn != 2 || s.Advertised != 2 {
+			t.Errorf("advertisements %d, withdrawals %d; want 2 and 2: BGP got the prefix twice, and took it back when it failed and when it left the FIB",
+				s.Advertised, s.Withdrawn)
+		}
 	})
 }

@@ -323,7 +323,7 @@ func TestTopRefreshesUntilInterrupted(t *testing.T) {
 	kerneltest.IP(t, d.NS, "route", "del", "198.51.100.22/32")
 	d.WaitState(t, fib.TableMain, "203.0.113.64/26", gate.Pending)
 	waitFor(t, &out, "pending longest (3 of 3)")
-	waitFor(t, &out, "withdrawals 1 (")
+	waitFor(t, &out, "withdrawn 1  (total") // no BGP: no withdrawal counted
 	cancel()
 	select {
 	case code := <-done:

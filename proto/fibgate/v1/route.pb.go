@@ -118,7 +118,9 @@ type Route struct {
 	// Losses of confirmation so far.
 	Flaps uint32 `protobuf:"varint,13,opt,name=flaps,proto3" json:"flaps,omitempty"`
 	// End of the current hold-down; unset when not held down.
-	HoldUntil     *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=hold_until,json=holdUntil,proto3" json:"hold_until,omitempty"`
+	HoldUntil *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=hold_until,json=holdUntil,proto3" json:"hold_until,omitempty"`
+	// When the prefix entered its current state.
+	StateTime     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=state_time,json=stateTime,proto3" json:"state_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -247,6 +249,13 @@ func (x *Route) GetFlaps() uint32 {
 func (x *Route) GetHoldUntil() *timestamppb.Timestamp {
 	if x != nil {
 		return x.HoldUntil
+	}
+	return nil
+}
+
+func (x *Route) GetStateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StateTime
 	}
 	return nil
 }
@@ -655,7 +664,7 @@ var File_fibgate_v1_route_proto protoreflect.FileDescriptor
 const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\n" +
 	"\x16fibgate/v1/route.proto\x12\n" +
-	"fibgate.v1\x1a\x16fibgate/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x04\n" +
+	"fibgate.v1\x1a\x16fibgate/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x05\n" +
 	"\x05Route\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\rR\x05table\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12*\n" +
@@ -672,7 +681,9 @@ const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\x0ewithdrawn_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\rwithdrawnTime\x12\x14\n" +
 	"\x05flaps\x18\r \x01(\rR\x05flaps\x129\n" +
 	"\n" +
-	"hold_until\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tholdUntil\"\xfb\x01\n" +
+	"hold_until\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tholdUntil\x129\n" +
+	"\n" +
+	"state_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstateTime\"\xfb\x01\n" +
 	"\x11ListRoutesRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12'\n" +
 	"\x0finclude_covered\x18\x02 \x01(\bR\x0eincludeCovered\x12*\n" +
@@ -751,23 +762,24 @@ var file_fibgate_v1_route_proto_depIdxs = []int32{
 	10, // 6: fibgate.v1.Route.advertised_time:type_name -> google.protobuf.Timestamp
 	10, // 7: fibgate.v1.Route.withdrawn_time:type_name -> google.protobuf.Timestamp
 	10, // 8: fibgate.v1.Route.hold_until:type_name -> google.protobuf.Timestamp
-	8,  // 9: fibgate.v1.ListRoutesRequest.family:type_name -> fibgate.v1.Family
-	0,  // 10: fibgate.v1.ListRoutesRequest.state:type_name -> fibgate.v1.State
-	1,  // 11: fibgate.v1.ListRoutesResponse.routes:type_name -> fibgate.v1.Route
-	1,  // 12: fibgate.v1.GetRouteResponse.route:type_name -> fibgate.v1.Route
-	8,  // 13: fibgate.v1.WatchRoutesRequest.family:type_name -> fibgate.v1.Family
-	1,  // 14: fibgate.v1.WatchRoutesResponse.routes:type_name -> fibgate.v1.Route
-	2,  // 15: fibgate.v1.RouteService.ListRoutes:input_type -> fibgate.v1.ListRoutesRequest
-	4,  // 16: fibgate.v1.RouteService.GetRoute:input_type -> fibgate.v1.GetRouteRequest
-	6,  // 17: fibgate.v1.RouteService.WatchRoutes:input_type -> fibgate.v1.WatchRoutesRequest
-	3,  // 18: fibgate.v1.RouteService.ListRoutes:output_type -> fibgate.v1.ListRoutesResponse
-	5,  // 19: fibgate.v1.RouteService.GetRoute:output_type -> fibgate.v1.GetRouteResponse
-	7,  // 20: fibgate.v1.RouteService.WatchRoutes:output_type -> fibgate.v1.WatchRoutesResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 9: fibgate.v1.Route.state_time:type_name -> google.protobuf.Timestamp
+	8,  // 10: fibgate.v1.ListRoutesRequest.family:type_name -> fibgate.v1.Family
+	0,  // 11: fibgate.v1.ListRoutesRequest.state:type_name -> fibgate.v1.State
+	1,  // 12: fibgate.v1.ListRoutesResponse.routes:type_name -> fibgate.v1.Route
+	1,  // 13: fibgate.v1.GetRouteResponse.route:type_name -> fibgate.v1.Route
+	8,  // 14: fibgate.v1.WatchRoutesRequest.family:type_name -> fibgate.v1.Family
+	1,  // 15: fibgate.v1.WatchRoutesResponse.routes:type_name -> fibgate.v1.Route
+	2,  // 16: fibgate.v1.RouteService.ListRoutes:input_type -> fibgate.v1.ListRoutesRequest
+	4,  // 17: fibgate.v1.RouteService.GetRoute:input_type -> fibgate.v1.GetRouteRequest
+	6,  // 18: fibgate.v1.RouteService.WatchRoutes:input_type -> fibgate.v1.WatchRoutesRequest
+	3,  // 19: fibgate.v1.RouteService.ListRoutes:output_type -> fibgate.v1.ListRoutesResponse
+	5,  // 20: fibgate.v1.RouteService.GetRoute:output_type -> fibgate.v1.GetRouteResponse
+	7,  // 21: fibgate.v1.RouteService.WatchRoutes:output_type -> fibgate.v1.WatchRoutesResponse
+	19, // [19:22] is the sub-list for method output_type
+	16, // [16:19] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_fibgate_v1_route_proto_init() }

@@ -65,16 +65,26 @@ type GetStatsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Gated prefixes per state now; every state is listed, zeros included.
 	RoutesByState []*StateCount `protobuf:"bytes,1,rep,name=routes_by_state,json=routesByState,proto3" json:"routes_by_state,omitempty"`
-	// Confirmations, failures and withdrawals since start.
+	// Confirmations by the data plane (fail-open ones included) and
+	// transitions to failed, since start.
 	Confirmations uint64 `protobuf:"varint,2,opt,name=confirmations,proto3" json:"confirmations,omitempty"`
 	Failures      uint64 `protobuf:"varint,3,opt,name=failures,proto3" json:"failures,omitempty"`
-	Withdrawals   uint64 `protobuf:"varint,4,opt,name=withdrawals,proto3" json:"withdrawals,omitempty"`
-	// Time from a route entering the FIB to its hardware confirmation.
+	// Prefixes BGP took back since start (failed, lost confirmation or left
+	// the FIB); 0 in a daemon without BGP.
+	Withdrawals uint64 `protobuf:"varint,4,opt,name=withdrawals,proto3" json:"withdrawals,omitempty"`
+	// How long the hardware took to program routes: from a route entering
+	// the FIB (or losing confirmation) to its hardware confirmation. A
+	// hold-down that follows is not included (time_held_down is).
 	TimeToHardware *LatencySummary `protobuf:"bytes,5,opt,name=time_to_hardware,json=timeToHardware,proto3" json:"time_to_hardware,omitempty"`
 	// Unset when the daemon has no kernel listener.
 	Listener *ListenerStats `protobuf:"bytes,6,opt,name=listener,proto3" json:"listener,omitempty"`
 	// Unset when the daemon has no external hardware backend.
-	External      *ExternalBackendStats `protobuf:"bytes,7,opt,name=external,proto3" json:"external,omitempty"`
+	External *ExternalBackendStats `protobuf:"bytes,7,opt,name=external,proto3" json:"external,omitempty"`
+	// Prefixes handed to BGP since start; 0 in a daemon without BGP.
+	Advertisements uint64 `protobuf:"varint,8,opt,name=advertisements,proto3" json:"advertisements,omitempty"`
+	// How long flapping prefixes were held down before they were confirmed
+	// again (the policy's hold_down).
+	TimeHeldDown  *LatencySummary `protobuf:"bytes,9,opt,name=time_held_down,json=timeHeldDown,proto3" json:"time_held_down,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,6 +164,20 @@ func (x *GetStatsResponse) GetListener() *ListenerStats {
 func (x *GetStatsResponse) GetExternal() *ExternalBackendStats {
 	if x != nil {
 		return x.External
+	}
+	return nil
+}
+
+func (x *GetStatsResponse) GetAdvertisements() uint64 {
+	if x != nil {
+		return x.Advertisements
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetTimeHeldDown() *LatencySummary {
+	if x != nil {
+		return x.TimeHeldDown
 	}
 	return nil
 }
@@ -452,7 +476,7 @@ const file_fibgate_v1_stats_proto_rawDesc = "" +
 	"\n" +
 	"\x16fibgate/v1/stats.proto\x12\n" +
 	"fibgate.v1\x1a\x16fibgate/v1/route.proto\x1a\x1egoogle/protobuf/duration.proto\"\x11\n" +
-	"\x0fGetStatsRequest\"\xf1\x02\n" +
+	"\x0fGetStatsRequest\"\xdb\x03\n" +
 	"\x10GetStatsResponse\x12>\n" +
 	"\x0froutes_by_state\x18\x01 \x03(\v2\x16.fibgate.v1.StateCountR\rroutesByState\x12$\n" +
 	"\rconfirmations\x18\x02 \x01(\x04R\rconfirmations\x12\x1a\n" +
@@ -460,7 +484,9 @@ const file_fibgate_v1_stats_proto_rawDesc = "" +
 	"\vwithdrawals\x18\x04 \x01(\x04R\vwithdrawals\x12D\n" +
 	"\x10time_to_hardware\x18\x05 \x01(\v2\x1a.fibgate.v1.LatencySummaryR\x0etimeToHardware\x125\n" +
 	"\blistener\x18\x06 \x01(\v2\x19.fibgate.v1.ListenerStatsR\blistener\x12<\n" +
-	"\bexternal\x18\a \x01(\v2 .fibgate.v1.ExternalBackendStatsR\bexternal\"M\n" +
+	"\bexternal\x18\a \x01(\v2 .fibgate.v1.ExternalBackendStatsR\bexternal\x12&\n" +
+	"\x0eadvertisements\x18\b \x01(\x04R\x0eadvertisements\x12@\n" +
+	"\x0etime_held_down\x18\t \x01(\v2\x1a.fibgate.v1.LatencySummaryR\ftimeHeldDown\"M\n" +
 	"\n" +
 	"StateCount\x12'\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x11.fibgate.v1.StateR\x05state\x12\x16\n" +
@@ -513,18 +539,19 @@ var file_fibgate_v1_stats_proto_depIdxs = []int32{
 	3,  // 1: fibgate.v1.GetStatsResponse.time_to_hardware:type_name -> fibgate.v1.LatencySummary
 	4,  // 2: fibgate.v1.GetStatsResponse.listener:type_name -> fibgate.v1.ListenerStats
 	5,  // 3: fibgate.v1.GetStatsResponse.external:type_name -> fibgate.v1.ExternalBackendStats
-	6,  // 4: fibgate.v1.StateCount.state:type_name -> fibgate.v1.State
-	7,  // 5: fibgate.v1.LatencySummary.p50:type_name -> google.protobuf.Duration
-	7,  // 6: fibgate.v1.LatencySummary.p90:type_name -> google.protobuf.Duration
-	7,  // 7: fibgate.v1.LatencySummary.p99:type_name -> google.protobuf.Duration
-	7,  // 8: fibgate.v1.LatencySummary.max:type_name -> google.protobuf.Duration
-	0,  // 9: fibgate.v1.StatsService.GetStats:input_type -> fibgate.v1.GetStatsRequest
-	1,  // 10: fibgate.v1.StatsService.GetStats:output_type -> fibgate.v1.GetStatsResponse
-	10, // [10:11] is the sub-list for method output_type
-	9,  // [9:10] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	3,  // 4: fibgate.v1.GetStatsResponse.time_held_down:type_name -> fibgate.v1.LatencySummary
+	6,  // 5: fibgate.v1.StateCount.state:type_name -> fibgate.v1.State
+	7,  // 6: fibgate.v1.LatencySummary.p50:type_name -> google.protobuf.Duration
+	7,  // 7: fibgate.v1.LatencySummary.p90:type_name -> google.protobuf.Duration
+	7,  // 8: fibgate.v1.LatencySummary.p99:type_name -> google.protobuf.Duration
+	7,  // 9: fibgate.v1.LatencySummary.max:type_name -> google.protobuf.Duration
+	0,  // 10: fibgate.v1.StatsService.GetStats:input_type -> fibgate.v1.GetStatsRequest
+	1,  // 11: fibgate.v1.StatsService.GetStats:output_type -> fibgate.v1.GetStatsResponse
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_fibgate_v1_stats_proto_init() }
