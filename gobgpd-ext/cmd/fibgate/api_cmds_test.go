@@ -79,7 +79,7 @@ func TestRoutesPrintsAlignedColumnsForPeople(t *testing.T) {
 		t.Fatalf("want a header and 4 routes:\n%s", out)
 	}
 	header := lines[0]
-	for i, col := range []string{"PREFIX", "TABLE", "STATE", "FLAGS", "SCOPE", "AGE", "REASON"} {
+	for i, col := range []string{"PREFIX", "TABLE", "STATE", "IN STATE", "FLAGS", "SCOPE", "REASON"} {
 		at := strings.Index(header, col)
 		if at < 0 {
 			t.Fatalf("header %q lacks %s", header, col)
@@ -268,7 +268,9 @@ func TestStatsPrintsTheGatesCounters(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"pending 2", "confirmed 2", "confirmations 2", "time to confirm p50", "listener", "agents    0 connected"} {
+	for _, want := range []string{"pending 2", "confirmed 2", "gate      confirmations 2, failures 0\n",
+		"bgp       advertisements 0, withdrawals 0\n", "hardware  time to program p50 ", "hold-down time held down no samples yet\n",
+		"listener", "agents    0 connected"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stats lacks %q:\n%s", want, out)
 		}

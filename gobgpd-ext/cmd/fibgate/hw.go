@@ -279,5 +279,5 @@ func printSimStats(w io.Writer, s *pb.GetSimStatsResponse, asJSON bool) {
 	fmt.Fprintf(bw, "ipv6       prefix %d of %s, host %d of %s\n", u.GetIpv6Prefix(), limit(c.GetIpv6Prefix()), u.GetIpv6Host(), limit(c.GetIpv6Host()))
 	fmt.Fprintf(bw, "writes     %d (%.0f/s now), %d refused by the kernel\n", s.GetOps(), s.GetOpsPerSecond(), s.GetWriteErrors())
 	fmt.Fprintf(bw, "settings   latency %s + jitter %s, rate %s routes/s in batches of %d, fail probability %g\n",
-		s.GetLatency().AsDuration(), s.GetJitter().AsDuration(), limit(uint64(s.GetRoutesPerSecond())), s.GetBatch(), s.GetFailProbability())
+		shortDuration(s.GetLatency().AsDuration()), shortDuration(s.GetJitter().AsDuration()), limit(uint64(s.GetRoutesPerSecond())), s.GetBatch(), s.GetFailProbability())
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,11 +26,12 @@ Lists the prefixes the gate holds, with where each stands: pending (waiting
 for hardware), confirmed, released (handed to BGP; whether a neighbour
 accepted it is not known here), failed, held_down or withdrawn; the
 hardware flags of its route (offload, trap, offload_failed); the scope that
-gates it; how long it has been in the FIB; and why it is where it is.
+gates it; how long it has been in its state (IN STATE: 290ms, 1.2s, 4m10s);
+and why it is where it is.
 
 With --json, prints one JSON object per line (fields: table, prefix, family,
 scope, state, reason, flags, nexthop_flags, seen_time, confirmed_time,
-advertised_time, withdrawn_time, flaps, hold_until).
+advertised_time, withdrawn_time, flaps, hold_until, state_time).
 
 Exit status: 0 on success, 1 when the daemon cannot be reached or refuses,
 2 on bad flags.
@@ -177,6 +177,7 @@ type routeLine struct {
 	WithdrawnTime  string     `json:"withdrawn_time,omitempty"`
 	Flaps          uint32     `json:"flaps"`
 	HoldUntil      string     `json:"hold_until,omitempty"`
+	StateTime      string     `json:"state_time,omitempty"`
 }
 
 func routeLineOf(r *pb.Route, snapshot bool) routeLine {
@@ -185,7 +186,7 @@ func routeLineOf(r *pb.Route, snapshot bool) routeLine {
 		Scope: r.GetScope(), State: stateName(r.GetState()), Reason: r.GetReason(), Flags: flagNames(r.GetFlags()),
 		NexthopFlags: [][]string{}, SeenTime: timeString(r.GetSeenTime()), ConfirmedTime: timeString(r.GetConfirmedTime()),
 		AdvertisedTime: timeString(r.GetAdvertisedTime()), WithdrawnTime: timeString(r.GetWithdrawnTime()),
-		Flaps: r.GetFlaps(), HoldUntil: timeString(r.GetHoldUntil()),
+		Flaps: r.GetFlaps(), HoldUntil: timeString(r.GetHoldUntil()), StateTime: timeString(r.GetStateTime()),
 	}
 	for _, f := range r.GetNexthopFlags() {
 		l.NexthopFlags = append(l.NexthopFlags, flagNames(f))
@@ -239,14 +240,14 @@ func timeString(t *timestamppb.Timestamp) string {
 // printRouteTable prints aligned columns for people.
 func printRouteTable(w io.Writer, routes []*pb.Route, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PREFIX\tTABLE\tSTATE\tFLAGS\tSCOPE\tAGE\tREASON")
+	fmt.Fprintln(tw, "PREFIX\tTABLE\tSTATE\tIN STATE\tFLAGS\tSCOPE\tREASON")
 	for _, r := range routes {
 		reason := r.GetReason()
 		if reason == "" {
 			reason = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\n", r.GetPrefix(), r.GetTable(), stateName(r.GetState()),
-			flagsColumn(r), r.GetScope(), age(r.GetSeenTime(), now), reason)
+			inState(r.GetStateTime(), now), flagsColumn(r), r.GetScope(), reason)
 	}
 	tw.Flush()
 }
@@ -274,21 +275,13 @@ func flagsColumn(r *pb.Route) string {
 	return s
 }
 
-// age is the time since t, in the largest unit that fits (like kubectl).
-func age(t *timestamppb.Timestamp, now time.Time) string {
+// inState is the time since t, when the prefix entered its state; "-" from
+// a daemon that does not say (before state_time).
+func inState(t *timestamppb.Timestamp, now time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	d := max(now.Sub(t.AsTime()), 0)
-	switch {
-	case d < time.Minute:
-		return strconv.Itoa(int(d.Seconds())) + "s"
-	case d < time.Hour:
-		return strconv.Itoa(int(d.Minutes())) + "m"
-	case d < 48*time.Hour:
-		return strconv.Itoa(int(d.Hours())) + "h"
-	}
-	return strconv.Itoa(int(d.Hours()/24)) + "d"
+	return shortDuration(now.Sub(t.AsTime()))
 }
 
 // watchEnded turns the error that ended a watch into one line. A watch the

@@ -13,10 +13,14 @@ import (
 
 const statsUsage = `Usage: fibgate stats [--json]
 
-Prints the gate's counters: prefixes per state, confirmations, failures and
-withdrawals, the time routes take to reach hardware (p50, p90, p99, max over
-recent confirmations), the route listener's notifications, overruns and
-resyncs, and, when agents can connect, the external backend's counters.
+Prints the gate's counters: prefixes per state; confirmations by the
+hardware and failures; advertisements and withdrawals, the prefixes handed
+to BGP and taken back (0 without BGP); how long the hardware took to program
+routes and, apart from it, how long flapping prefixes were held down (p50,
+p90, p99, max over recent samples); the route listener's notifications,
+overruns and resyncs; and, when agents can connect, the external backend's
+counters. Durations are rounded for reading (290ms, 1.2s); --json keeps
+them exact.
 `
 
 func statsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -52,10 +56,10 @@ func statsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, sc := range s.GetRoutesByState() {
 		fmt.Fprintf(w, " %s %d", stateName(sc.GetState()), sc.GetRoutes())
 	}
-	fmt.Fprintf(w, "\ngate      confirmations %d, failures %d, withdrawals %d\n", s.GetConfirmations(), s.GetFailures(), s.GetWithdrawals())
-	l := s.GetTimeToHardware()
-	fmt.Fprintf(w, "hardware  time to confirm p50 %s, p90 %s, p99 %s, max %s (%d samples)\n",
-		l.GetP50().AsDuration(), l.GetP90().AsDuration(), l.GetP99().AsDuration(), l.GetMax().AsDuration(), l.GetCount())
+	fmt.Fprintf(w, "\ngate      confirmations %d, failures %d\n", s.GetConfirmations(), s.GetFailures())
+	fmt.Fprintf(w, "bgp       advertisements %d, withdrawals %d\n", s.GetAdvertisements(), s.GetWithdrawals())
+	fmt.Fprintf(w, "hardware  time to program %s\n", latencyText(s.GetTimeToHardware()))
+	fmt.Fprintf(w, "hold-down time held down %s\n", latencyText(s.GetTimeHeldDown()))
 	if li := s.GetListener(); li != nil {
 		fmt.Fprintf(w, "listener  %d routes, %d notifications, %d overruns, %d resyncs, %d out of sync\n",
 			li.GetRoutes(), li.GetNotifications(), li.GetOverruns(), li.GetResyncs(), li.GetOutOfSync())
@@ -72,8 +76,10 @@ type statsLine struct {
 	RoutesByState  map[string]uint64 `json:"routes_by_state"`
 	Confirmations  uint64            `json:"confirmations"`
 	Failures       uint64            `json:"failures"`
+	Advertisements uint64            `json:"advertisements"`
 	Withdrawals    uint64            `json:"withdrawals"`
 	TimeToHardware latencyLine       `json:"time_to_hardware"`
+	TimeHeldDown   latencyLine       `json:"time_held_down"`
 	Listener       *listenerLine     `json:"listener,omitempty"`
 	External       *externalLine     `json:"external,omitempty"`
 }
@@ -103,11 +109,13 @@ type externalLine struct {
 
 func statsLineOf(s *pb.GetStatsResponse) statsLine {
 	d := func(x interface{ AsDuration() time.Duration }) string { return x.AsDuration().String() }
-	l := s.GetTimeToHardware()
+	lat := func(l *pb.LatencySummary) latencyLine {
+		return latencyLine{Count: l.GetCount(), P50: d(l.GetP50()), P90: d(l.GetP90()), P99: d(l.GetP99()), Max: d(l.GetMax())}
+	}
 	out := statsLine{
 		RoutesByState: map[string]uint64{}, Confirmations: s.GetConfirmations(), Failures: s.GetFailures(),
-		Withdrawals:    s.GetWithdrawals(),
-		TimeToHardware: latencyLine{Count: l.GetCount(), P50: d(l.GetP50()), P90: d(l.GetP90()), P99: d(l.GetP99()), Max: d(l.GetMax())},
+		Advertisements: s.GetAdvertisements(), Withdrawals: s.GetWithdrawals(),
+		TimeToHardware: lat(s.GetTimeToHardware()), TimeHeldDown: lat(s.GetTimeHeldDown()),
 	}
 	for _, sc := range s.GetRoutesByState() {
 		out.RoutesByState[stateName(sc.GetState())] = sc.GetRoutes()

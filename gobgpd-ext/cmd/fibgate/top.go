@@ -393,18 +393,14 @@ func renderTop(f topFrame) string {
 		}
 		return strconv.FormatFloat(float64(get(s)-get(f.Prev))/f.Elapsed.Seconds(), 'f', 1, 64) + "/s"
 	}
-	fmt.Fprintf(&b, "gate       confirmations %d (%s), failures %d (%s), withdrawals %d (%s)\n",
+	fmt.Fprintf(&b, "gate       confirmations %d (%s), failures %d (%s)\n",
 		s.GetConfirmations(), rate((*pb.GetStatsResponse).GetConfirmations),
-		s.GetFailures(), rate((*pb.GetStatsResponse).GetFailures),
+		s.GetFailures(), rate((*pb.GetStatsResponse).GetFailures))
+	fmt.Fprintf(&b, "bgp        advertisements %d (%s), withdrawals %d (%s)\n",
+		s.GetAdvertisements(), rate((*pb.GetStatsResponse).GetAdvertisements),
 		s.GetWithdrawals(), rate((*pb.GetStatsResponse).GetWithdrawals))
-	l := s.GetTimeToHardware()
-	if l.GetCount() == 0 {
-		b.WriteString("hardware   time to confirm: no confirmation yet\n")
-	} else {
-		fmt.Fprintf(&b, "hardware   time to confirm p50 %s, p90 %s, p99 %s, max %s (%d samples)\n",
-			shortDuration(l.GetP50().AsDuration()), shortDuration(l.GetP90().AsDuration()),
-			shortDuration(l.GetP99().AsDuration()), shortDuration(l.GetMax().AsDuration()), l.GetCount())
-	}
+	fmt.Fprintf(&b, "hardware   time to program %s\n", latencyText(s.GetTimeToHardware()))
+	fmt.Fprintf(&b, "hold-down  time held down %s\n", latencyText(s.GetTimeHeldDown()))
 	if li := s.GetListener(); li != nil {
 		fmt.Fprintf(&b, "listener   %d FIB routes, %d notifications, %d overruns, %d resyncs, %d out of sync\n",
 			li.GetRoutes(), li.GetNotifications(), li.GetOverruns(), li.GetResyncs(), li.GetOutOfSync())
@@ -442,26 +438,4 @@ func renderTop(f topFrame) string {
 	}
 	tw.Flush()
 	return b.String()
-}
-
-// shortDuration shows a duration with the precision a person reads at a
-// glance: 850ms, 3.2s, 4m10s, 2h05m, 3d04h.
-func shortDuration(d time.Duration) string {
-	d = max(d, 0)
-	switch {
-	case d < time.Millisecond:
-		return d.Round(time.Microsecond).String()
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return strconv.FormatFloat(d.Seconds(), 'f', 1, 64) + "s"
-	case d < time.Hour:
-		d = d.Round(time.Second)
-		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
-	case d < 48*time.Hour:
-		d = d.Round(time.Minute)
-		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
-	}
-	d = d.Round(time.Hour)
-	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
 }

@@ -29,9 +29,11 @@ var topNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
 func topStats(confirmations, failures, withdrawals uint64, counts ...uint64) *pb.GetStatsResponse {
 	s := &pb.GetStatsResponse{
-		Confirmations: confirmations, Failures: failures, Withdrawals: withdrawals,
+		Confirmations: confirmations, Failures: failures, Withdrawals: withdrawals, Advertisements: 2 * confirmations,
 		TimeToHardware: &pb.LatencySummary{Count: 40, P50: durationpb.New(3 * time.Millisecond),
 			P90: durationpb.New(40 * time.Millisecond), P99: durationpb.New(1500 * time.Millisecond), Max: durationpb.New(2 * time.Minute)},
+		TimeHeldDown: &pb.LatencySummary{Count: 3, P50: durationpb.New(time.Second),
+			P90: durationpb.New(2 * time.Second), P99: durationpb.New(4 * time.Second), Max: durationpb.New(4 * time.Second)},
 		Listener: &pb.ListenerStats{Notifications: 900, Overruns: 1, Resyncs: 2, OutOfSync: 0, Routes: 812},
 	}
 	for i, c := range counts {
@@ -63,8 +65,10 @@ func TestRenderTopShowsCountsRatesLatenciesAndTheLongestPending(t *testing.T) {
 	for _, want := range []string{
 		"fibgate top - unix socket /run/fibgate/fibgate.sock - 2026-03-01 12:00:00 (every 2s)\n",
 		"routes     pending 5 confirmed 2 released 800 failed 1 held_down 0 withdrawn 4  (total 812)\n",
-		"confirmations 110 (5.0/s), failures 7 (0.5/s), withdrawals 3 (0.0/s)\n",
-		"time to confirm p50 3ms, p90 40ms, p99 1.5s, max 2m00s (40 samples)\n",
+		"gate       confirmations 110 (5.0/s), failures 7 (0.5/s)\n",
+		"bgp        advertisements 220 (10.0/s), withdrawals 3 (0.0/s)\n",
+		"hardware   time to program p50 3ms, p90 40ms, p99 1.5s, max 2m00s (40 samples)\n",
+		"hold-down  time held down p50 1.0s, p90 2.0s, p99 4.0s, max 4.0s (3 samples)\n",
 		"listener   812 FIB routes, 900 notifications, 1 overruns, 2 resyncs, 0 out of sync\n",
 		"pending longest (3 of 5)\n",
 	} {
@@ -120,7 +124,7 @@ func TestRenderTopWithoutRatesOrPendingPrefixes(t *testing.T) {
 	bare.N = 0
 	bare.Problems = []string{"stats: cannot reach the fibgate daemon"}
 	got = renderTop(bare)
-	if strings.Contains(got, "listener") || !strings.Contains(got, "no confirmation yet") ||
+	if strings.Contains(got, "listener") || !strings.Contains(got, "time to program no samples yet") ||
 		!strings.Contains(got, "routes     pending 0 confirmed 0 released 0 failed 0 held_down 0 withdrawn 0  (total 0)") ||
 		strings.Contains(got, "PREFIX") || strings.Contains(got, "no prefix pending") ||
 		!strings.Contains(got, "\n! stats: cannot reach the fibgate daemon\n") {
@@ -244,8 +248,9 @@ func TestTopOncePrintsOneFrameFromADaemon(t *testing.T) {
 		"fibgate top - unix socket " + d.Socket + " - ",
 		"(once)\n",
 		"routes     pending 2 confirmed 2 released 0 failed 0 held_down 0 withdrawn 0  (total 4)\n",
-		"confirmations 2 (-/s), failures 0 (-/s), withdrawals 0 (-/s)\n",
-		"time to confirm p50 ",
+		"confirmations 2 (-/s), failures 0 (-/s)\n",
+		"advertisements 0 (-/s), withdrawals 0 (-/s)\n",
+		"time to program p50 ",
 		"(2 samples)\n",
 		"listener   ",
 		"agents     0 connected",
@@ -318,7 +323,7 @@ func TestTopRefreshesUntilInterrupted(t *testing.T) {
 			<-done
 		}
 	}()
-	waitFor(t, &out, "withdrawals 0 (0.0/s)")
+	waitFor(t, &out, "withdrawals 0 (0.0/s)") // a second frame: rates
 	kerneltest.IP(t, d.NS, "route", "add", "203.0.113.64/26", "dev", "eth1")
 	kerneltest.IP(t, d.NS, "route", "del", "198.51.100.22/32")
 	d.WaitState(t, fib.TableMain, "203.0.113.64/26", gate.Pending)
@@ -451,5 +456,33 @@ func TestTopFlagsAndAnUnreachableDaemon(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d", args, code, exitError)
 		}
 		oneLine(t, stderr, "cannot reach the fibgate daemon at unix socket "+sock)
+	}
+}
+
+// TestDurationsReadTheSameEverywhere: every duration printed for people is
+// rounded the same way, to what a person reads at a glance.
+func TestDurationsReadTheSameEverywhere(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                                           "0s",
+		850 * time.Microsecond:                      "850µs",
+		289905536 * time.Nanosecond:                 "290ms",
+		1234 * time.Millisecond:                     "1.2s",
+		4*time.Minute + 10*time.Second:              "4m10s",
+		2*time.Hour + 5*time.Minute:                 "2h05m",
+		3*24*time.Hour + 4*time.Hour:                "3d04h",
+		-time.Second:                                "0s",
+		59*time.Second + 990*time.Millisecond:       "1m00s",
+		999*time.Millisecond + 700*time.Microsecond: "1.0s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+	now := topNow
+	if got := inState(timestamppb.New(now.Add(-1234*time.Millisecond)), now); got != "1.2s" {
+		t.Errorf("IN STATE of 1.234s = %q, want 1.2s", got)
+	}
+	if got := inState(nil, now); got != "-" {
+		t.Errorf("IN STATE without a state time = %q, want -", got)
 	}
 }
