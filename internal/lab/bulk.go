@@ -50,6 +50,16 @@ func HostPrefixes(base netip.Addr, n int) []netip.Prefix {
 // decodes them without unpacking protobuf Anys). It returns once gobgpd
 // has taken every path.
 func AnnounceIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr) error {
+	return sendIPv4(ctx, c, ps, nh, false)
+}
+
+// WithdrawIPv4 deletes the paths AnnounceIPv4 added for ps (with the same
+// next hop), in the same batches.
+func WithdrawIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr) error {
+	return sendIPv4(ctx, c, ps, nh, true)
+}
+
+func sendIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr, withdraw bool) error {
 	origin, err := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP).Serialize()
 	if err != nil {
 		return fmt.Errorf("origin attribute: %w", err)
@@ -71,7 +81,7 @@ func AnnounceIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, 
 		for i, p := range ps[:n] {
 			a := p.Addr().As4()
 			nlri := append([]byte{byte(p.Bits())}, a[:(p.Bits()+7)/8]...)
-			paths[i] = &api.Path{Family: bulkFamilyV4, NlriBinary: nlri, PattrsBinary: [][]byte{origin, hop}}
+			paths[i] = &api.Path{Family: bulkFamilyV4, NlriBinary: nlri, PattrsBinary: [][]byte{origin, hop}, IsWithdraw: withdraw}
 		}
 		if err := s.Send(&api.AddPathStreamRequest{TableType: api.TableType_GLOBAL, Paths: paths}); err != nil {
 			if _, rerr := s.CloseAndRecv(); rerr != nil {

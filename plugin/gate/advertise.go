@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
 )
 
@@ -65,8 +66,12 @@ type advertiser struct {
 	ads        map[prefixKey]struct{}
 	wds        map[prefixKey]Advertisement
 	retryAt    time.Time
-	backoff    time.Duration
+	failures   int // calls failed in a row, for speakerRetry
 }
+
+// speakerRetry is how a failed Advertise or Withdraw call is retried:
+// from 100 ms, doubling to 10 s.
+var speakerRetry = backoff.Policy{Initial: 100 * time.Millisecond, Max: 10 * time.Second}
 
 func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
 
@@ -224,11 +229,11 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	}
 	t.mu.Lock()
 	if failed {
-		a.backoff = min(max(2*a.backoff, 100*time.Millisecond), 10*time.Second)
-		a.retryAt = now.Add(a.backoff)
+		a.retryAt = now.Add(speakerRetry.Delay(a.failures))
+		a.failures++
 		more = false
 	} else {
-		a.backoff, a.retryAt = 0, time.Time{}
+		a.failures, a.retryAt = 0, time.Time{}
 	}
 	t.mu.Unlock()
 	return more

@@ -17,7 +17,9 @@ import (
 type backend interface {
 	addDefinedSet(ctx context.Context, d *api.DefinedSet) error
 	deleteDefinedSet(ctx context.Context, d *api.DefinedSet, all bool) error
-	listDefinedSets(ctx context.Context, typ api.DefinedType, fn func(*api.DefinedSet)) error
+	// listDefinedSets calls fn for the sets of a type, only the one named
+	// name unless it is "".
+	listDefinedSets(ctx context.Context, typ api.DefinedType, name string, fn func(*api.DefinedSet)) error
 	addPolicy(ctx context.Context, p *api.Policy) error
 	deletePolicy(ctx context.Context, name string) error
 	listPolicies(ctx context.Context, fn func(*api.Policy)) error
@@ -93,8 +95,8 @@ func recvAll[T any](s interface{ Recv() (T, error) }, fn func(T)) error {
 	}
 }
 
-func (b grpcBackend) listDefinedSets(ctx context.Context, typ api.DefinedType, fn func(*api.DefinedSet)) error {
-	s, err := b.c.ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: typ})
+func (b grpcBackend) listDefinedSets(ctx context.Context, typ api.DefinedType, name string, fn func(*api.DefinedSet)) error {
+	s, err := b.c.ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: typ, Name: name})
 	if err != nil {
 		return err
 	}
@@ -185,8 +187,8 @@ func (b serverBackend) deleteDefinedSet(ctx context.Context, d *api.DefinedSet, 
 	return b.s.DeleteDefinedSet(ctx, &api.DeleteDefinedSetRequest{DefinedSet: d, All: all})
 }
 
-func (b serverBackend) listDefinedSets(ctx context.Context, typ api.DefinedType, fn func(*api.DefinedSet)) error {
-	return b.s.ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: typ}, fn)
+func (b serverBackend) listDefinedSets(ctx context.Context, typ api.DefinedType, name string, fn func(*api.DefinedSet)) error {
+	return b.s.ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: typ, Name: name}, fn)
 }
 
 func (b serverBackend) addPolicy(ctx context.Context, p *api.Policy) error {

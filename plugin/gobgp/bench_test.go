@@ -222,7 +222,7 @@ func (nopBackend) addDefinedSet(context.Context, *api.DefinedSet) error { return
 func (nopBackend) deleteDefinedSet(context.Context, *api.DefinedSet, bool) error {
 	return nil
 }
-func (nopBackend) listDefinedSets(context.Context, api.DefinedType, func(*api.DefinedSet)) error {
+func (nopBackend) listDefinedSets(context.Context, api.DefinedType, string, func(*api.DefinedSet)) error {
 	return nil
 }
 func (nopBackend) addPolicy(context.Context, *api.Policy) error          { return nil }

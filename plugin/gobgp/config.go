@@ -62,12 +62,17 @@ type Config struct {
 	KeepGateway bool
 
 	// FallbackPolicy names a policy in gobgpd's own config file that
-	// rejects the whole scope (FallbackTOML renders it), listed in the
-	// file's global export policies. The Speaker takes it out of the chain
-	// while its gate is installed; when gobgpd restarts, or reloads a
-	// changed global apply-policy, the file puts it back and the gobgpd is
-	// closed until the gate is re-installed, even while fibgate is down.
-	// Empty: no fallback.
+	// rejects the whole scope and HOLD paths (FallbackTOML renders it),
+	// listed first in the file's global export policies. The gate then
+	// lives in that policy: the Speaker releases prefixes by editing its
+	// sets over the API. Whatever replaces the policies from the file (a
+	// restart of gobgpd, a reload of any kind, gobgpd-ext's own reload)
+	// puts back the file's version, which holds the whole scope: no
+	// prefix leaks, also while fibgate is down, and the guard restores
+	// the releases (it notices the reload by a sentinel set only the
+	// Speaker defines). Empty: no fallback, and the gate is a policy of
+	// its own that every policy reload of gobgpd drops (the guard
+	// re-installs it within an interval; prefixes may leak meanwhile).
 	FallbackPolicy string
 
 	// KeepOriginatedOnClose leaves originated paths in GoBGP when the
@@ -92,7 +97,16 @@ type normalized struct {
 	stmtV4    string
 	stmtV6    string
 	gatePrefx string // what every policy of this gate name starts with
+	// sentinel is a community set only the Speaker defines, added once
+	// the gate is installed: a reload of gobgpd's policies deletes it,
+	// which is how Check tells the file's fallback came back (FallbackPolicy
+	// mode, where the chain itself stays the same).
+	sentinel string
 }
+
+// inFallback reports whether the gate lives in the fallback policy of
+// gobgpd's config file (Config.FallbackPolicy).
+func (n *normalized) inFallback() bool { return n.FallbackPolicy != "" }
 
 // Validate reports what NewClient and NewInProcess would reject, so a
 // daemon can refuse its config file before it connects to anything.
@@ -185,6 +199,14 @@ func (c Config) normalize() (*normalized, error) {
 	n.holdSet = n.Name + "-hold-" + n.hash
 	n.setV4 = n.Name + "-held-v4-" + n.hash
 	n.setV6 = n.Name + "-held-v6-" + n.hash
+	if n.inFallback() {
+		// The names FallbackTOML writes into gobgpd's file: statements
+		// are named after their sets.
+		f := n.FallbackPolicy
+		n.policy, n.holdSet, n.setV4, n.setV6 = f, f+"-hold", f+"-v4", f+"-v6"
+		n.stmtHold, n.stmtV4, n.stmtV6 = n.holdSet, n.setV4, n.setV6
+	}
+	n.sentinel = n.Name + "-installed-" + n.hash
 	return n, nil
 }
 
@@ -267,8 +289,9 @@ func WithGuardInterval(d time.Duration) Option { return func(o *options) { o.int
 // 100k-prefix call does not delay the detection of a reload by seconds.
 func WithBatchSize(n int) Option { return func(o *options) { o.batch = n } }
 
-// FallbackTOML renders, for gobgpd's config file, the prefix sets and the
-// policy named c.FallbackPolicy that reject every prefix of the scope.
+// FallbackTOML renders, for gobgpd's config file, the community and
+// prefix sets and the policy named c.FallbackPolicy that reject HOLD paths
+// and every prefix of the scope: the gate's policy with nothing released.
 // List the policy first in the file's global export policies:
 //
 //	[global.apply-policy.config]
@@ -281,7 +304,9 @@ func (c Config) FallbackTOML() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	n, _ := c.normalize() // fallbackSets checked it
 	var b strings.Builder
+	fmt.Fprintf(&b, "[[defined-sets.bgp-defined-sets.community-sets]]\n  community-set-name = %q\n  community-list = [%q]\n", n.holdSet, n.HoldCommunity)
 	for _, set := range sets {
 		fmt.Fprintf(&b, "[[defined-sets.prefix-sets]]\n  prefix-set-name = %q\n", set.name)
 		for _, e := range set.entries {
@@ -289,6 +314,9 @@ func (c Config) FallbackTOML() (string, error) {
 		}
 	}
 	fmt.Fprintf(&b, "[[policy-definitions]]\n  name = %q\n", c.FallbackPolicy)
+	fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", n.stmtHold)
+	fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]\n      community-set = %q\n", n.holdSet)
+	b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"reject-route\"\n")
 	for _, set := range sets {
 		fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", set.name)
 		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = %q\n", set.name)
@@ -306,7 +334,15 @@ func (c Config) InjectFallback(bc *oc.BgpConfigSet) error {
 	if err != nil {
 		return err
 	}
+	n, _ := c.normalize() // fallbackSets checked it
 	pd := oc.PolicyDefinition{Name: c.FallbackPolicy}
+	bc.DefinedSets.BgpDefinedSets.CommunitySets = slices.DeleteFunc(bc.DefinedSets.BgpDefinedSets.CommunitySets, func(s oc.CommunitySet) bool { return s.CommunitySetName == n.holdSet })
+	bc.DefinedSets.BgpDefinedSets.CommunitySets = append(bc.DefinedSets.BgpDefinedSets.CommunitySets, oc.CommunitySet{CommunitySetName: n.holdSet, CommunityList: []string{n.HoldCommunity}})
+	var hold oc.Statement
+	hold.Name = n.stmtHold
+	hold.Conditions.BgpConditions.MatchCommunitySet = oc.MatchCommunitySet{CommunitySet: n.holdSet}
+	hold.Actions.RouteDisposition = oc.ROUTE_DISPOSITION_REJECT_ROUTE
+	pd.Statements = append(pd.Statements, hold)
 	for _, set := range sets {
 		bc.DefinedSets.PrefixSets = slices.DeleteFunc(bc.DefinedSets.PrefixSets, func(p oc.PrefixSet) bool { return p.PrefixSetName == set.name })
 		ps := oc.PrefixSet{PrefixSetName: set.name}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
-	"slices"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -234,6 +233,12 @@ type GuardEvent struct {
 	Took time.Duration
 	// Err is why it failed, or nil.
 	Err error
+	// Unsafe says the gate was not first in GoBGP's export chain: GoBGP
+	// exported without it for up to a guard interval, and prefixes whose
+	// best path changed meanwhile may have reached neighbours before the
+	// re-install withdrew them. A reload of a gobgpd whose config carries
+	// the fallback policy first (Config.FallbackPolicy) is never unsafe.
+	Unsafe bool
 }
 
 // WithGuardHook calls fn after every re-install Check makes (fn must not
@@ -263,31 +268,42 @@ func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("check gate: read global export assignment: %w", err)
 	}
+	var chain []string
+	for _, p := range a.Policies {
+		chain = append(chain, p.Name)
+	}
 	var reason string
+	unsafe := false
 	switch {
 	case len(a.Policies) == 0 || a.Policies[0].Name != s.cfg.policy:
-		var chain []string
-		for _, p := range a.Policies {
-			chain = append(chain, p.Name)
-		}
+		unsafe = true
 		reason = fmt.Sprintf("gate %s not first in global export chain %v (policy reload?)", s.cfg.policy, chain)
-	case s.cfg.FallbackPolicy != "" && slices.ContainsFunc(a.Policies, func(p *api.Policy) bool { return p.Name == s.cfg.FallbackPolicy }):
-		reason = fmt.Sprintf("fallback policy %s back in the global export chain (gobgpd restarted or reloaded)", s.cfg.FallbackPolicy)
 	case s.dirty:
 		reason = "an earlier call failed midway"
-	default:
-		var chain []string
-		for _, p := range a.Policies {
-			chain = append(chain, p.Name)
+	case s.cfg.inFallback():
+		found := false
+		if err := s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, s.cfg.sentinel, func(*api.DefinedSet) { found = true }); err != nil {
+			return false, fmt.Errorf("check gate: read sentinel set %s: %w", s.cfg.sentinel, err)
 		}
+		if !found {
+			reason = fmt.Sprintf("gobgpd replaced its policies (restart or reload): the fallback %s of its config holds the whole scope; restoring the releases", s.cfg.policy)
+			break
+		}
+		fallthrough
+	default:
 		s.userChain, s.userDefault = s.userPart(chain), a.DefaultAction
 		return false, nil
 	}
-	s.opts.log.Warn("gobgp gate re-installing", "reason", reason)
+	if unsafe {
+		s.opts.log.Error("gobgp gate: UNSAFE gobgpd reload or change: the gate was not first in the global export chain, so GoBGP exported without it; prefixes whose best path changed meanwhile may have reached neighbours (the re-install withdraws them). Reload gobgpd only with the fallback policy first in its config's export-policy-list (fibgated --print-fallback), and change its policies through its config file",
+			"reason", reason)
+	} else {
+		s.opts.log.Warn("gobgp gate re-installing", "reason", reason)
+	}
 	start := time.Now()
 	err = s.install(ctx, reason)
 	if s.opts.hook != nil {
-		s.opts.hook(GuardEvent{Reason: reason, Took: time.Since(start), Err: err})
+		s.opts.hook(GuardEvent{Reason: reason, Took: time.Since(start), Err: err, Unsafe: unsafe})
 	}
 	if err != nil {
 		s.dirty = true

@@ -29,7 +29,11 @@ import (
 //     reload, a new configuration): a scrub, which sends a withdraw for
 //     every prefix in scope that is not released and whose best path was
 //     learned, since GoBGP may have exported it without the gate;
-//  6. policies and sets of older configurations of this gate are deleted.
+//  6. policies and sets of older configurations of this gate are deleted;
+//  7. with Config.FallbackPolicy, where the gate is the fallback policy of
+//     gobgpd's file, a sentinel set: a reload of gobgpd's policies deletes
+//     it, and Check sees that the file's fallback (everything held) came
+//     back.
 //
 // Running it again is harmless: what is in place is left alone.
 func (s *Speaker) Bootstrap(ctx context.Context) error {
@@ -47,15 +51,17 @@ func (s *Speaker) Bootstrap(ctx context.Context) error {
 
 // ourSets is what Bootstrap reads of the defined sets.
 type ourSets struct {
-	held   map[string]map[netip.Prefix]lengths // current held sets by name
-	others []*api.DefinedSet                   // sets of older configurations
-	hold   bool                                // the current HOLD community set exists
+	held     map[string]map[netip.Prefix]lengths // current held sets by name
+	others   []*api.DefinedSet                   // sets of older configurations
+	hold     bool                                // the current HOLD community set exists
+	holdList []string                            // its communities
+	sentinel bool                                // the sentinel set exists
 }
 
 func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths)}
 	var perr error
-	err := s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, func(d *api.DefinedSet) {
+	err := s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, "", func(d *api.DefinedSet) {
 		switch {
 		case d.Name == s.cfg.setV4 || d.Name == s.cfg.setV6:
 			m := make(map[netip.Prefix]lengths, len(d.Prefixes))
@@ -78,10 +84,14 @@ func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 	if perr != nil {
 		return nil, perr
 	}
-	err = s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, func(d *api.DefinedSet) {
+	err = s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, "", func(d *api.DefinedSet) {
 		switch {
 		case d.Name == s.cfg.holdSet:
-			o.hold = true
+			o.hold, o.holdList = true, d.List
+		case d.Name == s.cfg.sentinel:
+			o.sentinel = true
+		case strings.HasPrefix(d.Name, s.cfg.Name+"-installed-"):
+			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
 		case strings.HasPrefix(d.Name, s.cfg.Name+"-hold-"):
 			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
 		}
@@ -222,11 +232,15 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	for _, p := range a.Policies {
 		chain = append(chain, p.Name)
 	}
-	inPlace := len(chain) > 0 && chain[0] == s.cfg.policy
+	// chainOK: the gate's policy is first in the chain. inPlace: and,
+	// when the gate lives in the fallback of gobgpd's file, its sets are
+	// still the Speaker's (the sentinel survived: no reload since).
+	chainOK := len(chain) > 0 && chain[0] == s.cfg.policy
 	sets, err := s.readSets(ctx)
 	if err != nil {
 		return fmt.Errorf("install gate: %w", err)
 	}
+	inPlace := chainOK && (sets.sentinel || !s.cfg.inFallback())
 
 	// 1. Sets. A missing held set starts as the skeleton (everything in
 	// scope held); if the gate is not in place, an existing one is first
@@ -252,7 +266,11 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 		}
 		sets.held[f.name] = cur
 	}
-	if !sets.hold {
+	if !sets.hold || !slices.Contains(sets.holdList, s.cfg.HoldCommunity) {
+		if sets.hold {
+			s.opts.log.Error("gobgp gate: gobgpd's fallback rejects other HOLD communities than the gate's; adding it until gobgpd reloads: render the fallback again (fibgated --print-fallback) into gobgpd's config",
+				"set", s.cfg.holdSet, "has", sets.holdList, "want", s.cfg.HoldCommunity)
+		}
 		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.holdSet, List: []string{s.cfg.HoldCommunity}}
 		if err := s.b.addDefinedSet(ctx, d); err != nil {
 			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.holdSet, err)
@@ -260,12 +278,12 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	}
 
 	// 2. Policy, 3. assignment.
-	var havePolicy bool
+	var have *api.Policy
 	var stale []string
 	err = s.b.listPolicies(ctx, func(p *api.Policy) {
 		switch {
 		case p.Name == s.cfg.policy:
-			havePolicy = true
+			have = p
 		case strings.HasPrefix(p.Name, s.cfg.gatePrefx):
 			stale = append(stale, p.Name)
 		}
@@ -273,14 +291,23 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	if err != nil {
 		return fmt.Errorf("install gate: list policies: %w", err)
 	}
-	if !havePolicy {
+	switch {
+	case have == nil:
+		if s.cfg.inFallback() {
+			s.opts.log.Error("gobgp gate: the fallback policy is not in gobgpd's config; the gate adds it over the API, so every policy reload of gobgpd drops it and may leak prefixes until the guard puts it back: add the output of fibgated --print-fallback to gobgpd's config, first in the global export-policy-list",
+				"policy", s.cfg.policy)
+		}
 		if err := s.b.addPolicy(ctx, s.cfg.policyDef()); err != nil {
 			return fmt.Errorf("install gate: add policy %s: %w", s.cfg.policy, err)
+		}
+	case s.cfg.inFallback():
+		if err := s.cfg.sameAsFallback(have); err != nil {
+			return fmt.Errorf("install gate: %w", err)
 		}
 	}
 	user := s.userPart(chain)
 	def := api.RouteAction_NONE // leave it
-	if !inPlace {
+	if !chainOK {
 		var defined []string
 		if err := s.b.listPolicies(ctx, func(p *api.Policy) { defined = append(defined, p.Name) }); err != nil {
 			return fmt.Errorf("install gate: list policies: %w", err)
@@ -309,9 +336,10 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	if err := s.reconcile(ctx, sets, !inPlace); err != nil {
 		return fmt.Errorf("install gate: %w", err)
 	}
-	// 5. Scrub.
+	// 5. Scrub: only when the chain was wrong. A reload that brought the
+	// file's fallback back held the whole scope, so nothing leaked.
 	scrubbed := 0
-	if !inPlace {
+	if !chainOK {
 		if scrubbed, err = s.scrub(ctx); err != nil {
 			return fmt.Errorf("install gate: scrub: %w", err)
 		}
@@ -325,6 +353,13 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	for _, d := range sets.others {
 		if err := s.b.deleteDefinedSet(ctx, d, true); err != nil {
 			return fmt.Errorf("install gate: delete old set %s: %w", d.Name, err)
+		}
+	}
+	// 7. The sentinel, last: while it is there, the sets are ours.
+	if s.cfg.inFallback() && !sets.sentinel {
+		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.sentinel, List: []string{s.cfg.HoldCommunity}}
+		if err := s.b.addDefinedSet(ctx, d); err != nil {
+			return fmt.Errorf("install gate: add sentinel set %s: %w", s.cfg.sentinel, err)
 		}
 	}
 	s.dirty = false
@@ -369,4 +404,34 @@ func (s *Speaker) restoreUser(user []string, def api.RouteAction, defined []stri
 		return nil, 0, false
 	}
 	return keep, s.userDefault, true
+}
+
+// sameAsFallback checks that the policy found in GoBGP under the fallback's
+// name is the gate's: its statements reject the HOLD community set and the
+// held sets by the names FallbackTOML writes. A fallback rendered by an
+// older fibgate (without the HOLD statement) or for another scope would
+// let HOLD paths out or hold the wrong prefixes, so the gate refuses it
+// and gobgpd stays closed (the fallback holds the scope) until the file is
+// rendered again.
+func (n *normalized) sameAsFallback(have *api.Policy) error {
+	want := n.policyDef()
+	msg := fmt.Errorf("gobgpd's policy %s is not the fallback these settings render (an older fibgate's, or another scope's): render it again with fibgated --print-fallback into gobgpd's config and reload gobgpd; until then gobgpd holds every gated prefix", n.policy)
+	if len(have.Statements) != len(want.Statements) {
+		return msg
+	}
+	for i, w := range want.Statements {
+		h := have.Statements[i]
+		set := func(c *api.Conditions) (string, string) {
+			if c == nil {
+				return "", ""
+			}
+			return c.GetPrefixSet().GetName(), c.GetCommunitySet().GetName()
+		}
+		hp, hc := set(h.Conditions)
+		wp, wc := set(w.Conditions)
+		if h.Name != w.Name || hp != wp || hc != wc || h.GetActions().GetRouteAction() != api.RouteAction_REJECT {
+			return msg
+		}
+	}
+	return nil
 }

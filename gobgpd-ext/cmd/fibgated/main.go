@@ -29,11 +29,14 @@ HOLD paths named fibgate-*), writes gobgpd's learned best paths into the
 kernel as proto bgp routes, follows their hardware flags (rtm_flags offload,
 trap, offload_failed) and releases each prefix in gobgpd once confirmed.
 
-Before fibgated runs, gobgpd exports everything: list the fallback policy
-(--print-fallback) first in gobgpd's global export policies so that gobgpd
-holds every gated prefix whenever fibgated is not there. fibgated takes the
-fallback out of the chain while it runs. Leave gobgpd's zebra off: fibgated
-installs routes itself.
+Before fibgated runs, gobgpd exports everything: put the fallback policy
+(--print-fallback) into gobgpd's config, first in its global export
+policies. The gate lives in it: fibgated releases confirmed prefixes by
+editing its sets over gobgpd's API, and whatever makes gobgpd read its
+config again (a restart, a reload with SIGHUP) puts back the file's
+version, which holds every gated prefix, until fibgated restores the
+releases. So reload gobgpd as usual (systemctl reload gobgpd): nothing
+leaks. Leave gobgpd's zebra off: fibgated installs routes itself.
 
 The settings file (YAML) is documented in deploy/examples/fibgate.yaml;
 every key is optional. SIGINT or SIGTERM: withdraw what was released,
@@ -97,7 +100,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "fibgated: %v\n", err)
 			return daemon.ExitConfig
 		}
-		fmt.Fprintf(stdout, "# fibgate fallback: gobgpd holds every gated prefix while fibgated is not running.\n# Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].\n%s", gcfg.FallbackPolicy, toml)
+		fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].\n%s", gcfg.FallbackPolicy, toml)
 		return daemon.ExitOK
 	case *check:
 		fmt.Fprintf(stdout, "settings valid: %d gated scope(s), backend %s\n", len(cfg.GatePolicy().Scopes), cfg.Backend.Type)

@@ -21,6 +21,7 @@ import (
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/simctl"
+	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/gobgp"
@@ -181,8 +182,12 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		topts = append(topts, gate.WithObserver(metrics))
 	}
 	if bgp != nil {
+		gm, err := newGuardMetrics(d.registry)
+		if err != nil {
+			return fmt.Errorf("register the guard's metrics: %w", err)
+		}
 		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed),
-			gobgp.WithFIBClock(d.listener.Clock))
+			gobgp.WithFIBClock(d.listener.Clock), gobgp.WithGuardHook(gm.observe))
 		if err != nil {
 			return configErr(err)
 		}
@@ -422,7 +427,7 @@ func gatedTables(p gate.Policy) []uint32 {
 // bootstrap installs the gate in GoBGP, retrying while gobgpd is not
 // reachable yet; nothing is advertised before it succeeds.
 func (d *Daemon) bootstrap(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	retry := backoff.Counter{Policy: gobgpdRetry}
 	// gobgpd not up yet: one line, then how long (logdamp).
 	failed := logdamp.New(d.log, slog.LevelWarn, "installing the gate in GoBGP failed; retrying")
 	for {
@@ -436,13 +441,11 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		failed.Fail(err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		failed.Fail(err, "in", wait.Round(time.Millisecond))
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 

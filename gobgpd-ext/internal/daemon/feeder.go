@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 	"github.com/fibgate/fibgate/plugin/kernel"
 	"github.com/fibgate/fibgate/plugin/logdamp"
@@ -15,6 +16,12 @@ import (
 // retryEvery is how often routes the kernel refused (an unreachable next
 // hop, a table full) are tried again.
 const retryEvery = time.Second
+
+// gobgpdRetry is how the daemon waits for gobgpd while it cannot reach it
+// (not up yet, restarting): before bootstrapping the gate again and before
+// watching the best paths again. From 100 ms to 5 s, so a restart of
+// gobgpd is followed within seconds and a long outage costs little.
+var gobgpdRetry = backoff.Policy{Initial: 100 * time.Millisecond, Max: 5 * time.Second}
 
 // feeder writes GoBGP's learned best paths into the kernel: the FIB
 // installer's input. The hardware picks the routes up from there, the gate
@@ -37,7 +44,7 @@ type feeder struct {
 func (f *feeder) run(ctx context.Context) error {
 	f.ctx = ctx
 	go f.retry(ctx)
-	backoff := 100 * time.Millisecond
+	retry := backoff.Counter{Policy: gobgpdRetry}
 	// gobgpd down: one line, then how long (logdamp).
 	ended := logdamp.New(f.log, slog.LevelWarn, "best-path watch ended; watching again")
 	for {
@@ -48,16 +55,14 @@ func (f *feeder) run(ctx context.Context) error {
 		}
 		if time.Since(start) > 10*time.Second {
 			// The watch ran: whatever ends it now is news.
-			backoff = 100 * time.Millisecond
+			retry.Reset()
 			ended.OK()
 		}
-		ended.Fail(err, "in", backoff)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		ended.Fail(err, "in", wait.Round(time.Millisecond))
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(backoff):
 		}
-		backoff = min(backoff*2, 5*time.Second)
 	}
 }
 
