@@ -21,6 +21,7 @@ import (
 
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/policyfile"
 	"github.com/fibgate/fibgate/plugin/api"
+	"github.com/fibgate/fibgate/plugin/audit"
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/gobgp"
@@ -56,6 +57,7 @@ type Config struct {
 
 	BGP     BGPSettings `yaml:"bgp"`
 	Install Install     `yaml:"install"`
+	Audit   Audit       `yaml:"audit"`
 
 	policy gate.Policy // resolved by Load
 }
@@ -152,6 +154,15 @@ type Install struct {
 	FlushOnExit *bool `yaml:"flush_on_exit"`
 }
 
+// Audit configures the consistency audit of the daemons with BGP
+// (plugin/audit): GoBGP's adj-out and RIB against the FIB, the hardware
+// state and the gate's states.
+type Audit struct {
+	// Interval is how often it runs; 0 turns the periodic audit off
+	// (`fibgate audit` still runs one on demand).
+	Interval Duration `yaml:"interval"`
+}
+
 // Duration is a time.Duration written as Go writes it ("300ms", "1m30s").
 type Duration time.Duration
 
@@ -182,6 +193,7 @@ func Defaults() Config {
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
 			GuardInterval: Duration(100 * time.Millisecond)},
 		Install: Install{Enabled: &yes, Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: &yes},
+		Audit:   Audit{Interval: Duration(audit.DefaultInterval)},
 		policy:  gate.DefaultPolicy(),
 	}
 }
@@ -259,6 +271,9 @@ func (c *Config) Check() error {
 	}
 	if c.RcvBuf < minRcvBuf || c.RcvBuf > maxRcvBuf {
 		return fmt.Errorf("rcvbuf %d: want %d to %d bytes", c.RcvBuf, minRcvBuf, maxRcvBuf)
+	}
+	if c.Audit.Interval < 0 {
+		return fmt.Errorf("audit.interval %s: want 0 (off) or a positive duration", time.Duration(c.Audit.Interval))
 	}
 	if c.BGP.GuardInterval <= 0 {
 		return fmt.Errorf("bgp.guard_interval %s: want a positive duration", time.Duration(c.BGP.GuardInterval))

@@ -232,6 +232,7 @@ func TestEveryNumberIsCheckedUnderItsKey(t *testing.T) {
 		{"rcvbuf: 0\n", "rcvbuf 0"},
 		{"rcvbuf: 2147483647\n", "rcvbuf"},
 		{"bgp:\n  guard_interval: 0s\n", "bgp.guard_interval"},
+		{"audit:\n  interval: -1s\n", "audit.interval"},
 	} {
 		_, err := Parse([]byte(c.body))
 		if err == nil || !strings.Contains(err.Error(), c.key) || strings.Contains(err.Error(), "\n") {

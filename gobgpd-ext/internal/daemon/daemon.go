@@ -21,6 +21,7 @@ import (
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/simctl"
+	"github.com/fibgate/fibgate/plugin/audit"
 	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
@@ -75,6 +76,7 @@ type Daemon struct {
 	bgp      *BGP
 	sp       *gobgp.Speaker
 	feeder   *feeder
+	auditor  *audit.Auditor
 	ready    chan struct{}
 }
 
@@ -181,6 +183,9 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		}
 		topts = append(topts, gate.WithObserver(metrics))
 	}
+	// What the audit needs to read the FIB as the gate does.
+	var classify gate.Classifier
+	var installed *audit.Installer
 	if bgp != nil {
 		gm, err := newGuardMetrics(d.registry)
 		if err != nil {
@@ -200,9 +205,11 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		if err != nil {
 			return configErr(err)
 		}
-		topts = append(topts, gate.WithSpeaker(sp, gate.ByProtocol(proto, orig...)),
+		classify = gate.ByProtocol(proto, orig...)
+		topts = append(topts, gate.WithSpeaker(sp, classify),
 			gate.WithAlreadyOut(sp.IsReleased))
 		if cfg.InstallEnabled() {
+			installed = auditInstaller(cfg.Install, proto)
 			inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: cfg.NetNS, Table: cfg.Install.Table,
 				Protocol: proto, Metric: cfg.Install.Metric}, log)
 			if err != nil {
@@ -216,6 +223,17 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		return configErr(err)
 	}
 	d.tracker = tr
+	if bgp != nil {
+		if d.auditor, err = d.newAuditor(cfg, classify, installed, log); err != nil {
+			return configErr(err)
+		}
+		aopts = append(aopts, api.WithAuditor(d.auditor))
+		if d.registry != nil {
+			if err := api.NewAuditMetrics(d.registry, d.auditor); err != nil {
+				return err
+			}
+		}
+	}
 	if metrics != nil {
 		metrics.Watch(tr, d.listener)
 	}
@@ -365,6 +383,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if d.feeder != nil {
 				start(&frontWG, front, "fib installer", d.feeder.run)
 			}
+			start(&frontWG, front, "audit", d.auditor.Run)
 		}
 		start(&frontWG, front, "gate", d.tracker.Run)
 		go func() {
@@ -486,6 +505,37 @@ func (d *Daemon) shutdown() {
 		flushed = n
 	}
 	d.log.Info("fibgate stopped", "withdrawn", withdrawn, "flushed_routes", flushed, "took", time.Since(start))
+}
+
+// newAuditor makes the consistency audit over the daemon's parts: the
+// tracker's states, the listener's FIB model read as the gate reads it
+// (classify, and the installer's routes unless it is off), and GoBGP
+// through the Speaker.
+func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *audit.Installer, log *slog.Logger) (*audit.Auditor, error) {
+	return audit.New(audit.Sources{
+		Gate: d.tracker.List,
+		FIB: func() audit.FIB {
+			pol := d.tracker.Policy() // outside View: the tracker reads the listener under its own lock
+			var f audit.FIB
+			d.listener.View(func(m *fib.FIB) { f = audit.ReadFIB(m, pol, classify, installed) })
+			return f
+		},
+		BGP: d.sp.AuditBGP,
+	}, audit.WithInterval(time.Duration(cfg.Audit.Interval)), audit.WithLogger(log))
+}
+
+// auditInstaller says which kernel routes are the FIB installer's, with
+// the installer's own defaults for what the settings leave at zero
+// (kernel.InstallerConfig).
+func auditInstaller(in Install, proto fib.Protocol) *audit.Installer {
+	a := &audit.Installer{Table: in.Table, Protocol: proto, Metric: in.Metric}
+	if a.Table == 0 {
+		a.Table = fib.TableMain
+	}
+	if a.Metric == 0 {
+		a.Metric = 20
+	}
+	return a
 }
 
 // scopeLocked refuses policy changes over the API that would change what
