@@ -44,8 +44,9 @@ func RequireFRR(tb testing.TB) {
 
 // StartFRR writes conf (the part after "frr defaults" and hostname) and
 // runs zebra and bgpd in ns in the foreground (so they stay in a process
-// group the test owns), with the traditional profile of design.md's
-// recipe. It returns once bgpd answers vtysh.
+// group the test owns), with FRR's traditional profile (-F traditional,
+// "frr defaults traditional"), as Debian 12's FRR runs as a neighbour on
+// any machine. It returns once bgpd answers vtysh.
 func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 	tb.Helper()
 	RequireFRR(tb)

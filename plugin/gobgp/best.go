@@ -50,9 +50,9 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 //
 // What it leaves out keeps the installer out of the gate's way:
 //   - a prefix whose best path is a HOLD path is not reported at all: the
-//     HOLD path is the gate's transient marker (design.md), and the route
-//     underneath must stay in the FIB and in hardware, or the toggle that
-//     releases a prefix would make it flap;
+//     HOLD path is the gate's transient marker (this package's README.md,
+//     "The steps"), and the route underneath must stay in the FIB and in
+//     hardware, or the toggle that releases a prefix would make it flap;
 //   - local paths (originated by fibgate or added with the gobgp CLI) have
 //     nothing to forward to; when one is best the prefix is reported
 //     without next hops, since the kernel route it came from forwards it;

@@ -197,7 +197,8 @@ func (l lengths) minus(m lengths) lengths {
 // GoBGP prefix set "held": a route matches it exactly when it is in scope
 // and not released.
 //
-// Why one set and not design.md's CONFIRMED-accept plus scope-reject: an
+// Why one set and not the starting design's CONFIRMED-accept plus
+// scope-reject (docs/design-notes.md, "The gate only rejects"): an
 // accepting statement ends GoBGP's export chain, so every user export
 // policy after it would be skipped for released prefixes (with the default
 // scope: for all of them). A rejecting "held" set lets released routes fall

@@ -280,7 +280,9 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 }
 
 // apply moves prefixes to their wanted state in five phases, each one
-// call (or stream) for the whole batch, in the order design.md measured:
+// call (or stream) for the whole batch, in the order measured against
+// GoBGP v3.37 (this package's README.md, "The steps"; docs/design-notes.md,
+// "Gating GoBGP"):
 //
 //	P. transit release: HOLD add while the prefix is still held, so no
 //	   neighbour gets a withdrawal for a path it never had;
