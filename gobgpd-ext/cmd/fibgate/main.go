@@ -1,7 +1,7 @@
 // Command fibgate is the operator's tool for fibgate: it watches the kernel
 // FIB with hardware flags (monitor), runs the gate with its API on a
 // namespace (serve), and talks to a running gate over the API (routes,
-// watch, policy, hw, stats). The BGP-facing daemons are fibgated and
+// watch, policy, hw, stats, audit). The BGP-facing daemons are fibgated and
 // gobgpd-ext.
 package main
 
@@ -45,6 +45,7 @@ Commands:
   policy    get, set or validate the gating policy (a YAML file)
   hw        steer the simulated ASIC: capacity, latency, rate, failures, stats
   stats     print the gate's counters and time-to-hardware latencies
+  audit     compare what GoBGP advertises with the FIB, the hardware and the gate
   health    exit 0 only when the gate is ready (readiness probes)
   top       live view: prefixes per state, confirmation rates, time to hardware, longest pending
   version   print fibgate's version, the Go release and the GoBGP version (also --version)
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = hwCmd(ctx, args[1:], stdout, stderr)
 	case "stats":
 		err = statsCmd(ctx, args[1:], stdout, stderr)
+	case "audit":
+		err = auditCmd(ctx, args[1:], stdout, stderr)
 	case "top":
 		err = topCmd(ctx, args[1:], stdout, stderr)
 	case "health":
@@ -103,6 +106,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return exitOK
+	case errors.As(err, new(mismatchFound)):
+		return exitMismatch // the list is on stdout
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "fibgate: %v\n", err)
 		return exitUsage
