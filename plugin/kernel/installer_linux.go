@@ -295,9 +295,26 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 // is about to be replaced or removed, before the kernel is touched: the
 // gate takes such prefixes back first (gobgp.Speaker.Fence).
 func (i *Installer) Reconcile(desired []InstallRoute, before func(changed []netip.Prefix)) (installed, removed int, err error) {
+	n, stale, err := i.reconcile(desired, before, true)
+	return n, len(stale), err
+}
+
+// ReconcileKeepingStale is Reconcile that removes nothing: it installs the
+// desired routes the kernel lacks, replaces those that differ, and leaves
+// the installer's other routes in place, returning their prefixes. It is
+// for a graceful restart: BGP has only part of its table yet, and the
+// routes of the predecessor keep forwarding (their hardware flags
+// untouched) until the table is whole; the caller removes the ones still
+// not desired then. before is called as in Reconcile, with the routes it
+// replaces.
+func (i *Installer) ReconcileKeepingStale(desired []InstallRoute, before func(changed []netip.Prefix)) (installed int, kept []netip.Prefix, err error) {
+	return i.reconcile(desired, before, false)
+}
+
+func (i *Installer) reconcile(desired []InstallRoute, before func(changed []netip.Prefix), removeStale bool) (installed int, stale []netip.Prefix, err error) {
 	have, err := i.Routes()
 	if err != nil {
-		return 0, 0, err
+		return 0, nil, err
 	}
 	now := make(map[netip.Prefix][]netip.Addr, len(have))
 	for _, r := range have {
@@ -313,14 +330,16 @@ func (i *Installer) Reconcile(desired []InstallRoute, before func(changed []neti
 			todo = append(todo, r)
 		}
 	}
-	var stale []netip.Prefix
 	for _, r := range have {
 		if !want[r.Prefix] {
 			stale = append(stale, r.Prefix)
 		}
 	}
 	if before != nil {
-		changed := slices.Clone(stale)
+		var changed []netip.Prefix
+		if removeStale {
+			changed = slices.Clone(stale)
+		}
 		for _, r := range todo {
 			if _, ok := now[r.Prefix]; ok {
 				changed = append(changed, r.Prefix)
@@ -330,12 +349,18 @@ func (i *Installer) Reconcile(desired []InstallRoute, before func(changed []neti
 			before(changed)
 		}
 	}
-	errRemove := i.Remove(stale)
-	errInstall := i.Install(todo)
-	if len(stale) > 0 {
-		i.log.Info("removed stale installed routes", "count", len(stale), "table", i.cfg.Table)
+	var errRemove error
+	if removeStale {
+		errRemove = i.Remove(stale)
 	}
-	return len(todo), len(stale), errors.Join(errRemove, errInstall)
+	errInstall := i.Install(todo)
+	switch {
+	case len(stale) > 0 && removeStale:
+		i.log.Info("removed stale installed routes", "count", len(stale), "table", i.cfg.Table)
+	case len(stale) > 0:
+		i.log.Info("kept installed routes BGP has not learned again yet", "count", len(stale), "table", i.cfg.Table)
+	}
+	return len(todo), stale, errors.Join(errRemove, errInstall)
 }
 
 // Flush removes every route the installer owns: what a clean shutdown does

@@ -162,6 +162,57 @@ func TestInstallerReconcilesAndFlushesOnlyItsOwnRoutes(t *testing.T) {
 	}
 }
 
+// A graceful restart: BGP has only part of its table when the installer
+// starts, so the predecessor's routes stay, those already right are not
+// touched (their hardware flags survive), and only routes that differ are
+// replaced, announced first.
+func TestInstallerKeepsStaleRoutesOnAGracefulRestart(t *testing.T) {
+	ns, inst := installerNS(t)
+	stale, right, moved := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("198.51.101.0/24"), netip.MustParsePrefix("198.51.102.0/24")
+	ipn(t, ns, "route", "add", stale.String(), "via", "10.1.0.2", "proto", "bgp", "metric", "20")
+	ipn(t, ns, "route", "add", right.String(), "via", "10.1.0.3", "proto", "bgp", "metric", "20")
+	ipn(t, ns, "route", "add", moved.String(), "via", "10.1.0.3", "proto", "bgp", "metric", "20")
+	_, evs := startListener(t, ns)
+	var changed []netip.Prefix
+	fresh := netip.MustParsePrefix("192.0.2.0/24")
+	installed, kept, err := inst.ReconcileKeepingStale([]InstallRoute{
+		{Prefix: right, Nexthops: addrs("10.1.0.3")},
+		{Prefix: moved, Nexthops: addrs("10.1.0.4")},
+		{Prefix: fresh, Nexthops: addrs("10.1.0.2")},
+	}, func(ps []netip.Prefix) { changed = append(changed, ps...) })
+	if err != nil || installed != 2 || fmt.Sprint(kept) != "[198.51.100.0/24]" {
+		t.Fatalf("ReconcileKeepingStale = %d installed, kept %v, %v; want 2 and [198.51.100.0/24]", installed, kept, err)
+	}
+	if fmt.Sprint(changed) != "[198.51.102.0/24]" {
+		t.Errorf("announced %v as changed, want only the replaced route [198.51.102.0/24]", changed)
+	}
+	got := bgpRoutes(t, ns)
+	if _, ok := got[stale]; !ok {
+		t.Errorf("the stale route was removed; it must keep forwarding until BGP has its whole table")
+	}
+	if fmt.Sprint(gateways(got[moved])) != "[10.1.0.4]" {
+		r := got[moved]
+		t.Errorf("the route that differed is %s, want via 10.1.0.4", r.String())
+	}
+	// The route that was right saw no change: nothing reset its flags.
+	marker := netip.MustParsePrefix("192.0.2.99/32")
+	ipn(t, ns, "route", "add", marker.String(), "via", "10.1.0.2")
+	deadline := time.After(20 * time.Second)
+	for seen := false; !seen; {
+		select {
+		case batch := <-evs:
+			for _, ev := range batch {
+				if p := ev.Route().Prefix; p == right || p == stale {
+					t.Fatalf("ReconcileKeepingStale touched %v: %s", p, ev.Kind)
+				}
+				seen = seen || ev.Route().Prefix == marker
+			}
+		case <-deadline:
+			t.Fatal("no event for the marker route")
+		}
+	}
+}
+
 func TestInstallerNamesThePrefixOnFailure(t *testing.T) {
 	_, inst := installerNS(t)
 	err := inst.Install([]InstallRoute{
