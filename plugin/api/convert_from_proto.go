@@ -66,6 +66,8 @@ func stateFromProto(s pb.State) (gate.State, error) {
 		return gate.HeldDown, nil
 	case pb.State_STATE_WITHDRAWN:
 		return gate.Withdrawn, nil
+	case pb.State_STATE_REFUSED:
+		return gate.Refused, nil
 	}
 	return 0, fmt.Errorf("unknown state %d", s)
 }
@@ -108,7 +110,7 @@ func PolicyFromProto(p *pb.Policy) (gate.Policy, error) {
 	out := gate.Policy{Scopes: make([]gate.Scope, 0, len(p.GetScopes()))}
 	for i, ps := range p.GetScopes() {
 		f := fmt.Sprintf("scopes[%d]", i)
-		s := gate.Scope{Name: ps.GetName(), FailOpen: ps.GetFailOpen(), HoldDown: def.HoldDown}
+		s := gate.Scope{Name: ps.GetName(), FailOpen: ps.GetFailOpen(), HoldDown: def.HoldDown, Retry: def.Retry}
 		var err error
 		if s.Family, err = familyFromProto(ps.GetFamily()); err != nil {
 			return gate.Policy{}, policyErr(f+".family", "%v", err)
@@ -159,6 +161,14 @@ func PolicyFromProto(p *pb.Policy) (gate.Policy, error) {
 				return gate.Policy{}, policyErr(f+".hold_down.max", "%v", err)
 			}
 			s.HoldDown.Multiplier = h.GetMultiplier()
+		}
+		if rt := ps.GetRetry(); rt != nil {
+			if s.Retry.Initial, err = durationFromProto(rt.GetInitial()); err != nil {
+				return gate.Policy{}, policyErr(f+".retry.initial", "%v", err)
+			}
+			if s.Retry.Max, err = durationFromProto(rt.GetMax()); err != nil {
+				return gate.Policy{}, policyErr(f+".retry.max", "%v", err)
+			}
 		}
 		for j, r := range ps.GetPrefixes() {
 			pf := fmt.Sprintf("%s.prefixes[%d]", f, j)

@@ -64,6 +64,8 @@ func stateToProto(s gate.State) pb.State {
 		return pb.State_STATE_HELD_DOWN
 	case gate.Withdrawn:
 		return pb.State_STATE_WITHDRAWN
+	case gate.Refused:
+		return pb.State_STATE_REFUSED
 	}
 	return pb.State_STATE_UNSPECIFIED
 }
@@ -103,6 +105,7 @@ func policyToProto(p gate.Policy) *pb.Policy {
 				Max:        durationpb.New(s.HoldDown.Max),
 				Multiplier: s.HoldDown.Multiplier,
 			},
+			Retry: &pb.Retry{Initial: durationpb.New(s.Retry.Initial), Max: durationpb.New(s.Retry.Max)},
 		}
 		for _, r := range s.Prefixes {
 			ps.Prefixes = append(ps.Prefixes, &pb.PrefixRange{
@@ -138,6 +141,8 @@ func routeStateToProto(s gate.RouteState) *pb.Route {
 		Flaps:          uint32(max(s.Flaps, 0)),
 		HoldUntil:      optTime(s.HoldUntil),
 		StateTime:      optTime(s.StateSince),
+		Retries:        uint32(max(s.Retries, 0)),
+		NextRetryTime:  optTime(s.NextRetry),
 	}
 	for _, f := range s.NexthopFlags {
 		r.NexthopFlags = append(r.NexthopFlags, flagsToProto(f))
@@ -174,7 +179,7 @@ func statsToProto(g gate.TrackerStats, l *kernel.Stats, x *external.Stats) *pb.G
 		TimeToHardware: latencyToProto(g.TimeToHardware),
 		TimeHeldDown:   latencyToProto(g.TimeHeldDown),
 	}
-	for s := gate.Pending; s <= gate.Withdrawn; s++ {
+	for s := gate.Pending; s <= gate.Refused; s++ {
 		out.RoutesByState = append(out.RoutesByState, &pb.StateCount{State: stateToProto(s), Routes: uint64(max(g.ByState[s], 0))})
 	}
 	if l != nil {
@@ -255,5 +260,14 @@ func simStatsToProto(s SimStats) *pb.GetSimStatsResponse {
 		RoutesPerSecond: uint32(max(s.Rate, 0)),
 		Batch:           uint32(max(s.Batch, 0)),
 		FailProbability: s.FailProbability,
+		CapacityMode:    s.CapacityMode,
+		Refused:         s.Refused,
+		Held:            simCapacityToProto(s.Held),
 	}
+}
+
+// addRetryStats fills in the counters of refusals and retries.
+func addRetryStats(out *pb.GetStatsResponse, r gate.RetryStats) {
+	out.RefusedWrites, out.Refusals = r.RefusedWrites, r.Refusals
+	out.Rewrites, out.RewriteErrors = r.Rewrites, r.RewriteErrors
 }

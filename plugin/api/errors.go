@@ -30,6 +30,11 @@ var (
 	// ErrNoAudit: the daemon has no BGP side, so there is nothing to
 	// audit (FAILED_PRECONDITION).
 	ErrNoAudit = errors.New("no BGP in this daemon, so no audit (gobgpd-ext and fibgated audit)")
+	// ErrNoRetrier: the daemon cannot write routes again (FAILED_PRECONDITION).
+	ErrNoRetrier = errors.New("this daemon cannot retry routes")
+	// ErrNothingToRetry: the prefix named is neither failed nor refused
+	// (FAILED_PRECONDITION).
+	ErrNothingToRetry = errors.New("nothing to retry")
 	// ErrShuttingDown: the server is stopping; the client should reconnect
 	// (UNAVAILABLE).
 	ErrShuttingDown = errors.New("fibgate API server is shutting down")
@@ -90,7 +95,8 @@ func statusOf(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrNoSim), errors.Is(err, ErrNoAgents), errors.Is(err, ErrNoGate), errors.Is(err, ErrNoAudit):
+	case errors.Is(err, ErrNoSim), errors.Is(err, ErrNoAgents), errors.Is(err, ErrNoGate), errors.Is(err, ErrNoAudit),
+		errors.Is(err, ErrNoRetrier), errors.Is(err, ErrNothingToRetry):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrShuttingDown):
 		code = codes.Unavailable

@@ -10,6 +10,8 @@ import (
 
 	"google.golang.org/grpc/peer"
 
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/hw/external"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
@@ -133,6 +135,48 @@ func (h *hardwareService) receive(ctx context.Context, stream pb.HardwareService
 			return endOfStream(ctx)
 		}
 	}
+}
+
+// RetryRoutes has the hardware try again now: one prefix, which must be
+// failed (kept advertised on failure counts) or refused, or all of them.
+func (h *hardwareService) RetryRoutes(ctx context.Context, req *pb.RetryRoutesRequest) (*pb.RetryRoutesResponse, error) {
+	c := h.s.cfg
+	if c.retrier == nil {
+		return nil, statusOf(ErrNoRetrier)
+	}
+	table := req.GetTable()
+	var p netip.Prefix
+	switch {
+	case req.GetAll() && req.GetPrefix() != "":
+		return nil, statusOf(badField("prefix", "give a prefix or all, not both"))
+	case !req.GetAll():
+		var err error
+		if p, err = parsePrefix(req.GetPrefix()); err != nil {
+			return nil, statusOf(&FieldError{Field: "prefix", Err: err})
+		}
+		if table == 0 {
+			table = fib.TableMain
+		}
+		if c.routes != nil {
+			st, ok := c.routes.Get(table, p)
+			if !ok {
+				return nil, statusOf(fmt.Errorf("%w: %s in table %d is not gated (no scope matches it, or it is not in the FIB)", ErrNotFound, p, table))
+			}
+			kept := (st.State == gate.Confirmed || st.State == gate.Released) && st.Flags&fib.OffloadFailed != 0
+			if st.State != gate.Failed && st.State != gate.Refused && !kept {
+				return nil, statusOf(fmt.Errorf("%w: %s is %s, neither failed nor refused", ErrNothingToRetry, p, st.State))
+			}
+		}
+	}
+	res, err := c.retrier.RetryNow(ctx, table, p)
+	if err != nil {
+		return nil, statusOf(err)
+	}
+	out := &pb.RetryRoutesResponse{Rewritten: uint32(max(res.Rewritten, 0)), RefusedWritten: uint32(max(res.RefusedWritten, 0))}
+	for _, e := range res.Errors {
+		out.Errors = append(out.Errors, e.Error())
+	}
+	return out, nil
 }
 
 func (h *hardwareService) sim() (SimControl, error) {

@@ -173,8 +173,8 @@ func TestStatsCountRoutesByStateAndTheListener(t *testing.T) {
 	for _, c := range s.GetRoutesByState() {
 		by[c.GetState()] = c.GetRoutes()
 	}
-	if len(by) != 6 || by[pb.State_STATE_CONFIRMED] != 10 || by[pb.State_STATE_PENDING] != 20 {
-		t.Errorf("routes by state %v, want all 6 states with 10 confirmed and 20 pending", by)
+	if len(by) != 7 || by[pb.State_STATE_CONFIRMED] != 10 || by[pb.State_STATE_PENDING] != 20 {
+		t.Errorf("routes by state %v, want all 7 states with 10 confirmed and 20 pending", by)
 	}
 	if s.GetConfirmations() < 10 || s.GetTimeToHardware().GetCount() < 10 || s.GetTimeToHardware().GetMax() == nil {
 		t.Errorf("confirmations %d, time to hardware %v", s.GetConfirmations(), s.GetTimeToHardware())

@@ -40,6 +40,10 @@ var (
 	descOverruns      = prometheus.NewDesc("fibgate_listener_overruns_total", "Notification socket overruns (ENOBUFS).", nil, nil)
 	descResyncs       = prometheus.NewDesc("fibgate_listener_resyncs_total", "Dumps compared with the model after overruns or link and address loss.", nil, nil)
 	descOutOfSync     = prometheus.NewDesc("fibgate_listener_out_of_sync_total", "Notifications that did not fit the model.", nil, nil)
+	descRefusedWrites = prometheus.NewDesc("fibgate_refused_writes_total", "Route writes of the FIB installer that the kernel refused (every attempt counts).", nil, nil)
+	descRefusals      = prometheus.NewDesc("fibgate_refusals_total", "Transitions to refused: prefixes whose route the kernel refused to install.", nil, nil)
+	descRewrites      = prometheus.NewDesc("fibgate_rewrites_total", "Failed routes written again so that their driver tries again (policy retry and fibgate hw retry).", nil, nil)
+	descRewriteErrors = prometheus.NewDesc("fibgate_rewrite_errors_total", "Rewrites of failed routes that could not be done.", nil, nil)
 )
 
 // NewMetrics registers fibgate's metrics with reg (no global registry).
@@ -105,7 +109,8 @@ var _ gate.Observer = (*Metrics)(nil)
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRoutes, descConfirmations, descFailures, descWithdrawals, descAdvertised,
-		descSpeakerErrors, descFIBRoutes, descNotifications, descOverruns, descResyncs, descOutOfSync} {
+		descSpeakerErrors, descFIBRoutes, descNotifications, descOverruns, descResyncs, descOutOfSync,
+		descRefusedWrites, descRefusals, descRewrites, descRewriteErrors} {
 		ch <- d
 	}
 }
@@ -120,7 +125,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if g != nil {
 		s := g.Stats()
-		for st := gate.Pending; st <= gate.Withdrawn; st++ {
+		for st := gate.Pending; st <= gate.Refused; st++ {
 			ch <- prometheus.MustNewConstMetric(descRoutes, prometheus.GaugeValue, float64(s.ByState[st]), st.String())
 		}
 		counter(descConfirmations, s.Confirmed)
@@ -128,6 +133,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		counter(descWithdrawals, s.Withdrawn)
 		counter(descAdvertised, s.Advertised)
 		counter(descSpeakerErrors, s.SpeakerErrors)
+		if rs, ok := g.(RetryStats); ok {
+			r := rs.RetryStats()
+			counter(descRefusedWrites, r.RefusedWrites)
+			counter(descRefusals, r.Refusals)
+			counter(descRewrites, r.Rewrites)
+			counter(descRewriteErrors, r.RewriteErrors)
+		}
 	}
 	if l != nil {
 		s := l.Stats()

@@ -39,6 +39,7 @@ func TestPolicyCanBeReadReplacedAndValidated(t *testing.T) {
 		PendingTimeout: durationpb.New(3e9),
 		FailOpen:       true,
 		HoldDown:       &pb.HoldDown{Initial: durationpb.New(2e9), Max: durationpb.New(30e9), Multiplier: 1.5},
+		Retry:          &pb.Retry{Initial: durationpb.New(5e8), Max: durationpb.New(60e9)},
 	}}}
 	valid, err := c.ValidatePolicy(ctx, &pb.ValidatePolicyRequest{Policy: want})
 	if err != nil || !proto.Equal(valid.GetPolicy(), want) {

@@ -63,6 +63,7 @@ type config struct {
 	listenerStats    ListenerStats
 	agents           Agents
 	sim              SimControl
+	retrier          Retrier
 	auditor          Auditor
 	linkName         func(int) string
 	ready            <-chan struct{}
@@ -102,6 +103,9 @@ func WithListenerStats(s ListenerStats) Option { return func(c *config) { c.list
 
 // WithAgents lets external hardware agents connect (ReportRoutes).
 func WithAgents(a Agents) Option { return func(c *config) { c.agents = a } }
+
+// WithRetrier serves HardwareService.RetryRoutes (`fibgate hw retry`).
+func WithRetrier(r Retrier) Option { return func(c *config) { c.retrier = r } }
 
 // WithSim enables the simulated ASIC's controls.
 func WithSim(s SimControl) Option { return func(c *config) { c.sim = s } }

@@ -39,6 +39,28 @@ type GateStats interface {
 	Stats() gate.TrackerStats
 }
 
+// RetryStats gives the counters of refused writes and retries (a
+// *gate.Tracker has them); a GateStats that has them too gets them into
+// GetStats and the metrics.
+type RetryStats interface {
+	RetryStats() gate.RetryStats
+}
+
+// Retrier has the hardware try again now (HardwareService.RetryRoutes,
+// `fibgate hw retry`): the daemon writes failed routes again (the gate's
+// RetryNow) and makes refused writes again (its FIB installer). table 0
+// means every table; an invalid prefix means every failed or refused one.
+type Retrier interface {
+	RetryNow(ctx context.Context, table uint32, prefix netip.Prefix) (RetryResult, error)
+}
+
+// RetryResult is what a Retrier did: failed routes written again, refused
+// routes written again, and one error per route it could not write.
+type RetryResult struct {
+	Rewritten, RefusedWritten int
+	Errors                    []error
+}
+
 // Gate is everything the server needs from the gate; a *gate.Tracker is
 // one, and WithGate wires all three services from it.
 type Gate interface {
@@ -93,4 +115,9 @@ type SimStats struct {
 	Latency, Jitter                               time.Duration
 	Rate, Batch                                   int
 	FailProbability                               float64
+	// CapacityMode is flag or refuse; Refused and Held count refusals and
+	// the room counted with refuse.
+	CapacityMode string
+	Refused      uint64
+	Held         SimCapacity
 }

@@ -33,5 +33,9 @@ func (st *statsService) GetStats(context.Context, *pb.GetStatsRequest) (*pb.GetS
 		v := c.agents.Stats()
 		x = &v
 	}
-	return statsToProto(g, l, x), nil
+	out := statsToProto(g, l, x)
+	if r, ok := c.gateStats.(RetryStats); ok {
+		addRetryStats(out, r.RetryStats())
+	}
+	return out, nil
 }

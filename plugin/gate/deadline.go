@@ -6,7 +6,7 @@ import (
 )
 
 // numStates sizes arrays indexed by State.
-const numStates = int(Withdrawn) + 1
+const numStates = int(Refused) + 1
 
 // deadlines is a min-heap of (time, prefix): when the tracker must look at
 // a prefix again by itself (a pending timeout, the end of a hold-down, the

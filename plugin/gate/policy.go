@@ -145,6 +145,9 @@ type Scope struct {
 	// PendingTimeout. The default (false) keeps holding it: fail-closed.
 	FailOpen bool
 	HoldDown HoldDown
+	// Retry writes the route of a failed prefix again so its driver tries
+	// again (see Retry).
+	Retry Retry
 }
 
 // Policy is the gating policy. Scopes are tried in order; the first that
@@ -156,13 +159,15 @@ type Policy struct {
 
 // DefaultScope is the scope used when a policy names none: every prefix of
 // the main table, hardware confirmation, all ECMP paths, withdraw on
-// failure, hold forever (fail-closed), hold-down from 1 s to 60 s.
+// failure, hold forever (fail-closed), hold-down from 1 s to 60 s, and
+// failed routes written again from 1 s to 5 min apart (DefaultRetry).
 func DefaultScope() Scope {
 	return Scope{
 		Name:     "default",
 		Level:    LevelHardware,
 		ECMP:     ECMPAll,
 		HoldDown: HoldDown{Initial: time.Second, Max: time.Minute, Multiplier: 2},
+		Retry:    DefaultRetry,
 	}
 }
 
@@ -217,6 +222,9 @@ func (p *Policy) Validate() error {
 			return fieldErr(f+".hold_down.multiplier", "multiplier %g is not a finite number", s.HoldDown.Multiplier)
 		case s.HoldDown.Initial > 0 && s.HoldDown.Multiplier < 1:
 			return fieldErr(f+".hold_down.multiplier", "multiplier %g must be at least 1", s.HoldDown.Multiplier)
+		}
+		if err := s.Retry.validate(f + ".retry"); err != nil {
+			return err
 		}
 		names[s.Name] = true
 		for j, t := range s.Tables {

@@ -27,13 +27,17 @@ const (
 	HeldDown
 	// Withdrawn: the route left the FIB; the prefix is no longer advertised.
 	Withdrawn
+	// Refused: the kernel refused to install the route (a driver vetoed
+	// it, the table is full, ...), so it is not in the FIB; the prefix is
+	// held back while the write is tried again with back-off.
+	Refused
 )
 
 // Advertised is Released's former name, kept so that code written
 // against it builds: the state never said that a neighbour had the prefix.
 const Advertised = Released
 
-var stateNames = []string{"", "pending", "confirmed", "released", "failed", "held_down", "withdrawn"}
+var stateNames = []string{"", "pending", "confirmed", "released", "failed", "held_down", "withdrawn", "refused"}
 
 func (s State) String() string { return enumName(stateNames, int(s)) }
 
@@ -74,6 +78,11 @@ type RouteState struct {
 	// StateSince is when the prefix entered State: `fibgate routes` shows
 	// how long it has been there.
 	StateSince time.Time
+	// Retries counts the attempts so far to get the hardware to take the
+	// route of a failed or refused prefix (rewrites, or writes of a
+	// refused route); NextRetry is when the next one is due (zero: none).
+	Retries   int
+	NextRetry time.Time
 }
 
 // Verdict is what a route's hardware state means under a scope.

@@ -58,6 +58,8 @@ type entry struct {
 	// heapAt is the deadline the entry is queued under in the tracker's
 	// deadline heap (zero: not queued).
 	heapAt time.Time
+	// retry is the progress of retries of a failure (retry.go).
+	retry retryState
 	// heldSince is when the current hold-down began.
 	heldSince time.Time
 }
@@ -86,6 +88,8 @@ type Tracker struct {
 		confirmed, failed, withdrawn, advertised, speakerErrors atomic.Uint64
 	}
 	adv advertiser
+	ref refusals // routes the kernel refused (refuse.go)
+	rtr retrier  // rewrites of failed routes (retry.go)
 }
 
 // TrackerOption configures a Tracker.
@@ -129,6 +133,8 @@ func NewTracker(src Source, p Policy, opts ...TrackerOption) (*Tracker, error) {
 		policy:    p,
 		entries:   map[prefixKey]*entry{},
 		repolicy:  make(chan struct{}, 1),
+		ref:       refusals{kick: make(chan struct{}, 1)},
+		rtr:       retrier{wake: make(chan struct{}, 1)},
 		ready:     make(chan struct{}),
 		ttHW:      latencies{buf: make([]time.Duration, 0, latencyWindow)},
 		held:      latencies{buf: make([]time.Duration, 0, latencyWindow)},
@@ -247,6 +253,8 @@ func (t *Tracker) Run(ctx context.Context) error {
 	// Subscribe first, then judge the whole table as it is: every change
 	// after the subscription arrives as an event, and judging is idempotent.
 	events := t.src.Events(ctx, false)
+	stopRetrier := t.startRetrier(ctx)
+	defer stopRetrier()
 	t.judgeAll(time.Now())
 	close(t.ready)
 	more := t.flush(ctx, time.Now())
@@ -271,10 +279,13 @@ func (t *Tracker) Run(ctx context.Context) error {
 			t.judge(t.due(time.Now()), time.Now())
 		case <-t.repolicy:
 			t.judgeAll(time.Now())
+		case <-t.ref.kick:
+			t.judge(t.takeDirty(), time.Now())
 		case <-ctx.Done():
 			return nil
 		}
 		more = t.flush(ctx, time.Now())
+		t.signalRewrites()
 		timer.Reset(t.nextDeadline(time.Now(), more))
 	}
 }
@@ -410,6 +421,18 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		defer t.track(k, e, e.st.State)
 	}
 	scope, inScope := t.policy.Match(k.table, k.prefix)
+	if inScope {
+		// Refused routes, and routes a retry is writing again.
+		if st, changed, handled := t.evaluateRefused(k, e, scope, r, now); handled {
+			return st, changed
+		}
+		if st, changed, handled := t.rewriteGap(e, r, now); handled {
+			return st, changed
+		}
+	}
+	if e != nil {
+		e.st.Retries, e.st.NextRetry = 0, time.Time{} // set again while failed
+	}
 	if !inScope || r == nil {
 		if e == nil {
 			return RouteState{}, false
@@ -562,7 +585,11 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 				t.counters.failed.Add(1)
 			}
 			e.st.State, e.st.Reason = Failed, reason
+			t.retryFailed(k, e, scope, r, before, now)
 			break
+		}
+		if t.retrying(k, e, scope, r, before, now) {
+			break // still failed while a retry's route is programmed
 		}
 		e.st.State, e.st.Reason = Pending, reason
 		if scope.PendingTimeout > 0 {

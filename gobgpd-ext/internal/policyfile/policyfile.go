@@ -38,6 +38,12 @@ type scopeFile struct {
 	PendingTimeout string            `yaml:"pending_timeout,omitempty"`
 	FailOpen       bool              `yaml:"fail_open,omitempty"`
 	HoldDown       *holdDownFile     `yaml:"hold_down,omitempty"`
+	Retry          *retryFile        `yaml:"retry,omitempty"`
+}
+
+type retryFile struct {
+	Initial string `yaml:"initial,omitempty"`
+	Max     string `yaml:"max,omitempty"`
 }
 
 type prefixRangeFile struct {
@@ -150,6 +156,15 @@ func Parse(b []byte) (*pb.Policy, error) {
 				return nil, err
 			}
 		}
+		if r := s.Retry; r != nil {
+			ps.Retry = &pb.Retry{}
+			if ps.Retry.Initial, err = fileDuration(path+".retry.initial", r.Initial); err != nil {
+				return nil, err
+			}
+			if ps.Retry.Max, err = fileDuration(path+".retry.max", r.Max); err != nil {
+				return nil, err
+			}
+		}
 		for _, r := range s.Prefixes {
 			ps.Prefixes = append(ps.Prefixes, &pb.PrefixRange{Prefix: r.Prefix, MinLen: r.MinLen, MaxLen: r.MaxLen})
 		}
@@ -181,6 +196,9 @@ func Format(p *pb.Policy) ([]byte, error) {
 		}
 		if h := s.GetHoldDown(); h != nil {
 			sf.HoldDown = &holdDownFile{Initial: h.GetInitial().AsDuration().String(), Max: h.GetMax().AsDuration().String(), Multiplier: h.GetMultiplier()}
+		}
+		if r := s.GetRetry(); r != nil {
+			sf.Retry = &retryFile{Initial: r.GetInitial().AsDuration().String(), Max: r.GetMax().AsDuration().String()}
 		}
 		for _, r := range s.GetPrefixes() {
 			sf.Prefixes = append(sf.Prefixes, prefixRangeFile{Prefix: r.GetPrefix(), MinLen: r.GetMinLen(), MaxLen: r.GetMaxLen()})

@@ -24,7 +24,8 @@ func TestTheExamplePolicyParses(t *testing.T) {
 	}
 	s := p.GetScopes()
 	if len(s) != 3 || s[0].GetLevel() != pb.Level_LEVEL_OFFLOAD || s[1].GetPendingTimeout().AsDuration().String() != "30s" ||
-		s[2].GetFamily() != pb.Family_FAMILY_IPV6 || !s[2].GetFailOpen() || s[0].GetHoldDown().GetMax().AsDuration().String() != "2m0s" {
+		s[2].GetFamily() != pb.Family_FAMILY_IPV6 || !s[2].GetFailOpen() || s[0].GetHoldDown().GetMax().AsDuration().String() != "2m0s" ||
+		s[0].GetRetry().GetMax().AsDuration().String() != "10m0s" || s[1].GetRetry() != nil {
 		t.Errorf("parsed %v", p)
 	}
 }

@@ -124,5 +124,6 @@ func (c *Control) SimStats() api.SimStats {
 		Used: capOf(s.Used), Ops: s.Ops, OpsPerSecond: s.OpsPerSecond, WriteErrors: s.WriteErrors,
 		Capacity: capOf(cfg.Capacity), Latency: cfg.Latency, Jitter: cfg.Jitter, Rate: cfg.Rate, Batch: cfg.Batch,
 		FailProbability: cfg.FailProbability,
+		CapacityMode:    string(cfg.CapacityMode), Refused: s.Refused, Held: capOf(s.Held),
 	}
 }

@@ -548,9 +548,137 @@ func (x *Nexthop) GetFlags() uint32 {
 	return 0
 }
 
+// RetryRoutesRequest names what to retry: prefix (in table; 0 means main)
+// or, with all, every failed or refused route (in table; 0 means every
+// table).
+type RetryRoutesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Table uint32                 `protobuf:"varint,1,opt,name=table,proto3" json:"table,omitempty"`
+	// Prefix in CIDR notation; empty with all.
+	Prefix        string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	All           bool   `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRoutesRequest) Reset() {
+	*x = RetryRoutesRequest{}
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRoutesRequest) ProtoMessage() {}
+
+func (x *RetryRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRoutesRequest.ProtoReflect.Descriptor instead.
+func (*RetryRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RetryRoutesRequest) GetTable() uint32 {
+	if x != nil {
+		return x.Table
+	}
+	return 0
+}
+
+func (x *RetryRoutesRequest) GetPrefix() string {
+	if x != nil {
+		return x.Prefix
+	}
+	return ""
+}
+
+func (x *RetryRoutesRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+// RetryRoutesResponse says what was done.
+type RetryRoutesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Failed routes written again, and refused routes written again (the
+	// kernel's answer to those shows in the route's state).
+	Rewritten      uint32 `protobuf:"varint,1,opt,name=rewritten,proto3" json:"rewritten,omitempty"`
+	RefusedWritten uint32 `protobuf:"varint,2,opt,name=refused_written,json=refusedWritten,proto3" json:"refused_written,omitempty"`
+	// What could not be done, one line per route.
+	Errors        []string `protobuf:"bytes,3,rep,name=errors,proto3" json:"errors,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RetryRoutesResponse) Reset() {
+	*x = RetryRoutesResponse{}
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RetryRoutesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RetryRoutesResponse) ProtoMessage() {}
+
+func (x *RetryRoutesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RetryRoutesResponse.ProtoReflect.Descriptor instead.
+func (*RetryRoutesResponse) Descriptor() ([]byte, []int) {
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RetryRoutesResponse) GetRewritten() uint32 {
+	if x != nil {
+		return x.Rewritten
+	}
+	return 0
+}
+
+func (x *RetryRoutesResponse) GetRefusedWritten() uint32 {
+	if x != nil {
+		return x.RefusedWritten
+	}
+	return 0
+}
+
+func (x *RetryRoutesResponse) GetErrors() []string {
+	if x != nil {
+		return x.Errors
+	}
+	return nil
+}
+
 // SetSimCapacityRequest: route slots per family and kind; 0 means
 // unlimited. A route that does not fit gets offload_failed and is
-// programmed when room frees.
+// programmed when room frees, or with capacity_mode refuse is refused.
 type SetSimCapacityRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Ipv4Prefix    uint32                 `protobuf:"varint,1,opt,name=ipv4_prefix,json=ipv4Prefix,proto3" json:"ipv4_prefix,omitempty"`
@@ -563,7 +691,7 @@ type SetSimCapacityRequest struct {
 
 func (x *SetSimCapacityRequest) Reset() {
 	*x = SetSimCapacityRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[6]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -575,7 +703,7 @@ func (x *SetSimCapacityRequest) String() string {
 func (*SetSimCapacityRequest) ProtoMessage() {}
 
 func (x *SetSimCapacityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[6]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -588,7 +716,7 @@ func (x *SetSimCapacityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSimCapacityRequest.ProtoReflect.Descriptor instead.
 func (*SetSimCapacityRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{6}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetSimCapacityRequest) GetIpv4Prefix() uint32 {
@@ -628,7 +756,7 @@ type SetSimCapacityResponse struct {
 
 func (x *SetSimCapacityResponse) Reset() {
 	*x = SetSimCapacityResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[7]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -640,7 +768,7 @@ func (x *SetSimCapacityResponse) String() string {
 func (*SetSimCapacityResponse) ProtoMessage() {}
 
 func (x *SetSimCapacityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[7]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -653,7 +781,7 @@ func (x *SetSimCapacityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSimCapacityResponse.ProtoReflect.Descriptor instead.
 func (*SetSimCapacityResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{7}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{9}
 }
 
 // SetSimLatencyRequest: each route takes fixed plus a uniformly random
@@ -668,7 +796,7 @@ type SetSimLatencyRequest struct {
 
 func (x *SetSimLatencyRequest) Reset() {
 	*x = SetSimLatencyRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[8]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +808,7 @@ func (x *SetSimLatencyRequest) String() string {
 func (*SetSimLatencyRequest) ProtoMessage() {}
 
 func (x *SetSimLatencyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[8]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +821,7 @@ func (x *SetSimLatencyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSimLatencyRequest.ProtoReflect.Descriptor instead.
 func (*SetSimLatencyRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{8}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetSimLatencyRequest) GetFixed() *durationpb.Duration {
@@ -719,7 +847,7 @@ type SetSimLatencyResponse struct {
 
 func (x *SetSimLatencyResponse) Reset() {
 	*x = SetSimLatencyResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[9]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +859,7 @@ func (x *SetSimLatencyResponse) String() string {
 func (*SetSimLatencyResponse) ProtoMessage() {}
 
 func (x *SetSimLatencyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[9]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +872,7 @@ func (x *SetSimLatencyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSimLatencyResponse.ProtoReflect.Descriptor instead.
 func (*SetSimLatencyResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{9}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{11}
 }
 
 // SetSimRateRequest: routes programmed per second at most (0 means no
@@ -760,7 +888,7 @@ type SetSimRateRequest struct {
 
 func (x *SetSimRateRequest) Reset() {
 	*x = SetSimRateRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[10]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +900,7 @@ func (x *SetSimRateRequest) String() string {
 func (*SetSimRateRequest) ProtoMessage() {}
 
 func (x *SetSimRateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[10]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +913,7 @@ func (x *SetSimRateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSimRateRequest.ProtoReflect.Descriptor instead.
 func (*SetSimRateRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{10}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetSimRateRequest) GetRoutesPerSecond() uint32 {
@@ -811,7 +939,7 @@ type SetSimRateResponse struct {
 
 func (x *SetSimRateResponse) Reset() {
 	*x = SetSimRateResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[11]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -823,7 +951,7 @@ func (x *SetSimRateResponse) String() string {
 func (*SetSimRateResponse) ProtoMessage() {}
 
 func (x *SetSimRateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[11]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -836,7 +964,7 @@ func (x *SetSimRateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetSimRateResponse.ProtoReflect.Descriptor instead.
 func (*SetSimRateResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{11}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{13}
 }
 
 // InjectFailureRequest names the prefix whose programming must fail, in
@@ -851,7 +979,7 @@ type InjectFailureRequest struct {
 
 func (x *InjectFailureRequest) Reset() {
 	*x = InjectFailureRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[12]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +991,7 @@ func (x *InjectFailureRequest) String() string {
 func (*InjectFailureRequest) ProtoMessage() {}
 
 func (x *InjectFailureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[12]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1004,7 @@ func (x *InjectFailureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectFailureRequest.ProtoReflect.Descriptor instead.
 func (*InjectFailureRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{12}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InjectFailureRequest) GetPrefix() string {
@@ -895,7 +1023,7 @@ type InjectFailureResponse struct {
 
 func (x *InjectFailureResponse) Reset() {
 	*x = InjectFailureResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[13]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1035,7 @@ func (x *InjectFailureResponse) String() string {
 func (*InjectFailureResponse) ProtoMessage() {}
 
 func (x *InjectFailureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[13]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1048,7 @@ func (x *InjectFailureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectFailureResponse.ProtoReflect.Descriptor instead.
 func (*InjectFailureResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{13}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{15}
 }
 
 // ClearFailureRequest names the prefix to program normally again.
@@ -934,7 +1062,7 @@ type ClearFailureRequest struct {
 
 func (x *ClearFailureRequest) Reset() {
 	*x = ClearFailureRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[14]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1074,7 @@ func (x *ClearFailureRequest) String() string {
 func (*ClearFailureRequest) ProtoMessage() {}
 
 func (x *ClearFailureRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[14]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1087,7 @@ func (x *ClearFailureRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearFailureRequest.ProtoReflect.Descriptor instead.
 func (*ClearFailureRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{14}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClearFailureRequest) GetPrefix() string {
@@ -978,7 +1106,7 @@ type ClearFailureResponse struct {
 
 func (x *ClearFailureResponse) Reset() {
 	*x = ClearFailureResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[15]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -990,7 +1118,7 @@ func (x *ClearFailureResponse) String() string {
 func (*ClearFailureResponse) ProtoMessage() {}
 
 func (x *ClearFailureResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[15]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1003,7 +1131,7 @@ func (x *ClearFailureResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClearFailureResponse.ProtoReflect.Descriptor instead.
 func (*ClearFailureResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{15}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{17}
 }
 
 // SetFailProbabilityRequest: probability from 0 to 1 that programming a
@@ -1017,7 +1145,7 @@ type SetFailProbabilityRequest struct {
 
 func (x *SetFailProbabilityRequest) Reset() {
 	*x = SetFailProbabilityRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[16]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1157,7 @@ func (x *SetFailProbabilityRequest) String() string {
 func (*SetFailProbabilityRequest) ProtoMessage() {}
 
 func (x *SetFailProbabilityRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[16]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1170,7 @@ func (x *SetFailProbabilityRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFailProbabilityRequest.ProtoReflect.Descriptor instead.
 func (*SetFailProbabilityRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{16}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *SetFailProbabilityRequest) GetProbability() float64 {
@@ -1061,7 +1189,7 @@ type SetFailProbabilityResponse struct {
 
 func (x *SetFailProbabilityResponse) Reset() {
 	*x = SetFailProbabilityResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[17]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1201,7 @@ func (x *SetFailProbabilityResponse) String() string {
 func (*SetFailProbabilityResponse) ProtoMessage() {}
 
 func (x *SetFailProbabilityResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[17]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1214,7 @@ func (x *SetFailProbabilityResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFailProbabilityResponse.ProtoReflect.Descriptor instead.
 func (*SetFailProbabilityResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{17}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{19}
 }
 
 // GetSimStatsRequest is empty.
@@ -1098,7 +1226,7 @@ type GetSimStatsRequest struct {
 
 func (x *GetSimStatsRequest) Reset() {
 	*x = GetSimStatsRequest{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[18]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1238,7 @@ func (x *GetSimStatsRequest) String() string {
 func (*GetSimStatsRequest) ProtoMessage() {}
 
 func (x *GetSimStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[18]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1251,7 @@ func (x *GetSimStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimStatsRequest.ProtoReflect.Descriptor instead.
 func (*GetSimStatsRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{18}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{20}
 }
 
 // GetSimStatsResponse is the simulated ASIC's occupancy, counters and
@@ -1153,13 +1281,20 @@ type GetSimStatsResponse struct {
 	RoutesPerSecond uint32               `protobuf:"varint,13,opt,name=routes_per_second,json=routesPerSecond,proto3" json:"routes_per_second,omitempty"`
 	Batch           uint32               `protobuf:"varint,14,opt,name=batch,proto3" json:"batch,omitempty"`
 	FailProbability float64              `protobuf:"fixed64,15,opt,name=fail_probability,json=failProbability,proto3" json:"fail_probability,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// flag (a route that does not fit gets offload_failed) or refuse (its
+	// write is refused, as netdevsim's FIB resource does).
+	CapacityMode string `protobuf:"bytes,16,opt,name=capacity_mode,json=capacityMode,proto3" json:"capacity_mode,omitempty"`
+	// With capacity_mode refuse: writes refused because the table was full,
+	// and the room counted per family and kind (the kernel's routes).
+	Refused       uint64       `protobuf:"varint,17,opt,name=refused,proto3" json:"refused,omitempty"`
+	Held          *SimCapacity `protobuf:"bytes,18,opt,name=held,proto3" json:"held,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetSimStatsResponse) Reset() {
 	*x = GetSimStatsResponse{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[19]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1171,7 +1306,7 @@ func (x *GetSimStatsResponse) String() string {
 func (*GetSimStatsResponse) ProtoMessage() {}
 
 func (x *GetSimStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[19]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1184,7 +1319,7 @@ func (x *GetSimStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSimStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetSimStatsResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{19}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetSimStatsResponse) GetProgrammed() uint64 {
@@ -1292,6 +1427,27 @@ func (x *GetSimStatsResponse) GetFailProbability() float64 {
 	return 0
 }
 
+func (x *GetSimStatsResponse) GetCapacityMode() string {
+	if x != nil {
+		return x.CapacityMode
+	}
+	return ""
+}
+
+func (x *GetSimStatsResponse) GetRefused() uint64 {
+	if x != nil {
+		return x.Refused
+	}
+	return 0
+}
+
+func (x *GetSimStatsResponse) GetHeld() *SimCapacity {
+	if x != nil {
+		return x.Held
+	}
+	return nil
+}
+
 // SimCapacity counts routes per family and kind: host routes (/32, /128)
 // and shorter prefixes use separate hardware resources.
 type SimCapacity struct {
@@ -1306,7 +1462,7 @@ type SimCapacity struct {
 
 func (x *SimCapacity) Reset() {
 	*x = SimCapacity{}
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[20]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1474,7 @@ func (x *SimCapacity) String() string {
 func (*SimCapacity) ProtoMessage() {}
 
 func (x *SimCapacity) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_hardware_proto_msgTypes[20]
+	mi := &file_fibgate_v1_hardware_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,7 +1487,7 @@ func (x *SimCapacity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SimCapacity.ProtoReflect.Descriptor instead.
 func (*SimCapacity) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{20}
+	return file_fibgate_v1_hardware_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *SimCapacity) GetIpv4Prefix() uint64 {
@@ -1406,7 +1562,15 @@ const file_fibgate_v1_hardware_proto_rawDesc = "" +
 	"link_index\x18\x02 \x01(\rR\tlinkIndex\x12\x1b\n" +
 	"\tlink_name\x18\x03 \x01(\tR\blinkName\x12\x16\n" +
 	"\x06weight\x18\x04 \x01(\rR\x06weight\x12\x14\n" +
-	"\x05flags\x18\x05 \x01(\rR\x05flags\"\x93\x01\n" +
+	"\x05flags\x18\x05 \x01(\rR\x05flags\"T\n" +
+	"\x12RetryRoutesRequest\x12\x14\n" +
+	"\x05table\x18\x01 \x01(\rR\x05table\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\"t\n" +
+	"\x13RetryRoutesResponse\x12\x1c\n" +
+	"\trewritten\x18\x01 \x01(\rR\trewritten\x12'\n" +
+	"\x0frefused_written\x18\x02 \x01(\rR\x0erefusedWritten\x12\x16\n" +
+	"\x06errors\x18\x03 \x03(\tR\x06errors\"\x93\x01\n" +
 	"\x15SetSimCapacityRequest\x12\x1f\n" +
 	"\vipv4_prefix\x18\x01 \x01(\rR\n" +
 	"ipv4Prefix\x12\x1b\n" +
@@ -1432,7 +1596,7 @@ const file_fibgate_v1_hardware_proto_rawDesc = "" +
 	"\x19SetFailProbabilityRequest\x12 \n" +
 	"\vprobability\x18\x01 \x01(\x01R\vprobability\"\x1c\n" +
 	"\x1aSetFailProbabilityResponse\"\x14\n" +
-	"\x12GetSimStatsRequest\"\xad\x04\n" +
+	"\x12GetSimStatsRequest\"\x99\x05\n" +
 	"\x13GetSimStatsResponse\x12\x1e\n" +
 	"\n" +
 	"programmed\x18\x01 \x01(\x04R\n" +
@@ -1451,7 +1615,10 @@ const file_fibgate_v1_hardware_proto_rawDesc = "" +
 	"\x06jitter\x18\f \x01(\v2\x19.google.protobuf.DurationR\x06jitter\x12*\n" +
 	"\x11routes_per_second\x18\r \x01(\rR\x0froutesPerSecond\x12\x14\n" +
 	"\x05batch\x18\x0e \x01(\rR\x05batch\x12)\n" +
-	"\x10fail_probability\x18\x0f \x01(\x01R\x0ffailProbability\"\x89\x01\n" +
+	"\x10fail_probability\x18\x0f \x01(\x01R\x0ffailProbability\x12#\n" +
+	"\rcapacity_mode\x18\x10 \x01(\tR\fcapacityMode\x12\x18\n" +
+	"\arefused\x18\x11 \x01(\x04R\arefused\x12+\n" +
+	"\x04held\x18\x12 \x01(\v2\x17.fibgate.v1.SimCapacityR\x04held\"\x89\x01\n" +
 	"\vSimCapacity\x12\x1f\n" +
 	"\vipv4_prefix\x18\x01 \x01(\x04R\n" +
 	"ipv4Prefix\x12\x1b\n" +
@@ -1462,8 +1629,9 @@ const file_fibgate_v1_hardware_proto_rawDesc = "" +
 	"\tOperation\x12\x19\n" +
 	"\x15OPERATION_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OPERATION_PROGRAM\x10\x01\x12\x14\n" +
-	"\x10OPERATION_REMOVE\x10\x022\xc2\x05\n" +
-	"\x0fHardwareService\x12U\n" +
+	"\x10OPERATION_REMOVE\x10\x022\x92\x06\n" +
+	"\x0fHardwareService\x12N\n" +
+	"\vRetryRoutes\x12\x1e.fibgate.v1.RetryRoutesRequest\x1a\x1f.fibgate.v1.RetryRoutesResponse\x12U\n" +
 	"\fReportRoutes\x12\x1f.fibgate.v1.ReportRoutesRequest\x1a .fibgate.v1.ReportRoutesResponse(\x010\x01\x12W\n" +
 	"\x0eSetSimCapacity\x12!.fibgate.v1.SetSimCapacityRequest\x1a\".fibgate.v1.SetSimCapacityResponse\x12T\n" +
 	"\rSetSimLatency\x12 .fibgate.v1.SetSimLatencyRequest\x1a!.fibgate.v1.SetSimLatencyResponse\x12K\n" +
@@ -1487,7 +1655,7 @@ func file_fibgate_v1_hardware_proto_rawDescGZIP() []byte {
 }
 
 var file_fibgate_v1_hardware_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_fibgate_v1_hardware_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_fibgate_v1_hardware_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fibgate_v1_hardware_proto_goTypes = []any{
 	(Operation)(0),                     // 0: fibgate.v1.Operation
 	(*ReportRoutesRequest)(nil),        // 1: fibgate.v1.ReportRoutesRequest
@@ -1496,59 +1664,64 @@ var file_fibgate_v1_hardware_proto_goTypes = []any{
 	(*RouteInstruction)(nil),           // 4: fibgate.v1.RouteInstruction
 	(*KernelRoute)(nil),                // 5: fibgate.v1.KernelRoute
 	(*Nexthop)(nil),                    // 6: fibgate.v1.Nexthop
-	(*SetSimCapacityRequest)(nil),      // 7: fibgate.v1.SetSimCapacityRequest
-	(*SetSimCapacityResponse)(nil),     // 8: fibgate.v1.SetSimCapacityResponse
-	(*SetSimLatencyRequest)(nil),       // 9: fibgate.v1.SetSimLatencyRequest
-	(*SetSimLatencyResponse)(nil),      // 10: fibgate.v1.SetSimLatencyResponse
-	(*SetSimRateRequest)(nil),          // 11: fibgate.v1.SetSimRateRequest
-	(*SetSimRateResponse)(nil),         // 12: fibgate.v1.SetSimRateResponse
-	(*InjectFailureRequest)(nil),       // 13: fibgate.v1.InjectFailureRequest
-	(*InjectFailureResponse)(nil),      // 14: fibgate.v1.InjectFailureResponse
-	(*ClearFailureRequest)(nil),        // 15: fibgate.v1.ClearFailureRequest
-	(*ClearFailureResponse)(nil),       // 16: fibgate.v1.ClearFailureResponse
-	(*SetFailProbabilityRequest)(nil),  // 17: fibgate.v1.SetFailProbabilityRequest
-	(*SetFailProbabilityResponse)(nil), // 18: fibgate.v1.SetFailProbabilityResponse
-	(*GetSimStatsRequest)(nil),         // 19: fibgate.v1.GetSimStatsRequest
-	(*GetSimStatsResponse)(nil),        // 20: fibgate.v1.GetSimStatsResponse
-	(*SimCapacity)(nil),                // 21: fibgate.v1.SimCapacity
-	(*HardwareFlags)(nil),              // 22: fibgate.v1.HardwareFlags
-	(*durationpb.Duration)(nil),        // 23: google.protobuf.Duration
+	(*RetryRoutesRequest)(nil),         // 7: fibgate.v1.RetryRoutesRequest
+	(*RetryRoutesResponse)(nil),        // 8: fibgate.v1.RetryRoutesResponse
+	(*SetSimCapacityRequest)(nil),      // 9: fibgate.v1.SetSimCapacityRequest
+	(*SetSimCapacityResponse)(nil),     // 10: fibgate.v1.SetSimCapacityResponse
+	(*SetSimLatencyRequest)(nil),       // 11: fibgate.v1.SetSimLatencyRequest
+	(*SetSimLatencyResponse)(nil),      // 12: fibgate.v1.SetSimLatencyResponse
+	(*SetSimRateRequest)(nil),          // 13: fibgate.v1.SetSimRateRequest
+	(*SetSimRateResponse)(nil),         // 14: fibgate.v1.SetSimRateResponse
+	(*InjectFailureRequest)(nil),       // 15: fibgate.v1.InjectFailureRequest
+	(*InjectFailureResponse)(nil),      // 16: fibgate.v1.InjectFailureResponse
+	(*ClearFailureRequest)(nil),        // 17: fibgate.v1.ClearFailureRequest
+	(*ClearFailureResponse)(nil),       // 18: fibgate.v1.ClearFailureResponse
+	(*SetFailProbabilityRequest)(nil),  // 19: fibgate.v1.SetFailProbabilityRequest
+	(*SetFailProbabilityResponse)(nil), // 20: fibgate.v1.SetFailProbabilityResponse
+	(*GetSimStatsRequest)(nil),         // 21: fibgate.v1.GetSimStatsRequest
+	(*GetSimStatsResponse)(nil),        // 22: fibgate.v1.GetSimStatsResponse
+	(*SimCapacity)(nil),                // 23: fibgate.v1.SimCapacity
+	(*HardwareFlags)(nil),              // 24: fibgate.v1.HardwareFlags
+	(*durationpb.Duration)(nil),        // 25: google.protobuf.Duration
 }
 var file_fibgate_v1_hardware_proto_depIdxs = []int32{
 	2,  // 0: fibgate.v1.ReportRoutesRequest.reports:type_name -> fibgate.v1.RouteReport
-	22, // 1: fibgate.v1.RouteReport.flags:type_name -> fibgate.v1.HardwareFlags
-	22, // 2: fibgate.v1.RouteReport.nexthop_flags:type_name -> fibgate.v1.HardwareFlags
+	24, // 1: fibgate.v1.RouteReport.flags:type_name -> fibgate.v1.HardwareFlags
+	24, // 2: fibgate.v1.RouteReport.nexthop_flags:type_name -> fibgate.v1.HardwareFlags
 	4,  // 3: fibgate.v1.ReportRoutesResponse.instructions:type_name -> fibgate.v1.RouteInstruction
 	0,  // 4: fibgate.v1.RouteInstruction.operation:type_name -> fibgate.v1.Operation
 	5,  // 5: fibgate.v1.RouteInstruction.route:type_name -> fibgate.v1.KernelRoute
 	6,  // 6: fibgate.v1.KernelRoute.nexthops:type_name -> fibgate.v1.Nexthop
-	23, // 7: fibgate.v1.SetSimLatencyRequest.fixed:type_name -> google.protobuf.Duration
-	23, // 8: fibgate.v1.SetSimLatencyRequest.jitter:type_name -> google.protobuf.Duration
-	21, // 9: fibgate.v1.GetSimStatsResponse.used:type_name -> fibgate.v1.SimCapacity
-	21, // 10: fibgate.v1.GetSimStatsResponse.capacity:type_name -> fibgate.v1.SimCapacity
-	23, // 11: fibgate.v1.GetSimStatsResponse.latency:type_name -> google.protobuf.Duration
-	23, // 12: fibgate.v1.GetSimStatsResponse.jitter:type_name -> google.protobuf.Duration
-	1,  // 13: fibgate.v1.HardwareService.ReportRoutes:input_type -> fibgate.v1.ReportRoutesRequest
-	7,  // 14: fibgate.v1.HardwareService.SetSimCapacity:input_type -> fibgate.v1.SetSimCapacityRequest
-	9,  // 15: fibgate.v1.HardwareService.SetSimLatency:input_type -> fibgate.v1.SetSimLatencyRequest
-	11, // 16: fibgate.v1.HardwareService.SetSimRate:input_type -> fibgate.v1.SetSimRateRequest
-	13, // 17: fibgate.v1.HardwareService.InjectFailure:input_type -> fibgate.v1.InjectFailureRequest
-	15, // 18: fibgate.v1.HardwareService.ClearFailure:input_type -> fibgate.v1.ClearFailureRequest
-	17, // 19: fibgate.v1.HardwareService.SetFailProbability:input_type -> fibgate.v1.SetFailProbabilityRequest
-	19, // 20: fibgate.v1.HardwareService.GetSimStats:input_type -> fibgate.v1.GetSimStatsRequest
-	3,  // 21: fibgate.v1.HardwareService.ReportRoutes:output_type -> fibgate.v1.ReportRoutesResponse
-	8,  // 22: fibgate.v1.HardwareService.SetSimCapacity:output_type -> fibgate.v1.SetSimCapacityResponse
-	10, // 23: fibgate.v1.HardwareService.SetSimLatency:output_type -> fibgate.v1.SetSimLatencyResponse
-	12, // 24: fibgate.v1.HardwareService.SetSimRate:output_type -> fibgate.v1.SetSimRateResponse
-	14, // 25: fibgate.v1.HardwareService.InjectFailure:output_type -> fibgate.v1.InjectFailureResponse
-	16, // 26: fibgate.v1.HardwareService.ClearFailure:output_type -> fibgate.v1.ClearFailureResponse
-	18, // 27: fibgate.v1.HardwareService.SetFailProbability:output_type -> fibgate.v1.SetFailProbabilityResponse
-	20, // 28: fibgate.v1.HardwareService.GetSimStats:output_type -> fibgate.v1.GetSimStatsResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	25, // 7: fibgate.v1.SetSimLatencyRequest.fixed:type_name -> google.protobuf.Duration
+	25, // 8: fibgate.v1.SetSimLatencyRequest.jitter:type_name -> google.protobuf.Duration
+	23, // 9: fibgate.v1.GetSimStatsResponse.used:type_name -> fibgate.v1.SimCapacity
+	23, // 10: fibgate.v1.GetSimStatsResponse.capacity:type_name -> fibgate.v1.SimCapacity
+	25, // 11: fibgate.v1.GetSimStatsResponse.latency:type_name -> google.protobuf.Duration
+	25, // 12: fibgate.v1.GetSimStatsResponse.jitter:type_name -> google.protobuf.Duration
+	23, // 13: fibgate.v1.GetSimStatsResponse.held:type_name -> fibgate.v1.SimCapacity
+	7,  // 14: fibgate.v1.HardwareService.RetryRoutes:input_type -> fibgate.v1.RetryRoutesRequest
+	1,  // 15: fibgate.v1.HardwareService.ReportRoutes:input_type -> fibgate.v1.ReportRoutesRequest
+	9,  // 16: fibgate.v1.HardwareService.SetSimCapacity:input_type -> fibgate.v1.SetSimCapacityRequest
+	11, // 17: fibgate.v1.HardwareService.SetSimLatency:input_type -> fibgate.v1.SetSimLatencyRequest
+	13, // 18: fibgate.v1.HardwareService.SetSimRate:input_type -> fibgate.v1.SetSimRateRequest
+	15, // 19: fibgate.v1.HardwareService.InjectFailure:input_type -> fibgate.v1.InjectFailureRequest
+	17, // 20: fibgate.v1.HardwareService.ClearFailure:input_type -> fibgate.v1.ClearFailureRequest
+	19, // 21: fibgate.v1.HardwareService.SetFailProbability:input_type -> fibgate.v1.SetFailProbabilityRequest
+	21, // 22: fibgate.v1.HardwareService.GetSimStats:input_type -> fibgate.v1.GetSimStatsRequest
+	8,  // 23: fibgate.v1.HardwareService.RetryRoutes:output_type -> fibgate.v1.RetryRoutesResponse
+	3,  // 24: fibgate.v1.HardwareService.ReportRoutes:output_type -> fibgate.v1.ReportRoutesResponse
+	10, // 25: fibgate.v1.HardwareService.SetSimCapacity:output_type -> fibgate.v1.SetSimCapacityResponse
+	12, // 26: fibgate.v1.HardwareService.SetSimLatency:output_type -> fibgate.v1.SetSimLatencyResponse
+	14, // 27: fibgate.v1.HardwareService.SetSimRate:output_type -> fibgate.v1.SetSimRateResponse
+	16, // 28: fibgate.v1.HardwareService.InjectFailure:output_type -> fibgate.v1.InjectFailureResponse
+	18, // 29: fibgate.v1.HardwareService.ClearFailure:output_type -> fibgate.v1.ClearFailureResponse
+	20, // 30: fibgate.v1.HardwareService.SetFailProbability:output_type -> fibgate.v1.SetFailProbabilityResponse
+	22, // 31: fibgate.v1.HardwareService.GetSimStats:output_type -> fibgate.v1.GetSimStatsResponse
+	23, // [23:32] is the sub-list for method output_type
+	14, // [14:23] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_fibgate_v1_hardware_proto_init() }
@@ -1563,7 +1736,7 @@ func file_fibgate_v1_hardware_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fibgate_v1_hardware_proto_rawDesc), len(file_fibgate_v1_hardware_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,6 +19,7 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
+	HardwareService_RetryRoutes_FullMethodName        = "/fibgate.v1.HardwareService/RetryRoutes"
 	HardwareService_ReportRoutes_FullMethodName       = "/fibgate.v1.HardwareService/ReportRoutes"
 	HardwareService_SetSimCapacity_FullMethodName     = "/fibgate.v1.HardwareService/SetSimCapacity"
 	HardwareService_SetSimLatency_FullMethodName      = "/fibgate.v1.HardwareService/SetSimLatency"
@@ -37,8 +38,14 @@ const (
 // External agents (SAI/SDK, P4, DPDK/VPP) learn on ReportRoutes which routes
 // to program and report what the hardware did with them; the simulated
 // ASIC, when the daemon runs one, is steered by the Sim RPCs, which answer
-// FAILED_PRECONDITION otherwise.
+// FAILED_PRECONDITION otherwise. RetryRoutes works with every backend.
 type HardwareServiceClient interface {
+	// RetryRoutes has the hardware try again now, whatever the back-off:
+	// failed routes (offload_failed) are written again so their driver
+	// programs them afresh, and refused writes are made again. One prefix
+	// (NOT_FOUND when no scope gates it in the table, FAILED_PRECONDITION
+	// when it is neither failed nor refused) or, with all, every one.
+	RetryRoutes(ctx context.Context, in *RetryRoutesRequest, opts ...grpc.CallOption) (*RetryRoutesResponse, error)
 	// ReportRoutes is one agent's session. The server first sends every
 	// forwarding route to program (ending with sync_complete), then each
 	// change as it happens; the agent reports the hardware state of routes as
@@ -71,6 +78,16 @@ type hardwareServiceClient struct {
 
 func NewHardwareServiceClient(cc grpc.ClientConnInterface) HardwareServiceClient {
 	return &hardwareServiceClient{cc}
+}
+
+func (c *hardwareServiceClient) RetryRoutes(ctx context.Context, in *RetryRoutesRequest, opts ...grpc.CallOption) (*RetryRoutesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryRoutesResponse)
+	err := c.cc.Invoke(ctx, HardwareService_RetryRoutes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (c *hardwareServiceClient) ReportRoutes(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportRoutesRequest, ReportRoutesResponse], error) {
@@ -164,8 +181,14 @@ func (c *hardwareServiceClient) GetSimStats(ctx context.Context, in *GetSimStats
 // External agents (SAI/SDK, P4, DPDK/VPP) learn on ReportRoutes which routes
 // to program and report what the hardware did with them; the simulated
 // ASIC, when the daemon runs one, is steered by the Sim RPCs, which answer
-// FAILED_PRECONDITION otherwise.
+// FAILED_PRECONDITION otherwise. RetryRoutes works with every backend.
 type HardwareServiceServer interface {
+	// RetryRoutes has the hardware try again now, whatever the back-off:
+	// failed routes (offload_failed) are written again so their driver
+	// programs them afresh, and refused writes are made again. One prefix
+	// (NOT_FOUND when no scope gates it in the table, FAILED_PRECONDITION
+	// when it is neither failed nor refused) or, with all, every one.
+	RetryRoutes(context.Context, *RetryRoutesRequest) (*RetryRoutesResponse, error)
 	// ReportRoutes is one agent's session. The server first sends every
 	// forwarding route to program (ending with sync_complete), then each
 	// change as it happens; the agent reports the hardware state of routes as
@@ -200,6 +223,9 @@ type HardwareServiceServer interface {
 // pointer dereference when methods are called.
 type UnimplementedHardwareServiceServer struct{}
 
+func (UnimplementedHardwareServiceServer) RetryRoutes(context.Context, *RetryRoutesRequest) (*RetryRoutesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryRoutes not implemented")
+}
 func (UnimplementedHardwareServiceServer) ReportRoutes(grpc.BidiStreamingServer[ReportRoutesRequest, ReportRoutesResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReportRoutes not implemented")
 }
@@ -243,6 +269,24 @@ func RegisterHardwareServiceServer(s grpc.ServiceRegistrar, srv HardwareServiceS
 		t.testEmbeddedByValue()
 	}
 	s.RegisterService(&HardwareService_ServiceDesc, srv)
+}
+
+func _HardwareService_RetryRoutes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryRoutesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HardwareServiceServer).RetryRoutes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HardwareService_RetryRoutes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HardwareServiceServer).RetryRoutes(ctx, req.(*RetryRoutesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
 }
 
 func _HardwareService_ReportRoutes_Handler(srv interface{}, stream grpc.ServerStream) error {
@@ -385,6 +429,10 @@ var HardwareService_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "fibgate.v1.HardwareService",
 	HandlerType: (*HardwareServiceServer)(nil),
 	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RetryRoutes",
+			Handler:    _HardwareService_RetryRoutes_Handler,
+		},
 		{
 			MethodName: "SetSimCapacity",
 			Handler:    _HardwareService_SetSimCapacity_Handler,

@@ -238,8 +238,8 @@ func (x *Policy) GetScopes() []*Scope {
 // Scope is a set of prefixes gated the same way. Unset fields take the
 // defaults of the default scope: both families, the main table (254), every
 // prefix, LEVEL_HARDWARE, ECMP_MODE_ALL, ON_FAILURE_WITHDRAW, no pending
-// timeout (hold forever: fail-closed) and a hold-down from 1s to 60s
-// doubling per flap.
+// timeout (hold forever: fail-closed), a hold-down from 1s to 60s
+// doubling per flap, and failed routes written again from 1s to 5m apart.
 type Scope struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name identifies the scope in the API, logs and metrics; unique.
@@ -260,7 +260,10 @@ type Scope struct {
 	// pending_timeout. The default (false) keeps holding it: fail-closed.
 	FailOpen bool `protobuf:"varint,9,opt,name=fail_open,json=failOpen,proto3" json:"fail_open,omitempty"`
 	// HoldDown dampens flapping hardware state; unset means the default.
-	HoldDown      *HoldDown `protobuf:"bytes,10,opt,name=hold_down,json=holdDown,proto3" json:"hold_down,omitempty"`
+	HoldDown *HoldDown `protobuf:"bytes,10,opt,name=hold_down,json=holdDown,proto3" json:"hold_down,omitempty"`
+	// Retry writes the route of a failed prefix again so its driver tries
+	// again; unset means the default.
+	Retry         *Retry `protobuf:"bytes,11,opt,name=retry,proto3" json:"retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -361,6 +364,13 @@ func (x *Scope) GetFailOpen() bool {
 func (x *Scope) GetHoldDown() *HoldDown {
 	if x != nil {
 		return x.HoldDown
+	}
+	return nil
+}
+
+func (x *Scope) GetRetry() *Retry {
+	if x != nil {
+		return x.Retry
 	}
 	return nil
 }
@@ -493,6 +503,67 @@ func (x *HoldDown) GetMultiplier() float64 {
 	return 0
 }
 
+// Retry: the kernel never asks a driver to program a route again by
+// itself, so a route whose hardware programming failed (offload_failed)
+// stays failed until it is written again. With retry the daemon writes it
+// again (the driver sees it go and come back) first initial after the
+// failure, then twice as long after each attempt that fails again, up to
+// max, less up to a fifth at random so that many failed routes spread
+// out. A prefix kept advertised on failure (on_failure keep) is not
+// rewritten by itself; `fibgate hw retry` rewrites any failed route now. A
+// zero initial turns retries off.
+type Retry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Initial       *durationpb.Duration   `protobuf:"bytes,1,opt,name=initial,proto3" json:"initial,omitempty"`
+	Max           *durationpb.Duration   `protobuf:"bytes,2,opt,name=max,proto3" json:"max,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Retry) Reset() {
+	*x = Retry{}
+	mi := &file_fibgate_v1_policy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Retry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Retry) ProtoMessage() {}
+
+func (x *Retry) ProtoReflect() protoreflect.Message {
+	mi := &file_fibgate_v1_policy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Retry.ProtoReflect.Descriptor instead.
+func (*Retry) Descriptor() ([]byte, []int) {
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Retry) GetInitial() *durationpb.Duration {
+	if x != nil {
+		return x.Initial
+	}
+	return nil
+}
+
+func (x *Retry) GetMax() *durationpb.Duration {
+	if x != nil {
+		return x.Max
+	}
+	return nil
+}
+
 // GetPolicyRequest is empty: there is one policy.
 type GetPolicyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -502,7 +573,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_fibgate_v1_policy_proto_msgTypes[4]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -514,7 +585,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_policy_proto_msgTypes[4]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -527,7 +598,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 // GetPolicyResponse carries the policy in force.
@@ -540,7 +611,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_fibgate_v1_policy_proto_msgTypes[5]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -552,7 +623,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_policy_proto_msgTypes[5]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -565,7 +636,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetPolicyResponse) GetPolicy() *Policy {
@@ -585,7 +656,7 @@ type SetPolicyRequest struct {
 
 func (x *SetPolicyRequest) Reset() {
 	*x = SetPolicyRequest{}
-	mi := &file_fibgate_v1_policy_proto_msgTypes[6]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +668,7 @@ func (x *SetPolicyRequest) String() string {
 func (*SetPolicyRequest) ProtoMessage() {}
 
 func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_policy_proto_msgTypes[6]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +681,7 @@ func (x *SetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SetPolicyRequest) GetPolicy() *Policy {
@@ -630,7 +701,7 @@ type SetPolicyResponse struct {
 
 func (x *SetPolicyResponse) Reset() {
 	*x = SetPolicyResponse{}
-	mi := &file_fibgate_v1_policy_proto_msgTypes[7]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +713,7 @@ func (x *SetPolicyResponse) String() string {
 func (*SetPolicyResponse) ProtoMessage() {}
 
 func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_policy_proto_msgTypes[7]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +726,7 @@ func (x *SetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetPolicyResponse) GetPolicy() *Policy {
@@ -675,7 +746,7 @@ type ValidatePolicyRequest struct {
 
 func (x *ValidatePolicyRequest) Reset() {
 	*x = ValidatePolicyRequest{}
-	mi := &file_fibgate_v1_policy_proto_msgTypes[8]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +758,7 @@ func (x *ValidatePolicyRequest) String() string {
 func (*ValidatePolicyRequest) ProtoMessage() {}
 
 func (x *ValidatePolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_policy_proto_msgTypes[8]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +771,7 @@ func (x *ValidatePolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidatePolicyRequest.ProtoReflect.Descriptor instead.
 func (*ValidatePolicyRequest) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ValidatePolicyRequest) GetPolicy() *Policy {
@@ -722,7 +793,7 @@ type ValidatePolicyResponse struct {
 
 func (x *ValidatePolicyResponse) Reset() {
 	*x = ValidatePolicyResponse{}
-	mi := &file_fibgate_v1_policy_proto_msgTypes[9]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +805,7 @@ func (x *ValidatePolicyResponse) String() string {
 func (*ValidatePolicyResponse) ProtoMessage() {}
 
 func (x *ValidatePolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_fibgate_v1_policy_proto_msgTypes[9]
+	mi := &file_fibgate_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +818,7 @@ func (x *ValidatePolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ValidatePolicyResponse.ProtoReflect.Descriptor instead.
 func (*ValidatePolicyResponse) Descriptor() ([]byte, []int) {
-	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_fibgate_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ValidatePolicyResponse) GetPolicy() *Policy {
@@ -764,7 +835,7 @@ const file_fibgate_v1_policy_proto_rawDesc = "" +
 	"\x17fibgate/v1/policy.proto\x12\n" +
 	"fibgate.v1\x1a\x16fibgate/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\"3\n" +
 	"\x06Policy\x12)\n" +
-	"\x06scopes\x18\x01 \x03(\v2\x11.fibgate.v1.ScopeR\x06scopes\"\xb1\x03\n" +
+	"\x06scopes\x18\x01 \x03(\v2\x11.fibgate.v1.ScopeR\x06scopes\"\xda\x03\n" +
 	"\x05Scope\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
 	"\x06family\x18\x02 \x01(\x0e2\x12.fibgate.v1.FamilyR\x06family\x12\x16\n" +
@@ -777,7 +848,8 @@ const file_fibgate_v1_policy_proto_rawDesc = "" +
 	"\x0fpending_timeout\x18\b \x01(\v2\x19.google.protobuf.DurationR\x0ependingTimeout\x12\x1b\n" +
 	"\tfail_open\x18\t \x01(\bR\bfailOpen\x121\n" +
 	"\thold_down\x18\n" +
-	" \x01(\v2\x14.fibgate.v1.HoldDownR\bholdDown\"W\n" +
+	" \x01(\v2\x14.fibgate.v1.HoldDownR\bholdDown\x12'\n" +
+	"\x05retry\x18\v \x01(\v2\x11.fibgate.v1.RetryR\x05retry\"W\n" +
 	"\vPrefixRange\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12\x17\n" +
 	"\amin_len\x18\x02 \x01(\rR\x06minLen\x12\x17\n" +
@@ -787,7 +859,10 @@ const file_fibgate_v1_policy_proto_rawDesc = "" +
 	"\x03max\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03max\x12\x1e\n" +
 	"\n" +
 	"multiplier\x18\x03 \x01(\x01R\n" +
-	"multiplier\"\x12\n" +
+	"multiplier\"i\n" +
+	"\x05Retry\x123\n" +
+	"\ainitial\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\ainitial\x12+\n" +
+	"\x03max\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x03max\"\x12\n" +
 	"\x10GetPolicyRequest\"?\n" +
 	"\x11GetPolicyResponse\x12*\n" +
 	"\x06policy\x18\x01 \x01(\v2\x12.fibgate.v1.PolicyR\x06policy\">\n" +
@@ -830,7 +905,7 @@ func file_fibgate_v1_policy_proto_rawDescGZIP() []byte {
 }
 
 var file_fibgate_v1_policy_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_fibgate_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_fibgate_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_fibgate_v1_policy_proto_goTypes = []any{
 	(Level)(0),                     // 0: fibgate.v1.Level
 	(EcmpMode)(0),                  // 1: fibgate.v1.EcmpMode
@@ -839,42 +914,46 @@ var file_fibgate_v1_policy_proto_goTypes = []any{
 	(*Scope)(nil),                  // 4: fibgate.v1.Scope
 	(*PrefixRange)(nil),            // 5: fibgate.v1.PrefixRange
 	(*HoldDown)(nil),               // 6: fibgate.v1.HoldDown
-	(*GetPolicyRequest)(nil),       // 7: fibgate.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),      // 8: fibgate.v1.GetPolicyResponse
-	(*SetPolicyRequest)(nil),       // 9: fibgate.v1.SetPolicyRequest
-	(*SetPolicyResponse)(nil),      // 10: fibgate.v1.SetPolicyResponse
-	(*ValidatePolicyRequest)(nil),  // 11: fibgate.v1.ValidatePolicyRequest
-	(*ValidatePolicyResponse)(nil), // 12: fibgate.v1.ValidatePolicyResponse
-	(Family)(0),                    // 13: fibgate.v1.Family
-	(*durationpb.Duration)(nil),    // 14: google.protobuf.Duration
+	(*Retry)(nil),                  // 7: fibgate.v1.Retry
+	(*GetPolicyRequest)(nil),       // 8: fibgate.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),      // 9: fibgate.v1.GetPolicyResponse
+	(*SetPolicyRequest)(nil),       // 10: fibgate.v1.SetPolicyRequest
+	(*SetPolicyResponse)(nil),      // 11: fibgate.v1.SetPolicyResponse
+	(*ValidatePolicyRequest)(nil),  // 12: fibgate.v1.ValidatePolicyRequest
+	(*ValidatePolicyResponse)(nil), // 13: fibgate.v1.ValidatePolicyResponse
+	(Family)(0),                    // 14: fibgate.v1.Family
+	(*durationpb.Duration)(nil),    // 15: google.protobuf.Duration
 }
 var file_fibgate_v1_policy_proto_depIdxs = []int32{
 	4,  // 0: fibgate.v1.Policy.scopes:type_name -> fibgate.v1.Scope
-	13, // 1: fibgate.v1.Scope.family:type_name -> fibgate.v1.Family
+	14, // 1: fibgate.v1.Scope.family:type_name -> fibgate.v1.Family
 	5,  // 2: fibgate.v1.Scope.prefixes:type_name -> fibgate.v1.PrefixRange
 	0,  // 3: fibgate.v1.Scope.level:type_name -> fibgate.v1.Level
 	1,  // 4: fibgate.v1.Scope.ecmp:type_name -> fibgate.v1.EcmpMode
 	2,  // 5: fibgate.v1.Scope.on_failure:type_name -> fibgate.v1.OnFailure
-	14, // 6: fibgate.v1.Scope.pending_timeout:type_name -> google.protobuf.Duration
+	15, // 6: fibgate.v1.Scope.pending_timeout:type_name -> google.protobuf.Duration
 	6,  // 7: fibgate.v1.Scope.hold_down:type_name -> fibgate.v1.HoldDown
-	14, // 8: fibgate.v1.HoldDown.initial:type_name -> google.protobuf.Duration
-	14, // 9: fibgate.v1.HoldDown.max:type_name -> google.protobuf.Duration
-	3,  // 10: fibgate.v1.GetPolicyResponse.policy:type_name -> fibgate.v1.Policy
-	3,  // 11: fibgate.v1.SetPolicyRequest.policy:type_name -> fibgate.v1.Policy
-	3,  // 12: fibgate.v1.SetPolicyResponse.policy:type_name -> fibgate.v1.Policy
-	3,  // 13: fibgate.v1.ValidatePolicyRequest.policy:type_name -> fibgate.v1.Policy
-	3,  // 14: fibgate.v1.ValidatePolicyResponse.policy:type_name -> fibgate.v1.Policy
-	7,  // 15: fibgate.v1.PolicyService.GetPolicy:input_type -> fibgate.v1.GetPolicyRequest
-	9,  // 16: fibgate.v1.PolicyService.SetPolicy:input_type -> fibgate.v1.SetPolicyRequest
-	11, // 17: fibgate.v1.PolicyService.ValidatePolicy:input_type -> fibgate.v1.ValidatePolicyRequest
-	8,  // 18: fibgate.v1.PolicyService.GetPolicy:output_type -> fibgate.v1.GetPolicyResponse
-	10, // 19: fibgate.v1.PolicyService.SetPolicy:output_type -> fibgate.v1.SetPolicyResponse
-	12, // 20: fibgate.v1.PolicyService.ValidatePolicy:output_type -> fibgate.v1.ValidatePolicyResponse
-	18, // [18:21] is the sub-list for method output_type
-	15, // [15:18] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	7,  // 8: fibgate.v1.Scope.retry:type_name -> fibgate.v1.Retry
+	15, // 9: fibgate.v1.HoldDown.initial:type_name -> google.protobuf.Duration
+	15, // 10: fibgate.v1.HoldDown.max:type_name -> google.protobuf.Duration
+	15, // 11: fibgate.v1.Retry.initial:type_name -> google.protobuf.Duration
+	15, // 12: fibgate.v1.Retry.max:type_name -> google.protobuf.Duration
+	3,  // 13: fibgate.v1.GetPolicyResponse.policy:type_name -> fibgate.v1.Policy
+	3,  // 14: fibgate.v1.SetPolicyRequest.policy:type_name -> fibgate.v1.Policy
+	3,  // 15: fibgate.v1.SetPolicyResponse.policy:type_name -> fibgate.v1.Policy
+	3,  // 16: fibgate.v1.ValidatePolicyRequest.policy:type_name -> fibgate.v1.Policy
+	3,  // 17: fibgate.v1.ValidatePolicyResponse.policy:type_name -> fibgate.v1.Policy
+	8,  // 18: fibgate.v1.PolicyService.GetPolicy:input_type -> fibgate.v1.GetPolicyRequest
+	10, // 19: fibgate.v1.PolicyService.SetPolicy:input_type -> fibgate.v1.SetPolicyRequest
+	12, // 20: fibgate.v1.PolicyService.ValidatePolicy:input_type -> fibgate.v1.ValidatePolicyRequest
+	9,  // 21: fibgate.v1.PolicyService.GetPolicy:output_type -> fibgate.v1.GetPolicyResponse
+	11, // 22: fibgate.v1.PolicyService.SetPolicy:output_type -> fibgate.v1.SetPolicyResponse
+	13, // 23: fibgate.v1.PolicyService.ValidatePolicy:output_type -> fibgate.v1.ValidatePolicyResponse
+	21, // [21:24] is the sub-list for method output_type
+	18, // [18:21] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_fibgate_v1_policy_proto_init() }
@@ -889,7 +968,7 @@ func file_fibgate_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fibgate_v1_policy_proto_rawDesc), len(file_fibgate_v1_policy_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -42,6 +42,11 @@ const (
 	State_STATE_HELD_DOWN State = 5
 	// The route left the FIB; the prefix is no longer advertised.
 	State_STATE_WITHDRAWN State = 6
+	// The kernel refused to install the route (RTM_NEWROUTE failed: a driver
+	// vetoed it, a table is full, ...); the reason has the kernel's error.
+	// The route is not in the FIB, the prefix is held back, and the FIB
+	// installer writes it again with back-off.
+	State_STATE_REFUSED State = 7
 )
 
 // Enum value maps for State.
@@ -54,6 +59,7 @@ var (
 		4: "STATE_FAILED",
 		5: "STATE_HELD_DOWN",
 		6: "STATE_WITHDRAWN",
+		7: "STATE_REFUSED",
 	}
 	State_value = map[string]int32{
 		"STATE_UNSPECIFIED": 0,
@@ -63,6 +69,7 @@ var (
 		"STATE_FAILED":      4,
 		"STATE_HELD_DOWN":   5,
 		"STATE_WITHDRAWN":   6,
+		"STATE_REFUSED":     7,
 	}
 )
 
@@ -120,7 +127,12 @@ type Route struct {
 	// End of the current hold-down; unset when not held down.
 	HoldUntil *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=hold_until,json=holdUntil,proto3" json:"hold_until,omitempty"`
 	// When the prefix entered its current state.
-	StateTime     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=state_time,json=stateTime,proto3" json:"state_time,omitempty"`
+	StateTime *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=state_time,json=stateTime,proto3" json:"state_time,omitempty"`
+	// Failed or refused: the attempts so far to get the hardware to take the
+	// route (rewrites of a failed route, writes of a refused one), and when
+	// the next is due (unset: none planned).
+	Retries       uint32                 `protobuf:"varint,16,opt,name=retries,proto3" json:"retries,omitempty"`
+	NextRetryTime *timestamppb.Timestamp `protobuf:"bytes,17,opt,name=next_retry_time,json=nextRetryTime,proto3" json:"next_retry_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -256,6 +268,20 @@ func (x *Route) GetHoldUntil() *timestamppb.Timestamp {
 func (x *Route) GetStateTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StateTime
+	}
+	return nil
+}
+
+func (x *Route) GetRetries() uint32 {
+	if x != nil {
+		return x.Retries
+	}
+	return 0
+}
+
+func (x *Route) GetNextRetryTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRetryTime
 	}
 	return nil
 }
@@ -664,7 +690,7 @@ var File_fibgate_v1_route_proto protoreflect.FileDescriptor
 const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\n" +
 	"\x16fibgate/v1/route.proto\x12\n" +
-	"fibgate.v1\x1a\x16fibgate/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb9\x05\n" +
+	"fibgate.v1\x1a\x16fibgate/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x06\n" +
 	"\x05Route\x12\x14\n" +
 	"\x05table\x18\x01 \x01(\rR\x05table\x12\x16\n" +
 	"\x06prefix\x18\x02 \x01(\tR\x06prefix\x12*\n" +
@@ -683,7 +709,9 @@ const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\n" +
 	"hold_until\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\tholdUntil\x129\n" +
 	"\n" +
-	"state_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstateTime\"\xfb\x01\n" +
+	"state_time\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tstateTime\x12\x18\n" +
+	"\aretries\x18\x10 \x01(\rR\aretries\x12B\n" +
+	"\x0fnext_retry_time\x18\x11 \x01(\v2\x1a.google.protobuf.TimestampR\rnextRetryTime\"\xfb\x01\n" +
 	"\x11ListRoutesRequest\x12\x16\n" +
 	"\x06prefix\x18\x01 \x01(\tR\x06prefix\x12'\n" +
 	"\x0finclude_covered\x18\x02 \x01(\bR\x0eincludeCovered\x12*\n" +
@@ -710,7 +738,7 @@ const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\x13WatchRoutesResponse\x12)\n" +
 	"\x06routes\x18\x01 \x03(\v2\x11.fibgate.v1.RouteR\x06routes\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12+\n" +
-	"\x11snapshot_complete\x18\x03 \x01(\bR\x10snapshotComplete*\x96\x01\n" +
+	"\x11snapshot_complete\x18\x03 \x01(\bR\x10snapshotComplete*\xa9\x01\n" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rSTATE_PENDING\x10\x01\x12\x13\n" +
@@ -718,7 +746,8 @@ const file_fibgate_v1_route_proto_rawDesc = "" +
 	"\x0eSTATE_RELEASED\x10\x03\x12\x10\n" +
 	"\fSTATE_FAILED\x10\x04\x12\x13\n" +
 	"\x0fSTATE_HELD_DOWN\x10\x05\x12\x13\n" +
-	"\x0fSTATE_WITHDRAWN\x10\x062\xf4\x01\n" +
+	"\x0fSTATE_WITHDRAWN\x10\x06\x12\x11\n" +
+	"\rSTATE_REFUSED\x10\a2\xf4\x01\n" +
 	"\fRouteService\x12K\n" +
 	"\n" +
 	"ListRoutes\x12\x1d.fibgate.v1.ListRoutesRequest\x1a\x1e.fibgate.v1.ListRoutesResponse\x12E\n" +
@@ -763,23 +792,24 @@ var file_fibgate_v1_route_proto_depIdxs = []int32{
 	10, // 7: fibgate.v1.Route.withdrawn_time:type_name -> google.protobuf.Timestamp
 	10, // 8: fibgate.v1.Route.hold_until:type_name -> google.protobuf.Timestamp
 	10, // 9: fibgate.v1.Route.state_time:type_name -> google.protobuf.Timestamp
-	8,  // 10: fibgate.v1.ListRoutesRequest.family:type_name -> fibgate.v1.Family
-	0,  // 11: fibgate.v1.ListRoutesRequest.state:type_name -> fibgate.v1.State
-	1,  // 12: fibgate.v1.ListRoutesResponse.routes:type_name -> fibgate.v1.Route
-	1,  // 13: fibgate.v1.GetRouteResponse.route:type_name -> fibgate.v1.Route
-	8,  // 14: fibgate.v1.WatchRoutesRequest.family:type_name -> fibgate.v1.Family
-	1,  // 15: fibgate.v1.WatchRoutesResponse.routes:type_name -> fibgate.v1.Route
-	2,  // 16: fibgate.v1.RouteService.ListRoutes:input_type -> fibgate.v1.ListRoutesRequest
-	4,  // 17: fibgate.v1.RouteService.GetRoute:input_type -> fibgate.v1.GetRouteRequest
-	6,  // 18: fibgate.v1.RouteService.WatchRoutes:input_type -> fibgate.v1.WatchRoutesRequest
-	3,  // 19: fibgate.v1.RouteService.ListRoutes:output_type -> fibgate.v1.ListRoutesResponse
-	5,  // 20: fibgate.v1.RouteService.GetRoute:output_type -> fibgate.v1.GetRouteResponse
-	7,  // 21: fibgate.v1.RouteService.WatchRoutes:output_type -> fibgate.v1.WatchRoutesResponse
-	19, // [19:22] is the sub-list for method output_type
-	16, // [16:19] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	10, // 10: fibgate.v1.Route.next_retry_time:type_name -> google.protobuf.Timestamp
+	8,  // 11: fibgate.v1.ListRoutesRequest.family:type_name -> fibgate.v1.Family
+	0,  // 12: fibgate.v1.ListRoutesRequest.state:type_name -> fibgate.v1.State
+	1,  // 13: fibgate.v1.ListRoutesResponse.routes:type_name -> fibgate.v1.Route
+	1,  // 14: fibgate.v1.GetRouteResponse.route:type_name -> fibgate.v1.Route
+	8,  // 15: fibgate.v1.WatchRoutesRequest.family:type_name -> fibgate.v1.Family
+	1,  // 16: fibgate.v1.WatchRoutesResponse.routes:type_name -> fibgate.v1.Route
+	2,  // 17: fibgate.v1.RouteService.ListRoutes:input_type -> fibgate.v1.ListRoutesRequest
+	4,  // 18: fibgate.v1.RouteService.GetRoute:input_type -> fibgate.v1.GetRouteRequest
+	6,  // 19: fibgate.v1.RouteService.WatchRoutes:input_type -> fibgate.v1.WatchRoutesRequest
+	3,  // 20: fibgate.v1.RouteService.ListRoutes:output_type -> fibgate.v1.ListRoutesResponse
+	5,  // 21: fibgate.v1.RouteService.GetRoute:output_type -> fibgate.v1.GetRouteResponse
+	7,  // 22: fibgate.v1.RouteService.WatchRoutes:output_type -> fibgate.v1.WatchRoutesResponse
+	20, // [20:23] is the sub-list for method output_type
+	17, // [17:20] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_fibgate_v1_route_proto_init() }

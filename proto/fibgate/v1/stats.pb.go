@@ -84,7 +84,15 @@ type GetStatsResponse struct {
 	Advertisements uint64 `protobuf:"varint,8,opt,name=advertisements,proto3" json:"advertisements,omitempty"`
 	// How long flapping prefixes were held down before they were confirmed
 	// again (the policy's hold_down).
-	TimeHeldDown  *LatencySummary `protobuf:"bytes,9,opt,name=time_held_down,json=timeHeldDown,proto3" json:"time_held_down,omitempty"`
+	TimeHeldDown *LatencySummary `protobuf:"bytes,9,opt,name=time_held_down,json=timeHeldDown,proto3" json:"time_held_down,omitempty"`
+	// Route writes the kernel refused since start (each attempt counts;
+	// 0 without a FIB installer), and transitions to refused.
+	RefusedWrites uint64 `protobuf:"varint,10,opt,name=refused_writes,json=refusedWrites,proto3" json:"refused_writes,omitempty"`
+	Refusals      uint64 `protobuf:"varint,11,opt,name=refusals,proto3" json:"refusals,omitempty"`
+	// Failed routes written again so their driver tries again (the policy's
+	// retry, and `fibgate hw retry`), and rewrites that could not be done.
+	Rewrites      uint64 `protobuf:"varint,12,opt,name=rewrites,proto3" json:"rewrites,omitempty"`
+	RewriteErrors uint64 `protobuf:"varint,13,opt,name=rewrite_errors,json=rewriteErrors,proto3" json:"rewrite_errors,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -180,6 +188,34 @@ func (x *GetStatsResponse) GetTimeHeldDown() *LatencySummary {
 		return x.TimeHeldDown
 	}
 	return nil
+}
+
+func (x *GetStatsResponse) GetRefusedWrites() uint64 {
+	if x != nil {
+		return x.RefusedWrites
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetRefusals() uint64 {
+	if x != nil {
+		return x.Refusals
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetRewrites() uint64 {
+	if x != nil {
+		return x.Rewrites
+	}
+	return 0
+}
+
+func (x *GetStatsResponse) GetRewriteErrors() uint64 {
+	if x != nil {
+		return x.RewriteErrors
+	}
+	return 0
 }
 
 // StateCount is the number of gated prefixes in one state.
@@ -476,7 +512,7 @@ const file_fibgate_v1_stats_proto_rawDesc = "" +
 	"\n" +
 	"\x16fibgate/v1/stats.proto\x12\n" +
 	"fibgate.v1\x1a\x16fibgate/v1/route.proto\x1a\x1egoogle/protobuf/duration.proto\"\x11\n" +
-	"\x0fGetStatsRequest\"\xdb\x03\n" +
+	"\x0fGetStatsRequest\"\xe1\x04\n" +
 	"\x10GetStatsResponse\x12>\n" +
 	"\x0froutes_by_state\x18\x01 \x03(\v2\x16.fibgate.v1.StateCountR\rroutesByState\x12$\n" +
 	"\rconfirmations\x18\x02 \x01(\x04R\rconfirmations\x12\x1a\n" +
@@ -486,7 +522,12 @@ const file_fibgate_v1_stats_proto_rawDesc = "" +
 	"\blistener\x18\x06 \x01(\v2\x19.fibgate.v1.ListenerStatsR\blistener\x12<\n" +
 	"\bexternal\x18\a \x01(\v2 .fibgate.v1.ExternalBackendStatsR\bexternal\x12&\n" +
 	"\x0eadvertisements\x18\b \x01(\x04R\x0eadvertisements\x12@\n" +
-	"\x0etime_held_down\x18\t \x01(\v2\x1a.fibgate.v1.LatencySummaryR\ftimeHeldDown\"M\n" +
+	"\x0etime_held_down\x18\t \x01(\v2\x1a.fibgate.v1.LatencySummaryR\ftimeHeldDown\x12%\n" +
+	"\x0erefused_writes\x18\n" +
+	" \x01(\x04R\rrefusedWrites\x12\x1a\n" +
+	"\brefusals\x18\v \x01(\x04R\brefusals\x12\x1a\n" +
+	"\brewrites\x18\f \x01(\x04R\brewrites\x12%\n" +
+	"\x0erewrite_errors\x18\r \x01(\x04R\rrewriteErrors\"M\n" +
 	"\n" +
 	"StateCount\x12'\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x11.fibgate.v1.StateR\x05state\x12\x16\n" +
