@@ -34,6 +34,7 @@ type Line struct {
 	n     int           // identical failures since the last line written
 	since time.Time     // when the last line of the run was written
 	wait  time.Duration // from since to the next summary
+	now   []any         // Ongoing's latest picture, repeated in summaries
 }
 
 // New makes the Line of message msg at level on log (nil: discard).
@@ -65,7 +66,36 @@ func (l *Line) Fail(err error, args ...any) {
 		return
 	}
 	l.flush(now)
-	l.last, l.n, l.since, l.wait = text, 0, now, FirstInterval
+	l.last, l.n, l.since, l.wait, l.now = text, 0, now, FirstInterval, nil
+	l.log.Log(context.Background(), l.level, l.msg, append([]any{"err", text}, args...)...)
+}
+
+// Ongoing reports that a condition still holds, with args saying what it
+// looks like now (how many, since when). The first report is written at
+// once; the ones that follow are counted, and written as a summary with
+// the latest err and args once the current interval has passed, however
+// they differ from one another. The log then says how big a lasting
+// problem is and for how long, not every change of it: the FIB installer's
+// refused routes, thousands of them with a full table, are one line and
+// then a few an hour. OK ends it.
+func (l *Line) Ongoing(err error, args ...any) {
+	text := "<nil>"
+	if err != nil {
+		text = err.Error()
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if l.last != "" {
+		l.last, l.now = text, args
+		l.n++
+		if now.Sub(l.since) >= l.wait {
+			l.summary(now)
+			l.wait = min(2*l.wait, MaxInterval)
+		}
+		return
+	}
+	l.last, l.n, l.since, l.wait, l.now = text, 0, now, FirstInterval, args
 	l.log.Log(context.Background(), l.level, l.msg, append([]any{"err", text}, args...)...)
 }
 
@@ -77,7 +107,7 @@ func (l *Line) OK() bool {
 	defer l.mu.Unlock()
 	open := l.last != ""
 	l.flush(time.Now())
-	l.last, l.n = "", 0
+	l.last, l.n, l.now = "", 0, nil
 	return open
 }
 
@@ -89,6 +119,6 @@ func (l *Line) flush(now time.Time) {
 }
 
 func (l *Line) summary(now time.Time) {
-	l.log.Log(context.Background(), l.level, l.msg, "err", l.last, "repeated", l.n, "in", now.Sub(l.since).Round(time.Millisecond))
+	l.log.Log(context.Background(), l.level, l.msg, append([]any{"err", l.last, "repeated", l.n, "in", now.Sub(l.since).Round(time.Millisecond)}, l.now...)...)
 	l.n, l.since = 0, now
 }

@@ -149,3 +149,43 @@ func ExampleLine() {
 	// level=ERROR msg="gobgp gate check failed" err="gobgpd unreachable" repeated=2
 	// level=INFO msg="gobgp gate check recovered"
 }
+
+// TestAnOngoingConditionIsSummarisedWithItsLatestPicture: the FIB
+// installer's refused routes, reported every second with their count for
+// 8 s, are one line and summaries at growing intervals carrying the count
+// and the start as they are then; OK writes the last of them.
+func TestAnOngoingConditionIsSummarisedWithItsLatestPicture(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var r records
+		l := New(slog.New(&r), slog.LevelWarn, "kernel refused routes; writing them again with back-off")
+		full := errors.New("operation not permitted: Exceeded number of supported fib entries")
+		for i := range 8 {
+			l.Ongoing(full, "refused", 100+i, "since", "10:00:00")
+			time.Sleep(time.Second)
+		}
+		want := []string{
+			"WARN kernel refused routes; writing them again with back-off err=operation not permitted: Exceeded number of supported fib entries refused=100 since=10:00:00",
+			"WARN kernel refused routes; writing them again with back-off err=operation not permitted: Exceeded number of supported fib entries repeated=1 in=1s refused=101 since=10:00:00",
+			"WARN kernel refused routes; writing them again with back-off err=operation not permitted: Exceeded number of supported fib entries repeated=2 in=2s refused=103 since=10:00:00",
+			"WARN kernel refused routes; writing them again with back-off err=operation not permitted: Exceeded number of supported fib entries repeated=4 in=4s refused=107 since=10:00:00",
+		}
+		if got := r.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if !l.OK() || len(r.take()) != 0 {
+			t.Error("OK with nothing left to summarise wrote a line, or saw no run")
+		}
+		// A Fail line after an Ongoing run does not carry its picture.
+		l.Fail(full)
+		l.Fail(full)
+		time.Sleep(time.Second)
+		l.Fail(full)
+		want = []string{
+			"WARN kernel refused routes; writing them again with back-off err=operation not permitted: Exceeded number of supported fib entries",
+			"WARN kernel refused routes; writing them again with back-off err=operation not permitted: Exceeded number of supported fib entries repeated=2 in=1s",
+		}
+		if got := r.take(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Fail after Ongoing:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+	})
+}
