@@ -58,6 +58,9 @@ func TestInjectFallbackIsWhatTheTOMLSays(t *testing.T) {
 	if got, want := injected.Global.ApplyPolicy.Config.ExportPolicyList, fromTOML.Global.ApplyPolicy.Config.ExportPolicyList; !reflect.DeepEqual(got, want) {
 		t.Errorf("export chain %v, want %v", got, want)
 	}
+	if got, want := injected.DefinedSets.BgpDefinedSets.CommunitySets, fromTOML.DefinedSets.BgpDefinedSets.CommunitySets; !reflect.DeepEqual(got, want) || len(got) != 1 {
+		t.Errorf("community sets differ (want the HOLD set once):\ninjected %+v\ntoml     %+v", got, want)
+	}
 	if !reflect.DeepEqual(injected.DefinedSets.PrefixSets, fromTOML.DefinedSets.PrefixSets) {
 		t.Errorf("prefix sets differ:\ninjected %+v\ntoml     %+v", injected.DefinedSets.PrefixSets, fromTOML.DefinedSets.PrefixSets)
 	}

@@ -20,13 +20,14 @@ import (
 //     family rejects the held set. Nothing is accepted, so released
 //     prefixes fall through to the user's export policies;
 //  3. the global export chain: the policy first, the user's policies kept
-//     after it (and the default action untouched), Config.FallbackPolicy
-//     taken out;
+//     after it (and the default action untouched). With
+//     Config.FallbackPolicy the policy and the sets are the fallback's of
+//     gobgpd's file (already first there), used as they are;
 //  4. the releases of the record, and a withdraw for every release found
 //     in GoBGP that the record does not have (left by an earlier
 //     instance);
-//  5. when the gate was not in place before (first install, a policy
-//     reload, a new configuration): a scrub, which sends a withdraw for
+//  5. when the gate was not first in the chain (first install, a policy
+//     reload without the fallback, a new configuration): a scrub, which sends a withdraw for
 //     every prefix in scope that is not released and whose best path was
 //     learned, since GoBGP may have exported it without the gate;
 //  6. policies and sets of older configurations of this gate are deleted;

@@ -347,9 +347,11 @@ func TestCloseDeletesOriginatedAndHoldPathsAndStopsGuard(t *testing.T) {
 	}
 }
 
-// With Config.FallbackPolicy in gobgpd's config file, a restart of gobgpd
-// comes up closed: nothing in scope is exported until the gate is back,
-// even with no guard running, and then what was released goes out again.
+// With Config.FallbackPolicy in gobgpd's config file the gate is that
+// policy, and a restart of gobgpd comes up closed (the file's version of
+// its sets holds everything): nothing in scope is exported until Check
+// restores the releases, even with no guard running, and then what was
+// released goes out again.
 func TestRestartedGobgpdStaysClosedUntilTheGateIsBack(t *testing.T) {
 	topo := lab.NewTopology(t, true, tran4, held4)
 	cfg := Config{FallbackPolicy: "fibgate-fallback"}
@@ -368,7 +370,7 @@ func TestRestartedGobgpdStaysClosedUntilTheGateIsBack(t *testing.T) {
 	r.begin(t)
 	ctx := context.Background()
 	if c := r.chain(t); !slices.Equal(c, []string{sp.cfg.policy}) {
-		t.Fatalf("chain %v: want the gate alone (fallback taken out)", c)
+		t.Fatalf("chain %v: want the gate alone (the fallback is the gate)", c)
 	}
 	r.learned(t, tran4, held4)
 	if err := sp.Advertise(ctx, append(ads(gate.Transit, tran4), ads(gate.Originated, orig4)...)); err != nil {
