@@ -80,7 +80,25 @@ func main() {
 // (SIGHUP reloads the config file); it returns the exit status. Every log
 // line, GoBGP's and fibgate's, goes to stderr in one format.
 func run(args []string, stdout, stderr io.Writer, sigs chan os.Signal) int {
-	var opts options
+	opts, code, done := parseFlags(args, stdout, stderr)
+	if done {
+		return code
+	}
+	s, err := load(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+		return fgd.ExitConfig
+	}
+	if opts.Dry {
+		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s\n", opts.ConfigFile, len(s.fcfg.GatePolicy().Scopes), s.fcfg.Backend.Type)
+		return fgd.ExitOK
+	}
+	return s.serve(stderr, sigs)
+}
+
+// parseFlags reads gobgpd-ext's flags. done says run ends here, with code:
+// --help, --version, or a bad flag (one line on stderr).
+func parseFlags(args []string, stdout, stderr io.Writer) (opts options, code int, done bool) {
 	p := flags.NewParser(&opts, flags.Default&^flags.PrintErrors)
 	p.Usage = "[OPTIONS]\n\ngobgpd with fibgate: a prefix is advertised only once the hardware installed its route.\n" +
 		"gobgpd's config file, flags and API are unchanged; fibgate's settings come from --fibgate-config.\n" +
@@ -89,194 +107,251 @@ func run(args []string, stdout, stderr io.Writer, sigs chan os.Signal) int {
 		var fe *flags.Error
 		if errors.As(err, &fe) && fe.Type == flags.ErrHelp {
 			fmt.Fprintln(stdout, err)
-			return fgd.ExitOK
+			return opts, fgd.ExitOK, true
 		}
 		fmt.Fprintf(stderr, "gobgpd-ext: %v (see gobgpd-ext --help)\n", err)
-		return fgd.ExitConfig
+		return opts, fgd.ExitConfig, true
 	}
 	if opts.Version {
 		fmt.Fprintln(stdout, "gobgpd-ext", version.Get())
-		return fgd.ExitOK
+		return opts, fgd.ExitOK, true
 	}
+	return opts, 0, false
+}
 
+// setup is what gobgpd-ext runs with, read and checked before anything
+// starts.
+type setup struct {
+	opts    options
+	fcfg    fgd.Config       // fibgate's settings
+	gcfg    gobgp.Config     // the gate in GoBGP, from fcfg
+	initial *oc.BgpConfigSet // gobgpd's config file; nil without -f
+}
+
+// load checks --cpus, reads fibgate's settings and gobgpd's config file,
+// and checks them together; any error is a configuration error (exit 2).
+func load(opts options) (*setup, error) {
 	if opts.CPUs > 0 {
 		if runtime.NumCPU() < opts.CPUs {
-			fmt.Fprintf(stderr, "gobgpd-ext: only %d CPUs are available but %d is specified\n", runtime.NumCPU(), opts.CPUs)
-			return fgd.ExitConfig
+			return nil, fmt.Errorf("only %d CPUs are available but %d is specified", runtime.NumCPU(), opts.CPUs)
 		}
 		runtime.GOMAXPROCS(opts.CPUs)
 	}
-
-	fcfg := fgd.Defaults()
+	s := &setup{opts: opts, fcfg: fgd.Defaults()}
+	var err error
 	if opts.FibgateConfig != "" {
-		var err error
-		if fcfg, err = fgd.Load(opts.FibgateConfig); err != nil {
-			fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
-			return fgd.ExitConfig
+		if s.fcfg, err = fgd.Load(opts.FibgateConfig); err != nil {
+			return nil, err
 		}
 	}
-	gcfg, err := fcfg.GoBGP()
-	if err != nil {
-		fmt.Fprintf(stderr, "gobgpd-ext: fibgate bgp: %v\n", err)
-		return fgd.ExitConfig
+	if s.gcfg, err = s.fcfg.GoBGP(); err != nil {
+		return nil, fmt.Errorf("fibgate bgp: %w", err)
 	}
-	if gcfg.FallbackPolicy == "" && !opts.NoFibgate {
-		fmt.Fprintln(stderr, "gobgpd-ext: bgp.fallback_policy is empty: gobgpd-ext holds the gated scope with that policy from its first session and across reloads; name it (default fibgate-fallback)")
-		return fgd.ExitConfig
+	if s.gcfg.FallbackPolicy == "" && !opts.NoFibgate {
+		return nil, errors.New("bgp.fallback_policy is empty: gobgpd-ext holds the gated scope with that policy from its first session and across reloads; name it (default fibgate-fallback)")
 	}
-	var initial *oc.BgpConfigSet
 	if opts.ConfigFile != "" {
-		if initial, err = config.ReadConfigFile(opts.ConfigFile, opts.ConfigType); err != nil {
-			fmt.Fprintf(stderr, "gobgpd-ext: can't read config file %s: %v\n", opts.ConfigFile, err)
-			return fgd.ExitConfig
+		if s.initial, err = config.ReadConfigFile(opts.ConfigFile, opts.ConfigType); err != nil {
+			return nil, fmt.Errorf("can't read config file %s: %w", opts.ConfigFile, err)
 		}
-		if err := checkZebra(initial, &fcfg, opts.NoFibgate); err != nil {
-			fmt.Fprintf(stderr, "gobgpd-ext: %s: %v\n", opts.ConfigFile, err)
-			return fgd.ExitConfig
+		if err := checkZebra(s.initial, &s.fcfg, opts.NoFibgate); err != nil {
+			return nil, fmt.Errorf("%s: %w", opts.ConfigFile, err)
 		}
 	}
-	if opts.Dry {
-		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s\n", opts.ConfigFile, len(fcfg.GatePolicy().Scopes), fcfg.Backend.Type)
-		return fgd.ExitOK
-	}
+	return s, nil
+}
 
-	// One log stream: GoBGP's lines at gobgpd's -l, fibgate's (and
-	// gobgpd-ext's own) at the settings' log_level, one handler.
-	logOut := stderr
-	if opts.DisableStdlog {
-		logOut = io.Discard
-	}
-	handler := logstream.Handler(logOut, opts.LogPlain)
-	bgpLevel := gobgplog.InfoLevel
-	if opts.LogLevel == "debug" {
-		bgpLevel = gobgplog.DebugLevel
-	}
-	logger := slog.New(logstream.AtLevel(handler, fcfg.Level()))
+// ext is a running gobgpd-ext: GoBGP's server and, unless --no-fibgate,
+// the gate around it.
+type ext struct {
+	*setup
+	log     *slog.Logger
+	bgp     *server.BgpServer
+	stopBGP func() error // once: sessions down, then StopBgp
+	d       *fgd.Daemon  // nil with --no-fibgate
+	sp      *gobgp.Speaker
+	current *oc.BgpConfigSet // what gobgpd's config file applied last
+}
 
-	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20), grpc.MaxSendMsgSize(256 << 20)}
-	if opts.TLS {
-		creds, err := serverTLS(opts)
-		if err != nil {
-			fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
-			return fgd.ExitConfig
-		}
-		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+// serve starts GoBGP, applies gobgpd's config file, starts the gate and
+// runs until a signal ends it or the gate fails; it returns the exit
+// status.
+func (s *setup) serve(stderr io.Writer, sigs chan os.Signal) int {
+	x := &ext{setup: s}
+	handler := x.startLogs(stderr)
+	reg, err := x.startBGP(handler)
+	if err != nil {
+		fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+		return fgd.ExitConfig
 	}
-	fsmTimings := metrics.NewFSMTimingsCollector()
-	bgpServer := server.NewBgpServer(server.GrpcListenAddress(opts.GrpcHosts), server.GrpcOption(grpcOpts),
-		server.LoggerOption(logstream.NewGoBGP(handler, bgpLevel, opts.ConfigStrict)), server.TimingHookOption(fsmTimings))
-	go bgpServer.Serve() // returns only with the process, as in gobgpd
-	// One metrics endpoint: GoBGP's, fibgate's, Go's and the process's,
-	// on the settings' metrics address when it is set (the daemon serves
-	// it), else on gobgpd's --pprof-host at --metrics-path.
-	reg := fgd.NewRegistry()
-	reg.MustRegister(metrics.NewBgpCollector(bgpServer), fsmTimings)
-	metricsOnPProf := opts.MetricsPath != "" && (fcfg.Metrics == "" || opts.NoFibgate)
-	if metricsOnPProf && opts.NoFibgate && fcfg.Metrics != "" {
-		logger.Warn("metrics served on --pprof-host: with --no-fibgate nothing serves the settings' metrics address", "metrics", fcfg.Metrics, "pprof_host", opts.PProfHost)
-	}
-	logger.Info("gobgpd-ext started", "version", version.Get().String())
-	if !opts.TLS {
-		for _, h := range exposedAPI(opts.GrpcHosts) {
-			logger.Warn("the GoBGP API has no authentication and is reachable from the network (gobgpd's default): use --api-hosts 127.0.0.1:50051 or --tls", "api_host", h)
-		}
-	}
-
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var pprofDone chan struct{}
-	if !opts.PProfDisable || metricsOnPProf {
-		pprofDone = make(chan struct{})
-		go func() {
-			defer close(pprofDone)
-			servePProf(ctx, opts, metricsOnPProf, reg, logger)
-		}()
-		defer func() { cancel(); <-pprofDone }()
+	if stop := x.startPProf(ctx, reg); stop != nil {
+		defer stop()
 	}
-
-	var current *oc.BgpConfigSet
-	if initial != nil {
-		if !opts.NoFibgate {
-			if err := gcfg.InjectFallback(initial); err != nil {
-				fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
-				return fgd.ExitConfig
-			}
-		}
-		// gobgpd's own start: global, policies (with the fallback first,
-		// so the scope is held from the first session), neighbours.
-		if current, err = config.InitialConfig(ctx, bgpServer, initial, opts.GracefulRestart); err != nil {
-			fmt.Fprintf(stderr, "gobgpd-ext: apply %s: %v\n", opts.ConfigFile, err)
-			return fgd.ExitConfig
-		}
+	if err := x.applyConfigFile(ctx); err != nil {
+		fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+		return fgd.ExitConfig
 	}
-	if opts.UseSdNotify {
+	if s.opts.UseSdNotify {
 		if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); !ok {
-			logger.Warn("sd_notify not sent", "err", err)
+			x.log.Warn("sd_notify not sent", "err", err)
 		}
 	}
-
-	var d *fgd.Daemon
-	var sp *gobgp.Speaker
-	runErr := make(chan error, 1)
-	stopBGP := sync.OnceValue(func() error { return stopServer(bgpServer) })
-	if opts.NoFibgate {
-		runErr <- nil
-	} else {
-		inProcess := func(o ...gobgp.Option) (*gobgp.Speaker, error) { return gobgp.NewInProcess(bgpServer, gcfg, o...) }
-		if d, err = fgd.New(fcfg, &fgd.BGP{New: inProcess, Stop: func(context.Context) error { return stopBGP() }}, logger, fgd.WithRegistry(reg)); err != nil {
-			code, msg := fgd.ExitCode(err, fcfg.NetNS)
-			fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
-			_ = stopBGP()
-			return code
-		}
-		sp = d.Speaker()
-		go func() { runErr <- d.Run(ctx) }()
+	runErr, err := x.startGate(ctx, reg)
+	if err != nil {
+		code, msg := fgd.ExitCode(err, s.fcfg.NetNS)
+		fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
+		_ = x.stopBGP()
+		return code
 	}
-	if opts.ConfigAutoReload && opts.ConfigFile != "" {
-		config.WatchConfigFile(opts.ConfigFile, opts.ConfigType, func() {
+	if s.opts.ConfigAutoReload && s.opts.ConfigFile != "" {
+		config.WatchConfigFile(s.opts.ConfigFile, s.opts.ConfigType, func() {
 			select {
 			case sigs <- syscall.SIGHUP:
 			default:
 			}
 		})
 	}
-
-	var failed error
-	if opts.NoFibgate {
-		<-runErr
-	}
-loop:
-	for {
-		select {
-		case err := <-runErr:
-			failed = err // the gate stopped by itself: a runtime failure
-			break loop
-		case sig := <-sigs:
-			if sig != syscall.SIGHUP {
-				break loop
-			}
-			if opts.ConfigFile == "" {
-				continue
-			}
-			current = reload(ctx, bgpServer, sp, gcfg, opts, current, logger)
-		}
-	}
+	failed := x.loop(ctx, sigs, runErr)
 	cancel()
-	if d != nil && failed == nil {
+	if x.d != nil && failed == nil {
 		failed = <-runErr
 	}
-	if err := stopBGP(); err != nil {
-		logger.Warn("stop bgp", "err", err)
+	if err := x.stopBGP(); err != nil {
+		x.log.Warn("stop bgp", "err", err)
 	}
-	if opts.UseSdNotify {
+	if s.opts.UseSdNotify {
 		_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 	}
-	logger.Info("gobgpd-ext stopped")
-	code, msg := fgd.ExitCode(failed, fcfg.NetNS)
+	x.log.Info("gobgpd-ext stopped")
+	code, msg := fgd.ExitCode(failed, s.fcfg.NetNS)
 	if msg != "" {
 		fmt.Fprintf(stderr, "gobgpd-ext: %s\n", msg)
 	}
 	return code
+}
+
+// startLogs makes the one log stream: one handler on stderr (none with
+// --disable-stdlog), GoBGP's lines at gobgpd's -l, fibgate's and
+// gobgpd-ext's own at the settings' log_level. It returns the handler for
+// GoBGP's logger.
+func (x *ext) startLogs(stderr io.Writer) slog.Handler {
+	out := stderr
+	if x.opts.DisableStdlog {
+		out = io.Discard
+	}
+	h := logstream.Handler(out, x.opts.LogPlain)
+	x.log = slog.New(logstream.AtLevel(h, x.fcfg.Level()))
+	return h
+}
+
+// startBGP starts GoBGP's server with gobgpd's API flags and its logger
+// on handler, and returns the registry of every metric: GoBGP's, Go's and
+// the process's now, fibgate's once the gate registers them.
+func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
+	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20), grpc.MaxSendMsgSize(256 << 20)}
+	if x.opts.TLS {
+		creds, err := serverTLS(x.opts)
+		if err != nil {
+			return nil, err
+		}
+		grpcOpts = append(grpcOpts, grpc.Creds(creds))
+	}
+	level := gobgplog.InfoLevel
+	if x.opts.LogLevel == "debug" {
+		level = gobgplog.DebugLevel
+	}
+	fsmTimings := metrics.NewFSMTimingsCollector()
+	x.bgp = server.NewBgpServer(server.GrpcListenAddress(x.opts.GrpcHosts), server.GrpcOption(grpcOpts),
+		server.LoggerOption(logstream.NewGoBGP(handler, level, x.opts.ConfigStrict)), server.TimingHookOption(fsmTimings))
+	go x.bgp.Serve() // returns only with the process, as in gobgpd
+	x.stopBGP = sync.OnceValue(func() error { return stopServer(x.bgp) })
+	reg := fgd.NewRegistry()
+	reg.MustRegister(metrics.NewBgpCollector(x.bgp), fsmTimings)
+	x.log.Info("gobgpd-ext started", "version", version.Get().String())
+	if !x.opts.TLS {
+		for _, h := range exposedAPI(x.opts.GrpcHosts) {
+			x.log.Warn("the GoBGP API has no authentication and is reachable from the network (gobgpd's default): use --api-hosts 127.0.0.1:50051 or --tls", "api_host", h)
+		}
+	}
+	return reg, nil
+}
+
+// startPProf serves gobgpd's --pprof-host until ctx ends, and returns
+// what waits for it to stop (nil when nothing is served). One metrics
+// endpoint: the settings' metrics address when it is set (the gate serves
+// reg there), else --pprof-host at --metrics-path, as gobgpd does.
+func (x *ext) startPProf(ctx context.Context, reg *prometheus.Registry) (wait func()) {
+	withMetrics := x.opts.MetricsPath != "" && (x.fcfg.Metrics == "" || x.opts.NoFibgate)
+	if withMetrics && x.opts.NoFibgate && x.fcfg.Metrics != "" {
+		x.log.Warn("metrics served on --pprof-host: with --no-fibgate nothing serves the settings' metrics address", "metrics", x.fcfg.Metrics, "pprof_host", x.opts.PProfHost)
+	}
+	if x.opts.PProfDisable && !withMetrics {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		servePProf(ctx, x.opts, withMetrics, reg, x.log)
+	}()
+	return func() { cancel(); <-done }
+}
+
+// applyConfigFile is gobgpd's own start: global, policies (with the
+// fallback first, so the scope is held from the first session),
+// neighbours.
+func (x *ext) applyConfigFile(ctx context.Context) error {
+	if x.initial == nil {
+		return nil
+	}
+	if !x.opts.NoFibgate {
+		if err := x.gcfg.InjectFallback(x.initial); err != nil {
+			return err
+		}
+	}
+	var err error
+	if x.current, err = config.InitialConfig(ctx, x.bgp, x.initial, x.opts.GracefulRestart); err != nil {
+		return fmt.Errorf("apply %s: %w", x.opts.ConfigFile, err)
+	}
+	return nil
+}
+
+// startGate assembles the gate around GoBGP and runs it until ctx ends;
+// its result arrives on the channel returned. With --no-fibgate nothing
+// starts and nothing ever arrives.
+func (x *ext) startGate(ctx context.Context, reg *prometheus.Registry) (<-chan error, error) {
+	runErr := make(chan error, 1)
+	if x.opts.NoFibgate {
+		return runErr, nil
+	}
+	inProcess := func(o ...gobgp.Option) (*gobgp.Speaker, error) { return gobgp.NewInProcess(x.bgp, x.gcfg, o...) }
+	d, err := fgd.New(x.fcfg, &fgd.BGP{New: inProcess, Stop: func(context.Context) error { return x.stopBGP() }}, x.log, fgd.WithRegistry(reg))
+	if err != nil {
+		return nil, err
+	}
+	x.d, x.sp = d, d.Speaker()
+	go func() { runErr <- d.Run(ctx) }()
+	return runErr, nil
+}
+
+// loop waits for SIGINT or SIGTERM, reloading on SIGHUP, or for the gate
+// to stop by itself: that error is the one it returns.
+func (x *ext) loop(ctx context.Context, sigs <-chan os.Signal, runErr <-chan error) error {
+	for {
+		select {
+		case err := <-runErr:
+			return err // the gate stopped by itself: a runtime failure
+		case sig := <-sigs:
+			if sig != syscall.SIGHUP {
+				return nil
+			}
+			if x.opts.ConfigFile != "" {
+				x.current = reload(ctx, x.bgp, x.sp, x.gcfg, x.opts, x.current, x.log)
+			}
+		}
+	}
 }
 
 // reload is gobgpd's SIGHUP, owned by gobgpd-ext so the gate is never
