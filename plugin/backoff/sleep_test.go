@@ -21,4 +21,3 @@ func TestSleepWaitsTheDelayOrUntilTheContextEnds(t *testing.T) {
 		}
 	})
 }
-
