@@ -46,138 +46,203 @@ func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError{errors.New("hw needs a subcommand: capacity, latency, rate, fail, clear, probability or stats (see fibgate hw --help)")}
 	}
-	sub := args[0]
-	if sub == "help" {
+	name := args[0]
+	if name == "help" {
 		printHwHelp(stdout)
 		return flag.ErrHelp
 	}
-	fs := flag.NewFlagSet("hw "+sub, flag.ContinueOnError)
+	sub, ok := hwSubcommands[name]
+	if !ok {
+		return usageError{fmt.Errorf("hw %s: unknown subcommand (want capacity, latency, rate, fail, clear, probability or stats)", name)}
+	}
+	fs := flag.NewFlagSet("hw "+name, flag.ContinueOnError)
 	var c connFlags
 	c.register(fs)
-	for name, v := range lead {
-		if err := fs.Set(name, v); err != nil { // parsed once already: cannot fail
-			return usageError{fmt.Errorf("hw: --%s %s: %w", name, v, err)}
+	for flagName, v := range lead {
+		if err := fs.Set(flagName, v); err != nil { // parsed once already: cannot fail
+			return usageError{fmt.Errorf("hw: --%s %s: %w", flagName, v, err)}
 		}
 	}
-	var cap4p, cap4h, cap6p, cap6h, batch *int
-	var asJSON *bool
-	nargs := map[string][2]int{"capacity": {0, 0}, "latency": {1, 2}, "rate": {1, 1}, "fail": {1, 1}, "clear": {1, 1}, "probability": {1, 1}, "stats": {0, 0}}
-	want, ok := nargs[sub]
-	if !ok {
-		return usageError{fmt.Errorf("hw %s: unknown subcommand (want capacity, latency, rate, fail, clear, probability or stats)", sub)}
-	}
-	switch sub {
-	case "capacity":
-		cap4p = fs.Int("ipv4-prefix", -1, "IPv4 prefix routes the table holds (0: unlimited)")
-		cap4h = fs.Int("ipv4-host", -1, "IPv4 host (/32) routes")
-		cap6p = fs.Int("ipv6-prefix", -1, "IPv6 prefix routes")
-		cap6h = fs.Int("ipv6-host", -1, "IPv6 host (/128) routes")
-	case "rate":
-		batch = fs.Int("batch", 0, "routes per hardware batch (default: keep)")
-	case "stats":
-		asJSON = fs.Bool("json", false, "print one JSON object")
-	}
+	check := sub.flags(fs)
 	pos, err := parseArgs(fs, args[1:], hwUsage, stdout)
 	if err != nil {
 		return err
 	}
-	if len(pos) < want[0] || len(pos) > want[1] {
-		return usageError{fmt.Errorf("hw %s takes %s, got %q (see fibgate hw --help)", sub, argCount(want), pos)}
+	if len(pos) < sub.args[0] || len(pos) > sub.args[1] {
+		return usageError{fmt.Errorf("hw %s takes %s, got %q (see fibgate hw --help)", name, argCount(sub.args), pos)}
 	}
 	// Check the arguments before connecting, so a typo is a usage error.
-	var (
-		prefix          netip.Prefix
-		fixed, jitter   time.Duration
-		rate            int
-		probability     float64
-		needCapacityNow bool
-	)
-	switch sub {
-	case "capacity":
-		for name, v := range map[string]*int{"ipv4-prefix": cap4p, "ipv4-host": cap4h, "ipv6-prefix": cap6p, "ipv6-host": cap6h} {
-			if *v < -1 || *v > 1<<32-1 {
-				return usageError{fmt.Errorf("--%s %d: want 0 (unlimited) or a number of routes", name, *v)}
-			}
-		}
-		needCapacityNow = *cap4p < 0 || *cap4h < 0 || *cap6p < 0 || *cap6h < 0
-		if *cap4p < 0 && *cap4h < 0 && *cap6p < 0 && *cap6h < 0 {
-			return usageError{errors.New("hw capacity needs at least one of --ipv4-prefix, --ipv4-host, --ipv6-prefix, --ipv6-host")}
-		}
-	case "latency":
-		if fixed, err = time.ParseDuration(pos[0]); err != nil || fixed < 0 {
-			return usageError{fmt.Errorf("latency %q: want a duration like 5ms", pos[0])}
-		}
-		if len(pos) == 2 {
-			if jitter, err = time.ParseDuration(pos[1]); err != nil || jitter < 0 {
-				return usageError{fmt.Errorf("jitter %q: want a duration like 2ms", pos[1])}
-			}
-		}
-	case "rate":
-		if rate, err = strconv.Atoi(pos[0]); err != nil || rate < 0 || rate > 1<<32-1 {
-			return usageError{fmt.Errorf("rate %q: want routes per second, 0 for unlimited", pos[0])}
-		}
-		if *batch < 0 || *batch > 1<<32-1 {
-			return usageError{fmt.Errorf("--batch %d: want a positive number of routes", *batch)}
-		}
-	case "fail", "clear":
-		if prefix, err = netip.ParsePrefix(pos[0]); err != nil || prefix != prefix.Masked() {
-			return usageError{fmt.Errorf("%q is not a prefix in CIDR notation without host bits (like 192.0.2.0/24)", pos[0])}
-		}
-	case "probability":
-		if probability, err = strconv.ParseFloat(pos[0], 64); err != nil || !(probability >= 0 && probability <= 1) {
-			return usageError{fmt.Errorf("probability %q: want a number from 0 to 1", pos[0])}
-		}
+	call, err := check(pos)
+	if err != nil {
+		return usageError{err}
 	}
 	conn, err := c.dial()
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	client := pb.NewHardwareServiceClient(conn)
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	switch sub {
-	case "capacity":
-		capReq := &pb.SetSimCapacityRequest{}
-		if needCapacityNow {
-			// Keep the sizes the user did not name.
-			st, err := client.GetSimStats(cctx, &pb.GetSimStatsRequest{})
-			if err != nil {
-				return c.rpcErr(err)
-			}
-			now := st.GetCapacity()
-			capReq = &pb.SetSimCapacityRequest{Ipv4Prefix: uint32(now.GetIpv4Prefix()), Ipv4Host: uint32(now.GetIpv4Host()),
-				Ipv6Prefix: uint32(now.GetIpv6Prefix()), Ipv6Host: uint32(now.GetIpv6Host())}
-		}
-		set := func(dst *uint32, v int) {
-			if v >= 0 {
-				*dst = uint32(v)
-			}
-		}
-		set(&capReq.Ipv4Prefix, *cap4p)
-		set(&capReq.Ipv4Host, *cap4h)
-		set(&capReq.Ipv6Prefix, *cap6p)
-		set(&capReq.Ipv6Host, *cap6h)
-		_, err = client.SetSimCapacity(cctx, capReq)
-	case "latency":
-		_, err = client.SetSimLatency(cctx, &pb.SetSimLatencyRequest{Fixed: durationpb.New(fixed), Jitter: durationpb.New(jitter)})
-	case "rate":
-		_, err = client.SetSimRate(cctx, &pb.SetSimRateRequest{RoutesPerSecond: uint32(rate), Batch: uint32(*batch)})
-	case "fail":
-		_, err = client.InjectFailure(cctx, &pb.InjectFailureRequest{Prefix: prefix.String()})
-	case "clear":
-		_, err = client.ClearFailure(cctx, &pb.ClearFailureRequest{Prefix: prefix.String()})
-	case "probability":
-		_, err = client.SetFailProbability(cctx, &pb.SetFailProbabilityRequest{Probability: probability})
-	case "stats":
-		st, err := client.GetSimStats(cctx, &pb.GetSimStatsRequest{})
-		if err != nil {
-			return c.rpcErr(err)
-		}
-		printSimStats(stdout, st, *asJSON)
-		return nil
+	return c.rpcErr(call(cctx, pb.NewHardwareServiceClient(conn), stdout))
+}
+
+// hwSubcommand is one subcommand of fibgate hw: how many positional
+// arguments it takes (least, most), and flags, which registers its flags
+// on fs and returns the check of its arguments once they are parsed. The
+// check returns the call to make, or what is wrong with the arguments.
+type hwSubcommand struct {
+	args  [2]int
+	flags func(fs *flag.FlagSet) (check func(pos []string) (hwCall, error))
+}
+
+// hwCall is a checked subcommand's call to the daemon's HardwareService;
+// it prints what it got to stdout.
+type hwCall func(ctx context.Context, c pb.HardwareServiceClient, stdout io.Writer) error
+
+var hwSubcommands = map[string]hwSubcommand{
+	"capacity":    {[2]int{0, 0}, hwCapacity},
+	"latency":     {[2]int{1, 2}, noFlags(hwLatency)},
+	"rate":        {[2]int{1, 1}, hwRate},
+	"fail":        {[2]int{1, 1}, noFlags(hwFailure(true))},
+	"clear":       {[2]int{1, 1}, noFlags(hwFailure(false))},
+	"probability": {[2]int{1, 1}, noFlags(hwProbability)},
+	"stats":       {[2]int{0, 0}, hwStats},
+}
+
+// noFlags is the flags of a subcommand that has none besides the
+// connection flags.
+func noFlags(check func(pos []string) (hwCall, error)) func(*flag.FlagSet) func([]string) (hwCall, error) {
+	return func(*flag.FlagSet) func([]string) (hwCall, error) { return check }
+}
+
+// hwCapacity is `hw capacity`: the sizes named change, the others stay
+// (read from the daemon first).
+func hwCapacity(fs *flag.FlagSet) func([]string) (hwCall, error) {
+	sizes := []struct {
+		name string
+		v    *int
+	}{
+		{"ipv4-prefix", fs.Int("ipv4-prefix", -1, "IPv4 prefix routes the table holds (0: unlimited)")},
+		{"ipv4-host", fs.Int("ipv4-host", -1, "IPv4 host (/32) routes")},
+		{"ipv6-prefix", fs.Int("ipv6-prefix", -1, "IPv6 prefix routes")},
+		{"ipv6-host", fs.Int("ipv6-host", -1, "IPv6 host (/128) routes")},
 	}
-	return c.rpcErr(err)
+	return func([]string) (hwCall, error) {
+		named := 0
+		for _, s := range sizes {
+			if *s.v < -1 || *s.v > 1<<32-1 {
+				return nil, fmt.Errorf("--%s %d: want 0 (unlimited) or a number of routes", s.name, *s.v)
+			}
+			if *s.v >= 0 {
+				named++
+			}
+		}
+		if named == 0 {
+			return nil, errors.New("hw capacity needs at least one of --ipv4-prefix, --ipv4-host, --ipv6-prefix, --ipv6-host")
+		}
+		return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+			req := &pb.SetSimCapacityRequest{}
+			if named < len(sizes) {
+				// Keep the sizes the user did not name.
+				st, err := c.GetSimStats(ctx, &pb.GetSimStatsRequest{})
+				if err != nil {
+					return err
+				}
+				now := st.GetCapacity()
+				req = &pb.SetSimCapacityRequest{Ipv4Prefix: uint32(now.GetIpv4Prefix()), Ipv4Host: uint32(now.GetIpv4Host()),
+					Ipv6Prefix: uint32(now.GetIpv6Prefix()), Ipv6Host: uint32(now.GetIpv6Host())}
+			}
+			for i, dst := range []*uint32{&req.Ipv4Prefix, &req.Ipv4Host, &req.Ipv6Prefix, &req.Ipv6Host} {
+				if v := *sizes[i].v; v >= 0 {
+					*dst = uint32(v)
+				}
+			}
+			_, err := c.SetSimCapacity(ctx, req)
+			return err
+		}, nil
+	}
+}
+
+// hwLatency is `hw latency FIXED [JITTER]`.
+func hwLatency(pos []string) (hwCall, error) {
+	fixed, err := time.ParseDuration(pos[0])
+	if err != nil || fixed < 0 {
+		return nil, fmt.Errorf("latency %q: want a duration like 5ms", pos[0])
+	}
+	var jitter time.Duration
+	if len(pos) == 2 {
+		if jitter, err = time.ParseDuration(pos[1]); err != nil || jitter < 0 {
+			return nil, fmt.Errorf("jitter %q: want a duration like 2ms", pos[1])
+		}
+	}
+	return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+		_, err := c.SetSimLatency(ctx, &pb.SetSimLatencyRequest{Fixed: durationpb.New(fixed), Jitter: durationpb.New(jitter)})
+		return err
+	}, nil
+}
+
+// hwRate is `hw rate ROUTES_PER_SECOND [--batch N]`.
+func hwRate(fs *flag.FlagSet) func([]string) (hwCall, error) {
+	batch := fs.Int("batch", 0, "routes per hardware batch (default: keep)")
+	return func(pos []string) (hwCall, error) {
+		rate, err := strconv.Atoi(pos[0])
+		if err != nil || rate < 0 || rate > 1<<32-1 {
+			return nil, fmt.Errorf("rate %q: want routes per second, 0 for unlimited", pos[0])
+		}
+		if *batch < 0 || *batch > 1<<32-1 {
+			return nil, fmt.Errorf("--batch %d: want a positive number of routes", *batch)
+		}
+		return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+			_, err := c.SetSimRate(ctx, &pb.SetSimRateRequest{RoutesPerSecond: uint32(rate), Batch: uint32(*batch)})
+			return err
+		}, nil
+	}
+}
+
+// hwFailure is `hw fail PREFIX` (inject) and `hw clear PREFIX`.
+func hwFailure(inject bool) func([]string) (hwCall, error) {
+	return func(pos []string) (hwCall, error) {
+		prefix, err := netip.ParsePrefix(pos[0])
+		if err != nil || prefix != prefix.Masked() {
+			return nil, fmt.Errorf("%q is not a prefix in CIDR notation without host bits (like 192.0.2.0/24)", pos[0])
+		}
+		return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+			var err error
+			if inject {
+				_, err = c.InjectFailure(ctx, &pb.InjectFailureRequest{Prefix: prefix.String()})
+			} else {
+				_, err = c.ClearFailure(ctx, &pb.ClearFailureRequest{Prefix: prefix.String()})
+			}
+			return err
+		}, nil
+	}
+}
+
+// hwProbability is `hw probability P`.
+func hwProbability(pos []string) (hwCall, error) {
+	p, err := strconv.ParseFloat(pos[0], 64)
+	if err != nil || !(p >= 0 && p <= 1) {
+		return nil, fmt.Errorf("probability %q: want a number from 0 to 1", pos[0])
+	}
+	return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+		_, err := c.SetFailProbability(ctx, &pb.SetFailProbabilityRequest{Probability: p})
+		return err
+	}, nil
+}
+
+// hwStats is `hw stats [--json]`.
+func hwStats(fs *flag.FlagSet) func([]string) (hwCall, error) {
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	return func([]string) (hwCall, error) {
+		return func(ctx context.Context, c pb.HardwareServiceClient, stdout io.Writer) error {
+			st, err := c.GetSimStats(ctx, &pb.GetSimStatsRequest{})
+			if err != nil {
+				return err
+			}
+			printSimStats(stdout, st, *asJSON)
+			return nil
+		}, nil
+	}
 }
 
 // leadingConnFlags parses the connection flags written before hw's
