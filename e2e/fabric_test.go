@@ -52,8 +52,9 @@ var (
 )
 
 // settings is the fibgate settings file of both leaves: the sim with the
-// lab's latency, static routes originated, and two scopes with a short
-// pending timeout, fail-open and fail-closed, before the catch-all ones.
+// lab's latency, static routes originated, metrics on the leaf's loopback,
+// the consistency audit every second, and two scopes with a short pending
+// timeout, fail-open and fail-closed, before the catch-all ones.
 const settings = `log_level: info
 notify_mode: "1"
 backend:
@@ -62,6 +63,9 @@ backend:
     latency: 300ms
 api:
   socket: %s
+metrics: 127.0.0.1:9431
+audit:
+  interval: 1s
 bgp:
   originate_protocols: [static]
 policy:

@@ -50,6 +50,11 @@ func TestFabric(t *testing.T) {
 		})
 	})
 
+	t.Run("the audit is clean, and finds each kind of disagreement made by hand", func(t *testing.T) {
+		f.auditLeaf(t, l1, l2)
+		f.auditLeaf(t, l2, l1)
+	})
+
 	t.Run("an offload failure withdraws the prefix and its recovery advertises it again", func(t *testing.T) {
 		f.failureWithdraws(t, []failure{{l1, orig1[0]}, {l1, tran1[1]}, {l2, tran2[0]}, {l2, orig2[1]}})
 	})
