@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/fibgate/fibgate/plugin/api"
+	"github.com/fibgate/fibgate/plugin/audit"
 )
 
 // exported is what fibgate's metrics look like to a query: each metric's
@@ -63,6 +64,10 @@ func registeredMetrics(t *testing.T) map[string]exported {
 	reg := prometheus.NewRegistry()
 	rec := &recorder{Registerer: reg}
 	if _, err := api.NewMetrics(rec); err != nil {
+		t.Fatal(err)
+	}
+	// The daemons with BGP add the audit's (gobgpd-ext, fibgated).
+	if err := api.NewAuditMetrics(rec, &audit.Auditor{}); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]exported{}
