@@ -71,6 +71,7 @@ type Capacity struct {
 //	Ports           none         data ports whose incoming traffic uses the hardware table
 //	MirrorTable     4242         kernel table that holds what the hardware forwards
 //	RulePriority    1000         priority of the `ip rule iif PORT lookup MirrorTable`
+//	Warm            false        the hardware starts empty and is emptied at stop
 type Config struct {
 	// Mode is the classifier: ModeTrap or ModeSpectrum.
 	Mode Mode
@@ -105,6 +106,15 @@ type Config struct {
 	// RulePriority is the priority of the per-port rules; it must lie
 	// between the local rule (0) and the main rule (32766).
 	RulePriority uint32
+	// Warm makes the hardware outlive the sim, as a switch ASIC keeps
+	// forwarding while its control plane restarts (a warm reboot, or a
+	// graceful restart of the routing daemon): Run leaves the mirror table
+	// and its rules in place when it stops, and a sim that starts finding
+	// them takes each route the kernel holds that its mirror table has
+	// exactly as already programmed, without the latency. Mirror routes
+	// that no kernel route claims by the end of the listener's first dump
+	// are removed. Without forwarding it changes nothing.
+	Warm bool
 }
 
 // DefaultConfig returns the configuration documented on Config.

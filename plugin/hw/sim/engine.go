@@ -31,6 +31,16 @@ type dataplane interface {
 	flush() []key
 }
 
+// warmPlane is a dataplane that outlived an earlier sim (Config.Warm).
+type warmPlane interface {
+	// claim takes over what the earlier sim left for r's key, if
+	// anything, and reports whether it is r exactly: r is in hardware
+	// already and is programmed without the latency.
+	claim(r *fib.Route) bool
+	// sweep queues the removal of what nothing claimed.
+	sweep()
+}
+
 // failure says why a route is not in hardware.
 type failure uint8
 
@@ -93,6 +103,9 @@ type inbox struct {
 	events   fifo[arrival]
 	gateways []netip.Addr
 	closed   bool
+	// sweep asks for a warm data plane's leftovers to go, once the
+	// listener's first dump (which claims the rest) is in the inbox.
+	sweep bool
 }
 
 type arrival struct {
@@ -185,6 +198,14 @@ func (e *engine) event(ev fib.DriverEvent) {
 		return
 	}
 	e.in.events.push(arrival{ev: ev, at: at})
+	e.in.mu.Unlock()
+	e.signal()
+}
+
+// requestSweep asks the next step to drop a warm data plane's leftovers.
+func (e *engine) requestSweep() {
+	e.in.mu.Lock()
+	e.in.sweep = true
 	e.in.mu.Unlock()
 	e.signal()
 }
@@ -287,15 +308,16 @@ func (e *engine) step(now time.Time) ([]report, time.Duration) {
 // neighbours changed.
 func (e *engine) drain(now time.Time, out *[]report) {
 	e.in.mu.Lock()
-	evs, gws := e.in.events, e.in.gateways
-	e.in.events, e.in.gateways = fifo[arrival]{}, nil
+	evs, gws, sweep := e.in.events, e.in.gateways, e.in.sweep
+	e.in.events, e.in.gateways, e.in.sweep = fifo[arrival]{}, nil, false
 	e.in.mu.Unlock()
+	warm, _ := e.dp.(warmPlane)
 	for {
 		a, ok := evs.pop()
 		if !ok {
 			break
 		}
-		o := op{route: a.ev.Route, due: e.due(a.at)}
+		o := op{route: a.ev.Route}
 		switch a.ev.Kind {
 		case fib.DriverReplace:
 			o.kind = opReplace
@@ -306,7 +328,19 @@ func (e *engine) drain(now time.Time, out *[]report) {
 		default:
 			continue
 		}
+		if o.kind == opReplace && warm != nil && warm.claim(&o.route) {
+			if k := o.key(); e.slots[k].pending == 0 {
+				// In hardware already: no latency, no queue (the FIFO's
+				// head may wait for its latency), no rate.
+				e.program(k, e.slots[k], o.route, now, out)
+				continue
+			}
+		}
+		o.due = e.due(a.at)
 		e.push(o)
+	}
+	if sweep && warm != nil {
+		warm.sweep()
 	}
 	for _, gw := range gws {
 		e.reclassify(gw, now, out)

@@ -445,3 +445,56 @@ func TestRefuseModeRefusesTheInstallersWrites(t *testing.T) {
 		t.Errorf("stats: refused %d, held %+v, failed %d; want 1, 3 prefixes, 0", st.Refused, st.Held, st.Failed)
 	}
 }
+
+// A warm sim is hardware that outlives the daemon: stopped, it leaves its
+// table and rules; the next one keeps forwarding with them, takes the
+// routes the kernel still has as they are without the latency, keeps an
+// old entry until its changed route is programmed over it (no gap), and
+// drops what the kernel no longer has.
+func TestWarmRestartKeepsForwardingAndTakesOverTheTable(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	kerneltest.IP(t, ns, "addr", "add", "10.0.0.1/24", "dev", "eth1")
+	cfg := fast()
+	cfg.Ports = []string{"eth1"}
+	cfg.Warm = true
+	same, moved, gone := "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24"
+	for _, p := range []string{same, moved, gone} {
+		kerneltest.IP(t, ns, "route", "add", p, "via", "10.0.0.2")
+	}
+	first := startRig(t, ns, 1, cfg)
+	for _, p := range []string{same, moved, gone} {
+		first.waitFlags(t, fib.TableMain, p, fib.Trap)
+	}
+	first.stop()
+	mirror := func() string { return kerneltest.IP(t, ns, "route", "show", "table", "4242") }
+	for _, p := range []string{same, moved, gone} {
+		if out := mirror(); !strings.Contains(out, p+" via 10.0.0.2") {
+			t.Fatalf("a warm sim that stopped must leave %s in its table:\n%s", p, out)
+		}
+	}
+	if out := kerneltest.IP(t, ns, "rule", "show"); !strings.Contains(out, "iif eth1 lookup 4242") {
+		t.Fatalf("a warm sim that stopped must leave its rules:\n%s", out)
+	}
+	// While no sim runs, one route moves and one goes.
+	kerneltest.IP(t, ns, "route", "replace", moved, "via", "10.0.0.3")
+	kerneltest.IP(t, ns, "route", "del", gone)
+
+	cfg.Latency = 2 * time.Second
+	second := startRig(t, ns, 1, cfg)
+	second.waitFlags(t, fib.TableMain, same, fib.Trap)
+	if f, _ := second.flags(fib.TableMain, moved); f != 0 {
+		t.Errorf("%s shows %s as soon as %s does: the changed route was not waited for (latency %v)", moved, f, same, cfg.Latency)
+	}
+	if out := mirror(); !strings.Contains(out, moved+" via 10.0.0.2") {
+		t.Errorf("until its new route is programmed the old entry of %s must forward:\n%s", moved, out)
+	}
+	waitFor(t, gone+" dropped from the mirror table", func() bool { return !strings.Contains(mirror(), gone) })
+	second.waitFlags(t, fib.TableMain, moved, fib.Trap)
+	if out := mirror(); !strings.Contains(out, moved+" via 10.0.0.3") || !strings.Contains(out, same+" via 10.0.0.2") {
+		t.Errorf("after programming, the mirror table is:\n%s", out)
+	}
+	if st := second.sim.Stats(); st.Programmed < 2 {
+		t.Errorf("the second sim counts %d routes programmed, want the two it holds", st.Programmed)
+	}
+}

@@ -73,7 +73,9 @@ func openPlumbing(ns string, cfg Config, forward bool, log *slog.Logger, changed
 func (p *plumbing) close() error {
 	var err error
 	if p.mirror != nil {
-		err = p.mirror.cleanup()
+		if !p.mirror.keep {
+			err = p.mirror.cleanup()
+		}
 		p.mirror.w.Close()
 	}
 	p.h.Close()
@@ -98,6 +100,10 @@ type mirror struct {
 	log   *slog.Logger
 	held  map[key]mirrorID // what each hardware entry installed
 	owner map[mirrorID]key // which entry a kernel route belongs to
+	// keep leaves the table and rules at close (Config.Warm); warm holds
+	// what an earlier sim left that no kernel route has claimed yet.
+	keep bool
+	warm map[mirrorID]fib.Route
 }
 
 // mirrorID is a route's identity in the mirror table, enough to delete it
@@ -115,9 +121,16 @@ func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mi
 		return nil, fmt.Errorf("mirror table: %w", err)
 	}
 	m := &mirror{h: h, w: w, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
-		held: map[key]mirrorID{}, owner: map[mirrorID]key{}}
-	// A sim that crashed may have left its table and rules behind.
-	if err := m.cleanup(); err != nil {
+		held: map[key]mirrorID{}, owner: map[mirrorID]key{}, keep: cfg.Warm}
+	if cfg.Warm {
+		// The hardware outlived its last sim: keep forwarding with what
+		// it holds until the kernel's routes claim it (claim, sweep).
+		if err := m.adopt(ns); err != nil {
+			w.Close()
+			return nil, err
+		}
+	} else if err := m.cleanup(); err != nil {
+		// A sim that crashed may have left its table and rules behind.
 		w.Close()
 		return nil, err
 	}
@@ -126,6 +139,62 @@ func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mi
 		return nil, errors.Join(err, m.cleanup())
 	}
 	return m, nil
+}
+
+// adopt reads what an earlier sim left in the mirror table (its
+// unreachable defaults aside) into m.warm.
+func (m *mirror) adopt(ns string) error {
+	msgs, err := kernel.DumpRoutes(kernel.Options{NetNS: ns}, 0)
+	if err != nil {
+		return fmt.Errorf("read mirror table %d: %w", m.table, err)
+	}
+	m.warm = map[mirrorID]fib.Route{}
+	for _, msg := range msgs {
+		r := msg.Route
+		if r.Table != uint32(m.table) || r.Type == fib.TypeUnreachable && r.Prefix.Bits() == 0 && r.Priority == math.MaxUint32 {
+			continue
+		}
+		m.warm[mirrorID{prefix: r.Prefix.Masked(), tos: r.TOS, priority: r.Priority, typ: r.Type}] = r
+	}
+	if len(m.warm) > 0 {
+		m.log.Info("simulated ASIC starts warm: keeps forwarding with the routes it holds", "routes", len(m.warm), "table", m.table)
+	}
+	return nil
+}
+
+// claim is warmPlane's: an entry left by an earlier sim with r's identity
+// becomes r's key's, so the route that replaces it later overwrites it in
+// place (no gap in forwarding); it reports whether the entry is r.
+func (m *mirror) claim(r *fib.Route) bool {
+	if len(m.warm) == 0 || !mirrored(r.Type) {
+		return false
+	}
+	k := keyOf(r)
+	id := mirrorID{prefix: k.prefix, tos: r.TOS, priority: r.Priority, typ: r.Type}
+	w, ok := m.warm[id]
+	if !ok {
+		return false
+	}
+	delete(m.warm, id)
+	if _, taken := m.owner[id]; taken {
+		return false
+	}
+	m.held[k], m.owner[id] = id, k
+	mr, err := m.toMirror(r)
+	return err == nil && w.SameAs(&mr)
+}
+
+// sweep is warmPlane's: it queues the removal of every entry no kernel
+// route claimed.
+func (m *mirror) sweep() {
+	for id := range m.warm {
+		del := fib.Route{Table: uint32(m.table), Prefix: id.prefix, TOS: id.tos, Priority: id.priority, Type: id.typ}
+		m.ops, m.keys = append(m.ops, kernel.RouteOp{Delete: true, Route: del}), append(m.keys, key{})
+	}
+	if len(m.warm) > 0 {
+		m.log.Info("simulated ASIC dropped routes no kernel route claimed", "routes", len(m.warm), "table", m.table)
+	}
+	m.warm = nil
 }
 
 func (m *mirror) install0() error {
@@ -140,7 +209,7 @@ func (m *mirror) install0() error {
 		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
 			r := netlink.NewRule()
 			r.Family, r.Priority, r.Table, r.IifName = fam, m.prio, m.table, port
-			if err := m.h.RuleAdd(r); err != nil {
+			if err := m.h.RuleAdd(r); err != nil && !(m.keep && errors.Is(err, unix.EEXIST)) {
 				return fmt.Errorf("add rule iif %s lookup %d priority %d: %w", port, m.table, m.prio, err)
 			}
 		}

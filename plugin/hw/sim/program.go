@@ -74,8 +74,14 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	}
 	if fail != failNone {
 		flags, nh = fib.OffloadFailed, nil
-		if e.dp != nil && had {
-			if err := e.dp.remove(&old); err != nil {
+		if e.dp != nil {
+			// What the hardware held for k goes: the old route, or an
+			// entry a warm start adopted (Config.Warm).
+			gone := &old
+			if !had {
+				gone = &fib.Route{Table: k.table, Prefix: k.prefix}
+			}
+			if err := e.dp.remove(gone); err != nil {
 				e.log.Warn("remove mirrored route", "prefix", k.prefix, "table", k.table, "err", err)
 			}
 		}
@@ -204,6 +210,13 @@ func (e *engine) putSlot(k key, s slot) {
 func (e *engine) remove(k key, s slot) {
 	old, had := e.hw.First(k.table, k.prefix)
 	if !had {
+		if e.dp != nil {
+			// An entry a warm start adopted and nothing programmed
+			// since (Config.Warm); for others there is nothing to remove.
+			if err := e.dp.remove(&fib.Route{Table: k.table, Prefix: k.prefix}); err != nil {
+				e.log.Warn("remove mirrored route", "prefix", k.prefix, "table", k.table, "err", err)
+			}
+		}
 		e.putSlot(k, slot{pending: s.pending})
 		return
 	}

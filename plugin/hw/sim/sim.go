@@ -108,8 +108,9 @@ var _ kernel.Vetoer = (*Sim)(nil)
 // Run installs the data plane (mirror table and rules), programs routes and
 // reports their flags to rep (the listener the sim is attached to) until
 // ctx ends. Then it clears the flags of everything it had programmed (the
-// hardware is gone), removes its rules and empties its table, and returns
-// once all its goroutines have ended. A Sim runs once.
+// hardware is gone), removes its rules and empties its table (unless
+// Config.Warm), and returns once all its goroutines have ended. A Sim
+// runs once.
 func (s *Sim) Run(ctx context.Context, rep Reporter) error {
 	if rep == nil {
 		return errors.New("sim: Run needs a Reporter (the kernel.Listener the sim is attached to)")
@@ -137,6 +138,17 @@ func (s *Sim) Run(ctx context.Context, rep Reporter) error {
 	var wg sync.WaitGroup
 	if k != nil && k.neigh != nil {
 		wg.Go(func() { k.neigh.run(ctx) })
+	}
+	if r, ok := rep.(interface{ Ready() <-chan struct{} }); ok && s.cfg.Warm && k != nil && k.mirror != nil {
+		// The listener's first dump has claimed what it will of the
+		// warm table once it is ready: the rest goes.
+		wg.Go(func() {
+			select {
+			case <-r.Ready():
+				s.e.requestSweep()
+			case <-ctx.Done():
+			}
+		})
 	}
 	s.log.Info("simulated ASIC running", "mode", s.cfg.Mode, "netns", s.ns, "ports", s.cfg.Ports,
 		"table", s.cfg.MirrorTable)
