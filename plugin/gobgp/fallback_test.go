@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/osrg/gobgp/v3/pkg/config"
@@ -73,5 +74,29 @@ func TestInjectFallbackIsWhatTheTOMLSays(t *testing.T) {
 	}
 	if got, want := byName(injected), byName(fromTOML); !reflect.DeepEqual(got, want) || len(injected.PolicyDefinitions) != 2 {
 		t.Errorf("policies differ:\ninjected %+v\ntoml     %+v", injected.PolicyDefinitions, fromTOML.PolicyDefinitions)
+	}
+}
+
+// TestAnOutdatedFallbackIsRefused: the gate lives in the fallback policy,
+// so one in GoBGP that is not what FallbackTOML renders (an older fibgate's
+// without the HOLD statement, another scope's sets) must not be used: HOLD
+// paths would go out, or the wrong prefixes be held.
+func TestAnOutdatedFallbackIsRefused(t *testing.T) {
+	n, err := Config{FallbackPolicy: "fibgate-fallback"}.normalize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.sameAsFallback(n.policyDef()); err != nil {
+		t.Fatalf("the rendered fallback was refused: %v", err)
+	}
+	old := n.policyDef()
+	old.Statements = old.Statements[1:] // before the HOLD statement
+	if err := n.sameAsFallback(old); err == nil || !strings.Contains(err.Error(), "--print-fallback") {
+		t.Errorf("a fallback without the HOLD statement: %v, want a refusal that says how to fix it", err)
+	}
+	other := n.policyDef()
+	other.Statements[1].Conditions.PrefixSet.Name = "someone-else"
+	if err := n.sameAsFallback(other); err == nil {
+		t.Error("a fallback matching another set was accepted")
 	}
 }
