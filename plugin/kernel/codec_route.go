@@ -105,149 +105,174 @@ type RouteMessage struct {
 // offset. DecodeRoute never panics, and allocates only the Nexthops slice,
 // sized from the message.
 func DecodeRoute(msg []byte) (RouteMessage, error) {
-	var m RouteMessage
-	h, msg, err := parseHeader(msg)
+	m, h, err := decodeRouteHead(msg)
 	if err != nil {
 		return m, err
 	}
-	m.Type, m.NLFlags, m.Seq, m.PID = h.Type, h.Flags, h.Seq, h.PID
-	if h.Type != rtmNewRoute && h.Type != rtmDelRoute {
-		return m, malformed(4, "nlmsg_type", "type %d is not RTM_NEWROUTE or RTM_DELROUTE", h.Type)
+	r := &m.Route
+	var a routeAttrs
+	if err := a.read(msg[nlmsgHdrLen+rtmsgLen:], h.family, r); err != nil {
+		return m, err
+	}
+	if r.Prefix, err = makePrefix(a.dst, a.dstOff, h.dstLen, nlmsgHdrLen+1, h.family, "RTA_DST"); err != nil {
+		return m, err
+	}
+	if h.srcLen > 0 {
+		if m.Src, err = makePrefix(a.src, a.srcOff, h.srcLen, nlmsgHdrLen+2, h.family, "RTA_SRC"); err != nil {
+			return m, err
+		}
+	}
+	if m.Multipath, err = a.nexthops(r, m.RTMFlags, h.family); err != nil {
+		return m, err
+	}
+	if h.family == afInet6 && len(r.Nexthops) > 0 {
+		r.Nexthops[0].HW |= r.Flags
+	}
+	return m, nil
+}
+
+// rtmsgHead is what the rest of a route message is read with: its family
+// and prefix lengths, checked against the family's address size.
+type rtmsgHead struct {
+	family         uint8
+	dstLen, srcLen int
+}
+
+// decodeRouteHead decodes the netlink header and the rtmsg: the message
+// fields, and the route's table, TOS, protocol, scope, type and hardware
+// flags. Cloned routes and families other than IPv4 and IPv6 are errors
+// (ErrCloned, ErrFamily).
+func decodeRouteHead(msg []byte) (RouteMessage, rtmsgHead, error) {
+	var m RouteMessage
+	var h rtmsgHead
+	nh, msg, err := parseHeader(msg)
+	if err != nil {
+		return m, h, err
+	}
+	m.Type, m.NLFlags, m.Seq, m.PID = nh.Type, nh.Flags, nh.Seq, nh.PID
+	if nh.Type != rtmNewRoute && nh.Type != rtmDelRoute {
+		return m, h, malformed(4, "nlmsg_type", "type %d is not RTM_NEWROUTE or RTM_DELROUTE", nh.Type)
 	}
 	if len(msg) < nlmsgHdrLen+rtmsgLen {
-		return m, malformed(nlmsgHdrLen, "rtmsg", "message is %d bytes, too short for the %d-byte rtmsg", len(msg), rtmsgLen)
+		return m, h, malformed(nlmsgHdrLen, "rtmsg", "message is %d bytes, too short for the %d-byte rtmsg", len(msg), rtmsgLen)
 	}
 	rtm := msg[nlmsgHdrLen : nlmsgHdrLen+rtmsgLen]
-	family, dstLen, srcLen := rtm[0], int(rtm[1]), int(rtm[2])
-	rtmFlags := binary.NativeEndian.Uint32(rtm[8:])
-	m.RTMFlags = rtmFlags
-	if rtmFlags&rtmFCloned != 0 {
-		return m, ErrCloned
+	h = rtmsgHead{family: rtm[0], dstLen: int(rtm[1]), srcLen: int(rtm[2])}
+	m.RTMFlags = binary.NativeEndian.Uint32(rtm[8:])
+	if m.RTMFlags&rtmFCloned != 0 {
+		return m, h, ErrCloned
 	}
 	var bits int
-	switch family {
+	switch h.family {
 	case afInet:
 		bits = 32
 	case afInet6:
 		bits = 128
 	default:
-		return m, ErrFamily
+		return m, h, ErrFamily
 	}
-	if dstLen > bits {
-		return m, malformed(nlmsgHdrLen+1, "rtm_dst_len", "%d exceeds %d bits", dstLen, bits)
+	if h.dstLen > bits {
+		return m, h, malformed(nlmsgHdrLen+1, "rtm_dst_len", "%d exceeds %d bits", h.dstLen, bits)
 	}
-	if srcLen > bits {
-		return m, malformed(nlmsgHdrLen+2, "rtm_src_len", "%d exceeds %d bits", srcLen, bits)
+	if h.srcLen > bits {
+		return m, h, malformed(nlmsgHdrLen+2, "rtm_src_len", "%d exceeds %d bits", h.srcLen, bits)
 	}
-
 	r := &m.Route
 	r.Table = uint32(rtm[4])
 	r.TOS = rtm[3]
 	r.Protocol = fib.Protocol(rtm[5])
 	r.Scope = rtm[6]
 	r.Type = fib.RouteType(rtm[7])
-	r.Flags = fib.FlagsFromRTM(rtmFlags)
+	r.Flags = fib.FlagsFromRTM(m.RTMFlags)
+	return m, h, nil
+}
 
-	var (
-		dst, src, gw    netip.Addr
-		dstOff, srcOff  = -1, -1
-		oif             uint32
-		haveOIF, haveGW bool
-		gwOff           int
-		mpData          []byte
-		mpOff           int
-	)
-	ar := newAttrReader(msg[nlmsgHdrLen+rtmsgLen:], nlmsgHdrLen+rtmsgLen)
+// routeAttrs are the attributes of a route message that are combined
+// after all are read: the prefixes' addresses, the single next hop, the
+// multipath list, each with its offset for error messages (-1: absent).
+type routeAttrs struct {
+	dst, src, gw    netip.Addr
+	dstOff, srcOff  int
+	oif             uint32
+	haveOIF, haveGW bool
+	gwOff           int
+	mpData          []byte
+	mpOff           int
+}
+
+// read reads the attributes in b (right after the rtmsg): those that go
+// straight into r are set there, the others kept in a.
+func (a *routeAttrs) read(b []byte, family uint8, r *fib.Route) error {
+	a.dstOff, a.srcOff = -1, -1
+	var err error
+	ar := newAttrReader(b, nlmsgHdrLen+rtmsgLen)
 	for ar.next() {
 		switch ar.typ {
 		case rtaDst:
-			if dst, err = ar.addr("RTA_DST", family); err != nil {
-				return m, err
-			}
-			dstOff = ar.off
+			a.dst, err = ar.addr("RTA_DST", family)
+			a.dstOff = ar.off
 		case rtaSrc:
-			if src, err = ar.addr("RTA_SRC", family); err != nil {
-				return m, err
-			}
-			srcOff = ar.off
+			a.src, err = ar.addr("RTA_SRC", family)
+			a.srcOff = ar.off
 		case rtaTable:
-			if r.Table, err = ar.u32("RTA_TABLE"); err != nil {
-				return m, err
-			}
+			r.Table, err = ar.u32("RTA_TABLE")
 		case rtaPriority:
-			if r.Priority, err = ar.u32("RTA_PRIORITY"); err != nil {
-				return m, err
-			}
+			r.Priority, err = ar.u32("RTA_PRIORITY")
 		case rtaPrefSrc:
-			if r.PrefSrc, err = ar.addr("RTA_PREFSRC", family); err != nil {
-				return m, err
-			}
+			r.PrefSrc, err = ar.addr("RTA_PREFSRC", family)
 		case rtaNHID:
-			if r.NHID, err = ar.u32("RTA_NH_ID"); err != nil {
-				return m, err
-			}
+			r.NHID, err = ar.u32("RTA_NH_ID")
 		case rtaOIF:
-			if oif, err = ar.u32("RTA_OIF"); err != nil {
-				return m, err
-			}
-			haveOIF = true
+			a.oif, err = ar.u32("RTA_OIF")
+			a.haveOIF = true
 		case rtaGateway:
-			if gw, err = ar.addr("RTA_GATEWAY", family); err != nil {
-				return m, err
-			}
-			haveGW, gwOff = true, ar.off
+			a.gw, err = ar.addr("RTA_GATEWAY", family)
+			a.haveGW, a.gwOff = true, ar.off
 		case rtaVia:
-			if gw, err = decodeVia(ar.data, ar.off); err != nil {
-				return m, err
-			}
-			haveGW, gwOff = true, ar.off
+			a.gw, err = decodeVia(ar.data, ar.off)
+			a.haveGW, a.gwOff = true, ar.off
 		case rtaMultipath:
-			mpData, mpOff = ar.data, ar.off
+			a.mpData, a.mpOff = ar.data, ar.off
 		default:
 			r.Unmodelled = r.Unmodelled || unmodelled(ar.typ, ar.data)
 		}
-	}
-	if ar.err != nil {
-		return m, ar.err
-	}
-
-	if r.Prefix, err = makePrefix(dst, dstOff, dstLen, nlmsgHdrLen+1, family, "RTA_DST"); err != nil {
-		return m, err
-	}
-	if srcLen > 0 {
-		if m.Src, err = makePrefix(src, srcOff, srcLen, nlmsgHdrLen+2, family, "RTA_SRC"); err != nil {
-			return m, err
+		if err != nil {
+			return err
 		}
 	}
+	return ar.err
+}
 
+// nexthops sets r's next hops from RTA_MULTIPATH, or from a single RTA_OIF
+// and RTA_GATEWAY/RTA_VIA (never both), and reports whether they came
+// from RTA_MULTIPATH. A single next hop takes its RTNH flags and hardware
+// flags from rtm_flags.
+func (a *routeAttrs) nexthops(r *fib.Route, rtmFlags uint32, family uint8) (multipath bool, err error) {
 	switch {
-	case mpData != nil:
-		if haveOIF || haveGW {
-			off := mpOff
-			if haveGW {
-				off = gwOff
+	case a.mpData != nil:
+		if a.haveOIF || a.haveGW {
+			off := a.mpOff
+			if a.haveGW {
+				off = a.gwOff
 			}
-			return m, malformed(off, "RTA_MULTIPATH", "route has both RTA_MULTIPATH and a single-path RTA_OIF/RTA_GATEWAY/RTA_VIA")
+			return false, malformed(off, "RTA_MULTIPATH", "route has both RTA_MULTIPATH and a single-path RTA_OIF/RTA_GATEWAY/RTA_VIA")
 		}
 		var extra bool
-		if r.Nexthops, extra, err = decodeMultipath(mpData, mpOff, family); err != nil {
-			return m, err
+		if r.Nexthops, extra, err = decodeMultipath(a.mpData, a.mpOff, family); err != nil {
+			return false, err
 		}
 		r.Unmodelled = r.Unmodelled || extra
-		m.Multipath = true
-	case haveOIF || haveGW:
+		return true, nil
+	case a.haveOIF || a.haveGW:
 		r.Nexthops = []fib.Nexthop{{
-			Gateway:   gw,
-			LinkIndex: int(oif),
+			Gateway:   a.gw,
+			LinkIndex: int(a.oif),
 			Weight:    1,
 			Flags:     rtmFlags & rtnhFlagBits &^ (fib.RTNHFOffload | fib.RTNHFTrap),
 			HW:        fib.FlagsFromRTNH(rtmFlags),
 		}}
 	}
-	if family == afInet6 && len(r.Nexthops) > 0 {
-		r.Nexthops[0].HW |= r.Flags
-	}
-	return m, nil
+	return false, nil
 }
 
 // makePrefix builds a canonical prefix from an address attribute at off
