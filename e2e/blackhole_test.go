@@ -112,7 +112,7 @@ func measure(t *testing.T, lat time.Duration, gate bool) []result {
 	established(t, l, 60*time.Second)
 	leaves := map[string]*grpc.ClientConn{"leaf1": apiConn(t, l, "leaf1"), "leaf2": apiConn(t, l, "leaf2-fibgated")}
 	asics := []*grpc.ClientConn{leaves["leaf1"], leaves["leaf2"], apiConn(t, l, "leaf3-asic")}
-	p := startProbe(t, l, "host3", []string{"host1", "host2"}, time.Millisecond)
+	p := startProbe(t, l, "host3", []string{"host1", "host2"})
 	ctx := context.Background()
 	announce := func(t *testing.T, on bool) {
 		t.Helper()
@@ -150,7 +150,7 @@ func measure(t *testing.T, lat time.Duration, gate bool) []result {
 	announce(t, false)
 	lab.Eventually(t, 30*time.Second, "probes reach host2", func() error {
 		for _, fam := range []int{4, 6} {
-			if p.count(fam, "host2") < 50 {
+			if p.Count(vipOf(fam), "host2") < 50 {
 				return fmt.Errorf("IPv%d probes not at host2", fam)
 			}
 		}
@@ -185,9 +185,9 @@ func measure(t *testing.T, lat time.Duration, gate bool) []result {
 		time.Sleep(window) // the observation window: part of the experiment
 		to := time.Now().Add(-lat - 200*time.Millisecond)
 		for _, fam := range []int{4, 6} {
-			lost, sent, at := p.lost(fam, from, to)
-			out = append(out, result{latency: lat, gate: gate, event: e.name, fam: fam, lost: lost, sent: sent})
-			t.Logf("%-8s %-6v IPv%d %-32s lost %4d of %5d (host1 %d, host2 %d)", mode, lat, fam, e.name, lost, sent, at["host1"], at["host2"])
+			tl := p.Tally(vipOf(fam), from, to)
+			out = append(out, result{latency: lat, gate: gate, event: e.name, fam: fam, lost: tl.Lost, sent: tl.Sent})
+			t.Logf("%-8s %-6v IPv%d %-32s lost %4d of %5d (host1 %d, host2 %d)", mode, lat, fam, e.name, tl.Lost, tl.Sent, tl.At["host1"], tl.At["host2"])
 		}
 	}
 	return out

@@ -6,24 +6,23 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/e2e/clab"
+	"github.com/fibgate/fibgate/e2e/probe"
 	"github.com/fibgate/fibgate/internal/lab"
 )
 
@@ -142,10 +141,10 @@ func apiConn(t *testing.T, l *clab.Lab, node string) *grpc.ClientConn {
 func TestLabFromTheClabFile(t *testing.T) {
 	l := labUp(t, fabricLab)
 	established(t, l, 60*time.Second)
-	p := startProbe(t, l, "host3", []string{"host1", "host2"}, time.Millisecond)
+	p := startProbe(t, l, "host3", []string{"host1", "host2"})
 	lab.Eventually(t, 30*time.Second, "probes reach the VIP at host1", func() error {
 		for _, fam := range []int{4, 6} {
-			if p.count(fam, "host1") == 0 {
+			if p.Count(vipOf(fam), "host1") == 0 {
 				return fmt.Errorf("no IPv%d probe at host1 yet", fam)
 			}
 		}
@@ -155,158 +154,185 @@ func TestLabFromTheClabFile(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "lookup 4242") {
 		t.Errorf("leaf1 forwards from its sim's table: rules %s (%v)", out, err)
 	}
+	p.Close() // the README's own probe listens on the same port
+	t.Run("the README's Try it commands", func(t *testing.T) { runTryIt(t, l) })
 }
 
-// probe sends UDP probes with sequence numbers from one node to the VIP,
-// over IPv4 and IPv6, and counts what each receiving node gets.
-type probe struct {
-	every time.Duration
-	mu    sync.Mutex
-	sent  [2][]time.Time // by family index: when each sequence number left
-	got   [2][]atomic.Pointer[string]
-	count func(fam int, node string) int
-}
-
-const probeCap = 1 << 20 // sequence numbers per family: 17 minutes at 1 kpps
-
-func famIdx(fam int) int { return fam / 6 } // 4 -> 0, 6 -> 1
-
-// inNS runs fn on a thread in the named namespace: sockets it opens stay
-// there.
-func inNS(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
+// runTryIt runs the lab README's "Try it" block, the commands `fiblab up`
+// prints, against the lab, in order, as a user would: the probe, the watch
+// and top in the background (they run until interrupted), every other
+// command to its end, with a pause after each one that changes the lab.
+// Then it checks that each did its part of the story the README tells.
+func runTryIt(t *testing.T, l *clab.Lab) {
+	lines, ok, err := l.Topo.TryIt()
+	if err != nil || !ok {
+		t.Fatalf("no Try it block in the lab's README (%v)", err)
 	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
+	type run struct {
+		line string
+		cmd  *exec.Cmd
+		out  *syncBuffer
 	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("back to our namespace: %w (the thread stays locked and dies)", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
-func startProbe(t *testing.T, l *clab.Lab, from string, to []string, every time.Duration) *probe {
-	t.Helper()
-	p := &probe{every: every}
-	for i := range p.got {
-		p.got[i] = make([]atomic.Pointer[string], probeCap)
-	}
-	var counts sync.Map // fam/node -> *atomic.Int64
-	counter := func(fam int, node string) *atomic.Int64 {
-		c, _ := counts.LoadOrStore(fmt.Sprint(fam, node), new(atomic.Int64))
-		return c.(*atomic.Int64)
-	}
-	p.count = func(fam int, node string) int { return int(counter(fam, node).Load()) }
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var conns []io.Closer // closing them ends the receivers
-	for _, node := range to {
-		for _, c := range []struct {
-			fam  int
-			netw string
-			addr string
-		}{{4, "udp4", "0.0.0.0:9999"}, {6, "udp6", "[::]:9999"}} {
-			var pc net.PacketConn
-			if err := inNS(l.NS(node), func() (err error) { pc, err = net.ListenPacket(c.netw, c.addr); return err }); err != nil {
-				t.Fatal(err)
-			}
-			name := node
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, 64)
-				for {
-					n, _, err := pc.ReadFrom(buf)
-					if err != nil {
-						return
-					}
-					if n >= 8 {
-						seq := int(uint64(buf[0])<<56 | uint64(buf[1])<<48 | uint64(buf[2])<<40 | uint64(buf[3])<<32 | uint64(buf[4])<<24 | uint64(buf[5])<<16 | uint64(buf[6])<<8 | uint64(buf[7]))
-						if seq < probeCap {
-							p.got[famIdx(c.fam)][seq].Store(&name)
-							counter(c.fam, name).Add(1)
-						}
-					}
-				}
-			}()
-			conns = append(conns, pc)
-		}
-	}
-	// Unconnected sockets: before the VIP is reachable, connect() fails.
-	var senders [2]net.PacketConn
-	dst := [2]net.Addr{&net.UDPAddr{IP: vip4.AsSlice(), Port: 9999}, &net.UDPAddr{IP: vip6.AsSlice(), Port: 9999}}
-	for i, c := range []struct{ netw, addr string }{{"udp4", "0.0.0.0:0"}, {"udp6", "[::]:0"}} {
-		if err := inNS(l.NS(from), func() (err error) { senders[i], err = net.ListenPacket(c.netw, c.addr); return err }); err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, senders[i])
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		buf := make([]byte, 8)
-		for seq := 0; seq < probeCap; seq++ {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			for i := 7; i >= 0; i-- {
-				buf[7-i] = byte(seq >> (8 * i))
-			}
-			now := time.Now()
-			p.mu.Lock()
-			p.sent[0] = append(p.sent[0], now)
-			p.sent[1] = append(p.sent[1], now)
-			p.mu.Unlock()
-			for i, s := range senders {
-				_, _ = s.WriteTo(buf, dst[i]) // ENETUNREACH before first reachability is expected
+	var background []run
+	defer func() {
+		for _, r := range background {
+			if r.cmd.ProcessState == nil {
+				_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGKILL)
+				_ = r.cmd.Wait()
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		for _, c := range conns {
-			c.Close()
+	bin := binaries(t)
+	if out, err := exec.Command("go", "build", "-o", bin+"/", "./cmd/fiblab").CombinedOutput(); err != nil {
+		t.Fatalf("go build fiblab: %v\n%s", err, out)
+	}
+	outputs := map[string]string{}
+	for _, line := range l.Localize(lines, bin) {
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(strings.TrimSpace(line), "#") {
+			continue
 		}
-		wg.Wait()
-	})
+		shell := sudo.ReplaceAllString(line, "$1") // the tests run as root, without sudo
+		cmd := exec.Command("bash", "-c", shell)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		out := &syncBuffer{}
+		cmd.Stdout, cmd.Stderr = out, out
+		if strings.Contains(line, "fiblab probe") || strings.Contains(line, "fibgate watch") || strings.Contains(line, "fibgate top") {
+			if err := cmd.Start(); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			background = append(background, run{line, cmd, out})
+			ready := "\n" // a line
+			if strings.Contains(line, "fiblab probe") {
+				ready = " lost " // a second's count
+			}
+			lab.Eventually(t, 10*time.Second, "output of "+line, func() error {
+				if !strings.Contains(out.String(), ready) {
+					return fmt.Errorf("%q so far", out.String())
+				}
+				return nil
+			})
+			continue
+		}
+		done := make(chan error, 1)
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: %v\n%s", line, err, out.String())
+			}
+		case <-time.After(20 * time.Second):
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			t.Errorf("%s: still running after 20 s\n%s", line, out.String())
+		}
+		outputs[line] = out.String()
+		if changesTheLab.MatchString(line) {
+			time.Sleep(2500 * time.Millisecond) // a user's pause: failures and announcements take effect
+		}
+	}
+	for _, r := range background {
+		_ = syscall.Kill(-r.cmd.Process.Pid, syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { done <- r.cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s: after Ctrl-C: %v\n%s", r.line, err, r.out.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("%s: still running 10 s after Ctrl-C", r.line)
+		}
+		outputs[r.line] = r.out.String()
+	}
+
+	// What the README says each step shows.
+	find := func(part string) string {
+		for line, out := range outputs {
+			if strings.Contains(line, part) {
+				return out
+			}
+		}
+		t.Errorf("no command of the block contains %q", part)
+		return ""
+	}
+	probeOut, watchOut := find("fiblab probe"), find("fibgate watch")
+	t.Logf("fiblab probe:\n%s\nfibgate watch:\n%s", probeOut, watchOut)
+	worst := 0
+	for _, m := range lostIPv4.FindAllStringSubmatch(probeOut, -1) {
+		n, _ := strconv.Atoi(m[1])
+		worst = max(worst, n)
+	}
+	if worst < 500 || !strings.Contains(probeOut, "192.0.2.10: lost ") || !strings.Contains(probeOut, "longest outage") {
+		t.Errorf("the probe shows no second with most IPv4 probes lost (worst %d) while the gate was off, or no totals:\n%s", worst, probeOut)
+	}
+	if n := strings.Count(watchOut, " failed "); n != 1 || !strings.Contains(watchOut, "flapped once: held down for 1s") {
+		t.Errorf("the watch shows %d failed lines (want 1: one per failure) or no hold-down of 1s:\n%s", n, watchOut)
+	}
+	for part, want := range map[string]string{
+		"fibgate routes":        "IN STATE",
+		"fibgate stats":         "time held down",
+		"fibgate top":           "fibgate top - ",
+		"show bgp ipv4 unicast": "65001",
+		"route show table 4242": "192.0.2.10",
+		"policy set":            "in force",
+	} {
+		if out := find(part); !strings.Contains(out, want) {
+			t.Errorf("%s: no %q in\n%s", part, want, out)
+		}
+	}
+}
+
+var (
+	// sudo is a sudo at the start of a command of a pipeline.
+	sudo = regexp.MustCompile(`(^|\|\s*)sudo `)
+	// changesTheLab matches the commands after which a user waits.
+	changesTheLab = regexp.MustCompile(` (fail|clear) |policy set|network 192`)
+	// lostIPv4 is the first column of a probe line: the IPv4 VIP's loss.
+	lostIPv4 = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\s+lost\s+(\d+) of`)
+)
+
+// syncBuffer collects a command's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startProbe sends probes from one node of the lab to the VIP, IPv4 and
+// IPv6, at 1 kpps each, received at the nodes of to that hold it, until
+// the test ends.
+func startProbe(t *testing.T, l *clab.Lab, from string, to []string) *probe.Probe {
+	t.Helper()
+	at := map[string]string{}
+	for _, n := range to {
+		at[n] = l.NS(n)
+	}
+	p, err := probe.Start(probe.Config{From: l.NS(from), To: []netip.Addr{vip4, vip6}, At: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
 	return p
 }
 
-// lost counts the probes of family fam sent in [from, to) that no
-// receiver got, and where the others went.
-func (p *probe) lost(fam int, from, to time.Time) (lost, sent int, at map[string]int) {
-	p.mu.Lock()
-	times := p.sent[famIdx(fam)]
-	p.mu.Unlock()
-	at = map[string]int{}
-	for seq, ts := range times {
-		if ts.Before(from) || !ts.Before(to) {
-			continue
-		}
-		sent++
-		if n := p.got[famIdx(fam)][seq].Load(); n != nil {
-			at[*n]++
-		} else {
-			lost++
-		}
+// vipOf is the VIP of family 4 or 6.
+func vipOf(fam int) netip.Addr {
+	if fam == 6 {
+		return vip6
 	}
-	return lost, sent, at
+	return vip4
 }

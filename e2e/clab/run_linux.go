@@ -348,19 +348,33 @@ func DownDir(dir string) error { return downDir(dir, stateRoot) }
 
 func downDir(dir, root string) error {
 	defer removeIfEmpty(filepath.Dir(filepath.Clean(dir)), root)
-	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
-	if errors.Is(err, os.ErrNotExist) {
+	s, err := ReadState(dir)
+	if errors.Is(err, ErrNotUp) {
 		_ = os.Remove(dir) // only when empty
-		return fmt.Errorf("%w: no state in %s", ErrNotUp, dir)
+		return err
 	}
 	if err != nil {
-		return fmt.Errorf("read lab state: %w", err)
-	}
-	var s State
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
+		return err
 	}
 	return stop(s)
+}
+
+// ReadState reads the state of the lab that is up in dir, for commands that
+// work on a running lab (`fiblab down`, `fiblab probe`); without one it
+// returns an error matching ErrNotUp.
+func ReadState(dir string) (State, error) {
+	var s State
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, fmt.Errorf("%w: no state in %s", ErrNotUp, dir)
+	}
+	if err != nil {
+		return s, fmt.Errorf("read lab state: %w", err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
+	}
+	return s, nil
 }
 
 // removeIfEmpty removes dir when it is want and holds nothing.
