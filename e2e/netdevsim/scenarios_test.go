@@ -63,35 +63,47 @@ func (r *rig) advertisedAfterTrap(t *testing.T, p netip.Prefix, since time.Time)
 }
 
 // failedHeld: with netdevsim failing every new route, a transit and an
-// originated prefix get offload_failed, stay away from the observer, and
-// `fibgate routes` shows them failed.
-func (r *rig) failedHeld(t *testing.T, f family) {
+// originated prefix of each family get offload_failed, `fibgate routes`
+// shows them failed, and they stay away from the observer.
+func (r *rig) failedHeld(t *testing.T) {
+	r.setFailOffload(t, true)
+	t.Cleanup(func() { r.setFailOffload(t, false) })
 	since := time.Now()
-	r.announce(t, f.failT)
-	r.originate(t, f, f.failO)
-	for _, p := range []netip.Prefix{f.failT, f.failO} {
-		r.mon.waitFlag(t, p, "offload_failed", since)
-		lab.Eventually(t, 20*time.Second, fmt.Sprintf("fibgate routes shows %v failed", p), func() error {
-			g, err := r.gate(t, p)
-			if err != nil {
-				return err
+	var all []netip.Prefix
+	for _, f := range families {
+		r.announce(t, f.failT)
+		r.originate(t, f, f.failO)
+		all = append(all, f.failT, f.failO)
+	}
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			for _, p := range []netip.Prefix{f.failT, f.failO} {
+				r.mon.waitFlag(t, p, "offload_failed", since)
+				lab.Eventually(t, 20*time.Second, fmt.Sprintf("fibgate routes shows %v failed", p), func() error {
+					g, err := r.gate(t, p)
+					if err != nil {
+						return err
+					}
+					if g.State != stateName(pb.State_STATE_FAILED) || !slices.Contains(g.Flags, "offload_failed") {
+						return fmt.Errorf("%v", g)
+					}
+					return nil
+				})
 			}
-			if g.State != stateName(pb.State_STATE_FAILED) || !slices.Contains(g.Flags, "offload_failed") {
-				return fmt.Errorf("%v", g)
-			}
-			return nil
 		})
 	}
 	lab.Never(t, 2*time.Second, "the observer never gets a failed prefix", func() error {
-		for _, p := range []netip.Prefix{f.failT, f.failO} {
+		for _, p := range all {
 			if r.watch.Has(p) {
 				return fmt.Errorf("%v at the observer", p)
 			}
 		}
 		return nil
 	})
-	if at, ok := r.sighting(f.failT, since); ok {
-		t.Errorf("%v reached the observer at %s", f.failT, at.Format("15:04:05.000"))
+	for _, p := range all {
+		if at, ok := r.sighting(p, since); ok {
+			t.Errorf("%v reached the observer at %s", p, at.Format("15:04:05.000"))
+		}
 	}
 }
 
