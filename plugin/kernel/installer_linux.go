@@ -109,6 +109,15 @@ func openHandle(ns string) (*netlink.Handle, error) {
 	return h, nil
 }
 
+// Owns reports whether r is one of the installer's routes: its table,
+// protocol and metric.
+func (i *Installer) Owns(r *fib.Route) bool {
+	return r.Table == i.cfg.Table && r.Protocol == i.cfg.Protocol && r.Priority == i.cfg.Metric
+}
+
+// Table is the table the installer writes to.
+func (i *Installer) Table() uint32 { return i.cfg.Table }
+
 // Close releases the sockets; installed routes stay (see Flush).
 func (i *Installer) Close() {
 	i.h.Close()
@@ -177,10 +186,20 @@ func (e *RouteError) Unwrap() error { return e.Err }
 // FailedPrefixes lists the prefixes of the RouteErrors in err.
 func FailedPrefixes(err error) []netip.Prefix {
 	var out []netip.Prefix
+	for _, re := range RouteErrors(err) {
+		out = append(out, re.Prefix)
+	}
+	return out
+}
+
+// RouteErrors lists the RouteErrors in err (joined by Install, Remove,
+// Reconcile or Rewrite), so a caller can tell each prefix why.
+func RouteErrors(err error) []*RouteError {
+	var out []*RouteError
 	var walk func(error)
 	walk = func(err error) {
 		if re, ok := err.(*RouteError); ok {
-			out = append(out, re.Prefix)
+			out = append(out, re)
 			return
 		}
 		if j, ok := err.(interface{ Unwrap() []error }); ok {

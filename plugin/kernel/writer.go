@@ -55,6 +55,11 @@ type Vetoer interface {
 	Written(ops []RouteOp, errs []error)
 }
 
+// ErrNotAddedBack marks a rewrite whose route was deleted but could not be
+// added back (a driver vetoed it meanwhile, say): the kernel holds no
+// route for it now, and its writer should treat it as a refused write.
+var ErrNotAddedBack = errors.New("deleted to be written again and not added back: the kernel has no route for it now")
+
 // ErrUnmodelled refuses to rewrite a route whose attributes fibgate's model
 // does not all keep (fib.Route.Unmodelled): written back, it would lose them.
 var ErrUnmodelled = errors.New("the route carries attributes fibgate does not model (metrics such as mtu, an encapsulation, realms, a router preference or an expiry), which a rewrite would lose: re-add it by hand")

@@ -110,9 +110,10 @@ func (w *RouteWriter) write(ops []RouteOp) []error {
 // its flags cleared; it is missing from the kernel for one round trip
 // between the two batches (tens of microseconds).
 //
-// It returns one error per route. Routes with attributes the model does
-// not keep (ErrUnmodelled) and kernel-owned address routes
-// (ErrAddressRoute) are not touched.
+// It returns one error per route; one that was deleted and could not be
+// added back matches ErrNotAddedBack (and the kernel's errno). Routes with
+// attributes the model does not keep (ErrUnmodelled) and kernel-owned
+// address routes (ErrAddressRoute) are not touched.
 func (w *RouteWriter) Rewrite(routes []fib.Route) []error {
 	errs := make([]error, len(routes))
 	var dels []RouteOp
@@ -136,7 +137,7 @@ func (w *RouteWriter) Rewrite(routes []fib.Route) []error {
 	}
 	for j, err := range w.Write(adds) {
 		if err != nil {
-			errs[addIdx[j]] = fmt.Errorf("rewrite %s: add it back: %w", &routes[addIdx[j]], err)
+			errs[addIdx[j]] = fmt.Errorf("rewrite %s: %w: %w", &routes[addIdx[j]], ErrNotAddedBack, err)
 		}
 	}
 	return errs

@@ -48,6 +48,7 @@ type serveFlags struct {
 	rcvbuf                         int
 	verbose                        bool
 	simMode, simPorts              string
+	simCapacityMode                string
 	simLatency, simJitter          time.Duration
 	simRate                        int
 	simFailProbability             float64
@@ -75,6 +76,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.simJitter, "sim-jitter", d.Jitter, "sim programming jitter (uniform, added to the latency)")
 	fs.IntVar(&f.simRate, "sim-rate", d.Rate, "sim programming rate in routes/s (0: unlimited)")
 	fs.Float64Var(&f.simFailProbability, "sim-fail-probability", d.FailProbability, "probability that the sim fails to program a route")
+	fs.StringVar(&f.simCapacityMode, "sim-capacity-mode", string(d.CapacityMode), "what a route that does not fit the sim's table gets: flag (offload_failed) or refuse (its write is refused, like netdevsim); size it with fibgate hw capacity")
 }
 
 func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -144,7 +146,7 @@ func (f *serveFlags) config() (daemon.Config, error) {
 	}
 	c.Backend.Type = f.backend
 	c.Backend.Sim = daemon.Sim{Mode: f.simMode, Latency: daemon.Duration(f.simLatency), Jitter: daemon.Duration(f.simJitter),
-		Rate: f.simRate, FailProbability: f.simFailProbability}
+		Rate: f.simRate, FailProbability: f.simFailProbability, CapacityMode: f.simCapacityMode}
 	if f.simPorts != "" {
 		c.Backend.Sim.Ports = strings.Split(f.simPorts, ",")
 	}

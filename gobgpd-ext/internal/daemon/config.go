@@ -78,6 +78,20 @@ type Sim struct {
 	Rate            int      `yaml:"rate"`
 	FailProbability float64  `yaml:"fail_probability"`
 	Ports           []string `yaml:"ports"`
+	// Capacity is the hardware table's size per family and kind (0:
+	// unlimited); CapacityMode is what a route that does not fit gets:
+	// flag (offload_failed, kept in the kernel) or refuse (its write is
+	// refused, as netdevsim's FIB resource refuses it).
+	Capacity     SimCapacity `yaml:"capacity"`
+	CapacityMode string      `yaml:"capacity_mode"`
+}
+
+// SimCapacity is the simulated table's size (plugin/hw/sim.Capacity).
+type SimCapacity struct {
+	IPv4Prefix int `yaml:"ipv4_prefix"`
+	IPv4Host   int `yaml:"ipv4_host"`
+	IPv6Prefix int `yaml:"ipv6_prefix"`
+	IPv6Host   int `yaml:"ipv6_host"`
 }
 
 // API says where the fibgate API is served, and who may write over TCP.
@@ -188,7 +202,7 @@ func Defaults() Config {
 		RcvBuf:   kernel.DefaultRcvBuf,
 		LogLevel: "info",
 		Backend: Backend{Type: "kernel", Sim: Sim{Mode: string(s.Mode), Latency: Duration(s.Latency),
-			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability}},
+			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability, CapacityMode: string(s.CapacityMode)}},
 		API: API{Socket: api.DefaultSocket},
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
 			GuardInterval: Duration(100 * time.Millisecond)},
@@ -372,7 +386,17 @@ func (c *Config) simConfig() (sim.Config, error) {
 		return cfg, fmt.Errorf("rate %d: want 0 (unlimited) or more routes per second", s.Rate)
 	case math.IsNaN(s.FailProbability) || s.FailProbability < 0 || s.FailProbability > 1:
 		return cfg, fmt.Errorf("fail_probability %g: want a number from 0 to 1", s.FailProbability)
+	case s.Capacity.IPv4Prefix < 0 || s.Capacity.IPv4Host < 0 || s.Capacity.IPv6Prefix < 0 || s.Capacity.IPv6Host < 0:
+		return cfg, fmt.Errorf("capacity %+v: want 0 (unlimited) or more routes of each kind", s.Capacity)
 	}
+	switch sim.CapacityMode(s.CapacityMode) {
+	case sim.CapacityFlag, sim.CapacityRefuse:
+		cfg.CapacityMode = sim.CapacityMode(s.CapacityMode)
+	default:
+		return cfg, fmt.Errorf("capacity_mode %q: want flag or refuse", s.CapacityMode)
+	}
+	cfg.Capacity = sim.Capacity{IPv4Prefix: s.Capacity.IPv4Prefix, IPv4Host: s.Capacity.IPv4Host,
+		IPv6Prefix: s.Capacity.IPv6Prefix, IPv6Host: s.Capacity.IPv6Host}
 	switch c.Backend.Sim.Mode {
 	case "trap":
 		cfg.Mode = sim.ModeTrap

@@ -76,6 +76,7 @@ type Daemon struct {
 	bgp      *BGP
 	sp       *gobgp.Speaker
 	feeder   *feeder
+	rw       *rewriter
 	auditor  *audit.Auditor
 	ready    chan struct{}
 }
@@ -211,18 +212,27 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		if cfg.InstallEnabled() {
 			installed = auditInstaller(cfg.Install, proto)
 			inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: cfg.NetNS, Table: cfg.Install.Table,
-				Protocol: proto, Metric: cfg.Install.Metric}, log)
+				Protocol: proto, Metric: cfg.Install.Metric, Vetoer: d.vetoer()}, log)
 			if err != nil {
 				return configErr(err)
 			}
-			d.feeder = &feeder{sp: sp, inst: inst, log: log, failed: map[netip.Prefix][]netip.Addr{}}
+			d.feeder = newFeeder(sp, inst, inst.Table(), nil, log)
 		}
 	}
+	rw, err := newRewriter(cfg.NetNS, d.feeder, d.vetoer())
+	if err != nil {
+		return configErr(err)
+	}
+	d.rw = rw
+	topts = append(topts, gate.WithRewriter(d.rw))
 	tr, err := gate.NewTracker(d.listener, cfg.policy, topts...)
 	if err != nil {
 		return configErr(err)
 	}
 	d.tracker = tr
+	if d.feeder != nil {
+		d.feeder.gate = tr // refused routes show in the gate
+	}
 	if bgp != nil {
 		if d.auditor, err = d.newAuditor(cfg, classify, installed, log); err != nil {
 			return configErr(err)
@@ -241,7 +251,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	if bgp != nil {
 		store = scopeLocked{tr}
 	}
-	aopts = append(aopts, api.WithGate(tr), api.WithPolicyStore(store), api.WithListenerStats(d.listener),
+	aopts = append(aopts, api.WithGate(tr), api.WithPolicyStore(store), api.WithListenerStats(d.listener), api.WithRetrier(d),
 		api.WithLinkNames(d.listener.LinkName), api.WithReady(d.ready), api.WithUnixSocket(cfg.API.Socket), api.WithLogger(log))
 	if cfg.API.Listen != "" {
 		tlsCfg, err := api.ServerTLS(cfg.API.TLSCert, cfg.API.TLSKey, cfg.API.TLSClientCA)
@@ -313,6 +323,9 @@ func checkSocketDir(socket string) error {
 func (d *Daemon) close() {
 	if d.feeder != nil {
 		d.feeder.inst.Close()
+	}
+	if d.rw != nil {
+		d.rw.close()
 	}
 }
 

@@ -2,20 +2,28 @@ package daemon
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/backoff"
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 	"github.com/fibgate/fibgate/plugin/kernel"
 	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
-// retryEvery is how often routes the kernel refused (an unreachable next
-// hop, a table full) are tried again.
-const retryEvery = time.Second
+// refusedRetry is how route writes the kernel refused (a driver's veto, a
+// table full, an unreachable next hop) are made again: from 1 s, doubling
+// to 5 min, with jitter, since a full table refuses thousands at once and
+// they must not all come back at once, every time.
+var refusedRetry = backoff.Policy{Initial: time.Second, Max: 5 * time.Minute}
 
 // gobgpdRetry is how the daemon waits for gobgpd while it cannot reach it
 // (not up yet, restarting): before bootstrapping the gate again and before
@@ -32,11 +40,44 @@ type feeder struct {
 	log  *slog.Logger
 
 	ctx context.Context // run's: bounds calls made from the watch callback
+	// gate shows the refused routes (a *gate.Tracker; nil: nobody);
+	// table is the installer's.
+	gate  refusalSink
+	table uint32
 
 	mu sync.Mutex // the installer is not safe for concurrent use
-	// failed holds what is still to be done for routes the kernel
-	// refused: next hops to install, or nil to remove.
-	failed map[netip.Prefix][]netip.Addr
+	// failed holds the route writes the kernel refused, with what is
+	// still to be done and when to try again.
+	failed map[netip.Prefix]*refusedWrite
+	wake   chan struct{} // the retry loop looks again
+	// refused says how many writes are refused and since when (logdamp:
+	// one line, then summaries at growing intervals).
+	refused *logdamp.Line
+}
+
+// refusalSink is what the feeder tells the gate about refused writes (a
+// *gate.Tracker): refused routes show as refused until they are installed
+// or no longer wanted.
+type refusalSink interface {
+	Refused(rs []gate.Refusal)
+	Installed(table uint32, ps []netip.Prefix)
+	Abandoned(table uint32, ps []netip.Prefix)
+}
+
+// refusedWrite is one route write the kernel refused: what is still to be
+// done (next hops to install, or nil to remove), why it was refused, since
+// when, how often, and when to try again.
+type refusedWrite struct {
+	nhs      []netip.Addr
+	err      error
+	since    time.Time
+	attempts int
+	next     time.Time
+}
+
+func newFeeder(sp *gobgp.Speaker, inst *kernel.Installer, table uint32, g refusalSink, log *slog.Logger) *feeder {
+	return &feeder{sp: sp, inst: inst, table: table, gate: g, log: log, failed: map[netip.Prefix]*refusedWrite{},
+		wake: make(chan struct{}, 1), refused: logdamp.New(log, slog.LevelWarn, "kernel refused routes; writing them again with back-off")}
 }
 
 // run follows GoBGP until ctx ends; a broken watch (gobgpd restarted) is
@@ -76,7 +117,6 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 		want[b.Prefix] = b.Nexthops
 	}
 	if initial {
-		clear(f.failed)
 		desired := make([]kernel.InstallRoute, 0, len(want))
 		for p, nhs := range want {
 			if len(nhs) > 0 {
@@ -91,19 +131,25 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 				f.log.Warn("taking back prefixes whose routes change failed", "prefixes", len(changed), "err", err)
 			}
 		})
-		f.note(err, want)
+		// A fresh table: what was refused before is refused again (err
+		// says so), in the kernel now, or not wanted any more.
+		attempted := make(map[netip.Prefix][]netip.Addr, len(f.failed))
+		for p := range f.failed {
+			attempted[p] = want[p]
+		}
+		for _, re := range kernel.RouteErrors(err) {
+			attempted[re.Prefix] = want[re.Prefix]
+		}
+		f.settle(attempted, err, time.Now())
 		f.log.Info("FIB reconciled with GoBGP's best paths", "best_paths", len(ps), "written", installed, "removed", removed, "took", time.Since(start))
 		return
 	}
-	for p := range want {
-		delete(f.failed, p)
-	}
-	f.write(want)
+	f.write(want, time.Now())
 }
 
-// write installs and removes routes (nil next hops: remove) and
-// remembers the ones the kernel refused.
-func (f *feeder) write(routes map[netip.Prefix][]netip.Addr) {
+// write installs and removes routes (nil next hops: remove) and settles
+// what the kernel refused and what it took.
+func (f *feeder) write(routes map[netip.Prefix][]netip.Addr, now time.Time) {
 	var install []kernel.InstallRoute
 	var remove []netip.Prefix
 	for p, nhs := range routes {
@@ -113,38 +159,191 @@ func (f *feeder) write(routes map[netip.Prefix][]netip.Addr) {
 			install = append(install, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
 		}
 	}
-	f.note(f.inst.Remove(remove), routes)
-	f.note(f.inst.Install(install), routes)
+	f.settle(routes, errors.Join(f.inst.Remove(remove), f.inst.Install(install)), now)
 }
 
-// note remembers the routes err says failed, with what is to be done for
-// each (next hops, or nil to remove), for retry.
-func (f *feeder) note(err error, want map[netip.Prefix][]netip.Addr) {
-	if err == nil {
+// settle records the outcome of writing routes (prefix -> next hops, nil:
+// removed): the refused ones (err's RouteErrors) are kept to be written
+// again with back-off and shown refused; a refused one that now went
+// through is shown installed, or abandoned when it was a removal. Called
+// with f.mu held.
+func (f *feeder) settle(routes map[netip.Prefix][]netip.Addr, err error, now time.Time) {
+	why := map[netip.Prefix]error{}
+	for _, re := range kernel.RouteErrors(err) {
+		why[re.Prefix] = re.Err
+	}
+	var refused []gate.Refusal
+	var installed, abandoned []netip.Prefix
+	for p, nhs := range routes {
+		rw := f.failed[p]
+		e, bad := why[p]
+		if !bad {
+			if rw != nil {
+				delete(f.failed, p)
+				if len(nhs) > 0 {
+					installed = append(installed, p)
+				} else if len(rw.nhs) > 0 {
+					abandoned = append(abandoned, p)
+				}
+			}
+			continue
+		}
+		if rw == nil {
+			rw = &refusedWrite{since: now}
+			f.failed[p] = rw
+		} else if len(rw.nhs) > 0 && len(nhs) == 0 {
+			abandoned = append(abandoned, p) // its removal is refused now
+		}
+		rw.nhs, rw.err = nhs, e
+		rw.next = now.Add(refusedRetry.Delay(rw.attempts))
+		rw.attempts++
+		if len(nhs) > 0 {
+			refused = append(refused, gate.Refusal{Table: f.table, Prefix: p, Err: kernelError(e),
+				Attempts: rw.attempts, NextRetry: rw.next})
+		}
+	}
+	if f.gate != nil {
+		f.gate.Refused(refused)
+		if len(installed) > 0 {
+			f.gate.Installed(f.table, installed)
+		}
+		if len(abandoned) > 0 {
+			f.gate.Abandoned(f.table, abandoned)
+		}
+	}
+	f.logRefused()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// kernelError is the part of a refusal people need: the kernel's errno and
+// message, without the installer's "install PREFIX via ..." in front.
+func kernelError(err error) string {
+	var ae *kernel.AckError
+	if errors.As(err, &ae) {
+		return ae.Error()
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	return err.Error()
+}
+
+// logRefused says how many writes are refused and since when: one line,
+// then summaries at growing intervals while it lasts (not the whole list
+// every second), and a line when none is left. Called with f.mu held.
+func (f *feeder) logRefused() {
+	if len(f.failed) == 0 {
+		if f.refused.OK() {
+			f.log.Info("refused routes written: the kernel took them (or they are not wanted any more)")
+		}
 		return
 	}
-	failed := kernel.FailedPrefixes(err)
-	for _, p := range failed {
-		f.failed[p] = want[p]
+	var oldest time.Time
+	var first netip.Prefix
+	var cause error
+	for p, rw := range f.failed {
+		if oldest.IsZero() || rw.since.Before(oldest) || rw.since.Equal(oldest) && p.Addr().Less(first.Addr()) {
+			oldest, first, cause = rw.since, p, rw.err
+		}
 	}
-	f.log.Warn("kernel refused routes; retrying", "count", len(failed), "err", err)
+	f.refused.Ongoing(errors.New(kernelError(cause)), "refused", len(f.failed), "since", oldest.UTC().Format(time.RFC3339),
+		"oldest", first.String())
 }
 
+// retry writes refused routes again when their back-off is over, until
+// ctx ends.
 func (f *feeder) retry(ctx context.Context) {
-	t := time.NewTicker(retryEvery)
-	defer t.Stop()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
 	for {
+		f.mu.Lock()
+		now := time.Now()
+		todo := map[netip.Prefix][]netip.Addr{}
+		next := now.Add(time.Hour)
+		for p, rw := range f.failed {
+			if !now.Before(rw.next) {
+				todo[p] = rw.nhs
+			} else if rw.next.Before(next) {
+				next = rw.next
+			}
+		}
+		if len(todo) > 0 {
+			f.write(todo, now)
+			f.mu.Unlock()
+			continue // write may have scheduled sooner ones
+		}
+		f.mu.Unlock()
+		timer.Reset(time.Until(next))
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-f.wake:
+		case <-timer.C:
 		}
-		f.mu.Lock()
-		if len(f.failed) > 0 {
-			todo := f.failed
-			f.failed = map[netip.Prefix][]netip.Addr{}
-			f.write(todo)
-		}
-		f.mu.Unlock()
 	}
+}
+
+// retryNow writes refused routes again at once: every one, or prefix's
+// when it is valid. It returns how many it wrote and the ones the kernel
+// refused again.
+func (f *feeder) retryNow(prefix netip.Prefix) (int, []error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	todo := map[netip.Prefix][]netip.Addr{}
+	for p, rw := range f.failed {
+		if !prefix.IsValid() || p == prefix.Masked() {
+			todo[p] = rw.nhs
+		}
+	}
+	if len(todo) == 0 {
+		return 0, nil
+	}
+	f.write(todo, time.Now())
+	var errs []error
+	for p := range todo {
+		if rw := f.failed[p]; rw != nil {
+			errs = append(errs, fmt.Errorf("%s: refused again: %s", p, kernelError(rw.err)))
+		}
+	}
+	return len(todo), errs
+}
+
+// rewrite writes some of the installer's routes again for the gate's
+// retries (gate.Rewriter), under the feeder's lock so that a rewrite never
+// crosses one of its own writes. A route deleted and not added back (the
+// kernel refused it meanwhile) becomes a refused write.
+func (f *feeder) rewrite(routes []fib.Route) []error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	irs := make([]kernel.InstallRoute, len(routes))
+	for i, r := range routes {
+		irs[i] = kernel.InstallRoute{Prefix: r.Prefix}
+		for _, nh := range r.Nexthops {
+			irs[i].Nexthops = append(irs[i].Nexthops, nh.Gateway)
+		}
+		slices.SortFunc(irs[i].Nexthops, netip.Addr.Compare)
+	}
+	err := f.inst.Rewrite(irs)
+	errs := make([]error, len(routes))
+	gone := map[netip.Prefix][]netip.Addr{}
+	var goneErrs []error
+	for _, re := range kernel.RouteErrors(err) {
+		for i := range routes {
+			if routes[i].Prefix == re.Prefix {
+				errs[i] = re.Err
+				if errors.Is(re.Err, kernel.ErrNotAddedBack) {
+					gone[re.Prefix] = irs[i].Nexthops
+					goneErrs = append(goneErrs, re)
+				}
+			}
+		}
+	}
+	if len(gone) > 0 {
+		f.settle(gone, errors.Join(goneErrs...), time.Now())
+	}
+	return errs
 }
