@@ -33,9 +33,13 @@ type Config struct {
 	// default DefaultName. Two gates on one GoBGP need two names.
 	Name string
 	// Scope lists the prefixes that are gated (held until confirmed).
-	// Empty means every prefix of both families; otherwise a family with
-	// no range in Scope is not gated at all.
+	// Empty means every prefix of both families (unless NoScope);
+	// otherwise a family with no range in Scope is not gated at all.
 	Scope []Range
+	// NoScope gates nothing, whatever Scope says: the gate stays
+	// installed and holds only HOLD paths, so gating can be turned on
+	// again at run time (Rescope) without touching GoBGP's export chain.
+	NoScope bool
 	// HoldCommunity is the community of HOLD paths, "ASN:VALUE";
 	// default DefaultHoldCommunity. Must not be well-known (65535:x or
 	// 0:x): a peer could act on it.
@@ -160,7 +164,10 @@ func (c Config) normalize() (*normalized, error) {
 		return nil, fmt.Errorf("config: next hop for IPv6 %v is not an IPv6 address", n.NextHop6)
 	}
 	scope := n.Scope
-	if len(scope) == 0 {
+	switch {
+	case n.NoScope:
+		scope = nil
+	case len(scope) == 0:
 		scope = []Range{
 			{Prefix: netip.MustParsePrefix("0.0.0.0/0"), MaxLen: 32},
 			{Prefix: netip.MustParsePrefix("::/0"), MaxLen: 128},
@@ -189,7 +196,7 @@ func (c Config) normalize() (*normalized, error) {
 		rs = append(rs, r.String())
 	}
 	slices.Sort(rs)
-	fmt.Fprintf(h, "scope=%s\n", strings.Join(rs, ","))
+	fmt.Fprintf(h, "scope=%s none=%v\n", strings.Join(rs, ","), n.NoScope)
 	n.hash = hex.EncodeToString(h.Sum(nil))[:8]
 	n.gatePrefx = n.Name + "-gate-"
 	n.policy = n.gatePrefx + n.hash
@@ -381,9 +388,7 @@ func (c Config) fallbackSets() ([]fallbackSet, error) {
 		suffix string
 		s      *scope
 	}{{"v4", n.v4}, {"v6", n.v6}} {
-		if !f.s.empty() {
-			out = append(out, fallbackSet{n.FallbackPolicy + "-" + f.suffix, f.s.skeleton()})
-		}
+		out = append(out, fallbackSet{n.FallbackPolicy + "-" + f.suffix, f.s.skeleton()})
 	}
 	return out, nil
 }

@@ -82,6 +82,14 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	for p := range s.rec {
 		nodes[p] = true
 	}
+	// The scope's own nodes too, held or not: sets left by another scope
+	// (a Speaker rescoped at run time before this one started) may lack
+	// them.
+	for _, sc := range []*scope{s.cfg.v4, s.cfg.v6} {
+		for p := range sc.nodes {
+			nodes[p] = true
+		}
+	}
 	adopted := 0
 	if !s.bootstrapped && s.opts.adopt != nil {
 		for p := range nodes {
@@ -190,6 +198,9 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 func (s *Speaker) scrub(ctx context.Context) (int, error) {
 	var items []pulseItem
 	for _, f := range s.families() {
+		if f.scope.none() {
+			continue // nothing of this family can have leaked
+		}
 		var perr error
 		err := s.b.listGlobal(ctx, f.family, func(d *api.Destination) {
 			if len(d.Paths) == 0 {

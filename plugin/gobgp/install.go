@@ -57,6 +57,10 @@ type ourSets struct {
 	hold     bool                                // the current HOLD community set exists
 	holdList []string                            // its communities
 	sentinel bool                                // the sentinel set exists
+	// rescoped: a sentinel of another scope exists: a Speaker rescoped
+	// the sets at run time (Rescope) and this one starts with another
+	// scope, so what GoBGP exported follows neither.
+	rescoped bool
 }
 
 func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
@@ -93,6 +97,7 @@ func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 			o.sentinel = true
 		case strings.HasPrefix(d.Name, s.cfg.Name+"-installed-"):
 			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
+			o.rescoped = true
 		case strings.HasPrefix(d.Name, s.cfg.Name+"-hold-"):
 			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
 		}
@@ -110,16 +115,16 @@ func (n *normalized) policyDef() *api.Policy {
 	p := &api.Policy{Name: n.policy, Statements: []*api.Statement{
 		stmt(n.stmtHold, &api.Conditions{CommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.holdSet}}),
 	}}
-	if !n.v4.empty() {
-		p.Statements = append(p.Statements, stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}}))
-	}
-	if !n.v6.empty() {
-		p.Statements = append(p.Statements, stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}}))
-	}
+	// Both families always, a family gated nowhere holding nullPrefix:
+	// the statements stay the same whatever the scope (Rescope).
+	p.Statements = append(p.Statements,
+		stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}}),
+		stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}}))
 	return p
 }
 
-// families lists the gated families with their held set names.
+// families lists both families with their held sets and scopes; a family
+// gated nowhere holds nullPrefix.
 func (s *Speaker) families() []struct {
 	name   string
 	scope  *scope
@@ -130,14 +135,7 @@ func (s *Speaker) families() []struct {
 		scope  *scope
 		family *api.Family
 	}
-	var out []fam
-	if !s.cfg.v4.empty() {
-		out = append(out, fam{s.cfg.setV4, s.cfg.v4, familyV4})
-	}
-	if !s.cfg.v6.empty() {
-		out = append(out, fam{s.cfg.setV6, s.cfg.v6, familyV6})
-	}
-	return out
+	return []fam{{s.cfg.setV4, s.cfg.v4, familyV4}, {s.cfg.setV6, s.cfg.v6, familyV6}}
 }
 
 func (s *Speaker) setName(p netip.Prefix) string {
@@ -241,7 +239,21 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	if err != nil {
 		return fmt.Errorf("install gate: %w", err)
 	}
-	inPlace := chainOK && (sets.sentinel || !s.cfg.inFallback())
+	inPlace := chainOK && (sets.sentinel || !s.cfg.inFallback()) && !sets.rescoped
+	// Sets of another scope: what they hold outside this one has its
+	// export re-run once they no longer hold it (HOLD path in now, while
+	// still held; out after the sets changed).
+	var rerun []*api.Path
+	if sets.rescoped {
+		before, after, err := s.heldOutside(ctx, sets)
+		if err != nil {
+			return fmt.Errorf("install gate: %w", err)
+		}
+		if err := s.b.sendPaths(ctx, before); err != nil {
+			return fmt.Errorf("install gate: add hold paths: %w", err)
+		}
+		rerun = after
+	}
 
 	// 1. Sets. A missing held set starts as the skeleton (everything in
 	// scope held); if the gate is not in place, an existing one is first
@@ -337,10 +349,14 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	if err := s.reconcile(ctx, sets, !inPlace); err != nil {
 		return fmt.Errorf("install gate: %w", err)
 	}
-	// 5. Scrub: only when the chain was wrong. A reload that brought the
-	// file's fallback back held the whole scope, so nothing leaked.
+	if err := s.b.sendPaths(ctx, rerun); err != nil {
+		return fmt.Errorf("install gate: re-run export of %d prefixes out of scope: %w", len(rerun), err)
+	}
+	// 5. Scrub: only when the chain was wrong, or the sets were of another
+	// scope (prefixes outside it went out ungated). A reload that brought
+	// the file's fallback back held the whole scope, so nothing leaked.
 	scrubbed := 0
-	if !chainOK {
+	if !chainOK || sets.rescoped {
 		if scrubbed, err = s.scrub(ctx); err != nil {
 			return fmt.Errorf("install gate: scrub: %w", err)
 		}
@@ -356,8 +372,9 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 			return fmt.Errorf("install gate: delete old set %s: %w", d.Name, err)
 		}
 	}
-	// 7. The sentinel, last: while it is there, the sets are ours.
-	if s.cfg.inFallback() && !sets.sentinel {
+	// 7. The sentinel, last: while it is there, the sets are ours. A
+	// rescoped gate has one in either mode: it names the scope.
+	if (s.cfg.inFallback() || s.rescopedOnce) && !sets.sentinel {
 		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.sentinel, List: []string{s.cfg.HoldCommunity}}
 		if err := s.b.addDefinedSet(ctx, d); err != nil {
 			return fmt.Errorf("install gate: add sentinel set %s: %w", s.cfg.sentinel, err)

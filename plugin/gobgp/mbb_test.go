@@ -81,35 +81,22 @@ type mbbLab struct {
 	leaf, a, b, recv *server.BgpServer
 	sp               *Speaker
 	best             *bestLog
+	*arrivals
+}
 
+// arrivals records what a receiving BgpServer holds and how often each
+// prefix was withdrawn there, from its own best-path events.
+type arrivals struct {
 	mu        sync.Mutex
 	withdrawn map[netip.Prefix]int
 	has       map[netip.Prefix]bool
 }
 
-func newMBBLab(t *testing.T) *mbbLab {
-	port := freePort(t)
-	fams := []string{"ipv4"}
-	g := func(as uint32, id string, port int, listen ...string) *api.Global {
-		return &api.Global{Asn: as, RouterId: id, ListenPort: int32(port), ListenAddresses: listen, UseMultiplePaths: true}
-	}
-	x := &mbbLab{withdrawn: map[netip.Prefix]int{}, has: map[netip.Prefix]bool{}}
-	x.leaf = lab.StartServer(t, "", g(65001, "10.0.0.1", port, "127.0.0.1"))
-	x.a = lab.StartServer(t, "", g(65002, "10.0.0.2", -1))
-	x.b = lab.StartServer(t, "", g(65002, "10.0.0.3", -1))
-	x.recv = lab.StartServer(t, "", g(65003, "10.0.0.4", -1))
-	for _, n := range []struct {
-		s    *server.BgpServer
-		addr string
-		as   uint32
-	}{{x.a, "127.0.0.2", 65002}, {x.b, "127.0.0.3", 65002}, {x.recv, "127.0.0.4", 65003}} {
-		lab.AddPeer(t, x.leaf, lab.Peer{Address: n.addr, AS: n.as, Families: fams})
-		lab.AddPeer(t, n.s, lab.Peer{Address: "127.0.0.1", AS: 65001, Families: fams, Active: true, RemotePort: uint32(port), LocalAddress: n.addr})
-		lab.WaitEstablished(t, x.leaf, n.addr, 10*time.Second)
-	}
+func watchArrivals(t *testing.T, recv *server.BgpServer) *arrivals {
+	x := &arrivals{withdrawn: map[netip.Prefix]int{}, has: map[netip.Prefix]bool{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	err := x.recv.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+	err := recv.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
 		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST}}}}, func(r *api.WatchEventResponse) {
 		ps, _ := tablePaths(r)
 		x.mu.Lock()
@@ -128,6 +115,37 @@ func newMBBLab(t *testing.T) *mbbLab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return x
+}
+
+func (x *arrivals) at(p netip.Prefix) (has bool, withdrawn int) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.has[p], x.withdrawn[p]
+}
+
+func newMBBLab(t *testing.T) *mbbLab {
+	port := freePort(t)
+	fams := []string{"ipv4"}
+	g := func(as uint32, id string, port int, listen ...string) *api.Global {
+		return &api.Global{Asn: as, RouterId: id, ListenPort: int32(port), ListenAddresses: listen, UseMultiplePaths: true}
+	}
+	x := &mbbLab{}
+	x.leaf = lab.StartServer(t, "", g(65001, "10.0.0.1", port, "127.0.0.1"))
+	x.a = lab.StartServer(t, "", g(65002, "10.0.0.2", -1))
+	x.b = lab.StartServer(t, "", g(65002, "10.0.0.3", -1))
+	x.recv = lab.StartServer(t, "", g(65003, "10.0.0.4", -1))
+	for _, n := range []struct {
+		s    *server.BgpServer
+		addr string
+		as   uint32
+	}{{x.a, "127.0.0.2", 65002}, {x.b, "127.0.0.3", 65002}, {x.recv, "127.0.0.4", 65003}} {
+		lab.AddPeer(t, x.leaf, lab.Peer{Address: n.addr, AS: n.as, Families: fams})
+		lab.AddPeer(t, n.s, lab.Peer{Address: "127.0.0.1", AS: 65001, Families: fams, Active: true, RemotePort: uint32(port), LocalAddress: n.addr})
+		lab.WaitEstablished(t, x.leaf, n.addr, 10*time.Second)
+	}
+	x.arrivals = watchArrivals(t, x.recv)
+	var err error
 	x.sp, err = NewInProcess(x.leaf, Config{}, WithLogger(testLogger(t)))
 	if err != nil {
 		t.Fatal(err)
@@ -159,12 +177,6 @@ func (x *mbbLab) announce(t *testing.T, s *server.BgpServer, p netip.Prefix, nh 
 	if _, err := s.AddPath(context.Background(), &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: path}); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func (x *mbbLab) at(p netip.Prefix) (has bool, withdrawn int) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return x.has[p], x.withdrawn[p]
 }
 
 // flushed releases a sentinel prefix and waits until the receiver has it:

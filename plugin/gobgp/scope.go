@@ -223,11 +223,32 @@ func newScope(bits int, rs []Range) *scope {
 		p := r.Prefix.Masked()
 		s.nodes[p] = union(s.nodes[p], lengths{{uint8(lo), uint8(hi)}})
 	}
+	if len(s.nodes) == 0 {
+		// A family gated nowhere still has its held set and statement,
+		// holding only the unspecified host address (never a route), so
+		// that the gate's policy has the same statements whatever the
+		// scope: a scope can then change at run time (Rescope) by editing
+		// sets, in gobgpd's fallback policy too.
+		s.nodes[nullPrefix(bits)] = lengths{{uint8(bits), uint8(bits)}}
+	}
 	return s
 }
 
-// empty says the family is not gated at all.
-func (s *scope) empty() bool { return len(s.nodes) == 0 }
+// nullPrefix is the held set's only entry for a family gated nowhere:
+// 0.0.0.0/32 or ::/128.
+func nullPrefix(bits int) netip.Prefix {
+	if bits == 32 {
+		return netip.PrefixFrom(netip.IPv4Unspecified(), 32)
+	}
+	return netip.PrefixFrom(netip.IPv6Unspecified(), 128)
+}
+
+// none says the family is gated nowhere (its held set holds only
+// nullPrefix).
+func (s *scope) none() bool {
+	_, ok := s.nodes[nullPrefix(s.bits)]
+	return ok && len(s.nodes) == 1
+}
 
 // covering returns the union of the ranges of scope prefixes containing p,
 // clipped to the lengths a route below p can have.

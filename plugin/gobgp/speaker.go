@@ -28,9 +28,10 @@ var (
 	// ErrInvalid: an advertisement is malformed (bad prefix, unknown
 	// origin). The valid advertisements of the same call are still done.
 	ErrInvalid = errors.New("invalid advertisement")
-	// ErrOutOfScope: a transit prefix outside the gated scope. GoBGP
-	// exports it without the gate, so there is nothing to release; the
-	// gate's scope and this Speaker's Config disagree.
+	// ErrOutOfScope: Advertise of a transit prefix outside the gated
+	// scope. GoBGP exports it without the gate, so there is nothing to
+	// release; the gate's scope and this Speaker's Config disagree.
+	// Withdraw of one does nothing: it left the scope (Rescope).
 	ErrOutOfScope = errors.New("transit prefix outside the gated scope")
 )
 
@@ -65,6 +66,10 @@ type Speaker struct {
 	// what a policy reload wrongly drops (see restoreUser).
 	userChain   []string
 	userDefault api.RouteAction
+
+	// rescopedOnce: Rescope changed the scope; the sentinel set then
+	// names the scope in either mode (install.go).
+	rescopedOnce bool
 
 	done   chan struct{}  // closed by Close; ends Guard loops
 	guards sync.WaitGroup // running Guard loops
@@ -174,6 +179,9 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 	var order []netip.Prefix
 	for _, ad := range ads {
 		if err := s.validate(ad); err != nil {
+			if !advertise && errors.Is(err, ErrOutOfScope) {
+				continue // left the scope (Rescope): ungated now, nothing to take back
+			}
 			errs = append(errs, err)
 			continue
 		}

@@ -47,11 +47,15 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: more than one line on stderr: %q", c.args, errb.String())
 		}
 	}
-	// A scope of IPv4 only: the fallback holds no IPv6.
+	// A scope of IPv4 only: the fallback's IPv6 set holds only ::/128,
+	// never a route (the set is there so that the scope can change at
+	// run time).
 	var out strings.Builder
 	run(context.Background(), []string{"-c", good, "--print-fallback"}, &out, &out)
-	if strings.Contains(out.String(), "fibgate-fallback-v6") {
-		t.Errorf("fallback for an IPv4-only scope holds IPv6:\n%s", out.String())
+	_, v6, _ := strings.Cut(out.String(), `prefix-set-name = "fibgate-fallback-v6"`)
+	v6, _, _ = strings.Cut(v6, "[[policy-definitions]]")
+	if strings.Count(v6, "ip-prefix") != 1 || !strings.Contains(v6, `ip-prefix = "::/128"`) {
+		t.Errorf("fallback for an IPv4-only scope holds IPv6 prefixes:\n%s", out.String())
 	}
 }
 

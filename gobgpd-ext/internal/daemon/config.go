@@ -419,7 +419,7 @@ func (c *Config) GoBGP() (gobgp.Config, error) {
 		HoldCommunity: c.BGP.HoldCommunity, Communities: c.BGP.Communities, LargeCommunities: c.BGP.LargeCommunities,
 		MED: c.BGP.MED, LocalPref: c.BGP.LocalPref, FallbackPolicy: c.BGP.FallbackPolicy,
 		KeepOriginatedOnClose: c.BGP.KeepOriginatedOnExit, KeepGateway: c.BGP.KeepKernelGateway,
-		Scope: ScopeOf(c.policy),
+		Scope: ScopeOf(c.policy), NoScope: len(c.policy.Scopes) == 0,
 	}
 	for _, nh := range []struct {
 		s   string

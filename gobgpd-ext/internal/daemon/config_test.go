@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/gobgp"
@@ -145,16 +150,33 @@ func TestBadSettingsNameTheField(t *testing.T) {
 	}
 }
 
-func TestPolicyChangesOverTheAPIKeepTheScope(t *testing.T) {
+// TestPolicyChangesOverTheAPIChangeTheScope: a policy change over the API
+// that changes what GoBGP holds back reaches the Speaker first (issue 14):
+// a new family, no scope at all (gating off), and back; an invalid policy
+// changes nothing.
+func TestPolicyChangesOverTheAPIChangeTheScope(t *testing.T) {
 	c, err := Parse([]byte("policy:\n  scopes:\n    - name: v4\n      family: ipv4\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	gcfg, err := c.GoBGP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bgp := lab.StartServer(t, "", &api.Global{Asn: 65001, RouterId: "10.0.0.1"})
+	sp, err := gobgp.NewInProcess(bgp, gcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Bootstrap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close(context.Background()) })
 	tr, err := gate.NewTracker(nil, c.GatePolicy())
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := scopeLocked{tr}
+	s := rescoping{Tracker: tr, sp: sp, log: slog.New(slog.DiscardHandler)}
 	stricter := c.GatePolicy()
 	stricter.Scopes = append([]gate.Scope(nil), stricter.Scopes...)
 	stricter.Scopes[0].Level = gate.LevelOffload
@@ -163,8 +185,23 @@ func TestPolicyChangesOverTheAPIKeepTheScope(t *testing.T) {
 	}
 	wider := stricter
 	wider.Scopes = append(wider.Scopes, gate.Scope{Name: "v6", Family: fib.IPv6})
-	if err := s.SetPolicy(wider); !errors.Is(err, gate.ErrInvalidPolicy) || !strings.Contains(err.Error(), "restart") {
-		t.Errorf("a new scope: %v, want ErrInvalidPolicy naming the restart", err)
+	if err := s.SetPolicy(wider); err != nil {
+		t.Fatalf("a new scope: %v", err)
+	}
+	if got, want := fmt.Sprint(sp.Config().Scope), fmt.Sprint(ScopeOf(wider)); got != want {
+		t.Errorf("Speaker's scope %s, want %s", got, want)
+	}
+	if err := s.SetPolicy(gate.Policy{}); err != nil || !sp.Config().NoScope || len(tr.Policy().Scopes) != 0 {
+		t.Errorf("gating off: %v, Speaker NoScope %v, tracker scopes %d", err, sp.Config().NoScope, len(tr.Policy().Scopes))
+	}
+	bad := wider
+	bad.Scopes = append([]gate.Scope(nil), wider.Scopes...)
+	bad.Scopes[1].Name = bad.Scopes[0].Name
+	if err := s.SetPolicy(bad); !errors.Is(err, gate.ErrInvalidPolicy) || !sp.Config().NoScope {
+		t.Errorf("an invalid policy: %v, Speaker NoScope %v; want refused and nothing changed", err, sp.Config().NoScope)
+	}
+	if err := s.SetPolicy(wider); err != nil || sp.Config().NoScope {
+		t.Errorf("gating on again: %v, Speaker NoScope %v", err, sp.Config().NoScope)
 	}
 }
 

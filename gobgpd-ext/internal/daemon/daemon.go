@@ -249,7 +249,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	}
 	var store api.PolicyStore = tr
 	if bgp != nil {
-		store = scopeLocked{tr}
+		store = rescoping{Tracker: tr, sp: d.sp, log: log}
 	}
 	aopts = append(aopts, api.WithGate(tr), api.WithPolicyStore(store), api.WithListenerStats(d.listener), api.WithRetrier(d),
 		api.WithLinkNames(d.listener.LinkName), api.WithReady(d.ready), api.WithUnixSocket(cfg.API.Socket), api.WithLogger(log))
@@ -551,14 +551,39 @@ func auditInstaller(in Install, proto fib.Protocol) *audit.Installer {
 	return a
 }
 
-// scopeLocked refuses policy changes over the API that would change what
-// GoBGP holds back: the gate's sets in GoBGP are built from the policy's
-// prefixes at start (see Config.GoBGP), and a new scope needs a restart.
-type scopeLocked struct{ *gate.Tracker }
+// rescoping applies policy changes over the API, also those that change
+// what GoBGP holds back (the scopes' families and prefixes, or no scope
+// at all: gating off), at run time and without a session reset (issue
+// 14): the Speaker's sets change first (gobgp.Speaker.Rescope: nothing
+// confirmed is withdrawn, nothing held gets out), then the tracker judges
+// every prefix under the new policy and takes back what is out
+// unconfirmed. The change lives until the daemon restarts; the settings
+// file keeps the policy it starts with.
+type rescoping struct {
+	*gate.Tracker
+	sp  *gobgp.Speaker
+	log *slog.Logger
+}
 
-func (s scopeLocked) SetPolicy(p gate.Policy) error {
-	if fmt.Sprint(ScopeOf(p)) != fmt.Sprint(ScopeOf(s.Policy())) {
-		return fmt.Errorf("%w: the scopes' families and prefixes decide what GoBGP holds back and can only change with a restart (levels, ECMP, timeouts and hold-down can change now)", gate.ErrInvalidPolicy)
+// rescopeTimeout bounds the Speaker's part of a policy change: a few
+// GoBGP calls, and a re-run of export for the prefixes leaving the scope.
+const rescopeTimeout = time.Minute
+
+func (s rescoping) SetPolicy(p gate.Policy) error {
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	scope, none := ScopeOf(p), len(p.Scopes) == 0
+	cur := s.sp.Config()
+	if fmt.Sprint(scope) != fmt.Sprint(cur.Scope) || none != cur.NoScope {
+		next := cur
+		next.Scope, next.NoScope = scope, none
+		ctx, cancel := context.WithTimeout(context.Background(), rescopeTimeout)
+		defer cancel()
+		if err := s.sp.Rescope(ctx, next); err != nil {
+			return fmt.Errorf("change what GoBGP holds back: %w", err)
+		}
+		s.log.Info("gated scope changed at run time", "scopes", len(p.Scopes), "ranges", len(scope), "gating", !none)
 	}
 	return s.Tracker.SetPolicy(p)
 }
