@@ -366,7 +366,9 @@ func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg go
 		return current
 	}
 	if sp != nil {
-		if err := gcfg.InjectFallback(next); err != nil {
+		// The scope as it is now: a policy change over the API may have
+		// changed it since start (Speaker.Rescope).
+		if err := sp.Config().InjectFallback(next); err != nil {
 			logger.Warn("fibgate fallback", "err", err)
 			return current
 		}
