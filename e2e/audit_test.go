@@ -99,8 +99,8 @@ func (f *fabric) auditLeaf(t *testing.T, l, other *leaf) {
 	}
 	held := heldSetV4(t, l)
 	var (
-		bypass  = netip.MustParsePrefix("198.51.200.0/24") // advertised by hand, no route
-		stray   = netip.MustParsePrefix("203.0.200.0/24")  // a kernel route of proto bgp, no path
+		bypass   = netip.MustParsePrefix("198.51.200.0/24") // advertised by hand, no route
+		stray    = netip.MustParsePrefix("203.0.200.0/24")  // a kernel route of proto bgp, no path
 		rerouted = l.tran[0]                                // the installer's route rewritten
 		heldBack = l.orig[0]                                // released, held again by hand
 		holdOn   = other.tran[0]                            // learned via the spine, HOLD path by hand
