@@ -37,6 +37,7 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	fgd "github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/eorhold"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/logstream"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/gobgp"
@@ -171,6 +172,7 @@ type ext struct {
 	d       *fgd.Daemon  // nil with --no-fibgate
 	sp      *gobgp.Speaker
 	current *oc.BgpConfigSet // what gobgpd's config file applied last
+	hold    *eorhold.Hold    // End-of-RIB held after -r (restart.go); nil: none
 }
 
 // serve starts GoBGP, applies gobgpd's config file, starts the gate and
@@ -205,6 +207,7 @@ func (s *setup) serve(stderr io.Writer, sigs chan os.Signal) int {
 		_ = x.stopBGP()
 		return code
 	}
+	x.holdEOR(ctx)
 	if s.opts.ConfigAutoReload && s.opts.ConfigFile != "" {
 		config.WatchConfigFile(s.opts.ConfigFile, s.opts.ConfigType, func() {
 			select {
@@ -218,7 +221,9 @@ func (s *setup) serve(stderr io.Writer, sigs chan os.Signal) int {
 	if x.d != nil && failed == nil {
 		failed = <-runErr
 	}
-	if err := x.stopBGP(); err != nil {
+	if x.restartStop() {
+		x.log.Info("stopped for a restart: BGP sessions end without a NOTIFICATION, so neighbours with graceful restart keep our routes; start again with -r")
+	} else if err := x.stopBGP(); err != nil {
 		x.log.Warn("stop bgp", "err", err)
 	}
 	if s.opts.UseSdNotify {
@@ -312,7 +317,7 @@ func (x *ext) applyConfigFile(ctx context.Context) error {
 		}
 	}
 	var err error
-	if x.current, err = config.InitialConfig(ctx, x.bgp, x.initial, x.opts.GracefulRestart); err != nil {
+	if x.current, err = x.initialConfig(ctx); err != nil {
 		return fmt.Errorf("apply %s: %w", x.opts.ConfigFile, err)
 	}
 	return nil

@@ -58,6 +58,9 @@ type Config struct {
 	BGP     BGPSettings `yaml:"bgp"`
 	Install Install     `yaml:"install"`
 	Audit   Audit       `yaml:"audit"`
+	// GracefulRestart: how a stop for a restart and a restart behave
+	// (restart.go).
+	GracefulRestart GracefulRestart `yaml:"graceful_restart"`
 
 	policy gate.Policy // resolved by Load
 }
@@ -78,6 +81,10 @@ type Sim struct {
 	Rate            int      `yaml:"rate"`
 	FailProbability float64  `yaml:"fail_probability"`
 	Ports           []string `yaml:"ports"`
+	// Warm keeps the simulated hardware across a restart of the daemon,
+	// as an ASIC keeps forwarding while its control plane restarts
+	// (plugin/hw/sim.Config.Warm).
+	Warm bool `yaml:"warm"`
 	// Capacity is the hardware table's size per family and kind (0:
 	// unlimited); CapacityMode is what a route that does not fit gets:
 	// flag (offload_failed, kept in the kernel) or refuse (its write is
@@ -206,9 +213,10 @@ func Defaults() Config {
 		API: API{Socket: api.DefaultSocket},
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
 			GuardInterval: Duration(100 * time.Millisecond)},
-		Install: Install{Enabled: &yes, Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: &yes},
-		Audit:   Audit{Interval: Duration(audit.DefaultInterval)},
-		policy:  gate.DefaultPolicy(),
+		Install:         Install{Enabled: &yes, Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: &yes},
+		Audit:           Audit{Interval: Duration(audit.DefaultInterval)},
+		GracefulRestart: GracefulRestart{Timeout: Duration(DefaultRestartTimeout)},
+		policy:          gate.DefaultPolicy(),
 	}
 }
 
@@ -288,6 +296,9 @@ func (c *Config) Check() error {
 	}
 	if c.Audit.Interval < 0 {
 		return fmt.Errorf("audit.interval %s: want 0 (off) or a positive duration", time.Duration(c.Audit.Interval))
+	}
+	if err := c.GracefulRestart.check(); err != nil {
+		return err
 	}
 	if c.BGP.GuardInterval <= 0 {
 		return fmt.Errorf("bgp.guard_interval %s: want a positive duration", time.Duration(c.BGP.GuardInterval))
@@ -407,6 +418,7 @@ func (c *Config) simConfig() (sim.Config, error) {
 	}
 	cfg.Latency, cfg.Jitter = time.Duration(c.Backend.Sim.Latency), time.Duration(c.Backend.Sim.Jitter)
 	cfg.Rate, cfg.FailProbability, cfg.Ports = c.Backend.Sim.Rate, c.Backend.Sim.FailProbability, c.Backend.Sim.Ports
+	cfg.Warm = c.Backend.Sim.Warm
 	return cfg, cfg.Validate()
 }
 

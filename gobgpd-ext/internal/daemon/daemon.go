@@ -217,6 +217,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 				return configErr(err)
 			}
 			d.feeder = newFeeder(sp, inst, inst.Table(), nil, log)
+			d.feeder.restartTimeout = cfg.RestartTimeout()
 		}
 	}
 	rw, err := newRewriter(cfg.NetNS, d.feeder, d.vetoer())
@@ -486,6 +487,12 @@ func (d *Daemon) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), ShutdownTimeout)
 	defer cancel()
 	start := time.Now()
+	if d.restartStop() {
+		// A stop for a restart (graceful_restart.restart_on_stop): BGP
+		// and the installed routes stay as they are for the next instance.
+		d.log.Info("fibgate stopped for a restart: nothing withdrawn, routes kept", "took", time.Since(start))
+		return
+	}
 	withdrawn := 0
 	flush := d.feeder != nil && d.cfg.flushOnExit()
 	if d.bgp != nil {

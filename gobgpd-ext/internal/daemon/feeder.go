@@ -40,6 +40,10 @@ type feeder struct {
 	log  *slog.Logger
 
 	ctx context.Context // run's: bounds calls made from the watch callback
+	// restartTimeout bounds how long routes of a previous instance stay
+	// while GoBGP restarts gracefully (restart.go).
+	restartTimeout time.Duration
+
 	// gate shows the refused routes (a *gate.Tracker; nil: nobody);
 	// table is the installer's.
 	gate  refusalSink
@@ -124,7 +128,7 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 			}
 		}
 		start := time.Now()
-		installed, removed, err := f.inst.Reconcile(desired, func(changed []netip.Prefix) {
+		installed, removed, err := f.reconcileInitial(desired, func(changed []netip.Prefix) {
 			// Routes a predecessor or an earlier watch left that now
 			// change: held first, like every change (gobgp.Speaker.Fence).
 			if err := f.sp.Fence(f.ctx, changed); err != nil {
