@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
@@ -26,9 +27,17 @@ const hwUsage = `Usage:
   fibgate hw clear PREFIX          undo 'hw fail'
   fibgate hw probability P         make every programming fail with probability P (0-1)
   fibgate hw stats [--json]        occupancy, counters and settings
+  fibgate hw retry PREFIX [--table N] | --all [--table N]
+                                   have the hardware try again now: write failed
+                                   routes again, make refused writes again
 
-Controls the simulated ASIC of a daemon that runs one (labs, demos, tests);
-a daemon without one answers "no simulated ASIC in this daemon".
+retry works with every backend (kernel, sim, external): the kernel never
+asks a driver to program a route again by itself, so a failed route is
+written again (deleted and added back as it was) and its driver programs it
+afresh; a refused route is written again by the FIB installer. The policy's
+retry does the same by itself with back-off. The other subcommands control
+the simulated ASIC of a daemon that runs one (labs, demos, tests); a daemon
+without one answers "no simulated ASIC in this daemon".
 
 Exit status: 0 on success, 1 when the daemon cannot be reached or refuses,
 2 on bad arguments.
@@ -44,7 +53,7 @@ func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if len(args) == 0 {
-		return usageError{errors.New("hw needs a subcommand: capacity, latency, rate, fail, clear, probability or stats (see fibgate hw --help)")}
+		return usageError{errors.New("hw needs a subcommand: capacity, latency, rate, fail, clear, probability, stats or retry (see fibgate hw --help)")}
 	}
 	name := args[0]
 	if name == "help" {
@@ -53,7 +62,7 @@ func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	sub, ok := hwSubcommands[name]
 	if !ok {
-		return usageError{fmt.Errorf("hw %s: unknown subcommand (want capacity, latency, rate, fail, clear, probability or stats)", name)}
+		return usageError{fmt.Errorf("hw %s: unknown subcommand (want capacity, latency, rate, fail, clear, probability, stats or retry)", name)}
 	}
 	fs := flag.NewFlagSet("hw "+name, flag.ContinueOnError)
 	var c connFlags
@@ -83,7 +92,7 @@ func hwCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer conn.Close()
 	cctx, cancel := c.call(ctx)
 	defer cancel()
-	return c.rpcErr(call(cctx, pb.NewHardwareServiceClient(conn), stdout))
+	return c.rpcErr(call(cctx, conn, stdout))
 }
 
 // hwSubcommand is one subcommand of fibgate hw: how many positional
@@ -95,9 +104,9 @@ type hwSubcommand struct {
 	flags func(fs *flag.FlagSet) (check func(pos []string) (hwCall, error))
 }
 
-// hwCall is a checked subcommand's call to the daemon's HardwareService;
-// it prints what it got to stdout.
-type hwCall func(ctx context.Context, c pb.HardwareServiceClient, stdout io.Writer) error
+// hwCall is a checked subcommand's call to the daemon (the sim's
+// controls are SimService's); it prints what it got to stdout.
+type hwCall func(ctx context.Context, conn grpc.ClientConnInterface, stdout io.Writer) error
 
 var hwSubcommands = map[string]hwSubcommand{
 	"capacity":    {[2]int{0, 0}, hwCapacity},
@@ -107,6 +116,7 @@ var hwSubcommands = map[string]hwSubcommand{
 	"clear":       {[2]int{1, 1}, noFlags(hwFailure(false))},
 	"probability": {[2]int{1, 1}, noFlags(hwProbability)},
 	"stats":       {[2]int{0, 0}, hwStats},
+	"retry":       {[2]int{0, 1}, hwRetry},
 }
 
 // noFlags is the flags of a subcommand that has none besides the
@@ -140,7 +150,8 @@ func hwCapacity(fs *flag.FlagSet) func([]string) (hwCall, error) {
 		if named == 0 {
 			return nil, errors.New("hw capacity needs at least one of --ipv4-prefix, --ipv4-host, --ipv6-prefix, --ipv6-host")
 		}
-		return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+		return func(ctx context.Context, conn grpc.ClientConnInterface, _ io.Writer) error {
+			c := pb.NewSimServiceClient(conn)
 			req := &pb.SetSimCapacityRequest{}
 			if named < len(sizes) {
 				// Keep the sizes the user did not name.
@@ -175,7 +186,8 @@ func hwLatency(pos []string) (hwCall, error) {
 			return nil, fmt.Errorf("jitter %q: want a duration like 2ms", pos[1])
 		}
 	}
-	return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+	return func(ctx context.Context, conn grpc.ClientConnInterface, _ io.Writer) error {
+		c := pb.NewSimServiceClient(conn)
 		_, err := c.SetSimLatency(ctx, &pb.SetSimLatencyRequest{Fixed: durationpb.New(fixed), Jitter: durationpb.New(jitter)})
 		return err
 	}, nil
@@ -192,7 +204,8 @@ func hwRate(fs *flag.FlagSet) func([]string) (hwCall, error) {
 		if *batch < 0 || *batch > 1<<32-1 {
 			return nil, fmt.Errorf("--batch %d: want a positive number of routes", *batch)
 		}
-		return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+		return func(ctx context.Context, conn grpc.ClientConnInterface, _ io.Writer) error {
+			c := pb.NewSimServiceClient(conn)
 			_, err := c.SetSimRate(ctx, &pb.SetSimRateRequest{RoutesPerSecond: uint32(rate), Batch: uint32(*batch)})
 			return err
 		}, nil
@@ -206,7 +219,8 @@ func hwFailure(inject bool) func([]string) (hwCall, error) {
 		if err != nil || prefix != prefix.Masked() {
 			return nil, fmt.Errorf("%q is not a prefix in CIDR notation without host bits (like 192.0.2.0/24)", pos[0])
 		}
-		return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+		return func(ctx context.Context, conn grpc.ClientConnInterface, _ io.Writer) error {
+			c := pb.NewSimServiceClient(conn)
 			var err error
 			if inject {
 				_, err = c.InjectFailure(ctx, &pb.InjectFailureRequest{Prefix: prefix.String()})
@@ -224,17 +238,58 @@ func hwProbability(pos []string) (hwCall, error) {
 	if err != nil || !(p >= 0 && p <= 1) {
 		return nil, fmt.Errorf("probability %q: want a number from 0 to 1", pos[0])
 	}
-	return func(ctx context.Context, c pb.HardwareServiceClient, _ io.Writer) error {
+	return func(ctx context.Context, conn grpc.ClientConnInterface, _ io.Writer) error {
+		c := pb.NewSimServiceClient(conn)
 		_, err := c.SetFailProbability(ctx, &pb.SetFailProbabilityRequest{Probability: p})
 		return err
 	}, nil
+}
+
+// hwRetry is `hw retry PREFIX|--all [--table N]`: what was written again,
+// and one line per route that could not be.
+func hwRetry(fs *flag.FlagSet) func([]string) (hwCall, error) {
+	all := fs.Bool("all", false, "every failed or refused route")
+	table := fs.Uint("table", 0, "routing table (default every table)")
+	return func(pos []string) (hwCall, error) {
+		req := &pb.RetryRoutesRequest{All: *all}
+		switch {
+		case *all && len(pos) > 0:
+			return nil, fmt.Errorf("hw retry takes PREFIX or --all, not both")
+		case !*all && len(pos) == 0:
+			return nil, errors.New("hw retry needs PREFIX or --all")
+		case *table > 1<<32-1:
+			return nil, fmt.Errorf("--table %d is not a routing table id", *table)
+		case len(pos) == 1:
+			prefix, err := netip.ParsePrefix(pos[0])
+			if err != nil || prefix != prefix.Masked() {
+				return nil, fmt.Errorf("%q is not a prefix in CIDR notation without host bits (like 192.0.2.0/24)", pos[0])
+			}
+			req.Prefix = prefix.String()
+		}
+		req.Table = uint32(*table)
+		return func(ctx context.Context, conn grpc.ClientConnInterface, stdout io.Writer) error {
+			resp, err := pb.NewHardwareServiceClient(conn).RetryRoutes(ctx, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "written again: %d failed, %d refused\n", resp.GetRewritten(), resp.GetRefusedWritten())
+			for _, e := range resp.GetErrors() {
+				fmt.Fprintln(stdout, "  "+e)
+			}
+			if len(resp.GetErrors()) > 0 {
+				return fmt.Errorf("%d routes could not be written again", len(resp.GetErrors()))
+			}
+			return nil
+		}, nil
+	}
 }
 
 // hwStats is `hw stats [--json]`.
 func hwStats(fs *flag.FlagSet) func([]string) (hwCall, error) {
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	return func([]string) (hwCall, error) {
-		return func(ctx context.Context, c pb.HardwareServiceClient, stdout io.Writer) error {
+		return func(ctx context.Context, conn grpc.ClientConnInterface, stdout io.Writer) error {
+			c := pb.NewSimServiceClient(conn)
 			st, err := c.GetSimStats(ctx, &pb.GetSimStatsRequest{})
 			if err != nil {
 				return err
@@ -300,6 +355,9 @@ type simStatsLine struct {
 	Ops             uint64       `json:"ops"`
 	OpsPerSecond    float64      `json:"ops_per_second"`
 	WriteErrors     uint64       `json:"write_errors"`
+	CapacityMode    string       `json:"capacity_mode"`
+	Refused         uint64       `json:"refused"`
+	Held            capacityLine `json:"held"`
 	Latency         string       `json:"latency"`
 	Jitter          string       `json:"jitter"`
 	RoutesPerSecond uint32       `json:"routes_per_second"`
@@ -327,7 +385,8 @@ func printSimStats(w io.Writer, s *pb.GetSimStatsResponse, asJSON bool) {
 			Queue: s.GetQueue(), Used: capacityOf(s.GetUsed()), Capacity: capacityOf(s.GetCapacity()), Ops: s.GetOps(),
 			OpsPerSecond: s.GetOpsPerSecond(), WriteErrors: s.GetWriteErrors(), Latency: s.GetLatency().AsDuration().String(),
 			Jitter: s.GetJitter().AsDuration().String(), RoutesPerSecond: s.GetRoutesPerSecond(), Batch: s.GetBatch(),
-			FailProbability: s.GetFailProbability(),
+			FailProbability: s.GetFailProbability(), CapacityMode: s.GetCapacityMode(), Refused: s.GetRefused(),
+			Held: capacityOf(s.GetHeld()),
 		})
 		return
 	}
@@ -342,6 +401,13 @@ func printSimStats(w io.Writer, s *pb.GetSimStatsResponse, asJSON bool) {
 		s.GetProgrammed(), s.GetTrapped(), s.GetOffloaded(), s.GetFailed(), s.GetQueue())
 	fmt.Fprintf(bw, "ipv4       prefix %d of %s, host %d of %s\n", u.GetIpv4Prefix(), limit(c.GetIpv4Prefix()), u.GetIpv4Host(), limit(c.GetIpv4Host()))
 	fmt.Fprintf(bw, "ipv6       prefix %d of %s, host %d of %s\n", u.GetIpv6Prefix(), limit(c.GetIpv6Prefix()), u.GetIpv6Host(), limit(c.GetIpv6Host()))
+	if s.GetCapacityMode() == "refuse" {
+		h := s.GetHeld()
+		fmt.Fprintf(bw, "full       refuse: %d writes refused; the kernel's routes counted: ipv4 prefix %d, host %d, ipv6 prefix %d, host %d\n",
+			s.GetRefused(), h.GetIpv4Prefix(), h.GetIpv4Host(), h.GetIpv6Prefix(), h.GetIpv6Host())
+	} else {
+		fmt.Fprintln(bw, "full       flag: a route that does not fit gets offload_failed")
+	}
 	fmt.Fprintf(bw, "writes     %d (%.0f/s now), %d refused by the kernel\n", s.GetOps(), s.GetOpsPerSecond(), s.GetWriteErrors())
 	fmt.Fprintf(bw, "settings   latency %s + jitter %s, rate %s routes/s in batches of %d, fail probability %g\n",
 		shortDuration(s.GetLatency().AsDuration()), shortDuration(s.GetJitter().AsDuration()), limit(uint64(s.GetRoutesPerSecond())), s.GetBatch(), s.GetFailProbability())

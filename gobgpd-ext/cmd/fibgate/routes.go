@@ -24,14 +24,16 @@ const routesUsage = `Usage: fibgate routes [--state S] [--family F] [--table N] 
 
 Lists the prefixes the gate holds, with where each stands: pending (waiting
 for hardware), confirmed, released (handed to BGP; whether a neighbour
-accepted it is not known here), failed, held_down or withdrawn; the
+accepted it is not known here), failed, held_down, withdrawn or refused
+(the kernel refused to install the route: the reason has its error); the
 hardware flags of its route (offload, trap, offload_failed); the scope that
 gates it; how long it has been in its state (IN STATE: 290ms, 1.2s, 4m10s);
-and why it is where it is.
+and why it is where it is, with the next retry of a failed or refused one.
 
 With --json, prints one JSON object per line (fields: table, prefix, family,
 scope, state, reason, flags, nexthop_flags, seen_time, confirmed_time,
-advertised_time, withdrawn_time, flaps, hold_until, state_time).
+advertised_time, withdrawn_time, flaps, hold_until, state_time, retries,
+next_retry_time).
 
 Exit status: 0 on success, 1 when the daemon cannot be reached or refuses,
 2 on bad flags.
@@ -99,7 +101,7 @@ func parseState(s string) (pb.State, error) {
 	}
 	v, ok := pb.State_value["STATE_"+strings.ToUpper(strings.ReplaceAll(s, "-", "_"))]
 	if !ok || v == 0 {
-		return 0, usageError{fmt.Errorf("--state %q: want pending, confirmed, released, failed, held_down or withdrawn", s)}
+		return 0, usageError{fmt.Errorf("--state %q: want pending, confirmed, released, failed, held_down, withdrawn or refused", s)}
 	}
 	return pb.State(v), nil
 }
@@ -178,6 +180,8 @@ type routeLine struct {
 	Flaps          uint32     `json:"flaps"`
 	HoldUntil      string     `json:"hold_until,omitempty"`
 	StateTime      string     `json:"state_time,omitempty"`
+	Retries        uint32     `json:"retries"`
+	NextRetryTime  string     `json:"next_retry_time,omitempty"`
 }
 
 func routeLineOf(r *pb.Route, snapshot bool) routeLine {
@@ -187,6 +191,7 @@ func routeLineOf(r *pb.Route, snapshot bool) routeLine {
 		NexthopFlags: [][]string{}, SeenTime: timeString(r.GetSeenTime()), ConfirmedTime: timeString(r.GetConfirmedTime()),
 		AdvertisedTime: timeString(r.GetAdvertisedTime()), WithdrawnTime: timeString(r.GetWithdrawnTime()),
 		Flaps: r.GetFlaps(), HoldUntil: timeString(r.GetHoldUntil()), StateTime: timeString(r.GetStateTime()),
+		Retries: r.GetRetries(), NextRetryTime: timeString(r.GetNextRetryTime()),
 	}
 	for _, f := range r.GetNexthopFlags() {
 		l.NexthopFlags = append(l.NexthopFlags, flagNames(f))

@@ -227,3 +227,128 @@ func scrapeMetrics(t *testing.T, addr string) string {
 	}
 	return string(b)
 }
+
+// TestServeRetriesAFailedRouteOnTheSim is issue 11's retry through a
+// daemon: a route the sim failed to program (fail probability 1, which the
+// sim never retries by itself, like a kernel driver) recovers once the sim
+// accepts again, with nobody touching the route: the daemon writes it
+// again with back-off. `hw retry` does it at once, and stats and metrics
+// count the rewrites.
+func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	metricsAddr := freePort(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var serveErr bytes.Buffer
+	go func() {
+		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "sim", "--sim-latency", "20ms",
+			"--socket", sock, "--set-notify", "1", "--metrics", metricsAddr}, io.Discard, &serveErr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30 s")
+		}
+	})
+	cli := func(args ...string) (string, int) {
+		var out, errb bytes.Buffer
+		code := run(context.Background(), append(args, "--socket", sock), &out, &errb)
+		return out.String() + errb.String(), code
+	}
+	state := func() routeLine {
+		out, code := cli("routes", "--json", "--prefix", "192.0.2.0/24")
+		var l routeLine
+		if code == exitOK {
+			_ = json.Unmarshal([]byte(strings.TrimSpace(out)), &l)
+		}
+		return l
+	}
+	wait := func(what string, cond func(routeLine) bool) routeLine {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			l := state()
+			if cond(l) {
+				return l
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not within 20 s; last %+v; serve: %s", what, l, serveErr.String())
+			}
+			time.Sleep(50 * time.Millisecond) // polling with a deadline
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, code := cli("stats"); code == exitOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering; serve: %s", serveErr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if out, code := cli("hw", "probability", "1"); code != exitOK {
+		t.Fatalf("hw probability 1: %s", out)
+	}
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "dev", "eth1")
+	failed := wait("failed", func(l routeLine) bool { return l.State == "failed" })
+	if failed.NextRetryTime == "" || !strings.Contains(failed.Reason, "retry 1 at") {
+		t.Errorf("failed route %+v: want the next retry shown", failed)
+	}
+	// Still failing: the daemon writes it again (after about 1 s), and it
+	// stays failed (not pending) while the sim programs it again.
+	again := wait("a retry", func(l routeLine) bool { return l.Retries >= 1 })
+	if again.State != "failed" {
+		t.Errorf("during retries: %s (%s), want failed", again.State, again.Reason)
+	}
+	seen := failed.SeenTime
+
+	// The sim accepts again: the next retry (within about 2 s) brings the
+	// route back, nobody having touched it.
+	if out, code := cli("hw", "probability", "0"); code != exitOK {
+		t.Fatalf("hw probability 0: %s", out)
+	}
+	back := wait("recovered", func(l routeLine) bool { return l.State == "confirmed" })
+	if strings.Join(back.Flags, ",") != "trap" || back.Retries != 0 {
+		t.Errorf("recovered %+v, want confirmed on trap", back)
+	}
+	if back.SeenTime != seen {
+		t.Errorf("seen %s, was %s: the retry must not look like a new route", back.SeenTime, seen)
+	}
+
+	// hw retry writes a failed route again at once, whatever its back-off
+	// (the next automatic retry of a route that flapped is seconds away).
+	for _, args := range [][]string{{"hw", "fail", "192.0.2.0/24"}, {"hw", "probability", "1"}, {"hw", "clear", "192.0.2.0/24"}} {
+		if out, code := cli(args...); code != exitOK {
+			t.Fatalf("%v: %s", args, out)
+		}
+	}
+	wait("failed again", func(l routeLine) bool { return l.State == "failed" })
+	time.Sleep(100 * time.Millisecond) // the sim's reprogram after clear (20 ms) fails too
+	if out, code := cli("hw", "probability", "0"); code != exitOK {
+		t.Fatalf("hw probability 0: %s", out)
+	}
+	asked := time.Now()
+	if out, code := cli("hw", "retry", "--all"); code != exitOK || !strings.Contains(out, "written again: 1 failed, 0 refused") {
+		t.Fatalf("hw retry --all: exit %d: %s", code, out)
+	}
+	wait("recovered at once", func(l routeLine) bool { return l.State == "held_down" || l.State == "confirmed" })
+	if d := time.Since(asked); d > 1500*time.Millisecond {
+		t.Errorf("recovered %s after hw retry, want at once", d)
+	}
+	if out, code := cli("hw", "retry", "192.0.2.0/24"); code == exitOK || !strings.Contains(out, "neither failed nor refused") {
+		t.Errorf("hw retry of a route that is not failed: exit %d: %s", code, out)
+	}
+	out, _ := cli("stats", "--json")
+	var st statsLine
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Rewrites < 3 {
+		t.Errorf("stats %s: want at least 3 rewrites", out)
+	}
+	if scrape := scrapeMetrics(t, metricsAddr); !strings.Contains(scrape, "fibgate_rewrites_total") || strings.Contains(scrape, "fibgate_rewrites_total 0") {
+		t.Errorf("metrics lack the rewrites:\n%s", scrape)
+	}
+}

@@ -17,7 +17,9 @@ Prints the gate's counters: prefixes per state; confirmations by the
 hardware and failures; advertisements and withdrawals, the prefixes handed
 to BGP and taken back (0 without BGP); how long the hardware took to program
 routes and, apart from it, how long flapping prefixes were held down (p50,
-p90, p99, max over recent samples); the route listener's notifications,
+p90, p99, max over recent samples); route writes the kernel refused and
+prefixes that became refused, and failed routes written again so their
+driver tries again (retries); the route listener's notifications,
 overruns and resyncs; and, when agents can connect, the external backend's
 counters. Durations are rounded for reading (290ms, 1.2s); --json keeps
 them exact.
@@ -60,6 +62,8 @@ func statsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(w, "bgp       advertisements %d, withdrawals %d\n", s.GetAdvertisements(), s.GetWithdrawals())
 	fmt.Fprintf(w, "hardware  time to program %s\n", latencyText(s.GetTimeToHardware()))
 	fmt.Fprintf(w, "hold-down time held down %s\n", latencyText(s.GetTimeHeldDown()))
+	fmt.Fprintf(w, "retries   refused writes %d (%d prefixes refused), failed routes written again %d (%d could not be)\n",
+		s.GetRefusedWrites(), s.GetRefusals(), s.GetRewrites(), s.GetRewriteErrors())
 	if li := s.GetListener(); li != nil {
 		fmt.Fprintf(w, "listener  %d routes, %d notifications, %d overruns, %d resyncs, %d out of sync\n",
 			li.GetRoutes(), li.GetNotifications(), li.GetOverruns(), li.GetResyncs(), li.GetOutOfSync())
@@ -80,6 +84,10 @@ type statsLine struct {
 	Withdrawals    uint64            `json:"withdrawals"`
 	TimeToHardware latencyLine       `json:"time_to_hardware"`
 	TimeHeldDown   latencyLine       `json:"time_held_down"`
+	RefusedWrites  uint64            `json:"refused_writes"`
+	Refusals       uint64            `json:"refusals"`
+	Rewrites       uint64            `json:"rewrites"`
+	RewriteErrors  uint64            `json:"rewrite_errors"`
 	Listener       *listenerLine     `json:"listener,omitempty"`
 	External       *externalLine     `json:"external,omitempty"`
 }
@@ -116,6 +124,7 @@ func statsLineOf(s *pb.GetStatsResponse) statsLine {
 		RoutesByState: map[string]uint64{}, Confirmations: s.GetConfirmations(), Failures: s.GetFailures(),
 		Advertisements: s.GetAdvertisements(), Withdrawals: s.GetWithdrawals(),
 		TimeToHardware: lat(s.GetTimeToHardware()), TimeHeldDown: lat(s.GetTimeHeldDown()),
+		RefusedWrites: s.GetRefusedWrites(), Refusals: s.GetRefusals(), Rewrites: s.GetRewrites(), RewriteErrors: s.GetRewriteErrors(),
 	}
 	for _, sc := range s.GetRoutesByState() {
 		out.RoutesByState[stateName(sc.GetState())] = sc.GetRoutes()
