@@ -92,7 +92,12 @@ func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 	err = s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, "", func(d *api.DefinedSet) {
 		switch {
 		case d.Name == s.cfg.holdSet:
-			o.hold, o.holdList = true, d.List
+			o.hold = true
+			for _, c := range d.List {
+				// GoBGP lists a community set's members as the regular
+				// expressions it matches with: "^65534:4711$".
+				o.holdList = append(o.holdList, strings.TrimSuffix(strings.TrimPrefix(c, "^"), "$"))
+			}
 		case d.Name == s.cfg.sentinel:
 			o.sentinel = true
 		case strings.HasPrefix(d.Name, s.cfg.Name+"-installed-"):

@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"testing"
 
+	api "github.com/osrg/gobgp/v3/api"
+
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
@@ -131,5 +133,35 @@ func TestRescopeNeitherLeaksNorWithdraws(t *testing.T) {
 			x.learned(t, g)
 			x.received(t, append(watched, f, g), b, d, e, f)
 		})
+	}
+}
+
+// TestHoldSetIsNotAddedAgain: GoBGP lists a community set's members as
+// regular expressions ("^65534:4711$"); a second install must see its own
+// HOLD community there and leave the set alone (it used to log an error
+// and add the community again on every install).
+func TestHoldSetIsNotAddedAgain(t *testing.T) {
+	x := newLoopLab(t)
+	sp, err := NewInProcess(x.leaf, Config{FallbackPolicy: "fibgate-fallback"}, WithLogger(testLogger(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close(context.Background()) })
+	for range 3 {
+		if err := sp.Bootstrap(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var list []string
+	err = serverBackend{x.leaf}.listDefinedSets(context.Background(), api.DefinedType_COMMUNITY, "", func(d *api.DefinedSet) {
+		if d.Name == sp.cfg.holdSet {
+			list = d.List
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Errorf("HOLD community set after three installs: %q, want one member", list)
 	}
 }
