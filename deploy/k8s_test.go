@@ -376,6 +376,21 @@ func TestKubernetesManifests(t *testing.T) {
 			checkCommand(t, p.Exec.Command)
 		}
 	}
+	// Memory limits, each the figure deploy/README.md gives for it.
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []container{gobgpd, fibgated} {
+		req, lim := c.Resources.Requests["memory"], c.Resources.Limits["memory"]
+		rb, lb := mebibytes(req), mebibytes(lim)
+		if rb <= 0 || lb < rb {
+			t.Errorf("%s: memory request %q, limit %q: want both, the limit at least the request", c.Name, req, lim)
+		}
+		if !strings.Contains(string(readme), lim+" for "+c.Name) {
+			t.Errorf("%s: memory limit %s is not the one README.md documents (%q)", c.Name, lim, lim+" for "+c.Name)
+		}
+	}
 	if fibgated.ReadinessProbe == nil || fibgated.LivenessProbe == nil || gobgpd.LivenessProbe == nil {
 		t.Error("want readiness and liveness probes on fibgated and a liveness probe on gobgpd")
 	}
@@ -454,4 +469,17 @@ func TestKustomizeBuild(t *testing.T) {
 	if n := strings.Count("\n"+string(out), "\nkind: "); n != 5 {
 		t.Errorf("kubectl kustomize rendered %d objects, want 5 (namespace, service account, 2 config maps, daemon set):\n%s", n, out)
 	}
+}
+
+// mebibytes reads a Kubernetes memory quantity in Mi or Gi (what the
+// manifests use); -1 for anything else.
+func mebibytes(q string) int {
+	for suffix, mul := range map[string]int{"Mi": 1, "Gi": 1024} {
+		if n, ok := strings.CutSuffix(q, suffix); ok {
+			if v, err := strconv.Atoi(n); err == nil {
+				return v * mul
+			}
+		}
+	}
+	return -1
 }
