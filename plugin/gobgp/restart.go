@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
 // RestartState is what GoBGP says of its neighbours while it restarts
@@ -22,9 +24,9 @@ type RestartState struct {
 	Restarting bool
 	// Established counts the established neighbours.
 	Established int
-	// AwaitingEOR lists the established neighbours that negotiated
-	// graceful restart and have not sent End-of-RIB for every family of
-	// it yet: their routes may still be coming.
+	// AwaitingEOR lists the established neighbours that announced
+	// graceful restart and have not sent End-of-RIB for every family they
+	// negotiated yet: their routes may still be coming (owesEOR).
 	AwaitingEOR []string
 }
 
@@ -48,13 +50,8 @@ func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool) (Res
 			return
 		}
 		st.Established++
-		for _, a := range p.GetAfiSafis() {
-			// As GoBGP's own recvedAllEOR: a family whose graceful
-			// restart both sides negotiated owes an End-of-RIB.
-			if g := a.GetMpGracefulRestart().GetState(); g.GetEnabled() && g.GetReceived() && !g.GetEndOfRibReceived() {
-				st.AwaitingEOR = append(st.AwaitingEOR, addr)
-				return
-			}
+		if owesEOR(p) {
+			st.AwaitingEOR = append(st.AwaitingEOR, addr)
 		}
 	})
 	if err != nil {
@@ -62,6 +59,49 @@ func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool) (Res
 	}
 	slices.Sort(st.AwaitingEOR)
 	return st, nil
+}
+
+// owesEOR says whether an established neighbour has not sent End-of-RIB
+// for every family it negotiated, when it announced the graceful restart
+// capability. That is stricter than GoBGP's own sync, which waits only for
+// families the neighbour listed in the capability, i.e. that it can
+// restart in itself: a helper-only neighbour (FRR's default) lists none,
+// yet as a receiving speaker it sends its table and then End-of-RIB (RFC
+// 4724, 4.2), and its table is part of ours.
+func owesEOR(p *api.Peer) bool {
+	if !p.GetGracefulRestart().GetEnabled() {
+		return false // ours off: the neighbour has no reason to send it
+	}
+	caps, err := apiutil.UnmarshalCapabilities(p.GetState().GetRemoteCap())
+	if err != nil {
+		return false
+	}
+	gr := false
+	remote := map[bgp.RouteFamily]bool{}
+	for _, c := range caps {
+		switch c := c.(type) {
+		case *bgp.CapGracefulRestart:
+			gr = true
+		case *bgp.CapMultiProtocol:
+			remote[c.CapValue] = true
+		}
+	}
+	if !gr {
+		return false // no graceful restart: End-of-RIB is not promised
+	}
+	if len(remote) == 0 {
+		remote[bgp.RF_IPv4_UC] = true // no multiprotocol capability: IPv4 unicast
+	}
+	for _, a := range p.GetAfiSafis() {
+		f := a.GetConfig().GetFamily()
+		if !a.GetConfig().GetEnabled() || f == nil || !remote[bgp.AfiSafiToRouteFamily(uint16(f.GetAfi()), uint8(f.GetSafi()))] {
+			continue
+		}
+		if !a.GetMpGracefulRestart().GetState().GetEndOfRibReceived() {
+			return true
+		}
+	}
+	return false
 }
 
 // Learned lists the IPv4 and IPv6 unicast prefixes for which GoBGP holds a
