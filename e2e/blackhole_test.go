@@ -132,9 +132,9 @@ func measure(t *testing.T, lat time.Duration, gate bool) []result {
 		for _, vip := range []string{"192.0.2.10/32", "2001:db8:10::10/128"} {
 			var err error
 			if inject {
-				_, err = pb.NewHardwareServiceClient(leaves["leaf1"]).InjectFailure(ctx, &pb.InjectFailureRequest{Prefix: vip})
+				_, err = pb.NewSimServiceClient(leaves["leaf1"]).InjectFailure(ctx, &pb.InjectFailureRequest{Prefix: vip})
 			} else {
-				_, err = pb.NewHardwareServiceClient(leaves["leaf1"]).ClearFailure(ctx, &pb.ClearFailureRequest{Prefix: vip})
+				_, err = pb.NewSimServiceClient(leaves["leaf1"]).ClearFailure(ctx, &pb.ClearFailureRequest{Prefix: vip})
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -142,7 +142,7 @@ func measure(t *testing.T, lat time.Duration, gate bool) []result {
 		}
 	}
 	for _, c := range asics {
-		if _, err := pb.NewHardwareServiceClient(c).SetSimLatency(ctx, &pb.SetSimLatencyRequest{Fixed: durationpb.New(lat)}); err != nil {
+		if _, err := pb.NewSimServiceClient(c).SetSimLatency(ctx, &pb.SetSimLatencyRequest{Fixed: durationpb.New(lat)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -297,7 +297,7 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 	// advertising it would be right.
 	start = time.Now()
 	lab.Eventually(t, bulk, c.leaf.name+"'s sim holds none of the prefixes", func() error {
-		st, err := c.leaf.hw().GetSimStats(ctx, &pb.GetSimStatsRequest{})
+		st, err := c.leaf.sim().GetSimStats(ctx, &pb.GetSimStatsRequest{})
 		if err != nil {
 			return err
 		}
@@ -332,7 +332,7 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 			break
 		}
 	}
-	st, err := c.leaf.hw().GetSimStats(ctx, &pb.GetSimStatsRequest{})
+	st, err := c.leaf.sim().GetSimStats(ctx, &pb.GetSimStatsRequest{})
 	if err != nil {
 		t.Fatalf("sim stats: %v", err)
 	}
@@ -461,7 +461,7 @@ func stateCounts(rs map[netip.Prefix]*pb.Route) string {
 // simProgrammed returns how many routes the leaf's sim holds in hardware.
 func (l *leaf) simProgrammed(t *testing.T) int {
 	t.Helper()
-	st, err := l.hw().GetSimStats(context.Background(), &pb.GetSimStatsRequest{})
+	st, err := l.sim().GetSimStats(context.Background(), &pb.GetSimStatsRequest{})
 	if err != nil {
 		t.Fatalf("%s: sim stats: %v", l.name, err)
 	}

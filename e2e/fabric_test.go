@@ -337,11 +337,12 @@ func (l *leaf) confirmedAt(tb testing.TB, p netip.Prefix) time.Time {
 	return at
 }
 
-func (l *leaf) hw() pb.HardwareServiceClient { return pb.NewHardwareServiceClient(l.conn) }
+// sim steers the leaf's simulated ASIC.
+func (l *leaf) sim() pb.SimServiceClient { return pb.NewSimServiceClient(l.conn) }
 
 func (l *leaf) setLatency(tb testing.TB, d time.Duration) {
 	tb.Helper()
-	if _, err := l.hw().SetSimLatency(context.Background(), &pb.SetSimLatencyRequest{Fixed: durationpb.New(d)}); err != nil {
+	if _, err := l.sim().SetSimLatency(context.Background(), &pb.SetSimLatencyRequest{Fixed: durationpb.New(d)}); err != nil {
 		tb.Fatal(err)
 	}
 }

@@ -223,7 +223,7 @@ type failure struct {
 func (f *fabric) failureWithdraws(t *testing.T, failures []failure) {
 	t.Helper()
 	for _, c := range failures {
-		if _, err := c.l.hw().InjectFailure(context.Background(), &pb.InjectFailureRequest{Prefix: c.p.String()}); err != nil {
+		if _, err := c.l.sim().InjectFailure(context.Background(), &pb.InjectFailureRequest{Prefix: c.p.String()}); err != nil {
 			t.Fatal(err)
 		}
 		f.watch.waitAbsent(t, c.l.as, 10*time.Second, c.p)
@@ -231,7 +231,7 @@ func (f *fabric) failureWithdraws(t *testing.T, failures []failure) {
 			t.Errorf("%s %v: state %v (%v), want failed", c.l.name, c.p, r.GetState(), err)
 		}
 		cleared := time.Now()
-		if _, err := c.l.hw().ClearFailure(context.Background(), &pb.ClearFailureRequest{Prefix: c.p.String()}); err != nil {
+		if _, err := c.l.sim().ClearFailure(context.Background(), &pb.ClearFailureRequest{Prefix: c.p.String()}); err != nil {
 			t.Fatal(err)
 		}
 		f.watch.waitPresent(t, c.l, 10*time.Second, c.p)

@@ -113,7 +113,7 @@ var readMethods = []string{
 	pb.RouteService_WatchRoutes_FullMethodName,
 	pb.StatsService_GetStats_FullMethodName,
 	pb.AuditService_Audit_FullMethodName,
-	pb.HardwareService_GetSimStats_FullMethodName,
+	pb.SimService_GetSimStats_FullMethodName,
 }
 
 // isWrite reports whether an RPC needs the admin role. The standard

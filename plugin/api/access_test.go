@@ -79,7 +79,7 @@ func TestTCPWithoutClientCAIsReadOnly(t *testing.T) {
 		t.Fatalf("a read over TCP: %v", err)
 	}
 	wantDenied(t, "SetPolicy over TCP", setPolicy(t, conn))
-	_, err = pb.NewHardwareServiceClient(conn).InjectFailure(ctxT(t), &pb.InjectFailureRequest{Prefix: "192.0.2.0/24"})
+	_, err = pb.NewSimServiceClient(conn).InjectFailure(ctxT(t), &pb.InjectFailureRequest{Prefix: "192.0.2.0/24"})
 	wantDenied(t, "InjectFailure over TCP", err)
 	rs, err := pb.NewHardwareServiceClient(conn).ReportRoutes(ctxT(t))
 	if err == nil {

@@ -21,6 +21,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNoSim: the daemon runs no simulated ASIC (FAILED_PRECONDITION).
 	ErrNoSim = errors.New("no simulated ASIC in this daemon")
+	// ErrSeveralTables: a lookup in every table (table 0) found the prefix
+	// in more than one; the request must name one (FAILED_PRECONDITION).
+	ErrSeveralTables = errors.New("in several tables")
 	// ErrNoAgents: the daemon has no external hardware backend
 	// (FAILED_PRECONDITION).
 	ErrNoAgents = errors.New("no external hardware backend in this daemon (agents cannot connect)")
@@ -95,7 +98,7 @@ func statusOf(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, ErrNotFound):
 		code = codes.NotFound
-	case errors.Is(err, ErrNoSim), errors.Is(err, ErrNoAgents), errors.Is(err, ErrNoGate), errors.Is(err, ErrNoAudit),
+	case errors.Is(err, ErrNoSim), errors.Is(err, ErrSeveralTables), errors.Is(err, ErrNoAgents), errors.Is(err, ErrNoGate), errors.Is(err, ErrNoAudit),
 		errors.Is(err, ErrNoRetrier), errors.Is(err, ErrNothingToRetry):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrShuttingDown):

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"net/netip"
+	"strings"
 
 	"google.golang.org/grpc/peer"
 
@@ -21,7 +21,7 @@ import (
 const agentChunk = 1000
 
 // hardwareService serves HardwareService: external agents' sessions and
-// the simulated ASIC's controls.
+// retries (the simulated ASIC's controls are simService's).
 type hardwareService struct {
 	pb.UnimplementedHardwareServiceServer
 	s *Server
@@ -154,17 +154,9 @@ func (h *hardwareService) RetryRoutes(ctx context.Context, req *pb.RetryRoutesRe
 		if p, err = parsePrefix(req.GetPrefix()); err != nil {
 			return nil, statusOf(&FieldError{Field: "prefix", Err: err})
 		}
-		if table == 0 {
-			table = fib.TableMain
-		}
 		if c.routes != nil {
-			st, ok := c.routes.Get(table, p)
-			if !ok {
-				return nil, statusOf(fmt.Errorf("%w: %s in table %d is not gated (no scope matches it, or it is not in the FIB)", ErrNotFound, p, table))
-			}
-			kept := (st.State == gate.Confirmed || st.State == gate.Released) && st.Flags&fib.OffloadFailed != 0
-			if st.State != gate.Failed && st.State != gate.Refused && !kept {
-				return nil, statusOf(fmt.Errorf("%w: %s is %s, neither failed nor refused", ErrNothingToRetry, p, st.State))
+			if err := retryable(c.routes, table, p); err != nil {
+				return nil, statusOf(err)
 			}
 		}
 	}
@@ -179,115 +171,20 @@ func (h *hardwareService) RetryRoutes(ctx context.Context, req *pb.RetryRoutesRe
 	return out, nil
 }
 
-func (h *hardwareService) sim() (SimControl, error) {
-	if h.s.cfg.sim == nil {
-		return nil, ErrNoSim
-	}
-	return h.s.cfg.sim, nil
-}
-
-// SetSimCapacity sets the simulated table sizes.
-func (h *hardwareService) SetSimCapacity(_ context.Context, req *pb.SetSimCapacityRequest) (*pb.SetSimCapacityResponse, error) {
-	s, err := h.sim()
+// retryable checks that p is failed (kept advertised on failure counts) or
+// refused in table, or with table 0 in at least one table that gates it.
+func retryable(routes RouteStore, table uint32, p netip.Prefix) error {
+	states, err := lookup(routes, table, p)
 	if err != nil {
-		return nil, statusOf(err)
+		return err
 	}
-	c := SimCapacity{
-		IPv4Prefix: int(req.GetIpv4Prefix()), IPv4Host: int(req.GetIpv4Host()),
-		IPv6Prefix: int(req.GetIpv6Prefix()), IPv6Host: int(req.GetIpv6Host()),
+	var what []string
+	for _, st := range states {
+		kept := (st.State == gate.Confirmed || st.State == gate.Released) && st.Flags&fib.OffloadFailed != 0
+		if st.State == gate.Failed || st.State == gate.Refused || kept {
+			return nil
+		}
+		what = append(what, fmt.Sprintf("%s in table %d", st.State, st.Table))
 	}
-	if err := s.SetCapacity(c); err != nil {
-		return nil, statusOf(err)
-	}
-	return &pb.SetSimCapacityResponse{}, nil
-}
-
-// SetSimLatency sets the programming delay.
-func (h *hardwareService) SetSimLatency(_ context.Context, req *pb.SetSimLatencyRequest) (*pb.SetSimLatencyResponse, error) {
-	s, err := h.sim()
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	fixed, err := durationFromProto(req.GetFixed())
-	if err != nil || fixed < 0 {
-		return nil, statusOf(badField("fixed", "want a non-negative duration"))
-	}
-	jitter, err := durationFromProto(req.GetJitter())
-	if err != nil || jitter < 0 {
-		return nil, statusOf(badField("jitter", "want a non-negative duration"))
-	}
-	if err := s.SetLatency(fixed, jitter); err != nil {
-		return nil, statusOf(err)
-	}
-	return &pb.SetSimLatencyResponse{}, nil
-}
-
-// SetSimRate sets the programming rate and, when given, the batch size.
-func (h *hardwareService) SetSimRate(_ context.Context, req *pb.SetSimRateRequest) (*pb.SetSimRateResponse, error) {
-	s, err := h.sim()
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	if err := s.SetRate(int(req.GetRoutesPerSecond()), int(req.GetBatch())); err != nil {
-		return nil, statusOf(err)
-	}
-	return &pb.SetSimRateResponse{}, nil
-}
-
-// InjectFailure makes a prefix fail to program.
-func (h *hardwareService) InjectFailure(_ context.Context, req *pb.InjectFailureRequest) (*pb.InjectFailureResponse, error) {
-	if err := h.withSimPrefix(req.GetPrefix(), SimControl.InjectFailure); err != nil {
-		return nil, err
-	}
-	return &pb.InjectFailureResponse{}, nil
-}
-
-// ClearFailure undoes InjectFailure.
-func (h *hardwareService) ClearFailure(_ context.Context, req *pb.ClearFailureRequest) (*pb.ClearFailureResponse, error) {
-	if err := h.withSimPrefix(req.GetPrefix(), SimControl.ClearFailure); err != nil {
-		return nil, err
-	}
-	return &pb.ClearFailureResponse{}, nil
-}
-
-// SetFailProbability sets the random failure rate.
-func (h *hardwareService) SetFailProbability(_ context.Context, req *pb.SetFailProbabilityRequest) (*pb.SetFailProbabilityResponse, error) {
-	s, err := h.sim()
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	p := req.GetProbability()
-	if math.IsNaN(p) || p < 0 || p > 1 {
-		return nil, statusOf(badField("probability", "%g is not between 0 and 1", p))
-	}
-	if err := s.SetFailProbability(p); err != nil {
-		return nil, statusOf(err)
-	}
-	return &pb.SetFailProbabilityResponse{}, nil
-}
-
-// GetSimStats returns the simulated ASIC's counters and settings.
-func (h *hardwareService) GetSimStats(context.Context, *pb.GetSimStatsRequest) (*pb.GetSimStatsResponse, error) {
-	s, err := h.sim()
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	return simStatsToProto(s.SimStats()), nil
-}
-
-// withSimPrefix runs fn on the sim for the request's prefix, answering
-// FAILED_PRECONDITION without a sim and INVALID_ARGUMENT for a bad prefix.
-func (h *hardwareService) withSimPrefix(prefix string, fn func(SimControl, netip.Prefix) error) error {
-	s, err := h.sim()
-	if err != nil {
-		return statusOf(err)
-	}
-	p, err := parsePrefix(prefix)
-	if err != nil {
-		return statusOf(&FieldError{Field: "prefix", Err: err})
-	}
-	if err := fn(s, p); err != nil {
-		return statusOf(err)
-	}
-	return nil
+	return fmt.Errorf("%w: %s is %s, neither failed nor refused", ErrNothingToRetry, p, strings.Join(what, ", "))
 }

@@ -131,7 +131,7 @@ func TestAMalformedAgentReportEndsItsSessionNamingTheField(t *testing.T) {
 
 func TestSimControlsWithoutASimAnswerFailedPrecondition(t *testing.T) {
 	d := apitest.Start(t, apitest.Options{})
-	c := pb.NewHardwareServiceClient(d.Conn)
+	c := pb.NewSimServiceClient(d.Conn)
 	ctx := ctxT(t)
 	calls := map[string]func() error{
 		"SetSimCapacity": func() error { _, err := c.SetSimCapacity(ctx, &pb.SetSimCapacityRequest{Ipv4Prefix: 10}); return err },

@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"google.golang.org/grpc/peer"
 
@@ -196,15 +198,33 @@ func (r *routeService) GetRoute(_ context.Context, req *pb.GetRouteRequest) (*pb
 	if err != nil {
 		return nil, statusOf(&FieldError{Field: "prefix", Err: err})
 	}
-	table := req.GetTable()
-	if table == 0 {
-		table = fib.TableMain
+	states, err := lookup(st, req.GetTable(), p)
+	if err != nil {
+		return nil, statusOf(err)
 	}
-	s, ok := st.Get(table, p)
-	if !ok {
-		return nil, statusOf(fmt.Errorf("%w: %s in table %d is not gated (no scope matches it, or it is not in the FIB)", ErrNotFound, p, table))
+	if len(states) > 1 {
+		var tables []string
+		for _, s := range states {
+			tables = append(tables, strconv.FormatUint(uint64(s.Table), 10))
+		}
+		return nil, statusOf(fmt.Errorf("%w: %s is gated in tables %s: name one", ErrSeveralTables, p, strings.Join(tables, ", ")))
 	}
-	return &pb.GetRouteResponse{Route: routeStateToProto(s)}, nil
+	return &pb.GetRouteResponse{Route: routeStateToProto(states[0])}, nil
+}
+
+// lookup returns the states of p in table, or with table 0 in every table
+// that has it (the API's "every table"); NOT_FOUND when there is none.
+func lookup(st RouteStore, table uint32, p netip.Prefix) ([]gate.RouteState, error) {
+	if table != 0 {
+		if s, ok := st.Get(table, p); ok {
+			return []gate.RouteState{s}, nil
+		}
+		return nil, fmt.Errorf("%w: %s in table %d is not gated (no scope matches it, or it is not in the FIB)", ErrNotFound, p, table)
+	}
+	if states := st.Find(p); len(states) > 0 {
+		return states, nil
+	}
+	return nil, fmt.Errorf("%w: %s is not gated in any table (no scope matches it, or it is not in the FIB)", ErrNotFound, p)
 }
 
 // WatchRoutes sends the snapshot in chunks, marks its end, then streams

@@ -210,6 +210,7 @@ func serviceNames() []string {
 		pb.PolicyService_ServiceDesc.ServiceName,
 		pb.RouteService_ServiceDesc.ServiceName,
 		pb.HardwareService_ServiceDesc.ServiceName,
+		pb.SimService_ServiceDesc.ServiceName,
 		pb.StatsService_ServiceDesc.ServiceName,
 		pb.AuditService_ServiceDesc.ServiceName,
 	}
@@ -239,6 +240,7 @@ func (s *Server) newGRPC(creds credentials.TransportCredentials, acc *access) *g
 	pb.RegisterPolicyServiceServer(g, &policyService{s: s})
 	pb.RegisterRouteServiceServer(g, &routeService{s: s})
 	pb.RegisterHardwareServiceServer(g, &hardwareService{s: s})
+	pb.RegisterSimServiceServer(g, &simService{s: s})
 	pb.RegisterStatsServiceServer(g, &statsService{s: s})
 	pb.RegisterAuditServiceServer(g, &auditService{s: s})
 	healthpb.RegisterHealthServer(g, s.health)

@@ -96,7 +96,7 @@ func TestHealthAndReflectionAreServed(t *testing.T) {
 	for _, svc := range r.GetListServicesResponse().GetService() {
 		names = append(names, svc.GetName())
 	}
-	for _, want := range []string{"fibgate.v1.PolicyService", "fibgate.v1.RouteService", "fibgate.v1.HardwareService", "fibgate.v1.StatsService", "grpc.health.v1.Health"} {
+	for _, want := range []string{"fibgate.v1.PolicyService", "fibgate.v1.RouteService", "fibgate.v1.HardwareService", "fibgate.v1.SimService", "fibgate.v1.StatsService", "grpc.health.v1.Health"} {
 		if !strings.Contains(strings.Join(names, " "), want) {
 			t.Errorf("reflection lists %v, lacks %s", names, want)
 		}

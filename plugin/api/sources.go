@@ -29,6 +29,9 @@ type RouteStore interface {
 	// List returns every state sorted by table, address and prefix length.
 	List() []gate.RouteState
 	Get(table uint32, p netip.Prefix) (gate.RouteState, bool)
+	// Find returns p's states in every table that has it, by table: the
+	// lookup of a request whose table is 0 ("every table").
+	Find(p netip.Prefix) []gate.RouteState
 	// Watch streams changed states, after a snapshot if asked, until ctx
 	// ends, or until the consumer falls behind a gate.WatchLimit.
 	Watch(ctx context.Context, snapshot bool, opts ...gate.WatchOption) <-chan []gate.RouteState

@@ -35,7 +35,7 @@ func ctxT(t *testing.T) context.Context {
 func TestTheSimIsSteeredThroughTheAPI(t *testing.T) {
 	pol := gate.Policy{Scopes: []gate.Scope{{Name: "doc", Prefixes: []gate.PrefixRange{{Prefix: netip.MustParsePrefix("192.0.2.0/24")}}}}}
 	d := apitest.Start(t, apitest.Options{Sim: true, Policy: pol})
-	c := pb.NewHardwareServiceClient(d.Conn)
+	c := pb.NewSimServiceClient(d.Conn)
 	ctx := ctxT(t)
 
 	kerneltest.IP(t, d.NS, "route", "add", "192.0.2.0/24", "dev", "eth1")
@@ -90,7 +90,7 @@ func TestTheSimIsSteeredThroughTheAPI(t *testing.T) {
 
 func TestInvalidSimSettingsNameTheRequestField(t *testing.T) {
 	d := apitest.Start(t, apitest.Options{Sim: true})
-	c := pb.NewHardwareServiceClient(d.Conn)
+	c := pb.NewSimServiceClient(d.Conn)
 	_, err := c.SetSimRate(ctxT(t), &pb.SetSimRateRequest{RoutesPerSecond: 10, Batch: 1 << 21})
 	st := status.Convert(err)
 	if st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "batch") {

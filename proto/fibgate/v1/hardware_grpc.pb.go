@@ -19,32 +19,25 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	HardwareService_RetryRoutes_FullMethodName        = "/fibgate.v1.HardwareService/RetryRoutes"
-	HardwareService_ReportRoutes_FullMethodName       = "/fibgate.v1.HardwareService/ReportRoutes"
-	HardwareService_SetSimCapacity_FullMethodName     = "/fibgate.v1.HardwareService/SetSimCapacity"
-	HardwareService_SetSimLatency_FullMethodName      = "/fibgate.v1.HardwareService/SetSimLatency"
-	HardwareService_SetSimRate_FullMethodName         = "/fibgate.v1.HardwareService/SetSimRate"
-	HardwareService_InjectFailure_FullMethodName      = "/fibgate.v1.HardwareService/InjectFailure"
-	HardwareService_ClearFailure_FullMethodName       = "/fibgate.v1.HardwareService/ClearFailure"
-	HardwareService_SetFailProbability_FullMethodName = "/fibgate.v1.HardwareService/SetFailProbability"
-	HardwareService_GetSimStats_FullMethodName        = "/fibgate.v1.HardwareService/GetSimStats"
+	HardwareService_RetryRoutes_FullMethodName  = "/fibgate.v1.HardwareService/RetryRoutes"
+	HardwareService_ReportRoutes_FullMethodName = "/fibgate.v1.HardwareService/ReportRoutes"
 )
 
 // HardwareServiceClient is the client API for HardwareService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// HardwareService connects hardware backends that are not kernel drivers.
-// External agents (SAI/SDK, P4, DPDK/VPP) learn on ReportRoutes which routes
-// to program and report what the hardware did with them; the simulated
-// ASIC, when the daemon runs one, is steered by the Sim RPCs, which answer
-// FAILED_PRECONDITION otherwise. RetryRoutes works with every backend.
+// HardwareService connects hardware backends that are not kernel drivers:
+// external agents (SAI/SDK, P4, DPDK/VPP) learn on ReportRoutes which routes
+// to program and report what the hardware did with them. RetryRoutes works
+// with every backend. The simulated ASIC has a service of its own,
+// SimService.
 type HardwareServiceClient interface {
 	// RetryRoutes has the hardware try again now, whatever the back-off:
 	// failed routes (offload_failed) are written again so their driver
 	// programs them afresh, and refused writes are made again. One prefix
-	// (NOT_FOUND when no scope gates it in the table, FAILED_PRECONDITION
-	// when it is neither failed nor refused) or, with all, every one.
+	// (NOT_FOUND when no scope gates it, FAILED_PRECONDITION when it is
+	// neither failed nor refused) or, with all, every one.
 	RetryRoutes(ctx context.Context, in *RetryRoutesRequest, opts ...grpc.CallOption) (*RetryRoutesResponse, error)
 	// ReportRoutes is one agent's session. The server first sends every
 	// forwarding route to program (ending with sync_complete), then each
@@ -52,24 +45,6 @@ type HardwareServiceClient interface {
 	// it programs them. One stream per agent; several agents may connect.
 	// FAILED_PRECONDITION when the daemon has no external backend.
 	ReportRoutes(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ReportRoutesRequest, ReportRoutesResponse], error)
-	// SetSimCapacity sets the simulated ASIC's table sizes, per family, for
-	// host routes (/32, /128) and for shorter prefixes.
-	SetSimCapacity(ctx context.Context, in *SetSimCapacityRequest, opts ...grpc.CallOption) (*SetSimCapacityResponse, error)
-	// SetSimLatency sets how long programming one route takes.
-	SetSimLatency(ctx context.Context, in *SetSimLatencyRequest, opts ...grpc.CallOption) (*SetSimLatencyResponse, error)
-	// SetSimRate bounds how many routes per second the simulated ASIC
-	// programs.
-	SetSimRate(ctx context.Context, in *SetSimRateRequest, opts ...grpc.CallOption) (*SetSimRateResponse, error)
-	// InjectFailure makes programming the prefix fail (offload_failed) until
-	// ClearFailure.
-	InjectFailure(ctx context.Context, in *InjectFailureRequest, opts ...grpc.CallOption) (*InjectFailureResponse, error)
-	// ClearFailure undoes InjectFailure.
-	ClearFailure(ctx context.Context, in *ClearFailureRequest, opts ...grpc.CallOption) (*ClearFailureResponse, error)
-	// SetFailProbability makes every programming attempt fail with the given
-	// probability.
-	SetFailProbability(ctx context.Context, in *SetFailProbabilityRequest, opts ...grpc.CallOption) (*SetFailProbabilityResponse, error)
-	// GetSimStats returns the simulated ASIC's counters.
-	GetSimStats(ctx context.Context, in *GetSimStatsRequest, opts ...grpc.CallOption) (*GetSimStatsResponse, error)
 }
 
 type hardwareServiceClient struct {
@@ -103,91 +78,21 @@ func (c *hardwareServiceClient) ReportRoutes(ctx context.Context, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HardwareService_ReportRoutesClient = grpc.BidiStreamingClient[ReportRoutesRequest, ReportRoutesResponse]
 
-func (c *hardwareServiceClient) SetSimCapacity(ctx context.Context, in *SetSimCapacityRequest, opts ...grpc.CallOption) (*SetSimCapacityResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SetSimCapacityResponse)
-	err := c.cc.Invoke(ctx, HardwareService_SetSimCapacity_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hardwareServiceClient) SetSimLatency(ctx context.Context, in *SetSimLatencyRequest, opts ...grpc.CallOption) (*SetSimLatencyResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SetSimLatencyResponse)
-	err := c.cc.Invoke(ctx, HardwareService_SetSimLatency_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hardwareServiceClient) SetSimRate(ctx context.Context, in *SetSimRateRequest, opts ...grpc.CallOption) (*SetSimRateResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SetSimRateResponse)
-	err := c.cc.Invoke(ctx, HardwareService_SetSimRate_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hardwareServiceClient) InjectFailure(ctx context.Context, in *InjectFailureRequest, opts ...grpc.CallOption) (*InjectFailureResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(InjectFailureResponse)
-	err := c.cc.Invoke(ctx, HardwareService_InjectFailure_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hardwareServiceClient) ClearFailure(ctx context.Context, in *ClearFailureRequest, opts ...grpc.CallOption) (*ClearFailureResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(ClearFailureResponse)
-	err := c.cc.Invoke(ctx, HardwareService_ClearFailure_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hardwareServiceClient) SetFailProbability(ctx context.Context, in *SetFailProbabilityRequest, opts ...grpc.CallOption) (*SetFailProbabilityResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(SetFailProbabilityResponse)
-	err := c.cc.Invoke(ctx, HardwareService_SetFailProbability_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-func (c *hardwareServiceClient) GetSimStats(ctx context.Context, in *GetSimStatsRequest, opts ...grpc.CallOption) (*GetSimStatsResponse, error) {
-	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(GetSimStatsResponse)
-	err := c.cc.Invoke(ctx, HardwareService_GetSimStats_FullMethodName, in, out, cOpts...)
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
 // HardwareServiceServer is the server API for HardwareService service.
 // All implementations must embed UnimplementedHardwareServiceServer
 // for forward compatibility.
 //
-// HardwareService connects hardware backends that are not kernel drivers.
-// External agents (SAI/SDK, P4, DPDK/VPP) learn on ReportRoutes which routes
-// to program and report what the hardware did with them; the simulated
-// ASIC, when the daemon runs one, is steered by the Sim RPCs, which answer
-// FAILED_PRECONDITION otherwise. RetryRoutes works with every backend.
+// HardwareService connects hardware backends that are not kernel drivers:
+// external agents (SAI/SDK, P4, DPDK/VPP) learn on ReportRoutes which routes
+// to program and report what the hardware did with them. RetryRoutes works
+// with every backend. The simulated ASIC has a service of its own,
+// SimService.
 type HardwareServiceServer interface {
 	// RetryRoutes has the hardware try again now, whatever the back-off:
 	// failed routes (offload_failed) are written again so their driver
 	// programs them afresh, and refused writes are made again. One prefix
-	// (NOT_FOUND when no scope gates it in the table, FAILED_PRECONDITION
-	// when it is neither failed nor refused) or, with all, every one.
+	// (NOT_FOUND when no scope gates it, FAILED_PRECONDITION when it is
+	// neither failed nor refused) or, with all, every one.
 	RetryRoutes(context.Context, *RetryRoutesRequest) (*RetryRoutesResponse, error)
 	// ReportRoutes is one agent's session. The server first sends every
 	// forwarding route to program (ending with sync_complete), then each
@@ -195,24 +100,6 @@ type HardwareServiceServer interface {
 	// it programs them. One stream per agent; several agents may connect.
 	// FAILED_PRECONDITION when the daemon has no external backend.
 	ReportRoutes(grpc.BidiStreamingServer[ReportRoutesRequest, ReportRoutesResponse]) error
-	// SetSimCapacity sets the simulated ASIC's table sizes, per family, for
-	// host routes (/32, /128) and for shorter prefixes.
-	SetSimCapacity(context.Context, *SetSimCapacityRequest) (*SetSimCapacityResponse, error)
-	// SetSimLatency sets how long programming one route takes.
-	SetSimLatency(context.Context, *SetSimLatencyRequest) (*SetSimLatencyResponse, error)
-	// SetSimRate bounds how many routes per second the simulated ASIC
-	// programs.
-	SetSimRate(context.Context, *SetSimRateRequest) (*SetSimRateResponse, error)
-	// InjectFailure makes programming the prefix fail (offload_failed) until
-	// ClearFailure.
-	InjectFailure(context.Context, *InjectFailureRequest) (*InjectFailureResponse, error)
-	// ClearFailure undoes InjectFailure.
-	ClearFailure(context.Context, *ClearFailureRequest) (*ClearFailureResponse, error)
-	// SetFailProbability makes every programming attempt fail with the given
-	// probability.
-	SetFailProbability(context.Context, *SetFailProbabilityRequest) (*SetFailProbabilityResponse, error)
-	// GetSimStats returns the simulated ASIC's counters.
-	GetSimStats(context.Context, *GetSimStatsRequest) (*GetSimStatsResponse, error)
 	mustEmbedUnimplementedHardwareServiceServer()
 }
 
@@ -228,27 +115,6 @@ func (UnimplementedHardwareServiceServer) RetryRoutes(context.Context, *RetryRou
 }
 func (UnimplementedHardwareServiceServer) ReportRoutes(grpc.BidiStreamingServer[ReportRoutesRequest, ReportRoutesResponse]) error {
 	return status.Error(codes.Unimplemented, "method ReportRoutes not implemented")
-}
-func (UnimplementedHardwareServiceServer) SetSimCapacity(context.Context, *SetSimCapacityRequest) (*SetSimCapacityResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SetSimCapacity not implemented")
-}
-func (UnimplementedHardwareServiceServer) SetSimLatency(context.Context, *SetSimLatencyRequest) (*SetSimLatencyResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SetSimLatency not implemented")
-}
-func (UnimplementedHardwareServiceServer) SetSimRate(context.Context, *SetSimRateRequest) (*SetSimRateResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SetSimRate not implemented")
-}
-func (UnimplementedHardwareServiceServer) InjectFailure(context.Context, *InjectFailureRequest) (*InjectFailureResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method InjectFailure not implemented")
-}
-func (UnimplementedHardwareServiceServer) ClearFailure(context.Context, *ClearFailureRequest) (*ClearFailureResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method ClearFailure not implemented")
-}
-func (UnimplementedHardwareServiceServer) SetFailProbability(context.Context, *SetFailProbabilityRequest) (*SetFailProbabilityResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method SetFailProbability not implemented")
-}
-func (UnimplementedHardwareServiceServer) GetSimStats(context.Context, *GetSimStatsRequest) (*GetSimStatsResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method GetSimStats not implemented")
 }
 func (UnimplementedHardwareServiceServer) mustEmbedUnimplementedHardwareServiceServer() {}
 func (UnimplementedHardwareServiceServer) testEmbeddedByValue()                         {}
@@ -296,132 +162,6 @@ func _HardwareService_ReportRoutes_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type HardwareService_ReportRoutesServer = grpc.BidiStreamingServer[ReportRoutesRequest, ReportRoutesResponse]
 
-func _HardwareService_SetSimCapacity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SetSimCapacityRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).SetSimCapacity(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_SetSimCapacity_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).SetSimCapacity(ctx, req.(*SetSimCapacityRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HardwareService_SetSimLatency_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SetSimLatencyRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).SetSimLatency(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_SetSimLatency_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).SetSimLatency(ctx, req.(*SetSimLatencyRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HardwareService_SetSimRate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SetSimRateRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).SetSimRate(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_SetSimRate_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).SetSimRate(ctx, req.(*SetSimRateRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HardwareService_InjectFailure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(InjectFailureRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).InjectFailure(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_InjectFailure_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).InjectFailure(ctx, req.(*InjectFailureRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HardwareService_ClearFailure_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(ClearFailureRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).ClearFailure(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_ClearFailure_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).ClearFailure(ctx, req.(*ClearFailureRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HardwareService_SetFailProbability_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(SetFailProbabilityRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).SetFailProbability(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_SetFailProbability_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).SetFailProbability(ctx, req.(*SetFailProbabilityRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
-func _HardwareService_GetSimStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(GetSimStatsRequest)
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	if interceptor == nil {
-		return srv.(HardwareServiceServer).GetSimStats(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{
-		Server:     srv,
-		FullMethod: HardwareService_GetSimStats_FullMethodName,
-	}
-	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(HardwareServiceServer).GetSimStats(ctx, req.(*GetSimStatsRequest))
-	}
-	return interceptor(ctx, in, info, handler)
-}
-
 // HardwareService_ServiceDesc is the grpc.ServiceDesc for HardwareService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -432,34 +172,6 @@ var HardwareService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetryRoutes",
 			Handler:    _HardwareService_RetryRoutes_Handler,
-		},
-		{
-			MethodName: "SetSimCapacity",
-			Handler:    _HardwareService_SetSimCapacity_Handler,
-		},
-		{
-			MethodName: "SetSimLatency",
-			Handler:    _HardwareService_SetSimLatency_Handler,
-		},
-		{
-			MethodName: "SetSimRate",
-			Handler:    _HardwareService_SetSimRate_Handler,
-		},
-		{
-			MethodName: "InjectFailure",
-			Handler:    _HardwareService_InjectFailure_Handler,
-		},
-		{
-			MethodName: "ClearFailure",
-			Handler:    _HardwareService_ClearFailure_Handler,
-		},
-		{
-			MethodName: "SetFailProbability",
-			Handler:    _HardwareService_SetFailProbability_Handler,
-		},
-		{
-			MethodName: "GetSimStats",
-			Handler:    _HardwareService_GetSimStats_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -443,7 +443,9 @@ func (x *ListRoutesResponse) GetNextPageToken() string {
 // GetRouteRequest names one gated prefix.
 type GetRouteRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Routing table id; 0 means main (254).
+	// Routing table id; 0 means every table, as in every request of the API:
+	// the prefix in the one table that gates it (FAILED_PRECONDITION naming
+	// the tables when several do; then name one, 254 is main).
 	Table uint32 `protobuf:"varint,1,opt,name=table,proto3" json:"table,omitempty"`
 	// Prefix in CIDR notation.
 	Prefix        string `protobuf:"bytes,2,opt,name=prefix,proto3" json:"prefix,omitempty"`

@@ -35,7 +35,8 @@ type RouteServiceClient interface {
 	// one page at a time.
 	ListRoutes(ctx context.Context, in *ListRoutesRequest, opts ...grpc.CallOption) (*ListRoutesResponse, error)
 	// GetRoute returns one gated prefix, or NOT_FOUND when no scope gates it
-	// or it is not in the FIB.
+	// or it is not in the FIB. Naming its table makes it one lookup; table 0
+	// looks in every table.
 	GetRoute(ctx context.Context, in *GetRouteRequest, opts ...grpc.CallOption) (*GetRouteResponse, error)
 	// WatchRoutes streams the gated prefixes that match the filters: first a
 	// snapshot (unless skipped), then every change as it happens.
@@ -100,7 +101,8 @@ type RouteServiceServer interface {
 	// one page at a time.
 	ListRoutes(context.Context, *ListRoutesRequest) (*ListRoutesResponse, error)
 	// GetRoute returns one gated prefix, or NOT_FOUND when no scope gates it
-	// or it is not in the FIB.
+	// or it is not in the FIB. Naming its table makes it one lookup; table 0
+	// looks in every table.
 	GetRoute(context.Context, *GetRouteRequest) (*GetRouteResponse, error)
 	// WatchRoutes streams the gated prefixes that match the filters: first a
 	// snapshot (unless skipped), then every change as it happens.
