@@ -56,10 +56,10 @@ func (b *barrier) notify() {
 }
 
 // state returns a snapshot and the channel closed at the next change.
-func (b *barrier) state() (established, eorReceived bool, err error, changed <-chan struct{}) {
+func (b *barrier) state() (established, eorReceived bool, changed <-chan struct{}, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.established, b.eorReceived, b.err, b.changed
+	return b.established, b.eorReceived, b.changed, b.err
 }
 
 // serve accepts GoBGP's connection and runs the session until it ends or

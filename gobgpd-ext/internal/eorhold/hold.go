@@ -100,7 +100,7 @@ func Start(ctx context.Context, s Server, timeout, wait time.Duration, log *slog
 	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	for {
-		up, _, berr, changed := h.b.state()
+		up, _, changed, berr := h.b.state()
 		if up {
 			log.Info("end-of-rib barrier up: GoBGP's graceful-restart sync waits for the table to be confirmed",
 				"neighbor", Address, "port", port)
@@ -140,7 +140,7 @@ func (h *Hold) Release(ctx context.Context) (synced bool, err error) {
 		return false, fmt.Errorf("end-of-rib barrier: send End-of-RIB: %w", err)
 	}
 	for {
-		_, eor, berr, changed := h.b.state()
+		_, eor, changed, berr := h.b.state()
 		if eor {
 			synced = true
 			break
