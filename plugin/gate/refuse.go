@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"fmt"
 	"net/netip"
 	"time"
 
@@ -171,10 +170,7 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	default:
 		e.st.State = Refused
 		e.st.Reason = "the kernel refused the route: " + rec.Err
-		if !rec.NextRetry.IsZero() {
-			e.st.Reason += fmt.Sprintf("; writing it again (attempt %d) at %s", rec.Attempts+1, rec.NextRetry.UTC().Format("15:04:05.000Z"))
-		}
-		e.st.Retries, e.st.NextRetry = rec.Attempts, rec.NextRetry
+		e.st.Retries, e.st.NextRetry = rec.Attempts, rec.NextRetry // not a change watchers hear of
 	}
 	if e.st.State != before.State {
 		e.st.StateSince = now
@@ -182,7 +178,7 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 			t.ref.transitions++
 		}
 	}
-	if stateEqual(before, e.st) && before.Retries == e.st.Retries && before.NextRetry.Equal(e.st.NextRetry) {
+	if stateEqual(before, e.st) {
 		return RouteState{}, false, true
 	}
 	return e.st, true, true

@@ -104,7 +104,6 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 		*rs = retryState{}
 		return
 	}
-	reason := e.st.Reason
 	switch {
 	case rs.inFlight && e.ver == rs.ver && now.Before(rs.next):
 		// The rewrite's route has not shown yet: this is the old one.
@@ -118,20 +117,19 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 		t.queueRewrite(k, e, s, r, now)
 	}
 	e.deadline = rs.next
+	// Retries and NextRetry say how it goes; the reason changes only when
+	// a rewrite could not be done, so watchers see one line per failure,
+	// not one per retry.
 	e.st.Retries, e.st.NextRetry = rs.attempts, rs.next
-	switch {
-	case rs.inFlight:
-		e.st.Reason = fmt.Sprintf("%s; written again (retry %d), waiting for the driver", reason, rs.attempts)
-	case rs.err != "":
-		e.st.Reason = fmt.Sprintf("%s; retry %d could not write the route (%s); next at %s", reason, rs.attempts, rs.err, clock(rs.next))
-	default:
-		e.st.Reason = fmt.Sprintf("%s; retry %d at %s", reason, rs.attempts+1, clock(rs.next))
+	if rs.err != "" {
+		e.st.Reason += "; the last retry could not write the route: " + rs.err
 	}
 }
 
-// retrying keeps a failed prefix failed while the route its retry wrote is
-// being programmed (judged pending), and writes it again when the next
-// retry falls due before the driver answers. Called with t.mu held.
+// retrying keeps a failed prefix failed, as it was shown, while the route
+// its retry wrote is being programmed (judged pending), and writes it
+// again when the next retry falls due before the driver answers. Called
+// with t.mu held.
 func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before RouteState, now time.Time) bool {
 	rs := &e.retry
 	if before.State != Failed || !rs.inFlight || t.rtr.rw == nil || s.Retry.Initial <= 0 {
@@ -140,8 +138,8 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 	if !now.Before(rs.next) {
 		t.queueRewrite(k, e, s, r, now)
 	}
-	e.st.State = Failed
-	e.st.Reason = fmt.Sprintf("hardware reported offload_failed; written again (retry %d), waiting for the driver", rs.attempts)
+	e.st.State, e.st.Reason = Failed, before.Reason
+	e.st.Flags, e.st.NexthopFlags = before.Flags, before.NexthopFlags // until the driver answers
 	e.st.Retries, e.st.NextRetry = rs.attempts, rs.next
 	e.deadline = rs.next
 	return true
@@ -155,13 +153,8 @@ func (t *Tracker) rewriteGap(e *entry, r *fib.Route, now time.Time) (RouteState,
 	if r != nil || e == nil || e.st.State != Failed || !e.retry.inFlight || !now.Before(e.retry.since.Add(awaitRoute)) {
 		return RouteState{}, false, false
 	}
-	before := e.st
-	e.st.Reason = fmt.Sprintf("hardware reported offload_failed; written again (retry %d), waiting for the route to come back", e.retry.attempts)
-	e.deadline = e.retry.since.Add(awaitRoute)
-	if stateEqual(before, e.st) {
-		return RouteState{}, false, true
-	}
-	return e.st, true, true
+	e.deadline = e.retry.since.Add(awaitRoute) // shown as it was meanwhile
+	return RouteState{}, false, true
 }
 
 func (t *Tracker) queueRewrite(k prefixKey, e *entry, s *Scope, r *fib.Route, now time.Time) {
@@ -174,8 +167,6 @@ func (t *Tracker) queueRewrite(k prefixKey, e *entry, s *Scope, r *fib.Route, no
 	rs.inFlight, rs.since, rs.ver, rs.err = true, now, e.ver, ""
 	rs.next = now.Add(s.Retry.backoff().Delay(rs.attempts))
 }
-
-func clock(t time.Time) string { return t.UTC().Format("15:04:05.000Z") }
 
 // startRetrier runs the goroutine that writes queued routes again, until
 // the returned stop is called (Run does, as it returns).

@@ -142,7 +142,7 @@ func TestAFailedRouteIsWrittenAgainWithBackoffAndRecovers(t *testing.T) {
 		start := time.Now()
 		src.flags(r, fib.OffloadFailed)
 		st := stateOf(t, tr, "10.0.0.0/24")
-		if st.State != Failed || st.Retries != 0 || st.NextRetry.IsZero() || !strings.Contains(st.Reason, "retry 1 at") {
+		if st.State != Failed || st.Retries != 0 || st.NextRetry.IsZero() || st.Reason != "hardware reported offload_failed" {
 			t.Fatalf("after the failure: %v %q retries %d next %v", st.State, st.Reason, st.Retries, st.NextRetry)
 		}
 		time.Sleep(8 * time.Second)
@@ -182,13 +182,17 @@ func TestAFailedRouteIsWrittenAgainWithBackoffAndRecovers(t *testing.T) {
 		if rw.count() != n {
 			t.Errorf("%d rewrites of a confirmed route", rw.count()-n)
 		}
+		// Watchers hear of the failure once and of the recovery, not of
+		// every retry.
+		var states []State
 		for _, s := range seen() {
-			if s.State != Failed && s.State != Confirmed && s.State != Pending {
-				t.Errorf("watch saw %v (%s)", s.State, s.Reason)
-			}
-			if s.State == Pending && !s.SeenAt.Equal(start) {
-				t.Errorf("watch saw the retried route pending (%s): a retry must not look like a new route", s.Reason)
-			}
+			states = append(states, s.State)
+		}
+		if len(states) > 0 && states[0] == Pending {
+			states = states[1:] // the add, when judged before its failure
+		}
+		if len(states) != 2 || states[0] != Failed || states[1] != Confirmed {
+			t.Errorf("watch saw %v, want failed once, then confirmed", states)
 		}
 	})
 }
@@ -326,7 +330,7 @@ func TestARefusedRouteShowsUntilTheKernelTakesIt(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 		tr.Refused([]Refusal{{Table: fib.TableMain, Prefix: p, Err: kerr, Attempts: 2, NextRetry: time.Now().Add(2 * time.Second)}})
-		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Refused || st.Retries != 2 || !strings.Contains(st.Reason, "attempt 3") {
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Refused || st.Retries != 2 || !st.NextRetry.Equal(time.Now().Add(2*time.Second)) {
 			t.Errorf("refused again: %v %q retries %d", st.State, st.Reason, st.Retries)
 		}
 		if s, rs := tr.Stats(), tr.RetryStats(); s.ByState[Refused] != 1 || rs.RefusedWrites != 2 || rs.Refusals != 1 {

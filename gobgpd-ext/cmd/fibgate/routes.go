@@ -247,7 +247,7 @@ func printRouteTable(w io.Writer, routes []*pb.Route, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PREFIX\tTABLE\tSTATE\tIN STATE\tFLAGS\tSCOPE\tREASON")
 	for _, r := range routes {
-		reason := r.GetReason()
+		reason := reasonText(r)
 		if reason == "" {
 			reason = "-"
 		}
@@ -255,6 +255,34 @@ func printRouteTable(w io.Writer, routes []*pb.Route, now time.Time) {
 			inState(r.GetStateTime(), now), flagsColumn(r), r.GetScope(), reason)
 	}
 	tw.Flush()
+}
+
+// reasonText is the reason, with the next retry of a failed or refused
+// prefix: the daemon keeps that apart, since a retry is no change of state
+// (watch prints a line per failure, not one per retry).
+func reasonText(r *pb.Route) string {
+	s := r.GetReason()
+	t := r.GetNextRetryTime()
+	if t == nil {
+		return s
+	}
+	at := t.AsTime().Local().Format("15:04:05")
+	n := r.GetRetries()
+	times := func(n uint32) string {
+		if n == 1 {
+			return "once"
+		}
+		return fmt.Sprintf("%d times", n)
+	}
+	switch {
+	case r.GetState() == pb.State_STATE_REFUSED:
+		s += fmt.Sprintf(" (refused %s; written again at %s)", times(n), at)
+	case r.GetState() == pb.State_STATE_FAILED && n > 0:
+		s += fmt.Sprintf(" (written again %s; next at %s)", times(n), at)
+	case r.GetState() == pb.State_STATE_FAILED:
+		s += fmt.Sprintf(" (written again at %s)", at)
+	}
+	return s
 }
 
 // flagsColumn shows the route's flags and, when paths differ from it, each
@@ -351,8 +379,8 @@ func watchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 			fmt.Fprintf(w, "%s %-6s %-10s %s table %d flags %s scope %s", time.Now().UTC().Format(time.RFC3339Nano), kind,
 				stateName(r.GetState()), r.GetPrefix(), r.GetTable(), flagsColumn(r), r.GetScope())
-			if r.GetReason() != "" {
-				fmt.Fprintf(w, " (%s)", r.GetReason())
+			if reason := reasonText(r); reason != "" {
+				fmt.Fprintf(w, " (%s)", reason)
 			}
 			w.WriteByte('\n')
 		}
