@@ -191,3 +191,36 @@ func TestReportsBecomeTheRoutesHardwareFlags(t *testing.T) {
 		t.Errorf("model flags %s", r.Flags)
 	}
 }
+
+// TestARewrittenRouteIsProgrammedAgain is the retry of a failed route with
+// the external backend (issue 11): the daemon's rewrite (what the gate's
+// retry and `fibgate hw retry` do) reaches the agent as a new instruction
+// for the route, so the agent programs it again and its report confirms it.
+func TestARewrittenRouteIsProgrammedAgain(t *testing.T) {
+	d := setup(t)
+	a, _ := connect(t, d, "sai")
+	old := a.table["192.0.2.0/24"].GetGeneration()
+	a.report(&pb.RouteReport{Table: 254, Prefix: "192.0.2.0/24", Generation: old, Flags: &pb.HardwareFlags{OffloadFailed: true}})
+	d.WaitState(t, fib.TableMain, "192.0.2.0/24", gate.Failed)
+
+	r, ok := modelRoute(d, "192.0.2.0/24")
+	if !ok {
+		t.Fatal("no route in the model")
+	}
+	w, err := kernel.NewRouteWriter(d.NS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Rewrite([]fib.Route{r})[0]; err != nil {
+		t.Fatalf("rewrite: %v", err)
+	}
+	in := a.until("192.0.2.0/24", func(in *pb.RouteInstruction) bool { return in != nil && in.GetGeneration() != old })
+	if in.GetOperation() != pb.Operation_OPERATION_PROGRAM || in.GetRoute().GetNexthops()[0].GetLinkName() != "eth1" {
+		t.Errorf("after the rewrite the agent got %v, want the same route to program", in)
+	}
+	a.report(&pb.RouteReport{Table: 254, Prefix: "192.0.2.0/24", Generation: in.GetGeneration(), Flags: &pb.HardwareFlags{Offload: true}})
+	if st := d.WaitState(t, fib.TableMain, "192.0.2.0/24", gate.Confirmed); st.Flags != fib.Offload {
+		t.Errorf("confirmed with %s, want offload", st.Flags)
+	}
+}
