@@ -358,7 +358,7 @@ type topFrame struct {
 
 // topStates is the order states are shown in: the gate's own.
 var topStates = []pb.State{pb.State_STATE_PENDING, pb.State_STATE_CONFIRMED, pb.State_STATE_RELEASED,
-	pb.State_STATE_FAILED, pb.State_STATE_HELD_DOWN, pb.State_STATE_WITHDRAWN}
+	pb.State_STATE_FAILED, pb.State_STATE_HELD_DOWN, pb.State_STATE_WITHDRAWN, pb.State_STATE_REFUSED}
 
 // renderTop draws a frame as plain text (no escape codes); it depends on
 // nothing but f.

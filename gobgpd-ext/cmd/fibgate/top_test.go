@@ -64,7 +64,7 @@ func TestRenderTopShowsCountsRatesLatenciesAndTheLongestPending(t *testing.T) {
 	t.Logf("\n%s", got)
 	for _, want := range []string{
 		"fibgate top - unix socket /run/fibgate/fibgate.sock - 2026-03-01 12:00:00 (every 2s)\n",
-		"routes     pending 5 confirmed 2 released 800 failed 1 held_down 0 withdrawn 4  (total 812)\n",
+		"routes     pending 5 confirmed 2 released 800 failed 1 held_down 0 withdrawn 4 refused 0  (total 812)\n",
 		"gate       confirmations 110 (5.0/s), failures 7 (0.5/s)\n",
 		"bgp        advertisements 220 (10.0/s), withdrawals 3 (0.0/s)\n",
 		"hardware   time to program p50 3ms, p90 40ms, p99 1.5s, max 2m00s (40 samples)\n",
@@ -125,7 +125,7 @@ func TestRenderTopWithoutRatesOrPendingPrefixes(t *testing.T) {
 	bare.Problems = []string{"stats: cannot reach the fibgate daemon"}
 	got = renderTop(bare)
 	if strings.Contains(got, "listener") || !strings.Contains(got, "time to program no samples yet") ||
-		!strings.Contains(got, "routes     pending 0 confirmed 0 released 0 failed 0 held_down 0 withdrawn 0  (total 0)") ||
+		!strings.Contains(got, "routes     pending 0 confirmed 0 released 0 failed 0 held_down 0 withdrawn 0 refused 0  (total 0)") ||
 		strings.Contains(got, "PREFIX") || strings.Contains(got, "no prefix pending") ||
 		!strings.Contains(got, "\n! stats: cannot reach the fibgate daemon\n") {
 		t.Errorf("bare frame:\n%s", got)
@@ -247,7 +247,7 @@ func TestTopOncePrintsOneFrameFromADaemon(t *testing.T) {
 	for _, want := range []string{
 		"fibgate top - unix socket " + d.Socket + " - ",
 		"(once)\n",
-		"routes     pending 2 confirmed 2 released 0 failed 0 held_down 0 withdrawn 0  (total 4)\n",
+		"routes     pending 2 confirmed 2 released 0 failed 0 held_down 0 withdrawn 0 refused 0  (total 4)\n",
 		"confirmations 2 (-/s), failures 0 (-/s)\n",
 		"advertisements 0 (-/s), withdrawals 0 (-/s)\n",
 		"time to program p50 ",
@@ -328,7 +328,7 @@ func TestTopRefreshesUntilInterrupted(t *testing.T) {
 	kerneltest.IP(t, d.NS, "route", "del", "198.51.100.22/32")
 	d.WaitState(t, fib.TableMain, "203.0.113.64/26", gate.Pending)
 	waitFor(t, &out, "pending longest (3 of 3)")
-	waitFor(t, &out, "withdrawn 1  (total") // no BGP: no withdrawal counted
+	waitFor(t, &out, "withdrawn 1 refused 0  (total") // no BGP: no withdrawal counted
 	cancel()
 	select {
 	case code := <-done:
