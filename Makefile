@@ -48,7 +48,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 # -tags scale checks the scale benchmark's files too.
 STATICCHECK_VERSION        := v0.8.2
 
-.PHONY: help build docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
+.PHONY: help build docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale bench-churn fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
 LAB        ?= e2e/labs/fabric/fabric.clab.yml
 
 help: ## list the targets
@@ -82,6 +82,21 @@ bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (S
 	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
 	  FIBGATE_SCALE_COMMAND="make bench-scale SIZES=$(SIZES) MODES=$(MODES) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)" \
 	  $(GO) test -tags scale -count=1 -timeout 12h -run TestScaleBench -v ./e2e/scale/ | grep -E 'round [0-9]+:|^(ok|FAIL|---|panic)|_test.go'
+
+# bench-churn's settings besides SIZES, ROUNDS and FAMILIES: the leaves
+# (CHURN_MODES: ext, ext-fib, sidecar, gobgpd, frr), changes per second,
+# how long, and a directory for gobgpd-ext's profiles of the churn.
+CHURN_MODES ?= ext,sidecar,gobgpd
+RATE        ?= 1000
+CHURN_FOR   ?= 30s
+PPROF       ?=
+
+bench-churn: deps build ## steady churn on top of the table, source API to observer per change, per leaf (SIZES=120k RATE=1000 CHURN_FOR=30s); writes its section of docs/scale.md (root)
+	set -o pipefail; FIBGATE_SCALE_BIN=$(CURDIR)/$(BIN) FIBGATE_SCALE_SIZES=$(SIZES) FIBGATE_SCALE_MODES=$(CHURN_MODES) \
+	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_CHURN=$(RATE) FIBGATE_SCALE_CHURN_FOR=$(CHURN_FOR) \
+	  FIBGATE_SCALE_PPROF=$(PPROF) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
+	  FIBGATE_SCALE_COMMAND="make bench-churn SIZES=$(SIZES) CHURN_MODES=$(CHURN_MODES) RATE=$(RATE) CHURN_FOR=$(CHURN_FOR) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)" \
+	  $(GO) test -tags scale -count=1 -timeout 12h -run TestSteadyChurn -v ./e2e/scale/ | grep -E 'round [0-9]+:|^(ok|FAIL|---|panic)|_test.go'
 
 deps: ## install missing apt packages (needs root)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -11,4 +11,8 @@
 // routes. `make bench-scale` (TestScaleBench, build tag scale) writes
 // docs/scale.md and docs/scale.svg; TestScaleRatio, which runs in CI,
 // holds the gated leaf to a bounded slowdown against stock gobgpd.
+// `make bench-churn` (TestSteadyChurn, build tag scale) churns the loaded
+// table at a steady rate, with gobgpds as source and observer, and times
+// every change end to end and inside the gate; it writes its own section
+// of docs/scale.md.
 package scale

@@ -149,6 +149,11 @@ type leafNS struct {
 	tab     table
 	// transit: sessions with the source besides the observer.
 	transit bool
+	// metrics and pprof, when set, are the addresses in the leaf's
+	// namespace of the gated daemon's Prometheus endpoint (the settings'
+	// metrics) and of gobgpd-ext's pprof (--pprof-host); TestSteadyChurn
+	// reads the gate's histograms and profiles the daemon there.
+	metrics, pprof string
 }
 
 // neighbours are the leaf's BGP neighbours for its table's families.
@@ -188,6 +193,9 @@ policy:
     - name: all
       level: %s
 `, filepath.Join(l.dir, "fibgate.sock"), level)
+	if l.metrics != "" {
+		s += "metrics: " + l.metrics + "\n"
+	}
 	if originate {
 		s += "bgp:\n  originate_protocols: [static]\n"
 	}
@@ -214,9 +222,12 @@ func startExt(level string, originate bool) func(t *testing.T, l *leafNS) []daem
 		bin := binaries(t)
 		conf := l.write(t, "gobgpd.toml", l.gobgpdConf(""))
 		set := l.write(t, "fibgate.yaml", l.settings(level, originate))
-		p := lab.Start(t, l.ns, l.dir, "gobgpd-ext", filepath.Join(bin, "gobgpd-ext"),
-			"-f", conf, "--api-hosts", "unix://"+filepath.Join(l.dir, "gobgp.sock"), "-l", "info",
-			"--pprof-disable", "--fibgate-config", set)
+		argv := []string{filepath.Join(bin, "gobgpd-ext"), "-f", conf, "--api-hosts", "unix://" + filepath.Join(l.dir, "gobgp.sock"),
+			"-l", "info", "--fibgate-config", set, "--pprof-disable"}
+		if l.pprof != "" {
+			argv[len(argv)-1] = "--pprof-host=" + l.pprof
+		}
+		p := lab.Start(t, l.ns, l.dir, "gobgpd-ext", argv...)
 		return []daemon{procDaemon("gobgpd-ext", p)}
 	}
 }

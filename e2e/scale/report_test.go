@@ -175,6 +175,12 @@ func (rp *report) write(dir string) error {
 		b.WriteString("\n")
 	}
 	b.WriteString(reportTail)
+	// TestSteadyChurn's section stays as it was.
+	if old, err := os.ReadFile(filepath.Join(dir, "scale.md")); err == nil {
+		if sec := churnSection(string(old)); sec != "" {
+			b.WriteString("\n" + sec)
+		}
+	}
 	if err := os.WriteFile(filepath.Join(dir, "scale.md"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}

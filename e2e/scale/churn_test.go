@@ -1,0 +1,718 @@
+//go:build linux && scale
+
+package scale
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"github.com/vishvananda/netns"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
+)
+
+// TestSteadyChurn is issue 10's steady churn (`make bench-churn`): with
+// the table loaded through the leaf, the source withdraws prefixes of it
+// and announces each again a second later, at a steady rate for a fixed
+// time, and every change is timed from the source's API to the observer.
+// The source and the observer are stock gobgpds here, not BIRD: the test
+// drives the source over its API (AddPathStream) and gets every best-path
+// change of the observer pushed with its own timestamp (lab.WatchBest).
+//
+//	source (gobgpd, AS 65010) ── leaf under test (AS 65001) ── observer (gobgpd, AS 65020)
+//
+// Each mode runs on a fresh lab, stock gobgpd among them as the
+// baseline; the gated leaves also serve their metrics, whose
+// confirm-to-advertise and time-to-hardware histograms are read before
+// and after the churn, and every re-announced prefix's confirmation
+// time is read from the gate's API, to count the prefixes the observer
+// had before the leaf confirmed them. Settings as TestScaleBench's
+// (FIBGATE_SCALE_SIZES, _ROUNDS, _FAMILIES, _TIMEOUT, _REPORT,
+// _COMMAND), and:
+//
+//	FIBGATE_SCALE_MODES      ext, ext-fib, sidecar, gobgpd, frr (not originated: it has no source); default ext,sidecar,gobgpd
+//	FIBGATE_SCALE_CHURN      changes per second: 1000 (default) or 1000/s
+//	FIBGATE_SCALE_CHURN_FOR  how long the churn lasts, 30s by default
+//	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU profile of the churn and a 5 s execution trace go there
+//
+// It writes its own section of docs/scale.md (TestScaleBench keeps it).
+func TestSteadyChurn(t *testing.T) {
+	cfg, cc, err := churnConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.RequireRoot(t)
+	rep := &churnReport{cfg: cfg, churn: cc, started: time.Now()}
+	for _, size := range cfg.sizes {
+		n, _ := parseSize(size)
+		tab, err := sample(n, cfg.ipv6)
+		if err != nil {
+			t.Fatal(err)
+		}
+		timeout := cfg.timeout
+		if timeout == 0 {
+			// Twice TestScaleBench's: this lab is set up on a busier
+			// machine more often than not, and a slow load is no result.
+			all, _ := sample(0, cfg.ipv6)
+			timeout = 2 * max(2*time.Minute, time.Duration(float64(10*time.Minute)*float64(tab.len())/float64(all.len()))).Round(time.Second)
+		}
+		plan := churnPlan(tab, cc.rate, cc.duration)
+		for round := 1; round <= cfg.rounds; round++ {
+			for _, m := range cfg.modes {
+				t.Run(fmt.Sprintf("%s/%d/%s", size, round, m.key), func(t *testing.T) {
+					r := runChurn(t, m, tab, plan, cc, timeout, fmt.Sprintf("%s-%d-%s", size, round, m.key))
+					r.size, r.round = size, round
+					t.Logf("%s, %s, round %d: %s", m.title, size, round, r.line())
+					rep.add(r, tab)
+				})
+				if cfg.dir != "" {
+					if err := rep.write(cfg.dir); err != nil {
+						t.Fatalf("write the report: %v", err)
+					}
+				}
+			}
+		}
+	}
+}
+
+// churnSettings are TestSteadyChurn's own settings.
+type churnSettings struct {
+	rate     int           // changes per second
+	duration time.Duration // of the churn
+	pprof    string        // directory for gobgpd-ext's profiles; "" none
+}
+
+// churnLag is how long after its withdrawal the source announces a
+// prefix again: long enough for the withdrawal to have gone through
+// every leaf (so both changes are seen), short enough that only a
+// second's worth of prefixes is missing at a time.
+const churnLag = time.Second
+
+// churnTick is the pacer's period: each tick sends the changes that are
+// due, in one message to the source, so the rate holds even when a tick
+// is late.
+const churnTick = 10 * time.Millisecond
+
+func churnConfig() (benchSettings, churnSettings, error) {
+	cfg, err := benchConfig()
+	if err != nil {
+		return cfg, churnSettings{}, err
+	}
+	if strings.TrimSpace(os.Getenv("FIBGATE_SCALE_MODES")) == "" {
+		cfg.modes = nil
+		for _, k := range []string{"ext", "sidecar", "gobgpd"} {
+			m, _ := modeByKey(k)
+			cfg.modes = append(cfg.modes, m)
+		}
+	}
+	cfg.modes = slices.DeleteFunc(cfg.modes, func(m mode) bool { return m.originated })
+	if len(cfg.modes) == 0 {
+		return cfg, churnSettings{}, fmt.Errorf("FIBGATE_SCALE_MODES=%q: the originating leaf has no source to churn; name another mode", os.Getenv("FIBGATE_SCALE_MODES"))
+	}
+	if os.Getenv("FIBGATE_SCALE_COMMAND") == "" {
+		cfg.command = "go test -tags scale -run TestSteadyChurn ./e2e/scale/"
+	}
+	cc := churnSettings{rate: 1000, duration: 30 * time.Second, pprof: os.Getenv("FIBGATE_SCALE_PPROF")}
+	if s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN")); s != "" {
+		v, err := strconv.Atoi(strings.TrimSuffix(s, "/s"))
+		if err != nil || v < 2 {
+			return cfg, cc, fmt.Errorf("FIBGATE_SCALE_CHURN=%q: want changes per second such as 1000 or 1000/s (at least 2)", s)
+		}
+		cc.rate = v
+	}
+	if s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN_FOR")); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < time.Second {
+			return cfg, cc, fmt.Errorf("FIBGATE_SCALE_CHURN_FOR=%q: want a duration of 1s or more, such as 30s", s)
+		}
+		cc.duration = d
+	}
+	return cfg, cc, nil
+}
+
+// change is one change the source makes: a withdrawal or an
+// announcement of p, due at offset at from the churn's start.
+type change struct {
+	p        netip.Prefix
+	announce bool
+	at       time.Duration
+}
+
+// churnPlan lays out rate×d changes over the table, in the order they
+// are due: withdrawals of distinct prefixes (an even spread of the table
+// in a fixed random order, both families mixed) at rate/2 for d, and the
+// announcement of each again churnLag after its withdrawal. So from
+// churnLag to d the rate is steady; in the first and the last churnLag it
+// is half that.
+func churnPlan(tab table, rate int, d time.Duration) []change {
+	all := append(slices.Clone(tab.v4), tab.v6...)
+	k := min(int(float64(rate)*d.Seconds())/2, len(all))
+	ps := stride(all, k)
+	rand.New(rand.NewPCG(10, 1000)).Shuffle(len(ps), func(i, j int) { ps[i], ps[j] = ps[j], ps[i] })
+	every := 2 * time.Second / time.Duration(rate)
+	out := make([]change, 0, 2*k)
+	for i, p := range ps {
+		out = append(out, change{p: p, at: time.Duration(i) * every}, change{p: p, announce: true, at: time.Duration(i)*every + churnLag})
+	}
+	slices.SortStableFunc(out, func(a, b change) int { return int(a.at - b.at) })
+	return out
+}
+
+// churnResult is one leaf's churn run.
+type churnResult struct {
+	size  string
+	mode  mode
+	round int
+	// failure: the run has no churn figures (the table never got
+	// through, a daemon died).
+	failure string
+	loaded  time.Duration // leaf start to the observer having the table
+	quiet   bool          // the leaf was idle before the churn started
+	load    float64       // 1-minute load average when the churn started
+	foreign []string
+	// The churn as sent: how many changes and over how long.
+	sent       int
+	sendIn     time.Duration
+	steadyRate float64 // changes per second between the first and the last churnLag
+	// End to end, the source's API to the observer, per change.
+	announce, withdraw []time.Duration
+	// Changes the observer never showed before the drain deadline, and
+	// re-announcements it never lost in the first place (the withdrawal
+	// and the announcement merged on the way).
+	missing, merged int
+	// The leaf's CPU over the churn and its drain.
+	cpu time.Duration
+	// Gated leaves: per re-announced prefix, from the gate's own
+	// timestamps (seen in the FIB, confirmed, released to BGP) and the
+	// observer's arrival.
+	gated                                       bool
+	toFIB, toHW, confirmToRelease, confirmToObs []time.Duration
+	// Re-announcements the observer had before the leaf confirmed them
+	// (or that the leaf has not confirmed since they were sent).
+	early    int
+	examples []string
+	// The gate's histograms over the churn (the difference of two
+	// scrapes).
+	histConfirm, histHW histogram
+	profiled            bool
+}
+
+// line is the run's summary for the log.
+func (r churnResult) line() string {
+	if r.failure != "" {
+		return "failed: " + r.failure
+	}
+	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
+		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
+	if r.gated {
+		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them",
+			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs), r.early)
+	}
+	if !r.quiet {
+		s += " (the leaf was not idle when the churn began)"
+	}
+	return s
+}
+
+// churnLab is one source–leaf–observer lab with gobgpds at the edges.
+type churnLab struct {
+	leaf   *leafNS
+	ds     []daemon
+	src    api.GobgpApiClient
+	watch  *lab.BestWatch
+	routes pb.RouteServiceClient // gated leaves
+}
+
+// runChurn loads tab through a fresh leaf of mode m, waits until the leaf
+// is idle, churns plan at cc.rate and measures every change.
+// Profiles are named after tag.
+func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, timeout time.Duration, tag string) churnResult {
+	t.Helper()
+	if m.key == "frr" {
+		lab.RequireFRR(t)
+	}
+	if m.fibgate {
+		binaries(t)
+	}
+	lab.GobgpBinaries(t)
+	r := churnResult{mode: m, gated: m.fibgate}
+	leaf := &leafNS{ns: lab.NewNS(t, "leaf"), dir: t.TempDir(), tab: tab, transit: true}
+	if m.fibgate {
+		leaf.metrics = "127.0.0.1:9464"
+	}
+	if cc.pprof != "" && m.key == "ext" {
+		leaf.pprof, r.profiled = "127.0.0.1:6060", true
+	}
+	srcNS, obsNS := lab.NewNS(t, "src"), lab.NewNS(t, "obs")
+	lab.Link(t, leaf.ns, "to-src", leafSrc4, leafSrc6, srcNS, "to-leaf", srcLeaf4, srcLeaf6)
+	lab.Link(t, leaf.ns, "to-obs", leafObs4, leafObs6, obsNS, "to-leaf", obsLeaf4, obsLeaf6)
+	edge := func(as uint32, id, peer4, peer6 string) string {
+		c := lab.GobgpdConf{AS: as, RouterID: id, Active: true, Neighbours: []lab.Neighbour{{Address: peer4, AS: leafAS}}}
+		if len(tab.v6) > 0 {
+			c.Neighbours = append(c.Neighbours, lab.Neighbour{Address: peer6, AS: leafAS})
+		}
+		return c.String()
+	}
+	c := &churnLab{leaf: leaf}
+	src := lab.StartGobgpd(t, srcNS, edge(sourceAS, srcLeaf4, leafSrc4, leafSrc6))
+	c.src = api.NewGobgpApiClient(src.Dial(t))
+	ctx := context.Background()
+	if err := sendPaths(ctx, c.src, tab.v4, false); err != nil {
+		t.Fatalf("load the source: %v", err)
+	}
+	if err := sendPaths(ctx, c.src, tab.v6, false); err != nil {
+		t.Fatalf("load the source: %v", err)
+	}
+	obs := lab.StartGobgpd(t, obsNS, edge(observerAS, obsLeaf4, leafObs4, leafObs6))
+	c.watch = lab.WatchBest(t, obs.Dial(t))
+
+	start := time.Now()
+	c.ds = m.start(t, leaf)
+	dead := func() string {
+		for _, d := range c.ds {
+			if d.done() {
+				return d.name + " exited"
+			}
+		}
+		return ""
+	}
+	for {
+		k, err := c.watch.Count()
+		if err != nil {
+			t.Fatalf("observer: %v", err)
+		}
+		if k == tab.len() {
+			break
+		}
+		if r.failure = dead(); r.failure == "" && time.Since(start) > timeout {
+			r.failure = fmt.Sprintf("the observer had %d of %d prefixes after %v", k, tab.len(), timeout)
+		}
+		if r.failure != "" {
+			return r
+		}
+		time.Sleep(100 * time.Millisecond) // polling the observer's count
+	}
+	r.loaded = time.Since(start)
+	if m.fibgate {
+		conn, err := grpc.NewClient("unix://"+filepath.Join(leaf.dir, "fibgate.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		c.routes = pb.NewRouteServiceClient(conn)
+	}
+	r.quiet = c.settle(t, 3*time.Minute)
+
+	var before, after map[string]histogram
+	if m.fibgate {
+		var err error
+		if before, err = scrape(leaf.ns, leaf.metrics); err != nil {
+			t.Fatalf("metrics before the churn: %v", err)
+		}
+	}
+	cpu0 := c.cpu(t)
+	var prof chan error
+	if r.profiled {
+		prof = make(chan error, 1)
+		go func() { prof <- profile(leaf.ns, leaf.pprof, cc.duration, filepath.Join(cc.pprof, "churn-"+tag)) }()
+	}
+	r.load, r.foreign = loadAverage(), foreign()
+	sent, err := c.churn(ctx, plan)
+	if err != nil {
+		t.Fatalf("churn: %v", err)
+	}
+	r.sent, r.sendIn = len(sent), sent[len(sent)-1].Sub(sent[0])
+	// The steady part's rate as sent: from churnLag to the last
+	// withdrawal's due time.
+	var first, last time.Time
+	steady := 0
+	for i, ch := range plan {
+		if ch.at >= churnLag && ch.at <= cc.duration-churnLag {
+			if first.IsZero() {
+				first = sent[i]
+			}
+			last = sent[i]
+			steady++
+		}
+	}
+	if last.After(first) {
+		r.steadyRate = float64(steady-1) / last.Sub(first).Seconds()
+	}
+
+	// Drain: every change shown at the observer, or a minute more.
+	churnStart := sent[0]
+	deadline := time.Now().Add(time.Minute + time.Duration(len(plan))*time.Millisecond)
+	for {
+		r.measure(plan, sent, c.watch.Since(churnStart))
+		k, err := c.watch.Count()
+		if err != nil {
+			t.Fatalf("observer: %v", err)
+		}
+		if (r.missing == 0 && k == tab.len()) || time.Now().After(deadline) {
+			break
+		}
+		if r.failure = dead(); r.failure != "" {
+			return r
+		}
+		time.Sleep(200 * time.Millisecond) // polling the observer
+	}
+	r.cpu = c.cpu(t) - cpu0
+	if prof != nil {
+		if err := <-prof; err != nil {
+			t.Errorf("profile gobgpd-ext: %v", err)
+		}
+	}
+	if m.fibgate {
+		if after, err = scrape(leaf.ns, leaf.metrics); err != nil {
+			t.Fatalf("metrics after the churn: %v", err)
+		}
+		r.histConfirm = after["fibgate_confirm_to_advertise_seconds"].minus(before["fibgate_confirm_to_advertise_seconds"])
+		r.histHW = after["fibgate_time_to_hardware_seconds"].minus(before["fibgate_time_to_hardware_seconds"])
+		if err := r.gate(ctx, c.routes, plan, sent, c.watch.Since(churnStart)); err != nil {
+			t.Fatal(err)
+		}
+		if r.early > 0 {
+			t.Errorf("%d re-announced prefixes reached the observer before the leaf confirmed them (e.g. %s)", r.early, strings.Join(r.examples, "; "))
+		}
+	}
+	return r
+}
+
+// cpu is the leaf's daemons' CPU time so far.
+func (c *churnLab) cpu(t *testing.T) time.Duration {
+	var d time.Duration
+	for _, x := range c.ds {
+		u, err := lab.ReadUsage(x.pid)
+		if err != nil {
+			t.Fatalf("%s: %v", x.name, err)
+		}
+		d += u.CPU
+	}
+	return d
+}
+
+// settle waits until the leaf's daemons used less than a fifth of a CPU
+// over a second (the load's garbage collection and the gate's last
+// releases are over), or timeout; it says whether they did.
+func (c *churnLab) settle(t *testing.T, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	prev, at := c.cpu(t), time.Now()
+	for time.Now().Before(deadline) {
+		time.Sleep(time.Second) // the window the CPU time is measured over
+		cur, now := c.cpu(t), time.Now()
+		if float64(cur-prev) < 0.2*float64(now.Sub(at)) {
+			return true
+		}
+		prev, at = cur, now
+	}
+	return false
+}
+
+// churn sends plan to the source as it falls due: every churnTick, the
+// changes due by then in one AddPathStream message. It
+// returns the time each change was handed to the stream.
+func (c *churnLab) churn(ctx context.Context, plan []change) ([]time.Time, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := c.src.AddPathStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("add path stream: %w", err)
+	}
+	sent := make([]time.Time, len(plan))
+	tick := time.NewTicker(churnTick)
+	defer tick.Stop()
+	start := time.Now()
+	for next := 0; next < len(plan); {
+		el, due := time.Since(start), next
+		for due < len(plan) && plan[due].at <= el {
+			due++
+		}
+		if due > next {
+			paths := make([]*api.Path, 0, due-next)
+			for _, ch := range plan[next:due] {
+				p, err := bgpPath(ch.p, !ch.announce)
+				if err != nil {
+					return nil, err
+				}
+				paths = append(paths, p)
+			}
+			now := time.Now()
+			for i := next; i < due; i++ {
+				sent[i] = now
+			}
+			if err := s.Send(&api.AddPathStreamRequest{TableType: api.TableType_GLOBAL, Paths: paths}); err != nil {
+				_, rerr := s.CloseAndRecv()
+				return nil, fmt.Errorf("send changes %d to %d: %v (%v)", next, due, err, rerr)
+			}
+			next = due
+		}
+		if next < len(plan) {
+			<-tick.C
+		}
+	}
+	if _, err := s.CloseAndRecv(); err != nil {
+		return nil, fmt.Errorf("close the churn stream: %w", err)
+	}
+	return sent, nil
+}
+
+// measure times every change of plan from its sending to the first
+// sighting at the observer that shows it, and counts those not shown
+// yet. A re-announcement whose prefix the observer never lost is merged.
+func (r *churnResult) measure(plan []change, sent []time.Time, seen []lab.Sighting) {
+	by := map[netip.Prefix][]lab.Sighting{}
+	for _, s := range seen {
+		by[s.P] = append(by[s.P], s)
+	}
+	r.announce, r.withdraw, r.missing, r.merged = r.announce[:0], r.withdraw[:0], 0, 0
+	for i, ch := range plan {
+		s, ok := firstAfter(by[ch.p], sent[i], ch.announce)
+		switch {
+		case ok && ch.announce:
+			r.announce = append(r.announce, s.At.Sub(sent[i]))
+		case ok:
+			r.withdraw = append(r.withdraw, s.At.Sub(sent[i]))
+		case ch.announce && !slices.ContainsFunc(by[ch.p], func(s lab.Sighting) bool { return !s.Present }):
+			r.merged++
+		default:
+			r.missing++
+		}
+	}
+}
+
+func firstAfter(ss []lab.Sighting, t time.Time, present bool) (lab.Sighting, bool) {
+	for _, s := range ss {
+		if s.Present == present && !s.At.Before(t) {
+			return s, true
+		}
+	}
+	return lab.Sighting{}, false
+}
+
+// gate reads the gate's record of every re-announced prefix: when the
+// route entered the FIB, was confirmed and was released, against when
+// it was sent and when the observer got it. Each prefix is churned once,
+// so the record is that of its re-announcement, unless it is older than
+// the sending (then the leaf has not confirmed it since).
+func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan []change, sent []time.Time, seen []lab.Sighting) error {
+	by := map[netip.Prefix][]lab.Sighting{}
+	for _, s := range seen {
+		by[s.P] = append(by[s.P], s)
+	}
+	for i, ch := range plan {
+		if !ch.announce {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := rc.GetRoute(ctx, &pb.GetRouteRequest{Table: 254, Prefix: ch.p.String()})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("get route %v from the gate: %w", ch.p, err)
+		}
+		rt := resp.GetRoute()
+		seenAt, confAt, relAt := rt.GetSeenTime().AsTime(), rt.GetConfirmedTime().AsTime(), rt.GetAdvertisedTime().AsTime()
+		s, ok := firstAfter(by[ch.p], sent[i], true)
+		at := s.At
+		confirmed := rt.GetConfirmedTime() != nil && !confAt.Before(sent[i])
+		if ok && (!confirmed || at.Before(confAt)) {
+			r.early++
+			if len(r.examples) < 3 {
+				when := "not since it was sent"
+				if confirmed {
+					when = confAt.Format("15:04:05.000000")
+				}
+				r.examples = append(r.examples, fmt.Sprintf("%v sent %s, at the observer %s, confirmed %s",
+					ch.p, sent[i].Format("15:04:05.000000"), at.Format("15:04:05.000000"), when))
+			}
+		}
+		if !confirmed {
+			continue
+		}
+		if rt.GetSeenTime() != nil && !seenAt.Before(sent[i]) {
+			r.toFIB = append(r.toFIB, seenAt.Sub(sent[i]))
+			r.toHW = append(r.toHW, confAt.Sub(seenAt))
+		}
+		if rt.GetAdvertisedTime() != nil && !relAt.Before(confAt) {
+			r.confirmToRelease = append(r.confirmToRelease, relAt.Sub(confAt))
+		}
+		if ok {
+			r.confirmToObs = append(r.confirmToObs, at.Sub(confAt))
+		}
+	}
+	return nil
+}
+
+// bgpPath is p as a path of the source's global table, next hop the
+// source's address on the leaf's link of its family, in binary form
+// (gobgpd decodes it without protobuf Anys).
+func bgpPath(p netip.Prefix, withdraw bool) (*api.Path, error) {
+	origin, err := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP).Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("origin attribute: %w", err)
+	}
+	a := p.Addr().AsSlice()
+	nlri := append([]byte{byte(p.Bits())}, a[:(p.Bits()+7)/8]...)
+	if p.Addr().Is4() {
+		hop, err := bgp.NewPathAttributeNextHop(srcLeaf4).Serialize()
+		if err != nil {
+			return nil, fmt.Errorf("next hop attribute: %w", err)
+		}
+		return &api.Path{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
+			NlriBinary: nlri, PattrsBinary: [][]byte{origin, hop}, IsWithdraw: withdraw}, nil
+	}
+	// GoBGP takes an IPv6 path's next hop from an MP_REACH_NLRI
+	// attribute and builds the path's own from the NLRI.
+	reach, err := bgp.NewPathAttributeMpReachNLRI(srcLeaf6, []bgp.AddrPrefixInterface{bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())}).Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("mp_reach attribute of %v: %w", p, err)
+	}
+	return &api.Path{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
+		NlriBinary: nlri, PattrsBinary: [][]byte{origin, reach}, IsWithdraw: withdraw}, nil
+}
+
+// sendPaths announces (or withdraws) ps at the source in messages of
+// 1024 paths; it returns once gobgpd has taken them all.
+func sendPaths(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, withdraw bool) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s, err := c.AddPathStream(ctx)
+	if err != nil {
+		return fmt.Errorf("add path stream: %w", err)
+	}
+	for len(ps) > 0 {
+		n := min(len(ps), 1024)
+		paths := make([]*api.Path, n)
+		for i, p := range ps[:n] {
+			if paths[i], err = bgpPath(p, withdraw); err != nil {
+				return err
+			}
+		}
+		if err := s.Send(&api.AddPathStreamRequest{TableType: api.TableType_GLOBAL, Paths: paths}); err != nil {
+			_, rerr := s.CloseAndRecv()
+			return fmt.Errorf("send %d paths: %v (%v)", len(ps), err, rerr)
+		}
+		ps = ps[n:]
+	}
+	if _, err := s.CloseAndRecv(); err != nil {
+		return fmt.Errorf("close the path stream: %w", err)
+	}
+	return nil
+}
+
+// dialIn connects to addr from inside network namespace ns: the socket is
+// made on this goroutine's thread while it is in ns, and keeps the
+// namespace.
+func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("current netns: %w", err)
+	}
+	defer orig.Close()
+	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("open netns %s: %w", ns, err)
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("enter netns %s: %w", ns, err)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	// A thread that cannot go back stays locked: it ends with the
+	// goroutine instead of serving others in the wrong namespace.
+	if netns.Set(orig) == nil {
+		runtime.UnlockOSThread()
+	}
+	return conn, err
+}
+
+// httpIn is an HTTP client whose connections are made inside ns.
+func httpIn(ns string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ctx, ns, network, addr)
+		},
+	}}
+}
+
+// scrape reads the histograms of a Prometheus endpoint in ns.
+func scrape(ns, addr string) (map[string]histogram, error) {
+	resp, err := httpIn(ns, 30*time.Second).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("read %s/metrics: %w", addr, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s/metrics: %s", addr, resp.Status)
+	}
+	return parseHistograms(string(b))
+}
+
+// profile takes a CPU profile of gobgpd-ext's pprof at addr in ns for d,
+// and a 5 s execution trace in its middle, into base.cpu.pprof and
+// base.trace.
+func profile(ns, addr string, d time.Duration, base string) error {
+	errs := make(chan error, 1)
+	go func() {
+		time.Sleep(max(0, d/2-2500*time.Millisecond)) // the trace's place in the churn
+		errs <- fetch(ns, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=5", addr), base+".trace", 30*time.Second)
+	}()
+	err := fetch(ns, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())), base+".cpu.pprof", d+time.Minute)
+	if terr := <-errs; err == nil {
+		err = terr
+	}
+	return err
+}
+
+func fetch(ns, url, file string, timeout time.Duration) error {
+	resp, err := httpIn(ns, timeout).Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", url, err)
+	}
+	return f.Close()
+}
