@@ -3,6 +3,7 @@
 package netdevsim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,8 +47,10 @@ const (
 )
 
 // leafSettings is the fibgate settings file of both leaves: the kernel
-// backend, flag changes announced, static routes originated, and the
-// default policy (every main-table prefix waits for hardware).
+// backend, flag changes announced, static routes originated, and one
+// scope for every main-table prefix, waiting for hardware, whose failed
+// routes are written again after 1 s, then every 2 s (the default backs
+// off to 5 min: a check would wait longer).
 const leafSettings = `log_level: info
 notify_mode: "1"
 backend:
@@ -55,7 +59,16 @@ api:
   socket: %s
 bgp:
   originate_protocols: [static]
+policy:
+  scopes:
+    - name: all
+      retry: {initial: 1s, max: 2s}
 `
+
+// capacitySlack is how many more routes than the leaf has at the start
+// its netdevsim FIB takes, per family: the checks before the capacity one
+// add four, so it finds a few places left.
+const capacitySlack = 8
 
 // family holds one address family's addresses and prefixes.
 type family struct {
@@ -66,6 +79,15 @@ type family struct {
 	failT, failO      netip.Prefix // announced and added while the driver fails
 	whileDown, after  netip.Prefix // announced while fibgated is down, and after its restart
 	ipFlag, gobgpFlag string
+	resource          string // netdevsim's devlink resource of the family's FIB
+}
+
+// capacityPrefix is the i-th prefix of the capacity check.
+func (f family) capacityPrefix(i int) netip.Prefix {
+	if f.name == "ipv4" {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, byte(130 + i), 0}), 24)
+	}
+	return pfx(fmt.Sprintf("2001:db8:%x::/48", 0x130+i))
 }
 
 var families = []family{
@@ -73,12 +95,12 @@ var families = []family{
 		transit: pfx("203.0.113.0/24"), origin: pfx("198.51.100.0/24"),
 		failT: pfx("203.0.120.0/24"), failO: pfx("198.51.120.0/24"),
 		whileDown: pfx("203.0.115.0/24"), after: pfx("203.0.116.0/24"),
-		ipFlag: "-4", gobgpFlag: "ipv4"},
+		ipFlag: "-4", gobgpFlag: "ipv4", resource: "/IPv4/fib"},
 	{name: "ipv6", leafPeer: "fd00:1::1", peer: "fd00:1::2", leafObs: "fd00:2::1", obs: "fd00:2::2",
 		transit: pfx("2001:db8:113::/48"), origin: pfx("2001:db8:100::/48"),
 		failT: pfx("2001:db8:120::/48"), failO: pfx("2001:db8:1120::/48"),
 		whileDown: pfx("2001:db8:115::/48"), after: pfx("2001:db8:116::/48"),
-		ipFlag: "-6", gobgpFlag: "ipv6"},
+		ipFlag: "-6", gobgpFlag: "ipv6", resource: "/IPv6/fib"},
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
@@ -102,6 +124,7 @@ type rig struct {
 	conn             *grpc.ClientConn // the fibgate API
 	announcedByPeer  []netip.Prefix
 	originatedByLeaf []netip.Prefix
+	clearedAt        time.Time // when fail_route_offload was last cleared
 }
 
 // bin is the path of one of the binaries the host put in the image.
@@ -126,10 +149,10 @@ func TestInsideVM(t *testing.T) {
 				r.failedHeld(t)
 			})
 			t.Run("failed routes recover once the driver accepts again", func(t *testing.T) {
-				t.Skip("needs the retry of offload_failed routes (issue 11 point 3: policy retry, fibgate hw retry), not built yet")
+				r.recovered(t)
 			})
 			t.Run("devlink FIB capacity: what fits is advertised, the rest shown refused", func(t *testing.T) {
-				t.Skip("needs the refused state for routes the kernel rejects (issue 11 point 2), not built yet")
+				r.capacity(t)
 			})
 			if sidecar {
 				t.Run("fibgated killed and restarted: no withdrawal, new prefixes gated", func(t *testing.T) {
@@ -163,6 +186,14 @@ func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
 	f4, f6 := families[0], families[1]
 	lab.Link(t, r.leaf, "to-peer", f4.leafPeer, f6.leafPeer, r.peer, "to-leaf", f4.peer, f6.peer)
 	lab.Link(t, r.leaf, "to-obs", f4.leafObs, f6.leafObs, r.obs, "to-leaf", f4.obs, f6.obs)
+	// A FIB of limited size, set now: it takes effect with a reload of
+	// the device, which takes the flags off every route and puts them
+	// back (a flap of everything, for a gate that runs).
+	for _, f := range families {
+		_, occ := r.fibResource(t, f)
+		r.devlink(t, "resource", "set", r.devName(), "path", f.resource, "size", fmt.Sprint(occ+capacitySlack))
+	}
+	r.devlink(t, "dev", "reload", r.devName())
 	r.mon = startMonitor(t, r.leaf, r.dir)
 
 	r.api = filepath.Join(r.dir, "fibgate.sock")
@@ -227,7 +258,7 @@ func (r *rig) run(tb testing.TB) {
 		r.owner.Cleanup(func() { conn.Close() })
 		r.conn = conn
 	}
-	lab.Eventually(tb, 30*time.Second, r.name+"'s fibgate API", func() error {
+	lab.Eventually(tb, 60*time.Second, r.name+"'s fibgate API", func() error {
 		if r.daemon.Exited() {
 			b, _ := os.ReadFile(r.daemon.Log)
 			tb.Fatalf("%s exited:\n%s", r.name, b)
@@ -263,6 +294,56 @@ func afi(p netip.Prefix) string {
 	return "ipv6"
 }
 
+// devName is the devlink name of the rig's netdevsim device.
+func (r *rig) devName() string { return fmt.Sprintf("netdevsim/netdevsim%d", r.dev) }
+
+// devlink runs iproute2's devlink in the leaf, where the device is.
+func (r *rig) devlink(tb testing.TB, args ...string) []byte {
+	tb.Helper()
+	out, err := exec.Command("ip", append([]string{"netns", "exec", r.leaf, "devlink"}, args...)...).CombinedOutput()
+	if err != nil {
+		tb.Fatalf("devlink %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+// fibResource reads the size and occupancy of the family's FIB resource
+// (size -1: unlimited).
+func (r *rig) fibResource(tb testing.TB, f family) (size, occ int) {
+	tb.Helper()
+	out := r.devlink(tb, "-j", "resource", "show", r.devName())
+	type resource struct {
+		Name      string          `json:"name"`
+		Size      json.RawMessage `json:"size"`
+		Occ       int             `json:"occ"`
+		Resources []resource      `json:"resources"`
+	}
+	var doc struct {
+		Resources map[string][]resource `json:"resources"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		tb.Fatalf("devlink resource show: %v: %s", err, out)
+	}
+	parts := strings.Split(strings.Trim(f.resource, "/"), "/")
+	level := doc.Resources[r.devName()]
+	for i, name := range parts {
+		j := slices.IndexFunc(level, func(x resource) bool { return x.Name == name })
+		if j < 0 {
+			tb.Fatalf("devlink resource %s not in %s", f.resource, out)
+		}
+		if i < len(parts)-1 {
+			level = level[j].Resources
+			continue
+		}
+		size = -1
+		if err := json.Unmarshal(level[j].Size, &size); err != nil {
+			size = -1 // "unlimited"
+		}
+		return size, level[j].Occ
+	}
+	return -1, 0
+}
+
 // setFailOffload sets netdevsim's fail_route_offload knob: while it is
 // set, new routes get offload_failed instead of trap.
 func (r *rig) setFailOffload(tb testing.TB, fail bool) {
@@ -291,16 +372,41 @@ func (r *rig) gate(tb testing.TB, p netip.Prefix) (gateRoute, error) {
 	return gateRoute{}, fmt.Errorf("fibgate routes --prefix %v: not there (%q)", p, out)
 }
 
+// route returns the gate's view of p over the API: what the checks poll
+// (a `fibgate routes` process per poll would cost the VM's one CPU a
+// second each). gate returns the same through the CLI.
+func (r *rig) route(p netip.Prefix) (gateRoute, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := pb.NewRouteServiceClient(r.conn).GetRoute(ctx, &pb.GetRouteRequest{Table: 254, Prefix: p.String()})
+	if err != nil {
+		return gateRoute{}, fmt.Errorf("get route %v: %w", p, err)
+	}
+	g := resp.GetRoute()
+	out := gateRoute{Table: g.GetTable(), Prefix: g.GetPrefix(), State: stateName(g.GetState()), Reason: g.GetReason(),
+		Retries: int(g.GetRetries()), Flags: []string{}}
+	for _, f := range []struct {
+		on   bool
+		name string
+	}{{g.GetFlags().GetOffload(), "offload"}, {g.GetFlags().GetTrap(), "trap"}, {g.GetFlags().GetOffloadFailed(), "offload_failed"}} {
+		if f.on {
+			out.Flags = append(out.Flags, f.name)
+		}
+	}
+	return out, nil
+}
+
 // stateName is how `fibgate routes` names a state.
 func stateName(s pb.State) string { return strings.ToLower(strings.TrimPrefix(s.String(), "STATE_")) }
 
 // gateRoute is a line of `fibgate routes --json`.
 type gateRoute struct {
-	Table  uint32   `json:"table"`
-	Prefix string   `json:"prefix"`
-	State  string   `json:"state"`
-	Reason string   `json:"reason"`
-	Flags  []string `json:"flags"`
+	Table   uint32   `json:"table"`
+	Prefix  string   `json:"prefix"`
+	State   string   `json:"state"`
+	Reason  string   `json:"reason"`
+	Flags   []string `json:"flags"`
+	Retries int      `json:"retries"`
 }
 
 func (g gateRoute) String() string {
@@ -342,7 +448,7 @@ func (r *rig) waitObserved(tb testing.TB, timeout time.Duration, ps ...netip.Pre
 	lab.Eventually(tb, timeout, fmt.Sprintf("the observer has %v", ps), func() error {
 		for _, p := range ps {
 			if !r.watch.Has(p) {
-				g, err := r.gate(tb, p)
+				g, err := r.route(p)
 				return fmt.Errorf("%v missing; the gate has it %v (%v)", p, g, err)
 			}
 		}
@@ -464,9 +570,14 @@ func (s *speaker) localPaths(tb testing.TB) []string {
 }
 
 // monitor is `fibgate monitor --json` on the leaf: the kernel's route
-// notifications, each with the time it was read.
+// notifications, each with the time it was read. Its log is parsed as it
+// grows, once per line.
 type monitor struct {
 	*lab.Process
+	mu   sync.Mutex
+	off  int64
+	evs  []monEvent
+	part []byte // a line not complete yet
 }
 
 // monEvent is one line of `fibgate monitor --json`.
@@ -481,7 +592,7 @@ type monEvent struct {
 
 func startMonitor(t *testing.T, ns, dir string) *monitor {
 	t.Helper()
-	return &monitor{lab.Start(t, "", dir, "monitor", bin("fibgate"), "monitor", "--netns", ns, "--json", "--dump")}
+	return &monitor{Process: lab.Start(t, "", dir, "monitor", bin("fibgate"), "monitor", "--netns", ns, "--json", "--dump")}
 }
 
 // waitReady waits until the monitor follows the namespace: --dump prints
@@ -501,20 +612,30 @@ func (m *monitor) waitReady(t *testing.T) {
 	})
 }
 
-// events parses every JSON line the monitor wrote so far.
+// events returns every event the monitor printed so far.
 func (m *monitor) events() []monEvent {
-	b, err := os.ReadFile(m.Log)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f, err := os.Open(m.Log)
 	if err != nil {
-		return nil
+		return slices.Clone(m.evs)
 	}
-	var out []monEvent
-	for _, l := range strings.Split(string(b), "\n") {
+	defer f.Close()
+	b, err := io.ReadAll(io.NewSectionReader(f, m.off, 1<<40))
+	if err != nil {
+		return slices.Clone(m.evs)
+	}
+	m.off += int64(len(b))
+	b = append(m.part, b...)
+	i := bytes.LastIndexByte(b, '\n')
+	m.part = slices.Clone(b[i+1:])
+	for _, l := range bytes.Split(b[:i+1], []byte("\n")) {
 		var e monEvent
-		if strings.HasPrefix(l, "{") && json.Unmarshal([]byte(l), &e) == nil {
-			out = append(out, e)
+		if bytes.HasPrefix(l, []byte("{")) && json.Unmarshal(l, &e) == nil {
+			m.evs = append(m.evs, e)
 		}
 	}
-	return out
+	return slices.Clone(m.evs)
 }
 
 // of returns the main-table events of p from `since` on, oldest first.

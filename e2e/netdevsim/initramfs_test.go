@@ -251,6 +251,8 @@ func writeInitramfs(dst string, h hostTools, binDir string, init string) error {
 	for _, e := range entries {
 		c.File("fg/"+e.Name(), filepath.Join(binDir, e.Name()))
 	}
+	// localhost without a resolver: the daemons look it up.
+	c.Bytes("etc/hosts", 0o644, []byte("127.0.0.1 localhost\n::1 localhost\n"))
 	c.Bytes("init", 0o755, []byte(init))
 	if err := c.Close(); err != nil {
 		return fmt.Errorf("write initramfs %s: %w", dst, err)

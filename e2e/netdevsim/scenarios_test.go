@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +68,10 @@ func (r *rig) advertisedAfterTrap(t *testing.T, p netip.Prefix, since time.Time)
 // shows them failed, and they stay away from the observer.
 func (r *rig) failedHeld(t *testing.T) {
 	r.setFailOffload(t, true)
-	t.Cleanup(func() { r.setFailOffload(t, false) })
+	t.Cleanup(func() {
+		r.clearedAt = time.Now()
+		r.setFailOffload(t, false)
+	})
 	since := time.Now()
 	var all []netip.Prefix
 	for _, f := range families {
@@ -79,8 +83,8 @@ func (r *rig) failedHeld(t *testing.T) {
 		t.Run(f.name, func(t *testing.T) {
 			for _, p := range []netip.Prefix{f.failT, f.failO} {
 				r.mon.waitFlag(t, p, "offload_failed", since)
-				lab.Eventually(t, 20*time.Second, fmt.Sprintf("fibgate routes shows %v failed", p), func() error {
-					g, err := r.gate(t, p)
+				lab.Eventually(t, 20*time.Second, fmt.Sprintf("the gate has %v failed", p), func() error {
+					g, err := r.route(p)
 					if err != nil {
 						return err
 					}
@@ -104,7 +108,178 @@ func (r *rig) failedHeld(t *testing.T) {
 		if at, ok := r.sighting(p, since); ok {
 			t.Errorf("%v reached the observer at %s", p, at.Format("15:04:05.000"))
 		}
+		// The policy's retry writes the route again every second or two;
+		// the driver fails it again, and the prefix stays failed.
+		lab.Eventually(t, 20*time.Second, fmt.Sprintf("%v written again and failed again", p), func() error {
+			g, err := r.route(p)
+			if err != nil {
+				return err
+			}
+			if g.State != stateName(pb.State_STATE_FAILED) || g.Retries < 1 {
+				return fmt.Errorf("%v, %d retries", g, g.Retries)
+			}
+			return nil
+		})
+		g, err := r.gate(t, p)
+		if want := stateName(pb.State_STATE_FAILED); err != nil || g.State != want || !slices.Contains(g.Flags, "offload_failed") {
+			t.Errorf("%v: fibgate routes shows %v (%v), want %s with offload_failed", p, g, err, want)
+		}
 	}
+}
+
+// recovered: once fail_route_offload is cleared, the failed routes of
+// failedHeld recover by themselves: the policy's retry writes each one
+// again, netdevsim traps it, and the observer gets the prefix, not before
+// the trap flag. Nobody announced anything again.
+func (r *rig) recovered(t *testing.T) {
+	if r.clearedAt.IsZero() {
+		t.Fatal("needs the offload failure check first")
+	}
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) {
+			for _, p := range []netip.Prefix{f.failT, f.failO} {
+				r.waitObserved(t, 30*time.Second, p)
+				trap, before := r.mon.waitFlag(t, p, "trap", r.clearedAt)
+				if !slices.ContainsFunc(before, func(e monEvent) bool { return e.Event == "add" }) {
+					t.Errorf("%v: trapped without being written again since fail_route_offload was cleared: %+v", p, before)
+				}
+				seen, ok := r.sighting(p, r.clearedAt)
+				switch {
+				case !ok:
+					t.Errorf("%v: the observer has it but the watch saw no arrival", p)
+				case seen.Before(trap.Time):
+					t.Errorf("%v reached the observer at %s, before the kernel trapped it (%s)",
+						p, seen.Format("15:04:05.000000"), trap.Time.Format("15:04:05.000000"))
+				default:
+					t.Logf("%v: cleared at +0, trapped +%v, at the observer +%v", p,
+						trap.Time.Sub(r.clearedAt).Round(time.Millisecond), seen.Sub(r.clearedAt).Round(time.Millisecond))
+				}
+				g, err := r.gate(t, p)
+				if want := stateName(pb.State_STATE_RELEASED); err != nil || g.State != want || !slices.Contains(g.Flags, "trap") {
+					t.Errorf("%v: fibgate routes shows %v (%v), want %s with trap", p, g, err, want)
+				}
+			}
+		})
+	}
+}
+
+// capacity: netdevsim's FIB has k places left (its devlink resource was
+// sized at the rig's start); the peer announces k+2 prefixes. Exactly the
+// k the kernel took reach the observer; the other two are refused by the
+// driver, shown refused with the kernel's error, and never go out. Then the
+// peer withdraws them all, which leaves the places to the checks after.
+func (r *rig) capacity(t *testing.T) {
+	var all []netip.Prefix
+	sets := map[string][]netip.Prefix{}
+	for _, f := range families {
+		size, occ := r.fibResource(t, f)
+		k := size - occ
+		if size < 0 || k < 1 {
+			t.Fatalf("%s: netdevsim's FIB has size %d and %d routes: no place left to fill", f.resource, size, occ)
+		}
+		for i := range k + 2 {
+			p := f.capacityPrefix(i)
+			r.peerSp.gobgp(t, "global", "rib", "-a", f.gobgpFlag, "add", p.String())
+			sets[f.name] = append(sets[f.name], p)
+		}
+		all = append(all, sets[f.name]...)
+		t.Logf("%s: size %d, %d routes: %d places for %d prefixes", f.resource, size, occ, k, k+2)
+	}
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { r.capacityFamily(t, f, sets[f.name]) })
+	}
+	for _, p := range all {
+		r.peerSp.gobgp(t, "global", "rib", "-a", afi(p), "del", p.String())
+	}
+	lab.Eventually(t, 30*time.Second, "the capacity prefixes leave the observer and the kernel", func() error {
+		for _, p := range all {
+			if r.watch.Has(p) {
+				return fmt.Errorf("%v still at the observer", p)
+			}
+		}
+		if in := r.inKernel(t, all); len(in) > 0 {
+			return fmt.Errorf("%v still in the kernel", in)
+		}
+		return nil
+	})
+}
+
+// capacityFamily checks one family's capacity prefixes ps, of which all
+// but two fit.
+func (r *rig) capacityFamily(t *testing.T, f family, ps []netip.Prefix) {
+	fit := len(ps) - 2
+	var refused []netip.Prefix
+	lab.Eventually(t, 30*time.Second, fmt.Sprintf("%d prefixes out, 2 refused", fit), func() error {
+		refused = refused[:0]
+		out := 0
+		for _, p := range ps {
+			if r.watch.Has(p) {
+				out++
+			}
+			if g, err := r.route(p); err == nil && g.State == stateName(pb.State_STATE_REFUSED) {
+				refused = append(refused, p)
+			}
+		}
+		if out != fit || len(refused) != 2 {
+			return fmt.Errorf("%d at the observer, %d refused", out, len(refused))
+		}
+		return nil
+	})
+	lab.Never(t, time.Second, "no refused prefix goes out", func() error {
+		for _, p := range refused {
+			if r.watch.Has(p) {
+				return fmt.Errorf("%v at the observer", p)
+			}
+		}
+		return nil
+	})
+	in := r.inKernel(t, ps)
+	for _, p := range ps {
+		g, err := r.gate(t, p)
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		switch {
+		case slices.Contains(refused, p):
+			if slices.Contains(in, p) {
+				t.Errorf("%v shown refused but in the kernel", p)
+			}
+			if !strings.Contains(g.Reason, "Exceeded number of supported fib entries") {
+				t.Errorf("%v refused without the kernel's error: %v", p, g)
+			}
+		case !r.watch.Has(p):
+			t.Errorf("%v neither at the observer nor refused: %v", p, g)
+		case !slices.Contains(in, p) || !slices.Contains(g.Flags, "trap"):
+			t.Errorf("%v at the observer, but the kernel has it %v and the gate shows %v", p, slices.Contains(in, p), g)
+		}
+	}
+	t.Logf("%s: out %d, refused %v (%s)", f.name, fit, refused, lastReason(r, refused))
+}
+
+func lastReason(r *rig, ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return ""
+	}
+	g, _ := r.route(ps[len(ps)-1])
+	return g.Reason
+}
+
+// inKernel returns those of ps that are in the leaf's main table.
+func (r *rig) inKernel(tb testing.TB, ps []netip.Prefix) []netip.Prefix {
+	tb.Helper()
+	var in []netip.Prefix
+	for _, l := range r.kernelRoutes(tb) {
+		f := strings.Fields(l)
+		if len(f) == 0 {
+			continue
+		}
+		p, err := netip.ParsePrefix(f[0])
+		if err == nil && slices.Contains(ps, p) {
+			in = append(in, p)
+		}
+	}
+	return in
 }
 
 // killed: fibgated is killed with SIGKILL while its prefixes are out;

@@ -39,7 +39,7 @@ const (
 	// delivers late, so it runs up to twice slower than the host's: qemu
 	// is killed only after twice guestTimeout, plus vmSlack to boot and
 	// report (and never after the host test's own deadline).
-	guestTimeout = 170 * time.Second
+	guestTimeout = 300 * time.Second
 	vmSlack      = 60 * time.Second
 	guestBinDir  = "/fg"
 )
