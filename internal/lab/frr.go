@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -23,6 +24,10 @@ type FRR struct {
 	NS  string
 	Dir string
 	AS  uint32
+
+	bgpd       *Process
+	bgpdArgs   []string
+	bgpdStarts int
 }
 
 // RequireFRR skips the test unless FRR's daemons and vtysh are installed
@@ -83,12 +88,40 @@ func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 		_, err := os.Stat(filepath.Join(dir, "zserv.api"))
 		return err
 	})
-	Start(tb, ns, dir, "bgpd", append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(dir, "bgpd.pid")}, common...)...)
-	Eventually(tb, 10*time.Second, "bgpd answering vtysh", func() error {
+	f.bgpdArgs = append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(dir, "bgpd.pid")}, common...)
+	f.StartBGPD()
+	return f
+}
+
+// StartBGPD starts bgpd (again, after KillBGPD) with the same config and
+// returns once it answers vtysh.
+func (f *FRR) StartBGPD() {
+	f.tb.Helper()
+	name := "bgpd"
+	if f.bgpdStarts++; f.bgpdStarts > 1 {
+		name = fmt.Sprintf("bgpd.%d", f.bgpdStarts)
+	}
+	f.bgpd = Start(f.tb, f.NS, f.Dir, name, f.bgpdArgs...)
+	Eventually(f.tb, 10*time.Second, "bgpd answering vtysh", func() error {
 		_, err := f.Vtysh("show bgp summary json")
 		return err
 	})
-	return f
+}
+
+// KillBGPD ends bgpd with SIGKILL, as a crash does: its sessions end
+// without a NOTIFICATION, so neighbours with graceful restart keep its
+// routes; zebra stays. It returns once bgpd is gone.
+func (f *FRR) KillBGPD() {
+	f.tb.Helper()
+	if err := f.bgpd.Signal(syscall.SIGKILL); err != nil {
+		f.tb.Fatalf("kill bgpd in %s: %v", f.NS, err)
+	}
+	Eventually(f.tb, 10*time.Second, "bgpd gone", func() error {
+		if !f.bgpd.Exited() {
+			return errorf("still running")
+		}
+		return nil
+	})
 }
 
 // Vtysh runs commands through vtysh (one -c each) and returns the output.

@@ -30,10 +30,18 @@ type RestartState struct {
 	AwaitingEOR []string
 }
 
+// EORSeen says whether neighbour addr has sent End-of-RIB for family (as
+// GoBGP names it: "ipv4-unicast") since its session came up.
+type EORSeen func(addr, family string) bool
+
 // Restart reads RestartState from GoBGP. Neighbours for which skip
 // returns true are left out (gobgpd-ext's End-of-RIB barrier); skip may be
-// nil.
-func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool) (RestartState, error) {
+// nil. eor, when not nil, says which End-of-RIBs really arrived; without
+// it GoBGP's EndOfRibReceived says, which GoBGP also sets, without any
+// End-of-RIB, for a neighbour whose OPEN has the restart bit while GoBGP
+// restarts itself (RFC 4724 4.1: it must not wait for it then). FRR sets
+// that bit for its restart time after it starts.
+func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool, eor EORSeen) (RestartState, error) {
 	var st RestartState
 	err := s.b.listPeers(ctx, func(p *api.Peer) {
 		addr := p.GetState().GetNeighborAddress()
@@ -50,7 +58,7 @@ func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool) (Res
 			return
 		}
 		st.Established++
-		if owesEOR(p) {
+		if owesEOR(p, addr, eor) {
 			st.AwaitingEOR = append(st.AwaitingEOR, addr)
 		}
 	})
@@ -68,7 +76,7 @@ func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool) (Res
 // restart in itself: a helper-only neighbour (FRR's default) lists none,
 // yet as a receiving speaker it sends its table and then End-of-RIB (RFC
 // 4724, 4.2), and its table is part of ours.
-func owesEOR(p *api.Peer) bool {
+func owesEOR(p *api.Peer, addr string, eor EORSeen) bool {
 	if !p.GetGracefulRestart().GetEnabled() {
 		return false // ours off: the neighbour has no reason to send it
 	}
@@ -94,10 +102,18 @@ func owesEOR(p *api.Peer) bool {
 	}
 	for _, a := range p.GetAfiSafis() {
 		f := a.GetConfig().GetFamily()
-		if !a.GetConfig().GetEnabled() || f == nil || !remote[bgp.AfiSafiToRouteFamily(uint16(f.GetAfi()), uint8(f.GetSafi()))] {
+		if f == nil {
 			continue
 		}
-		if !a.GetMpGracefulRestart().GetState().GetEndOfRibReceived() {
+		rf := bgp.AfiSafiToRouteFamily(uint16(f.GetAfi()), uint8(f.GetSafi()))
+		if !a.GetConfig().GetEnabled() || !remote[rf] {
+			continue
+		}
+		seen := a.GetMpGracefulRestart().GetState().GetEndOfRibReceived()
+		if eor != nil {
+			seen = eor(addr, rf.String())
+		}
+		if !seen {
 			return true
 		}
 	}

@@ -39,8 +39,20 @@ func TestANeighbourOwesEndOfRibForEveryFamilyItNegotiated(t *testing.T) {
 		{"a neighbour without graceful restart promises nothing", peer(true, []bgp.ParameterCapabilityInterface{mp4}, false, false), false},
 		{"graceful restart off on our side", peer(false, []bgp.ParameterCapabilityInterface{mp4, full}, false, false), false},
 	} {
-		if got := owesEOR(c.p); got != c.owes {
+		if got := owesEOR(c.p, "10.0.0.1", nil); got != c.owes {
 			t.Errorf("%s: owesEOR = %v, want %v", c.name, got, c.owes)
 		}
+	}
+	// With the End-of-RIBs that really arrived, GoBGP's flag (set for a
+	// neighbour with the restart bit) does not count.
+	p := peer(true, []bgp.ParameterCapabilityInterface{mp4, mp6, full}, true, true)
+	seen := map[string]bool{"ipv4-unicast": true}
+	eor := func(addr, family string) bool { return addr == "10.0.0.1" && seen[family] }
+	if !owesEOR(p, "10.0.0.1", eor) {
+		t.Error("owesEOR counted GoBGP's flag for ipv6-unicast, whose End-of-RIB never came")
+	}
+	seen["ipv6-unicast"] = true
+	if owesEOR(p, "10.0.0.1", eor) {
+		t.Error("owesEOR still waits with both End-of-RIBs in")
 	}
 }

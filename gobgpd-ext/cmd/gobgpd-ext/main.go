@@ -222,6 +222,7 @@ func (s *setup) serve(stderr io.Writer, sigs chan os.Signal) int {
 		failed = <-runErr
 	}
 	if x.restartStop() {
+		x.leaveAPI()
 		x.log.Info("stopped for a restart: BGP sessions end without a NOTIFICATION, so neighbours with graceful restart keep our routes; start again with -r")
 	} else if err := x.stopBGP(); err != nil {
 		x.log.Warn("stop bgp", "err", err)

@@ -2,6 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/config"
@@ -68,7 +72,7 @@ func (x *ext) holdEOR(ctx context.Context) {
 		return
 	}
 	go func() {
-		w := x.d.AwaitTable(ctx, x.hold.Is, x.fcfg.RestartTimeout())
+		w := x.d.AwaitTable(ctx, x.hold.Is, x.hold.EndOfRib, x.fcfg.RestartTimeout())
 		if ctx.Err() != nil {
 			return // stopping: the barrier goes with GoBGP
 		}
@@ -90,3 +94,17 @@ func (x *ext) holdEOR(ctx context.Context) {
 // exit closes its sessions without a NOTIFICATION and neighbours with
 // graceful restart keep its routes until it is back.
 func (x *ext) restartStop() bool { return x.d != nil && x.fcfg.GracefulRestart.RestartOnStop }
+
+// leaveAPI removes the unix sockets of --api-hosts when GoBGP is left
+// running to the process exit (a stop for a restart): BgpServer.Stop,
+// which would close its gRPC listeners, also ends the sessions with a
+// NOTIFICATION, and a socket left behind makes the next start fail.
+func (x *ext) leaveAPI() {
+	for _, h := range strings.Split(x.opts.GrpcHosts, ",") {
+		if p, ok := strings.CutPrefix(strings.TrimSpace(h), "unix://"); ok {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				x.log.Warn("remove the GoBGP API socket", "socket", p, "err", err)
+			}
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp"
 	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
@@ -77,14 +78,16 @@ const awaitPoll = 100 * time.Millisecond
 // confirmed in hardware, or timeout passes, or ctx ends:
 //  1. GoBGP's table is whole: a neighbour (skip aside: gobgpd-ext's
 //     End-of-RIB barrier) is established and every established one with
-//     graceful restart has sent its End-of-RIB;
+//     graceful restart has sent its End-of-RIB (eor says which arrived,
+//     gobgp.Speaker.Restart);
 //  2. every prefix in a gated scope that GoBGP then holds a learned path
-//     for, and every prefix the gate follows, is decided: released,
-//     failed, refused, held down or withdrawn; not pending, not confirmed
-//     and still to be released, not unknown (its route not installed yet).
+//     for is decided: released, failed, refused, held down or withdrawn;
+//     not pending, not confirmed and still to be released, not unknown
+//     (its route not installed yet); and no prefix the gate follows is
+//     pending (originated ones among them).
 //
 // gobgpd-ext lets its End-of-RIB go when it returns (eorhold).
-func (d *Daemon) AwaitTable(ctx context.Context, skip func(addr string) bool, timeout time.Duration) TableWait {
+func (d *Daemon) AwaitTable(ctx context.Context, skip func(addr string) bool, eor gobgp.EORSeen, timeout time.Duration) TableWait {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -104,7 +107,7 @@ func (d *Daemon) AwaitTable(ctx context.Context, skip func(addr string) bool, ti
 		}
 	}
 	for {
-		st, err := d.sp.Restart(ctx, skip)
+		st, err := d.sp.Restart(ctx, skip, eor)
 		w.AwaitingEOR = st.AwaitingEOR
 		if err == nil && st.Established > 0 && len(st.AwaitingEOR) == 0 {
 			break
@@ -136,11 +139,12 @@ func (d *Daemon) AwaitTable(ctx context.Context, skip func(addr string) bool, ti
 			st, ok := d.tracker.Get(table, p)
 			return ok && decided(st.State)
 		})
-		stats := d.tracker.Stats()
-		open := stats.ByState[gate.Pending] + stats.ByState[gate.Confirmed]
+		// Pending prefixes of any kind; a confirmed one that is neither
+		// transit nor originated stays confirmed (nothing to release).
+		open := d.tracker.Stats().ByState[gate.Pending]
 		w.Waiting, w.Examples = len(todo), todo[:min(3, len(todo))]
 		if open > len(todo) {
-			w.Waiting = open // the tracker's own undecided count it all
+			w.Waiting = open
 		}
 		if len(todo) == 0 && open == 0 {
 			return done()
@@ -189,7 +193,7 @@ func LogTableWait(log *slog.Logger, w TableWait) {
 // learned a path for go (sweepStale). Otherwise it is Reconcile. Called
 // with f.mu held.
 func (f *feeder) reconcileInitial(desired []kernel.InstallRoute, before func(changed []netip.Prefix)) (installed, removed int, err error) {
-	st, rerr := f.sp.Restart(f.ctx, nil)
+	st, rerr := f.sp.Restart(f.ctx, nil, nil)
 	if rerr != nil || !st.Restarting {
 		return f.inst.Reconcile(desired, before)
 	}
@@ -215,7 +219,7 @@ func (f *feeder) sweepStale(ctx context.Context, kept []netip.Prefix) {
 	tick := time.NewTicker(awaitPoll)
 	defer tick.Stop()
 	for {
-		if st, err := f.sp.Restart(wctx, nil); err == nil && !st.Restarting {
+		if st, err := f.sp.Restart(wctx, nil, nil); err == nil && !st.Restarting {
 			break
 		}
 		select {

@@ -29,9 +29,11 @@ import (
 	"math"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
 // Server is what a Hold uses of GoBGP's BgpServer.
@@ -39,6 +41,7 @@ type Server interface {
 	GetBgp(ctx context.Context, r *api.GetBgpRequest) (*api.GetBgpResponse, error)
 	AddPeer(ctx context.Context, r *api.AddPeerRequest) error
 	DeletePeer(ctx context.Context, r *api.DeletePeerRequest) error
+	WatchEvent(ctx context.Context, r *api.WatchEventRequest, fn func(*api.WatchEventResponse)) error
 }
 
 // Address is the barrier's neighbour address in GoBGP: a loopback address
@@ -54,6 +57,10 @@ type Hold struct {
 	s   Server
 	b   *barrier
 	log *slog.Logger
+
+	stopWatch context.CancelFunc
+	mu        sync.Mutex
+	eors      map[string]bool // neighbour address + " " + family: End-of-RIB seen
 }
 
 // Start listens on Address (a port the kernel picks), adds the barrier to
@@ -79,7 +86,17 @@ func Start(ctx context.Context, s Server, timeout, wait time.Duration, log *slog
 		return nil, fmt.Errorf("end-of-rib barrier: listen on %s: %w", Address, err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	h := &Hold{s: s, b: newBarrier(ln, as, id, log), log: log}
+	h := &Hold{s: s, b: newBarrier(ln, as, id, log), log: log, eors: map[string]bool{}}
+	// Before any neighbour exists, so every End-of-RIB is seen (EndOfRib).
+	wctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	h.stopWatch = stop
+	err = s.WatchEvent(wctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_EOR}}}}, h.eor)
+	if err != nil {
+		stop()
+		ln.Close()
+		return nil, fmt.Errorf("end-of-rib barrier: watch GoBGP's End-of-RIBs: %w", err)
+	}
 	go h.b.serve()
 	deferral := uint32(min(math.MaxUint16, timeout.Seconds()+60))
 	err = s.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{
@@ -95,6 +112,7 @@ func Start(ctx context.Context, s Server, timeout, wait time.Duration, log *slog
 	}})
 	if err != nil {
 		h.b.close()
+		h.stopWatch()
 		return nil, fmt.Errorf("end-of-rib barrier: add neighbour %s: %w", Address, err)
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
@@ -125,6 +143,28 @@ func Start(ctx context.Context, s Server, timeout, wait time.Duration, log *slog
 // Is says whether addr is the barrier's neighbour address, so that what
 // reads GoBGP's neighbours can leave it out.
 func (h *Hold) Is(addr string) bool { return addr == Address }
+
+// eor records an End-of-RIB event of GoBGP's watch.
+func (h *Hold) eor(r *api.WatchEventResponse) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range r.GetTable().GetPaths() {
+		f := p.GetFamily()
+		rf := bgp.AfiSafiToRouteFamily(uint16(f.GetAfi()), uint8(f.GetSafi()))
+		h.eors[p.GetNeighborIp()+" "+rf.String()] = true
+	}
+}
+
+// EndOfRib says whether neighbour addr has sent End-of-RIB for family
+// ("ipv4-unicast") since the Hold started, before any neighbour was
+// added: what GoBGP received, where GoBGP's own EndOfRibReceived is also
+// set, with no End-of-RIB, for a neighbour whose OPEN has the restart bit
+// (gobgp.Speaker.Restart).
+func (h *Hold) EndOfRib(addr, family string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.eors[addr+" "+family]
+}
 
 // Release sends the barrier's End-of-RIB, after which GoBGP finishes its
 // sync as soon as every other established neighbour has sent its own, and
@@ -166,6 +206,7 @@ func (h *Hold) Release(ctx context.Context) (synced bool, err error) {
 func (h *Hold) Close(ctx context.Context) { h.remove(ctx) }
 
 func (h *Hold) remove(ctx context.Context) {
+	h.stopWatch()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := h.s.DeletePeer(ctx, &api.DeletePeerRequest{Address: Address}); err != nil && !errors.Is(err, context.Canceled) {

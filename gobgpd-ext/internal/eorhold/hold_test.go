@@ -98,6 +98,9 @@ func TestHoldKeepsGoBGPsSyncUntilReleased(t *testing.T) {
 		}
 		return nil
 	})
+	if !h.EndOfRib("10.9.0.2", "ipv4-unicast") || h.EndOfRib("10.9.0.2", "ipv6-unicast") {
+		t.Errorf("EndOfRib: ipv4 %v, ipv6 %v; want the neighbour's one End-of-RIB seen", h.EndOfRib("10.9.0.2", "ipv4-unicast"), h.EndOfRib("10.9.0.2", "ipv6-unicast"))
+	}
 	// Without the barrier GoBGP would have finished its sync now.
 	lab.Never(t, 2*time.Second, "the neighbour gets the leaf's End-of-RIB while the barrier holds", func() error {
 		return peerEOR(ctx, pc, "10.9.0.1")
