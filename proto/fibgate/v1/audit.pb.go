@@ -326,7 +326,8 @@ type AuditCounts struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Established BGP neighbours whose adj-out was read.
 	Neighbours uint32 `protobuf:"varint,1,opt,name=neighbours,proto3" json:"neighbours,omitempty"`
-	// Prefixes GoBGP advertises to at least one of them.
+	// Prefixes GoBGP advertises to at least one of them, among those
+	// checked.
 	Advertised uint64 `protobuf:"varint,2,opt,name=advertised,proto3" json:"advertised,omitempty"`
 	// Destinations of GoBGP's global RIB (IPv4 and IPv6 unicast).
 	Destinations uint64 `protobuf:"varint,3,opt,name=destinations,proto3" json:"destinations,omitempty"`
@@ -335,7 +336,12 @@ type AuditCounts struct {
 	// Kernel routes of the installer's protocol in its table.
 	InstalledRoutes uint64 `protobuf:"varint,5,opt,name=installed_routes,json=installedRoutes,proto3" json:"installed_routes,omitempty"`
 	// Prefixes the gate tracks.
-	GateStates    uint64 `protobuf:"varint,6,opt,name=gate_states,json=gateStates,proto3" json:"gate_states,omitempty"`
+	GateStates uint64 `protobuf:"varint,6,opt,name=gate_states,json=gateStates,proto3" json:"gate_states,omitempty"`
+	// Prefixes whose adj-out was read: those in the gate's scope whose
+	// route is not confirmed. A confirmed prefix may be advertised or not,
+	// and adj-out costs GoBGP an export run over its whole table, so in a
+	// healthy steady state nothing is read.
+	Checked       uint64 `protobuf:"varint,7,opt,name=checked,proto3" json:"checked,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -412,6 +418,13 @@ func (x *AuditCounts) GetGateStates() uint64 {
 	return 0
 }
 
+func (x *AuditCounts) GetChecked() uint64 {
+	if x != nil {
+		return x.Checked
+	}
+	return 0
+}
+
 var File_fibgate_v1_audit_proto protoreflect.FileDescriptor
 
 const file_fibgate_v1_audit_proto_rawDesc = "" +
@@ -438,7 +451,7 @@ const file_fibgate_v1_audit_proto_rawDesc = "" +
 	"neighbours\x12\x16\n" +
 	"\x06detail\x18\x05 \x01(\tR\x06detail\x129\n" +
 	"\n" +
-	"first_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\"\xe0\x01\n" +
+	"first_seen\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tfirstSeen\"\xfa\x01\n" +
 	"\vAuditCounts\x12\x1e\n" +
 	"\n" +
 	"neighbours\x18\x01 \x01(\rR\n" +
@@ -450,7 +463,8 @@ const file_fibgate_v1_audit_proto_rawDesc = "" +
 	"\fgated_routes\x18\x04 \x01(\x04R\vgatedRoutes\x12)\n" +
 	"\x10installed_routes\x18\x05 \x01(\x04R\x0finstalledRoutes\x12\x1f\n" +
 	"\vgate_states\x18\x06 \x01(\x04R\n" +
-	"gateStates*\xe7\x01\n" +
+	"gateStates\x12\x18\n" +
+	"\achecked\x18\a \x01(\x04R\achecked*\xe7\x01\n" +
 	"\fMismatchKind\x12\x1d\n" +
 	"\x19MISMATCH_KIND_UNSPECIFIED\x10\x00\x12(\n" +
 	"$MISMATCH_KIND_ADVERTISED_UNCONFIRMED\x10\x01\x12(\n" +
