@@ -3,23 +3,19 @@
 package netdevsim
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	api "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -454,218 +450,6 @@ func (r *rig) waitObserved(tb testing.TB, timeout time.Duration, ps ...netip.Pre
 		}
 		return nil
 	})
-}
-
-// speaker is a stock gobgpd, as peer, observer or the sidecar's gobgpd.
-type speaker struct {
-	*lab.Process
-	name   string
-	target string
-	conn   *grpc.ClientConn
-	api    api.GobgpApiClient
-}
-
-// startSpeaker runs gobgpd with conf in namespace ns; waitAPI waits
-// until it answers. (Processes start slowly under TCG: a rig starts its
-// daemons together and then waits for each.)
-func startSpeaker(t *testing.T, ns, name, conf string) *speaker {
-	t.Helper()
-	dir := t.TempDir()
-	path := filepath.Join(dir, "gobgpd.toml")
-	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	s := &speaker{name: name, target: "unix://" + filepath.Join(dir, "api.sock")}
-	s.Process = lab.Start(t, ns, dir, name, bin("gobgpd"), "-f", path, "--api-hosts", s.target, "-l", "info", "--pprof-disable")
-	conn, err := grpc.NewClient(s.target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	s.conn, s.api = conn, api.NewGobgpApiClient(conn)
-	return s
-}
-
-// waitAPI waits until the speaker's API answers.
-func (s *speaker) waitAPI(t *testing.T) {
-	t.Helper()
-	lab.Eventually(t, 20*time.Second, s.name+"'s gobgpd API", func() error {
-		if s.Exited() {
-			b, _ := os.ReadFile(s.Log)
-			t.Fatalf("%s's gobgpd exited:\n%s", s.name, b)
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		_, err := s.api.GetBgp(ctx, &api.GetBgpRequest{})
-		return err
-	})
-}
-
-// gobgp runs the stock gobgp CLI against the speaker.
-func (s *speaker) gobgp(tb testing.TB, args ...string) string {
-	tb.Helper()
-	out, err := exec.Command(bin("gobgp"), append([]string{"--target", s.target}, args...)...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("gobgp %v: %v\n%s", args, err, out)
-	}
-	return string(out)
-}
-
-// waitEstablished waits until the session with neighbour is up.
-func (s *speaker) waitEstablished(tb testing.TB, neighbour string) {
-	tb.Helper()
-	lab.Eventually(tb, 30*time.Second, "session with "+neighbour, func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		st, err := s.api.ListPeer(ctx, &api.ListPeerRequest{Address: neighbour})
-		if err != nil {
-			return err
-		}
-		var state api.PeerState_SessionState
-		for {
-			r, err := st.Recv()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				return err
-			}
-			state = r.GetPeer().GetState().GetSessionState()
-		}
-		if state != api.PeerState_ESTABLISHED {
-			return fmt.Errorf("state %v", state)
-		}
-		return nil
-	})
-}
-
-// localPaths lists the paths of the speaker's global table that no
-// neighbour sent: HOLD paths and originated prefixes.
-func (s *speaker) localPaths(tb testing.TB) []string {
-	tb.Helper()
-	var out []string
-	for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
-		st, err := s.api.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL,
-			Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}})
-		if err != nil {
-			tb.Fatalf("list paths: %v", err)
-		}
-		for {
-			r, err := st.Recv()
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				tb.Fatalf("list paths: %v", err)
-			}
-			for _, p := range r.GetDestination().GetPaths() {
-				if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil && !a.IsUnspecified() {
-					continue
-				}
-				out = append(out, fmt.Sprintf("%s (neighbour %q)", r.GetDestination().GetPrefix(), p.GetNeighborIp()))
-			}
-		}
-	}
-	return out
-}
-
-// monitor is `fibgate monitor --json` on the leaf: the kernel's route
-// notifications, each with the time it was read. Its log is parsed as it
-// grows, once per line.
-type monitor struct {
-	*lab.Process
-	mu   sync.Mutex
-	off  int64
-	evs  []monEvent
-	part []byte // a line not complete yet
-}
-
-// monEvent is one line of `fibgate monitor --json`.
-type monEvent struct {
-	Time     time.Time `json:"time"`
-	Event    string    `json:"event"`
-	Table    uint32    `json:"table"`
-	Prefix   string    `json:"prefix"`
-	Protocol string    `json:"protocol"`
-	Flags    []string  `json:"flags"`
-}
-
-func startMonitor(t *testing.T, ns, dir string) *monitor {
-	t.Helper()
-	return &monitor{Process: lab.Start(t, "", dir, "monitor", bin("fibgate"), "monitor", "--netns", ns, "--json", "--dump")}
-}
-
-// waitReady waits until the monitor follows the namespace: --dump prints
-// the table first (the loopback's local routes at least), so once a line
-// is there, every later change is too.
-func (m *monitor) waitReady(t *testing.T) {
-	t.Helper()
-	lab.Eventually(t, 20*time.Second, "fibgate monitor follows the leaf", func() error {
-		if m.Exited() {
-			b, _ := os.ReadFile(m.Log)
-			t.Fatalf("fibgate monitor exited:\n%s", b)
-		}
-		if len(m.events()) == 0 {
-			return fmt.Errorf("no line yet")
-		}
-		return nil
-	})
-}
-
-// events returns every event the monitor printed so far.
-func (m *monitor) events() []monEvent {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	f, err := os.Open(m.Log)
-	if err != nil {
-		return slices.Clone(m.evs)
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.NewSectionReader(f, m.off, 1<<40))
-	if err != nil {
-		return slices.Clone(m.evs)
-	}
-	m.off += int64(len(b))
-	b = append(m.part, b...)
-	i := bytes.LastIndexByte(b, '\n')
-	m.part = slices.Clone(b[i+1:])
-	for _, l := range bytes.Split(b[:i+1], []byte("\n")) {
-		var e monEvent
-		if bytes.HasPrefix(l, []byte("{")) && json.Unmarshal(l, &e) == nil {
-			m.evs = append(m.evs, e)
-		}
-	}
-	return slices.Clone(m.evs)
-}
-
-// of returns the main-table events of p from `since` on, oldest first.
-func (m *monitor) of(p netip.Prefix, since time.Time) []monEvent {
-	var out []monEvent
-	for _, e := range m.events() {
-		if e.Prefix == p.String() && e.Table == 254 && !e.Time.Before(since) {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
-// waitFlag waits until the kernel announced p with flag, from `since` on,
-// and returns that event and the ones before it.
-func (m *monitor) waitFlag(tb testing.TB, p netip.Prefix, flag string, since time.Time) (monEvent, []monEvent) {
-	tb.Helper()
-	var at monEvent
-	var evs []monEvent
-	lab.Eventually(tb, 20*time.Second, fmt.Sprintf("the kernel flags %v %s", p, flag), func() error {
-		evs = m.of(p, since)
-		for i, e := range evs {
-			if slices.Contains(e.Flags, flag) {
-				at, evs = e, evs[:i]
-				return nil
-			}
-		}
-		return fmt.Errorf("events %v", evs)
-	})
-	return at, evs
 }
 
 // kill ends the leaf's daemon with SIGKILL: no shutdown sequence at all.
