@@ -301,16 +301,16 @@ func (g *grLab) leafRestarts(t *testing.T) {
 			t.Errorf("%v confirmed %v after the restart, before the sim's %v: not programmed afresh", p, c.Sub(back), grLatency)
 		}
 	}
-	lost := g.lostProbes(start, end.Add(-100*time.Millisecond))
+	lost, sent := g.lostProbes(start, end.Add(-100*time.Millisecond))
 	if lost > 0 {
-		t.Errorf("%d probes lost across the leaf during its restart, want 0: forwarding must go on", lost)
+		t.Errorf("%d of %d probes lost across the leaf during its restart, want 0: forwarding must go on", lost, sent)
 	}
 	log, _ := os.ReadFile(l.proc.Log)
 	if !strings.Contains(string(log), "table confirmed in hardware") {
 		t.Errorf("the restarted gobgpd-ext did not log its End-of-RIB held until the table was confirmed")
 	}
-	t.Logf("gobgpd-ext down for %v; End-of-RIB at the observer by +%v after the restart; %d observer polls, %d prefixes lost there; %d probes lost",
-		back.Sub(start).Round(time.Millisecond), eorAt.Sub(back).Round(time.Millisecond), w.polls(), len(w.lostPrefixes()), lost)
+	t.Logf("gobgpd-ext down for %v; End-of-RIB at the observer by +%v after the restart; %d observer polls, %d prefixes lost there; %d of %d probes lost",
+		back.Sub(start).Round(time.Millisecond), eorAt.Sub(back).Round(time.Millisecond), w.polls(), len(w.lostPrefixes()), lost, sent)
 }
 
 func (g *grLab) spineRestarts(t *testing.T) {
@@ -406,12 +406,12 @@ func (g *grLab) spineRestarts(t *testing.T) {
 	if lost := w.lostPrefixes(); len(lost) > 0 {
 		t.Errorf("the observer lost %d prefixes while the spine restarted (e.g. %s)", len(lost), strings.Join(lost[:min(3, len(lost))], ", "))
 	}
-	lost := g.lostProbes(start, end.Add(-100*time.Millisecond))
+	lost, sent := g.lostProbes(start, end.Add(-100*time.Millisecond))
 	if lost > 0 {
-		t.Errorf("%d probes lost across the leaf while the spine restarted, want 0", lost)
+		t.Errorf("%d of %d probes lost across the leaf while the spine restarted, want 0", lost, sent)
 	}
-	t.Logf("the spine's bgpd restarted in %v; the leaf kept %d routes as they were, the observer got no update; %d probes lost",
-		end.Sub(start).Round(time.Millisecond), len(all), lost)
+	t.Logf("the spine's bgpd restarted in %v; the leaf kept %d routes as they were, the observer got no update; %d of %d probes lost",
+		end.Sub(start).Round(time.Millisecond), len(all), lost, sent)
 }
 
 // released checks that the leaf's gate has every prefix of ps released.
@@ -471,13 +471,14 @@ func (g *grLab) observerHas(want, gone []netip.Prefix) error {
 	return nil
 }
 
-// lostProbes counts the probes sent in [from, to) that arrived nowhere.
-func (g *grLab) lostProbes(from, to time.Time) int {
-	n := 0
+// lostProbes counts the probes sent in [from, to) that arrived nowhere,
+// and all that were sent.
+func (g *grLab) lostProbes(from, to time.Time) (lost, sent int) {
 	for _, a := range g.dsts {
-		n += g.probe.Tally(a, from, to).Lost
+		tl := g.probe.Tally(a, from, to)
+		lost, sent = lost+tl.Lost, sent+tl.Sent
 	}
-	return n
+	return lost, sent
 }
 
 // observerWatch polls the observer's table and its session with the leaf
