@@ -107,8 +107,9 @@ func (w *RouteWriter) write(ops []RouteOp) []error {
 // error is ESRCH), and the deleted ones are added back as they were, only
 // where their place is still free (Exclusive: a route someone added
 // meanwhile stays, EEXIST). Drivers see the route go and come back, with
-// its flags cleared; it is missing from the kernel for one round trip
-// between the two batches (tens of microseconds).
+// its flags cleared; it is missing from the kernel between its delete and
+// its add: tens of microseconds for one route, up to a few milliseconds for
+// a batch of 256 (10,000 routes are written again in 0.3-0.5 s).
 //
 // It returns one error per route; one that was deleted and could not be
 // added back matches ErrNotAddedBack (and the kernel's errno). Routes with
