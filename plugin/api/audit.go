@@ -69,7 +69,7 @@ var kindToProto = map[audit.Kind]pb.MismatchKind{
 
 func auditToProto(r audit.Result, interval time.Duration) *pb.AuditResponse {
 	out := &pb.AuditResponse{
-		Counts: &pb.AuditCounts{Neighbours: uint32(r.Counts.Neighbours), Advertised: uint64(r.Counts.Advertised),
+		Counts: &pb.AuditCounts{Neighbours: uint32(r.Counts.Neighbours), Checked: uint64(r.Counts.Checked), Advertised: uint64(r.Counts.Advertised),
 			Destinations: uint64(r.Counts.Destinations), GatedRoutes: uint64(r.Counts.GatedRoutes),
 			InstalledRoutes: uint64(r.Counts.InstalledRoutes), GateStates: uint64(r.Counts.GateStates)},
 		Took: durationpb.New(r.Took),

@@ -108,10 +108,14 @@ type BGP struct {
 	At time.Time
 	// Neighbours are the established neighbours whose adj-out was read.
 	Neighbours []netip.Addr
-	// Out maps every prefix GoBGP advertises to the neighbours it goes to.
+	// Out maps the prefixes GoBGP advertises to the neighbours they go
+	// to, among the Checked ones: those whose route is not confirmed (the
+	// Auditor asks for no others, since a confirmed prefix may be out).
 	// GoBGP computes adj-out from today's policy and best paths, so it is
 	// what GoBGP would send now, not a record of what was sent.
 	Out map[netip.Prefix][]netip.Addr
+	// Checked counts the prefixes whose adj-out was read.
+	Checked int
 	// RIB is GoBGP's global RIB (IPv4 and IPv6 unicast): the paths of each
 	// destination in GoBGP's order, best first.
 	RIB map[netip.Prefix][]Path
@@ -192,7 +196,10 @@ type InstalledRoute struct {
 // Counts say how much a pass compared, so a clean result can be told from
 // one that looked at nothing.
 type Counts struct {
-	Neighbours      int
+	Neighbours int
+	// Checked prefixes had their adj-out read (in scope, route not
+	// confirmed); Advertised of them GoBGP advertises.
+	Checked         int
 	Advertised      int
 	Destinations    int
 	GatedRoutes     int
@@ -202,7 +209,7 @@ type Counts struct {
 
 // CountsOf counts what s holds.
 func CountsOf(s *Snapshot) Counts {
-	c := Counts{Neighbours: len(s.BGP.Neighbours), Advertised: len(s.BGP.Out), Destinations: len(s.BGP.RIB), GateStates: len(s.Gate)}
+	c := Counts{Neighbours: len(s.BGP.Neighbours), Checked: s.BGP.Checked, Advertised: len(s.BGP.Out), Destinations: len(s.BGP.RIB), GateStates: len(s.Gate)}
 	for _, rs := range s.FIB.Gated {
 		c.GatedRoutes += len(rs)
 	}

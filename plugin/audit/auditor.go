@@ -20,8 +20,10 @@ type Sources struct {
 	Gate func() []gate.RouteState
 	// FIB reads the FIB model (ReadFIB inside kernel.Listener.View).
 	FIB func() FIB
-	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP).
-	BGP func(ctx context.Context) (*BGP, error)
+	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP), with the adj-out
+	// of the prefixes adjOut says (NeedsAdjOut of the gate's and the
+	// FIB's snapshots).
+	BGP func(ctx context.Context, adjOut func(netip.Prefix) bool) (*BGP, error)
 }
 
 // Defaults of an Auditor.
@@ -198,7 +200,7 @@ func (a *Auditor) run(ctx context.Context) ([]Mismatch, Counts, time.Duration, e
 	var s Snapshot
 	s.Gate = a.src.Gate()
 	s.FIB = a.src.FIB()
-	b, err := a.src.BGP(ctx)
+	b, err := a.src.BGP(ctx, NeedsAdjOut(&s))
 	if err != nil {
 		return nil, Counts{}, 0, fmt.Errorf("audit: read GoBGP: %w", err)
 	}

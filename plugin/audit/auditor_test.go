@@ -16,7 +16,9 @@ import (
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
-// feed serves snapshots to an Auditor: whatever the test set last.
+// feed serves snapshots to an Auditor: whatever the test set last, with
+// the adj-out of only the prefixes the Auditor asks about, like
+// plugin/gobgp's AuditBGP.
 type feed struct {
 	mu  sync.Mutex
 	s   *Snapshot
@@ -34,13 +36,22 @@ func (f *feed) sources() Sources {
 	return Sources{
 		Gate: func() []gate.RouteState { return get().Gate },
 		FIB:  func() FIB { return get().FIB },
-		BGP: func(context.Context) (*BGP, error) {
+		BGP: func(_ context.Context, adjOut func(netip.Prefix) bool) (*BGP, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
 			if f.err != nil {
 				return nil, f.err
 			}
 			b := f.s.BGP
+			b.Out = map[netip.Prefix][]netip.Addr{}
+			for p := range f.s.BGP.RIB {
+				if b.InScope(p) && adjOut(p) {
+					b.Checked++
+					if nbs, ok := f.s.BGP.Out[p]; ok {
+						b.Out[p] = nbs
+					}
+				}
+			}
 			return &b, nil
 		},
 	}
@@ -195,7 +206,7 @@ func TestAuditOnDemandKeepsWhatBothPassesFind(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(res.Mismatches) != 1 || res.Mismatches[0].Kind != RouteWithoutBest || res.At.IsZero() || res.Counts.Advertised != 2 {
+		if len(res.Mismatches) != 1 || res.Mismatches[0].Kind != RouteWithoutBest || res.At.IsZero() || res.Counts.Destinations != 2 {
 			t.Errorf("on demand: %+v", res)
 		}
 		if !a.Last().At.IsZero() {

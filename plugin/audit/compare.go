@@ -47,12 +47,10 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		}
 	}
 
-	// 2. Out in the gate, held back by GoBGP.
+	// 2. Out in the gate, held back by GoBGP's gate (which means no
+	// neighbour gets it: no adj-out is needed).
 	for _, st := range s.Gate {
 		if st.State != gate.Advertised || s.BGP.At.Sub(st.AdvertisedAt) < grace {
-			continue
-		}
-		if _, sent := s.BGP.Out[st.Prefix]; sent {
 			continue
 		}
 		r, ok := gatedIn(s.FIB.Gated[st.Prefix], st.Table)
@@ -69,9 +67,9 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		case len(paths) == 0 && r.Origin == gate.Originated:
 			why = "GoBGP has no path for it"
 		default:
-			// GoBGP's gate lets it out: no neighbour takes it (the user's
-			// export policy, or the neighbour it came from), which is
-			// not the gate's business.
+			// GoBGP's gate lets it out. Whether a neighbour takes it is
+			// the user's export policies' business (and the neighbour it
+			// came from gets nothing back).
 			continue
 		}
 		out = append(out, Mismatch{Kind: ConfirmedUnadvertised, Prefix: st.Prefix, Table: st.Table,
@@ -147,6 +145,25 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 type tableKey struct {
 	table  uint32
 	prefix netip.Prefix
+}
+
+// NeedsAdjOut returns what the BGP read must check against adj-out, given
+// the gate and FIB parts of a snapshot: the prefixes whose route is not
+// confirmed (the BGP side adds: and that are in the gate's scope). A
+// confirmed prefix may be advertised or not, so reading the adj-out of
+// the whole table, which costs GoBGP an export run over all of it per
+// neighbour, is needed only for these; in a healthy steady state there
+// are none.
+func NeedsAdjOut(s *Snapshot) func(netip.Prefix) bool {
+	states := make(map[tableKey]gate.RouteState, len(s.Gate))
+	for _, st := range s.Gate {
+		states[tableKey{st.Table, st.Prefix}] = st
+	}
+	gated := s.FIB.Gated
+	return func(p netip.Prefix) bool {
+		_, bad := unconfirmed(p, gated[p], states)
+		return bad
+	}
 }
 
 // unconfirmed decides whether an advertised prefix breaks the safety

@@ -52,6 +52,12 @@ func healthy() *Snapshot {
 	}
 }
 
+// holdAlso makes GoBGP's held set hold p too.
+func holdAlso(s *Snapshot, p netip.Prefix) {
+	old := s.BGP.Holds
+	s.BGP.Holds = func(q netip.Prefix) bool { return q == p || old(q) }
+}
+
 func hold(id string) Path {
 	return Path{Nexthop: netip.IPv4Unspecified(), Hold: true, Best: true, ID: id}
 }
@@ -95,11 +101,11 @@ func TestCompare(t *testing.T) {
 		}, nil},
 		{"a release GoBGP's held set undid is stuck", func(s *Snapshot) {
 			delete(s.BGP.Out, tran)
-			s.BGP.Holds = func(netip.Prefix) bool { return true }
+			holdAlso(s, tran)
 		}, []want{{ConfirmedUnadvertised, tran, "GoBGP's held set holds it back"}}},
 		{"a release within the grace period is still on its way", func(s *Snapshot) {
 			delete(s.BGP.Out, tran)
-			s.BGP.Holds = func(netip.Prefix) bool { return true }
+			holdAlso(s, tran)
 			s.Gate[0].AdvertisedAt = s.BGP.At.Add(-time.Second)
 		}, nil},
 		{"a HOLD path best on a released prefix: stuck, and left behind", func(s *Snapshot) {
@@ -116,12 +122,12 @@ func TestCompare(t *testing.T) {
 		{"a confirmed prefix not yet handed to BGP is the tracker's queue", func(s *Snapshot) {
 			delete(s.BGP.Out, tran)
 			s.Gate[0].State = gate.Confirmed
-			s.BGP.Holds = func(netip.Prefix) bool { return true }
+			holdAlso(s, tran)
 		}, nil},
 		{"a route the gate never releases (no origin) is not stuck", func(s *Snapshot) {
 			delete(s.BGP.Out, tran)
 			s.FIB.Gated[tran][0].Origin = 0
-			s.BGP.Holds = func(netip.Prefix) bool { return true }
+			holdAlso(s, tran)
 		}, nil},
 		{"the installer's route forwards elsewhere than the best path", func(s *Snapshot) {
 			s.FIB.Installed[tran][0].Nexthops = []netip.Addr{nhB}
@@ -143,7 +149,8 @@ func TestCompare(t *testing.T) {
 		{"under a HOLD path the route stays as it was", func(s *Snapshot) {
 			s.FIB.Installed[tran][0].Nexthops = []netip.Addr{nhB}
 			s.BGP.RIB[tran] = append([]Path{hold("h1")}, s.BGP.RIB[tran]...)
-			s.BGP.Holds = func(netip.Prefix) bool { return true } // a toggle in progress
+			holdAlso(s, tran) // being taken back
+			s.Gate[0].State = gate.Pending
 		}, nil},
 		{"a route of the installer's protocol that GoBGP has no path for", func(s *Snapshot) {
 			s.FIB.Installed[other] = []InstalledRoute{{Metric: 0, Nexthops: []netip.Addr{nhB}, Version: 9}}
@@ -156,7 +163,8 @@ func TestCompare(t *testing.T) {
 		}, []want{{RouteWithoutBest, tran, "no usable next hop"}}},
 		{"an installed route under HOLD and local paths only", func(s *Snapshot) {
 			s.BGP.RIB[tran] = []Path{hold("h1"), {Nexthop: netip.IPv4Unspecified(), ID: "o2"}}
-			s.BGP.Holds = func(netip.Prefix) bool { return true }
+			holdAlso(s, tran)
+			s.Gate[0].State = gate.Pending
 		}, []want{{RouteWithoutBest, tran, "only HOLD and local paths"}}},
 		{"a HOLD path on a held prefix is the gate's own", func(s *Snapshot) {
 			s.BGP.RIB[other] = []Path{hold("h1")}
@@ -285,11 +293,14 @@ func TestCompareEveryWorld(t *testing.T) {
 		}
 		expect := map[Kind]bool{
 			AdvertisedUnconfirmed: w.out && w.inScope && !confirmed,
-			ConfirmedUnadvertised: w.state == gate.Advertised && w.oldRelease && !w.out && w.hasRoute && w.origin != 0 &&
+			ConfirmedUnadvertised: w.state == gate.Advertised && w.oldRelease && w.hasRoute && w.origin != 0 &&
 				(w.held || holdBest || len(paths) == 0 && w.origin == gate.Originated),
 			NexthopsDiffer:   w.installer && len(want) > 0 && (!hasOwn || !slices.Equal(own, want)),
 			HoldLeft:         slices.ContainsFunc(paths, func(p Path) bool { return p.Hold }) && !w.held,
 			RouteWithoutBest: w.installer && len(installs[w.installed].routes) > 0 && !learnedBelow && len(want) == 0,
+		}
+		if need := NeedsAdjOut(s)(tran); need != (!confirmed) {
+			t.Fatalf("%+v: NeedsAdjOut %v, want %v", w, need, !confirmed)
 		}
 		for _, k := range Kinds() {
 			if got[k] != expect[k] {

@@ -17,24 +17,106 @@ import (
 
 // AuditBGP reads what the consistency audit (plugin/audit) needs of GoBGP,
 // in this order:
-//   - the adj-out of every established neighbour, per unicast family it
-//     has: GoBGP recomputes it from today's best paths and export policy,
-//     so it is what GoBGP would send now (what a neighbour holds is only
-//     known at the neighbour);
 //   - the global RIB of IPv4 and IPv6 unicast: every path, its next hop,
 //     whether it was learned, whether it is a HOLD path of this gate's
 //     community, and GoBGP's best (and multipath) flags;
+//   - the adj-out of every established neighbour, per unicast family it
+//     has, for the prefixes of the RIB that are in the gate's scope and
+//     that adjOut asks about (nil: all of them): GoBGP recomputes adj-out
+//     from today's best paths and export policy (ListPath on ADJ_OUT with
+//     EnableFiltered, which judges only the family asked for), so it is
+//     what GoBGP would send now; what a neighbour holds is only known at
+//     the neighbour. With no prefix to ask about, nothing is asked;
 //   - the gate's held sets and whether its policy is first in the global
 //     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
 //     condition does.
 //
-// It changes nothing in GoBGP and takes no lock of the Speaker. A full
-// table costs GoBGP one export-policy run over its best paths per
-// neighbour and family (in its main loop), which is why the audit is
-// periodic and not continuous.
-func (s *Speaker) AuditBGP(ctx context.Context) (*audit.BGP, error) {
+// It changes nothing in GoBGP and takes no lock of the Speaker. Each
+// adj-out read costs GoBGP an export run over the family's best paths in
+// its main loop, whatever the prefixes asked about, which is why the
+// audit asks only when something is unconfirmed, and is periodic.
+func (s *Speaker) AuditBGP(ctx context.Context, adjOut func(netip.Prefix) bool) (*audit.BGP, error) {
 	out := &audit.BGP{At: time.Now(), Out: map[netip.Prefix][]netip.Addr{}, RIB: map[netip.Prefix][]audit.Path{},
 		InScope: func(p netip.Prefix) bool { return s.cfg.scopeOf(p).contains(p) }}
+	var perr error
+	parse := func(d *api.Destination) (netip.Prefix, bool) {
+		p, err := netip.ParsePrefix(d.Prefix)
+		if err != nil {
+			perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
+			return p, false
+		}
+		return p.Masked(), true
+	}
+	// The prefixes whose adj-out is read, by family.
+	ask := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
+	for _, f := range []*api.Family{familyV4, familyV6} {
+		err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true},
+			func(d *api.Destination) {
+				p, ok := parse(d)
+				if !ok {
+					return
+				}
+				paths := make([]audit.Path, 0, len(d.Paths))
+				for _, x := range d.Paths {
+					if x.IsWithdraw {
+						continue
+					}
+					nh, comms, err := pathAttrs(x)
+					if err != nil {
+						perr = fmt.Errorf("destination %v: %w", p, err)
+						return
+					}
+					nb, err := netip.ParseAddr(x.NeighborIp)
+					paths = append(paths, audit.Path{Nexthop: nh, Learned: err == nil && !nb.IsUnspecified(),
+						Hold: slices.Contains(comms, s.cfg.hold), Best: x.Best, ID: pathID(x)})
+				}
+				if len(paths) == 0 {
+					return
+				}
+				out.RIB[p] = paths
+				if out.InScope(p) && (adjOut == nil || adjOut(p)) {
+					ask[f][p] = true
+				}
+			})
+		if err = errors.Join(err, perr); err != nil {
+			return nil, fmt.Errorf("list global rib (%s): %w", f.Afi, err)
+		}
+	}
+	out.Checked = len(ask[familyV4]) + len(ask[familyV6])
+	if err := s.readAdjOut(ctx, out, ask); err != nil {
+		return nil, err
+	}
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read global export assignment: %w", err)
+	}
+	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
+	sets, err := s.readSets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
+	out.Holds = func(p netip.Prefix) bool {
+		if !inPlace {
+			return false
+		}
+		if p.Addr().Is4() {
+			return heldBy(held4, p)
+		}
+		return heldBy(held6, p)
+	}
+	return out, nil
+}
+
+// maxLookups bounds the prefixes one adj-out request names; with more,
+// the whole adj-out is read (GoBGP computes all of it either way).
+const maxLookups = 50000
+
+// readAdjOut fills out.Neighbours with the established neighbours and
+// out.Out with, for each of them and each unicast family it has, which of
+// the prefixes asked about GoBGP's export policy lets out to it. Listing
+// the neighbours is cheap; a family with nothing to ask about is not read.
+func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.Family]map[netip.Prefix]bool) error {
 	type neighbour struct {
 		addr netip.Addr
 		fams []*api.Family
@@ -60,81 +142,37 @@ func (s *Speaker) AuditBGP(ctx context.Context) (*audit.BGP, error) {
 		peers = append(peers, n)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list neighbours: %w", err)
-	}
-	var perr error
-	parse := func(d *api.Destination) (netip.Prefix, bool) {
-		p, err := netip.ParsePrefix(d.Prefix)
-		if err != nil {
-			perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
-			return p, false
-		}
-		return p.Masked(), true
+		return fmt.Errorf("list neighbours: %w", err)
 	}
 	for _, n := range peers {
 		out.Neighbours = append(out.Neighbours, n.addr)
 		for _, f := range n.fams {
-			err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: n.addr.String(), Family: f, EnableOnlyBinary: true},
-				func(d *api.Destination) {
-					if p, ok := parse(d); ok && len(d.Paths) > 0 {
-						out.Out[p] = append(out.Out[p], n.addr)
-					}
-				})
+			if len(ask[f]) == 0 {
+				continue
+			}
+			r := &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: n.addr.String(), Family: f, EnableOnlyBinary: true, EnableFiltered: true}
+			if len(ask[f]) <= maxLookups {
+				for p := range ask[f] {
+					r.Prefixes = append(r.Prefixes, &api.TableLookupPrefix{Prefix: p.String()})
+				}
+			}
+			var perr error
+			err := s.b.listPath(ctx, r, func(d *api.Destination) {
+				p, err := netip.ParsePrefix(d.Prefix)
+				if err != nil {
+					perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
+					return
+				}
+				if ask[f][p.Masked()] && slices.ContainsFunc(d.Paths, func(x *api.Path) bool { return !x.Filtered }) {
+					out.Out[p.Masked()] = append(out.Out[p.Masked()], n.addr)
+				}
+			})
 			if err = errors.Join(err, perr); err != nil {
-				return nil, fmt.Errorf("list adj-out of %v (%s): %w", n.addr, f.Afi, err)
+				return fmt.Errorf("list adj-out of %v (%s): %w", n.addr, f.Afi, err)
 			}
 		}
 	}
-	for _, f := range []*api.Family{familyV4, familyV6} {
-		err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true},
-			func(d *api.Destination) {
-				p, ok := parse(d)
-				if !ok {
-					return
-				}
-				paths := make([]audit.Path, 0, len(d.Paths))
-				for _, x := range d.Paths {
-					if x.IsWithdraw {
-						continue
-					}
-					nh, comms, err := pathAttrs(x)
-					if err != nil {
-						perr = fmt.Errorf("destination %v: %w", p, err)
-						return
-					}
-					nb, err := netip.ParseAddr(x.NeighborIp)
-					ap := audit.Path{Nexthop: nh, Learned: err == nil && !nb.IsUnspecified(),
-						Hold: slices.Contains(comms, s.cfg.hold), Best: x.Best, ID: pathID(x)}
-					paths = append(paths, ap)
-				}
-				if len(paths) > 0 {
-					out.RIB[p] = paths
-				}
-			})
-		if err = errors.Join(err, perr); err != nil {
-			return nil, fmt.Errorf("list global rib (%s): %w", f.Afi, err)
-		}
-	}
-	a, err := s.b.exportAssignment(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read global export assignment: %w", err)
-	}
-	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
-	sets, err := s.readSets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
-	out.Holds = func(p netip.Prefix) bool {
-		if !inPlace {
-			return false
-		}
-		if p.Addr().Is4() {
-			return heldBy(held4, p)
-		}
-		return heldBy(held6, p)
-	}
-	return out, nil
+	return nil
 }
 
 // heldBy judges p against a held set as GoBGP's prefix condition does:

@@ -4,12 +4,19 @@ package gobgp
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
+	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"syscall"
 	"testing"
+	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 
+	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
@@ -35,7 +42,7 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	x.received(t, []netip.Prefix{p1, p2, p6, local}, p1, p6, local)
 	receiver := netip.MustParseAddr(receiverAddr)
 
-	b, err := sp.AuditBGP(ctx)
+	b, err := sp.AuditBGP(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +75,21 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 		}
 	}
 
+	// Only what the audit asks about is looked up in adj-out, and nothing
+	// when it asks about nothing (the neighbours are listed all the same).
+	if b, err = sp.AuditBGP(ctx, func(p netip.Prefix) bool { return p == p6 || p == p2 }); err != nil {
+		t.Fatal(err)
+	}
+	if b.Checked != 2 || len(b.Out) != 1 || !slices.Contains(b.Out[p6], receiver) || len(b.RIB) != 4 {
+		t.Errorf("asked about %v and %v: checked %d, out %v, %d destinations; want 2, %v only, 4", p6, p2, b.Checked, b.Out, len(b.RIB), p6)
+	}
+	if b, err = sp.AuditBGP(ctx, func(netip.Prefix) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if b.Checked != 0 || len(b.Out) != 0 || len(b.Neighbours) != 2 || len(b.RIB) != 4 {
+		t.Errorf("asked about nothing: checked %d, out %v, neighbours %v, %d destinations", b.Checked, b.Out, b.Neighbours, len(b.RIB))
+	}
+
 	// A HOLD path added by hand: best, so p1 leaves the adj-out.
 	hp, err := sp.pb.holdPath(p1, false)
 	if err != nil {
@@ -76,7 +98,7 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if _, err := x.leaf.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: hp}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = sp.AuditBGP(ctx); err != nil {
+	if b, err = sp.AuditBGP(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if ps := b.RIB[p1]; len(ps) != 2 || !ps[0].Hold || !ps[0].Best || ps[0].Learned || !ps[1].Learned || ps[1].Hold {
@@ -91,7 +113,7 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if err := (serverBackend{x.leaf}).setExportAssignment(ctx, nil, api.RouteAction_ACCEPT); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = sp.AuditBGP(ctx); err != nil {
+	if b, err = sp.AuditBGP(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
 	if b.Holds(p2) {
@@ -106,4 +128,81 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 func (nopBackend) listPeers(context.Context, func(*api.Peer)) error { return nil }
 func (nopBackend) listPath(context.Context, *api.ListPathRequest, func(*api.Destination)) error {
 	return nil
+}
+
+// TestAuditBGPCost measures AuditBGP on a table of
+// FIBGATE_AUDIT_COST_PREFIXES released transit prefixes (skipped unless
+// set; docs/design-notes.md has the figures): the leaf has two established
+// neighbours, so GoBGP computes two adj-outs a pass.
+func TestAuditBGPCost(t *testing.T) {
+	v := os.Getenv("FIBGATE_AUDIT_COST_PREFIXES")
+	if v == "" {
+		t.Skip("set FIBGATE_AUDIT_COST_PREFIXES to measure")
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := newLoopLab(t)
+	sp, err := NewInProcess(x.leaf, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sp.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ps := make([]netip.Prefix, n)
+	for i := range ps {
+		ps[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(20 + i>>16), byte(i >> 8), byte(i), 0}), 24)
+	}
+	x.announce(t, false, ps...)
+	lab.Eventually(t, 5*time.Minute, "leaf learned the table", func() error {
+		if got := len(rib(t, x.leaf)); got < n {
+			return fmt.Errorf("%d of %d", got, n)
+		}
+		return nil
+	})
+	if err := sp.Advertise(ctx, ads(gate.Transit, ps...)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 5*time.Minute, "the receiver has the table", func() error {
+		if got := len(rib(t, x.receiver)); got < n {
+			return fmt.Errorf("%d of %d", got, n)
+		}
+		return nil
+	})
+	for _, c := range []struct {
+		name   string
+		adjOut func(netip.Prefix) bool
+		want   int
+	}{
+		{"everything confirmed (no adj-out read)", func(netip.Prefix) bool { return false }, 0},
+		{"1% unconfirmed", func(p netip.Prefix) bool { return p.Addr().As4()[2] == 0 && p.Addr().As4()[1]%4 == 0 }, -1},
+		{"the whole adj-out", nil, n},
+	} {
+		for range 2 {
+			var before, after runtime.MemStats
+			runtime.GC()
+			runtime.ReadMemStats(&before)
+			// CPU time of the process (GoBGP runs in it), not wall time:
+			// the machine is shared.
+			var r0, r1 syscall.Rusage
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+			start := time.Now()
+			b, err := sp.AuditBGP(ctx, c.adjOut)
+			took := time.Since(start)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
+			runtime.ReadMemStats(&after)
+			cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
+			t.Logf("%d prefixes, %s: AuditBGP used %v of CPU (%v of wall time), allocated %d MB; %d checked, %d advertised, %d destinations",
+				n, c.name, cpu.Round(time.Millisecond), took.Round(time.Millisecond), (after.TotalAlloc-before.TotalAlloc)>>20, b.Checked, len(b.Out), len(b.RIB))
+			if c.want >= 0 && len(b.Out) != c.want || len(b.RIB) != n {
+				t.Errorf("read %d advertised and %d destinations, want %d and %d", len(b.Out), len(b.RIB), c.want, n)
+			}
+		}
+	}
 }

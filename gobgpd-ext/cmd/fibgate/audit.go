@@ -99,9 +99,9 @@ func writeAudit(w io.Writer, r *pb.AuditResponse) {
 		return
 	}
 	n := r.GetCounts()
-	fmt.Fprintf(w, "audited at %s in %s: %d neighbours, %d prefixes advertised, %d BGP destinations, %d gated routes, %d installed routes, %d gate states\n",
+	fmt.Fprintf(w, "audited at %s in %s: %d BGP destinations, %d gated routes, %d installed routes, %d gate states; %d unconfirmed prefixes checked against the adj-out of %d neighbours, %d advertised\n",
 		r.GetTime().AsTime().Local().Format("15:04:05"), shortDuration(r.GetTook().AsDuration()),
-		n.GetNeighbours(), n.GetAdvertised(), n.GetDestinations(), n.GetGatedRoutes(), n.GetInstalledRoutes(), n.GetGateStates())
+		n.GetDestinations(), n.GetGatedRoutes(), n.GetInstalledRoutes(), n.GetGateStates(), n.GetChecked(), n.GetNeighbours(), n.GetAdvertised())
 	if len(r.GetMismatches()) == 0 {
 		fmt.Fprintln(w, "no mismatch")
 		return
@@ -146,7 +146,7 @@ func auditLineOf(r *pb.AuditResponse) auditLine {
 	n := r.GetCounts()
 	out := auditLine{
 		Took: r.GetTook().AsDuration().String(), Interval: r.GetInterval().AsDuration().String(),
-		Counts: map[string]any{"neighbours": n.GetNeighbours(), "advertised": n.GetAdvertised(), "destinations": n.GetDestinations(),
+		Counts: map[string]any{"neighbours": n.GetNeighbours(), "checked": n.GetChecked(), "advertised": n.GetAdvertised(), "destinations": n.GetDestinations(),
 			"gated_routes": n.GetGatedRoutes(), "installed_routes": n.GetInstalledRoutes(), "gate_states": n.GetGateStates()},
 		Mismatches: []mismatchLine{},
 	}

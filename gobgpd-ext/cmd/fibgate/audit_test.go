@@ -32,7 +32,7 @@ func TestAuditListsMismatchesAndExits3(t *testing.T) {
 			d.Listener.View(func(m *fib.FIB) { f = audit.ReadFIB(m, d.Tracker.Policy(), nil, nil) })
 			return f
 		},
-		BGP: func(context.Context) (*audit.BGP, error) {
+		BGP: func(context.Context, func(netip.Prefix) bool) (*audit.BGP, error) {
 			return &audit.BGP{At: time.Now(), Neighbours: []netip.Addr{nb}, Out: map[netip.Prefix][]netip.Addr{pending: {nb}},
 				InScope: func(netip.Prefix) bool { return true }, Holds: func(netip.Prefix) bool { return false }}, nil
 		},
@@ -49,7 +49,7 @@ func TestAuditListsMismatchesAndExits3(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q, want %d and nothing", code, stderr, exitMismatch)
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	if len(lines) != 2 || !strings.Contains(lines[0], "1 neighbours, 1 prefixes advertised") ||
+	if len(lines) != 2 || !strings.Contains(lines[0], "checked against the adj-out of 1 neighbours, 1 advertised") ||
 		!strings.HasPrefix(lines[1], "advertised_unconfirmed 203.0.113.0/26 table 254 to 192.0.2.1: GoBGP advertises it, but its route is not confirmed") {
 		t.Errorf("output:\n%s", out)
 	}
