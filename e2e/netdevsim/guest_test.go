@@ -68,14 +68,14 @@ const capacitySlack = 8
 
 // family holds one address family's addresses and prefixes.
 type family struct {
-	name              string
-	leafPeer, peer    string // the leaf-peer link
-	leafObs, obs      string // the leaf-observer link
-	transit, origin   netip.Prefix
-	failT, failO      netip.Prefix // announced and added while the driver fails
-	whileDown, after  netip.Prefix // announced while fibgated is down, and after its restart
-	ipFlag, gobgpFlag string
-	resource          string // netdevsim's devlink resource of the family's FIB
+	name             string
+	leafPeer, peer   string // the leaf-peer link
+	leafObs, obs     string // the leaf-observer link
+	transit, origin  netip.Prefix
+	failT, failO     netip.Prefix // announced and added while the driver fails
+	whileDown, after netip.Prefix // announced while fibgated is down, and after its restart
+	ipFlag           string
+	resource         string // netdevsim's devlink resource of the family's FIB
 }
 
 // capacityPrefix is the i-th prefix of the capacity check.
@@ -91,12 +91,12 @@ var families = []family{
 		transit: pfx("203.0.113.0/24"), origin: pfx("198.51.100.0/24"),
 		failT: pfx("203.0.120.0/24"), failO: pfx("198.51.120.0/24"),
 		whileDown: pfx("203.0.115.0/24"), after: pfx("203.0.116.0/24"),
-		ipFlag: "-4", gobgpFlag: "ipv4", resource: "/IPv4/fib"},
+		ipFlag: "-4", resource: "/IPv4/fib"},
 	{name: "ipv6", leafPeer: "fd00:1::1", peer: "fd00:1::2", leafObs: "fd00:2::1", obs: "fd00:2::2",
 		transit: pfx("2001:db8:113::/48"), origin: pfx("2001:db8:100::/48"),
 		failT: pfx("2001:db8:120::/48"), failO: pfx("2001:db8:1120::/48"),
 		whileDown: pfx("2001:db8:115::/48"), after: pfx("2001:db8:116::/48"),
-		ipFlag: "-6", gobgpFlag: "ipv6", resource: "/IPv6/fib"},
+		ipFlag: "-6", resource: "/IPv6/fib"},
 }
 
 func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
@@ -272,7 +272,7 @@ func (r *rig) ip(tb testing.TB, args ...string) { tb.Helper(); lab.IP(tb, r.leaf
 // announce makes the peer announce p.
 func (r *rig) announce(tb testing.TB, p netip.Prefix) {
 	tb.Helper()
-	r.peerSp.gobgp(tb, "global", "rib", "-a", afi(p), "add", p.String())
+	r.peerSp.announce(tb, p)
 	r.announcedByPeer = append(r.announcedByPeer, p)
 }
 
@@ -281,13 +281,6 @@ func (r *rig) originate(tb testing.TB, f family, p netip.Prefix) {
 	tb.Helper()
 	r.ip(tb, f.ipFlag, "route", "add", p.String(), "via", f.peer, "proto", "static")
 	r.originatedByLeaf = append(r.originatedByLeaf, p)
-}
-
-func afi(p netip.Prefix) string {
-	if p.Addr().Is4() {
-		return "ipv4"
-	}
-	return "ipv6"
 }
 
 // devName is the devlink name of the rig's netdevsim device.

@@ -178,19 +178,16 @@ func (r *rig) capacity(t *testing.T) {
 			t.Fatalf("%s: netdevsim's FIB has size %d and %d routes: no place left to fill", f.resource, size, occ)
 		}
 		for i := range k + 2 {
-			p := f.capacityPrefix(i)
-			r.peerSp.gobgp(t, "global", "rib", "-a", f.gobgpFlag, "add", p.String())
-			sets[f.name] = append(sets[f.name], p)
+			sets[f.name] = append(sets[f.name], f.capacityPrefix(i))
 		}
+		r.peerSp.announce(t, sets[f.name]...)
 		all = append(all, sets[f.name]...)
 		t.Logf("%s: size %d, %d routes: %d places for %d prefixes", f.resource, size, occ, k, k+2)
 	}
 	for _, f := range families {
 		t.Run(f.name, func(t *testing.T) { r.capacityFamily(t, f, sets[f.name]) })
 	}
-	for _, p := range all {
-		r.peerSp.gobgp(t, "global", "rib", "-a", afi(p), "del", p.String())
-	}
+	r.peerSp.withdraw(t, all...)
 	lab.Eventually(t, 30*time.Second, "the capacity prefixes leave the observer and the kernel", func() error {
 		for _, p := range all {
 			if r.watch.Has(p) {

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -16,6 +15,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/fibgate/fibgate/internal/lab"
 )
@@ -65,14 +66,56 @@ func (s *speaker) waitAPI(t *testing.T) {
 	})
 }
 
-// gobgp runs the stock gobgp CLI against the speaker.
-func (s *speaker) gobgp(tb testing.TB, args ...string) string {
+// announce adds a path for each prefix to the speaker's global table,
+// next hop self, as `gobgp global rib add` does, in one call each through
+// the API (a gobgp process each would cost the VM's one CPU).
+func (s *speaker) announce(tb testing.TB, ps ...netip.Prefix) {
 	tb.Helper()
-	out, err := exec.Command(bin("gobgp"), append([]string{"--target", s.target}, args...)...).CombinedOutput()
-	if err != nil {
-		tb.Fatalf("gobgp %v: %v\n%s", args, err, out)
+	for _, p := range ps {
+		if _, err := s.api.AddPath(context.Background(), &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: localPath(tb, p)}); err != nil {
+			tb.Fatalf("%s: announce %v: %v", s.name, p, err)
+		}
 	}
-	return string(out)
+}
+
+// withdraw deletes what announce added.
+func (s *speaker) withdraw(tb testing.TB, ps ...netip.Prefix) {
+	tb.Helper()
+	for _, p := range ps {
+		if err := deletePath(s.api, localPath(tb, p)); err != nil {
+			tb.Fatalf("%s: withdraw %v: %v", s.name, p, err)
+		}
+	}
+}
+
+func deletePath(c api.GobgpApiClient, p *api.Path) error {
+	_, err := c.DeletePath(context.Background(), &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p})
+	return err
+}
+
+// localPath is a path for p with an unspecified next hop, which GoBGP
+// replaces with its own address towards each neighbour.
+func localPath(tb testing.TB, p netip.Prefix) *api.Path {
+	tb.Helper()
+	nlri, err := anypb.New(&api.IPAddressPrefix{Prefix: p.Addr().String(), PrefixLen: uint32(p.Bits())})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	origin, err := anypb.New(&api.OriginAttribute{Origin: 0})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
+	var hop proto.Message = &api.NextHopAttribute{NextHop: "0.0.0.0"}
+	if p.Addr().Is6() {
+		fam = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
+		hop = &api.MpReachNLRIAttribute{Family: fam, NextHops: []string{"::"}, Nlris: []*anypb.Any{nlri}}
+	}
+	h, err := anypb.New(hop)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &api.Path{Family: fam, Nlri: nlri, Pattrs: []*anypb.Any{origin, h}}
 }
 
 // waitEstablished waits until the session with neighbour is up.

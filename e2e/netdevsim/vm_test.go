@@ -182,9 +182,9 @@ reboot -f
 }
 
 // build compiles, statically (CGO_ENABLED=0: the image has no libc for
-// them), the daemons, the CLI, stock gobgpd and gobgp from the GoBGP
-// module in go.mod (peer and observer: FRR would not fit), and this
-// package's test binary, which drives the scenarios inside.
+// them), the daemons, the CLI, stock gobgpd from the GoBGP module in go.mod
+// (peer and observer: FRR would not fit; the test drives them over their
+// API), and this package's test binary, which runs the scenarios inside.
 func build(t *testing.T, dir string) {
 	t.Helper()
 	// go test puts its own GOROOT/bin first on the PATH: "go" is the
@@ -197,8 +197,7 @@ func build(t *testing.T, dir string) {
 			"github.com/fibgate/fibgate/gobgpd-ext/cmd/gobgpd-ext",
 			"github.com/fibgate/fibgate/gobgpd-ext/cmd/fibgated",
 			"github.com/fibgate/fibgate/gobgpd-ext/cmd/fibgate",
-			"github.com/osrg/gobgp/v3/cmd/gobgpd",
-			"github.com/osrg/gobgp/v3/cmd/gobgp"),
+			"github.com/osrg/gobgp/v3/cmd/gobgpd"),
 		append(append([]string{"test", "-c"}, flags...), "-o", filepath.Join(dir, "netdevsim.test"),
 			"github.com/fibgate/fibgate/e2e/netdevsim"),
 	} {
