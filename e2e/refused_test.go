@@ -134,7 +134,7 @@ func TestAFullTableRefusesAndTheGateShowsIt(t *testing.T) {
 		if watch.Has(p) || strings.Contains(kernel, p.String()) {
 			t.Errorf("refused %v is at the observer (%v) or in the kernel (%v)", p, watch.Has(p), strings.Contains(kernel, p.String()))
 		}
-		if r := routes[p]; !strings.Contains(r.GetReason(), "operation not permitted: Exceeded number of supported fib entries") ||
+		if r := routes[p]; !strings.Contains(r.GetReason(), "operation not permitted: sim: Exceeded number of supported fib entries") ||
 			r.GetRetries() < 1 || r.GetNextRetryTime() == nil {
 			t.Errorf("refused %v: reason %q, retries %d, next %v", p, r.GetReason(), r.GetRetries(), r.GetNextRetryTime())
 		}

@@ -149,7 +149,7 @@ func TestTheFeederReportsRefusedWritesAndRetriesThem(t *testing.T) {
 	var which []netip.Prefix
 	for _, r := range refused {
 		which = append(which, r.Prefix)
-		if r.Err != "operation not permitted: Exceeded number of supported fib entries" || r.Attempts != 1 ||
+		if r.Err != "operation not permitted: sim: Exceeded number of supported fib entries" || r.Attempts != 1 ||
 			r.NextRetry.Before(time.Now().Add(700*time.Millisecond)) || r.Table != fib.TableMain {
 			t.Errorf("refusal %+v, want netdevsim's EPERM, attempt 1, the next in about 1 s", r)
 		}

@@ -23,8 +23,11 @@ import (
 // reach the kernel unasked; one that does not fit is flagged
 // offload_failed as in capacity_mode flag, and programmed when room frees.
 
-// errFull is netdevsim's refusal of a route beyond its FIB capacity.
-var errFull = &kernel.AckError{Errno: syscall.EPERM, Msg: "Exceeded number of supported fib entries"}
+// errFull is netdevsim's refusal of a route beyond its FIB capacity: the
+// notifier chain's EPERM, and its message with the driver's name in front,
+// as NL_SET_ERR_MSG_MOD puts it ("netdevsim: Exceeded number of supported
+// fib entries"); here the driver is the sim.
+var errFull = &kernel.AckError{Errno: syscall.EPERM, Msg: "sim: Exceeded number of supported fib entries"}
 
 // admitted is one route the table counts: reserved by a write the sim let
 // through and not seen yet, or present in the kernel (seen in a driver

@@ -33,7 +33,7 @@ func accepted(s *Sim, op kernel.RouteOp) error {
 
 func isFull(err error) bool {
 	var ae *kernel.AckError
-	return errors.As(err, &ae) && errors.Is(err, syscall.EPERM) && ae.Msg == "Exceeded number of supported fib entries"
+	return errors.As(err, &ae) && errors.Is(err, syscall.EPERM) && ae.Msg == "sim: Exceeded number of supported fib entries"
 }
 
 // TestRefuseModeVetoesWhatDoesNotFit is capacity_mode refuse: netdevsim's

@@ -37,7 +37,7 @@ const (
 	CapacityFlag CapacityMode = "flag"
 	// CapacityRefuse refuses the route before the kernel installs it, as
 	// netdevsim's FIB resource does (kernel-semantics behaviours 51, 52):
-	// the writer gets EPERM "Exceeded number of supported fib entries" and
+	// the writer gets EPERM "sim: Exceeded number of supported fib entries" and
 	// the kernel never has the route. The sim refuses on the FIB
 	// installer's path (it implements kernel.Vetoer); see admit.go.
 	CapacityRefuse CapacityMode = "refuse"

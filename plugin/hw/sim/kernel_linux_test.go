@@ -426,7 +426,7 @@ func TestRefuseModeRefusesTheInstallersWrites(t *testing.T) {
 	}
 	err = inst.Install(routes)
 	refused := kernel.FailedPrefixes(err)
-	if len(refused) != 1 || refused[0] != routes[2].Prefix || !strings.Contains(err.Error(), "operation not permitted: Exceeded number of supported fib entries") {
+	if len(refused) != 1 || refused[0] != routes[2].Prefix || !strings.Contains(err.Error(), "operation not permitted: sim: Exceeded number of supported fib entries") {
 		t.Fatalf("Install: %v (refused %v), want 10.3.0.0/16 refused with netdevsim's EPERM", err, refused)
 	}
 	r.waitFlags(t, fib.TableMain, "10.1.0.0/16", fib.Trap)

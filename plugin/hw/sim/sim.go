@@ -85,7 +85,8 @@ func (s *Sim) Event(ev fib.DriverEvent) error {
 // Veto is the kernel.Vetoer side (give the sim to the FIB installer,
 // kernel.InstallerConfig.Vetoer): with CapacityRefuse it refuses a route
 // that does not fit, before the kernel has it, with the error netdevsim's
-// veto gives (EPERM "Exceeded number of supported fib entries"), and counts
+// veto gives (EPERM "sim: Exceeded number of supported fib entries", where
+// netdevsim names itself), and counts
 // the ones it lets through; with CapacityFlag it refuses nothing.
 func (s *Sim) Veto(ops []kernel.RouteOp) []error {
 	if s.e.adm == nil {
