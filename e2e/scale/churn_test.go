@@ -52,6 +52,7 @@ import (
 //	FIBGATE_SCALE_CHURN      changes per second: 1000 (default) or 1000/s
 //	FIBGATE_SCALE_CHURN_FOR  how long the churn lasts, 30s by default
 //	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU profile of the churn and a 5 s execution trace go there
+//	FIBGATE_SCALE_CHURN_CSV  a directory: every change's times go there, one CSV file per run
 //
 // It writes its own section of docs/scale.md (TestScaleBench keeps it).
 func TestSteadyChurn(t *testing.T) {
@@ -98,6 +99,7 @@ type churnSettings struct {
 	rate     int           // changes per second
 	duration time.Duration // of the churn
 	pprof    string        // directory for gobgpd-ext's profiles; "" none
+	data     string        // directory for every change's times as CSV; "" none
 }
 
 // churnLag is how long after its withdrawal the source announces a
@@ -130,7 +132,7 @@ func churnConfig() (benchSettings, churnSettings, error) {
 	if os.Getenv("FIBGATE_SCALE_COMMAND") == "" {
 		cfg.command = "go test -tags scale -run TestSteadyChurn ./e2e/scale/"
 	}
-	cc := churnSettings{rate: 1000, duration: 30 * time.Second, pprof: os.Getenv("FIBGATE_SCALE_PPROF")}
+	cc := churnSettings{rate: 1000, duration: 30 * time.Second, pprof: os.Getenv("FIBGATE_SCALE_PPROF"), data: os.Getenv("FIBGATE_SCALE_CHURN_CSV")}
 	if s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN")); s != "" {
 		v, err := strconv.Atoi(strings.TrimSuffix(s, "/s"))
 		if err != nil || v < 2 {
@@ -206,9 +208,14 @@ type churnResult struct {
 	gated                                       bool
 	toFIB, toHW, confirmToRelease, confirmToObs []time.Duration
 	// Re-announcements the observer had before the leaf confirmed them
-	// (or that the leaf has not confirmed since they were sent).
-	early    int
-	examples []string
+	// (or that the leaf has not confirmed since they were sent); prefixes
+	// whose route never left the FIB; prefixes announced to the observer
+	// while the leaf had no route for them (the leak).
+	early, stayed, leaked int
+	examples              []string
+	// Withdrawals that reached the observer after the gate saw the route
+	// leave the FIB: how much later.
+	lateWithdraw []time.Duration
 	// The gate's histograms over the churn (the difference of two
 	// scrapes).
 	histConfirm, histHW histogram
@@ -223,8 +230,9 @@ func (r churnResult) line() string {
 	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
 		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
 	if r.gated {
-		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them",
-			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs), r.early)
+		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route; withdrawals at the observer after the route left %s",
+			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs),
+			r.early, r.stayed, r.leaked, summary(r.lateWithdraw))
 	}
 	if !r.quiet {
 		s += " (the leaf was not idle when the churn began)"
@@ -322,6 +330,7 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 	r.quiet = c.settle(t, 3*time.Minute)
 
 	var before, after map[string]histogram
+	var gt map[netip.Prefix]gateTimes
 	if m.fibgate {
 		var err error
 		if before, err = scrape(leaf.ns, leaf.metrics); err != nil {
@@ -386,11 +395,17 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		}
 		r.histConfirm = after["fibgate_confirm_to_advertise_seconds"].minus(before["fibgate_confirm_to_advertise_seconds"])
 		r.histHW = after["fibgate_time_to_hardware_seconds"].minus(before["fibgate_time_to_hardware_seconds"])
-		if err := r.gate(ctx, c.routes, plan, sent, c.watch.Since(churnStart)); err != nil {
+		gt, err = r.gate(ctx, c.routes, plan, sent, c.watch.Since(churnStart))
+		if err != nil {
 			t.Fatal(err)
 		}
-		if r.early > 0 {
-			t.Errorf("%d re-announced prefixes reached the observer before the leaf confirmed them (e.g. %s)", r.early, strings.Join(r.examples, "; "))
+		if r.leaked > 0 {
+			t.Errorf("%d re-announced prefixes were announced to the observer while the leaf had no route for them (e.g. %s)", r.leaked, strings.Join(r.examples, "; "))
+		}
+	}
+	if cc.data != "" {
+		if err := writeChurnCSV(filepath.Join(cc.data, "churn-"+tag+".csv"), plan, sent, c.watch.Since(churnStart), gt); err != nil {
+			t.Errorf("write the churn's data: %v", err)
 		}
 	}
 	return r
@@ -507,57 +522,123 @@ func firstAfter(ss []lab.Sighting, t time.Time, present bool) (lab.Sighting, boo
 	return lab.Sighting{}, false
 }
 
-// gate reads the gate's record of every re-announced prefix: when the
-// route entered the FIB, was confirmed and was released, against when
-// it was sent and when the observer got it. Each prefix is churned once,
-// so the record is that of its re-announcement, unless it is older than
-// the sending (then the leaf has not confirmed it since).
-func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan []change, sent []time.Time, seen []lab.Sighting) error {
+// gateTimes is the gate's record of a re-announced prefix after the
+// churn: when its route last left the FIB, entered it, was confirmed and
+// was released (zero: never).
+type gateTimes struct {
+	withdrawn, seen, confirmed, released time.Time
+}
+
+// gate reads the gate's record of every re-announced prefix and times
+// its steps against the sending and the observer. Each prefix is churned
+// once, so a confirmation older than the re-announcement means the leaf
+// has not confirmed it since.
+//
+// Early counts re-announcements the observer showed before the leaf
+// confirmed them (the old route may still have been in the FIB: the
+// installer had not removed it yet). Leaked counts prefixes announced to
+// the observer while the leaf had no route for them: between the gate
+// seeing the route leave the FIB after the withdrawal and its
+// confirmation of the new one, or held there all along (the withdrawal
+// never got through). A withdrawal that reaches the observer only after
+// the route left is no leak (every router removes its route and tells its
+// neighbours in parallel); lateWithdraw times it.
+func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan []change, sent []time.Time, seen []lab.Sighting) (map[netip.Prefix]gateTimes, error) {
 	by := map[netip.Prefix][]lab.Sighting{}
 	for _, s := range seen {
 		by[s.P] = append(by[s.P], s)
 	}
+	withdrawnAt := map[netip.Prefix]time.Time{}
+	out := map[netip.Prefix]gateTimes{}
+	ts := func(t interface{ AsTime() time.Time }, set bool) time.Time {
+		if !set {
+			return time.Time{}
+		}
+		return t.AsTime()
+	}
 	for i, ch := range plan {
 		if !ch.announce {
+			withdrawnAt[ch.p] = sent[i]
 			continue
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := rc.GetRoute(ctx, &pb.GetRouteRequest{Table: 254, Prefix: ch.p.String()})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("get route %v from the gate: %w", ch.p, err)
+			return nil, fmt.Errorf("get route %v from the gate: %w", ch.p, err)
 		}
 		rt := resp.GetRoute()
-		seenAt, confAt, relAt := rt.GetSeenTime().AsTime(), rt.GetConfirmedTime().AsTime(), rt.GetAdvertisedTime().AsTime()
-		s, ok := firstAfter(by[ch.p], sent[i], true)
-		at := s.At
-		confirmed := rt.GetConfirmedTime() != nil && !confAt.Before(sent[i])
-		if ok && (!confirmed || at.Before(confAt)) {
+		g := gateTimes{withdrawn: ts(rt.GetWithdrawnTime(), rt.GetWithdrawnTime() != nil), seen: ts(rt.GetSeenTime(), rt.GetSeenTime() != nil),
+			confirmed: ts(rt.GetConfirmedTime(), rt.GetConfirmedTime() != nil), released: ts(rt.GetAdvertisedTime(), rt.GetAdvertisedTime() != nil)}
+		out[ch.p] = g
+		confirmed := !g.confirmed.IsZero() && !g.confirmed.Before(sent[i])
+		first, shown := firstAfter(by[ch.p], sent[i], true)
+		if shown && (!confirmed || first.At.Before(g.confirmed)) {
 			r.early++
+		}
+		left := !g.withdrawn.IsZero() && !g.withdrawn.Before(withdrawnAt[ch.p])
+		until := g.confirmed
+		if !confirmed {
+			until = time.Now()
+		}
+		switch {
+		case !left:
+			r.stayed++ // the re-announcement reached the installer before the withdrawal
+		case announcedWithin(by[ch.p], g.withdrawn, until):
+			r.leaked++
 			if len(r.examples) < 3 {
-				when := "not since it was sent"
-				if confirmed {
-					when = confAt.Format("15:04:05.000000")
-				}
-				r.examples = append(r.examples, fmt.Sprintf("%v sent %s, at the observer %s, confirmed %s",
-					ch.p, sent[i].Format("15:04:05.000000"), at.Format("15:04:05.000000"), when))
+				r.examples = append(r.examples, fmt.Sprintf("%v: withdrawal sent %s, route left the FIB %s, re-announcement sent %s, at the observer %s, confirmed %s",
+					ch.p, clock(withdrawnAt[ch.p]), clock(g.withdrawn), clock(sent[i]), clock(first.At), clock(g.confirmed)))
+			}
+		case presentAt(by[ch.p], g.withdrawn):
+			// The withdrawal reached the observer after the route left.
+			if lost, ok := firstAfter(by[ch.p], g.withdrawn, false); ok && lost.At.Before(until) {
+				r.lateWithdraw = append(r.lateWithdraw, lost.At.Sub(g.withdrawn))
+			} else {
+				r.leaked++ // never lost until the confirmation: withdrawal and re-announcement merged
 			}
 		}
 		if !confirmed {
 			continue
 		}
-		if rt.GetSeenTime() != nil && !seenAt.Before(sent[i]) {
-			r.toFIB = append(r.toFIB, seenAt.Sub(sent[i]))
-			r.toHW = append(r.toHW, confAt.Sub(seenAt))
+		if !g.seen.Before(sent[i]) {
+			r.toFIB = append(r.toFIB, g.seen.Sub(sent[i]))
+			r.toHW = append(r.toHW, g.confirmed.Sub(g.seen))
 		}
-		if rt.GetAdvertisedTime() != nil && !relAt.Before(confAt) {
-			r.confirmToRelease = append(r.confirmToRelease, relAt.Sub(confAt))
+		if !g.released.Before(g.confirmed) {
+			r.confirmToRelease = append(r.confirmToRelease, g.released.Sub(g.confirmed))
 		}
-		if ok {
-			r.confirmToObs = append(r.confirmToObs, at.Sub(confAt))
+		if s, ok := firstAfter(by[ch.p], g.confirmed, true); ok {
+			r.confirmToObs = append(r.confirmToObs, s.At.Sub(g.confirmed))
 		}
 	}
-	return nil
+	return out, nil
+}
+
+// presentAt says whether the observer held a prefix at t, from its
+// sightings since the churn began (it held the prefix before).
+func presentAt(ss []lab.Sighting, t time.Time) bool {
+	present := true
+	for _, s := range ss {
+		if s.At.After(t) {
+			break
+		}
+		present = s.Present
+	}
+	return present
+}
+
+// announcedWithin says whether the observer got the prefix after from and
+// before to.
+func announcedWithin(ss []lab.Sighting, from, to time.Time) bool {
+	return slices.ContainsFunc(ss, func(s lab.Sighting) bool { return s.Present && s.At.After(from) && s.At.Before(to) })
+}
+
+func clock(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return t.Format("15:04:05.000000")
 }
 
 // bgpPath is p as a path of the source's global table, next hop the
@@ -715,4 +796,46 @@ func fetch(ns, url, file string, timeout time.Duration) error {
 		return fmt.Errorf("%s: %w", url, err)
 	}
 	return f.Close()
+}
+
+// writeChurnCSV writes one line per change: the prefix, withdraw or
+// announce, when it was sent (seconds since the churn began), what the
+// observer showed of the prefix from then on (+ present, - gone, in ms
+// after the sending), and for a re-announcement the gate's times in ms
+// after the sending (withdrawn, seen, confirmed, released; empty: none).
+func writeChurnCSV(file string, plan []change, sent []time.Time, seen []lab.Sighting, gt map[netip.Prefix]gateTimes) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	by := map[netip.Prefix][]lab.Sighting{}
+	for _, s := range seen {
+		by[s.P] = append(by[s.P], s)
+	}
+	var b strings.Builder
+	b.WriteString("prefix,change,sent_s,observer,withdrawn_ms,seen_ms,confirmed_ms,released_ms\n")
+	rel := func(t, from time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return strconv.FormatFloat(float64(t.Sub(from))/1e6, 'f', 3, 64)
+	}
+	for i, ch := range plan {
+		kind := "withdraw"
+		if ch.announce {
+			kind = "announce"
+		}
+		var obs []string
+		for _, s := range by[ch.p] {
+			if !s.At.Before(sent[i]) {
+				obs = append(obs, map[bool]string{true: "+", false: "-"}[s.Present]+rel(s.At, sent[i]))
+			}
+		}
+		fmt.Fprintf(&b, "%v,%s,%.6f,%s", ch.p, kind, sent[i].Sub(sent[0]).Seconds(), strings.Join(obs, " "))
+		if g, ok := gt[ch.p]; ok && ch.announce {
+			fmt.Fprintf(&b, ",%s,%s,%s,%s\n", rel(g.withdrawn, sent[i]), rel(g.seen, sent[i]), rel(g.confirmed, sent[i]), rel(g.released, sent[i]))
+		} else {
+			b.WriteString(",,,,\n")
+		}
+	}
+	return os.WriteFile(file, []byte(b.String()), 0o644)
 }

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // The steady-churn section of docs/scale.md lies between these markers;
@@ -187,14 +189,18 @@ func (rp *churnReport) render() string {
 		}
 		if len(gated) > 0 {
 			b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-			b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 | histogram time-to-hardware p50 / p99 | confirmed → observer p50 / p99 / max | at the observer before confirmed |\n")
-			b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			for _, r := range gated {
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d of %s |\n",
+				leak := "0"
+				if r.leaked > 0 {
+					leak = fmt.Sprintf("**%d**", r.leaked)
+				}
+				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s |\n",
 					r.mode.title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
 					ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
 					ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
-					triple(r.confirmToObs), r.early, thousands(len(r.confirmToObs)+r.early))
+					triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw))
 			}
 			b.WriteString("\nIssue 10's target, confirm-to-advertise p99 under 5 ms:\n")
 			for _, r := range gated {
@@ -236,9 +242,17 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
   its route entered the FIB (seen), was confirmed by the sim (latency 0) and was released to GoBGP.
   The gate stamps the release when its turn starts to flush, before GoBGP's call returns, so
   **confirmed → released** (and the gate's histogram, the same figure) leaves out GoBGP's handling of
-  the release; **confirmed → observer** has all of it, plus the export to the observer. **At the
-  observer before confirmed** must be 0: a prefix shown there before the leaf confirmed it would be a
-  leak.
+  the release; **confirmed → observer** (to the observer's first sighting after the confirmation) has
+  all of it, plus the export to the observer.
+- **Safety:** **at the observer before confirmed** counts re-announcements the observer showed before
+  the leaf confirmed them. That is not yet a leak: the leaf's old route may still have been in the FIB
+  and the hardware (its installer had not removed it yet). **Announced to the observer while the leaf
+  had no route** is the leak and must be 0: the observer got the prefix between the gate seeing the
+  route leave the FIB after the withdrawal and its confirmation of the new one, or kept it throughout.
+  **Route never left the FIB** counts re-announcements that reached the installer before the
+  withdrawal was carried out. **Withdrawal at the observer after the route left** is no leak (a
+  router removes its route and tells its neighbours in parallel) but shows how far GoBGP's export to
+  the neighbour trails the installer.
 - **Leaf CPU** is the leaf's daemons' user and system time over the churn and its drain.
 
 `
@@ -448,6 +462,27 @@ x_seconds_count 100
 	}
 	if got := quantile([]time.Duration{4, 1, 3, 2}, 0.5); got != 2 {
 		t.Errorf("median of 1..4 by nearest rank = %v, want 2", got)
+	}
+
+	t0 := time.Now()
+	msAt := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	p := netip.MustParsePrefix("192.0.2.0/24")
+	ss := []lab.Sighting{{P: p, Present: false, At: msAt(10)}, {P: p, Present: true, At: msAt(30)}, {P: p, Present: false, At: msAt(40)}, {P: p, Present: true, At: msAt(100)}}
+	for _, c := range []struct {
+		t    int
+		want bool
+	}{{0, true}, {10, false}, {35, true}, {50, false}, {120, true}} {
+		if got := presentAt(ss, msAt(c.t)); got != c.want {
+			t.Errorf("present at %d ms: %v, want %v", c.t, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		from, to int
+		want     bool
+	}{{0, 30, false}, {0, 31, true}, {30, 100, false}, {40, 101, true}} {
+		if got := announcedWithin(ss, msAt(c.from), msAt(c.to)); got != c.want {
+			t.Errorf("announced between %d and %d ms: %v, want %v", c.from, c.to, got, c.want)
+		}
 	}
 
 	dir := t.TempDir()
