@@ -22,6 +22,10 @@ type RestartState struct {
 	// Restarting: some neighbour is still LocalRestarting, so GoBGP has
 	// not finished its sync.
 	Restarting bool
+	// Neighbours counts the configured neighbours. None: a gobgpd that
+	// has just started serves its API before it reads its config file,
+	// so its table is not even being learned yet.
+	Neighbours int
 	// Established counts the established neighbours.
 	Established int
 	// AwaitingEOR lists the established neighbours that announced
@@ -51,6 +55,7 @@ func (s *Speaker) Restart(ctx context.Context, skip func(addr string) bool, eor 
 		if skip != nil && skip(addr) {
 			return
 		}
+		st.Neighbours++
 		if p.GetGracefulRestart().GetLocalRestarting() {
 			st.Restarting = true
 		}

@@ -187,14 +187,15 @@ func LogTableWait(log *slog.Logger, w TableWait) {
 // reconcileInitial is the FIB installer's reconcile of a fresh best-path
 // table. While GoBGP restarts gracefully (some neighbour still
 // LocalRestarting: gobgpd started with -r, its neighbours' tables not all
-// in) the table is partial, so routes of the previous instance that are
-// not in it stay, forwarding with their hardware flags; once GoBGP's sync
-// is over, or after the restart timeout, the ones GoBGP has still not
-// learned a path for go (sweepStale). Otherwise it is Reconcile. Called
-// with f.mu held.
+// in), or has no neighbour yet (a gobgpd that has just started serves its
+// API before it reads its config file), the table is partial, so routes
+// of the previous instance that are not in it stay, forwarding with their
+// hardware flags; once GoBGP's sync is over, or after the restart timeout,
+// the ones GoBGP has still not learned a path for go (sweepStale).
+// Otherwise it is Reconcile. Called with f.mu held.
 func (f *feeder) reconcileInitial(desired []kernel.InstallRoute, before func(changed []netip.Prefix)) (installed, removed int, err error) {
 	st, rerr := f.sp.Restart(f.ctx, nil, nil)
-	if rerr != nil || !st.Restarting {
+	if rerr != nil || !partial(st) {
 		return f.inst.Reconcile(desired, before)
 	}
 	n, kept, err := f.inst.ReconcileKeepingStale(desired, before)
@@ -204,8 +205,12 @@ func (f *feeder) reconcileInitial(desired []kernel.InstallRoute, before func(cha
 	return n, 0, err
 }
 
+// partial says whether GoBGP's table is still partial after a restart:
+// it restarts gracefully, or has no neighbour yet.
+func partial(st gobgp.RestartState) bool { return st.Restarting || st.Neighbours == 0 }
+
 // sweepStale waits until GoBGP's graceful restart is over (no neighbour
-// LocalRestarting) or the restart timeout passes, then removes the routes
+// LocalRestarting, some neighbour configured) or the restart timeout passes, then removes the routes
 // of kept for which GoBGP holds no learned path, taking them back from BGP
 // first like every change.
 func (f *feeder) sweepStale(ctx context.Context, kept []netip.Prefix) {
@@ -219,7 +224,7 @@ func (f *feeder) sweepStale(ctx context.Context, kept []netip.Prefix) {
 	tick := time.NewTicker(awaitPoll)
 	defer tick.Stop()
 	for {
-		if st, err := f.sp.Restart(wctx, nil, nil); err == nil && !st.Restarting {
+		if st, err := f.sp.Restart(wctx, nil, nil); err == nil && !partial(st) {
 			break
 		}
 		select {
