@@ -194,6 +194,10 @@ type GobgpdConf struct {
 	// Active makes this gobgpd connect to its neighbours: a source or an
 	// observer next to a passive device under test.
 	Active bool
+	// IdleHoldAfterReset is how many seconds a neighbour stays idle after
+	// this gobgpd reset it (ResetPeer, DisablePeer); 0 keeps GoBGP's
+	// default of 30 s, which a test that resets sessions cannot wait for.
+	IdleHoldAfterReset int
 	// Extra is appended verbatim (policies).
 	Extra string
 }
@@ -222,12 +226,16 @@ func (c GobgpdConf) String() string {
     connect-retry = 1
     hold-time = 9
     keepalive-interval = 3
-  [neighbors.transport.config]
+`, n.Address, n.AS)
+		if c.IdleHoldAfterReset > 0 {
+			fmt.Fprintf(&b, "    idle-hold-time-after-reset = %d\n", c.IdleHoldAfterReset)
+		}
+		fmt.Fprintf(&b, `  [neighbors.transport.config]
     passive-mode = %t
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = %q
-`, n.Address, n.AS, !c.Active, fam)
+`, !c.Active, fam)
 	}
 	b.WriteString(c.Extra)
 	return b.String()
