@@ -37,6 +37,10 @@ const (
 	// logPerPass bounds the mismatches logged one by one per pass; the
 	// rest are summed up in one line.
 	logPerPass = 10
+	// dutyFactor spaces periodic passes at least this many times their own
+	// duration apart, so that the audit takes at most a tenth of the time
+	// (and of GoBGP's main loop) however large the table.
+	dutyFactor = 10
 )
 
 // Result is what an audit found.
@@ -111,13 +115,15 @@ func New(src Sources, opts ...Option) (*Auditor, error) {
 func (a *Auditor) Interval() time.Duration { return a.interval }
 
 // Run audits every interval until ctx ends, logging each new mismatch
-// (at most logPerPass a pass, the rest summed up) and each resolution. It
-// returns nil when ctx ends, at once when the interval is 0.
+// (at most logPerPass a pass, the rest summed up) and each resolution. A
+// pass that takes long spaces the next ones out: they start at least
+// dutyFactor times its duration after it began. It returns nil when ctx
+// ends, at once when the interval is 0.
 func (a *Auditor) Run(ctx context.Context) error {
 	if a.interval == 0 {
 		return nil
 	}
-	t := time.NewTicker(a.interval)
+	t := time.NewTimer(a.interval)
 	defer t.Stop()
 	failed := logdamp.New(a.log, slog.LevelWarn, "audit pass failed; trying again next interval")
 	for {
@@ -126,7 +132,11 @@ func (a *Auditor) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
-		if err := a.periodic(ctx); err != nil {
+		start := time.Now()
+		err := a.periodic(ctx)
+		took := time.Since(start)
+		t.Reset(max(a.interval, dutyFactor*took) - took)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

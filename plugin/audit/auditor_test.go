@@ -228,3 +228,40 @@ func TestNewRefusesMissingSourcesAndNegativeDurations(t *testing.T) {
 		t.Error("negative interval accepted")
 	}
 }
+
+// TestSlowPassesSpaceTheNextOnesOut: a pass that takes 20 s of a 1 min
+// interval starts the next one 200 s after it began, so the audit keeps
+// to a tenth of the time.
+func TestSlowPassesSpaceTheNextOnesOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f feed
+		f.set(healthy(), nil)
+		src := f.sources()
+		read := src.BGP
+		src.BGP = func(ctx context.Context, adjOut func(netip.Prefix) bool) (*BGP, error) {
+			time.Sleep(20 * time.Second) // GoBGP answering a full table
+			return read(ctx, adjOut)
+		}
+		a, err := New(src, WithInterval(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		start := time.Now()
+		go a.Run(ctx)
+		passes := func(at time.Duration) uint64 {
+			time.Sleep(time.Until(start.Add(at)))
+			synctest.Wait()
+			return a.Stats().Passes
+		}
+		for _, c := range []struct {
+			at   time.Duration
+			want uint64
+		}{{79 * time.Second, 0}, {81 * time.Second, 1}, {279 * time.Second, 1}, {281 * time.Second, 2}} {
+			if got := passes(c.at); got != c.want {
+				t.Errorf("after %v: %d passes, want %d", c.at, got, c.want)
+			}
+		}
+	})
+}

@@ -24,10 +24,7 @@ const DefaultGrace = 5 * time.Second
 // is reported (ConfirmedUnadvertised).
 func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 	var out []Mismatch
-	states := make(map[tableKey]gate.RouteState, len(s.Gate))
-	for _, st := range s.Gate {
-		states[tableKey{st.Table, st.Prefix}] = st
-	}
+	states := stateIndex(s.Gate)
 	holds, inScope := s.BGP.Holds, s.BGP.InScope
 	if holds == nil {
 		holds = func(netip.Prefix) bool { return false }
@@ -79,8 +76,10 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 
 	// 3. and 5. The installer's routes against GoBGP's best paths.
 	if in := s.FIB.Installer; in != nil {
+		var scratch []netip.Addr
 		for p, paths := range s.BGP.RIB {
-			b := bestOf(paths)
+			b := bestOf(paths, scratch[:0])
+			scratch = b.nexthops
 			if b.holdBest || len(b.nexthops) == 0 {
 				continue
 			}
@@ -97,7 +96,7 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 			}
 		}
 		for p, rs := range s.FIB.Installed {
-			b := bestOf(s.BGP.RIB[p])
+			b := bestOf(s.BGP.RIB[p], scratch[:0])
 			if b.learned {
 				continue
 			}
@@ -142,9 +141,30 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 	return out
 }
 
-type tableKey struct {
-	table  uint32
-	prefix netip.Prefix
+// states finds the gate's state of a prefix in a table by binary search
+// in the states sorted as gate.Tracker.List sorts them. It is asked only
+// about routes that are not confirmed, so a map of a full table's million
+// states (the first version: most of a pass's CPU) is not worth building.
+type states []gate.RouteState
+
+func stateIndex(sts []gate.RouteState) states {
+	if !slices.IsSortedFunc(sts, compareState) {
+		sts = slices.Clone(sts)
+		slices.SortFunc(sts, compareState)
+	}
+	return sts
+}
+
+func compareState(a, b gate.RouteState) int {
+	return cmp.Or(cmp.Compare(a.Table, b.Table), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+}
+
+func (s states) of(table uint32, p netip.Prefix) gate.State {
+	i, ok := slices.BinarySearchFunc(s, gate.RouteState{Table: table, Prefix: p}, compareState)
+	if !ok {
+		return 0
+	}
+	return s[i].State
 }
 
 // NeedsAdjOut returns what the BGP read must check against adj-out, given
@@ -155,10 +175,7 @@ type tableKey struct {
 // neighbour, is needed only for these; in a healthy steady state there
 // are none.
 func NeedsAdjOut(s *Snapshot) func(netip.Prefix) bool {
-	states := make(map[tableKey]gate.RouteState, len(s.Gate))
-	for _, st := range s.Gate {
-		states[tableKey{st.Table, st.Prefix}] = st
-	}
+	states := stateIndex(s.Gate)
 	gated := s.FIB.Gated
 	return func(p netip.Prefix) bool {
 		_, bad := unconfirmed(p, gated[p], states)
@@ -170,20 +187,26 @@ func NeedsAdjOut(s *Snapshot) func(netip.Prefix) bool {
 // invariant: no gated route of it is confirmed, and none is let out
 // unconfirmed by its scope (fail-open after the pending timeout,
 // on_failure: keep), which the gate's state shows by being up.
-func unconfirmed(p netip.Prefix, rs []GatedRoute, states map[tableKey]gate.RouteState) (Mismatch, bool) {
-	var parts, ident []string
+func unconfirmed(p netip.Prefix, rs []GatedRoute, sts states) (Mismatch, bool) {
 	for _, r := range rs {
-		st := states[tableKey{r.Table, p}]
-		up := st.State == gate.Confirmed || st.State == gate.Advertised
-		switch {
-		case r.Verdict == gate.VerdictConfirmed,
-			up && r.FailOpen && r.Verdict == gate.VerdictPending,
-			up && r.KeepOnFailure && r.Verdict == gate.VerdictFailed:
+		if r.Verdict == gate.VerdictConfirmed {
 			return Mismatch{}, false
 		}
+		if !r.FailOpen && !r.KeepOnFailure {
+			continue
+		}
+		st := sts.of(r.Table, p)
+		up := st == gate.Confirmed || st == gate.Advertised
+		if up && r.FailOpen && r.Verdict == gate.VerdictPending || up && r.KeepOnFailure && r.Verdict == gate.VerdictFailed {
+			return Mismatch{}, false
+		}
+	}
+	var parts, ident []string
+	for _, r := range rs {
+		st := sts.of(r.Table, p)
 		state := "not tracked"
-		if st.State != 0 {
-			state = st.State.String()
+		if st != 0 {
+			state = st.String()
 		}
 		parts = append(parts, fmt.Sprintf("table %d: %s (gate: %s)", r.Table, r.Reason, state))
 		ident = append(ident, itoa(r.Version))
@@ -233,9 +256,10 @@ type best struct {
 
 // bestOf applies the installer's rules (plugin/gobgp WatchBest) to a
 // destination's paths: HOLD paths are skipped, local paths have nothing to
-// forward to, unspecified and link-local next hops are dropped.
-func bestOf(paths []Path) best {
-	var b best
+// forward to, unspecified and link-local next hops are dropped. The next
+// hops are appended to buf.
+func bestOf(paths []Path, buf []netip.Addr) best {
+	b := best{nexthops: buf}
 	if len(paths) == 0 {
 		return b
 	}
