@@ -345,8 +345,11 @@ func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
 	}
 	out, _ := cli("stats", "--json")
 	var st statsLine
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Rewrites < 3 {
-		t.Errorf("stats %s: want at least 3 rewrites", out)
+	// At least the first automatic retry and hw retry's: the retry that
+	// brought the route back may be the first one, when its programming
+	// was still under way as the sim began to accept again.
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Rewrites < 2 {
+		t.Errorf("stats %s: want at least 2 rewrites", out)
 	}
 	if scrape := scrapeMetrics(t, metricsAddr); !strings.Contains(scrape, "fibgate_rewrites_total") || strings.Contains(scrape, "fibgate_rewrites_total 0") {
 		t.Errorf("metrics lack the rewrites:\n%s", scrape)
