@@ -68,8 +68,10 @@ func (rp *churnReport) write(dir string) error {
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	doc, sec := string(old), rp.render()
-	if cur := churnSection(doc); cur != "" {
+	doc := string(old)
+	cur := churnSection(doc)
+	sec := rp.render(cur)
+	if cur != "" {
 		doc = strings.Replace(doc, cur, sec, 1)
 	} else {
 		if doc != "" && !strings.HasSuffix(doc, "\n\n") {
@@ -84,22 +86,94 @@ func (rp *churnReport) write(dir string) error {
 // percentile.
 const fiveMS = 5 * time.Millisecond
 
-func (rp *churnReport) render() string {
+// render returns the section with this run's sizes, and the sizes of
+// old (the section as it was) that this run did not measure.
+func (rp *churnReport) render(old string) string {
 	var b strings.Builder
 	b.WriteString(churnBegin)
-	fmt.Fprintf(&b, "## Steady churn: %s changes/s for %v on top of the table\n\n", thousands(rp.churn.rate), rp.churn.duration)
+	b.WriteString("## Steady churn on top of the table\n\n")
 	b.WriteString(churnHead)
-	fmt.Fprintf(&b, "- **Command:** `%s`\n", rp.cfg.command)
-	fmt.Fprintf(&b, "- **Date:** %s\n", rp.started.Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "- **Machine:** %s\n", machine())
-	fmt.Fprintf(&b, "- **Software:** %s\n", software())
+	var sizes []string
+	for _, r := range rp.results {
+		if !slices.Contains(sizes, r.size) {
+			sizes = append(sizes, r.size)
+		}
+	}
+	// The old section's sizes in their order, this run's in place of
+	// theirs or after them.
+	parts := churnSizes(old)
+	var order []string
+	for _, p := range parts {
+		order = append(order, p.size)
+	}
+	for _, size := range sizes {
+		if !slices.Contains(order, size) {
+			order = append(order, size)
+		}
+	}
+	for _, size := range order {
+		if !slices.Contains(sizes, size) {
+			for _, p := range parts {
+				if p.size == size {
+					b.WriteString(p.text)
+				}
+			}
+			continue
+		}
+		rp.renderSize(&b, size)
+	}
+	b.WriteString(churnTail)
+	b.WriteString(churnEnd)
+	return b.String()
+}
+
+// churnPart is one size's part of the section, markers included.
+type churnPart struct{ size, text string }
+
+const churnSizeBegin, churnSizeEnd = "<!-- churn size: ", "<!-- /churn size -->\n"
+
+// churnSizes splits a section into its sizes' parts.
+func churnSizes(sec string) []churnPart {
+	var out []churnPart
+	for {
+		i := strings.Index(sec, churnSizeBegin)
+		if i < 0 {
+			return out
+		}
+		sec = sec[i:]
+		j := strings.Index(sec, churnSizeEnd)
+		if j < 0 {
+			return out
+		}
+		size, _, _ := strings.Cut(strings.TrimPrefix(sec, churnSizeBegin), " ")
+		out = append(out, churnPart{size: size, text: sec[:j+len(churnSizeEnd)]})
+		sec = sec[j+len(churnSizeEnd):]
+	}
+}
+
+// renderSize writes one size's part: how it was run, then its tables.
+func (rp *churnReport) renderSize(b *strings.Builder, size string) {
+	tab := rp.tables[size]
+	var rs []churnResult
+	for _, r := range rp.results {
+		if r.size == size {
+			rs = append(rs, r)
+		}
+	}
+	fmt.Fprintf(b, "%s%s -->\n### %s: %s prefixes (%s IPv4, %s IPv6), %s changes/s for %v\n\n", churnSizeBegin, size,
+		size, thousands(tab.len()), thousands(len(tab.v4)), thousands(len(tab.v6)), thousands(rp.churn.rate), rp.churn.duration)
+	fmt.Fprintf(b, "- **Command:** `%s`\n", rp.cfg.command)
+	fmt.Fprintf(b, "- **Date:** %s\n", rp.started.Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(b, "- **Machine:** %s\n", machine())
+	fmt.Fprintf(b, "- **Software:** %s\n", software())
 	lo, hi := -1.0, 0.0
 	var seen []string
-	disturbed := 0
-	for _, r := range rp.results {
+	disturbed, ran := 0, 0
+	for _, r := range rs {
 		if r.failure != "" {
 			continue
 		}
+		ran++
 		if lo < 0 || r.load < lo {
 			lo = r.load
 		}
@@ -113,111 +187,92 @@ func (rp *churnReport) render() string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "- **Load:** 1-minute load average when each churn began: %.2f to %.2f", max(lo, 0), hi)
+	fmt.Fprintf(b, "- **Load:** 1-minute load average when each churn began: %.2f to %.2f", max(lo, 0), hi)
 	if hi > 6 {
-		fmt.Fprintf(&b, ". **Measured under load: other work kept the %d cores busy, so the absolute times are inflated and noisy; compare the ratios, which come from the same minutes**", runtime.NumCPU())
+		fmt.Fprintf(b, ". **Measured under load: other work kept the %d cores busy, so the absolute times are inflated and noisy; compare the ratios, which come from the same minutes**", runtime.NumCPU())
 	}
 	b.WriteString("\n")
 	if disturbed == 0 {
 		b.WriteString("- **Other labs:** none running while the churns ran\n")
 	} else {
-		fmt.Fprintf(&b, "- **Other labs:** %d of %d churns ran while processes this run did not start were running (%s)\n", disturbed, len(rp.results), strings.Join(seen, ", "))
+		fmt.Fprintf(b, "- **Other labs:** %d of %d churns ran while processes this run did not start were running (%s)\n", disturbed, ran, strings.Join(seen, ", "))
 	}
-	fmt.Fprintf(&b, "- **Rounds:** %d per size, the leaves interleaved in each round; one row per run\n\n", rp.cfg.rounds)
-
-	var sizes []string
-	for _, r := range rp.results {
-		if !slices.Contains(sizes, r.size) {
-			sizes = append(sizes, r.size)
+	fmt.Fprintf(b, "- **Rounds:** %d, the leaves interleaved in each round; one row per run\n\n", rp.cfg.rounds)
+	base := func(r churnResult) *churnResult {
+		for i := range rs {
+			if rs[i].mode.key == "gobgpd" && rs[i].round == r.round && rs[i].failure == "" {
+				return &rs[i]
+			}
+		}
+		return nil
+	}
+	b.WriteString("End to end, from the source's API to the observer, per change (milliseconds), and against stock gobgpd in the same round:\n\n")
+	b.WriteString("| leaf | round | changes sent | re-announce p50 / p99 / max | × gobgpd p50, p99 | withdraw p50 / p99 / max | × gobgpd p50, p99 | not shown, merged | leaf CPU | × gobgpd | table loaded after |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rs {
+		if r.failure != "" {
+			fmt.Fprintf(b, "| %s | %d | failed: %s | | | | | | | | |\n", r.mode.title, r.round, r.failure)
+			continue
+		}
+		g := base(r)
+		x := func(f func(churnResult) []time.Duration, q float64) string {
+			if g == nil {
+				return "–"
+			}
+			return ratio(float64(quantile(f(r), q)), float64(quantile(f(*g), q)))
+		}
+		ann := func(c churnResult) []time.Duration { return c.announce }
+		wd := func(c churnResult) []time.Duration { return c.withdraw }
+		cpu := "–"
+		if g != nil {
+			cpu = ratio(r.cpu.Seconds(), g.cpu.Seconds())
+		}
+		title := r.mode.title
+		if r.profiled {
+			title += " (profiled)"
+		}
+		if !r.quiet {
+			title += " (not idle before the churn)"
+		}
+		fmt.Fprintf(b, "| %s | %d | %s in %.1f s (steady %.0f/s) | %s | %s, %s | %s | %s, %s | %d, %d | %.1f s | %s | %.0f s |\n",
+			title, r.round, thousands(r.sent), r.sendIn.Seconds(), r.steadyRate,
+			triple(r.announce), x(ann, 0.5), x(ann, 0.99), triple(r.withdraw), x(wd, 0.5), x(wd, 0.99),
+			r.missing, r.merged, r.cpu.Seconds(), cpu, r.loaded.Seconds())
+	}
+	var gated []churnResult
+	for _, r := range rs {
+		if r.gated && r.failure == "" {
+			gated = append(gated, r)
 		}
 	}
-	for _, size := range sizes {
-		tab := rp.tables[size]
-		var rs []churnResult
-		for _, r := range rp.results {
-			if r.size == size {
-				rs = append(rs, r)
+	if len(gated) > 0 {
+		b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
+		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		for _, r := range gated {
+			leak := "0"
+			if r.leaked > 0 {
+				leak = fmt.Sprintf("**%d**", r.leaked)
 			}
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s |\n",
+				r.mode.title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
+				ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
+				ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
+				triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw))
 		}
-		fmt.Fprintf(&b, "### %s: %s prefixes (%s IPv4, %s IPv6)\n\n", size, thousands(tab.len()), thousands(len(tab.v4)), thousands(len(tab.v6)))
-		base := func(r churnResult) *churnResult {
-			for i := range rs {
-				if rs[i].mode.key == "gobgpd" && rs[i].round == r.round && rs[i].failure == "" {
-					return &rs[i]
-				}
+		b.WriteString("\nIssue 10's target, confirm-to-advertise p99 under 5 ms:\n")
+		for _, r := range gated {
+			p99 := quantile(r.confirmToRelease, 0.99)
+			verdict := "met"
+			if p99 >= fiveMS {
+				verdict = "**not met**"
 			}
-			return nil
+			fmt.Fprintf(b, "- %s, round %d: %s (confirmed → released p99 %s ms); a neighbour has the prefix %s ms after the confirmation at p99\n",
+				r.mode.title, r.round, verdict, ms(p99), ms(quantile(r.confirmToObs, 0.99)))
 		}
-		b.WriteString("End to end, from the source's API to the observer, per change (milliseconds), and against stock gobgpd in the same round:\n\n")
-		b.WriteString("| leaf | round | changes sent | re-announce p50 / p99 / max | × gobgpd p50, p99 | withdraw p50 / p99 / max | × gobgpd p50, p99 | not shown, merged | leaf CPU | × gobgpd | table loaded after |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
-		for _, r := range rs {
-			if r.failure != "" {
-				fmt.Fprintf(&b, "| %s | %d | failed: %s | | | | | | | | |\n", r.mode.title, r.round, r.failure)
-				continue
-			}
-			g := base(r)
-			x := func(f func(churnResult) []time.Duration, q float64) string {
-				if g == nil {
-					return "–"
-				}
-				return ratio(float64(quantile(f(r), q)), float64(quantile(f(*g), q)))
-			}
-			ann := func(c churnResult) []time.Duration { return c.announce }
-			wd := func(c churnResult) []time.Duration { return c.withdraw }
-			cpu := "–"
-			if g != nil {
-				cpu = ratio(r.cpu.Seconds(), g.cpu.Seconds())
-			}
-			title := r.mode.title
-			if r.profiled {
-				title += " (profiled)"
-			}
-			if !r.quiet {
-				title += " (not idle before the churn)"
-			}
-			fmt.Fprintf(&b, "| %s | %d | %s in %.1f s (steady %.0f/s) | %s | %s, %s | %s | %s, %s | %d, %d | %.1f s | %s | %.0f s |\n",
-				title, r.round, thousands(r.sent), r.sendIn.Seconds(), r.steadyRate,
-				triple(r.announce), x(ann, 0.5), x(ann, 0.99), triple(r.withdraw), x(wd, 0.5), x(wd, 0.99),
-				r.missing, r.merged, r.cpu.Seconds(), cpu, r.loaded.Seconds())
-		}
-		var gated []churnResult
-		for _, r := range rs {
-			if r.gated && r.failure == "" {
-				gated = append(gated, r)
-			}
-		}
-		if len(gated) > 0 {
-			b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-			b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max |\n")
-			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
-			for _, r := range gated {
-				leak := "0"
-				if r.leaked > 0 {
-					leak = fmt.Sprintf("**%d**", r.leaked)
-				}
-				fmt.Fprintf(&b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s |\n",
-					r.mode.title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
-					ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
-					ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
-					triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw))
-			}
-			b.WriteString("\nIssue 10's target, confirm-to-advertise p99 under 5 ms:\n")
-			for _, r := range gated {
-				p99 := quantile(r.confirmToRelease, 0.99)
-				verdict := "met"
-				if p99 >= fiveMS {
-					verdict = "**not met**"
-				}
-				fmt.Fprintf(&b, "- %s, round %d: %s (confirmed → released p99 %s ms); a neighbour has the prefix %s ms after the confirmation at p99\n",
-					r.mode.title, r.round, verdict, ms(p99), ms(quantile(r.confirmToObs, 0.99)))
-			}
-		}
-		b.WriteString("\n")
 	}
-	b.WriteString(churnTail)
-	b.WriteString(churnEnd)
-	return b.String()
+	b.WriteString("\n")
+	b.WriteString(churnSizeEnd)
 }
 
 const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e2e/scale); do not edit.
@@ -485,24 +540,40 @@ x_seconds_count 100
 		}
 	}
 
+	// Each benchmark keeps the other's part of scale.md, and a churn run
+	// replaces only the sizes it measured.
 	dir := t.TempDir()
-	rp := &churnReport{cfg: benchSettings{command: "churn"}, churn: churnSettings{rate: rate, duration: time.Second}, started: time.Now()}
-	if err := rp.write(dir); err != nil {
-		t.Fatal(err)
+	stock, _ := modeByKey("gobgpd")
+	churn := func(sizes ...string) {
+		t.Helper()
+		rp := &churnReport{cfg: benchSettings{command: "churn " + strings.Join(sizes, ","), rounds: 1}, churn: churnSettings{rate: rate, duration: time.Second}, started: time.Now()}
+		for _, size := range sizes {
+			rp.add(churnResult{size: size, round: 1, mode: stock, quiet: true, announce: []time.Duration{time.Millisecond}}, tab)
+		}
+		if err := rp.write(dir); err != nil {
+			t.Fatal(err)
+		}
 	}
+	churn("1k")
 	bench := &report{cfg: benchSettings{command: "bench", rounds: 1}, started: time.Now()}
 	if err := bench.write(dir); err != nil {
 		t.Fatal(err)
 	}
-	if err := rp.write(dir); err != nil {
-		t.Fatal(err)
-	}
+	churn("2k")
+	churn("1k")
 	b, err := os.ReadFile(filepath.Join(dir, "scale.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	doc := string(b)
-	if !strings.HasPrefix(doc, "# Full-table scale") || strings.Count(doc, churnBegin) != 1 || strings.Count(doc, churnEnd) != 1 || !strings.HasSuffix(doc, churnEnd) {
-		t.Errorf("scale.md after churn, bench, churn: want the bench's report, then one churn section:\n%s", doc)
+	sec := churnSection(doc)
+	parts := churnSizes(sec)
+	switch {
+	case !strings.HasPrefix(doc, "# Full-table scale") || strings.Count(doc, churnBegin) != 1 || !strings.HasSuffix(doc, churnEnd):
+		t.Errorf("scale.md after churn, bench, churn, churn: want the bench's report, then one churn section:\n%s", doc)
+	case len(parts) != 2 || parts[0].size != "1k" || parts[1].size != "2k":
+		t.Errorf("churn sizes %v, want 1k then 2k:\n%s", parts, sec)
+	case !strings.Contains(parts[0].text, "`churn 1k`") || !strings.Contains(parts[1].text, "`churn 2k`"):
+		t.Errorf("each size names the command that measured it:\n%s", sec)
 	}
 }
