@@ -161,12 +161,18 @@ func (f *fabric) auditLeaf(t *testing.T, l, other *leaf) {
 		return nil
 	})
 	byKind := map[string]float64{"advertised_unconfirmed": 1, "confirmed_unadvertised": 2, "nexthops_differ": 1, "hold_left": 1, "route_without_best": 1}
-	metrics := scrapeIn(t, l.ns, "127.0.0.1:9431")
-	for k, n := range byKind {
-		if got := metrics[`fibgate_audit_mismatches{kind="`+k+`"}`]; got != n {
-			t.Errorf("%s: fibgate_audit_mismatches{kind=%q} = %v, want %v", l.name, k, got, n)
+	lab.Eventually(t, 10*time.Second, l.name+": fibgate_audit_mismatches counts them by kind", func() error {
+		metrics, err := scrapeIn(l.ns, "127.0.0.1:9431")
+		if err != nil {
+			return err
 		}
-	}
+		for k, n := range byKind {
+			if got := metrics[`fibgate_audit_mismatches{kind="`+k+`"}`]; got != n {
+				return fmt.Errorf("fibgate_audit_mismatches{kind=%q} = %v, want %v", k, got, n)
+			}
+		}
+		return nil
+	})
 	logged, err := os.ReadFile(l.proc.Log)
 	if err != nil {
 		t.Fatal(err)
@@ -192,8 +198,12 @@ func (f *fabric) auditLeaf(t *testing.T, l, other *leaf) {
 		if last, _ := l.runAudit(t, "--last"); len(last.Mismatches) > 0 {
 			return fmt.Errorf("periodic audit still has %q", last.kinds())
 		}
-		if got := scrapeIn(t, l.ns, "127.0.0.1:9431")[`fibgate_audit_mismatches{kind="hold_left"}`]; got != 0 {
-			return fmt.Errorf("fibgate_audit_mismatches{kind=\"hold_left\"} = %v", got)
+		metrics, err := scrapeIn(l.ns, "127.0.0.1:9431")
+		if err != nil {
+			return err
+		}
+		if got, ok := metrics[`fibgate_audit_mismatches{kind="hold_left"}`]; !ok || got != 0 {
+			return fmt.Errorf("fibgate_audit_mismatches{kind=\"hold_left\"} = %v (exported: %v)", got, ok)
 		}
 		return nil
 	})
@@ -214,11 +224,12 @@ func heldSetV4(tb testing.TB, l *leaf) string {
 }
 
 // scrapeIn reads the Prometheus metrics at addr inside a network
-// namespace: the socket is opened by a thread that joined it (and dies
-// with its goroutine, never switching back), so the test itself stays
-// where it is. It returns "name{labels}" to value.
-func scrapeIn(tb testing.TB, ns, addr string) map[string]float64 {
-	tb.Helper()
+// namespace: the socket is opened by a thread that joins the namespace and
+// then goes back. The thread must not die there (the usual way to leave a
+// foreign namespace behind): the daemons run with a parent-death signal,
+// which the kernel sends when the thread that started them exits. It
+// returns "name{labels}" to value.
+func scrapeIn(ns, addr string) (map[string]float64, error) {
 	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
 		type res struct {
 			c   net.Conn
@@ -226,18 +237,31 @@ func scrapeIn(tb testing.TB, ns, addr string) map[string]float64 {
 		}
 		ch := make(chan res, 1)
 		go func() {
-			runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+			runtime.LockOSThread()
+			home, err := netns.Get()
+			if err != nil {
+				runtime.UnlockOSThread()
+				ch <- res{nil, fmt.Errorf("read this thread's netns: %w", err)}
+				return
+			}
+			defer home.Close()
 			h, err := netns.GetFromName(ns)
 			if err == nil {
 				defer h.Close()
 				err = netns.Set(h)
 			}
 			if err != nil {
+				runtime.UnlockOSThread()
 				ch <- res{nil, fmt.Errorf("enter netns %s: %w", ns, err)}
 				return
 			}
 			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			back := netns.Set(home) == nil
 			ch <- res{c, err}
+			if !back {
+				select {} // never let this thread run anything else, nor exit
+			}
+			runtime.UnlockOSThread() // back home: the thread may run anything again
 		}()
 		r := <-ch
 		return r.c, r.err
@@ -245,7 +269,7 @@ func scrapeIn(tb testing.TB, ns, addr string) map[string]float64 {
 	client := &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: 5 * time.Second}
 	resp, err := client.Get("http://" + addr + "/metrics")
 	if err != nil {
-		tb.Fatalf("scrape %s in %s: %v", addr, ns, err)
+		return nil, fmt.Errorf("scrape %s in %s: %w", addr, ns, err)
 	}
 	defer resp.Body.Close()
 	out := map[string]float64{}
@@ -263,5 +287,8 @@ func scrapeIn(tb testing.TB, ns, addr string) map[string]float64 {
 			out[line[:i]] = v
 		}
 	}
-	return out
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scrape %s in %s: %w", addr, ns, err)
+	}
+	return out, nil
 }
