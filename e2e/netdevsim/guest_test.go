@@ -3,6 +3,7 @@
 package netdevsim
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -121,6 +123,7 @@ type rig struct {
 	announcedByPeer  []netip.Prefix
 	originatedByLeaf []netip.Prefix
 	clearedAt        time.Time // when fail_route_offload was last cleared
+	gw               gateWatch
 }
 
 // bin is the path of one of the binaries the host put in the image.
@@ -132,6 +135,8 @@ func TestInsideVM(t *testing.T) {
 	if !inGuest() {
 		t.Skip("runs inside the VM that TestNetdevsim boots")
 	}
+	clock, _ := os.ReadFile("/sys/devices/system/clocksource/clocksource0/current_clocksource")
+	t.Logf("%d CPUs, clock source %s", runtime.NumCPU(), bytes.TrimSpace(clock))
 	for i, sidecar := range []bool{false, true} {
 		name := map[bool]string{false: "gobgpd-ext", true: "sidecar"}[sidecar]
 		t.Run(name, func(t *testing.T) {
@@ -166,7 +171,7 @@ func TestInsideVM(t *testing.T) {
 // the leaf's daemon, and waits until every session is up.
 func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
 	t.Helper()
-	r := &rig{name: name, sidecar: sidecar, dev: dev, dir: t.TempDir(), owner: t,
+	r := &rig{name: name, sidecar: sidecar, dev: dev, dir: t.TempDir(), owner: t, gw: gateWatch{states: map[netip.Prefix][]gateState{}},
 		leaf: lab.NewNS(t, "leaf"), peer: lab.NewNS(t, "peer"), obs: lab.NewNS(t, "obs")}
 	// The device belongs to the namespace that creates it; its FIB model
 	// then traps every route of that namespace. It goes before the
@@ -264,6 +269,7 @@ func (r *rig) run(tb testing.TB) {
 		_, err := pb.NewStatsServiceClient(r.conn).GetStats(ctx, &pb.GetStatsRequest{})
 		return err
 	})
+	r.gw.follow(r.owner, r.conn)
 }
 
 // ip runs iproute2's ip in the leaf.

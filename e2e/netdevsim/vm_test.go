@@ -125,7 +125,9 @@ func TestNetdevsim(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, qemu,
 		"-nodefaults", "-display", "none", "-no-reboot", "-accel", accel,
-		"-m", "1024", "-smp", "2",
+		// Two sockets of one CPU: the kernel has no ACPI, and SeaBIOS's MP
+		// table lists one CPU per socket, so "-smp 2" alone gives it one.
+		"-m", "1024", "-smp", "2,sockets=2",
 		"-kernel", kernel, "-initrd", image,
 		"-append", "console=ttyS0 panic=-1 quiet",
 		"-serial", "file:"+console, // the kernel's console
