@@ -61,7 +61,7 @@ type TableWait struct {
 	// TimedOut: the timeout ended the wait, not the table.
 	TimedOut bool
 	// Learned counts the prefixes in a gated scope that GoBGP held a
-	// learned path for once its neighbours' tables were in.
+	// learned path for at the last look.
 	Learned int
 	// Waiting counts the prefixes not decided at the end, Examples names
 	// a few; AwaitingEOR lists the neighbours whose End-of-RIB was still
@@ -116,29 +116,34 @@ func (d *Daemon) AwaitTable(ctx context.Context, skip func(addr string) bool, eo
 			return done()
 		}
 	}
+	// The learned table is read again on every look, and the wait ends
+	// only after two looks in a row found everything decided: updates
+	// that arrive after the End-of-RIBs were seen (or that GoBGP had not
+	// processed yet when it reported them) are waited for too.
 	table := d.installTable()
-	var todo []netip.Prefix
+	quiet := 0
 	for {
 		learned, err := d.sp.Learned(ctx)
-		if err == nil {
-			pol := d.tracker.Policy()
-			for _, p := range learned {
-				if _, in := pol.Match(table, p); in {
-					todo = append(todo, p)
-				}
+		if err != nil {
+			quiet = 0
+			if !wait() {
+				return done()
 			}
-			w.Learned = len(todo)
-			break
+			continue
 		}
-		if !wait() {
-			return done()
+		pol := d.tracker.Policy()
+		var todo []netip.Prefix
+		inScope := 0
+		for _, p := range learned {
+			if _, in := pol.Match(table, p); !in {
+				continue
+			}
+			inScope++
+			if st, ok := d.tracker.Get(table, p); !ok || !decided(st.State) {
+				todo = append(todo, p)
+			}
 		}
-	}
-	for {
-		todo = slices.DeleteFunc(todo, func(p netip.Prefix) bool {
-			st, ok := d.tracker.Get(table, p)
-			return ok && decided(st.State)
-		})
+		w.Learned = inScope
 		// Pending prefixes of any kind; a confirmed one that is neither
 		// transit nor originated stays confirmed (nothing to release).
 		open := d.tracker.Stats().ByState[gate.Pending]
@@ -147,7 +152,11 @@ func (d *Daemon) AwaitTable(ctx context.Context, skip func(addr string) bool, eo
 			w.Waiting = open
 		}
 		if len(todo) == 0 && open == 0 {
-			return done()
+			if quiet++; quiet == 2 {
+				return done()
+			}
+		} else {
+			quiet = 0
 		}
 		if !wait() {
 			return done()
