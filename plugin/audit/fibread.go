@@ -20,7 +20,7 @@ var roots = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePr
 // kernel.Listener.View.
 func ReadFIB(f *fib.FIB, pol gate.Policy, classify gate.Classifier, in *Installer) FIB {
 	out := FIB{At: time.Now(), Gated: map[netip.Prefix][]GatedRoute{}, Installer: in, Installed: map[netip.Prefix][]InstalledRoute{}}
-	tables := gatedTables(pol)
+	tables := pol.Tables()
 	if in != nil && !slices.Contains(tables, in.Table) {
 		tables = append(tables, in.Table)
 	}
@@ -59,24 +59,6 @@ func ReadFIB(f *fib.FIB, pol gate.Policy, classify gate.Classifier, in *Installe
 					}
 				}
 				out.Gated[r.Prefix] = append(out.Gated[r.Prefix], g)
-			}
-		}
-	}
-	return out
-}
-
-// gatedTables are the tables some scope of p covers (main when a scope
-// names none).
-func gatedTables(p gate.Policy) []uint32 {
-	var out []uint32
-	for _, s := range p.Scopes {
-		ts := s.Tables
-		if len(ts) == 0 {
-			ts = []uint32{fib.TableMain}
-		}
-		for _, t := range ts {
-			if !slices.Contains(out, t) {
-				out = append(out, t)
 			}
 		}
 	}

@@ -283,3 +283,22 @@ func parseEnum(names []string, s, what string) (int, error) {
 	}
 	return 0, fmt.Errorf("%w: unknown %s %q (want one of %v)", ErrInvalidPolicy, what, s, names)
 }
+
+// Tables lists the routing tables some scope covers (main for a scope that
+// names none), in the order the scopes name them: the tables whose routes
+// the gate follows and the audit reads.
+func (p Policy) Tables() []uint32 {
+	var out []uint32
+	for _, s := range p.Scopes {
+		ts := s.Tables
+		if len(ts) == 0 {
+			ts = []uint32{fib.TableMain}
+		}
+		for _, t := range ts {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}

@@ -342,7 +342,7 @@ func (c *Config) Check() error {
 }
 
 // tableGated reports whether some scope of the policy covers table t.
-func (c *Config) tableGated(t uint32) bool { return slices.Contains(gatedTables(c.policy), t) }
+func (c *Config) tableGated(t uint32) bool { return slices.Contains(c.policy.Tables(), t) }
 
 // GatePolicy is the gating policy the settings resolve to.
 func (c *Config) GatePolicy() gate.Policy { return c.policy }

@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -425,7 +424,7 @@ func (d *Daemon) Confirmed(p netip.Prefix) bool {
 	pol := d.tracker.Policy()
 	ok := false
 	d.listener.View(func(f *fib.FIB) {
-		for _, table := range gatedTables(pol) {
+		for _, table := range pol.Tables() {
 			rs := f.Routes(table, p)
 			if len(rs) == 0 {
 				continue
@@ -439,22 +438,6 @@ func (d *Daemon) Confirmed(p netip.Prefix) bool {
 		}
 	})
 	return ok
-}
-
-func gatedTables(p gate.Policy) []uint32 {
-	var out []uint32
-	for _, s := range p.Scopes {
-		ts := s.Tables
-		if len(ts) == 0 {
-			ts = []uint32{fib.TableMain}
-		}
-		for _, t := range ts {
-			if !slices.Contains(out, t) {
-				out = append(out, t)
-			}
-		}
-	}
-	return out
 }
 
 // bootstrap installs the gate in GoBGP, retrying while gobgpd is not
