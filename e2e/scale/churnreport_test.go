@@ -254,8 +254,12 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 			if r.leaked > 0 {
 				leak = fmt.Sprintf("**%d**", r.leaked)
 			}
+			title := r.mode.title
+			if r.gateErr != "" {
+				title += " (partial: " + r.gateErr + ")"
+			}
 			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s |\n",
-				r.mode.title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
+				title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
 				ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
 				ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
 				triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw))
