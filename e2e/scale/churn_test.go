@@ -53,6 +53,7 @@ import (
 //	FIBGATE_SCALE_CHURN_FOR  how long the churn lasts, 30s by default
 //	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU profile of the churn and a 5 s execution trace go there
 //	FIBGATE_SCALE_CHURN_CSV  a directory: every change's times go there, one CSV file per run
+//	FIBGATE_SCALE_CHURN_AUDIT the gated leaves' audit.interval (0s: off); the daemons' default when unset
 //
 // It writes its own section of docs/scale.md (TestScaleBench keeps it).
 func TestSteadyChurn(t *testing.T) {
@@ -100,6 +101,7 @@ type churnSettings struct {
 	duration time.Duration // of the churn
 	pprof    string        // directory for gobgpd-ext's profiles; "" none
 	data     string        // directory for every change's times as CSV; "" none
+	audit    string        // the gated leaves' audit.interval; "" the default
 }
 
 // churnLag is how long after its withdrawal the source announces a
@@ -139,6 +141,12 @@ func churnConfig() (benchSettings, churnSettings, error) {
 			return cfg, cc, fmt.Errorf("FIBGATE_SCALE_CHURN=%q: want changes per second such as 1000 or 1000/s (at least 2)", s)
 		}
 		cc.rate = v
+	}
+	if s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN_AUDIT")); s != "" {
+		if d, err := time.ParseDuration(s); err != nil || d < 0 {
+			return cfg, cc, fmt.Errorf("FIBGATE_SCALE_CHURN_AUDIT=%q: want the gated leaves' audit interval, such as 0s (off) or 5m", s)
+		}
+		cc.audit = s
 	}
 	if s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN_FOR")); s != "" {
 		d, err := time.ParseDuration(s)
@@ -219,7 +227,11 @@ type churnResult struct {
 	// The gate's histograms over the churn (the difference of two
 	// scrapes).
 	histConfirm, histHW histogram
-	profiled            bool
+	// The consistency audit's passes over the churn and its drain, and
+	// how long the last one took.
+	auditPasses int
+	auditLast   time.Duration
+	profiled    bool
 	// gateErr: the gate's record could not be read (its figures are
 	// partial).
 	gateErr string
@@ -233,9 +245,9 @@ func (r churnResult) line() string {
 	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
 		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
 	if r.gated {
-		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route; withdrawals at the observer after the route left %s",
+		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route; withdrawals at the observer after the route left %s; %d audit passes (the last %v)",
 			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs),
-			r.early, r.stayed, r.leaked, summary(r.lateWithdraw))
+			r.early, r.stayed, r.leaked, summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond))
 	}
 	if !r.quiet {
 		s += " (the leaf was not idle when the churn began)"
@@ -268,6 +280,9 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 	leaf := &leafNS{ns: lab.NewNS(t, "leaf"), dir: t.TempDir(), tab: tab, transit: true}
 	if m.fibgate {
 		leaf.metrics = "127.0.0.1:9464"
+		if cc.audit != "" {
+			leaf.extra = "audit:\n  interval: " + cc.audit + "\n"
+		}
 	}
 	if cc.pprof != "" && m.key == "ext" {
 		leaf.pprof, r.profiled = "127.0.0.1:6060", true
@@ -402,6 +417,8 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		} else {
 			r.histConfirm = after["fibgate_confirm_to_advertise_seconds"].minus(before["fibgate_confirm_to_advertise_seconds"])
 			r.histHW = after["fibgate_time_to_hardware_seconds"].minus(before["fibgate_time_to_hardware_seconds"])
+			r.auditPasses = int(after["fibgate_audit_passes_total"].value - before["fibgate_audit_passes_total"].value)
+			r.auditLast = time.Duration(after["fibgate_audit_pass_seconds"].value * float64(time.Second))
 		}
 		if gt, err = r.gate(ctx, c.routes, plan, sent, c.watch.Since(churnStart)); err != nil {
 			t.Errorf("the gate's record of the churned prefixes: %v", err)

@@ -99,36 +99,46 @@ func (rp *churnReport) render(old string) string {
 			sizes = append(sizes, r.size)
 		}
 	}
-	// The old section's sizes in their order, this run's in place of
+	// The old section's parts in their order, this run's in place of
 	// theirs or after them.
 	parts := churnSizes(old)
 	var order []string
 	for _, p := range parts {
-		order = append(order, p.size)
+		order = append(order, p.key)
 	}
 	for _, size := range sizes {
-		if !slices.Contains(order, size) {
-			order = append(order, size)
+		if !slices.Contains(order, rp.key(size)) {
+			order = append(order, rp.key(size))
 		}
 	}
-	for _, size := range order {
-		if !slices.Contains(sizes, size) {
-			for _, p := range parts {
-				if p.size == size {
-					b.WriteString(p.text)
-				}
-			}
+	for _, key := range order {
+		if i := slices.IndexFunc(sizes, func(s string) bool { return rp.key(s) == key }); i >= 0 {
+			rp.renderSize(&b, sizes[i])
 			continue
 		}
-		rp.renderSize(&b, size)
+		for _, p := range parts {
+			if p.key == key {
+				b.WriteString(p.text)
+			}
+		}
 	}
 	b.WriteString(churnTail)
 	b.WriteString(churnEnd)
 	return b.String()
 }
 
-// churnPart is one size's part of the section, markers included.
-type churnPart struct{ size, text string }
+// churnPart is one part of the section, markers included: a size, and
+// the settings it was measured with when they are not the defaults.
+type churnPart struct{ key, text string }
+
+// key names the part of a size measured with this run's settings: the
+// size, and the audit interval when it is not the default.
+func (rp *churnReport) key(size string) string {
+	if rp.churn.audit != "" {
+		return size + "/audit=" + rp.churn.audit
+	}
+	return size
+}
 
 const churnSizeBegin, churnSizeEnd = "<!-- churn size: ", "<!-- /churn size -->\n"
 
@@ -145,8 +155,8 @@ func churnSizes(sec string) []churnPart {
 		if j < 0 {
 			return out
 		}
-		size, _, _ := strings.Cut(strings.TrimPrefix(sec, churnSizeBegin), " ")
-		out = append(out, churnPart{size: size, text: sec[:j+len(churnSizeEnd)]})
+		key, _, _ := strings.Cut(strings.TrimPrefix(sec, churnSizeBegin), " ")
+		out = append(out, churnPart{key: key, text: sec[:j+len(churnSizeEnd)]})
 		sec = sec[j+len(churnSizeEnd):]
 	}
 }
@@ -160,8 +170,12 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 			rs = append(rs, r)
 		}
 	}
-	fmt.Fprintf(b, "%s%s -->\n### %s: %s prefixes (%s IPv4, %s IPv6), %s changes/s for %v\n\n", churnSizeBegin, size,
-		size, thousands(tab.len()), thousands(len(tab.v4)), thousands(len(tab.v6)), thousands(rp.churn.rate), rp.churn.duration)
+	with := ""
+	if rp.churn.audit != "" {
+		with = ", audit.interval " + rp.churn.audit
+	}
+	fmt.Fprintf(b, "%s%s -->\n### %s: %s prefixes (%s IPv4, %s IPv6), %s changes/s for %v%s\n\n", churnSizeBegin, rp.key(size),
+		size, thousands(tab.len()), thousands(len(tab.v4)), thousands(len(tab.v6)), thousands(rp.churn.rate), rp.churn.duration, with)
 	fmt.Fprintf(b, "- **Command:** `%s`\n", rp.cfg.command)
 	fmt.Fprintf(b, "- **Date:** %s\n", rp.started.Format("2006-01-02 15:04 MST"))
 	fmt.Fprintf(b, "- **Machine:** %s\n", machine())
@@ -197,7 +211,12 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	} else {
 		fmt.Fprintf(b, "- **Other labs:** %d of %d churns ran while processes this run did not start were running (%s)\n", disturbed, ran, strings.Join(seen, ", "))
 	}
-	fmt.Fprintf(b, "- **Rounds:** %d, the leaves interleaved in each round; one row per run\n\n", rp.cfg.rounds)
+	fmt.Fprintf(b, "- **Rounds:** %d, the leaves interleaved in each round; one row per run\n", rp.cfg.rounds)
+	audit := "the daemons' default (`audit.interval` 1m)"
+	if rp.churn.audit != "" {
+		audit = "`audit.interval: " + rp.churn.audit + "`"
+	}
+	fmt.Fprintf(b, "- **Gated leaves' consistency audit:** %s\n\n", audit)
 	base := func(r churnResult) *churnResult {
 		for i := range rs {
 			if rs[i].mode.key == "gobgpd" && rs[i].round == r.round && rs[i].failure == "" {
@@ -247,8 +266,8 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	}
 	if len(gated) > 0 {
 		b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range gated {
 			leak := "0"
 			if r.leaked > 0 {
@@ -258,11 +277,11 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 			if r.gateErr != "" {
 				title += " (partial: " + r.gateErr + ")"
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s |\n",
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s | %d (%.1f s) |\n",
 				title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
 				ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
 				ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
-				triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw))
+				triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw), r.auditPasses, r.auditLast.Seconds())
 		}
 		b.WriteString("\nIssue 10's target, confirm-to-advertise p99 under 5 ms:\n")
 		for _, r := range gated {
@@ -313,6 +332,8 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
   router removes its route and tells its neighbours in parallel) but shows how far GoBGP's export to
   the neighbour trails the installer.
 - **Leaf CPU** is the leaf's daemons' user and system time over the churn and its drain.
+- **Audit passes:** the gated leaves' periodic consistency audit (plugin/audit) that ended during the
+  churn and its drain. While prefixes are pending, a pass reads GoBGP's adj-out in GoBGP's main loop.
 
 `
 
@@ -369,11 +390,12 @@ func summary(ds []time.Duration) string {
 }
 
 // histogram is a Prometheus histogram as scraped: cumulative counts per
-// upper bound, +Inf last.
+// upper bound, +Inf last. A plain counter or gauge has only its value.
 type histogram struct {
 	bounds []float64 // seconds
 	counts []uint64
 	count  uint64
+	value  float64
 }
 
 // minus is h's observations since an earlier scrape of the same
@@ -415,7 +437,8 @@ func (h histogram) quantile(q float64) time.Duration {
 }
 
 // parseHistograms reads every histogram of a Prometheus text exposition
-// (the _bucket and _count lines; labels other than le are not expected).
+// (the _bucket and _count lines; labels other than le are not expected),
+// and the value of every sample without labels.
 func parseHistograms(text string) (map[string]histogram, error) {
 	out := map[string]histogram{}
 	for _, l := range strings.Split(text, "\n") {
@@ -440,12 +463,13 @@ func parseHistograms(text string) (map[string]histogram, error) {
 			h := out[base]
 			h.bounds, h.counts = append(h.bounds, bound), append(h.counts, uint64(value))
 			out[base] = h
-		case strings.HasSuffix(name, "_count"):
+		case strings.HasSuffix(name, "_count") && len(out[strings.TrimSuffix(name, "_count")].bounds) > 0:
 			base := strings.TrimSuffix(name, "_count")
-			if h, ok := out[base]; ok {
-				h.count = uint64(value)
-				out[base] = h
-			}
+			h := out[base]
+			h.count = uint64(value)
+			out[base] = h
+		case !strings.Contains(name, "{"):
+			out[name] = histogram{value: value}
 		}
 	}
 	return out, nil
@@ -575,7 +599,7 @@ x_seconds_count 100
 	switch {
 	case !strings.HasPrefix(doc, "# Full-table scale") || strings.Count(doc, churnBegin) != 1 || !strings.HasSuffix(doc, churnEnd):
 		t.Errorf("scale.md after churn, bench, churn, churn: want the bench's report, then one churn section:\n%s", doc)
-	case len(parts) != 2 || parts[0].size != "1k" || parts[1].size != "2k":
+	case len(parts) != 2 || parts[0].key != "1k" || parts[1].key != "2k":
 		t.Errorf("churn sizes %v, want 1k then 2k:\n%s", parts, sec)
 	case !strings.Contains(parts[0].text, "`churn 1k`") || !strings.Contains(parts[1].text, "`churn 2k`"):
 		t.Errorf("each size names the command that measured it:\n%s", sec)

@@ -154,6 +154,8 @@ type leafNS struct {
 	// metrics) and of gobgpd-ext's pprof (--pprof-host); TestSteadyChurn
 	// reads the gate's histograms and profiles the daemon there.
 	metrics, pprof string
+	// extra is appended to the gated leaves' settings.
+	extra string
 }
 
 // neighbours are the leaf's BGP neighbours for its table's families.
@@ -199,6 +201,7 @@ policy:
 	if originate {
 		s += "bgp:\n  originate_protocols: [static]\n"
 	}
+	s += l.extra
 	return s
 }
 
