@@ -221,6 +221,9 @@ type churnResult struct {
 	// while the leaf had no route for them (the leak).
 	early, stayed, leaked int
 	examples              []string
+	// How long the observer held each leaked prefix while the leaf had
+	// no route for it.
+	leakedFor []time.Duration
 	// Withdrawals that reached the observer after the gate saw the route
 	// leave the FIB: how much later.
 	lateWithdraw []time.Duration
@@ -245,9 +248,9 @@ func (r churnResult) line() string {
 	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
 		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
 	if r.gated {
-		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route; withdrawals at the observer after the route left %s; %d audit passes (the last %v)",
+		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route (held there %s); withdrawals at the observer after the route left %s; %d audit passes (the last %v)",
 			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs),
-			r.early, r.stayed, r.leaked, summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond))
+			r.early, r.stayed, r.leaked, summary(r.leakedFor), summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond))
 	}
 	if !r.quiet {
 		s += " (the leaf was not idle when the churn began)"
@@ -611,6 +614,7 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 			r.stayed++ // the re-announcement reached the installer before the withdrawal
 		case announcedWithin(by[ch.p], g.withdrawn, until):
 			r.leaked++
+			r.leakedFor = append(r.leakedFor, heldWithin(by[ch.p], g.withdrawn, until))
 			if len(r.examples) < 3 {
 				r.examples = append(r.examples, fmt.Sprintf("%v: withdrawal sent %s, route left the FIB %s, re-announcement sent %s, at the observer %s, confirmed %s",
 					ch.p, clock(withdrawnAt[ch.p]), clock(g.withdrawn), clock(sent[i]), clock(first.At), clock(g.confirmed)))
@@ -620,7 +624,10 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 			if lost, ok := firstAfter(by[ch.p], g.withdrawn, false); ok && lost.At.Before(until) {
 				r.lateWithdraw = append(r.lateWithdraw, lost.At.Sub(g.withdrawn))
 			} else {
-				r.leaked++ // never lost until the confirmation: withdrawal and re-announcement merged
+				// Never lost until the confirmation: withdrawal and
+				// re-announcement merged.
+				r.leaked++
+				r.leakedFor = append(r.leakedFor, until.Sub(g.withdrawn))
 			}
 		}
 		if !confirmed {
@@ -638,6 +645,29 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 		}
 	}
 	return out, nil
+}
+
+// heldWithin is how long the observer held a prefix between from and to,
+// from its sightings since the churn began (it held the prefix before).
+func heldWithin(ss []lab.Sighting, from, to time.Time) time.Duration {
+	present, at := presentAt(ss, from), from
+	var d time.Duration
+	for _, s := range ss {
+		if !s.At.After(from) {
+			continue
+		}
+		if !s.At.Before(to) {
+			break
+		}
+		if present {
+			d += s.At.Sub(at)
+		}
+		present, at = s.Present, s.At
+	}
+	if present && to.After(at) {
+		d += to.Sub(at)
+	}
+	return d
 }
 
 // presentAt says whether the observer held a prefix at t, from its

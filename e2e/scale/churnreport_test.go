@@ -266,12 +266,12 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	}
 	if len(gated) > 0 {
 		b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
+		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
 		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range gated {
 			leak := "0"
 			if r.leaked > 0 {
-				leak = fmt.Sprintf("**%d**", r.leaked)
+				leak = fmt.Sprintf("**%d**, held %s", r.leaked, triple(r.leakedFor))
 			}
 			title := r.mode.title
 			if r.gateErr != "" {
@@ -326,7 +326,8 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
   the leaf confirmed them. That is not yet a leak: the leaf's old route may still have been in the FIB
   and the hardware (its installer had not removed it yet). **Announced to the observer while the leaf
   had no route** is the leak and must be 0: the observer got the prefix between the gate seeing the
-  route leave the FIB after the withdrawal and its confirmation of the new one, or kept it throughout.
+  route leave the FIB after the withdrawal and its confirmation of the new one, or kept it throughout;
+  **held** is how long it had the prefix within that time.
   **Route never left the FIB** counts re-announcements that reached the installer before the
   withdrawal was carried out. **Withdrawal at the observer after the route left** is no leak (a
   router removes its route and tells its neighbours in parallel) but shows how far GoBGP's export to
@@ -557,6 +558,14 @@ x_seconds_count 100
 	}{{0, true}, {10, false}, {35, true}, {50, false}, {120, true}} {
 		if got := presentAt(ss, msAt(c.t)); got != c.want {
 			t.Errorf("present at %d ms: %v, want %v", c.t, got, c.want)
+		}
+	}
+	for _, c := range []struct {
+		from, to int
+		want     time.Duration
+	}{{0, 5, 5}, {5, 20, 5}, {20, 90, 10}, {45, 95, 0}, {45, 110, 10}, {35, 35, 0}} {
+		if got := heldWithin(ss, msAt(c.from), msAt(c.to)); got != c.want*time.Millisecond {
+			t.Errorf("held from %d to %d ms: %v, want %v ms", c.from, c.to, got, c.want)
 		}
 	}
 	for _, c := range []struct {
