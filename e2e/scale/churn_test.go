@@ -567,10 +567,9 @@ type gateTimes struct {
 // installer had not removed it yet). Leaked counts prefixes announced to
 // the observer while the leaf had no route for them: between the gate
 // seeing the route leave the FIB after the withdrawal and its
-// confirmation of the new one, or held there all along (the withdrawal
-// never got through). A withdrawal that reaches the observer only after
-// the route left is no leak (every router removes its route and tells its
-// neighbours in parallel); lateWithdraw times it.
+// confirmation of the new one. A withdrawal that reaches the observer
+// only after the route left is no leak (every router removes its route
+// and tells its neighbours in parallel); lateWithdraw times it.
 func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan []change, sent []time.Time, seen []lab.Sighting) (map[netip.Prefix]gateTimes, error) {
 	by := map[netip.Prefix][]lab.Sighting{}
 	for _, s := range seen {
@@ -620,14 +619,11 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 					ch.p, clock(withdrawnAt[ch.p]), clock(g.withdrawn), clock(sent[i]), clock(first.At), clock(g.confirmed)))
 			}
 		case presentAt(by[ch.p], g.withdrawn):
-			// The withdrawal reached the observer after the route left.
-			if lost, ok := firstAfter(by[ch.p], g.withdrawn, false); ok && lost.At.Before(until) {
+			// The withdrawal reached the observer after the route left,
+			// possibly after the new route's confirmation; never, if the
+			// leaf's GoBGP merged it with the re-announcement (merged).
+			if lost, ok := firstAfter(by[ch.p], g.withdrawn, false); ok {
 				r.lateWithdraw = append(r.lateWithdraw, lost.At.Sub(g.withdrawn))
-			} else {
-				// Never lost until the confirmation: withdrawal and
-				// re-announcement merged.
-				r.leaked++
-				r.leakedFor = append(r.leakedFor, until.Sub(g.withdrawn))
 			}
 		}
 		if !confirmed {

@@ -326,12 +326,13 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
   the leaf confirmed them. That is not yet a leak: the leaf's old route may still have been in the FIB
   and the hardware (its installer had not removed it yet). **Announced to the observer while the leaf
   had no route** is the leak and must be 0: the observer got the prefix between the gate seeing the
-  route leave the FIB after the withdrawal and its confirmation of the new one, or kept it throughout;
-  **held** is how long it had the prefix within that time.
+  route leave the FIB after the withdrawal and its confirmation of the new one; **held** is how long
+  it had the prefix within that time.
   **Route never left the FIB** counts re-announcements that reached the installer before the
   withdrawal was carried out. **Withdrawal at the observer after the route left** is no leak (a
-  router removes its route and tells its neighbours in parallel) but shows how far GoBGP's export to
-  the neighbour trails the installer.
+  router removes its route and tells its neighbours in parallel, and the observer held the old
+  announcement, made while the route was there) but shows how far GoBGP's export to the neighbour
+  trails the installer; it may arrive after the new route's confirmation.
 - **Leaf CPU** is the leaf's daemons' user and system time over the churn and its drain.
 - **Audit passes:** the gated leaves' periodic consistency audit (plugin/audit) that ended during the
   churn and its drain. While prefixes are pending, a pass reads GoBGP's adj-out in GoBGP's main loop.
