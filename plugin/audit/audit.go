@@ -109,11 +109,18 @@ type BGP struct {
 	At time.Time
 	// Neighbours are the established neighbours whose adj-out was read.
 	Neighbours []netip.Addr
+	// LetOut holds the prefixes in the gate's scope, with no confirmed
+	// route (Ask.Unconfirmed), that GoBGP's gate lets out as the RIB and
+	// the held sets say: a best path that is not a HOLD path, and not
+	// held (or the gate is not first in the export chain). The value says
+	// whether their adj-out was read (Ask.Confirm); if so, Out says where
+	// they go. This judgement is cheap and leaves out the user's export
+	// policies, which may still keep them from every neighbour.
+	LetOut map[netip.Prefix]bool
 	// Out maps the prefixes GoBGP advertises to the neighbours they go
-	// to, among the Checked ones: those whose route is not confirmed (the
-	// Auditor asks for no others, since a confirmed prefix may be out).
-	// GoBGP computes adj-out from today's policy and best paths, so it is
-	// what GoBGP would send now, not a record of what was sent.
+	// to, among the Checked ones. GoBGP computes adj-out from today's
+	// policy and best paths, so it is what GoBGP would send now, not a
+	// record of what was sent.
 	Out map[netip.Prefix][]netip.Addr
 	// Checked counts the prefixes whose adj-out was read.
 	Checked int

@@ -21,9 +21,8 @@ type Sources struct {
 	// FIB reads the FIB model (ReadFIB inside kernel.Listener.View).
 	FIB func() FIB
 	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP), with the adj-out
-	// of the prefixes adjOut says (NeedsAdjOut of the gate's and the
-	// FIB's snapshots).
-	BGP func(ctx context.Context, adjOut func(netip.Prefix) bool) (*BGP, error)
+	// of the prefixes ask says.
+	BGP func(ctx context.Context, ask Ask) (*BGP, error)
 }
 
 // Defaults of an Auditor.
@@ -76,10 +75,13 @@ type Auditor struct {
 
 	pass sync.Mutex // one pass at a time, periodic or on demand
 
-	mu    sync.Mutex
-	prev  map[string]Mismatch // the last periodic pass's findings, by key
-	last  Result
-	stats Stats
+	mu   sync.Mutex
+	prev map[string]Mismatch // the last periodic pass's findings, by key
+	// letOut is what GoBGP's gate let out unconfirmed in the last periodic
+	// pass (BGP.LetOut): the adj-out of only these is read in the next.
+	letOut map[netip.Prefix]bool
+	last   Result
+	stats  Stats
 }
 
 // Option configures an Auditor.
@@ -174,7 +176,7 @@ func (a *Auditor) Stats() Stats {
 // Audit runs two passes now, recheck apart, and returns what both found.
 // It leaves the periodic audit's state alone.
 func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, error) {
-	first, _, _, err := a.run(ctx)
+	first, _, _, letOut, err := a.run(ctx, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -184,7 +186,7 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 		return Result{}, ctx.Err()
 	case <-time.After(recheck):
 	}
-	second, counts, took, err := a.run(ctx)
+	second, counts, took, _, err := a.run(ctx, letOut)
 	if err != nil {
 		return Result{}, err
 	}
@@ -203,33 +205,60 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 }
 
 // run takes one snapshot, in the order Sources documents, and compares it.
-func (a *Auditor) run(ctx context.Context) ([]Mismatch, Counts, time.Duration, error) {
+// It reads the adj-out of the prefixes GoBGP's gate lets out unconfirmed
+// now that it let out in the pass before too (before, from that pass's
+// BGP.LetOut), and returns this pass's.
+//
+// Why not every pass, for every such prefix: GoBGP computes a neighbour's
+// adj-out over the whole table in its main loop, whatever the prefixes
+// asked about (8-9 s at 120k under churn), and under churn some prefix is
+// always between a withdrawal and its fence. A pass that read it stalled
+// every fence and release behind it for seconds, which is what let
+// prefixes leak in the steady-churn benchmark (docs/design-notes.md).
+// A mismatch needs two passes anyway; the first one's cheap judgement
+// (RIB and held sets) names the prefixes, the second one's adj-out
+// confirms them, so the report comes no later.
+func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool) ([]Mismatch, Counts, time.Duration, map[netip.Prefix]bool, error) {
 	a.pass.Lock()
 	defer a.pass.Unlock()
 	start := time.Now()
 	var s Snapshot
 	s.Gate = a.src.Gate()
 	s.FIB = a.src.FIB()
-	b, err := a.src.BGP(ctx, NeedsAdjOut(&s))
+	b, err := a.src.BGP(ctx, Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }})
 	if err != nil {
-		return nil, Counts{}, 0, fmt.Errorf("audit: read GoBGP: %w", err)
+		return nil, Counts{}, 0, nil, fmt.Errorf("audit: read GoBGP: %w", err)
 	}
 	s.BGP = *b
 	ms := Compare(&s, a.grace)
-	return ms, CountsOf(&s), time.Since(start), nil
+	return ms, CountsOf(&s), time.Since(start), b.LetOut, nil
+}
+
+// Ask is what an audit pass asks of GoBGP's adj-out (Sources.BGP).
+type Ask struct {
+	// Unconfirmed says which prefixes have no confirmed route
+	// (NeedsAdjOut): only these can be advertised wrongly.
+	Unconfirmed func(netip.Prefix) bool
+	// Confirm says which of the unconfirmed prefixes that GoBGP's gate
+	// lets out get their adj-out read; nil: all of them.
+	Confirm func(netip.Prefix) bool
 }
 
 // periodic is one pass of Run: it reports what this pass and the one
 // before found.
 func (a *Auditor) periodic(ctx context.Context) error {
-	found, counts, took, err := a.run(ctx)
+	a.mu.Lock()
+	before := a.letOut
+	a.mu.Unlock()
+	found, counts, took, letOut, err := a.run(ctx, before)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
 		a.stats.Failures++
-		a.prev = nil // the next pass cannot confirm anything
+		a.prev, a.letOut = nil, nil // the next pass cannot confirm anything
 		return err
 	}
+	a.letOut = letOut
 	now := time.Now()
 	a.stats.Passes++
 	a.stats.Took = took

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +24,10 @@ type feed struct {
 	mu  sync.Mutex
 	s   *Snapshot
 	err error
+	// reads counts BGP reads; adjOut lists the prefixes whose adj-out
+	// they read, in order.
+	reads  int
+	adjOut []netip.Prefix
 }
 
 func (f *feed) set(s *Snapshot, err error) {
@@ -36,17 +41,26 @@ func (f *feed) sources() Sources {
 	return Sources{
 		Gate: func() []gate.RouteState { return get().Gate },
 		FIB:  func() FIB { return get().FIB },
-		BGP: func(_ context.Context, adjOut func(netip.Prefix) bool) (*BGP, error) {
+		BGP: func(_ context.Context, ask Ask) (*BGP, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
+			f.reads++
 			if f.err != nil {
 				return nil, f.err
 			}
+			// What AuditBGP does: let out by the RIB and held sets, then
+			// adj-out for the ones Confirm names.
 			b := f.s.BGP
-			b.Out = map[netip.Prefix][]netip.Addr{}
-			for p := range f.s.BGP.RIB {
-				if b.InScope(p) && adjOut(p) {
+			b.Out, b.LetOut = map[netip.Prefix][]netip.Addr{}, map[netip.Prefix]bool{}
+			for p, paths := range f.s.BGP.RIB {
+				if len(paths) == 0 || paths[0].Hold || !b.InScope(p) || b.Holds != nil && b.Holds(p) || !ask.Unconfirmed(p) {
+					continue
+				}
+				read := ask.Confirm == nil || ask.Confirm(p)
+				b.LetOut[p] = read
+				if read {
 					b.Checked++
+					f.adjOut = append(f.adjOut, p)
 					if nbs, ok := f.s.BGP.Out[p]; ok {
 						b.Out[p] = nbs
 					}
@@ -156,6 +170,72 @@ func TestAuditorReportsWhatTwoPassesInARowFind(t *testing.T) {
 	})
 }
 
+// TestAdjOutIsReadOnlyForWhatThePassBeforeLetOut: GoBGP computes adj-out
+// over the whole table in its main loop, so a pass reads it only for the
+// prefixes GoBGP's gate let out unconfirmed in the pass before too. A
+// prefix let out for one pass (a fence on its way) costs no adj-out read;
+// one that stays is confirmed by adj-out in the second pass and reported
+// there, no later than before; one the user's policy keeps from every
+// neighbour is not reported.
+func TestAdjOutIsReadOnlyForWhatThePassBeforeLetOut(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		leak := func(out bool) *Snapshot {
+			s := healthy()
+			s.FIB.Gated[tran][0].Verdict, s.FIB.Gated[tran][0].Reason = gate.VerdictPending, "waiting for hardware"
+			if !out {
+				delete(s.BGP.Out, tran)
+			}
+			return s
+		}
+		var f feed
+		f.set(leak(true), nil)
+		a, err := New(f.sources(), WithInterval(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go a.Run(ctx)
+		pass := func() { time.Sleep(time.Minute); synctest.Wait() }
+		adjOut := func() []netip.Prefix {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			r := f.adjOut
+			f.adjOut = nil
+			return r
+		}
+
+		pass()
+		if got := adjOut(); len(got) != 0 || len(a.Last().Mismatches) != 0 {
+			t.Fatalf("first pass read adj-out of %v and reported %v; want neither", got, a.Last().Mismatches)
+		}
+		pass()
+		if got := adjOut(); !slices.Equal(got, []netip.Prefix{tran}) {
+			t.Errorf("second pass read adj-out of %v, want %v only", got, tran)
+		}
+		if got := a.Last().Mismatches; len(got) != 1 || got[0].Kind != AdvertisedUnconfirmed || got[0].Prefix != tran || !slices.Equal(got[0].Neighbours, []netip.Addr{spine}) {
+			t.Fatalf("after two passes: %+v, want %s on %v to %v", got, AdvertisedUnconfirmed, tran, spine)
+		}
+
+		// Fenced: held again. Nothing is let out, nothing read.
+		s := leak(false)
+		holdAlso(s, tran)
+		f.set(s, nil)
+		pass()
+		if got := adjOut(); len(got) != 0 || len(a.Last().Mismatches) != 0 {
+			t.Errorf("held again: read adj-out of %v, reported %v", got, a.Last().Mismatches)
+		}
+		// Let out again, but the user's export policy sends it nowhere:
+		// read in the second pass, and not reported.
+		f.set(leak(false), nil)
+		pass()
+		pass()
+		if got := adjOut(); !slices.Equal(got, []netip.Prefix{tran}) || len(a.Last().Mismatches) != 0 {
+			t.Errorf("going nowhere: read adj-out of %v, reported %v; want %v read once, nothing reported", got, a.Last().Mismatches, tran)
+		}
+	})
+}
+
 // TestAuditorDampsItsLog: a burst of new mismatches costs a bounded number
 // of log lines, not one each.
 func TestAuditorDampsItsLog(t *testing.T) {
@@ -238,9 +318,9 @@ func TestSlowPassesSpaceTheNextOnesOut(t *testing.T) {
 		f.set(healthy(), nil)
 		src := f.sources()
 		read := src.BGP
-		src.BGP = func(ctx context.Context, adjOut func(netip.Prefix) bool) (*BGP, error) {
+		src.BGP = func(ctx context.Context, ask Ask) (*BGP, error) {
 			time.Sleep(20 * time.Second) // GoBGP answering a full table
-			return read(ctx, adjOut)
+			return read(ctx, ask)
 		}
 		a, err := New(src, WithInterval(time.Minute))
 		if err != nil {

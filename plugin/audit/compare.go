@@ -33,13 +33,23 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		inScope = func(netip.Prefix) bool { return false }
 	}
 
-	// 1. Advertised, not confirmed.
+	// 1. Advertised, not confirmed: adj-out says so, or GoBGP's gate lets
+	// it out and adj-out was not read (the pass before had not seen it).
 	for p, nbs := range s.BGP.Out {
 		if !inScope(p) {
 			continue
 		}
 		if m, bad := unconfirmed(p, s.FIB.Gated[p], states); bad {
 			m.Neighbours = slices.SortedFunc(slices.Values(nbs), netip.Addr.Compare)
+			out = append(out, m)
+		}
+	}
+	for p, read := range s.BGP.LetOut {
+		if _, listed := s.BGP.Out[p]; read || listed || !inScope(p) {
+			continue
+		}
+		if m, bad := unconfirmed(p, s.FIB.Gated[p], states); bad {
+			m.Detail = strings.Replace(m.Detail, "GoBGP advertises it", "GoBGP's gate lets it out (adj-out not read yet)", 1)
 			out = append(out, m)
 		}
 	}

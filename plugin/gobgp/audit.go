@@ -17,27 +17,49 @@ import (
 
 // AuditBGP reads what the consistency audit (plugin/audit) needs of GoBGP,
 // in this order:
-//   - the global RIB of IPv4 and IPv6 unicast: every path, its next hop,
-//     whether it was learned, whether it is a HOLD path of this gate's
-//     community, and GoBGP's best (and multipath) flags;
-//   - the adj-out of every established neighbour, per unicast family it
-//     has, for the prefixes of the RIB that are in the gate's scope and
-//     that adjOut asks about (nil: all of them): GoBGP recomputes adj-out
-//     from today's best paths and export policy (ListPath on ADJ_OUT with
-//     EnableFiltered, which judges only the family asked for), so it is
-//     what GoBGP would send now; what a neighbour holds is only known at
-//     the neighbour. With no prefix to ask about, nothing is asked;
 //   - the gate's held sets and whether its policy is first in the global
 //     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
-//     condition does.
+//     condition does;
+//   - the global RIB of IPv4 and IPv6 unicast: every path, its next hop,
+//     whether it was learned, whether it is a HOLD path of this gate's
+//     community, and GoBGP's best (and multipath) flags. From it and the
+//     held sets, the prefixes in the gate's scope that ask.Unconfirmed
+//     names and that GoBGP's gate lets out (audit.BGP.LetOut);
+//   - the adj-out of every established neighbour, per unicast family it
+//     has, for those of them ask.Confirm names (nil: all): GoBGP
+//     recomputes adj-out from today's best paths and export policy
+//     (ListPath on ADJ_OUT with EnableFiltered, which judges only the
+//     family asked for), so it is what GoBGP would send now; what a
+//     neighbour holds is only known at the neighbour. With no prefix to
+//     ask about, nothing is asked.
 //
 // It changes nothing in GoBGP and takes no lock of the Speaker. Each
 // adj-out read costs GoBGP an export run over the family's best paths in
 // its main loop, whatever the prefixes asked about, which is why the
-// audit asks only when something is unconfirmed, and is periodic.
-func (s *Speaker) AuditBGP(ctx context.Context, adjOut func(netip.Prefix) bool) (*audit.BGP, error) {
+// audit asks only about what the cheaper reads could not clear, and is
+// periodic.
+func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, error) {
 	out := &audit.BGP{At: time.Now(), Out: map[netip.Prefix][]netip.Addr{}, RIB: map[netip.Prefix][]audit.Path{},
-		InScope: func(p netip.Prefix) bool { return s.cfg.scopeOf(p).contains(p) }}
+		LetOut: map[netip.Prefix]bool{}, InScope: func(p netip.Prefix) bool { return s.cfg.scopeOf(p).contains(p) }}
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read global export assignment: %w", err)
+	}
+	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
+	sets, err := s.readSets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
+	out.Holds = func(p netip.Prefix) bool {
+		if !inPlace {
+			return false
+		}
+		if p.Addr().Is4() {
+			return heldBy(held4, p)
+		}
+		return heldBy(held6, p)
+	}
 	var perr error
 	parse := func(d *api.Destination) (netip.Prefix, bool) {
 		p, err := netip.ParsePrefix(d.Prefix)
@@ -48,7 +70,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, adjOut func(netip.Prefix) bool) 
 		return p.Masked(), true
 	}
 	// The prefixes whose adj-out is read, by family.
-	ask := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
+	adj := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
 	for _, f := range []*api.Family{familyV4, familyV6} {
 		err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true},
 			func(d *api.Destination) {
@@ -74,36 +96,22 @@ func (s *Speaker) AuditBGP(ctx context.Context, adjOut func(netip.Prefix) bool) 
 					return
 				}
 				out.RIB[p] = paths
-				if out.InScope(p) && (adjOut == nil || adjOut(p)) {
-					ask[f][p] = true
+				if paths[0].Hold || !out.InScope(p) || out.Holds(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) {
+					return
+				}
+				read := ask.Confirm == nil || ask.Confirm(p)
+				out.LetOut[p] = read
+				if read {
+					adj[f][p] = true
 				}
 			})
 		if err = errors.Join(err, perr); err != nil {
 			return nil, fmt.Errorf("list global rib (%s): %w", f.Afi, err)
 		}
 	}
-	out.Checked = len(ask[familyV4]) + len(ask[familyV6])
-	if err := s.readAdjOut(ctx, out, ask); err != nil {
+	out.Checked = len(adj[familyV4]) + len(adj[familyV6])
+	if err := s.readAdjOut(ctx, out, adj); err != nil {
 		return nil, err
-	}
-	a, err := s.b.exportAssignment(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read global export assignment: %w", err)
-	}
-	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
-	sets, err := s.readSets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
-	out.Holds = func(p netip.Prefix) bool {
-		if !inPlace {
-			return false
-		}
-		if p.Addr().Is4() {
-			return heldBy(held4, p)
-		}
-		return heldBy(held6, p)
 	}
 	return out, nil
 }

@@ -17,6 +17,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/audit"
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
@@ -42,7 +43,7 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	x.received(t, []netip.Prefix{p1, p2, p6, local}, p1, p6, local)
 	receiver := netip.MustParseAddr(receiverAddr)
 
-	b, err := sp.AuditBGP(ctx, nil)
+	b, err := sp.AuditBGP(ctx, audit.Ask{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,15 +76,24 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 		}
 	}
 
-	// Only what the audit asks about is looked up in adj-out, and nothing
-	// when it asks about nothing (the neighbours are listed all the same).
-	if b, err = sp.AuditBGP(ctx, func(p netip.Prefix) bool { return p == p6 || p == p2 }); err != nil {
+	// Only what the audit asks about is looked up in adj-out, and of that
+	// only what GoBGP's gate lets out (p2 is held: no adj-out is needed to
+	// know it goes nowhere); nothing when it asks about nothing (the
+	// neighbours are listed all the same).
+	if b, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: func(p netip.Prefix) bool { return p == p6 || p == p2 }}); err != nil {
 		t.Fatal(err)
 	}
-	if b.Checked != 2 || len(b.Out) != 1 || !slices.Contains(b.Out[p6], receiver) || len(b.RIB) != 4 {
-		t.Errorf("asked about %v and %v: checked %d, out %v, %d destinations; want 2, %v only, 4", p6, p2, b.Checked, b.Out, len(b.RIB), p6)
+	if b.Checked != 1 || len(b.Out) != 1 || !slices.Contains(b.Out[p6], receiver) || len(b.RIB) != 4 || len(b.LetOut) != 1 || !b.LetOut[p6] {
+		t.Errorf("asked about %v and %v: checked %d, out %v, let out %v, %d destinations; want 1, %v only, %v read, 4", p6, p2, b.Checked, b.Out, b.LetOut, len(b.RIB), p6, p6)
 	}
-	if b, err = sp.AuditBGP(ctx, func(netip.Prefix) bool { return false }); err != nil {
+	// Let out but not to be confirmed: named, not read.
+	if b, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: func(p netip.Prefix) bool { return p == p6 }, Confirm: func(netip.Prefix) bool { return false }}); err != nil {
+		t.Fatal(err)
+	}
+	if b.Checked != 0 || len(b.Out) != 0 || len(b.LetOut) != 1 || b.LetOut[p6] {
+		t.Errorf("asked about %v, confirming nothing: checked %d, out %v, let out %v; want it named, unread", p6, b.Checked, b.Out, b.LetOut)
+	}
+	if b, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: func(netip.Prefix) bool { return false }}); err != nil {
 		t.Fatal(err)
 	}
 	if b.Checked != 0 || len(b.Out) != 0 || len(b.Neighbours) != 2 || len(b.RIB) != 4 {
@@ -98,7 +108,7 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if _, err := x.leaf.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: hp}); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = sp.AuditBGP(ctx, nil); err != nil {
+	if b, err = sp.AuditBGP(ctx, audit.Ask{}); err != nil {
 		t.Fatal(err)
 	}
 	if ps := b.RIB[p1]; len(ps) != 2 || !ps[0].Hold || !ps[0].Best || ps[0].Learned || !ps[1].Learned || ps[1].Hold {
@@ -113,7 +123,7 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if err := (serverBackend{x.leaf}).setExportAssignment(ctx, nil, api.RouteAction_ACCEPT); err != nil {
 		t.Fatal(err)
 	}
-	if b, err = sp.AuditBGP(ctx, nil); err != nil {
+	if b, err = sp.AuditBGP(ctx, audit.Ask{}); err != nil {
 		t.Fatal(err)
 	}
 	if b.Holds(p2) {
@@ -190,7 +200,7 @@ func TestAuditBGPCost(t *testing.T) {
 			var r0, r1 syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
 			start := time.Now()
-			b, err := sp.AuditBGP(ctx, c.adjOut)
+			b, err := sp.AuditBGP(ctx, audit.Ask{Unconfirmed: c.adjOut})
 			took := time.Since(start)
 			if err != nil {
 				t.Fatal(err)
