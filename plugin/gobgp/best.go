@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"net/netip"
 	"slices"
+	"sync"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
@@ -33,11 +34,15 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 
 // WatchBest follows GoBGP's best paths for the FIB installer. fn is called
 // first once with initial set and the whole table (possibly empty), then
-// with every change, in GoBGP's order, from one goroutine. A change is
-// reported only when a prefix's next hops differ from what was last
-// reported: a kernel route replaced by an identical one would lose its
-// hardware flags and be programmed again. It returns when ctx ends (nil)
-// or the watch breaks (ErrWatchEnded or the API's error).
+// with every change, in GoBGP's order, from one goroutine of its own:
+// WatchBest goes on draining GoBGP's watch and fencing while fn writes
+// routes, and what it reported meanwhile comes in fn's next call, one
+// report after the other (a prefix may come more than once; the last one
+// counts). A change is reported only when a prefix's next hops differ
+// from what was last reported: a kernel route replaced by an identical one
+// would lose its hardware flags and be programmed again. It returns when
+// ctx ends (nil) or the watch breaks (ErrWatchEnded or the API's error),
+// after fn's last call; a broken watch first delivers what it fenced.
 //
 // Before fn hears of a prefix whose best path goes, or changes what
 // neighbours receive (its attributes besides the next hop), the prefix is
@@ -79,6 +84,23 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	initial, marked := true, !batched
 	var snap []*api.Path
 	last := make(map[netip.Prefix]reported)
+	// fn runs in a goroutine of its own, fed in order: this loop only
+	// drains GoBGP's watch and fences. A fence must not wait for the
+	// kernel writes of the batches before it: while it waits, GoBGP keeps
+	// exporting paths learned again for prefixes still released.
+	q := newBestQueue()
+	delivered := make(chan struct{})
+	go func() {
+		defer close(delivered)
+		q.deliver(fn)
+	}()
+	defer func() {
+		// A broken watch delivers what it fenced (those routes must be
+		// written, or their prefixes would wait for a new route that
+		// never comes); a cancelled one, shutting down, does not.
+		q.close(ctx.Err() != nil)
+		<-delivered
+	}()
 	report := func(bs []BestPath, initial bool) {
 		if initial {
 			clear(last)
@@ -110,7 +132,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved), "err", err)
 		}
 		if initial || len(kept) > 0 {
-			fn(initial, kept)
+			q.push(initial, kept)
 		}
 	}
 	marker := func(withdraw bool) error {
@@ -171,6 +193,78 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 			}
 		}
+	}
+}
+
+// bestQueue hands WatchBest's fenced reports to its caller's fn in a
+// goroutine of their own, in order. Reports queued while fn is busy are
+// delivered in one call (their paths one after the other; the caller
+// takes the last word per prefix), except an initial one, always alone.
+type bestQueue struct {
+	mu     sync.Mutex
+	cond   *sync.Cond
+	items  []bestItem
+	closed bool
+	drop   bool
+}
+
+type bestItem struct {
+	initial bool
+	paths   []BestPath
+}
+
+func newBestQueue() *bestQueue {
+	q := &bestQueue{}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *bestQueue) push(initial bool, paths []BestPath) {
+	q.mu.Lock()
+	q.items = append(q.items, bestItem{initial, paths})
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// close ends deliver once what is queued is delivered, or at once when
+// drop is set.
+func (q *bestQueue) close(drop bool) {
+	q.mu.Lock()
+	q.closed, q.drop = true, drop
+	q.mu.Unlock()
+	q.cond.Signal()
+}
+
+// deliver calls fn for what is pushed until close.
+func (q *bestQueue) deliver(fn func(initial bool, paths []BestPath)) {
+	for {
+		q.mu.Lock()
+		for len(q.items) == 0 && !q.closed {
+			q.cond.Wait()
+		}
+		if len(q.items) == 0 || q.drop {
+			q.mu.Unlock()
+			return
+		}
+		it, n := q.items[0], 1
+		if !it.initial {
+			total := len(it.paths)
+			for n < len(q.items) && !q.items[n].initial {
+				total += len(q.items[n].paths)
+				n++
+			}
+			if n > 1 {
+				merged := make([]BestPath, 0, total)
+				for _, x := range q.items[:n] {
+					merged = append(merged, x.paths...)
+				}
+				it.paths = merged
+			}
+		}
+		clear(q.items[:n])
+		q.items = q.items[n:]
+		q.mu.Unlock()
+		fn(it.initial, it.paths)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -96,4 +97,89 @@ func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
 	if got := countHold(t, sp.b, sp.cfg.hold); got != 0 {
 		t.Errorf("%d HOLD paths left behind", got)
 	}
+}
+
+// TestFenceDoesNotWaitForTheInstaller: WatchBest fences while the FIB
+// installer is still writing an earlier batch (here: blocked in fn). A
+// fence that queued behind the kernel writes let GoBGP export paths
+// learned again meanwhile for prefixes still released; in the
+// steady-churn benchmark a slow pass of the installer's loop was a leak.
+// What is reported while fn is busy comes in its next call, in order.
+func TestFenceDoesNotWaitForTheInstaller(t *testing.T) {
+	x := newLoopLab(t)
+	sp, err := NewInProcess(x.leaf, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := sp.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close(context.Background()) })
+
+	var calls atomic.Int32
+	busy, free := make(chan struct{}), make(chan struct{})
+	var mu sync.Mutex
+	var got []BestPath
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- sp.WatchBest(wctx, func(initial bool, ps []BestPath) {
+			if calls.Add(1) == 2 { // the first change: the installer is slow
+				close(busy)
+				<-free
+			}
+			if !initial {
+				mu.Lock()
+				got = append(got, ps...)
+				mu.Unlock()
+			}
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchBest: %v", err)
+		}
+	})
+	release := sync.OnceFunc(func() { close(free) })
+	t.Cleanup(release) // runs first: a failing test does not leave fn blocked
+	lab.Eventually(t, 10*time.Second, "the initial table is delivered", func() error {
+		if calls.Load() == 0 {
+			return errors.New("not yet")
+		}
+		return nil
+	})
+
+	x.announce(t, false, p2)
+	<-busy // the installer is busy with p2's route
+	x.announce(t, false, p1)
+	x.learned(t, p1, p2)
+	if err := sp.Advertise(ctx, ads(gate.Transit, p1)); err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, []netip.Prefix{p1, p2}, p1)
+	x.announce(t, true, p1)
+	lab.Eventually(t, 10*time.Second, "p1 fenced while the installer is still busy", func() error {
+		if sp.IsReleased(p1) {
+			return errors.New("still released")
+		}
+		return nil
+	})
+	if n := calls.Load(); n != 2 {
+		t.Fatalf("fn called %d times while blocked, want 2", n)
+	}
+	release()
+	lab.Eventually(t, 10*time.Second, "the queued reports are delivered", func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		var order []string
+		for _, b := range got {
+			order = append(order, fmt.Sprintf("%v:%d", b.Prefix, len(b.Nexthops)))
+		}
+		if want := []string{p2.String() + ":1", p1.String() + ":1", p1.String() + ":0"}; !slices.Equal(order, want) {
+			return fmt.Errorf("delivered %v, want %v", order, want)
+		}
+		return nil
+	})
 }
