@@ -38,7 +38,7 @@ func TestAuditServiceAndMetrics(t *testing.T) {
 			d.Listener.View(func(m *fib.FIB) { f = audit.ReadFIB(m, d.Tracker.Policy(), nil, nil) })
 			return f
 		},
-		BGP: func(context.Context, func(netip.Prefix) bool) (*audit.BGP, error) {
+		BGP: func(context.Context, audit.Ask) (*audit.BGP, error) {
 			return &audit.BGP{At: time.Now(), Neighbours: []netip.Addr{nb}, Out: map[netip.Prefix][]netip.Addr{pending: {nb}},
 				InScope: func(netip.Prefix) bool { return true }, Holds: func(netip.Prefix) bool { return false }}, nil
 		},
