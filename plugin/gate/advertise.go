@@ -145,7 +145,12 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			adKeys, ads = append(adKeys, k), append(ads, e.advertisement(k))
 		}
 	}
-	clear(a.wds)
+	// Emptied queues are made anew: a map keeps the size it once had, and
+	// the first release of a full table fills this one with every prefix.
+	a.wds = map[prefixKey]Advertisement{}
+	if len(a.ads) == 0 {
+		a.ads = map[prefixKey]struct{}{}
+	}
 	t.mu.Unlock()
 	sortAds(wdKeys, wds)
 	sortAds(adKeys, ads)
@@ -168,7 +173,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				// change twice). List and Get show the time; watchers
 				// get it with the prefix's next change.
 				e.out = false
-				e.st.WithdrawnAt = now
+				e.st.WithdrawnAt = t.ep.at(now)
 				t.counters.withdrawn.Add(1)
 			}
 		}
@@ -202,7 +207,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				// until the tracker judges the route that follows.
 				e.out = false
 				e.st.Reason = "waiting for the route of BGP's new best path"
-				changed = append(changed, e.st)
+				changed = append(changed, t.ep.public(k, &e.st))
 				continue
 			}
 			if err != nil {
@@ -211,12 +216,12 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			}
 			t.byState[Confirmed]--
 			t.byState[Advertised]++
-			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, now, "", now
+			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, t.ep.at(now), "", t.ep.at(now)
 			t.counters.advertised.Add(1)
 			if t.observer != nil {
-				t.observer.ConfirmToAdvertise(now.Sub(e.st.ConfirmedAt))
+				t.observer.ConfirmToAdvertise(now.Sub(t.ep.time(e.st.ConfirmedAt)))
 			}
-			changed = append(changed, e.st)
+			changed = append(changed, t.ep.public(k, &e.st))
 		}
 		slices.SortFunc(changed, compareStates)
 		t.hub.Publish(changed)

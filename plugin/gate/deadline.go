@@ -2,7 +2,6 @@ package gate
 
 import (
 	"container/heap"
-	"time"
 )
 
 // numStates sizes arrays indexed by State.
@@ -16,14 +15,14 @@ const numStates = int(Refused) + 1
 type deadlines struct{ h dlHeap }
 
 type dlItem struct {
-	at time.Time
+	at stamp
 	k  prefixKey
 }
 
 type dlHeap []dlItem
 
 func (h dlHeap) Len() int           { return len(h) }
-func (h dlHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h dlHeap) Less(i, j int) bool { return h[i].at < h[j].at }
 func (h dlHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *dlHeap) Push(x any)        { *h = append(*h, x.(dlItem)) }
 func (h *dlHeap) Pop() any {
@@ -33,11 +32,11 @@ func (h *dlHeap) Pop() any {
 	return it
 }
 
-func (d *deadlines) push(k prefixKey, at time.Time) { heap.Push(&d.h, dlItem{at: at, k: k}) }
+func (d *deadlines) push(k prefixKey, at stamp) { heap.Push(&d.h, dlItem{at: at, k: k}) }
 
-func (d *deadlines) peek() (prefixKey, time.Time, bool) {
+func (d *deadlines) peek() (prefixKey, stamp, bool) {
 	if len(d.h) == 0 {
-		return prefixKey{}, time.Time{}, false
+		return prefixKey{}, 0, false
 	}
 	return d.h[0].k, d.h[0].at, true
 }

@@ -144,7 +144,7 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 			delete(t.ref.recs, k)
 			return RouteState{}, false, true
 		}
-		e = &entry{st: RouteState{Table: k.table, Prefix: k.prefix}}
+		e = &entry{}
 		t.entries[k] = e
 		defer t.track(k, e, 0) // evaluate tracks the entries it found
 	}
@@ -154,26 +154,26 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	if r != nil {
 		e.st.Flags = r.Flags // the route the refused one was to replace
 	}
-	e.deadline = time.Time{}
+	e.deadline = 0
 	switch {
 	case rec.dropped:
 		delete(t.ref.recs, k)
-		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, "BGP no longer has a path for it; the refused route is not written any more", now
-		e.st.Retries, e.st.NextRetry = 0, time.Time{}
-		e.deadline = now.Add(t.retention)
+		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, "BGP no longer has a path for it; the refused route is not written any more", t.ep.at(now)
+		e.st.Retries, e.st.NextRetry = 0, 0
+		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver = 0
 	case !rec.accepted.IsZero():
 		e.st.State, e.st.Reason = Pending, "the kernel took the route after it was refused; waiting for it to show in the FIB"
-		e.st.Retries, e.st.NextRetry = rec.Attempts, time.Time{}
-		e.deadline = rec.accepted.Add(awaitRoute)
-		e.pendingSince = now
+		e.st.Retries, e.st.NextRetry = rec.Attempts, 0
+		e.deadline = t.ep.at(rec.accepted.Add(awaitRoute))
+		e.pendingSince = t.ep.at(now)
 	default:
 		e.st.State = Refused
 		e.st.Reason = "the kernel refused the route: " + rec.Err
-		e.st.Retries, e.st.NextRetry = rec.Attempts, rec.NextRetry // not a change watchers hear of
+		e.st.Retries, e.st.NextRetry = rec.Attempts, t.ep.at(rec.NextRetry) // not a change watchers hear of
 	}
 	if e.st.State != before.State {
-		e.st.StateSince = now
+		e.st.StateSince = t.ep.at(now)
 		if e.st.State == Refused {
 			t.ref.transitions++
 		}
@@ -181,5 +181,5 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	if stateEqual(before, e.st) {
 		return RouteState{}, false, true
 	}
-	return e.st, true, true
+	return t.ep.public(k, &e.st), true, true
 }

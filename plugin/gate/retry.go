@@ -69,6 +69,15 @@ type retryState struct {
 	err      string    // why the last rewrite could not be done
 }
 
+// retryOf returns e's retry progress, made on first use: most prefixes
+// never fail, and it is 88 bytes.
+func (e *entry) retryOf() *retryState {
+	if e.retry == nil {
+		e.retry = &retryState{}
+	}
+	return e.retry
+}
+
 // retrier is the tracker's rewriting side: routes queued by judgements
 // (with t.mu held) and written by one goroutine outside the lock.
 type retrier struct {
@@ -98,17 +107,17 @@ func (t *Tracker) RetryStats() RetryStats {
 // retryFailed plans the retry of a prefix evaluate has just judged failed:
 // a new failure (or a rewrite's route that failed again) schedules the
 // next rewrite; a due one is queued. Called with t.mu held.
-func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, before RouteState, now time.Time) {
-	rs := &e.retry
+func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, before rstate, now time.Time) {
 	if t.rtr.rw == nil || s.Retry.Initial <= 0 {
-		*rs = retryState{}
+		e.retry = nil
 		return
 	}
+	rs := e.retryOf()
 	switch {
 	case rs.inFlight && e.ver == rs.ver && now.Before(rs.next):
 		// The rewrite's route has not shown yet: this is the old one.
 	case before.State != Failed || rs.inFlight:
-		if before.State != Failed && (before.ConfirmedAt.IsZero() || now.Sub(before.ConfirmedAt) >= s.Retry.Max) {
+		if before.State != Failed && (before.ConfirmedAt == 0 || now.Sub(t.ep.time(before.ConfirmedAt)) >= s.Retry.Max) {
 			rs.attempts = 0 // a new failure, not a flapping one
 		}
 		rs.inFlight = false
@@ -116,11 +125,11 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	case !now.Before(rs.next):
 		t.queueRewrite(k, e, s, r, now)
 	}
-	e.deadline = rs.next
+	e.deadline = t.ep.at(rs.next)
 	// Retries and NextRetry say how it goes; the reason changes only when
 	// a rewrite could not be done, so watchers see one line per failure,
 	// not one per retry.
-	e.st.Retries, e.st.NextRetry = rs.attempts, rs.next
+	e.st.Retries, e.st.NextRetry = rs.attempts, t.ep.at(rs.next)
 	if rs.err != "" {
 		e.st.Reason += "; the last retry could not write the route: " + rs.err
 	}
@@ -130,9 +139,9 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 // its retry wrote is being programmed (judged pending), and writes it
 // again when the next retry falls due before the driver answers. Called
 // with t.mu held.
-func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before RouteState, now time.Time) bool {
-	rs := &e.retry
-	if before.State != Failed || !rs.inFlight || t.rtr.rw == nil || s.Retry.Initial <= 0 {
+func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before rstate, now time.Time) bool {
+	rs := e.retry
+	if before.State != Failed || rs == nil || !rs.inFlight || t.rtr.rw == nil || s.Retry.Initial <= 0 {
 		return false
 	}
 	if !now.Before(rs.next) {
@@ -140,8 +149,8 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 	}
 	e.st.State, e.st.Reason = Failed, before.Reason
 	e.st.Flags, e.st.NexthopFlags = before.Flags, before.NexthopFlags // until the driver answers
-	e.st.Retries, e.st.NextRetry = rs.attempts, rs.next
-	e.deadline = rs.next
+	e.st.Retries, e.st.NextRetry = rs.attempts, t.ep.at(rs.next)
+	e.deadline = t.ep.at(rs.next)
 	return true
 }
 
@@ -150,10 +159,10 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 // report the two apart). Called with t.mu held, before evaluate touches
 // the entry; the caller tracks e.
 func (t *Tracker) rewriteGap(e *entry, r *fib.Route, now time.Time) (RouteState, bool, bool) {
-	if r != nil || e == nil || e.st.State != Failed || !e.retry.inFlight || !now.Before(e.retry.since.Add(awaitRoute)) {
+	if r != nil || e == nil || e.st.State != Failed || e.retry == nil || !e.retry.inFlight || !now.Before(e.retry.since.Add(awaitRoute)) {
 		return RouteState{}, false, false
 	}
-	e.deadline = e.retry.since.Add(awaitRoute) // shown as it was meanwhile
+	e.deadline = t.ep.at(e.retry.since.Add(awaitRoute)) // shown as it was meanwhile
 	return RouteState{}, false, true
 }
 
@@ -162,7 +171,7 @@ func (t *Tracker) queueRewrite(k prefixKey, e *entry, s *Scope, r *fib.Route, no
 		t.rtr.queue = map[prefixKey]fib.Route{}
 	}
 	t.rtr.queue[k] = r.Clone()
-	rs := &e.retry
+	rs := e.retryOf()
 	rs.attempts++
 	rs.inFlight, rs.since, rs.ver, rs.err = true, now, e.ver, ""
 	rs.next = now.Add(s.Retry.backoff().Delay(rs.attempts))
@@ -237,7 +246,7 @@ func (t *Tracker) rewritten(keys []prefixKey, errs []error, now time.Time) error
 		}
 		t.rtr.errors++
 		e := t.entries[k]
-		if e == nil {
+		if e == nil || e.retry == nil {
 			continue
 		}
 		e.retry.inFlight = false
@@ -306,7 +315,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 		if e == nil {
 			continue
 		}
-		rs := &e.retry
+		rs := e.retryOf()
 		rs.attempts++
 		rs.inFlight, rs.since, rs.ver, rs.err = true, now, vers[i], ""
 		if s, ok := t.policy.Match(k.table, k.prefix); ok && s.Retry.Initial > 0 {

@@ -35,15 +35,28 @@ type prefixKey struct {
 
 func keyOf(r *fib.Route) prefixKey { return prefixKey{r.Table, r.Prefix} }
 
-// entry is the gate's memory of one prefix.
+// entry is the gate's memory of one prefix (compact.go says why its
+// times are stamps).
 type entry struct {
-	st           RouteState
-	pendingSince time.Time
-	deadline     time.Time // next time the state may change by itself; zero if none
-	// origin is how the prefix reaches BGP (0: it is never advertised);
+	st           rstate
+	pendingSince stamp
+	deadline     stamp // next time the state may change by itself; zero if none
+	// heapAt is the deadline the entry is queued under in the tracker's
+	// deadline heap (zero: not queued).
+	heapAt stamp
+	// heldSince is when the current hold-down began.
+	heldSince stamp
+	// ver is the FIB version of the forwarding route the state refers to
+	// (fib.FIB.Version): a new version is a new route, which the speaker
+	// may have fenced, so it is released again rather than assumed out.
+	ver uint64
 	// nextHop is its forwarding route's first gateway.
-	origin  Origin
 	nextHop netip.Addr
+	// retry is the progress of retries of a failure (retry.go); nil until
+	// the first one.
+	retry *retryState
+	// origin is how the prefix reaches BGP (0: it is never advertised).
+	origin Origin
 	// out is set from the moment an Advertise is sent until a Withdraw
 	// succeeds: the speaker may have the prefix out.
 	out bool
@@ -51,17 +64,6 @@ type entry struct {
 	// one, and the prefix stays out until the new route is programmed,
 	// fails or runs out of time (make-before-break).
 	keep bool
-	// ver is the FIB version of the forwarding route the state refers to
-	// (fib.FIB.Version): a new version is a new route, which the speaker
-	// may have fenced, so it is released again rather than assumed out.
-	ver uint64
-	// heapAt is the deadline the entry is queued under in the tracker's
-	// deadline heap (zero: not queued).
-	heapAt time.Time
-	// retry is the progress of retries of a failure (retry.go).
-	retry retryState
-	// heldSince is when the current hold-down began.
-	heldSince time.Time
 }
 
 // Tracker keeps a RouteState per gated prefix from route events and the
@@ -69,6 +71,7 @@ type entry struct {
 // owns its state in one goroutine (Run); readers take a short lock.
 type Tracker struct {
 	src       Source
+	ep        epoch // turns entries' stamps into times
 	log       *slog.Logger
 	observer  Observer
 	retention time.Duration
@@ -128,6 +131,7 @@ func NewTracker(src Source, p Policy, opts ...TrackerOption) (*Tracker, error) {
 	}
 	t := &Tracker{
 		src:       src,
+		ep:        newEpoch(time.Now()),
 		log:       slog.New(slog.DiscardHandler),
 		retention: 10 * time.Minute,
 		policy:    p,
@@ -179,8 +183,8 @@ func (t *Tracker) List() []RouteState {
 
 func (t *Tracker) listLocked() []RouteState {
 	out := make([]RouteState, 0, len(t.entries))
-	for _, e := range t.entries {
-		out = append(out, e.st)
+	for k, e := range t.entries {
+		out = append(out, t.ep.public(k, &e.st))
 	}
 	slices.SortFunc(out, compareStates)
 	return out
@@ -200,11 +204,12 @@ func compareStates(a, b RouteState) int {
 func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	e, ok := t.entries[prefixKey{table, p.Masked()}]
+	k := prefixKey{table, p.Masked()}
+	e, ok := t.entries[k]
 	if !ok {
 		return RouteState{}, false
 	}
-	return e.st, true
+	return t.ep.public(k, &e.st), true
 }
 
 // Watch streams changed states until ctx ends or the tracker stops, after a
@@ -431,8 +436,9 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		}
 	}
 	if e != nil {
-		e.st.Retries, e.st.NextRetry = 0, time.Time{} // set again while failed
+		e.st.Retries, e.st.NextRetry = 0, 0 // set again while failed
 	}
+	at := t.ep.at(now)
 	if !inScope || r == nil {
 		if e == nil {
 			return RouteState{}, false
@@ -440,7 +446,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if e.st.State == Withdrawn {
 			// Forget it once BGP has it back and, unless it left the
 			// scope, the retention time has passed.
-			if !e.out && (!inScope || !now.Before(e.deadline)) {
+			if !e.out && (!inScope || !now.Before(t.ep.time(e.deadline))) {
 				t.forget(k, e)
 			}
 			return RouteState{}, false
@@ -449,22 +455,22 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if !inScope {
 			reason = "no longer in a gated scope"
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, reason, now, now
+		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, reason, at, at
 		e.st.Flags, e.st.NexthopFlags = 0, nil
-		e.deadline = now.Add(t.retention)
+		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver, e.keep = 0, false
 		if !inScope && !e.out {
 			t.forget(k, e)
 		}
-		return e.st, true
+		return t.ep.public(k, &e.st), true
 	}
 	if e == nil {
-		e = &entry{st: RouteState{Table: k.table, Prefix: k.prefix}}
+		e = &entry{}
 		t.entries[k] = e
 		defer t.track(k, e, 0)
 	}
 	if e.st.State == 0 || e.st.State == Withdrawn {
-		e.st.SeenAt, e.pendingSince = now, now
+		e.st.SeenAt, e.pendingSince = at, at
 		e.st.State = 0
 	}
 	before := e.st
@@ -492,7 +498,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			e.st.NexthopFlags = append(e.st.NexthopFlags, nh.HW)
 		}
 	}
-	e.deadline = time.Time{}
+	e.deadline = 0
 	wasUp := up(before.State)
 	if replaced {
 		// A new route (BGP chose other next hops, or someone rewrote it):
@@ -506,7 +512,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		e.keep = wasUp && e.out && t.stillOut(k.prefix)
 		wasUp = false
 		if !wasKeeping || !e.keep {
-			e.pendingSince = now
+			e.pendingSince = at
 		}
 	}
 	keeping := e.keep
@@ -514,7 +520,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	if keeping {
 		wasUp = false // out on the old route; the new one is judged afresh
 	}
-	if wasUp && scope.HoldDown.Max > 0 && now.Sub(before.ConfirmedAt) >= scope.HoldDown.Max {
+	if wasUp && scope.HoldDown.Max > 0 && now.Sub(t.ep.time(before.ConfirmedAt)) >= scope.HoldDown.Max {
 		e.st.Flaps = 0 // stable long enough: forgive old flaps
 	}
 	verdict, reason := scope.Judge(r)
@@ -531,7 +537,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if keeping {
 			// The replacement of a route that never went down: no
 			// hold-down.
-			t.programmed(now.Sub(e.pendingSince))
+			t.programmed(now.Sub(t.ep.time(e.pendingSince)))
 			t.confirm(e, now, "")
 			break
 		}
@@ -539,40 +545,42 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			// The hardware has just programmed it. Not after failed (the
 			// sample would be the failure's length) nor after a hold-down
 			// (it was programmed before the hold began).
-			t.programmed(now.Sub(e.pendingSince))
+			t.programmed(now.Sub(t.ep.time(e.pendingSince)))
 		}
 		if e.st.Flaps > 0 && scope.HoldDown.Initial > 0 {
 			if before.State != HeldDown {
 				hold := holdTime(scope.HoldDown, e.st.Flaps)
-				e.st.HoldUntil, e.heldSince = now.Add(hold), now
-				e.st.Reason = holdReason(e.st.Flaps, hold, e.st.HoldUntil)
+				e.st.HoldUntil, e.heldSince = t.ep.at(now.Add(hold)), at
+				e.st.Reason = holdReason(e.st.Flaps, hold, t.ep.time(e.st.HoldUntil))
 			}
-			if now.Before(e.st.HoldUntil) {
+			if now.Before(t.ep.time(e.st.HoldUntil)) {
 				e.st.State = HeldDown
 				e.deadline = e.st.HoldUntil
 				break
 			}
 		}
 		if before.State == HeldDown {
-			t.held.add(now.Sub(e.heldSince))
+			held := now.Sub(t.ep.time(e.heldSince))
+			t.held.add(held)
 			if t.observer != nil {
-				t.observer.HeldDown(now.Sub(e.heldSince))
+				t.observer.HeldDown(held)
 			}
 		}
 		t.confirm(e, now, "")
 	case VerdictPending, VerdictFailed:
 		if wasUp {
 			e.st.Flaps++
-			e.pendingSince = now
+			e.pendingSince = at
 		} else if before.State == HeldDown || before.State == Failed && verdict == VerdictPending {
-			e.pendingSince = now
+			e.pendingSince = at
 		}
+		pendingSince := t.ep.time(e.pendingSince)
 		if verdict == VerdictPending && keeping {
-			if limit := keepLimit(scope); now.Before(e.pendingSince.Add(limit)) {
+			if limit := keepLimit(scope); now.Before(pendingSince.Add(limit)) {
 				e.keep = true
 				e.st.State = before.State
 				e.st.Reason = fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit)
-				e.deadline = e.pendingSince.Add(limit)
+				e.deadline = t.ep.at(pendingSince.Add(limit))
 				break
 			}
 		}
@@ -593,10 +601,10 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		}
 		e.st.State, e.st.Reason = Pending, reason
 		if scope.PendingTimeout > 0 {
-			expiry := e.pendingSince.Add(scope.PendingTimeout)
+			expiry := pendingSince.Add(scope.PendingTimeout)
 			switch {
 			case now.Before(expiry):
-				e.deadline = expiry
+				e.deadline = t.ep.at(expiry)
 			case scope.FailOpen:
 				t.confirm(e, now, fmt.Sprintf("fail-open: no confirmation within %s", scope.PendingTimeout))
 			default:
@@ -605,12 +613,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		}
 	}
 	if e.st.State != before.State {
-		e.st.StateSince = now
+		e.st.StateSince = at
 	}
 	if stateEqual(before, e.st) {
 		return RouteState{}, false
 	}
-	return e.st, true
+	return t.ep.public(k, &e.st), true
 }
 
 // stillOut reports whether the speaker still has p out; without a way to
@@ -648,8 +656,8 @@ func sameNexthopFlags(have []fib.HWFlags, nhs []fib.Nexthop) bool {
 }
 
 func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
-	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, reason, now
-	e.st.HoldUntil = time.Time{}
+	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, reason, t.ep.at(now)
+	e.st.HoldUntil = 0
 	t.counters.confirmed.Add(1)
 }
 
@@ -684,24 +692,20 @@ func holdTime(h HoldDown, flaps int) time.Duration {
 	return time.Duration(d)
 }
 
-func stateEqual(a, b RouteState) bool {
-	return a.State == b.State && a.Reason == b.Reason && a.Flags == b.Flags && a.Scope == b.Scope &&
-		slices.Equal(a.NexthopFlags, b.NexthopFlags) && a.Flaps == b.Flaps && a.HoldUntil.Equal(b.HoldUntil)
-}
-
 // due returns the prefixes whose deadline has passed.
 func (t *Tracker) due(now time.Time) map[prefixKey]struct{} {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	keys := map[prefixKey]struct{}{}
+	nowAt := t.ep.at(now)
 	for {
 		k, at, ok := t.dl.peek()
-		if !ok || now.Before(at) {
+		if !ok || nowAt < at {
 			return keys
 		}
 		t.dl.pop()
-		if e := t.entries[k]; e != nil && e.heapAt.Equal(at) {
-			e.heapAt = time.Time{}
+		if e := t.entries[k]; e != nil && e.heapAt == at {
+			e.heapAt = 0
 			keys[k] = struct{}{}
 		}
 	}
@@ -724,11 +728,11 @@ func (t *Tracker) nextDeadline(now time.Time, more bool) time.Duration {
 		if !ok {
 			return next
 		}
-		if e := t.entries[k]; e == nil || !e.heapAt.Equal(at) {
+		if e := t.entries[k]; e == nil || e.heapAt != at {
 			t.dl.pop() // stale: the entry's deadline moved or it is gone
 			continue
 		}
-		return min(next, max(at.Sub(now), 0))
+		return min(next, max(t.ep.time(at).Sub(now), 0))
 	}
 }
 
@@ -745,7 +749,7 @@ func (t *Tracker) track(k prefixKey, e *entry, prev State) {
 		}
 		t.byState[e.st.State]++
 	}
-	if !e.deadline.IsZero() && !e.deadline.Equal(e.heapAt) {
+	if e.deadline != 0 && e.deadline != e.heapAt {
 		t.dl.push(k, e.deadline)
 		e.heapAt = e.deadline
 	}

@@ -1,0 +1,76 @@
+package gate
+
+import (
+	"slices"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// Memory: a tracker holds one entry per gated prefix, a full table's worth
+// (issue 10: 300 bytes per route for all of fibgate's own state). A
+// time.Time takes 24 bytes and an entry had twelve, so an entry keeps its
+// times as stamps and its state as rstate, which leaves out what the
+// map's key already says; RouteState is built only when someone reads it.
+
+// stamp is a time in 8 bytes: nanoseconds since the tracker's epoch, a
+// time.Time read at its start that carries the monotonic clock, so
+// deadlines do not move when the wall clock is stepped. 0 is "never".
+type stamp int64
+
+// epoch turns times into stamps and back.
+type epoch struct{ base time.Time }
+
+// newEpoch returns the epoch of a tracker made at now: a second earlier,
+// so that no time the tracker stores is the epoch itself (stamp 0).
+func newEpoch(now time.Time) epoch { return epoch{now.Add(-time.Second)} }
+
+func (c epoch) at(t time.Time) stamp {
+	if t.IsZero() {
+		return 0
+	}
+	if s := stamp(t.Sub(c.base)); s != 0 {
+		return s
+	}
+	return 1 // the epoch itself, a second before the tracker: never seen
+}
+
+func (c epoch) time(s stamp) time.Time {
+	if s == 0 {
+		return time.Time{}
+	}
+	return c.base.Add(time.Duration(s))
+}
+
+// rstate is RouteState as an entry keeps it: its table and prefix are the
+// entry's key, its times stamps.
+type rstate struct {
+	Scope        string
+	Reason       string
+	NexthopFlags []fib.HWFlags
+	Flaps        int
+	Retries      int
+	SeenAt       stamp
+	ConfirmedAt  stamp
+	AdvertisedAt stamp
+	WithdrawnAt  stamp
+	HoldUntil    stamp
+	StateSince   stamp
+	NextRetry    stamp
+	State        State
+	Flags        fib.HWFlags
+}
+
+// public is the RouteState of an entry's state.
+func (c epoch) public(k prefixKey, s *rstate) RouteState {
+	return RouteState{Table: k.table, Prefix: k.prefix, Scope: s.Scope, State: s.State, Reason: s.Reason,
+		Flags: s.Flags, NexthopFlags: s.NexthopFlags, SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
+		AdvertisedAt: c.time(s.AdvertisedAt), WithdrawnAt: c.time(s.WithdrawnAt), Flaps: s.Flaps,
+		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: s.Retries, NextRetry: c.time(s.NextRetry)}
+}
+
+// stateEqual says whether two states differ in what watchers hear of.
+func stateEqual(a, b rstate) bool {
+	return a.State == b.State && a.Reason == b.Reason && a.Flags == b.Flags && a.Scope == b.Scope &&
+		slices.Equal(a.NexthopFlags, b.NexthopFlags) && a.Flaps == b.Flaps && a.HoldUntil == b.HoldUntil
+}

@@ -1,0 +1,87 @@
+package gate
+
+import (
+	"context"
+	"net/netip"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+)
+
+// countingSpeaker accepts everything and keeps nothing per prefix, so
+// that a memory measurement counts the tracker alone.
+type countingSpeaker struct{}
+
+func (countingSpeaker) Advertise(context.Context, []Advertisement) error { return nil }
+func (countingSpeaker) Withdraw(context.Context, []Advertisement) error  { return nil }
+
+// heapInUse is the live heap after a full collection.
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkMemoryPerRoute measures what a gated route costs in memory
+// (issue 10's target: 300 bytes per route for all of fibgate's own state):
+// the FIB model holding N offloaded BGP routes with one gateway each,
+// then a tracker that judged and released all of them. Run with
+// -benchtime=1x (the table is 200k IPv4 /24s whatever -bench's N);
+// FIBGATE_MEM_PROFILE=file writes a heap profile with both in memory.
+func BenchmarkMemoryPerRoute(b *testing.B) {
+	const n = 200_000
+	for range b.N {
+		base := heapInUse()
+		src := newModelSource()
+		gw := netip.MustParseAddr("10.255.0.1")
+		for i := range n {
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(11 + i>>16), byte(i >> 8), byte(i), 0}), 24)
+			r := fib.Route{Table: fib.TableMain, Prefix: p, Type: fib.TypeUnicast, Protocol: fib.ProtoBGP,
+				Nexthops: []fib.Nexthop{{Gateway: gw, LinkIndex: 2}}}
+			if _, err := src.f.Add(r, fib.NLMCreate|fib.NLMExcl); err != nil {
+				b.Fatal(err)
+			}
+			src.f.SetFlags(&r, fib.Offload)
+		}
+		withFIB := heapInUse()
+		tr, err := NewTracker(src, DefaultPolicy(), WithSpeaker(countingSpeaker{}, ByProtocol(fib.ProtoBGP)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- tr.Run(ctx) }()
+		deadline := time.Now().Add(5 * time.Minute)
+		for tr.Stats().ByState[Released] < n {
+			if time.Now().After(deadline) {
+				b.Fatalf("%d of %d released after 5 min", tr.Stats().ByState[Released], n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		withTracker := heapInUse()
+		if f := os.Getenv("FIBGATE_MEM_PROFILE"); f != "" {
+			w, err := os.Create(f)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := pprof.WriteHeapProfile(w); err != nil {
+				b.Fatal(err)
+			}
+			w.Close()
+		}
+		b.ReportMetric(float64(withFIB-base)/n, "fib-B/route")
+		b.ReportMetric(float64(withTracker-withFIB)/n, "tracker-B/route")
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		runtime.KeepAlive(src)
+		runtime.KeepAlive(tr)
+	}
+}
