@@ -26,14 +26,8 @@ import (
 // local and HOLD paths, and the held sets judged as GoBGP judges them.
 func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	x := newLoopLab(t)
-	sp, err := NewInProcess(x.leaf, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := x.speaker(t)
 	ctx := context.Background()
-	if err := sp.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
 	local := netip.MustParsePrefix("10.3.0.0/24")
 	x.announce(t, false, p1, p2, p6)
 	x.learned(t, p1, p2, p6)

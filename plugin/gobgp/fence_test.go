@@ -35,15 +35,8 @@ func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
 	x := newLoopLab(t)
 	var clock atomic.Uint64
 	clock.Store(5)
-	sp, err := NewInProcess(x.leaf, Config{}, WithFIBClock(clock.Load))
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := x.speaker(t, WithFIBClock(clock.Load))
 	ctx := context.Background()
-	if err := sp.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close(context.Background()) })
 	both := []netip.Prefix{p1, p2}
 	x.announce(t, false, both...)
 	x.learned(t, both...)
@@ -68,7 +61,7 @@ func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
 		return nil
 	})
 
-	err = sp.Advertise(ctx, versioned(gate.Transit, 10, p1))
+	err := sp.Advertise(ctx, versioned(gate.Transit, 10, p1))
 	var se *gate.StaleError
 	if !errors.As(err, &se) || !slices.Equal(se.Prefixes, []netip.Prefix{p1}) {
 		t.Fatalf("Advertise of the route confirmed before the fence: %v, want a StaleError for %v", err, p1)
@@ -107,15 +100,8 @@ func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
 // What is reported while fn is busy comes in its next call, in order.
 func TestFenceDoesNotWaitForTheInstaller(t *testing.T) {
 	x := newLoopLab(t)
-	sp, err := NewInProcess(x.leaf, Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sp := x.speaker(t)
 	ctx := context.Background()
-	if err := sp.Bootstrap(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close(context.Background()) })
 
 	var calls atomic.Int32
 	busy, free := make(chan struct{}), make(chan struct{})

@@ -94,6 +94,21 @@ func newLoopLab(t *testing.T) *loopLab {
 	return x
 }
 
+// speaker starts a bootstrapped in-process Speaker on the leaf, closed
+// when the test ends.
+func (x *loopLab) speaker(t *testing.T, opts ...Option) *Speaker {
+	t.Helper()
+	sp, err := NewInProcess(x.leaf, Config{}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Bootstrap(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sp.Close(context.Background()) })
+	return sp
+}
+
 // announce makes the feeder announce (or withdraw) ps.
 func (x *loopLab) announce(t *testing.T, withdraw bool, ps ...netip.Prefix) {
 	t.Helper()
