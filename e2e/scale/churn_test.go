@@ -234,7 +234,10 @@ type churnResult struct {
 	// how long the last one took.
 	auditPasses int
 	auditLast   time.Duration
-	profiled    bool
+	// speakerErrors counts the gate's failed Advertise and Withdraw calls
+	// over the churn: each is retried after a back-off (100 ms first).
+	speakerErrors int
+	profiled      bool
 	// gateErr: the gate's record could not be read (its figures are
 	// partial).
 	gateErr string
@@ -248,9 +251,9 @@ func (r churnResult) line() string {
 	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
 		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
 	if r.gated {
-		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route (held there %s); withdrawals at the observer after the route left %s; %d audit passes (the last %v)",
+		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route (held there %s); withdrawals at the observer after the route left %s; %d audit passes (the last %v); %d failed speaker calls",
 			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs),
-			r.early, r.stayed, r.leaked, summary(r.leakedFor), summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond))
+			r.early, r.stayed, r.leaked, summary(r.leakedFor), summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond), r.speakerErrors)
 	}
 	if !r.quiet {
 		s += " (the leaf was not idle when the churn began)"
@@ -422,6 +425,7 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			r.histHW = after["fibgate_time_to_hardware_seconds"].minus(before["fibgate_time_to_hardware_seconds"])
 			r.auditPasses = int(after["fibgate_audit_passes_total"].value - before["fibgate_audit_passes_total"].value)
 			r.auditLast = time.Duration(after["fibgate_audit_pass_seconds"].value * float64(time.Second))
+			r.speakerErrors = int(after["fibgate_speaker_errors_total"].value - before["fibgate_speaker_errors_total"].value)
 		}
 		if gt, err = r.gate(ctx, c.routes, plan, sent, c.watch.Since(churnStart)); err != nil {
 			t.Errorf("the gate's record of the churned prefixes: %v", err)
