@@ -92,15 +92,7 @@ func (c *chaosLab) killGobgpd() fault {
 	pause := c.duration(0, 500)
 	return fault{kind: "kill -9 gobgpd", what: fmt.Sprintf("kill -9 gobgpd, restart after %v", pause), do: func(t *testing.T) {
 		g := c.leaf.gobgpd
-		if err := g.Signal(syscall.SIGKILL); err != nil {
-			t.Fatalf("kill gobgpd: %v", err)
-		}
-		lab.Eventually(t, 10*time.Second, "gobgpd killed", func() error {
-			if !g.Exited() {
-				return fmt.Errorf("still running")
-			}
-			return nil
-		})
+		g.SignalAndWait(t, syscall.SIGKILL, 10*time.Second)
 		time.Sleep(pause)
 		g.Restart(t)
 	}}

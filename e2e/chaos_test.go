@@ -473,16 +473,7 @@ func (c *chaosLab) gateReleasedAll(t *testing.T) {
 func (c *chaosLab) stopCleanly(t *testing.T) {
 	t.Helper()
 	l := c.leaf
-	if err := l.proc.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, 40*time.Second, l.name+" exits", func() error {
-		if !l.proc.Exited() {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	})
-	if code := l.proc.Cmd.ProcessState.ExitCode(); code != 0 {
+	if code := l.proc.SignalAndWait(t, syscall.SIGTERM, 40*time.Second); code != 0 {
 		t.Errorf("%s exit status %d after SIGTERM, want 0", c.daemon(), code)
 	}
 	lab.Eventually(t, 20*time.Second, "the observer empty and no installed route left", func() error {

@@ -280,15 +280,7 @@ func (l *leaf) run(tb testing.TB) {
 // kill ends the leaf's daemon with SIGKILL: no shutdown sequence at all.
 func (l *leaf) kill(tb testing.TB) {
 	tb.Helper()
-	if err := l.proc.Signal(syscall.SIGKILL); err != nil {
-		tb.Fatal(err)
-	}
-	lab.Eventually(tb, 10*time.Second, l.name+" killed", func() error {
-		if !l.proc.Exited() {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	})
+	l.proc.SignalAndWait(tb, syscall.SIGKILL, 10*time.Second)
 }
 
 // gobgp runs the stock gobgp CLI against the leaf's GoBGP API.

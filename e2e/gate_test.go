@@ -266,16 +266,7 @@ func (f *fabric) terminated(t *testing.T) {
 	leaves := f.leaves()
 	slices.Reverse(leaves)
 	for _, l := range leaves {
-		if err := l.proc.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		lab.Eventually(t, 40*time.Second, l.name+" exits", func() error {
-			if !l.proc.Exited() {
-				return fmt.Errorf("still running")
-			}
-			return nil
-		})
-		if code := l.proc.Cmd.ProcessState.ExitCode(); code != 0 {
+		if code := l.proc.SignalAndWait(t, syscall.SIGTERM, 40*time.Second); code != 0 {
 			t.Errorf("%s exit status %d, want 0 (log %s)", l.name, code, filepath.Base(l.proc.Log))
 		}
 		if left := l.kernelBGPRoutes(t); len(left) > 0 {

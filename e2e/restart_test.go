@@ -213,16 +213,7 @@ func (g *grLab) leafRestarts(t *testing.T) {
 	l := g.leaf
 	w := watchObserver(t, g.obs, grLeafOb, g.stable)
 	start := time.Now()
-	if err := l.proc.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, 20*time.Second, "gobgpd-ext stopped", func() error {
-		if !l.proc.Exited() {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	})
-	if code := l.proc.Cmd.ProcessState.ExitCode(); code != 0 {
+	if code := l.proc.SignalAndWait(t, syscall.SIGTERM, 20*time.Second); code != 0 {
 		t.Errorf("gobgpd-ext exited %d after SIGTERM, want 0", code)
 	}
 	if b, _ := os.ReadFile(l.proc.Log); !strings.Contains(string(b), "stopped for a restart") {

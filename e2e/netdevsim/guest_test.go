@@ -454,15 +454,7 @@ func (r *rig) waitObserved(tb testing.TB, timeout time.Duration, ps ...netip.Pre
 // kill ends the leaf's daemon with SIGKILL: no shutdown sequence at all.
 func (r *rig) kill(tb testing.TB) {
 	tb.Helper()
-	if err := r.daemon.Signal(syscall.SIGKILL); err != nil {
-		tb.Fatal(err)
-	}
-	lab.Eventually(tb, 10*time.Second, r.name+" killed", func() error {
-		if !r.daemon.Exited() {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	})
+	r.daemon.SignalAndWait(tb, syscall.SIGKILL, 10*time.Second)
 }
 
 // sh runs a command and fails the test with its output if it fails.

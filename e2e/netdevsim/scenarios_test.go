@@ -364,16 +364,7 @@ func (r *rig) killed(t *testing.T) {
 // sidecar's gobgpd, no API socket, and the observer has none of the gated
 // prefixes (withdrawn by fibgated, or gone with gobgpd-ext's sessions).
 func (r *rig) terminated(t *testing.T) {
-	if err := r.daemon.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, 60*time.Second, r.name+" exits", func() error {
-		if !r.daemon.Exited() {
-			return fmt.Errorf("still running")
-		}
-		return nil
-	})
-	if code := r.daemon.Cmd.ProcessState.ExitCode(); code != 0 {
+	if code := r.daemon.SignalAndWait(t, syscall.SIGTERM, 60*time.Second); code != 0 {
 		t.Errorf("%s exit status %d, want 0", r.name, code)
 	}
 	if left := r.kernelRoutes(t); len(left) > 0 {

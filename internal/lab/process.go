@@ -85,6 +85,22 @@ func (p *Process) Stop(tb testing.TB) {
 // Signal sends sig to the daemon itself.
 func (p *Process) Signal(sig syscall.Signal) error { return p.Cmd.Process.Signal(sig) }
 
+// SignalAndWait sends sig to the daemon and waits up to timeout for it to
+// end (the test fails at once if it does not), returning its exit status:
+// how the tests stop, kill and restart the daemons under test.
+func (p *Process) SignalAndWait(tb testing.TB, sig syscall.Signal, timeout time.Duration) int {
+	tb.Helper()
+	if err := p.Signal(sig); err != nil {
+		tb.Fatalf("%s: signal %v: %v", p.name, sig, err)
+	}
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		tb.Fatalf("%s still running %v after %v", p.name, timeout, sig)
+	}
+	return p.Cmd.ProcessState.ExitCode()
+}
+
 // Exited says whether the process has ended.
 func (p *Process) Exited() bool {
 	select {
