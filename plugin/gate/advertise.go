@@ -216,7 +216,8 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			}
 			t.byState[Confirmed]--
 			t.byState[Advertised]++
-			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, t.ep.at(now), "", t.ep.at(now)
+			at := t.ep.at(now)
+			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, "", at
 			t.counters.advertised.Add(1)
 			if t.observer != nil {
 				t.observer.ConfirmToAdvertise(now.Sub(t.ep.time(e.st.ConfirmedAt)))

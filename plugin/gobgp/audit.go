@@ -96,7 +96,9 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 					return
 				}
 				out.RIB[p] = paths
-				if paths[0].Hold || !out.InScope(p) || out.Holds(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) {
+				// Unconfirmed before Holds: most prefixes are confirmed, and
+				// a held-set lookup walks up to a prefix length of maps.
+				if paths[0].Hold || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
 					return
 				}
 				read := ask.Confirm == nil || ask.Confirm(p)
