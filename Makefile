@@ -71,7 +71,8 @@ blackhole-report: deps ## measure probes lost with and without the gate at 100ms
 
 # bench-scale's settings: table sizes (counts such as 20k or 1m, or full),
 # leaves (ext, ext-fib, sidecar, gobgpd, frr, originated, or all), rounds,
-# and families (ipv4,ipv6 or ipv4).
+# and families (ipv4,ipv6 or ipv4); PPROF=dir also takes gobgpd-ext's CPU
+# profile of its first 15 s and a 5 s execution trace in their middle.
 SIZES      ?= 120k
 MODES      ?= all
 ROUNDS     ?= 1
@@ -79,7 +80,7 @@ FAMILIES   ?= ipv4,ipv6
 
 bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (SIZES=120k,full MODES=all ROUNDS=1); writes docs/scale.{md,svg} (root)
 	set -o pipefail; FIBGATE_SCALE_BIN=$(CURDIR)/$(BIN) FIBGATE_SCALE_SIZES=$(SIZES) FIBGATE_SCALE_MODES=$(MODES) \
-	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
+	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_PPROF=$(PPROF) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
 	  FIBGATE_SCALE_COMMAND="make bench-scale SIZES=$(SIZES) MODES=$(MODES) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)" \
 	  $(GO) test -tags scale -count=1 -timeout 12h -run TestScaleBench -v ./e2e/scale/ | grep -E 'round [0-9]+:|^(ok|FAIL|---|panic)|_test.go'
 

@@ -22,6 +22,8 @@ import (
 //	FIBGATE_SCALE_TIMEOUT   how long a leaf may take; default 10 min for the full table, scaled by size, at least 2 min
 //	FIBGATE_SCALE_REPORT    directory for scale.md and scale.svg (rewritten after every run)
 //	FIBGATE_SCALE_COMMAND   the command line the report names
+//	FIBGATE_SCALE_PPROF     a directory for gobgpd-ext's CPU profile of the convergence and a 5 s execution trace
+//	FIBGATE_SCALE_PPROF_FOR how long that profile runs from the moment the leaf listens; 15s by default
 //
 // A leaf that is not full in time is a result ("not full after T: X of
 // N"), not a failure; the test fails only when the lab itself does.
@@ -45,7 +47,7 @@ func TestScaleBench(t *testing.T) {
 		for round := 1; round <= cfg.rounds; round++ {
 			for _, m := range cfg.modes {
 				t.Run(fmt.Sprintf("%s/%d/%s", size, round, m.key), func(t *testing.T) {
-					r := run(t, m, tab, timeout)
+					r := run(t, m, tab, timeout, cfg.prof)
 					r.size, r.round = size, round
 					t.Logf("%s, %s (%d IPv4 + %d IPv6), round %d: %s; RSS %.0f MiB, CPU %.1f s, %d kernel routes",
 						m.title, size, len(tab.v4), len(tab.v6), round, r.outcome(), mib(r.peakRSS), r.cpu.Seconds(), r.kernel)
@@ -70,6 +72,7 @@ type benchSettings struct {
 	timeout time.Duration
 	dir     string
 	command string
+	prof    profiling
 }
 
 func benchConfig() (benchSettings, error) {
@@ -119,6 +122,14 @@ func benchConfig() (benchSettings, error) {
 			return c, fmt.Errorf("FIBGATE_SCALE_TIMEOUT=%q: want a duration such as 10m", s)
 		}
 		c.timeout = d
+	}
+	c.prof = profiling{dir: os.Getenv("FIBGATE_SCALE_PPROF"), span: 15 * time.Second}
+	if s := os.Getenv("FIBGATE_SCALE_PPROF_FOR"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < time.Second {
+			return c, fmt.Errorf("FIBGATE_SCALE_PPROF_FOR=%q: want a duration of 1s or more", s)
+		}
+		c.prof.span = d
 	}
 	return c, nil
 }

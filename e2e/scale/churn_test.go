@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +19,6 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
-	"github.com/vishvananda/netns"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -756,47 +753,6 @@ func sendPaths(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, wit
 	return nil
 }
 
-// dialIn connects to addr from inside network namespace ns: the socket is
-// made on this goroutine's thread while it is in ns, and keeps the
-// namespace.
-func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	// A thread that cannot go back stays locked: it ends with the
-	// goroutine instead of serving others in the wrong namespace.
-	if netns.Set(orig) == nil {
-		runtime.UnlockOSThread()
-	}
-	return conn, err
-}
-
-// httpIn is an HTTP client whose connections are made inside ns.
-func httpIn(ns string, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return dialIn(ctx, ns, network, addr)
-		},
-	}}
-}
-
 // scrape reads the histograms of a Prometheus endpoint in ns.
 func scrape(ns, addr string) (map[string]histogram, error) {
 	resp, err := httpIn(ns, 2*time.Minute).Get("http://" + addr + "/metrics")
@@ -812,45 +768,6 @@ func scrape(ns, addr string) (map[string]histogram, error) {
 		return nil, fmt.Errorf("%s/metrics: %s", addr, resp.Status)
 	}
 	return parseHistograms(string(b))
-}
-
-// profile takes a CPU profile of gobgpd-ext's pprof at addr in ns for d,
-// and a 5 s execution trace in its middle, into base.cpu.pprof and
-// base.trace.
-func profile(ns, addr string, d time.Duration, base string) error {
-	errs := make(chan error, 1)
-	go func() {
-		time.Sleep(max(0, d/2-2500*time.Millisecond)) // the trace's place in the churn
-		errs <- fetch(ns, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=5", addr), base+".trace", 30*time.Second)
-	}()
-	err := fetch(ns, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())), base+".cpu.pprof", d+time.Minute)
-	if terr := <-errs; err == nil {
-		err = terr
-	}
-	return err
-}
-
-func fetch(ns, url, file string, timeout time.Duration) error {
-	resp, err := httpIn(ns, timeout).Get(url)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
-	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return err
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return fmt.Errorf("%s: %w", url, err)
-	}
-	return f.Close()
 }
 
 // writeChurnCSV writes one line per change: the prefix, withdraw or

@@ -3,16 +3,23 @@
 package scale
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/fib/fibtest"
@@ -453,7 +460,7 @@ func (r result) outcome() string {
 // run measures one leaf of mode on a fresh topology with tab: from the
 // leaf's start until the observer has every prefix, or timeout. Problems
 // of the lab itself fail t; a leaf that is slow or dies is a result.
-func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
+func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling) result {
 	t.Helper()
 	lab.RequireRoot(t)
 	lab.RequireBird(t)
@@ -497,6 +504,9 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
 		})
 	}
 
+	if prof.dir != "" && m.key == "ext" {
+		leaf.pprof = "127.0.0.1:6060"
+	}
 	r.load, r.foreign = loadAverage(), foreign()
 	start := time.Now()
 	ds := m.start(t, leaf)
@@ -519,6 +529,18 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
 		time.Sleep(10 * time.Millisecond) // polling /proc for the listener
 	}
 	r.listen = time.Since(start)
+	if leaf.pprof != "" {
+		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
+		done := make(chan error, 1)
+		go func() { done <- profile(leaf.ns, leaf.pprof, prof.span, base) }()
+		defer func() {
+			if err := <-done; err != nil {
+				t.Errorf("profile: %v", err)
+			} else {
+				t.Logf("profiles: %s.cpu.pprof, %s.trace", base, base)
+			}
+		}()
+	}
 	for _, s := range tab.sessions() {
 		if src != nil {
 			if err := src.Enable(s); err != nil {
@@ -581,6 +603,94 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration) result {
 	}
 	r.kernel = k
 	return r
+}
+
+// dialIn connects to addr from inside network namespace ns: the socket is
+// made on this goroutine's thread while it is in ns, and keeps the
+// namespace.
+func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("current netns: %w", err)
+	}
+	defer orig.Close()
+	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
+	if err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("open netns %s: %w", ns, err)
+	}
+	defer h.Close()
+	if err := netns.Set(h); err != nil {
+		runtime.UnlockOSThread()
+		return nil, fmt.Errorf("enter netns %s: %w", ns, err)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	// A thread that cannot go back stays locked: it ends with the
+	// goroutine instead of serving others in the wrong namespace.
+	if netns.Set(orig) == nil {
+		runtime.UnlockOSThread()
+	}
+	return conn, err
+}
+
+// httpIn is an HTTP client whose connections are made inside ns.
+func httpIn(ns string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dialIn(ctx, ns, network, addr)
+		},
+	}}
+}
+
+// profile takes a CPU profile of gobgpd-ext's pprof at addr in ns for d,
+// and a 5 s execution trace in its middle, into base.cpu.pprof and
+// base.trace.
+func profile(ns, addr string, d time.Duration, base string) error {
+	errs := make(chan error, 1)
+	go func() {
+		time.Sleep(max(0, d/2-2500*time.Millisecond)) // the trace's place in the churn
+		errs <- fetch(ns, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=5", addr), base+".trace", 30*time.Second)
+	}()
+	err := fetch(ns, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())), base+".cpu.pprof", d+time.Minute)
+	if terr := <-errs; err == nil {
+		err = terr
+	}
+	return err
+}
+
+func fetch(ns, url, file string, timeout time.Duration) error {
+	resp, err := httpIn(ns, timeout).Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("%s: %w", url, err)
+	}
+	return f.Close()
+}
+
+// profiling says where TestScaleBench puts gobgpd-ext's profiles of the
+// convergence (dir; "" for none) and how long the CPU profile runs from
+// the moment the leaf listens (span).
+type profiling struct {
+	dir  string
+	span time.Duration
 }
 
 // addStatic writes the table into the leaf's kernel as static routes on a

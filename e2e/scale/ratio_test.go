@@ -62,7 +62,7 @@ func TestScaleRatio(t *testing.T) {
 	var stock, gated time.Duration
 	for round := 1; round <= 2; round++ {
 		var s, g result
-		if !t.Run(fmt.Sprintf("stock gobgpd %d", round), func(t *testing.T) { s = run(t, stockMode, tab, 60*time.Second) }) {
+		if !t.Run(fmt.Sprintf("stock gobgpd %d", round), func(t *testing.T) { s = run(t, stockMode, tab, 60*time.Second, profiling{}) }) {
 			t.FailNow()
 		}
 		t.Logf("round %d, stock gobgpd: %s (listening after %.2f s, first prefix at %.2f s)", round, s.outcome(), s.listen.Seconds(), s.first.Seconds())
@@ -73,7 +73,7 @@ func TestScaleRatio(t *testing.T) {
 			stock = s.elapsed
 		}
 		bound := min(max(time.Duration(2*limit*float64(stock)), 20*time.Second), 45*time.Second)
-		if !t.Run(fmt.Sprintf("gobgpd-ext gated %d", round), func(t *testing.T) { g = run(t, gatedMode, tab, bound) }) {
+		if !t.Run(fmt.Sprintf("gobgpd-ext gated %d", round), func(t *testing.T) { g = run(t, gatedMode, tab, bound, profiling{}) }) {
 			t.FailNow()
 		}
 		t.Logf("round %d, gobgpd-ext gated: %s (listening after %.2f s, first prefix at %.2f s, %d kernel routes)", round, g.outcome(), g.listen.Seconds(), g.first.Seconds(), g.kernel)
