@@ -261,8 +261,8 @@ func TestTopOncePrintsOneFrameFromADaemon(t *testing.T) {
 		}
 	}
 	for _, re := range []string{
-		`\n203\.0\.113\.0/26 +254 +\d+(\.\d)?(ms|s) +nets +waiting for hardware\n`,
-		`\n2001:db8:7::/48 +254 +\d+(\.\d)?(ms|s) +nets +waiting for hardware\n`,
+		`\n203\.0\.113\.0/26 +254 +\d+(\.\d)?(µs|ms|s) +nets +waiting for hardware\n`,
+		`\n2001:db8:7::/48 +254 +\d+(\.\d)?(µs|ms|s) +nets +waiting for hardware\n`,
 	} {
 		if !regexp.MustCompile(re).MatchString(out) {
 			t.Errorf("output does not match %s", re)
