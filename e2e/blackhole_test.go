@@ -80,10 +80,12 @@ func TestBlackhole(t *testing.T) {
 			// A release is per prefix, not per path: when the VIP's best
 			// path at leaf1 changes from the spines' to host1's, GoBGP
 			// exports it at once, a few ms before the fence takes the
-			// prefix back until the new route is programmed
-			// (docs/design-notes.md, "Make-before-break"). Not seen since the prober
-			// has a default route (below); the window is real, so a few
-			// probes are allowed.
+			// prefix back until the new route is programmed. (No kept copy
+			// here: the spine's AS is in the previous path only, so GoBGP
+			// would send it neither the copy nor a withdrawal;
+			// docs/design-notes.md, "Make-before-break".) Not seen since
+			// the prober has a default route (below); the window is real,
+			// so a few probes are allowed.
 			//
 			// The single IPv6 probes lost before, in this event and in
 			// "primary withdrawn", were the prober's own: host3 counted

@@ -53,20 +53,27 @@ func AnnounceIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, 
 	return sendIPv4(ctx, c, ps, nh, false)
 }
 
+// AnnounceIPv4With is AnnounceIPv4 with attributes of the test's own (an
+// AS_PATH to prepend to gobgpd's AS, communities): how a test makes one
+// neighbour's paths better or worse than another's.
+func AnnounceIPv4With(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr, extra ...bgp.PathAttributeInterface) error {
+	return sendIPv4(ctx, c, ps, nh, false, extra...)
+}
+
 // WithdrawIPv4 deletes the paths AnnounceIPv4 added for ps (with the same
 // next hop), in the same batches.
 func WithdrawIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr) error {
 	return sendIPv4(ctx, c, ps, nh, true)
 }
 
-func sendIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr, withdraw bool) error {
-	origin, err := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP).Serialize()
-	if err != nil {
-		return fmt.Errorf("origin attribute: %w", err)
-	}
-	hop, err := bgp.NewPathAttributeNextHop(nh.String()).Serialize()
-	if err != nil {
-		return fmt.Errorf("next hop attribute %v: %w", nh, err)
+func sendIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh netip.Addr, withdraw bool, extra ...bgp.PathAttributeInterface) error {
+	var attrs [][]byte
+	for _, a := range append([]bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP), bgp.NewPathAttributeNextHop(nh.String())}, extra...) {
+		b, err := a.Serialize()
+		if err != nil {
+			return fmt.Errorf("%s attribute: %w", a.GetType(), err)
+		}
+		attrs = append(attrs, b)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream if we return early
@@ -81,7 +88,7 @@ func sendIPv4(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, nh n
 		for i, p := range ps[:n] {
 			a := p.Addr().As4()
 			nlri := append([]byte{byte(p.Bits())}, a[:(p.Bits()+7)/8]...)
-			paths[i] = &api.Path{Family: bulkFamilyV4, NlriBinary: nlri, PattrsBinary: [][]byte{origin, hop}, IsWithdraw: withdraw}
+			paths[i] = &api.Path{Family: bulkFamilyV4, NlriBinary: nlri, PattrsBinary: attrs, IsWithdraw: withdraw}
 		}
 		if err := s.Send(&api.AddPathStreamRequest{TableType: api.TableType_GLOBAL, Paths: paths}); err != nil {
 			if _, rerr := s.CloseAndRecv(); rerr != nil {
@@ -125,11 +132,36 @@ type BestWatch struct {
 	log  []Sighting
 	err  error
 	done chan struct{}
+	// asPaths, when not nil (WatchBestASPaths), holds the AS path length
+	// of what the speaker holds per prefix; asLog its changes.
+	asPaths map[netip.Prefix]int
+	asLog   []ASPathSighting
+}
+
+// ASPathSighting is a change of the AS path a watched speaker holds for
+// a prefix: its length from At on (0: the prefix went).
+type ASPathSighting struct {
+	P   netip.Prefix
+	Len int
+	At  time.Time
 }
 
 // WatchBest starts watching the best paths of the gobgpd behind conn,
 // the current table first. The watch ends when the test does.
 func WatchBest(tb testing.TB, conn *grpc.ClientConn) *BestWatch {
+	tb.Helper()
+	return watchBest(tb, conn, false)
+}
+
+// WatchBestASPaths is WatchBest that also logs every change of the AS
+// path's length per prefix (ASPathsSince): what a make-before-break test
+// needs to tell a neighbour's old path from its new one.
+func WatchBestASPaths(tb testing.TB, conn *grpc.ClientConn) *BestWatch {
+	tb.Helper()
+	return watchBest(tb, conn, true)
+}
+
+func watchBest(tb testing.TB, conn *grpc.ClientConn, asPaths bool) *BestWatch {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req := &api.WatchEventRequest{
@@ -144,6 +176,9 @@ func WatchBest(tb testing.TB, conn *grpc.ClientConn) *BestWatch {
 		tb.Fatalf("watch best paths: %v", err)
 	}
 	w := &BestWatch{now: map[netip.Prefix]bool{}, done: make(chan struct{})}
+	if asPaths {
+		w.asPaths = map[netip.Prefix]int{}
+	}
 	go func() {
 		defer close(w.done)
 		for {
@@ -178,6 +213,16 @@ func (w *BestWatch) record(paths []*api.Path, at time.Time) {
 		}
 		p := netip.PrefixFrom(a, int(n.PrefixLen)).Masked()
 		present := !path.GetIsWithdraw()
+		if w.asPaths != nil {
+			l := 0
+			if present {
+				l = asPathLen(path)
+			}
+			if old, ok := w.asPaths[p]; !ok && l > 0 || ok && old != l {
+				w.asPaths[p] = l
+				w.asLog = append(w.asLog, ASPathSighting{P: p, Len: l, At: at})
+			}
+		}
 		if w.now[p] == present {
 			continue // another best path of a prefix it holds
 		}
@@ -212,6 +257,40 @@ func (w *BestWatch) Since(since time.Time) []Sighting {
 	var out []Sighting
 	for _, s := range w.log {
 		if !s.At.Before(since) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// asPathLen counts the ASes of a path's AS_PATH (a set counts once).
+func asPathLen(p *api.Path) int {
+	for _, a := range p.GetPattrs() {
+		var m api.AsPathAttribute
+		if !a.MessageIs(&m) || a.UnmarshalTo(&m) != nil {
+			continue
+		}
+		n := 0
+		for _, seg := range m.Segments {
+			if seg.Type == api.AsSegment_AS_SET {
+				n++
+			} else {
+				n += len(seg.Numbers)
+			}
+		}
+		return n
+	}
+	return 0
+}
+
+// ASPathsSince returns the AS path changes logged at or after t, oldest
+// first (WatchBestASPaths).
+func (w *BestWatch) ASPathsSince(t time.Time) []ASPathSighting {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []ASPathSighting
+	for _, s := range w.asLog {
+		if !s.At.Before(t) {
 			out = append(out, s)
 		}
 	}

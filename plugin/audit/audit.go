@@ -145,6 +145,11 @@ type Path struct {
 	Learned bool
 	// Hold: the path carries the gate's HOLD community.
 	Hold bool
+	// Kept: the path is a copy of a previous best path that the gate keeps
+	// out while the new one's route is programmed (plugin/gobgp, keep.go):
+	// out although the held set holds the prefix, and, like a HOLD path,
+	// nothing the installer forwards on.
+	Kept bool
 	// Best: GoBGP's best path, or one of its multipath set.
 	Best bool
 	// ID tells this path from a later one of the same kind (GoBGP's path

@@ -67,6 +67,8 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		var why string
 		paths := s.BGP.RIB[st.Prefix]
 		switch {
+		case len(paths) > 0 && paths[0].Kept:
+			continue // out on the copy of its previous path (make-before-break)
 		case holds(st.Prefix):
 			why = "GoBGP's held set holds it back"
 		case len(paths) > 0 && paths[0].Hold:
@@ -130,9 +132,9 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		}
 	}
 
-	// 4. HOLD paths left behind.
+	// 4. HOLD paths and kept copies left behind.
 	for p, paths := range s.BGP.RIB {
-		i := slices.IndexFunc(paths, func(x Path) bool { return x.Hold })
+		i := slices.IndexFunc(paths, func(x Path) bool { return x.Hold || x.Kept })
 		if i < 0 || holds(p) {
 			continue
 		}
@@ -140,8 +142,12 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		if !inScope(p) {
 			why = "a prefix out of the gate's scope"
 		}
+		what := "a HOLD path"
+		if paths[i].Kept {
+			what = "a kept copy of a previous best path"
+		}
 		out = append(out, Mismatch{Kind: HoldLeft, Prefix: p,
-			Detail: "a HOLD path is in GoBGP for " + why, ident: paths[i].ID})
+			Detail: what + " is in GoBGP for " + why, ident: paths[i].ID})
 	}
 
 	slices.SortFunc(out, func(a, b Mismatch) int {
@@ -265,17 +271,17 @@ type best struct {
 }
 
 // bestOf applies the installer's rules (plugin/gobgp WatchBest) to a
-// destination's paths: HOLD paths are skipped, local paths have nothing to
-// forward to, unspecified and link-local next hops are dropped. The next
-// hops are appended to buf.
+// destination's paths: HOLD paths and kept copies are skipped, local paths
+// have nothing to forward to, unspecified and link-local next hops are
+// dropped. The next hops are appended to buf.
 func bestOf(paths []Path, buf []netip.Addr) best {
 	b := best{nexthops: buf}
 	if len(paths) == 0 {
 		return b
 	}
-	if paths[0].Hold {
+	if paths[0].Hold || paths[0].Kept {
 		b.holdBest = true
-		if i := slices.IndexFunc(paths, func(x Path) bool { return !x.Hold }); i >= 0 {
+		if i := slices.IndexFunc(paths, func(x Path) bool { return !x.Hold && !x.Kept }); i >= 0 {
 			b.learned = paths[i].Learned && usable(paths[i].Nexthop)
 		}
 		return b

@@ -187,6 +187,19 @@ func TestCompare(t *testing.T) {
 		{"a HOLD path that lost best-path selection is left behind too", func(s *Snapshot) {
 			s.BGP.RIB[tran] = append(s.BGP.RIB[tran], Path{Nexthop: netip.IPv4Unspecified(), Hold: true, ID: "h1"})
 		}, []want{{HoldLeft, tran, "a prefix the gate released"}}},
+		{"a copy kept out while the new route is programmed is the gate's own", func(s *Snapshot) {
+			// plugin/gobgp keep.go: the best path moved to nhB with new
+			// attributes; the previous one stays out as a local copy, the
+			// prefix held under it, the new route installed and pending.
+			holdAlso(s, tran)
+			delete(s.BGP.Out, tran) // adj-out is not read for it
+			s.BGP.RIB[tran] = []Path{{Nexthop: netip.IPv4Unspecified(), Kept: true, Best: true, ID: "k1"}, {Nexthop: nhB, Learned: true, ID: "l2"}}
+			s.FIB.Installed[tran] = []InstalledRoute{{Metric: 20, Nexthops: []netip.Addr{nhB}, Version: 9}}
+			s.FIB.Gated[tran][0].Verdict, s.FIB.Gated[tran][0].Reason, s.FIB.Gated[tran][0].Version = gate.VerdictPending, "waiting for hardware", 9
+		}, nil},
+		{"a kept copy on a released prefix is left behind", func(s *Snapshot) {
+			s.BGP.RIB[tran] = append(s.BGP.RIB[tran], Path{Nexthop: netip.IPv4Unspecified(), Kept: true, ID: "k1"})
+		}, []want{{HoldLeft, tran, "kept copy"}}},
 		{"without an installer, kernel routes are not compared", func(s *Snapshot) {
 			s.FIB.Installer, s.FIB.Installed = nil, nil
 		}, nil},

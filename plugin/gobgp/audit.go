@@ -90,7 +90,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 					}
 					nb, err := netip.ParseAddr(x.NeighborIp)
 					paths = append(paths, audit.Path{Nexthop: nh, Learned: err == nil && !nb.IsUnspecified(),
-						Hold: slices.Contains(comms, s.cfg.hold), Best: x.Best, ID: pathID(x)})
+						Hold: slices.Contains(comms, s.cfg.hold), Kept: slices.Contains(comms, s.cfg.keep), Best: x.Best, ID: pathID(x)})
 				}
 				if len(paths) == 0 {
 					return
@@ -98,7 +98,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 				out.RIB[p] = paths
 				// Unconfirmed before Holds: most prefixes are confirmed, and
 				// a held-set lookup walks up to a prefix length of maps.
-				if paths[0].Hold || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
+				if paths[0].Hold || paths[0].Kept || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
 					return
 				}
 				read := ask.Confirm == nil || ask.Confirm(p)

@@ -134,6 +134,8 @@ func (nopBackend) listPath(context.Context, *api.ListPathRequest, func(*api.Dest
 	return nil
 }
 
+func (nopBackend) localAS(context.Context) (uint32, error) { return 65000, nil }
+
 // TestAuditBGPCost measures AuditBGP on a table of
 // FIBGATE_AUDIT_COST_PREFIXES released transit prefixes (skipped unless
 // set; docs/design-notes.md has the figures): the leaf has two established

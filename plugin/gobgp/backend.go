@@ -44,6 +44,8 @@ type backend interface {
 	// listPath calls fn for every destination of a ListPath request
 	// (audit.go: adj-out and the global RIB with all their paths).
 	listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error
+	// localAS returns GoBGP's own AS (keep.go).
+	localAS(ctx context.Context) (uint32, error)
 }
 
 // pathsPerMessage is how many paths one AddPathStream message carries:
@@ -273,4 +275,20 @@ func (b serverBackend) sendSerial(ctx context.Context, paths []*api.Path) error 
 
 func (b serverBackend) listGlobal(ctx context.Context, family *api.Family, fn func(*api.Destination)) error {
 	return b.s.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: family, EnableOnlyBinary: true}, fn)
+}
+
+func (b grpcBackend) localAS(ctx context.Context) (uint32, error) {
+	r, err := b.c.GetBgp(ctx, &api.GetBgpRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return r.GetGlobal().GetAsn(), nil
+}
+
+func (b serverBackend) localAS(ctx context.Context) (uint32, error) {
+	r, err := b.s.GetBgp(ctx, &api.GetBgpRequest{})
+	if err != nil {
+		return 0, err
+	}
+	return r.GetGlobal().GetAsn(), nil
 }

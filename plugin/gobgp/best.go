@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
@@ -47,7 +48,9 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 // Before fn hears of a prefix whose best path goes, or changes what
 // neighbours receive (its attributes besides the next hop), the prefix is
 // fenced (Fence): taken back if released, so its new route is gated
-// afresh. A prefix whose next hops change under the same attributes (an
+// afresh. When the previous best path is still in GoBGP, a released
+// prefix is kept out on a copy of it instead (keep.go): neighbours keep
+// the previous attributes until the new route is released. A prefix whose next hops change under the same attributes (an
 // ECMP member lost or added, a spine replaced by its twin) is not: its
 // neighbours see nothing new, and the gate keeps it advertised on the
 // confirmed route until the new one is programmed (make-before-break,
@@ -58,6 +61,8 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 //     HOLD path is the gate's transient marker (this package's README.md,
 //     "The steps"), and the route underneath must stay in the FIB and in
 //     hardware, or the toggle that releases a prefix would make it flap;
+//     nor is one whose best path is a kept copy (keep.go): the installer
+//     was told of the new best path when the copy went in;
 //   - local paths (originated by fibgate or added with the gobgp CLI) have
 //     nothing to forward to; when one is best the prefix is reported
 //     without next hops, since the kernel route it came from forwards it;
@@ -66,6 +71,16 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []BestPath)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// A kept copy hides the learned path under it from the table's
+	// snapshot (keep.go), and the installer would remove its route: a
+	// watch starts without copies, their prefixes held.
+	s.mu.Lock()
+	if s.usable() == nil {
+		if err := s.dropCopies(ctx); err != nil {
+			s.opts.log.Warn("deleting kept copies before watching best paths failed", "err", err)
+		}
+	}
+	s.mu.Unlock()
 	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
 	batched, err := s.b.watchBest(ctx, func(ps []*api.Path) {
 		select {
@@ -107,6 +122,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		kept := bs[:0]
 		var moved []netip.Prefix // had a route that is about to change
+		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
 		for _, b := range bs {
 			now := reported{nexthopKey(b.Nexthops), b.attrs}
 			old, had := last[b.Prefix]
@@ -121,15 +137,18 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				continue // nothing new to install
 			}
-			if had && (len(b.Nexthops) == 0 || old.attrs != now.attrs) {
+			switch {
+			case had && len(b.Nexthops) > 0 && old.attrs != now.attrs && !initial:
+				keep = append(keep, keepReq{prefix: b.Prefix, was: old.attrs, now: now.attrs, nexthops: b.Nexthops})
+			case had && (len(b.Nexthops) == 0 || old.attrs != now.attrs):
 				moved = append(moved, b.Prefix)
 			}
 			kept = append(kept, b)
 		}
 		// Hold what changed before the installer touches its routes
 		// (fence.go): nothing queues between the change and the hold.
-		if err := s.Fence(ctx, moved); err != nil && ctx.Err() == nil {
-			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved), "err", err)
+		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
 		if initial || len(kept) > 0 {
 			q.push(initial, kept)
@@ -142,10 +161,17 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		return s.b.sendPaths(ctx, []*api.Path{p})
 	}
+	// The learned paths under kept copies are read back on a tick (keep.go).
+	poll := time.NewTicker(keepPoll)
+	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-poll.C:
+			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {
+				s.opts.log.Warn("checking the paths under kept copies failed", "err", err)
+			}
 		case err := <-errc:
 			if ctx.Err() != nil {
 				return nil
@@ -329,8 +355,11 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
 			s.opts.log.Warn("best path with undecodable attributes", "prefix", p, "err", err)
 			continue
 		}
-		if slices.Contains(comms, s.cfg.hold) {
-			return BestPath{}, false
+		if slices.Contains(comms, s.cfg.hold) || slices.Contains(comms, s.cfg.keep) {
+			if i == 0 {
+				return BestPath{}, false // a HOLD path or a kept copy (keep.go) is best
+			}
+			continue
 		}
 		if nb, err := netip.ParseAddr(path.NeighborIp); err != nil || nb.IsUnspecified() {
 			continue // local path

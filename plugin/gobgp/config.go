@@ -89,6 +89,8 @@ type Config struct {
 type normalized struct {
 	Config
 	hold      uint32
+	keep      uint32 // community of kept copies (keep.go): keepCommunity(hold)
+	keepComm  string // keep as "ASN:VALUE"
 	comms     []uint32
 	large     [][3]uint32
 	v4, v6    *scope
@@ -96,8 +98,10 @@ type normalized struct {
 	setV4     string
 	setV6     string
 	holdSet   string
+	keepSet   string
 	policy    string
 	stmtHold  string
+	stmtKeep  string
 	stmtV4    string
 	stmtV6    string
 	gatePrefx string // what every policy of this gate name starts with
@@ -140,6 +144,8 @@ func (c Config) normalize() (*normalized, error) {
 	if hi := n.hold >> 16; hi == 0 || hi == 0xffff {
 		return nil, fmt.Errorf("config: hold community %s is in a reserved or well-known range (0:x, 65535:x); use a private one such as %s", n.HoldCommunity, DefaultHoldCommunity)
 	}
+	n.keep = keepCommunity(n.hold)
+	n.keepComm = fmt.Sprintf("%d:%d", n.keep>>16, n.keep&0xffff)
 	for _, s := range n.Communities {
 		v, err := parseCommunity(s)
 		if err != nil {
@@ -147,6 +153,9 @@ func (c Config) normalize() (*normalized, error) {
 		}
 		if v == n.hold {
 			return nil, fmt.Errorf("config: communities: %s is the hold community: originated prefixes would be held forever", s)
+		}
+		if v == n.keep {
+			return nil, fmt.Errorf("config: communities: %s marks the gate's kept copies (the hold community's neighbour): the gate would strip it", s)
 		}
 		n.comms = append(n.comms, v)
 	}
@@ -203,15 +212,17 @@ func (c Config) normalize() (*normalized, error) {
 	n.stmtHold = n.policy + "-hold"
 	n.stmtV4 = n.policy + "-v4"
 	n.stmtV6 = n.policy + "-v6"
+	n.stmtKeep = n.policy + "-keep"
 	n.holdSet = n.Name + "-hold-" + n.hash
+	n.keepSet = n.Name + "-keep-" + n.hash
 	n.setV4 = n.Name + "-held-v4-" + n.hash
 	n.setV6 = n.Name + "-held-v6-" + n.hash
 	if n.inFallback() {
 		// The names FallbackTOML writes into gobgpd's file: statements
 		// are named after their sets.
 		f := n.FallbackPolicy
-		n.policy, n.holdSet, n.setV4, n.setV6 = f, f+"-hold", f+"-v4", f+"-v6"
-		n.stmtHold, n.stmtV4, n.stmtV6 = n.holdSet, n.setV4, n.setV6
+		n.policy, n.holdSet, n.keepSet, n.setV4, n.setV6 = f, f+"-hold", f+"-keep", f+"-v4", f+"-v6"
+		n.stmtHold, n.stmtKeep, n.stmtV4, n.stmtV6 = n.holdSet, n.keepSet, n.setV4, n.setV6
 	}
 	n.sentinel = n.Name + "-installed-" + n.hash
 	return n, nil
@@ -314,6 +325,7 @@ func (c Config) FallbackTOML() (string, error) {
 	n, _ := c.normalize() // fallbackSets checked it
 	var b strings.Builder
 	fmt.Fprintf(&b, "[[defined-sets.bgp-defined-sets.community-sets]]\n  community-set-name = %q\n  community-list = [%q]\n", n.holdSet, n.HoldCommunity)
+	fmt.Fprintf(&b, "[[defined-sets.bgp-defined-sets.community-sets]]\n  community-set-name = %q\n  community-list = [%q]\n", n.keepSet, n.keepComm)
 	for _, set := range sets {
 		fmt.Fprintf(&b, "[[defined-sets.prefix-sets]]\n  prefix-set-name = %q\n", set.name)
 		for _, e := range set.entries {
@@ -327,8 +339,12 @@ func (c Config) FallbackTOML() (string, error) {
 	for _, set := range sets {
 		fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", set.name)
 		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = %q\n", set.name)
+		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]\n      community-set = %q\n      match-set-options = \"invert\"\n", n.keepSet)
 		b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"reject-route\"\n")
 	}
+	fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", n.stmtKeep)
+	fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]\n      community-set = %q\n", n.keepSet)
+	fmt.Fprintf(&b, "    [policy-definitions.statements.actions.bgp-actions.set-community]\n      options = \"remove\"\n      [policy-definitions.statements.actions.bgp-actions.set-community.set-community-method]\n        communities-list = [%q]\n", n.keepComm)
 	return b.String(), nil
 }
 
@@ -344,7 +360,10 @@ func (c Config) InjectFallback(bc *oc.BgpConfigSet) error {
 	n, _ := c.normalize() // fallbackSets checked it
 	pd := oc.PolicyDefinition{Name: c.FallbackPolicy}
 	bc.DefinedSets.BgpDefinedSets.CommunitySets = slices.DeleteFunc(bc.DefinedSets.BgpDefinedSets.CommunitySets, func(s oc.CommunitySet) bool { return s.CommunitySetName == n.holdSet })
-	bc.DefinedSets.BgpDefinedSets.CommunitySets = append(bc.DefinedSets.BgpDefinedSets.CommunitySets, oc.CommunitySet{CommunitySetName: n.holdSet, CommunityList: []string{n.HoldCommunity}})
+	bc.DefinedSets.BgpDefinedSets.CommunitySets = slices.DeleteFunc(bc.DefinedSets.BgpDefinedSets.CommunitySets, func(s oc.CommunitySet) bool { return s.CommunitySetName == n.keepSet })
+	bc.DefinedSets.BgpDefinedSets.CommunitySets = append(bc.DefinedSets.BgpDefinedSets.CommunitySets,
+		oc.CommunitySet{CommunitySetName: n.holdSet, CommunityList: []string{n.HoldCommunity}},
+		oc.CommunitySet{CommunitySetName: n.keepSet, CommunityList: []string{n.keepComm}})
 	var hold oc.Statement
 	hold.Name = n.stmtHold
 	hold.Conditions.BgpConditions.MatchCommunitySet = oc.MatchCommunitySet{CommunitySet: n.holdSet}
@@ -360,9 +379,16 @@ func (c Config) InjectFallback(bc *oc.BgpConfigSet) error {
 		var st oc.Statement
 		st.Name = set.name
 		st.Conditions.MatchPrefixSet = oc.MatchPrefixSet{PrefixSet: set.name} // options "" is any, as in the file
+		st.Conditions.BgpConditions.MatchCommunitySet = oc.MatchCommunitySet{CommunitySet: n.keepSet, MatchSetOptions: oc.MATCH_SET_OPTIONS_TYPE_INVERT}
 		st.Actions.RouteDisposition = oc.ROUTE_DISPOSITION_REJECT_ROUTE
 		pd.Statements = append(pd.Statements, st)
 	}
+	var keep oc.Statement
+	keep.Name = n.stmtKeep
+	keep.Conditions.BgpConditions.MatchCommunitySet = oc.MatchCommunitySet{CommunitySet: n.keepSet}
+	keep.Actions.RouteDisposition = oc.ROUTE_DISPOSITION_NONE
+	keep.Actions.BgpActions.SetCommunity = oc.SetCommunity{Options: "remove", SetCommunityMethod: oc.SetCommunityMethod{CommunitiesList: []string{n.keepComm}}}
+	pd.Statements = append(pd.Statements, keep)
 	bc.PolicyDefinitions = slices.DeleteFunc(bc.PolicyDefinitions, func(p oc.PolicyDefinition) bool { return p.Name == c.FallbackPolicy })
 	bc.PolicyDefinitions = append(bc.PolicyDefinitions, pd)
 	ap := &bc.Global.ApplyPolicy.Config

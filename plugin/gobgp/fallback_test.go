@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/config"
 	"github.com/osrg/gobgp/v3/pkg/config/oc"
 )
@@ -59,8 +60,8 @@ func TestInjectFallbackIsWhatTheTOMLSays(t *testing.T) {
 	if got, want := injected.Global.ApplyPolicy.Config.ExportPolicyList, fromTOML.Global.ApplyPolicy.Config.ExportPolicyList; !reflect.DeepEqual(got, want) {
 		t.Errorf("export chain %v, want %v", got, want)
 	}
-	if got, want := injected.DefinedSets.BgpDefinedSets.CommunitySets, fromTOML.DefinedSets.BgpDefinedSets.CommunitySets; !reflect.DeepEqual(got, want) || len(got) != 1 {
-		t.Errorf("community sets differ (want the HOLD set once):\ninjected %+v\ntoml     %+v", got, want)
+	if got, want := injected.DefinedSets.BgpDefinedSets.CommunitySets, fromTOML.DefinedSets.BgpDefinedSets.CommunitySets; !reflect.DeepEqual(got, want) || len(got) != 2 {
+		t.Errorf("community sets differ (want the HOLD and keep sets once each):\ninjected %+v\ntoml     %+v", got, want)
 	}
 	if !reflect.DeepEqual(injected.DefinedSets.PrefixSets, fromTOML.DefinedSets.PrefixSets) {
 		t.Errorf("prefix sets differ:\ninjected %+v\ntoml     %+v", injected.DefinedSets.PrefixSets, fromTOML.DefinedSets.PrefixSets)
@@ -86,17 +87,38 @@ func TestAnOutdatedFallbackIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := n.sameAsFallback(n.policyDef()); err != nil {
-		t.Fatalf("the rendered fallback was refused: %v", err)
+	if keeps, err := n.sameAsFallback(n.policyDef()); err != nil || !keeps {
+		t.Fatalf("the rendered fallback: keeps copies %v, err %v; want accepted with kept copies", keeps, err)
+	}
+	// Rendered before kept copies: it holds as well, without them.
+	preKeep := n.policyDef()
+	preKeep.Statements = preKeep.Statements[:3]
+	for _, st := range preKeep.Statements[1:] {
+		st.Conditions.CommunitySet = nil
+	}
+	if keeps, err := n.sameAsFallback(preKeep); err != nil || keeps {
+		t.Errorf("a fallback from before kept copies: keeps copies %v, err %v; want accepted without them", keeps, err)
 	}
 	old := n.policyDef()
 	old.Statements = old.Statements[1:] // before the HOLD statement
-	if err := n.sameAsFallback(old); err == nil || !strings.Contains(err.Error(), "--print-fallback") {
+	if _, err := n.sameAsFallback(old); err == nil || !strings.Contains(err.Error(), "--print-fallback") {
 		t.Errorf("a fallback without the HOLD statement: %v, want a refusal that says how to fix it", err)
 	}
 	other := n.policyDef()
 	other.Statements[1].Conditions.PrefixSet.Name = "someone-else"
-	if err := n.sameAsFallback(other); err == nil {
+	if _, err := n.sameAsFallback(other); err == nil {
 		t.Error("a fallback matching another set was accepted")
+	}
+	// Held sets that do not spare kept copies would withdraw them; a keep
+	// statement that does not strip the mark would send it to neighbours.
+	noInvert := n.policyDef()
+	noInvert.Statements[1].Conditions.CommunitySet.Type = api.MatchSet_ANY
+	if _, err := n.sameAsFallback(noInvert); err == nil {
+		t.Error("a fallback whose held set matches kept copies was accepted")
+	}
+	noStrip := n.policyDef()
+	noStrip.Statements[3].Actions.Community = nil
+	if _, err := n.sameAsFallback(noStrip); err == nil {
+		t.Error("a fallback that does not strip the keep mark was accepted")
 	}
 }

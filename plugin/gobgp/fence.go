@@ -39,16 +39,30 @@ func WithFIBClock(clock func() uint64) Option { return func(o *options) { o.cloc
 // this call. Prefixes not released are only fenced. It is one round trip
 // to GoBGP for the whole batch.
 func (s *Speaker) Fence(ctx context.Context, prefixes []netip.Prefix) error {
-	if len(prefixes) == 0 {
+	return s.fence(ctx, prefixes, nil, nil)
+}
+
+// fence is Fence that first tries to keep the prefixes of keep out on
+// copies of their previous best paths (keep.go), and fences only those of
+// prefixes for which only says yes (nil: all).
+func (s *Speaker) fence(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, only func(netip.Prefix) bool) error {
+	if len(prefixes) == 0 && len(keep) == 0 {
 		return nil
 	}
 	var clock uint64
 	if s.opts.clock != nil {
 		clock = s.opts.clock()
 	}
+	for len(keep) > 0 {
+		n := min(len(keep), s.opts.batch)
+		if err := s.fenceStep(ctx, nil, keep[:n], clock, only); err != nil {
+			return err
+		}
+		keep = keep[n:]
+	}
 	for len(prefixes) > 0 {
 		n := min(len(prefixes), s.opts.batch)
-		if err := s.fenceStep(ctx, prefixes[:n], clock); err != nil {
+		if err := s.fenceStep(ctx, prefixes[:n], nil, clock, only); err != nil {
 			return err
 		}
 		prefixes = prefixes[n:]
@@ -56,7 +70,7 @@ func (s *Speaker) Fence(ctx context.Context, prefixes []netip.Prefix) error {
 	return nil
 }
 
-func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, clock uint64) error {
+func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, clock uint64, only func(netip.Prefix) bool) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -65,14 +79,21 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, clock 
 	if err := s.usable(); err != nil {
 		return err
 	}
+	if len(keep) > 0 {
+		rest, err := s.keep(ctx, keep, clock)
+		if err != nil {
+			return err
+		}
+		prefixes = rest
+	}
 	var changes []change
 	for _, p := range prefixes {
-		if !p.IsValid() || p != p.Masked() {
+		if !p.IsValid() || p != p.Masked() || (only != nil && !only(p)) {
 			continue
 		}
 		st := s.state(p)
 		st.fence = max(st.fence, clock)
-		if st.transit {
+		if _, kept := s.copies[p]; st.transit || kept {
 			c := s.current(p)
 			c.transit = false
 			changes = append(changes, c)

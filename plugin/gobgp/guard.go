@@ -57,7 +57,7 @@ func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
 	return nil
 }
 
-// reconcile brings the held sets, HOLD paths and local paths in line with
+// reconcile brings the held sets, HOLD paths, kept copies and local paths in line with
 // the record, starting from the sets as read (plus what install added).
 // fresh says the gate was not in place before install (a reload, a
 // restart of gobgpd, a first install):
@@ -177,6 +177,12 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	}
 	if err := s.b.sendPaths(ctx, rerun); err != nil {
 		return fmt.Errorf("reconcile: re-run export of %d prefixes: %w", len(rerun)/2, err)
+	}
+	// Kept copies (keep.go) go, now that their prefixes are held: the
+	// record does not keep what they carried, and a restarted gobgpd has
+	// none anyway. The tracker releases the new routes once programmed.
+	if err := s.dropCopies(ctx); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
 	}
 	for p, st := range s.rec {
 		st.released, st.held, st.suspect = s.wanted(p), false, false

@@ -57,6 +57,7 @@ type ourSets struct {
 	hold     bool                                // the current HOLD community set exists
 	holdList []string                            // its communities
 	sentinel bool                                // the sentinel set exists
+	keep     bool                                // the kept copies' community set exists
 	// rescoped: a sentinel of another scope exists: a Speaker rescoped
 	// the sets at run time (Rescope) and this one starts with another
 	// scope, so what GoBGP exported follows neither.
@@ -98,12 +99,14 @@ func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 				// expressions it matches with: "^65534:4711$".
 				o.holdList = append(o.holdList, strings.TrimSuffix(strings.TrimPrefix(c, "^"), "$"))
 			}
+		case d.Name == s.cfg.keepSet:
+			o.keep = true
 		case d.Name == s.cfg.sentinel:
 			o.sentinel = true
 		case strings.HasPrefix(d.Name, s.cfg.Name+"-installed-"):
 			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
 			o.rescoped = true
-		case strings.HasPrefix(d.Name, s.cfg.Name+"-hold-"):
+		case strings.HasPrefix(d.Name, s.cfg.Name+"-hold-"), strings.HasPrefix(d.Name, s.cfg.Name+"-keep-"):
 			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: d.Name})
 		}
 	})
@@ -117,14 +120,22 @@ func (n *normalized) policyDef() *api.Policy {
 	stmt := func(name string, c *api.Conditions) *api.Statement {
 		return &api.Statement{Name: name, Conditions: c, Actions: &api.Actions{RouteAction: api.RouteAction_REJECT}}
 	}
+	notKept := &api.MatchSet{Type: api.MatchSet_INVERT, Name: n.keepSet}
 	p := &api.Policy{Name: n.policy, Statements: []*api.Statement{
 		stmt(n.stmtHold, &api.Conditions{CommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.holdSet}}),
 	}}
 	// Both families always, a family gated nowhere holding nullPrefix:
-	// the statements stay the same whatever the scope (Rescope).
+	// the statements stay the same whatever the scope (Rescope). A kept
+	// copy (keep.go) passes the held sets, and leaves without its mark.
 	p.Statements = append(p.Statements,
-		stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}}),
-		stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}}))
+		stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}, CommunitySet: notKept}),
+		stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}, CommunitySet: notKept}),
+		&api.Statement{Name: n.stmtKeep,
+			Conditions: &api.Conditions{CommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.keepSet}},
+			Actions: &api.Actions{
+				RouteAction: api.RouteAction_NONE,
+				Community:   &api.CommunityAction{Type: api.CommunityAction_REMOVE, Communities: []string{n.keepComm}},
+			}})
 	return p
 }
 
@@ -294,6 +305,13 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.holdSet, err)
 		}
 	}
+	if !sets.keep && !s.cfg.inFallback() {
+		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.keepSet, List: []string{s.cfg.keepComm}}
+		if err := s.b.addDefinedSet(ctx, d); err != nil {
+			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.keepSet, err)
+		}
+		sets.keep = true
+	}
 
 	// 2. Policy, 3. assignment.
 	var have *api.Policy
@@ -315,13 +333,25 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 			s.opts.log.Error("gobgp gate: the fallback policy is not in gobgpd's config; the gate adds it over the API, so every policy reload of gobgpd drops it and may leak prefixes until the guard puts it back: add the output of fibgated --print-fallback to gobgpd's config, first in the global export-policy-list",
 				"policy", s.cfg.policy)
 		}
+		if s.cfg.inFallback() && !sets.keep {
+			d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.keepSet, List: []string{s.cfg.keepComm}}
+			if err := s.b.addDefinedSet(ctx, d); err != nil {
+				return fmt.Errorf("install gate: add community set %s: %w", s.cfg.keepSet, err)
+			}
+		}
 		if err := s.b.addPolicy(ctx, s.cfg.policyDef()); err != nil {
 			return fmt.Errorf("install gate: add policy %s: %w", s.cfg.policy, err)
 		}
+		s.keeps = true
 	case s.cfg.inFallback():
-		if err := s.cfg.sameAsFallback(have); err != nil {
+		keeps, err := s.cfg.sameAsFallback(have)
+		if err != nil {
 			return fmt.Errorf("install gate: %w", err)
 		}
+		s.setKeeps(keeps && sets.keep)
+	default:
+		keeps, err := s.cfg.sameAsFallback(have)
+		s.setKeeps(err == nil && keeps && sets.keep)
 	}
 	user := s.userPart(chain)
 	def := api.RouteAction_NONE // leave it
@@ -435,26 +465,47 @@ func (s *Speaker) restoreUser(user []string, def api.RouteAction, defined []stri
 // older fibgate (without the HOLD statement) or for another scope would
 // let HOLD paths out or hold the wrong prefixes, so the gate refuses it
 // and gobgpd stays closed (the fallback holds the scope) until the file is
-// rendered again.
-func (n *normalized) sameAsFallback(have *api.Policy) error {
+// rendered again. keeps reports whether it lets kept copies out (keep.go):
+// a fallback rendered before they existed holds as well, and the gate then
+// takes back a prefix whose attributes change instead of keeping it.
+func (n *normalized) sameAsFallback(have *api.Policy) (keeps bool, err error) {
 	want := n.policyDef()
 	msg := fmt.Errorf("gobgpd's policy %s is not the fallback these settings render (an older fibgate's, or another scope's): render it again with fibgated --print-fallback into gobgpd's config and reload gobgpd; until then gobgpd holds every gated prefix", n.policy)
+	keeps = len(have.Statements) == len(want.Statements)
+	if !keeps {
+		want.Statements = want.Statements[:len(want.Statements)-1] // before kept copies
+	}
 	if len(have.Statements) != len(want.Statements) {
-		return msg
+		return false, msg
 	}
 	for i, w := range want.Statements {
 		h := have.Statements[i]
-		set := func(c *api.Conditions) (string, string) {
-			if c == nil {
-				return "", ""
-			}
-			return c.GetPrefixSet().GetName(), c.GetCommunitySet().GetName()
+		type conds struct {
+			prefix, comm string
+			commType     api.MatchSet_Type
 		}
-		hp, hc := set(h.Conditions)
-		wp, wc := set(w.Conditions)
-		if h.Name != w.Name || hp != wp || hc != wc || h.GetActions().GetRouteAction() != api.RouteAction_REJECT {
-			return msg
+		set := func(c *api.Conditions) conds {
+			if c == nil {
+				return conds{}
+			}
+			return conds{c.GetPrefixSet().GetName(), c.GetCommunitySet().GetName(), c.GetCommunitySet().GetType()}
+		}
+		hc, wc := set(h.Conditions), set(w.Conditions)
+		if !keeps && (w.Name == n.stmtV4 || w.Name == n.stmtV6) {
+			wc.comm, wc.commType = "", 0
+		}
+		if h.Name != w.Name || hc != wc || h.GetActions().GetRouteAction() != w.GetActions().GetRouteAction() {
+			return false, msg
+		}
+		if w.Name == n.stmtKeep {
+			// GoBGP lists the communities as the expressions it matches
+			// with: "^65534:4712$".
+			c := h.GetActions().GetCommunity()
+			if c.GetType() != api.CommunityAction_REMOVE || len(c.GetCommunities()) != 1 ||
+				strings.TrimSuffix(strings.TrimPrefix(c.GetCommunities()[0], "^"), "$") != n.keepComm {
+				return false, msg
+			}
 		}
 	}
-	return nil
+	return keeps, nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -90,10 +91,12 @@ type arrivals struct {
 	mu        sync.Mutex
 	withdrawn map[netip.Prefix]int
 	has       map[netip.Prefix]bool
+	asPath    map[netip.Prefix]string   // of the path the receiver holds
+	comms     map[netip.Prefix][]uint32 // its communities
 }
 
 func watchArrivals(t *testing.T, recv *server.BgpServer) *arrivals {
-	x := &arrivals{withdrawn: map[netip.Prefix]int{}, has: map[netip.Prefix]bool{}}
+	x := &arrivals{withdrawn: map[netip.Prefix]int{}, has: map[netip.Prefix]bool{}, asPath: map[netip.Prefix]string{}, comms: map[netip.Prefix][]uint32{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	err := recv.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
@@ -110,6 +113,16 @@ func watchArrivals(t *testing.T, recv *server.BgpServer) *arrivals {
 				x.withdrawn[pfx]++
 			}
 			x.has[pfx] = !p.IsWithdraw
+			x.asPath[pfx], x.comms[pfx] = "", nil
+			attrs, _ := apiutil.GetNativePathAttributes(p)
+			for _, a := range attrs {
+				switch a := a.(type) {
+				case *bgp.PathAttributeAsPath:
+					x.asPath[pfx] = a.String()
+				case *bgp.PathAttributeCommunities:
+					x.comms[pfx] = a.Value
+				}
+			}
 		}
 	})
 	if err != nil {
@@ -122,6 +135,13 @@ func (x *arrivals) at(p netip.Prefix) (has bool, withdrawn int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.has[p], x.withdrawn[p]
+}
+
+// path returns the AS path and communities of what the receiver holds.
+func (x *arrivals) path(p netip.Prefix) (string, []uint32) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.asPath[p], x.comms[p]
 }
 
 func newMBBLab(t *testing.T) *mbbLab {
@@ -257,4 +277,174 @@ func TestNextHopChangeUnderTheSameAttributesIsNotFenced(t *testing.T) {
 	if x.sp.IsReleased(other) {
 		t.Errorf("%v: still released after its attributes changed", other)
 	}
+}
+
+// TestAttributeChangeKeepsThePreviousPathUntilReleased is make-before-break
+// when what neighbours receive changes: a released prefix learned from
+// spine a (a long AS path) gets a better path from spine b (a short one).
+// The receiver keeps a's path (as a kept copy, its mark stripped) with no
+// withdrawal until the gate releases the new route; then it gets b's,
+// again without a withdrawal. A prefix whose learned paths change under
+// its copy (a withdraws) is fenced as before: the copy goes.
+func TestAttributeChangeKeepsThePreviousPathUntilReleased(t *testing.T) {
+	x := newMBBLab(t)
+	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
+	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
+	for _, pfx := range []netip.Prefix{p, q} {
+		x.announce(t, x.a, pfx, "127.0.0.2", false, long)
+	}
+	lab.Eventually(t, 10*time.Second, "spine a's paths", func() error {
+		for _, pfx := range []netip.Prefix{p, q} {
+			if n := len(x.best.nexthops(pfx)); n != 1 {
+				return fmt.Errorf("%v: %d next hops", pfx, n)
+			}
+		}
+		return nil
+	})
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p, q)); err != nil {
+		t.Fatal(err)
+	}
+	const viaA, viaB = "{AsPath: 65001 65002 65100 65101}", "{AsPath: 65001 65002}"
+	lab.Eventually(t, 10*time.Second, "a's paths at the receiver", func() error {
+		for _, pfx := range []netip.Prefix{p, q} {
+			if as, _ := x.path(pfx); as != viaA {
+				return fmt.Errorf("%v: AS path %q", pfx, as)
+			}
+		}
+		return nil
+	})
+
+	// Spine b brings a shorter AS path: GoBGP's best path changes.
+	for _, pfx := range []netip.Prefix{p, q} {
+		x.announce(t, x.b, pfx, "127.0.0.3", false)
+	}
+	lab.Eventually(t, 10*time.Second, "the installer told of spine b", func() error {
+		for _, pfx := range []netip.Prefix{p, q} {
+			if nhs := x.best.nexthops(pfx); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.3") {
+				return fmt.Errorf("%v: next hops %v", pfx, nhs)
+			}
+		}
+		return nil
+	})
+	lab.Eventually(t, 10*time.Second, "both kept", func() error {
+		if n := x.sp.Kept(); n != 2 {
+			return fmt.Errorf("%d kept", n)
+		}
+		return nil
+	})
+	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+	for _, pfx := range []netip.Prefix{p, q} {
+		has, wd := x.at(pfx)
+		as, comms := x.path(pfx)
+		if !has || wd != 0 || as != viaA {
+			t.Errorf("%v while its new route is pending: at the receiver %v, withdrawn %d times, AS path %q; want a's path (%q), never withdrawn", pfx, has, wd, as, viaA)
+		}
+		if slices.Contains(comms, keepCommunity(mustCommunity(t, DefaultHoldCommunity))) {
+			t.Errorf("%v: the keep mark reached the receiver: %v", pfx, comms)
+		}
+		if !x.sp.IsReleased(pfx) {
+			t.Errorf("%v: the Speaker does not count it as out", pfx)
+		}
+	}
+
+	// Spine a withdraws q: the learned paths under q's copy changed, so
+	// the copy goes and q is held until its route is released.
+	x.announce(t, x.a, q, "127.0.0.2", true, long)
+	lab.Eventually(t, 10*time.Second, "q's copy dropped and q withdrawn", func() error {
+		if has, wd := x.at(q); has || wd == 0 {
+			return fmt.Errorf("receiver has %v, withdrawn %d times", has, wd)
+		}
+		if n := x.sp.Kept(); n != 1 {
+			return fmt.Errorf("%d kept", n)
+		}
+		return nil
+	})
+
+	// The new routes are programmed: the gate releases both.
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p, q)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "b's paths at the receiver", func() error {
+		for _, pfx := range []netip.Prefix{p, q} {
+			if as, _ := x.path(pfx); as != viaB {
+				return fmt.Errorf("%v: AS path %q", pfx, as)
+			}
+		}
+		return nil
+	})
+	if _, wd := x.at(p); wd != 0 {
+		t.Errorf("%v withdrawn %d times on its way from a's path to b's; want none", p, wd)
+	}
+	if n := x.sp.Kept(); n != 0 {
+		t.Errorf("%d copies left after the releases", n)
+	}
+}
+
+func mustCommunity(t *testing.T, s string) uint32 {
+	t.Helper()
+	v, err := parseCommunity(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestAttributeChangeThatWouldStrandANeighbourIsFenced: the new best path
+// comes from a neighbour of another AS (the receiver, announcing the
+// prefix itself), the previous one through spine a. Spine b (a's AS) may
+// get the new path in the fence window, and GoBGP would not send it a copy
+// of a's path (b's AS is in it) nor a withdrawal. So the prefix is not
+// kept but fenced: b ends without the leaf's path, and no copy is made.
+func TestAttributeChangeThatWouldStrandANeighbourIsFenced(t *testing.T) {
+	x := newMBBLab(t)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
+	x.announce(t, x.a, p, "127.0.0.2", false, long)
+	lab.Eventually(t, 10*time.Second, "spine a's path", func() error {
+		if n := len(x.best.nexthops(p)); n != 1 {
+			return fmt.Errorf("%d next hops", n)
+		}
+		return nil
+	})
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	x.announce(t, x.recv, p, "127.0.0.4", false)
+	lab.Eventually(t, 10*time.Second, "the installer told of the receiver's path", func() error {
+		if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.4") {
+			return fmt.Errorf("next hops %v", nhs)
+		}
+		return nil
+	})
+	lab.Eventually(t, 10*time.Second, "spine b without the leaf's path", func() error {
+		if fromLeaf(t, x.b, p) {
+			return fmt.Errorf("spine b holds the leaf's path for %v", p)
+		}
+		if x.sp.IsReleased(p) {
+			return fmt.Errorf("%v still out", p)
+		}
+		return nil
+	})
+	if n := x.sp.Kept(); n != 0 {
+		t.Errorf("%d copies: a copy of a path through spine b's AS would strand the new path there", n)
+	}
+}
+
+// fromLeaf reports whether s holds a path for p learned from the leaf
+// (127.0.0.1).
+func fromLeaf(t *testing.T, s *server.BgpServer, p netip.Prefix) bool {
+	t.Helper()
+	found := false
+	err := s.ListPath(context.Background(), &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: familyV4,
+		Prefixes: []*api.TableLookupPrefix{{Prefix: p.String()}}}, func(d *api.Destination) {
+		for _, x := range d.Paths {
+			if x.NeighborIp == "127.0.0.1" && !x.IsWithdraw {
+				found = true
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

@@ -59,10 +59,16 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		return nil
 	}
 	start := time.Now()
+	// Kept copies go first: a prefix leaving the scope must not stay out
+	// on one (keep.go); those staying are released again once confirmed.
+	if err := s.dropCopies(ctx); err != nil {
+		s.dirty = true
+		return fmt.Errorf("gobgp speaker: rescope: %w", err)
+	}
 	// Keep the names in use: the sets and the policy are edited, not
 	// replaced.
 	n.policy, n.gatePrefx, n.stmtHold, n.stmtV4, n.stmtV6 = old.policy, old.gatePrefx, old.stmtHold, old.stmtV4, old.stmtV6
-	n.holdSet, n.setV4, n.setV6 = old.holdSet, old.setV4, old.setV6
+	n.holdSet, n.keepSet, n.stmtKeep, n.setV4, n.setV6 = old.holdSet, old.keepSet, old.stmtKeep, old.setV4, old.setV6
 	// The sentinel names the scope (n's own): a Speaker that starts later
 	// with another scope sees one not its own and scrubs (install.go).
 

@@ -71,6 +71,13 @@ type Speaker struct {
 	// names the scope in either mode (install.go).
 	rescopedOnce bool
 
+	// keeps: the gate's policy lets kept copies out (keep.go); copies:
+	// the prefixes kept out on one, with the fingerprint of the learned
+	// paths under it; localAS: GoBGP's AS, read once.
+	keeps   bool
+	copies  map[netip.Prefix]uint64
+	localAS uint32
+
 	done   chan struct{}  // closed by Close; ends Guard loops
 	guards sync.WaitGroup // running Guard loops
 }
@@ -83,11 +90,12 @@ type prefixState struct {
 	released   bool       // the held set releases it (as far as we know)
 	held       bool       // a HOLD path of ours may be in GoBGP
 	suspect    bool       // an operation on it failed midway
+	kept       bool       // kept out on a copy of its previous best path (keep.go; Speaker.copies)
 	fence      uint64     // FIB clock of the last Fence; 0: none (fence.go)
 }
 
 func (st *prefixState) zero() bool {
-	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect && st.fence == 0
+	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect && !st.kept && st.fence == 0
 }
 
 var _ gate.Speaker = (*Speaker)(nil)
@@ -142,8 +150,9 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	}
 	return &Speaker{
 		b: b, cfg: n, pb: pb, opts: o,
-		rec:  make(map[netip.Prefix]*prefixState),
-		done: make(chan struct{}),
+		rec:    make(map[netip.Prefix]*prefixState),
+		copies: make(map[netip.Prefix]uint64),
+		done:   make(chan struct{}),
 	}, nil
 }
 
@@ -233,6 +242,7 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 	changes := make([]change, 0, len(prefixes))
 	for _, p := range prefixes {
 		c := s.current(p)
+		applied := false
 		for _, o := range ops[p] {
 			switch {
 			case o.advertise && s.stale(o.ad):
@@ -246,8 +256,12 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 			default:
 				c.originated = false
 			}
+			applied = true
 		}
-		changes = append(changes, c)
+		if applied {
+			// Only refused: nothing to change (a kept copy stays).
+			changes = append(changes, c)
+		}
 	}
 	return refused, s.apply(ctx, changes)
 }
@@ -337,6 +351,16 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		}
 		var err error
 		switch {
+		case st.kept && !c.originated:
+			// Kept out on a copy (keep.go). Released: the held set lets the
+			// learned path go first (phase A), then the copy goes and GoBGP
+			// exports the learned path in its place, an update at the
+			// neighbours. Taken back: the copy goes once the prefix is held.
+			if c.transit && in {
+				err = push(&phaseB)(s.pb.holdPath(c.p, true))
+			} else {
+				err = push(&phaseD)(s.pb.holdPath(c.p, true))
+			}
 		case c.originated && (!st.originated || st.nextHop != c.nextHop):
 			err = push(&phaseB)(s.pb.originated(c.p, c.nextHop, false))
 		case st.originated && !c.originated && (c.transit || !in):
@@ -387,6 +411,9 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	for _, c := range changes {
 		st, was := s.rec[c.p], before[c.p]
+		if was.kept {
+			delete(s.copies, c.p) // deleted, or replaced by an originated path
+		}
 		*st = prefixState{
 			transit:    c.transit,
 			originated: c.originated,
@@ -433,7 +460,7 @@ func (s *Speaker) Close(ctx context.Context) error {
 			switch {
 			case st.originated && !s.cfg.KeepOriginatedOnClose:
 				changes = append(changes, change{p: p, transit: st.transit})
-			case st.held && !st.originated:
+			case (st.held || st.kept) && !st.originated:
 				hp, err := s.pb.holdPath(p, true)
 				if err != nil {
 					errs = append(errs, err)
@@ -469,7 +496,7 @@ func (s *Speaker) Released() []gate.Advertisement {
 		switch {
 		case st.originated:
 			out = append(out, gate.Advertisement{Prefix: p, Origin: gate.Originated, NextHop: st.nextHop})
-		case st.transit:
+		case st.transit, st.kept:
 			out = append(out, gate.Advertisement{Prefix: p, Origin: gate.Transit})
 		}
 	}
@@ -486,5 +513,5 @@ func (s *Speaker) IsReleased(p netip.Prefix) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.rec[p]
-	return st != nil && (st.transit || st.originated)
+	return st != nil && (st.transit || st.originated || st.kept)
 }

@@ -197,6 +197,14 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 			return configErr(err)
 		}
 		d.sp = sp
+		if d.registry != nil {
+			kept := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fibgate_gobgp_kept_copies",
+				Help: "Prefixes kept out on a copy of their previous best path while the route of a new one with other attributes is programmed (make-before-break)."},
+				func() float64 { return float64(sp.Kept()) })
+			if err := d.registry.Register(kept); err != nil {
+				return fmt.Errorf("register fibgate_gobgp_kept_copies: %w", err)
+			}
+		}
 		proto, err := cfg.installProtocol()
 		if err != nil {
 			return configErr(err)

@@ -1,0 +1,450 @@
+package gobgp
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"net/netip"
+	"slices"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// Kept copies: make-before-break when the attributes change.
+//
+// When the best path of a released prefix changes what neighbours receive
+// (another AS path, other communities), GoBGP exports the new path in the
+// same main-loop pass that chose it, and a fence can only withdraw it: for
+// the time the hardware takes to program the new route, neighbours lose a
+// prefix the ASIC still forwards with its old entry (issue 14; FRR's
+// suppress-fib-pending instead keeps the previous advertisement).
+//
+// So when the previous best path is still in GoBGP's RIB (another
+// neighbour's, as when a primary path comes back), the Speaker adds a copy
+// of it as a local path of its own: the same attributes, its next hop
+// unspecified (GoBGP puts its session address, as it does for the learned
+// path towards an eBGP neighbour), without a MED (GoBGP strips a learned
+// path's MED towards eBGP neighbours, not a local path's), and marked with
+// the keep community. A local path wins over learned paths of the same
+// LOCAL_PREF, so the copy becomes the best path; the gate's policy lets it
+// through the held sets and strips the mark. The prefix is held again
+// under it, so the new learned path waits for its route as usual, and
+// neighbours keep the previous attributes until the release deletes the
+// copy and the new path goes out in its place: no withdrawal in between.
+//
+// While the copy is best, GoBGP's best-path watch says nothing of the
+// learned paths under it. WatchBest therefore reads them back every
+// keepPoll (one ListPath for the kept prefixes) and drops a copy as soon
+// as they change: the prefix is then fenced as before (withdrawn until its
+// new route is programmed), and the watch reports the new best path.
+//
+// What is not kept, and is fenced as before:
+//   - a previous best path that is gone from the RIB (the same neighbour
+//     sent the new attributes, or withdrew it): there is nothing to copy;
+//   - a previous path learned over iBGP: a local copy would go to iBGP
+//     neighbours that never received the learned one;
+//   - a neighbour's AS in one of the two paths only (strandedBy): GoBGP's
+//     AS-loop filter would leave it holding the new path or the copy;
+//   - a new best path that beats the copy (a higher LOCAL_PREF): GoBGP
+//     exports that one and the gate's held sets withdraw it;
+//   - gobgpd's fallback rendered before kept copies (sameAsFallback).
+//
+// Neighbours still see the new attributes for the fence window (GoBGP
+// exports them before WatchBest hears of them), then the previous ones
+// again until the new route is programmed.
+
+// keepPoll is how often WatchBest reads the learned paths under kept
+// copies back (checkCopies).
+const keepPoll = 100 * time.Millisecond
+
+// keepCommunity is the community that marks kept copies: the HOLD
+// community's neighbour in the same private range, so a network that
+// keeps one value free for the gate keeps the pair.
+func keepCommunity(hold uint32) uint32 {
+	if hold&0xffff == 0xffff {
+		return hold - 1
+	}
+	return hold + 1
+}
+
+// keepReq asks Fence to keep p out on a copy of its previous best path
+// (whose attributes fingerprint to was) while its new one (now, over
+// nexthops) waits for its route.
+type keepReq struct {
+	prefix   netip.Prefix
+	was, now uint64
+	nexthops []netip.Addr
+}
+
+// setKeeps records whether the gate's policy lets kept copies out; called
+// with s.mu held.
+func (s *Speaker) setKeeps(ok bool) {
+	if s.keeps != ok && !ok {
+		s.opts.log.Warn("gobgp gate: gobgpd's fallback predates kept copies: a prefix whose attributes change is withdrawn until its new route is programmed; render it again (fibgated --print-fallback) for make-before-break")
+	}
+	s.keeps = ok
+}
+
+// Kept reports how many prefixes the Speaker keeps out on a copy of their
+// previous best path, for metrics and tests.
+func (s *Speaker) Kept() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.copies)
+}
+
+// keep tries to keep the released prefixes of reqs out on copies; it
+// returns the prefixes to fence as usual instead. Called with s.mu held.
+func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence []netip.Prefix, err error) {
+	var try []keepReq
+	for _, r := range reqs {
+		st := s.rec[r.prefix]
+		if !s.keeps || st == nil || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) {
+			fence = append(fence, r.prefix)
+			continue
+		}
+		try = append(try, r)
+	}
+	if len(try) == 0 {
+		return fence, nil
+	}
+	as, err := s.ourAS(ctx)
+	if err != nil {
+		return append(fence, prefixesOf(try)...), nil
+	}
+	var peers []ebgpPeer
+	dests, err := s.lookup(ctx, prefixesOf(try))
+	if err == nil {
+		err = s.b.listPeers(ctx, func(p *api.Peer) {
+			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED && p.GetConf().GetPeerAsn() != as {
+				peers = append(peers, ebgpPeer{addr: p.GetState().GetNeighborAddress(), as: p.GetConf().GetPeerAsn()})
+			}
+		})
+	}
+	if err != nil {
+		s.opts.log.Warn("reading the previous best paths to keep failed; fencing instead", "prefixes", len(try), "err", err)
+		return append(fence, prefixesOf(try)...), nil
+	}
+	var copies []*api.Path
+	var kept []netip.Prefix
+	sigs := make(map[netip.Prefix]uint64, len(try))
+	for _, r := range try {
+		c, sig, ok := s.copyOf(r, dests[r.prefix], as, peers)
+		if !ok {
+			fence = append(fence, r.prefix)
+			continue
+		}
+		copies, kept = append(copies, c), append(kept, r.prefix)
+		sigs[r.prefix] = sig
+	}
+	if len(kept) == 0 {
+		return fence, nil
+	}
+	// The copy first: it replaces the new path at the neighbours (an
+	// update, no withdrawal); then the learned path is held under it.
+	for _, p := range kept {
+		st := s.state(p)
+		st.suspect = true
+		st.fence = max(st.fence, clock)
+	}
+	if err := s.b.sendPaths(ctx, copies); err != nil {
+		s.dirty = true
+		return fence, fmt.Errorf("add kept copies (%d prefixes): %w", len(kept), err)
+	}
+	for _, p := range kept {
+		s.copies[p] = sigs[p]
+		s.rec[p].kept = true
+	}
+	if err := s.setReleased(ctx, kept, false); err != nil {
+		s.dirty = true
+		return fence, fmt.Errorf("hold kept prefixes in held set (%d prefixes): %w", len(kept), err)
+	}
+	for _, p := range kept {
+		st := s.rec[p]
+		st.transit, st.released, st.suspect = false, false, false
+	}
+	return fence, nil
+}
+
+func prefixesOf(rs []keepReq) []netip.Prefix {
+	out := make([]netip.Prefix, len(rs))
+	for i, r := range rs {
+		out[i] = r.prefix
+	}
+	return out
+}
+
+// ourAS returns GoBGP's own AS, read once.
+func (s *Speaker) ourAS(ctx context.Context) (uint32, error) {
+	if s.localAS == 0 {
+		as, err := s.b.localAS(ctx)
+		if err != nil {
+			return 0, fmt.Errorf("read gobgp's AS: %w", err)
+		}
+		s.localAS = as
+	}
+	return s.localAS, nil
+}
+
+// lookup reads the paths GoBGP holds for prefixes, in GoBGP's order (the
+// best path first), with attributes in the best-path watch's form so that
+// their fingerprints compare.
+func (s *Speaker) lookup(ctx context.Context, ps []netip.Prefix) (map[netip.Prefix][]*api.Path, error) {
+	out := make(map[netip.Prefix][]*api.Path, len(ps))
+	for _, fam := range []*api.Family{familyV4, familyV6} {
+		r := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam}
+		for _, p := range ps {
+			if p.Addr().Is4() == (fam == familyV4) {
+				r.Prefixes = append(r.Prefixes, &api.TableLookupPrefix{Prefix: p.String(), Type: api.TableLookupPrefix_EXACT})
+			}
+		}
+		if len(r.Prefixes) == 0 {
+			continue
+		}
+		err := s.b.listPath(ctx, r, func(d *api.Destination) {
+			p, err := netip.ParsePrefix(d.Prefix)
+			if err == nil {
+				out[p.Masked()] = d.Paths
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// learned returns the paths of a destination that neighbours sent, in
+// GoBGP's order, without ours (HOLD paths, copies, originated) and others'
+// local paths.
+func (s *Speaker) learned(paths []*api.Path) []*api.Path {
+	var out []*api.Path
+	for _, p := range paths {
+		if p.IsWithdraw {
+			continue
+		}
+		if nb, err := netip.ParseAddr(p.NeighborIp); err != nil || nb.IsUnspecified() {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// learnedSig fingerprints the learned paths of a destination in GoBGP's
+// order: any change under a copy (a path added, gone, or with other
+// attributes or next hop) changes it.
+func (s *Speaker) learnedSig(paths []*api.Path) uint64 {
+	var h maphash.Hash
+	h.SetSeed(exportSeed)
+	for _, p := range s.learned(paths) {
+		h.WriteString(p.NeighborIp)
+		var k [8]byte
+		for i, v := 0, exportKey(p); i < 8; i, v = i+1, v>>8 {
+			k[i] = byte(v)
+		}
+		h.Write(k[:])
+		nh, _, _ := pathAttrs(p)
+		h.Write(nh.AsSlice())
+		h.WriteByte(0xff)
+	}
+	return h.Sum64()
+}
+
+// ebgpPeer is an established eBGP neighbour of GoBGP.
+type ebgpPeer struct {
+	addr string
+	as   uint32
+}
+
+// copyOf builds the kept copy for r from the destination's paths, if the
+// new best path is still GoBGP's learned best, the previous one is still
+// there, learned over eBGP, and every neighbour that may have received the
+// new path in the fence window receives the copy too (strandedBy).
+func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebgpPeer) (*api.Path, uint64, bool) {
+	learned := s.learned(paths)
+	if len(learned) == 0 || exportKey(learned[0]) != r.now {
+		return nil, 0, false // moved on since the event: fence
+	}
+	if nh, _, err := pathAttrs(learned[0]); err != nil || !slices.Contains(r.nexthops, nh) {
+		return nil, 0, false
+	}
+	var prev *api.Path
+	for _, p := range learned[1:] {
+		if exportKey(p) == r.was && p.SourceAsn != ourAS {
+			prev = p
+			break
+		}
+	}
+	if prev == nil {
+		return nil, 0, false
+	}
+	attrs, err := apiutil.GetNativePathAttributes(prev)
+	if err != nil {
+		s.opts.log.Warn("previous best path with undecodable attributes; fencing", "prefix", r.prefix, "err", err)
+		return nil, 0, false
+	}
+	newAttrs, err := apiutil.GetNativePathAttributes(learned[0])
+	if err != nil {
+		return nil, 0, false
+	}
+	if n := strandedBy(peers, asesOf(attrs), asesOf(newAttrs), learned[0].NeighborIp); n != "" {
+		s.opts.log.Debug("not keeping: a neighbour would keep the new path", "prefix", r.prefix, "neighbour", n)
+		return nil, 0, false
+	}
+	var common [][]byte
+	marked := false
+	for _, a := range attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeNextHop, *bgp.PathAttributeMpReachNLRI, *bgp.PathAttributeMultiExitDisc:
+			continue
+		case *bgp.PathAttributeCommunities:
+			if slices.Contains(a.Value, s.cfg.hold) {
+				return nil, 0, false
+			}
+			marked = true
+			b, err := bgp.NewPathAttributeCommunities(append(slices.Clone(a.Value), s.cfg.keep)).Serialize()
+			if err != nil {
+				return nil, 0, false
+			}
+			common = append(common, b)
+			continue
+		}
+		b, err := a.Serialize()
+		if err != nil {
+			return nil, 0, false
+		}
+		common = append(common, b)
+	}
+	if !marked {
+		b, err := bgp.NewPathAttributeCommunities([]uint32{s.cfg.keep}).Serialize()
+		if err != nil {
+			return nil, 0, false
+		}
+		common = append(common, b)
+	}
+	nh := netip.IPv4Unspecified()
+	if !r.prefix.Addr().Is4() {
+		nh = netip.IPv6Unspecified()
+	}
+	c, err := build(r.prefix, nh, common, false)
+	if err != nil {
+		return nil, 0, false
+	}
+	return c, s.learnedSig(paths), true
+}
+
+// strandedBy names a neighbour that would be left holding a path it
+// should not, or returns "". GoBGP sends no eBGP neighbour a path with the
+// neighbour's AS in it, and when the best path is filtered so, it sends no
+// withdrawal of the path it sent before either (filterpath in v3.37 stops
+// before its withdrawal check). So a copy is safe only if every neighbour
+// sees the previous and the new path alike:
+//   - its AS in the previous path only: it got the new path in the fence
+//     window and would never hear of the copy, keeping the new path,
+//     unconfirmed, for the whole programming time. The blackhole lab's
+//     "primary comes up" is that case: leaf1's previous path came through
+//     the spine, the new one from host1;
+//   - its AS in the new path only: it gets the copy, and the release (the
+//     copy deleted, the new path filtered for it) would leave it holding
+//     the copy for good.
+//
+// Such a prefix is fenced instead: a HOLD path is rejected by policy, not
+// by that filter, so its withdrawal goes out. The new path's own
+// neighbour is left out: GoBGP withdraws from it what it sent, instead of
+// sending the path back.
+func strandedBy(peers []ebgpPeer, prev, next map[uint32]bool, source string) string {
+	for _, p := range peers {
+		if prev[p.as] != next[p.as] && p.addr != source {
+			return p.addr
+		}
+	}
+	return ""
+}
+
+// asesOf returns the ASes of a path's AS_PATH.
+func asesOf(attrs []bgp.PathAttributeInterface) map[uint32]bool {
+	out := map[uint32]bool{}
+	for _, a := range attrs {
+		if ap, ok := a.(*bgp.PathAttributeAsPath); ok {
+			for _, seg := range ap.Value {
+				for _, as := range seg.GetAS() {
+					out[as] = true
+				}
+			}
+		}
+	}
+	return out
+}
+
+// checkCopies reads the learned paths under the kept copies back and
+// fences the prefixes whose learned paths changed (the copy goes, the
+// prefix is withdrawn until its new route is programmed), since GoBGP's
+// best-path watch does not report them while a copy is best.
+func (s *Speaker) checkCopies(ctx context.Context) error {
+	s.mu.Lock()
+	if len(s.copies) == 0 || s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	snap := make(map[netip.Prefix]uint64, len(s.copies))
+	for p, sig := range s.copies {
+		snap[p] = sig
+	}
+	s.mu.Unlock()
+	ps := make([]netip.Prefix, 0, len(snap))
+	for p := range snap {
+		ps = append(ps, p)
+	}
+	dests, err := s.lookup(ctx, ps)
+	if err != nil {
+		return fmt.Errorf("read the paths under kept copies: %w", err)
+	}
+	var changed []netip.Prefix
+	for p, sig := range snap {
+		if s.learnedSig(dests[p]) != sig {
+			changed = append(changed, p)
+		}
+	}
+	if len(changed) == 0 {
+		return nil
+	}
+	s.opts.log.Debug("learned paths changed under kept copies; fencing", "prefixes", len(changed))
+	// Only copies still as read: a release may have replaced one meanwhile.
+	return s.fence(ctx, changed, nil, func(p netip.Prefix) bool {
+		sig, ok := s.copies[p]
+		return ok && sig == snap[p]
+	})
+}
+
+// dropCopies deletes every kept copy; their prefixes stay held. Called
+// with s.mu held.
+func (s *Speaker) dropCopies(ctx context.Context) error {
+	if len(s.copies) == 0 {
+		return nil
+	}
+	del := make([]*api.Path, 0, len(s.copies))
+	for p := range s.copies {
+		hp, err := s.pb.holdPath(p, true)
+		if err != nil {
+			return err
+		}
+		del = append(del, hp)
+	}
+	if err := s.b.sendPaths(ctx, del); err != nil {
+		return fmt.Errorf("delete %d kept copies: %w", len(del), err)
+	}
+	for p := range s.copies {
+		if st := s.rec[p]; st != nil {
+			st.kept = false
+			if st.zero() {
+				delete(s.rec, p)
+			}
+		}
+		delete(s.copies, p)
+	}
+	return nil
+}
