@@ -647,17 +647,22 @@ func httpIn(ns string, timeout time.Duration) *http.Client {
 }
 
 // profile takes a CPU profile of gobgpd-ext's pprof at addr in ns for d,
-// and a 5 s execution trace in its middle, into base.cpu.pprof and
-// base.trace.
+// the allocations made meanwhile, and a 5 s execution trace in its middle,
+// into base.cpu.pprof, base.allocs.pprof and base.trace.
 func profile(ns, addr string, d time.Duration, base string) error {
-	errs := make(chan error, 1)
+	errs := make(chan error, 2)
 	go func() {
 		time.Sleep(max(0, d/2-2500*time.Millisecond)) // the trace's place in the churn
 		errs <- fetch(ns, fmt.Sprintf("http://%s/debug/pprof/trace?seconds=5", addr), base+".trace", 30*time.Second)
 	}()
+	go func() {
+		errs <- fetch(ns, fmt.Sprintf("http://%s/debug/pprof/allocs?seconds=%d", addr, int(d.Seconds())), base+".allocs.pprof", d+time.Minute)
+	}()
 	err := fetch(ns, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())), base+".cpu.pprof", d+time.Minute)
-	if terr := <-errs; err == nil {
-		err = terr
+	for range 2 {
+		if e := <-errs; err == nil {
+			err = e
+		}
 	}
 	return err
 }
