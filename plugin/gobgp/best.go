@@ -162,16 +162,20 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		return s.b.sendPaths(ctx, []*api.Path{p})
 	}
 	// The learned paths under kept copies are read back on a tick (keep.go).
-	poll := time.NewTicker(keepPoll)
+	// The read-back takes at most a tenth of the loop's time: the fences
+	// of other prefixes wait while it runs.
+	poll := time.NewTimer(keepPoll)
 	defer poll.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-poll.C:
+			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {
 				s.opts.log.Warn("checking the paths under kept copies failed", "err", err)
 			}
+			poll.Reset(max(keepPoll, 10*time.Since(start)))
 		case err := <-errc:
 			if ctx.Err() != nil {
 				return nil

@@ -50,6 +50,7 @@ import (
 //     AS-loop filter would leave it holding the new path or the copy;
 //   - a new best path that beats the copy (a higher LOCAL_PREF): GoBGP
 //     exports that one and the gate's held sets withdraw it;
+//   - prefixes beyond maxKept copies at a time;
 //   - gobgpd's fallback rendered before kept copies (sameAsFallback).
 //
 // Neighbours still see the new attributes for the fence window (GoBGP
@@ -57,8 +58,14 @@ import (
 // again until the new route is programmed.
 
 // keepPoll is how often WatchBest reads the learned paths under kept
-// copies back (checkCopies).
+// copies back (checkCopies), at most: a read that takes longer than a
+// tenth of it spaces the next one out.
 const keepPoll = 100 * time.Millisecond
+
+// maxKept bounds the copies at a time, and with them the read-back: when
+// a whole table changes attributes at once (a neighbour's new AS path
+// prepend), the prefixes beyond it are fenced as before.
+const maxKept = 16384
 
 // keepCommunity is the community that marks kept copies: the HOLD
 // community's neighbour in the same private range, so a network that
@@ -102,7 +109,8 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	var try []keepReq
 	for _, r := range reqs {
 		st := s.rec[r.prefix]
-		if !s.keeps || st == nil || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) {
+		if !s.keeps || st == nil || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) ||
+			len(s.copies)+len(try) >= maxKept {
 			fence = append(fence, r.prefix)
 			continue
 		}
@@ -113,6 +121,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	}
 	as, err := s.ourAS(ctx)
 	if err != nil {
+		s.opts.log.Warn("cannot keep prefixes on copies; fencing instead", "prefixes", len(try), "err", err)
 		return append(fence, prefixesOf(try)...), nil
 	}
 	var peers []ebgpPeer
@@ -144,19 +153,20 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		return fence, nil
 	}
 	// The copy first: it replaces the new path at the neighbours (an
-	// update, no withdrawal); then the learned path is held under it.
+	// update, no withdrawal); then the learned path is held under it. The
+	// record says taken back from the start, so a failure midway ends
+	// held (Check re-drives the suspect prefixes and drops the copies).
+	// The copies are recorded first too: a failed stream may have added
+	// some, and Check deletes what is recorded.
 	for _, p := range kept {
 		st := s.state(p)
-		st.suspect = true
+		st.transit, st.suspect, st.kept = false, true, true
 		st.fence = max(st.fence, clock)
+		s.copies[p] = sigs[p]
 	}
 	if err := s.b.sendPaths(ctx, copies); err != nil {
 		s.dirty = true
 		return fence, fmt.Errorf("add kept copies (%d prefixes): %w", len(kept), err)
-	}
-	for _, p := range kept {
-		s.copies[p] = sigs[p]
-		s.rec[p].kept = true
 	}
 	if err := s.setReleased(ctx, kept, false); err != nil {
 		s.dirty = true
@@ -164,7 +174,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	}
 	for _, p := range kept {
 		st := s.rec[p]
-		st.transit, st.released, st.suspect = false, false, false
+		st.released, st.suspect = false, false
 	}
 	return fence, nil
 }

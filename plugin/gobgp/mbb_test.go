@@ -144,7 +144,11 @@ func (x *arrivals) path(p netip.Prefix) (string, []uint32) {
 	return x.asPath[p], x.comms[p]
 }
 
-func newMBBLab(t *testing.T) *mbbLab {
+func newMBBLab(t *testing.T) *mbbLab { return newMBBLabWith(t, nil) }
+
+// newMBBLabWith is newMBBLab with the leaf's Speaker on wrap's backend
+// (nil: GoBGP's own), for faults.
+func newMBBLabWith(t *testing.T, wrap func(backend) backend) *mbbLab {
 	port := freePort(t)
 	fams := []string{"ipv4"}
 	g := func(as uint32, id string, port int, listen ...string) *api.Global {
@@ -166,7 +170,11 @@ func newMBBLab(t *testing.T) *mbbLab {
 	}
 	x.arrivals = watchArrivals(t, x.recv)
 	var err error
-	x.sp, err = NewInProcess(x.leaf, Config{}, WithLogger(testLogger(t)))
+	var b backend = serverBackend{x.leaf}
+	if wrap != nil {
+		b = wrap(b)
+	}
+	x.sp, err = newSpeaker(b, Config{}, []Option{WithLogger(testLogger(t))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -447,4 +455,58 @@ func fromLeaf(t *testing.T, s *server.BgpServer, p netip.Prefix) bool {
 		t.Fatal(err)
 	}
 	return found
+}
+
+// TestAFailedKeepEndsHeld: adding the copy fails. The prefix must end held
+// (the new path withdrawn, no copy) once Check repairs, and be released
+// normally after.
+func TestAFailedKeepEndsHeld(t *testing.T) {
+	fb := &flaky{}
+	x := newMBBLabWith(t, func(b backend) backend { fb.backend = b; return fb })
+	ctx := context.Background()
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
+	x.announce(t, x.a, p, "127.0.0.2", false, long)
+	lab.Eventually(t, 10*time.Second, "spine a's path", func() error {
+		if n := len(x.best.nexthops(p)); n != 1 {
+			return fmt.Errorf("%d next hops", n)
+		}
+		return nil
+	})
+	if err := x.sp.Advertise(ctx, ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "p at the receiver", func() error {
+		if has, _ := x.at(p); !has {
+			return fmt.Errorf("receiver has no %v", p)
+		}
+		return nil
+	})
+	fb.n.Store(fb.calls.Load() + 1) // the copy's add
+	x.announce(t, x.b, p, "127.0.0.3", false)
+	lab.Eventually(t, 10*time.Second, "the failed copy", func() error {
+		if fb.calls.Load() < fb.n.Load() {
+			return fmt.Errorf("%d calls of %d", fb.calls.Load(), fb.n.Load())
+		}
+		return nil
+	})
+	if again, err := x.sp.Check(ctx); err != nil || !again {
+		t.Fatalf("Check = %v, %v; want a repair", again, err)
+	}
+	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+	if has, _ := x.at(p); has {
+		t.Errorf("%v at the receiver after the repair: its new path is not confirmed", p)
+	}
+	if n := x.sp.Kept(); n != 0 || x.sp.IsReleased(p) {
+		t.Errorf("after the repair: %d copies, released %v; want none, held", n, x.sp.IsReleased(p))
+	}
+	if err := x.sp.Advertise(ctx, ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "spine b's path at the receiver", func() error {
+		if as, _ := x.path(p); as != "{AsPath: 65001 65002}" {
+			return fmt.Errorf("AS path %q", as)
+		}
+		return nil
+	})
 }
