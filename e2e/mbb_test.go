@@ -42,7 +42,11 @@ const (
 	mbbLatency  = 300 * time.Millisecond
 )
 
-func TestMakeBeforeBreak(t *testing.T) {
+func TestMakeBeforeBreak(t *testing.T) { forBothLeaves(t, runMakeBeforeBreak) }
+
+// forBothLeaves runs a make-before-break scenario on gobgpd-ext and on
+// gobgpd + fibgated.
+func forBothLeaves(t *testing.T, run func(t *testing.T, name string, sidecar bool)) {
 	if testing.Short() {
 		t.Skip("end-to-end with namespaces and four BGP speakers: skipped in -short mode")
 	}
@@ -51,7 +55,7 @@ func TestMakeBeforeBreak(t *testing.T) {
 	lab.GobgpBinaries(t)
 	for _, sidecar := range []bool{false, true} {
 		name := map[bool]string{false: "gobgpd-ext", true: "gobgpd+fibgated"}[sidecar]
-		t.Run(name, func(t *testing.T) { runMakeBeforeBreak(t, name, sidecar) })
+		t.Run(name, func(t *testing.T) { run(t, name, sidecar) })
 	}
 }
 
@@ -214,16 +218,7 @@ func runMakeBeforeBreak(t *testing.T, name string, sidecar bool) {
 // its place (docs/design-notes.md, "Make-before-break"); the log says how
 // often and how long the observer saw that.
 func TestMakeBeforeBreakOnNewAttributes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end with namespaces and four BGP speakers: skipped in -short mode")
-	}
-	lab.RequireRoot(t)
-	binaries(t)
-	lab.GobgpBinaries(t)
-	for _, sidecar := range []bool{false, true} {
-		name := map[bool]string{false: "gobgpd-ext", true: "gobgpd+fibgated"}[sidecar]
-		t.Run(name, func(t *testing.T) { runMakeBeforeBreakOnNewAttributes(t, name, sidecar) })
-	}
+	forBothLeaves(t, runMakeBeforeBreakOnNewAttributes)
 }
 
 func runMakeBeforeBreakOnNewAttributes(t *testing.T, name string, sidecar bool) {

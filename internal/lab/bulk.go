@@ -254,10 +254,15 @@ func (w *BestWatch) Has(p netip.Prefix) bool {
 func (w *BestWatch) Since(since time.Time) []Sighting {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []Sighting
-	for _, s := range w.log {
-		if !s.At.Before(since) {
-			out = append(out, s)
+	return from(w.log, since, func(s Sighting) time.Time { return s.At })
+}
+
+// from returns the entries of a log in time order at or after t.
+func from[T any](log []T, t time.Time, at func(T) time.Time) []T {
+	var out []T
+	for _, e := range log {
+		if !at(e).Before(t) {
+			out = append(out, e)
 		}
 	}
 	return out
@@ -288,11 +293,5 @@ func asPathLen(p *api.Path) int {
 func (w *BestWatch) ASPathsSince(t time.Time) []ASPathSighting {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	var out []ASPathSighting
-	for _, s := range w.asLog {
-		if !s.At.Before(t) {
-			out = append(out, s)
-		}
-	}
-	return out
+	return from(w.asLog, t, func(s ASPathSighting) time.Time { return s.At })
 }

@@ -223,6 +223,40 @@ func (x *mbbLab) flushed(t *testing.T, sentinel netip.Prefix) {
 	})
 }
 
+// viaA is the AS path the receiver sees on spine a's paths from
+// releasedViaA, viaB on spine b's plain ones.
+const viaA, viaB = "{AsPath: 65001 65002 65100 65101}", "{AsPath: 65001 65002}"
+
+// releasedViaA makes spine a announce ps with a long AS path (65100 65101
+// after its own), waits until the installer has them over a alone,
+// releases them, and waits until the receiver holds a's paths.
+func (x *mbbLab) releasedViaA(t *testing.T, ps ...netip.Prefix) {
+	t.Helper()
+	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
+	for _, p := range ps {
+		x.announce(t, x.a, p, "127.0.0.2", false, long)
+	}
+	lab.Eventually(t, 10*time.Second, "spine a's paths", func() error {
+		for _, p := range ps {
+			if n := len(x.best.nexthops(p)); n != 1 {
+				return fmt.Errorf("%v: %d next hops", p, n)
+			}
+		}
+		return nil
+	})
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, ps...)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "a's paths at the receiver", func() error {
+		for _, p := range ps {
+			if as, _ := x.path(p); as != viaA {
+				return fmt.Errorf("%v: AS path %q", p, as)
+			}
+		}
+		return nil
+	})
+}
+
 // TestNextHopChangeUnderTheSameAttributesIsNotFenced is make-before-break
 // at the BGP side: a released prefix over ECMP (spines a and b, the same
 // attributes) loses spine a. The installer hears of the new next-hop set,
@@ -297,30 +331,7 @@ func TestNextHopChangeUnderTheSameAttributesIsNotFenced(t *testing.T) {
 func TestAttributeChangeKeepsThePreviousPathUntilReleased(t *testing.T) {
 	x := newMBBLab(t)
 	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
-	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
-	for _, pfx := range []netip.Prefix{p, q} {
-		x.announce(t, x.a, pfx, "127.0.0.2", false, long)
-	}
-	lab.Eventually(t, 10*time.Second, "spine a's paths", func() error {
-		for _, pfx := range []netip.Prefix{p, q} {
-			if n := len(x.best.nexthops(pfx)); n != 1 {
-				return fmt.Errorf("%v: %d next hops", pfx, n)
-			}
-		}
-		return nil
-	})
-	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p, q)); err != nil {
-		t.Fatal(err)
-	}
-	const viaA, viaB = "{AsPath: 65001 65002 65100 65101}", "{AsPath: 65001 65002}"
-	lab.Eventually(t, 10*time.Second, "a's paths at the receiver", func() error {
-		for _, pfx := range []netip.Prefix{p, q} {
-			if as, _ := x.path(pfx); as != viaA {
-				return fmt.Errorf("%v: AS path %q", pfx, as)
-			}
-		}
-		return nil
-	})
+	x.releasedViaA(t, p, q)
 
 	// Spine b brings a shorter AS path: GoBGP's best path changes.
 	for _, pfx := range []netip.Prefix{p, q} {
@@ -357,7 +368,7 @@ func TestAttributeChangeKeepsThePreviousPathUntilReleased(t *testing.T) {
 
 	// Spine a withdraws q: the learned paths under q's copy changed, so
 	// the copy goes and q is held until its route is released.
-	x.announce(t, x.a, q, "127.0.0.2", true, long)
+	x.announce(t, x.a, q, "127.0.0.2", true)
 	lab.Eventually(t, 10*time.Second, "q's copy dropped and q withdrawn", func() error {
 		if has, wd := x.at(q); has || wd == 0 {
 			return fmt.Errorf("receiver has %v, withdrawn %d times", has, wd)
@@ -406,17 +417,7 @@ func mustCommunity(t *testing.T, s string) uint32 {
 func TestAttributeChangeThatWouldStrandANeighbourIsFenced(t *testing.T) {
 	x := newMBBLab(t)
 	p := netip.MustParsePrefix("198.51.100.0/24")
-	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
-	x.announce(t, x.a, p, "127.0.0.2", false, long)
-	lab.Eventually(t, 10*time.Second, "spine a's path", func() error {
-		if n := len(x.best.nexthops(p)); n != 1 {
-			return fmt.Errorf("%d next hops", n)
-		}
-		return nil
-	})
-	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
-		t.Fatal(err)
-	}
+	x.releasedViaA(t, p)
 	x.announce(t, x.recv, p, "127.0.0.4", false)
 	lab.Eventually(t, 10*time.Second, "the installer told of the receiver's path", func() error {
 		if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.4") {
@@ -465,23 +466,7 @@ func TestAFailedKeepEndsHeld(t *testing.T) {
 	x := newMBBLabWith(t, func(b backend) backend { fb.backend = b; return fb })
 	ctx := context.Background()
 	p := netip.MustParsePrefix("198.51.100.0/24")
-	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
-	x.announce(t, x.a, p, "127.0.0.2", false, long)
-	lab.Eventually(t, 10*time.Second, "spine a's path", func() error {
-		if n := len(x.best.nexthops(p)); n != 1 {
-			return fmt.Errorf("%d next hops", n)
-		}
-		return nil
-	})
-	if err := x.sp.Advertise(ctx, ads(gate.Transit, p)); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, 10*time.Second, "p at the receiver", func() error {
-		if has, _ := x.at(p); !has {
-			return fmt.Errorf("receiver has no %v", p)
-		}
-		return nil
-	})
+	x.releasedViaA(t, p)
 	fb.n.Store(fb.calls.Load() + 1) // the copy's add
 	x.announce(t, x.b, p, "127.0.0.3", false)
 	lab.Eventually(t, 10*time.Second, "the failed copy", func() error {
@@ -504,7 +489,7 @@ func TestAFailedKeepEndsHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	lab.Eventually(t, 10*time.Second, "spine b's path at the receiver", func() error {
-		if as, _ := x.path(p); as != "{AsPath: 65001 65002}" {
+		if as, _ := x.path(p); as != viaB {
 			return fmt.Errorf("AS path %q", as)
 		}
 		return nil
