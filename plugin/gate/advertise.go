@@ -196,6 +196,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			err = se.Err
 		}
 		t.mu.Lock()
+		publish := t.hub.Consumers() > 0 // as in judge: Watch subscribes under t.mu
 		var changed []RouteState
 		for _, k := range adKeys {
 			e := t.entries[k]
@@ -207,7 +208,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				// until the tracker judges the route that follows.
 				e.out = false
 				e.st.Reason = "waiting for the route of BGP's new best path"
-				changed = append(changed, t.ep.public(k, &e.st))
+				if publish {
+					changed = append(changed, t.ep.public(k, &e.st))
+				}
 				continue
 			}
 			if err != nil {
@@ -222,7 +225,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			if t.observer != nil {
 				t.observer.ConfirmToAdvertise(now.Sub(t.ep.time(e.st.ConfirmedAt)))
 			}
-			changed = append(changed, t.ep.public(k, &e.st))
+			if publish {
+				changed = append(changed, t.ep.public(k, &e.st))
+			}
 		}
 		slices.SortFunc(changed, compareStates)
 		t.hub.Publish(changed)

@@ -32,7 +32,8 @@ func heapInUse() uint64 {
 // (issue 10's target: 300 bytes per route for all of fibgate's own state):
 // the FIB model holding N offloaded BGP routes with one gateway each,
 // then a tracker that judged and released all of them. Run with
-// -benchtime=1x (the table is 200k IPv4 /24s whatever -bench's N);
+// -benchtime=1x (the table is 200k IPv4 /24s whatever -bench's N); it
+// also reports what the tracker allocated on the way, garbage included;
 // FIBGATE_MEM_PROFILE=file writes a heap profile with both in memory.
 func BenchmarkMemoryPerRoute(b *testing.B) {
 	const n = 200_000
@@ -50,6 +51,9 @@ func BenchmarkMemoryPerRoute(b *testing.B) {
 			src.f.SetFlags(&r, fib.Offload)
 		}
 		withFIB := heapInUse()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		allocBefore := ms.TotalAlloc
 		tr, err := NewTracker(src, DefaultPolicy(), WithSpeaker(countingSpeaker{}, ByProtocol(fib.ProtoBGP)))
 		if err != nil {
 			b.Fatal(err)
@@ -64,6 +68,8 @@ func BenchmarkMemoryPerRoute(b *testing.B) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+		runtime.ReadMemStats(&ms)
+		allocated := ms.TotalAlloc - allocBefore
 		withTracker := heapInUse()
 		if f := os.Getenv("FIBGATE_MEM_PROFILE"); f != "" {
 			w, err := os.Create(f)
@@ -77,6 +83,9 @@ func BenchmarkMemoryPerRoute(b *testing.B) {
 		}
 		b.ReportMetric(float64(withFIB-base)/n, "fib-B/route")
 		b.ReportMetric(float64(withTracker-withFIB)/n, "tracker-B/route")
+		// What judging and releasing the table allocated, garbage
+		// included: what the collector works through at convergence.
+		b.ReportMetric(float64(allocated)/n, "tracker-alloc-B/route")
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)

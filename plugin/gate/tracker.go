@@ -383,6 +383,9 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 	})
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// Watch subscribes under t.mu too: a watcher either is counted here
+	// or gets these states in its snapshot.
+	publish := t.hub.Consumers() > 0
 	var changed []RouteState
 	for k := range keys {
 		var r *fib.Route
@@ -390,7 +393,7 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 		if sn := routes[k]; sn != nil {
 			r, ver = &sn.r, sn.ver
 		}
-		if st, ok := t.evaluate(k, r, ver, lost[k], now); ok {
+		if st, ok := t.evaluate(k, r, ver, lost[k], now); ok && publish {
 			changed = append(changed, st)
 		}
 		t.plan(k, clock)

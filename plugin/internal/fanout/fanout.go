@@ -204,6 +204,15 @@ func (h *Hub[T]) Publish(batch []T) {
 	}
 }
 
+// Consumers reports how many consumers are subscribed now, so a producer
+// with none can skip building batches no one would read (a full table's
+// state changes are a batch of hundreds of MB).
+func (h *Hub[T]) Consumers() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
 // Backlog reports how many consumers are subscribed and how many items of
 // published batches they have not received yet, summed over all of them
 // (a batch queued for three consumers counts three times, though it is

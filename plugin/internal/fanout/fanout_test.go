@@ -84,14 +84,14 @@ func TestCancelledConsumersLeaveNoGoroutine(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		t.Errorf("%d goroutines left behind", n-before)
 	}
-	h.mu.Lock()
-	left := len(h.subs)
-	h.mu.Unlock()
-	if left != 0 {
+	if left := h.Consumers(); left != 0 {
 		t.Errorf("%d cancelled consumers still registered", left)
 	}
 	if ch := h.Subscribe(context.Background(), nil); ch == nil {
 		t.Fatal("nil channel")
+	}
+	if n := h.Consumers(); n != 1 {
+		t.Errorf("%d consumers counted with one subscribed", n)
 	}
 	h.Close()
 	if got := collect(t, h.Subscribe(context.Background(), []int{7})); !slices.Equal(got, []int{7}) {
