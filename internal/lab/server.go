@@ -100,8 +100,14 @@ func StartServer(tb testing.TB, ns string, g *api.Global) *server.BgpServer {
 			tb.Errorf("stop bgp server: %v", err)
 		}
 		hook.exit.Store(true)
-		// Any operation: Serve answers it, then its hook exits.
-		_, _ = s.GetBgp(ctx, &api.GetBgpRequest{})
+		// Any operation: Serve answers it, then its hook exits. But the
+		// hook runs after the answer, so StopBgp's own hook may already
+		// see exit set and end Serve (a CI run hung so, under -race;
+		// TestPolicyChangesOverTheAPIChangeTheScope hangs within 200
+		// runs with -race without this). This operation then waits in
+		// GoBGP's queue for ever (mgmtOperation has no context), so it
+		// is left behind instead of hanging the test.
+		go func() { _, _ = s.GetBgp(ctx, &api.GetBgpRequest{}) }()
 		select {
 		case <-exited:
 		case <-ctx.Done():
