@@ -48,8 +48,8 @@ import (
 //     neighbours that never received the learned one;
 //   - a neighbour's AS in one of the two paths only (strandedBy): GoBGP's
 //     AS-loop filter would leave it holding the new path or the copy;
-//   - a new best path that beats the copy (a higher LOCAL_PREF): GoBGP
-//     exports that one and the gate's held sets withdraw it;
+//   - a new best path with a higher LOCAL_PREF (an import policy prefers
+//     it): it would beat the copy;
 //   - prefixes beyond maxKept copies at a time;
 //   - gobgpd's fallback rendered before kept copies (sameAsFallback).
 //
@@ -176,6 +176,27 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		st := s.rec[p]
 		st.released, st.suspect = false, false
 	}
+	// A copy that is not best would leave GoBGP's export of the new path
+	// as it was: unconfirmed, out. Nothing known makes it lose (the rules
+	// above), but if one does, its prefix is taken back at once.
+	after, err := s.lookup(ctx, kept)
+	if err != nil {
+		return fence, fmt.Errorf("read the kept copies back: %w", err)
+	}
+	var lost []change
+	for _, p := range kept {
+		if !s.copyIsBest(after[p]) {
+			c := s.current(p)
+			c.transit = false
+			lost = append(lost, c)
+		}
+	}
+	if len(lost) > 0 {
+		s.opts.log.Warn("kept copies that are not the best path; taking their prefixes back", "prefixes", len(lost))
+		if err := s.apply(ctx, lost); err != nil {
+			return fence, err
+		}
+	}
 	return fence, nil
 }
 
@@ -225,6 +246,18 @@ func (s *Speaker) lookup(ctx context.Context, ps []netip.Prefix) (map[netip.Pref
 		}
 	}
 	return out, nil
+}
+
+// copyIsBest reports whether a destination's best path is a kept copy.
+func (s *Speaker) copyIsBest(paths []*api.Path) bool {
+	for _, p := range paths {
+		if p.IsWithdraw {
+			continue
+		}
+		_, comms, err := pathAttrs(p)
+		return err == nil && slices.Contains(comms, s.cfg.keep) && (p.Best || len(paths) == 1)
+	}
+	return false
 }
 
 // learned returns the paths of a destination that neighbours sent, in
@@ -301,6 +334,9 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 	if err != nil {
 		return nil, 0, false
 	}
+	if localPref(newAttrs) > localPref(attrs) {
+		return nil, 0, false // the copy would not be best: GoBGP picks LOCAL_PREF first
+	}
 	if n := strandedBy(peers, asesOf(attrs), asesOf(newAttrs), learned[0].NeighborIp); n != "" {
 		s.opts.log.Debug("not keeping: a neighbour would keep the new path", "prefix", r.prefix, "neighbour", n)
 		return nil, 0, false
@@ -375,6 +411,17 @@ func strandedBy(peers []ebgpPeer, prev, next map[uint32]bool, source string) str
 	return ""
 }
 
+// localPref returns a path's LOCAL_PREF as GoBGP compares it: 100 when
+// the path has none.
+func localPref(attrs []bgp.PathAttributeInterface) uint32 {
+	for _, a := range attrs {
+		if lp, ok := a.(*bgp.PathAttributeLocalPref); ok {
+			return lp.Value
+		}
+	}
+	return 100
+}
+
 // asesOf returns the ASes of a path's AS_PATH.
 func asesOf(attrs []bgp.PathAttributeInterface) map[uint32]bool {
 	out := map[uint32]bool{}
@@ -415,7 +462,7 @@ func (s *Speaker) checkCopies(ctx context.Context) error {
 	}
 	var changed []netip.Prefix
 	for p, sig := range snap {
-		if s.learnedSig(dests[p]) != sig {
+		if s.learnedSig(dests[p]) != sig || !s.copyIsBest(dests[p]) {
 			changed = append(changed, p)
 		}
 	}

@@ -495,3 +495,43 @@ func TestAFailedKeepEndsHeld(t *testing.T) {
 		return nil
 	})
 }
+
+// TestANewPathPreferredByLocalPrefIsFenced: the leaf's import policy gives
+// spine b's paths a LOCAL_PREF of 200. GoBGP compares LOCAL_PREF before
+// local origin, so a copy of spine a's path would not be best: the prefix
+// is fenced (no copy), and the receiver loses it until the release.
+func TestANewPathPreferredByLocalPrefIsFenced(t *testing.T) {
+	x := newMBBLab(t)
+	ctx := context.Background()
+	if err := x.leaf.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+		DefinedType: api.DefinedType_NEIGHBOR, Name: "spine-b", List: []string{"127.0.0.3/32"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.leaf.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: "prefer-b", Statements: []*api.Statement{{
+		Name:       "prefer-b",
+		Conditions: &api.Conditions{NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: "spine-b"}},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT, LocalPref: &api.LocalPrefAction{Value: 200}},
+	}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.leaf.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_IMPORT, Policies: []*api.Policy{{Name: "prefer-b"}},
+		DefaultAction: api.RouteAction_ACCEPT}}); err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	x.announce(t, x.b, p, "127.0.0.3", false)
+	lab.Eventually(t, 10*time.Second, "p taken back", func() error {
+		if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.3") {
+			return fmt.Errorf("next hops %v", nhs)
+		}
+		if has, _ := x.at(p); has {
+			return fmt.Errorf("receiver still has %v", p)
+		}
+		return nil
+	})
+	if n := x.sp.Kept(); n != 0 {
+		t.Errorf("%d copies: a copy with LOCAL_PREF 100 under a path with 200 is not best", n)
+	}
+}

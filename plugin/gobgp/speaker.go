@@ -355,11 +355,21 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			// Kept out on a copy (keep.go). Released: the held set lets the
 			// learned path go first (phase A), then the copy goes and GoBGP
 			// exports the learned path in its place, an update at the
-			// neighbours. Taken back: the copy goes once the prefix is held.
-			if c.transit && in {
+			// neighbours. Taken back: the usual take-back, with the prefix
+			// released for it (phase A) so that GoBGP judges what it sent,
+			// the copy or a learned path that beat it, as sent: a HOLD path
+			// replaces the copy (same source) and GoBGP withdraws it; then
+			// the prefix is held (C) and the HOLD path goes (D). Out of
+			// scope, ungated: the copy just goes.
+			switch {
+			case c.transit && in:
 				err = push(&phaseB)(s.pb.holdPath(c.p, true))
-			} else {
-				err = push(&phaseD)(s.pb.holdPath(c.p, true))
+			case in:
+				open, shut = append(open, c.p), append(shut, c.p)
+				err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
+				holds[c.p] = true
+			default:
+				err = push(&phaseB)(s.pb.holdPath(c.p, true))
 			}
 		case c.originated && (!st.originated || st.nextHop != c.nextHop):
 			err = push(&phaseB)(s.pb.originated(c.p, c.nextHop, false))
