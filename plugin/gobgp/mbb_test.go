@@ -257,6 +257,21 @@ func (x *mbbLab) releasedViaA(t *testing.T, ps ...netip.Prefix) {
 	})
 }
 
+// installedVia waits until the installer was told of ps over next hop nh
+// alone.
+func (x *mbbLab) installedVia(t *testing.T, nh string, ps ...netip.Prefix) {
+	t.Helper()
+	want := netip.MustParseAddr(nh)
+	lab.Eventually(t, 10*time.Second, "the installer told of "+nh, func() error {
+		for _, p := range ps {
+			if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != want {
+				return fmt.Errorf("%v: next hops %v", p, nhs)
+			}
+		}
+		return nil
+	})
+}
+
 // TestNextHopChangeUnderTheSameAttributesIsNotFenced is make-before-break
 // at the BGP side: a released prefix over ECMP (spines a and b, the same
 // attributes) loses spine a. The installer hears of the new next-hop set,
@@ -295,14 +310,7 @@ func TestNextHopChangeUnderTheSameAttributesIsNotFenced(t *testing.T) {
 	// Spine a goes for both prefixes.
 	x.announce(t, x.a, same, "127.0.0.2", true)
 	x.announce(t, x.a, other, "127.0.0.2", true)
-	lab.Eventually(t, 10*time.Second, "the installer told of one next hop left", func() error {
-		for _, p := range []netip.Prefix{same, other} {
-			if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.3") {
-				return fmt.Errorf("%v: next hops %v", p, nhs)
-			}
-		}
-		return nil
-	})
+	x.installedVia(t, "127.0.0.3", same, other)
 	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
 
 	if has, wd := x.at(same); !has || wd != 0 {
@@ -337,14 +345,7 @@ func TestAttributeChangeKeepsThePreviousPathUntilReleased(t *testing.T) {
 	for _, pfx := range []netip.Prefix{p, q} {
 		x.announce(t, x.b, pfx, "127.0.0.3", false)
 	}
-	lab.Eventually(t, 10*time.Second, "the installer told of spine b", func() error {
-		for _, pfx := range []netip.Prefix{p, q} {
-			if nhs := x.best.nexthops(pfx); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.3") {
-				return fmt.Errorf("%v: next hops %v", pfx, nhs)
-			}
-		}
-		return nil
-	})
+	x.installedVia(t, "127.0.0.3", p, q)
 	lab.Eventually(t, 10*time.Second, "both kept", func() error {
 		if n := x.sp.Kept(); n != 2 {
 			return fmt.Errorf("%d kept", n)
@@ -419,12 +420,7 @@ func TestAttributeChangeThatWouldStrandANeighbourIsFenced(t *testing.T) {
 	p := netip.MustParsePrefix("198.51.100.0/24")
 	x.releasedViaA(t, p)
 	x.announce(t, x.recv, p, "127.0.0.4", false)
-	lab.Eventually(t, 10*time.Second, "the installer told of the receiver's path", func() error {
-		if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.4") {
-			return fmt.Errorf("next hops %v", nhs)
-		}
-		return nil
-	})
+	x.installedVia(t, "127.0.0.4", p)
 	lab.Eventually(t, 10*time.Second, "spine b without the leaf's path", func() error {
 		if fromLeaf(t, x.b, p) {
 			return fmt.Errorf("spine b holds the leaf's path for %v", p)
@@ -522,10 +518,8 @@ func TestANewPathPreferredByLocalPrefIsFenced(t *testing.T) {
 	p := netip.MustParsePrefix("198.51.100.0/24")
 	x.releasedViaA(t, p)
 	x.announce(t, x.b, p, "127.0.0.3", false)
+	x.installedVia(t, "127.0.0.3", p)
 	lab.Eventually(t, 10*time.Second, "p taken back", func() error {
-		if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.3") {
-			return fmt.Errorf("next hops %v", nhs)
-		}
 		if has, _ := x.at(p); has {
 			return fmt.Errorf("receiver still has %v", p)
 		}
