@@ -88,8 +88,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 						perr = fmt.Errorf("destination %v: %w", p, err)
 						return
 					}
-					nb, err := netip.ParseAddr(x.NeighborIp)
-					paths = append(paths, audit.Path{Nexthop: nh, Learned: err == nil && !nb.IsUnspecified(),
+					paths = append(paths, audit.Path{Nexthop: nh, Learned: learned(x),
 						Hold: slices.Contains(comms, s.cfg.hold), Kept: slices.Contains(comms, s.cfg.keep), Best: x.Best, ID: pathID(x)})
 				}
 				if len(paths) == 0 {

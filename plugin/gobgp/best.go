@@ -50,10 +50,11 @@ var ErrWatchEnded = errors.New("gobgp: best-path watch ended")
 // fenced (Fence): taken back if released, so its new route is gated
 // afresh. When the previous best path is still in GoBGP, a released
 // prefix is kept out on a copy of it instead (keep.go): neighbours keep
-// the previous attributes until the new route is released. A prefix whose next hops change under the same attributes (an
-// ECMP member lost or added, a spine replaced by its twin) is not: its
-// neighbours see nothing new, and the gate keeps it advertised on the
-// confirmed route until the new one is programmed (make-before-break,
+// the previous attributes until the new route is released. A prefix whose
+// next hops change under the same attributes (an ECMP member lost or
+// added, a spine replaced by its twin) is not fenced: its neighbours see
+// nothing new, and the gate keeps it advertised on the confirmed route
+// until the new one is programmed (make-before-break,
 // docs/design-notes.md).
 //
 // What it leaves out keeps the installer out of the gate's way:
@@ -365,7 +366,7 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
 			}
 			continue
 		}
-		if nb, err := netip.ParseAddr(path.NeighborIp); err != nil || nb.IsUnspecified() {
+		if !learned(path) {
 			continue // local path
 		}
 		if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {

@@ -93,7 +93,7 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 		}
 		st := s.state(p)
 		st.fence = max(st.fence, clock)
-		if _, kept := s.copies[p]; st.transit || kept {
+		if st.transit || st.kept {
 			c := s.current(p)
 			c.transit = false
 			changes = append(changes, c)

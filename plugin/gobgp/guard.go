@@ -57,8 +57,9 @@ func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
 	return nil
 }
 
-// reconcile brings the held sets, HOLD paths, kept copies and local paths in line with
-// the record, starting from the sets as read (plus what install added).
+// reconcile brings the held sets, HOLD paths, kept copies and local paths
+// in line with the record, starting from the sets as read (plus what
+// install added).
 // fresh says the gate was not in place before install (a reload, a
 // restart of gobgpd, a first install):
 //   - entries differing from the record are added or deleted (adds first);

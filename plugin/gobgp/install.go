@@ -95,9 +95,7 @@ func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 		case d.Name == s.cfg.holdSet:
 			o.hold = true
 			for _, c := range d.List {
-				// GoBGP lists a community set's members as the regular
-				// expressions it matches with: "^65534:4711$".
-				o.holdList = append(o.holdList, strings.TrimSuffix(strings.TrimPrefix(c, "^"), "$"))
+				o.holdList = append(o.holdList, communityOf(c))
 			}
 		case d.Name == s.cfg.keepSet:
 			o.keep = true
@@ -305,13 +303,6 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.holdSet, err)
 		}
 	}
-	if !sets.keep && !s.cfg.inFallback() {
-		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.keepSet, List: []string{s.cfg.keepComm}}
-		if err := s.b.addDefinedSet(ctx, d); err != nil {
-			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.keepSet, err)
-		}
-		sets.keep = true
-	}
 
 	// 2. Policy, 3. assignment.
 	var have *api.Policy
@@ -327,17 +318,21 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	if err != nil {
 		return fmt.Errorf("install gate: list policies: %w", err)
 	}
+	// The kept copies' set is the gate's to add, unless gobgpd's file
+	// holds the gate and defines it there (a fallback from before kept
+	// copies defines none, and wants none).
+	if !sets.keep && (!s.cfg.inFallback() || have == nil) {
+		d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.keepSet, List: []string{s.cfg.keepComm}}
+		if err := s.b.addDefinedSet(ctx, d); err != nil {
+			return fmt.Errorf("install gate: add community set %s: %w", s.cfg.keepSet, err)
+		}
+		sets.keep = true
+	}
 	switch {
 	case have == nil:
 		if s.cfg.inFallback() {
 			s.opts.log.Error("gobgp gate: the fallback policy is not in gobgpd's config; the gate adds it over the API, so every policy reload of gobgpd drops it and may leak prefixes until the guard puts it back: add the output of fibgated --print-fallback to gobgpd's config, first in the global export-policy-list",
 				"policy", s.cfg.policy)
-		}
-		if s.cfg.inFallback() && !sets.keep {
-			d := &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: s.cfg.keepSet, List: []string{s.cfg.keepComm}}
-			if err := s.b.addDefinedSet(ctx, d); err != nil {
-				return fmt.Errorf("install gate: add community set %s: %w", s.cfg.keepSet, err)
-			}
 		}
 		if err := s.b.addPolicy(ctx, s.cfg.policyDef()); err != nil {
 			return fmt.Errorf("install gate: add policy %s: %w", s.cfg.policy, err)
@@ -498,14 +493,17 @@ func (n *normalized) sameAsFallback(have *api.Policy) (keeps bool, err error) {
 			return false, msg
 		}
 		if w.Name == n.stmtKeep {
-			// GoBGP lists the communities as the expressions it matches
-			// with: "^65534:4712$".
 			c := h.GetActions().GetCommunity()
-			if c.GetType() != api.CommunityAction_REMOVE || len(c.GetCommunities()) != 1 ||
-				strings.TrimSuffix(strings.TrimPrefix(c.GetCommunities()[0], "^"), "$") != n.keepComm {
+			if c.GetType() != api.CommunityAction_REMOVE || len(c.GetCommunities()) != 1 || communityOf(c.GetCommunities()[0]) != n.keepComm {
 				return false, msg
 			}
 		}
 	}
 	return keeps, nil
+}
+
+// communityOf reads a community back from how GoBGP lists it, as the
+// regular expression it matches with: "^65534:4711$".
+func communityOf(expr string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(expr, "^"), "$")
 }

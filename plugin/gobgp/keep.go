@@ -2,8 +2,10 @@ package gobgp
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
+	"maps"
 	"net/netip"
 	"slices"
 	"time"
@@ -248,31 +250,24 @@ func (s *Speaker) lookup(ctx context.Context, ps []netip.Prefix) (map[netip.Pref
 	return out, nil
 }
 
-// copyIsBest reports whether a destination's best path is a kept copy.
+// copyIsBest reports whether a destination's best path (first, and
+// marked so by ListPath on the global table) is a kept copy.
 func (s *Speaker) copyIsBest(paths []*api.Path) bool {
-	for _, p := range paths {
-		if p.IsWithdraw {
-			continue
-		}
-		_, comms, err := pathAttrs(p)
-		return err == nil && slices.Contains(comms, s.cfg.keep) && (p.Best || len(paths) == 1)
+	if len(paths) == 0 || !paths[0].Best {
+		return false
 	}
-	return false
+	_, comms, err := pathAttrs(paths[0])
+	return err == nil && slices.Contains(comms, s.cfg.keep)
 }
 
-// learned returns the paths of a destination that neighbours sent, in
-// GoBGP's order, without ours (HOLD paths, copies, originated) and others'
-// local paths.
-func (s *Speaker) learned(paths []*api.Path) []*api.Path {
+// learnedPaths returns the paths of a destination that neighbours sent,
+// in GoBGP's order.
+func learnedPaths(paths []*api.Path) []*api.Path {
 	var out []*api.Path
 	for _, p := range paths {
-		if p.IsWithdraw {
-			continue
+		if learned(p) {
+			out = append(out, p)
 		}
-		if nb, err := netip.ParseAddr(p.NeighborIp); err != nil || nb.IsUnspecified() {
-			continue
-		}
-		out = append(out, p)
 	}
 	return out
 }
@@ -283,13 +278,9 @@ func (s *Speaker) learned(paths []*api.Path) []*api.Path {
 func (s *Speaker) learnedSig(paths []*api.Path) uint64 {
 	var h maphash.Hash
 	h.SetSeed(exportSeed)
-	for _, p := range s.learned(paths) {
+	for _, p := range learnedPaths(paths) {
 		h.WriteString(p.NeighborIp)
-		var k [8]byte
-		for i, v := 0, exportKey(p); i < 8; i, v = i+1, v>>8 {
-			k[i] = byte(v)
-		}
-		h.Write(k[:])
+		h.Write(binary.LittleEndian.AppendUint64(nil, exportKey(p)))
 		nh, _, _ := pathAttrs(p)
 		h.Write(nh.AsSlice())
 		h.WriteByte(0xff)
@@ -308,15 +299,15 @@ type ebgpPeer struct {
 // there, learned over eBGP, and every neighbour that may have received the
 // new path in the fence window receives the copy too (strandedBy).
 func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebgpPeer) (*api.Path, uint64, bool) {
-	learned := s.learned(paths)
-	if len(learned) == 0 || exportKey(learned[0]) != r.now {
+	ls := learnedPaths(paths)
+	if len(ls) == 0 || exportKey(ls[0]) != r.now {
 		return nil, 0, false // moved on since the event: fence
 	}
-	if nh, _, err := pathAttrs(learned[0]); err != nil || !slices.Contains(r.nexthops, nh) {
+	if nh, _, err := pathAttrs(ls[0]); err != nil || !slices.Contains(r.nexthops, nh) {
 		return nil, 0, false
 	}
 	var prev *api.Path
-	for _, p := range learned[1:] {
+	for _, p := range ls[1:] {
 		if exportKey(p) == r.was && p.SourceAsn != ourAS {
 			prev = p
 			break
@@ -330,14 +321,14 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 		s.opts.log.Warn("previous best path with undecodable attributes; fencing", "prefix", r.prefix, "err", err)
 		return nil, 0, false
 	}
-	newAttrs, err := apiutil.GetNativePathAttributes(learned[0])
+	newAttrs, err := apiutil.GetNativePathAttributes(ls[0])
 	if err != nil {
 		return nil, 0, false
 	}
 	if localPref(newAttrs) > localPref(attrs) {
 		return nil, 0, false // the copy would not be best: GoBGP picks LOCAL_PREF first
 	}
-	if n := strandedBy(peers, asesOf(attrs), asesOf(newAttrs), learned[0].NeighborIp); n != "" {
+	if n := strandedBy(peers, asesOf(attrs), asesOf(newAttrs), ls[0].NeighborIp); n != "" {
 		s.opts.log.Debug("not keeping: a neighbour would keep the new path", "prefix", r.prefix, "neighbour", n)
 		return nil, 0, false
 	}
@@ -447,15 +438,9 @@ func (s *Speaker) checkCopies(ctx context.Context) error {
 		s.mu.Unlock()
 		return nil
 	}
-	snap := make(map[netip.Prefix]uint64, len(s.copies))
-	for p, sig := range s.copies {
-		snap[p] = sig
-	}
+	snap := maps.Clone(s.copies)
 	s.mu.Unlock()
-	ps := make([]netip.Prefix, 0, len(snap))
-	for p := range snap {
-		ps = append(ps, p)
-	}
+	ps := slices.Collect(maps.Keys(snap))
 	dests, err := s.lookup(ctx, ps)
 	if err != nil {
 		return fmt.Errorf("read the paths under kept copies: %w", err)

@@ -164,3 +164,13 @@ func build(p netip.Prefix, nh netip.Addr, common [][]byte, withdraw bool) (*api.
 		IsWithdraw:   withdraw,
 	}, nil
 }
+
+// learned says whether a path came from a neighbour: local paths (the
+// gate's originated, HOLD and kept paths, the CLI's) have no neighbour address.
+func learned(p *api.Path) bool {
+	if p.GetIsWithdraw() {
+		return false
+	}
+	a, err := netip.ParseAddr(p.GetNeighborIp())
+	return err == nil && !a.IsUnspecified()
+}

@@ -210,7 +210,7 @@ func learnedBest(d *api.Destination, hold uint32) (netip.Prefix, bool, error) {
 	if best == nil {
 		return netip.Prefix{}, false, nil
 	}
-	if nb, err := netip.ParseAddr(best.NeighborIp); err != nil || nb.IsUnspecified() {
+	if !learned(best) {
 		return netip.Prefix{}, false, nil // local
 	}
 	_, comms, err := pathAttrs(best)

@@ -153,13 +153,3 @@ func (s *Speaker) Learned(ctx context.Context) ([]netip.Prefix, error) {
 	}
 	return out, nil
 }
-
-// learned says whether a path came from a neighbour: local paths (the
-// gate's originated and HOLD paths, the CLI's) have no neighbour address.
-func learned(p *api.Path) bool {
-	if p.GetIsWithdraw() {
-		return false
-	}
-	a, err := netip.ParseAddr(p.GetNeighborIp())
-	return err == nil && !a.IsUnspecified()
-}
