@@ -40,6 +40,14 @@ const (
 	// duration apart, so that the audit takes at most a tenth of the time
 	// (and of GoBGP's main loop) however large the table.
 	dutyFactor = 10
+	// fullEvery: one periodic pass in this many, the first among them,
+	// reads GoBGP's whole RIB; the others read the prefixes the gate and
+	// the FIB know (Ask.Known), and those the pass before found or
+	// suspected, so a mismatch a whole read found is checked again in the
+	// next pass. What only a whole read finds (a path in GoBGP of a prefix
+	// with no kernel route and no gate state) is so reported within
+	// fullEvery+1 passes.
+	fullEvery = 10
 )
 
 // Result is what an audit found.
@@ -75,8 +83,9 @@ type Auditor struct {
 
 	pass sync.Mutex // one pass at a time, periodic or on demand
 
-	mu   sync.Mutex
-	prev map[string]Mismatch // the last periodic pass's findings, by key
+	mu     sync.Mutex
+	passes uint64              // periodic passes begun, for fullEvery
+	prev   map[string]Mismatch // the last periodic pass's findings, by key
 	// letOut is what GoBGP's gate let out unconfirmed in the last periodic
 	// pass (BGP.LetOut): the adj-out of only these is read in the next.
 	letOut map[netip.Prefix]bool
@@ -176,7 +185,7 @@ func (a *Auditor) Stats() Stats {
 // Audit runs two passes now, recheck apart, and returns what both found.
 // It leaves the periodic audit's state alone.
 func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, error) {
-	first, _, _, letOut, err := a.run(ctx, nil)
+	first, _, _, letOut, err := a.run(ctx, nil, true, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -186,7 +195,7 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 		return Result{}, ctx.Err()
 	case <-time.After(recheck):
 	}
-	second, counts, took, _, err := a.run(ctx, letOut)
+	second, counts, took, _, err := a.run(ctx, letOut, true, nil)
 	if err != nil {
 		return Result{}, err
 	}
@@ -218,14 +227,22 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 // A mismatch needs two passes anyway; the first one's cheap judgement
 // (RIB and held sets) names the prefixes, the second one's adj-out
 // confirms them, so the report comes no later.
-func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool) ([]Mismatch, Counts, time.Duration, map[netip.Prefix]bool, error) {
+//
+// A whole pass (full) reads all of GoBGP's RIB; another only the prefixes
+// of the gate's states and the FIB's routes, and those of found and
+// before (Ask.Known).
+func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full bool, found map[string]Mismatch) ([]Mismatch, Counts, time.Duration, map[netip.Prefix]bool, error) {
 	a.pass.Lock()
 	defer a.pass.Unlock()
 	start := time.Now()
 	var s Snapshot
 	s.Gate = a.src.Gate()
 	s.FIB = a.src.FIB()
-	b, err := a.src.BGP(ctx, Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }})
+	ask := Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }}
+	if !full {
+		ask.Known = known(&s, before, found)
+	}
+	b, err := a.src.BGP(ctx, ask)
 	if err != nil {
 		return nil, Counts{}, 0, nil, fmt.Errorf("audit: read GoBGP: %w", err)
 	}
@@ -242,15 +259,23 @@ type Ask struct {
 	// Confirm says which of the unconfirmed prefixes that GoBGP's gate
 	// lets out get their adj-out read; nil: all of them.
 	Confirm func(netip.Prefix) bool
+	// Known, when not nil, limits the read of GoBGP's RIB to these
+	// prefixes, looked up a slice at a time: GoBGP copies a whole table
+	// read in its main loop, holding every update and release meanwhile
+	// (half a second at 120k prefixes), a few milliseconds per slice.
+	// nil reads the whole RIB.
+	Known []netip.Prefix
 }
 
 // periodic is one pass of Run: it reports what this pass and the one
 // before found.
 func (a *Auditor) periodic(ctx context.Context) error {
 	a.mu.Lock()
-	before := a.letOut
+	before, prev := a.letOut, a.prev
+	full := a.passes%fullEvery == 0
+	a.passes++
 	a.mu.Unlock()
-	found, counts, took, letOut, err := a.run(ctx, before)
+	found, counts, took, letOut, err := a.run(ctx, before, full, prev)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if err != nil {
@@ -259,6 +284,7 @@ func (a *Auditor) periodic(ctx context.Context) error {
 		return err
 	}
 	a.letOut = letOut
+	a.log.Debug("audit pass", "took", took, "whole_rib", full, "destinations", counts.Destinations, "adj_out_read", counts.Checked, "found", len(found))
 	now := time.Now()
 	a.stats.Passes++
 	a.stats.Took = took
@@ -329,6 +355,38 @@ func addrList(as []netip.Addr) []string {
 	out := make([]string, len(as))
 	for i, x := range as {
 		out[i] = x.String()
+	}
+	return out
+}
+
+// known lists the prefixes a partial pass reads of GoBGP's RIB: those of
+// the gate's states and of the FIB's gated and installed routes, which
+// every prefix with a best path learned from a neighbour has once the
+// installer wrote it, and those the pass before let out (before) or
+// found (found). Each once.
+func known(s *Snapshot, before map[netip.Prefix]bool, found map[string]Mismatch) []netip.Prefix {
+	seen := make(map[netip.Prefix]struct{}, len(s.Gate)+len(s.FIB.Installed))
+	out := make([]netip.Prefix, 0, len(s.Gate)+len(s.FIB.Installed))
+	add := func(p netip.Prefix) {
+		if _, ok := seen[p]; !ok {
+			seen[p] = struct{}{}
+			out = append(out, p)
+		}
+	}
+	for i := range s.Gate {
+		add(s.Gate[i].Prefix)
+	}
+	for p := range s.FIB.Gated {
+		add(p)
+	}
+	for p := range s.FIB.Installed {
+		add(p)
+	}
+	for p := range before {
+		add(p)
+	}
+	for _, m := range found {
+		add(m.Prefix)
 	}
 	return out
 }

@@ -25,9 +25,11 @@ type feed struct {
 	s   *Snapshot
 	err error
 	// reads counts BGP reads; adjOut lists the prefixes whose adj-out
-	// they read, in order.
+	// they read, in order; whole says, per read, whether it read the
+	// whole RIB (Ask.Known nil).
 	reads  int
 	adjOut []netip.Prefix
+	whole  []bool
 }
 
 func (f *feed) set(s *Snapshot, err error) {
@@ -48,11 +50,21 @@ func (f *feed) sources() Sources {
 			if f.err != nil {
 				return nil, f.err
 			}
-			// What AuditBGP does: let out by the RIB and held sets, then
-			// adj-out for the ones Confirm names.
+			// What AuditBGP does: the RIB (of the Known prefixes, if
+			// named), let out by the RIB and held sets, then adj-out for
+			// the ones Confirm names.
 			b := f.s.BGP
+			f.whole = append(f.whole, ask.Known == nil)
+			if ask.Known != nil {
+				b.RIB = map[netip.Prefix][]Path{}
+				for _, p := range ask.Known {
+					if paths, ok := f.s.BGP.RIB[p]; ok {
+						b.RIB[p] = paths
+					}
+				}
+			}
 			b.Out, b.LetOut = map[netip.Prefix][]netip.Addr{}, map[netip.Prefix]bool{}
-			for p, paths := range f.s.BGP.RIB {
+			for p, paths := range b.RIB {
 				if len(paths) == 0 || paths[0].Hold || !b.InScope(p) || b.Holds != nil && b.Holds(p) || !ask.Unconfirmed(p) {
 					continue
 				}
@@ -342,6 +354,74 @@ func TestSlowPassesSpaceTheNextOnesOut(t *testing.T) {
 			if got := passes(c.at); got != c.want {
 				t.Errorf("after %v: %d passes, want %d", c.at, got, c.want)
 			}
+		}
+	})
+}
+
+// TestMostPassesReadOnlyTheKnownPrefixesOfGoBGP: reading GoBGP's whole RIB
+// holds its main loop, so one periodic pass in fullEvery does, and the
+// others read only the prefixes the gate and the FIB know. A path in
+// GoBGP of a prefix nothing else knows (a HOLD path left on it) is found
+// by the next whole read and reported by the pass after it, which reads
+// what the pass before found; the on-demand audit reads everything.
+func TestMostPassesReadOnlyTheKnownPrefixesOfGoBGP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		// A HOLD path on a released prefix with no kernel route and no gate
+		// state.
+		unknown := netip.MustParsePrefix("100.64.9.0/24")
+		left := func() *Snapshot {
+			s := healthy()
+			s.BGP.RIB[unknown] = []Path{{Nexthop: netip.IPv4Unspecified(), Hold: true, Best: true, ID: "h1"}}
+			held := s.BGP.Holds
+			s.BGP.Holds = func(p netip.Prefix) bool { return p != unknown && held(p) } // released
+			return s
+		}
+		var f feed
+		f.set(healthy(), nil)
+		a, err := New(f.sources(), WithInterval(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		go a.Run(ctx)
+		pass := func() { time.Sleep(time.Minute); synctest.Wait() }
+		reported := func() []Mismatch { return a.Last().Mismatches }
+
+		pass() // 0: whole
+		f.set(left(), nil)
+		for range fullEvery - 1 { // 1 to 9: the known prefixes only
+			pass()
+			if got := reported(); len(got) != 0 {
+				t.Fatalf("a partial pass reported %+v", got)
+			}
+		}
+		pass() // 10: whole, finds it
+		if got := reported(); len(got) != 0 {
+			t.Fatalf("reported after one pass: %+v", got)
+		}
+		pass() // 11: partial, reads what 10 found
+		if got := reported(); len(got) != 1 || got[0].Kind != HoldLeft || got[0].Prefix != unknown {
+			t.Fatalf("after the whole pass and the next: %+v, want %s on %v", got, HoldLeft, unknown)
+		}
+		f.mu.Lock()
+		whole := slices.Clone(f.whole)
+		f.mu.Unlock()
+		want := make([]bool, fullEvery+2)
+		want[0], want[fullEvery] = true, true
+		if !slices.Equal(whole, want) {
+			t.Errorf("whole reads by pass %v, want %v", whole, want)
+		}
+
+		res, err := a.Audit(ctx, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		whole = slices.Clone(f.whole[len(want):])
+		f.mu.Unlock()
+		if !slices.Equal(whole, []bool{true, true}) || len(res.Mismatches) != 1 {
+			t.Errorf("on demand: whole reads %v, mismatches %+v; want two whole reads and the HOLD path", whole, res.Mismatches)
 		}
 	})
 }

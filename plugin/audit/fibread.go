@@ -17,8 +17,21 @@ var roots = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePr
 // gate judges it and classified by classify (nil: nothing is released),
 // and the routes of the installer's protocol in its table (in: nil when
 // nothing is installed). It only reads f; call it inside
-// kernel.Listener.View.
+// kernel.Listener.View, or use ReadFIBIn.
 func ReadFIB(f *fib.FIB, pol gate.Policy, classify gate.Classifier, in *Installer) FIB {
+	return ReadFIBIn(func(fn func(*fib.FIB)) { fn(f) }, pol, classify, in)
+}
+
+// ReadFIBIn is ReadFIB over a model it may read only inside view
+// (kernel.Listener.View), one piece of the address space per call: an
+// IPv4 /8 or an IPv6 /12, and the shorter prefixes of a family in one.
+// The listener applies the kernel's notifications only between the calls,
+// and a reader waiting behind it waits too (a Go RWMutex lets no reader
+// in while a writer waits): read in one call, a full table held the whole
+// pipeline for a second and more, every audit pass. The pieces are not
+// one instant of the FIB; the audit compares sources read at different
+// instants anyway, and reports only what two passes agree on.
+func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classifier, in *Installer) FIB {
 	out := FIB{At: time.Now(), Gated: map[netip.Prefix][]GatedRoute{}, Installer: in, Installed: map[netip.Prefix][]InstalledRoute{}}
 	tables := pol.Tables()
 	if in != nil && !slices.Contains(tables, in.Table) {
@@ -26,41 +39,98 @@ func ReadFIB(f *fib.FIB, pol gate.Policy, classify gate.Classifier, in *Installe
 	}
 	for _, table := range tables {
 		for _, root := range roots {
-			var last netip.Prefix
-			for r := range f.Subtree(table, root) {
-				first := r.Prefix != last
-				last = r.Prefix
-				if in != nil && table == in.Table && r.Protocol == in.Protocol {
-					ir := InstalledRoute{Metric: r.Priority, Version: f.Version(table, r.Prefix)}
-					for _, nh := range r.Nexthops {
-						if nh.Gateway.IsValid() {
-							ir.Nexthops = append(ir.Nexthops, nh.Gateway)
+			bits := chunkBits(root)
+			// The prefixes shorter than a piece, each looked up.
+			view(func(f *fib.FIB) {
+				for b := range bits {
+					for p := range prefixesOf(root, b) {
+						rs := f.Routes(table, p)
+						for i := range rs {
+							readRoute(&out, f, table, &rs[i], i == 0, pol, classify, in)
 						}
 					}
-					slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
-					out.Installed[r.Prefix] = append(out.Installed[r.Prefix], ir)
 				}
-				if !first {
-					continue
-				}
-				sc, ok := pol.Match(table, r.Prefix)
-				if !ok {
-					continue
-				}
-				g := GatedRoute{Table: table, FailOpen: sc.FailOpen && sc.PendingTimeout > 0,
-					KeepOnFailure: sc.OnFailure == gate.FailureKeep, Version: f.Version(table, r.Prefix)}
-				g.Verdict, g.Reason = sc.Judge(r)
-				if g.Verdict == gate.VerdictConfirmed {
-					g.Reason = "confirmed"
-				}
-				if classify != nil {
-					if o, ok := classify(r); ok {
-						g.Origin = o
+			})
+			for piece := range prefixesOf(root, bits) {
+				view(func(f *fib.FIB) {
+					var last netip.Prefix
+					for r := range f.Subtree(table, piece) {
+						first := r.Prefix != last
+						last = r.Prefix
+						readRoute(&out, f, table, r, first, pol, classify, in)
 					}
-				}
-				out.Gated[r.Prefix] = append(out.Gated[r.Prefix], g)
+				})
 			}
 		}
 	}
 	return out
+}
+
+// chunkBits is the prefix length of ReadFIBIn's pieces of a family.
+func chunkBits(root netip.Prefix) int {
+	if root.Addr().Is4() {
+		return 8
+	}
+	return 12
+}
+
+// prefixesOf yields the prefixes of length bits within root (of length 0).
+func prefixesOf(root netip.Prefix, bits int) func(func(netip.Prefix) bool) {
+	return func(yield func(netip.Prefix) bool) {
+		for i := range 1 << bits {
+			a := root.Addr().As16()
+			off := 0
+			if root.Addr().Is4() {
+				off = 12
+			}
+			// i's bits, most significant first, from the address's first bit.
+			v := uint32(i) << (32 - bits)
+			for j := range 4 {
+				if off+j < 16 {
+					a[off+j] = byte(v >> (24 - 8*j))
+				}
+			}
+			addr := netip.AddrFrom16(a)
+			if root.Addr().Is4() {
+				addr = addr.Unmap()
+			}
+			if !yield(netip.PrefixFrom(addr, bits)) {
+				return
+			}
+		}
+	}
+}
+
+// readRoute adds one route of the model to out; first says it is the
+// first (forwarding) route of its prefix.
+func readRoute(out *FIB, f *fib.FIB, table uint32, r *fib.Route, first bool, pol gate.Policy, classify gate.Classifier, in *Installer) {
+	if in != nil && table == in.Table && r.Protocol == in.Protocol {
+		ir := InstalledRoute{Metric: r.Priority, Version: f.Version(table, r.Prefix)}
+		for _, nh := range r.Nexthops {
+			if nh.Gateway.IsValid() {
+				ir.Nexthops = append(ir.Nexthops, nh.Gateway)
+			}
+		}
+		slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
+		out.Installed[r.Prefix] = append(out.Installed[r.Prefix], ir)
+	}
+	if !first {
+		return
+	}
+	sc, ok := pol.Match(table, r.Prefix)
+	if !ok {
+		return
+	}
+	g := GatedRoute{Table: table, FailOpen: sc.FailOpen && sc.PendingTimeout > 0,
+		KeepOnFailure: sc.OnFailure == gate.FailureKeep, Version: f.Version(table, r.Prefix)}
+	g.Verdict, g.Reason = sc.Judge(r)
+	if g.Verdict == gate.VerdictConfirmed {
+		g.Reason = "confirmed"
+	}
+	if classify != nil {
+		if o, ok := classify(r); ok {
+			g.Origin = o
+		}
+	}
+	out.Gated[r.Prefix] = append(out.Gated[r.Prefix], g)
 }

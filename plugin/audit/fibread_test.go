@@ -92,3 +92,55 @@ func TestReadFIBJudgesForwardingRoutesAndFindsTheInstallersRoutes(t *testing.T) 
 		t.Errorf("without installer and classifier: %+v", none)
 	}
 }
+
+// TestReadFIBInPiecesReadsEveryRouteOnce reads, piece by piece, routes at
+// the pieces' edges (shorter than a piece, a piece, longer; both families,
+// the first and the last piece) and finds each route once, in the FIB's
+// order, in one read of the model per piece.
+func TestReadFIBInPiecesReadsEveryRouteOnce(t *testing.T) {
+	f := fib.New()
+	var all []netip.Prefix
+	for _, s := range []string{
+		"0.0.0.0/0", "0.0.0.0/7", "254.0.0.0/7", "0.0.0.0/8", "10.0.0.0/8", "255.0.0.0/8", "10.0.0.0/9",
+		"10.1.0.0/16", "192.0.2.1/32", "255.255.255.255/32",
+		"::/0", "2000::/3", "2000::/11", "2000::/12", "2a00::/12", "fff0::/12", "2a00::/13", "2001:db8::/32",
+		"2001:db8::1/128", "ffff:ffff::/32",
+	} {
+		p := netip.MustParsePrefix(s)
+		all = append(all, p)
+		nh := netip.MustParseAddr("10.1.1.2")
+		if p.Addr().Is6() {
+			nh = netip.MustParseAddr("fd00:1::2")
+		}
+		for _, metric := range []uint32{20, 30} {
+			r := fib.Route{Table: 254, Prefix: p, Type: fib.TypeUnicast, Protocol: fib.ProtoBGP, Priority: metric,
+				Nexthops: []fib.Nexthop{{Gateway: nh, LinkIndex: 2}}}
+			if _, err := f.Add(r, fib.NLMCreate|fib.NLMAppend); err != nil {
+				t.Fatalf("add %v: %v", r, err)
+			}
+		}
+	}
+	pol := gate.Policy{Scopes: []gate.Scope{gate.DefaultScope()}}
+	calls := 0
+	got := ReadFIBIn(func(fn func(*fib.FIB)) { calls++; fn(f) }, pol, gate.ByProtocol(fib.ProtoBGP), inst)
+
+	// The same as one walk over each family's root.
+	for _, p := range all {
+		rs := got.Gated[p]
+		if len(rs) != 1 || rs[0].Version != f.Version(254, p) {
+			t.Errorf("%v: gated %+v, want one at version %d", p, rs, f.Version(254, p))
+		}
+		in := got.Installed[p]
+		if len(in) != 2 || in[0].Metric != 20 || in[1].Metric != 30 {
+			t.Errorf("%v: installed %+v, want metrics 20 and 30 in the FIB's order", p, in)
+		}
+	}
+	if len(got.Gated) != len(all) || len(got.Installed) != len(all) {
+		t.Errorf("read %d gated and %d installed prefixes, want %d", len(got.Gated), len(got.Installed), len(all))
+	}
+	// One table: per family a read of the short prefixes, then one per
+	// piece (256 IPv4 /8s, 4,096 IPv6 /12s).
+	if want := 1 + 256 + 1 + 4096; calls != want {
+		t.Errorf("%d reads of the model, want %d", calls, want)
+	}
+}

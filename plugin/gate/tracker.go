@@ -175,18 +175,22 @@ func (t *Tracker) SetPolicy(p Policy) error {
 }
 
 // List returns every tracked prefix, sorted by table, family and prefix.
+// It sorts after letting go of the lock: the tracker's loop waits for a
+// reader, and a sort of a full table takes it a second (the periodic
+// audit lists every pass).
 func (t *Tracker) List() []RouteState {
 	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.listLocked()
+	out := t.unsortedLocked()
+	t.mu.RUnlock()
+	slices.SortFunc(out, compareStates)
+	return out
 }
 
-func (t *Tracker) listLocked() []RouteState {
+func (t *Tracker) unsortedLocked() []RouteState {
 	out := make([]RouteState, 0, len(t.entries))
 	for k, e := range t.entries {
 		out = append(out, t.ep.public(k, &e.st))
 	}
-	slices.SortFunc(out, compareStates)
 	return out
 }
 
@@ -226,7 +230,8 @@ func (t *Tracker) Watch(ctx context.Context, snapshot bool, opts ...WatchOption)
 	defer t.mu.Unlock()
 	var first []RouteState
 	if snapshot {
-		first = t.listLocked()
+		first = t.unsortedLocked()
+		slices.SortFunc(first, compareStates)
 	}
 	return t.hub.Subscribe(ctx, first, c.fanout...)
 }

@@ -20,11 +20,13 @@ import (
 //   - the gate's held sets and whether its policy is first in the global
 //     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
 //     condition does;
-//   - the global RIB of IPv4 and IPv6 unicast: every path, its next hop,
-//     whether it was learned, whether it is a HOLD path of this gate's
-//     community, and GoBGP's best (and multipath) flags. From it and the
-//     held sets, the prefixes in the gate's scope that ask.Unconfirmed
-//     names and that GoBGP's gate lets out (audit.BGP.LetOut);
+//   - the global RIB of IPv4 and IPv6 unicast, whole or, when ask.Known
+//     names prefixes, theirs only (lookupKnown), paced (pacer): every
+//     path, its next hop, whether it was learned, whether it is a HOLD
+//     path of this gate's community, and GoBGP's best (and multipath)
+//     flags. From it and the held sets, the prefixes in the gate's scope
+//     that ask.Unconfirmed names and that GoBGP's gate lets out
+//     (audit.BGP.LetOut);
 //   - the adj-out of every established neighbour, per unicast family it
 //     has, for those of them ask.Confirm names (nil: all): GoBGP
 //     recomputes adj-out from today's best paths and export policy
@@ -71,41 +73,48 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	}
 	// The prefixes whose adj-out is read, by family.
 	adj := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
+	pace := newPacer(ctx)
 	for _, f := range []*api.Family{familyV4, familyV6} {
-		err := s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true},
-			func(d *api.Destination) {
-				p, ok := parse(d)
-				if !ok {
+		take := func(d *api.Destination) {
+			pace.step()
+			p, ok := parse(d)
+			if !ok {
+				return
+			}
+			paths := make([]audit.Path, 0, len(d.Paths))
+			for _, x := range d.Paths {
+				if x.IsWithdraw {
+					continue
+				}
+				nh, comms, err := pathAttrs(x)
+				if err != nil {
+					perr = fmt.Errorf("destination %v: %w", p, err)
 					return
 				}
-				paths := make([]audit.Path, 0, len(d.Paths))
-				for _, x := range d.Paths {
-					if x.IsWithdraw {
-						continue
-					}
-					nh, comms, err := pathAttrs(x)
-					if err != nil {
-						perr = fmt.Errorf("destination %v: %w", p, err)
-						return
-					}
-					paths = append(paths, audit.Path{Nexthop: nh, Learned: learned(x),
-						Hold: slices.Contains(comms, s.cfg.hold), Kept: slices.Contains(comms, s.cfg.keep), Best: x.Best, ID: pathID(x)})
-				}
-				if len(paths) == 0 {
-					return
-				}
-				out.RIB[p] = paths
-				// Unconfirmed before Holds: most prefixes are confirmed, and
-				// a held-set lookup walks up to a prefix length of maps.
-				if paths[0].Hold || paths[0].Kept || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
-					return
-				}
-				read := ask.Confirm == nil || ask.Confirm(p)
-				out.LetOut[p] = read
-				if read {
-					adj[f][p] = true
-				}
-			})
+				paths = append(paths, audit.Path{Nexthop: nh, Learned: learned(x),
+					Hold: slices.Contains(comms, s.cfg.hold), Kept: slices.Contains(comms, s.cfg.keep), Best: x.Best, ID: pathID(x)})
+			}
+			if len(paths) == 0 {
+				return
+			}
+			out.RIB[p] = paths
+			// Unconfirmed before Holds: most prefixes are confirmed, and
+			// a held-set lookup walks up to a prefix length of maps.
+			if paths[0].Hold || paths[0].Kept || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
+				return
+			}
+			read := ask.Confirm == nil || ask.Confirm(p)
+			out.LetOut[p] = read
+			if read {
+				adj[f][p] = true
+			}
+		}
+		var err error
+		if ask.Known == nil {
+			err = s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true}, take)
+		} else {
+			err = s.lookupKnown(ctx, f, ask.Known, take)
+		}
 		if err = errors.Join(err, perr); err != nil {
 			return nil, fmt.Errorf("list global rib (%s): %w", f.Afi, err)
 		}
@@ -115,6 +124,40 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		return nil, err
 	}
 	return out, nil
+}
+
+// lookupSlice is how many prefixes one exact lookup of a partial read
+// names (lookupKnown): GoBGP looks them up in its main loop, a few
+// microseconds each, so a slice holds the loop for a few milliseconds.
+const lookupSlice = 256
+
+// lookupKnown reads the destinations of the family f among known from
+// GoBGP's global RIB, lookupSlice prefixes per request. GoBGP copies the
+// destinations a request names, in its main loop; a read of the whole
+// table copies all of them at once, and held the loop (every update,
+// every release) for half a second at 120k prefixes (make bench-churn).
+func (s *Speaker) lookupKnown(ctx context.Context, f *api.Family, known []netip.Prefix, fn func(*api.Destination)) error {
+	r := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true}
+	flush := func() error {
+		if len(r.Prefixes) == 0 {
+			return nil
+		}
+		err := s.b.listPath(ctx, r, fn)
+		r.Prefixes = r.Prefixes[:0]
+		return err
+	}
+	for _, p := range known {
+		if p.Addr().Is4() != (f == familyV4) {
+			continue
+		}
+		r.Prefixes = append(r.Prefixes, &api.TableLookupPrefix{Prefix: p.String(), Type: api.TableLookupPrefix_EXACT})
+		if len(r.Prefixes) == lookupSlice {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
 }
 
 // maxLookups bounds the prefixes one adj-out request names; with more,
@@ -166,7 +209,9 @@ func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.F
 				}
 			}
 			var perr error
+			pace := newPacer(ctx)
 			err := s.b.listPath(ctx, r, func(d *api.Destination) {
+				pace.step()
 				p, err := netip.ParsePrefix(d.Prefix)
 				if err != nil {
 					perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
@@ -227,4 +272,43 @@ func (b serverBackend) listPeers(ctx context.Context, fn func(*api.Peer)) error 
 
 func (b serverBackend) listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error {
 	return b.s.ListPath(ctx, r, fn)
+}
+
+// pacer spreads the audit's reads of GoBGP's tables over time. GoBGP takes
+// its copy of the table in its main loop first, then turns every path into
+// its API form while the reader takes them, in the reader's goroutine
+// (gobgpd-ext) or in gobgpd's, held back by the stream (the sidecar): a
+// reader that pauses spreads that work out. Unpaced, a pass over a table
+// of 120k prefixes took the whole of a core for seconds, and on two cores
+// the gate's own work waited for it: every change that reached the leaf
+// meanwhile reached its FIB and its neighbours late (make bench-churn,
+// docs/design-notes.md). After every paceEvery destinations the pacer
+// rests paceRest times as long as they took, so a read uses at most a
+// 1/(1+paceRest) share of a core, however large the table.
+type pacer struct {
+	ctx   context.Context
+	n     int
+	since time.Time
+}
+
+const (
+	paceEvery = 1024
+	paceRest  = 3
+)
+
+func newPacer(ctx context.Context) *pacer { return &pacer{ctx: ctx, since: time.Now()} }
+
+// step counts one destination, and rests after every paceEvery of them.
+func (p *pacer) step() {
+	p.n++
+	if p.n%paceEvery != 0 {
+		return
+	}
+	t := time.NewTimer(paceRest * time.Since(p.since))
+	select {
+	case <-p.ctx.Done():
+	case <-t.C:
+	}
+	t.Stop()
+	p.since = time.Now()
 }

@@ -181,11 +181,15 @@ func TestAuditBGPCost(t *testing.T) {
 	for _, c := range []struct {
 		name   string
 		adjOut func(netip.Prefix) bool
+		known  []netip.Prefix
 		want   int
+		idle   bool
 	}{
-		{"everything confirmed (no adj-out read)", func(netip.Prefix) bool { return false }, 0},
-		{"1% unconfirmed", func(p netip.Prefix) bool { return p.Addr().As4()[2] == 0 && p.Addr().As4()[1]%4 == 0 }, -1},
-		{"the whole adj-out", nil, n},
+		{name: "no audit (3 s)", idle: true},
+		{"everything confirmed (no adj-out read)", func(netip.Prefix) bool { return false }, nil, 0, false},
+		{"everything confirmed, the known prefixes read", func(netip.Prefix) bool { return false }, ps, 0, false},
+		{"1% unconfirmed", func(p netip.Prefix) bool { return p.Addr().As4()[2] == 0 && p.Addr().As4()[1]%4 == 0 }, nil, -1, false},
+		{"the whole adj-out", nil, nil, n, false},
 	} {
 		for range 2 {
 			var before, after runtime.MemStats
@@ -195,17 +199,45 @@ func TestAuditBGPCost(t *testing.T) {
 			// the machine is shared.
 			var r0, r1 syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
+			// How long GoBGP's main loop keeps others waiting meanwhile:
+			// one cheap management operation (GetBgp) after the other.
+			stop, stalled := make(chan struct{}), make(chan time.Duration)
+			go func() {
+				var worst time.Duration
+				for {
+					select {
+					case <-stop:
+						stalled <- worst
+						return
+					default:
+					}
+					t0 := time.Now()
+					if _, err := x.leaf.GetBgp(ctx, &api.GetBgpRequest{}); err != nil {
+						t.Error(err)
+					}
+					worst = max(worst, time.Since(t0))
+					time.Sleep(time.Millisecond)
+				}
+			}()
 			start := time.Now()
-			b, err := sp.AuditBGP(ctx, audit.Ask{Unconfirmed: c.adjOut})
+			if c.idle {
+				time.Sleep(3 * time.Second)
+				close(stop)
+				t.Logf("%d prefixes, %s: GoBGP's main loop answered within %v", n, c.name, (<-stalled).Round(time.Millisecond))
+				continue
+			}
+			b, err := sp.AuditBGP(ctx, audit.Ask{Unconfirmed: c.adjOut, Known: c.known})
 			took := time.Since(start)
+			close(stop)
+			worst := <-stalled
 			if err != nil {
 				t.Fatal(err)
 			}
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r1)
 			runtime.ReadMemStats(&after)
 			cpu := time.Duration(r1.Utime.Nano() + r1.Stime.Nano() - r0.Utime.Nano() - r0.Stime.Nano())
-			t.Logf("%d prefixes, %s: AuditBGP used %v of CPU (%v of wall time), allocated %d MB; %d checked, %d advertised, %d destinations",
-				n, c.name, cpu.Round(time.Millisecond), took.Round(time.Millisecond), (after.TotalAlloc-before.TotalAlloc)>>20, b.Checked, len(b.Out), len(b.RIB))
+			t.Logf("%d prefixes, %s: AuditBGP used %v of CPU (%v of wall time), allocated %d MB; GoBGP's main loop answered within %v; %d checked, %d advertised, %d destinations",
+				n, c.name, cpu.Round(time.Millisecond), took.Round(time.Millisecond), (after.TotalAlloc-before.TotalAlloc)>>20, worst.Round(time.Millisecond), b.Checked, len(b.Out), len(b.RIB))
 			if c.want >= 0 && len(b.Out) != c.want || len(b.RIB) != n {
 				t.Errorf("read %d advertised and %d destinations, want %d and %d", len(b.Out), len(b.RIB), c.want, n)
 			}

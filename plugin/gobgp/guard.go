@@ -220,7 +220,7 @@ func (s *Speaker) scrub(ctx context.Context) (int, error) {
 					break
 				}
 			}
-			if best.NeighborIp == "" || best.NeighborIp == "<nil>" {
+			if !learned(best) {
 				return // local
 			}
 			p, err := netip.ParsePrefix(d.Prefix)

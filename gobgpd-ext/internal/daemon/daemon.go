@@ -527,9 +527,7 @@ func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *aud
 		Gate: d.tracker.List,
 		FIB: func() audit.FIB {
 			pol := d.tracker.Policy() // outside View: the tracker reads the listener under its own lock
-			var f audit.FIB
-			d.listener.View(func(m *fib.FIB) { f = audit.ReadFIB(m, pol, classify, installed) })
-			return f
+			return audit.ReadFIBIn(d.listener.View, pol, classify, installed)
 		},
 		BGP: d.sp.AuditBGP,
 	}, audit.WithInterval(time.Duration(cfg.Audit.Interval)), audit.WithLogger(log))
