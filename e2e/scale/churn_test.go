@@ -371,6 +371,8 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		t.Fatalf("churn: %v", err)
 	}
 	r.sent, r.sendIn = len(sent), sent[len(sent)-1].Sub(sent[0])
+	// The CSV's times count from here; the daemons' logs have wall times.
+	t.Logf("churn began at %s UTC", sent[0].UTC().Format("15:04:05.000"))
 	// The steady part's rate as sent: from churnLag to the last
 	// withdrawal's due time.
 	var first, last time.Time
