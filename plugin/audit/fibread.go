@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"slices"
 	"time"
@@ -78,21 +79,12 @@ func chunkBits(root netip.Prefix) int {
 func prefixesOf(root netip.Prefix, bits int) func(func(netip.Prefix) bool) {
 	return func(yield func(netip.Prefix) bool) {
 		for i := range 1 << bits {
-			a := root.Addr().As16()
-			off := 0
-			if root.Addr().Is4() {
-				off = 12
-			}
 			// i's bits, most significant first, from the address's first bit.
-			v := uint32(i) << (32 - bits)
-			for j := range 4 {
-				if off+j < 16 {
-					a[off+j] = byte(v >> (24 - 8*j))
-				}
-			}
+			var a [16]byte
+			binary.BigEndian.PutUint32(a[:4], uint32(i)<<(32-bits))
 			addr := netip.AddrFrom16(a)
 			if root.Addr().Is4() {
-				addr = addr.Unmap()
+				addr = netip.AddrFrom4([4]byte(a[:4]))
 			}
 			if !yield(netip.PrefixFrom(addr, bits)) {
 				return
