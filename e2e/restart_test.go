@@ -510,7 +510,7 @@ func (w *observerWatch) run() {
 		default:
 		}
 		up, eor, err := neighbourState(w.f, w.leaf)
-		rs, rerr := stalePaths(w.f)
+		rs, got, rerr := stalePaths(w.f)
 		at := time.Now()
 		w.mu.Lock()
 		w.n++
@@ -535,10 +535,12 @@ func (w *observerWatch) run() {
 			}
 			if w.down && up && eor && w.eorAt.IsZero() {
 				w.eorAt = at
-				w.atEOR = map[netip.Prefix]bool{}
-				for p := range rs {
-					w.atEOR[p] = true
-				}
+				// What FRR received, best or not yet: it marks the
+				// End-of-RIB as it reads it, while best-path selection for
+				// the UPDATEs read just before it runs later from bgpd's
+				// work queue (CI saw the 4 new prefixes, sent in the same
+				// burst, without a best path in the first poll after it).
+				w.atEOR = got
 			}
 		}
 		w.mu.Unlock()
@@ -593,11 +595,12 @@ func (w *observerWatch) polls() int {
 }
 
 // stalePaths reads FRR's IPv4 table: every prefix with a valid best path,
-// and whether that path is stale (kept for a neighbour that restarts).
-func stalePaths(f *lab.FRR) (map[netip.Prefix]bool, error) {
+// and whether that path is stale (kept for a neighbour that restarts); and
+// every prefix with a path at all (received, its best path chosen or not).
+func stalePaths(f *lab.FRR) (best, received map[netip.Prefix]bool, err error) {
 	out, err := f.Vtysh("show bgp ipv4 unicast json")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var doc struct {
 		Routes map[string][]struct {
@@ -607,21 +610,22 @@ func stalePaths(f *lab.FRR) (map[netip.Prefix]bool, error) {
 		} `json:"routes"`
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return nil, fmt.Errorf("parse FRR's table: %v: %.200s", err, out)
+		return nil, nil, fmt.Errorf("parse FRR's table: %v: %.200s", err, out)
 	}
-	m := map[netip.Prefix]bool{}
+	best, received = map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
 	for k, paths := range doc.Routes {
 		p, err := netip.ParsePrefix(k)
 		if err != nil {
 			continue
 		}
 		for _, x := range paths {
+			received[p] = true
 			if x.Valid && x.Bestpath {
-				m[p] = x.Stale
+				best[p] = x.Stale
 			}
 		}
 	}
-	return m, nil
+	return best, received, nil
 }
 
 // neighbourJSON reads FRR's view of one neighbour.
