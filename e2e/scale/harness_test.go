@@ -19,7 +19,10 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/vishvananda/netns"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/fib/fibtest"
@@ -78,6 +81,7 @@ type daemon struct {
 var modes = []mode{
 	{key: "ext", title: "gobgpd-ext gated (sim, level hardware)", fibgate: true, start: startExt("hardware", false)},
 	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", fibgate: true, start: startExt("fib", false)},
+	{key: "ext-kernel", title: "gobgpd-ext gated (no sim, level fib)", fibgate: true, start: startExt("kernel", false)},
 	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar},
 	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", stock: true, start: startGobgpd},
 	{key: "frr", title: "FRR bgpd+zebra, suppress-fib-pending", start: startFRR},
@@ -188,20 +192,23 @@ func (l *leafNS) gobgpdConf(extra string) string {
 // settings is the fibgate settings file of the gated leaves: the sim with
 // no latency and no rate limit, every prefix gated at level.
 func (l *leafNS) settings(level string, originate bool) string {
+	backend := "type: sim\n  sim:\n    latency: 0s\n    rate: 0"
+	if level == "kernel" {
+		// No simulated ASIC: the gate waits for the kernel FIB, which is
+		// what FRR's suppress-fib-pending waits for.
+		backend, level = "type: kernel", "fib"
+	}
 	s := fmt.Sprintf(`log_level: info
 notify_mode: "1"
 backend:
-  type: sim
-  sim:
-    latency: 0s
-    rate: 0
+  %s
 api:
   socket: %s
 policy:
   scopes:
     - name: all
       level: %s
-`, filepath.Join(l.dir, "fibgate.sock"), level)
+`, backend, filepath.Join(l.dir, "fibgate.sock"), level)
 	if l.metrics != "" {
 		s += "metrics: " + l.metrics + "\n"
 	}
@@ -279,8 +286,11 @@ func startGobgpd(t *testing.T, l *leafNS) []daemon {
 func stockGobgpd(t *testing.T, l *leafNS, extra string) (*lab.Process, string) {
 	conf := l.write(t, "gobgpd.toml", l.gobgpdConf(extra))
 	sock := filepath.Join(l.dir, "gobgp.sock")
-	p := lab.Start(t, l.ns, l.dir, "gobgpd", filepath.Join(lab.GobgpBinaries(t), "gobgpd"),
-		"-f", conf, "--api-hosts", "unix://"+sock, "-l", "info", "--pprof-disable")
+	argv := []string{filepath.Join(lab.GobgpBinaries(t), "gobgpd"), "-f", conf, "--api-hosts", "unix://" + sock, "-l", "info", "--pprof-disable"}
+	if l.pprof != "" {
+		argv[len(argv)-1] = "--pprof-host=" + l.pprof
+	}
+	p := lab.Start(t, l.ns, l.dir, "gobgpd", argv...)
 	return p, sock
 }
 
@@ -443,6 +453,41 @@ type result struct {
 	cpu     time.Duration
 	kernel  int
 	points  []point
+	// toSource and toObserver are the UPDATE messages the leaf's GoBGP
+	// sent each neighbour (both families) by the time the observer was
+	// full; zero for FRR.
+	toSource, toObserver int
+}
+
+// updatesSent reads from a GoBGP's API how many UPDATE messages it has
+// sent each neighbour (by address). It shows what a release costs beyond
+// the prefix itself: GoBGP v3 sends the neighbour a path came from a
+// withdrawal when the best path moves from a local path (the gate's HOLD
+// path) back to that neighbour's, policy or not (docs/design-notes.md).
+func updatesSent(sock string) (map[string]int, error) {
+	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := api.NewGobgpApiClient(conn).ListPeer(ctx, &api.ListPeerRequest{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for {
+		r, err := st.Recv()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		p := r.GetPeer()
+		out[p.GetConf().GetNeighborAddress()] = int(p.GetState().GetMessages().GetSent().GetUpdate())
+	}
 }
 
 // outcome is the run's line for a log or a table cell.
@@ -504,7 +549,7 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		})
 	}
 
-	if prof.dir != "" && m.key == "ext" {
+	if prof.dir != "" && (strings.HasPrefix(m.key, "ext") || m.key == "gobgpd") {
 		leaf.pprof = "127.0.0.1:6060"
 	}
 	r.load, r.foreign = loadAverage(), foreign()
@@ -584,6 +629,13 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 			break
 		}
 		time.Sleep(pollEvery - time.Since(start.Add(at))) // the observer's poll period
+	}
+	if m.key != "frr" {
+		if up, err := updatesSent(filepath.Join(leaf.dir, "gobgp.sock")); err != nil {
+			t.Logf("UPDATEs the leaf sent: %v", err)
+		} else {
+			r.toSource, r.toObserver = up[srcLeaf4]+up[srcLeaf6], up[obsLeaf4]+up[obsLeaf6]
+		}
 	}
 	for _, d := range ds {
 		u, err := lab.ReadUsage(d.pid)

@@ -147,8 +147,8 @@ func (rp *report) write(dir string) error {
 		secs := func(c *cell) float64 { return c.time.Seconds() }
 		rss := func(c *cell) float64 { return mib(c.rss) }
 		cpu := func(c *cell) float64 { return c.cpu.Seconds() }
-		b.WriteString("| leaf | time to full | × gobgpd | × FRR | peak RSS | × gobgpd | × FRR | CPU | × gobgpd | × FRR | kernel routes | listening, first prefix |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| leaf | time to full | × gobgpd | × FRR | peak RSS | × gobgpd | × FRR | CPU | × gobgpd | × FRR | kernel routes | listening, first prefix | UPDATEs sent: source, observer |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for i := range cs {
 			c := &cs[i]
 			t := fmt.Sprintf("%.2f s", c.time.Seconds())
@@ -160,6 +160,11 @@ func (rp *report) write(dir string) error {
 				fmt.Sprintf("%.1f s", c.cpu.Seconds()), rt(c, stock, cpu), rt(c, frr, cpu)}
 			first := c.rounds[0]
 			row = append(row, thousands(c.kernel), fmt.Sprintf("%.2f s, %.2f s", first.listen.Seconds(), first.first.Seconds()))
+			if c.m.key == "frr" {
+				row = append(row, "–")
+			} else {
+				row = append(row, thousands(first.toSource)+", "+thousands(first.toObserver))
+			}
 			b.WriteString("| " + strings.Join(row, " | ") + " |\n")
 		}
 		if rp.cfg.rounds > 1 {
@@ -255,12 +260,18 @@ Written by ` + "`make bench-scale`" + ` (TestScaleBench in e2e/scale); do not ed
   full** runs from the start of the leaf's first daemon to the first reading with every prefix.
 - **Peak RSS** is VmHWM and **CPU** user plus system time, summed over the leaf's daemons when the
   observer is full; **kernel routes** are the leaf's main-table routes then (connected routes left
-  out).
+  out). **UPDATEs sent** are the UPDATE messages the leaf's GoBGP had sent each neighbour by then
+  (both families, first round): stock gobgpd sends its source none, while a gated leaf sends it a
+  withdrawal for every prefix it releases (GoBGP's answer to the HOLD path leaving; see
+  docs/design-notes.md).
 
 **Leaves:**
 - gobgpd-ext gated: gobgpd with the gate inside, the simulated ASIC with no latency and no rate limit;
   every prefix waits for its route's hardware flag (level hardware) or only for the kernel FIB (level
   fib). The FIB installer writes every best path into the kernel.
+- gobgpd-ext gated, no sim: the same at level fib with no simulated ASIC (backend kernel), so what it
+  waits for is what FRR's suppress-fib-pending waits for, and its figures are the gate's own cost
+  without the sim's (which models and mirrors every route a second time).
 - gobgpd + fibgated: a stock gobgpd with fibgated as its sidecar, the same settings.
 - stock gobgpd: no kernel install and no gate, the baseline.
 - FRR: bgpd and zebra with ` + "`bgp suppress-fib-pending`" + `: it installs into the kernel too, and
