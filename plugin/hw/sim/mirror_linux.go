@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/vishvananda/netlink"
@@ -98,8 +99,11 @@ type mirror struct {
 	prio  int
 	ports []string
 	log   *slog.Logger
-	held  map[key]mirrorID // what each hardware entry installed
-	owner map[mirrorID]key // which entry a kernel route belongs to
+	// held says, per prefix, what each hardware entry of that prefix
+	// installed and which of them owns the kernel route: one map for both
+	// (a slot per route was two maps of 80-byte slots, 440 bytes a route
+	// at 120k; bench-scale's inuse heap).
+	held map[netip.Prefix]prefixEntries
 	// keep leaves the table and rules at close (Config.Warm); warm holds
 	// what an earlier sim left that no kernel route has claimed yet.
 	keep bool
@@ -115,13 +119,129 @@ type mirrorID struct {
 	typ      fib.RouteType
 }
 
+// mirrorAttrs is a mirrorID without its prefix.
+type mirrorAttrs struct {
+	tos      uint8
+	typ      fib.RouteType
+	priority uint32
+}
+
+func (a mirrorAttrs) id(p netip.Prefix) mirrorID {
+	return mirrorID{prefix: p, tos: a.tos, priority: a.priority, typ: a.typ}
+}
+
+func attrsOf(r *fib.Route) mirrorAttrs {
+	return mirrorAttrs{tos: r.TOS, typ: r.Type, priority: r.Priority}
+}
+
+// mirrorEntry is what the hardware entry of one table installed for a
+// prefix; owns says the mirror table's route of that identity is its (an
+// entry of another table with the same identity may have replaced it).
+type mirrorEntry struct {
+	table uint32
+	at    mirrorAttrs
+	owns  bool
+}
+
+// prefixEntries is the entries of one prefix: nearly always one (the main
+// table's), so the first is in the map's slot.
+type prefixEntries struct {
+	first mirrorEntry
+	more  []mirrorEntry
+}
+
+func (m *mirror) entry(k key) (mirrorEntry, bool) {
+	e, ok := m.held[k.prefix]
+	if !ok {
+		return mirrorEntry{}, false
+	}
+	if e.first.table == k.table {
+		return e.first, true
+	}
+	for _, x := range e.more {
+		if x.table == k.table {
+			return x, true
+		}
+	}
+	return mirrorEntry{}, false
+}
+
+// own records that k installed at and now owns that identity's route:
+// another table's entry of the same identity no longer does.
+func (m *mirror) own(k key, at mirrorAttrs) {
+	e, ok := m.held[k.prefix]
+	if !ok {
+		m.held[k.prefix] = prefixEntries{first: mirrorEntry{table: k.table, at: at, owns: true}}
+		return
+	}
+	found := false
+	set := func(x *mirrorEntry) {
+		switch {
+		case x.table == k.table:
+			*x, found = mirrorEntry{table: k.table, at: at, owns: true}, true
+		case x.at == at:
+			x.owns = false
+		}
+	}
+	set(&e.first)
+	for i := range e.more {
+		set(&e.more[i])
+	}
+	if !found {
+		e.more = append(e.more, mirrorEntry{table: k.table, at: at, owns: true})
+	}
+	m.held[k.prefix] = e
+}
+
+// owned says whether some entry of p owns the route of identity at.
+func (m *mirror) owned(p netip.Prefix, at mirrorAttrs) bool {
+	e, ok := m.held[p]
+	if !ok {
+		return false
+	}
+	if e.first.owns && e.first.at == at {
+		return true
+	}
+	for _, x := range e.more {
+		if x.owns && x.at == at {
+			return true
+		}
+	}
+	return false
+}
+
+// forget drops k's entry and returns it.
+func (m *mirror) forget(k key) (mirrorEntry, bool) {
+	e, ok := m.held[k.prefix]
+	if !ok {
+		return mirrorEntry{}, false
+	}
+	if e.first.table == k.table {
+		gone := e.first
+		if len(e.more) == 0 {
+			delete(m.held, k.prefix)
+		} else {
+			m.held[k.prefix] = prefixEntries{first: e.more[0], more: slices.Clone(e.more[1:])}
+		}
+		return gone, true
+	}
+	for i, x := range e.more {
+		if x.table == k.table {
+			e.more = slices.Delete(slices.Clone(e.more), i, i+1)
+			m.held[k.prefix] = e
+			return x, true
+		}
+	}
+	return mirrorEntry{}, false
+}
+
 func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mirror, error) {
 	w, err := kernel.NewRouteWriter(ns)
 	if err != nil {
 		return nil, fmt.Errorf("mirror table: %w", err)
 	}
 	m := &mirror{h: h, w: w, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
-		held: map[key]mirrorID{}, owner: map[mirrorID]key{}, keep: cfg.Warm}
+		held: map[netip.Prefix]prefixEntries{}, keep: cfg.Warm}
 	if cfg.Warm {
 		// The hardware outlived its last sim: keep forwarding with what
 		// it holds until the kernel's routes claim it (claim, sweep).
@@ -170,16 +290,17 @@ func (m *mirror) claim(r *fib.Route) bool {
 		return false
 	}
 	k := keyOf(r)
-	id := mirrorID{prefix: k.prefix, tos: r.TOS, priority: r.Priority, typ: r.Type}
+	at := attrsOf(r)
+	id := at.id(k.prefix)
 	w, ok := m.warm[id]
 	if !ok {
 		return false
 	}
 	delete(m.warm, id)
-	if _, taken := m.owner[id]; taken {
+	if m.owned(k.prefix, at) {
 		return false
 	}
-	m.held[k], m.owner[id] = id, k
+	m.own(k, at)
 	mr, err := m.toMirror(r)
 	return err == nil && w.SameAs(&mr)
 }
@@ -244,7 +365,6 @@ func (m *mirror) cleanup() error {
 		}
 	}
 	clear(m.held)
-	clear(m.owner)
 	return errors.Join(errs...)
 }
 
@@ -260,31 +380,25 @@ func (m *mirror) install(r *fib.Route) error {
 	if err != nil {
 		return err
 	}
-	id := mirrorID{prefix: k.prefix, tos: r.TOS, priority: r.Priority, typ: r.Type}
-	if prev, ok := m.held[k]; ok && prev != id {
+	at := attrsOf(r)
+	if prev, ok := m.entry(k); ok && prev.at != at {
 		if err := m.removeKey(k); err != nil {
 			return err
 		}
 	}
 	m.ops, m.keys = append(m.ops, kernel.RouteOp{Route: mr}), append(m.keys, k)
-	m.held[k] = id
-	m.owner[id] = k
+	m.own(k, at)
 	return nil
 }
 
 func (m *mirror) remove(r *fib.Route) error { return m.removeKey(keyOf(r)) }
 
 func (m *mirror) removeKey(k key) error {
-	id, ok := m.held[k]
-	if !ok {
-		return nil
+	e, ok := m.forget(k)
+	if !ok || !e.owns {
+		return nil // nothing, or another table's route of the same identity took it over
 	}
-	delete(m.held, k)
-	if m.owner[id] != k {
-		return nil // another table's route of the same identity took it over
-	}
-	delete(m.owner, id)
-	del := fib.Route{Table: uint32(m.table), Prefix: id.prefix, TOS: id.tos, Priority: id.priority, Type: id.typ}
+	del := fib.Route{Table: uint32(m.table), Prefix: k.prefix, TOS: e.at.tos, Priority: e.at.priority, Type: e.at.typ}
 	m.ops, m.keys = append(m.ops, kernel.RouteOp{Delete: true, Route: del}), append(m.keys, key{})
 	return nil
 }
