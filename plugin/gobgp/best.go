@@ -299,9 +299,11 @@ func (q *bestQueue) deliver(fn func(initial bool, paths []BestPath)) {
 	}
 }
 
-// reported is what WatchBest last told the installer of a prefix.
+// reported is what WatchBest last told the installer of a prefix. Both
+// fields are 64-bit hashes: a change that keeps both (a chance of one in
+// 2^64) would go unseen.
 type reported struct {
-	nexthops string // nexthopKey
+	nexthops uint64 // nexthopKey
 	attrs    uint64 // exportKey of the best path
 }
 
@@ -411,12 +413,19 @@ func exportKey(p *api.Path) uint64 {
 	return h.Sum64()
 }
 
-func nexthopKey(nhs []netip.Addr) string {
-	var b []byte
+// nexthopKey fingerprints a best path's next hops, in order: a 64-bit
+// hash like exportKey's, 8 bytes a prefix where the bytes themselves took
+// a string (a header and an allocation: 150 bytes a route with the map
+// slot, at 120k).
+func nexthopKey(nhs []netip.Addr) uint64 {
+	var h maphash.Hash
+	h.SetSeed(exportSeed)
 	for _, nh := range nhs {
-		b = append(b, nh.AsSlice()...)
+		b := nh.As16()
+		h.Write(b[:])
+		h.WriteByte(byte(nh.BitLen()))
 	}
-	return string(b)
+	return h.Sum64()
 }
 
 // pathAttrs reads what the installer needs of a path: its next hop
