@@ -201,14 +201,7 @@ func TestAdjOutIsReadOnlyForWhatThePassBeforeLetOut(t *testing.T) {
 		}
 		var f feed
 		f.set(leak(true), nil)
-		a, err := New(f.sources(), WithInterval(time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		go a.Run(ctx)
-		pass := func() { time.Sleep(time.Minute); synctest.Wait() }
+		a, pass := startAuditor(t, f.sources(), WithInterval(time.Minute))
 		adjOut := func() []netip.Prefix {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -378,14 +371,7 @@ func TestMostPassesReadOnlyTheKnownPrefixesOfGoBGP(t *testing.T) {
 		}
 		var f feed
 		f.set(healthy(), nil)
-		a, err := New(f.sources(), WithInterval(time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		go a.Run(ctx)
-		pass := func() { time.Sleep(time.Minute); synctest.Wait() }
+		a, pass := startAuditor(t, f.sources(), WithInterval(time.Minute))
 		reported := func() []Mismatch { return a.Last().Mismatches }
 
 		pass() // 0: whole
@@ -413,7 +399,7 @@ func TestMostPassesReadOnlyTheKnownPrefixesOfGoBGP(t *testing.T) {
 			t.Errorf("whole reads by pass %v, want %v", whole, want)
 		}
 
-		res, err := a.Audit(ctx, time.Second)
+		res, err := a.Audit(t.Context(), time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -424,4 +410,18 @@ func TestMostPassesReadOnlyTheKnownPrefixesOfGoBGP(t *testing.T) {
 			t.Errorf("on demand: whole reads %v, mismatches %+v; want two whole reads and the HOLD path", whole, res.Mismatches)
 		}
 	})
+}
+
+// startAuditor runs an Auditor of src on the synctest clock until the test
+// ends; pass lets one interval go by and waits for the pass it starts.
+func startAuditor(t *testing.T, src Sources, opts ...Option) (a *Auditor, pass func()) {
+	t.Helper()
+	a, err := New(src, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	go a.Run(ctx)
+	return a, func() { time.Sleep(a.Interval()); synctest.Wait() }
 }
