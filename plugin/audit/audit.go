@@ -97,8 +97,8 @@ func (m *Mismatch) key() string {
 // Snapshot is what one audit pass compares.
 type Snapshot struct {
 	// Gate is every state the gate tracks, sorted by table, then prefix,
-	// as gate.Tracker.List returns them (Compare sorts a copy otherwise).
-	Gate []gate.RouteState
+	// as gate.Tracker.Briefs returns them (Compare sorts a copy otherwise).
+	Gate []gate.Brief
 	FIB  FIB
 	BGP  BGP
 }

@@ -16,8 +16,8 @@ import (
 // Sources are what an Auditor reads, in the order it reads them: the
 // gate's states, then the FIB model, then GoBGP. The daemon wires them.
 type Sources struct {
-	// Gate lists the gate's states (gate.Tracker.List).
-	Gate func() []gate.RouteState
+	// Gate lists the gate's states (gate.Tracker.Briefs).
+	Gate func() []gate.Brief
 	// FIB reads the FIB model (ReadFIB inside kernel.Listener.View).
 	FIB func() FIB
 	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP), with the adj-out

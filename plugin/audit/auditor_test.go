@@ -41,7 +41,7 @@ func (f *feed) set(s *Snapshot, err error) {
 func (f *feed) sources() Sources {
 	get := func() *Snapshot { f.mu.Lock(); defer f.mu.Unlock(); return f.s }
 	return Sources{
-		Gate: func() []gate.RouteState { return get().Gate },
+		Gate: func() []gate.Brief { return get().Gate },
 		FIB:  func() FIB { return get().FIB },
 		BGP: func(_ context.Context, ask Ask) (*BGP, error) {
 			f.mu.Lock()

@@ -34,7 +34,7 @@ func benchWorld(b *testing.B) (*fib.FIB, *Snapshot) {
 			b.Fatal(err)
 		}
 		s.BGP.RIB[p] = []Path{{Nexthop: nhA, Learned: true, Best: true, ID: "x"}}
-		s.Gate = append(s.Gate, gate.RouteState{Table: 254, Prefix: p, State: gate.Advertised, AdvertisedAt: t0})
+		s.Gate = append(s.Gate, gate.Brief{Table: 254, Prefix: p, State: gate.Advertised, AdvertisedAt: t0})
 	}
 	return f, s
 }

@@ -161,22 +161,18 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 // in the states sorted as gate.Tracker.List sorts them. It is asked only
 // about routes that are not confirmed, so a map of a full table's million
 // states (the first version: most of a pass's CPU) is not worth building.
-type states []gate.RouteState
+type states []gate.Brief
 
-func stateIndex(sts []gate.RouteState) states {
-	if !slices.IsSortedFunc(sts, compareState) {
+func stateIndex(sts []gate.Brief) states {
+	if !slices.IsSortedFunc(sts, gate.CompareBriefs) {
 		sts = slices.Clone(sts)
-		slices.SortFunc(sts, compareState)
+		slices.SortFunc(sts, gate.CompareBriefs)
 	}
 	return sts
 }
 
-func compareState(a, b gate.RouteState) int {
-	return cmp.Or(cmp.Compare(a.Table, b.Table), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
-}
-
 func (s states) of(table uint32, p netip.Prefix) gate.State {
-	i, ok := slices.BinarySearchFunc(s, gate.RouteState{Table: table, Prefix: p}, compareState)
+	i, ok := slices.BinarySearchFunc(s, gate.Brief{Table: table, Prefix: p}, gate.CompareBriefs)
 	if !ok {
 		return 0
 	}

@@ -29,9 +29,9 @@ var (
 func healthy() *Snapshot {
 	released := map[netip.Prefix]bool{tran: true, orig: true}
 	return &Snapshot{
-		Gate: []gate.RouteState{
-			{Table: 254, Prefix: tran, State: gate.Advertised, ConfirmedAt: t0, AdvertisedAt: t0},
-			{Table: 254, Prefix: orig, State: gate.Advertised, ConfirmedAt: t0, AdvertisedAt: t0},
+		Gate: []gate.Brief{
+			{Table: 254, Prefix: tran, State: gate.Advertised, AdvertisedAt: t0},
+			{Table: 254, Prefix: orig, State: gate.Advertised, AdvertisedAt: t0},
 		},
 		FIB: FIB{At: t0.Add(time.Minute), Installer: inst,
 			Gated: map[netip.Prefix][]GatedRoute{
@@ -395,7 +395,7 @@ func (w world) snapshot() *Snapshot {
 			Holds: func(netip.Prefix) bool { return w.held }, InScope: func(netip.Prefix) bool { return w.inScope }},
 	}
 	if w.state != 0 {
-		s.Gate = []gate.RouteState{{Table: 254, Prefix: tran, State: w.state, AdvertisedAt: rel, ConfirmedAt: rel}}
+		s.Gate = []gate.Brief{{Table: 254, Prefix: tran, State: w.state, AdvertisedAt: rel}}
 	}
 	if w.hasRoute {
 		s.FIB.Gated[tran] = []GatedRoute{{Table: 254, Verdict: w.verdict, Origin: w.origin, FailOpen: w.failOpen, KeepOnFailure: w.keep}}

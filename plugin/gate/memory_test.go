@@ -86,6 +86,20 @@ func BenchmarkMemoryPerRoute(b *testing.B) {
 		// What judging and releasing the table allocated, garbage
 		// included: what the collector works through at convergence.
 		b.ReportMetric(float64(allocated)/n, "tracker-alloc-B/route")
+		// What one listing holds while its reader works through it: the
+		// API's List, and the audit's Briefs.
+		for _, l := range []struct {
+			unit string
+			list func() int
+		}{{"list-B/route", func() int { return len(tr.List()) }}, {"briefs-B/route", func() int { return len(tr.Briefs()) }}} {
+			runtime.ReadMemStats(&ms)
+			before := ms.TotalAlloc
+			if got := l.list(); got != n {
+				b.Fatalf("%s: %d states, want %d", l.unit, got, n)
+			}
+			runtime.ReadMemStats(&ms)
+			b.ReportMetric(float64(ms.TotalAlloc-before)/n, l.unit)
+		}
 		cancel()
 		if err := <-done; err != nil {
 			b.Fatal(err)

@@ -194,6 +194,35 @@ func (t *Tracker) unsortedLocked() []RouteState {
 	return out
 }
 
+// Brief is the part of a RouteState that the consistency audit compares:
+// 64 bytes where a RouteState, with its eleven times and strings, is
+// about 300. The audit lists every state a pass, so at a full table the
+// difference is a quarter of a gigabyte of live heap while it runs.
+type Brief struct {
+	Table        uint32
+	State        State
+	Prefix       netip.Prefix
+	AdvertisedAt time.Time
+}
+
+// Briefs returns every tracked prefix as a Brief, sorted as List sorts.
+func (t *Tracker) Briefs() []Brief {
+	t.mu.RLock()
+	out := make([]Brief, 0, len(t.entries))
+	for k, e := range t.entries {
+		out = append(out, Brief{Table: k.table, State: e.st.State, Prefix: k.prefix, AdvertisedAt: t.ep.time(e.st.AdvertisedAt)})
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(out, CompareBriefs)
+	return out
+}
+
+// CompareBriefs orders Briefs as List orders states: by table, then
+// address (IPv4 first), then length.
+func CompareBriefs(a, b Brief) int {
+	return cmp.Or(cmp.Compare(a.Table, b.Table), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+}
+
 func compareStates(a, b RouteState) int {
 	if c := cmp.Compare(a.Table, b.Table); c != 0 {
 		return c

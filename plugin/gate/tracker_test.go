@@ -150,6 +150,33 @@ func TestTrackerConfirmsOnlyWhenHardwareDoes(t *testing.T) {
 	})
 }
 
+// The audit reads Briefs where it read List: the same prefixes, in the
+// same order, with the same state and release time.
+func TestBriefsAgreeWithList(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		for _, p := range []string{"2001:db8::/64", "10.0.1.0/24", "10.0.0.0/24", "10.0.0.0/16"} {
+			src.add(t, route(p))
+		}
+		tr := startTracker(t, src, DefaultPolicy())
+		src.flags(route("10.0.1.0/24"), fib.Trap)
+		src.flags(route("2001:db8::/64"), fib.Offload)
+		if st := stateOf(t, tr, "10.0.1.0/24"); st.State != Confirmed {
+			t.Fatalf("trapped route: %v, want confirmed", st.State)
+		}
+		list, briefs := tr.List(), tr.Briefs()
+		if len(list) != 4 || len(briefs) != len(list) {
+			t.Fatalf("List has %d, Briefs %d; want 4 each", len(list), len(briefs))
+		}
+		for i, st := range list {
+			want := Brief{Table: st.Table, State: st.State, Prefix: st.Prefix, AdvertisedAt: st.AdvertisedAt}
+			if briefs[i] != want {
+				t.Errorf("Briefs[%d] = %+v, want %+v", i, briefs[i], want)
+			}
+		}
+	})
+}
+
 func TestTrackerHoldsDownAFlappingPrefix(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newModelSource()

@@ -27,7 +27,7 @@ func TestAuditListsMismatchesAndExits3(t *testing.T) {
 	nb := netip.MustParseAddr("192.0.2.1")
 	var d *apitest.Daemon
 	a, err := audit.New(audit.Sources{
-		Gate: func() []gate.RouteState { return d.Tracker.List() },
+		Gate: func() []gate.Brief { return d.Tracker.Briefs() },
 		FIB: func() (f audit.FIB) {
 			d.Listener.View(func(m *fib.FIB) { f = audit.ReadFIB(m, d.Tracker.Policy(), nil, nil) })
 			return f

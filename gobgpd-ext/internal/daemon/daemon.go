@@ -524,7 +524,7 @@ func (d *Daemon) shutdown() {
 // through the Speaker.
 func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *audit.Installer, log *slog.Logger) (*audit.Auditor, error) {
 	return audit.New(audit.Sources{
-		Gate: d.tracker.List,
+		Gate: d.tracker.Briefs,
 		FIB: func() audit.FIB {
 			pol := d.tracker.Policy() // outside View: the tracker reads the listener under its own lock
 			return audit.ReadFIBIn(d.listener.View, pol, classify, installed)
