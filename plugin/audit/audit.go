@@ -153,7 +153,8 @@ type Path struct {
 	// Best: GoBGP's best path, or one of its multipath set.
 	Best bool
 	// ID tells this path from a later one of the same kind (GoBGP's path
-	// UUID, or its age).
+	// UUID, or its age); plugin/gobgp sets it on HOLD paths and kept
+	// copies only, the paths a mismatch names.
 	ID string
 }
 

@@ -74,6 +74,9 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	// The prefixes whose adj-out is read, by family.
 	adj := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
 	pace := newPacer(ctx)
+	// Each destination's paths are carved from shared chunks: one
+	// allocation per destination was a million a pass at a full table.
+	var scratch, chunk []audit.Path
 	for _, f := range []*api.Family{familyV4, familyV6} {
 		take := func(d *api.Destination) {
 			pace.step()
@@ -81,7 +84,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 			if !ok {
 				return
 			}
-			paths := make([]audit.Path, 0, len(d.Paths))
+			paths := scratch[:0]
 			for _, x := range d.Paths {
 				if x.IsWithdraw {
 					continue
@@ -91,12 +94,26 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 					perr = fmt.Errorf("destination %v: %w", p, err)
 					return
 				}
-				paths = append(paths, audit.Path{Nexthop: nh, Learned: learned(x),
-					Hold: slices.Contains(comms, s.cfg.hold), Kept: slices.Contains(comms, s.cfg.keep), Best: x.Best, ID: pathID(x)})
+				ap := audit.Path{Nexthop: nh, Learned: learned(x),
+					Hold: slices.Contains(comms, s.cfg.hold), Kept: slices.Contains(comms, s.cfg.keep), Best: x.Best}
+				if ap.Hold || ap.Kept {
+					// Only the gate's own paths are reported by identity
+					// (audit.HoldLeft); a string for every path of a full
+					// table was a million allocations a pass.
+					ap.ID = pathID(x)
+				}
+				paths = append(paths, ap)
 			}
+			scratch = paths
 			if len(paths) == 0 {
 				return
 			}
+			if cap(chunk)-len(chunk) < len(paths) {
+				chunk = make([]audit.Path, 0, max(4096, len(paths)))
+			}
+			i := len(chunk)
+			chunk = append(chunk, paths...)
+			paths = chunk[i:len(chunk):len(chunk)]
 			out.RIB[p] = paths
 			// Unconfirmed before Holds: most prefixes are confirmed, and
 			// a held-set lookup walks up to a prefix length of maps.
