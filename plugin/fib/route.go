@@ -163,18 +163,19 @@ func (n Nexthop) SameAs(o Nexthop) bool {
 // IPv6 terms a fib6_info with its siblings folded into Nexthops. Several
 // routes may share (Table, Prefix); the kernel orders them and only the first
 // one forwards and carries hardware state.
+//
+// The fields are ordered so that the small ones share words: 104 bytes
+// where the kernel's order took 120 (and a size class of 128), in every
+// copy a FIB model, the sim's hardware table and an event keep.
 type Route struct {
 	Table    uint32
-	Prefix   netip.Prefix
-	Type     RouteType
-	TOS      uint8 // IPv4 dscp/tos byte; 0 for IPv6
 	Priority uint32
-	Protocol Protocol
-	Scope    uint8
-	PrefSrc  netip.Addr
 	// NHID is the nexthop object id when the route uses one (RTA_NH_ID).
 	NHID     uint32
-	Nexthops []Nexthop
+	Type     RouteType
+	TOS      uint8 // IPv4 dscp/tos byte; 0 for IPv6
+	Protocol Protocol
+	Scope    uint8
 	// Flags is the route's hardware state (rtm_flags).
 	Flags HWFlags
 	// Unmodelled says the kernel's route carries attributes this model does
@@ -183,6 +184,9 @@ type Route struct {
 	// or its hardware state, but a copy of the route written back from the
 	// model would lose them, so nothing rewrites such a route.
 	Unmodelled bool
+	Prefix     netip.Prefix
+	PrefSrc    netip.Addr
+	Nexthops   []Nexthop
 }
 
 // Family returns the route's address family.
