@@ -164,13 +164,13 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 		e.ver = 0
 	case !rec.accepted.IsZero():
 		e.st.State, e.st.Reason = Pending, "the kernel took the route after it was refused; waiting for it to show in the FIB"
-		e.st.Retries, e.st.NextRetry = rec.Attempts, 0
+		e.st.Retries, e.st.NextRetry = int32(rec.Attempts), 0
 		e.deadline = t.ep.at(rec.accepted.Add(awaitRoute))
 		e.pendingSince = t.ep.at(now)
 	default:
 		e.st.State = Refused
 		e.st.Reason = "the kernel refused the route: " + rec.Err
-		e.st.Retries, e.st.NextRetry = rec.Attempts, t.ep.at(rec.NextRetry) // not a change watchers hear of
+		e.st.Retries, e.st.NextRetry = int32(rec.Attempts), t.ep.at(rec.NextRetry) // not a change watchers hear of
 	}
 	if e.st.State != before.State {
 		e.st.StateSince = t.ep.at(now)

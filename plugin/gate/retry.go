@@ -129,7 +129,7 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	// Retries and NextRetry say how it goes; the reason changes only when
 	// a rewrite could not be done, so watchers see one line per failure,
 	// not one per retry.
-	e.st.Retries, e.st.NextRetry = rs.attempts, t.ep.at(rs.next)
+	e.st.Retries, e.st.NextRetry = int32(rs.attempts), t.ep.at(rs.next)
 	if rs.err != "" {
 		e.st.Reason += "; the last retry could not write the route: " + rs.err
 	}
@@ -149,7 +149,7 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 	}
 	e.st.State, e.st.Reason = Failed, before.Reason
 	e.st.Flags, e.st.NexthopFlags = before.Flags, before.NexthopFlags // until the driver answers
-	e.st.Retries, e.st.NextRetry = rs.attempts, t.ep.at(rs.next)
+	e.st.Retries, e.st.NextRetry = int32(rs.attempts), t.ep.at(rs.next)
 	e.deadline = t.ep.at(rs.next)
 	return true
 }

@@ -586,9 +586,9 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		}
 		if e.st.Flaps > 0 && scope.HoldDown.Initial > 0 {
 			if before.State != HeldDown {
-				hold := holdTime(scope.HoldDown, e.st.Flaps)
+				hold := holdTime(scope.HoldDown, int(e.st.Flaps))
 				e.st.HoldUntil, e.heldSince = t.ep.at(now.Add(hold)), at
-				e.st.Reason = holdReason(e.st.Flaps, hold, t.ep.time(e.st.HoldUntil))
+				e.st.Reason = holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil))
 			}
 			if now.Before(t.ep.time(e.st.HoldUntil)) {
 				e.st.State = HeldDown
