@@ -49,8 +49,8 @@ func TestScaleBench(t *testing.T) {
 				t.Run(fmt.Sprintf("%s/%d/%s", size, round, m.key), func(t *testing.T) {
 					r := run(t, m, tab, timeout, cfg.prof)
 					r.size, r.round = size, round
-					t.Logf("%s, %s (%d IPv4 + %d IPv6), round %d: %s; RSS %.0f MiB, CPU %.1f s, %d kernel routes; UPDATEs sent to the source %d, to the observer %d",
-						m.title, size, len(tab.v4), len(tab.v6), round, r.outcome(), mib(r.peakRSS), r.cpu.Seconds(), r.kernel, r.toSource, r.toObserver)
+					t.Logf("%s, %s (%d IPv4 + %d IPv6), round %d: %s; RSS %.0f MiB, CPU %.1f s, %d kernel routes; UPDATEs sent to the source %d, to the observer %d; %s",
+						m.title, size, len(tab.v4), len(tab.v6), round, r.outcome(), mib(r.peakRSS), r.cpu.Seconds(), r.kernel, r.toSource, r.toObserver, strings.Join(r.each, "; "))
 					rep.add(r, tab)
 				})
 				if cfg.dir != "" {

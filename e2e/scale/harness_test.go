@@ -82,7 +82,8 @@ var modes = []mode{
 	{key: "ext", title: "gobgpd-ext gated (sim, level hardware)", fibgate: true, start: startExt("hardware", false)},
 	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", fibgate: true, start: startExt("fib", false)},
 	{key: "ext-kernel", title: "gobgpd-ext gated (no sim, level fib)", fibgate: true, start: startExt("kernel", false)},
-	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar},
+	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar("hardware")},
+	{key: "sidecar-kernel", title: "gobgpd + fibgated (no sim, level fib)", fibgate: true, stock: true, start: startSidecar("kernel")},
 	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", stock: true, start: startGobgpd},
 	{key: "frr", title: "FRR bgpd+zebra, suppress-fib-pending", start: startFRR},
 	{key: "originated", title: "gobgpd-ext originating static routes (sim, level hardware)", originated: true, fibgate: true, start: startExt("hardware", true)},
@@ -252,9 +253,13 @@ func startExt(level string, originate bool) func(t *testing.T, l *leafNS) []daem
 // startSidecar runs a stock gobgpd with the fallback policy in its file,
 // then fibgated next to it once gobgpd's API socket exists, as leaf2 of
 // the fabric tests.
-func startSidecar(t *testing.T, l *leafNS) []daemon {
+func startSidecar(level string) func(t *testing.T, l *leafNS) []daemon {
+	return func(t *testing.T, l *leafNS) []daemon { return sidecar(t, l, level) }
+}
+
+func sidecar(t *testing.T, l *leafNS, level string) []daemon {
 	bin := binaries(t)
-	set := l.write(t, "fibgate.yaml", l.settings("hardware", false))
+	set := l.write(t, "fibgate.yaml", l.settings(level, false))
 	fallback, err := exec.Command(filepath.Join(bin, "fibgated"), "--print-fallback", "-c", set).Output()
 	if err != nil {
 		t.Fatalf("fibgated --print-fallback: %v", err)
@@ -457,6 +462,9 @@ type result struct {
 	// sent each neighbour (both families) by the time the observer was
 	// full; zero for FRR.
 	toSource, toObserver int
+	// each is every daemon's own peak RSS and CPU, for the log: in the
+	// sidecar leaves fibgated's alone is the gate's whole cost in memory.
+	each []string
 }
 
 // updatesSent reads from a GoBGP's API how many UPDATE messages it has
@@ -645,6 +653,7 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		}
 		r.peakRSS += u.PeakRSS
 		r.cpu += u.CPU
+		r.each = append(r.each, fmt.Sprintf("%s %.0f MiB, %.1f s", d.name, mib(u.PeakRSS), u.CPU.Seconds()))
 	}
 	if testing.Verbose() {
 		t.Logf("%s: %s; observer %s", m.key, r.outcome(), pointsLine(r.points))
