@@ -71,9 +71,10 @@ blackhole-report: deps ## measure probes lost with and without the gate at 100ms
 
 # bench-scale's settings: table sizes (counts such as 20k or 1m, or full),
 # leaves (ext, ext-fib, ext-kernel, sidecar, sidecar-kernel, gobgpd, frr,
-# originated, or all), rounds, and families (ipv4,ipv6 or ipv4); PPROF=dir also takes the
-# CPU profile of gobgpd-ext's (and stock gobgpd's) first 15 s and a 5 s
-# execution trace in their middle.
+# originated, or all), rounds, and families (ipv4,ipv6 or ipv4); PPROF=dir
+# also takes the CPU profile of the leaf's first 15 s (gobgpd-ext, stock
+# gobgpd, or fibgated in the sidecar leaves) and a 5 s execution trace in
+# their middle.
 SIZES      ?= 120k
 MODES      ?= all
 ROUNDS     ?= 1

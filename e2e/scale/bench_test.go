@@ -22,7 +22,7 @@ import (
 //	FIBGATE_SCALE_TIMEOUT   how long a leaf may take; default 10 min for the full table, scaled by size, at least 2 min
 //	FIBGATE_SCALE_REPORT    directory for scale.md and scale.svg (rewritten after every run)
 //	FIBGATE_SCALE_COMMAND   the command line the report names
-//	FIBGATE_SCALE_PPROF     a directory for gobgpd-ext's CPU profile of the convergence and a 5 s execution trace
+//	FIBGATE_SCALE_PPROF     a directory for the leaf's CPU profile of the convergence (gobgpd-ext, stock gobgpd, or fibgated in the sidecar leaves), its allocations and a 5 s execution trace
 //	FIBGATE_SCALE_PPROF_FOR how long that profile runs from the moment the leaf listens; 15s by default
 //
 // A leaf that is not full in time is a result ("not full after T: X of

@@ -264,6 +264,10 @@ func sidecar(t *testing.T, l *leafNS, level string) []daemon {
 	if err != nil {
 		t.Fatalf("fibgated --print-fallback: %v", err)
 	}
+	// With PPROF the profile is fibgated's: gobgpd runs without one.
+	prof := l.pprof
+	l.pprof = ""
+	defer func() { l.pprof = prof }()
 	g, sock := stockGobgpd(t, l, string(fallback)+
 		"[global.apply-policy.config]\n  export-policy-list = [\"fibgate-fallback\"]\n  default-export-policy = \"accept-route\"\n")
 	lab.Eventually(t, 20*time.Second, "gobgpd's API socket", func() error {
@@ -273,7 +277,11 @@ func sidecar(t *testing.T, l *leafNS, level string) []daemon {
 		_, err := os.Stat(sock)
 		return err
 	})
-	p := lab.Start(t, l.ns, l.dir, "fibgated", filepath.Join(bin, "fibgated"), "--gobgpd", "unix://"+sock, "-c", set)
+	argv := []string{filepath.Join(bin, "fibgated"), "--gobgpd", "unix://" + sock, "-c", set}
+	if prof != "" {
+		argv = append(argv, "--pprof", prof)
+	}
+	p := lab.Start(t, l.ns, l.dir, "fibgated", argv...)
 	return []daemon{procDaemon("gobgpd", g), procDaemon("fibgated", p)}
 }
 
@@ -557,7 +565,7 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		})
 	}
 
-	if prof.dir != "" && (strings.HasPrefix(m.key, "ext") || m.key == "gobgpd") {
+	if prof.dir != "" && m.key != "frr" {
 		leaf.pprof = "127.0.0.1:6060"
 	}
 	r.load, r.foreign = loadAverage(), foreign()

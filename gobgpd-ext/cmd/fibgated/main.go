@@ -10,9 +10,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
@@ -62,6 +66,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	check := fs.Bool("check", false, "check the settings file and exit")
 	fallback := fs.Bool("print-fallback", false, "print the fallback policy for gobgpd's config file (TOML) and exit")
 	showVersion := fs.Bool("version", false, "print fibgate's version, the Go release and the GoBGP version, and exit")
+	pprofAddr := fs.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, such as 127.0.0.1:6061, as gobgpd's --pprof-host does; off by default")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -107,6 +112,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.ExitOK
 	}
 	log := cfg.Logger(stderr)
+	if *pprofAddr != "" {
+		srv, addr, err := startPprof(*pprofAddr)
+		if err != nil {
+			fmt.Fprintf(stderr, "fibgated: --pprof: %v\n", err)
+			return daemon.ExitConfig
+		}
+		defer srv.Close()
+		log.Info("profiler serving", "addr", addr.String())
+	}
 	d, err := daemon.New(cfg, &daemon.BGP{New: func(o ...gobgp.Option) (*gobgp.Speaker, error) {
 		return gobgp.DialClient(*target, gcfg, o...)
 	}}, log)
@@ -121,4 +135,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fibgated: %s\n", msg)
 	}
 	return code
+}
+
+// startPprof serves net/http/pprof's handlers on addr until the server is
+// closed: how the sidecar's CPU and heap are profiled in make bench-scale,
+// and in production when it misbehaves.
+func startPprof(addr string) (*http.Server, net.Addr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, ln.Addr(), nil
 }

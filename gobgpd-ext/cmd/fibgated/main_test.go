@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,6 +38,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-c", filepath.Join(dir, "missing.yaml")}, 2, "missing.yaml"},
 		{[]string{"--gobgp", "x"}, 2, "flag provided but not defined"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
+		{[]string{"-c", good, "--pprof", "256.0.0.1:1"}, 2, "--pprof"},
 	} {
 		var out, errb strings.Builder
 		code := run(context.Background(), c.args, &out, &errb)
@@ -69,5 +72,30 @@ func TestVersion(t *testing.T) {
 	want := regexp.MustCompile(`^fibgated \S+ \(` + regexp.QuoteMeta(runtime.Version()) + `, GoBGP v3\.\d+\.\d+\S*\)\n$`)
 	if !want.MatchString(out.String()) {
 		t.Errorf("--version printed %q, want it to match %s", out.String(), want)
+	}
+}
+
+// TestPprofServesTheProfiles: --pprof's server answers with Go's profile
+// index and closes.
+func TestPprofServesTheProfiles(t *testing.T) {
+	srv, addr, err := startPprof("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr.String() + "/debug/pprof/")
+	if err != nil {
+		srv.Close()
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "goroutine") {
+		t.Errorf("/debug/pprof/: %s %.200q, want 200 and the profile index", resp.Status, body)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := http.Get("http://" + addr.String() + "/debug/pprof/"); err == nil {
+		t.Error("the profiler still answers after Close")
 	}
 }
