@@ -219,6 +219,9 @@ type Counts struct {
 	GatedRoutes     int
 	InstalledRoutes int
 	GateStates      int
+	// WholeRIB: the pass read GoBGP's whole RIB, not only the prefixes
+	// the gate and the FIB know.
+	WholeRIB bool
 }
 
 // CountsOf counts what s holds.

@@ -412,6 +412,56 @@ func TestMostPassesReadOnlyTheKnownPrefixesOfGoBGP(t *testing.T) {
 	})
 }
 
+// TestPeriodicPassesReadNoWholeRIBAboveTheLimit: over more gate states
+// than the limit, periodic passes never list GoBGP's whole RIB (it holds
+// GoBGP's main loop for seconds at a full table), say so once, and go
+// back to it when the table shrinks; on demand the audit still reads it.
+func TestPeriodicPassesReadNoWholeRIBAboveTheLimit(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f feed
+		var logs logBuf
+		s := healthy()
+		f.set(s, nil)
+		a, pass := startAuditor(t, f.sources(), WithInterval(time.Minute), WithWholeRIBLimit(len(s.Gate)-1),
+			WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		for range fullEvery + 1 { // two would-be whole passes: 0 and 10
+			pass()
+		}
+		f.mu.Lock()
+		whole := slices.Clone(f.whole)
+		f.mu.Unlock()
+		if slices.Contains(whole, true) || len(whole) != fullEvery+1 {
+			t.Errorf("whole reads by pass %v over the limit, want none", whole)
+		}
+		if n := logs.lines("periodic passes read only the prefixes"); n != 1 {
+			t.Errorf("logged the limit %d times, want once", n)
+		}
+		if _, err := a.Audit(t.Context(), time.Second); err != nil {
+			t.Fatal(err)
+		}
+		f.mu.Lock()
+		whole = slices.Clone(f.whole[fullEvery+1:])
+		f.mu.Unlock()
+		if !slices.Equal(whole, []bool{true, true}) {
+			t.Errorf("on demand: whole reads %v, want two", whole)
+		}
+
+		// Under the limit again: the next whole pass (20) reads it whole.
+		small := healthy()
+		small.Gate = small.Gate[:len(small.Gate)-1]
+		f.set(small, nil)
+		for range fullEvery {
+			pass()
+		}
+		f.mu.Lock()
+		last := f.whole[len(f.whole)-1]
+		f.mu.Unlock()
+		if !last {
+			t.Error("pass 20, under the limit again, did not read the whole RIB")
+		}
+	})
+}
+
 // startAuditor runs an Auditor of src on the synctest clock until the test
 // ends; pass lets one interval go by and waits for the pass it starts.
 func startAuditor(t *testing.T, src Sources, opts ...Option) (a *Auditor, pass func()) {

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestNLRIBytesMatchGoBGP: the hand-made NLRI encoding is GoBGP's own.
@@ -21,6 +22,36 @@ func TestNLRIBytesMatchGoBGP(t *testing.T) {
 		}
 		if got := nlriBytes(p); string(got) != string(want) {
 			t.Errorf("%v: %x, GoBGP %x", p, got, want)
+		}
+	}
+}
+
+// TestMpReach6IsGoBGPs: the hand-made MP_REACH_NLRI of an IPv6 path is
+// byte for byte what GoBGP's constructor serializes, and the path the
+// builder makes of it is the one build makes through GoBGP's objects.
+func TestMpReach6IsGoBGPs(t *testing.T) {
+	b := &pathBuilder{hops: map[netip.Addr][]byte{}}
+	for _, ps := range []string{"::/0", "2001:db8::/32", "2001:db8:1:2::/64", "2001:db8:1:2:3::/80", "2001:db8::1/128", "2001:db8::/33"} {
+		for _, hs := range []string{"::", "2001:db8:ffff::1"} {
+			p, nh := netip.MustParsePrefix(ps), netip.MustParseAddr(hs)
+			want, err := bgp.NewPathAttributeMpReachNLRI(nh.String(), []bgp.AddrPrefixInterface{bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())}).Serialize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := mpReach6(p, nh); string(got) != string(want) {
+				t.Errorf("%v via %v: %x, GoBGP %x", p, nh, got, want)
+			}
+			fast, err := b.build(p, nh, nil, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slow, err := build(p, nh, nil, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !proto.Equal(fast, slow) {
+				t.Errorf("%v via %v: builder %v, build %v", p, nh, fast, slow)
+			}
 		}
 	}
 }

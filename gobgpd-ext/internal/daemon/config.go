@@ -182,6 +182,11 @@ type Audit struct {
 	// Interval is how often it runs; 0 turns the periodic audit off
 	// (`fibgate audit` still runs one on demand).
 	Interval Duration `yaml:"interval"`
+	// WholeRIBMax is the largest table, in gated prefixes, whose whole RIB
+	// periodic passes read (one in ten): GoBGP holds its main loop while
+	// it copies a table for a listing (seconds at a full table). Larger,
+	// they read only the prefixes the gate and the FIB know; 0: never.
+	WholeRIBMax int `yaml:"whole_rib_max"`
 }
 
 // Duration is a time.Duration written as Go writes it ("300ms", "1m30s").
@@ -214,7 +219,7 @@ func Defaults() Config {
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
 			GuardInterval: Duration(100 * time.Millisecond)},
 		Install:         Install{Enabled: &yes, Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: &yes},
-		Audit:           Audit{Interval: Duration(audit.DefaultInterval)},
+		Audit:           Audit{Interval: Duration(audit.DefaultInterval), WholeRIBMax: audit.DefaultWholeRIBLimit},
 		GracefulRestart: GracefulRestart{Timeout: Duration(DefaultRestartTimeout)},
 		policy:          gate.DefaultPolicy(),
 	}
@@ -296,6 +301,9 @@ func (c *Config) Check() error {
 	}
 	if c.Audit.Interval < 0 {
 		return fmt.Errorf("audit.interval %s: want 0 (off) or a positive duration", time.Duration(c.Audit.Interval))
+	}
+	if c.Audit.WholeRIBMax < 0 {
+		return fmt.Errorf("audit.whole_rib_max %d: want 0 (never) or a positive number of prefixes", c.Audit.WholeRIBMax)
 	}
 	if err := c.GracefulRestart.check(); err != nil {
 		return err

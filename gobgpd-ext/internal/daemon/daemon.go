@@ -530,7 +530,7 @@ func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *aud
 			return audit.ReadFIBIn(d.listener.View, pol, classify, installed)
 		},
 		BGP: d.sp.AuditBGP,
-	}, audit.WithInterval(time.Duration(cfg.Audit.Interval)), audit.WithLogger(log))
+	}, audit.WithInterval(time.Duration(cfg.Audit.Interval)), audit.WithWholeRIBLimit(cfg.Audit.WholeRIBMax), audit.WithLogger(log))
 }
 
 // auditInstaller says which kernel routes are the FIB installer's, with
