@@ -133,5 +133,3 @@ func benchConfig() (benchSettings, error) {
 	}
 	return c, nil
 }
-
-func mib(b uint64) float64 { return float64(b) / (1 << 20) }

@@ -863,3 +863,5 @@ func foreign() []string {
 	}
 	return out
 }
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
