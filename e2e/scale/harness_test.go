@@ -567,6 +567,11 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 
 	if prof.dir != "" && m.key != "frr" {
 		leaf.pprof = "127.0.0.1:6060"
+		if m.stock && m.fibgate {
+			// fibgated's: gobgpd keeps 6060 for its metrics even with
+			// --pprof-disable.
+			leaf.pprof = "127.0.0.1:6061"
+		}
 	}
 	r.load, r.foreign = loadAverage(), foreign()
 	start := time.Now()
@@ -719,6 +724,18 @@ func httpIn(ns string, timeout time.Duration) *http.Client {
 // the allocations made meanwhile, and a 5 s execution trace in its middle,
 // into base.cpu.pprof, base.allocs.pprof and base.trace.
 func profile(ns, addr string, d time.Duration, base string) error {
+	// fibgated, in the sidecar leaves, listens a moment after gobgpd.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		resp, err := httpIn(ns, time.Second).Get("http://" + addr + "/debug/pprof/")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the profiler to listen
+	}
 	errs := make(chan error, 2)
 	go func() {
 		time.Sleep(max(0, d/2-2500*time.Millisecond)) // the trace's place in the churn
