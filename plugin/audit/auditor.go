@@ -256,18 +256,15 @@ func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full, l
 	start := time.Now()
 	var s Snapshot
 	s.Gate = a.src.Gate()
-	if full && limit && len(s.Gate) > a.wholeMax {
-		full = false
+	if full && limit {
+		skip := len(s.Gate) > a.wholeMax
 		a.mu.Lock()
-		if !a.tooBig {
+		if skip && !a.tooBig {
 			a.log.Info("audit: periodic passes read only the prefixes the gate and the FIB know: GoBGP would hold its main loop to list a table this large whole; fibgate audit still reads it", "gate_states", len(s.Gate), "whole_rib_limit", a.wholeMax)
 		}
-		a.tooBig = true
+		a.tooBig = skip
 		a.mu.Unlock()
-	} else if full && limit {
-		a.mu.Lock()
-		a.tooBig = false
-		a.mu.Unlock()
+		full = !skip
 	}
 	s.FIB = a.src.FIB()
 	ask := Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/internal/chunk"
 )
 
 var roots = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}
@@ -74,36 +75,9 @@ func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classif
 // objects for the collector, for one pass).
 type fibReader struct {
 	out   FIB
-	gated arena[GatedRoute]
-	inst  arena[InstalledRoute]
-	addrs arena[netip.Addr]
-}
-
-// arena hands out slices carved from shared chunks; each is capped at its
-// length, so appending to one copies it out instead of writing over its
-// neighbour.
-type arena[T any] struct{ buf []T }
-
-const arenaChunk = 4096
-
-func (a *arena[T]) of(vs ...T) []T {
-	if len(vs) > arenaChunk/4 {
-		return slices.Clone(vs)
-	}
-	if cap(a.buf)-len(a.buf) < len(vs) {
-		a.buf = make([]T, 0, arenaChunk)
-	}
-	i := len(a.buf)
-	a.buf = append(a.buf, vs...)
-	return a.buf[i:len(a.buf):len(a.buf)]
-}
-
-// add appends v to a slice of the arena's (or makes one).
-func (a *arena[T]) add(s []T, v T) []T {
-	if s == nil {
-		return a.of(v)
-	}
-	return append(s, v)
+	gated chunk.Arena[GatedRoute]
+	inst  chunk.Arena[InstalledRoute]
+	addrs chunk.Arena[netip.Addr]
 }
 
 // chunkBits is the prefix length of ReadFIBIn's pieces of a family.
@@ -147,9 +121,9 @@ func (rd *fibReader) route(f *fib.FIB, table uint32, r *fib.Route, first bool, p
 		}
 		if len(nhs) > 0 {
 			slices.SortFunc(nhs, netip.Addr.Compare)
-			ir.Nexthops = rd.addrs.of(nhs...)
+			ir.Nexthops = rd.addrs.Of(nhs...)
 		}
-		out.Installed[r.Prefix] = rd.inst.add(out.Installed[r.Prefix], ir)
+		out.Installed[r.Prefix] = rd.inst.Add(out.Installed[r.Prefix], ir)
 	}
 	if !first {
 		return
@@ -169,5 +143,5 @@ func (rd *fibReader) route(f *fib.FIB, table uint32, r *fib.Route, first bool, p
 			g.Origin = o
 		}
 	}
-	out.Gated[r.Prefix] = rd.gated.add(out.Gated[r.Prefix], g)
+	out.Gated[r.Prefix] = rd.gated.Add(out.Gated[r.Prefix], g)
 }

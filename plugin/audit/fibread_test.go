@@ -144,21 +144,3 @@ func TestReadFIBInPiecesReadsEveryRouteOnce(t *testing.T) {
 		t.Errorf("%d reads of the model, want %d", calls, want)
 	}
 }
-
-// Slices from one arena chunk are neighbours: appending to one must copy
-// it out, never write over the next.
-func TestArenaSlicesDoNotOverlap(t *testing.T) {
-	var a arena[int]
-	x, y := a.of(1), a.of(2, 3)
-	x = a.add(x, 9)
-	if !slices.Equal(x, []int{1, 9}) || !slices.Equal(y, []int{2, 3}) {
-		t.Fatalf("x %v, y %v; want [1 9] and [2 3]", x, y)
-	}
-	if z := a.add(nil, 4); !slices.Equal(z, []int{4}) || !slices.Equal(y, []int{2, 3}) {
-		t.Fatalf("z %v, y %v; want [4] and [2 3]", z, y)
-	}
-	big := make([]int, arenaChunk)
-	if b := a.of(big...); len(b) != arenaChunk {
-		t.Fatalf("a slice longer than a chunk's quarter: len %d, want %d", len(b), arenaChunk)
-	}
-}

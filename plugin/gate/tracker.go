@@ -219,18 +219,14 @@ func (t *Tracker) Briefs() []Brief {
 
 // CompareBriefs orders Briefs as List orders states: by table, then
 // address (IPv4 first), then length.
-func CompareBriefs(a, b Brief) int {
-	return cmp.Or(cmp.Compare(a.Table, b.Table), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
-}
+func CompareBriefs(a, b Brief) int { return compareKeys(a.Table, a.Prefix, b.Table, b.Prefix) }
 
-func compareStates(a, b RouteState) int {
-	if c := cmp.Compare(a.Table, b.Table); c != 0 {
-		return c
-	}
-	if c := a.Prefix.Addr().Compare(b.Prefix.Addr()); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits())
+func compareStates(a, b RouteState) int { return compareKeys(a.Table, a.Prefix, b.Table, b.Prefix) }
+
+// compareKeys is the order of List and Briefs: by table, then address
+// (IPv4 first), then length.
+func compareKeys(at uint32, ap netip.Prefix, bt uint32, bp netip.Prefix) int {
+	return cmp.Or(cmp.Compare(at, bt), ap.Addr().Compare(bp.Addr()), cmp.Compare(ap.Bits(), bp.Bits()))
 }
 
 // Get returns the state of one prefix.

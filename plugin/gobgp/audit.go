@@ -13,6 +13,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 
 	"github.com/fibgate/fibgate/plugin/audit"
+	"github.com/fibgate/fibgate/plugin/internal/chunk"
 )
 
 // AuditBGP reads what the consistency audit (plugin/audit) needs of GoBGP,
@@ -76,7 +77,8 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	pace := newPacer(ctx)
 	// Each destination's paths are carved from shared chunks: one
 	// allocation per destination was a million a pass at a full table.
-	var scratch, chunk []audit.Path
+	var scratch []audit.Path
+	var paths chunk.Arena[audit.Path]
 	for _, f := range []*api.Family{familyV4, familyV6} {
 		take := func(d *api.Destination) {
 			pace.step()
@@ -84,7 +86,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 			if !ok {
 				return
 			}
-			paths := scratch[:0]
+			ps := scratch[:0]
 			for _, x := range d.Paths {
 				if x.IsWithdraw {
 					continue
@@ -102,22 +104,16 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 					// table was a million allocations a pass.
 					ap.ID = pathID(x)
 				}
-				paths = append(paths, ap)
+				ps = append(ps, ap)
 			}
-			scratch = paths
-			if len(paths) == 0 {
+			scratch = ps
+			if len(ps) == 0 {
 				return
 			}
-			if cap(chunk)-len(chunk) < len(paths) {
-				chunk = make([]audit.Path, 0, max(4096, len(paths)))
-			}
-			i := len(chunk)
-			chunk = append(chunk, paths...)
-			paths = chunk[i:len(chunk):len(chunk)]
-			out.RIB[p] = paths
+			out.RIB[p] = paths.Of(ps...)
 			// Unconfirmed before Holds: most prefixes are confirmed, and
 			// a held-set lookup walks up to a prefix length of maps.
-			if paths[0].Hold || paths[0].Kept || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
+			if ps[0].Hold || ps[0].Kept || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
 				return
 			}
 			read := ask.Confirm == nil || ask.Confirm(p)

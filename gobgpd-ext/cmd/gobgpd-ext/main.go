@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -39,6 +38,7 @@ import (
 	fgd "github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/eorhold"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/logstream"
+	"github.com/fibgate/fibgate/gobgpd-ext/internal/profiling"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
@@ -482,11 +482,7 @@ func serverTLS(opts options) (credentials.TransportCredentials, error) {
 func servePProf(ctx context.Context, opts options, withMetrics bool, reg *prometheus.Registry, logger *slog.Logger) {
 	mux := http.NewServeMux()
 	if !opts.PProfDisable {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		profiling.Register(mux)
 	}
 	if withMetrics {
 		mux.Handle(opts.MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
