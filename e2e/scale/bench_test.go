@@ -22,6 +22,8 @@ import (
 //	FIBGATE_SCALE_TIMEOUT   how long a leaf may take; default 10 min for the full table, scaled by size, at least 2 min
 //	FIBGATE_SCALE_REPORT    directory for scale.md and scale.svg (rewritten after every run)
 //	FIBGATE_SCALE_COMMAND   the command line the report names
+//	FIBGATE_SCALE_SETTINGS  YAML appended to the gated leaves' settings, to compare one setting
+//	                        side by side ("bgp:\n  not_to_sets: false\n"; not with originated)
 //	FIBGATE_SCALE_PPROF     a directory for the leaf's CPU profile of the convergence (gobgpd-ext, stock gobgpd, or fibgated in the sidecar leaves), its allocations and a 5 s execution trace
 //	FIBGATE_SCALE_PPROF_FOR how long that profile runs from the moment the leaf listens; 15s by default
 //

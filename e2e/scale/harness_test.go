@@ -216,7 +216,7 @@ policy:
 	if originate {
 		s += "bgp:\n  originate_protocols: [static]\n"
 	}
-	s += l.extra
+	s += l.extra + os.Getenv("FIBGATE_SCALE_SETTINGS")
 	return s
 }
 

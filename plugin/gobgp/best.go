@@ -27,6 +27,9 @@ type BestPath struct {
 	// attrs fingerprints what neighbours receive of the best path besides
 	// its next hop (exportKey); WatchBest fences on its change.
 	attrs uint64
+	// ases has the bits of the indexed neighbour ASes in the best path's
+	// AS_PATH (notto.go).
+	ases uint64
 }
 
 // ErrWatchEnded is returned by WatchBest when GoBGP ended the stream (gobgpd
@@ -82,6 +85,26 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 	}
 	s.mu.Unlock()
+	if s.cfg.NoNotTo {
+		// No index: no AS_PATH is read, no mask kept.
+	} else if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
+		s.opts.log.Warn("not-to sets: reading gobgp's neighbours failed; retried when a path comes from an unknown AS", "err", err)
+	}
+	// decode turns best-path events into BestPaths, reading GoBGP's
+	// neighbours again first when a path came from an AS the not-to
+	// index lacks (at most once a second: a neighbour GoBGP does not
+	// list yet is asked about again then).
+	var retried time.Time
+	decode := func(ps []*api.Path) []BestPath {
+		bs, unknown := s.bestPaths(ps)
+		if unknown && time.Since(retried) >= notToRefresh {
+			retried = time.Now()
+			if err := s.refreshNeighbours(ctx); err == nil {
+				bs, _ = s.bestPaths(ps)
+			}
+		}
+		return bs
+	}
 	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
 	batched, err := s.b.watchBest(ctx, func(ps []*api.Path) {
 		select {
@@ -121,6 +144,10 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if initial {
 			clear(last)
 		}
+		masks := make([]prefixMask, 0, len(bs))
+		for _, b := range bs {
+			masks = append(masks, prefixMask{b.Prefix, b.ases})
+		}
 		kept := bs[:0]
 		var moved []netip.Prefix // had a route that is about to change
 		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
@@ -151,8 +178,16 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
+		// The new paths' ASes count for their releases from now on: not
+		// before their fences, or a release of the previous route would
+		// take the prefix out of its previous path's not-to sets; and
+		// before the installer hears of them, which their releases follow.
+		changed := s.recordMasks(masks, initial)
 		if initial || len(kept) > 0 {
 			q.push(initial, kept)
+		}
+		if err := s.retarget(ctx, changed); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("not-to sets: following the ASes of released paths failed", "err", err)
 		}
 	}
 	marker := func(withdraw bool) error {
@@ -186,12 +221,12 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			if !initial {
 				// Take what else is queued too: one fence and one kernel
 				// write for a burst (a session flap is thousands of events).
-				bs := s.bestPaths(ps)
+				bs := decode(ps)
 			drain:
 				for range maxCoalesce {
 					select {
 					case more := <-events:
-						bs = append(bs, s.bestPaths(more)...)
+						bs = append(bs, decode(more)...)
 					default:
 						break drain
 					}
@@ -216,7 +251,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				ps = snap
 			}
-			report(s.bestPaths(ps), true)
+			report(decode(ps), true)
 			snap, initial = nil, false
 			if batched {
 				if err := marker(true); err != nil {
@@ -323,8 +358,12 @@ func isMarker(p *api.Path) bool {
 // bestPaths turns one best-path event into BestPaths. GoBGP sends the
 // paths of one destination next to each other (its multipath set, or its
 // single best path).
-func (s *Speaker) bestPaths(ps []*api.Path) []BestPath {
-	var out []BestPath
+//
+// unknown says a best path came from an eBGP neighbour whose AS the not-to
+// index lacks (notto.go): the caller reads the neighbours again and asks
+// once more.
+func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown bool) {
+	x, local := s.nt.idx.Load(), s.localAS.Load()
 	for len(ps) > 0 {
 		p, ok := pathPrefix(ps[0])
 		n := 1
@@ -340,24 +379,30 @@ func (s *Speaker) bestPaths(ps []*api.Path) []BestPath {
 		if !ok {
 			continue // not unicast IPv4/IPv6
 		}
-		b, report := s.bestOf(p, group)
+		b, report := s.bestOf(p, group, x)
 		if report {
 			out = append(out, b)
+			if g := group[0]; !s.cfg.NoNotTo && len(b.Nexthops) > 0 && g.SourceAsn != 0 && g.SourceAsn != local && !x.has(g.SourceAsn) && (x == nil || !x.full) {
+				unknown = true
+			}
 		}
 	}
-	return out
+	return out, unknown
 }
 
-func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path) (BestPath, bool) {
+func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPath, bool) {
 	b := BestPath{Prefix: p}
 	for i, path := range group {
 		if path.IsWithdraw {
 			continue
 		}
+		var ix *asIndex
 		if i == 0 {
 			b.attrs = exportKey(path) // GoBGP puts the best path first
+			ix = x                    // and exports it: its ASes count
 		}
-		nh, comms, err := pathAttrs(path)
+		nh, comms, mask, err := pathAttrsAS(path, ix)
+		b.ases |= mask
 		if err != nil {
 			s.opts.log.Warn("best path with undecodable attributes", "prefix", p, "err", err)
 			continue
@@ -433,17 +478,33 @@ func nexthopKey(nhs []netip.Addr) uint64 {
 // unpacks only those attributes: converting every attribute to GoBGP's
 // native types cost half the start-up time of a large table.
 func pathAttrs(p *api.Path) (netip.Addr, []uint32, error) {
+	nh, comms, _, err := pathAttrsAS(p, nil)
+	return nh, comms, err
+}
+
+// pathAttrsAS is pathAttrs that also returns the bits of x's ASes in the
+// path's AS_PATH (notto.go); x nil: none, and AS_PATH is not read.
+func pathAttrsAS(p *api.Path, x *asIndex) (netip.Addr, []uint32, uint64, error) {
 	if len(p.PattrsBinary) > 0 {
-		return pathAttrsNative(p)
+		return pathAttrsNative(p, x)
 	}
 	var nh netip.Addr
 	var comms []uint32
+	var mask uint64
 	for _, a := range p.Pattrs {
 		switch {
+		case x != nil && a.MessageIs((*api.AsPathAttribute)(nil)):
+			var m api.AsPathAttribute
+			if err := a.UnmarshalTo(&m); err != nil {
+				return nh, nil, 0, err
+			}
+			for _, seg := range m.Segments {
+				mask |= x.maskOf(seg.Numbers)
+			}
 		case a.MessageIs((*api.NextHopAttribute)(nil)):
 			var m api.NextHopAttribute
 			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, err
+				return nh, nil, 0, err
 			}
 			if v, err := netip.ParseAddr(m.NextHop); err == nil {
 				nh = v.Unmap()
@@ -451,7 +512,7 @@ func pathAttrs(p *api.Path) (netip.Addr, []uint32, error) {
 		case a.MessageIs((*api.MpReachNLRIAttribute)(nil)):
 			var m api.MpReachNLRIAttribute
 			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, err
+				return nh, nil, 0, err
 			}
 			for _, s := range m.NextHops {
 				if v, err := netip.ParseAddr(s); err == nil && !v.IsLinkLocalUnicast() {
@@ -462,24 +523,31 @@ func pathAttrs(p *api.Path) (netip.Addr, []uint32, error) {
 		case a.MessageIs((*api.CommunitiesAttribute)(nil)):
 			var m api.CommunitiesAttribute
 			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, err
+				return nh, nil, 0, err
 			}
 			comms = m.Communities
 		}
 	}
-	return nh, comms, nil
+	return nh, comms, mask, nil
 }
 
-// pathAttrsNative is pathAttrs for paths in wire format (PattrsBinary).
-func pathAttrsNative(p *api.Path) (netip.Addr, []uint32, error) {
+// pathAttrsNative is pathAttrsAS for paths in wire format (PattrsBinary).
+func pathAttrsNative(p *api.Path, x *asIndex) (netip.Addr, []uint32, uint64, error) {
 	attrs, err := apiutil.GetNativePathAttributes(p)
 	if err != nil {
-		return netip.Addr{}, nil, err
+		return netip.Addr{}, nil, 0, err
 	}
 	var raw []byte
 	var comms []uint32
+	var mask uint64
 	for _, a := range attrs {
 		switch a := a.(type) {
+		case *bgp.PathAttributeAsPath:
+			if x != nil {
+				for _, seg := range a.Value {
+					mask |= x.maskOf(seg.GetAS())
+				}
+			}
 		case *bgp.PathAttributeNextHop:
 			raw = a.Value
 		case *bgp.PathAttributeMpReachNLRI:
@@ -489,7 +557,7 @@ func pathAttrsNative(p *api.Path) (netip.Addr, []uint32, error) {
 		}
 	}
 	nh, _ := netip.AddrFromSlice(raw)
-	return nh.Unmap(), comms, nil
+	return nh.Unmap(), comms, mask, nil
 }
 
 // pathPrefix reads the unicast prefix of a path.

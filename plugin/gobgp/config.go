@@ -79,6 +79,16 @@ type Config struct {
 	// re-installs it within an interval; prefixes may leak meanwhile).
 	FallbackPolicy string
 
+	// NoNotTo keeps no not-to sets (notto.go): a released prefix whose
+	// best path changes may then reach, for the fence window, neighbours
+	// whose AS was in its previous path, which GoBGP never sent that path:
+	// traffic they send meanwhile loops back to them on the old route (the
+	// blackhole of docs/blackhole.md's "primary comes up"). The sets cost
+	// GoBGP an entry per released prefix and neighbour AS in its path, and
+	// a prefix-set lookup per export; NoNotTo saves both where paths
+	// cannot come back through a neighbour's AS.
+	NoNotTo bool
+
 	// KeepOriginatedOnClose leaves originated paths in GoBGP when the
 	// Speaker closes. By default Close deletes them: nobody watches their
 	// hardware state any more.

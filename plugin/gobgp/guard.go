@@ -310,6 +310,7 @@ func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 		fallthrough
 	default:
 		s.userChain, s.userDefault = s.userPart(chain), a.DefaultAction
+		s.checkNotTo(ctx)
 		return false, nil
 	}
 	if unsafe {

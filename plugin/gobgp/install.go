@@ -58,6 +58,7 @@ type ourSets struct {
 	holdList []string                            // its communities
 	sentinel bool                                // the sentinel set exists
 	keep     bool                                // the kept copies' community set exists
+	nt       map[uint32]map[netip.Prefix]bool    // not-to sets' members by AS (notto.go)
 	// rescoped: a sentinel of another scope exists: a Speaker rescoped
 	// the sets at run time (Rescope) and this one starts with another
 	// scope, so what GoBGP exported follows neither.
@@ -65,9 +66,22 @@ type ourSets struct {
 }
 
 func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
-	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths)}
+	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths), nt: make(map[uint32]map[netip.Prefix]bool)}
 	var perr error
 	err := s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, "", func(d *api.DefinedSet) {
+		if as, ok := s.cfg.ntAS(d.Name, s.cfg.Name); ok {
+			m := o.nt[as]
+			if m == nil {
+				m = make(map[netip.Prefix]bool)
+				o.nt[as] = m
+			}
+			for _, e := range d.Prefixes {
+				if p, err := netip.ParsePrefix(e.IpPrefix); err == nil && p != nullPrefix(p.Addr().BitLen()) {
+					m[p] = true
+				}
+			}
+			return
+		}
 		switch {
 		case d.Name == s.cfg.setV4 || d.Name == s.cfg.setV6:
 			m := make(map[netip.Prefix]lengths, len(d.Prefixes))
@@ -174,34 +188,40 @@ const entriesPerRequest = 32768
 // editSets adds entries to the held sets, then deletes entries: in this
 // order every intermediate state holds back at least what both ends do.
 func (s *Speaker) editSets(ctx context.Context, adds, dels []setEntry) error {
-	do := func(es []setEntry, del bool) error {
-		byName := make(map[string][]setEntry)
+	byName := func(es []setEntry) map[string][]setEntry {
+		m := make(map[string][]setEntry)
 		for _, e := range es {
-			byName[s.setName(e.prefix)] = append(byName[s.setName(e.prefix)], e)
+			m[s.setName(e.prefix)] = append(m[s.setName(e.prefix)], e)
 		}
-		for name, list := range byName {
-			for len(list) > 0 {
-				n := min(len(list), entriesPerRequest)
-				d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(list[:n])}
-				var err error
-				if del {
-					err = s.b.deleteDefinedSet(ctx, d, false)
-				} else {
-					err = s.b.addDefinedSet(ctx, d)
-				}
-				if err != nil {
-					return fmt.Errorf("set %s: %d entries (first %v %d..%d): %w", name, n, list[0].prefix, list[0].iv.lo, list[0].iv.hi, err)
-				}
-				list = list[n:]
-			}
-		}
-		return nil
+		return m
 	}
-	if err := do(adds, false); err != nil {
+	if err := s.editNamedSets(ctx, byName(adds), false); err != nil {
 		return fmt.Errorf("add to held set: %w", err)
 	}
-	if err := do(dels, true); err != nil {
+	if err := s.editNamedSets(ctx, byName(dels), true); err != nil {
 		return fmt.Errorf("delete from held set: %w", err)
+	}
+	return nil
+}
+
+// editNamedSets adds (or deletes) entries to (from) prefix sets by name,
+// in requests of at most entriesPerRequest entries.
+func (s *Speaker) editNamedSets(ctx context.Context, byName map[string][]setEntry, del bool) error {
+	for name, list := range byName {
+		for len(list) > 0 {
+			n := min(len(list), entriesPerRequest)
+			d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(list[:n])}
+			var err error
+			if del {
+				err = s.b.deleteDefinedSet(ctx, d, false)
+			} else {
+				err = s.b.addDefinedSet(ctx, d)
+			}
+			if err != nil {
+				return fmt.Errorf("set %s: %d entries (first %v %d..%d): %w", name, n, list[0].prefix, list[0].iv.lo, list[0].iv.hi, err)
+			}
+			list = list[n:]
+		}
 	}
 	return nil
 }
@@ -375,6 +395,11 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	}
 	gated := time.Since(start)
 
+	// Not-to sets, before anything is released (notto.go).
+	if err := s.installNotTo(ctx, have, sets); err != nil {
+		return fmt.Errorf("install gate: %w", err)
+	}
+
 	// 4. Releases.
 	if err := s.reconcile(ctx, sets, !inPlace); err != nil {
 		return fmt.Errorf("install gate: %w", err)
@@ -465,6 +490,12 @@ func (s *Speaker) restoreUser(user []string, def api.RouteAction, defined []stri
 // takes back a prefix whose attributes change instead of keeping it.
 func (n *normalized) sameAsFallback(have *api.Policy) (keeps bool, err error) {
 	want := n.policyDef()
+	// The not-to statements (notto.go) are the Speaker's, appended over
+	// the API: not the file's.
+	have = &api.Policy{Name: have.Name, Statements: slices.DeleteFunc(slices.Clone(have.Statements), func(st *api.Statement) bool {
+		_, nt := n.ntAS(st.Name, n.policy)
+		return nt
+	})}
 	msg := fmt.Errorf("gobgpd's policy %s is not the fallback these settings render (an older fibgate's, or another scope's): render it again with fibgated --print-fallback into gobgpd's config and reload gobgpd; until then gobgpd holds every gated prefix", n.policy)
 	keeps = len(have.Statements) == len(want.Statements)
 	if !keeps {

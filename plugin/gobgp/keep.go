@@ -212,14 +212,15 @@ func prefixesOf(rs []keepReq) []netip.Prefix {
 
 // ourAS returns GoBGP's own AS, read once.
 func (s *Speaker) ourAS(ctx context.Context) (uint32, error) {
-	if s.localAS == 0 {
-		as, err := s.b.localAS(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("read gobgp's AS: %w", err)
-		}
-		s.localAS = as
+	if as := s.localAS.Load(); as != 0 {
+		return as, nil
 	}
-	return s.localAS, nil
+	as, err := s.b.localAS(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("read gobgp's AS: %w", err)
+	}
+	s.localAS.Store(as)
+	return as, nil
 }
 
 // lookup reads the paths GoBGP holds for prefixes, in GoBGP's order (the
@@ -328,7 +329,7 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 	if localPref(newAttrs) > localPref(attrs) {
 		return nil, 0, false // the copy would not be best: GoBGP picks LOCAL_PREF first
 	}
-	if n := strandedBy(peers, asesOf(attrs), asesOf(newAttrs), ls[0].NeighborIp); n != "" {
+	if n := strandedBy(peers, asesOf(attrs), asesOf(newAttrs), ls[0].NeighborIp, s.notToHas(r.prefix)); n != "" {
 		s.opts.log.Debug("not keeping: a neighbour would keep the new path", "prefix", r.prefix, "neighbour", n)
 		return nil, 0, false
 	}
@@ -384,7 +385,9 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 //     window and would never hear of the copy, keeping the new path,
 //     unconfirmed, for the whole programming time. The blackhole lab's
 //     "primary comes up" is that case: leaf1's previous path came through
-//     the spine, the new one from host1;
+//     the spine, the new one from host1. Unless the prefix is in the AS's
+//     not-to set (protected; notto.go): then it got nothing in the window,
+//     and gets the new path at the release;
 //   - its AS in the new path only: it gets the copy, and the release (the
 //     copy deleted, the new path filtered for it) would leave it holding
 //     the copy for good.
@@ -393,9 +396,9 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 // by that filter, so its withdrawal goes out. The new path's own
 // neighbour is left out: GoBGP withdraws from it what it sent, instead of
 // sending the path back.
-func strandedBy(peers []ebgpPeer, prev, next map[uint32]bool, source string) string {
+func strandedBy(peers []ebgpPeer, prev, next map[uint32]bool, source string, protected func(as uint32) bool) string {
 	for _, p := range peers {
-		if prev[p.as] != next[p.as] && p.addr != source {
+		if prev[p.as] != next[p.as] && p.addr != source && !(prev[p.as] && protected(p.as)) {
 			return p.addr
 		}
 	}

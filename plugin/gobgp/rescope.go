@@ -106,8 +106,10 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		st := s.state(p)
 		st.transit = true
 	}
+	var ungated []netip.Prefix // leave their not-to sets (notto.go)
 	for p, st := range s.rec {
 		if st.transit && !n.scopeOf(p).contains(p) {
+			ungated = append(ungated, p)
 			st.transit = false
 			if st.zero() {
 				delete(s.rec, p)
@@ -163,6 +165,9 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 	}
 	if err := s.editSets(ctx, adds, dels); err != nil {
 		return fail("edit held sets", err)
+	}
+	if err := s.clearNotTo(ctx, ungated); err != nil {
+		return fail("leave the not-to sets", err)
 	}
 	if err := s.b.sendPaths(ctx, after); err != nil {
 		return fail("re-run export of prefixes leaving the scope", err)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -73,10 +74,14 @@ type Speaker struct {
 
 	// keeps: the gate's policy lets kept copies out (keep.go); copies:
 	// the prefixes kept out on one, with the fingerprint of the learned
-	// paths under it; localAS: GoBGP's AS, read once.
+	// paths under it; localAS: GoBGP's AS, read once (also by WatchBest's
+	// goroutine, hence atomic).
 	keeps   bool
 	copies  map[netip.Prefix]uint64
-	localAS uint32
+	localAS atomic.Uint32
+
+	// nt: the not-to sets (notto.go).
+	nt *notTo
 
 	done   chan struct{}  // closed by Close; ends Guard loops
 	guards sync.WaitGroup // running Guard loops
@@ -92,10 +97,11 @@ type prefixState struct {
 	suspect    bool       // an operation on it failed midway
 	kept       bool       // kept out on a copy of its previous best path (keep.go; Speaker.copies)
 	fence      uint64     // FIB clock of the last Fence; 0: none (fence.go)
+	notTo      uint64     // the not-to sets it is in, as bits of the AS index (notto.go)
 }
 
 func (st *prefixState) zero() bool {
-	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect && !st.kept && st.fence == 0
+	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect && !st.kept && st.fence == 0 && st.notTo == 0
 }
 
 var _ gate.Speaker = (*Speaker)(nil)
@@ -152,6 +158,7 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 		b: b, cfg: n, pb: pb, opts: o,
 		rec:    make(map[netip.Prefix]*prefixState),
 		copies: make(map[netip.Prefix]uint64),
+		nt:     newNotTo(),
 		done:   make(chan struct{}),
 	}, nil
 }
@@ -389,6 +396,32 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			return fmt.Errorf("build paths: %w", err)
 		}
 	}
+	// Not-to sets (notto.go): a prefix joins those of its new path's ASes
+	// before anything lets it out (phase A), and leaves those it no longer
+	// needs then too if it stays out, or once held (after phase C).
+	targets, err := s.ntTargets(ctx, changes)
+	if err != nil {
+		s.dirty = true
+		return fmt.Errorf("not-to sets (%d prefixes): %w", len(changes), err)
+	}
+	var ntAdd, ntDelEarly, ntDelLate []ntEdit
+	for _, c := range changes {
+		var have uint64
+		if st := s.rec[c.p]; st != nil {
+			have = st.notTo
+		}
+		want := targets[c.p]
+		if add := want &^ have; add != 0 {
+			ntAdd = append(ntAdd, ntEdit{c.p, add})
+		}
+		if del := have &^ want; del != 0 {
+			if s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated) {
+				ntDelEarly = append(ntDelEarly, ntEdit{c.p, del})
+			} else {
+				ntDelLate = append(ntDelLate, ntEdit{c.p, del})
+			}
+		}
+	}
 	before := make(map[netip.Prefix]prefixState, len(changes))
 	for _, c := range changes {
 		st := s.state(c.p)
@@ -407,6 +440,18 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			return fail("add hold paths", err)
 		}
 	}
+	if err := s.editNotTo(ctx, ntAdd, false); err != nil {
+		return fail("add to not-to sets", err)
+	}
+	for _, e := range ntAdd {
+		s.rec[e.p].notTo |= e.mask
+	}
+	if err := s.editNotTo(ctx, ntDelEarly, true); err != nil {
+		return fail("delete from not-to sets", err)
+	}
+	for _, e := range ntDelEarly {
+		s.rec[e.p].notTo &^= e.mask
+	}
 	if err := s.setReleased(ctx, open, true); err != nil {
 		return fail("release in held set", err)
 	}
@@ -416,11 +461,18 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	if err := s.setReleased(ctx, shut, false); err != nil {
 		return fail("hold in held set", err)
 	}
+	if err := s.editNotTo(ctx, ntDelLate, true); err != nil {
+		return fail("delete from not-to sets", err)
+	}
+	for _, e := range ntDelLate {
+		s.rec[e.p].notTo &^= e.mask
+	}
 	if err := s.b.sendPaths(ctx, phaseD); err != nil {
 		return fail("delete hold paths", err)
 	}
 	for _, c := range changes {
 		st, was := s.rec[c.p], before[c.p]
+		notTo := st.notTo // as edited above
 		if was.kept {
 			delete(s.copies, c.p) // deleted, or replaced by an originated path
 		}
@@ -436,7 +488,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		if c.originated {
 			st.nextHop = c.nextHop
 		}
-		st.fence = was.fence
+		st.fence, st.notTo = was.fence, notTo
 		if st.zero() {
 			delete(s.rec, c.p)
 		}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/apitest"
@@ -84,10 +85,13 @@ func TestRoutesPrintsAlignedColumnsForPeople(t *testing.T) {
 		if at < 0 {
 			t.Fatalf("header %q lacks %s", header, col)
 		}
-		// Every row has its i-th field starting at the column's offset.
-		for _, l := range lines[1:] {
+		at = utf8.RuneCountInString(header[:at])
+		// Every row has its i-th field starting at the column's offset, in
+		// characters: a duration under a millisecond has a µ, two bytes.
+		for _, raw := range lines[1:] {
+			l := []rune(raw)
 			if i > 0 && (len(l) <= at || l[at-1] != ' ' || l[at] == ' ') {
-				t.Errorf("column %s not aligned in %q", col, l)
+				t.Errorf("column %s not aligned in %q", col, raw)
 			}
 		}
 	}

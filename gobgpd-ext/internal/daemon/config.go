@@ -154,6 +154,10 @@ type BGPSettings struct {
 	// route's gateway where next_hop4/next_hop6 are unset, instead of
 	// next hop self (gobgp.Config.KeepGateway).
 	KeepKernelGateway bool `yaml:"keep_kernel_gateway"`
+	// NotToSets keeps a prefix's new best path from neighbours whose AS
+	// was in its previous one until the new route is programmed
+	// (gobgp.Config.NoNotTo); default true.
+	NotToSets *bool `yaml:"not_to_sets"`
 	// FallbackPolicy names the reject-everything-in-scope policy listed
 	// in gobgpd's own config (fibgated --print-fallback renders it);
 	// gobgpd-ext adds it to the config it reads by itself.
@@ -439,7 +443,8 @@ func (c *Config) GoBGP() (gobgp.Config, error) {
 		HoldCommunity: c.BGP.HoldCommunity, Communities: c.BGP.Communities, LargeCommunities: c.BGP.LargeCommunities,
 		MED: c.BGP.MED, LocalPref: c.BGP.LocalPref, FallbackPolicy: c.BGP.FallbackPolicy,
 		KeepOriginatedOnClose: c.BGP.KeepOriginatedOnExit, KeepGateway: c.BGP.KeepKernelGateway,
-		Scope: ScopeOf(c.policy), NoScope: len(c.policy.Scopes) == 0,
+		NoNotTo: c.BGP.NotToSets != nil && !*c.BGP.NotToSets,
+		Scope:   ScopeOf(c.policy), NoScope: len(c.policy.Scopes) == 0,
 	}
 	for _, nh := range []struct {
 		s   string

@@ -1,0 +1,678 @@
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/bits"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+)
+
+// Not-to sets: the part of the fence window that blackholes.
+//
+// GoBGP sends no eBGP neighbour a path with the neighbour's AS in it
+// (isASLoop), and when a prefix's new best path lacks that AS, it exports
+// the new path to that neighbour in the same main-loop pass that chose it:
+// before WatchBest can fence the prefix. A neighbour that had a path from
+// us and now gets the new attributes early still sends its traffic where
+// the ASIC forwards it with the old entry. A neighbour that had nothing
+// from us (its AS was in the previous path: typically the spine the
+// previous path came through) is attracted to a route the ASIC does not
+// have yet, and its traffic loops back to it on the old entry: the
+// blackhole of docs/blackhole.md's "primary comes up".
+//
+// So, per eBGP neighbour AS X, a prefix set "notTo X" holds every released
+// prefix whose released path carries X, and a statement of the gate's
+// policy rejects it towards X's neighbours (match-neighbor-set). For the
+// released path that changes nothing (GoBGP filters it anyway); when the
+// best path changes, the new one does not reach X until the release of
+// the new route takes the prefix out of the set. GoBGP then sends X no
+// withdrawal either: the previous path, judged by the same policy, is
+// rejected too, so X is not told of a path it never had.
+//
+// Bookkeeping: WatchBest records for each learned best path which indexed
+// ASes its AS_PATH carries, as a bit mask (at most maxNotTo ASes, bits
+// assigned in the order the ASes are met); a release puts the prefix in
+// the sets of its mask before the held set lets it out (apply's phase A),
+// a take-back takes it out once it is held (phase C). The index follows
+// GoBGP's neighbours: read at install, when a best path comes from an AS
+// it does not know, and at most every notToRefresh by Check.
+
+// maxNotTo bounds the indexed neighbour ASes (one bit each). A neighbour of
+// a further AS gets the fence window as before; it is logged once.
+const maxNotTo = 64
+
+// notToRefresh is how often Check reads GoBGP's neighbours again, for ASes
+// that appear in paths before any path comes from them.
+const notToRefresh = time.Second
+
+// asIndex maps eBGP neighbour ASes to bits. It is replaced, never changed:
+// WatchBest reads it without a lock.
+type asIndex struct {
+	ases  []uint32         // bit i is ases[i]
+	bit   map[uint32]uint8 // the reverse
+	addrs map[uint32][]string
+	full  bool // an AS found no bit
+}
+
+func (x *asIndex) maskOf(asPath []uint32) uint64 {
+	if x == nil {
+		return 0
+	}
+	var m uint64
+	for _, as := range asPath {
+		if b, ok := x.bit[as]; ok {
+			m |= 1 << b
+		}
+	}
+	return m
+}
+
+func (x *asIndex) has(as uint32) bool {
+	if x == nil {
+		return false
+	}
+	_, ok := x.bit[as]
+	return ok
+}
+
+// notTo is a Speaker's not-to state.
+type notTo struct {
+	idx       atomic.Pointer[asIndex]
+	refreshMu sync.Mutex // one refresh at a time
+	refreshed time.Time  // under refreshMu
+
+	// mu guards masks: the AS mask of each prefix's best path as WatchBest
+	// last reported it (after its fence).
+	mu    sync.Mutex
+	masks map[netip.Prefix]uint64
+
+	// Under Speaker.mu: what is in GoBGP. stmts: ASes whose statements
+	// are in the gate's policy (and whose sets exist); addrs: the
+	// neighbour addresses in each AS's neighbour set.
+	stmts  map[uint32]bool
+	addrs  map[uint32][]string
+	synced *asIndex // the index Check last synced
+}
+
+func newNotTo() *notTo {
+	return &notTo{masks: make(map[netip.Prefix]uint64), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string)}
+}
+
+// ntName is the prefix of a not-to set's name: "<Name>-nt-<AS>".
+func (n *normalized) ntName(as uint32) string {
+	return n.Name + "-nt-" + strconv.FormatUint(uint64(as), 10)
+}
+
+// ntSet names AS as's prefix set of p's family.
+func (n *normalized) ntSet(as uint32, v4 bool) string {
+	if v4 {
+		return n.ntName(as) + "-v4"
+	}
+	return n.ntName(as) + "-v6"
+}
+
+// ntStmt names the gate policy's statement for as and a family. Named
+// after the policy too: statement names are global in GoBGP.
+func (n *normalized) ntStmt(as uint32, v4 bool) string {
+	f := "-v4"
+	if !v4 {
+		f = "-v6"
+	}
+	return n.policy + "-nt-" + strconv.FormatUint(uint64(as), 10) + f
+}
+
+// ntAS reads the AS back from a not-to set's or statement's name.
+func (n *normalized) ntAS(name string, prefix string) (uint32, bool) {
+	rest, ok := strings.CutPrefix(name, prefix+"-nt-")
+	if !ok {
+		return 0, false
+	}
+	rest, ok = strings.CutSuffix(rest, "-v4")
+	if !ok {
+		if rest, ok = strings.CutSuffix(rest, "-v6"); !ok {
+			return 0, false
+		}
+	}
+	as, err := strconv.ParseUint(rest, 10, 32)
+	return uint32(as), err == nil
+}
+
+// refreshNeighbours reads GoBGP's eBGP neighbours into the index: new ASes
+// get the next free bits, addresses are the current ones. iBGP neighbours
+// and route-server clients (GoBGP does not filter AS loops towards them)
+// are left out.
+func (s *Speaker) refreshNeighbours(ctx context.Context) error {
+	s.nt.refreshMu.Lock()
+	defer s.nt.refreshMu.Unlock()
+	return s.refreshNeighboursLocked(ctx, nil)
+}
+
+func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) error {
+	local, err := s.ourAS(ctx)
+	if err != nil {
+		return err
+	}
+	addrs := make(map[uint32][]string)
+	var order []uint32
+	err = s.b.listPeers(ctx, func(p *api.Peer) {
+		as := p.GetConf().GetPeerAsn()
+		if as == 0 {
+			as = p.GetState().GetPeerAsn()
+		}
+		if as == 0 || as == local || p.GetRouteServer().GetRouteServerClient() {
+			return
+		}
+		a := p.GetState().GetNeighborAddress()
+		if a == "" {
+			a = p.GetConf().GetNeighborAddress()
+		}
+		ip, err := netip.ParseAddr(a)
+		if err != nil {
+			return // a dynamic range's template; its peers are listed once up
+		}
+		ip = ip.WithZone("").Unmap() // GoBGP matches the session's address, zoneless
+		if _, ok := addrs[as]; !ok {
+			order = append(order, as)
+		}
+		// As GoBGP lists a neighbour set's members back.
+		addrs[as] = append(addrs[as], netip.PrefixFrom(ip, ip.BitLen()).String())
+	})
+	if err != nil {
+		return fmt.Errorf("list neighbours: %w", err)
+	}
+	s.nt.refreshed = time.Now()
+	old := s.nt.idx.Load()
+	x := &asIndex{bit: make(map[uint32]uint8), addrs: addrs}
+	if old != nil {
+		x.ases = slices.Clone(old.ases)
+		for as, b := range old.bit {
+			x.bit[as] = b
+		}
+		x.full = old.full
+	}
+	for _, as := range append(order, also...) {
+		if _, ok := x.bit[as]; ok {
+			continue
+		}
+		if len(x.ases) == maxNotTo {
+			if !x.full {
+				s.opts.log.Warn("more eBGP neighbour ASes than the gate indexes; neighbours of the others keep the fence window (docs/design-notes.md, \"Make-before-break\")",
+					"indexed", maxNotTo, "first_left_out", as)
+			}
+			x.full = true
+			continue
+		}
+		x.bit[as] = uint8(len(x.ases))
+		x.ases = append(x.ases, as)
+	}
+	if old != nil && slices.Equal(old.ases, x.ases) && maps.EqualFunc(old.addrs, x.addrs, slices.Equal) {
+		return nil // the same: Check has nothing to sync
+	}
+	s.nt.idx.Store(x)
+	return nil
+}
+
+// maybeRefresh refreshes the index when it is older than notToRefresh.
+func (s *Speaker) maybeRefresh(ctx context.Context) {
+	s.nt.refreshMu.Lock()
+	due := time.Since(s.nt.refreshed) >= notToRefresh
+	s.nt.refreshMu.Unlock()
+	if due {
+		if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
+			s.opts.log.Debug("reading gobgp's neighbours for the not-to sets failed", "err", err)
+		}
+	}
+}
+
+type prefixMask struct {
+	p    netip.Prefix
+	mask uint64
+}
+
+// ntEdit is one prefix entering or leaving the not-to sets of the bits in
+// mask.
+type ntEdit struct {
+	p    netip.Prefix
+	mask uint64
+}
+
+// ntTargets returns, for the changes of an apply, the not-to masks the
+// prefixes must have once applied: a transit release carries its best
+// path's mask, limited to the ASes whose statements are in GoBGP
+// (syncNotTo puts in those of new ASes first), anything else none.
+// s.mu is held.
+func (s *Speaker) ntTargets(ctx context.Context, changes []change) (map[netip.Prefix]uint64, error) {
+	out := make(map[netip.Prefix]uint64)
+	if s.cfg.NoNotTo {
+		return out, nil
+	}
+	s.nt.mu.Lock()
+	for _, c := range changes {
+		if c.transit && !c.originated && s.cfg.scopeOf(c.p).contains(c.p) {
+			if m := s.nt.masks[c.p]; m != 0 {
+				out[c.p] = m
+			}
+		}
+	}
+	s.nt.mu.Unlock()
+	x := s.nt.idx.Load()
+	if len(out) == 0 || x == nil {
+		return out, nil
+	}
+	if err := s.syncNotTo(ctx, x); err != nil {
+		return nil, err
+	}
+	ready := s.readyMask(x)
+	for p, m := range out {
+		if m &= ready; m != 0 {
+			out[p] = m
+		} else {
+			delete(out, p)
+		}
+	}
+	return out, nil
+}
+
+// readyMask has the bits of the ASes whose statements and sets are in
+// GoBGP. s.mu is held.
+func (s *Speaker) readyMask(x *asIndex) uint64 {
+	var ready uint64
+	for b, as := range x.ases {
+		if s.nt.stmts[as] {
+			ready |= 1 << b
+		}
+	}
+	return ready
+}
+
+// editNotTo adds (or deletes) prefixes to (from) the not-to sets of their
+// masks' ASes, installing what a new AS needs first. s.mu is held.
+func (s *Speaker) editNotTo(ctx context.Context, es []ntEdit, del bool) error {
+	if len(es) == 0 {
+		return nil
+	}
+	x := s.nt.idx.Load()
+	if x == nil {
+		return errors.New("not-to sets: no neighbour index")
+	}
+	byName := make(map[string][]setEntry)
+	for _, e := range es {
+		for m := e.mask; m != 0; m &= m - 1 {
+			as := x.ases[bits.TrailingZeros64(m)]
+			name := s.cfg.ntSet(as, e.p.Addr().Is4())
+			byName[name] = append(byName[name], exactEntry(e.p))
+		}
+	}
+	return s.editNamedSets(ctx, byName, del)
+}
+
+// syncNotTo puts in GoBGP what the index has and GoBGP lacks: for a new AS
+// its neighbour set, its two prefix sets (seeded with nullPrefix: GoBGP
+// takes a prefix set's family from its first entry) and its statements,
+// appended to the gate's policy; for a known one, new neighbour addresses.
+// s.mu is held.
+func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex) error {
+	for _, as := range x.ases {
+		have := s.nt.addrs[as]
+		var add []string
+		for _, a := range x.addrs[as] {
+			if !slices.Contains(have, a) {
+				add = append(add, a)
+			}
+		}
+		if !s.nt.stmts[as] && len(have)+len(add) == 0 {
+			// No address yet (the AS appears in paths only): a neighbour
+			// set needs one. The statement comes once a neighbour does.
+			continue
+		}
+		if len(add) > 0 {
+			d := &api.DefinedSet{DefinedType: api.DefinedType_NEIGHBOR, Name: s.cfg.ntName(as), List: add}
+			if err := s.b.addDefinedSet(ctx, d); err != nil {
+				return fmt.Errorf("not-to sets: neighbour set %s: %w", d.Name, err)
+			}
+			s.nt.addrs[as] = append(have, add...)
+		}
+		if s.nt.stmts[as] {
+			continue
+		}
+		var stmts []*api.Statement
+		for _, v4 := range []bool{true, false} {
+			null := nullPrefix(128)
+			if v4 {
+				null = nullPrefix(32)
+			}
+			d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: s.cfg.ntSet(as, v4), Prefixes: toAPIPrefixes([]setEntry{exactEntry(null)})}
+			if err := s.b.addDefinedSet(ctx, d); err != nil {
+				return fmt.Errorf("not-to sets: prefix set %s: %w", d.Name, err)
+			}
+			stmts = append(stmts, &api.Statement{Name: s.cfg.ntStmt(as, v4),
+				Conditions: &api.Conditions{
+					PrefixSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: d.Name},
+					NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: s.cfg.ntName(as)},
+				},
+				Actions: &api.Actions{RouteAction: api.RouteAction_REJECT}})
+		}
+		// GoBGP appends the statements of a policy added under a name in
+		// use to that policy.
+		if err := s.b.addPolicy(ctx, &api.Policy{Name: s.cfg.policy, Statements: stmts}); err != nil {
+			return fmt.Errorf("not-to sets: statements for AS %d: %w", as, err)
+		}
+		s.nt.stmts[as] = true
+	}
+	return nil
+}
+
+// installNotTo brings the not-to sets in line with the record during
+// install, after the policy is in place and before the releases: it reads
+// what GoBGP has (a reload of gobgpd's policies deletes all of it), puts
+// back the statements and memberships of released prefixes, adopts the
+// memberships of prefixes adopted as released, and deletes the rest (an
+// earlier instance's). s.mu is held.
+func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourSets) error {
+	if s.cfg.NoNotTo {
+		// Turned off: what an earlier configuration put in the sets goes
+		// (its statements stay, rejecting nothing).
+		orphans := make(map[string][]setEntry)
+		for as, members := range sets.nt {
+			for p := range members {
+				name := s.cfg.ntSet(as, p.Addr().Is4())
+				orphans[name] = append(orphans[name], exactEntry(p))
+			}
+		}
+		if err := s.editNamedSets(ctx, orphans, true); err != nil {
+			return fmt.Errorf("not-to sets: %w", err)
+		}
+		for _, st := range s.rec {
+			st.notTo = 0
+		}
+		return nil
+	}
+	if err := s.refreshNeighbours(ctx); err != nil {
+		// Without the index no release joins a not-to set: the fence
+		// window stays, as before them.
+		s.opts.log.Warn("not-to sets: reading gobgp's neighbours failed; neighbours whose AS was in a prefix's previous path may see its new path before it is programmed", "err", err)
+	}
+	clear(s.nt.stmts)
+	clear(s.nt.addrs)
+	if have != nil {
+		for _, st := range have.Statements {
+			if as, ok := s.cfg.ntAS(st.Name, s.cfg.policy); ok {
+				s.nt.stmts[as] = true
+			}
+		}
+	}
+	err := s.b.listDefinedSets(ctx, api.DefinedType_NEIGHBOR, "", func(d *api.DefinedSet) {
+		if rest, ok := strings.CutPrefix(d.Name, s.cfg.Name+"-nt-"); ok {
+			if as, err := strconv.ParseUint(rest, 10, 32); err == nil {
+				s.nt.addrs[uint32(as)] = slices.Clone(d.List)
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("not-to sets: list neighbour sets: %w", err)
+	}
+	// Found ASes keep their bits, so their memberships can be read.
+	var found []uint32
+	for as := range sets.nt {
+		found = append(found, as)
+	}
+	slices.Sort(found)
+	if len(found) > 0 {
+		s.nt.refreshMu.Lock()
+		err := s.refreshNeighboursLocked(ctx, found)
+		s.nt.refreshMu.Unlock()
+		if err != nil {
+			s.opts.log.Warn("not-to sets: reading gobgp's neighbours failed", "err", err)
+		}
+	}
+	x := s.nt.idx.Load()
+	if x == nil {
+		return nil
+	}
+	for as := range s.nt.stmts {
+		if s.nt.addrs[as] == nil {
+			delete(s.nt.stmts, as) // a statement without its sets: added again
+		}
+	}
+	if err := s.syncNotTo(ctx, x); err != nil {
+		return err
+	}
+	var adds, dels []ntEdit
+	orphans := make(map[string][]setEntry) // members of an AS with no bit: its sets stay, emptied
+	for as, members := range sets.nt {
+		b, ok := x.bit[as]
+		for p := range members {
+			st := s.rec[p]
+			switch {
+			case ok && st != nil && st.notTo&(1<<b) != 0:
+				// present, as recorded
+			case ok && st != nil && !s.bootstrapped && st.transit && !st.originated && st.released:
+				st.notTo |= 1 << b // adopted with its release (WithAdopt)
+			case ok:
+				dels = append(dels, ntEdit{p, 1 << b})
+			default:
+				name := s.cfg.ntSet(as, p.Addr().Is4())
+				orphans[name] = append(orphans[name], exactEntry(p))
+			}
+		}
+	}
+	if err := s.editNamedSets(ctx, orphans, true); err != nil {
+		return fmt.Errorf("not-to sets: %w", err)
+	}
+	for p, st := range s.rec {
+		missing := st.notTo
+		for m := st.notTo; m != 0; m &= m - 1 {
+			b := bits.TrailingZeros64(m)
+			if b < len(x.ases) && sets.nt[x.ases[b]][p] {
+				missing &^= 1 << b
+			}
+		}
+		if missing &= s.readyMask(x); missing != 0 {
+			adds = append(adds, ntEdit{p, missing})
+		}
+	}
+	if err := s.editNotTo(ctx, adds, false); err != nil {
+		return err
+	}
+	return s.editNotTo(ctx, dels, true)
+}
+
+// clearNotTo takes prefixes out of all their not-to sets (they left the
+// scope: ungated now). s.mu is held.
+func (s *Speaker) clearNotTo(ctx context.Context, ps []netip.Prefix) error {
+	var dels []ntEdit
+	for _, p := range ps {
+		if st := s.rec[p]; st != nil && st.notTo != 0 {
+			dels = append(dels, ntEdit{p, st.notTo})
+		}
+	}
+	if err := s.editNotTo(ctx, dels, true); err != nil {
+		return err
+	}
+	for _, e := range dels {
+		if st := s.rec[e.p]; st != nil {
+			st.notTo = 0
+			if st.zero() {
+				delete(s.rec, e.p)
+			}
+		}
+	}
+	return nil
+}
+
+// notToHas says whether p is in AS as's not-to set. s.mu is held.
+func (s *Speaker) notToHas(p netip.Prefix) func(as uint32) bool {
+	return func(as uint32) bool {
+		st, x := s.rec[p], s.nt.idx.Load()
+		if st == nil || x == nil {
+			return false
+		}
+		b, ok := x.bit[as]
+		return ok && st.notTo&(1<<b) != 0
+	}
+}
+
+// NotToASes lists the neighbour ASes the gate keeps not-to sets for, in
+// bit order: for the audit and tests, which want to know which neighbours
+// are protected from a path change's fence window.
+func (s *Speaker) NotToASes() []uint32 {
+	x := s.nt.idx.Load()
+	if x == nil {
+		return nil
+	}
+	return slices.Clone(x.ases)
+}
+
+// exactEntry is a set entry that matches p alone: under GoBGP's longest
+// match, a prefix not in the set finds a shorter entry whose length range
+// excludes it.
+func exactEntry(p netip.Prefix) setEntry {
+	return setEntry{p, interval{uint8(p.Bits()), uint8(p.Bits())}}
+}
+
+// recordMasks records the AS masks of reported best paths (after their
+// fences) and returns those that changed; retarget then makes the not-to
+// sets of prefixes that stay released follow them: their attributes changed on the same route (WatchBest neither
+// fences nor keeps those: the hardware forwards them as before), so
+// GoBGP exported the new path at once, except to neighbours whose AS was
+// in the previous path only, which the previous not-to sets rejected.
+// Those prefixes leave those sets and have their export run again with
+// the release's HOLD toggle, held meanwhile so that nobody is sent a
+// withdrawal; joining a set needs nothing more (GoBGP does not send a path
+// to an AS in it). initial: ms is the whole table.
+func (s *Speaker) recordMasks(ms []prefixMask, initial bool) (changed []prefixMask) {
+	// Only a prefix whose mask changed can be out in the wrong sets. One
+	// that had none (no indexed AS in its path, or new: the common case
+	// while a table is learned) is left to its next release, which reads
+	// the mask: its path may then reach a new AS's neighbours in a later
+	// fence window, as before the sets, but never too few neighbours.
+	s.nt.mu.Lock()
+	if initial {
+		clear(s.nt.masks)
+	}
+	for _, m := range ms {
+		if old, had := s.nt.masks[m.p]; had && old != m.mask {
+			changed = append(changed, m)
+		}
+		if m.mask == 0 {
+			delete(s.nt.masks, m.p)
+		} else {
+			s.nt.masks[m.p] = m.mask
+		}
+	}
+	s.nt.mu.Unlock()
+	return changed
+}
+
+// retarget is recordMasks' second half, for the prefixes it found
+// changed; it takes s.mu.
+func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
+	if len(ms) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.usable() != nil {
+		return nil
+	}
+	x := s.nt.idx.Load()
+	if x == nil {
+		return nil
+	}
+	var adds, dels []ntEdit
+	var rerun []netip.Prefix
+	for _, m := range ms {
+		st := s.rec[m.p]
+		if st == nil || !st.transit || st.originated || !st.released || st.kept {
+			continue // not out on a learned path: its next release sets it
+		}
+		want := m.mask & s.readyMask(x)
+		if add := want &^ st.notTo; add != 0 {
+			if err := s.syncNotTo(ctx, x); err != nil {
+				return err
+			}
+			adds = append(adds, ntEdit{m.p, add & s.readyMask(x)})
+		}
+		if del := st.notTo &^ want; del != 0 {
+			dels = append(dels, ntEdit{m.p, del})
+			rerun = append(rerun, m.p)
+		}
+	}
+	if err := s.editNotTo(ctx, adds, false); err != nil {
+		s.dirty = true
+		return err
+	}
+	for _, e := range adds {
+		s.rec[e.p].notTo |= e.mask
+	}
+	if len(dels) == 0 {
+		return nil
+	}
+	var in, out []*api.Path
+	for _, p := range rerun {
+		a, err1 := s.pb.holdPath(p, false)
+		b, err2 := s.pb.holdPath(p, true)
+		if err := errors.Join(err1, err2); err != nil {
+			return err
+		}
+		in, out = append(in, a), append(out, b)
+		st := s.rec[p]
+		st.held, st.suspect = true, true
+	}
+	fail := func(what string, err error) error {
+		s.dirty = true
+		return fmt.Errorf("not-to sets: %s (%d prefixes): %w", what, len(rerun), err)
+	}
+	if err := s.setReleased(ctx, rerun, false); err != nil {
+		return fail("hold", err)
+	}
+	if err := s.b.sendPaths(ctx, in); err != nil {
+		return fail("add hold paths", err)
+	}
+	if err := s.editNotTo(ctx, dels, true); err != nil {
+		return fail("delete", err)
+	}
+	for _, e := range dels {
+		s.rec[e.p].notTo &^= e.mask
+	}
+	if err := s.setReleased(ctx, rerun, true); err != nil {
+		return fail("release", err)
+	}
+	if err := s.b.sendPaths(ctx, out); err != nil {
+		return fail("delete hold paths", err)
+	}
+	for _, p := range rerun {
+		st := s.rec[p]
+		st.held, st.suspect = false, false
+	}
+	return nil
+}
+
+// checkNotTo is Check's part: GoBGP's neighbours are read again at most
+// every notToRefresh, and what a new neighbour needs goes in (a second
+// neighbour of an indexed AS joins its neighbour set). s.mu is held.
+func (s *Speaker) checkNotTo(ctx context.Context) {
+	if s.cfg.NoNotTo {
+		return
+	}
+	s.maybeRefresh(ctx)
+	x := s.nt.idx.Load()
+	if x == nil || x == s.nt.synced {
+		return
+	}
+	if err := s.syncNotTo(ctx, x); err != nil {
+		s.opts.log.Debug("not-to sets: adding new neighbours failed; trying again", "err", err)
+		return
+	}
+	s.nt.synced = x
+}

@@ -1,0 +1,206 @@
+package gobgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne is the
+// blackhole lab's "primary comes up" with GoBGP alone: a prefix released
+// on spine a's path (AS 65002) gets a better path from the receiver. GoBGP
+// never sent spine b (AS 65002 too) the previous path, and exports it the
+// new one in the same pass that chooses it: before any fence or copy.
+// Spine b would send its traffic to the leaf, whose ASIC still forwards on
+// the old route, back to the spines. The not-to set of AS 65002 keeps the
+// new path from spine b until it is released; then b gets it. Since b is
+// never told of the new path early, the prefix can be kept on a copy of
+// a's path instead of being withdrawn.
+func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
+	x := newMBBLab(t)
+	atB := watchArrivals(t, x.b)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	if got := x.sp.NotToASes(); len(got) == 0 || got[0] != 65002 {
+		t.Fatalf("not-to ASes %v; want the spines' 65002 first", got)
+	}
+	x.announce(t, x.recv, p, "127.0.0.4", false)
+	x.installedVia(t, "127.0.0.4", p)
+	lab.Eventually(t, 10*time.Second, "the copy", func() error {
+		if n := x.sp.Kept(); n != 1 {
+			return fmt.Errorf("%d copies", n)
+		}
+		return nil
+	})
+	// Whatever the leaf sent spine b before the sentinel has arrived.
+	sentinel := netip.MustParsePrefix("192.0.2.99/32")
+	if err := x.sp.Advertise(context.Background(), []gate.Advertisement{{Prefix: sentinel, Origin: gate.Originated}}); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "the sentinel at spine b", func() error {
+		if has, _ := atB.at(sentinel); !has {
+			return fmt.Errorf("spine b has no %v yet", sentinel)
+		}
+		return nil
+	})
+	if has, withdrawn := atB.at(p); has || withdrawn > 0 {
+		t.Fatalf("spine b got %v's new path before it was released (holds it %v, withdrawn %d times)", p, has, withdrawn)
+	}
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "the released new path at spine b", func() error {
+		if as, _ := atB.path(p); as != "{AsPath: 65001 65003}" {
+			return fmt.Errorf("spine b: AS path %q", as)
+		}
+		return nil
+	})
+	// Taken back: out of the not-to sets once held.
+	if err := x.sp.Withdraw(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	if n := members(t, x, 65003); n != 0 {
+		t.Errorf("AS 65003's not-to set holds %d prefixes after the take-back; want 0", n)
+	}
+}
+
+// TestSameRouteNewASesLeavesTheNotToSets: a released prefix's path keeps
+// its next hop and changes its AS path (spine a now sends it through AS
+// 65003, the receiver's). Neighbours get the new attributes at once (the
+// route is the same), so the prefix joins the receiver's not-to set;
+// when a later path leaves 65003 out again, the prefix leaves the set and
+// the receiver gets the path, which GoBGP had exported while the set
+// still held the prefix.
+func TestSameRouteNewASesLeavesTheNotToSets(t *testing.T) {
+	x := newMBBLab(t)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	if n := members(t, x, 65003); n != 0 {
+		t.Fatalf("AS 65003's not-to set holds %d prefixes; want 0", n)
+	}
+	through := func(ases ...uint32) {
+		x.announce(t, x.a, p, "127.0.0.2", false, asPath(ases...))
+	}
+	through(65003)
+	lab.Eventually(t, 10*time.Second, "the prefix in AS 65003's not-to set", func() error {
+		if n := members(t, x, 65003); n != 1 {
+			return fmt.Errorf("%d members", n)
+		}
+		return nil
+	})
+	through(65100)
+	lab.Eventually(t, 10*time.Second, "the new path at the receiver", func() error {
+		if n := members(t, x, 65003); n != 0 {
+			return fmt.Errorf("AS 65003's not-to set: %d members", n)
+		}
+		if as, _ := x.path(p); as != "{AsPath: 65001 65002 65100}" {
+			return fmt.Errorf("receiver: AS path %q", as)
+		}
+		return nil
+	})
+	if !x.sp.IsReleased(p) {
+		t.Errorf("%v not out: an attribute change on the same route is not taken back", p)
+	}
+}
+
+// members counts the prefixes in AS as's IPv4 not-to set of the leaf.
+func members(t *testing.T, x *mbbLab, as uint32) int {
+	t.Helper()
+	n := 0
+	err := x.leaf.ListDefinedSet(context.Background(), &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX, Name: x.sp.cfg.ntSet(as, true)},
+		func(d *api.DefinedSet) {
+			for _, e := range d.Prefixes {
+				if e.IpPrefix != "0.0.0.0/32" {
+					n++
+				}
+			}
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// asPath is an AS_PATH attribute of one sequence.
+func asPath(ases ...uint32) bgp.PathAttributeInterface {
+	return bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, ases)})
+}
+
+// TestNotToSetsComeBackAfterAPolicyReload: a reload of GoBGP's policies
+// deletes the not-to statements and sets with the rest of the gate; the
+// re-install puts them back with the released prefixes in them, before
+// it releases anything again.
+func TestNotToSetsComeBackAfterAPolicyReload(t *testing.T) {
+	x := newMBBLab(t)
+	ctx := context.Background()
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	if n := members(t, x, 65002); n != 1 {
+		t.Fatalf("AS 65002's not-to set holds %d prefixes; want 1", n)
+	}
+	if err := x.leaf.SetPolicies(ctx, &api.SetPoliciesRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := x.sp.Check(ctx); err != nil || !again {
+		t.Fatalf("Check = %v, %v; want a re-install", again, err)
+	}
+	if n := members(t, x, 65002); n != 1 {
+		t.Errorf("after the re-install AS 65002's not-to set holds %d prefixes; want 1", n)
+	}
+	want := map[string]bool{x.sp.cfg.ntStmt(65002, true): true, x.sp.cfg.ntStmt(65002, false): true, x.sp.cfg.ntStmt(65003, true): true}
+	err := x.leaf.ListPolicy(ctx, &api.ListPolicyRequest{Name: x.sp.cfg.policy}, func(pol *api.Policy) {
+		for _, st := range pol.Statements {
+			delete(want, st.Name)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(want) > 0 {
+		t.Errorf("statements missing from the gate's policy after the re-install: %v", want)
+	}
+}
+
+// TestNoNotToKeepsNoSets: with Config.NoNotTo the gate reads no AS paths,
+// defines no not-to sets, and a path that comes up through another AS is
+// fenced as before the sets: spine b may see it in the fence window, and
+// never keeps it.
+func TestNoNotToKeepsNoSets(t *testing.T) {
+	x := newMBBLabConfig(t, Config{NoNotTo: true}, nil)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	if got := x.sp.NotToASes(); len(got) != 0 {
+		t.Errorf("not-to ASes %v; want none", got)
+	}
+	found := 0
+	err := x.leaf.ListDefinedSet(context.Background(), &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX}, func(d *api.DefinedSet) {
+		if _, ok := x.sp.cfg.ntAS(d.Name, x.sp.cfg.Name); ok {
+			found++
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found != 0 {
+		t.Errorf("%d not-to sets in GoBGP; want none", found)
+	}
+	x.announce(t, x.recv, p, "127.0.0.4", false)
+	x.installedVia(t, "127.0.0.4", p)
+	lab.Eventually(t, 10*time.Second, "the fence", func() error {
+		if x.sp.IsReleased(p) {
+			return fmt.Errorf("%v still out (kept %d)", p, x.sp.Kept())
+		}
+		if fromLeaf(t, x.b, p) {
+			return fmt.Errorf("spine b holds the leaf's path")
+		}
+		return nil
+	})
+}
