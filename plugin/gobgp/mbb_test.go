@@ -217,12 +217,18 @@ func (x *mbbLab) announce(t *testing.T, s *server.BgpServer, p netip.Prefix, nh 
 // the receiver before has arrived too.
 func (x *mbbLab) flushed(t *testing.T, sentinel netip.Prefix) {
 	t.Helper()
+	x.flushedAt(t, x.arrivals, "the receiver", sentinel)
+}
+
+// flushedAt is flushed for the neighbour whose arrivals are at.
+func (x *mbbLab) flushedAt(t *testing.T, at *arrivals, who string, sentinel netip.Prefix) {
+	t.Helper()
 	if err := x.sp.Advertise(context.Background(), []gate.Advertisement{{Prefix: sentinel, Origin: gate.Originated}}); err != nil {
 		t.Fatal(err)
 	}
-	lab.Eventually(t, 10*time.Second, "the sentinel at the receiver", func() error {
-		if has, _ := x.at(sentinel); !has {
-			return fmt.Errorf("receiver has no %v yet", sentinel)
+	lab.Eventually(t, 10*time.Second, "the sentinel at "+who, func() error {
+		if has, _ := at.at(sentinel); !has {
+			return fmt.Errorf("%s has no %v yet", who, sentinel)
 		}
 		return nil
 	})

@@ -522,6 +522,21 @@ func (s *Speaker) notToHas(p netip.Prefix) func(as uint32) bool {
 	}
 }
 
+// asesOf lists the ASes of a mask's bits.
+func (s *Speaker) asesOf(mask uint64) []uint32 {
+	x := s.nt.idx.Load()
+	if mask == 0 || x == nil {
+		return nil
+	}
+	var out []uint32
+	for m := mask; m != 0; m &= m - 1 {
+		if b := bits.TrailingZeros64(m); b < len(x.ases) {
+			out = append(out, x.ases[b])
+		}
+	}
+	return out
+}
+
 // NotToASes lists the neighbour ASes the gate keeps not-to sets for, in
 // bit order: for the audit and tests, which want to know which neighbours
 // are protected from a path change's fence window.

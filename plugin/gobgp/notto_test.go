@@ -41,16 +41,7 @@ func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
 		return nil
 	})
 	// Whatever the leaf sent spine b before the sentinel has arrived.
-	sentinel := netip.MustParsePrefix("192.0.2.99/32")
-	if err := x.sp.Advertise(context.Background(), []gate.Advertisement{{Prefix: sentinel, Origin: gate.Originated}}); err != nil {
-		t.Fatal(err)
-	}
-	lab.Eventually(t, 10*time.Second, "the sentinel at spine b", func() error {
-		if has, _ := atB.at(sentinel); !has {
-			return fmt.Errorf("spine b has no %v yet", sentinel)
-		}
-		return nil
-	})
+	x.flushedAt(t, atB, "spine b", netip.MustParsePrefix("192.0.2.99/32"))
 	if has, withdrawn := atB.at(p); has || withdrawn > 0 {
 		t.Fatalf("spine b got %v's new path before it was released (holds it %v, withdrawn %d times)", p, has, withdrawn)
 	}
@@ -203,4 +194,33 @@ func TestNoNotToKeepsNoSets(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestReleaseSendsTheSourceNoWithdrawal: GoBGP answers a release toggle's
+// end with a withdrawal to the neighbour the released path came from,
+// unless the HOLD path carries that neighbour's AS (holdPathThrough).
+// Spine a, the source of ten released prefixes, is sent none.
+func TestReleaseSendsTheSourceNoWithdrawal(t *testing.T) {
+	x := newMBBLab(t)
+	atA := watchArrivals(t, x.a)
+	withdrawals := func() uint64 {
+		var n uint64
+		err := x.a.ListPeer(context.Background(), &api.ListPeerRequest{Address: "127.0.0.1"}, func(p *api.Peer) {
+			n = p.GetState().GetMessages().GetReceived().GetWithdrawPrefix()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := withdrawals()
+	var ps []netip.Prefix
+	for i := range 10 {
+		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100 + byte(i/8), byte(i%8) * 32}), 27))
+	}
+	x.releasedViaA(t, ps...)
+	x.flushedAt(t, atA, "spine a", netip.MustParsePrefix("192.0.2.99/32"))
+	if n := withdrawals() - before; n != 0 {
+		t.Errorf("spine a received %d withdrawn prefixes for 10 releases of its own paths; want 0", n)
+	}
 }

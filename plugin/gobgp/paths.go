@@ -111,6 +111,31 @@ func (b *pathBuilder) holdPath(p netip.Prefix, withdraw bool) (*api.Path, error)
 	return b.build(p, nh, b.hold, withdraw)
 }
 
+// holdPathThrough is the HOLD path of a release toggle, with ases (the
+// eBGP neighbour ASes of the learned path it re-exports) as its AS_PATH.
+// GoBGP answers the toggle's end (the HOLD path leaving, the learned path
+// best again) with a withdrawal to the neighbour the learned path came
+// from, which never had it (filterPathFromSourcePeer sends the previous
+// best's withdrawal back to the source): one UPDATE per released prefix.
+// It checks AS loops on that withdrawal after, and sends none of a local
+// path with the neighbour's AS in it. The HOLD path is rejected by the
+// gate's policy before any other neighbour could see its AS_PATH, and
+// wins best-path selection by its LOCAL_PREF, which GoBGP compares first.
+func (b *pathBuilder) holdPathThrough(p netip.Prefix, ases []uint32) (*api.Path, error) {
+	if len(ases) == 0 {
+		return b.holdPath(p, false)
+	}
+	asPath, err := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, ases)}).Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("hold path %v: AS path %v: %w", p, ases, err)
+	}
+	nh := netip.IPv4Unspecified()
+	if !p.Addr().Is4() {
+		nh = netip.IPv6Unspecified()
+	}
+	return b.build(p, nh, append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), asPath), false)
+}
+
 func (b *pathBuilder) build(p netip.Prefix, nh netip.Addr, common [][]byte, withdraw bool) (*api.Path, error) {
 	if !p.Addr().Is4() {
 		if !nh.Is6() || nh.Is4In6() || nh.IsLinkLocalUnicast() || nh.Zone() != "" {

@@ -331,6 +331,12 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 // state only once every phase succeeded, so a failure leaves it
 // fail-closed; the failed prefixes are marked suspect for Check.
 func (s *Speaker) apply(ctx context.Context, changes []change) error {
+	// The not-to masks the released prefixes will have (notto.go).
+	targets, err := s.ntTargets(ctx, changes)
+	if err != nil {
+		s.dirty = true
+		return fmt.Errorf("not-to sets (%d prefixes): %w", len(changes), err)
+	}
 	var open, shut []netip.Prefix
 	var phasePre, phaseB, phaseD []*api.Path
 	holds := make(map[netip.Prefix]bool)
@@ -389,7 +395,10 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			// The HOLD path goes in while the prefix is still held, so
 			// GoBGP does not take the learned path for sent and withdraw
 			// it from every neighbour before announcing it.
-			err = errors.Join(push(&phasePre)(s.pb.holdPath(c.p, false)), push(&phaseB)(s.pb.holdPath(c.p, true)))
+			// Through the ASes of the learned path, so GoBGP does not
+			// answer its deletion with a withdrawal to the neighbour the
+			// path came from (holdPathThrough).
+			err = errors.Join(push(&phasePre)(s.pb.holdPathThrough(c.p, s.asesOf(targets[c.p]))), push(&phaseB)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
 		}
 		if err != nil {
@@ -399,11 +408,6 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	// Not-to sets (notto.go): a prefix joins those of its new path's ASes
 	// before anything lets it out (phase A), and leaves those it no longer
 	// needs then too if it stays out, or once held (after phase C).
-	targets, err := s.ntTargets(ctx, changes)
-	if err != nil {
-		s.dirty = true
-		return fmt.Errorf("not-to sets (%d prefixes): %w", len(changes), err)
-	}
 	var ntAdd, ntDelEarly, ntDelLate []ntEdit
 	for _, c := range changes {
 		var have uint64
