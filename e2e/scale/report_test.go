@@ -261,9 +261,9 @@ Written by ` + "`make bench-scale`" + ` (TestScaleBench in e2e/scale); do not ed
 - **Peak RSS** is VmHWM and **CPU** user plus system time, summed over the leaf's daemons when the
   observer is full; **kernel routes** are the leaf's main-table routes then (connected routes left
   out). **UPDATEs sent** are the UPDATE messages the leaf's GoBGP had sent each neighbour by then
-  (both families, first round): stock gobgpd sends its source none, while a gated leaf sends it a
-  withdrawal for every prefix it releases (GoBGP's answer to the HOLD path leaving; see
-  docs/design-notes.md).
+  (both families, first round): stock gobgpd sends its source none, and neither does a gated leaf
+  since its release's HOLD path carries the source's AS (before, GoBGP sent the source a withdrawal
+  for every prefix released; docs/design-notes.md, "Found in GoBGP v3.37").
 
 **Leaves:**
 - gobgpd-ext gated: gobgpd with the gate inside, the simulated ASIC with no latency and no rate limit;
