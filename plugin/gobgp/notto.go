@@ -269,7 +269,11 @@ func (s *Speaker) ntTargets(ctx context.Context, changes []change) (map[netip.Pr
 	if len(out) == 0 || x == nil {
 		return out, nil
 	}
-	if err := s.syncNotTo(ctx, x); err != nil {
+	var need uint64
+	for _, m := range out {
+		need |= m
+	}
+	if err := s.syncNotTo(ctx, x, need); err != nil {
 		return nil, err
 	}
 	ready := s.readyMask(x)
@@ -316,13 +320,18 @@ func (s *Speaker) editNotTo(ctx context.Context, es []ntEdit, del bool) error {
 	return s.editNamedSets(ctx, byName, del)
 }
 
-// syncNotTo puts in GoBGP what the index has and GoBGP lacks: for a new AS
-// its neighbour set, its two prefix sets (seeded with nullPrefix: GoBGP
-// takes a prefix set's family from its first entry) and its statements,
-// appended to the gate's policy; for a known one, new neighbour addresses.
-// s.mu is held.
-func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex) error {
-	for _, as := range x.ases {
+// syncNotTo puts in GoBGP what the index has and GoBGP lacks: for an AS
+// of need without statements, its neighbour set, its two prefix sets
+// (seeded with nullPrefix: GoBGP takes a prefix set's family from its
+// first entry) and its statements, appended to the gate's policy; for an
+// AS with statements, new neighbour addresses. s.mu is held.
+func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex, need uint64) error {
+	for b, as := range x.ases {
+		if !s.nt.stmts[as] && need&(1<<b) == 0 {
+			// Not needed yet: an AS no released path carries costs GoBGP
+			// no statements to evaluate on every export.
+			continue
+		}
 		have := s.nt.addrs[as]
 		var add []string
 		for _, a := range x.addrs[as] {
@@ -444,7 +453,11 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			delete(s.nt.stmts, as) // a statement without its sets: added again
 		}
 	}
-	if err := s.syncNotTo(ctx, x); err != nil {
+	var need uint64
+	for _, st := range s.rec {
+		need |= st.notTo
+	}
+	if err := s.syncNotTo(ctx, x, need); err != nil {
 		return err
 	}
 	var adds, dels []ntEdit
@@ -604,6 +617,14 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 	if x == nil {
 		return nil
 	}
+	var need uint64
+	for _, m := range ms {
+		need |= m.mask
+	}
+	if err := s.syncNotTo(ctx, x, need); err != nil {
+		return err
+	}
+	ready := s.readyMask(x)
 	var adds, dels []ntEdit
 	var rerun []netip.Prefix
 	for _, m := range ms {
@@ -611,12 +632,9 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		if st == nil || !st.transit || st.originated || !st.released || st.kept {
 			continue // not out on a learned path: its next release sets it
 		}
-		want := m.mask & s.readyMask(x)
+		want := m.mask & ready
 		if add := want &^ st.notTo; add != 0 {
-			if err := s.syncNotTo(ctx, x); err != nil {
-				return err
-			}
-			adds = append(adds, ntEdit{m.p, add & s.readyMask(x)})
+			adds = append(adds, ntEdit{m.p, add})
 		}
 		if del := st.notTo &^ want; del != 0 {
 			dels = append(dels, ntEdit{m.p, del})
@@ -685,7 +703,7 @@ func (s *Speaker) checkNotTo(ctx context.Context) {
 	if x == nil || x == s.nt.synced {
 		return
 	}
-	if err := s.syncNotTo(ctx, x); err != nil {
+	if err := s.syncNotTo(ctx, x, 0); err != nil {
 		s.opts.log.Debug("not-to sets: adding new neighbours failed; trying again", "err", err)
 		return
 	}

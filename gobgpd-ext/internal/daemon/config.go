@@ -213,7 +213,10 @@ func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(),
 // from them.
 func Defaults() Config {
 	s := sim.DefaultConfig()
-	yes := true
+	// One bool each: YAML decodes a setting into the value its pointer
+	// points at, so shared pointers would set each other (flush_on_exit:
+	// false turned the installer off).
+	yes := func() *bool { b := true; return &b }
 	return Config{
 		RcvBuf:   kernel.DefaultRcvBuf,
 		LogLevel: "info",
@@ -221,8 +224,8 @@ func Defaults() Config {
 			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability, CapacityMode: string(s.CapacityMode)}},
 		API: API{Socket: api.DefaultSocket},
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
-			GuardInterval: Duration(100 * time.Millisecond), NotToSets: &yes},
-		Install:         Install{Enabled: &yes, Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: &yes},
+			GuardInterval: Duration(100 * time.Millisecond), NotToSets: yes()},
+		Install:         Install{Enabled: yes(), Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: yes()},
 		Audit:           Audit{Interval: Duration(audit.DefaultInterval), WholeRIBMax: audit.DefaultWholeRIBLimit},
 		GracefulRestart: GracefulRestart{Timeout: Duration(DefaultRestartTimeout)},
 		policy:          gate.DefaultPolicy(),

@@ -307,3 +307,33 @@ func TestAMissingSocketDirectoryIsAConfigurationError(t *testing.T) {
 		t.Errorf("exit %d, %q; want %d naming api.socket and %s", code, msg, ExitConfig, dir)
 	}
 }
+
+// TestEachSwitchIsItsOwn: every boolean setting that defaults to true is
+// a pointer in Config; turning one off must leave the others on. The
+// defaults once shared one bool, so flush_on_exit: false (or
+// bgp.not_to_sets: false) turned the FIB installer off.
+func TestEachSwitchIsItsOwn(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		off  func(Config) bool
+	}{
+		{"install:\n  flush_on_exit: false\n", func(c Config) bool { return !c.flushOnExit() }},
+		{"install:\n  enabled: false\n", func(c Config) bool { return !c.InstallEnabled() }},
+		{"bgp:\n  not_to_sets: false\n", func(c Config) bool { return !*c.BGP.NotToSets }},
+	} {
+		c, err := Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		on := 0
+		for _, v := range []bool{c.flushOnExit(), c.InstallEnabled(), *c.BGP.NotToSets} {
+			if v {
+				on++
+			}
+		}
+		if !tc.off(c) || on != 2 {
+			t.Errorf("%q: flush_on_exit %v, install.enabled %v, bgp.not_to_sets %v; want only that one off",
+				tc.yaml, c.flushOnExit(), c.InstallEnabled(), *c.BGP.NotToSets)
+		}
+	}
+}
