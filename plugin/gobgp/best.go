@@ -85,10 +85,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 	}
 	s.mu.Unlock()
-	if s.cfg.NoNotTo {
-		// No index: no AS_PATH is read, no mask kept.
-	} else if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
-		s.opts.log.Warn("not-to sets: reading gobgp's neighbours failed; retried when a path comes from an unknown AS", "err", err)
+	if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
+		s.opts.log.Warn("reading gobgp's neighbours for the AS index failed; retried when a path comes from an unknown AS", "err", err)
 	}
 	// decode turns best-path events into BestPaths, reading GoBGP's
 	// neighbours again first when a path came from an AS the not-to
@@ -382,7 +380,7 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown bool) {
 		b, report := s.bestOf(p, group, x)
 		if report {
 			out = append(out, b)
-			if g := group[0]; !s.cfg.NoNotTo && len(b.Nexthops) > 0 && g.SourceAsn != 0 && g.SourceAsn != local && !x.has(g.SourceAsn) && (x == nil || !x.full) {
+			if g := group[0]; len(b.Nexthops) > 0 && g.SourceAsn != 0 && g.SourceAsn != local && !x.has(g.SourceAsn) && (x == nil || !x.full) {
 				unknown = true
 			}
 		}

@@ -86,7 +86,8 @@ type Config struct {
 	// blackhole of docs/blackhole.md's "primary comes up"). The sets cost
 	// GoBGP an entry per released prefix and neighbour AS in its path, and
 	// a prefix-set lookup per export; NoNotTo saves both where paths
-	// cannot come back through a neighbour's AS.
+	// cannot come back through a neighbour's AS. (The AS index stays: the
+	// release's HOLD path carries the source's AS, holdPathThrough.)
 	NoNotTo bool
 
 	// KeepOriginatedOnClose leaves originated paths in GoBGP when the

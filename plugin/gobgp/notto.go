@@ -246,17 +246,12 @@ type ntEdit struct {
 	mask uint64
 }
 
-// ntTargets returns, for the changes of an apply, the not-to masks the
-// prefixes must have once applied: a transit release carries its best
-// path's mask, limited to the ASes whose statements are in GoBGP
-// (syncNotTo puts in those of new ASes first), anything else none.
-// s.mu is held.
-func (s *Speaker) ntTargets(ctx context.Context, changes []change) (map[netip.Prefix]uint64, error) {
+// releaseMasks returns the AS masks of the transit releases among the
+// changes of an apply: their best paths' as WatchBest last reported them.
+func (s *Speaker) releaseMasks(changes []change) map[netip.Prefix]uint64 {
 	out := make(map[netip.Prefix]uint64)
-	if s.cfg.NoNotTo {
-		return out, nil
-	}
 	s.nt.mu.Lock()
+	defer s.nt.mu.Unlock()
 	for _, c := range changes {
 		if c.transit && !c.originated && s.cfg.scopeOf(c.p).contains(c.p) {
 			if m := s.nt.masks[c.p]; m != 0 {
@@ -264,7 +259,21 @@ func (s *Speaker) ntTargets(ctx context.Context, changes []change) (map[netip.Pr
 			}
 		}
 	}
-	s.nt.mu.Unlock()
+	return out
+}
+
+// ntTargets returns the not-to masks the prefixes of an apply must have
+// once applied: a transit release's mask (releaseMasks), limited to the
+// ASes whose statements are in GoBGP (syncNotTo puts in those of new ASes
+// first), anything else none. s.mu is held.
+func (s *Speaker) ntTargets(ctx context.Context, masks map[netip.Prefix]uint64) (map[netip.Prefix]uint64, error) {
+	out := make(map[netip.Prefix]uint64, len(masks))
+	if s.cfg.NoNotTo {
+		return out, nil
+	}
+	for p, m := range masks {
+		out[p] = m
+	}
 	x := s.nt.idx.Load()
 	if len(out) == 0 || x == nil {
 		return out, nil
@@ -555,7 +564,7 @@ func (s *Speaker) asesOf(mask uint64) []uint32 {
 // are protected from a path change's fence window.
 func (s *Speaker) NotToASes() []uint32 {
 	x := s.nt.idx.Load()
-	if x == nil {
+	if x == nil || s.cfg.NoNotTo {
 		return nil
 	}
 	return slices.Clone(x.ases)
@@ -605,7 +614,7 @@ func (s *Speaker) recordMasks(ms []prefixMask, initial bool) (changed []prefixMa
 // retarget is recordMasks' second half, for the prefixes it found
 // changed; it takes s.mu.
 func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
-	if len(ms) == 0 {
+	if len(ms) == 0 || s.cfg.NoNotTo {
 		return nil
 	}
 	s.mu.Lock()
@@ -695,10 +704,10 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 // every notToRefresh, and what a new neighbour needs goes in (a second
 // neighbour of an indexed AS joins its neighbour set). s.mu is held.
 func (s *Speaker) checkNotTo(ctx context.Context) {
-	if s.cfg.NoNotTo {
-		return
-	}
 	s.maybeRefresh(ctx)
+	if s.cfg.NoNotTo {
+		return // the index serves the release's HOLD path only
+	}
 	x := s.nt.idx.Load()
 	if x == nil || x == s.nt.synced {
 		return

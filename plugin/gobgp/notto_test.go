@@ -205,9 +205,16 @@ func TestNoNotToKeepsNoSets(t *testing.T) {
 // TestReleaseSendsTheSourceNoWithdrawal: GoBGP answers a release toggle's
 // end with a withdrawal to the neighbour the released path came from,
 // unless the HOLD path carries that neighbour's AS (holdPathThrough).
-// Spine a, the source of ten released prefixes, is sent none.
+// Spine a, the source of ten released prefixes, is sent none, with the
+// not-to sets or without them.
 func TestReleaseSendsTheSourceNoWithdrawal(t *testing.T) {
-	x := newMBBLab(t)
+	for _, cfg := range []Config{{}, {NoNotTo: true}} {
+		t.Run(fmt.Sprintf("NoNotTo=%v", cfg.NoNotTo), func(t *testing.T) { releaseSendsNoWithdrawal(t, cfg) })
+	}
+}
+
+func releaseSendsNoWithdrawal(t *testing.T, cfg Config) {
+	x := newMBBLabConfig(t, cfg, nil)
 	atA := watchArrivals(t, x.a)
 	withdrawals := func() uint64 {
 		var n uint64

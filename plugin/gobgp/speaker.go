@@ -331,8 +331,10 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 // state only once every phase succeeded, so a failure leaves it
 // fail-closed; the failed prefixes are marked suspect for Check.
 func (s *Speaker) apply(ctx context.Context, changes []change) error {
-	// The not-to masks the released prefixes will have (notto.go).
-	targets, err := s.ntTargets(ctx, changes)
+	// The AS masks of the released paths, and the not-to masks the
+	// prefixes will have (notto.go).
+	masks := s.releaseMasks(changes)
+	targets, err := s.ntTargets(ctx, masks)
 	if err != nil {
 		s.dirty = true
 		return fmt.Errorf("not-to sets (%d prefixes): %w", len(changes), err)
@@ -398,7 +400,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			// Through the ASes of the learned path, so GoBGP does not
 			// answer its deletion with a withdrawal to the neighbour the
 			// path came from (holdPathThrough).
-			err = errors.Join(push(&phasePre)(s.pb.holdPathThrough(c.p, s.asesOf(targets[c.p]))), push(&phaseB)(s.pb.holdPath(c.p, true)))
+			err = errors.Join(push(&phasePre)(s.pb.holdPathThrough(c.p, s.asesOf(masks[c.p]))), push(&phaseB)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
 		}
 		if err != nil {
