@@ -102,6 +102,10 @@ type notTo struct {
 	stmts  map[uint32]bool
 	addrs  map[uint32][]string
 	synced *asIndex // the index Check last synced
+
+	// entries counts the (prefix, AS) memberships the record holds, for
+	// NotToEntries without a walk of the record.
+	entries atomic.Int64
 }
 
 func newNotTo() *notTo {
@@ -411,7 +415,7 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			return fmt.Errorf("not-to sets: %w", err)
 		}
 		for _, st := range s.rec {
-			st.notTo = 0
+			s.setNotTo(st, 0)
 		}
 		return nil
 	}
@@ -479,7 +483,7 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			case ok && st != nil && st.notTo&(1<<b) != 0:
 				// present, as recorded
 			case ok && st != nil && !s.bootstrapped && st.transit && !st.originated && st.released:
-				st.notTo |= 1 << b // adopted with its release (WithAdopt)
+				s.setNotTo(st, st.notTo|1<<b) // adopted with its release (WithAdopt)
 			case ok:
 				dels = append(dels, ntEdit{p, 1 << b})
 			default:
@@ -523,7 +527,7 @@ func (s *Speaker) clearNotTo(ctx context.Context, ps []netip.Prefix) error {
 	}
 	for _, e := range dels {
 		if st := s.rec[e.p]; st != nil {
-			st.notTo = 0
+			s.setNotTo(st, 0)
 			if st.zero() {
 				delete(s.rec, e.p)
 			}
@@ -558,6 +562,17 @@ func (s *Speaker) asesOf(mask uint64) []uint32 {
 	}
 	return out
 }
+
+// setNotTo sets a prefix's not-to bits, keeping the count. s.mu is held.
+func (s *Speaker) setNotTo(st *prefixState, bits64 uint64) {
+	s.nt.entries.Add(int64(bits.OnesCount64(bits64)) - int64(bits.OnesCount64(st.notTo)))
+	st.notTo = bits64
+}
+
+// NotToEntries is how many (prefix, neighbour AS) entries the not-to sets
+// hold in GoBGP (fibgate_gobgp_not_to_entries): GoBGP keeps a critbit
+// entry of a few hundred bytes for each, so it shows what the sets cost.
+func (s *Speaker) NotToEntries() int { return int(s.nt.entries.Load()) }
 
 // NotToASes lists the neighbour ASes the gate keeps not-to sets for, in
 // bit order: for the audit and tests, which want to know which neighbours
@@ -655,7 +670,7 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		return err
 	}
 	for _, e := range adds {
-		s.rec[e.p].notTo |= e.mask
+		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo|e.mask)
 	}
 	if len(dels) == 0 {
 		return nil
@@ -685,7 +700,7 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		return fail("delete", err)
 	}
 	for _, e := range dels {
-		s.rec[e.p].notTo &^= e.mask
+		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo&^e.mask)
 	}
 	if err := s.setReleased(ctx, rerun, true); err != nil {
 		return fail("release", err)

@@ -32,6 +32,9 @@ func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
 	if got := x.sp.NotToASes(); len(got) == 0 || got[0] != 65002 {
 		t.Fatalf("not-to ASes %v; want the spines' 65002 first", got)
 	}
+	if n := x.sp.NotToEntries(); n != 1 {
+		t.Errorf("%d not-to entries; want 1 (the prefix, AS 65002)", n)
+	}
 	x.announce(t, x.recv, p, "127.0.0.4", false)
 	x.installedVia(t, "127.0.0.4", p)
 	lab.Eventually(t, 10*time.Second, "the copy", func() error {
@@ -60,6 +63,9 @@ func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
 	}
 	if n := members(t, x, 65003); n != 0 {
 		t.Errorf("AS 65003's not-to set holds %d prefixes after the take-back; want 0", n)
+	}
+	if n := x.sp.NotToEntries(); n != 0 {
+		t.Errorf("%d not-to entries after the take-back; want 0", n)
 	}
 }
 

@@ -450,13 +450,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		return fail("add to not-to sets", err)
 	}
 	for _, e := range ntAdd {
-		s.rec[e.p].notTo |= e.mask
+		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo|e.mask)
 	}
 	if err := s.editNotTo(ctx, ntDelEarly, true); err != nil {
 		return fail("delete from not-to sets", err)
 	}
 	for _, e := range ntDelEarly {
-		s.rec[e.p].notTo &^= e.mask
+		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo&^e.mask)
 	}
 	if err := s.setReleased(ctx, open, true); err != nil {
 		return fail("release in held set", err)
@@ -471,7 +471,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		return fail("delete from not-to sets", err)
 	}
 	for _, e := range ntDelLate {
-		s.rec[e.p].notTo &^= e.mask
+		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo&^e.mask)
 	}
 	if err := s.b.sendPaths(ctx, phaseD); err != nil {
 		return fail("delete hold paths", err)

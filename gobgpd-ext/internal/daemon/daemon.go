@@ -204,6 +204,12 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 			if err := d.registry.Register(kept); err != nil {
 				return fmt.Errorf("register fibgate_gobgp_kept_copies: %w", err)
 			}
+			notTo := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fibgate_gobgp_not_to_entries",
+				Help: "Entries of the not-to sets in GoBGP: released prefixes times the neighbour ASes their paths carry, kept from those neighbours' sessions until a new path's route is programmed (bgp.not_to_sets)."},
+				func() float64 { return float64(sp.NotToEntries()) })
+			if err := d.registry.Register(notTo); err != nil {
+				return fmt.Errorf("register fibgate_gobgp_not_to_entries: %w", err)
+			}
 		}
 		proto, err := cfg.installProtocol()
 		if err != nil {
