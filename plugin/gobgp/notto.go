@@ -238,14 +238,9 @@ func (s *Speaker) maybeRefresh(ctx context.Context) {
 	}
 }
 
+// prefixMask is a prefix with bits of the AS index: its best path's ASes
+// (recordMasks), or the not-to sets it enters or leaves (editNotTo).
 type prefixMask struct {
-	p    netip.Prefix
-	mask uint64
-}
-
-// ntEdit is one prefix entering or leaving the not-to sets of the bits in
-// mask.
-type ntEdit struct {
 	p    netip.Prefix
 	mask uint64
 }
@@ -272,29 +267,21 @@ func (s *Speaker) releaseMasks(changes []change) map[netip.Prefix]uint64 {
 // first), anything else none. s.mu is held.
 func (s *Speaker) ntTargets(ctx context.Context, masks map[netip.Prefix]uint64) (map[netip.Prefix]uint64, error) {
 	out := make(map[netip.Prefix]uint64, len(masks))
-	if s.cfg.NoNotTo {
-		return out, nil
-	}
-	for p, m := range masks {
-		out[p] = m
-	}
 	x := s.nt.idx.Load()
-	if len(out) == 0 || x == nil {
+	if s.cfg.NoNotTo || len(masks) == 0 || x == nil {
 		return out, nil
 	}
 	var need uint64
-	for _, m := range out {
+	for _, m := range masks {
 		need |= m
 	}
 	if err := s.syncNotTo(ctx, x, need); err != nil {
 		return nil, err
 	}
 	ready := s.readyMask(x)
-	for p, m := range out {
+	for p, m := range masks {
 		if m &= ready; m != 0 {
 			out[p] = m
-		} else {
-			delete(out, p)
 		}
 	}
 	return out, nil
@@ -313,8 +300,9 @@ func (s *Speaker) readyMask(x *asIndex) uint64 {
 }
 
 // editNotTo adds (or deletes) prefixes to (from) the not-to sets of their
-// masks' ASes, installing what a new AS needs first. s.mu is held.
-func (s *Speaker) editNotTo(ctx context.Context, es []ntEdit, del bool) error {
+// masks' ASes and, once GoBGP has them so, sets the record's bits (a
+// prefix the record lacks has none to set). s.mu is held.
+func (s *Speaker) editNotTo(ctx context.Context, es []prefixMask, del bool) error {
 	if len(es) == 0 {
 		return nil
 	}
@@ -330,7 +318,20 @@ func (s *Speaker) editNotTo(ctx context.Context, es []ntEdit, del bool) error {
 			byName[name] = append(byName[name], exactEntry(e.p))
 		}
 	}
-	return s.editNamedSets(ctx, byName, del)
+	if err := s.editNamedSets(ctx, byName, del); err != nil {
+		return err
+	}
+	for _, e := range es {
+		st := s.rec[e.p]
+		switch {
+		case st == nil:
+		case del:
+			s.setNotTo(st, st.notTo&^e.mask)
+		default:
+			s.setNotTo(st, st.notTo|e.mask)
+		}
+	}
+	return nil
 }
 
 // syncNotTo puts in GoBGP what the index has and GoBGP lacks: for an AS
@@ -401,14 +402,18 @@ func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex, need uint64) error 
 // memberships of prefixes adopted as released, and deletes the rest (an
 // earlier instance's). s.mu is held.
 func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourSets) error {
+	// Members that stay no one's: their sets stay, emptied.
+	orphans := make(map[string][]setEntry)
+	orphan := func(as uint32, p netip.Prefix) {
+		name := s.cfg.ntSet(as, p.Addr().Is4())
+		orphans[name] = append(orphans[name], exactEntry(p))
+	}
 	if s.cfg.NoNotTo {
 		// Turned off: what an earlier configuration put in the sets goes
 		// (its statements stay, rejecting nothing).
-		orphans := make(map[string][]setEntry)
 		for as, members := range sets.nt {
 			for p := range members {
-				name := s.cfg.ntSet(as, p.Addr().Is4())
-				orphans[name] = append(orphans[name], exactEntry(p))
+				orphan(as, p)
 			}
 		}
 		if err := s.editNamedSets(ctx, orphans, true); err != nil {
@@ -419,7 +424,13 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 		}
 		return nil
 	}
-	if err := s.refreshNeighbours(ctx); err != nil {
+	// The neighbours, once: ASes found in GoBGP's sets keep (or get)
+	// bits, so their memberships can be read.
+	found := slices.Sorted(maps.Keys(sets.nt))
+	s.nt.refreshMu.Lock()
+	err := s.refreshNeighboursLocked(ctx, found)
+	s.nt.refreshMu.Unlock()
+	if err != nil {
 		// Without the index no release joins a not-to set: the fence
 		// window stays, as before them.
 		s.opts.log.Warn("not-to sets: reading gobgp's neighbours failed; neighbours whose AS was in a prefix's previous path may see its new path before it is programmed", "err", err)
@@ -433,7 +444,7 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			}
 		}
 	}
-	err := s.b.listDefinedSets(ctx, api.DefinedType_NEIGHBOR, "", func(d *api.DefinedSet) {
+	err = s.b.listDefinedSets(ctx, api.DefinedType_NEIGHBOR, "", func(d *api.DefinedSet) {
 		if rest, ok := strings.CutPrefix(d.Name, s.cfg.Name+"-nt-"); ok {
 			if as, err := strconv.ParseUint(rest, 10, 32); err == nil {
 				s.nt.addrs[uint32(as)] = slices.Clone(d.List)
@@ -442,20 +453,6 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 	})
 	if err != nil {
 		return fmt.Errorf("not-to sets: list neighbour sets: %w", err)
-	}
-	// Found ASes keep their bits, so their memberships can be read.
-	var found []uint32
-	for as := range sets.nt {
-		found = append(found, as)
-	}
-	slices.Sort(found)
-	if len(found) > 0 {
-		s.nt.refreshMu.Lock()
-		err := s.refreshNeighboursLocked(ctx, found)
-		s.nt.refreshMu.Unlock()
-		if err != nil {
-			s.opts.log.Warn("not-to sets: reading gobgp's neighbours failed", "err", err)
-		}
 	}
 	x := s.nt.idx.Load()
 	if x == nil {
@@ -473,8 +470,7 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 	if err := s.syncNotTo(ctx, x, need); err != nil {
 		return err
 	}
-	var adds, dels []ntEdit
-	orphans := make(map[string][]setEntry) // members of an AS with no bit: its sets stay, emptied
+	var adds, dels []prefixMask
 	for as, members := range sets.nt {
 		b, ok := x.bit[as]
 		for p := range members {
@@ -485,10 +481,9 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			case ok && st != nil && !s.bootstrapped && st.transit && !st.originated && st.released:
 				s.setNotTo(st, st.notTo|1<<b) // adopted with its release (WithAdopt)
 			case ok:
-				dels = append(dels, ntEdit{p, 1 << b})
+				dels = append(dels, prefixMask{p, 1 << b})
 			default:
-				name := s.cfg.ntSet(as, p.Addr().Is4())
-				orphans[name] = append(orphans[name], exactEntry(p))
+				orphan(as, p) // an AS with no bit
 			}
 		}
 	}
@@ -504,7 +499,7 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			}
 		}
 		if missing &= s.readyMask(x); missing != 0 {
-			adds = append(adds, ntEdit{p, missing})
+			adds = append(adds, prefixMask{p, missing})
 		}
 	}
 	if err := s.editNotTo(ctx, adds, false); err != nil {
@@ -516,21 +511,18 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 // clearNotTo takes prefixes out of all their not-to sets (they left the
 // scope: ungated now). s.mu is held.
 func (s *Speaker) clearNotTo(ctx context.Context, ps []netip.Prefix) error {
-	var dels []ntEdit
+	var dels []prefixMask
 	for _, p := range ps {
 		if st := s.rec[p]; st != nil && st.notTo != 0 {
-			dels = append(dels, ntEdit{p, st.notTo})
+			dels = append(dels, prefixMask{p, st.notTo})
 		}
 	}
 	if err := s.editNotTo(ctx, dels, true); err != nil {
 		return err
 	}
 	for _, e := range dels {
-		if st := s.rec[e.p]; st != nil {
-			s.setNotTo(st, 0)
-			if st.zero() {
-				delete(s.rec, e.p)
-			}
+		if st := s.rec[e.p]; st.zero() {
+			delete(s.rec, e.p)
 		}
 	}
 	return nil
@@ -594,8 +586,9 @@ func exactEntry(p netip.Prefix) setEntry {
 
 // recordMasks records the AS masks of reported best paths (after their
 // fences) and returns those that changed; retarget then makes the not-to
-// sets of prefixes that stay released follow them: their attributes changed on the same route (WatchBest neither
-// fences nor keeps those: the hardware forwards them as before), so
+// sets of prefixes that stay released follow them: their attributes
+// changed on the same route (WatchBest neither fences nor keeps those: the
+// hardware forwards them as before), so
 // GoBGP exported the new path at once, except to neighbours whose AS was
 // in the previous path only, which the previous not-to sets rejected.
 // Those prefixes leave those sets and have their export run again with
@@ -649,7 +642,7 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		return err
 	}
 	ready := s.readyMask(x)
-	var adds, dels []ntEdit
+	var adds, dels []prefixMask
 	var rerun []netip.Prefix
 	for _, m := range ms {
 		st := s.rec[m.p]
@@ -658,19 +651,16 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		}
 		want := m.mask & ready
 		if add := want &^ st.notTo; add != 0 {
-			adds = append(adds, ntEdit{m.p, add})
+			adds = append(adds, prefixMask{m.p, add})
 		}
 		if del := st.notTo &^ want; del != 0 {
-			dels = append(dels, ntEdit{m.p, del})
+			dels = append(dels, prefixMask{m.p, del})
 			rerun = append(rerun, m.p)
 		}
 	}
 	if err := s.editNotTo(ctx, adds, false); err != nil {
 		s.dirty = true
 		return err
-	}
-	for _, e := range adds {
-		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo|e.mask)
 	}
 	if len(dels) == 0 {
 		return nil
@@ -698,9 +688,6 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 	}
 	if err := s.editNotTo(ctx, dels, true); err != nil {
 		return fail("delete", err)
-	}
-	for _, e := range dels {
-		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo&^e.mask)
 	}
 	if err := s.setReleased(ctx, rerun, true); err != nil {
 		return fail("release", err)

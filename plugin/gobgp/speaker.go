@@ -410,7 +410,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	// Not-to sets (notto.go): a prefix joins those of its new path's ASes
 	// before anything lets it out (phase A), and leaves those it no longer
 	// needs then too if it stays out, or once held (after phase C).
-	var ntAdd, ntDelEarly, ntDelLate []ntEdit
+	var ntAdd, ntDelEarly, ntDelLate []prefixMask
 	for _, c := range changes {
 		var have uint64
 		if st := s.rec[c.p]; st != nil {
@@ -418,13 +418,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		}
 		want := targets[c.p]
 		if add := want &^ have; add != 0 {
-			ntAdd = append(ntAdd, ntEdit{c.p, add})
+			ntAdd = append(ntAdd, prefixMask{c.p, add})
 		}
 		if del := have &^ want; del != 0 {
 			if s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated) {
-				ntDelEarly = append(ntDelEarly, ntEdit{c.p, del})
+				ntDelEarly = append(ntDelEarly, prefixMask{c.p, del})
 			} else {
-				ntDelLate = append(ntDelLate, ntEdit{c.p, del})
+				ntDelLate = append(ntDelLate, prefixMask{c.p, del})
 			}
 		}
 	}
@@ -449,14 +449,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	if err := s.editNotTo(ctx, ntAdd, false); err != nil {
 		return fail("add to not-to sets", err)
 	}
-	for _, e := range ntAdd {
-		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo|e.mask)
-	}
 	if err := s.editNotTo(ctx, ntDelEarly, true); err != nil {
 		return fail("delete from not-to sets", err)
-	}
-	for _, e := range ntDelEarly {
-		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo&^e.mask)
 	}
 	if err := s.setReleased(ctx, open, true); err != nil {
 		return fail("release in held set", err)
@@ -469,9 +463,6 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	if err := s.editNotTo(ctx, ntDelLate, true); err != nil {
 		return fail("delete from not-to sets", err)
-	}
-	for _, e := range ntDelLate {
-		s.setNotTo(s.rec[e.p], s.rec[e.p].notTo&^e.mask)
 	}
 	if err := s.b.sendPaths(ctx, phaseD); err != nil {
 		return fail("delete hold paths", err)
