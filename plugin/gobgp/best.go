@@ -120,7 +120,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// table. The HOLD community keeps it from ever being exported.
 	initial, marked := true, !batched
 	var snap []*api.Path
-	last := make(map[netip.Prefix]reported)
+	last := s.nt.last // written under s.nt.mu: releases read its AS masks
 	// fn runs in a goroutine of its own, fed in order: this loop only
 	// drains GoBGP's watch and fences. A fence must not wait for the
 	// kernel writes of the batches before it: while it waits, GoBGP keeps
@@ -139,19 +139,21 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		<-delivered
 	}()
 	report := func(bs []BestPath, initial bool) {
+		s.nt.mu.Lock()
 		if initial {
 			clear(last)
 		}
-		masks := make([]prefixMask, 0, len(bs))
-		for _, b := range bs {
-			masks = append(masks, prefixMask{b.Prefix, b.ases})
-		}
+		var ases []prefixMask // new AS masks, recorded after the fence
 		kept := bs[:0]
 		var moved []netip.Prefix // had a route that is about to change
 		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
 		for _, b := range bs {
-			now := reported{nexthopKey(b.Nexthops), b.attrs}
 			old, had := last[b.Prefix]
+			// The AS mask stays the previous path's until the fence.
+			now := reported{nexthops: nexthopKey(b.Nexthops), attrs: b.attrs, ases: old.ases}
+			if b.ases != old.ases {
+				ases = append(ases, prefixMask{b.Prefix, b.ases})
+			}
 			switch {
 			case len(b.Nexthops) == 0 && had:
 				delete(last, b.Prefix)
@@ -171,6 +173,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			kept = append(kept, b)
 		}
+		s.nt.mu.Unlock()
 		// Hold what changed before the installer touches its routes
 		// (fence.go): nothing queues between the change and the hold.
 		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
@@ -180,7 +183,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		// before their fences, or a release of the previous route would
 		// take the prefix out of its previous path's not-to sets; and
 		// before the installer hears of them, which their releases follow.
-		changed := s.recordMasks(masks, initial)
+		changed := s.recordMasks(ases)
 		if initial || len(kept) > 0 {
 			q.push(initial, kept)
 		}
@@ -332,12 +335,13 @@ func (q *bestQueue) deliver(fn func(initial bool, paths []BestPath)) {
 	}
 }
 
-// reported is what WatchBest last told the installer of a prefix. Both
-// fields are 64-bit hashes: a change that keeps both (a chance of one in
-// 2^64) would go unseen.
+// reported is what WatchBest last told the installer of a prefix, and the
+// AS mask releases read (notto.go). nexthops and attrs are 64-bit hashes:
+// a change that keeps both (a chance of one in 2^64) would go unseen.
 type reported struct {
 	nexthops uint64 // nexthopKey
 	attrs    uint64 // exportKey of the best path
+	ases     uint64 // asIndex.maskOf the best path's AS_PATH
 }
 
 // maxCoalesce bounds how many queued best-path events WatchBest folds

@@ -91,10 +91,13 @@ type notTo struct {
 	refreshMu sync.Mutex // one refresh at a time
 	refreshed time.Time  // under refreshMu
 
-	// mu guards masks: the AS mask of each prefix's best path as WatchBest
-	// last reported it (after its fence).
-	mu    sync.Mutex
-	masks map[netip.Prefix]uint64
+	// mu guards last: what WatchBest last reported of each prefix with a
+	// route, the AS mask of its best path among it (set after the
+	// prefix's fence). WatchBest writes it; releases read the masks. One
+	// map for both: a second one keyed by prefix cost about 100 bytes a
+	// prefix (12 MB at 120k prefixes).
+	mu   sync.Mutex
+	last map[netip.Prefix]reported
 
 	// Under Speaker.mu: what is in GoBGP. stmts: ASes whose statements
 	// are in the gate's policy (and whose sets exist); addrs: the
@@ -109,7 +112,7 @@ type notTo struct {
 }
 
 func newNotTo() *notTo {
-	return &notTo{masks: make(map[netip.Prefix]uint64), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string)}
+	return &notTo{last: make(map[netip.Prefix]reported), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string)}
 }
 
 // ntName is the prefix of a not-to set's name: "<Name>-nt-<AS>".
@@ -253,7 +256,7 @@ func (s *Speaker) releaseMasks(changes []change) map[netip.Prefix]uint64 {
 	defer s.nt.mu.Unlock()
 	for _, c := range changes {
 		if c.transit && !c.originated && s.cfg.scopeOf(c.p).contains(c.p) {
-			if m := s.nt.masks[c.p]; m != 0 {
+			if m := s.nt.last[c.p].ases; m != 0 {
 				out[c.p] = m
 			}
 		}
@@ -594,28 +597,27 @@ func exactEntry(p netip.Prefix) setEntry {
 // Those prefixes leave those sets and have their export run again with
 // the release's HOLD toggle, held meanwhile so that nobody is sent a
 // withdrawal; joining a set needs nothing more (GoBGP does not send a path
-// to an AS in it). initial: ms is the whole table.
-func (s *Speaker) recordMasks(ms []prefixMask, initial bool) (changed []prefixMask) {
+// to an AS in it).
+func (s *Speaker) recordMasks(ms []prefixMask) (changed []prefixMask) {
 	// Only a prefix whose mask changed can be out in the wrong sets. One
 	// that had none (no indexed AS in its path, or new: the common case
 	// while a table is learned) is left to its next release, which reads
 	// the mask: its path may then reach a new AS's neighbours in a later
-	// fence window, as before the sets, but never too few neighbours.
+	// fence window, as before the sets, but never too few neighbours. A
+	// prefix without a route has no entry: it has nothing to release.
 	s.nt.mu.Lock()
-	if initial {
-		clear(s.nt.masks)
-	}
+	defer s.nt.mu.Unlock()
 	for _, m := range ms {
-		if old, had := s.nt.masks[m.p]; had && old != m.mask {
+		r, ok := s.nt.last[m.p]
+		if !ok || r.ases == m.mask {
+			continue
+		}
+		if r.ases != 0 {
 			changed = append(changed, m)
 		}
-		if m.mask == 0 {
-			delete(s.nt.masks, m.p)
-		} else {
-			s.nt.masks[m.p] = m.mask
-		}
+		r.ases = m.mask
+		s.nt.last[m.p] = r
 	}
-	s.nt.mu.Unlock()
 	return changed
 }
 
