@@ -318,10 +318,10 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
   whose withdrawal never reached it.
 - **Gated leaves:** after the churn the test reads every re-announced prefix from the gate's API: when
   its route entered the FIB (seen), was confirmed by the sim (latency 0) and was released to GoBGP.
-  The gate stamps the release when its turn starts to flush, before GoBGP's call returns, so
-  **confirmed → released** (and the gate's histogram, the same figure) leaves out GoBGP's handling of
-  the release; **confirmed → observer** (to the observer's first sighting after the confirmation) has
-  all of it, plus the export to the observer.
+  The gate stamps the release when GoBGP's call returns, so **confirmed → released** (and the
+  gate's histogram, the same figure) is the tracker's wait for its turn plus GoBGP taking the release
+  (in the sidecar, over gRPC); **confirmed → observer** (to the observer's first sighting after the
+  confirmation) adds GoBGP's export to the observer and the observer's own handling.
 - **Safety:** **at the observer before confirmed** counts re-announcements the observer showed before
   the leaf confirmed them. That is not yet a leak: the leaf's old route may still have been in the FIB
   and the hardware (its installer had not removed it yet). **Announced to the observer while the leaf

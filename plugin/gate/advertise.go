@@ -117,7 +117,8 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 
 // flush sends the queued withdrawals, then up to maxAdvertise of the queued
 // advertisements, in one batch each, and reports whether advertisements
-// are left for the next turn. A prefix counts as out from the moment its
+// are left for the next turn. A prefix is Advertised from the moment its
+// Advertise call returns. A prefix counts as out from the moment its
 // Advertise is sent, so a state change during the call still leads to a
 // Withdraw. Failures are retried with exponential backoff (100 ms to
 // 10 s); prefixes a speaker refuses as stale wait for their new route.
@@ -186,6 +187,10 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	}
 	if len(ads) > 0 {
 		err := a.speaker.Advertise(ctx, ads)
+		// Advertised when BGP has taken the release: the latency and the
+		// stamp include the speaker's call, and an audit that read BGP
+		// meanwhile does not count the prefix as out before it was.
+		done := time.Now()
 		var stale map[netip.Prefix]bool
 		if se := (*StaleError)(nil); errors.As(err, &se) {
 			stale = make(map[netip.Prefix]bool, len(se.Prefixes))
@@ -219,11 +224,11 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			}
 			t.byState[Confirmed]--
 			t.byState[Advertised]++
-			at := t.ep.at(now)
+			at := t.ep.at(done)
 			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, "", at
 			t.counters.advertised.Add(1)
 			if t.observer != nil {
-				t.observer.ConfirmToAdvertise(now.Sub(t.ep.time(e.st.ConfirmedAt)))
+				t.observer.ConfirmToAdvertise(done.Sub(t.ep.time(e.st.ConfirmedAt)))
 			}
 			if publish {
 				changed = append(changed, t.ep.public(k, &e.st))

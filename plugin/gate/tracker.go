@@ -113,7 +113,9 @@ type Observer interface {
 	// HeldDown is how long a flapping prefix was held down before it was
 	// confirmed again.
 	HeldDown(d time.Duration)
-	// ConfirmToAdvertise is from confirmation to BGP accepting the prefix.
+	// ConfirmToAdvertise is from confirmation to BGP accepting the prefix:
+	// the tracker's wait for its turn and the speaker's call, which in a
+	// sidecar waits for gobgpd's main loop over gRPC.
 	ConfirmToAdvertise(d time.Duration)
 }
 
