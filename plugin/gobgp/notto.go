@@ -531,6 +531,34 @@ func (s *Speaker) clearNotTo(ctx context.Context, ps []netip.Prefix) error {
 	return nil
 }
 
+// enteringNotTo returns the not-to sets that prefixes entering the scope
+// out on a learned path must join: those of its ASes that have
+// statements (made now for an AS that has none yet). s.mu is held.
+func (s *Speaker) enteringNotTo(ctx context.Context, enter []netip.Prefix) ([]prefixMask, error) {
+	if s.cfg.NoNotTo || len(enter) == 0 {
+		return nil, nil
+	}
+	masks := make(map[netip.Prefix]uint64, len(enter))
+	s.nt.mu.Lock()
+	for _, p := range enter {
+		if m := s.nt.last[p].ases; m != 0 {
+			masks[p] = m
+		}
+	}
+	s.nt.mu.Unlock()
+	targets, err := s.ntTargets(ctx, masks)
+	if err != nil {
+		return nil, fmt.Errorf("not-to sets: %w", err)
+	}
+	var out []prefixMask
+	for p, m := range targets {
+		if add := m &^ s.rec[p].notTo; add != 0 {
+			out = append(out, prefixMask{p, add})
+		}
+	}
+	return out, nil
+}
+
 // notToHas says whether p is in AS as's not-to set. s.mu is held.
 func (s *Speaker) notToHas(p netip.Prefix) func(as uint32) bool {
 	return func(as uint32) bool {

@@ -246,3 +246,44 @@ func releaseSendsNoWithdrawal(t *testing.T, cfg Config) {
 		t.Errorf("spine a received %d withdrawn prefixes for 10 releases of its own paths; want 0", n)
 	}
 }
+
+// TestPrefixEnteringTheScopeJoinsTheNotToSets: a prefix out ungated on
+// spine a's path (AS 65002) enters the scope by Rescope. It counts as
+// released there, and like a release it joins AS 65002's not-to set: a
+// better path from the receiver then reaches spine b only once released,
+// not in the fence window. Before, it joined at its next release.
+func TestPrefixEnteringTheScopeJoinsTheNotToSets(t *testing.T) {
+	elsewhere := []Range{{Prefix: netip.MustParsePrefix("192.0.2.0/24"), MaxLen: 32}}
+	x := newMBBLabConfig(t, Config{Scope: elsewhere}, nil)
+	atB := watchArrivals(t, x.b)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.announce(t, x.a, p, "127.0.0.2", false, asPath(65100, 65101))
+	lab.Eventually(t, 10*time.Second, "the ungated prefix at the receiver", func() error {
+		if as, _ := x.arrivals.path(p); as != viaA {
+			return fmt.Errorf("AS path %q", as)
+		}
+		return nil
+	})
+	if n := members(t, x, 65002); n != 0 {
+		t.Fatalf("AS 65002's not-to set holds %d prefixes while %v is ungated; want 0", n, p)
+	}
+	if err := x.sp.Rescope(context.Background(), Config{}); err != nil {
+		t.Fatal(err)
+	}
+	if !x.sp.IsReleased(p) {
+		t.Fatalf("%v entered the scope while out: want it counted as released", p)
+	}
+	if n := members(t, x, 65002); n != 1 {
+		t.Errorf("AS 65002's not-to set holds %d prefixes after %v entered the scope; want 1", n, p)
+	}
+	if n := x.sp.NotToEntries(); n != 1 {
+		t.Errorf("%d not-to entries; want 1", n)
+	}
+	// The receiver's better path: spine b gets nothing until the release.
+	x.announce(t, x.recv, p, "127.0.0.4", false)
+	x.installedVia(t, "127.0.0.4", p)
+	x.flushedAt(t, atB, "spine b", netip.MustParsePrefix("192.0.2.99/32"))
+	if has, withdrawn := atB.at(p); has || withdrawn > 0 {
+		t.Fatalf("spine b got %v's new path before it was released (holds it %v, withdrawn %d times)", p, has, withdrawn)
+	}
+}

@@ -106,6 +106,14 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		st := s.state(p)
 		st.transit = true
 	}
+	// Entering prefixes are out on their current paths, as if released:
+	// they join the not-to sets of those paths' ASes (notto.go), so a
+	// later best-path change does not reach those ASes' neighbours in its
+	// fence window.
+	ntAdd, err := s.enteringNotTo(ctx, enter)
+	if err != nil {
+		return fmt.Errorf("gobgp speaker: rescope: %w", err)
+	}
 	var ungated []netip.Prefix // leave their not-to sets (notto.go)
 	for p, st := range s.rec {
 		if st.transit && !n.scopeOf(p).contains(p) {
@@ -162,6 +170,9 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 	}
 	if err := s.b.sendPaths(ctx, before); err != nil {
 		return fail("add hold paths", err)
+	}
+	if err := s.editNotTo(ctx, ntAdd, false); err != nil {
+		return fail("join the not-to sets", err)
 	}
 	if err := s.editSets(ctx, adds, dels); err != nil {
 		return fail("edit held sets", err)
