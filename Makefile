@@ -88,7 +88,7 @@ bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (S
 
 # bench-churn's settings besides SIZES, ROUNDS and FAMILIES: the leaves
 # (CHURN_MODES: ext, ext-fib, sidecar, gobgpd, frr), changes per second,
-# how long, a directory for gobgpd-ext's profiles of the churn, one for
+# how long, a directory for gobgpd-ext's (or, for the sidecar, fibgated's) profiles of the churn, one for
 # every change's times (CSV), and the gated leaves' audit.interval (0s: off).
 CHURN_MODES ?= ext,sidecar,gobgpd
 RATE        ?= 1000

@@ -96,7 +96,7 @@ func TestSteadyChurn(t *testing.T) {
 type churnSettings struct {
 	rate     int           // changes per second
 	duration time.Duration // of the churn
-	pprof    string        // directory for gobgpd-ext's profiles; "" none
+	pprof    string        // directory for gobgpd-ext's or fibgated's profiles; "" none
 	data     string        // directory for every change's times as CSV; "" none
 	audit    string        // the gated leaves' audit.interval; "" the default
 }
@@ -227,6 +227,7 @@ type churnResult struct {
 	// The gate's histograms over the churn (the difference of two
 	// scrapes).
 	histConfirm, histHW histogram
+	histCall            histogram // the speaker's advertise calls
 	// The consistency audit's passes over the churn and its drain, and
 	// how long the last one took.
 	auditPasses int
@@ -287,8 +288,11 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			leaf.extra = "audit:\n  interval: " + cc.audit + "\n"
 		}
 	}
-	if cc.pprof != "" && m.key == "ext" {
+	if cc.pprof != "" && (m.key == "ext" || m.key == "sidecar") {
 		leaf.pprof, r.profiled = "127.0.0.1:6060", true
+		if m.key == "sidecar" {
+			leaf.pprof = "127.0.0.1:6061" // fibgated's: gobgpd keeps 6060 for its metrics
+		}
 	}
 	srcNS, obsNS := lab.NewNS(t, "src"), lab.NewNS(t, "obs")
 	lab.Link(t, leaf.ns, "to-src", leafSrc4, leafSrc6, srcNS, "to-leaf", srcLeaf4, srcLeaf6)
@@ -422,6 +426,8 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		} else {
 			r.histConfirm = after["fibgate_confirm_to_advertise_seconds"].minus(before["fibgate_confirm_to_advertise_seconds"])
 			r.histHW = after["fibgate_time_to_hardware_seconds"].minus(before["fibgate_time_to_hardware_seconds"])
+			const call = `fibgate_speaker_call_seconds{call="advertise"}`
+			r.histCall = after[call].minus(before[call])
 			r.auditPasses = int(after["fibgate_audit_passes_total"].value - before["fibgate_audit_passes_total"].value)
 			r.auditLast = time.Duration(after["fibgate_audit_pass_seconds"].value * float64(time.Second))
 			r.speakerErrors = int(after["fibgate_speaker_errors_total"].value - before["fibgate_speaker_errors_total"].value)

@@ -266,8 +266,8 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	}
 	if len(gated) > 0 {
 		b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram BGP's advertise calls p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range gated {
 			leak := "0"
 			if r.leaked > 0 {
@@ -277,9 +277,10 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 			if r.gateErr != "" {
 				title += " (partial: " + r.gateErr + ")"
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s | %d (%.1f s) |\n",
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s | %d (%.1f s) |\n",
 				title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
 				ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
+				ms(r.histCall.quantile(0.5)), ms(r.histCall.quantile(0.99)), thousands(int(r.histCall.count)),
 				ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
 				triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw), r.auditPasses, r.auditLast.Seconds())
 		}
@@ -447,7 +448,7 @@ func parseHistograms(text string) (map[string]histogram, error) {
 		if l == "" || l[0] == '#' {
 			continue
 		}
-		name, rest, ok := strings.Cut(l, " ")
+		series, rest, ok := strings.Cut(l, " ")
 		if !ok {
 			continue
 		}
@@ -455,22 +456,40 @@ func parseHistograms(text string) (map[string]histogram, error) {
 		if err != nil {
 			return nil, fmt.Errorf("metrics line %q: %w", l, err)
 		}
+		// A labelled histogram's series are keyed by the name and its
+		// other labels: fibgate_speaker_call_seconds{call="advertise"}.
+		name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+		var le string
+		var other []string
+		for _, kv := range strings.Split(labels, ",") {
+			if v, ok := strings.CutPrefix(kv, `le="`); ok {
+				le = strings.TrimSuffix(v, `"`)
+			} else if kv != "" {
+				other = append(other, kv)
+			}
+		}
+		key := func(base string) string {
+			if len(other) == 0 {
+				return base
+			}
+			return base + "{" + strings.Join(other, ",") + "}"
+		}
 		switch {
-		case strings.Contains(name, "_bucket{le=\""):
-			base, le, _ := strings.Cut(name, "_bucket{le=\"")
-			bound, err := strconv.ParseFloat(strings.TrimSuffix(le, "\"}"), 64)
+		case strings.HasSuffix(name, "_bucket") && le != "":
+			base := key(strings.TrimSuffix(name, "_bucket"))
+			bound, err := strconv.ParseFloat(le, 64)
 			if err != nil {
 				return nil, fmt.Errorf("metrics line %q: bucket bound: %w", l, err)
 			}
 			h := out[base]
 			h.bounds, h.counts = append(h.bounds, bound), append(h.counts, uint64(value))
 			out[base] = h
-		case strings.HasSuffix(name, "_count") && len(out[strings.TrimSuffix(name, "_count")].bounds) > 0:
-			base := strings.TrimSuffix(name, "_count")
+		case strings.HasSuffix(name, "_count") && len(out[key(strings.TrimSuffix(name, "_count"))].bounds) > 0:
+			base := key(strings.TrimSuffix(name, "_count"))
 			h := out[base]
 			h.count = uint64(value)
 			out[base] = h
-		case !strings.Contains(name, "{"):
+		case labels == "":
 			out[name] = histogram{value: value}
 		}
 	}
@@ -529,9 +548,25 @@ x_seconds_bucket{le="0.004"} 100
 x_seconds_bucket{le="+Inf"} 100
 x_seconds_sum 0.1
 x_seconds_count 100
+y_seconds_bucket{call="advertise",le="0.001"} 3
+y_seconds_bucket{call="advertise",le="+Inf"} 4
+y_seconds_count{call="advertise"} 4
+y_seconds_bucket{call="withdraw",le="0.001"} 0
+y_seconds_bucket{call="withdraw",le="+Inf"} 0
+y_seconds_count{call="withdraw"} 0
+up 1
 `)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if a := h[`y_seconds{call="advertise"}`]; a.count != 4 || !slices.Equal(a.counts, []uint64{3, 4}) {
+		t.Errorf("labelled histogram %+v, want 2 buckets of 3 and 4, count 4", a)
+	}
+	if w := h[`y_seconds{call="withdraw"}`]; w.count != 0 || len(w.bounds) != 2 {
+		t.Errorf("labelled histogram %+v, want 2 empty buckets", w)
+	}
+	if up := h["up"]; up.value != 1 {
+		t.Errorf("plain value %+v, want 1", up)
 	}
 	x := h["x_seconds"].minus(histogram{bounds: h["x_seconds"].bounds, counts: []uint64{0, 0, 0, 0}})
 	for _, c := range []struct {

@@ -22,6 +22,7 @@ import (
 // they cost nothing between scrapes.
 type Metrics struct {
 	timeToHW, heldDown, confirmToAdv prometheus.Histogram
+	speakerCall                      *prometheus.HistogramVec
 
 	mu       sync.RWMutex
 	gate     GateStats
@@ -64,8 +65,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "fibgate_confirm_to_advertise_seconds", Buckets: buckets,
 			Help: "From hardware confirmation to BGP accepting the prefix.",
 		}),
+		speakerCall: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "fibgate_speaker_call_seconds", Buckets: prometheus.ExponentialBucketsRange(0.0001, 60, 16), // 100 µs to 1 min
+			Help: "How long the BGP speaker took to take a batch of releases (call=\"advertise\") or take-backs (call=\"withdraw\"): its share of confirm-to-advertise.",
+		}, []string{"call"}),
 	}
-	for _, c := range []prometheus.Collector{m.timeToHW, m.heldDown, m.confirmToAdv, m} {
+	// Both calls are exported from the start, so that rate() and alerts see
+	// a series before the first call.
+	m.speakerCall.WithLabelValues("advertise")
+	m.speakerCall.WithLabelValues("withdraw")
+	for _, c := range []prometheus.Collector{m.timeToHW, m.heldDown, m.confirmToAdv, m.speakerCall, m} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register fibgate metrics: %w", err)
 		}
@@ -100,6 +109,11 @@ func (m *Metrics) TimeToHardware(d time.Duration) { m.timeToHW.Observe(d.Seconds
 
 // HeldDown implements gate.Observer.
 func (m *Metrics) HeldDown(d time.Duration) { m.heldDown.Observe(d.Seconds()) }
+
+// SpeakerCall implements gate.CallObserver.
+func (m *Metrics) SpeakerCall(call string, _ int, d time.Duration) {
+	m.speakerCall.WithLabelValues(call).Observe(d.Seconds())
+}
 
 // ConfirmToAdvertise implements gate.Observer.
 func (m *Metrics) ConfirmToAdvertise(d time.Duration) { m.confirmToAdv.Observe(d.Seconds()) }

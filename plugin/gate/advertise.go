@@ -158,7 +158,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 
 	failed := false
 	if len(wds) > 0 {
+		began := time.Now()
 		err := a.speaker.Withdraw(ctx, wds)
+		t.timeCall("withdraw", len(wds), time.Since(began))
 		t.mu.Lock()
 		for i, k := range wdKeys {
 			e := t.entries[k]
@@ -186,11 +188,13 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 		}
 	}
 	if len(ads) > 0 {
+		began := time.Now()
 		err := a.speaker.Advertise(ctx, ads)
 		// Advertised when BGP has taken the release: the latency and the
 		// stamp include the speaker's call, and an audit that read BGP
 		// meanwhile does not count the prefix as out before it was.
 		done := time.Now()
+		t.timeCall("advertise", len(ads), done.Sub(began))
 		var stale map[netip.Prefix]bool
 		if se := (*StaleError)(nil); errors.As(err, &se) {
 			stale = make(map[netip.Prefix]bool, len(se.Prefixes))
@@ -253,6 +257,13 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	}
 	t.mu.Unlock()
 	return more
+}
+
+// timeCall reports a speaker call to a CallObserver.
+func (t *Tracker) timeCall(call string, n int, d time.Duration) {
+	if o, ok := t.observer.(CallObserver); ok {
+		o.SpeakerCall(call, n, d)
+	}
 }
 
 // sortAds orders a batch by prefix, so speakers and logs see a stable order.

@@ -2,6 +2,8 @@ package gate
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -102,4 +104,80 @@ func (o *recObserver) samples() string {
 		out = append(out, "held "+d.String())
 	}
 	return strings.Join(out, ", ")
+}
+
+// slowSpeaker takes d for every call, as a busy BGP speaker does.
+type slowSpeaker struct {
+	*recSpeaker
+	d time.Duration
+}
+
+func (s slowSpeaker) Advertise(ctx context.Context, ads []Advertisement) error {
+	time.Sleep(s.d)
+	return s.recSpeaker.Advertise(ctx, ads)
+}
+
+// callObserver records confirm-to-advertise and the speaker's calls.
+type callObserver struct {
+	recObserver
+	confirmToAdv []time.Duration
+	calls        []string
+}
+
+func (o *callObserver) ConfirmToAdvertise(d time.Duration) {
+	o.mu.Lock()
+	o.confirmToAdv = append(o.confirmToAdv, d)
+	o.mu.Unlock()
+}
+
+func (o *callObserver) SpeakerCall(call string, n int, d time.Duration) {
+	o.mu.Lock()
+	o.calls = append(o.calls, fmt.Sprintf("%s %d %v", call, n, d))
+	o.mu.Unlock()
+}
+
+// TestConfirmToAdvertiseIncludesTheSpeakersCall: a prefix is advertised
+// when BGP has taken it. With a speaker that takes 7 ms per call, the
+// confirmation-to-advertisement latency and the advertised time include
+// those 7 ms (they were taken when the call began: 0), and a CallObserver
+// sees the call itself.
+func TestConfirmToAdvertiseIncludesTheSpeakersCall(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		obs := &callObserver{}
+		const took = 7 * time.Millisecond
+		tr, err := NewTracker(src, DefaultPolicy(), WithObserver(obs),
+			WithSpeaker(slowSpeaker{newRecSpeaker(1), took}, ByProtocol(fib.ProtoBGP)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go tr.Run(ctx)
+		<-tr.Ready()
+		r := route("10.0.0.0/24")
+		src.add(t, r)
+		synctest.Wait()
+		src.flags(r, fib.Offload)
+		confirmedAt := time.Now()
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Confirmed {
+			t.Fatalf("state %v while BGP takes the release, want confirmed", st.State)
+		}
+		time.Sleep(took)
+		st := stateOf(t, tr, "10.0.0.0/24")
+		if st.State != Advertised {
+			t.Fatalf("state %v, want advertised", st.State)
+		}
+		if got := st.AdvertisedAt.Sub(confirmedAt); got != took {
+			t.Errorf("advertised %v after the confirmation, want %v: when the speaker's call returned", got, took)
+		}
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if want := []time.Duration{took}; !slices.Equal(obs.confirmToAdv, want) {
+			t.Errorf("confirm-to-advertise samples %v, want %v", obs.confirmToAdv, want)
+		}
+		if want := []string{"advertise 1 7ms"}; !slices.Equal(obs.calls, want) {
+			t.Errorf("speaker calls %q, want %q", obs.calls, want)
+		}
+	})
 }

@@ -119,7 +119,17 @@ type Observer interface {
 	ConfirmToAdvertise(d time.Duration)
 }
 
-// WithObserver reports latencies to o.
+// CallObserver is an Observer that also times the tracker's calls to its
+// Speaker. In a sidecar most of confirm-to-advertise is gobgpd taking the
+// call (gRPC round trips to its main loop, which fences share); this tells
+// the BGP speaker's share apart from fibgate's own wait. call is
+// "advertise" or "withdraw"; a failed call is timed too.
+type CallObserver interface {
+	SpeakerCall(call string, prefixes int, d time.Duration)
+}
+
+// WithObserver reports latencies to o (and speaker calls, when o is a
+// CallObserver).
 func WithObserver(o Observer) TrackerOption { return func(t *Tracker) { t.observer = o } }
 
 // WithRetention sets how long a withdrawn prefix stays visible in the API
