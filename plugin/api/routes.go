@@ -79,17 +79,23 @@ func newRouteFilter(prefix string, covered bool, family pb.Family, table uint32,
 }
 
 func (f routeFilter) match(s gate.RouteState) bool {
+	return f.matchKey(s.Table, s.Prefix, s.State)
+}
+
+func (f routeFilter) matchBrief(b gate.Brief) bool { return f.matchKey(b.Table, b.Prefix, b.State) }
+
+func (f routeFilter) matchKey(table uint32, p netip.Prefix, state gate.State) bool {
 	switch {
-	case f.table != 0 && s.Table != f.table,
-		f.family != 0 && fib.FamilyOf(s.Prefix) != f.family,
-		f.state != 0 && s.State != f.state:
+	case f.table != 0 && table != f.table,
+		f.family != 0 && fib.FamilyOf(p) != f.family,
+		f.state != 0 && state != f.state:
 		return false
 	case !f.prefix.IsValid():
 		return true
 	case f.covered:
-		return s.Prefix.Addr().Is4() == f.prefix.Addr().Is4() && s.Prefix.Bits() >= f.prefix.Bits() && f.prefix.Contains(s.Prefix.Addr())
+		return p.Addr().Is4() == f.prefix.Addr().Is4() && p.Bits() >= f.prefix.Bits() && f.prefix.Contains(p.Addr())
 	}
-	return s.Prefix == f.prefix
+	return p == f.prefix
 }
 
 // hash identifies the filters in a page token, so a token is not used
@@ -160,32 +166,62 @@ func (r *routeService) ListRoutes(_ context.Context, req *pb.ListRoutesRequest) 
 	case size < 0 || size > maxPageSize:
 		return nil, statusOf(badField("page_size", "%d is out of range: want 1 to %d (0 means %d)", size, maxPageSize, defaultPageSize))
 	}
-	list := st.List()
+	var table uint32
+	var after netip.Prefix
+	if tok := req.GetPageToken(); tok != "" {
+		if table, after, err = decodeToken(tok, f.hash()); err != nil {
+			return nil, statusOf(err)
+		}
+	}
+	out := &pb.ListRoutesResponse{}
+	var page []gate.RouteState
+	var more bool
+	if pg, ok := st.(Pager); ok {
+		page, more = pg.Page(table, after, size, f.matchBrief)
+	} else {
+		page, more = pageOfList(st.List(), f, table, after, size)
+	}
+	for _, s := range page {
+		out.Routes = append(out.Routes, routeStateToProto(s))
+	}
+	if more {
+		last := page[len(page)-1]
+		out.NextPageToken = encodeToken(f.hash(), last.Table, last.Prefix)
+	}
+	return out, nil
+}
+
+// storeEmpty says whether st has no state, without listing them all
+// when it can page.
+func storeEmpty(st RouteStore) bool {
+	if pg, ok := st.(Pager); ok {
+		page, _ := pg.Page(0, netip.Prefix{}, 1, nil)
+		return len(page) == 0
+	}
+	return len(st.List()) == 0
+}
+
+// pageOfList is Pager.Page over a whole list, for a RouteStore that
+// cannot page itself.
+func pageOfList(list []gate.RouteState, f routeFilter, table uint32, after netip.Prefix, n int) ([]gate.RouteState, bool) {
 	if !slices.IsSortedFunc(list, compareStates) {
 		slices.SortFunc(list, compareStates)
 	}
 	start := 0
-	if tok := req.GetPageToken(); tok != "" {
-		table, p, err := decodeToken(tok, f.hash())
-		if err != nil {
-			return nil, statusOf(err)
-		}
-		start = sort.Search(len(list), func(i int) bool { return compareKey(list[i].Table, list[i].Prefix, table, p) > 0 })
+	if after.IsValid() {
+		start = sort.Search(len(list), func(i int) bool { return compareKey(list[i].Table, list[i].Prefix, table, after) > 0 })
 	}
-	out := &pb.ListRoutesResponse{}
-	var last gate.RouteState
+	var out []gate.RouteState
 	for _, s := range list[start:] {
 		if !f.match(s) {
 			continue
 		}
-		if len(out.Routes) == size {
-			out.NextPageToken = encodeToken(f.hash(), last.Table, last.Prefix)
-			break
+		if len(out) == n {
+			return out, true
 		}
-		out.Routes = append(out.Routes, routeStateToProto(s))
-		last = s
+		out = append(out, s)
 	}
-	return out, nil
+	return out, false
 }
 
 // GetRoute returns one gated prefix.
@@ -254,10 +290,10 @@ func (r *routeService) WatchRoutes(req *pb.WatchRoutesRequest, stream pb.RouteSe
 	}))
 	if snapshot {
 		// The store sends a non-empty snapshot as its first batch and
-		// nothing for an empty one; List tells which to expect. In a race
-		// either way a batch is only labelled differently, never lost.
+		// nothing for an empty one; the store tells which to expect. In a
+		// race either way a batch is only labelled differently, never lost.
 		var first []gate.RouteState
-		if len(st.List()) > 0 {
+		if !storeEmpty(st) {
 			select {
 			case first = <-changes:
 			case <-ctx.Done():

@@ -37,6 +37,15 @@ type RouteStore interface {
 	Watch(ctx context.Context, snapshot bool, opts ...gate.WatchOption) <-chan []gate.RouteState
 }
 
+// Pager is a RouteStore that serves a page of ListRoutes without listing
+// every state (a *gate.Tracker is one): at a full table, List builds a
+// million states for every page. Page returns up to n states that match,
+// in List's order, after (table, after) (from the start when after is not
+// valid), and whether more match beyond them.
+type Pager interface {
+	Page(table uint32, after netip.Prefix, n int, match func(gate.Brief) bool) ([]gate.RouteState, bool)
+}
+
 // GateStats gives the gate's counters (a *gate.Tracker).
 type GateStats interface {
 	Stats() gate.TrackerStats

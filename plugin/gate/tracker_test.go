@@ -47,7 +47,7 @@ func (s *modelSource) Events(ctx context.Context, snapshot bool) <-chan []fib.Ev
 	return s.hub.Subscribe(ctx, first)
 }
 
-func (s *modelSource) add(t *testing.T, r fib.Route) {
+func (s *modelSource) add(t testing.TB, r fib.Route) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
