@@ -337,11 +337,13 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 		t.Fatalf("sim stats: %v", err)
 	}
 	r.simProgrammed, r.simQ = int(st.GetProgrammed()), int(st.GetQueue())
-	states, err := c.leaf.churnRoutes(ctx)
-	if err != nil {
-		t.Fatal(err)
+	// The leak is judged from the observer alone: a listing of the
+	// gate's states that fails only costs the message its counts.
+	if states, err := c.leaf.churnRoutes(ctx); err != nil {
+		t.Errorf("the gate's states at the window's end: %v", err)
+	} else {
+		r.gateStates = stateCounts(states)
 	}
-	r.gateStates = stateCounts(states)
 	if r.peak > 0 {
 		t.Errorf("while the leaf's sim could program nothing (latency %v), the observer got prefixes: the first %v after the re-announcement, up to %d of %d (at +%v), %d still there at +%v (sim: %d programmed before the test, %d when the latency went up, %d and %d queued at the window's end; gate then: %s)",
 			latency, r.firstLeak.Round(time.Millisecond), r.peak, n, r.peakAt.Round(time.Millisecond), r.atWindowEnd, churnWindow,
@@ -353,7 +355,7 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 	c.leaf.setLatency(t, 0)
 	c.waitCount(t, latency+bulk, "every prefix back at the observer", func(k int) bool { return k == n })
 	r.back = time.Since(again)
-	states, err = c.leaf.churnRoutes(ctx)
+	states, err := c.leaf.churnRoutes(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
