@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -98,14 +97,7 @@ func BenchmarkPage(b *testing.B) {
 	for i := range 200_000 {
 		src.add(b, pageRoute(i))
 	}
-	tr, err := NewTracker(src, DefaultPolicy())
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go tr.Run(ctx)
-	<-tr.Ready()
+	tr := startTracker(b, src, DefaultPolicy())
 	after := netip.MustParsePrefix("11.0.0.0/24")
 	b.Run("page", func(b *testing.B) {
 		for b.Loop() {

@@ -23,14 +23,7 @@ func TestTimeToHardwareIsProgrammingAndHoldDownIsApart(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		src := newModelSource()
 		obs := &recObserver{}
-		tr, err := NewTracker(src, DefaultPolicy(), WithObserver(obs))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go tr.Run(ctx)
-		<-tr.Ready()
+		tr := startTracker(t, src, DefaultPolicy(), WithObserver(obs))
 		r := route("10.0.0.0/24")
 		src.add(t, r)
 		time.Sleep(300 * time.Millisecond)
@@ -146,15 +139,8 @@ func TestConfirmToAdvertiseIncludesTheSpeakersCall(t *testing.T) {
 		src := newModelSource()
 		obs := &callObserver{}
 		const took = 7 * time.Millisecond
-		tr, err := NewTracker(src, DefaultPolicy(), WithObserver(obs),
+		tr := startTracker(t, src, DefaultPolicy(), WithObserver(obs),
 			WithSpeaker(slowSpeaker{newRecSpeaker(1), took}, ByProtocol(fib.ProtoBGP)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		go tr.Run(ctx)
-		<-tr.Ready()
 		r := route("10.0.0.0/24")
 		src.add(t, r)
 		synctest.Wait()

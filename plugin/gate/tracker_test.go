@@ -103,9 +103,9 @@ func route(p string) fib.Route {
 }
 
 // startTracker runs a tracker in the current synctest bubble.
-func startTracker(t *testing.T, src Source, p Policy) *Tracker {
+func startTracker(t testing.TB, src Source, p Policy, opts ...TrackerOption) *Tracker {
 	t.Helper()
-	tr, err := NewTracker(src, p)
+	tr, err := NewTracker(src, p, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
