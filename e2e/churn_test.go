@@ -315,8 +315,15 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 	}
 	// The window: nothing can be programmed before again+latency, so the
 	// observer must hold nothing. Polled every 100 ms for the peak; the
-	// sightings themselves carry the exact times.
-	for end := again.Add(churnWindow); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+	// sightings themselves carry the exact times. It is watched from the
+	// end of the announcement (a million prefixes take the source's API
+	// seconds), so the latency must leave room for both.
+	sent := time.Since(again)
+	if sent+churnWindow >= latency {
+		t.Fatalf("announcing %d prefixes took %v: with the sim at %v the %v window would reach past the time the sim may program them; set FIBGATE_CHURN_LATENCY above %v",
+			n, sent.Round(time.Millisecond), latency, churnWindow, (sent + churnWindow + time.Second).Round(time.Second))
+	}
+	for end := time.Now().Add(churnWindow); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
 		k, err := c.watch.Count()
 		if err != nil {
 			t.Fatal(err)
