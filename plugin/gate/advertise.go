@@ -115,9 +115,10 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 	}
 }
 
-// flush sends the queued withdrawals, then up to maxAdvertise of the queued
-// advertisements, in one batch each, and reports whether advertisements
-// are left for the next turn. A prefix is Advertised from the moment its
+// flush sends the queued take-backs, then up to maxAdvertise of the queued
+// advertisements, then the withdrawals that only settle fences, in one
+// batch each, and reports whether advertisements are left for the next
+// turn. A prefix is Advertised from the moment its
 // Advertise call returns. A prefix counts as out from the moment its
 // Advertise is sent, so a state change during the call still leads to a
 // Withdraw. Failures are retried with exponential backoff (100 ms to
@@ -129,9 +130,17 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 		t.mu.Unlock()
 		return false
 	}
-	wdKeys, wds := make([]prefixKey, 0, len(a.wds)), make([]Advertisement, 0, len(a.wds))
+	// Take-backs of prefixes that are out (or may be: an entry gone since)
+	// go first: a loss must not wait behind a release. A withdrawal of a
+	// prefix that is not out only lets the speaker drop a fence (plan), so
+	// it goes after the releases and they do not wait for it.
+	var out, settle withdrawals
 	for k, ad := range a.wds {
-		wdKeys, wds = append(wdKeys, k), append(wds, ad)
+		if e := t.entries[k]; e == nil || e.out {
+			out.add(k, ad)
+		} else {
+			settle.add(k, ad)
+		}
 	}
 	var adKeys []prefixKey
 	var ads []Advertisement
@@ -153,40 +162,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 		a.ads = map[prefixKey]struct{}{}
 	}
 	t.mu.Unlock()
-	sortAds(wdKeys, wds)
 	sortAds(adKeys, ads)
 
-	failed := false
-	if len(wds) > 0 {
-		began := time.Now()
-		err := a.speaker.Withdraw(ctx, wds)
-		t.timeCall("withdraw", len(wds), time.Since(began))
-		t.mu.Lock()
-		for i, k := range wdKeys {
-			e := t.entries[k]
-			switch {
-			case err != nil:
-				if _, again := a.wds[k]; !again && (e == nil || !shouldBeOut(e)) {
-					a.wds[k] = wds[i]
-				}
-			case e != nil && !shouldBeOut(e) && e.out:
-				// Not published: watchers got the state that caused the
-				// withdrawal when it was judged, and this one differs
-				// from it only in WithdrawnAt (it printed every such
-				// change twice). List and Get show the time; watchers
-				// get it with the prefix's next change.
-				e.out = false
-				e.st.WithdrawnAt = t.ep.at(now)
-				t.counters.withdrawn.Add(1)
-			}
-		}
-		t.mu.Unlock()
-		if err != nil {
-			failed = true
-			t.counters.speakerErrors.Add(1)
-			t.log.Warn("withdraw failed, will retry", "prefixes", len(wds), "err", err)
-		}
-	}
+	failed := t.withdraw(ctx, now, out)
 	if len(ads) > 0 {
 		began := time.Now()
 		err := a.speaker.Advertise(ctx, ads)
@@ -247,6 +225,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			t.log.Warn("advertise failed, will retry", "prefixes", len(ads), "err", err)
 		}
 	}
+	if t.withdraw(ctx, now, settle) {
+		failed = true
+	}
 	t.mu.Lock()
 	if failed {
 		a.retryAt = now.Add(speakerRetry.Delay(a.failures))
@@ -257,6 +238,56 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	}
 	t.mu.Unlock()
 	return more
+}
+
+// withdrawals is a batch of a flush's Withdraw.
+type withdrawals struct {
+	keys []prefixKey
+	ads  []Advertisement
+}
+
+func (w *withdrawals) add(k prefixKey, ad Advertisement) {
+	w.keys, w.ads = append(w.keys, k), append(w.ads, ad)
+}
+
+// withdraw sends one batch of a flush's withdrawals and records what the
+// speaker did with it; it reports whether the call failed (its prefixes
+// are queued again).
+func (t *Tracker) withdraw(ctx context.Context, now time.Time, w withdrawals) (failed bool) {
+	if len(w.ads) == 0 {
+		return false
+	}
+	a := &t.adv
+	sortAds(w.keys, w.ads)
+	began := time.Now()
+	err := a.speaker.Withdraw(ctx, w.ads)
+	t.timeCall("withdraw", len(w.ads), time.Since(began))
+	t.mu.Lock()
+	for i, k := range w.keys {
+		e := t.entries[k]
+		switch {
+		case err != nil:
+			if _, again := a.wds[k]; !again && (e == nil || !shouldBeOut(e)) {
+				a.wds[k] = w.ads[i]
+			}
+		case e != nil && !shouldBeOut(e) && e.out:
+			// Not published: watchers got the state that caused the
+			// withdrawal when it was judged, and this one differs from it
+			// only in WithdrawnAt (it printed every such change twice).
+			// List and Get show the time; watchers get it with the
+			// prefix's next change.
+			e.out = false
+			e.st.WithdrawnAt = t.ep.at(now)
+			t.counters.withdrawn.Add(1)
+		}
+	}
+	t.mu.Unlock()
+	if err != nil {
+		t.counters.speakerErrors.Add(1)
+		t.log.Warn("withdraw failed, will retry", "prefixes", len(w.ads), "err", err)
+		return true
+	}
+	return false
 }
 
 // timeCall reports a speaker call to a CallObserver.

@@ -167,3 +167,58 @@ func TestConfirmToAdvertiseIncludesTheSpeakersCall(t *testing.T) {
 		}
 	})
 }
+
+// orderSpeaker records its calls in order.
+type orderSpeaker struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+func (s *orderSpeaker) call(kind string, ads []Advertisement) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ps := make([]string, len(ads))
+	for i, ad := range ads {
+		ps[i] = ad.Prefix.String()
+	}
+	s.calls = append(s.calls, kind+" "+strings.Join(ps, ","))
+	return nil
+}
+
+func (s *orderSpeaker) Advertise(_ context.Context, ads []Advertisement) error {
+	return s.call("advertise", ads)
+}
+func (s *orderSpeaker) Withdraw(_ context.Context, ads []Advertisement) error {
+	return s.call("withdraw", ads)
+}
+
+// TestATurnTakesBackThenReleasesThenSettles: in one turn of the tracker,
+// a prefix that is out and lost its confirmation is taken back first (a
+// loss must not wait behind a release), then the confirmed prefixes are
+// released, and only then does the speaker hear of a prefix that went
+// without ever being out (it only lets the speaker drop a fence), so
+// that releases do not wait for it.
+func TestATurnTakesBackThenReleasesThenSettles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		sp := &orderSpeaker{}
+		tr := startTracker(t, src, DefaultPolicy(), WithSpeaker(sp, ByProtocol(fib.ProtoBGP)))
+		a, b, c := route("10.0.1.0/24"), route("10.0.2.0/24"), route("10.0.3.0/24")
+		src.add(t, a)
+		src.flags(a, fib.Offload)
+		src.add(t, b) // pending
+		src.add(t, c) // pending: never out
+		if st := stateOf(t, tr, "10.0.1.0/24"); st.State != Advertised {
+			t.Fatalf("a: %v, want advertised", st.State)
+		}
+		// One turn: a loses its confirmation, b gets it, c goes.
+		src.together(t, flagged(a, 0), flagged(b, fib.Offload), removed(t, c))
+		synctest.Wait()
+		sp.mu.Lock()
+		defer sp.mu.Unlock()
+		want := []string{"advertise 10.0.1.0/24", "withdraw 10.0.1.0/24", "advertise 10.0.2.0/24", "withdraw 10.0.3.0/24"}
+		if !slices.Equal(sp.calls, want) {
+			t.Errorf("calls:\n  %s\nwant:\n  %s", strings.Join(sp.calls, "\n  "), strings.Join(want, "\n  "))
+		}
+	})
+}

@@ -58,7 +58,7 @@ func (s *modelSource) add(t testing.TB, r fib.Route) {
 	s.hub.Publish([]fib.Event{{Kind: fib.Added, New: &c}})
 }
 
-func (s *modelSource) del(t *testing.T, r fib.Route) {
+func (s *modelSource) del(t testing.TB, r fib.Route) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -94,6 +94,45 @@ func (s *modelSource) flags(r fib.Route, f fib.HWFlags) {
 	if len(s.f.SetFlags(&r, f)) > 0 {
 		cur, _ := s.f.Find(&r)
 		s.hub.Publish([]fib.Event{{Kind: fib.Changed, Old: &old, New: &cur}})
+	}
+}
+
+// together applies changes to the model and publishes their events as one
+// batch, so the tracker judges them in one turn: each change returns its
+// event (nil: none).
+func (s *modelSource) together(t testing.TB, changes ...func(f *fib.FIB) *fib.Event) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var evs []fib.Event
+	for _, c := range changes {
+		if ev := c(s.f); ev != nil {
+			evs = append(evs, *ev)
+		}
+	}
+	s.hub.Publish(evs)
+}
+
+// removed is a change for together: r leaves the model.
+func removed(t testing.TB, r fib.Route) func(f *fib.FIB) *fib.Event {
+	return func(f *fib.FIB) *fib.Event {
+		if _, err := f.Delete(r); err != nil {
+			t.Fatal(err)
+		}
+		c := r.Clone()
+		return &fib.Event{Kind: fib.Removed, Old: &c}
+	}
+}
+
+// flagged is a change for together: r's hardware flags become hw.
+func flagged(r fib.Route, hw fib.HWFlags) func(f *fib.FIB) *fib.Event {
+	return func(f *fib.FIB) *fib.Event {
+		old, _ := f.Find(&r)
+		if len(f.SetFlags(&r, hw)) == 0 {
+			return nil
+		}
+		cur, _ := f.Find(&r)
+		return &fib.Event{Kind: fib.Changed, Old: &old, New: &cur}
 	}
 }
 
