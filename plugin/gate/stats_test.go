@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -219,6 +220,62 @@ func TestATurnTakesBackThenReleasesThenSettles(t *testing.T) {
 		want := []string{"advertise 10.0.1.0/24", "withdraw 10.0.1.0/24", "advertise 10.0.2.0/24", "withdraw 10.0.3.0/24"}
 		if !slices.Equal(sp.calls, want) {
 			t.Errorf("calls:\n  %s\nwant:\n  %s", strings.Join(sp.calls, "\n  "), strings.Join(want, "\n  "))
+		}
+	})
+}
+
+// TestAPrefixSeenAgainDoesNotWaitForTheSpeaker: the tracker asks the
+// speaker whether a prefix is already out (WithAlreadyOut) only for one
+// it meets for the first time or while it judges the whole table: only
+// those can be out without its release. A prefix it saw go and sees
+// again is judged without asking, so a speaker whose lock is held by a
+// long call to BGP (in a sidecar, round trips to gobgpd) does not hold up
+// the judging of the churn.
+func TestAPrefixSeenAgainDoesNotWaitForTheSpeaker(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		sp := &orderSpeaker{}
+		var mu sync.Mutex
+		var busy chan struct{} // while set, asking waits for it
+		asked := 0
+		out := func(netip.Prefix) bool {
+			mu.Lock()
+			b := busy
+			asked++
+			mu.Unlock()
+			if b != nil {
+				<-b
+			}
+			return false
+		}
+		tr := startTracker(t, src, DefaultPolicy(), WithSpeaker(sp, ByProtocol(fib.ProtoBGP)), WithAlreadyOut(out))
+		a := route("10.0.1.0/24")
+		src.add(t, a)
+		src.flags(a, fib.Offload)
+		if st := stateOf(t, tr, "10.0.1.0/24"); st.State != Advertised {
+			t.Fatalf("a: %v, want advertised", st.State)
+		}
+		src.del(t, a)
+		if st := stateOf(t, tr, "10.0.1.0/24"); st.State != Withdrawn {
+			t.Fatalf("a after its route left: %v, want withdrawn", st.State)
+		}
+		mu.Lock()
+		if asked != 1 {
+			t.Errorf("asked %d times whether a new prefix is out, want once", asked)
+		}
+		busy = make(chan struct{})
+		mu.Unlock()
+		src.add(t, a)
+		src.flags(a, fib.Offload)
+		synctest.Wait() // the judging is done, or waits for the speaker
+		mu.Lock()
+		if asked != 1 {
+			t.Errorf("asked %d times in all; want no question for a prefix seen again", asked)
+		}
+		close(busy)
+		mu.Unlock()
+		if st := stateOf(t, tr, "10.0.1.0/24"); st.State != Advertised {
+			t.Fatalf("a seen again: %v, want advertised", st.State)
 		}
 	})
 }

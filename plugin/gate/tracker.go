@@ -84,6 +84,10 @@ type Tracker struct {
 	hub     fanout.Hub[RouteState]
 	ttHW    latencies // programming: pending to hardware confirmation
 	held    latencies // hold-downs served: held down to released
+	// wholeTable is set while judgeAll judges (at start and after a policy
+	// change): only then, and for a prefix the tracker meets for the first
+	// time, can BGP have out a prefix the tracker did not release.
+	wholeTable bool
 
 	repolicy chan struct{}
 	ready    chan struct{}
@@ -453,12 +457,16 @@ func (t *Tracker) judgeAll(now time.Time) {
 			keys[keyOf(r)] = struct{}{}
 		}
 	})
-	t.mu.RLock()
+	t.mu.Lock()
 	for k := range t.entries {
 		keys[k] = struct{}{}
 	}
-	t.mu.RUnlock()
+	t.wholeTable = true
+	t.mu.Unlock()
 	t.judge(keys, now)
+	t.mu.Lock()
+	t.wholeTable = false
+	t.mu.Unlock()
 }
 
 // evaluate applies the state machine to one prefix whose forwarding route
@@ -467,6 +475,7 @@ func (t *Tracker) judgeAll(now time.Time) {
 // changed. Called with t.mu held.
 func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now time.Time) (RouteState, bool) {
 	e := t.entries[k]
+	met := e == nil // the tracker meets the prefix for the first time
 	if e != nil {
 		defer t.track(k, e, e.st.State)
 	}
@@ -528,7 +537,13 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if len(r.Nexthops) > 0 {
 				e.nextHop = r.Nexthops[0].Gateway
 			}
-			if before.State == 0 && !e.out && t.adv.alreadyOut != nil && t.adv.alreadyOut(k.prefix) {
+			// BGP has out only what the tracker released, except what a
+			// Speaker adopted at start or a rescope let in: prefixes the
+			// tracker meets then. One it knew, and saw go, is not asked
+			// about: asking waits for the Speaker's lock, which its calls
+			// to BGP hold (in a sidecar, round trips to gobgpd), and under
+			// churn most prefixes seen anew are such.
+			if before.State == 0 && !e.out && t.adv.alreadyOut != nil && (met || t.wholeTable) && t.adv.alreadyOut(k.prefix) {
 				e.out = true // adopted by the Speaker at start: withdrawn if not confirmed
 			}
 		}
