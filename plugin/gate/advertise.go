@@ -118,11 +118,11 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 // flush sends the queued take-backs, then up to maxAdvertise of the queued
 // advertisements, then the withdrawals that only settle fences, in one
 // batch each, and reports whether advertisements are left for the next
-// turn. A prefix is Advertised from the moment its
-// Advertise call returns. A prefix counts as out from the moment its
-// Advertise is sent, so a state change during the call still leads to a
-// Withdraw. Failures are retried with exponential backoff (100 ms to
-// 10 s); prefixes a speaker refuses as stale wait for their new route.
+// turn. A prefix counts as out from the moment its Advertise is sent, so a
+// state change during the call still leads to a Withdraw; it is Advertised
+// once the call returns. Failures are retried with exponential backoff
+// (100 ms to 10 s); prefixes a speaker refuses as stale wait for their new
+// route.
 func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	a := &t.adv
 	t.mu.Lock()

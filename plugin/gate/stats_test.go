@@ -213,7 +213,7 @@ func TestATurnTakesBackThenReleasesThenSettles(t *testing.T) {
 			t.Fatalf("a: %v, want advertised", st.State)
 		}
 		// One turn: a loses its confirmation, b gets it, c goes.
-		src.together(t, flagged(a, 0), flagged(b, fib.Offload), removed(t, c))
+		src.together(flagged(a, 0), flagged(b, fib.Offload), removed(t, c))
 		synctest.Wait()
 		sp.mu.Lock()
 		defer sp.mu.Unlock()

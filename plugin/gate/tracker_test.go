@@ -60,13 +60,7 @@ func (s *modelSource) add(t testing.TB, r fib.Route) {
 
 func (s *modelSource) del(t testing.TB, r fib.Route) {
 	t.Helper()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, err := s.f.Delete(r); err != nil {
-		t.Fatal(err)
-	}
-	c := r.Clone()
-	s.hub.Publish([]fib.Event{{Kind: fib.Removed, Old: &c}})
+	s.together(removed(t, r))
 }
 
 // replace rewrites old into r in place, as the FIB installer does.
@@ -87,21 +81,12 @@ func (s *modelSource) clock() uint64 {
 	return s.f.Clock()
 }
 
-func (s *modelSource) flags(r fib.Route, f fib.HWFlags) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, _ := s.f.Find(&r)
-	if len(s.f.SetFlags(&r, f)) > 0 {
-		cur, _ := s.f.Find(&r)
-		s.hub.Publish([]fib.Event{{Kind: fib.Changed, Old: &old, New: &cur}})
-	}
-}
+func (s *modelSource) flags(r fib.Route, f fib.HWFlags) { s.together(flagged(r, f)) }
 
 // together applies changes to the model and publishes their events as one
 // batch, so the tracker judges them in one turn: each change returns its
-// event (nil: none).
-func (s *modelSource) together(t testing.TB, changes ...func(f *fib.FIB) *fib.Event) {
-	t.Helper()
+// event (nil: none; nothing is published when none has one).
+func (s *modelSource) together(changes ...func(f *fib.FIB) *fib.Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var evs []fib.Event
@@ -110,7 +95,9 @@ func (s *modelSource) together(t testing.TB, changes ...func(f *fib.FIB) *fib.Ev
 			evs = append(evs, *ev)
 		}
 	}
-	s.hub.Publish(evs)
+	if len(evs) > 0 {
+		s.hub.Publish(evs)
+	}
 }
 
 // removed is a change for together: r leaves the model.

@@ -251,14 +251,24 @@ type prefixMask struct {
 // releaseMasks returns the AS masks of the transit releases among the
 // changes of an apply: their best paths' as WatchBest last reported them.
 func (s *Speaker) releaseMasks(changes []change) map[netip.Prefix]uint64 {
-	out := make(map[netip.Prefix]uint64)
-	s.nt.mu.Lock()
-	defer s.nt.mu.Unlock()
+	var ps []netip.Prefix
 	for _, c := range changes {
 		if c.transit && !c.originated && s.cfg.scopeOf(c.p).contains(c.p) {
-			if m := s.nt.last[c.p].ases; m != 0 {
-				out[c.p] = m
-			}
+			ps = append(ps, c.p)
+		}
+	}
+	return s.masksOf(ps)
+}
+
+// masksOf returns the non-zero AS masks of prefixes' best paths as
+// WatchBest last reported them.
+func (s *Speaker) masksOf(ps []netip.Prefix) map[netip.Prefix]uint64 {
+	out := make(map[netip.Prefix]uint64, len(ps))
+	s.nt.mu.Lock()
+	defer s.nt.mu.Unlock()
+	for _, p := range ps {
+		if m := s.nt.last[p].ases; m != 0 {
+			out[p] = m
 		}
 	}
 	return out
@@ -535,18 +545,7 @@ func (s *Speaker) clearNotTo(ctx context.Context, ps []netip.Prefix) error {
 // out on a learned path must join: those of its ASes that have
 // statements (made now for an AS that has none yet). s.mu is held.
 func (s *Speaker) enteringNotTo(ctx context.Context, enter []netip.Prefix) ([]prefixMask, error) {
-	if s.cfg.NoNotTo || len(enter) == 0 {
-		return nil, nil
-	}
-	masks := make(map[netip.Prefix]uint64, len(enter))
-	s.nt.mu.Lock()
-	for _, p := range enter {
-		if m := s.nt.last[p].ases; m != 0 {
-			masks[p] = m
-		}
-	}
-	s.nt.mu.Unlock()
-	targets, err := s.ntTargets(ctx, masks)
+	targets, err := s.ntTargets(ctx, s.masksOf(enter))
 	if err != nil {
 		return nil, fmt.Errorf("not-to sets: %w", err)
 	}
