@@ -51,6 +51,7 @@ type FIB struct {
 	driver Driver
 	routes int
 	clock  uint64 // last version handed out
+	nhs    nhPool // stored routes' next-hop lists, shared
 }
 
 // Option configures a FIB.
@@ -279,16 +280,20 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 }
 
 // MemoryEstimate approximates the bytes the model holds: the tries plus the
-// route records and their nexthops.
+// route records and their nexthop lists, each shared list once.
 func (f *FIB) MemoryEstimate() int {
-	const routeSize, nhSize, entrySize = 120, 48, 32
+	const routeSize, nhSize, entrySize = 112, 48, 32
 	n := 0
+	lists := map[*Nexthop]bool{}
 	for _, t := range f.tables {
 		n += t.MemoryEstimate() + t.Len()*entrySize
 		for _, e := range t.All() {
 			n += cap(e.routes) * routeSize
 			for i := range e.routes {
-				n += cap(e.routes[i].Nexthops) * nhSize
+				if nhs := e.routes[i].Nexthops; len(nhs) > 0 && !lists[&nhs[0]] {
+					lists[&nhs[0]] = true
+					n += cap(nhs) * nhSize
+				}
 			}
 		}
 	}
@@ -307,6 +312,9 @@ func indexSame(rs []Route, r *Route) int {
 // store writes back an entry after its route list changed, dropping it when
 // empty so the trie shrinks.
 func (f *FIB) store(table uint32, p netip.Prefix, e *entry) {
+	for i := range e.routes {
+		e.routes[i].Nexthops = f.nhs.intern(e.routes[i].Nexthops)
+	}
 	t := f.table(table, true)
 	if len(e.routes) == 0 {
 		t.Delete(p)

@@ -47,7 +47,7 @@ func (f *FIB) SetNexthopFlags(r *Route, nh int, flags HWFlags) []Message {
 	}
 	cur := &e.routes[k]
 	if cur.Family() == IPv4 {
-		cur.Nexthops[nh].HW = flags &^ OffloadFailed
+		cur.Nexthops = f.nhs.withHW(cur.Nexthops, nh, flags&^OffloadFailed)
 		return nil
 	}
 	return f.setSibling(cur, nh, flags)
@@ -57,7 +57,7 @@ func (f *FIB) SetNexthopFlags(r *Route, nh int, flags HWFlags) []Message {
 // those of its first sibling, which is what a dump shows.
 func (f *FIB) setSibling(cur *Route, i int, flags HWFlags) []Message {
 	old := cur.Nexthops[i].HW
-	cur.Nexthops[i].HW = flags
+	cur.Nexthops = f.nhs.withHW(cur.Nexthops, i, flags)
 	cur.Flags = cur.Nexthops[0].HW
 	if !FlagChangeNotifies(f.mode[1], old, flags) {
 		return nil

@@ -65,6 +65,7 @@ func fresh(r Route) Route {
 // applies a notification the kernel already accepted: an identical route is
 // then updated in place instead of being an error.
 func (f *FIB) add4(r Route, req NLFlags, drv Driver, mirror bool) ([]Message, []Change, error) {
+	r.Nexthops = f.nhs.intern(r.Nexthops)
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
 		e = &entry{}
@@ -213,8 +214,8 @@ func (f *FIB) updateFlags(e *entry, k int, r *Route) []Change {
 	}
 	old := cur.Clone()
 	cur.Flags = r.Flags
-	for i := range cur.Nexthops {
-		cur.Nexthops[i].HW = r.Nexthops[i].HW
+	if len(cur.Nexthops) > 0 {
+		cur.Nexthops = f.nhs.withHWOf(cur.Nexthops, r.Nexthops)
 	}
 	return []Change{{Old: &old, New: clonePtr(*cur)}}
 }

@@ -20,6 +20,7 @@ func ecmp6(r *Route) bool {
 // ordered by metric; at an equal metric, routes that qualify for ECMP merge
 // into one route whose nexthops are the siblings, others queue behind.
 func (f *FIB) add6(r Route, req NLFlags, drv Driver, mirror bool) ([]Message, []Change, error) {
+	r.Nexthops = f.nhs.intern(r.Nexthops)
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
 		e = &entry{}
@@ -143,7 +144,7 @@ func (f *FIB) merge6(e *entry, k int, r Route, req NLFlags, drv Driver) ([]Messa
 		}
 		return nil, nil, ErrExists
 	}
-	cur.Nexthops = append(cur.Nexthops, added...)
+	cur.Nexthops = f.nhs.intern(append(cur.Nexthops, added...))
 	if k == 0 && drv != nil {
 		app := *cur
 		app.Nexthops = added
@@ -169,7 +170,7 @@ func (f *FIB) siblingFlags(e *entry, k int, r *Route) []Change {
 		return nil
 	}
 	old := cur.Clone()
-	cur.Nexthops[i].HW = r.Flags
+	cur.Nexthops = f.nhs.withHW(cur.Nexthops, i, r.Flags)
 	cur.Flags = cur.Nexthops[0].HW
 	return []Change{{Old: &old, New: clonePtr(*cur)}}
 }
@@ -212,9 +213,10 @@ func (f *FIB) del6(e *entry, spec Route, drv Driver, mirror bool) ([]Message, []
 			for _, i := range gone {
 				removed.Nexthops = append(removed.Nexthops, r.Nexthops[i])
 			}
-			r.Nexthops = slices.DeleteFunc(r.Nexthops, func(nh Nexthop) bool {
+			// A fresh list: the stored one may be shared (nhPool).
+			r.Nexthops = f.nhs.intern(slices.DeleteFunc(slices.Clone(r.Nexthops), func(nh Nexthop) bool {
 				return slices.ContainsFunc(removed.Nexthops, nh.SameAs)
-			})
+			}))
 			r.Flags = r.Nexthops[0].HW
 			if k == 0 && drv != nil {
 				_ = drv.Event(DriverEvent{Kind: DriverDel, Route: removed.Clone()})

@@ -81,7 +81,7 @@ func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
 const maxAdvertise = 8192
 
 func (e *entry) advertisement(k prefixKey) Advertisement {
-	return Advertisement{Prefix: k.prefix, Origin: e.origin, NextHop: e.nextHop, Version: e.ver}
+	return Advertisement{Prefix: k.prefix(), Origin: e.origin, NextHop: e.nextHop.Addr(), Version: e.ver}
 }
 
 func shouldBeOut(e *entry) bool { return e.origin != 0 && up(e.st.State) }
@@ -111,7 +111,7 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 	case e.st.State == Withdrawn && e.origin == Transit:
 		// Not out, but the speaker may hold a fence for it: the route is
 		// gone as of clock, so it can let the fence go.
-		a.wds[k] = Advertisement{Prefix: k.prefix, Origin: Transit, Version: clock}
+		a.wds[k] = Advertisement{Prefix: k.prefix(), Origin: Transit, Version: clock}
 	}
 }
 
@@ -190,11 +190,11 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			if e == nil || !shouldBeOut(e) || e.st.State != Confirmed {
 				continue // it changed meanwhile; plan has queued what it needs
 			}
-			if stale[k.prefix] {
+			if stale[k.prefix()] {
 				// BGP's best path moved on: the speaker holds the prefix
 				// until the tracker judges the route that follows.
 				e.out = false
-				e.st.Reason = "waiting for the route of BGP's new best path"
+				e.st.Reason = textOf("waiting for the route of BGP's new best path")
 				if publish {
 					changed = append(changed, t.ep.public(k, &e.st))
 				}
@@ -207,7 +207,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			t.byState[Confirmed]--
 			t.byState[Advertised]++
 			at := t.ep.at(done)
-			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, "", at
+			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, text{}, at
 			t.counters.advertised.Add(1)
 			if t.observer != nil {
 				t.observer.ConfirmToAdvertise(done.Sub(t.ep.time(e.st.ConfirmedAt)))

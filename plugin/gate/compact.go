@@ -1,8 +1,9 @@
 package gate
 
 import (
-	"slices"
+	"net/netip"
 	"time"
+	"unique"
 
 	"github.com/fibgate/fibgate/plugin/fib"
 )
@@ -45,9 +46,12 @@ func (c epoch) time(s stamp) time.Time {
 // rstate is RouteState as an entry keeps it: its table and prefix are the
 // entry's key, its times stamps.
 type rstate struct {
-	Scope        string
-	Reason       string
-	NexthopFlags []fib.HWFlags
+	Scope  text
+	Reason text
+	// NexthopFlags are the per-path flags as a string of fib.HWFlags
+	// bytes (zero: none recorded): a route's paths are nearly always
+	// all offloaded, so a table shares a handful of them.
+	NexthopFlags text
 	// Flaps and Retries are int32 here (int in RouteState): with them an
 	// entry fits the 208-byte size class instead of 224.
 	Flaps        int32
@@ -65,8 +69,8 @@ type rstate struct {
 
 // public is the RouteState of an entry's state.
 func (c epoch) public(k prefixKey, s *rstate) RouteState {
-	return RouteState{Table: k.table, Prefix: k.prefix, Scope: s.Scope, State: s.State, Reason: s.Reason,
-		Flags: s.Flags, NexthopFlags: s.NexthopFlags, SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
+	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.String(), State: s.State, Reason: s.Reason.String(),
+		Flags: s.Flags, NexthopFlags: s.NexthopFlags.flags(), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
 		AdvertisedAt: c.time(s.AdvertisedAt), WithdrawnAt: c.time(s.WithdrawnAt), Flaps: int(s.Flaps),
 		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: int(s.Retries), NextRetry: c.time(s.NextRetry)}
 }
@@ -74,5 +78,69 @@ func (c epoch) public(k prefixKey, s *rstate) RouteState {
 // stateEqual says whether two states differ in what watchers hear of.
 func stateEqual(a, b rstate) bool {
 	return a.State == b.State && a.Reason == b.Reason && a.Flags == b.Flags && a.Scope == b.Scope &&
-		slices.Equal(a.NexthopFlags, b.NexthopFlags) && a.Flaps == b.Flaps && a.HoldUntil == b.HoldUntil
+		a.NexthopFlags == b.NexthopFlags && a.Flaps == b.Flaps && a.HoldUntil == b.HoldUntil
+}
+
+// text is a string an entry shares with every other entry that holds it
+// (unique.Make): 8 bytes instead of a string's 16, and the few scope
+// names, reasons and path flags a table's prefixes carry are stored
+// once. The zero text is "" (and, for path flags, none recorded).
+type text struct{ h unique.Handle[string] }
+
+func textOf(s string) text {
+	if s == "" {
+		return text{}
+	}
+	return text{unique.Make(s)}
+}
+
+// String is the text; "" for the zero text.
+func (t text) String() string {
+	if t == (text{}) {
+		return ""
+	}
+	return t.h.Value()
+}
+
+// pathFlags is the text of a route's per-path hardware flags (the zero
+// text for a route without paths).
+func pathFlags(nhs []fib.Nexthop) text {
+	b := make([]byte, len(nhs))
+	for i, nh := range nhs {
+		b[i] = byte(nh.HW)
+	}
+	return textOf(string(b))
+}
+
+// flags is the text as path flags (nil for the zero text): a fresh slice
+// for every reader.
+func (t text) flags() []fib.HWFlags {
+	if t == (text{}) {
+		return nil
+	}
+	s := t.h.Value()
+	out := make([]fib.HWFlags, len(s))
+	for i := range len(s) {
+		out[i] = fib.HWFlags(s[i])
+	}
+	return out
+}
+
+// addr is an address an entry shares like a text: 8 bytes instead of
+// netip.Addr's 24, and a leaf's few next hops are stored once.
+type addr struct{ h unique.Handle[netip.Addr] }
+
+func addrOf(a netip.Addr) addr {
+	if !a.IsValid() {
+		return addr{}
+	}
+	return addr{unique.Make(a)}
+}
+
+// Addr is the address; the zero netip.Addr for the zero addr.
+func (a addr) Addr() netip.Addr {
+	if a == (addr{}) {
+		return netip.Addr{}
+	}
+	return a.h.Value()
 }

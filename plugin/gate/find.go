@@ -15,7 +15,7 @@ func (t *Tracker) Find(p netip.Prefix) []RouteState {
 	t.mu.RLock()
 	var out []RouteState
 	for k, e := range t.entries {
-		if k.prefix == p {
+		if k.prefix() == p {
 			out = append(out, t.ep.public(k, &e.st))
 		}
 	}

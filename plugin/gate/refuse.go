@@ -67,8 +67,8 @@ func (t *Tracker) Refused(rs []Refusal) {
 		t.ref.recs = map[prefixKey]*refusal{}
 	}
 	for _, r := range rs {
-		k := prefixKey{r.Table, r.Prefix.Masked()}
-		r.Prefix = k.prefix
+		k := keyFor(r.Table, r.Prefix.Masked())
+		r.Prefix = k.prefix()
 		t.ref.recs[k] = &refusal{Refusal: r}
 		t.ref.mark(k)
 		t.ref.writes++
@@ -90,7 +90,7 @@ func (t *Tracker) endRefusals(table uint32, ps []netip.Prefix, dropped bool) {
 	t.mu.Lock()
 	n := 0
 	for _, p := range ps {
-		k := prefixKey{table, p.Masked()}
+		k := keyFor(table, p.Masked())
 		rec := t.ref.recs[k]
 		if rec == nil {
 			continue
@@ -149,8 +149,8 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 		defer t.track(k, e, 0) // evaluate tracks the entries it found
 	}
 	before := e.st
-	e.st.Scope = scope.Name
-	e.st.Flags, e.st.NexthopFlags = 0, nil
+	e.st.Scope = textOf(scope.Name)
+	e.st.Flags, e.st.NexthopFlags = 0, text{}
 	if r != nil {
 		e.st.Flags = r.Flags // the route the refused one was to replace
 	}
@@ -158,18 +158,18 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	switch {
 	case rec.dropped:
 		delete(t.ref.recs, k)
-		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, "BGP no longer has a path for it; the refused route is not written any more", t.ep.at(now)
+		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, textOf("BGP no longer has a path for it; the refused route is not written any more"), t.ep.at(now)
 		e.st.Retries, e.st.NextRetry = 0, 0
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver = 0
 	case !rec.accepted.IsZero():
-		e.st.State, e.st.Reason = Pending, "the kernel took the route after it was refused; waiting for it to show in the FIB"
+		e.st.State, e.st.Reason = Pending, textOf("the kernel took the route after it was refused; waiting for it to show in the FIB")
 		e.st.Retries, e.st.NextRetry = int32(rec.Attempts), 0
 		e.deadline = t.ep.at(rec.accepted.Add(awaitRoute))
 		e.pendingSince = t.ep.at(now)
 	default:
 		e.st.State = Refused
-		e.st.Reason = "the kernel refused the route: " + rec.Err
+		e.st.Reason = textOf("the kernel refused the route: " + rec.Err)
 		e.st.Retries, e.st.NextRetry = int32(rec.Attempts), t.ep.at(rec.NextRetry) // not a change watchers hear of
 	}
 	if e.st.State != before.State {

@@ -131,7 +131,7 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	// not one per retry.
 	e.st.Retries, e.st.NextRetry = int32(rs.attempts), t.ep.at(rs.next)
 	if rs.err != "" {
-		e.st.Reason += "; the last retry could not write the route: " + rs.err
+		e.st.Reason = textOf(e.st.Reason.String() + "; the last retry could not write the route: " + rs.err)
 	}
 }
 
@@ -255,7 +255,7 @@ func (t *Tracker) rewritten(keys []prefixKey, errs []error, now time.Time) error
 		}
 		e.retry.err = err.Error()
 		if first == nil {
-			first = fmt.Errorf("%s: %w", k.prefix, err)
+			first = fmt.Errorf("%s: %w", k.prefix(), err)
 		}
 		t.ref.mark(k)
 	}
@@ -277,7 +277,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 	t.mu.RLock()
 	var keys []prefixKey
 	for k, e := range t.entries {
-		if table != 0 && k.table != table || prefix.IsValid() && k.prefix != prefix {
+		if table != 0 && k.table != table || prefix.IsValid() && k.prefix() != prefix {
 			continue
 		}
 		if e.st.State == Failed || up(e.st.State) && e.st.Flags&fib.OffloadFailed != 0 {
@@ -293,7 +293,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 	var vers []uint64
 	t.src.View(func(f *fib.FIB) {
 		for _, k := range keys {
-			if r, v, ok := f.FirstVersion(k.table, k.prefix); ok {
+			if r, v, ok := f.FirstVersion(k.table, k.prefix()); ok {
 				routes, have, vers = append(routes, r), append(have, k), append(vers, v)
 			}
 		}
@@ -307,7 +307,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 		e := t.entries[k]
 		if errs[i] != nil {
 			t.rtr.errors++
-			failed = append(failed, fmt.Errorf("%s: %w", k.prefix, errs[i]))
+			failed = append(failed, fmt.Errorf("%s: %w", k.prefix(), errs[i]))
 			continue
 		}
 		t.rtr.rewrites++
@@ -318,7 +318,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 		rs := e.retryOf()
 		rs.attempts++
 		rs.inFlight, rs.since, rs.ver, rs.err = true, now, vers[i], ""
-		if s, ok := t.policy.Match(k.table, k.prefix); ok && s.Retry.Initial > 0 {
+		if s, ok := t.policy.Match(k.table, k.prefix()); ok && s.Retry.Initial > 0 {
 			rs.next = now.Add(s.Retry.backoff().Delay(rs.attempts))
 		} else {
 			rs.next = now.Add(awaitRoute)

@@ -28,12 +28,30 @@ type Source interface {
 	View(fn func(*fib.FIB))
 }
 
+// prefixKey is a gated prefix's identity, the key of the tracker's maps:
+// 24 bytes where a table and a netip.Prefix take 40 (the map's slot is
+// part of every route's cost; issue 10's 300 bytes a route).
 type prefixKey struct {
-	table  uint32
-	prefix netip.Prefix
+	addr  [16]byte
+	table uint32
+	bits  uint8
+	v6    bool
 }
 
-func keyOf(r *fib.Route) prefixKey { return prefixKey{r.Table, r.Prefix} }
+func keyFor(table uint32, p netip.Prefix) prefixKey {
+	a := p.Addr()
+	return prefixKey{addr: a.As16(), table: table, bits: uint8(p.Bits()), v6: a.Is6()}
+}
+
+func (k prefixKey) prefix() netip.Prefix {
+	a := netip.AddrFrom16(k.addr)
+	if !k.v6 {
+		a = a.Unmap()
+	}
+	return netip.PrefixFrom(a, int(k.bits))
+}
+
+func keyOf(r *fib.Route) prefixKey { return keyFor(r.Table, r.Prefix) }
 
 // entry is the gate's memory of one prefix (compact.go says why its
 // times are stamps).
@@ -51,7 +69,7 @@ type entry struct {
 	// may have fenced, so it is released again rather than assumed out.
 	ver uint64
 	// nextHop is its forwarding route's first gateway.
-	nextHop netip.Addr
+	nextHop addr
 	// retry is the progress of retries of a failure (retry.go); nil until
 	// the first one.
 	retry *retryState
@@ -226,7 +244,7 @@ func (t *Tracker) Briefs() []Brief {
 	t.mu.RLock()
 	out := make([]Brief, 0, len(t.entries))
 	for k, e := range t.entries {
-		out = append(out, Brief{Table: k.table, State: e.st.State, Prefix: k.prefix, AdvertisedAt: t.ep.time(e.st.AdvertisedAt)})
+		out = append(out, Brief{Table: k.table, State: e.st.State, Prefix: k.prefix(), AdvertisedAt: t.ep.time(e.st.AdvertisedAt)})
 	}
 	t.mu.RUnlock()
 	slices.SortFunc(out, CompareBriefs)
@@ -249,7 +267,7 @@ func compareKeys(at uint32, ap netip.Prefix, bt uint32, bp netip.Prefix) int {
 func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	k := prefixKey{table, p.Masked()}
+	k := keyFor(table, p.Masked())
 	e, ok := t.entries[k]
 	if !ok {
 		return RouteState{}, false
@@ -388,7 +406,7 @@ func (t *Tracker) losses(batch []fib.Event, lost map[prefixKey]bool) map[prefixK
 			continue
 		}
 		k := keyOf(ev.New)
-		s, ok := t.policy.Match(k.table, k.prefix)
+		s, ok := t.policy.Match(k.table, k.prefix())
 		if !ok {
 			continue
 		}
@@ -422,7 +440,7 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 	t.src.View(func(f *fib.FIB) {
 		clock = f.Clock()
 		for k := range keys {
-			if r, ver, ok := f.FirstVersion(k.table, k.prefix); ok {
+			if r, ver, ok := f.FirstVersion(k.table, k.prefix()); ok {
 				routes[k] = &seen{r, ver}
 			}
 		}
@@ -479,7 +497,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	if e != nil {
 		defer t.track(k, e, e.st.State)
 	}
-	scope, inScope := t.policy.Match(k.table, k.prefix)
+	scope, inScope := t.policy.Match(k.table, k.prefix())
 	if inScope {
 		// Refused routes, and routes a retry is writing again.
 		if st, changed, handled := t.evaluateRefused(k, e, scope, r, now); handled {
@@ -509,8 +527,8 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if !inScope {
 			reason = "no longer in a gated scope"
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, reason, at, at
-		e.st.Flags, e.st.NexthopFlags = 0, nil
+		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, textOf(reason), at, at
+		e.st.Flags, e.st.NexthopFlags = 0, text{}
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver, e.keep = 0, false
 		if !inScope && !e.out {
@@ -530,12 +548,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	before := e.st
 	replaced := e.ver != 0 && ver != e.ver
 	e.ver = ver
-	e.origin, e.nextHop = 0, netip.Addr{}
+	e.origin, e.nextHop = 0, addr{}
 	if t.adv.speaker != nil {
 		if o, ok := t.adv.classify(r); ok {
 			e.origin = o
 			if len(r.Nexthops) > 0 {
-				e.nextHop = r.Nexthops[0].Gateway
+				e.nextHop = addrOf(r.Nexthops[0].Gateway)
 			}
 			// BGP has out only what the tracker released, except what a
 			// Speaker adopted at start or a rescope let in: prefixes the
@@ -543,20 +561,15 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			// about: asking waits for the Speaker's lock, which its calls
 			// to BGP hold (in a sidecar, round trips to gobgpd), and under
 			// churn most prefixes seen anew are such.
-			if before.State == 0 && !e.out && t.adv.alreadyOut != nil && (met || t.wholeTable) && t.adv.alreadyOut(k.prefix) {
+			if before.State == 0 && !e.out && t.adv.alreadyOut != nil && (met || t.wholeTable) && t.adv.alreadyOut(k.prefix()) {
 				e.out = true // adopted by the Speaker at start: withdrawn if not confirmed
 			}
 		}
 	}
-	e.st.Scope = scope.Name
+	e.st.Scope = textOf(scope.Name)
 	e.st.Flags = r.Flags
-	// A fresh slice when they changed (published states share it with
-	// every subscriber, so it is never written in place).
 	if !sameNexthopFlags(e.st.NexthopFlags, r.Nexthops) {
-		e.st.NexthopFlags = make([]fib.HWFlags, 0, len(r.Nexthops))
-		for _, nh := range r.Nexthops {
-			e.st.NexthopFlags = append(e.st.NexthopFlags, nh.HW)
-		}
+		e.st.NexthopFlags = pathFlags(r.Nexthops)
 	}
 	e.deadline = 0
 	wasUp := up(before.State)
@@ -569,7 +582,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		// A replacement of a replacement keeps the first one's start, so
 		// churn cannot keep the old route out for ever.
 		wasKeeping := e.keep
-		e.keep = wasUp && e.out && t.stillOut(k.prefix)
+		e.keep = wasUp && e.out && t.stillOut(k.prefix())
 		wasUp = false
 		if !wasKeeping || !e.keep {
 			e.pendingSince = at
@@ -611,7 +624,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if before.State != HeldDown {
 				hold := holdTime(scope.HoldDown, int(e.st.Flaps))
 				e.st.HoldUntil, e.heldSince = t.ep.at(now.Add(hold)), at
-				e.st.Reason = holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil))
+				e.st.Reason = textOf(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
 			}
 			if now.Before(t.ep.time(e.st.HoldUntil)) {
 				e.st.State = HeldDown
@@ -639,27 +652,27 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if limit := keepLimit(scope); now.Before(pendingSince.Add(limit)) {
 				e.keep = true
 				e.st.State = before.State
-				e.st.Reason = fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit)
+				e.st.Reason = textOf(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
 				e.deadline = t.ep.at(pendingSince.Add(limit))
 				break
 			}
 		}
 		if verdict == VerdictFailed {
 			if (wasUp || keeping) && scope.OnFailure == FailureKeep {
-				e.st.Reason = reason + "; kept advertised by policy (on_failure: keep)"
+				e.st.Reason = textOf(reason + "; kept advertised by policy (on_failure: keep)")
 				break
 			}
 			if before.State != Failed {
 				t.counters.failed.Add(1)
 			}
-			e.st.State, e.st.Reason = Failed, reason
+			e.st.State, e.st.Reason = Failed, textOf(reason)
 			t.retryFailed(k, e, scope, r, before, now)
 			break
 		}
 		if t.retrying(k, e, scope, r, before, now) {
 			break // still failed while a retry's route is programmed
 		}
-		e.st.State, e.st.Reason = Pending, reason
+		e.st.State, e.st.Reason = Pending, textOf(reason)
 		if scope.PendingTimeout > 0 {
 			expiry := pendingSince.Add(scope.PendingTimeout)
 			switch {
@@ -668,7 +681,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			case scope.FailOpen:
 				t.confirm(e, now, fmt.Sprintf("fail-open: no confirmation within %s", scope.PendingTimeout))
 			default:
-				e.st.Reason = fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout)
+				e.st.Reason = textOf(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
 			}
 		}
 	}
@@ -703,12 +716,18 @@ func keepLimit(s *Scope) time.Duration {
 	return DefaultKeepLimit
 }
 
-func sameNexthopFlags(have []fib.HWFlags, nhs []fib.Nexthop) bool {
-	if have == nil || len(have) != len(nhs) {
+// sameNexthopFlags says whether have (pathFlags) are the paths' flags,
+// without making a text of them.
+func sameNexthopFlags(have text, nhs []fib.Nexthop) bool {
+	if have == (text{}) {
+		return false
+	}
+	s := have.h.Value()
+	if len(s) != len(nhs) {
 		return false
 	}
 	for i := range nhs {
-		if have[i] != nhs[i].HW {
+		if fib.HWFlags(s[i]) != nhs[i].HW {
 			return false
 		}
 	}
@@ -716,7 +735,7 @@ func sameNexthopFlags(have []fib.HWFlags, nhs []fib.Nexthop) bool {
 }
 
 func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
-	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, reason, t.ep.at(now)
+	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, textOf(reason), t.ep.at(now)
 	e.st.HoldUntil = 0
 	t.counters.confirmed.Add(1)
 }
