@@ -35,8 +35,9 @@ var (
 	ErrOutOfSync = errors.New("notification does not match the model")
 )
 
-// entry holds the routes of one (table, prefix) in kernel order; routes[0]
-// forwards and is the one drivers program.
+// entry holds the routes of one (table, prefix) in kernel order, as an
+// operation edits them (store.go); routes[0] forwards and is the one
+// drivers program.
 type entry struct {
 	routes []Route
 	// ver is the FIB's clock when routes[0] last changed identity (not
@@ -46,12 +47,14 @@ type entry struct {
 
 // FIB is a set of routing tables with kernel semantics.
 type FIB struct {
-	tables map[uint32]*trie.Table[*entry]
+	tables map[uint32]*trie.Table[*packed]
 	mode   [2]NotifyMode
 	driver Driver
 	routes int
-	clock  uint64 // last version handed out
-	nhs    nhPool // stored routes' next-hop lists, shared
+	clock  uint64   // last version handed out
+	nhs    nhPool   // stored routes' next-hop lists, shared
+	open   []opened // entries the current operation edits (store.go)
+	free   []*entry // entries to open, reused
 }
 
 // Option configures a FIB.
@@ -70,7 +73,7 @@ func WithDriver(d Driver) Option {
 // New returns an empty FIB. Without options the notify mode is 0 for both
 // families, as in a new network namespace, and there is no driver.
 func New(opts ...Option) *FIB {
-	f := &FIB{tables: make(map[uint32]*trie.Table[*entry])}
+	f := &FIB{tables: make(map[uint32]*trie.Table[*packed])}
 	for _, o := range opts {
 		o(f)
 	}
@@ -106,34 +109,26 @@ func (f *FIB) Tables() []uint32 {
 	return ids
 }
 
-func (f *FIB) table(id uint32, create bool) *trie.Table[*entry] {
+func (f *FIB) table(id uint32, create bool) *trie.Table[*packed] {
 	t := f.tables[id]
 	if t == nil && create {
-		t = &trie.Table[*entry]{}
+		t = &trie.Table[*packed]{}
 		f.tables[id] = t
 	}
 	return t
 }
 
-func (f *FIB) entry(table uint32, p netip.Prefix) *entry {
-	t := f.table(table, false)
-	if t == nil {
-		return nil
-	}
-	e, _ := t.Get(p)
-	return e
-}
-
 // Routes returns copies of the routes of (table, prefix) in kernel order; the
 // first one forwards. It returns nil when there are none.
 func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
-	e := f.entry(table, p.Masked())
-	if e == nil {
+	p = p.Masked()
+	pk := f.packedAt(table, p)
+	if pk == nil {
 		return nil
 	}
-	out := make([]Route, len(e.routes))
-	for i := range e.routes {
-		out[i] = e.routes[i].Clone()
+	out := make([]Route, pk.len())
+	for i := range out {
+		out[i] = pk.at(i).route(table, p).Clone()
 	}
 	return out
 }
@@ -147,11 +142,10 @@ func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
 // Every operation that changes a forwarding route stamps it (Add, Delete,
 // Apply, Append); InheritVersions carries versions over a resync.
 func (f *FIB) Version(table uint32, p netip.Prefix) uint64 {
-	e := f.entry(table, p.Masked())
-	if e == nil || len(e.routes) == 0 {
-		return 0
+	if pk := f.packedAt(table, p.Masked()); pk != nil {
+		return pk.ver
 	}
-	return e.ver
+	return 0
 }
 
 // Clock returns the last version handed out. Every forwarding route written
@@ -165,16 +159,16 @@ func (f *FIB) Clock() uint64 { return f.clock }
 func (f *FIB) InheritVersions(old *FIB) {
 	f.clock = max(f.clock, old.clock)
 	for id, t := range f.tables {
-		for p, e := range t.All() {
-			if len(e.routes) == 0 {
-				continue
-			}
-			if o := old.entry(id, p); o != nil && len(o.routes) > 0 && o.routes[0].SameAs(&e.routes[0]) {
-				e.ver = o.ver
-				continue
+		for p, pk := range t.All() {
+			if o := old.packedAt(id, p); o != nil {
+				a, b := pk.first.route(id, p), o.first.route(id, p)
+				if a.SameAs(&b) {
+					pk.ver = o.ver
+					continue
+				}
 			}
 			f.clock++
-			e.ver = f.clock
+			pk.ver = f.clock
 		}
 	}
 }
@@ -185,6 +179,16 @@ func (f *FIB) forwarding(table uint32, p netip.Prefix) (Route, bool) {
 		return e.routes[0], true
 	}
 	return Route{}, false
+}
+
+// firstOf is the forwarding route of (table, p), its next hops the stored
+// list, and its version.
+func (f *FIB) firstOf(table uint32, p netip.Prefix) (Route, uint64, bool) {
+	pk := f.packedAt(table, p)
+	if pk == nil {
+		return Route{}, 0, false
+	}
+	return pk.first.route(table, p), pk.ver, true
 }
 
 // stamp gives e's forwarding route a new version when it is not the route
@@ -210,22 +214,24 @@ func (f *FIB) First(table uint32, p netip.Prefix) (Route, bool) {
 // FirstVersion is First with the route's Version, in one lookup: what the
 // gate reads for every prefix it judges.
 func (f *FIB) FirstVersion(table uint32, p netip.Prefix) (Route, uint64, bool) {
-	e := f.entry(table, p.Masked())
-	if e == nil || len(e.routes) == 0 {
+	r, ver, ok := f.firstOf(table, p.Masked())
+	if !ok {
 		return Route{}, 0, false
 	}
-	return e.routes[0].Clone(), e.ver, true
+	return r.Clone(), ver, true
 }
 
 // Find returns the stored route that is the same as r by kernel identity,
 // with its current hardware state.
 func (f *FIB) Find(r *Route) (Route, bool) {
-	e := f.entry(r.Table, r.Prefix)
-	if e == nil {
+	pk := f.packedAt(r.Table, r.Prefix)
+	if pk == nil {
 		return Route{}, false
 	}
-	if i := indexSame(e.routes, r); i >= 0 {
-		return e.routes[i].Clone(), true
+	for i := range pk.len() {
+		if c := pk.at(i).route(r.Table, r.Prefix); c.SameAs(r) {
+			return c.Clone(), true
+		}
 	}
 	return Route{}, false
 }
@@ -237,11 +243,11 @@ func (f *FIB) Lookup(table uint32, a netip.Addr) (Route, bool) {
 	if t == nil {
 		return Route{}, false
 	}
-	_, e, ok := t.Lookup(a)
-	if !ok || len(e.routes) == 0 {
+	p, pk, ok := t.Lookup(a)
+	if !ok {
 		return Route{}, false
 	}
-	return e.routes[0].Clone(), true
+	return pk.first.route(table, p).Clone(), true
 }
 
 // All walks every route: tables in ascending id, prefixes in address order,
@@ -250,9 +256,10 @@ func (f *FIB) Lookup(table uint32, a netip.Addr) (Route, bool) {
 func (f *FIB) All() iter.Seq[*Route] {
 	return func(yield func(*Route) bool) {
 		for _, id := range f.Tables() {
-			for _, e := range f.tables[id].All() {
-				for i := range e.routes {
-					if !yield(&e.routes[i]) {
+			for p, pk := range f.tables[id].All() {
+				for i := range pk.len() {
+					r := pk.at(i).route(id, p)
+					if !yield(&r) {
 						return
 					}
 				}
@@ -269,9 +276,10 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 		if t == nil {
 			return
 		}
-		for _, e := range t.Subtree(p.Masked()) {
-			for i := range e.routes {
-				if !yield(&e.routes[i]) {
+		for q, pk := range t.Subtree(p.Masked()) {
+			for i := range pk.len() {
+				r := pk.at(i).route(table, q)
+				if !yield(&r) {
 					return
 				}
 			}
@@ -280,17 +288,17 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 }
 
 // MemoryEstimate approximates the bytes the model holds: the tries plus the
-// route records and their nexthop lists, each shared list once.
+// packed records and their nexthop lists, each shared list once.
 func (f *FIB) MemoryEstimate() int {
-	const routeSize, nhSize, entrySize = 112, 48, 32
+	const packedSize, slimSize, nhSize = 96, 64, 48
 	n := 0
 	lists := map[*Nexthop]bool{}
 	for _, t := range f.tables {
-		n += t.MemoryEstimate() + t.Len()*entrySize
-		for _, e := range t.All() {
-			n += cap(e.routes) * routeSize
-			for i := range e.routes {
-				if nhs := e.routes[i].Nexthops; len(nhs) > 0 && !lists[&nhs[0]] {
+		n += t.MemoryEstimate() + t.Len()*packedSize
+		for _, pk := range t.All() {
+			n += cap(pk.more) * slimSize
+			for i := range pk.len() {
+				if nhs := pk.at(i).Nexthops; len(nhs) > 0 && !lists[&nhs[0]] {
 					lists[&nhs[0]] = true
 					n += cap(nhs) * nhSize
 				}
@@ -307,23 +315,6 @@ func indexSame(rs []Route, r *Route) int {
 		}
 	}
 	return -1
-}
-
-// store writes back an entry after its route list changed, dropping it when
-// empty so the trie shrinks.
-func (f *FIB) store(table uint32, p netip.Prefix, e *entry) {
-	for i := range e.routes {
-		e.routes[i].Nexthops = f.nhs.intern(e.routes[i].Nexthops)
-	}
-	t := f.table(table, true)
-	if len(e.routes) == 0 {
-		t.Delete(p)
-		if t.Len() == 0 {
-			delete(f.tables, table)
-		}
-		return
-	}
-	t.Insert(p, e)
 }
 
 // validate checks what the kernel would reject outright, before any state changes.

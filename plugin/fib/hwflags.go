@@ -7,6 +7,7 @@ package fib
 // flags are always stored; the returned messages follow the family's
 // NotifyMode: one per changed route, and for IPv6 one per changed sibling.
 func (f *FIB) SetFlags(r *Route, flags HWFlags) []Message {
+	defer f.commit()
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
 		return nil
@@ -37,6 +38,7 @@ func (f *FIB) SetFlags(r *Route, flags HWFlags) []Message {
 // RTNH_F_OFFLOAD/RTNH_F_TRAP bit of one nexthop, which the kernel shows in
 // dumps but never announces on its own.
 func (f *FIB) SetNexthopFlags(r *Route, nh int, flags HWFlags) []Message {
+	defer f.commit()
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
 		return nil
@@ -79,6 +81,7 @@ func (f *FIB) setSibling(cur *Route, i int, flags HWFlags) []Message {
 // driver lives outside the kernel uses it to carry flags across a resync,
 // since the kernel's dump cannot know them.
 func (f *FIB) RestoreFlags(r *Route) bool {
+	defer f.commit()
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
 		return false

@@ -28,6 +28,7 @@ func (c Change) Route() *Route {
 // change for a route the model lacks) returns an error wrapping
 // ErrOutOfSync: the caller should resynchronise from a dump.
 func (f *FIB) Apply(m Message) ([]Change, error) {
+	defer f.commit()
 	r := m.Route.Clone()
 	r.Prefix = r.Prefix.Masked()
 	if err := validate(&r); err != nil {
@@ -84,14 +85,16 @@ func (f *FIB) applyFlags(r Route) ([]Change, error) {
 // order, is loaded into a fresh model. Duplicates are kept: an IPv6 replace can
 // leave two identical routes in the kernel.
 func (f *FIB) Append(r Route) error {
+	defer f.commit()
 	r = r.Clone()
 	r.Prefix = r.Prefix.Masked()
 	if err := validate(&r); err != nil {
 		return fmt.Errorf("load %s: %w", r.String(), err)
 	}
+	r.Nexthops = f.nhs.intern(r.Nexthops)
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
-		e = &entry{}
+		e = f.spare()
 	}
 	e.routes = append(e.routes, r)
 	if len(e.routes) == 1 {

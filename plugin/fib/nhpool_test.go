@@ -24,8 +24,8 @@ func TestRoutesSharingNextHopsKeepTheirOwnHardwareState(t *testing.T) {
 		}
 	}
 	shared := func(a, b Route) bool {
-		ea, eb := f.entry(TableMain, a.Prefix), f.entry(TableMain, b.Prefix)
-		return &ea.routes[0].Nexthops[0] == &eb.routes[0].Nexthops[0]
+		ea, eb := f.packedAt(TableMain, a.Prefix), f.packedAt(TableMain, b.Prefix)
+		return &ea.first.Nexthops[0] == &eb.first.Nexthops[0]
 	}
 	if !shared(a4, b4) || !shared(a6, b6) {
 		t.Fatal("routes with equal next hops do not share their stored list")

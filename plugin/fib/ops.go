@@ -13,6 +13,7 @@ import (
 // returned with that error are the ones the kernel still sent. New routes start
 // without hardware flags.
 func (f *FIB) Add(r Route, req NLFlags) ([]Message, error) {
+	defer f.commit()
 	r = fresh(r)
 	if err := validate(&r); err != nil {
 		return nil, fmt.Errorf("add %s: %w", r.String(), err)
@@ -39,6 +40,7 @@ func (f *FIB) Add(r Route, req NLFlags) ([]Message, error) {
 // match (a zero field in a nexthop matches anything). For an IPv6 multipath
 // route, listing some nexthops removes only those siblings.
 func (f *FIB) Delete(spec Route) ([]Message, error) {
+	defer f.commit()
 	spec.Prefix = spec.Prefix.Masked()
 	before, had := f.forwarding(spec.Table, spec.Prefix)
 	msgs, _, err := f.del(spec, f.driver, false)
@@ -68,7 +70,7 @@ func (f *FIB) add4(r Route, req NLFlags, drv Driver, mirror bool) ([]Message, []
 	r.Nexthops = f.nhs.intern(r.Nexthops)
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
-		e = &entry{}
+		e = f.spare()
 	}
 	rs := e.routes
 	// The first route at or after the place r sorts into: routes are ordered

@@ -23,7 +23,7 @@ func (f *FIB) add6(r Route, req NLFlags, drv Driver, mirror bool) ([]Message, []
 	r.Nexthops = f.nhs.intern(r.Nexthops)
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
-		e = &entry{}
+		e = f.spare()
 	}
 	rs := e.routes
 	lo := 0
@@ -144,12 +144,13 @@ func (f *FIB) merge6(e *entry, k int, r Route, req NLFlags, drv Driver) ([]Messa
 		}
 		return nil, nil, ErrExists
 	}
+	prev := cur.Nexthops
 	cur.Nexthops = f.nhs.intern(append(cur.Nexthops, added...))
 	if k == 0 && drv != nil {
 		app := *cur
 		app.Nexthops = added
 		if err := drv.Event(DriverEvent{Kind: DriverAppend, Route: app.Clone()}); err != nil {
-			cur.Nexthops = old.Nexthops
+			cur.Nexthops = prev
 			return nil, nil, err
 		}
 	}
