@@ -251,14 +251,16 @@ func (f *FIB) Lookup(table uint32, a netip.Addr) (Route, bool) {
 }
 
 // All walks every route: tables in ascending id, prefixes in address order,
-// routes of a prefix in kernel order. The yielded route is a view into the
-// model: it must not be modified or kept past the iteration step (Clone it).
+// routes of a prefix in kernel order. The yielded route is built from the
+// model for the step, with the model's shared next-hop list: it must not be
+// modified or kept past the iteration step (Clone it).
 func (f *FIB) All() iter.Seq[*Route] {
 	return func(yield func(*Route) bool) {
+		var r Route // one for the walk: a yielded route is not kept
 		for _, id := range f.Tables() {
 			for p, pk := range f.tables[id].All() {
 				for i := range pk.len() {
-					r := pk.at(i).route(id, p)
+					r = pk.at(i).route(id, p)
 					if !yield(&r) {
 						return
 					}
@@ -276,9 +278,10 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 		if t == nil {
 			return
 		}
+		var r Route // one for the walk: a yielded route is not kept
 		for q, pk := range t.Subtree(p.Masked()) {
 			for i := range pk.len() {
-				r := pk.at(i).route(table, q)
+				r = pk.at(i).route(table, q)
 				if !yield(&r) {
 					return
 				}
