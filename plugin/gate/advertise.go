@@ -196,7 +196,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				e.out = false
 				e.st.Reason = textOf("waiting for the route of BGP's new best path")
 				if publish {
-					changed = append(changed, t.ep.public(k, &e.st))
+					changed = append(changed, t.ep.public(k, e))
 				}
 				continue
 			}
@@ -213,7 +213,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				t.observer.ConfirmToAdvertise(done.Sub(t.ep.time(e.st.ConfirmedAt)))
 			}
 			if publish {
-				changed = append(changed, t.ep.public(k, &e.st))
+				changed = append(changed, t.ep.public(k, e))
 			}
 		}
 		slices.SortFunc(changed, compareStates)

@@ -52,27 +52,33 @@ type rstate struct {
 	// bytes (zero: none recorded): a route's paths are nearly always
 	// all offloaded, so a table shares a handful of them.
 	NexthopFlags text
-	// Flaps and Retries are int32 here (int in RouteState): with them an
-	// entry fits the 208-byte size class instead of 224.
-	Flaps        int32
-	Retries      int32
 	SeenAt       stamp
 	ConfirmedAt  stamp
 	AdvertisedAt stamp
 	WithdrawnAt  stamp
 	HoldUntil    stamp
 	StateSince   stamp
-	NextRetry    stamp
-	State        State
-	Flags        fib.HWFlags
+	// Flaps is int32 here (int in RouteState), after the stamps so that
+	// the small fields share a word. Retries and NextRetry, set only while
+	// a prefix fails or is refused, are in the entry's retry record
+	// (retryState.shown). An entry is 144 bytes, a size class; with those
+	// two here it took the 160-byte class.
+	Flaps int32
+	State State
+	Flags fib.HWFlags
 }
 
-// public is the RouteState of an entry's state.
-func (c epoch) public(k prefixKey, s *rstate) RouteState {
+// public is the RouteState of an entry.
+func (c epoch) public(k prefixKey, e *entry) RouteState {
+	s := &e.st
+	var shown retriesShown
+	if e.retry != nil {
+		shown = e.retry.shown
+	}
 	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.String(), State: s.State, Reason: s.Reason.String(),
 		Flags: s.Flags, NexthopFlags: s.NexthopFlags.flags(), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
 		AdvertisedAt: c.time(s.AdvertisedAt), WithdrawnAt: c.time(s.WithdrawnAt), Flaps: int(s.Flaps),
-		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: int(s.Retries), NextRetry: c.time(s.NextRetry)}
+		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: int(shown.n), NextRetry: c.time(shown.next)}
 }
 
 // stateEqual says whether two states differ in what watchers hear of.

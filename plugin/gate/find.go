@@ -16,7 +16,7 @@ func (t *Tracker) Find(p netip.Prefix) []RouteState {
 	var out []RouteState
 	for k, e := range t.entries {
 		if k.prefix() == p {
-			out = append(out, t.ep.public(k, &e.st))
+			out = append(out, t.ep.public(k, e))
 		}
 	}
 	t.mu.RUnlock()

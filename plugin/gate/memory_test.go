@@ -8,6 +8,7 @@ import (
 	"runtime/pprof"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fibgate/fibgate/plugin/fib"
 )
@@ -106,5 +107,20 @@ func BenchmarkMemoryPerRoute(b *testing.B) {
 		}
 		runtime.KeepAlive(src)
 		runtime.KeepAlive(tr)
+	}
+}
+
+// An entry is per gated prefix, a full table's worth: it must stay in its
+// allocator size class (144 bytes on 64-bit), or every route costs 16
+// bytes more (BenchmarkMemoryPerRoute).
+func TestEntryFitsItsSizeClass(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit platforms")
+	}
+	if n := unsafe.Sizeof(entry{}); n > 144 {
+		t.Errorf("entry is %d bytes, more than the 144-byte size class", n)
+	}
+	if n := unsafe.Sizeof(prefixKey{}); n > 24 {
+		t.Errorf("prefixKey is %d bytes, want 24", n)
 	}
 }

@@ -44,7 +44,7 @@ func (t *Tracker) Page(table uint32, after netip.Prefix, n int, match func(Brief
 	h = h[:min(len(h), n)]
 	out := make([]RouteState, len(h))
 	for i, k := range h {
-		out[i] = t.ep.public(k, &t.entries[k].st)
+		out[i] = t.ep.public(k, t.entries[k])
 	}
 	return out, more
 }

@@ -159,18 +159,18 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	case rec.dropped:
 		delete(t.ref.recs, k)
 		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, textOf("BGP no longer has a path for it; the refused route is not written any more"), t.ep.at(now)
-		e.st.Retries, e.st.NextRetry = 0, 0
+		e.showRetries(0, 0)
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver = 0
 	case !rec.accepted.IsZero():
 		e.st.State, e.st.Reason = Pending, textOf("the kernel took the route after it was refused; waiting for it to show in the FIB")
-		e.st.Retries, e.st.NextRetry = int32(rec.Attempts), 0
+		e.showRetries(int32(rec.Attempts), 0)
 		e.deadline = t.ep.at(rec.accepted.Add(awaitRoute))
 		e.pendingSince = t.ep.at(now)
 	default:
 		e.st.State = Refused
 		e.st.Reason = textOf("the kernel refused the route: " + rec.Err)
-		e.st.Retries, e.st.NextRetry = int32(rec.Attempts), t.ep.at(rec.NextRetry) // not a change watchers hear of
+		e.showRetries(int32(rec.Attempts), t.ep.at(rec.NextRetry)) // not a change watchers hear of
 	}
 	if e.st.State != before.State {
 		e.st.StateSince = t.ep.at(now)
@@ -181,5 +181,5 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	if stateEqual(before, e.st) {
 		return RouteState{}, false, true
 	}
-	return t.ep.public(k, &e.st), true, true
+	return t.ep.public(k, e), true, true
 }

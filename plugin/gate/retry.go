@@ -67,6 +67,25 @@ type retryState struct {
 	since    time.Time // when it was issued
 	ver      uint64    // the version of the route it rewrote
 	err      string    // why the last rewrite could not be done
+	// shown is the state's Retries and NextRetry: a failed prefix's
+	// retries, or a refused one's refused writes (which have no progress
+	// here otherwise).
+	shown retriesShown
+}
+
+// retriesShown is RouteState's Retries and NextRetry as an entry keeps them.
+type retriesShown struct {
+	n    int32
+	next stamp
+}
+
+// showRetries sets the state's Retries and NextRetry; the retry record is
+// made only when they are not zero.
+func (e *entry) showRetries(n int32, next stamp) {
+	if e.retry == nil && n == 0 && next == 0 {
+		return
+	}
+	e.retryOf().shown = retriesShown{n, next}
 }
 
 // retryOf returns e's retry progress, made on first use: most prefixes
@@ -109,7 +128,12 @@ func (t *Tracker) RetryStats() RetryStats {
 // next rewrite; a due one is queued. Called with t.mu held.
 func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, before rstate, now time.Time) {
 	if t.rtr.rw == nil || s.Retry.Initial <= 0 {
-		e.retry = nil
+		// No retries: the record goes, unless the state still shows some.
+		if e.retry != nil && e.retry.shown == (retriesShown{}) {
+			e.retry = nil
+		} else if e.retry != nil {
+			e.retry = &retryState{shown: e.retry.shown}
+		}
 		return
 	}
 	rs := e.retryOf()
@@ -129,7 +153,7 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	// Retries and NextRetry say how it goes; the reason changes only when
 	// a rewrite could not be done, so watchers see one line per failure,
 	// not one per retry.
-	e.st.Retries, e.st.NextRetry = int32(rs.attempts), t.ep.at(rs.next)
+	e.showRetries(int32(rs.attempts), t.ep.at(rs.next))
 	if rs.err != "" {
 		e.st.Reason = textOf(e.st.Reason.String() + "; the last retry could not write the route: " + rs.err)
 	}
@@ -149,7 +173,7 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 	}
 	e.st.State, e.st.Reason = Failed, before.Reason
 	e.st.Flags, e.st.NexthopFlags = before.Flags, before.NexthopFlags // until the driver answers
-	e.st.Retries, e.st.NextRetry = int32(rs.attempts), t.ep.at(rs.next)
+	e.showRetries(int32(rs.attempts), t.ep.at(rs.next))
 	e.deadline = t.ep.at(rs.next)
 	return true
 }

@@ -223,7 +223,7 @@ func (t *Tracker) List() []RouteState {
 func (t *Tracker) unsortedLocked() []RouteState {
 	out := make([]RouteState, 0, len(t.entries))
 	for k, e := range t.entries {
-		out = append(out, t.ep.public(k, &e.st))
+		out = append(out, t.ep.public(k, e))
 	}
 	return out
 }
@@ -272,7 +272,7 @@ func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
 	if !ok {
 		return RouteState{}, false
 	}
-	return t.ep.public(k, &e.st), true
+	return t.ep.public(k, e), true
 }
 
 // Watch streams changed states until ctx ends or the tracker stops, after a
@@ -508,7 +508,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		}
 	}
 	if e != nil {
-		e.st.Retries, e.st.NextRetry = 0, 0 // set again while failed
+		e.showRetries(0, 0) // set again while failed
 	}
 	at := t.ep.at(now)
 	if !inScope || r == nil {
@@ -534,7 +534,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if !inScope && !e.out {
 			t.forget(k, e)
 		}
-		return t.ep.public(k, &e.st), true
+		return t.ep.public(k, e), true
 	}
 	if e == nil {
 		e = &entry{}
@@ -691,7 +691,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	if stateEqual(before, e.st) {
 		return RouteState{}, false
 	}
-	return t.ep.public(k, &e.st), true
+	return t.ep.public(k, e), true
 }
 
 // stillOut reports whether the speaker still has p out; without a way to
