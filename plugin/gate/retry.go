@@ -89,7 +89,7 @@ func (e *entry) showRetries(n int32, next stamp) {
 }
 
 // retryOf returns e's retry progress, made on first use: most prefixes
-// never fail, and it is 88 bytes.
+// never fail or are refused, and it is 104 bytes.
 func (e *entry) retryOf() *retryState {
 	if e.retry == nil {
 		e.retry = &retryState{}
