@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"net/netip"
 	"time"
 	"unique"
 
@@ -75,8 +74,8 @@ func (c epoch) public(k prefixKey, e *entry) RouteState {
 	if e.retry != nil {
 		shown = e.retry.shown
 	}
-	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.String(), State: s.State, Reason: s.Reason.String(),
-		Flags: s.Flags, NexthopFlags: s.NexthopFlags.flags(), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
+	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.get(), State: s.State, Reason: s.Reason.get(),
+		Flags: s.Flags, NexthopFlags: flagsOf(s.NexthopFlags), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
 		AdvertisedAt: c.time(s.AdvertisedAt), WithdrawnAt: c.time(s.WithdrawnAt), Flaps: int(s.Flaps),
 		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: int(shown.n), NextRetry: c.time(shown.next)}
 }
@@ -87,26 +86,32 @@ func stateEqual(a, b rstate) bool {
 		a.NexthopFlags == b.NexthopFlags && a.Flaps == b.Flaps && a.HoldUntil == b.HoldUntil
 }
 
-// text is a string an entry shares with every other entry that holds it
-// (unique.Make): 8 bytes instead of a string's 16, and the few scope
-// names, reasons and path flags a table's prefixes carry are stored
-// once. The zero text is "" (and, for path flags, none recorded).
-type text struct{ h unique.Handle[string] }
+// shared is a value an entry shares with every other entry that holds it
+// (unique.Make): an 8-byte handle instead of a string's 16 or an
+// address's 24, and the few scope names, reasons, path flags and next hops
+// a table's prefixes carry are stored once. The zero shared is T's zero
+// value.
+type shared[T comparable] struct{ h unique.Handle[T] }
 
-func textOf(s string) text {
-	if s == "" {
-		return text{}
+func share[T comparable](v T) shared[T] {
+	var zero T
+	if v == zero {
+		return shared[T]{}
 	}
-	return text{unique.Make(s)}
+	return shared[T]{unique.Make(v)}
 }
 
-// String is the text; "" for the zero text.
-func (t text) String() string {
-	if t == (text{}) {
-		return ""
+func (s shared[T]) get() T {
+	if s == (shared[T]{}) {
+		var zero T
+		return zero
 	}
-	return t.h.Value()
+	return s.h.Value()
 }
+
+// text is a shared string: a scope name, a reason, or path flags as a
+// string of fib.HWFlags bytes (the zero text: none recorded).
+type text = shared[string]
 
 // pathFlags is the text of a route's per-path hardware flags (the zero
 // text for a route without paths).
@@ -115,38 +120,19 @@ func pathFlags(nhs []fib.Nexthop) text {
 	for i, nh := range nhs {
 		b[i] = byte(nh.HW)
 	}
-	return textOf(string(b))
+	return share(string(b))
 }
 
-// flags is the text as path flags (nil for the zero text): a fresh slice
-// for every reader.
-func (t text) flags() []fib.HWFlags {
-	if t == (text{}) {
+// flagsOf is path flags as RouteState has them (nil for the zero text): a
+// fresh slice for every reader.
+func flagsOf(t text) []fib.HWFlags {
+	s := t.get()
+	if s == "" {
 		return nil
 	}
-	s := t.h.Value()
 	out := make([]fib.HWFlags, len(s))
 	for i := range len(s) {
 		out[i] = fib.HWFlags(s[i])
 	}
 	return out
-}
-
-// addr is an address an entry shares like a text: 8 bytes instead of
-// netip.Addr's 24, and a leaf's few next hops are stored once.
-type addr struct{ h unique.Handle[netip.Addr] }
-
-func addrOf(a netip.Addr) addr {
-	if !a.IsValid() {
-		return addr{}
-	}
-	return addr{unique.Make(a)}
-}
-
-// Addr is the address; the zero netip.Addr for the zero addr.
-func (a addr) Addr() netip.Addr {
-	if a == (addr{}) {
-		return netip.Addr{}
-	}
-	return a.h.Value()
 }

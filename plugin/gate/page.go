@@ -23,13 +23,14 @@ func (t *Tracker) Page(table uint32, after netip.Prefix, n int, match func(Brief
 	// The n+1 smallest matching keys after the cursor, largest on top.
 	h := make(keyHeap, 0, n+1)
 	for k, e := range t.entries {
-		if after.IsValid() && compareKeys(k.table, k.prefix(), table, after) <= 0 {
+		p := k.prefix() // once: a key keeps the prefix as bytes
+		if after.IsValid() && compareKeys(k.table, p, table, after) <= 0 {
 			continue
 		}
-		if len(h) == n+1 && compareKeys(k.table, k.prefix(), h[0].table, h[0].prefix()) >= 0 {
+		if len(h) == n+1 && compareKeys(k.table, p, h[0].table, h[0].prefix()) >= 0 {
 			continue
 		}
-		if match != nil && !match(Brief{Table: k.table, State: e.st.State, Prefix: k.prefix(), AdvertisedAt: t.ep.time(e.st.AdvertisedAt)}) {
+		if match != nil && !match(Brief{Table: k.table, State: e.st.State, Prefix: p, AdvertisedAt: t.ep.time(e.st.AdvertisedAt)}) {
 			continue
 		}
 		if len(h) == n+1 {
@@ -40,7 +41,7 @@ func (t *Tracker) Page(table uint32, after netip.Prefix, n int, match func(Brief
 		}
 	}
 	more := len(h) > n
-	slices.SortFunc(h, func(a, b prefixKey) int { return compareKeys(a.table, a.prefix(), b.table, b.prefix()) })
+	slices.SortFunc(h, prefixKey.compare)
 	h = h[:min(len(h), n)]
 	out := make([]RouteState, len(h))
 	for i, k := range h {
@@ -52,12 +53,10 @@ func (t *Tracker) Page(table uint32, after netip.Prefix, n int, match func(Brief
 // keyHeap is a max-heap of keys in List's order.
 type keyHeap []prefixKey
 
-func (h keyHeap) Len() int { return len(h) }
-func (h keyHeap) Less(i, j int) bool {
-	return compareKeys(h[i].table, h[i].prefix(), h[j].table, h[j].prefix()) > 0
-}
-func (h keyHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *keyHeap) Push(x any)   { *h = append(*h, x.(prefixKey)) }
+func (h keyHeap) Len() int           { return len(h) }
+func (h keyHeap) Less(i, j int) bool { return h[i].compare(h[j]) > 0 }
+func (h keyHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *keyHeap) Push(x any)        { *h = append(*h, x.(prefixKey)) }
 func (h *keyHeap) Pop() any {
 	old := *h
 	x := old[len(old)-1]

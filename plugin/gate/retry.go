@@ -129,10 +129,9 @@ func (t *Tracker) RetryStats() RetryStats {
 func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, before rstate, now time.Time) {
 	if t.rtr.rw == nil || s.Retry.Initial <= 0 {
 		// No retries: the record goes, unless the state still shows some.
-		if e.retry != nil && e.retry.shown == (retriesShown{}) {
+		if rs := e.retry; rs != nil {
 			e.retry = nil
-		} else if e.retry != nil {
-			e.retry = &retryState{shown: e.retry.shown}
+			e.showRetries(rs.shown.n, rs.shown.next)
 		}
 		return
 	}
@@ -155,7 +154,7 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	// not one per retry.
 	e.showRetries(int32(rs.attempts), t.ep.at(rs.next))
 	if rs.err != "" {
-		e.st.Reason = textOf(e.st.Reason.String() + "; the last retry could not write the route: " + rs.err)
+		e.st.Reason = share(e.st.Reason.get() + "; the last retry could not write the route: " + rs.err)
 	}
 }
 

@@ -53,6 +53,11 @@ func (k prefixKey) prefix() netip.Prefix {
 
 func keyOf(r *fib.Route) prefixKey { return keyFor(r.Table, r.Prefix) }
 
+// compare is the keys' order in List (compareKeys).
+func (k prefixKey) compare(o prefixKey) int {
+	return compareKeys(k.table, k.prefix(), o.table, o.prefix())
+}
+
 // entry is the gate's memory of one prefix (compact.go says why its
 // times are stamps).
 type entry struct {
@@ -69,7 +74,7 @@ type entry struct {
 	// may have fenced, so it is released again rather than assumed out.
 	ver uint64
 	// nextHop is its forwarding route's first gateway.
-	nextHop addr
+	nextHop shared[netip.Addr]
 	// retry is the progress of retries of a failure (retry.go); nil until
 	// the first one.
 	retry *retryState
@@ -527,7 +532,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if !inScope {
 			reason = "no longer in a gated scope"
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, textOf(reason), at, at
+		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, share(reason), at, at
 		e.st.Flags, e.st.NexthopFlags = 0, text{}
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver, e.keep = 0, false
@@ -548,12 +553,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	before := e.st
 	replaced := e.ver != 0 && ver != e.ver
 	e.ver = ver
-	e.origin, e.nextHop = 0, addr{}
+	e.origin, e.nextHop = 0, shared[netip.Addr]{}
 	if t.adv.speaker != nil {
 		if o, ok := t.adv.classify(r); ok {
 			e.origin = o
 			if len(r.Nexthops) > 0 {
-				e.nextHop = addrOf(r.Nexthops[0].Gateway)
+				e.nextHop = share(r.Nexthops[0].Gateway)
 			}
 			// BGP has out only what the tracker released, except what a
 			// Speaker adopted at start or a rescope let in: prefixes the
@@ -566,7 +571,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			}
 		}
 	}
-	e.st.Scope = textOf(scope.Name)
+	e.st.Scope = share(scope.Name)
 	e.st.Flags = r.Flags
 	if !sameNexthopFlags(e.st.NexthopFlags, r.Nexthops) {
 		e.st.NexthopFlags = pathFlags(r.Nexthops)
@@ -624,7 +629,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if before.State != HeldDown {
 				hold := holdTime(scope.HoldDown, int(e.st.Flaps))
 				e.st.HoldUntil, e.heldSince = t.ep.at(now.Add(hold)), at
-				e.st.Reason = textOf(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
+				e.st.Reason = share(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
 			}
 			if now.Before(t.ep.time(e.st.HoldUntil)) {
 				e.st.State = HeldDown
@@ -652,27 +657,27 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if limit := keepLimit(scope); now.Before(pendingSince.Add(limit)) {
 				e.keep = true
 				e.st.State = before.State
-				e.st.Reason = textOf(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
+				e.st.Reason = share(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
 				e.deadline = t.ep.at(pendingSince.Add(limit))
 				break
 			}
 		}
 		if verdict == VerdictFailed {
 			if (wasUp || keeping) && scope.OnFailure == FailureKeep {
-				e.st.Reason = textOf(reason + "; kept advertised by policy (on_failure: keep)")
+				e.st.Reason = share(reason + "; kept advertised by policy (on_failure: keep)")
 				break
 			}
 			if before.State != Failed {
 				t.counters.failed.Add(1)
 			}
-			e.st.State, e.st.Reason = Failed, textOf(reason)
+			e.st.State, e.st.Reason = Failed, share(reason)
 			t.retryFailed(k, e, scope, r, before, now)
 			break
 		}
 		if t.retrying(k, e, scope, r, before, now) {
 			break // still failed while a retry's route is programmed
 		}
-		e.st.State, e.st.Reason = Pending, textOf(reason)
+		e.st.State, e.st.Reason = Pending, share(reason)
 		if scope.PendingTimeout > 0 {
 			expiry := pendingSince.Add(scope.PendingTimeout)
 			switch {
@@ -681,7 +686,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			case scope.FailOpen:
 				t.confirm(e, now, fmt.Sprintf("fail-open: no confirmation within %s", scope.PendingTimeout))
 			default:
-				e.st.Reason = textOf(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
+				e.st.Reason = share(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
 			}
 		}
 	}
@@ -735,7 +740,7 @@ func sameNexthopFlags(have text, nhs []fib.Nexthop) bool {
 }
 
 func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
-	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, textOf(reason), t.ep.at(now)
+	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, share(reason), t.ep.at(now)
 	e.st.HoldUntil = 0
 	t.counters.confirmed.Add(1)
 }
