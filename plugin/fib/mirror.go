@@ -29,7 +29,9 @@ func (c Change) Route() *Route {
 // ErrOutOfSync: the caller should resynchronise from a dump.
 func (f *FIB) Apply(m Message) ([]Change, error) {
 	defer f.commit()
-	r := m.Route.Clone()
+	// No copy of the next hops: what the model keeps of them it interns
+	// (nhPool copies), and nothing here writes them.
+	r := m.Route
 	r.Prefix = r.Prefix.Masked()
 	if err := validate(&r); err != nil {
 		return nil, fmt.Errorf("apply %s: %w", m, err)
@@ -86,12 +88,11 @@ func (f *FIB) applyFlags(r Route) ([]Change, error) {
 // leave two identical routes in the kernel.
 func (f *FIB) Append(r Route) error {
 	defer f.commit()
-	r = r.Clone()
 	r.Prefix = r.Prefix.Masked()
 	if err := validate(&r); err != nil {
 		return fmt.Errorf("load %s: %w", r.String(), err)
 	}
-	r.Nexthops = f.nhs.intern(r.Nexthops)
+	r.Nexthops = f.nhs.intern(r.Nexthops) // a copy: the caller keeps r's
 	e := f.entry(r.Table, r.Prefix)
 	if e == nil {
 		e = f.spare()

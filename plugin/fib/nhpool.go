@@ -2,6 +2,7 @@ package fib
 
 import (
 	"encoding/binary"
+	"slices"
 	"unsafe"
 	"weak"
 )
@@ -60,6 +61,19 @@ func (p *nhPool) withHW(nhs []Nexthop, i int, hw HWFlags) []Nexthop {
 	}
 	p.tmp = append(p.tmp[:0], nhs...)
 	p.tmp[i].HW = hw
+	return p.intern(p.tmp)
+}
+
+// cleared returns nhs without hardware state, shared; nhs is not written.
+func (p *nhPool) cleared(nhs []Nexthop) []Nexthop {
+	if len(nhs) == 0 {
+		return slices.Clone(nhs) // as Route.Clone: nil stays nil
+	}
+	p.tmp = append(p.tmp[:0], nhs...)
+	for i := range p.tmp {
+		p.tmp[i].HW = 0
+		p.tmp[i].Flags &^= RTNHFOffload | RTNHFTrap
+	}
 	return p.intern(p.tmp)
 }
 

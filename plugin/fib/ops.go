@@ -14,7 +14,7 @@ import (
 // without hardware flags.
 func (f *FIB) Add(r Route, req NLFlags) ([]Message, error) {
 	defer f.commit()
-	r = fresh(r)
+	r = f.fresh(r)
 	if err := validate(&r); err != nil {
 		return nil, fmt.Errorf("add %s: %w", r.String(), err)
 	}
@@ -51,15 +51,11 @@ func (f *FIB) Delete(spec Route) ([]Message, error) {
 	return msgs, nil
 }
 
-// fresh returns a copy of r with no hardware state: the kernel never takes
-// hardware flags from user space.
-func fresh(r Route) Route {
-	r = r.Clone()
+// fresh returns r with no hardware state (the kernel never takes hardware
+// flags from user space), its next hops the pool's: r's are not written.
+func (f *FIB) fresh(r Route) Route {
 	r.Flags = 0
-	for i := range r.Nexthops {
-		r.Nexthops[i].HW = 0
-		r.Nexthops[i].Flags &^= RTNHFOffload | RTNHFTrap
-	}
+	r.Nexthops = f.nhs.cleared(r.Nexthops)
 	return r
 }
 

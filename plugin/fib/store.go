@@ -83,8 +83,8 @@ type opened struct {
 // entry opens (table, p) for editing: its routes as the operation sees
 // them, nil when there are none. The operation ends with commit.
 func (f *FIB) entry(table uint32, p netip.Prefix) *entry {
-	if e := f.editing(table, p); e != nil {
-		return e
+	if o := f.openFor(table, p); o != nil {
+		return o.e
 	}
 	pk := f.packedAt(table, p)
 	if pk == nil {
@@ -99,11 +99,11 @@ func (f *FIB) entry(table uint32, p netip.Prefix) *entry {
 	return e
 }
 
-// editing is the entry of (table, p) the operation has open, or nil.
-func (f *FIB) editing(table uint32, p netip.Prefix) *entry {
+// openFor is the operation's open entry of (table, p), or nil.
+func (f *FIB) openFor(table uint32, p netip.Prefix) *opened {
 	for i := range f.open {
 		if o := &f.open[i]; o.table == table && o.p == p {
-			return o.e
+			return o
 		}
 	}
 	return nil
@@ -131,11 +131,9 @@ func (f *FIB) spare() *entry {
 // store says that e, an entry the operation made or opened, is now what
 // (table, p) holds; commit writes it back.
 func (f *FIB) store(table uint32, p netip.Prefix, e *entry) {
-	for i := range f.open {
-		if o := &f.open[i]; o.table == table && o.p == p {
-			o.e = e
-			return
-		}
+	if o := f.openFor(table, p); o != nil {
+		o.e = e
+		return
 	}
 	f.open = append(f.open, opened{table, p, e, nil})
 }
