@@ -81,10 +81,10 @@ func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
 const maxAdvertise = 8192
 
 func (e *entry) advertisement(k prefixKey) Advertisement {
-	return Advertisement{Prefix: k.prefix(), Origin: e.origin, NextHop: e.nextHop.get(), Version: e.ver}
+	return Advertisement{Prefix: k.prefix(), Origin: e.st.origin, NextHop: e.nextHop.get(), Version: e.ver}
 }
 
-func shouldBeOut(e *entry) bool { return e.origin != 0 && up(e.st.State) }
+func shouldBeOut(e *entry) bool { return e.st.origin != 0 && up(e.st.State) }
 
 // plan queues what one prefix's new state asks of BGP; clock is the FIB's
 // at the judgement. Called with t.mu held.
@@ -106,9 +106,9 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 	}
 	delete(a.ads, k)
 	switch {
-	case e.out:
+	case e.st.out:
 		a.wds[k] = e.advertisement(k)
-	case e.st.State == Withdrawn && e.origin == Transit:
+	case e.st.State == Withdrawn && e.st.origin == Transit:
 		// Not out, but the speaker may hold a fence for it: the route is
 		// gone as of clock, so it can let the fence go.
 		a.wds[k] = Advertisement{Prefix: k.prefix(), Origin: Transit, Version: clock}
@@ -136,7 +136,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	// it goes after the releases and they do not wait for it.
 	var out, settle withdrawals
 	for k, ad := range a.wds {
-		if e := t.entries[k]; e == nil || e.out {
+		if e := t.entries[k]; e == nil || e.st.out {
 			out.add(k, ad)
 		} else {
 			settle.add(k, ad)
@@ -151,7 +151,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 		}
 		delete(a.ads, k)
 		if e := t.entries[k]; e != nil && shouldBeOut(e) && e.st.State == Confirmed {
-			e.out = true
+			e.st.out = true
 			adKeys, ads = append(adKeys, k), append(ads, e.advertisement(k))
 		}
 	}
@@ -193,7 +193,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			if stale[k.prefix()] {
 				// BGP's best path moved on: the speaker holds the prefix
 				// until the tracker judges the route that follows.
-				e.out = false
+				e.st.out = false
 				e.st.Reason = share("waiting for the route of BGP's new best path")
 				if publish {
 					changed = append(changed, t.ep.public(k, e))
@@ -270,13 +270,13 @@ func (t *Tracker) withdraw(ctx context.Context, now time.Time, w withdrawals) (f
 			if _, again := a.wds[k]; !again && (e == nil || !shouldBeOut(e)) {
 				a.wds[k] = w.ads[i]
 			}
-		case e != nil && !shouldBeOut(e) && e.out:
+		case e != nil && !shouldBeOut(e) && e.st.out:
 			// Not published: watchers got the state that caused the
 			// withdrawal when it was judged, and this one differs from it
 			// only in WithdrawnAt (it printed every such change twice).
 			// List and Get show the time; watchers get it with the
 			// prefix's next change.
-			e.out = false
+			e.st.out = false
 			e.st.WithdrawnAt = t.ep.at(now)
 			t.counters.withdrawn.Add(1)
 		}

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"math"
 	"time"
 	"unique"
 
@@ -57,14 +58,32 @@ type rstate struct {
 	WithdrawnAt  stamp
 	HoldUntil    stamp
 	StateSince   stamp
-	// Flaps is int32 here (int in RouteState), after the stamps so that
-	// the small fields share a word. Retries and NextRetry, set only while
-	// a prefix fails or is refused, are in the entry's retry record
-	// (retryState.shown). An entry is 144 bytes, a size class; with those
-	// two here it took the 160-byte class.
-	Flaps int32
+	// Flaps is a uint16 here (int in RouteState) that stops at its
+	// maximum (flap), after the stamps so that the small fields, the
+	// entry's own three among them, share one word. Retries and NextRetry,
+	// set only while a prefix fails or is refused, are in the entry's
+	// retry record (retryState.shown). An entry is 128 bytes, a size class
+	// (TestEntryFitsItsSizeClass); each word more takes the next, 144.
+	Flaps uint16
 	State State
 	Flags fib.HWFlags
+	// origin is how the prefix reaches BGP (0: it is never advertised).
+	origin Origin
+	// out is set from the moment an Advertise is sent until a Withdraw
+	// succeeds: the speaker may have the prefix out.
+	out bool
+	// keep: the route was replaced while the prefix was out on a
+	// confirmed one, and the prefix stays out until the new route is
+	// programmed, fails or runs out of time (make-before-break).
+	keep bool
+}
+
+// flap counts one more loss of confirmation; the count stops at its
+// maximum, where the hold-down has long reached HoldDown.Max.
+func (s *rstate) flap() {
+	if s.Flaps < math.MaxUint16 {
+		s.Flaps++
+	}
 }
 
 // public is the RouteState of an entry.

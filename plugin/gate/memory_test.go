@@ -117,8 +117,8 @@ func TestEntryFitsItsSizeClass(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit platforms")
 	}
-	if n := unsafe.Sizeof(entry{}); n > 144 {
-		t.Errorf("entry is %d bytes, more than the 144-byte size class", n)
+	if n := unsafe.Sizeof(entry{}); n > 128 {
+		t.Errorf("entry is %d bytes, more than the 128-byte size class", n)
 	}
 	if n := unsafe.Sizeof(prefixKey{}); n > 24 {
 		t.Errorf("prefixKey is %d bytes, want 24", n)

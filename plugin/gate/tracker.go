@@ -67,8 +67,6 @@ type entry struct {
 	// heapAt is the deadline the entry is queued under in the tracker's
 	// deadline heap (zero: not queued).
 	heapAt stamp
-	// heldSince is when the current hold-down began.
-	heldSince stamp
 	// ver is the FIB version of the forwarding route the state refers to
 	// (fib.FIB.Version): a new version is a new route, which the speaker
 	// may have fenced, so it is released again rather than assumed out.
@@ -78,15 +76,6 @@ type entry struct {
 	// retry is the progress of retries of a failure (retry.go); nil until
 	// the first one.
 	retry *retryState
-	// origin is how the prefix reaches BGP (0: it is never advertised).
-	origin Origin
-	// out is set from the moment an Advertise is sent until a Withdraw
-	// succeeds: the speaker may have the prefix out.
-	out bool
-	// keep: the route was replaced while the prefix was out on a confirmed
-	// one, and the prefix stays out until the new route is programmed,
-	// fails or runs out of time (make-before-break).
-	keep bool
 }
 
 // Tracker keeps a RouteState per gated prefix from route events and the
@@ -523,7 +512,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if e.st.State == Withdrawn {
 			// Forget it once BGP has it back and, unless it left the
 			// scope, the retention time has passed.
-			if !e.out && (!inScope || !now.Before(t.ep.time(e.deadline))) {
+			if !e.st.out && (!inScope || !now.Before(t.ep.time(e.deadline))) {
 				t.forget(k, e)
 			}
 			return RouteState{}, false
@@ -535,8 +524,8 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, share(reason), at, at
 		e.st.Flags, e.st.NexthopFlags = 0, text{}
 		e.deadline = t.ep.at(now.Add(t.retention))
-		e.ver, e.keep = 0, false
-		if !inScope && !e.out {
+		e.ver, e.st.keep = 0, false
+		if !inScope && !e.st.out {
 			t.forget(k, e)
 		}
 		return t.ep.public(k, e), true
@@ -553,10 +542,10 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	before := e.st
 	replaced := e.ver != 0 && ver != e.ver
 	e.ver = ver
-	e.origin, e.nextHop = 0, shared[netip.Addr]{}
+	e.st.origin, e.nextHop = 0, shared[netip.Addr]{}
 	if t.adv.speaker != nil {
 		if o, ok := t.adv.classify(r); ok {
-			e.origin = o
+			e.st.origin = o
 			if len(r.Nexthops) > 0 {
 				e.nextHop = share(r.Nexthops[0].Gateway)
 			}
@@ -566,8 +555,8 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			// about: asking waits for the Speaker's lock, which its calls
 			// to BGP hold (in a sidecar, round trips to gobgpd), and under
 			// churn most prefixes seen anew are such.
-			if before.State == 0 && !e.out && t.adv.alreadyOut != nil && (met || t.wholeTable) && t.adv.alreadyOut(k.prefix()) {
-				e.out = true // adopted by the Speaker at start: withdrawn if not confirmed
+			if before.State == 0 && !e.st.out && t.adv.alreadyOut != nil && (met || t.wholeTable) && t.adv.alreadyOut(k.prefix()) {
+				e.st.out = true // adopted by the Speaker at start: withdrawn if not confirmed
 			}
 		}
 	}
@@ -586,15 +575,15 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		// it, it stays out meanwhile (make-before-break).
 		// A replacement of a replacement keeps the first one's start, so
 		// churn cannot keep the old route out for ever.
-		wasKeeping := e.keep
-		e.keep = wasUp && e.out && t.stillOut(k.prefix())
+		wasKeeping := e.st.keep
+		e.st.keep = wasUp && e.st.out && t.stillOut(k.prefix())
 		wasUp = false
-		if !wasKeeping || !e.keep {
+		if !wasKeeping || !e.st.keep {
 			e.pendingSince = at
 		}
 	}
-	keeping := e.keep
-	e.keep = false
+	keeping := e.st.keep
+	e.st.keep = false
 	if keeping {
 		wasUp = false // out on the old route; the new one is judged afresh
 	}
@@ -604,7 +593,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	verdict, reason := scope.Judge(r)
 	if wasUp && lost && verdict == VerdictConfirmed {
 		// Lost and regained between two looks: a flap all the same.
-		e.st.Flaps++
+		e.st.flap()
 		wasUp = false
 	}
 	switch verdict {
@@ -628,7 +617,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if e.st.Flaps > 0 && scope.HoldDown.Initial > 0 {
 			if before.State != HeldDown {
 				hold := holdTime(scope.HoldDown, int(e.st.Flaps))
-				e.st.HoldUntil, e.heldSince = t.ep.at(now.Add(hold)), at
+				e.st.HoldUntil = t.ep.at(now.Add(hold))
 				e.st.Reason = share(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
 			}
 			if now.Before(t.ep.time(e.st.HoldUntil)) {
@@ -638,7 +627,9 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			}
 		}
 		if before.State == HeldDown {
-			held := now.Sub(t.ep.time(e.heldSince))
+			// StateSince is still when the hold-down began: it changes
+			// below, after the state.
+			held := now.Sub(t.ep.time(e.st.StateSince))
 			t.held.add(held)
 			if t.observer != nil {
 				t.observer.HeldDown(held)
@@ -647,7 +638,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		t.confirm(e, now, "")
 	case VerdictPending, VerdictFailed:
 		if wasUp {
-			e.st.Flaps++
+			e.st.flap()
 			e.pendingSince = at
 		} else if before.State == HeldDown || before.State == Failed && verdict == VerdictPending {
 			e.pendingSince = at
@@ -655,7 +646,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		pendingSince := t.ep.time(e.pendingSince)
 		if verdict == VerdictPending && keeping {
 			if limit := keepLimit(scope); now.Before(pendingSince.Add(limit)) {
-				e.keep = true
+				e.st.keep = true
 				e.st.State = before.State
 				e.st.Reason = share(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
 				e.deadline = t.ep.at(pendingSince.Add(limit))
