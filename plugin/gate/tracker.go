@@ -15,6 +15,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/internal/fanout"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
 // Source is where the gate learns routes and their hardware state: the
@@ -32,24 +33,13 @@ type Source interface {
 // 24 bytes where a table and a netip.Prefix take 40 (the map's slot is
 // part of every route's cost; issue 10's 300 bytes a route).
 type prefixKey struct {
-	addr  [16]byte
+	k     pkey.Key
 	table uint32
-	bits  uint8
-	v6    bool
 }
 
-func keyFor(table uint32, p netip.Prefix) prefixKey {
-	a := p.Addr()
-	return prefixKey{addr: a.As16(), table: table, bits: uint8(p.Bits()), v6: a.Is6()}
-}
+func keyFor(table uint32, p netip.Prefix) prefixKey { return prefixKey{pkey.Of(p), table} }
 
-func (k prefixKey) prefix() netip.Prefix {
-	a := netip.AddrFrom16(k.addr)
-	if !k.v6 {
-		a = a.Unmap()
-	}
-	return netip.PrefixFrom(a, int(k.bits))
-}
+func (k prefixKey) prefix() netip.Prefix { return k.k.Prefix() }
 
 func keyOf(r *fib.Route) prefixKey { return keyFor(r.Table, r.Prefix) }
 

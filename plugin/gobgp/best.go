@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
@@ -148,7 +149,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		var moved []netip.Prefix // had a route that is about to change
 		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
 		for _, b := range bs {
-			old, had := last[b.Prefix]
+			k := pkey.Of(b.Prefix)
+			old, had := last[k]
 			// The AS mask stays the previous path's until the fence.
 			now := reported{nexthops: nexthopKey(b.Nexthops), attrs: b.attrs, ases: old.ases}
 			if b.ases != old.ases {
@@ -156,12 +158,12 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			switch {
 			case len(b.Nexthops) == 0 && had:
-				delete(last, b.Prefix)
+				delete(last, k)
 			case len(b.Nexthops) > 0 && (!had || old.nexthops != now.nexthops):
-				last[b.Prefix] = now
+				last[k] = now
 			default:
 				if had {
-					last[b.Prefix] = now // new attributes on the same route: exported as they are
+					last[k] = now // new attributes on the same route: exported as they are
 				}
 				continue // nothing new to install
 			}
@@ -494,40 +496,36 @@ func pathAttrsAS(p *api.Path, x *asIndex) (netip.Addr, []uint32, uint64, error) 
 	var comms []uint32
 	var mask uint64
 	for _, a := range p.Pattrs {
+		// Read from the Any's bytes (wire.go): unmarshalling each
+		// attribute was most of what WatchBest allocated.
 		switch {
 		case x != nil && a.MessageIs((*api.AsPathAttribute)(nil)):
-			var m api.AsPathAttribute
-			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, 0, err
+			m, err := wireASMask(a.Value, x)
+			if err != nil {
+				return nh, nil, 0, fmt.Errorf("as path: %w", err)
 			}
-			for _, seg := range m.Segments {
-				mask |= x.maskOf(seg.Numbers)
-			}
+			mask |= m
 		case a.MessageIs((*api.NextHopAttribute)(nil)):
-			var m api.NextHopAttribute
-			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, 0, err
+			v, err := wireNextHop(a.Value)
+			if err != nil {
+				return nh, nil, 0, fmt.Errorf("next hop: %w", err)
 			}
-			if v, err := netip.ParseAddr(m.NextHop); err == nil {
-				nh = v.Unmap()
+			if v.IsValid() {
+				nh = v
 			}
 		case a.MessageIs((*api.MpReachNLRIAttribute)(nil)):
-			var m api.MpReachNLRIAttribute
-			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, 0, err
+			v, err := wireMpNextHop(a.Value)
+			if err != nil {
+				return nh, nil, 0, fmt.Errorf("mp reach: %w", err)
 			}
-			for _, s := range m.NextHops {
-				if v, err := netip.ParseAddr(s); err == nil && !v.IsLinkLocalUnicast() {
-					nh = v.Unmap()
-					break
-				}
+			if v.IsValid() {
+				nh = v
 			}
 		case a.MessageIs((*api.CommunitiesAttribute)(nil)):
-			var m api.CommunitiesAttribute
-			if err := a.UnmarshalTo(&m); err != nil {
-				return nh, nil, 0, err
+			var err error
+			if comms, err = wireCommunities(a.Value, comms[:0]); err != nil {
+				return nh, nil, 0, fmt.Errorf("communities: %w", err)
 			}
-			comms = m.Communities
 		}
 	}
 	return nh, comms, mask, nil
@@ -568,16 +566,7 @@ func pathPrefix(p *api.Path) (netip.Prefix, bool) {
 		return netip.Prefix{}, false
 	}
 	if p.Nlri != nil && p.Nlri.MessageIs((*api.IPAddressPrefix)(nil)) {
-		var m api.IPAddressPrefix
-		if err := p.Nlri.UnmarshalTo(&m); err != nil {
-			return netip.Prefix{}, false
-		}
-		a, err := netip.ParseAddr(m.Prefix)
-		if err != nil {
-			return netip.Prefix{}, false
-		}
-		pfx, err := a.Unmap().Prefix(int(m.PrefixLen))
-		return pfx, err == nil
+		return wireIPPrefix(p.Nlri.Value)
 	}
 	n, err := apiutil.GetNativeNlri(p)
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	api "github.com/osrg/gobgp/v3/api"
 )
 
@@ -97,7 +98,7 @@ type notTo struct {
 	// map for both: a second one keyed by prefix cost about 100 bytes a
 	// prefix (12 MB at 120k prefixes).
 	mu   sync.Mutex
-	last map[netip.Prefix]reported
+	last map[pkey.Key]reported // pointer-free: never scanned by the GC
 
 	// Under Speaker.mu: what is in GoBGP. stmts: ASes whose statements
 	// are in the gate's policy (and whose sets exist); addrs: the
@@ -112,7 +113,7 @@ type notTo struct {
 }
 
 func newNotTo() *notTo {
-	return &notTo{last: make(map[netip.Prefix]reported), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string)}
+	return &notTo{last: make(map[pkey.Key]reported), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string)}
 }
 
 // ntName is the prefix of a not-to set's name: "<Name>-nt-<AS>".
@@ -267,7 +268,7 @@ func (s *Speaker) masksOf(ps []netip.Prefix) map[netip.Prefix]uint64 {
 	s.nt.mu.Lock()
 	defer s.nt.mu.Unlock()
 	for _, p := range ps {
-		if m := s.nt.last[p].ases; m != 0 {
+		if m := s.nt.last[pkey.Of(p)].ases; m != 0 {
 			out[p] = m
 		}
 	}
@@ -635,7 +636,8 @@ func (s *Speaker) recordMasks(ms []prefixMask) (changed []prefixMask) {
 	s.nt.mu.Lock()
 	defer s.nt.mu.Unlock()
 	for _, m := range ms {
-		r, ok := s.nt.last[m.p]
+		k := pkey.Of(m.p)
+		r, ok := s.nt.last[k]
 		if !ok || r.ases == m.mask {
 			continue
 		}
@@ -643,7 +645,7 @@ func (s *Speaker) recordMasks(ms []prefixMask) (changed []prefixMask) {
 			changed = append(changed, m)
 		}
 		r.ases = m.mask
-		s.nt.last[m.p] = r
+		s.nt.last[k] = r
 	}
 	return changed
 }
