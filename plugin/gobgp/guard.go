@@ -130,7 +130,7 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 			return func() (*api.Path, error) { return s.pb.holdPath(p, w) }
 		}
 		local := func(w bool) func() (*api.Path, error) {
-			return func() (*api.Path, error) { return s.pb.originated(p, st.nextHop, w) }
+			return func() (*api.Path, error) { return s.pb.originated(p, s.onh[p], w) }
 		}
 		var err error
 		switch {

@@ -6,10 +6,12 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	api "github.com/osrg/gobgp/v3/api"
 
@@ -367,5 +369,43 @@ func TestReinstallRestoresTheUserChainAReloadDropped(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{sp.cfg.policy, "user-export"}) || a.DefaultAction != api.RouteAction_REJECT {
 		t.Fatalf("chain %v, default %v; want the gate, user-export, reject", names, a.DefaultAction)
+	}
+}
+
+// TestPrefixStateIsSmallAndFlat: the Speaker keeps a prefixState for every
+// released prefix of a full table. It holds no pointer (so the collector
+// never scans it) and fits the 24-byte size class; an originated path's
+// next hop lives in Speaker.onh.
+func TestPrefixStateIsSmallAndFlat(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("sizes are for 64-bit platforms")
+	}
+	if n := unsafe.Sizeof(prefixState{}); n > 24 {
+		t.Errorf("prefixState is %d bytes, more than the 24-byte size class", n)
+	}
+	if typ := reflect.TypeFor[prefixState](); typeHasPointers(typ) {
+		t.Errorf("prefixState holds a pointer")
+	}
+}
+
+// typeHasPointers says whether values of t hold a pointer the collector
+// must follow.
+func typeHasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Struct:
+		for f := range t.Fields() {
+			if typeHasPointers(f.Type) {
+				return true
+			}
+		}
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && typeHasPointers(t.Elem())
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	default:
+		return true
 	}
 }
