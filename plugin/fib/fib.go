@@ -293,13 +293,13 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 // MemoryEstimate approximates the bytes the model holds: the tries plus the
 // packed records and their nexthop lists, each shared list once.
 func (f *FIB) MemoryEstimate() int {
-	const packedSize, slimSize, nhSize = 96, 64, 48
+	const packedSize, slimSize, nhSize = 64, 48, 48
 	n := 0
 	lists := map[*Nexthop]bool{}
 	for _, t := range f.tables {
 		n += t.MemoryEstimate() + t.Len()*packedSize
 		for _, pk := range t.All() {
-			n += cap(pk.more) * slimSize
+			n += pk.moreCap() * slimSize
 			for i := range pk.len() {
 				if nhs := pk.at(i).Nexthops; len(nhs) > 0 && !lists[&nhs[0]] {
 					lists[&nhs[0]] = true

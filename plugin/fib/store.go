@@ -1,6 +1,9 @@
 package fib
 
-import "net/netip"
+import (
+	"net/netip"
+	"unique"
+)
 
 // How the model keeps its routes. A full table is a million routes, so
 // what one costs is most of the model's memory (issue 10: 300 bytes a route
@@ -10,7 +13,7 @@ import "net/netip"
 // as []Route, opened from the record and packed back when the operation
 // ends (commit): the kernel's rules stay written against routes.
 
-// slim is a stored route without its table and prefix: 64 bytes where a
+// slim is a stored route without its table and prefix: 48 bytes where a
 // Route takes 104 (in the 112-byte size class).
 type slim struct {
 	Priority   uint32
@@ -21,38 +24,71 @@ type slim struct {
 	Scope      uint8
 	Flags      HWFlags
 	Unmodelled bool
-	PrefSrc    netip.Addr
+	PrefSrc    srcAddr
 	Nexthops   []Nexthop // shared (nhPool): never written
+}
+
+// srcAddr is a preferred source address, kept once per distinct address
+// (8 bytes where a netip.Addr takes 24): a table's routes have none or the
+// few addresses of the router itself.
+type srcAddr struct{ h unique.Handle[netip.Addr] }
+
+func srcOf(a netip.Addr) srcAddr {
+	if !a.IsValid() {
+		return srcAddr{}
+	}
+	return srcAddr{unique.Make(a)}
+}
+
+func (s srcAddr) addr() netip.Addr {
+	if s == (srcAddr{}) {
+		return netip.Addr{}
+	}
+	return s.h.Value()
 }
 
 func slimOf(r *Route) slim {
 	return slim{Priority: r.Priority, NHID: r.NHID, Type: r.Type, TOS: r.TOS, Protocol: r.Protocol, Scope: r.Scope,
-		Flags: r.Flags, Unmodelled: r.Unmodelled, PrefSrc: r.PrefSrc, Nexthops: r.Nexthops}
+		Flags: r.Flags, Unmodelled: r.Unmodelled, PrefSrc: srcOf(r.PrefSrc), Nexthops: r.Nexthops}
 }
 
 // route is s at (table, p); its next hops are the stored list, which the
 // caller must not write (Clone to own them).
 func (s *slim) route(table uint32, p netip.Prefix) Route {
 	return Route{Table: table, Priority: s.Priority, NHID: s.NHID, Type: s.Type, TOS: s.TOS, Protocol: s.Protocol,
-		Scope: s.Scope, Flags: s.Flags, Unmodelled: s.Unmodelled, Prefix: p, PrefSrc: s.PrefSrc, Nexthops: s.Nexthops}
+		Scope: s.Scope, Flags: s.Flags, Unmodelled: s.Unmodelled, Prefix: p, PrefSrc: s.PrefSrc.addr(), Nexthops: s.Nexthops}
 }
 
 // packed is what the trie keeps for one (table, prefix): never empty (an
-// entry left without routes leaves the trie). 96 bytes, one allocation,
-// for a prefix with one route.
+// entry left without routes leaves the trie). 64 bytes, one allocation,
+// for a prefix with one route; the few prefixes with more routes have
+// them in a list of their own.
 type packed struct {
-	ver   uint64 // the version of the forwarding route: see FIB.Version
-	first slim   // the forwarding route
-	more  []slim // the routes behind it, in kernel order
+	ver   uint64  // the version of the forwarding route: see FIB.Version
+	first slim    // the forwarding route
+	more  *[]slim // the routes behind it, in kernel order; nil: none
 }
 
-func (pk *packed) len() int { return 1 + len(pk.more) }
+func (pk *packed) len() int {
+	if pk.more == nil {
+		return 1
+	}
+	return 1 + len(*pk.more)
+}
 
 func (pk *packed) at(i int) *slim {
 	if i == 0 {
 		return &pk.first
 	}
-	return &pk.more[i-1]
+	return &(*pk.more)[i-1]
+}
+
+// moreCap is the capacity of the list of routes behind the first.
+func (pk *packed) moreCap() int {
+	if pk.more == nil {
+		return 0
+	}
+	return cap(*pk.more)
 }
 
 // set packs e, whose routes are not empty, into pk.
@@ -63,13 +99,15 @@ func (pk *packed) set(e *entry) {
 		pk.more = nil
 		return
 	}
-	if cap(pk.more) < len(e.routes)-1 {
-		pk.more = make([]slim, len(e.routes)-1)
+	if pk.more == nil || cap(*pk.more) < len(e.routes)-1 {
+		more := make([]slim, len(e.routes)-1)
+		pk.more = &more
 	}
-	pk.more = pk.more[:len(e.routes)-1]
-	for i := range pk.more {
-		pk.more[i] = slimOf(&e.routes[i+1])
+	more := (*pk.more)[:len(e.routes)-1]
+	for i := range more {
+		more[i] = slimOf(&e.routes[i+1])
 	}
+	*pk.more = more
 }
 
 // opened is an entry an operation is editing.
