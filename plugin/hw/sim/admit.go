@@ -73,7 +73,7 @@ func (a *admission) veto(ops []kernel.RouteOp) []error {
 			continue
 		}
 		k := keyOf(r)
-		cl := classOf(k.prefix)
+		cl := classOf(k.prefix())
 		ad := a.keys[k]
 		if ad != nil && ad.present && ad.priority < r.Priority {
 			continue // behind the forwarding route: no driver event
@@ -126,7 +126,7 @@ func (a *admission) event(ev fib.DriverEvent) {
 	switch ev.Kind {
 	case fib.DriverReplace, fib.DriverAppend:
 		if ad == nil {
-			cl := classOf(k.prefix)
+			cl := classOf(k.prefix())
 			ad = &admitted{class: cl}
 			a.keys[k] = ad
 			a.n[cl]++

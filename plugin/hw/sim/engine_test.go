@@ -518,7 +518,7 @@ type refusingPlane struct{ refuse netip.Prefix }
 func (*refusingPlane) install(*fib.Route) error { return nil }
 func (*refusingPlane) remove(*fib.Route) error  { return nil }
 func (p *refusingPlane) flush() []key {
-	return []key{{table: fib.TableMain, prefix: p.refuse}}
+	return []key{keyFor(fib.TableMain, p.refuse)}
 }
 
 // TestRefusedWriteIsAFailure: a route the data plane refuses when the

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
@@ -103,7 +104,7 @@ type mirror struct {
 	// installed and which of them owns the kernel route: one map for both
 	// (a slot per route was two maps of 80-byte slots, 440 bytes a route
 	// at 120k; bench-scale's inuse heap).
-	held map[netip.Prefix]prefixEntries
+	held map[pkey.Key]prefixEntries
 	// keep leaves the table and rules at close (Config.Warm); warm holds
 	// what an earlier sim left that no kernel route has claimed yet.
 	keep bool
@@ -151,7 +152,7 @@ type prefixEntries struct {
 }
 
 func (m *mirror) entry(k key) (mirrorEntry, bool) {
-	e, ok := m.held[k.prefix]
+	e, ok := m.held[k.p]
 	if !ok {
 		return mirrorEntry{}, false
 	}
@@ -169,9 +170,9 @@ func (m *mirror) entry(k key) (mirrorEntry, bool) {
 // own records that k installed at and now owns that identity's route:
 // another table's entry of the same identity no longer does.
 func (m *mirror) own(k key, at mirrorAttrs) {
-	e, ok := m.held[k.prefix]
+	e, ok := m.held[k.p]
 	if !ok {
-		m.held[k.prefix] = prefixEntries{first: mirrorEntry{table: k.table, at: at, owns: true}}
+		m.held[k.p] = prefixEntries{first: mirrorEntry{table: k.table, at: at, owns: true}}
 		return
 	}
 	found := false
@@ -190,12 +191,12 @@ func (m *mirror) own(k key, at mirrorAttrs) {
 	if !found {
 		e.more = append(e.more, mirrorEntry{table: k.table, at: at, owns: true})
 	}
-	m.held[k.prefix] = e
+	m.held[k.p] = e
 }
 
 // owned says whether some entry of p owns the route of identity at.
 func (m *mirror) owned(p netip.Prefix, at mirrorAttrs) bool {
-	e, ok := m.held[p]
+	e, ok := m.held[pkey.Of(p)]
 	if !ok {
 		return false
 	}
@@ -212,23 +213,23 @@ func (m *mirror) owned(p netip.Prefix, at mirrorAttrs) bool {
 
 // forget drops k's entry and returns it.
 func (m *mirror) forget(k key) (mirrorEntry, bool) {
-	e, ok := m.held[k.prefix]
+	e, ok := m.held[k.p]
 	if !ok {
 		return mirrorEntry{}, false
 	}
 	if e.first.table == k.table {
 		gone := e.first
 		if len(e.more) == 0 {
-			delete(m.held, k.prefix)
+			delete(m.held, k.p)
 		} else {
-			m.held[k.prefix] = prefixEntries{first: e.more[0], more: slices.Clone(e.more[1:])}
+			m.held[k.p] = prefixEntries{first: e.more[0], more: slices.Clone(e.more[1:])}
 		}
 		return gone, true
 	}
 	for i, x := range e.more {
 		if x.table == k.table {
 			e.more = slices.Delete(slices.Clone(e.more), i, i+1)
-			m.held[k.prefix] = e
+			m.held[k.p] = e
 			return x, true
 		}
 	}
@@ -241,7 +242,7 @@ func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mi
 		return nil, fmt.Errorf("mirror table: %w", err)
 	}
 	m := &mirror{h: h, w: w, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
-		held: map[netip.Prefix]prefixEntries{}, keep: cfg.Warm}
+		held: map[pkey.Key]prefixEntries{}, keep: cfg.Warm}
 	if cfg.Warm {
 		// The hardware outlived its last sim: keep forwarding with what
 		// it holds until the kernel's routes claim it (claim, sweep).
@@ -291,13 +292,13 @@ func (m *mirror) claim(r *fib.Route) bool {
 	}
 	k := keyOf(r)
 	at := attrsOf(r)
-	id := at.id(k.prefix)
+	id := at.id(k.prefix())
 	w, ok := m.warm[id]
 	if !ok {
 		return false
 	}
 	delete(m.warm, id)
-	if m.owned(k.prefix, at) {
+	if m.owned(k.prefix(), at) {
 		return false
 	}
 	m.own(k, at)
@@ -398,7 +399,7 @@ func (m *mirror) removeKey(k key) error {
 	if !ok || !e.owns {
 		return nil // nothing, or another table's route of the same identity took it over
 	}
-	del := fib.Route{Table: uint32(m.table), Prefix: k.prefix, TOS: e.at.tos, Priority: e.at.priority, Type: e.at.typ}
+	del := fib.Route{Table: uint32(m.table), Prefix: k.prefix(), TOS: e.at.tos, Priority: e.at.priority, Type: e.at.typ}
 	m.ops, m.keys = append(m.ops, kernel.RouteOp{Delete: true, Route: del}), append(m.keys, key{})
 	return nil
 }

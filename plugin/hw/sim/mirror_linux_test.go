@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
@@ -19,7 +20,7 @@ func TestMirrorQueuesWritesByOwner(t *testing.T) {
 		return &fib.Route{Table: table, Prefix: p, Type: fib.TypeUnicast, Priority: prio,
 			Nexthops: []fib.Nexthop{{Gateway: netip.MustParseAddr("198.51.100.1"), LinkIndex: 2}}}
 	}
-	m := &mirror{table: 4242, held: map[netip.Prefix]prefixEntries{}}
+	m := &mirror{table: 4242, held: map[pkey.Key]prefixEntries{}}
 	take := func() []kernel.RouteOp {
 		ops := m.ops
 		m.ops, m.keys = nil, nil

@@ -25,7 +25,7 @@ func (e *engine) apply(o op, idx int, now time.Time, out *[]report) {
 	case opDelete:
 		e.remove(k, s)
 	case opAppend:
-		cur, ok := e.hw.First(k.table, k.prefix)
+		cur, ok := e.hw.First(k.table, k.prefix())
 		if ok {
 			for _, nh := range o.route.Nexthops {
 				if !slices.ContainsFunc(cur.Nexthops, nh.SameAs) {
@@ -39,7 +39,7 @@ func (e *engine) apply(o op, idx int, now time.Time, out *[]report) {
 		if s.pending != 0 {
 			return // the newer route will be programmed with today's rules
 		}
-		if cur, ok := e.hw.First(k.table, k.prefix); ok {
+		if cur, ok := e.hw.First(k.table, k.prefix()); ok {
 			e.program(k, s, cur, now, out)
 		}
 	}
@@ -53,12 +53,12 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	for i := range r.Nexthops {
 		r.Nexthops[i].HW = 0
 	}
-	old, had := e.hw.First(k.table, k.prefix)
+	old, had := e.hw.First(k.table, k.prefix())
 	same := had && old.SameAs(&r)
 	if had {
 		e.release(k, &old, prev)
 	}
-	cl := classOf(k.prefix)
+	cl := classOf(k.prefix())
 	fail := e.failure(k, cl)
 	var flags fib.HWFlags
 	var nh []fib.HWFlags
@@ -68,7 +68,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 			if err := e.dp.install(&r); err != nil {
 				fail = failWrite
 				e.count.writeErrors++
-				e.log.Warn("hardware write failed: route not mirrored", "prefix", k.prefix, "table", k.table, "err", err)
+				e.log.Warn("hardware write failed: route not mirrored", "prefix", k.prefix(), "table", k.table, "err", err)
 			}
 		}
 	}
@@ -79,10 +79,10 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 			// entry a warm start adopted (Config.Warm).
 			gone := &old
 			if !had {
-				gone = &fib.Route{Table: k.table, Prefix: k.prefix}
+				gone = &fib.Route{Table: k.table, Prefix: k.prefix()}
 			}
 			if err := e.dp.remove(gone); err != nil {
-				e.log.Warn("remove mirrored route", "prefix", k.prefix, "table", k.table, "err", err)
+				e.log.Warn("remove mirrored route", "prefix", k.prefix(), "table", k.table, "err", err)
 			}
 		}
 	}
@@ -96,13 +96,13 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 		}
 	}
 	if had {
-		if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: k.prefix, TOS: old.TOS}); err != nil {
-			e.log.Error("hardware table out of step", "prefix", k.prefix, "table", k.table, "err", err)
+		if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: k.prefix(), TOS: old.TOS}); err != nil {
+			e.log.Error("hardware table out of step", "prefix", k.prefix(), "table", k.table, "err", err)
 		}
 		e.count.add(old.Flags, -1)
 	}
 	if err := e.hw.Append(stored); err != nil {
-		e.log.Error("hardware table refused route", "prefix", k.prefix, "table", k.table, "err", err)
+		e.log.Error("hardware table refused route", "prefix", k.prefix(), "table", k.table, "err", err)
 		e.putSlot(k, slot{pending: prev.pending})
 		return
 	}
@@ -122,7 +122,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	}
 	e.slots[k] = s
 	if e.debug {
-		e.log.Debug("programmed", "prefix", k.prefix, "table", k.table, "flags", flags.String())
+		e.log.Debug("programmed", "prefix", k.prefix(), "table", k.table, "flags", flags.String())
 	}
 
 	*out = append(*out, report{route: r, flags: flags, nh: nh})
@@ -144,7 +144,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 // step's flush into a failure, as if program had seen the write fail: it
 // takes no room, shows offload_failed, and the step's report says so.
 func (e *engine) writeFailed(k key, out *[]report) {
-	cur, ok := e.hw.First(k.table, k.prefix)
+	cur, ok := e.hw.First(k.table, k.prefix())
 	s := e.slots[k]
 	if !ok || s.failure != failNone {
 		return
@@ -168,7 +168,7 @@ func (e *engine) writeFailed(k key, out *[]report) {
 
 // failure decides whether programming a route of k fails, and why.
 func (e *engine) failure(k key, cl class) failure {
-	if e.injected[k.prefix] {
+	if e.injected[k.prefix()] {
 		return failInjected
 	}
 	if p := e.cfg.failProb; p > 0 && e.rng.Float64() < p {
@@ -208,13 +208,13 @@ func (e *engine) putSlot(k key, s slot) {
 // remove deletes k (slot s) from hardware. The kernel route is gone, so
 // its flags are not touched (netdevsim, behaviour 29).
 func (e *engine) remove(k key, s slot) {
-	old, had := e.hw.First(k.table, k.prefix)
+	old, had := e.hw.First(k.table, k.prefix())
 	if !had {
 		if e.dp != nil {
 			// An entry a warm start adopted and nothing programmed
 			// since (Config.Warm); for others there is nothing to remove.
-			if err := e.dp.remove(&fib.Route{Table: k.table, Prefix: k.prefix}); err != nil {
-				e.log.Warn("remove mirrored route", "prefix", k.prefix, "table", k.table, "err", err)
+			if err := e.dp.remove(&fib.Route{Table: k.table, Prefix: k.prefix()}); err != nil {
+				e.log.Warn("remove mirrored route", "prefix", k.prefix(), "table", k.table, "err", err)
 			}
 		}
 		e.putSlot(k, slot{pending: s.pending})
@@ -224,16 +224,16 @@ func (e *engine) remove(k key, s slot) {
 	e.release(k, &old, s)
 	if e.dp != nil {
 		if err := e.dp.remove(&old); err != nil {
-			e.log.Warn("remove mirrored route", "prefix", k.prefix, "table", k.table, "err", err)
+			e.log.Warn("remove mirrored route", "prefix", k.prefix(), "table", k.table, "err", err)
 		}
 	}
-	if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: k.prefix, TOS: old.TOS}); err != nil {
-		e.log.Error("hardware table out of step", "prefix", k.prefix, "table", k.table, "err", err)
+	if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: k.prefix(), TOS: old.TOS}); err != nil {
+		e.log.Error("hardware table out of step", "prefix", k.prefix(), "table", k.table, "err", err)
 	}
 	e.count.add(old.Flags, -1)
 	e.putSlot(k, slot{pending: s.pending})
 	if e.debug {
-		e.log.Debug("removed", "prefix", k.prefix, "table", k.table)
+		e.log.Debug("removed", "prefix", k.prefix(), "table", k.table)
 	}
 }
 
@@ -258,7 +258,7 @@ func (e *engine) retryWaiting(now time.Time, out *[]report) {
 			if s.failure != failFull || s.pending != 0 {
 				continue // gone, programmed since, or a newer route is queued
 			}
-			if cur, ok := e.hw.First(k.table, k.prefix); ok {
+			if cur, ok := e.hw.First(k.table, k.prefix()); ok {
 				e.program(k, s, cur, now, out)
 			}
 		}
@@ -299,7 +299,7 @@ func (e *engine) unindex(k key, r *fib.Route) {
 // changed: trap becomes offload once resolved (behaviour 65), and back.
 func (e *engine) reclassify(gw netip.Addr, now time.Time, out *[]report) {
 	for k := range e.byGW[gw] {
-		cur, ok := e.hw.First(k.table, k.prefix)
+		cur, ok := e.hw.First(k.table, k.prefix())
 		if !ok || e.slots[k].failure != failNone {
 			continue
 		}
@@ -317,7 +317,7 @@ func (e *engine) reclassify(gw netip.Addr, now time.Time, out *[]report) {
 		}
 		e.count.add(cur.Flags, -1)
 		e.count.add(flags, 1)
-		e.log.Info("neighbour changed route state", "prefix", k.prefix, "table", k.table,
+		e.log.Info("neighbour changed route state", "prefix", k.prefix(), "table", k.table,
 			"gateway", gw, "flags", flags.String(), "old_flags", cur.Flags.String())
 		*out = append(*out, report{route: cur, flags: flags, nh: nh})
 	}
@@ -328,7 +328,7 @@ func (e *engine) reclassify(gw netip.Addr, now time.Time, out *[]report) {
 // only those not in hardware.
 func (e *engine) reprogram(p netip.Prefix, onlyFailed bool, now time.Time) {
 	for t := range e.tables {
-		k := key{t, p}
+		k := keyFor(t, p)
 		s, ok := e.slots[k]
 		if !ok || onlyFailed && s.failure == failNone {
 			continue

@@ -5,16 +5,21 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
 // key names a hardware entry: one per (table, prefix), as a driver programs
 // only the forwarding route of a prefix.
 type key struct {
-	table  uint32
-	prefix netip.Prefix
+	p     pkey.Key // pointer-free: the engine's maps of a full table are not scanned
+	table uint32
 }
 
-func keyOf(r *fib.Route) key { return key{r.Table, r.Prefix.Masked()} }
+func keyFor(table uint32, p netip.Prefix) key { return key{pkey.Of(p.Masked()), table} }
+
+func keyOf(r *fib.Route) key { return keyFor(r.Table, r.Prefix) }
+
+func (k key) prefix() netip.Prefix { return k.p.Prefix() }
 
 type opKind uint8
 

@@ -180,7 +180,7 @@ func (s *Sim) ProgrammedAt(table uint32, p netip.Prefix) (time.Time, bool) {
 	e := s.e
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	sl, ok := e.slots[key{table, p.Masked()}]
+	sl, ok := e.slots[keyFor(table, p)]
 	if !ok || sl.programmed == 0 {
 		return time.Time{}, false
 	}
