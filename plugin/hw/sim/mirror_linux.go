@@ -194,9 +194,10 @@ func (m *mirror) own(k key, at mirrorAttrs) {
 	m.held[k.p] = e
 }
 
-// owned says whether some entry of p owns the route of identity at.
-func (m *mirror) owned(p netip.Prefix, at mirrorAttrs) bool {
-	e, ok := m.held[pkey.Of(p)]
+// owned says whether some entry of k's prefix owns the route of identity
+// at.
+func (m *mirror) owned(k key, at mirrorAttrs) bool {
+	e, ok := m.held[k.p]
 	if !ok {
 		return false
 	}
@@ -298,7 +299,7 @@ func (m *mirror) claim(r *fib.Route) bool {
 		return false
 	}
 	delete(m.warm, id)
-	if m.owned(k.prefix(), at) {
+	if m.owned(k, at) {
 		return false
 	}
 	m.own(k, at)

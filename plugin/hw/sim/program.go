@@ -48,17 +48,18 @@ func (e *engine) apply(o op, idx int, now time.Time, out *[]report) {
 // program writes r as the hardware entry of k, replacing what was there;
 // prev is k's slot. r is the engine's own copy: it ends up in a report.
 func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]report) {
+	p := k.prefix() // once: the key keeps it as bytes
 	e.count.ops++
 	r.Flags = 0
 	for i := range r.Nexthops {
 		r.Nexthops[i].HW = 0
 	}
-	old, had := e.hw.First(k.table, k.prefix())
+	old, had := e.hw.First(k.table, p)
 	same := had && old.SameAs(&r)
 	if had {
 		e.release(k, &old, prev)
 	}
-	cl := classOf(k.prefix())
+	cl := classOf(p)
 	fail := e.failure(k, cl)
 	var flags fib.HWFlags
 	var nh []fib.HWFlags
@@ -68,7 +69,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 			if err := e.dp.install(&r); err != nil {
 				fail = failWrite
 				e.count.writeErrors++
-				e.log.Warn("hardware write failed: route not mirrored", "prefix", k.prefix(), "table", k.table, "err", err)
+				e.log.Warn("hardware write failed: route not mirrored", "prefix", p, "table", k.table, "err", err)
 			}
 		}
 	}
@@ -79,10 +80,10 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 			// entry a warm start adopted (Config.Warm).
 			gone := &old
 			if !had {
-				gone = &fib.Route{Table: k.table, Prefix: k.prefix()}
+				gone = &fib.Route{Table: k.table, Prefix: p}
 			}
 			if err := e.dp.remove(gone); err != nil {
-				e.log.Warn("remove mirrored route", "prefix", k.prefix(), "table", k.table, "err", err)
+				e.log.Warn("remove mirrored route", "prefix", p, "table", k.table, "err", err)
 			}
 		}
 	}
@@ -96,13 +97,13 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 		}
 	}
 	if had {
-		if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: k.prefix(), TOS: old.TOS}); err != nil {
-			e.log.Error("hardware table out of step", "prefix", k.prefix(), "table", k.table, "err", err)
+		if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: p, TOS: old.TOS}); err != nil {
+			e.log.Error("hardware table out of step", "prefix", p, "table", k.table, "err", err)
 		}
 		e.count.add(old.Flags, -1)
 	}
 	if err := e.hw.Append(stored); err != nil {
-		e.log.Error("hardware table refused route", "prefix", k.prefix(), "table", k.table, "err", err)
+		e.log.Error("hardware table refused route", "prefix", p, "table", k.table, "err", err)
 		e.putSlot(k, slot{pending: prev.pending})
 		return
 	}
@@ -122,7 +123,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	}
 	e.slots[k] = s
 	if e.debug {
-		e.log.Debug("programmed", "prefix", k.prefix(), "table", k.table, "flags", flags.String())
+		e.log.Debug("programmed", "prefix", p, "table", k.table, "flags", flags.String())
 	}
 
 	*out = append(*out, report{route: r, flags: flags, nh: nh})
@@ -208,13 +209,14 @@ func (e *engine) putSlot(k key, s slot) {
 // remove deletes k (slot s) from hardware. The kernel route is gone, so
 // its flags are not touched (netdevsim, behaviour 29).
 func (e *engine) remove(k key, s slot) {
-	old, had := e.hw.First(k.table, k.prefix())
+	p := k.prefix() // once: the key keeps it as bytes
+	old, had := e.hw.First(k.table, p)
 	if !had {
 		if e.dp != nil {
 			// An entry a warm start adopted and nothing programmed
 			// since (Config.Warm); for others there is nothing to remove.
-			if err := e.dp.remove(&fib.Route{Table: k.table, Prefix: k.prefix()}); err != nil {
-				e.log.Warn("remove mirrored route", "prefix", k.prefix(), "table", k.table, "err", err)
+			if err := e.dp.remove(&fib.Route{Table: k.table, Prefix: p}); err != nil {
+				e.log.Warn("remove mirrored route", "prefix", p, "table", k.table, "err", err)
 			}
 		}
 		e.putSlot(k, slot{pending: s.pending})
@@ -224,16 +226,16 @@ func (e *engine) remove(k key, s slot) {
 	e.release(k, &old, s)
 	if e.dp != nil {
 		if err := e.dp.remove(&old); err != nil {
-			e.log.Warn("remove mirrored route", "prefix", k.prefix(), "table", k.table, "err", err)
+			e.log.Warn("remove mirrored route", "prefix", p, "table", k.table, "err", err)
 		}
 	}
-	if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: k.prefix(), TOS: old.TOS}); err != nil {
-		e.log.Error("hardware table out of step", "prefix", k.prefix(), "table", k.table, "err", err)
+	if _, err := e.hw.Delete(fib.Route{Table: k.table, Prefix: p, TOS: old.TOS}); err != nil {
+		e.log.Error("hardware table out of step", "prefix", p, "table", k.table, "err", err)
 	}
 	e.count.add(old.Flags, -1)
 	e.putSlot(k, slot{pending: s.pending})
 	if e.debug {
-		e.log.Debug("removed", "prefix", k.prefix(), "table", k.table)
+		e.log.Debug("removed", "prefix", p, "table", k.table)
 	}
 }
 
