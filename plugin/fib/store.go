@@ -2,7 +2,8 @@ package fib
 
 import (
 	"net/netip"
-	"unique"
+
+	"github.com/fibgate/fibgate/plugin/internal/intern"
 )
 
 // How the model keeps its routes. A full table is a million routes, so
@@ -24,39 +25,20 @@ type slim struct {
 	Scope      uint8
 	Flags      HWFlags
 	Unmodelled bool
-	PrefSrc    srcAddr
-	Nexthops   []Nexthop // shared (nhPool): never written
-}
-
-// srcAddr is a preferred source address, kept once per distinct address
-// (8 bytes where a netip.Addr takes 24): a table's routes have none or the
-// few addresses of the router itself.
-type srcAddr struct{ h unique.Handle[netip.Addr] }
-
-func srcOf(a netip.Addr) srcAddr {
-	if !a.IsValid() {
-		return srcAddr{}
-	}
-	return srcAddr{unique.Make(a)}
-}
-
-func (s srcAddr) addr() netip.Addr {
-	if s == (srcAddr{}) {
-		return netip.Addr{}
-	}
-	return s.h.Value()
+	PrefSrc    intern.Value[netip.Addr] // 8 bytes: routes have none or the router's few
+	Nexthops   []Nexthop                // shared (nhPool): never written
 }
 
 func slimOf(r *Route) slim {
 	return slim{Priority: r.Priority, NHID: r.NHID, Type: r.Type, TOS: r.TOS, Protocol: r.Protocol, Scope: r.Scope,
-		Flags: r.Flags, Unmodelled: r.Unmodelled, PrefSrc: srcOf(r.PrefSrc), Nexthops: r.Nexthops}
+		Flags: r.Flags, Unmodelled: r.Unmodelled, PrefSrc: intern.Of(r.PrefSrc), Nexthops: r.Nexthops}
 }
 
 // route is s at (table, p); its next hops are the stored list, which the
 // caller must not write (Clone to own them).
 func (s *slim) route(table uint32, p netip.Prefix) Route {
 	return Route{Table: table, Priority: s.Priority, NHID: s.NHID, Type: s.Type, TOS: s.TOS, Protocol: s.Protocol,
-		Scope: s.Scope, Flags: s.Flags, Unmodelled: s.Unmodelled, Prefix: p, PrefSrc: s.PrefSrc.addr(), Nexthops: s.Nexthops}
+		Scope: s.Scope, Flags: s.Flags, Unmodelled: s.Unmodelled, Prefix: p, PrefSrc: s.PrefSrc.Get(), Nexthops: s.Nexthops}
 }
 
 // packed is what the trie keeps for one (table, prefix): never empty (an

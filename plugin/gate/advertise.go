@@ -10,6 +10,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/intern"
 )
 
 // Classifier says whether and how a forwarding route's prefix reaches BGP.
@@ -81,7 +82,7 @@ func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
 const maxAdvertise = 8192
 
 func (e *entry) advertisement(k prefixKey) Advertisement {
-	return Advertisement{Prefix: k.prefix(), Origin: e.st.origin, NextHop: e.nextHop.get(), Version: e.ver}
+	return Advertisement{Prefix: k.prefix(), Origin: e.st.origin, NextHop: e.nextHop.Get(), Version: e.ver}
 }
 
 func shouldBeOut(e *entry) bool { return e.st.origin != 0 && up(e.st.State) }
@@ -194,7 +195,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				// BGP's best path moved on: the speaker holds the prefix
 				// until the tracker judges the route that follows.
 				e.st.out = false
-				e.st.Reason = share("waiting for the route of BGP's new best path")
+				e.st.Reason = intern.Of("waiting for the route of BGP's new best path")
 				if publish {
 					changed = append(changed, t.ep.public(k, e))
 				}

@@ -3,9 +3,9 @@ package gate
 import (
 	"math"
 	"time"
-	"unique"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/intern"
 )
 
 // Memory: a tracker holds one entry per gated prefix, a full table's worth
@@ -93,7 +93,7 @@ func (c epoch) public(k prefixKey, e *entry) RouteState {
 	if e.retry != nil {
 		shown = e.retry.shown
 	}
-	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.get(), State: s.State, Reason: s.Reason.get(),
+	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.Get(), State: s.State, Reason: s.Reason.Get(),
 		Flags: s.Flags, NexthopFlags: flagsOf(s.NexthopFlags), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
 		AdvertisedAt: c.time(s.AdvertisedAt), WithdrawnAt: c.time(s.WithdrawnAt), Flaps: int(s.Flaps),
 		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: int(shown.n), NextRetry: c.time(shown.next)}
@@ -105,32 +105,10 @@ func stateEqual(a, b rstate) bool {
 		a.NexthopFlags == b.NexthopFlags && a.Flaps == b.Flaps && a.HoldUntil == b.HoldUntil
 }
 
-// shared is a value an entry shares with every other entry that holds it
-// (unique.Make): an 8-byte handle instead of a string's 16 or an
-// address's 24, and the few scope names, reasons, path flags and next hops
-// a table's prefixes carry are stored once. The zero shared is T's zero
-// value.
-type shared[T comparable] struct{ h unique.Handle[T] }
-
-func share[T comparable](v T) shared[T] {
-	var zero T
-	if v == zero {
-		return shared[T]{}
-	}
-	return shared[T]{unique.Make(v)}
-}
-
-func (s shared[T]) get() T {
-	if s == (shared[T]{}) {
-		var zero T
-		return zero
-	}
-	return s.h.Value()
-}
-
-// text is a shared string: a scope name, a reason, or path flags as a
+// text is a string an entry shares with every other entry that holds it
+// (plugin/internal/intern): a scope name, a reason, or path flags as a
 // string of fib.HWFlags bytes (the zero text: none recorded).
-type text = shared[string]
+type text = intern.Value[string]
 
 // pathFlags is the text of a route's per-path hardware flags (the zero
 // text for a route without paths).
@@ -139,13 +117,13 @@ func pathFlags(nhs []fib.Nexthop) text {
 	for i, nh := range nhs {
 		b[i] = byte(nh.HW)
 	}
-	return share(string(b))
+	return intern.Of(string(b))
 }
 
 // flagsOf is path flags as RouteState has them (nil for the zero text): a
 // fresh slice for every reader.
 func flagsOf(t text) []fib.HWFlags {
-	s := t.get()
+	s := t.Get()
 	if s == "" {
 		return nil
 	}

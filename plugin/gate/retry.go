@@ -12,6 +12,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/intern"
 	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
@@ -154,7 +155,7 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	// not one per retry.
 	e.showRetries(int32(rs.attempts), t.ep.at(rs.next))
 	if rs.err != "" {
-		e.st.Reason = share(e.st.Reason.get() + "; the last retry could not write the route: " + rs.err)
+		e.st.Reason = intern.Of(e.st.Reason.Get() + "; the last retry could not write the route: " + rs.err)
 	}
 }
 

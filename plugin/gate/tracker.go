@@ -15,6 +15,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/internal/fanout"
+	"github.com/fibgate/fibgate/plugin/internal/intern"
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
@@ -62,7 +63,7 @@ type entry struct {
 	// may have fenced, so it is released again rather than assumed out.
 	ver uint64
 	// nextHop is its forwarding route's first gateway.
-	nextHop shared[netip.Addr]
+	nextHop intern.Value[netip.Addr]
 	// retry is the progress of retries of a failure (retry.go); nil until
 	// the first one.
 	retry *retryState
@@ -511,7 +512,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if !inScope {
 			reason = "no longer in a gated scope"
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, share(reason), at, at
+		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, intern.Of(reason), at, at
 		e.st.Flags, e.st.NexthopFlags = 0, text{}
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver, e.st.keep = 0, false
@@ -532,12 +533,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	before := e.st
 	replaced := e.ver != 0 && ver != e.ver
 	e.ver = ver
-	e.st.origin, e.nextHop = 0, shared[netip.Addr]{}
+	e.st.origin, e.nextHop = 0, intern.Value[netip.Addr]{}
 	if t.adv.speaker != nil {
 		if o, ok := t.adv.classify(r); ok {
 			e.st.origin = o
 			if len(r.Nexthops) > 0 {
-				e.nextHop = share(r.Nexthops[0].Gateway)
+				e.nextHop = intern.Of(r.Nexthops[0].Gateway)
 			}
 			// BGP has out only what the tracker released, except what a
 			// Speaker adopted at start or a rescope let in: prefixes the
@@ -550,7 +551,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			}
 		}
 	}
-	e.st.Scope = share(scope.Name)
+	e.st.Scope = intern.Of(scope.Name)
 	e.st.Flags = r.Flags
 	if !sameNexthopFlags(e.st.NexthopFlags, r.Nexthops) {
 		e.st.NexthopFlags = pathFlags(r.Nexthops)
@@ -608,7 +609,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if before.State != HeldDown {
 				hold := holdTime(scope.HoldDown, int(e.st.Flaps))
 				e.st.HoldUntil = t.ep.at(now.Add(hold))
-				e.st.Reason = share(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
+				e.st.Reason = intern.Of(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
 			}
 			if now.Before(t.ep.time(e.st.HoldUntil)) {
 				e.st.State = HeldDown
@@ -638,27 +639,27 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if limit := keepLimit(scope); now.Before(pendingSince.Add(limit)) {
 				e.st.keep = true
 				e.st.State = before.State
-				e.st.Reason = share(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
+				e.st.Reason = intern.Of(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
 				e.deadline = t.ep.at(pendingSince.Add(limit))
 				break
 			}
 		}
 		if verdict == VerdictFailed {
 			if (wasUp || keeping) && scope.OnFailure == FailureKeep {
-				e.st.Reason = share(reason + "; kept advertised by policy (on_failure: keep)")
+				e.st.Reason = intern.Of(reason + "; kept advertised by policy (on_failure: keep)")
 				break
 			}
 			if before.State != Failed {
 				t.counters.failed.Add(1)
 			}
-			e.st.State, e.st.Reason = Failed, share(reason)
+			e.st.State, e.st.Reason = Failed, intern.Of(reason)
 			t.retryFailed(k, e, scope, r, before, now)
 			break
 		}
 		if t.retrying(k, e, scope, r, before, now) {
 			break // still failed while a retry's route is programmed
 		}
-		e.st.State, e.st.Reason = Pending, share(reason)
+		e.st.State, e.st.Reason = Pending, intern.Of(reason)
 		if scope.PendingTimeout > 0 {
 			expiry := pendingSince.Add(scope.PendingTimeout)
 			switch {
@@ -667,7 +668,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			case scope.FailOpen:
 				t.confirm(e, now, fmt.Sprintf("fail-open: no confirmation within %s", scope.PendingTimeout))
 			default:
-				e.st.Reason = share(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
+				e.st.Reason = intern.Of(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
 			}
 		}
 	}
@@ -708,7 +709,7 @@ func sameNexthopFlags(have text, nhs []fib.Nexthop) bool {
 	if have == (text{}) {
 		return false
 	}
-	s := have.h.Value()
+	s := have.Get()
 	if len(s) != len(nhs) {
 		return false
 	}
@@ -721,7 +722,7 @@ func sameNexthopFlags(have text, nhs []fib.Nexthop) bool {
 }
 
 func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
-	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, share(reason), t.ep.at(now)
+	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, intern.Of(reason), t.ep.at(now)
 	e.st.HoldUntil = 0
 	t.counters.confirmed.Add(1)
 }
