@@ -70,7 +70,7 @@ blackhole-report: deps ## measure probes lost with and without the gate at 100ms
 	FIBGATE_BLACKHOLE_LATENCIES=100ms,300ms,1s FIBGATE_BLACKHOLE_REPORT=$(CURDIR)/docs $(GO) test -count=1 -timeout 20m -run TestBlackhole -v ./e2e/ | grep -E 'lost|^(ok|FAIL|---)'
 
 # bench-scale's settings: table sizes (counts such as 20k or 1m, or full),
-# leaves (ext, ext-fib, ext-kernel, sidecar, sidecar-kernel, gobgpd, frr,
+# leaves (ext, ext-fib, ext-kernel, ext-copy, sidecar, sidecar-kernel, gobgpd, frr,
 # originated, or all), rounds, and families (ipv4,ipv6 or ipv4); PPROF=dir
 # also takes the CPU profile of the leaf's first 15 s (gobgpd-ext, stock
 # gobgpd, or fibgated in the sidecar leaves) and a 5 s execution trace in

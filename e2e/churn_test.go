@@ -113,12 +113,11 @@ func TestChurn(t *testing.T) {
 	}
 	binaries(t)
 	lab.GobgpBinaries(t)
-	for _, sidecar := range []bool{false, true} {
-		name := map[bool]string{false: "gobgpd-ext", true: "gobgpd+fibgated"}[sidecar]
-		t.Run(name, func(t *testing.T) {
-			c := newChurnLab(t, name, sidecar)
+	for _, m := range leafModes {
+		t.Run(m.name, func(t *testing.T) {
+			c := newChurnLab(t, m)
 			r := c.run(t, n, latency)
-			t.Logf("%s, %d prefixes, sim latency %v: %s", name, n, latency, r)
+			t.Logf("%s, %d prefixes, sim latency %v: %s", m.name, n, latency, r)
 		})
 	}
 }
@@ -132,12 +131,12 @@ type churnLab struct {
 	watch    *lab.BestWatch
 }
 
-func newChurnLab(t *testing.T, name string, sidecar bool) *churnLab {
+func newChurnLab(t *testing.T, m leafMode) *churnLab {
 	t.Helper()
 	src, obs := lab.NewNS(t, "src"), lab.NewNS(t, "obs")
 	conf := lab.GobgpdConf{AS: churnLeafAS, RouterID: churnLeafSrc, Neighbours: []lab.Neighbour{
 		{Address: churnSrcLeaf, AS: churnSourceAS}, {Address: churnObsLeaf, AS: churnObserverAS}}}
-	l := newGatedLeaf(t, name, sidecar, conf, func(ns string) {
+	l := newGatedLeaf(t, m, conf, func(ns string) {
 		lab.Link(t, ns, "to-src", churnLeafSrc, "fd00:3::1", src, "to-leaf", churnSrcLeaf, "fd00:3::2")
 		lab.Link(t, ns, "to-obs", churnLeafObs, "fd00:4::1", obs, "to-leaf", churnObsLeaf, "fd00:4::2")
 	})
@@ -152,20 +151,39 @@ func newChurnLab(t *testing.T, name string, sidecar bool) *churnLab {
 	return c
 }
 
-// newGatedLeaf starts a leaf gating IPv4 on the sim (churnSettings) with
-// the BGP config conf: gobgpd-ext, or a stock gobgpd with fibgated
-// (sidecar). link wires its namespace to its neighbours' before it starts.
-func newGatedLeaf(t *testing.T, name string, sidecar bool, conf lab.GobgpdConf, link func(ns string)) *leaf {
+// leafMode is one way to run a gated leaf: gobgpd-ext, or a stock gobgpd
+// with fibgated (sidecar); settings go at the end of its fibgate settings.
+type leafMode struct {
+	name     string
+	sidecar  bool
+	settings string
+}
+
+// leafModes are the gated leaves the end-to-end tests of the gate's
+// promise run against: both daemons, and gobgpd-ext releasing by copy.
+var leafModes = []leafMode{
+	{name: "gobgpd-ext"},
+	{name: "gobgpd+fibgated", sidecar: true},
+	{name: "gobgpd-ext-copy", settings: "bgp:\n  release: copy\n"},
+}
+
+// byCopy says the leaf releases by copy (plugin/gobgp/copy.go).
+func (m leafMode) byCopy() bool { return strings.Contains(m.settings, "release: copy") }
+
+// newGatedLeaf starts a leaf gating IPv4 on the sim (churnSettings and the
+// mode's) with the BGP config conf: gobgpd-ext, or a stock gobgpd with
+// fibgated. link wires its namespace to its neighbours' before it starts.
+func newGatedLeaf(t *testing.T, m leafMode, conf lab.GobgpdConf, link func(ns string)) *leaf {
 	t.Helper()
 	bin := binaries(t)
-	l := &leaf{name: name, ns: lab.NewNS(t, "leaf"), as: conf.AS, dir: dir(t), owner: t}
+	l := &leaf{name: m.name, ns: lab.NewNS(t, "leaf"), as: conf.AS, dir: dir(t), owner: t}
 	link(l.ns)
 	l.api = filepath.Join(l.dir, "fibgate.sock")
 	settings := filepath.Join(l.dir, "fibgate.yaml")
-	if err := os.WriteFile(settings, fmt.Appendf(nil, churnSettings, l.api), 0o644); err != nil {
+	if err := os.WriteFile(settings, append(fmt.Appendf(nil, churnSettings, l.api), m.settings...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if !sidecar {
+	if !m.sidecar {
 		if err := os.WriteFile(filepath.Join(l.dir, "gobgpd.toml"), []byte(conf.String()), 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -36,15 +36,15 @@ func TestRuntimeToggle(t *testing.T) {
 	lab.RequireRoot(t)
 	binaries(t)
 	lab.GobgpBinaries(t)
-	for _, sidecar := range []bool{false, true} {
-		name := map[bool]string{false: "gobgpd-ext", true: "gobgpd+fibgated"}[sidecar]
-		t.Run(name, func(t *testing.T) { runToggle(t, name, sidecar) })
+	for _, m := range leafModes {
+		t.Run(m.name, func(t *testing.T) { runToggle(t, m) })
 	}
 }
 
-func runToggle(t *testing.T, name string, sidecar bool) {
+func runToggle(t *testing.T, m leafMode) {
 	ctx := context.Background()
-	c := newChurnLab(t, name, sidecar)
+	name := m.name
+	c := newChurnLab(t, m)
 	all := lab.HostPrefixes(churnBase, 300)
 	confirmed, ungated, held := all[:200], all[200:250], all[250:]
 	nh := netip.MustParseAddr(churnSrcLeaf)

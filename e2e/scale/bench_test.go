@@ -24,7 +24,7 @@ import (
 //	FIBGATE_SCALE_COMMAND   the command line the report names
 //	FIBGATE_SCALE_SETTINGS  YAML appended to the gated leaves' settings, to compare one setting
 //	                        side by side ("bgp:\n  not_to_sets: false\n"; not with originated)
-//	FIBGATE_SCALE_PPROF     a directory for the leaf's CPU profile of the convergence (gobgpd-ext, stock gobgpd, or fibgated in the sidecar leaves), its allocations and a 5 s execution trace
+//	FIBGATE_SCALE_PPROF     a directory for the leaf's CPU profile of the convergence (gobgpd-ext, stock gobgpd, or fibgated in the sidecar leaves), its allocations, a 5 s execution trace, and its live heap once the observer is full
 //	FIBGATE_SCALE_PPROF_FOR how long that profile runs from the moment the leaf listens; 15s by default
 //
 // A leaf that is not full in time is a result ("not full after T: X of

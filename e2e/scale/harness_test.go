@@ -82,6 +82,7 @@ var modes = []mode{
 	{key: "ext", title: "gobgpd-ext gated (sim, level hardware)", fibgate: true, start: startExt("hardware", false)},
 	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", fibgate: true, start: startExt("fib", false)},
 	{key: "ext-kernel", title: "gobgpd-ext gated (no sim, level fib)", fibgate: true, start: startExt("kernel", false)},
+	{key: "ext-copy", title: "gobgpd-ext gated, release by copy (sim, level hardware)", fibgate: true, start: startExtWith("hardware", false, "bgp:\n  release: copy\n")},
 	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar("hardware")},
 	{key: "sidecar-kernel", title: "gobgpd + fibgated (no sim, level fib)", fibgate: true, stock: true, start: startSidecar("kernel")},
 	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", stock: true, start: startGobgpd},
@@ -236,10 +237,15 @@ func procDaemon(name string, p *lab.Process) daemon {
 // startExt runs gobgpd-ext with the gate inside, gating at level; with
 // originate it announces the leaf's static routes itself.
 func startExt(level string, originate bool) func(t *testing.T, l *leafNS) []daemon {
+	return startExtWith(level, originate, "")
+}
+
+// startExtWith is startExt with settings of the mode's own appended.
+func startExtWith(level string, originate bool, settings string) func(t *testing.T, l *leafNS) []daemon {
 	return func(t *testing.T, l *leafNS) []daemon {
 		bin := binaries(t)
 		conf := l.write(t, "gobgpd.toml", l.gobgpdConf(""))
-		set := l.write(t, "fibgate.yaml", l.settings(level, originate))
+		set := l.write(t, "fibgate.yaml", l.settings(level, originate)+settings)
 		argv := []string{filepath.Join(bin, "gobgpd-ext"), "-f", conf, "--api-hosts", "unix://" + filepath.Join(l.dir, "gobgp.sock"),
 			"-l", "info", "--fibgate-config", set, "--pprof-disable"}
 		if l.pprof != "" {
@@ -651,6 +657,14 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		}
 		time.Sleep(pollEvery - time.Since(start.Add(at))) // the observer's poll period
 	}
+	if leaf.pprof != "" && r.full {
+		// What the leaf holds once the neighbour has the table: the live
+		// heap after a collection, to set beside stock gobgpd's.
+		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
+		if err := fetch(leaf.ns, "http://"+leaf.pprof+"/debug/pprof/heap?gc=1", base+".heap.pprof", 2*time.Minute); err != nil {
+			t.Errorf("heap profile: %v", err)
+		}
+	}
 	if m.key != "frr" {
 		if up, err := updatesSent(filepath.Join(leaf.dir, "gobgp.sock")); err != nil {
 			t.Logf("UPDATEs the leaf sent: %v", err)
@@ -777,7 +791,7 @@ func fetch(ns, url, file string, timeout time.Duration) error {
 }
 
 // profiling says where TestScaleBench puts gobgpd-ext's profiles of the
-// convergence (dir; "" for none) and how long the CPU profile runs from
+// convergence and its heap once the observer is full (dir; "" for none) and how long the CPU profile runs from
 // the moment the leaf listens (span).
 type profiling struct {
 	dir  string

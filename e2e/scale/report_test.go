@@ -272,6 +272,9 @@ Written by ` + "`make bench-scale`" + ` (TestScaleBench in e2e/scale); do not ed
 - gobgpd-ext gated, no sim: the same at level fib with no simulated ASIC (backend kernel), so what it
   waits for is what FRR's suppress-fib-pending waits for, and its figures are the gate's own cost
   without the sim's (which models and mirrors every route a second time).
+- gobgpd-ext gated, release by copy: the first leaf with bgp.release: copy: a confirmed prefix goes out
+  as a copy of its learned path added by the gate, and no learned path is ever exported
+  (plugin/gobgp/copy.go).
 - gobgpd + fibgated: a stock gobgpd with fibgated as its sidecar, the same settings; with no sim too.
   There fibgated's own peak RSS (in the run's log) is all the memory the gate costs.
 - stock gobgpd: no kernel install and no gate, the baseline.

@@ -135,6 +135,10 @@ func (nopBackend) listPath(context.Context, *api.ListPathRequest, func(*api.Dest
 }
 
 func (nopBackend) localAS(context.Context) (uint32, error) { return 65000, nil }
+func (nopBackend) multipath(context.Context) (bool, error) { return false, nil }
+func (nopBackend) watchLearned(context.Context, func([]*api.Path)) error {
+	return nil
+}
 
 // TestAuditBGPCost measures AuditBGP on a table of
 // FIBGATE_AUDIT_COST_PREFIXES released transit prefixes (skipped unless

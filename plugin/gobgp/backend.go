@@ -46,6 +46,14 @@ type backend interface {
 	listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error
 	// localAS returns GoBGP's own AS (keep.go).
 	localAS(ctx context.Context) (uint32, error)
+	// multipath says whether GoBGP's multipath is on (copy.go: the
+	// installer's next hops under a copy).
+	multipath(ctx context.Context) (bool, error)
+	// watchLearned calls fn with the paths of every post-policy adj-in
+	// event (a path a neighbour sent, changed or withdrew: an UPDATE, a
+	// session going down, a graceful restart's stale paths, a soft reset)
+	// until ctx ends (copy.go). In process only.
+	watchLearned(ctx context.Context, fn func([]*api.Path)) error
 }
 
 // pathsPerMessage is how many paths one AddPathStream message carries:
@@ -291,4 +299,42 @@ func (b serverBackend) localAS(ctx context.Context) (uint32, error) {
 		return 0, err
 	}
 	return r.GetGlobal().GetAsn(), nil
+}
+
+func (b grpcBackend) multipath(ctx context.Context) (bool, error) {
+	r, err := b.c.GetBgp(ctx, &api.GetBgpRequest{})
+	if err != nil {
+		return false, err
+	}
+	return r.GetGlobal().GetUseMultiplePaths(), nil
+}
+
+func (b serverBackend) multipath(ctx context.Context) (bool, error) {
+	r, err := b.s.GetBgp(ctx, &api.GetBgpRequest{})
+	if err != nil {
+		return false, err
+	}
+	return r.GetGlobal().GetUseMultiplePaths(), nil
+}
+
+func (grpcBackend) watchLearned(context.Context, func([]*api.Path)) error {
+	return ErrCopyNeedsInProcess
+}
+
+// learnedWatchRequest asks for every post-policy adj-in change. GoBGP
+// notifies these from propagateUpdate, which every change of a
+// neighbour's paths goes through (v3.37): UPDATEs, a session's paths
+// dropped or marked stale, a soft reset in.
+func learnedWatchRequest() *api.WatchEventRequest {
+	return &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+		Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_POST_POLICY}},
+	}}
+}
+
+func (b serverBackend) watchLearned(ctx context.Context, fn func([]*api.Path)) error {
+	return b.s.WatchEvent(ctx, learnedWatchRequest(), func(r *api.WatchEventResponse) {
+		if ps, ok := tablePaths(r); ok {
+			fn(ps)
+		}
+	})
 }

@@ -78,14 +78,39 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	defer cancel()
 	// A kept copy hides the learned path under it from the table's
 	// snapshot (keep.go), and the installer would remove its route: a
-	// watch starts without copies, their prefixes held.
+	// watch starts without copies, their prefixes held. With releases by
+	// copy (copy.go) the copies stay, and the learned paths under them
+	// are read into the snapshot instead; the post-policy watch, started
+	// first, reports what changes under them from then on.
+	byCopy := s.cfg.ReleaseByCopy
 	s.mu.Lock()
-	if s.usable() == nil {
-		if err := s.dropCopies(ctx); err != nil {
+	if s.usable() == nil && !byCopy {
+		if err := s.dropCopies(ctx, true); err != nil {
 			s.opts.log.Warn("deleting kept copies before watching best paths failed", "err", err)
 		}
 	}
 	s.mu.Unlock()
+	var multipath bool
+	under := newPrefixQueue()
+	if byCopy {
+		var err error
+		if multipath, err = s.b.multipath(ctx); err != nil {
+			return fmt.Errorf("watch best paths: read gobgp's multipath setting: %w", err)
+		}
+		if _, err := s.ourAS(ctx); err != nil {
+			return fmt.Errorf("watch best paths: %w", err)
+		}
+		err = s.b.watchLearned(ctx, func(ps []*api.Path) {
+			for _, p := range ps {
+				if pfx, ok := pathPrefix(p); ok && s.cp.has(pfx) {
+					under.add(pfx)
+				}
+			}
+		})
+		if err != nil {
+			return fmt.Errorf("watch learned paths: %w", err)
+		}
+	}
 	if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
 		s.opts.log.Warn("reading gobgp's neighbours for the AS index failed; retried when a path comes from an unknown AS", "err", err)
 	}
@@ -146,8 +171,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		var ases []prefixMask // new AS masks, recorded after the fence
 		kept := bs[:0]
-		var moved []netip.Prefix // had a route that is about to change
-		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
+		var moved []netip.Prefix   // had a route that is about to change
+		var keep []keepReq         // the same, with new attributes: kept on a copy if it can (keep.go)
+		var refresh []netip.Prefix // new attributes on the same route, under a copy (copy.go)
 		for _, b := range bs {
 			k := pkey.Of(b.Prefix)
 			old, had := last[k]
@@ -164,6 +190,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			default:
 				if had {
 					last[k] = now // new attributes on the same route: exported as they are
+					if byCopy && old.attrs != now.attrs && s.cp.has(b.Prefix) {
+						refresh = append(refresh, b.Prefix) // or by a new copy
+					}
 				}
 				continue // nothing new to install
 			}
@@ -180,6 +209,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		// (fence.go): nothing queues between the change and the hold.
 		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
+		}
+		if err := s.refreshCopies(ctx, refresh); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("replacing copies whose path changed attributes failed; the next release or Check replaces them", "prefixes", len(refresh), "err", err)
 		}
 		// The new paths' ASes count for their releases from now on: not
 		// before their fences, or a release of the previous route would
@@ -203,13 +235,33 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// The learned paths under kept copies are read back on a tick (keep.go).
 	// The read-back takes at most a tenth of the loop's time: the fences
 	// of other prefixes wait while it runs.
+	// With releases by copy the post-policy watch reports every change
+	// under a copy instead.
 	poll := time.NewTimer(keepPoll)
 	defer poll.Stop()
+	pollC := poll.C
+	if byCopy {
+		pollC = nil
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-poll.C:
+		case <-under.ready:
+			ps := under.take()
+			bs, err := s.underCopies(ctx, ps, multipath)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				s.opts.log.Warn("reading the learned paths under copies failed; trying again", "prefixes", len(ps), "err", err)
+				for _, p := range ps {
+					under.add(p)
+				}
+				continue
+			}
+			report(bs, false)
+		case <-pollC:
 			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {
 				s.opts.log.Warn("checking the paths under kept copies failed", "err", err)
@@ -254,7 +306,15 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				ps = snap
 			}
-			report(decode(ps), true)
+			bs := decode(ps)
+			if byCopy {
+				extra, err := s.underCopies(ctx, nil, multipath)
+				if err != nil {
+					return fmt.Errorf("watch best paths: %w", err)
+				}
+				bs = append(bs, extra...)
+			}
+			report(bs, true)
 			snap, initial = nil, false
 			if batched {
 				if err := marker(true); err != nil {
@@ -263,6 +323,40 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 		}
 	}
+}
+
+// prefixQueue gathers the prefixes the learned-path watch saw change
+// under copies (copy.go), from GoBGP's goroutine, for WatchBest's loop:
+// ready has a token while some wait.
+type prefixQueue struct {
+	mu    sync.Mutex
+	ps    map[netip.Prefix]struct{}
+	ready chan struct{}
+}
+
+func newPrefixQueue() *prefixQueue {
+	return &prefixQueue{ps: make(map[netip.Prefix]struct{}), ready: make(chan struct{}, 1)}
+}
+
+func (q *prefixQueue) add(p netip.Prefix) {
+	q.mu.Lock()
+	q.ps[p] = struct{}{}
+	q.mu.Unlock()
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+func (q *prefixQueue) take() []netip.Prefix {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	out := make([]netip.Prefix, 0, len(q.ps))
+	for p := range q.ps {
+		out = append(out, p)
+	}
+	clear(q.ps)
+	return out
 }
 
 // bestQueue hands WatchBest's fenced reports to its caller's fn in a

@@ -90,6 +90,21 @@ type Config struct {
 	// release's HOLD path carries the source's AS, holdPathThrough.)
 	NoNotTo bool
 
+	// ReleaseByCopy releases a transit prefix learned over eBGP by adding
+	// a copy of its learned best path as a local path of the gate's (the
+	// kept copies' form, keep.go), instead of letting the learned path
+	// through the held set: the learned paths stay held, so a new best
+	// path never reaches a neighbour before its route is programmed
+	// (make-before-break for new attributes too, with no fence window;
+	// copy.go), a release costs GoBGP one operation instead of three,
+	// and released prefixes need neither held-set nor not-to entries.
+	// In process only (NewInProcess, gobgpd-ext): a copy outlives the
+	// process that added it, so a sidecar that died would leave GoBGP
+	// advertising copies of withdrawn paths. What neighbours receive
+	// differs from the learned path's export where GoBGP treats local
+	// paths differently: iBGP neighbours get next hop self and no MED.
+	ReleaseByCopy bool
+
 	// KeepOriginatedOnClose leaves originated paths in GoBGP when the
 	// Speaker closes. By default Close deletes them: nobody watches their
 	// hardware state any more.

@@ -104,6 +104,7 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	var adds, dels []setEntry
 	var pulses []pulseItem
 	var before, after, rerun []*api.Path
+	var recopy []netip.Prefix
 	paths := func(l *[]*api.Path, mk ...func() (*api.Path, error)) error {
 		for _, f := range mk {
 			p, err := f()
@@ -121,7 +122,7 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 		if st == nil {
 			st = &prefixState{}
 		}
-		want := s.wanted(p)
+		want := s.inSet(p)
 		keep := st.transit || st.originated
 		desired := sc.entries(p, want)
 		curRel := sc.releasedIn(p, cur)
@@ -134,6 +135,14 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 		}
 		var err error
 		switch {
+		case st.onCopy():
+			// Released on a copy (copy.go): held in the set; a failed
+			// call may have left it without its copy.
+			a, d := diffEntries(p, cur, desired)
+			adds, dels = append(adds, a...), append(dels, d...)
+			if suspect {
+				recopy = append(recopy, p)
+			}
 		case curRel && !want:
 			it := pulseItem{p: p}
 			it.shutAdd, it.shutDel = diffEntries(p, cur, desired)
@@ -182,11 +191,24 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	// Kept copies (keep.go) go, now that their prefixes are held: the
 	// record does not keep what they carried, and a restarted gobgpd has
 	// none anyway. The tracker releases the new routes once programmed.
-	if err := s.dropCopies(ctx); err != nil {
+	// Releases by copy (copy.go) stay: they are the record's releases.
+	if err := s.dropCopies(ctx, false); err != nil {
 		return fmt.Errorf("reconcile: %w", err)
 	}
+	// Copies a failed call may have lost are added again, of the learned
+	// path as it is now.
+	if len(recopy) > 0 {
+		changes := make([]change, 0, len(recopy))
+		for _, p := range recopy {
+			s.cp.del(p) // so the copy is built and sent, not taken for in place
+			changes = append(changes, s.current(p))
+		}
+		if err := s.apply(ctx, changes); err != nil {
+			return fmt.Errorf("reconcile: add %d copies again: %w", len(recopy), err)
+		}
+	}
 	for p, st := range s.rec {
-		st.released, st.held, st.suspect = s.wanted(p), false, false
+		st.released, st.held, st.suspect = s.inSet(p), false, false
 		if st.zero() {
 			delete(s.rec, p)
 		}

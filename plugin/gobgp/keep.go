@@ -100,9 +100,7 @@ func (s *Speaker) setKeeps(ok bool) {
 // Kept reports how many prefixes the Speaker keeps out on a copy of their
 // previous best path, for metrics and tests.
 func (s *Speaker) Kept() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.copies)
+	return s.cp.len()
 }
 
 // keep tries to keep the released prefixes of reqs out on copies; it
@@ -111,8 +109,18 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	var try []keepReq
 	for _, r := range reqs {
 		st := s.rec[r.prefix]
+		if st != nil && st.kept && s.cfg.scopeOf(r.prefix).contains(r.prefix) {
+			// Out on a copy already (released by copy, copy.go; or kept
+			// for an earlier change): it stays out on it, and its new
+			// route's release replaces it. Taken back for the tracker,
+			// with a fence's clock, so no release of an older route
+			// replaces it.
+			st.transit = false
+			st.fence = max(st.fence, clock)
+			continue
+		}
 		if !s.keeps || st == nil || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) ||
-			len(s.copies)+len(try) >= maxKept {
+			(!s.cfg.ReleaseByCopy && s.cp.len()+len(try) >= maxKept) {
 			fence = append(fence, r.prefix)
 			continue
 		}
@@ -164,7 +172,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		st := s.state(p)
 		st.transit, st.suspect, st.kept = false, true, true
 		st.fence = max(st.fence, clock)
-		s.copies[p] = sigs[p]
+		s.cp.set(p, sigs[p])
 	}
 	if err := s.b.sendPaths(ctx, copies); err != nil {
 		s.dirty = true
@@ -333,43 +341,8 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 		s.opts.log.Debug("not keeping: a neighbour would keep the new path", "prefix", r.prefix, "neighbour", n)
 		return nil, 0, false
 	}
-	var common [][]byte
-	marked := false
-	for _, a := range attrs {
-		switch a := a.(type) {
-		case *bgp.PathAttributeNextHop, *bgp.PathAttributeMpReachNLRI, *bgp.PathAttributeMultiExitDisc:
-			continue
-		case *bgp.PathAttributeCommunities:
-			if slices.Contains(a.Value, s.cfg.hold) {
-				return nil, 0, false
-			}
-			marked = true
-			b, err := bgp.NewPathAttributeCommunities(append(slices.Clone(a.Value), s.cfg.keep)).Serialize()
-			if err != nil {
-				return nil, 0, false
-			}
-			common = append(common, b)
-			continue
-		}
-		b, err := a.Serialize()
-		if err != nil {
-			return nil, 0, false
-		}
-		common = append(common, b)
-	}
-	if !marked {
-		b, err := bgp.NewPathAttributeCommunities([]uint32{s.cfg.keep}).Serialize()
-		if err != nil {
-			return nil, 0, false
-		}
-		common = append(common, b)
-	}
-	nh := netip.IPv4Unspecified()
-	if !r.prefix.Addr().Is4() {
-		nh = netip.IPv6Unspecified()
-	}
-	c, err := build(r.prefix, nh, common, false)
-	if err != nil {
+	c, ok := s.copyPath(r.prefix, attrs)
+	if !ok {
 		return nil, 0, false
 	}
 	return c, s.learnedSig(paths), true
@@ -437,11 +410,11 @@ func asesOf(attrs []bgp.PathAttributeInterface) map[uint32]bool {
 // best-path watch does not report them while a copy is best.
 func (s *Speaker) checkCopies(ctx context.Context) error {
 	s.mu.Lock()
-	if len(s.copies) == 0 || s.closed {
+	if s.cp.len() == 0 || s.closed {
 		s.mu.Unlock()
 		return nil
 	}
-	snap := maps.Clone(s.copies)
+	snap := s.cp.snapshot()
 	s.mu.Unlock()
 	ps := slices.Collect(maps.Keys(snap))
 	dests, err := s.lookup(ctx, ps)
@@ -460,36 +433,42 @@ func (s *Speaker) checkCopies(ctx context.Context) error {
 	s.opts.log.Debug("learned paths changed under kept copies; fencing", "prefixes", len(changed))
 	// Only copies still as read: a release may have replaced one meanwhile.
 	return s.fence(ctx, changed, nil, func(p netip.Prefix) bool {
-		sig, ok := s.copies[p]
+		sig, ok := s.cp.get(p)
 		return ok && sig == snap[p]
 	})
 }
 
-// dropCopies deletes every kept copy; their prefixes stay held. Called
-// with s.mu held.
-func (s *Speaker) dropCopies(ctx context.Context) error {
-	if len(s.copies) == 0 {
-		return nil
-	}
-	del := make([]*api.Path, 0, len(s.copies))
-	for p := range s.copies {
+// dropCopies deletes the kept copies (keep.go); their prefixes stay
+// held. Copies that release a prefix (Config.ReleaseByCopy) stay unless
+// all is set. Called with s.mu held.
+func (s *Speaker) dropCopies(ctx context.Context, all bool) error {
+	snap := s.cp.snapshot()
+	var del []*api.Path
+	var gone []netip.Prefix
+	for p := range snap {
+		if st := s.rec[p]; !all && st != nil && st.onCopy() {
+			continue
+		}
 		hp, err := s.pb.holdPath(p, true)
 		if err != nil {
 			return err
 		}
-		del = append(del, hp)
+		del, gone = append(del, hp), append(gone, p)
+	}
+	if len(del) == 0 {
+		return nil
 	}
 	if err := s.b.sendPaths(ctx, del); err != nil {
 		return fmt.Errorf("delete %d kept copies: %w", len(del), err)
 	}
-	for p := range s.copies {
+	for _, p := range gone {
 		if st := s.rec[p]; st != nil {
-			st.kept = false
+			st.kept, st.transit = false, false // a release on the copy is taken back
 			if st.zero() {
 				delete(s.rec, p)
 			}
 		}
-		delete(s.copies, p)
+		s.cp.del(p)
 	}
 	return nil
 }

@@ -93,10 +93,11 @@ type arrivals struct {
 	has       map[netip.Prefix]bool
 	asPath    map[netip.Prefix]string   // of the path the receiver holds
 	comms     map[netip.Prefix][]uint32 // its communities
+	hist      map[netip.Prefix][]string // every AS path received, "withdrawn" for a withdrawal
 }
 
 func watchArrivals(t *testing.T, recv *server.BgpServer) *arrivals {
-	x := &arrivals{withdrawn: map[netip.Prefix]int{}, has: map[netip.Prefix]bool{}, asPath: map[netip.Prefix]string{}, comms: map[netip.Prefix][]uint32{}}
+	x := &arrivals{withdrawn: map[netip.Prefix]int{}, has: map[netip.Prefix]bool{}, asPath: map[netip.Prefix]string{}, comms: map[netip.Prefix][]uint32{}, hist: map[netip.Prefix][]string{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	err := recv.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
@@ -123,6 +124,11 @@ func watchArrivals(t *testing.T, recv *server.BgpServer) *arrivals {
 					x.comms[pfx] = a.Value
 				}
 			}
+			if p.IsWithdraw {
+				x.hist[pfx] = append(x.hist[pfx], "withdrawn")
+			} else {
+				x.hist[pfx] = append(x.hist[pfx], x.asPath[pfx])
+			}
 		}
 	})
 	if err != nil {
@@ -135,6 +141,14 @@ func (x *arrivals) at(p netip.Prefix) (has bool, withdrawn int) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return x.has[p], x.withdrawn[p]
+}
+
+// history returns what the receiver was sent of p, in order: AS paths,
+// and "withdrawn" for withdrawals.
+func (x *arrivals) history(p netip.Prefix) []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return slices.Clone(x.hist[p])
 }
 
 // path returns the AS path and communities of what the receiver holds.

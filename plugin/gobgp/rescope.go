@@ -61,7 +61,9 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 	start := time.Now()
 	// Kept copies go first: a prefix leaving the scope must not stay out
 	// on one (keep.go); those staying are released again once confirmed.
-	if err := s.dropCopies(ctx); err != nil {
+	// Releases by copy stay (copy.go); those leaving go below, once
+	// their learned paths are ungated.
+	if err := s.dropCopies(ctx, false); err != nil {
 		s.dirty = true
 		return fmt.Errorf("gobgp speaker: rescope: %w", err)
 	}
@@ -115,9 +117,18 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		return fmt.Errorf("gobgp speaker: rescope: %w", err)
 	}
 	var ungated []netip.Prefix // leave their not-to sets (notto.go)
+	var uncopied []*api.Path   // copies of prefixes leaving the scope, deleted once ungated
 	for p, st := range s.rec {
 		if st.transit && !n.scopeOf(p).contains(p) {
 			ungated = append(ungated, p)
+			if st.kept {
+				c, err := s.pb.holdPath(p, true) // deletes our local path: the copy
+				if err != nil {
+					return fmt.Errorf("gobgp speaker: rescope: %w", err)
+				}
+				uncopied = append(uncopied, c)
+				st.kept = false
+			}
 			st.transit = false
 			if st.zero() {
 				delete(s.rec, p)
@@ -145,7 +156,7 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		}
 		for p := range nodes {
 			st := s.rec[p]
-			want := st != nil && (st.transit || st.originated) && f.new.contains(p)
+			want := st != nil && (st.transit && !st.kept || st.originated) && f.new.contains(p)
 			a, d := diffEntries(p, cur[p], f.new.entries(p, want))
 			adds, dels = append(adds, a...), append(dels, d...)
 		}
@@ -183,8 +194,17 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 	if err := s.b.sendPaths(ctx, after); err != nil {
 		return fail("re-run export of prefixes leaving the scope", err)
 	}
+	// Their learned paths go out in the copies' place: an update.
+	if err := s.b.sendPaths(ctx, uncopied); err != nil {
+		return fail("delete the copies of prefixes leaving the scope", err)
+	}
+	for _, c := range uncopied {
+		if p, ok := pathPrefix(c); ok {
+			s.cp.del(p)
+		}
+	}
 	for p, st := range s.rec {
-		st.released, st.held = s.wanted(p), false
+		st.released, st.held = s.inSet(p), false
 		if st.zero() {
 			delete(s.rec, p)
 		}

@@ -34,6 +34,11 @@ var (
 	// release; the gate's scope and this Speaker's Config disagree.
 	// Withdraw of one does nothing: it left the scope (Rescope).
 	ErrOutOfScope = errors.New("transit prefix outside the gated scope")
+	// ErrCopyNeedsInProcess: Config.ReleaseByCopy over gobgpd's API. A
+	// copy is a path the sidecar adds to gobgpd, and gobgpd would go on
+	// advertising it after the sidecar died and its learned path was
+	// withdrawn; gobgpd-ext's copies die with it.
+	ErrCopyNeedsInProcess = errors.New("gobgp speaker: release by copy works in process only (gobgpd-ext), not over gobgpd's API")
 )
 
 // Speaker is the gate's BGP side on GoBGP: it satisfies gate.Speaker over
@@ -77,12 +82,12 @@ type Speaker struct {
 	// names the scope in either mode (install.go).
 	rescopedOnce bool
 
-	// keeps: the gate's policy lets kept copies out (keep.go); copies:
-	// the prefixes kept out on one, with the fingerprint of the learned
-	// paths under it; localAS: GoBGP's AS, read once (also by WatchBest's
-	// goroutine, hence atomic).
+	// keeps: the gate's policy lets kept copies out (keep.go); cp: the
+	// prefixes out on a copy, kept or released by copy (copy.go);
+	// localAS: GoBGP's AS, read once (also by WatchBest's goroutine,
+	// hence atomic).
 	keeps   bool
-	copies  map[netip.Prefix]uint64
+	cp      *copySet
 	localAS atomic.Uint32
 
 	// nt: the not-to sets (notto.go).
@@ -99,7 +104,7 @@ type prefixState struct {
 	released   bool   // the held set releases it (as far as we know)
 	held       bool   // a HOLD path of ours may be in GoBGP
 	suspect    bool   // an operation on it failed midway
-	kept       bool   // kept out on a copy of its previous best path (keep.go; Speaker.copies)
+	kept       bool   // out on a copy: of its previous best path (keep.go), or released by copy with transit (copy.go); in Speaker.cp
 	fence      uint64 // FIB clock of the last Fence; 0: none (fence.go)
 	notTo      uint64 // the not-to sets it is in, as bits of the AS index (notto.go)
 }
@@ -113,6 +118,9 @@ var _ gate.Speaker = (*Speaker)(nil)
 // NewClient returns a Speaker that drives a stock gobgpd over conn (the
 // sidecar mode). The caller keeps ownership of conn.
 func NewClient(conn grpc.ClientConnInterface, cfg Config, opts ...Option) (*Speaker, error) {
+	if cfg.ReleaseByCopy {
+		return nil, ErrCopyNeedsInProcess
+	}
 	return newSpeaker(grpcBackend{api.NewGobgpApiClient(conn)}, cfg, opts)
 }
 
@@ -160,11 +168,11 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	}
 	return &Speaker{
 		b: b, cfg: n, pb: pb, opts: o,
-		rec:    make(map[netip.Prefix]*prefixState),
-		onh:    make(map[netip.Prefix]netip.Addr),
-		copies: make(map[netip.Prefix]uint64),
-		nt:     newNotTo(),
-		done:   make(chan struct{}),
+		rec:  make(map[netip.Prefix]*prefixState),
+		onh:  make(map[netip.Prefix]netip.Addr),
+		cp:   newCopySet(),
+		nt:   newNotTo(),
+		done: make(chan struct{}),
 	}, nil
 }
 
@@ -336,9 +344,19 @@ func (s *Speaker) state(p netip.Prefix) *prefixState {
 // state only once every phase succeeded, so a failure leaves it
 // fail-closed; the failed prefixes are marked suspect for Check.
 func (s *Speaker) apply(ctx context.Context, changes []change) error {
+	// Releases by copy (copy.go): the copies, read and built first.
+	copies, err := s.planCopies(ctx, changes)
+	if err != nil {
+		s.dirty = true
+		return fmt.Errorf("release by copy (%d prefixes): %w", len(changes), err)
+	}
 	// The AS masks of the released paths, and the not-to masks the
-	// prefixes will have (notto.go).
+	// prefixes will have (notto.go). A prefix out on a copy needs none:
+	// no learned path of it is ever exported.
 	masks := s.releaseMasks(changes)
+	for p := range copies {
+		delete(masks, p)
+	}
 	targets, err := s.ntTargets(ctx, masks)
 	if err != nil {
 		s.dirty = true
@@ -362,7 +380,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			st = &prefixState{}
 		}
 		in := s.cfg.scopeOf(c.p).contains(c.p)
-		want := in && (c.transit || c.originated)
+		plan, byCopy := copies[c.p]
+		want := in && (c.transit || c.originated) && !byCopy
 		if want && !st.released {
 			open = append(open, c.p)
 		}
@@ -371,6 +390,17 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		}
 		var err error
 		switch {
+		case byCopy:
+			// Out on a copy of its learned best path (copy.go): added, or
+			// replacing the copy in place (an update at the neighbours),
+			// after a HOLD path that withdraws the old one when a
+			// neighbour's AS joins the path.
+			if plan.holdFirst {
+				err = push(&phasePre)(s.pb.holdPath(c.p, false))
+			}
+			if plan.path != nil {
+				err = errors.Join(err, push(&phaseB)(plan.path, nil))
+			}
 		case st.kept && !c.originated:
 			// Kept out on a copy (keep.go). Released: the held set lets the
 			// learned path go first (phase A), then the copy goes and GoBGP
@@ -385,7 +415,12 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			case c.transit && in:
 				err = push(&phaseB)(s.pb.holdPath(c.p, true))
 			case in:
-				open, shut = append(open, c.p), append(shut, c.p)
+				if !s.cfg.ReleaseByCopy {
+					open, shut = append(open, c.p), append(shut, c.p)
+				}
+				// Releasing by copy, the prefix was held all along and the
+				// copy is what went out: the HOLD path replacing it is
+				// withdrawal enough, with no set edits.
 				err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
 				holds[c.p] = true
 			default:
@@ -446,6 +481,11 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		s.dirty = true
 		return fmt.Errorf("%s (%d prefixes): %w", what, len(changes), err)
 	}
+	// A copy is in the set before it is in GoBGP: the learned-path watch
+	// must not miss a change under it (copy.go).
+	for p := range copies {
+		s.cp.set(p, copies[p].key)
+	}
 	if len(phasePre) > 0 {
 		if err := s.b.sendPaths(ctx, phasePre); err != nil {
 			return fail("add hold paths", err)
@@ -475,13 +515,15 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	for _, c := range changes {
 		st, was := s.rec[c.p], before[c.p]
 		notTo := st.notTo // as edited above
-		if was.kept {
-			delete(s.copies, c.p) // deleted, or replaced by an originated path
+		_, byCopy := copies[c.p]
+		if was.kept && !byCopy {
+			s.cp.del(c.p) // deleted, or replaced by an originated path
 		}
 		*st = prefixState{
 			transit:    c.transit,
 			originated: c.originated,
-			released:   s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated),
+			kept:       byCopy,
+			released:   s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated) && !byCopy,
 			// A HOLD path left by an earlier failure is gone if this call
 			// deleted ours or replaced it with a local path.
 			held:    was.held && !holds[c.p] && !c.originated,

@@ -98,6 +98,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fibgated: bgp: %v\n", err)
 		return daemon.ExitConfig
 	}
+	if gcfg.ReleaseByCopy {
+		fmt.Fprintf(stderr, "fibgated: bgp.release: copy works in gobgpd-ext only: a copy fibgated added would stay in gobgpd after fibgated stopped; use release: toggle (the default) with fibgated\n")
+		return daemon.ExitConfig
+	}
 	switch {
 	case *fallback:
 		toml, err := gcfg.FallbackTOML()

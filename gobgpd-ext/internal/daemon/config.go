@@ -158,6 +158,11 @@ type BGPSettings struct {
 	// was in its previous one until the new route is programmed
 	// (gobgp.Config.NoNotTo); default true.
 	NotToSets *bool `yaml:"not_to_sets"`
+	// Release says how a confirmed transit prefix goes out: "toggle" (the
+	// default: its learned path is let through the gate) or "copy"
+	// (gobgpd-ext only: a copy of the learned path is added, and no
+	// learned path is ever exported; gobgp.Config.ReleaseByCopy).
+	Release string `yaml:"release"`
 	// FallbackPolicy names the reject-everything-in-scope policy listed
 	// in gobgpd's own config (fibgated --print-fallback renders it);
 	// gobgpd-ext adds it to the config it reads by itself.
@@ -448,6 +453,13 @@ func (c *Config) GoBGP() (gobgp.Config, error) {
 		KeepOriginatedOnClose: c.BGP.KeepOriginatedOnExit, KeepGateway: c.BGP.KeepKernelGateway,
 		NoNotTo: c.BGP.NotToSets != nil && !*c.BGP.NotToSets,
 		Scope:   ScopeOf(c.policy), NoScope: len(c.policy.Scopes) == 0,
+	}
+	switch c.BGP.Release {
+	case "", "toggle":
+	case "copy":
+		g.ReleaseByCopy = true
+	default:
+		return g, fmt.Errorf("release %q: want toggle or copy", c.BGP.Release)
 	}
 	for _, nh := range []struct {
 		s   string

@@ -130,6 +130,7 @@ func TestBadSettingsNameTheField(t *testing.T) {
 		{"bgp: {originate_protocols: [bgp]}", "installer's protocol"},
 		{"bgp: {hold_community: '65535:666'}", "hold community"},
 		{"bgp: {next_hop4: '2001:db8::1'}", "next_hop4"},
+		{"bgp: {release: sideways}", "release \"sideways\": want toggle or copy"},
 		{"install: {table: 100}", "install.table 100 is in no scope"},
 		{"policy: {scopes: [{name: x, level: loud}]}", "policy: scopes[0].level"},
 		{"policy: {scopes: []}\npolicy_file: x.yaml", "give one of them"},
@@ -334,6 +335,27 @@ func TestEachSwitchIsItsOwn(t *testing.T) {
 		if !tc.off(c) || on != 2 {
 			t.Errorf("%q: flush_on_exit %v, install.enabled %v, bgp.not_to_sets %v; want only that one off",
 				tc.yaml, c.flushOnExit(), c.InstallEnabled(), *c.BGP.NotToSets)
+		}
+	}
+}
+
+// TestReleaseByCopyIsAskedFor: bgp.release: copy reaches the Speaker's
+// Config; the default (and "toggle") releases by toggle.
+func TestReleaseByCopyIsAskedFor(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want bool
+	}{{"", false}, {"bgp: {release: toggle}", false}, {"bgp: {release: copy}", true}} {
+		c, err := Parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := c.GoBGP()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.ReleaseByCopy != tc.want {
+			t.Errorf("%q: ReleaseByCopy %v, want %v", tc.yaml, g.ReleaseByCopy, tc.want)
 		}
 	}
 }

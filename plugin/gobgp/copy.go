@@ -1,0 +1,414 @@
+package gobgp
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/apiutil"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+)
+
+// Release by copy (Config.ReleaseByCopy).
+//
+// A release by toggle lets the learned path through the held set, so
+// GoBGP exports whatever becomes best for the prefix next, in the same
+// main-loop pass that chooses it: a new path with new attributes reaches
+// neighbours before its route is programmed (the fence window,
+// docs/design-notes.md, "Make-before-break"). A release by copy never lets
+// a learned path out. It adds a copy of the learned best path as a local
+// path of the gate's (keep.go's form: the same attributes, the keep
+// community, next hop unspecified, no MED); a local path wins over learned
+// ones of the same LOCAL_PREF, so the copy is best and is what neighbours
+// receive. The prefix stays in the held set.
+//
+// What a learned path then does under the copy, GoBGP's best-path watch
+// does not say (the copy stays best). The post-policy adj-in watch does:
+// GoBGP notifies it from propagateUpdate, which every change of a
+// neighbour's paths goes through (an UPDATE, a session's paths dropped or
+// marked stale, a soft reset in). WatchBest reads the paths of a copied
+// prefix back when one changes and reports its learned best path (and the
+// learned multipath set) as if GoBGP's best-path watch had:
+//   - the same attributes on other next hops: the installer rewrites the
+//     route; the copy stays (neighbours see nothing new), and the tracker
+//     keeps the prefix out until the new route is programmed, as for any
+//     next-hop change;
+//   - new attributes: the prefix stays out on the copy, taken back from
+//     the tracker's point of view (a fence's clock; no withdrawal), and
+//     the release of its new route replaces the copy with one of the new
+//     path: neighbours get the new attributes when the route is
+//     programmed, and never lose the prefix meanwhile;
+//   - new attributes on the same next hops: the copy is replaced at once
+//     (the hardware forwards as before, so nothing waits);
+//   - no learned path left: the prefix is taken back (a HOLD path
+//     replaces the copy, so the withdrawal goes out).
+//
+// A replacement that brings a neighbour's AS into the path sends a HOLD
+// path first: GoBGP filters the new copy towards that neighbour by its AS
+// and would send it no withdrawal of the old one (filterpath in v3.37;
+// keep.go's strandedBy), so the HOLD path withdraws it from everyone,
+// and the new copy follows in the same call.
+//
+// Not by copy, released by toggle as before: a learned best path from an
+// iBGP neighbour (a copy would go to iBGP neighbours that never got the
+// learned path), one carrying the HOLD community, and prefixes entering the
+// scope out on a learned path (Rescope).
+
+// copySet holds the prefixes out on a copy (released by copy, or kept
+// out on a copy of a previous best path), each with a fingerprint of what
+// the copy was made from: the copied path's exportKey for a release by
+// copy, the learned paths' learnedSig for a kept copy. Its own lock: the
+// learned-path watch asks it from GoBGP's goroutine, without s.mu.
+type copySet struct {
+	mu sync.Mutex
+	m  map[pkey.Key]uint64
+}
+
+func newCopySet() *copySet { return &copySet{m: make(map[pkey.Key]uint64)} }
+
+func (c *copySet) get(p netip.Prefix) (uint64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[pkey.Of(p)]
+	return v, ok
+}
+
+func (c *copySet) has(p netip.Prefix) bool {
+	_, ok := c.get(p)
+	return ok
+}
+
+func (c *copySet) set(p netip.Prefix, v uint64) {
+	c.mu.Lock()
+	c.m[pkey.Of(p)] = v
+	c.mu.Unlock()
+}
+
+func (c *copySet) del(p netip.Prefix) {
+	c.mu.Lock()
+	delete(c.m, pkey.Of(p))
+	c.mu.Unlock()
+}
+
+func (c *copySet) len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
+
+// snapshot copies the set.
+func (c *copySet) snapshot() map[netip.Prefix]uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[netip.Prefix]uint64, len(c.m))
+	for k, v := range c.m {
+		out[k.Prefix()] = v
+	}
+	return out
+}
+
+// onCopy says the prefix is released on a copy of its learned best path.
+func (st *prefixState) onCopy() bool { return st.transit && st.kept }
+
+// copyPlan is what apply does for a release by copy of one prefix.
+type copyPlan struct {
+	path      *api.Path // the copy; nil: the copy in place is of the same path
+	key       uint64    // exportKey of the learned path copied
+	holdFirst bool      // a HOLD path replaces the old copy first (a neighbour's AS joins the path)
+}
+
+// planCopies reads the learned best paths of the transit releases among
+// changes that can go out by copy and builds their copies; the others are
+// released by toggle. Called with s.mu held.
+func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.Prefix]copyPlan, error) {
+	if !s.cfg.ReleaseByCopy {
+		return nil, nil
+	}
+	var ps []netip.Prefix
+	for _, c := range changes {
+		st := s.rec[c.p]
+		if !c.transit || c.originated || !s.cfg.scopeOf(c.p).contains(c.p) {
+			continue
+		}
+		if st != nil && (st.originated || st.transit && !st.kept) {
+			continue // out by toggle, or originated: nothing to copy
+		}
+		ps = append(ps, c.p)
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	as, err := s.ourAS(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dests, err := s.lookup(ctx, ps)
+	if err != nil {
+		return nil, fmt.Errorf("read the paths to copy: %w", err)
+	}
+	var peers []ebgpPeer
+	out := make(map[netip.Prefix]copyPlan, len(ps))
+	for _, p := range ps {
+		paths := dests[p]
+		ls := learnedPaths(paths)
+		if len(ls) == 0 || ls[0].SourceAsn == as || ls[0].SourceAsn == 0 {
+			continue // no learned path (the release fails as before), or iBGP: by toggle
+		}
+		key := exportKey(ls[0])
+		st := s.rec[p]
+		if st != nil && st.onCopy() {
+			if have, _ := s.cp.get(p); have == key {
+				out[p] = copyPlan{key: key} // the copy in place is of this path
+				continue
+			}
+		}
+		attrs, err := apiutil.GetNativePathAttributes(ls[0])
+		if err != nil {
+			s.opts.log.Warn("learned path with undecodable attributes; releasing it by toggle", "prefix", p, "err", err)
+			continue
+		}
+		c, ok := s.copyPath(p, attrs)
+		if !ok {
+			continue
+		}
+		plan := copyPlan{path: c, key: key}
+		if st != nil && st.kept {
+			// Replacing a copy: a neighbour whose AS only the new path
+			// carries has the old copy and would keep it.
+			if peers == nil {
+				if peers, err = s.establishedEBGP(ctx, as); err != nil {
+					return nil, err
+				}
+			}
+			if old := copyIn(paths, s.cfg.keep); old != nil {
+				if oldAttrs, err := apiutil.GetNativePathAttributes(old); err == nil {
+					plan.holdFirst = joins(peers, asesOf(oldAttrs), asesOf(attrs))
+				} else {
+					plan.holdFirst = true
+				}
+			}
+		}
+		out[p] = plan
+	}
+	return out, nil
+}
+
+// establishedEBGP lists GoBGP's established eBGP neighbours.
+func (s *Speaker) establishedEBGP(ctx context.Context, ourAS uint32) ([]ebgpPeer, error) {
+	peers := []ebgpPeer{}
+	err := s.b.listPeers(ctx, func(p *api.Peer) {
+		if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED && p.GetConf().GetPeerAsn() != ourAS {
+			peers = append(peers, ebgpPeer{addr: p.GetState().GetNeighborAddress(), as: p.GetConf().GetPeerAsn()})
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list neighbours: %w", err)
+	}
+	return peers, nil
+}
+
+// joins says whether a neighbour's AS is in next and not in prev: GoBGP
+// filters the new copy towards it and leaves it the old one.
+func joins(peers []ebgpPeer, prev, next map[uint32]bool) bool {
+	for _, p := range peers {
+		if next[p.as] && !prev[p.as] {
+			return true
+		}
+	}
+	return false
+}
+
+// copyIn returns the copy among a destination's paths, or nil.
+func copyIn(paths []*api.Path, keep uint32) *api.Path {
+	for _, p := range paths {
+		if learned(p) {
+			continue
+		}
+		if _, comms, err := pathAttrs(p); err == nil && slices.Contains(comms, keep) {
+			return p
+		}
+	}
+	return nil
+}
+
+// copyPath builds a copy of a path with attrs for p: the attributes
+// except next hop and MED, the keep community added, next hop unspecified
+// (GoBGP puts its session address towards eBGP neighbours, as for the
+// learned path). ok is false for a path that carries the HOLD community
+// or whose attributes do not serialize.
+func (s *Speaker) copyPath(p netip.Prefix, attrs []bgp.PathAttributeInterface) (*api.Path, bool) {
+	common := make([][]byte, 0, len(attrs)+1)
+	marked := false
+	for _, a := range attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeNextHop, *bgp.PathAttributeMpReachNLRI, *bgp.PathAttributeMultiExitDisc:
+			continue
+		case *bgp.PathAttributeCommunities:
+			if slices.Contains(a.Value, s.cfg.hold) {
+				return nil, false
+			}
+			marked = true
+			b, err := bgp.NewPathAttributeCommunities(append(slices.Clone(a.Value), s.cfg.keep)).Serialize()
+			if err != nil {
+				return nil, false
+			}
+			common = append(common, b)
+			continue
+		}
+		b, err := a.Serialize()
+		if err != nil {
+			return nil, false
+		}
+		common = append(common, b)
+	}
+	if !marked {
+		b, err := bgp.NewPathAttributeCommunities([]uint32{s.cfg.keep}).Serialize()
+		if err != nil {
+			return nil, false
+		}
+		common = append(common, b)
+	}
+	nh := netip.IPv4Unspecified()
+	if !p.Addr().Is4() {
+		nh = netip.IPv6Unspecified()
+	}
+	c, err := s.pb.build(p, nh, common, false)
+	if err != nil {
+		return nil, false
+	}
+	return c, true
+}
+
+// rank is what GoBGP's multipath compares of a path (Path.Compare in
+// v3.37): paths of equal rank to the best one are its multipath set.
+type rank struct {
+	ibgp      bool
+	localPref uint32
+	asLen     int
+	origin    uint8
+	med       uint32
+}
+
+func rankOf(p *api.Path, ourAS uint32) (rank, error) {
+	attrs, err := apiutil.GetNativePathAttributes(p)
+	if err != nil {
+		return rank{}, err
+	}
+	r := rank{ibgp: p.SourceAsn == ourAS && ourAS != 0, localPref: 100}
+	for _, a := range attrs {
+		switch a := a.(type) {
+		case *bgp.PathAttributeLocalPref:
+			r.localPref = a.Value
+		case *bgp.PathAttributeAsPath:
+			for _, seg := range a.Value {
+				r.asLen += seg.ASLen()
+			}
+		case *bgp.PathAttributeOrigin:
+			r.origin = a.Value
+		case *bgp.PathAttributeMultiExitDisc:
+			r.med = a.Value
+		}
+	}
+	return r, nil
+}
+
+// bestUnderCopy is what GoBGP's best-path watch would report of a
+// destination if the copy on it were not there: its learned best path and,
+// with multipath, the learned paths of the same rank.
+func (s *Speaker) bestUnderCopy(p netip.Prefix, paths []*api.Path, x *asIndex, multipath bool) BestPath {
+	b := BestPath{Prefix: p}
+	ls := learnedPaths(paths)
+	if len(ls) == 0 {
+		return b
+	}
+	local := s.localAS.Load()
+	b.attrs = exportKey(ls[0])
+	var first rank
+	for i, l := range ls {
+		if i > 0 {
+			if !multipath {
+				break
+			}
+			if r, err := rankOf(l, local); err != nil || r != first {
+				continue
+			}
+		} else if multipath {
+			r, err := rankOf(l, local)
+			if err != nil {
+				s.opts.log.Warn("learned path with undecodable attributes", "prefix", p, "err", err)
+			}
+			first = r
+		}
+		var ix *asIndex
+		if i == 0 {
+			ix = x
+		}
+		nh, comms, mask, err := pathAttrsAS(l, ix)
+		if err != nil {
+			s.opts.log.Warn("learned path with undecodable attributes", "prefix", p, "err", err)
+			continue
+		}
+		b.ases |= mask
+		if slices.Contains(comms, s.cfg.hold) || slices.Contains(comms, s.cfg.keep) {
+			continue
+		}
+		if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
+			b.Nexthops = append(b.Nexthops, nh)
+		} else {
+			s.opts.log.Warn("best path without a usable next hop", "prefix", p, "neighbor", l.NeighborIp)
+		}
+	}
+	slices.SortFunc(b.Nexthops, netip.Addr.Compare)
+	b.Nexthops = slices.Compact(b.Nexthops)
+	return b
+}
+
+// underCopies reads the paths of the copied prefixes among ps (all copied
+// prefixes when ps is nil) and returns their learned best paths.
+func (s *Speaker) underCopies(ctx context.Context, ps []netip.Prefix, multipath bool) ([]BestPath, error) {
+	if ps == nil {
+		for p := range s.cp.snapshot() {
+			ps = append(ps, p)
+		}
+	} else {
+		ps = slices.DeleteFunc(ps, func(p netip.Prefix) bool { return !s.cp.has(p) })
+	}
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	dests, err := s.lookup(ctx, ps)
+	if err != nil {
+		return nil, fmt.Errorf("read the paths under copies: %w", err)
+	}
+	x := s.nt.idx.Load()
+	out := make([]BestPath, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, s.bestUnderCopy(p, dests[p], x, multipath))
+	}
+	return out, nil
+}
+
+// refreshCopies replaces the copies of prefixes released on one whose
+// learned best path changed attributes on the same next hops: the route
+// is the same, so the new attributes go out at once. It takes s.mu.
+func (s *Speaker) refreshCopies(ctx context.Context, ps []netip.Prefix) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.usable() != nil {
+		return nil
+	}
+	var changes []change
+	for _, p := range ps {
+		if st := s.rec[p]; st != nil && st.onCopy() {
+			changes = append(changes, s.current(p))
+		}
+	}
+	return s.apply(ctx, changes)
+}

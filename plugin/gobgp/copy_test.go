@@ -1,0 +1,168 @@
+//go:build linux
+
+package gobgp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/grpc"
+
+	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/gate"
+)
+
+// onCopy reports whether the Speaker has p out on a copy with its
+// learned paths held in the held set.
+func (x *mbbLab) onCopy(p netip.Prefix) bool {
+	x.sp.mu.Lock()
+	defer x.sp.mu.Unlock()
+	st := x.sp.rec[p]
+	return st != nil && st.onCopy() && !st.released && x.sp.cp.has(p)
+}
+
+// TestReleaseByCopyKeepsNewAttributesUntilReleased: with releases by copy
+// no learned path is ever exported, so a new best path never reaches a
+// neighbour before the gate releases its route (the fence window of a
+// release by toggle is gone). Prefixes released from spine a (a long AS
+// path):
+//   - p gets a better path from spine b: the installer is told of b's next
+//     hop (through the post-policy watch: GoBGP's best path is still the
+//     copy), the receiver is sent nothing until the release, then b's path,
+//     never a withdrawal;
+//   - q gets a community from a, on the same next hop: the copy is replaced
+//     at once, no withdrawal;
+//   - r is withdrawn by a: taken back, the receiver gets the withdrawal;
+//   - spine a's session goes down: s, which only a had, is withdrawn
+//     (GoBGP drops a's paths without an UPDATE).
+func TestReleaseByCopyKeepsNewAttributesUntilReleased(t *testing.T) {
+	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
+	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
+	r, s := netip.MustParsePrefix("192.0.2.0/25"), netip.MustParsePrefix("192.0.2.128/25")
+	all := []netip.Prefix{p, q, r, s}
+	x.releasedViaA(t, all...)
+	keep := keepCommunity(mustCommunity(t, DefaultHoldCommunity))
+	for _, pfx := range all {
+		if !x.onCopy(pfx) {
+			t.Fatalf("%v is not out on a copy", pfx)
+		}
+		if _, comms := x.path(pfx); slices.Contains(comms, keep) {
+			t.Errorf("%v: the keep mark reached the receiver: %v", pfx, comms)
+		}
+	}
+	if n := x.sp.NotToEntries(); n != 0 {
+		t.Errorf("%d not-to entries for prefixes out on copies; want 0", n)
+	}
+
+	// p: spine b brings a shorter AS path on its own next hop.
+	x.announce(t, x.b, p, "127.0.0.3", false)
+	x.installedVia(t, "127.0.0.3", p)
+	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+	if h := x.history(p); !slices.Equal(h, []string{viaA}) {
+		t.Errorf("%v while its new route is pending: the receiver was sent %q; want a's path alone", p, h)
+	}
+	if !x.sp.IsReleased(p) {
+		t.Errorf("%v: the Speaker does not count it as out", p)
+	}
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "b's path at the receiver", func() error {
+		if as, _ := x.path(p); as != viaB {
+			return fmt.Errorf("AS path %q", as)
+		}
+		return nil
+	})
+	if h := x.history(p); !slices.Equal(h, []string{viaA, viaB}) {
+		t.Errorf("%v: the receiver was sent %q; want a's path, then b's", p, h)
+	}
+	if !x.onCopy(p) {
+		t.Errorf("%v is not out on a copy after its release", p)
+	}
+
+	// q: the same next hop, a community more.
+	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
+	comm := uint32(65002<<16 | 7)
+	x.announce(t, x.a, q, "127.0.0.2", false, long, bgp.NewPathAttributeCommunities([]uint32{comm}))
+	lab.Eventually(t, 10*time.Second, "q's community at the receiver", func() error {
+		if _, comms := x.path(q); !slices.Contains(comms, comm) {
+			return fmt.Errorf("communities %v", comms)
+		}
+		return nil
+	})
+	if _, wd := x.at(q); wd != 0 {
+		t.Errorf("%v withdrawn %d times for a new community; want none", q, wd)
+	}
+
+	// r: withdrawn by its only neighbour.
+	x.announce(t, x.a, r, "127.0.0.2", true)
+	lab.Eventually(t, 10*time.Second, "r withdrawn at the receiver", func() error {
+		if has, wd := x.at(r); has || wd == 0 {
+			return fmt.Errorf("receiver has it %v, withdrawn %d times", has, wd)
+		}
+		if x.sp.IsReleased(r) {
+			return errors.New("the Speaker still has it out")
+		}
+		return nil
+	})
+
+	// Spine a's session goes: s (and q) have no path left.
+	if err := x.leaf.DisablePeer(context.Background(), &api.DisablePeerRequest{Address: "127.0.0.2"}); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "s and q withdrawn at the receiver", func() error {
+		for _, pfx := range []netip.Prefix{s, q} {
+			if has, _ := x.at(pfx); has {
+				return fmt.Errorf("receiver still has %v", pfx)
+			}
+		}
+		if n := x.sp.Kept(); n != 1 {
+			return fmt.Errorf("%d prefixes on copies; want 1 (p)", n)
+		}
+		return nil
+	})
+	if h := x.history(p); !slices.Equal(h, []string{viaA, viaB}) {
+		t.Errorf("%v (on spine b) was sent %q when spine a went; want nothing new", p, h)
+	}
+}
+
+// TestReleaseByCopyWithdrawsFromANeighbourWhoseASJoinsThePath: the new
+// path carries the receiver's AS, so GoBGP filters the new copy towards it
+// and would leave it holding the old one. The release sends a HOLD path
+// first: the receiver gets a withdrawal, then nothing.
+func TestReleaseByCopyWithdrawsFromANeighbourWhoseASJoinsThePath(t *testing.T) {
+	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	through := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65003})})
+	x.announce(t, x.b, p, "127.0.0.3", false, through)
+	x.installedVia(t, "127.0.0.3", p)
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
+		if has, wd := x.at(p); has || wd != 1 {
+			return fmt.Errorf("receiver has it %v, withdrawn %d times", has, wd)
+		}
+		return nil
+	})
+	if !x.onCopy(p) {
+		t.Errorf("%v is not out on the new copy", p)
+	}
+}
+
+// TestReleaseByCopyIsRefusedOverTheAPI: a copy added through gobgpd's API
+// would outlive fibgated.
+func TestReleaseByCopyIsRefusedOverTheAPI(t *testing.T) {
+	var conn grpc.ClientConnInterface // never dialled
+	if _, err := NewClient(conn, Config{ReleaseByCopy: true}); !errors.Is(err, ErrCopyNeedsInProcess) {
+		t.Fatalf("NewClient with ReleaseByCopy: %v; want ErrCopyNeedsInProcess", err)
+	}
+}
