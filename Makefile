@@ -87,10 +87,10 @@ bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (S
 	  $(GO) test -tags scale -count=1 -timeout 12h -run TestScaleBench -v ./e2e/scale/ | grep -E 'round [0-9]+:|^(ok|FAIL|---|panic)|_test.go'
 
 # bench-churn's settings besides SIZES, ROUNDS and FAMILIES: the leaves
-# (CHURN_MODES: ext, ext-fib, sidecar, gobgpd, frr), changes per second,
+# (CHURN_MODES: ext, ext-fib, ext-copy, sidecar, gobgpd, frr), changes per second,
 # how long, a directory for gobgpd-ext's (or, for the sidecar, fibgated's) profiles of the churn, one for
 # every change's times (CSV), and the gated leaves' audit.interval (0s: off).
-CHURN_MODES ?= ext,sidecar,gobgpd
+CHURN_MODES ?= ext,ext-copy,sidecar,gobgpd
 RATE        ?= 1000
 CHURN_FOR   ?= 30s
 PPROF       ?=

@@ -248,7 +248,10 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		case <-ctx.Done():
 			return nil
 		case <-under.ready:
-			ps := under.take()
+			// A slice at a time (a session with a full table going down
+			// is a million prefixes): their fences go out as they are
+			// read, and best-path events are not held up behind them.
+			ps := under.take(underSlice)
 			bs, err := s.underCopies(ctx, ps, multipath)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -325,6 +328,10 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	}
 }
 
+// underSlice is how many prefixes under copies WatchBest reads back in
+// one ListPath (copy.go).
+const underSlice = 8192
+
 // prefixQueue gathers the prefixes the learned-path watch saw change
 // under copies (copy.go), from GoBGP's goroutine, for WatchBest's loop:
 // ready has a token while some wait.
@@ -348,14 +355,25 @@ func (q *prefixQueue) add(p netip.Prefix) {
 	}
 }
 
-func (q *prefixQueue) take() []netip.Prefix {
+// take returns at most n of the waiting prefixes, leaving ready set if
+// more wait.
+func (q *prefixQueue) take(n int) []netip.Prefix {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := make([]netip.Prefix, 0, len(q.ps))
+	out := make([]netip.Prefix, 0, min(n, len(q.ps)))
 	for p := range q.ps {
+		if len(out) == n {
+			break
+		}
 		out = append(out, p)
+		delete(q.ps, p)
 	}
-	clear(q.ps)
+	if len(q.ps) > 0 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
 	return out
 }
 

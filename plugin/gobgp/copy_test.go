@@ -166,3 +166,34 @@ func TestReleaseByCopyIsRefusedOverTheAPI(t *testing.T) {
 		t.Fatalf("NewClient with ReleaseByCopy: %v; want ErrCopyNeedsInProcess", err)
 	}
 }
+
+// TestPrefixQueueTakesASliceAndStaysReady: what is left after a slice
+// keeps the queue ready, so WatchBest comes back for it.
+func TestPrefixQueueTakesASliceAndStaysReady(t *testing.T) {
+	q := newPrefixQueue()
+	for i := range 5 {
+		q.add(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 0}), 24))
+	}
+	seen := map[netip.Prefix]bool{}
+	for round := 0; round < 3; round++ {
+		select {
+		case <-q.ready:
+		default:
+			t.Fatalf("round %d: not ready with %d of 5 taken", round, len(seen))
+		}
+		for _, p := range q.take(2) {
+			if seen[p] {
+				t.Fatalf("%v taken twice", p)
+			}
+			seen[p] = true
+		}
+	}
+	if len(seen) != 5 {
+		t.Fatalf("took %d of 5", len(seen))
+	}
+	select {
+	case <-q.ready:
+		t.Fatal("ready with nothing left")
+	default:
+	}
+}
