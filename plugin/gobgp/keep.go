@@ -42,6 +42,9 @@ import (
 // keepPoll (one ListPath for the kept prefixes) and drops a copy as soon
 // as they change: the prefix is then fenced as before (withdrawn until its
 // new route is programmed), and the watch reports the new best path.
+// With releases by copy (copy.go) the post-policy watch reports those
+// changes instead, and a kept prefix stays on its copy until the release
+// of its newest route replaces it.
 //
 // What is not kept, and is fenced as before:
 //   - a previous best path that is gone from the RIB (the same neighbour
@@ -97,8 +100,9 @@ func (s *Speaker) setKeeps(ok bool) {
 	s.keeps = ok
 }
 
-// Kept reports how many prefixes the Speaker keeps out on a copy of their
-// previous best path, for metrics and tests.
+// Kept reports how many prefixes the Speaker keeps out on a copy of a
+// learned path (their previous best path, or released by copy), for
+// metrics and tests.
 func (s *Speaker) Kept() int {
 	return s.cp.len()
 }
@@ -109,7 +113,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	var try []keepReq
 	for _, r := range reqs {
 		st := s.rec[r.prefix]
-		if st != nil && st.kept && s.cfg.scopeOf(r.prefix).contains(r.prefix) {
+		if s.cfg.ReleaseByCopy && st != nil && st.kept && s.cfg.scopeOf(r.prefix).contains(r.prefix) {
 			// Out on a copy already (released by copy, copy.go; or kept
 			// for an earlier change): it stays out on it, and its new
 			// route's release replaces it. Taken back for the tracker,

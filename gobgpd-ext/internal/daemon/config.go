@@ -229,7 +229,7 @@ func Defaults() Config {
 			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability, CapacityMode: string(s.CapacityMode)}},
 		API: API{Socket: api.DefaultSocket},
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
-			GuardInterval: Duration(100 * time.Millisecond), NotToSets: yes()},
+			GuardInterval: Duration(100 * time.Millisecond), NotToSets: yes(), Release: "toggle"},
 		Install:         Install{Enabled: yes(), Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: yes()},
 		Audit:           Audit{Interval: Duration(audit.DefaultInterval), WholeRIBMax: audit.DefaultWholeRIBLimit},
 		GracefulRestart: GracefulRestart{Timeout: Duration(DefaultRestartTimeout)},

@@ -199,7 +199,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		d.sp = sp
 		if d.registry != nil {
 			kept := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fibgate_gobgp_kept_copies",
-				Help: "Prefixes kept out on a copy of their previous best path while the route of a new one with other attributes is programmed (make-before-break)."},
+				Help: "Prefixes out on a copy of a learned path: kept on their previous best path while the route of a new one with other attributes is programmed (make-before-break), and with bgp.release: copy every prefix released by copy."},
 				func() float64 { return float64(sp.Kept()) })
 			if err := d.registry.Register(kept); err != nil {
 				return fmt.Errorf("register fibgate_gobgp_kept_copies: %w", err)
