@@ -144,6 +144,8 @@ type fabricOptions struct {
 	// gobgpd is the path of leaf2's gobgpd; "" is the one built from the
 	// GoBGP module in go.mod (lab.GobgpBinaries).
 	gobgpd string
+	// leaf1BGP are lines added to the bgp section of leaf1's settings.
+	leaf1BGP string
 }
 
 // leaves returns the fabric's leaves, leaf1 first when it has one.
@@ -182,7 +184,11 @@ func newFabric(t *testing.T, opts fabricOptions) *fabric {
 
 	for _, l := range f.leaves() {
 		l.api = filepath.Join(l.dir, "fibgate.sock")
-		if err := os.WriteFile(filepath.Join(l.dir, "fibgate.yaml"), fmt.Appendf(nil, settings, l.api), 0o644); err != nil {
+		text := fmt.Sprintf(settings, l.api)
+		if l == f.leaf1 {
+			text = strings.Replace(text, "bgp:\n", "bgp:\n"+opts.leaf1BGP, 1)
+		}
+		if err := os.WriteFile(filepath.Join(l.dir, "fibgate.yaml"), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

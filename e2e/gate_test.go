@@ -34,8 +34,17 @@ func TestMain(m *testing.M) {
 // the other (each builds on the state the one before left): gobgpd-ext on
 // leaf1 and a stock gobgpd with fibgated on leaf2, FRR as the spine that
 // must not see a prefix before the leaf's (simulated) hardware holds it.
-func TestFabric(t *testing.T) {
-	f := newFabric(t, fabricOptions{})
+func TestFabric(t *testing.T) { runFabric(t, fabricOptions{}) }
+
+// TestFabricReleasingByCopy is TestFabric with leaf1's gobgpd-ext
+// releasing by copy (bgp.release: copy): the audit's injected
+// disagreements, failures, reloads and restarts with copies in GoBGP.
+func TestFabricReleasingByCopy(t *testing.T) {
+	runFabric(t, fabricOptions{leaf1BGP: "  release: copy\n"})
+}
+
+func runFabric(t *testing.T, opts fabricOptions) {
+	f := newFabric(t, opts)
 	l1, l2 := f.leaf1, f.leaf2
 	start := time.Now()
 

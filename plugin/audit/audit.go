@@ -134,6 +134,11 @@ type BGP struct {
 	// InScope says whether p is in the gate's BGP scope: held until
 	// released.
 	InScope func(p netip.Prefix) bool
+	// Copied says whether the gate has p out on a copy of a learned path
+	// (kept while a new route is programmed, or released by copy:
+	// plugin/gobgp, copy.go), so a kept copy there is no copy left
+	// behind, and a HOLD path there is one; nil: none.
+	Copied func(p netip.Prefix) bool
 }
 
 // Path is one path of a destination of GoBGP's global RIB.
@@ -145,12 +150,14 @@ type Path struct {
 	Learned bool
 	// Hold: the path carries the gate's HOLD community.
 	Hold bool
-	// Kept: the path is a copy of a previous best path that the gate keeps
-	// out while the new one's route is programmed (plugin/gobgp, keep.go):
-	// out although the held set holds the prefix, and, like a HOLD path,
-	// nothing the installer forwards on.
+	// Kept: the path is a copy of a learned path that the gate keeps out
+	// while a new route is programmed (plugin/gobgp, keep.go) or releases
+	// the prefix with (copy.go): out although the held set holds the
+	// prefix, and, like a HOLD path, nothing the installer forwards on.
 	Kept bool
-	// Best: GoBGP's best path, or one of its multipath set.
+	// Best: GoBGP's best path, or one of its multipath set. Under a kept
+	// copy that is best, the learned paths GoBGP would choose without it
+	// (the installer's) are marked Best too.
 	Best bool
 	// ID tells this path from a later one of the same kind (GoBGP's path
 	// UUID, or its age); plugin/gobgp sets it on HOLD paths and kept

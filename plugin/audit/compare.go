@@ -132,10 +132,13 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 		}
 	}
 
-	// 4. HOLD paths and kept copies left behind.
+	// 4. HOLD paths and kept copies left behind. A HOLD path is in place
+	// while the held set holds the prefix, except on a prefix out on a
+	// copy, where the copy is.
 	for p, paths := range s.BGP.RIB {
-		i := slices.IndexFunc(paths, func(x Path) bool { return x.Hold || x.Kept })
-		if i < 0 || holds(p) {
+		copied := s.BGP.Copied != nil && s.BGP.Copied(p)
+		i := slices.IndexFunc(paths, func(x Path) bool { return x.Hold || x.Kept && !copied })
+		if i < 0 || holds(p) && !copied {
 			continue
 		}
 		why := "a prefix the gate released"
@@ -275,7 +278,10 @@ func bestOf(paths []Path, buf []netip.Addr) best {
 	if len(paths) == 0 {
 		return b
 	}
-	if paths[0].Hold || paths[0].Kept {
+	// Under a kept copy the installer follows the learned paths GoBGP
+	// would choose without it, marked Best by the reader.
+	under := paths[0].Kept && slices.ContainsFunc(paths, func(x Path) bool { return x.Best && x.Learned })
+	if (paths[0].Hold || paths[0].Kept) && !under {
 		b.holdBest = true
 		if i := slices.IndexFunc(paths, func(x Path) bool { return !x.Hold && !x.Kept }); i >= 0 {
 			b.learned = paths[i].Learned && usable(paths[i].Nexthop)

@@ -200,6 +200,24 @@ func TestCompare(t *testing.T) {
 		{"a kept copy on a released prefix is left behind", func(s *Snapshot) {
 			s.BGP.RIB[tran] = append(s.BGP.RIB[tran], Path{Nexthop: netip.IPv4Unspecified(), Kept: true, ID: "k1"})
 		}, []want{{HoldLeft, tran, "kept copy"}}},
+		{"a prefix released by copy is out on it, its route checked against the paths under it", func(s *Snapshot) {
+			// plugin/gobgp copy.go: held in the set, out on the copy; the
+			// reader marks the learned paths under it Best.
+			holdAlso(s, tran)
+			s.BGP.Copied = func(p netip.Prefix) bool { return p == tran }
+			s.BGP.RIB[tran] = []Path{{Nexthop: netip.IPv4Unspecified(), Kept: true, Best: true, ID: "k1"}, {Nexthop: nhA, Learned: true, Best: true, ID: "l1"}}
+		}, nil},
+		{"under a copy, an installed route elsewhere than the learned paths differs", func(s *Snapshot) {
+			holdAlso(s, tran)
+			s.BGP.Copied = func(p netip.Prefix) bool { return p == tran }
+			s.BGP.RIB[tran] = []Path{{Nexthop: netip.IPv4Unspecified(), Kept: true, Best: true, ID: "k1"}, {Nexthop: nhB, Learned: true, Best: true, ID: "l2"}}
+		}, []want{{NexthopsDiffer, tran, "GoBGP's best path is via " + nhB.String()}}},
+		{"a HOLD path in place of a prefix's copy is left behind, and keeps it back", func(s *Snapshot) {
+			holdAlso(s, tran)
+			delete(s.BGP.Out, tran)
+			s.BGP.Copied = func(p netip.Prefix) bool { return p == tran }
+			s.BGP.RIB[tran] = append([]Path{hold("h1")}, Path{Nexthop: nhA, Learned: true, ID: "l1"})
+		}, []want{{ConfirmedUnadvertised, tran, "held set holds it back"}, {HoldLeft, tran, "a prefix the gate released"}}},
 		{"without an installer, kernel routes are not compared", func(s *Snapshot) {
 			s.FIB.Installer, s.FIB.Installed = nil, nil
 		}, nil},

@@ -53,6 +53,13 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	if err != nil {
 		return nil, err
 	}
+	// The learned paths under a kept copy are what the installer follows
+	// (copy.go); with multipath, a set of them.
+	multipath, err := s.b.multipath(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read gobgp's multipath setting: %w", err)
+	}
+	out.Copied = s.cp.has
 	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
 	out.Holds = func(p netip.Prefix) bool {
 		if !inPlace {
@@ -78,6 +85,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	// Each destination's paths are carved from shared chunks: one
 	// allocation per destination was a million a pass at a full table.
 	var scratch []audit.Path
+	var fromScratch []*api.Path
 	var paths chunk.Arena[audit.Path]
 	for _, f := range []*api.Family{familyV4, familyV6} {
 		take := func(d *api.Destination) {
@@ -87,10 +95,12 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 				return
 			}
 			ps := scratch[:0]
+			from := fromScratch[:0] // the API path of each of ps
 			for _, x := range d.Paths {
 				if x.IsWithdraw {
 					continue
 				}
+				from = append(from, x)
 				nh, comms, err := pathAttrs(x)
 				if err != nil {
 					perr = fmt.Errorf("destination %v: %w", p, err)
@@ -106,14 +116,20 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 				}
 				ps = append(ps, ap)
 			}
-			scratch = ps
+			scratch, fromScratch = ps, from
 			if len(ps) == 0 {
 				return
 			}
+			if ps[0].Kept {
+				for _, l := range s.learnedSet(p, from, multipath) {
+					ps[slices.Index(from, l)].Best = true
+				}
+			}
 			out.RIB[p] = paths.Of(ps...)
 			// Unconfirmed before Holds: most prefixes are confirmed, and
-			// a held-set lookup walks up to a prefix length of maps.
-			if ps[0].Hold || ps[0].Kept || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || out.Holds(p) {
+			// a held-set lookup walks up to a prefix length of maps. A
+			// kept copy that is best is out whatever the held set says.
+			if ps[0].Hold || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || !ps[0].Kept && out.Holds(p) {
 				return
 			}
 			read := ask.Confirm == nil || ask.Confirm(p)

@@ -164,7 +164,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		q.close(ctx.Err() != nil)
 		<-delivered
 	}()
-	report := func(bs []BestPath, initial bool) {
+	// report takes BestPaths of GoBGP's best-path watch (fromBest) or of
+	// the paths read back under copies.
+	report := func(bs []BestPath, initial, fromBest bool) {
 		s.nt.mu.Lock()
 		if initial {
 			clear(last)
@@ -174,6 +176,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		var moved []netip.Prefix   // had a route that is about to change
 		var keep []keepReq         // the same, with new attributes: kept on a copy if it can (keep.go)
 		var refresh []netip.Prefix // new attributes on the same route, under a copy (copy.go)
+		var lost []netip.Prefix    // a learned path best where a copy should be (copy.go)
 		for _, b := range bs {
 			k := pkey.Of(b.Prefix)
 			old, had := last[k]
@@ -190,8 +193,14 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			default:
 				if had {
 					last[k] = now // new attributes on the same route: exported as they are
-					if byCopy && old.attrs != now.attrs && s.cp.has(b.Prefix) {
+					switch {
+					case byCopy && old.attrs != now.attrs && s.cp.has(b.Prefix):
 						refresh = append(refresh, b.Prefix) // or by a new copy
+					case byCopy && fromBest && s.cp.has(b.Prefix):
+						// GoBGP says the learned path the copy was made of is
+						// best: the copy is gone (another local path took
+						// its place, and went).
+						lost = append(lost, b.Prefix)
 					}
 				}
 				continue // nothing new to install
@@ -209,6 +218,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		// (fence.go): nothing queues between the change and the hold.
 		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
+		}
+		if err := s.recopy(ctx, lost); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("adding lost copies again failed; Check retries", "prefixes", len(lost), "err", err)
 		}
 		if err := s.refreshCopies(ctx, refresh); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("replacing copies whose path changed attributes failed; the next release or Check replaces them", "prefixes", len(refresh), "err", err)
@@ -263,7 +275,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				continue
 			}
-			report(bs, false)
+			report(bs, false, false)
 		case <-pollC:
 			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {
@@ -291,7 +303,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				// The marker's own withdrawal needs no filter: a prefix
 				// never reported with next hops is not reported going.
-				report(bs, false)
+				report(bs, false, true)
 				continue
 			}
 			if !marked {
@@ -317,7 +329,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				bs = append(bs, extra...)
 			}
-			report(bs, true)
+			report(bs, true, true)
 			snap, initial = nil, false
 			if batched {
 				if err := marker(true); err != nil {

@@ -316,33 +316,39 @@ func rankOf(p *api.Path, ourAS uint32) (rank, error) {
 	return r, nil
 }
 
-// bestUnderCopy is what GoBGP's best-path watch would report of a
-// destination if the copy on it were not there: its learned best path and,
-// with multipath, the learned paths of the same rank.
-func (s *Speaker) bestUnderCopy(p netip.Prefix, paths []*api.Path, x *asIndex, multipath bool) BestPath {
-	b := BestPath{Prefix: p}
+// learnedSet returns the learned paths GoBGP would choose if the copy on
+// the destination were not there: its learned best path and, with
+// multipath, the learned paths of the same rank, in GoBGP's order.
+func (s *Speaker) learnedSet(p netip.Prefix, paths []*api.Path, multipath bool) []*api.Path {
 	ls := learnedPaths(paths)
-	if len(ls) == 0 {
-		return b
+	if len(ls) == 0 || !multipath {
+		return ls[:min(len(ls), 1)]
 	}
 	local := s.localAS.Load()
-	b.attrs = exportKey(ls[0])
-	var first rank
-	for i, l := range ls {
-		if i > 0 {
-			if !multipath {
-				break
-			}
-			if r, err := rankOf(l, local); err != nil || r != first {
-				continue
-			}
-		} else if multipath {
-			r, err := rankOf(l, local)
-			if err != nil {
-				s.opts.log.Warn("learned path with undecodable attributes", "prefix", p, "err", err)
-			}
-			first = r
+	first, err := rankOf(ls[0], local)
+	if err != nil {
+		s.opts.log.Warn("learned path with undecodable attributes", "prefix", p, "err", err)
+		return ls[:1]
+	}
+	out := ls[:1:1]
+	for _, l := range ls[1:] {
+		if r, err := rankOf(l, local); err == nil && r == first {
+			out = append(out, l)
 		}
+	}
+	return out
+}
+
+// bestUnderCopy is what GoBGP's best-path watch would report of a
+// destination if the copy on it were not there (learnedSet).
+func (s *Speaker) bestUnderCopy(p netip.Prefix, paths []*api.Path, x *asIndex, multipath bool) BestPath {
+	b := BestPath{Prefix: p}
+	set := s.learnedSet(p, paths, multipath)
+	if len(set) == 0 {
+		return b
+	}
+	b.attrs = exportKey(set[0])
+	for i, l := range set {
 		var ix *asIndex
 		if i == 0 {
 			ix = x
@@ -407,6 +413,33 @@ func (s *Speaker) refreshCopies(ctx context.Context, ps []netip.Prefix) error {
 	var changes []change
 	for _, p := range ps {
 		if st := s.rec[p]; st != nil && st.onCopy() {
+			changes = append(changes, s.current(p))
+		}
+	}
+	return s.apply(ctx, changes)
+}
+
+// recopy adds the copies of prefixes released on one again, of their
+// learned best path as it is now: GoBGP lost them (another local path of
+// the same prefix replaced one, a failed call). It takes s.mu.
+func (s *Speaker) recopy(ctx context.Context, ps []netip.Prefix) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.usable() != nil {
+		return nil
+	}
+	return s.recopyLocked(ctx, ps)
+}
+
+// recopyLocked is recopy with s.mu held.
+func (s *Speaker) recopyLocked(ctx context.Context, ps []netip.Prefix) error {
+	changes := make([]change, 0, len(ps))
+	for _, p := range ps {
+		if st := s.rec[p]; st != nil && st.onCopy() {
+			s.cp.del(p) // so the copy is built and sent, not taken for in place
 			changes = append(changes, s.current(p))
 		}
 	}

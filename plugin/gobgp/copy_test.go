@@ -197,3 +197,85 @@ func TestPrefixQueueTakesASliceAndStaysReady(t *testing.T) {
 	default:
 	}
 }
+
+// TestReleaseByCopyFencesWhenTheCopiedPathGoes is the blackhole lab's
+// "primary withdrawn" releasing by copy: the path the copy was made from
+// is withdrawn and the best path left (spine b's, other attributes) waits
+// for its route. The copy must not stay out meanwhile (it advertises a
+// path its neighbour no longer forwards on): the receiver gets a
+// withdrawal, then b's path at the release.
+func TestReleaseByCopyFencesWhenTheCopiedPathGoes(t *testing.T) {
+	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	longer := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101, 65102})})
+	x.announce(t, x.b, p, "127.0.0.3", false, longer)
+	x.releasedViaA(t, p)
+	x.announce(t, x.a, p, "127.0.0.2", true)
+	x.installedVia(t, "127.0.0.3", p)
+	lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
+		if has, wd := x.at(p); has || wd != 1 {
+			return fmt.Errorf("receiver has it %v, withdrawn %d times", has, wd)
+		}
+		return nil
+	})
+	if x.sp.IsReleased(p) {
+		t.Errorf("%v: still out after the path its copy came from went", p)
+	}
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	const viaBLonger = "{AsPath: 65001 65002 65100 65101 65102}"
+	lab.Eventually(t, 10*time.Second, "b's path at the receiver", func() error {
+		if as, _ := x.path(p); as != viaBLonger {
+			return fmt.Errorf("AS path %q", as)
+		}
+		return nil
+	})
+}
+
+// TestReleaseByCopyAddsALostCopyAgain: a local path added by hand for a
+// prefix out on a copy replaces the copy (GoBGP keeps one local path a
+// prefix); once it is deleted, the learned path is best, held, and the
+// Speaker adds the copy again.
+func TestReleaseByCopyAddsALostCopyAgain(t *testing.T) {
+	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	// As `gobgp global rib add P community 65534:4711 local-pref 4294967295`.
+	var attrs [][]byte
+	for _, a := range []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
+		bgp.NewPathAttributeCommunities([]uint32{mustCommunity(t, DefaultHoldCommunity)}), bgp.NewPathAttributeLocalPref(4294967295)} {
+		b, err := a.Serialize()
+		if err != nil {
+			t.Fatal(err)
+		}
+		attrs = append(attrs, b)
+	}
+	hold, err := build(p, netip.IPv4Unspecified(), attrs, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := x.leaf.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: hold}); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
+		if has, _ := x.at(p); has {
+			return errors.New("receiver still has it")
+		}
+		return nil
+	})
+	hold.IsWithdraw = true
+	if err := x.leaf.DeletePath(ctx, &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: hold.Family, Path: hold}); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "a's path back at the receiver", func() error {
+		if as, _ := x.path(p); as != viaA {
+			return fmt.Errorf("AS path %q", as)
+		}
+		if !x.onCopy(p) {
+			return errors.New("not on a copy")
+		}
+		return nil
+	})
+}

@@ -197,15 +197,8 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	}
 	// Copies a failed call may have lost are added again, of the learned
 	// path as it is now.
-	if len(recopy) > 0 {
-		changes := make([]change, 0, len(recopy))
-		for _, p := range recopy {
-			s.cp.del(p) // so the copy is built and sent, not taken for in place
-			changes = append(changes, s.current(p))
-		}
-		if err := s.apply(ctx, changes); err != nil {
-			return fmt.Errorf("reconcile: add %d copies again: %w", len(recopy), err)
-		}
+	if err := s.recopyLocked(ctx, recopy); err != nil {
+		return fmt.Errorf("reconcile: add %d copies again: %w", len(recopy), err)
 	}
 	for p, st := range s.rec {
 		st.released, st.held, st.suspect = s.inSet(p), false, false

@@ -444,8 +444,12 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 		}
 	}
 	s.dirty = false
+	release := "toggle"
+	if s.cfg.ReleaseByCopy {
+		release = "copy"
+	}
 	s.opts.log.Info("gobgp gate installed", "reason", reason, "was_in_place", inPlace,
-		"chain", want, "gated_after", gated, "scrubbed", scrubbed, "took", time.Since(start))
+		"chain", want, "gated_after", gated, "scrubbed", scrubbed, "release", release, "took", time.Since(start))
 	return nil
 }
 

@@ -111,16 +111,11 @@ func (s *Speaker) Kept() int {
 // returns the prefixes to fence as usual instead. Called with s.mu held.
 func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence []netip.Prefix, err error) {
 	var try []keepReq
+	var onCopy []netip.Prefix
 	for _, r := range reqs {
 		st := s.rec[r.prefix]
 		if s.cfg.ReleaseByCopy && st != nil && st.kept && s.cfg.scopeOf(r.prefix).contains(r.prefix) {
-			// Out on a copy already (released by copy, copy.go; or kept
-			// for an earlier change): it stays out on it, and its new
-			// route's release replaces it. Taken back for the tracker,
-			// with a fence's clock, so no release of an older route
-			// replaces it.
-			st.transit = false
-			st.fence = max(st.fence, clock)
+			onCopy = append(onCopy, r.prefix) // stays on it if it can (stayOnCopies)
 			continue
 		}
 		if !s.keeps || st == nil || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) ||
@@ -130,6 +125,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		}
 		try = append(try, r)
 	}
+	fence = append(fence, s.stayOnCopies(ctx, onCopy, clock)...)
 	if len(try) == 0 {
 		return fence, nil
 	}
@@ -212,6 +208,38 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		}
 	}
 	return fence, nil
+}
+
+// stayOnCopies keeps prefixes already out on a copy (released by copy,
+// copy.go; or kept for an earlier change) on it while their new route is
+// programmed, when the path the copy was made from is still in GoBGP: the
+// release of the new route replaces the copy. They are taken back for the
+// tracker, with a fence's clock, so that no release of an older route
+// replaces the copy. When that path is gone (its neighbour withdrew it, or
+// sent other attributes: the blackhole lab's "primary withdrawn"), the
+// copy advertises a path nobody forwards on any more, so the prefix is
+// returned to be fenced (withdrawn until the new route is programmed), as
+// keep does when there is no previous path to copy. Called with s.mu held.
+func (s *Speaker) stayOnCopies(ctx context.Context, ps []netip.Prefix, clock uint64) (fence []netip.Prefix) {
+	if len(ps) == 0 {
+		return nil
+	}
+	dests, err := s.lookup(ctx, ps)
+	if err != nil {
+		s.opts.log.Warn("reading the paths under copies failed; fencing instead", "prefixes", len(ps), "err", err)
+		return ps
+	}
+	for _, p := range ps {
+		key, _ := s.cp.get(p)
+		if !slices.ContainsFunc(learnedPaths(dests[p]), func(l *api.Path) bool { return exportKey(l) == key }) {
+			fence = append(fence, p)
+			continue
+		}
+		st := s.rec[p]
+		st.transit = false
+		st.fence = max(st.fence, clock)
+	}
+	return fence
 }
 
 func prefixesOf(rs []keepReq) []netip.Prefix {
