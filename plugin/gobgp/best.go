@@ -173,10 +173,11 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		var ases []prefixMask // new AS masks, recorded after the fence
 		kept := bs[:0]
-		var moved []netip.Prefix   // had a route that is about to change
-		var keep []keepReq         // the same, with new attributes: kept on a copy if it can (keep.go)
-		var refresh []netip.Prefix // new attributes on the same route, under a copy (copy.go)
-		var lost []netip.Prefix    // a learned path best where a copy should be (copy.go)
+		var moved []netip.Prefix // had a route that is about to change
+		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
+		// Copies to make anew (copy.go): new attributes on the same route,
+		// or a copy GoBGP lost (its learned path is best).
+		var again []netip.Prefix
 		for _, b := range bs {
 			k := pkey.Of(b.Prefix)
 			old, had := last[k]
@@ -193,14 +194,11 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			default:
 				if had {
 					last[k] = now // new attributes on the same route: exported as they are
-					switch {
-					case byCopy && old.attrs != now.attrs && s.cp.has(b.Prefix):
-						refresh = append(refresh, b.Prefix) // or by a new copy
-					case byCopy && fromBest && s.cp.has(b.Prefix):
-						// GoBGP says the learned path the copy was made of is
-						// best: the copy is gone (another local path took
-						// its place, and went).
-						lost = append(lost, b.Prefix)
+					// Under a copy, by a new copy; and GoBGP saying the
+					// learned path is best means the copy is gone (another
+					// local path took its place, and went).
+					if byCopy && (old.attrs != now.attrs || fromBest) && s.cp.has(b.Prefix) {
+						again = append(again, b.Prefix)
 					}
 				}
 				continue // nothing new to install
@@ -219,11 +217,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
-		if err := s.recopy(ctx, lost); err != nil && ctx.Err() == nil {
-			s.opts.log.Warn("adding lost copies again failed; Check retries", "prefixes", len(lost), "err", err)
-		}
-		if err := s.refreshCopies(ctx, refresh); err != nil && ctx.Err() == nil {
-			s.opts.log.Warn("replacing copies whose path changed attributes failed; the next release or Check replaces them", "prefixes", len(refresh), "err", err)
+		if err := s.recopy(ctx, again); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("making copies anew failed; Check retries", "prefixes", len(again), "err", err)
 		}
 		// The new paths' ASes count for their releases from now on: not
 		// before their fences, or a release of the previous route would
@@ -544,15 +539,26 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPat
 		if !learned(path) {
 			continue // local path
 		}
-		if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
-			b.Nexthops = append(b.Nexthops, nh)
-		} else {
-			s.opts.log.Warn("best path without a usable next hop", "prefix", p, "neighbor", path.NeighborIp)
-		}
+		s.addNexthop(&b, nh, path)
 	}
+	b.sortNexthops()
+	return b, true
+}
+
+// addNexthop adds a learned path's next hop to b unless it is unspecified
+// or link-local (an interface would be needed), which is logged.
+func (s *Speaker) addNexthop(b *BestPath, nh netip.Addr, path *api.Path) {
+	if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
+		b.Nexthops = append(b.Nexthops, nh)
+		return
+	}
+	s.opts.log.Warn("best path without a usable next hop", "prefix", b.Prefix, "neighbor", path.NeighborIp)
+}
+
+// sortNexthops sorts b's next hops and drops repeats.
+func (b *BestPath) sortNexthops() {
 	slices.SortFunc(b.Nexthops, netip.Addr.Compare)
 	b.Nexthops = slices.Compact(b.Nexthops)
-	return b, true
 }
 
 // exportSeed keys exportKey's hash for the life of the process.

@@ -129,10 +129,14 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 		return nil, nil
 	}
 	var ps []netip.Prefix
+	recopy := make(map[netip.Prefix]bool)
 	for _, c := range changes {
 		st := s.rec[c.p]
 		if !c.transit || c.originated || !s.cfg.scopeOf(c.p).contains(c.p) {
 			continue
+		}
+		if c.recopy {
+			recopy[c.p] = true
 		}
 		if st != nil && (st.originated || st.transit && !st.kept) {
 			continue // out by toggle, or originated: nothing to copy
@@ -160,7 +164,7 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 		}
 		key := exportKey(ls[0])
 		st := s.rec[p]
-		if st != nil && st.onCopy() {
+		if st != nil && st.onCopy() && !recopy[p] {
 			if have, _ := s.cp.get(p); have == key {
 				out[p] = copyPlan{key: key} // the copy in place is of this path
 				continue
@@ -362,14 +366,9 @@ func (s *Speaker) bestUnderCopy(p netip.Prefix, paths []*api.Path, x *asIndex, m
 		if slices.Contains(comms, s.cfg.hold) || slices.Contains(comms, s.cfg.keep) {
 			continue
 		}
-		if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
-			b.Nexthops = append(b.Nexthops, nh)
-		} else {
-			s.opts.log.Warn("best path without a usable next hop", "prefix", p, "neighbor", l.NeighborIp)
-		}
+		s.addNexthop(&b, nh, l)
 	}
-	slices.SortFunc(b.Nexthops, netip.Addr.Compare)
-	b.Nexthops = slices.Compact(b.Nexthops)
+	b.sortNexthops()
 	return b
 }
 
@@ -398,30 +397,11 @@ func (s *Speaker) underCopies(ctx context.Context, ps []netip.Prefix, multipath 
 	return out, nil
 }
 
-// refreshCopies replaces the copies of prefixes released on one whose
-// learned best path changed attributes on the same next hops: the route
-// is the same, so the new attributes go out at once. It takes s.mu.
-func (s *Speaker) refreshCopies(ctx context.Context, ps []netip.Prefix) error {
-	if len(ps) == 0 {
-		return nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.usable() != nil {
-		return nil
-	}
-	var changes []change
-	for _, p := range ps {
-		if st := s.rec[p]; st != nil && st.onCopy() {
-			changes = append(changes, s.current(p))
-		}
-	}
-	return s.apply(ctx, changes)
-}
-
-// recopy adds the copies of prefixes released on one again, of their
-// learned best path as it is now: GoBGP lost them (another local path of
-// the same prefix replaced one, a failed call). It takes s.mu.
+// recopy replaces the copies of prefixes released on one with new copies
+// of their learned best path as it is now: its attributes changed on the
+// same next hops (the route is the same, so they go out at once), or
+// GoBGP lost the copy (another local path of the prefix replaced it; a
+// failed call). It takes s.mu.
 func (s *Speaker) recopy(ctx context.Context, ps []netip.Prefix) error {
 	if len(ps) == 0 {
 		return nil
@@ -439,8 +419,9 @@ func (s *Speaker) recopyLocked(ctx context.Context, ps []netip.Prefix) error {
 	changes := make([]change, 0, len(ps))
 	for _, p := range ps {
 		if st := s.rec[p]; st != nil && st.onCopy() {
-			s.cp.del(p) // so the copy is built and sent, not taken for in place
-			changes = append(changes, s.current(p))
+			c := s.current(p)
+			c.recopy = true
+			changes = append(changes, c)
 		}
 	}
 	return s.apply(ctx, changes)

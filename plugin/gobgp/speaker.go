@@ -302,6 +302,9 @@ type change struct {
 	transit    bool
 	originated bool
 	nextHop    netip.Addr
+	// recopy: a release by copy adds its copy anew even where the copy
+	// in place is of the same path (GoBGP lost it; copy.go).
+	recopy bool
 }
 
 func (s *Speaker) current(p netip.Prefix) change {
