@@ -143,6 +143,20 @@ func runFabric(t *testing.T, opts fabricOptions) {
 		f.watch.neverPresent(t, leaf1AS, 1500*time.Millisecond, pending)
 		l1.setLatency(t, simLatency)
 		f.host1FRR.Announce(pending, true)
+		// The sim programs in order: the withdrawal's delete must have
+		// superseded the add queued for an hour before the next route
+		// queues behind it (FRR may send the withdrawal after the next
+		// announcement).
+		lab.Eventually(t, 10*time.Second, "leaf1's sim done with the withdrawn prefix", func() error {
+			st, err := l1.sim().GetSimStats(context.Background(), &pb.GetSimStatsRequest{})
+			if err != nil {
+				return err
+			}
+			if st.GetQueue() != 0 {
+				return fmt.Errorf("%d queued", st.GetQueue())
+			}
+			return nil
+		})
 		// The hardware still programs: a new prefix goes out.
 		fresh := netip.MustParsePrefix("203.0.117.0/24")
 		f.host1FRR.Announce(fresh, false)
