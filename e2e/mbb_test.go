@@ -42,11 +42,11 @@ const (
 	mbbLatency  = 300 * time.Millisecond
 )
 
-func TestMakeBeforeBreak(t *testing.T) { forBothLeaves(t, runMakeBeforeBreak) }
+func TestMakeBeforeBreak(t *testing.T) { forEachLeaf(t, runMakeBeforeBreak) }
 
-// forBothLeaves runs a make-before-break scenario on gobgpd-ext and on
-// gobgpd + fibgated.
-func forBothLeaves(t *testing.T, run func(t *testing.T, m leafMode)) {
+// forEachLeaf runs a make-before-break scenario on every gated leaf
+// (leafModes): gobgpd-ext, gobgpd + fibgated, gobgpd-ext releasing by copy.
+func forEachLeaf(t *testing.T, run func(t *testing.T, m leafMode)) {
 	if testing.Short() {
 		t.Skip("end-to-end with namespaces and four BGP speakers: skipped in -short mode")
 	}
@@ -219,7 +219,7 @@ func runMakeBeforeBreak(t *testing.T, m leafMode) {
 // often and how long the observer saw that. A leaf that releases by copy
 // never exports a learned path, so it must show no window at all.
 func TestMakeBeforeBreakOnNewAttributes(t *testing.T) {
-	forBothLeaves(t, runMakeBeforeBreakOnNewAttributes)
+	forEachLeaf(t, runMakeBeforeBreakOnNewAttributes)
 }
 
 func runMakeBeforeBreakOnNewAttributes(t *testing.T, m leafMode) {
