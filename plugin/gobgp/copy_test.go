@@ -208,8 +208,18 @@ func TestReleaseByCopyFencesWhenTheCopiedPathGoes(t *testing.T) {
 	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
 	p := netip.MustParsePrefix("198.51.100.0/24")
 	longer := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101, 65102})})
-	x.announce(t, x.b, p, "127.0.0.3", false, longer)
 	x.releasedViaA(t, p)
+	x.announce(t, x.b, p, "127.0.0.3", false, longer)
+	lab.Eventually(t, 10*time.Second, "b's path in the leaf's RIB too", func() error {
+		d, err := x.sp.lookup(context.Background(), []netip.Prefix{p})
+		if err != nil {
+			return err
+		}
+		if n := len(learnedPaths(d[p])); n != 2 {
+			return fmt.Errorf("%d learned paths", n)
+		}
+		return nil
+	})
 	x.announce(t, x.a, p, "127.0.0.2", true)
 	x.installedVia(t, "127.0.0.3", p)
 	lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
