@@ -137,11 +137,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	var peers []ebgpPeer
 	dests, err := s.lookup(ctx, prefixesOf(try))
 	if err == nil {
-		err = s.b.listPeers(ctx, func(p *api.Peer) {
-			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED && p.GetConf().GetPeerAsn() != as {
-				peers = append(peers, ebgpPeer{addr: p.GetState().GetNeighborAddress(), as: p.GetConf().GetPeerAsn()})
-			}
-		})
+		peers, err = s.establishedEBGP(ctx, as)
 	}
 	if err != nil {
 		s.opts.log.Warn("reading the previous best paths to keep failed; fencing instead", "prefixes", len(try), "err", err)
