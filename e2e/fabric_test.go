@@ -513,3 +513,31 @@ func (w *spineWatch) notBefore(tb testing.TB, p netip.Prefix, as uint32, since, 
 }
 
 func sorted(ss []string) []string { slices.Sort(ss); return ss }
+
+// quiet waits until no leaf's kernel has a route for ps and every leaf's
+// sim has nothing queued: the fabric has settled after a subtest's routes
+// went away.
+func (f *fabric) quiet(t *testing.T, ps ...netip.Prefix) {
+	t.Helper()
+	for _, l := range f.leaves() {
+		lab.Eventually(t, 20*time.Second, l.name+" settled", func() error {
+			for _, p := range ps {
+				out, err := exec.Command("ip", "-n", l.ns, "route", "show", "table", "main", p.String()).CombinedOutput()
+				if err != nil {
+					return fmt.Errorf("ip route show %v: %v: %s", p, err, out)
+				}
+				if s := strings.TrimSpace(string(out)); s != "" {
+					return fmt.Errorf("kernel still has %s", s)
+				}
+			}
+			st, err := l.sim().GetSimStats(context.Background(), &pb.GetSimStatsRequest{})
+			if err != nil {
+				return err
+			}
+			if st.GetQueue() != 0 {
+				return fmt.Errorf("sim has %d queued", st.GetQueue())
+			}
+			return nil
+		})
+	}
+}
