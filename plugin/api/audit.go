@@ -98,6 +98,7 @@ var (
 	descAuditPasses   = prometheus.NewDesc("fibgate_audit_passes_total", "Periodic audit passes that ended.", nil, nil)
 	descAuditFailures = prometheus.NewDesc("fibgate_audit_failures_total", "Periodic audit passes that failed (GoBGP could not be read).", nil, nil)
 	descAuditSeconds  = prometheus.NewDesc("fibgate_audit_pass_seconds", "How long the last periodic audit pass took.", nil, nil)
+	descAuditDeferred = prometheus.NewDesc("fibgate_audit_deferred_total", "Periodic audit passes that waited for the gate to converge (a large share of the table on its way).", nil, nil)
 )
 
 // auditCollector exports an Auditor's numbers at scrape time.
@@ -106,7 +107,8 @@ type auditCollector struct{ a Auditor }
 // NewAuditMetrics registers the audit's metrics with reg: every kind of
 // fibgate_audit_mismatches (zeros included, so an alert on "> 0" sees the
 // series before anything goes wrong), the passes, the failed passes and
-// the last pass's duration.
+// the last pass's duration, and the passes that waited for the gate to
+// converge.
 func NewAuditMetrics(reg prometheus.Registerer, a Auditor) error {
 	if err := reg.Register(auditCollector{a}); err != nil {
 		return fmt.Errorf("register fibgate audit metrics: %w", err)
@@ -116,7 +118,7 @@ func NewAuditMetrics(reg prometheus.Registerer, a Auditor) error {
 
 // Describe implements prometheus.Collector.
 func (c auditCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAuditMismatches, descAuditPasses, descAuditFailures, descAuditSeconds} {
+	for _, d := range []*prometheus.Desc{descAuditMismatches, descAuditPasses, descAuditFailures, descAuditSeconds, descAuditDeferred} {
 		ch <- d
 	}
 }
@@ -130,4 +132,5 @@ func (c auditCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAuditPasses, prometheus.CounterValue, float64(s.Passes))
 	ch <- prometheus.MustNewConstMetric(descAuditFailures, prometheus.CounterValue, float64(s.Failures))
 	ch <- prometheus.MustNewConstMetric(descAuditSeconds, prometheus.GaugeValue, s.Took.Seconds())
+	ch <- prometheus.MustNewConstMetric(descAuditDeferred, prometheus.CounterValue, float64(s.Deferred))
 }

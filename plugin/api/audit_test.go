@@ -125,8 +125,10 @@ func TestAuditServiceAndMetrics(t *testing.T) {
 	if got["fibgate_audit_passes_total"] < 2 {
 		t.Errorf("fibgate_audit_passes_total %v, want at least 2", got["fibgate_audit_passes_total"])
 	}
-	if _, ok := got["fibgate_audit_pass_seconds"]; !ok {
-		t.Error("fibgate_audit_pass_seconds not exported")
+	for _, name := range []string{"fibgate_audit_pass_seconds", "fibgate_audit_deferred_total"} {
+		if _, ok := got[name]; !ok {
+			t.Errorf("%s not exported", name)
+		}
 	}
 }
 

@@ -23,6 +23,15 @@ type Sources struct {
 	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP), with the adj-out
 	// of the prefixes ask says.
 	BGP func(ctx context.Context, ask Ask) (*BGP, error)
+	// Converging, when set, says the gate is busy with a large share of
+	// the table (a full table arriving, a session's table withdrawn and
+	// learned again). A periodic pass then waits for it to settle, at
+	// most deferFactor intervals: a pass over a table in flux holds a
+	// snapshot of all of it (a fifth of gobgpd-ext's live heap at the
+	// full table) and GoBGP's main loop for its reads, and finds only
+	// what is still moving, which a mismatch's second pass would not
+	// confirm anyway. Audit, on demand, does not wait.
+	Converging func() bool
 }
 
 // Defaults of an Auditor.
@@ -48,6 +57,10 @@ const (
 	// with no kernel route and no gate state) is so reported within
 	// fullEvery+1 passes.
 	fullEvery = 10
+	// deferFactor bounds how long a periodic pass waits for a converging
+	// gate (Sources.Converging), in intervals: a gate that never settles
+	// (a failing ASIC keeping much of the table pending) is still audited.
+	deferFactor = 5
 	// DefaultWholeRIBLimit is the largest table (in the gate's states)
 	// whose whole RIB a periodic pass reads. GoBGP copies the table it
 	// lists inside its main loop, during which it processes no UPDATE and
@@ -77,6 +90,9 @@ type Stats struct {
 	Mismatches map[Kind]int
 	// Passes and Failures count periodic passes that ended and failed.
 	Passes, Failures uint64
+	// Deferred counts periodic passes that waited for the gate to
+	// converge (Sources.Converging).
+	Deferred uint64
 	// Took is how long the last periodic pass took.
 	Took time.Duration
 }
@@ -161,6 +177,9 @@ func (a *Auditor) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		}
+		if !a.settle(ctx) {
+			return nil
+		}
 		start := time.Now()
 		err := a.periodic(ctx)
 		took := time.Since(start)
@@ -174,6 +193,38 @@ func (a *Auditor) Run(ctx context.Context) error {
 		}
 		if failed.OK() {
 			a.log.Info("audit pass succeeded again")
+		}
+	}
+}
+
+// settle waits while the gate converges (Sources.Converging), at most
+// deferFactor intervals, checking once a second (once an interval when that
+// is shorter). It returns false when ctx ends first.
+func (a *Auditor) settle(ctx context.Context) bool {
+	if a.src.Converging == nil || !a.src.Converging() {
+		return true
+	}
+	a.mu.Lock()
+	a.stats.Deferred++
+	a.mu.Unlock()
+	limit := deferFactor * a.interval
+	a.log.Debug("audit pass waits for the gate to converge", "at_most", limit)
+	start := time.Now()
+	tick := time.NewTicker(min(time.Second, a.interval))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+		if !a.src.Converging() {
+			a.log.Debug("audit pass runs: the gate converged", "waited", time.Since(start).Round(time.Millisecond))
+			return true
+		}
+		if time.Since(start) >= limit {
+			a.log.Info("audit pass runs while the gate is still converging", "waited", limit)
+			return true
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -474,4 +475,56 @@ func startAuditor(t *testing.T, src Sources, opts ...Option) (a *Auditor, pass f
 	t.Cleanup(cancel)
 	go a.Run(ctx)
 	return a, func() { time.Sleep(a.Interval()); synctest.Wait() }
+}
+
+// TestPeriodicPassesWaitForTheGateToConverge: while the gate is busy with
+// much of the table (Sources.Converging), a periodic pass waits until it
+// settles, and at most deferFactor intervals, so a gate that never settles
+// is still audited; the on-demand audit does not wait.
+func TestPeriodicPassesWaitForTheGateToConverge(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var f feed
+		f.set(healthy(), nil)
+		src := f.sources()
+		var converging atomic.Bool
+		converging.Store(true)
+		src.Converging = converging.Load
+		var log logBuf
+		a, err := New(src, WithInterval(time.Minute), WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		start := time.Now()
+		go a.Run(ctx)
+		at := func(d time.Duration) Stats {
+			time.Sleep(time.Until(start.Add(d)))
+			synctest.Wait()
+			return a.Stats()
+		}
+		if s := at(150 * time.Second); s.Passes != 0 || s.Deferred != 1 {
+			t.Errorf("converging since the start, at 2m30s: %d passes, %d deferred; want 0 and 1", s.Passes, s.Deferred)
+		}
+		if _, err := a.Audit(ctx, time.Second); err != nil {
+			t.Errorf("on-demand audit while converging: %v", err)
+		}
+		converging.Store(false)
+		if s := at(152 * time.Second); s.Passes != 1 {
+			t.Errorf("a second after the gate converged: %d passes, want 1", s.Passes)
+		}
+		// Converging for good: the next pass is due a minute later and
+		// waits deferFactor minutes at most.
+		converging.Store(true)
+		due := 152*time.Second + time.Minute + deferFactor*time.Minute
+		if s := at(due - 2*time.Second); s.Passes != 1 || s.Deferred != 2 {
+			t.Errorf("before the wait's limit: %d passes, %d deferred; want 1 and 2", s.Passes, s.Deferred)
+		}
+		if s := at(due + 2*time.Second); s.Passes != 2 {
+			t.Errorf("after the wait's limit: %d passes, want 2", s.Passes)
+		}
+		if n := log.lines("still converging"); n != 1 {
+			t.Errorf("logged %d passes run while converging, want 1", n)
+		}
+	})
 }

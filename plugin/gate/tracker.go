@@ -248,6 +248,17 @@ func compareKeys(at uint32, ap netip.Prefix, bt uint32, bp netip.Prefix) int {
 	return cmp.Or(cmp.Compare(at, bt), ap.Addr().Compare(bp.Addr()), cmp.Compare(ap.Bits(), bp.Bits()))
 }
 
+// Unsettled returns how many prefixes are on their way through the gate
+// (pending their hardware, or confirmed and not yet handed to BGP) and how
+// many it tracks in all, read without a walk: the periodic audit waits
+// while a large share of the table is on its way, since a pass over a
+// table in flux costs a snapshot of it and finds only what is moving.
+func (t *Tracker) Unsettled() (moving, all int) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byState[Pending] + t.byState[Confirmed], len(t.entries)
+}
+
 // Get returns the state of one prefix.
 func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
 	t.mu.RLock()

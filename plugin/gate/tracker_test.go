@@ -173,6 +173,17 @@ func TestTrackerConfirmsOnlyWhenHardwareDoes(t *testing.T) {
 		if s := tr.Stats(); s.TimeToHardware.Count != 1 || s.TimeToHardware.Max != 300*time.Millisecond || s.ByState[Pending] != 1 {
 			t.Errorf("stats = %+v", s)
 		}
+		// Without a Speaker nothing releases: one pending, one confirmed.
+		if moving, all := tr.Unsettled(); moving != 2 || all != 2 {
+			t.Errorf("Unsettled() = %d, %d; want 2 on their way of 2", moving, all)
+		}
+		src.flags(route("10.0.0.0/24"), fib.Offload)
+		synctest.Wait()
+		src.del(t, route("10.0.1.0/24"))
+		synctest.Wait()
+		if moving, all := tr.Unsettled(); moving != 1 || all != 2 {
+			t.Errorf("after a deletion: Unsettled() = %d, %d; want 1 of 2 (the withdrawn one is not on its way)", moving, all)
+		}
 	})
 }
 

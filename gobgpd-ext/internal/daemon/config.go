@@ -189,7 +189,10 @@ type Install struct {
 // state and the gate's states.
 type Audit struct {
 	// Interval is how often it runs; 0 turns the periodic audit off
-	// (`fibgate audit` still runs one on demand).
+	// (`fibgate audit` still runs one on demand). A pass that falls due
+	// while the gate converges (more than 1% of its prefixes, and more
+	// than 1,000, on their way to hardware or to BGP) waits for it, at
+	// most five intervals.
 	Interval Duration `yaml:"interval"`
 	// WholeRIBMax is the largest table, in gated prefixes, whose whole RIB
 	// periodic passes read (one in ten): GoBGP holds its main loop while

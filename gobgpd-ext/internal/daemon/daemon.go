@@ -535,9 +535,29 @@ func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *aud
 			pol := d.tracker.Policy() // outside View: the tracker reads the listener under its own lock
 			return audit.ReadFIBIn(d.listener.View, pol, classify, installed)
 		},
-		BGP: d.sp.AuditBGP,
+		BGP:        d.sp.AuditBGP,
+		Converging: d.converging,
 	}, audit.WithInterval(time.Duration(cfg.Audit.Interval)), audit.WithWholeRIBLimit(cfg.Audit.WholeRIBMax), audit.WithLogger(log))
 }
+
+// converging says a large share of the table is on its way through the
+// gate: pending its hardware, confirmed and not yet released, or route
+// events the tracker has not read yet. The periodic audit waits then
+// (audit.Sources.Converging): a full table arriving, or a session's table
+// withdrawn and learned again. A steady churn of changes moves a few
+// hundred prefixes at a time and never counts as converging.
+func (d *Daemon) converging() bool {
+	moving, all := d.tracker.Unsettled()
+	moving += d.listener.Backlog()
+	return moving > max(convergingMin, all/convergingShare)
+}
+
+// A gate converges while more than convergingMin prefixes, and more than
+// one in convergingShare of those it tracks, are on their way.
+const (
+	convergingMin   = 1000
+	convergingShare = 100
+)
 
 // auditInstaller says which kernel routes are the FIB installer's, with
 // the installer's own defaults for what the settings leave at zero
