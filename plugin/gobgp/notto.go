@@ -56,6 +56,13 @@ const maxNotTo = 64
 // that appear in paths before any path comes from them.
 const notToRefresh = time.Second
 
+// refreshDuty spaces Check's reads of GoBGP's neighbours at least this many
+// times the last read's duration apart. GoBGP counts every neighbour's
+// adj-in for a listing, in its main loop: at a full table about 50 ms a
+// read, and read every second that was a ninth of the main loop's work
+// while the table's releases went out.
+const refreshDuty = 100
+
 // asIndex maps eBGP neighbour ASes to bits. It is replaced, never changed:
 // WatchBest reads it without a lock.
 type asIndex struct {
@@ -89,8 +96,9 @@ func (x *asIndex) has(as uint32) bool {
 // notTo is a Speaker's not-to state.
 type notTo struct {
 	idx       atomic.Pointer[asIndex]
-	refreshMu sync.Mutex // one refresh at a time
-	refreshed time.Time  // under refreshMu
+	refreshMu sync.Mutex    // one refresh at a time
+	refreshed time.Time     // under refreshMu: when the last read ended
+	took      time.Duration // under refreshMu: how long it took
 
 	// mu guards last: what WatchBest last reported of each prefix with a
 	// route, the AS mask of its best path among it (set after the
@@ -172,6 +180,7 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	}
 	addrs := make(map[uint32][]string)
 	var order []uint32
+	start := time.Now()
 	err = s.b.listPeers(ctx, func(p *api.Peer) {
 		as := p.GetConf().GetPeerAsn()
 		if as == 0 {
@@ -199,6 +208,7 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 		return fmt.Errorf("list neighbours: %w", err)
 	}
 	s.nt.refreshed = time.Now()
+	s.nt.took = s.nt.refreshed.Sub(start)
 	old := s.nt.idx.Load()
 	x := &asIndex{bit: make(map[uint32]uint8), addrs: addrs}
 	if old != nil {
@@ -230,10 +240,11 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	return nil
 }
 
-// maybeRefresh refreshes the index when it is older than notToRefresh.
+// maybeRefresh refreshes the index when it is older than notToRefresh and
+// refreshDuty times the last read's duration.
 func (s *Speaker) maybeRefresh(ctx context.Context) {
 	s.nt.refreshMu.Lock()
-	due := time.Since(s.nt.refreshed) >= notToRefresh
+	due := time.Since(s.nt.refreshed) >= max(notToRefresh, refreshDuty*s.nt.took)
 	s.nt.refreshMu.Unlock()
 	if due {
 		if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {

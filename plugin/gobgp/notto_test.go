@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -286,4 +287,46 @@ func TestPrefixEnteringTheScopeJoinsTheNotToSets(t *testing.T) {
 	if has, withdrawn := atB.at(p); has || withdrawn > 0 {
 		t.Fatalf("spine b got %v's new path before it was released (holds it %v, withdrawn %d times)", p, has, withdrawn)
 	}
+}
+
+// slowPeers is a backend whose neighbour listing takes as long as GoBGP's
+// at a full table, where it counts every neighbour's adj-in.
+type slowPeers struct {
+	nopBackend
+	took  time.Duration
+	reads int
+}
+
+func (b *slowPeers) listPeers(context.Context, func(*api.Peer)) error {
+	b.reads++
+	time.Sleep(b.took)
+	return nil
+}
+
+// TestNeighbourReadsAreSpacedByTheirCost: Check reads GoBGP's neighbours
+// again at most every notToRefresh, and no sooner than refreshDuty times
+// the last read's duration, so a listing that holds GoBGP's main loop for
+// 50 ms is made every 5 s, not every second.
+func TestNeighbourReadsAreSpacedByTheirCost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		for _, c := range []struct {
+			took time.Duration
+			want int // reads in 10 s of a call every 100 ms
+		}{{0, 9}, {50 * time.Millisecond, 2}} {
+			b := &slowPeers{took: c.took}
+			sp, err := newSpeaker(b, Config{}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp.nt.refreshed = time.Now() // as after the first read
+			start := time.Now()
+			for time.Since(start) < 10*time.Second {
+				sp.maybeRefresh(t.Context())
+				time.Sleep(100 * time.Millisecond)
+			}
+			if b.reads != c.want {
+				t.Errorf("a read taking %v: %d reads in 10 s, want %d", c.took, b.reads, c.want)
+			}
+		}
+	})
 }
