@@ -24,7 +24,8 @@ import (
 type Source interface {
 	// Ready is closed once the source holds the whole table.
 	Ready() <-chan struct{}
-	// Events streams changes, with a snapshot of all routes first if asked.
+	// Events streams changes, with a snapshot of all routes first if
+	// asked, and closes the stream when ctx ends (Run waits for that).
 	Events(ctx context.Context, snapshot bool) <-chan []fib.Event
 	// View gives read access to the current model.
 	View(fn func(*fib.FIB))
@@ -78,6 +79,8 @@ type Tracker struct {
 	log       *slog.Logger
 	observer  Observer
 	retention time.Duration
+	// in: the events read and not judged yet (inbox); set by Run.
+	in atomic.Pointer[inbox]
 
 	mu      sync.RWMutex
 	policy  Policy
@@ -249,14 +252,20 @@ func compareKeys(at uint32, ap netip.Prefix, bt uint32, bp netip.Prefix) int {
 }
 
 // Unsettled returns how many prefixes are on their way through the gate
-// (pending their hardware, or confirmed and not yet handed to BGP) and how
-// many it tracks in all, read without a walk: the periodic audit waits
+// (named by route events not judged yet, pending their hardware, or
+// confirmed and not yet handed to BGP) and how many it tracks in all, read
+// without a walk: the periodic audit waits
 // while a large share of the table is on its way, since a pass over a
 // table in flux costs a snapshot of it and finds only what is moving.
 func (t *Tracker) Unsettled() (moving, all int) {
+	if in := t.in.Load(); in != nil {
+		in.mu.Lock()
+		moving = len(in.keys)
+		in.mu.Unlock()
+	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.byState[Pending] + t.byState[Confirmed], len(t.entries)
+	return moving + t.byState[Pending] + t.byState[Confirmed], len(t.entries)
 }
 
 // Get returns the state of one prefix.
@@ -303,7 +312,8 @@ func (t *Tracker) Watchers() int {
 // Run judges routes as they change until ctx ends. It returns nil when ctx
 // ends and an error when the source stops first.
 //
-// Each turn takes every batch the source has queued (so a backlog costs one
+// Each turn takes every prefix the source's events named since the last
+// one (read as they come by inbox's goroutine, so a backlog costs one
 // judgement per prefix, however many events it holds), judges those
 // prefixes against the FIB as it is now, and hands BGP the withdrawals
 // before anything else. Advertisements go out in slices of maxAdvertise, with
@@ -317,7 +327,9 @@ func (t *Tracker) Run(ctx context.Context) error {
 	}
 	// Subscribe first, then judge the whole table as it is: every change
 	// after the subscription arrives as an event, and judging is idempotent.
-	events := t.src.Events(ctx, false)
+	in := t.readEvents(t.src.Events(ctx, false))
+	defer in.wait()
+	t.in.Store(in)
 	stopRetrier := t.startRetrier(ctx)
 	defer stopRetrier()
 	t.judgeAll(time.Now())
@@ -327,18 +339,14 @@ func (t *Tracker) Run(ctx context.Context) error {
 	defer timer.Stop()
 	for {
 		select {
-		case batch, ok := <-events:
-			if !ok {
+		case <-in.kick:
+			keys, lost, stopped := in.take()
+			t.judgeBatch(keys, lost, time.Now())
+			if stopped {
 				if ctx.Err() != nil {
 					return nil
 				}
 				return errors.New("route source stopped")
-			}
-			if err := t.takeEvents(events, batch); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return err
 			}
 		case <-timer.C:
 			t.judge(t.due(time.Now()), time.Now())
@@ -353,39 +361,6 @@ func (t *Tracker) Run(ctx context.Context) error {
 		t.signalRewrites()
 		timer.Reset(t.nextDeadline(time.Now(), more))
 	}
-}
-
-// maxDrain bounds how many queued batches one turn of Run takes at once, so
-// a turn's judgement stays short enough for flush to follow soon.
-const maxDrain = 256
-
-// takeEvents judges the prefixes of batch and of every batch already queued
-// behind it (up to maxDrain), in one pass.
-func (t *Tracker) takeEvents(events <-chan []fib.Event, batch []fib.Event) error {
-	keys := make(map[prefixKey]struct{}, len(batch))
-	var lost map[prefixKey]bool
-	take := func(b []fib.Event) {
-		for _, ev := range b {
-			keys[keyOf(ev.Route())] = struct{}{}
-		}
-		lost = t.losses(b, lost)
-	}
-	take(batch)
-	for range maxDrain {
-		select {
-		case b, ok := <-events:
-			if !ok {
-				t.judgeBatch(keys, lost, time.Now())
-				return errors.New("route source stopped")
-			}
-			take(b)
-			continue
-		default:
-		}
-		break
-	}
-	t.judgeBatch(keys, lost, time.Now())
-	return nil
 }
 
 // losses returns the prefixes that lost confirmation within a batch: a

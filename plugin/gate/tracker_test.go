@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"sync"
@@ -359,6 +360,47 @@ func TestAdoptedPrefixesThatAreNotConfirmedAreWithdrawn(t *testing.T) {
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// TestEventsAreReadWhileBGPIsBusy: while the tracker waits for BGP to take
+// a release, the source's events are read as they come (inbox), so the
+// backlog is a set of prefixes the tracker holds, not the source's queue
+// of events with their routes; it counts among the prefixes on their way
+// (Unsettled), and is judged once BGP answers.
+func TestEventsAreReadWhileBGPIsBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		src := newModelSource()
+		sp := newRecSpeaker(1)
+		block := make(chan struct{})
+		sp.block = block
+		tr := startTracker(t, src, DefaultPolicy(), WithSpeaker(sp, ByProtocol(fib.ProtoBGP)))
+		src.add(t, route("10.0.0.0/24"))
+		synctest.Wait() // judged pending: the flags come in an event of their own
+		src.flags(route("10.0.0.0/24"), fib.Offload)
+		synctest.Wait() // the release waits for BGP
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Confirmed {
+			t.Fatalf("first prefix %v, want confirmed while BGP takes it", st.State)
+		}
+		const n = 1000
+		for i := range n {
+			src.add(t, route(fmt.Sprintf("10.1.%d.%d/32", i/256, i%256)))
+		}
+		synctest.Wait()
+		if _, items := src.hub.Backlog(); items != 0 {
+			t.Errorf("the source still queues %d events for the tracker while BGP is busy, want 0", items)
+		}
+		if moving, _ := tr.Unsettled(); moving != n+1 {
+			t.Errorf("Unsettled() = %d on their way, want %d (the read prefixes and the release)", moving, n+1)
+		}
+		close(block)
+		synctest.Wait()
+		if st := stateOf(t, tr, "10.1.3.231/32"); st.State != Pending {
+			t.Errorf("a prefix read while BGP was busy: %v, want pending once judged", st.State)
+		}
+		if st := stateOf(t, tr, "10.0.0.0/24"); st.State != Released {
+			t.Errorf("first prefix %v, want released", st.State)
 		}
 	})
 }
