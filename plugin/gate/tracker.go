@@ -254,9 +254,9 @@ func compareKeys(at uint32, ap netip.Prefix, bt uint32, bp netip.Prefix) int {
 // Unsettled returns how many prefixes are on their way through the gate
 // (named by route events not judged yet, pending their hardware, or
 // confirmed and not yet handed to BGP) and how many it tracks in all, read
-// without a walk: the periodic audit waits
-// while a large share of the table is on its way, since a pass over a
-// table in flux costs a snapshot of it and finds only what is moving.
+// without a walk: the periodic audit waits while a large share of the
+// table is on its way, since a pass over a table in flux costs a snapshot
+// of it and finds only what is moving.
 func (t *Tracker) Unsettled() (moving, all int) {
 	if in := t.in.Load(); in != nil {
 		in.mu.Lock()
