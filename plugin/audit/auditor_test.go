@@ -328,19 +328,8 @@ func TestSlowPassesSpaceTheNextOnesOut(t *testing.T) {
 			time.Sleep(20 * time.Second) // GoBGP answering a full table
 			return read(ctx, ask)
 		}
-		a, err := New(src, WithInterval(time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		start := time.Now()
-		go a.Run(ctx)
-		passes := func(at time.Duration) uint64 {
-			time.Sleep(time.Until(start.Add(at)))
-			synctest.Wait()
-			return a.Stats().Passes
-		}
+		_, stats := startTimed(t, src, WithInterval(time.Minute))
+		passes := func(at time.Duration) uint64 { return stats(at).Passes }
 		for _, c := range []struct {
 			at   time.Duration
 			want uint64
@@ -465,6 +454,25 @@ func TestPeriodicPassesReadNoWholeRIBAboveTheLimit(t *testing.T) {
 
 // startAuditor runs an Auditor of src on the synctest clock until the test
 // ends; pass lets one interval go by and waits for the pass it starts.
+// startTimed runs an Auditor in the current synctest bubble and returns it
+// with a function that waits until d after the start and returns its Stats.
+func startTimed(t *testing.T, src Sources, opts ...Option) (*Auditor, func(d time.Duration) Stats) {
+	t.Helper()
+	a, err := New(src, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	start := time.Now()
+	go a.Run(ctx)
+	return a, func(d time.Duration) Stats {
+		time.Sleep(time.Until(start.Add(d)))
+		synctest.Wait()
+		return a.Stats()
+	}
+}
+
 func startAuditor(t *testing.T, src Sources, opts ...Option) (a *Auditor, pass func()) {
 	t.Helper()
 	a, err := New(src, opts...)
@@ -490,23 +498,11 @@ func TestPeriodicPassesWaitForTheGateToConverge(t *testing.T) {
 		converging.Store(true)
 		src.Converging = converging.Load
 		var log logBuf
-		a, err := New(src, WithInterval(time.Minute), WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(t.Context())
-		defer cancel()
-		start := time.Now()
-		go a.Run(ctx)
-		at := func(d time.Duration) Stats {
-			time.Sleep(time.Until(start.Add(d)))
-			synctest.Wait()
-			return a.Stats()
-		}
+		a, at := startTimed(t, src, WithInterval(time.Minute), WithLogger(slog.New(slog.NewTextHandler(&log, nil))))
 		if s := at(150 * time.Second); s.Passes != 0 || s.Deferred != 1 {
 			t.Errorf("converging since the start, at 2m30s: %d passes, %d deferred; want 0 and 1", s.Passes, s.Deferred)
 		}
-		if _, err := a.Audit(ctx, time.Second); err != nil {
+		if _, err := a.Audit(t.Context(), time.Second); err != nil {
 			t.Errorf("on-demand audit while converging: %v", err)
 		}
 		converging.Store(false)
