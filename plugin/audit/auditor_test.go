@@ -473,15 +473,10 @@ func startTimed(t *testing.T, src Sources, opts ...Option) (*Auditor, func(d tim
 	}
 }
 
+// startAuditor is startTimed with a function that waits one interval.
 func startAuditor(t *testing.T, src Sources, opts ...Option) (a *Auditor, pass func()) {
 	t.Helper()
-	a, err := New(src, opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	t.Cleanup(cancel)
-	go a.Run(ctx)
+	a, _ = startTimed(t, src, opts...)
 	return a, func() { time.Sleep(a.Interval()); synctest.Wait() }
 }
 
