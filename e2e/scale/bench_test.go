@@ -26,6 +26,7 @@ import (
 //	                        side by side ("bgp:\n  not_to_sets: false\n"; not with originated)
 //	FIBGATE_SCALE_PPROF     a directory for the leaf's CPU profile of the convergence (gobgpd-ext, stock gobgpd, or fibgated in the sidecar leaves), its allocations, a 5 s execution trace, and its live heap once the observer is full
 //	FIBGATE_SCALE_PPROF_FOR how long that profile runs from the moment the leaf listens; 15s by default
+//	FIBGATE_SCALE_AFTER     how long to keep the leaf running once the observer is full, then log its daemons' peak RSS again (what comes after the convergence, such as the periodic audit's first pass, counts then); none by default
 //
 // A leaf that is not full in time is a result ("not full after T: X of
 // N"), not a failure; the test fails only when the lab itself does.
@@ -132,6 +133,13 @@ func benchConfig() (benchSettings, error) {
 			return c, fmt.Errorf("FIBGATE_SCALE_PPROF_FOR=%q: want a duration of 1s or more", s)
 		}
 		c.prof.span = d
+	}
+	if s := os.Getenv("FIBGATE_SCALE_AFTER"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return c, fmt.Errorf("FIBGATE_SCALE_AFTER=%q: want a duration such as 90s", s)
+		}
+		c.prof.after = d
 	}
 	return c, nil
 }

@@ -685,6 +685,18 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 	if testing.Verbose() {
 		t.Logf("%s: %s; observer %s", m.key, r.outcome(), pointsLine(r.points))
 	}
+	if prof.after > 0 && r.full {
+		// Observed over a set span, not waited for: what the daemons do
+		// once the table is in (the audit's pass among it) shows in VmHWM.
+		time.Sleep(prof.after)
+		var peak uint64
+		for _, d := range ds {
+			if u, err := lab.ReadUsage(d.pid); err == nil {
+				peak += u.PeakRSS
+			}
+		}
+		t.Logf("%s: peak RSS %.0f MiB when the observer was full, %.0f MiB %v later", m.key, mib(r.peakRSS), mib(peak), prof.after)
+	}
 	k, err := lab.KernelRoutes(leaf.ns)
 	if err != nil {
 		t.Errorf("kernel routes of the leaf: %v", err)
@@ -796,6 +808,9 @@ func fetch(ns, url, file string, timeout time.Duration) error {
 type profiling struct {
 	dir  string
 	span time.Duration
+	// after: how long the leaf keeps running once the observer is full,
+	// its daemons' peak RSS then logged (FIBGATE_SCALE_AFTER).
+	after time.Duration
 }
 
 // addStatic writes the table into the leaf's kernel as static routes on a
