@@ -452,10 +452,9 @@ func TestPeriodicPassesReadNoWholeRIBAboveTheLimit(t *testing.T) {
 	})
 }
 
-// startAuditor runs an Auditor of src on the synctest clock until the test
-// ends; pass lets one interval go by and waits for the pass it starts.
-// startTimed runs an Auditor in the current synctest bubble and returns it
-// with a function that waits until d after the start and returns its Stats.
+// startTimed runs an Auditor of src on the synctest clock until the test
+// ends, and returns it with a function that waits until d after the start
+// and returns its Stats.
 func startTimed(t *testing.T, src Sources, opts ...Option) (*Auditor, func(d time.Duration) Stats) {
 	t.Helper()
 	a, err := New(src, opts...)
@@ -473,7 +472,8 @@ func startTimed(t *testing.T, src Sources, opts ...Option) (*Auditor, func(d tim
 	}
 }
 
-// startAuditor is startTimed with a function that waits one interval.
+// startAuditor is startTimed whose pass lets one interval go by and waits
+// for the pass it starts.
 func startAuditor(t *testing.T, src Sources, opts ...Option) (a *Auditor, pass func()) {
 	t.Helper()
 	a, _ = startTimed(t, src, opts...)

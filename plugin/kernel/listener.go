@@ -160,14 +160,6 @@ func (l *Listener) Stats() Stats {
 	}
 }
 
-// Backlog returns how many route events the listener's subscribers have
-// not taken yet (summed over them): while it is large the gate is behind
-// the kernel, whatever its own states say.
-func (l *Listener) Backlog() int {
-	_, n := l.hub.Backlog()
-	return n
-}
-
 // CheckNotifyModes reads fib_notify_on_flag_change for both families and
 // returns a warning per family where it is 0, since then the kernel keeps
 // hardware flags to itself until the next dump.

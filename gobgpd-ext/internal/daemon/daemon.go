@@ -542,13 +542,12 @@ func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *aud
 
 // converging says a large share of the table is on its way through the
 // gate: pending its hardware, confirmed and not yet released, or named by
-// route events the tracker has not judged (or read) yet. The periodic
+// route events the tracker has not judged yet. The periodic
 // audit waits then (audit.Sources.Converging): a full table arriving, or a
 // session's table withdrawn and learned again. A steady churn of changes
 // moves a few hundred prefixes at a time and never counts as converging.
 func (d *Daemon) converging() bool {
 	moving, all := d.tracker.Unsettled()
-	moving += d.listener.Backlog()
 	return moving > max(convergingMin, all/convergingShare)
 }
 
