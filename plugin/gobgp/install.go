@@ -58,7 +58,7 @@ type ourSets struct {
 	holdList []string                            // its communities
 	sentinel bool                                // the sentinel set exists
 	keep     bool                                // the kept copies' community set exists
-	nt       map[uint32]map[netip.Prefix]bool    // not-to sets' members by AS (notto.go)
+	nt       map[uint32]map[netip.Prefix]lengths // not-to sets' entries by AS (notto.go), their seed left out
 	// rescoped: a sentinel of another scope exists: a Speaker rescoped
 	// the sets at run time (Rescope) and this one starts with another
 	// scope, so what GoBGP exported follows neither.
@@ -66,18 +66,18 @@ type ourSets struct {
 }
 
 func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
-	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths), nt: make(map[uint32]map[netip.Prefix]bool)}
+	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths), nt: make(map[uint32]map[netip.Prefix]lengths)}
 	var perr error
 	err := s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, "", func(d *api.DefinedSet) {
 		if as, ok := s.cfg.ntAS(d.Name, s.cfg.Name); ok {
 			m := o.nt[as]
 			if m == nil {
-				m = make(map[netip.Prefix]bool)
+				m = make(map[netip.Prefix]lengths)
 				o.nt[as] = m
 			}
 			for _, e := range d.Prefixes {
 				if p, err := netip.ParsePrefix(e.IpPrefix); err == nil && p != nullPrefix(p.Addr().BitLen()) {
-					m[p] = true
+					m[p] = append(m[p], interval{uint8(e.MaskLengthMin), uint8(e.MaskLengthMax)})
 				}
 			}
 			return

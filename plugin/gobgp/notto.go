@@ -46,7 +46,9 @@ import (
 // the sets of its mask before the held set lets it out (apply's phase A),
 // a take-back takes it out once it is held (phase C). The index follows
 // GoBGP's neighbours: read at install, when a best path comes from an AS
-// it does not know, and at most every notToRefresh by Check.
+// it does not know, and at most every notToRefresh by Check. A set whose
+// AS is in most released paths is kept in GoBGP as its complement
+// (ntform.go); the record's bits mean the same in both forms.
 
 // maxNotTo bounds the indexed neighbour ASes (one bit each). A neighbour of
 // a further AS gets the fence window as before; it is logged once.
@@ -115,13 +117,25 @@ type notTo struct {
 	addrs  map[uint32][]string
 	synced *asIndex // the index Check last synced
 
-	// entries counts the (prefix, AS) memberships the record holds, for
-	// NotToEntries without a walk of the record.
+	// Under Speaker.mu: members counts the record's prefixes per bit (the
+	// member form's entries); comp holds, for each AS whose set is in
+	// complement form (ntform.go), the prefixes carved out of it.
+	members [maxNotTo]int64
+	comp    map[uint32]map[pkey.Key]struct{}
+	// formWalk is when the record was last walked to weigh the forms;
+	// minComplement is the members an AS needs before that is worth it.
+	formWalk      time.Time
+	formGap       time.Duration
+	minComplement int64
+
+	// entries counts the entries the sets hold in GoBGP (members of the
+	// member form, carve-outs of the complement form), for NotToEntries.
 	entries atomic.Int64
 }
 
 func newNotTo() *notTo {
-	return &notTo{last: make(map[pkey.Key]reported), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string)}
+	return &notTo{last: make(map[pkey.Key]reported), stmts: make(map[uint32]bool), addrs: make(map[uint32][]string),
+		comp: make(map[uint32]map[pkey.Key]struct{}), minComplement: defaultMinComplement}
 }
 
 // ntName is the prefix of a not-to set's name: "<Name>-nt-<AS>".
@@ -326,7 +340,9 @@ func (s *Speaker) readyMask(x *asIndex) uint64 {
 
 // editNotTo adds (or deletes) prefixes to (from) the not-to sets of their
 // masks' ASes and, once GoBGP has them so, sets the record's bits (a
-// prefix the record lacks has none to set). s.mu is held.
+// prefix the record lacks has none to set). For an AS whose set is in
+// complement form only the bits change: the caller carves (ntform.go).
+// s.mu is held.
 func (s *Speaker) editNotTo(ctx context.Context, es []prefixMask, del bool) error {
 	if len(es) == 0 {
 		return nil
@@ -339,6 +355,9 @@ func (s *Speaker) editNotTo(ctx context.Context, es []prefixMask, del bool) erro
 	for _, e := range es {
 		for m := e.mask; m != 0; m &= m - 1 {
 			as := x.ases[bits.TrailingZeros64(m)]
+			if s.nt.comp[as] != nil {
+				continue
+			}
 			name := s.cfg.ntSet(as, e.p.Addr().Is4())
 			byName[name] = append(byName[name], exactEntry(e.p))
 		}
@@ -425,20 +444,27 @@ func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex, need uint64) error 
 // what GoBGP has (a reload of gobgpd's policies deletes all of it), puts
 // back the statements and memberships of released prefixes, adopts the
 // memberships of prefixes adopted as released, and deletes the rest (an
-// earlier instance's). s.mu is held.
+// earlier instance's). Whatever form a set is in, it ends in the member
+// form (ntform.go): entries that are no member (a complement form's
+// coverage and carve-outs) are deleted as found, after the members are in.
+// s.mu is held.
 func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourSets) error {
-	// Members that stay no one's: their sets stay, emptied.
+	clear(s.nt.comp)
+	s.countEntries()
+	// Entries that stay no one's: their sets stay, emptied.
 	orphans := make(map[string][]setEntry)
-	orphan := func(as uint32, p netip.Prefix) {
+	orphan := func(as uint32, p netip.Prefix, iv interval) {
 		name := s.cfg.ntSet(as, p.Addr().Is4())
-		orphans[name] = append(orphans[name], exactEntry(p))
+		orphans[name] = append(orphans[name], setEntry{p, iv})
 	}
 	if s.cfg.NoNotTo {
 		// Turned off: what an earlier configuration put in the sets goes
 		// (its statements stay, rejecting nothing).
-		for as, members := range sets.nt {
-			for p := range members {
-				orphan(as, p)
+		for as, nodes := range sets.nt {
+			for p, ls := range nodes {
+				for _, iv := range ls {
+					orphan(as, p, iv)
+				}
 			}
 		}
 		if err := s.editNamedSets(ctx, orphans, true); err != nil {
@@ -496,30 +522,33 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 		return err
 	}
 	var adds, dels []prefixMask
-	for as, members := range sets.nt {
+	for as, nodes := range sets.nt {
 		b, ok := x.bit[as]
-		for p := range members {
-			st := s.rec[p]
-			switch {
-			case ok && st != nil && st.notTo&(1<<b) != 0:
-				// present, as recorded
-			case ok && st != nil && !s.bootstrapped && st.transit && !st.originated && st.released:
-				s.setNotTo(st, st.notTo|1<<b) // adopted with its release (WithAdopt)
-			case ok:
-				dels = append(dels, prefixMask{p, 1 << b})
-			default:
-				orphan(as, p) // an AS with no bit
+		for p, ls := range nodes {
+			for _, iv := range ls {
+				if iv != exactEntry(p).iv {
+					orphan(as, p, iv) // the complement form's: no member
+					continue
+				}
+				st := s.rec[p]
+				switch {
+				case ok && st != nil && st.notTo&(1<<b) != 0:
+					// present, as recorded
+				case ok && st != nil && !s.bootstrapped && st.transit && !st.originated && st.released:
+					s.setNotTo(st, st.notTo|1<<b) // adopted with its release (WithAdopt)
+				case ok:
+					dels = append(dels, prefixMask{p, 1 << b})
+				default:
+					orphan(as, p, iv) // an AS with no bit
+				}
 			}
 		}
-	}
-	if err := s.editNamedSets(ctx, orphans, true); err != nil {
-		return fmt.Errorf("not-to sets: %w", err)
 	}
 	for p, st := range s.rec {
 		missing := st.notTo
 		for m := st.notTo; m != 0; m &= m - 1 {
 			b := bits.TrailingZeros64(m)
-			if b < len(x.ases) && sets.nt[x.ases[b]][p] {
+			if b < len(x.ases) && slices.Contains(sets.nt[x.ases[b]][p], exactEntry(p).iv) {
 				missing &^= 1 << b
 			}
 		}
@@ -527,8 +556,13 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			adds = append(adds, prefixMask{p, missing})
 		}
 	}
+	// Members first: until the rest goes, a set holds both forms, which
+	// rejects at least what the member form does.
 	if err := s.editNotTo(ctx, adds, false); err != nil {
 		return err
+	}
+	if err := s.editNamedSets(ctx, orphans, true); err != nil {
+		return fmt.Errorf("not-to sets: %w", err)
 	}
 	return s.editNotTo(ctx, dels, true)
 }
@@ -597,14 +631,43 @@ func (s *Speaker) asesOf(mask uint64) []uint32 {
 	return out
 }
 
-// setNotTo sets a prefix's not-to bits, keeping the count. s.mu is held.
+// setNotTo sets a prefix's not-to bits, keeping the counts. s.mu is held.
 func (s *Speaker) setNotTo(st *prefixState, bits64 uint64) {
-	s.nt.entries.Add(int64(bits.OnesCount64(bits64)) - int64(bits.OnesCount64(st.notTo)))
+	for m := bits64 ^ st.notTo; m != 0; m &= m - 1 {
+		b := bits.TrailingZeros64(m)
+		if bits64&(1<<b) != 0 {
+			s.nt.members[b]++
+		} else {
+			s.nt.members[b]--
+		}
+	}
 	st.notTo = bits64
+	s.countEntries()
 }
 
-// NotToEntries is how many (prefix, neighbour AS) entries the not-to sets
-// hold in GoBGP (fibgate_gobgp_not_to_entries): GoBGP keeps a critbit
+// countEntries sets what NotToEntries reports from the per-AS counts.
+// s.mu is held.
+func (s *Speaker) countEntries() {
+	x := s.nt.idx.Load()
+	var n int64
+	for b, m := range s.nt.members {
+		if m == 0 {
+			continue
+		}
+		if x != nil && b < len(x.ases) && s.nt.comp[x.ases[b]] != nil {
+			continue // counted below, by its carve-outs
+		}
+		n += m
+	}
+	for _, carved := range s.nt.comp {
+		n += int64(len(carved))
+	}
+	s.nt.entries.Store(n)
+}
+
+// NotToEntries is how many per-prefix entries the not-to sets hold in
+// GoBGP (fibgate_gobgp_not_to_entries): the members of sets in member
+// form, the carve-outs of sets in complement form. GoBGP keeps a critbit
 // entry of a few hundred bytes for each, so it shows what the sets cost.
 func (s *Speaker) NotToEntries() int { return int(s.nt.entries.Load()) }
 
@@ -704,6 +767,14 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		s.dirty = true
 		return err
 	}
+	joined := make([]netip.Prefix, len(adds))
+	for i, a := range adds {
+		joined[i] = a.p
+	}
+	if err := s.carve(ctx, joined, s.out); err != nil {
+		s.dirty = true
+		return err
+	}
 	if len(dels) == 0 {
 		return nil
 	}
@@ -731,6 +802,9 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 	if err := s.editNotTo(ctx, dels, true); err != nil {
 		return fail("delete", err)
 	}
+	if err := s.carve(ctx, rerun, s.out); err != nil {
+		return fail("carve out", err)
+	}
 	if err := s.setReleased(ctx, rerun, true); err != nil {
 		return fail("release", err)
 	}
@@ -753,12 +827,17 @@ func (s *Speaker) checkNotTo(ctx context.Context) {
 		return // the index serves the release's HOLD path only
 	}
 	x := s.nt.idx.Load()
-	if x == nil || x == s.nt.synced {
+	if x == nil {
 		return
 	}
-	if err := s.syncNotTo(ctx, x, 0); err != nil {
-		s.opts.log.Debug("not-to sets: adding new neighbours failed; trying again", "err", err)
-		return
+	if x != s.nt.synced {
+		if err := s.syncNotTo(ctx, x, 0); err != nil {
+			s.opts.log.Debug("not-to sets: adding new neighbours failed; trying again", "err", err)
+			return
+		}
+		s.nt.synced = x
 	}
-	s.nt.synced = x
+	if err := s.weighForms(ctx); err != nil && ctx.Err() == nil {
+		s.opts.log.Warn("not-to sets: switching a set's form failed; the gate re-installs them", "err", err)
+	}
 }

@@ -2,9 +2,11 @@ package gobgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -27,6 +29,10 @@ import (
 // never told of the new path early, the prefix can be kept on a copy of
 // a's path instead of being withdrawn.
 func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
+	bothForms(t, newPathDoesNotReachANeighbour)
+}
+
+func newPathDoesNotReachANeighbour(t *testing.T, complement bool) {
 	x := newMBBLab(t)
 	atB := watchArrivals(t, x.b)
 	p := netip.MustParsePrefix("198.51.100.0/24")
@@ -36,8 +42,16 @@ func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
 	if got := x.sp.NotToASes(); !slices.Contains(got, 65002) {
 		t.Fatalf("not-to ASes %v; want the spines' 65002 among them", got)
 	}
-	if n := x.sp.NotToEntries(); n != 1 {
-		t.Errorf("%d not-to entries; want 1 (the prefix, AS 65002)", n)
+	want := 1 // the prefix, AS 65002
+	if complement {
+		x.weigh(t, 65002)
+		want = 0 // nothing carved out
+	}
+	if n := x.sp.NotToEntries(); n != want {
+		t.Errorf("%d not-to entries; want %d", n, want)
+	}
+	if !rejects(t, x, 65002, p) {
+		t.Fatalf("AS 65002's not-to set does not hold %v", p)
 	}
 	x.announce(t, x.recv, p, "127.0.0.4", false)
 	x.installedVia(t, "127.0.0.4", p)
@@ -65,11 +79,15 @@ func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
 	if err := x.sp.Withdraw(context.Background(), ads(gate.Transit, p)); err != nil {
 		t.Fatal(err)
 	}
-	if n := members(t, x, 65003); n != 0 {
-		t.Errorf("AS 65003's not-to set holds %d prefixes after the take-back; want 0", n)
+	if rejects(t, x, 65003, p) {
+		t.Errorf("AS 65003's not-to set holds %v after the take-back", p)
 	}
-	if n := x.sp.NotToEntries(); n != 0 {
-		t.Errorf("%d not-to entries after the take-back; want 0", n)
+	want = 0
+	if complement {
+		want = 1 // the sentinel's carve-out: an originated prefix goes to AS 65002 too
+	}
+	if n := x.sp.NotToEntries(); n != want {
+		t.Errorf("%d not-to entries after the take-back; want %d", n, want)
 	}
 }
 
@@ -81,26 +99,36 @@ func TestNewPathDoesNotReachANeighbourWhoseASWasInThePreviousOne(t *testing.T) {
 // the receiver gets the path, which GoBGP had exported while the set
 // still held the prefix.
 func TestSameRouteNewASesLeavesTheNotToSets(t *testing.T) {
+	bothForms(t, sameRouteNewASes)
+}
+
+func sameRouteNewASes(t *testing.T, complement bool) {
 	x := newMBBLab(t)
 	p := netip.MustParsePrefix("198.51.100.0/24")
 	x.releasedViaA(t, p)
-	if n := members(t, x, 65003); n != 0 {
-		t.Fatalf("AS 65003's not-to set holds %d prefixes; want 0", n)
+	if rejects(t, x, 65003, p) {
+		t.Fatalf("AS 65003's not-to set holds %v", p)
 	}
 	through := func(ases ...uint32) {
 		x.announce(t, x.a, p, "127.0.0.2", false, asPath(ases...))
 	}
 	through(65003)
 	lab.Eventually(t, 10*time.Second, "the prefix in AS 65003's not-to set", func() error {
-		if n := members(t, x, 65003); n != 1 {
-			return fmt.Errorf("%d members", n)
+		if !rejects(t, x, 65003, p) {
+			return errors.New("not in it")
 		}
 		return nil
 	})
+	if complement {
+		x.weigh(t, 65003)
+		if !rejects(t, x, 65003, p) {
+			t.Fatalf("AS 65003's not-to set in complement form does not hold %v", p)
+		}
+	}
 	through(65100)
 	lab.Eventually(t, 10*time.Second, "the new path at the receiver", func() error {
-		if n := members(t, x, 65003); n != 0 {
-			return fmt.Errorf("AS 65003's not-to set: %d members", n)
+		if rejects(t, x, 65003, p) {
+			return errors.New("AS 65003's not-to set still holds it")
 		}
 		if as, _ := x.path(p); as != "{AsPath: 65001 65002 65100}" {
 			return fmt.Errorf("receiver: AS path %q", as)
@@ -112,22 +140,73 @@ func TestSameRouteNewASesLeavesTheNotToSets(t *testing.T) {
 	}
 }
 
-// members counts the prefixes in AS as's IPv4 not-to set of the leaf.
+// members counts the entries of AS as's IPv4 not-to set of the leaf, its
+// seed left out: in member form, its members.
 func members(t *testing.T, x *mbbLab, as uint32) int {
 	t.Helper()
 	n := 0
-	err := x.leaf.ListDefinedSet(context.Background(), &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX, Name: x.sp.cfg.ntSet(as, true)},
-		func(d *api.DefinedSet) {
-			for _, e := range d.Prefixes {
-				if e.IpPrefix != "0.0.0.0/32" {
-					n++
-				}
-			}
-		})
-	if err != nil {
-		t.Fatal(err)
+	for p, ls := range ntEntries(t, x, as) {
+		if p != nullPrefix(32) {
+			n += len(ls)
+		}
 	}
 	return n
+}
+
+// ntEntries reads AS as's IPv4 not-to set from the leaf's GoBGP; nil when
+// there is none.
+func ntEntries(t *testing.T, x *mbbLab, as uint32) map[netip.Prefix]lengths {
+	t.Helper()
+	var out map[netip.Prefix]lengths
+	err := x.leaf.ListDefinedSet(context.Background(), &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX, Name: x.sp.cfg.ntSet(as, true)},
+		func(d *api.DefinedSet) {
+			out = make(map[netip.Prefix]lengths)
+			for _, e := range d.Prefixes {
+				p := netip.MustParsePrefix(e.IpPrefix)
+				out[p] = append(out[p], interval{uint8(e.MaskLengthMin), uint8(e.MaskLengthMax)})
+			}
+		})
+	if err != nil && !strings.Contains(err.Error(), "not found") {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// rejects says whether AS as's not-to set in the leaf's GoBGP matches p,
+// as GoBGP matches it (gobgpMatch), whatever its form.
+func rejects(t *testing.T, x *mbbLab, as uint32, p netip.Prefix) bool {
+	t.Helper()
+	return gobgpMatch(ntEntries(t, x, as), p)
+}
+
+// bothForms runs f with the not-to sets in member form, and again with
+// sets switched to complement form where the test weighs them (weigh).
+func bothForms(t *testing.T, f func(t *testing.T, complement bool)) {
+	for _, complement := range []bool{false, true} {
+		name := "member"
+		if complement {
+			name = "complement"
+		}
+		t.Run(name, func(t *testing.T) { f(t, complement) })
+	}
+}
+
+// weigh has Check weigh the not-to sets' forms now, with one member enough
+// for the complement form, and requires AS as's set in complement form.
+func (x *mbbLab) weigh(t *testing.T, as uint32) {
+	t.Helper()
+	x.sp.mu.Lock()
+	x.sp.nt.minComplement, x.sp.nt.formWalk, x.sp.nt.formGap = 1, time.Time{}, 0
+	x.sp.mu.Unlock()
+	if again, err := x.sp.Check(context.Background()); err != nil || again {
+		t.Fatalf("Check = %v, %v; want no re-install", again, err)
+	}
+	x.sp.mu.Lock()
+	comp := x.sp.nt.comp[as] != nil
+	x.sp.mu.Unlock()
+	if !comp {
+		t.Fatalf("AS %d's not-to set not in complement form after Check", as)
+	}
 }
 
 // asPath is an AS_PATH attribute of one sequence.
@@ -140,6 +219,10 @@ func asPath(ases ...uint32) bgp.PathAttributeInterface {
 // re-install puts them back with the released prefixes in them, before
 // it releases anything again.
 func TestNotToSetsComeBackAfterAPolicyReload(t *testing.T) {
+	bothForms(t, notToSetsComeBack)
+}
+
+func notToSetsComeBack(t *testing.T, complement bool) {
 	x := newMBBLab(t)
 	ctx := context.Background()
 	p := netip.MustParsePrefix("198.51.100.0/24")
@@ -147,14 +230,18 @@ func TestNotToSetsComeBackAfterAPolicyReload(t *testing.T) {
 	if n := members(t, x, 65002); n != 1 {
 		t.Fatalf("AS 65002's not-to set holds %d prefixes; want 1", n)
 	}
+	if complement {
+		x.weigh(t, 65002)
+	}
 	if err := x.leaf.SetPolicies(ctx, &api.SetPoliciesRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	if again, err := x.sp.Check(ctx); err != nil || !again {
 		t.Fatalf("Check = %v, %v; want a re-install", again, err)
 	}
-	if n := members(t, x, 65002); n != 1 {
-		t.Errorf("after the re-install AS 65002's not-to set holds %d prefixes; want 1", n)
+	// In member form again, whatever form it had.
+	if n := members(t, x, 65002); n != 1 || !rejects(t, x, 65002, p) {
+		t.Errorf("after the re-install AS 65002's not-to set holds %d entries (%v holds %v); want 1", n, ntEntries(t, x, 65002), p)
 	}
 	// AS 65003 (the receiver) is in no released path: it gets no
 	// statements, which GoBGP would evaluate on every export.
@@ -329,4 +416,106 @@ func TestNeighbourReadsAreSpacedByTheirCost(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestAPathWithoutTheASReachesItsNeighbours: in complement form AS X's
+// set matches the whole scope but its carve-outs (ntform.go). So the
+// release of a prefix whose path lacks X must carve it out before the
+// held set lets it out, or X's neighbours would never get it; and its
+// take-back must keep the carve-out until the withdrawal went out, since
+// GoBGP judges the previous path by today's policy to decide whether X
+// was sent it, and would leave X with it. Spine b (AS 65002) gets q,
+// learned from the receiver alone, at its release and its withdrawal at
+// the take-back, with AS 65002's set in either form; a re-install and a
+// Rescope bring the set back to member form with the same judgements.
+func TestAPathWithoutTheASReachesItsNeighbours(t *testing.T) {
+	bothForms(t, pathWithoutTheAS)
+}
+
+func pathWithoutTheAS(t *testing.T, complement bool) {
+	ctx := context.Background()
+	x := newMBBLab(t)
+	atB := watchArrivals(t, x.b)
+	// Five prefixes over spine a, so that q and the sentinel carved out
+	// are the smaller form.
+	var ps []netip.Prefix
+	for i := range 5 {
+		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i) * 32}), 27))
+	}
+	p, q := ps[0], netip.MustParsePrefix("203.0.113.0/24")
+	x.releasedViaA(t, ps...)
+	if complement {
+		x.weigh(t, 65002)
+	}
+	x.announce(t, x.recv, q, "127.0.0.4", false)
+	x.installedVia(t, "127.0.0.4", q)
+	release := func() {
+		t.Helper()
+		if err := x.sp.Advertise(ctx, ads(gate.Transit, q)); err != nil {
+			t.Fatal(err)
+		}
+		lab.Eventually(t, 10*time.Second, "q at spine b", func() error {
+			if has, _ := atB.at(q); !has {
+				return errors.New("not there")
+			}
+			return nil
+		})
+	}
+	release()
+	if !rejects(t, x, 65002, p) || rejects(t, x, 65002, q) {
+		t.Fatalf("AS 65002's set %v: want it to hold %v and not %v", ntEntries(t, x, 65002), p, q)
+	}
+	// q in AS 65003's set, and the five in AS 65002's (member form) or
+	// q carved out of it (complement form).
+	want := 6
+	if complement {
+		want = 2
+	}
+	if n := x.sp.NotToEntries(); n != want {
+		t.Errorf("%d not-to entries; want %d", n, want)
+	}
+	if err := x.sp.Withdraw(ctx, ads(gate.Transit, q)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "q withdrawn at spine b", func() error {
+		if has, withdrawn := atB.at(q); has || withdrawn == 0 {
+			return fmt.Errorf("spine b holds q %v, withdrawn %d times", has, withdrawn)
+		}
+		return nil
+	})
+	want = 5 // member form
+	if complement {
+		want = 0 // q's carve-out gone with q
+	}
+	if n := x.sp.NotToEntries(); n != want {
+		t.Errorf("%d not-to entries after the take-back; want %d", n, want)
+	}
+	release()
+
+	// A re-install (a call failed midway) finds the set in whatever form
+	// and leaves it in member form.
+	x.sp.mu.Lock()
+	x.sp.dirty = true
+	x.sp.mu.Unlock()
+	if again, err := x.sp.Check(ctx); err != nil || !again {
+		t.Fatalf("Check = %v, %v; want a re-install", again, err)
+	}
+	if n := members(t, x, 65002); n != 5 || !rejects(t, x, 65002, p) || rejects(t, x, 65002, q) {
+		t.Errorf("after the re-install AS 65002's set is %v; want %v alone", ntEntries(t, x, 65002), ps)
+	}
+	// Rescope does too, before it edits the scope a complement encodes.
+	if complement {
+		x.weigh(t, 65002)
+	}
+	scope := []Range{{Prefix: netip.MustParsePrefix("192.0.0.0/3"), MaxLen: 32}}
+	if err := x.sp.Rescope(ctx, Config{Scope: scope}); err != nil {
+		t.Fatal(err)
+	}
+	if n := members(t, x, 65002); n != 5 || !rejects(t, x, 65002, p) || rejects(t, x, 65002, q) {
+		t.Errorf("after Rescope AS 65002's set is %v; want %v alone", ntEntries(t, x, 65002), ps)
+	}
+	x.flushedAt(t, atB, "spine b", netip.MustParsePrefix("192.0.2.99/32"))
+	if has, withdrawn := atB.at(q); !has || withdrawn != 1 {
+		t.Errorf("spine b: q there %v, withdrawn %d times; want there, once", has, withdrawn)
+	}
 }

@@ -67,6 +67,11 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		s.dirty = true
 		return fmt.Errorf("gobgp speaker: rescope: %w", err)
 	}
+	// Not-to sets in complement form encode the scope: back to the member
+	// form first (Check weighs them again later; ntform.go).
+	if err := s.toMemberForms(ctx); err != nil {
+		return fmt.Errorf("gobgp speaker: rescope: %w", err)
+	}
 	// Keep the names in use: the sets and the policy are edited, not
 	// replaced.
 	n.policy, n.gatePrefx, n.stmtHold, n.stmtV4, n.stmtV6 = old.policy, old.gatePrefx, old.stmtHold, old.stmtV4, old.stmtV6

@@ -471,6 +471,20 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			}
 		}
 	}
+	// Sets in complement form (ntform.go): a prefix out after this call
+	// is carved out as its bits say before anything lets it out; one that
+	// is not keeps its carve-out until its withdrawal went out.
+	var outAfter, inAfter []netip.Prefix
+	if len(s.nt.comp) > 0 {
+		for _, c := range changes {
+			_, byCopy := copies[c.p]
+			if byCopy || s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated) {
+				outAfter = append(outAfter, c.p)
+			} else {
+				inAfter = append(inAfter, c.p)
+			}
+		}
+	}
 	before := make(map[netip.Prefix]prefixState, len(changes))
 	for _, c := range changes {
 		st := s.state(c.p)
@@ -500,6 +514,9 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	if err := s.editNotTo(ctx, ntDelEarly, true); err != nil {
 		return fail("delete from not-to sets", err)
 	}
+	if err := s.carve(ctx, outAfter, func(netip.Prefix) bool { return true }); err != nil {
+		return fail("carve out of not-to sets", err)
+	}
 	if err := s.setReleased(ctx, open, true); err != nil {
 		return fail("release in held set", err)
 	}
@@ -511,6 +528,9 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	if err := s.editNotTo(ctx, ntDelLate, true); err != nil {
 		return fail("delete from not-to sets", err)
+	}
+	if err := s.carve(ctx, inAfter, func(netip.Prefix) bool { return false }); err != nil {
+		return fail("carve out of not-to sets", err)
 	}
 	if err := s.b.sendPaths(ctx, phaseD); err != nil {
 		return fail("delete hold paths", err)

@@ -205,7 +205,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 				return fmt.Errorf("register fibgate_gobgp_kept_copies: %w", err)
 			}
 			notTo := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fibgate_gobgp_not_to_entries",
-				Help: "Entries of the not-to sets in GoBGP: released prefixes times the neighbour ASes their paths carry, kept from those neighbours' sessions until a new path's route is programmed (bgp.not_to_sets)."},
+				Help: "Entries of the not-to sets in GoBGP (bgp.not_to_sets), which keep a new path from the neighbours of the ASes in a prefix's released path until its route is programmed: per neighbour AS, the released prefixes whose paths carry it, or, for a set kept as its complement (an AS in most released paths), those whose paths lack it."},
 				func() float64 { return float64(sp.NotToEntries()) })
 			if err := d.registry.Register(notTo); err != nil {
 				return fmt.Errorf("register fibgate_gobgp_not_to_entries: %w", err)
