@@ -54,6 +54,15 @@ func BenchmarkReadFIBAndCompare(b *testing.B) {
 		}
 		b.ReportMetric(float64(len(s.Gate)), "prefixes")
 	})
+	b.Run("known", func(b *testing.B) {
+		b.ReportAllocs()
+		defer cpuPerOp(b)()
+		for range b.N {
+			if k := known(s, nil, nil); len(k) != len(s.Gate) {
+				b.Fatalf("%d known prefixes; want %d", len(k), len(s.Gate))
+			}
+		}
+	})
 	b.Run("NeedsAdjOut+Compare", func(b *testing.B) {
 		b.ReportAllocs()
 		defer cpuPerOp(b)()

@@ -138,9 +138,10 @@ func TestReadFIBInPiecesReadsEveryRouteOnce(t *testing.T) {
 	if len(got.Gated) != len(all) || len(got.Installed) != len(all) {
 		t.Errorf("read %d gated and %d installed prefixes, want %d", len(got.Gated), len(got.Installed), len(all))
 	}
-	// One table: per family a read of the short prefixes, then one per
-	// piece (256 IPv4 /8s, 4,096 IPv6 /12s).
-	if want := 1 + 256 + 1 + 4096; calls != want {
+	// One read of the tables' sizes; then, for the one table, per family
+	// a read of the short prefixes and one per piece (256 IPv4 /8s, 4,096
+	// IPv6 /12s).
+	if want := 1 + 1 + 256 + 1 + 4096; calls != want {
 		t.Errorf("%d reads of the model, want %d", calls, want)
 	}
 }

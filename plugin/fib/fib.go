@@ -97,6 +97,15 @@ func (f *FIB) NotifyMode(fam Family) NotifyMode { return f.mode[famIdx(fam)] }
 // Len returns the number of routes (aliases, with IPv6 siblings folded) in all tables.
 func (f *FIB) Len() int { return f.routes }
 
+// TableLen is the number of prefixes with routes in table id, for readers
+// that size what they copy of it (the audit's snapshot of a full table).
+func (f *FIB) TableLen(id uint32) int {
+	if t := f.tables[id]; t != nil {
+		return t.Len()
+	}
+	return 0
+}
+
 // Tables returns the ids of tables that hold routes, sorted.
 func (f *FIB) Tables() []uint32 {
 	ids := make([]uint32, 0, len(f.tables))
