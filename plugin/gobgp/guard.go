@@ -57,6 +57,28 @@ func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
 	return nil
 }
 
+// adoptReleases is the first Bootstrap's adoption (WithAdopt): the
+// releases an earlier instance left in the held sets whose routes adopt
+// says are confirmed join the record as released transit, before the
+// not-to sets are read (installNotTo keeps their memberships) and before
+// reconcile (which then leaves them out). It returns how many.
+func (s *Speaker) adoptReleases(sets *ourSets) int {
+	if s.bootstrapped || s.opts.adopt == nil {
+		return 0
+	}
+	adopted := 0
+	for _, m := range sets.held {
+		for p, stored := range m {
+			sc := s.cfg.scopeOf(p)
+			if s.rec[p] == nil && sc.contains(p) && sc.releasedIn(p, stored) && s.opts.adopt(p) {
+				s.rec[p] = &prefixState{transit: true, released: true}
+				adopted++
+			}
+		}
+	}
+	return adopted
+}
+
 // reconcile brings the held sets, HOLD paths, kept copies and local paths
 // in line with the record, starting from the sets as read (plus what
 // install added).
@@ -73,7 +95,7 @@ func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
 //     a reload peers receive a duplicate of what they have; after a
 //     restart of gobgpd, what it forgot. Originated paths are added again
 //     (identical ones change nothing in GoBGP).
-func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) error {
+func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool, adopted int) error {
 	nodes := make(map[netip.Prefix]bool)
 	for _, m := range sets.held {
 		for p := range m {
@@ -89,16 +111,6 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool) erro
 	for _, sc := range []*scope{s.cfg.v4, s.cfg.v6} {
 		for p := range sc.nodes {
 			nodes[p] = true
-		}
-	}
-	adopted := 0
-	if !s.bootstrapped && s.opts.adopt != nil {
-		for p := range nodes {
-			sc := s.cfg.scopeOf(p)
-			if s.rec[p] == nil && sc.contains(p) && sc.releasedIn(p, sets.held[s.setName(p)][p]) && s.opts.adopt(p) {
-				s.rec[p] = &prefixState{transit: true, released: true}
-				adopted++
-			}
 		}
 	}
 	var adds, dels []setEntry

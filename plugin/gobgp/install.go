@@ -403,13 +403,15 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	}
 	gated := time.Since(start)
 
-	// Not-to sets, before anything is released (notto.go).
+	// Not-to sets, before anything is released (notto.go), with the
+	// memberships of what the first Bootstrap adopts.
+	adopted := s.adoptReleases(sets)
 	if err := s.installNotTo(ctx, have, sets); err != nil {
 		return fmt.Errorf("install gate: %w", err)
 	}
 
 	// 4. Releases.
-	if err := s.reconcile(ctx, sets, !inPlace); err != nil {
+	if err := s.reconcile(ctx, sets, !inPlace, adopted); err != nil {
 		return fmt.Errorf("install gate: %w", err)
 	}
 	if err := s.b.sendPaths(ctx, rerun); err != nil {

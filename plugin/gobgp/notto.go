@@ -544,6 +544,23 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			}
 		}
 	}
+	// What the first Bootstrap adopted (adoptReleases) keeps the not-to
+	// memberships an earlier instance gave it, in either form: a member
+	// where GoBGP's set matches it (heldBy: GoBGP's longest match; a
+	// complement-form set's entries are deleted below, its members added).
+	if !s.bootstrapped {
+		for as, nodes := range sets.nt {
+			b, ok := x.bit[as]
+			if !ok {
+				continue
+			}
+			for p, st := range s.rec {
+				if st.transit && !st.originated && st.released && st.notTo&(1<<b) == 0 && heldBy(nodes, p) {
+					s.setNotTo(st, st.notTo|1<<b)
+				}
+			}
+		}
+	}
 	for p, st := range s.rec {
 		missing := st.notTo
 		for m := st.notTo; m != 0; m &= m - 1 {

@@ -519,3 +519,59 @@ func pathWithoutTheAS(t *testing.T, complement bool) {
 		t.Errorf("spine b: q there %v, withdrawn %d times; want there, once", has, withdrawn)
 	}
 }
+
+// TestAdoptedReleasesKeepTheirNotToSets: a new Speaker that adopts an
+// earlier instance's releases (WithAdopt: fibgated restarted while gobgpd
+// runs) keeps them in the not-to sets that instance put them in, in
+// either form. Before, its first install read the sets while its record
+// was still empty, deleted every member as no one's, and adopted the
+// prefixes without them: out unprotected until their next release.
+func TestAdoptedReleasesKeepTheirNotToSets(t *testing.T) {
+	bothForms(t, adoptedKeepNotTo)
+}
+
+func adoptedKeepNotTo(t *testing.T, complement bool) {
+	ctx := context.Background()
+	x := newMBBLab(t)
+	var ps []netip.Prefix
+	for i := range 5 {
+		ps = append(ps, netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i) * 32}), 27))
+	}
+	x.releasedViaA(t, ps...)
+	if complement {
+		x.weigh(t, 65002)
+	}
+	if err := x.sp.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := newSpeaker(serverBackend{x.leaf}, Config{}, []Option{WithLogger(testLogger(t)), WithAdopt(func(netip.Prefix) bool { return true })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = second.Close(context.Background()) })
+	if err := second.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second.mu.Lock()
+	var missing []netip.Prefix
+	for _, p := range ps {
+		if !second.notToHas(p)(65002) {
+			missing = append(missing, p)
+		}
+	}
+	second.mu.Unlock()
+	if len(missing) > 0 {
+		t.Errorf("adopted %v without AS 65002's not-to set", missing)
+	}
+	if n := members(t, x, 65002); n != len(ps) {
+		t.Errorf("AS 65002's set holds %d entries (%v); want the %d adopted prefixes, in member form", n, ntEntries(t, x, 65002), len(ps))
+	}
+	for _, p := range ps {
+		if !rejects(t, x, 65002, p) {
+			t.Errorf("AS 65002's set does not hold %v", p)
+		}
+	}
+	if got := second.Released(); len(got) != len(ps) {
+		t.Errorf("%d prefixes adopted as released; want %d", len(got), len(ps))
+	}
+}
