@@ -114,6 +114,12 @@ func (c *copySet) snapshot() map[netip.Prefix]uint64 {
 // onCopy says the prefix is released on a copy of its learned best path.
 func (st *prefixState) onCopy() bool { return st.transit && st.kept }
 
+// out says GoBGP may export a path of the prefix that the held set does
+// not hold back: released in the held set, or out on a copy (a kept one,
+// or a release by copy). The not-to sets' complement form carves out what
+// is out (ntform.go).
+func (st *prefixState) out() bool { return st.released || st.kept }
+
 // copyPlan is what apply does for a release by copy of one prefix.
 type copyPlan struct {
 	path      *api.Path // the copy; nil: the copy in place is of the same path

@@ -648,22 +648,27 @@ func (s *Speaker) asesOf(mask uint64) []uint32 {
 	return out
 }
 
-// setNotTo sets a prefix's not-to bits, keeping the counts. s.mu is held.
+// setNotTo sets a prefix's not-to bits, keeping the counts: a member of
+// a set in member form is an entry in GoBGP, one of a set in complement
+// form is not. s.mu is held.
 func (s *Speaker) setNotTo(st *prefixState, bits64 uint64) {
+	x := s.nt.idx.Load()
 	for m := bits64 ^ st.notTo; m != 0; m &= m - 1 {
 		b := bits.TrailingZeros64(m)
+		d := int64(-1)
 		if bits64&(1<<b) != 0 {
-			s.nt.members[b]++
-		} else {
-			s.nt.members[b]--
+			d = 1
+		}
+		s.nt.members[b] += d
+		if x == nil || b >= len(x.ases) || s.nt.comp[x.ases[b]] == nil {
+			s.nt.entries.Add(d)
 		}
 	}
 	st.notTo = bits64
-	s.countEntries()
 }
 
-// countEntries sets what NotToEntries reports from the per-AS counts.
-// s.mu is held.
+// countEntries sets what NotToEntries reports from the per-AS counts,
+// after a set changed form or its carve-outs changed. s.mu is held.
 func (s *Speaker) countEntries() {
 	x := s.nt.idx.Load()
 	var n int64

@@ -59,11 +59,10 @@ const defaultMinComplement = 4096
 // carve-outs (about 50 ms at a full table, under the Speaker's lock).
 const formWalkEvery = 10 * time.Second
 
-// out says whether GoBGP may export a path of p that the held set does not
-// hold back: released in the held set, or out on a copy. s.mu is held.
+// out is prefixState.out for p, false without a record. s.mu is held.
 func (s *Speaker) out(p netip.Prefix) bool {
 	st := s.rec[p]
-	return st != nil && (st.released || st.kept)
+	return st != nil && st.out()
 }
 
 // complementEntries is what AS as's set of a family holds in complement
@@ -180,7 +179,7 @@ func (s *Speaker) weighForms(ctx context.Context) error {
 		carves[bits.TrailingZeros64(m)] = make(map[pkey.Key]struct{})
 	}
 	for p, st := range s.rec {
-		if !st.released && !st.kept {
+		if !st.out() {
 			continue
 		}
 		for b, c := range carves {
@@ -204,24 +203,19 @@ func (s *Speaker) weighForms(ctx context.Context) error {
 // carve-outs carved. s.mu is held.
 func (s *Speaker) toComplementForm(ctx context.Context, as uint32, b int, carved map[pkey.Key]struct{}) error {
 	adds, dels := make(map[string][]setEntry), make(map[string][]setEntry)
-	for _, f := range []struct {
-		sc *scope
-		v4 bool
-	}{{s.cfg.v4, true}, {s.cfg.v6, false}} {
-		name := s.cfg.ntSet(as, f.v4)
-		comp := complementEntries(f.sc, carved, f.v4)
-		adds[name] = comp
-		keep := make(map[setEntry]bool, len(comp))
+	keep := make(map[setEntry]bool)
+	for _, f := range s.families() {
+		v4 := f.family == familyV4
+		comp := complementEntries(f.scope, carved, v4)
+		adds[s.cfg.ntSet(as, v4)] = comp
 		for _, e := range comp {
 			keep[e] = true
 		}
-		for p, st := range s.rec {
-			if st.notTo&(1<<b) == 0 || p.Addr().Is4() != f.v4 {
-				continue
-			}
-			if e := exactEntry(p); !keep[e] {
-				dels[name] = append(dels[name], e)
-			}
+	}
+	for p, st := range s.rec {
+		if e := exactEntry(p); st.notTo&(1<<b) != 0 && !keep[e] {
+			name := s.cfg.ntSet(as, p.Addr().Is4())
+			dels[name] = append(dels[name], e)
 		}
 	}
 	if err := s.switchForm(ctx, adds, dels); err != nil {
@@ -244,13 +238,11 @@ func (s *Speaker) toMemberForm(ctx context.Context, as uint32, b int) error {
 			adds[name] = append(adds[name], exactEntry(p))
 		}
 	}
-	for _, f := range []struct {
-		sc *scope
-		v4 bool
-	}{{s.cfg.v4, true}, {s.cfg.v6, false}} {
-		name := s.cfg.ntSet(as, f.v4)
-		for _, e := range complementEntries(f.sc, carved, f.v4) {
-			if e.prefix == nullPrefix(f.sc.bits) || e == exactEntry(e.prefix) && s.rec[e.prefix] != nil && s.rec[e.prefix].notTo&(1<<b) != 0 {
+	for _, f := range s.families() {
+		v4 := f.family == familyV4
+		name := s.cfg.ntSet(as, v4)
+		for _, e := range complementEntries(f.scope, carved, v4) {
+			if e.prefix == nullPrefix(f.scope.bits) || e == exactEntry(e.prefix) && s.rec[e.prefix] != nil && s.rec[e.prefix].notTo&(1<<b) != 0 {
 				continue // the seed, or a member now
 			}
 			dels[name] = append(dels[name], e)

@@ -365,7 +365,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		s.dirty = true
 		return fmt.Errorf("not-to sets (%d prefixes): %w", len(changes), err)
 	}
-	var open, shut []netip.Prefix
+	var open, shut, outAfter, inAfter []netip.Prefix
 	var phasePre, phaseB, phaseD []*api.Path
 	holds := make(map[netip.Prefix]bool)
 	// push(&list)(builder(...)) appends a built path or returns its error.
@@ -385,6 +385,17 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		in := s.cfg.scopeOf(c.p).contains(c.p)
 		plan, byCopy := copies[c.p]
 		want := in && (c.transit || c.originated) && !byCopy
+		// Sets in complement form (ntform.go): a prefix out after this
+		// call is carved out as its bits say before anything lets it
+		// out; one that is not keeps its carve-out until its withdrawal
+		// went out.
+		if len(s.nt.comp) > 0 {
+			if want || byCopy {
+				outAfter = append(outAfter, c.p)
+			} else {
+				inAfter = append(inAfter, c.p)
+			}
+		}
 		if want && !st.released {
 			open = append(open, c.p)
 		}
@@ -468,20 +479,6 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 				ntDelEarly = append(ntDelEarly, prefixMask{c.p, del})
 			} else {
 				ntDelLate = append(ntDelLate, prefixMask{c.p, del})
-			}
-		}
-	}
-	// Sets in complement form (ntform.go): a prefix out after this call
-	// is carved out as its bits say before anything lets it out; one that
-	// is not keeps its carve-out until its withdrawal went out.
-	var outAfter, inAfter []netip.Prefix
-	if len(s.nt.comp) > 0 {
-		for _, c := range changes {
-			_, byCopy := copies[c.p]
-			if byCopy || s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated) {
-				outAfter = append(outAfter, c.p)
-			} else {
-				inAfter = append(inAfter, c.p)
 			}
 		}
 	}
