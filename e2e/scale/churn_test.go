@@ -239,6 +239,11 @@ type churnResult struct {
 	// gateErr: the gate's record could not be read (its figures are
 	// partial).
 	gateErr string
+	// wire: the same figures from the leaf's UPDATEs as they reached the
+	// observer's end of the link (lab.WireTap), without the observer's
+	// own processing; nil if the tap failed (wireErr).
+	wire    *churnResult
+	wireErr string
 }
 
 // line is the run's summary for the log.
@@ -253,6 +258,14 @@ func (r churnResult) line() string {
 			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs),
 			r.early, r.stayed, r.leaked, summary(r.leakedFor), summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond), r.speakerErrors)
 	}
+	if w := r.wire; w != nil {
+		s += fmt.Sprintf("; on the wire to the observer: announce %s; withdraw %s", summary(w.announce), summary(w.withdraw))
+		if r.gated {
+			s += fmt.Sprintf("; confirm to wire %s; %d on the wire before the leaf confirmed them, %d while the leaf had no route", summary(w.confirmToObs), w.early, w.leaked)
+		}
+	} else if r.wireErr != "" {
+		s += "; wire tap failed: " + r.wireErr
+	}
 	if !r.quiet {
 		s += " (the leaf was not idle when the churn began)"
 	}
@@ -265,6 +278,7 @@ type churnLab struct {
 	ds     []daemon
 	src    api.GobgpApiClient
 	watch  *lab.BestWatch
+	obsNS  string
 	routes pb.RouteServiceClient // gated leaves
 }
 
@@ -304,7 +318,7 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		}
 		return c.String()
 	}
-	c := &churnLab{leaf: leaf}
+	c := &churnLab{leaf: leaf, obsNS: obsNS}
 	src := lab.StartGobgpd(t, srcNS, edge(sourceAS, srcLeaf4, leafSrc4, leafSrc6))
 	c.src = api.NewGobgpApiClient(src.Dial(t))
 	ctx := context.Background()
@@ -369,6 +383,9 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		prof = make(chan error, 1)
 		go func() { prof <- profile(leaf.ns, leaf.pprof, cc.duration, filepath.Join(cc.pprof, "churn-"+tag)) }()
 	}
+	// The leaf's UPDATEs to the observer, timed as they reach its end of
+	// the link: its gobgpd shows them only after it processed them.
+	tap := lab.TapBGP(t, c.obsNS, "to-leaf", netip.MustParseAddr(leafObs4), netip.MustParseAddr(leafObs6))
 	r.load, r.foreign = loadAverage(), foreign()
 	sent, err := c.churn(ctx, plan)
 	if err != nil {
@@ -412,6 +429,15 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		time.Sleep(200 * time.Millisecond) // polling the observer
 	}
 	r.cpu = c.cpu(t) - cpu0
+	tap.Close()
+	wire := tap.Since(churnStart)
+	if err := tap.Err(); err != nil {
+		t.Errorf("the wire tap: %v", err)
+		r.wireErr = err.Error()
+	} else {
+		r.wire = &churnResult{}
+		r.wire.measure(plan, sent, wire)
+	}
 	if prof != nil {
 		if err := <-prof; err != nil {
 			t.Errorf("profile gobgpd-ext: %v", err)
@@ -432,16 +458,23 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			r.auditLast = time.Duration(after["fibgate_audit_pass_seconds"].value * float64(time.Second))
 			r.speakerErrors = int(after["fibgate_speaker_errors_total"].value - before["fibgate_speaker_errors_total"].value)
 		}
-		if gt, err = r.gate(ctx, c.routes, plan, sent, c.watch.Since(churnStart)); err != nil {
+		if gt, err = readGate(ctx, c.routes, plan); err != nil {
 			t.Errorf("the gate's record of the churned prefixes: %v", err)
 			r.gateErr = err.Error()
 		}
+		r.judge(plan, sent, c.watch.Since(churnStart), gt)
 		if r.leaked > 0 {
 			t.Errorf("%d re-announced prefixes were announced to the observer while the leaf had no route for them (e.g. %s)", r.leaked, strings.Join(r.examples, "; "))
 		}
+		if r.wire != nil {
+			r.wire.judge(plan, sent, wire, gt)
+			if r.wire.leaked > 0 {
+				t.Errorf("%d re-announced prefixes went on the wire to the observer while the leaf had no route for them (e.g. %s)", r.wire.leaked, strings.Join(r.wire.examples, "; "))
+			}
+		}
 	}
 	if cc.data != "" {
-		if err := writeChurnCSV(filepath.Join(cc.data, "churn-"+tag+".csv"), plan, sent, c.watch.Since(churnStart), gt); err != nil {
+		if err := writeChurnCSV(filepath.Join(cc.data, "churn-"+tag+".csv"), plan, sent, c.watch.Since(churnStart), wire, gt); err != nil {
 			t.Errorf("write the churn's data: %v", err)
 		}
 	}
@@ -566,25 +599,8 @@ type gateTimes struct {
 	withdrawn, seen, confirmed, released time.Time
 }
 
-// gate reads the gate's record of every re-announced prefix and times
-// its steps against the sending and the observer. Each prefix is churned
-// once, so a confirmation older than the re-announcement means the leaf
-// has not confirmed it since.
-//
-// Early counts re-announcements the observer showed before the leaf
-// confirmed them (the old route may still have been in the FIB: the
-// installer had not removed it yet). Leaked counts prefixes announced to
-// the observer while the leaf had no route for them: between the gate
-// seeing the route leave the FIB after the withdrawal and its
-// confirmation of the new one. A withdrawal that reaches the observer
-// only after the route left is no leak (every router removes its route
-// and tells its neighbours in parallel); lateWithdraw times it.
-func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan []change, sent []time.Time, seen []lab.Sighting) (map[netip.Prefix]gateTimes, error) {
-	by := map[netip.Prefix][]lab.Sighting{}
-	for _, s := range seen {
-		by[s.P] = append(by[s.P], s)
-	}
-	withdrawnAt := map[netip.Prefix]time.Time{}
+// readGate reads the gate's record of every re-announced prefix.
+func readGate(ctx context.Context, rc pb.RouteServiceClient, plan []change) (map[netip.Prefix]gateTimes, error) {
 	out := map[netip.Prefix]gateTimes{}
 	ts := func(t interface{ AsTime() time.Time }, set bool) time.Time {
 		if !set {
@@ -592,9 +608,8 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 		}
 		return t.AsTime()
 	}
-	for i, ch := range plan {
+	for _, ch := range plan {
 		if !ch.announce {
-			withdrawnAt[ch.p] = sent[i]
 			continue
 		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -607,6 +622,39 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 		g := gateTimes{withdrawn: ts(rt.GetWithdrawnTime(), rt.GetWithdrawnTime() != nil), seen: ts(rt.GetSeenTime(), rt.GetSeenTime() != nil),
 			confirmed: ts(rt.GetConfirmedTime(), rt.GetConfirmedTime() != nil), released: ts(rt.GetAdvertisedTime(), rt.GetAdvertisedTime() != nil)}
 		out[ch.p] = g
+	}
+	return out, nil
+}
+
+// judge times the steps of every re-announced prefix from the gate's
+// record gt against the sending and the sightings seen: the observer's
+// (what its daemon showed) or the wire's (when the leaf sent it). Each
+// prefix is churned once, so a confirmation older than the
+// re-announcement means the leaf has not confirmed it since.
+//
+// Early counts re-announcements the observer showed before the leaf
+// confirmed them (the old route may still have been in the FIB: the
+// installer had not removed it yet). Leaked counts prefixes announced to
+// the observer while the leaf had no route for them: between the gate
+// seeing the route leave the FIB after the withdrawal and its
+// confirmation of the new one. A withdrawal that reaches the observer
+// only after the route left is no leak (every router removes its route
+// and tells its neighbours in parallel); lateWithdraw times it.
+func (r *churnResult) judge(plan []change, sent []time.Time, seen []lab.Sighting, gt map[netip.Prefix]gateTimes) {
+	by := map[netip.Prefix][]lab.Sighting{}
+	for _, s := range seen {
+		by[s.P] = append(by[s.P], s)
+	}
+	withdrawnAt := map[netip.Prefix]time.Time{}
+	for i, ch := range plan {
+		if !ch.announce {
+			withdrawnAt[ch.p] = sent[i]
+			continue
+		}
+		g, ok := gt[ch.p]
+		if !ok {
+			continue // the gate's record was not read (gateErr)
+		}
 		confirmed := !g.confirmed.IsZero() && !g.confirmed.Before(sent[i])
 		first, shown := firstAfter(by[ch.p], sent[i], true)
 		if shown && (!confirmed || first.At.Before(g.confirmed)) {
@@ -649,7 +697,6 @@ func (r *churnResult) gate(ctx context.Context, rc pb.RouteServiceClient, plan [
 			r.confirmToObs = append(r.confirmToObs, s.At.Sub(g.confirmed))
 		}
 	}
-	return out, nil
 }
 
 // heldWithin is how long the observer held a prefix between from and to,
@@ -781,18 +828,23 @@ func scrape(ns, addr string) (map[string]histogram, error) {
 // writeChurnCSV writes one line per change: the prefix, withdraw or
 // announce, when it was sent (seconds since the churn began), what the
 // observer showed of the prefix from then on (+ present, - gone, in ms
-// after the sending), and for a re-announcement the gate's times in ms
+// after the sending), the same of the leaf's UPDATEs on the wire to it,
+// and for a re-announcement the gate's times in ms
 // after the sending (withdrawn, seen, confirmed, released; empty: none).
-func writeChurnCSV(file string, plan []change, sent []time.Time, seen []lab.Sighting, gt map[netip.Prefix]gateTimes) error {
+func writeChurnCSV(file string, plan []change, sent []time.Time, seen, wire []lab.Sighting, gt map[netip.Prefix]gateTimes) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	by := map[netip.Prefix][]lab.Sighting{}
-	for _, s := range seen {
-		by[s.P] = append(by[s.P], s)
+	index := func(ss []lab.Sighting) map[netip.Prefix][]lab.Sighting {
+		by := map[netip.Prefix][]lab.Sighting{}
+		for _, s := range ss {
+			by[s.P] = append(by[s.P], s)
+		}
+		return by
 	}
+	byObs, byWire := index(seen), index(wire)
 	var b strings.Builder
-	b.WriteString("prefix,change,sent_s,observer,withdrawn_ms,seen_ms,confirmed_ms,released_ms\n")
+	b.WriteString("prefix,change,sent_s,observer,wire,withdrawn_ms,seen_ms,confirmed_ms,released_ms\n")
 	rel := func(t, from time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -804,13 +856,16 @@ func writeChurnCSV(file string, plan []change, sent []time.Time, seen []lab.Sigh
 		if ch.announce {
 			kind = "announce"
 		}
-		var obs []string
-		for _, s := range by[ch.p] {
-			if !s.At.Before(sent[i]) {
-				obs = append(obs, map[bool]string{true: "+", false: "-"}[s.Present]+rel(s.At, sent[i]))
+		shown := func(by map[netip.Prefix][]lab.Sighting) string {
+			var obs []string
+			for _, s := range by[ch.p] {
+				if !s.At.Before(sent[i]) {
+					obs = append(obs, map[bool]string{true: "+", false: "-"}[s.Present]+rel(s.At, sent[i]))
+				}
 			}
+			return strings.Join(obs, " ")
 		}
-		fmt.Fprintf(&b, "%v,%s,%.6f,%s", ch.p, kind, sent[i].Sub(sent[0]).Seconds(), strings.Join(obs, " "))
+		fmt.Fprintf(&b, "%v,%s,%.6f,%s,%s", ch.p, kind, sent[i].Sub(sent[0]).Seconds(), shown(byObs), shown(byWire))
 		if g, ok := gt[ch.p]; ok && ch.announce {
 			fmt.Fprintf(&b, ",%s,%s,%s,%s\n", rel(g.withdrawn, sent[i]), rel(g.seen, sent[i]), rel(g.confirmed, sent[i]), rel(g.released, sent[i]))
 		} else {

@@ -226,12 +226,16 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 		return nil
 	}
 	b.WriteString("End to end, from the source's API to the observer, per change (milliseconds), and against stock gobgpd in the same round:\n\n")
-	b.WriteString("| leaf | round | changes sent | re-announce p50 / p99 / max | × gobgpd p50, p99 | withdraw p50 / p99 / max | × gobgpd p50, p99 | not shown, merged | leaf CPU | × gobgpd | table loaded after |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| leaf | round | changes sent | re-announce p50 / p99 / max | × gobgpd p50, p99 | withdraw p50 / p99 / max | × gobgpd p50, p99 | on the wire: re-announce p50 / p99 / max, withdraw p50 / p99 | not shown, merged | leaf CPU | × gobgpd | table loaded after |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		if r.failure != "" {
-			fmt.Fprintf(b, "| %s | %d | failed: %s | | | | | | | | |\n", r.mode.title, r.round, r.failure)
+			fmt.Fprintf(b, "| %s | %d | failed: %s | | | | | | | | | |\n", r.mode.title, r.round, r.failure)
 			continue
+		}
+		wire := "tap failed: " + r.wireErr
+		if w := r.wire; w != nil {
+			wire = triple(w.announce) + ", " + pair(w.withdraw)
 		}
 		g := base(r)
 		x := func(f func(churnResult) []time.Duration, q float64) string {
@@ -253,9 +257,9 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 		if !r.quiet {
 			title += " (not idle before the churn)"
 		}
-		fmt.Fprintf(b, "| %s | %d | %s in %.1f s (steady %.0f/s) | %s | %s, %s | %s | %s, %s | %d, %d | %.1f s | %s | %.0f s |\n",
+		fmt.Fprintf(b, "| %s | %d | %s in %.1f s (steady %.0f/s) | %s | %s, %s | %s | %s, %s | %s | %d, %d | %.1f s | %s | %.0f s |\n",
 			title, r.round, thousands(r.sent), r.sendIn.Seconds(), r.steadyRate,
-			triple(r.announce), x(ann, 0.5), x(ann, 0.99), triple(r.withdraw), x(wd, 0.5), x(wd, 0.99),
+			triple(r.announce), x(ann, 0.5), x(ann, 0.99), triple(r.withdraw), x(wd, 0.5), x(wd, 0.99), wire,
 			r.missing, r.merged, r.cpu.Seconds(), cpu, r.loaded.Seconds())
 	}
 	var gated []churnResult
@@ -266,8 +270,8 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	}
 	if len(gated) > 0 {
 		b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram BGP's advertise calls p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | at the observer before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram BGP's advertise calls p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | confirmed → on the wire p50 / p99 / max | at the observer, on the wire before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | on the wire while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range gated {
 			leak := "0"
 			if r.leaked > 0 {
@@ -277,12 +281,19 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 			if r.gateErr != "" {
 				title += " (partial: " + r.gateErr + ")"
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s / %s (%s) | %s | %d | %d | %s | %s, %s | %d (%.1f s) |\n",
+			wireConfirm, wireEarly, wireLeak := "–", "–", "–"
+			if w := r.wire; w != nil {
+				wireConfirm, wireEarly, wireLeak = triple(w.confirmToObs), strconv.Itoa(w.early), strconv.Itoa(w.leaked)
+				if w.leaked > 0 {
+					wireLeak = "**" + wireLeak + "**"
+				}
+			}
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s / %s (%s) | %s | %s | %d, %s | %d | %s | %s | %s, %s | %d (%.1f s) |\n",
 				title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
 				ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
 				ms(r.histCall.quantile(0.5)), ms(r.histCall.quantile(0.99)), thousands(int(r.histCall.count)),
 				ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
-				triple(r.confirmToObs), r.early, r.stayed, leak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw), r.auditPasses, r.auditLast.Seconds())
+				triple(r.confirmToObs), wireConfirm, r.early, wireEarly, r.stayed, leak, wireLeak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw), r.auditPasses, r.auditLast.Seconds())
 		}
 		b.WriteString("\nIssue 10's target, confirm-to-advertise p99 under 5 ms:\n")
 		for _, r := range gated {
@@ -291,8 +302,12 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 			if p99 >= p99Target {
 				verdict = "**not met**"
 			}
-			fmt.Fprintf(b, "- %s, round %d: %s (confirmed → released p99 %s ms); a neighbour has the prefix %s ms after the confirmation at p99\n",
-				r.mode.title, r.round, verdict, ms(p99), ms(quantile(r.confirmToObs, 0.99)))
+			wire := "–"
+			if r.wire != nil {
+				wire = ms(quantile(r.wire.confirmToObs, 0.99))
+			}
+			fmt.Fprintf(b, "- %s, round %d: %s (confirmed → released p99 %s ms); the UPDATE reaches the neighbour %s ms after the confirmation at p99, its daemon shows it after %s ms\n",
+				r.mode.title, r.round, verdict, ms(p99), wire, ms(quantile(r.confirmToObs, 0.99)))
 		}
 	}
 	b.WriteString("\n")
@@ -317,18 +332,26 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
   includes both edge gobgpds, so it overstates every leaf by the same amount. **Not shown** counts
   changes the observer never showed within a minute after the churn; **merged** re-announcements
   whose withdrawal never reached it.
+- **On the wire** runs to the moment the leaf's UPDATE reached the observer's end of the link: a
+  packet socket there (internal/lab's WireTap) reassembles the leaf's BGP stream and stamps each
+  message with the kernel's receive time of its last packet. It leaves out the observer's own
+  handling, which is not the leaf's: at the full table the observer's gobgpd spent a third of its
+  CPU collecting garbage, and on two shared cores its collections delayed what it showed by up to
+  seven seconds while the leaf's UPDATEs had long arrived (docs/design-notes.md, "Steady churn").
 - **Gated leaves:** after the churn the test reads every re-announced prefix from the gate's API: when
   its route entered the FIB (seen), was confirmed by the sim (latency 0) and was released to GoBGP.
   The gate stamps the release when GoBGP's call returns, so **confirmed → released** (and the
   gate's histogram, the same figure) is the tracker's wait for its turn plus GoBGP taking the release
   (in the sidecar, over gRPC); **confirmed → observer** (to the observer's first sighting after the
-  confirmation) adds GoBGP's export to the observer and the observer's own handling.
+  confirmation) adds GoBGP's export to the observer and the observer's own handling;
+  **confirmed → on the wire** adds the export alone.
 - **Safety:** **at the observer before confirmed** counts re-announcements the observer showed before
   the leaf confirmed them. That is not yet a leak: the leaf's old route may still have been in the FIB
   and the hardware (its installer had not removed it yet). **Announced to the observer while the leaf
   had no route** is the leak and must be 0: the observer got the prefix between the gate seeing the
   route leave the FIB after the withdrawal and its confirmation of the new one; **held** is how long
-  it had the prefix within that time.
+  it had the prefix within that time. The same counts **on the wire** are stricter: an UPDATE is on
+  the wire before the observer shows it, so an early one cannot hide behind the observer's lag.
   **Route never left the FIB** counts re-announcements that reached the installer before the
   withdrawal was carried out. **Withdrawal at the observer after the route left** is no leak (a
   router removes its route and tells its neighbours in parallel, and the observer held the old
