@@ -129,6 +129,7 @@ type churnLab struct {
 	srcAPI   api.GobgpApiClient
 	observer *lab.Gobgpd
 	watch    *lab.BestWatch
+	obsNS    string
 }
 
 func newChurnLab(t *testing.T, m leafMode) *churnLab {
@@ -140,7 +141,7 @@ func newChurnLab(t *testing.T, m leafMode) *churnLab {
 		lab.Link(t, ns, "to-src", churnLeafSrc, "fd00:3::1", src, "to-leaf", churnSrcLeaf, "fd00:3::2")
 		lab.Link(t, ns, "to-obs", churnLeafObs, "fd00:4::1", obs, "to-leaf", churnObsLeaf, "fd00:4::2")
 	})
-	c := &churnLab{leaf: l}
+	c := &churnLab{leaf: l, obsNS: obs}
 	c.source = lab.StartGobgpd(t, src, lab.ActiveSpeakerConf(churnSourceAS, churnSrcLeaf, lab.Neighbour{Address: churnLeafSrc, AS: churnLeafAS}))
 	c.srcAPI = api.NewGobgpApiClient(c.source.Dial(t))
 	c.observer = lab.StartGobgpd(t, obs, lab.ActiveSpeakerConf(churnObserverAS, churnObsLeaf, lab.Neighbour{Address: churnLeafObs, AS: churnLeafAS}))
@@ -264,6 +265,11 @@ type churnResult struct {
 	back                   time.Duration // all prefixes at the observer again
 	examples               []string
 	unconfirmedAtTheLeaf   int
+	// The same judged on the wire (lab.WireTap): the leaf's UPDATEs as
+	// they reached the observer's end of the link, before the observer
+	// processed them.
+	wireBeforeConfirm int
+	wireExamples      []string
 }
 
 func (r churnResult) String() string {
@@ -277,7 +283,7 @@ func (r churnResult) String() string {
 	}
 	s += fmt.Sprintf(" (sim: %d programmed before the test, %d when the latency went up, %d and %d queued at the window's end; gate then: %s)",
 		r.simBaseline, r.simAtRaise, r.simProgrammed, r.simQ, r.gateStates)
-	s += fmt.Sprintf("; all back at +%v; %d of %d reached the observer before the leaf confirmed them", r.back.Round(time.Millisecond), r.leakedBeforeConfirm, r.n)
+	s += fmt.Sprintf("; all back at +%v; %d of %d reached the observer before the leaf confirmed them, %d went on the wire before", r.back.Round(time.Millisecond), r.leakedBeforeConfirm, r.n, r.wireBeforeConfirm)
 	if r.leakedBeforeConfirm > 0 {
 		s += fmt.Sprintf(" (from +%v to +%v; e.g. %s)", r.earliestLeak.Round(time.Millisecond), r.lastLeak.Round(time.Millisecond), strings.Join(r.examples, "; "))
 	}
@@ -327,6 +333,9 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 	r.drained = time.Since(start)
 	c.leaf.setLatency(t, latency)
 	r.simAtRaise = c.leaf.simProgrammed(t)
+	// The observer shows an UPDATE only after it processed it; the wire
+	// has it first, so an early one cannot hide behind the observer.
+	tap := lab.TapBGP(t, c.obsNS, "to-leaf", netip.MustParseAddr(churnLeafObs), netip.MustParseAddr("fd00:4::1"))
 	again := time.Now()
 	if err := lab.AnnounceIPv4(ctx, c.srcAPI, ps, nh); err != nil {
 		t.Fatal(err)
@@ -384,10 +393,37 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := map[netip.Prefix]time.Time{}
-	for _, s := range c.watch.Since(again) {
-		if _, ok := first[s.P]; s.Present && !ok {
-			first[s.P] = s.At
+	firstOf := func(ss []lab.Sighting) map[netip.Prefix]time.Time {
+		first := map[netip.Prefix]time.Time{}
+		for _, s := range ss {
+			if _, ok := first[s.P]; s.Present && !ok {
+				first[s.P] = s.At
+			}
+		}
+		return first
+	}
+	first := firstOf(c.watch.Since(again))
+	tap.Close()
+	if err := tap.Err(); err != nil {
+		t.Errorf("wire tap: %v", err)
+	} else {
+		onWire := firstOf(tap.Since(again))
+		for _, p := range ps {
+			at, ok := onWire[p]
+			if !ok {
+				t.Errorf("%v at the observer, but never on the wire after the re-announcement", p)
+				continue
+			}
+			conf := states[p].GetConfirmedTime()
+			if conf == nil || at.Before(conf.AsTime().Add(-churnClock)) || conf.AsTime().Before(again) {
+				r.wireBeforeConfirm++
+				if len(r.wireExamples) < 3 {
+					r.wireExamples = append(r.wireExamples, fmt.Sprintf("%v on the wire %s, confirmed %s", p, at.Format("15:04:05.000"), conf.AsTime().Format("15:04:05.000")))
+				}
+			}
+		}
+		if r.wireBeforeConfirm > 0 {
+			t.Errorf("%d of %d prefixes went on the wire to the observer before the leaf confirmed them (e.g. %s)", r.wireBeforeConfirm, n, strings.Join(r.wireExamples, "; "))
 		}
 	}
 	for _, p := range ps {

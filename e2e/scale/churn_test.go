@@ -442,6 +442,11 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		if err := <-prof; err != nil {
 			t.Errorf("profile gobgpd-ext: %v", err)
 		}
+		// The live heap after the churn and its drain: what the
+		// collector's marks walk while a table is steady.
+		if err := fetch(leaf.ns, "http://"+leaf.pprof+"/debug/pprof/heap?gc=1", filepath.Join(cc.pprof, "churn-"+tag+".heap.pprof"), time.Minute); err != nil {
+			t.Errorf("heap profile: %v", err)
+		}
 	}
 	if m.fibgate {
 		// A failure here costs the histograms or the gate's figures, not

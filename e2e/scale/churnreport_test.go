@@ -365,7 +365,7 @@ const churnHead = `Written by ` + "`make bench-churn`" + ` (TestSteadyChurn in e
 
 const churnTail = "Run it with `sudo make bench-churn SIZES=120k,full RATE=1000 CHURN_FOR=30s` (defaults: 120k, 1,000\n" +
 	"changes/s, 30 s, the leaves ext, ext-copy, sidecar and gobgpd); `PPROF=dir` also takes gobgpd-ext's CPU profile of the\n" +
-	"churn and a 5 s execution trace. Ratios are the meaningful figures on a shared machine.\n\n"
+	"churn, a 5 s execution trace and its live heap after the drain. Ratios are the meaningful figures on a shared machine.\n\n"
 
 // quantile is the q-th quantile of ds by nearest rank; 0 when empty.
 func quantile(ds []time.Duration, q float64) time.Duration {
