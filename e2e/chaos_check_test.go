@@ -122,11 +122,7 @@ type verdict struct {
 // needs what happens after `upTo` is left undecided.
 func (c hwCheck) judge(sights []lab.Sighting, hw map[netip.Prefix][]span, upTo time.Time, final bool) verdict {
 	v := verdict{minMargin: -1}
-	byPrefix := map[netip.Prefix][]lab.Sighting{}
-	for _, s := range sights {
-		byPrefix[s.P] = append(byPrefix[s.P], s)
-	}
-	for p, ss := range byPrefix {
+	for p, ss := range lab.SightingsByPrefix(sights) {
 		spans := hw[p]
 		for i, s := range ss {
 			if !s.Present {

@@ -568,10 +568,7 @@ func (c *churnLab) churn(ctx context.Context, plan []change) ([]time.Time, error
 // sighting at the observer that shows it, and counts those not shown
 // yet. A re-announcement whose prefix the observer never lost is merged.
 func (r *churnResult) measure(plan []change, sent []time.Time, seen []lab.Sighting) {
-	by := map[netip.Prefix][]lab.Sighting{}
-	for _, s := range seen {
-		by[s.P] = append(by[s.P], s)
-	}
+	by := lab.SightingsByPrefix(seen)
 	r.announce, r.withdraw, r.missing, r.merged = r.announce[:0], r.withdraw[:0], 0, 0
 	for i, ch := range plan {
 		s, ok := firstAfter(by[ch.p], sent[i], ch.announce)
@@ -646,10 +643,7 @@ func readGate(ctx context.Context, rc pb.RouteServiceClient, plan []change) (map
 // only after the route left is no leak (every router removes its route
 // and tells its neighbours in parallel); lateWithdraw times it.
 func (r *churnResult) judge(plan []change, sent []time.Time, seen []lab.Sighting, gt map[netip.Prefix]gateTimes) {
-	by := map[netip.Prefix][]lab.Sighting{}
-	for _, s := range seen {
-		by[s.P] = append(by[s.P], s)
-	}
+	by := lab.SightingsByPrefix(seen)
 	withdrawnAt := map[netip.Prefix]time.Time{}
 	for i, ch := range plan {
 		if !ch.announce {
@@ -840,14 +834,7 @@ func writeChurnCSV(file string, plan []change, sent []time.Time, seen, wire []la
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
-	index := func(ss []lab.Sighting) map[netip.Prefix][]lab.Sighting {
-		by := map[netip.Prefix][]lab.Sighting{}
-		for _, s := range ss {
-			by[s.P] = append(by[s.P], s)
-		}
-		return by
-	}
-	byObs, byWire := index(seen), index(wire)
+	byObs, byWire := lab.SightingsByPrefix(seen), lab.SightingsByPrefix(wire)
 	var b strings.Builder
 	b.WriteString("prefix,change,sent_s,observer,wire,withdrawn_ms,seen_ms,confirmed_ms,released_ms\n")
 	rel := func(t, from time.Time) string {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,7 +19,6 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
-	"github.com/vishvananda/netns"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -705,34 +703,15 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 	return r
 }
 
-// dialIn connects to addr from inside network namespace ns: the socket is
-// made on this goroutine's thread while it is in ns, and keeps the
-// namespace.
+// dialIn connects to addr from inside network namespace ns: the socket
+// keeps the namespace it was made in.
 func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	// A thread that cannot go back stays locked: it ends with the
-	// goroutine instead of serving others in the wrong namespace.
-	if netns.Set(orig) == nil {
-		runtime.UnlockOSThread()
-	}
+	var conn net.Conn
+	err := lab.InNS(ns, func() (err error) {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
 	return conn, err
 }
 

@@ -123,6 +123,17 @@ type Sighting struct {
 	At      time.Time
 }
 
+// SightingsByPrefix groups sightings by prefix, each prefix's in the
+// order given (oldest first, as Since returns them): judging a change
+// needs one prefix's history at a time.
+func SightingsByPrefix(ss []Sighting) map[netip.Prefix][]Sighting {
+	by := make(map[netip.Prefix][]Sighting)
+	for _, s := range ss {
+		by[s.P] = append(by[s.P], s)
+	}
+	return by
+}
+
 // BestWatch follows the IPv4 best paths of a gobgpd through WatchEvent:
 // what a BGP neighbour really holds, pushed as it changes instead of
 // polled, so even 100k prefixes cost nothing between changes.

@@ -6,14 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
 	"unsafe"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,55 +72,35 @@ func TapBGP(tb testing.TB, ns, ifname string, from ...netip.Addr) *WireTap {
 // kernel receive timestamps and a receive buffer that holds a few seconds
 // of a full table's UPDATEs while the reader is descheduled.
 func packetSocket(ns, ifname string) (int, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return -1, fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	fd, err := func() (int, error) {
+	fd := -1
+	err := InNS(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
-			return -1, err
+			return err
 		}
 		proto := htons(unix.ETH_P_ALL)
-		fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(proto))
+		s, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, int(proto))
 		if err != nil {
-			return -1, fmt.Errorf("packet socket (root?): %w", err)
+			return fmt.Errorf("packet socket (root?): %w", err)
 		}
 		for _, o := range []struct{ opt, v int }{{unix.SO_RCVBUFFORCE, 256 << 20}, {unix.SO_TIMESTAMPNS, 1}} {
-			if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.v); err != nil {
-				unix.Close(fd)
-				return -1, fmt.Errorf("setsockopt %d: %w", o.opt, err)
+			if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, o.opt, o.v); err != nil {
+				unix.Close(s)
+				return fmt.Errorf("setsockopt %d: %w", o.opt, err)
 			}
 		}
 		// A timeout lets the reader notice Close.
-		if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100_000}); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("receive timeout: %w", err)
+		if err := unix.SetsockoptTimeval(s, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 100_000}); err != nil {
+			unix.Close(s)
+			return fmt.Errorf("receive timeout: %w", err)
 		}
-		if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
-			unix.Close(fd)
-			return -1, fmt.Errorf("bind to %s: %w", ifname, err)
+		if err := unix.Bind(s, &unix.SockaddrLinklayer{Protocol: proto, Ifindex: ifi.Index}); err != nil {
+			unix.Close(s)
+			return fmt.Errorf("bind to %s: %w", ifname, err)
 		}
-		return fd, nil
-	}()
-	// A thread that cannot go back stays locked: it ends with the
-	// goroutine instead of serving others in the wrong namespace.
-	if netns.Set(orig) == nil {
-		runtime.UnlockOSThread()
-	}
+		fd = s
+		return nil
+	})
 	return fd, err
 }
 

@@ -6,14 +6,11 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"runtime"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
-	"github.com/vishvananda/netns"
 )
 
 func TestStreamReassemblesOutOfOrderAndRetransmittedSegments(t *testing.T) {
@@ -46,38 +43,14 @@ func TestMarkerAt(t *testing.T) {
 	}
 }
 
-// inNS runs f on a thread in namespace ns (sockets keep it afterwards).
-func inNS(t *testing.T, ns string, f func() error) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		t.Fatal(err)
-	}
-	ferr := f()
-	if netns.Set(orig) == nil {
-		runtime.UnlockOSThread()
-	}
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-}
-
 func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 	RequireRoot(t)
 	a, b := NewNS(t, "tapa"), NewNS(t, "tapb")
 	Link(t, a, "t-a", "10.99.0.1", "fd99::1", b, "t-b", "10.99.0.2", "fd99::2")
 	var ln net.Listener
-	inNS(t, b, func() (err error) { ln, err = net.Listen("tcp", "10.99.0.2:179"); return })
+	if err := InNS(b, func() (err error) { ln, err = net.Listen("tcp", "10.99.0.2:179"); return }); err != nil {
+		t.Fatal(err)
+	}
 	defer ln.Close()
 	drained := make(chan error, 1)
 	go func() {
@@ -89,7 +62,9 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 		drained <- err
 	}()
 	var conn net.Conn
-	inNS(t, a, func() (err error) { conn, err = net.Dial("tcp", "10.99.0.2:179"); return })
+	if err := InNS(a, func() (err error) { conn, err = net.Dial("tcp", "10.99.0.2:179"); return }); err != nil {
+		t.Fatal(err)
+	}
 	defer conn.Close()
 
 	v4 := func(p string) *bgp.IPAddrPrefix {
