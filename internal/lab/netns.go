@@ -7,12 +7,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
-
-	"github.com/vishvananda/netns"
 )
 
 // NSPrefix starts the name of every namespace this package creates,
@@ -98,36 +94,4 @@ func Leftovers() ([]string, error) {
 		}
 	}
 	return left, nil
-}
-
-// InNS runs fn on the calling goroutine's thread moved into namespace ns,
-// then moves the thread back; what fn opens keeps the namespace. Unlike
-// plugin/kernel's switch it does not end the thread afterwards: this
-// package starts processes that die with the thread that started them
-// (Pdeathsig), and any thread of a test may have started one. A thread
-// that cannot go back stays locked and ends with the goroutine instead of
-// serving others in the wrong namespace.
-func InNS(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromPath(filepath.Join("/run/netns", ns))
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("open netns %s: %w", ns, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns %s: %w", ns, err)
-	}
-	err = fn()
-	if netns.Set(orig) == nil {
-		runtime.UnlockOSThread()
-	}
-	return err
 }

@@ -12,6 +12,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/fibgate/fibgate/e2e/probe"
 )
 
 // WireTap reads the BGP UPDATEs a router sends over a link from a packet
@@ -73,7 +75,7 @@ func TapBGP(tb testing.TB, ns, ifname string, from ...netip.Addr) *WireTap {
 // of a full table's UPDATEs while the reader is descheduled.
 func packetSocket(ns, ifname string) (int, error) {
 	fd := -1
-	err := InNS(ns, func() error {
+	err := probe.InNS(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
