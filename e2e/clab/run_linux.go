@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/fibgate/fibgate/internal/spawn"
 )
 
 // Options say where a lab's state lives and what runs its nodes.
@@ -276,10 +278,11 @@ func (l *Lab) start(n *Node, name string, o Options, argv ...string) (int, error
 	cmd.Dir = l.NodeDir(n.Name)
 	cmd.Env = append(os.Environ(), "PATH="+o.Bin+":"+os.Getenv("PATH"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	start := cmd.Start
 	if o.KillWithParent {
-		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+		start = func() error { return spawn.Start(cmd) }
 	}
-	if err := cmd.Start(); err != nil {
+	if err := start(); err != nil {
 		return 0, fmt.Errorf("start %s: %w", name, err)
 	}
 	done := make(chan struct{})

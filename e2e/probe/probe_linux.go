@@ -309,9 +309,10 @@ func (p *Probe) Tally(dst netip.Addr, from, to time.Time) Tally {
 // InNS runs fn on an OS thread in the named network namespace: sockets it
 // opens stay there. If the thread cannot return to its own namespace it
 // stays locked, so it dies with its goroutine instead of being reused.
-// Otherwise the thread lives on: internal/lab starts daemons that die
-// with the thread that started them (Pdeathsig), so a lab must not end
-// threads as plugin/kernel's namespace switch does.
+// Otherwise the thread lives on and returns to the pool. (Ending it, as
+// plugin/kernel's namespace switch does, is safe for the lab's daemons
+// only because internal/spawn forks them from a thread that never ends:
+// they die with the thread that forked them.)
 func InNS(ns string, fn func() error) error {
 	runtime.LockOSThread()
 	orig, err := netns.Get()

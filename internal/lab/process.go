@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/fibgate/fibgate/internal/spawn"
 )
 
 // Process is a daemon started by a test in its own process group.
@@ -57,8 +59,10 @@ func start(tb testing.TB, ns, dir, name string, argv ...string) *Process {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
 	}
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	// Killed if the test binary dies (spawn: from a thread that outlives
+	// every namespace switch, which may end the thread it runs on).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := spawn.Start(cmd); err != nil {
 		tb.Fatalf("start %s: %v", name, err)
 	}
 	p := &Process{Cmd: cmd, Log: logPath, name: name, done: make(chan struct{})}
