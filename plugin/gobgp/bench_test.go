@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -330,6 +331,61 @@ func BenchmarkWatchBestSnapshot(b *testing.B) {
 			if wire > 0 {
 				b.ReportMetric(wire, "wire-bytes/path") // after ResetTimer, which drops reported metrics
 			}
+		})
+	}
+}
+
+// BenchmarkRecord weighs the Speaker's per-prefix record with every prefix
+// of FIBGATE_BENCH_PREFIXES released, against the layout it replaced (a
+// map of pointers keyed by netip.Prefix), in one run: the live bytes a
+// prefix, and what a collection costs with the record live beyond one
+// without it (the mark work the record adds to every cycle).
+func BenchmarkRecord(b *testing.B) {
+	ps := benchPrefixes(b)
+	st := prefixState{transit: true, released: true, notTo: 1}
+	layouts := []struct {
+		name string
+		fill func() any
+	}{
+		{"record", func() any {
+			r := make(record)
+			for _, p := range ps {
+				r.set(p, st)
+			}
+			return r
+		}},
+		{"pointers", func() any {
+			r := make(map[netip.Prefix]*prefixState)
+			for _, p := range ps {
+				s := st
+				r[p] = &s
+			}
+			return r
+		}},
+	}
+	gcTime := func() time.Duration {
+		start := time.Now()
+		runtime.GC()
+		return time.Since(start)
+	}
+	for _, l := range layouts {
+		b.Run(fmt.Sprintf("%s/%d", l.name, len(ps)), func(b *testing.B) {
+			var bytes, gcAdded float64
+			for range b.N {
+				var before, after runtime.MemStats
+				runtime.GC()
+				base := gcTime()
+				runtime.ReadMemStats(&before)
+				r := l.fill()
+				runtime.GC()
+				runtime.ReadMemStats(&after)
+				with := gcTime()
+				runtime.KeepAlive(r)
+				bytes += float64(after.HeapAlloc - before.HeapAlloc)
+				gcAdded += float64(with - base)
+			}
+			b.ReportMetric(bytes/float64(b.N*len(ps)), "B/prefix")
+			b.ReportMetric(gcAdded/float64(b.N), "gc-added-ns")
 		})
 	}
 }

@@ -112,13 +112,13 @@ func (c *copySet) snapshot() map[netip.Prefix]uint64 {
 }
 
 // onCopy says the prefix is released on a copy of its learned best path.
-func (st *prefixState) onCopy() bool { return st.transit && st.kept }
+func (st prefixState) onCopy() bool { return st.transit && st.kept }
 
 // out says GoBGP may export a path of the prefix that the held set does
 // not hold back: released in the held set, or out on a copy (a kept one,
 // or a release by copy). The not-to sets' complement form carves out what
 // is out (ntform.go).
-func (st *prefixState) out() bool { return st.released || st.kept }
+func (st prefixState) out() bool { return st.released || st.kept }
 
 // copyPlan is what apply does for a release by copy of one prefix.
 type copyPlan struct {
@@ -137,14 +137,14 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 	var ps []netip.Prefix
 	recopy := make(map[netip.Prefix]bool)
 	for _, c := range changes {
-		st := s.rec[c.p]
+		st := s.rec.get(c.p)
 		if !c.transit || c.originated || !s.cfg.scopeOf(c.p).contains(c.p) {
 			continue
 		}
 		if c.recopy {
 			recopy[c.p] = true
 		}
-		if st != nil && (st.originated || st.transit && !st.kept) {
+		if st.originated || st.transit && !st.kept {
 			continue // out by toggle, or originated: nothing to copy
 		}
 		ps = append(ps, c.p)
@@ -169,8 +169,8 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 			continue // no learned path (the release fails as before), or iBGP: by toggle
 		}
 		key := exportKey(ls[0])
-		st := s.rec[p]
-		if st != nil && st.onCopy() && !recopy[p] {
+		st := s.rec.get(p)
+		if st.onCopy() && !recopy[p] {
 			if have, _ := s.cp.get(p); have == key {
 				out[p] = copyPlan{key: key} // the copy in place is of this path
 				continue
@@ -186,7 +186,7 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 			continue
 		}
 		plan := copyPlan{path: c, key: key}
-		if st != nil && st.kept {
+		if st.kept {
 			// Replacing a copy: a neighbour whose AS only the new path
 			// carries has the old copy and would keep it.
 			if peers == nil {
@@ -424,7 +424,7 @@ func (s *Speaker) recopy(ctx context.Context, ps []netip.Prefix) error {
 func (s *Speaker) recopyLocked(ctx context.Context, ps []netip.Prefix) error {
 	changes := make([]change, 0, len(ps))
 	for _, p := range ps {
-		if st := s.rec[p]; st != nil && st.onCopy() {
+		if st := s.rec.get(p); st.onCopy() {
 			c := s.current(p)
 			c.recopy = true
 			changes = append(changes, c)

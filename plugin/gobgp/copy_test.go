@@ -24,8 +24,8 @@ import (
 func (x *mbbLab) onCopy(p netip.Prefix) bool {
 	x.sp.mu.Lock()
 	defer x.sp.mu.Unlock()
-	st := x.sp.rec[p]
-	return st != nil && st.onCopy() && !st.released && x.sp.cp.has(p)
+	st := x.sp.rec.get(p)
+	return st.onCopy() && !st.released && x.sp.cp.has(p)
 }
 
 // TestReleaseByCopyKeepsNewAttributesUntilReleased: with releases by copy

@@ -91,15 +91,13 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 		if !p.IsValid() || p != p.Masked() || (only != nil && !only(p)) {
 			continue
 		}
-		st := s.state(p)
+		st := s.rec.get(p)
 		st.fence = max(st.fence, clock)
+		s.rec.set(p, st)
 		if st.transit || st.kept {
 			c := s.current(p)
 			c.transit = false
 			changes = append(changes, c)
-		}
-		if st.zero() {
-			delete(s.rec, p)
 		}
 	}
 	if len(changes) == 0 {
@@ -111,19 +109,17 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 // stale reports whether an Advertise of a transit prefix is confirmed on a
 // route older than the prefix's fence. Called with s.mu held.
 func (s *Speaker) stale(ad gate.Advertisement) bool {
-	st := s.rec[ad.Prefix]
-	return st != nil && st.fence != 0 && ad.Origin == gate.Transit && ad.Version != 0 && ad.Version <= st.fence
+	st := s.rec.get(ad.Prefix)
+	return st.fence != 0 && ad.Origin == gate.Transit && ad.Version != 0 && ad.Version <= st.fence
 }
 
 // settleFence drops a prefix's fence once an operation shows no older route
 // can be released: a release of a newer route, or a withdrawal of a prefix
 // gone at a later clock. Called with s.mu held.
 func (s *Speaker) settleFence(ad gate.Advertisement) {
-	if st := s.rec[ad.Prefix]; st != nil && st.fence != 0 && ad.Version > st.fence {
+	if st := s.rec.get(ad.Prefix); st.fence != 0 && ad.Version > st.fence {
 		st.fence = 0
-		if st.zero() {
-			delete(s.rec, ad.Prefix)
-		}
+		s.rec.set(ad.Prefix, st)
 	}
 }
 

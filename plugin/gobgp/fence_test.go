@@ -82,10 +82,10 @@ func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp.mu.Lock()
-	left := sp.rec[p1]
+	left, kept := sp.rec.get(p1), sp.rec.has(p1)
 	sp.mu.Unlock()
-	if left != nil {
-		t.Errorf("record of %v kept after it was reported gone: %+v", p1, *left)
+	if kept {
+		t.Errorf("record of %v kept after it was reported gone: %+v", p1, left)
 	}
 	if got := countHold(t, sp.b, sp.cfg.hold); got != 0 {
 		t.Errorf("%d HOLD paths left behind", got)

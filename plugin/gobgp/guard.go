@@ -70,8 +70,8 @@ func (s *Speaker) adoptReleases(sets *ourSets) int {
 	for _, m := range sets.held {
 		for p, stored := range m {
 			sc := s.cfg.scopeOf(p)
-			if s.rec[p] == nil && sc.contains(p) && sc.releasedIn(p, stored) && s.opts.adopt(p) {
-				s.rec[p] = &prefixState{transit: true, released: true}
+			if !s.rec.has(p) && sc.contains(p) && sc.releasedIn(p, stored) && s.opts.adopt(p) {
+				s.rec.set(p, prefixState{transit: true, released: true})
 				adopted++
 			}
 		}
@@ -102,7 +102,7 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool, adop
 			nodes[p] = true
 		}
 	}
-	for p := range s.rec {
+	for p := range s.rec.all() {
 		nodes[p] = true
 	}
 	// The scope's own nodes too, held or not: sets left by another scope
@@ -130,10 +130,7 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool, adop
 	for p := range nodes {
 		sc := s.cfg.scopeOf(p)
 		cur := sets.held[s.setName(p)][p]
-		st := s.rec[p]
-		if st == nil {
-			st = &prefixState{}
-		}
+		st := s.rec.get(p)
 		want := s.inSet(p)
 		keep := st.transit || st.originated
 		desired := sc.entries(p, want)
@@ -212,11 +209,9 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool, adop
 	if err := s.recopyLocked(ctx, recopy); err != nil {
 		return fmt.Errorf("reconcile: add %d copies again: %w", len(recopy), err)
 	}
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		st.released, st.held, st.suspect = s.inSet(p), false, false
-		if st.zero() {
-			delete(s.rec, p)
-		}
+		s.rec.set(p, st)
 	}
 	if len(pulses)+len(after)+len(rerun)+adopted > 0 {
 		s.opts.log.Info("gobgp gate reconciled", "withdrawn", len(pulses), "rerun", len(after)+len(rerun)/2,

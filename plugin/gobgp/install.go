@@ -251,14 +251,14 @@ func diffEntries(p netip.Prefix, from, to lengths) (adds, dels []setEntry) {
 // wanted says whether the record wants p released, in the held set or
 // on a copy (copy.go).
 func (s *Speaker) wanted(p netip.Prefix) bool {
-	st := s.rec[p]
-	return st != nil && (st.transit || st.originated) && s.cfg.scopeOf(p).contains(p)
+	st := s.rec.get(p)
+	return (st.transit || st.originated) && s.cfg.scopeOf(p).contains(p)
 }
 
 // inSet says whether the record wants p released in the held set: wanted,
 // and not out on a copy of its learned path, whose learned paths stay held.
 func (s *Speaker) inSet(p netip.Prefix) bool {
-	st := s.rec[p]
+	st := s.rec.get(p)
 	return s.wanted(p) && !st.onCopy()
 }
 

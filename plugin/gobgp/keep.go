@@ -113,12 +113,12 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	var try []keepReq
 	var onCopy []netip.Prefix
 	for _, r := range reqs {
-		st := s.rec[r.prefix]
-		if s.cfg.ReleaseByCopy && st != nil && st.kept && s.cfg.scopeOf(r.prefix).contains(r.prefix) {
+		st := s.rec.get(r.prefix)
+		if s.cfg.ReleaseByCopy && st.kept && s.cfg.scopeOf(r.prefix).contains(r.prefix) {
 			onCopy = append(onCopy, r.prefix) // stays on it if it can (stayOnCopies)
 			continue
 		}
-		if !s.keeps || st == nil || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) ||
+		if !s.keeps || !st.transit || st.originated || !s.cfg.scopeOf(r.prefix).contains(r.prefix) ||
 			(!s.cfg.ReleaseByCopy && s.cp.len()+len(try) >= maxKept) {
 			fence = append(fence, r.prefix)
 			continue
@@ -165,9 +165,10 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 	// The copies are recorded first too: a failed stream may have added
 	// some, and Check deletes what is recorded.
 	for _, p := range kept {
-		st := s.state(p)
+		st := s.rec.get(p)
 		st.transit, st.suspect, st.kept = false, true, true
 		st.fence = max(st.fence, clock)
+		s.rec.set(p, st)
 		s.cp.set(p, sigs[p])
 	}
 	if err := s.b.sendPaths(ctx, copies); err != nil {
@@ -179,8 +180,9 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		return fence, fmt.Errorf("hold kept prefixes in held set (%d prefixes): %w", len(kept), err)
 	}
 	for _, p := range kept {
-		st := s.rec[p]
+		st := s.rec.get(p)
 		st.released, st.suspect = false, false
+		s.rec.set(p, st)
 	}
 	// A copy that is not best would leave GoBGP's export of the new path
 	// as it was: unconfirmed, out. Nothing known makes it lose (the rules
@@ -231,9 +233,10 @@ func (s *Speaker) stayOnCopies(ctx context.Context, ps []netip.Prefix, clock uin
 			fence = append(fence, p)
 			continue
 		}
-		st := s.rec[p]
+		st := s.rec.get(p)
 		st.transit = false
 		st.fence = max(st.fence, clock)
+		s.rec.set(p, st)
 	}
 	return fence
 }
@@ -474,7 +477,7 @@ func (s *Speaker) dropCopies(ctx context.Context, all bool) error {
 	var del []*api.Path
 	var gone []netip.Prefix
 	for p := range snap {
-		if st := s.rec[p]; !all && st != nil && st.onCopy() {
+		if !all && s.rec.get(p).onCopy() {
 			continue
 		}
 		hp, err := s.pb.holdPath(p, true)
@@ -490,12 +493,9 @@ func (s *Speaker) dropCopies(ctx context.Context, all bool) error {
 		return fmt.Errorf("delete %d kept copies: %w", len(del), err)
 	}
 	for _, p := range gone {
-		if st := s.rec[p]; st != nil {
-			st.kept, st.transit = false, false // a release on the copy is taken back
-			if st.zero() {
-				delete(s.rec, p)
-			}
-		}
+		st := s.rec.get(p)
+		st.kept, st.transit = false, false // a release on the copy is taken back
+		s.rec.set(p, st)
 		s.cp.del(p)
 	}
 	return nil

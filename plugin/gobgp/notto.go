@@ -366,14 +366,16 @@ func (s *Speaker) editNotTo(ctx context.Context, es []prefixMask, del bool) erro
 		return err
 	}
 	for _, e := range es {
-		st := s.rec[e.p]
-		switch {
-		case st == nil:
-		case del:
-			s.setNotTo(st, st.notTo&^e.mask)
-		default:
-			s.setNotTo(st, st.notTo|e.mask)
+		if !s.rec.has(e.p) {
+			continue
 		}
+		st := s.rec.get(e.p)
+		if del {
+			s.setNotTo(&st, st.notTo&^e.mask)
+		} else {
+			s.setNotTo(&st, st.notTo|e.mask)
+		}
+		s.rec.set(e.p, st)
 	}
 	return nil
 }
@@ -470,8 +472,9 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 		if err := s.editNamedSets(ctx, orphans, true); err != nil {
 			return fmt.Errorf("not-to sets: %w", err)
 		}
-		for _, st := range s.rec {
-			s.setNotTo(st, 0)
+		for p, st := range s.rec.all() {
+			s.setNotTo(&st, 0)
+			s.rec.set(p, st)
 		}
 		return nil
 	}
@@ -515,7 +518,7 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 		}
 	}
 	var need uint64
-	for _, st := range s.rec {
+	for _, st := range s.rec.all() {
 		need |= st.notTo
 	}
 	if err := s.syncNotTo(ctx, x, need); err != nil {
@@ -530,12 +533,13 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 					orphan(as, p, iv) // the complement form's: no member
 					continue
 				}
-				st := s.rec[p]
+				st := s.rec.get(p)
 				switch {
-				case ok && st != nil && st.notTo&(1<<b) != 0:
+				case ok && st.notTo&(1<<b) != 0:
 					// present, as recorded
-				case ok && st != nil && !s.bootstrapped && st.transit && !st.originated && st.released:
-					s.setNotTo(st, st.notTo|1<<b) // adopted with its release (WithAdopt)
+				case ok && !s.bootstrapped && st.transit && !st.originated && st.released:
+					s.setNotTo(&st, st.notTo|1<<b) // adopted with its release (WithAdopt)
+					s.rec.set(p, st)
 				case ok:
 					dels = append(dels, prefixMask{p, 1 << b})
 				default:
@@ -554,14 +558,15 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 			if !ok {
 				continue
 			}
-			for p, st := range s.rec {
+			for p, st := range s.rec.all() {
 				if st.transit && !st.originated && st.released && st.notTo&(1<<b) == 0 && heldBy(nodes, p) {
-					s.setNotTo(st, st.notTo|1<<b)
+					s.setNotTo(&st, st.notTo|1<<b)
+					s.rec.set(p, st)
 				}
 			}
 		}
 	}
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		missing := st.notTo
 		for m := st.notTo; m != 0; m &= m - 1 {
 			b := bits.TrailingZeros64(m)
@@ -589,19 +594,12 @@ func (s *Speaker) installNotTo(ctx context.Context, have *api.Policy, sets *ourS
 func (s *Speaker) clearNotTo(ctx context.Context, ps []netip.Prefix) error {
 	var dels []prefixMask
 	for _, p := range ps {
-		if st := s.rec[p]; st != nil && st.notTo != 0 {
-			dels = append(dels, prefixMask{p, st.notTo})
+		if m := s.rec.get(p).notTo; m != 0 {
+			dels = append(dels, prefixMask{p, m})
 		}
 	}
-	if err := s.editNotTo(ctx, dels, true); err != nil {
-		return err
-	}
-	for _, e := range dels {
-		if st := s.rec[e.p]; st.zero() {
-			delete(s.rec, e.p)
-		}
-	}
-	return nil
+	// editNotTo drops the states it leaves zero.
+	return s.editNotTo(ctx, dels, true)
 }
 
 // enteringNotTo returns the not-to sets that prefixes entering the scope
@@ -614,7 +612,7 @@ func (s *Speaker) enteringNotTo(ctx context.Context, enter []netip.Prefix) ([]pr
 	}
 	var out []prefixMask
 	for p, m := range targets {
-		if add := m &^ s.rec[p].notTo; add != 0 {
+		if add := m &^ s.rec.get(p).notTo; add != 0 {
 			out = append(out, prefixMask{p, add})
 		}
 	}
@@ -624,12 +622,12 @@ func (s *Speaker) enteringNotTo(ctx context.Context, enter []netip.Prefix) ([]pr
 // notToHas says whether p is in AS as's not-to set. s.mu is held.
 func (s *Speaker) notToHas(p netip.Prefix) func(as uint32) bool {
 	return func(as uint32) bool {
-		st, x := s.rec[p], s.nt.idx.Load()
-		if st == nil || x == nil {
+		x := s.nt.idx.Load()
+		if x == nil {
 			return false
 		}
 		b, ok := x.bit[as]
-		return ok && st.notTo&(1<<b) != 0
+		return ok && s.rec.get(p).notTo&(1<<b) != 0
 	}
 }
 
@@ -772,8 +770,8 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 	var adds, dels []prefixMask
 	var rerun []netip.Prefix
 	for _, m := range ms {
-		st := s.rec[m.p]
-		if st == nil || !st.transit || st.originated || !st.released || st.kept {
+		st := s.rec.get(m.p)
+		if !st.transit || st.originated || !st.released || st.kept {
 			continue // not out on a learned path: its next release sets it
 		}
 		want := m.mask & ready
@@ -808,8 +806,9 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 			return err
 		}
 		in, out = append(in, a), append(out, b)
-		st := s.rec[p]
+		st := s.rec.get(p)
 		st.held, st.suspect = true, true
+		s.rec.set(p, st)
 	}
 	fail := func(what string, err error) error {
 		s.dirty = true
@@ -834,8 +833,9 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 		return fail("delete hold paths", err)
 	}
 	for _, p := range rerun {
-		st := s.rec[p]
+		st := s.rec.get(p)
 		st.held, st.suspect = false, false
+		s.rec.set(p, st)
 	}
 	return nil
 }

@@ -61,8 +61,7 @@ const formWalkEvery = 10 * time.Second
 
 // out is prefixState.out for p, false without a record. s.mu is held.
 func (s *Speaker) out(p netip.Prefix) bool {
-	st := s.rec[p]
-	return st != nil && st.out()
+	return s.rec.get(p).out()
 }
 
 // complementEntries is what AS as's set of a family holds in complement
@@ -111,8 +110,7 @@ func (s *Speaker) carve(ctx context.Context, ps []netip.Prefix, outOf func(netip
 			continue
 		}
 		for _, p := range ps {
-			st := s.rec[p]
-			want := outOf(p) && (st == nil || st.notTo&(1<<b) == 0)
+			want := outOf(p) && s.rec.get(p).notTo&(1<<b) == 0
 			k := pkey.Of(p)
 			if _, have := carved[k]; have == want {
 				continue
@@ -178,7 +176,7 @@ func (s *Speaker) weighForms(ctx context.Context) error {
 	for m := candidates; m != 0; m &= m - 1 {
 		carves[bits.TrailingZeros64(m)] = make(map[pkey.Key]struct{})
 	}
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		if !st.out() {
 			continue
 		}
@@ -212,7 +210,7 @@ func (s *Speaker) toComplementForm(ctx context.Context, as uint32, b int, carved
 			keep[e] = true
 		}
 	}
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		if e := exactEntry(p); st.notTo&(1<<b) != 0 && !keep[e] {
 			name := s.cfg.ntSet(as, p.Addr().Is4())
 			dels[name] = append(dels[name], e)
@@ -232,7 +230,7 @@ func (s *Speaker) toComplementForm(ctx context.Context, as uint32, b int, carved
 func (s *Speaker) toMemberForm(ctx context.Context, as uint32, b int) error {
 	carved := s.nt.comp[as]
 	adds, dels := make(map[string][]setEntry), make(map[string][]setEntry)
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		if st.notTo&(1<<b) != 0 {
 			name := s.cfg.ntSet(as, p.Addr().Is4())
 			adds[name] = append(adds[name], exactEntry(p))
@@ -242,7 +240,7 @@ func (s *Speaker) toMemberForm(ctx context.Context, as uint32, b int) error {
 		v4 := f.family == familyV4
 		name := s.cfg.ntSet(as, v4)
 		for _, e := range complementEntries(f.scope, carved, v4) {
-			if e.prefix == nullPrefix(f.scope.bits) || e == exactEntry(e.prefix) && s.rec[e.prefix] != nil && s.rec[e.prefix].notTo&(1<<b) != 0 {
+			if e.prefix == nullPrefix(f.scope.bits) || e == exactEntry(e.prefix) && s.rec.get(e.prefix).notTo&(1<<b) != 0 {
 				continue // the seed, or a member now
 			}
 			dels[name] = append(dels[name], e)

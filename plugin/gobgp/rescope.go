@@ -110,8 +110,9 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 	// The record under the new scope: what is exported and enters counts
 	// as released; a transit release that leaves is ungated now.
 	for _, p := range enter {
-		st := s.state(p)
+		st := s.rec.get(p)
 		st.transit = true
+		s.rec.set(p, st)
 	}
 	// Entering prefixes are out on their current paths, as if released:
 	// they join the not-to sets of those paths' ASes (notto.go), so a
@@ -123,7 +124,7 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 	}
 	var ungated []netip.Prefix // leave their not-to sets (notto.go)
 	var uncopied []*api.Path   // copies of prefixes leaving the scope, deleted once ungated
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		if st.transit && !n.scopeOf(p).contains(p) {
 			ungated = append(ungated, p)
 			if st.kept {
@@ -135,9 +136,7 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 				st.kept = false
 			}
 			st.transit = false
-			if st.zero() {
-				delete(s.rec, p)
-			}
+			s.rec.set(p, st)
 		}
 	}
 	// What each held set must hold now, against what it holds.
@@ -154,14 +153,14 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		for p := range f.new.nodes {
 			nodes[p] = true
 		}
-		for p := range s.rec {
+		for p := range s.rec.all() {
 			if (p.Addr().Is4() && f.new.bits == 32) || (p.Addr().Is6() && f.new.bits == 128) {
 				nodes[p] = true
 			}
 		}
 		for p := range nodes {
-			st := s.rec[p]
-			want := st != nil && (st.transit && !st.kept || st.originated) && f.new.contains(p)
+			st := s.rec.get(p)
+			want := (st.transit && !st.kept || st.originated) && f.new.contains(p)
 			a, d := diffEntries(p, cur[p], f.new.entries(p, want))
 			adds, dels = append(adds, a...), append(dels, d...)
 		}
@@ -177,7 +176,9 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 			return fmt.Errorf("gobgp speaker: rescope: %w", err)
 		}
 		before, after = append(before, a), append(after, b)
-		s.state(p).held = true
+		st := s.rec.get(p)
+		st.held = true
+		s.rec.set(p, st)
 	}
 	s.cfg = n
 	fail := func(what string, err error) error {
@@ -208,11 +209,9 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 			s.cp.del(p)
 		}
 	}
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		st.released, st.held = s.inSet(p), false
-		if st.zero() {
-			delete(s.rec, p)
-		}
+		s.rec.set(p, st)
 	}
 	s.rescopedOnce = true
 	if err := s.b.addDefinedSet(ctx, &api.DefinedSet{DefinedType: api.DefinedType_COMMUNITY, Name: n.sentinel, List: []string{n.HoldCommunity}}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"net/netip"
 	"slices"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
 // Errors a Speaker returns; match them with errors.Is.
@@ -63,7 +65,7 @@ type Speaker struct {
 	owned *grpc.ClientConn // closed by Close (DialClient)
 
 	mu  sync.Mutex // serializes every change to GoBGP and to rec
-	rec map[netip.Prefix]*prefixState
+	rec record
 	// onh holds the next hops of originated paths (prefixState.originated),
 	// a few prefixes, apart from the record of every prefix: there a
 	// netip.Addr took 24 of the state's 56 bytes and made it an object the
@@ -109,8 +111,47 @@ type prefixState struct {
 	notTo      uint64 // the not-to sets it is in, as bits of the AS index (notto.go)
 }
 
-func (st *prefixState) zero() bool {
-	return !st.transit && !st.originated && !st.released && !st.held && !st.suspect && !st.kept && st.fence == 0 && st.notTo == 0
+func (st prefixState) zero() bool {
+	return st == prefixState{}
+}
+
+// record is the Speaker's prefixState of every prefix it knows something
+// of; a prefix it lacks is in the zero state, and a state that becomes
+// zero leaves it. A gated table puts every route in it (1.06M at a full
+// table): keyed by pkey.Key, with values that hold no pointers, the
+// collector never scans it and it makes no object a prefix, where a map
+// of pointers to states made a million objects and two million pointers
+// for every mark (docs/design-notes.md, "The live heap with the table
+// steady").
+type record map[pkey.Key]prefixState
+
+func (r record) get(p netip.Prefix) prefixState { return r[pkey.Of(p)] }
+
+func (r record) has(p netip.Prefix) bool {
+	_, ok := r[pkey.Of(p)]
+	return ok
+}
+
+// set stores p's state; the zero state is stored by deleting p.
+func (r record) set(p netip.Prefix, st prefixState) {
+	if st.zero() {
+		delete(r, pkey.Of(p))
+	} else {
+		r[pkey.Of(p)] = st
+	}
+}
+
+// all yields every prefix with its state. The loop's body may set the
+// state of the prefix it was given (a map's own entries may change while
+// it is ranged over).
+func (r record) all() iter.Seq2[netip.Prefix, prefixState] {
+	return func(yield func(netip.Prefix, prefixState) bool) {
+		for k, st := range r {
+			if !yield(k.Prefix(), st) {
+				return
+			}
+		}
+	}
 }
 
 var _ gate.Speaker = (*Speaker)(nil)
@@ -168,7 +209,7 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	}
 	return &Speaker{
 		b: b, cfg: n, pb: pb, opts: o,
-		rec:  make(map[netip.Prefix]*prefixState),
+		rec:  make(record),
 		onh:  make(map[netip.Prefix]netip.Addr),
 		cp:   newCopySet(),
 		nt:   newNotTo(),
@@ -308,20 +349,8 @@ type change struct {
 }
 
 func (s *Speaker) current(p netip.Prefix) change {
-	c := change{p: p}
-	if st := s.rec[p]; st != nil {
-		c.transit, c.originated, c.nextHop = st.transit, st.originated, s.onh[p]
-	}
-	return c
-}
-
-func (s *Speaker) state(p netip.Prefix) *prefixState {
-	st := s.rec[p]
-	if st == nil {
-		st = &prefixState{}
-		s.rec[p] = st
-	}
-	return st
+	st := s.rec.get(p)
+	return change{p: p, transit: st.transit, originated: st.originated, nextHop: s.onh[p]}
 }
 
 // apply moves prefixes to their wanted state in five phases, each one
@@ -378,10 +407,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		}
 	}
 	for _, c := range changes {
-		st := s.rec[c.p]
-		if st == nil {
-			st = &prefixState{}
-		}
+		st := s.rec.get(c.p)
 		in := s.cfg.scopeOf(c.p).contains(c.p)
 		plan, byCopy := copies[c.p]
 		want := in && (c.transit || c.originated) && !byCopy
@@ -466,10 +492,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	// needs then too if it stays out, or once held (after phase C).
 	var ntAdd, ntDelEarly, ntDelLate []prefixMask
 	for _, c := range changes {
-		var have uint64
-		if st := s.rec[c.p]; st != nil {
-			have = st.notTo
-		}
+		have := s.rec.get(c.p).notTo
 		want := targets[c.p]
 		if add := want &^ have; add != 0 {
 			ntAdd = append(ntAdd, prefixMask{c.p, add})
@@ -484,12 +507,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	before := make(map[netip.Prefix]prefixState, len(changes))
 	for _, c := range changes {
-		st := s.state(c.p)
-		before[c.p] = *st
+		st := s.rec.get(c.p)
+		before[c.p] = st
 		st.transit = st.transit && c.transit
 		st.originated = st.originated && c.originated
 		st.held = st.held || holds[c.p] // conservatively, until phase D
 		st.suspect = true
+		s.rec.set(c.p, st)
 	}
 	fail := func(what string, err error) error {
 		s.dirty = true
@@ -533,13 +557,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		return fail("delete hold paths", err)
 	}
 	for _, c := range changes {
-		st, was := s.rec[c.p], before[c.p]
-		notTo := st.notTo // as edited above
+		was := before[c.p]
+		notTo := s.rec.get(c.p).notTo // as edited above
 		_, byCopy := copies[c.p]
 		if was.kept && !byCopy {
 			s.cp.del(c.p) // deleted, or replaced by an originated path
 		}
-		*st = prefixState{
+		st := prefixState{
 			transit:    c.transit,
 			originated: c.originated,
 			kept:       byCopy,
@@ -555,9 +579,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			delete(s.onh, c.p)
 		}
 		st.fence, st.notTo = was.fence, notTo
-		if st.zero() {
-			delete(s.rec, c.p)
-		}
+		s.rec.set(c.p, st)
 	}
 	return nil
 }
@@ -584,7 +606,7 @@ func (s *Speaker) Close(ctx context.Context) error {
 	if s.bootstrapped {
 		var changes []change
 		var holds []*api.Path
-		for p, st := range s.rec {
+		for p, st := range s.rec.all() {
 			switch {
 			case st.originated && !s.cfg.KeepOriginatedOnClose:
 				changes = append(changes, change{p: p, transit: st.transit})
@@ -620,7 +642,7 @@ func (s *Speaker) Released() []gate.Advertisement {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []gate.Advertisement
-	for p, st := range s.rec {
+	for p, st := range s.rec.all() {
 		switch {
 		case st.originated:
 			out = append(out, gate.Advertisement{Prefix: p, Origin: gate.Originated, NextHop: s.onh[p]})
@@ -640,6 +662,6 @@ func (s *Speaker) Released() []gate.Advertisement {
 func (s *Speaker) IsReleased(p netip.Prefix) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := s.rec[p]
-	return st != nil && (st.transit || st.originated || st.kept)
+	st := s.rec.get(p)
+	return st.transit || st.originated || st.kept
 }

@@ -51,10 +51,10 @@ func TestInvalidAdvertisementsAreReportedAndTheRestIsDone(t *testing.T) {
 	if !errors.Is(err, ErrInvalid) || !errors.Is(err, ErrOutOfScope) {
 		t.Fatalf("error %v: want ErrInvalid and ErrOutOfScope", err)
 	}
-	if st := sp.rec[p1]; st == nil || !st.transit || !st.released {
+	if st := sp.rec.get(p1); !st.transit || !st.released {
 		t.Errorf("valid transit %v not released: %+v", p1, st)
 	}
-	if st := sp.rec[netip.MustParsePrefix("192.0.2.0/24")]; st == nil || !st.originated || st.released {
+	if st := sp.rec.get(netip.MustParsePrefix("192.0.2.0/24")); !st.originated || st.released {
 		t.Errorf("originated out-of-scope prefix: %+v, want originated and not in the held set", st)
 	}
 	if _, err := newSpeaker(nopBackend{}, Config{HoldCommunity: "65535:666"}, nil); err == nil {
@@ -373,18 +373,20 @@ func TestReinstallRestoresTheUserChainAReloadDropped(t *testing.T) {
 }
 
 // TestPrefixStateIsSmallAndFlat: the Speaker keeps a prefixState for every
-// released prefix of a full table. It holds no pointer (so the collector
-// never scans it) and fits the 24-byte size class; an originated path's
-// next hop lives in Speaker.onh.
+// released prefix of a full table, in a map the collector must never scan:
+// neither its key nor its state may hold a pointer, and the state stays at
+// 24 bytes; an originated path's next hop lives in Speaker.onh.
 func TestPrefixStateIsSmallAndFlat(t *testing.T) {
 	if unsafe.Sizeof(uintptr(0)) != 8 {
 		t.Skip("sizes are for 64-bit platforms")
 	}
 	if n := unsafe.Sizeof(prefixState{}); n > 24 {
-		t.Errorf("prefixState is %d bytes, more than the 24-byte size class", n)
+		t.Errorf("prefixState is %d bytes, more than 24", n)
 	}
-	if typ := reflect.TypeFor[prefixState](); typeHasPointers(typ) {
-		t.Errorf("prefixState holds a pointer")
+	for _, typ := range []reflect.Type{reflect.TypeFor[prefixState](), reflect.TypeFor[record]().Key()} {
+		if typeHasPointers(typ) {
+			t.Errorf("%v holds a pointer", typ)
+		}
 	}
 }
 
