@@ -10,7 +10,6 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
-	"github.com/fibgate/fibgate/plugin/internal/intern"
 )
 
 // Classifier says whether and how a forwarding route's prefix reaches BGP.
@@ -81,8 +80,9 @@ func (a *advertiser) pending() bool { return len(a.ads)+len(a.wds) > 0 }
 // loss among them is withdrawn first).
 const maxAdvertise = 8192
 
-func (e *entry) advertisement(k prefixKey) Advertisement {
-	return Advertisement{Prefix: k.prefix(), Origin: e.st.origin, NextHop: e.nextHop.Get(), Version: e.ver}
+// advertisement is what the speaker is told of e. Called with t.mu held.
+func (t *Tracker) advertisement(k prefixKey, e *entry) Advertisement {
+	return Advertisement{Prefix: k.prefix(), Origin: e.st.origin, NextHop: t.hops.get(e.st.nextHop), Version: e.ver}
 }
 
 func shouldBeOut(e *entry) bool { return e.st.origin != 0 && up(e.st.State) }
@@ -94,7 +94,7 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 	if a.speaker == nil {
 		return
 	}
-	e := t.entries[k]
+	e := t.entries.get(k)
 	if e == nil {
 		return
 	}
@@ -108,7 +108,7 @@ func (t *Tracker) plan(k prefixKey, clock uint64) {
 	delete(a.ads, k)
 	switch {
 	case e.st.out:
-		a.wds[k] = e.advertisement(k)
+		a.wds[k] = t.advertisement(k, e)
 	case e.st.State == Withdrawn && e.st.origin == Transit:
 		// Not out, but the speaker may hold a fence for it: the route is
 		// gone as of clock, so it can let the fence go.
@@ -137,7 +137,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 	// it goes after the releases and they do not wait for it.
 	var out, settle withdrawals
 	for k, ad := range a.wds {
-		if e := t.entries[k]; e == nil || e.st.out {
+		if e := t.entries.get(k); e == nil || e.st.out {
 			out.add(k, ad)
 		} else {
 			settle.add(k, ad)
@@ -151,9 +151,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			break
 		}
 		delete(a.ads, k)
-		if e := t.entries[k]; e != nil && shouldBeOut(e) && e.st.State == Confirmed {
+		if e := t.entries.get(k); e != nil && shouldBeOut(e) && e.st.State == Confirmed {
 			e.st.out = true
-			adKeys, ads = append(adKeys, k), append(ads, e.advertisement(k))
+			adKeys, ads = append(adKeys, k), append(ads, t.advertisement(k, e))
 		}
 	}
 	// Emptied queues are made anew: a map keeps the size it once had, and
@@ -187,7 +187,7 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 		publish := t.hub.Consumers() > 0 // as in judge: Watch subscribes under t.mu
 		var changed []RouteState
 		for _, k := range adKeys {
-			e := t.entries[k]
+			e := t.entries.get(k)
 			if e == nil || !shouldBeOut(e) || e.st.State != Confirmed {
 				continue // it changed meanwhile; plan has queued what it needs
 			}
@@ -195,9 +195,9 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				// BGP's best path moved on: the speaker holds the prefix
 				// until the tracker judges the route that follows.
 				e.st.out = false
-				e.st.Reason = intern.Of("waiting for the route of BGP's new best path")
+				e.st.Reason = t.texts.of("waiting for the route of BGP's new best path")
 				if publish {
-					changed = append(changed, t.ep.public(k, e))
+					changed = append(changed, t.public(k, e))
 				}
 				continue
 			}
@@ -208,13 +208,13 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			t.byState[Confirmed]--
 			t.byState[Advertised]++
 			at := t.ep.at(done)
-			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, text{}, at
+			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, 0, at
 			t.counters.advertised.Add(1)
 			if t.observer != nil {
 				t.observer.ConfirmToAdvertise(done.Sub(t.ep.time(e.st.ConfirmedAt)))
 			}
 			if publish {
-				changed = append(changed, t.ep.public(k, e))
+				changed = append(changed, t.public(k, e))
 			}
 		}
 		slices.SortFunc(changed, compareStates)
@@ -265,7 +265,7 @@ func (t *Tracker) withdraw(ctx context.Context, now time.Time, w withdrawals) (f
 	t.timeCall("withdraw", len(w.ads), time.Since(began))
 	t.mu.Lock()
 	for i, k := range w.keys {
-		e := t.entries[k]
+		e := t.entries.get(k)
 		switch {
 		case err != nil:
 			if _, again := a.wds[k]; !again && (e == nil || !shouldBeOut(e)) {

@@ -2,10 +2,10 @@ package gate
 
 import (
 	"math"
+	"net/netip"
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib"
-	"github.com/fibgate/fibgate/plugin/internal/intern"
 )
 
 // Memory: a tracker holds one entry per gated prefix, a full table's worth
@@ -46,24 +46,25 @@ func (c epoch) time(s stamp) time.Time {
 // rstate is RouteState as an entry keeps it: its table and prefix are the
 // entry's key, its times stamps.
 type rstate struct {
-	Scope  text
-	Reason text
-	// NexthopFlags are the per-path flags as a string of fib.HWFlags
-	// bytes (zero: none recorded): a route's paths are nearly always
-	// all offloaded, so a table shares a handful of them.
-	NexthopFlags text
 	SeenAt       stamp
 	ConfirmedAt  stamp
 	AdvertisedAt stamp
 	WithdrawnAt  stamp
 	HoldUntil    stamp
 	StateSince   stamp
+	Scope        text
+	Reason       text
+	// NexthopFlags are the per-path flags as a string of fib.HWFlags
+	// bytes (zero: none recorded): a route's paths are nearly always
+	// all offloaded, so a table shares a handful of them.
+	NexthopFlags text
+	// nextHop is the forwarding route's first gateway (for the speaker).
+	nextHop id[netip.Addr]
 	// Flaps is a uint16 here (int in RouteState) that stops at its
-	// maximum (flap), after the stamps so that the small fields, the
-	// entry's own three among them, share one word. Retries and NextRetry,
-	// set only while a prefix fails or is refused, are in the entry's
-	// retry record (retryState.shown). An entry is 128 bytes, a size class
-	// (TestEntryFitsItsSizeClass); each word more takes the next, 144.
+	// maximum (flap), after the stamps so that the small fields share
+	// words. Retries and NextRetry, set only while a prefix fails or is
+	// refused, are in the tracker's retry records (retryState.shown). An
+	// entry is 104 bytes (TestEntryIsSmallAndFlat).
 	Flaps uint16
 	State State
 	Flags fib.HWFlags
@@ -86,15 +87,15 @@ func (s *rstate) flap() {
 	}
 }
 
-// public is the RouteState of an entry.
-func (c epoch) public(k prefixKey, e *entry) RouteState {
-	s := &e.st
+// public is the RouteState of an entry. Called with t.mu held (read).
+func (t *Tracker) public(k prefixKey, e *entry) RouteState {
+	s, c := &e.st, t.ep
 	var shown retriesShown
-	if e.retry != nil {
-		shown = e.retry.shown
+	if rs := t.retries[k]; rs != nil {
+		shown = rs.shown
 	}
-	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: s.Scope.Get(), State: s.State, Reason: s.Reason.Get(),
-		Flags: s.Flags, NexthopFlags: flagsOf(s.NexthopFlags), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
+	return RouteState{Table: k.table, Prefix: k.prefix(), Scope: t.texts.get(s.Scope), State: s.State, Reason: t.texts.get(s.Reason),
+		Flags: s.Flags, NexthopFlags: flagsOf(t.texts.get(s.NexthopFlags)), SeenAt: c.time(s.SeenAt), ConfirmedAt: c.time(s.ConfirmedAt),
 		AdvertisedAt: c.time(s.AdvertisedAt), WithdrawnAt: c.time(s.WithdrawnAt), Flaps: int(s.Flaps),
 		HoldUntil: c.time(s.HoldUntil), StateSince: c.time(s.StateSince), Retries: int(shown.n), NextRetry: c.time(shown.next)}
 }
@@ -106,24 +107,23 @@ func stateEqual(a, b rstate) bool {
 }
 
 // text is a string an entry shares with every other entry that holds it
-// (plugin/internal/intern): a scope name, a reason, or path flags as a
-// string of fib.HWFlags bytes (the zero text: none recorded).
-type text = intern.Value[string]
+// (Tracker.texts): a scope name, a reason, or path flags as a string of
+// fib.HWFlags bytes (the zero text: none recorded).
+type text = id[string]
 
 // pathFlags is the text of a route's per-path hardware flags (the zero
-// text for a route without paths).
-func pathFlags(nhs []fib.Nexthop) text {
+// text for a route without paths). Called with t.mu held.
+func (t *Tracker) pathFlags(nhs []fib.Nexthop) text {
 	b := make([]byte, len(nhs))
 	for i, nh := range nhs {
 		b[i] = byte(nh.HW)
 	}
-	return intern.Of(string(b))
+	return t.texts.of(string(b))
 }
 
-// flagsOf is path flags as RouteState has them (nil for the zero text): a
-// fresh slice for every reader.
-func flagsOf(t text) []fib.HWFlags {
-	s := t.Get()
+// flagsOf is path flags as RouteState has them (nil for none): a fresh
+// slice for every reader.
+func flagsOf(s string) []fib.HWFlags {
 	if s == "" {
 		return nil
 	}

@@ -14,9 +14,9 @@ func (t *Tracker) Find(p netip.Prefix) []RouteState {
 	p = p.Masked()
 	t.mu.RLock()
 	var out []RouteState
-	for k, e := range t.entries {
+	for k, e := range t.entries.all() {
 		if k.prefix() == p {
-			out = append(out, t.ep.public(k, e))
+			out = append(out, t.public(k, e))
 		}
 	}
 	t.mu.RUnlock()

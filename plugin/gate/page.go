@@ -22,7 +22,7 @@ func (t *Tracker) Page(table uint32, after netip.Prefix, n int, match func(Brief
 	defer t.mu.RUnlock()
 	// The n+1 smallest matching keys after the cursor, largest on top.
 	h := make(keyHeap, 0, n+1)
-	for k, e := range t.entries {
+	for k, e := range t.entries.all() {
 		p := k.prefix() // once: a key keeps the prefix as bytes
 		if after.IsValid() && compareKeys(k.table, p, table, after) <= 0 {
 			continue
@@ -45,7 +45,7 @@ func (t *Tracker) Page(table uint32, after netip.Prefix, n int, match func(Brief
 	h = h[:min(len(h), n)]
 	out := make([]RouteState, len(h))
 	for i, k := range h {
-		out[i] = t.ep.public(k, t.entries[k])
+		out[i] = t.public(k, t.entries.get(k))
 	}
 	return out, more
 }

@@ -5,7 +5,6 @@ import (
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib"
-	"github.com/fibgate/fibgate/plugin/internal/intern"
 )
 
 // Refusal is a route the kernel refused to install: RTM_NEWROUTE failed,
@@ -145,13 +144,12 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 			delete(t.ref.recs, k)
 			return RouteState{}, false, true
 		}
-		e = &entry{}
-		t.entries[k] = e
+		e = t.entries.add(k)
 		defer t.track(k, e, 0) // evaluate tracks the entries it found
 	}
 	before := e.st
-	e.st.Scope = intern.Of(scope.Name)
-	e.st.Flags, e.st.NexthopFlags = 0, text{}
+	e.st.Scope = t.texts.of(scope.Name)
+	e.st.Flags, e.st.NexthopFlags = 0, 0
 	if r != nil {
 		e.st.Flags = r.Flags // the route the refused one was to replace
 	}
@@ -159,19 +157,19 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	switch {
 	case rec.dropped:
 		delete(t.ref.recs, k)
-		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, intern.Of("BGP no longer has a path for it; the refused route is not written any more"), t.ep.at(now)
-		e.showRetries(0, 0)
+		e.st.State, e.st.Reason, e.st.WithdrawnAt = Withdrawn, t.texts.of("BGP no longer has a path for it; the refused route is not written any more"), t.ep.at(now)
+		t.showRetries(k, 0, 0)
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver = 0
 	case !rec.accepted.IsZero():
-		e.st.State, e.st.Reason = Pending, intern.Of("the kernel took the route after it was refused; waiting for it to show in the FIB")
-		e.showRetries(int32(rec.Attempts), 0)
+		e.st.State, e.st.Reason = Pending, t.texts.of("the kernel took the route after it was refused; waiting for it to show in the FIB")
+		t.showRetries(k, int32(rec.Attempts), 0)
 		e.deadline = t.ep.at(rec.accepted.Add(awaitRoute))
 		e.pendingSince = t.ep.at(now)
 	default:
 		e.st.State = Refused
-		e.st.Reason = intern.Of("the kernel refused the route: " + rec.Err)
-		e.showRetries(int32(rec.Attempts), t.ep.at(rec.NextRetry)) // not a change watchers hear of
+		e.st.Reason = t.texts.of("the kernel refused the route: " + rec.Err)
+		t.showRetries(k, int32(rec.Attempts), t.ep.at(rec.NextRetry)) // not a change watchers hear of
 	}
 	if e.st.State != before.State {
 		e.st.StateSince = t.ep.at(now)
@@ -182,5 +180,5 @@ func (t *Tracker) evaluateRefused(k prefixKey, e *entry, scope *Scope, r *fib.Ro
 	if stateEqual(before, e.st) {
 		return RouteState{}, false, true
 	}
-	return t.ep.public(k, e), true, true
+	return t.public(k, e), true, true
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/backoff"
 	"github.com/fibgate/fibgate/plugin/fib"
-	"github.com/fibgate/fibgate/plugin/internal/intern"
 	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
@@ -60,7 +59,8 @@ func WithRewriter(rw Rewriter) TrackerOption { return func(t *Tracker) { t.rtr.r
 // ErrNoRewriter answers RetryNow in a tracker without a Rewriter.
 var ErrNoRewriter = errors.New("this gate cannot write routes again (no rewriter)")
 
-// retryState is an entry's progress through retries of its failure.
+// retryState is a prefix's progress through retries of its failure
+// (Tracker.retries).
 type retryState struct {
 	attempts int       // rewrites since the failure began
 	next     time.Time // when the next rewrite is due
@@ -80,22 +80,24 @@ type retriesShown struct {
 	next stamp
 }
 
-// showRetries sets the state's Retries and NextRetry; the retry record is
-// made only when they are not zero.
-func (e *entry) showRetries(n int32, next stamp) {
-	if e.retry == nil && n == 0 && next == 0 {
+// showRetries sets the Retries and NextRetry of k's state; the retry
+// record is made only when they are not zero. Called with t.mu held.
+func (t *Tracker) showRetries(k prefixKey, n int32, next stamp) {
+	if n == 0 && next == 0 && t.retries[k] == nil {
 		return
 	}
-	e.retryOf().shown = retriesShown{n, next}
+	t.retryOf(k).shown = retriesShown{n, next}
 }
 
-// retryOf returns e's retry progress, made on first use: most prefixes
-// never fail or are refused, and it is 104 bytes.
-func (e *entry) retryOf() *retryState {
-	if e.retry == nil {
-		e.retry = &retryState{}
+// retryOf returns k's retry progress, made on first use: most prefixes
+// never fail or are refused. Called with t.mu held.
+func (t *Tracker) retryOf(k prefixKey) *retryState {
+	rs := t.retries[k]
+	if rs == nil {
+		rs = &retryState{}
+		t.retries[k] = rs
 	}
-	return e.retry
+	return rs
 }
 
 // retrier is the tracker's rewriting side: routes queued by judgements
@@ -130,13 +132,13 @@ func (t *Tracker) RetryStats() RetryStats {
 func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, before rstate, now time.Time) {
 	if t.rtr.rw == nil || s.Retry.Initial <= 0 {
 		// No retries: the record goes, unless the state still shows some.
-		if rs := e.retry; rs != nil {
-			e.retry = nil
-			e.showRetries(rs.shown.n, rs.shown.next)
+		if rs := t.retries[k]; rs != nil {
+			delete(t.retries, k)
+			t.showRetries(k, rs.shown.n, rs.shown.next)
 		}
 		return
 	}
-	rs := e.retryOf()
+	rs := t.retryOf(k)
 	switch {
 	case rs.inFlight && e.ver == rs.ver && now.Before(rs.next):
 		// The rewrite's route has not shown yet: this is the old one.
@@ -153,9 +155,9 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 	// Retries and NextRetry say how it goes; the reason changes only when
 	// a rewrite could not be done, so watchers see one line per failure,
 	// not one per retry.
-	e.showRetries(int32(rs.attempts), t.ep.at(rs.next))
+	t.showRetries(k, int32(rs.attempts), t.ep.at(rs.next))
 	if rs.err != "" {
-		e.st.Reason = intern.Of(e.st.Reason.Get() + "; the last retry could not write the route: " + rs.err)
+		e.st.Reason = t.texts.of(t.texts.get(e.st.Reason) + "; the last retry could not write the route: " + rs.err)
 	}
 }
 
@@ -164,7 +166,7 @@ func (t *Tracker) retryFailed(k prefixKey, e *entry, s *Scope, r *fib.Route, bef
 // again when the next retry falls due before the driver answers. Called
 // with t.mu held.
 func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before rstate, now time.Time) bool {
-	rs := e.retry
+	rs := t.retries[k]
 	if before.State != Failed || rs == nil || !rs.inFlight || t.rtr.rw == nil || s.Retry.Initial <= 0 {
 		return false
 	}
@@ -173,7 +175,7 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 	}
 	e.st.State, e.st.Reason = Failed, before.Reason
 	e.st.Flags, e.st.NexthopFlags = before.Flags, before.NexthopFlags // until the driver answers
-	e.showRetries(int32(rs.attempts), t.ep.at(rs.next))
+	t.showRetries(k, int32(rs.attempts), t.ep.at(rs.next))
 	e.deadline = t.ep.at(rs.next)
 	return true
 }
@@ -182,11 +184,15 @@ func (t *Tracker) retrying(k prefixKey, e *entry, s *Scope, r *fib.Route, before
 // from the FIB because a retry deleted it to add it back (the listener may
 // report the two apart). Called with t.mu held, before evaluate touches
 // the entry; the caller tracks e.
-func (t *Tracker) rewriteGap(e *entry, r *fib.Route, now time.Time) (RouteState, bool, bool) {
-	if r != nil || e == nil || e.st.State != Failed || e.retry == nil || !e.retry.inFlight || !now.Before(e.retry.since.Add(awaitRoute)) {
+func (t *Tracker) rewriteGap(k prefixKey, e *entry, r *fib.Route, now time.Time) (RouteState, bool, bool) {
+	if r != nil || e == nil || e.st.State != Failed {
 		return RouteState{}, false, false
 	}
-	e.deadline = t.ep.at(e.retry.since.Add(awaitRoute)) // shown as it was meanwhile
+	rs := t.retries[k]
+	if rs == nil || !rs.inFlight || !now.Before(rs.since.Add(awaitRoute)) {
+		return RouteState{}, false, false
+	}
+	e.deadline = t.ep.at(rs.since.Add(awaitRoute)) // shown as it was meanwhile
 	return RouteState{}, false, true
 }
 
@@ -195,7 +201,7 @@ func (t *Tracker) queueRewrite(k prefixKey, e *entry, s *Scope, r *fib.Route, no
 		t.rtr.queue = map[prefixKey]fib.Route{}
 	}
 	t.rtr.queue[k] = r.Clone()
-	rs := e.retryOf()
+	rs := t.retryOf(k)
 	rs.attempts++
 	rs.inFlight, rs.since, rs.ver, rs.err = true, now, e.ver, ""
 	rs.next = now.Add(s.Retry.backoff().Delay(rs.attempts))
@@ -269,15 +275,15 @@ func (t *Tracker) rewritten(keys []prefixKey, errs []error, now time.Time) error
 			continue
 		}
 		t.rtr.errors++
-		e := t.entries[k]
-		if e == nil || e.retry == nil {
+		rs := t.retries[k]
+		if t.entries.get(k) == nil || rs == nil {
 			continue
 		}
-		e.retry.inFlight = false
+		rs.inFlight = false
 		if errors.Is(err, syscall.ESRCH) || errors.Is(err, syscall.EEXIST) {
 			continue // someone changed the route meanwhile
 		}
-		e.retry.err = err.Error()
+		rs.err = err.Error()
 		if first == nil {
 			first = fmt.Errorf("%s: %w", k.prefix(), err)
 		}
@@ -300,7 +306,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 	prefix = prefix.Masked()
 	t.mu.RLock()
 	var keys []prefixKey
-	for k, e := range t.entries {
+	for k, e := range t.entries.all() {
 		if table != 0 && k.table != table || prefix.IsValid() && k.prefix() != prefix {
 			continue
 		}
@@ -328,7 +334,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 	n := 0
 	var failed []error
 	for i, k := range have {
-		e := t.entries[k]
+		e := t.entries.get(k)
 		if errs[i] != nil {
 			t.rtr.errors++
 			failed = append(failed, fmt.Errorf("%s: %w", k.prefix(), errs[i]))
@@ -339,7 +345,7 @@ func (t *Tracker) RetryNow(ctx context.Context, table uint32, prefix netip.Prefi
 		if e == nil {
 			continue
 		}
-		rs := e.retryOf()
+		rs := t.retryOf(k)
 		rs.attempts++
 		rs.inFlight, rs.since, rs.ver, rs.err = true, now, vers[i], ""
 		if s, ok := t.policy.Match(k.table, k.prefix()); ok && s.Retry.Initial > 0 {

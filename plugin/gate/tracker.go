@@ -15,7 +15,6 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/internal/fanout"
-	"github.com/fibgate/fibgate/plugin/internal/intern"
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
@@ -63,11 +62,6 @@ type entry struct {
 	// (fib.FIB.Version): a new version is a new route, which the speaker
 	// may have fenced, so it is released again rather than assumed out.
 	ver uint64
-	// nextHop is its forwarding route's first gateway.
-	nextHop intern.Value[netip.Addr]
-	// retry is the progress of retries of a failure (retry.go); nil until
-	// the first one.
-	retry *retryState
 }
 
 // Tracker keeps a RouteState per gated prefix from route events and the
@@ -84,7 +78,13 @@ type Tracker struct {
 
 	mu      sync.RWMutex
 	policy  Policy
-	entries map[prefixKey]*entry
+	entries entryTable
+	// texts and hops are the texts and next hops entries name (table.go);
+	// retries the progress of retries of a failure (retry.go), for the
+	// few prefixes that have one.
+	texts   table[string]
+	hops    table[netip.Addr]
+	retries map[prefixKey]*retryState
 	byState [numStates]int // entries per State, kept as states change
 	dl      deadlines
 	hub     fanout.Hub[RouteState]
@@ -157,7 +157,7 @@ func NewTracker(src Source, p Policy, opts ...TrackerOption) (*Tracker, error) {
 		log:       slog.New(slog.DiscardHandler),
 		retention: 10 * time.Minute,
 		policy:    p,
-		entries:   map[prefixKey]*entry{},
+		retries:   map[prefixKey]*retryState{},
 		repolicy:  make(chan struct{}, 1),
 		ref:       refusals{kick: make(chan struct{}, 1)},
 		rtr:       retrier{wake: make(chan struct{}, 1)},
@@ -209,9 +209,9 @@ func (t *Tracker) List() []RouteState {
 }
 
 func (t *Tracker) unsortedLocked() []RouteState {
-	out := make([]RouteState, 0, len(t.entries))
-	for k, e := range t.entries {
-		out = append(out, t.ep.public(k, e))
+	out := make([]RouteState, 0, t.entries.len())
+	for k, e := range t.entries.all() {
+		out = append(out, t.public(k, e))
 	}
 	return out
 }
@@ -230,8 +230,8 @@ type Brief struct {
 // Briefs returns every tracked prefix as a Brief, sorted as List sorts.
 func (t *Tracker) Briefs() []Brief {
 	t.mu.RLock()
-	out := make([]Brief, 0, len(t.entries))
-	for k, e := range t.entries {
+	out := make([]Brief, 0, t.entries.len())
+	for k, e := range t.entries.all() {
 		out = append(out, Brief{Table: k.table, State: e.st.State, Prefix: k.prefix(), AdvertisedAt: t.ep.time(e.st.AdvertisedAt)})
 	}
 	t.mu.RUnlock()
@@ -265,7 +265,7 @@ func (t *Tracker) Unsettled() (moving, all int) {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return moving + t.byState[Pending] + t.byState[Confirmed], len(t.entries)
+	return moving + t.byState[Pending] + t.byState[Confirmed], t.entries.len()
 }
 
 // Get returns the state of one prefix.
@@ -273,11 +273,11 @@ func (t *Tracker) Get(table uint32, p netip.Prefix) (RouteState, bool) {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	k := keyFor(table, p.Masked())
-	e, ok := t.entries[k]
-	if !ok {
+	e := t.entries.get(k)
+	if e == nil {
 		return RouteState{}, false
 	}
-	return t.ep.public(k, e), true
+	return t.public(k, e), true
 }
 
 // Watch streams changed states until ctx ends or the tracker stops, after a
@@ -418,6 +418,7 @@ func (t *Tracker) judgeBatch(keys map[prefixKey]struct{}, lost map[prefixKey]boo
 	})
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.sweepTables()
 	// Watch subscribes under t.mu too: a watcher either is counted here
 	// or gets these states in its snapshot.
 	publish := t.hub.Consumers() > 0
@@ -447,7 +448,7 @@ func (t *Tracker) judgeAll(now time.Time) {
 		}
 	})
 	t.mu.Lock()
-	for k := range t.entries {
+	for k := range t.entries.all() {
 		keys[k] = struct{}{}
 	}
 	t.wholeTable = true
@@ -463,7 +464,7 @@ func (t *Tracker) judgeAll(now time.Time) {
 // confirmation since the last evaluation. It reports the new state when it
 // changed. Called with t.mu held.
 func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now time.Time) (RouteState, bool) {
-	e := t.entries[k]
+	e := t.entries.get(k)
 	met := e == nil // the tracker meets the prefix for the first time
 	if e != nil {
 		defer t.track(k, e, e.st.State)
@@ -474,12 +475,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if st, changed, handled := t.evaluateRefused(k, e, scope, r, now); handled {
 			return st, changed
 		}
-		if st, changed, handled := t.rewriteGap(e, r, now); handled {
+		if st, changed, handled := t.rewriteGap(k, e, r, now); handled {
 			return st, changed
 		}
 	}
 	if e != nil {
-		e.showRetries(0, 0) // set again while failed
+		t.showRetries(k, 0, 0) // set again while failed
 	}
 	at := t.ep.at(now)
 	if !inScope || r == nil {
@@ -498,18 +499,17 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		if !inScope {
 			reason = "no longer in a gated scope"
 		}
-		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, intern.Of(reason), at, at
-		e.st.Flags, e.st.NexthopFlags = 0, text{}
+		e.st.State, e.st.Reason, e.st.WithdrawnAt, e.st.StateSince = Withdrawn, t.texts.of(reason), at, at
+		e.st.Flags, e.st.NexthopFlags = 0, 0
 		e.deadline = t.ep.at(now.Add(t.retention))
 		e.ver, e.st.keep = 0, false
 		if !inScope && !e.st.out {
 			t.forget(k, e)
 		}
-		return t.ep.public(k, e), true
+		return t.public(k, e), true
 	}
 	if e == nil {
-		e = &entry{}
-		t.entries[k] = e
+		e = t.entries.add(k)
 		defer t.track(k, e, 0)
 	}
 	if e.st.State == 0 || e.st.State == Withdrawn {
@@ -519,12 +519,12 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	before := e.st
 	replaced := e.ver != 0 && ver != e.ver
 	e.ver = ver
-	e.st.origin, e.nextHop = 0, intern.Value[netip.Addr]{}
+	e.st.origin, e.st.nextHop = 0, 0
 	if t.adv.speaker != nil {
 		if o, ok := t.adv.classify(r); ok {
 			e.st.origin = o
 			if len(r.Nexthops) > 0 {
-				e.nextHop = intern.Of(r.Nexthops[0].Gateway)
+				e.st.nextHop = t.hops.of(r.Nexthops[0].Gateway)
 			}
 			// BGP has out only what the tracker released, except what a
 			// Speaker adopted at start or a rescope let in: prefixes the
@@ -537,10 +537,10 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			}
 		}
 	}
-	e.st.Scope = intern.Of(scope.Name)
+	e.st.Scope = t.texts.of(scope.Name)
 	e.st.Flags = r.Flags
-	if !sameNexthopFlags(e.st.NexthopFlags, r.Nexthops) {
-		e.st.NexthopFlags = pathFlags(r.Nexthops)
+	if e.st.NexthopFlags == 0 || !sameNexthopFlags(t.texts.get(e.st.NexthopFlags), r.Nexthops) {
+		e.st.NexthopFlags = t.pathFlags(r.Nexthops)
 	}
 	e.deadline = 0
 	wasUp := up(before.State)
@@ -595,7 +595,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if before.State != HeldDown {
 				hold := holdTime(scope.HoldDown, int(e.st.Flaps))
 				e.st.HoldUntil = t.ep.at(now.Add(hold))
-				e.st.Reason = intern.Of(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
+				e.st.Reason = t.texts.of(holdReason(int(e.st.Flaps), hold, t.ep.time(e.st.HoldUntil)))
 			}
 			if now.Before(t.ep.time(e.st.HoldUntil)) {
 				e.st.State = HeldDown
@@ -625,27 +625,27 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			if limit := keepLimit(scope); now.Before(pendingSince.Add(limit)) {
 				e.st.keep = true
 				e.st.State = before.State
-				e.st.Reason = intern.Of(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
+				e.st.Reason = t.texts.of(fmt.Sprintf("new route %s; the previous one stays advertised until it is programmed, for at most %s (make-before-break)", reason, limit))
 				e.deadline = t.ep.at(pendingSince.Add(limit))
 				break
 			}
 		}
 		if verdict == VerdictFailed {
 			if (wasUp || keeping) && scope.OnFailure == FailureKeep {
-				e.st.Reason = intern.Of(reason + "; kept advertised by policy (on_failure: keep)")
+				e.st.Reason = t.texts.of(reason + "; kept advertised by policy (on_failure: keep)")
 				break
 			}
 			if before.State != Failed {
 				t.counters.failed.Add(1)
 			}
-			e.st.State, e.st.Reason = Failed, intern.Of(reason)
+			e.st.State, e.st.Reason = Failed, t.texts.of(reason)
 			t.retryFailed(k, e, scope, r, before, now)
 			break
 		}
 		if t.retrying(k, e, scope, r, before, now) {
 			break // still failed while a retry's route is programmed
 		}
-		e.st.State, e.st.Reason = Pending, intern.Of(reason)
+		e.st.State, e.st.Reason = Pending, t.texts.of(reason)
 		if scope.PendingTimeout > 0 {
 			expiry := pendingSince.Add(scope.PendingTimeout)
 			switch {
@@ -654,7 +654,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 			case scope.FailOpen:
 				t.confirm(e, now, fmt.Sprintf("fail-open: no confirmation within %s", scope.PendingTimeout))
 			default:
-				e.st.Reason = intern.Of(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
+				e.st.Reason = t.texts.of(fmt.Sprintf("%s; no confirmation within %s, holding (fail-closed)", reason, scope.PendingTimeout))
 			}
 		}
 	}
@@ -664,7 +664,7 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 	if stateEqual(before, e.st) {
 		return RouteState{}, false
 	}
-	return t.ep.public(k, e), true
+	return t.public(k, e), true
 }
 
 // stillOut reports whether the speaker still has p out; without a way to
@@ -689,13 +689,9 @@ func keepLimit(s *Scope) time.Duration {
 	return DefaultKeepLimit
 }
 
-// sameNexthopFlags says whether have (pathFlags) are the paths' flags,
-// without making a text of them.
-func sameNexthopFlags(have text, nhs []fib.Nexthop) bool {
-	if have == (text{}) {
-		return false
-	}
-	s := have.Get()
+// sameNexthopFlags says whether s (a pathFlags text) are the paths'
+// flags, without making a text of them.
+func sameNexthopFlags(s string, nhs []fib.Nexthop) bool {
 	if len(s) != len(nhs) {
 		return false
 	}
@@ -708,7 +704,7 @@ func sameNexthopFlags(have text, nhs []fib.Nexthop) bool {
 }
 
 func (t *Tracker) confirm(e *entry, now time.Time, reason string) {
-	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, intern.Of(reason), t.ep.at(now)
+	e.st.State, e.st.Reason, e.st.ConfirmedAt = Confirmed, t.texts.of(reason), t.ep.at(now)
 	e.st.HoldUntil = 0
 	t.counters.confirmed.Add(1)
 }
@@ -756,7 +752,7 @@ func (t *Tracker) due(now time.Time) map[prefixKey]struct{} {
 			return keys
 		}
 		t.dl.pop()
-		if e := t.entries[k]; e != nil && e.heapAt == at {
+		if e := t.entries.get(k); e != nil && e.heapAt == at {
 			e.heapAt = 0
 			keys[k] = struct{}{}
 		}
@@ -780,7 +776,7 @@ func (t *Tracker) nextDeadline(now time.Time, more bool) time.Duration {
 		if !ok {
 			return next
 		}
-		if e := t.entries[k]; e == nil || e.heapAt != at {
+		if e := t.entries.get(k); e == nil || e.heapAt != at {
 			t.dl.pop() // stale: the entry's deadline moved or it is gone
 			continue
 		}
@@ -792,7 +788,7 @@ func (t *Tracker) nextDeadline(now time.Time, more bool) time.Duration {
 // entry after evaluate changed it (prev: its state before; 0 for a new one).
 // Called with t.mu held.
 func (t *Tracker) track(k prefixKey, e *entry, prev State) {
-	if t.entries[k] != e {
+	if t.entries.get(k) != e {
 		return // forgotten meanwhile
 	}
 	if prev != e.st.State {
@@ -809,10 +805,11 @@ func (t *Tracker) track(k prefixKey, e *entry, prev State) {
 
 // forget drops an entry. Called with t.mu held.
 func (t *Tracker) forget(k prefixKey, e *entry) {
-	delete(t.entries, k)
 	if e.st.State != 0 {
 		t.byState[e.st.State]--
 	}
+	t.entries.drop(k)
+	delete(t.retries, k)
 }
 
 // TrackerStats are the gate's counters and latencies, for the API and metrics.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/internal/flat"
 )
 
 // These tests use loopLab (three BgpServers on loopback, no root): what
@@ -384,30 +385,8 @@ func TestPrefixStateIsSmallAndFlat(t *testing.T) {
 		t.Errorf("prefixState is %d bytes, more than 24", n)
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[prefixState](), reflect.TypeFor[record]().Key()} {
-		if typeHasPointers(typ) {
+		if flat.HasPointers(typ) {
 			t.Errorf("%v holds a pointer", typ)
 		}
-	}
-}
-
-// typeHasPointers says whether values of t hold a pointer the collector
-// must follow.
-func typeHasPointers(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Struct:
-		for f := range t.Fields() {
-			if typeHasPointers(f.Type) {
-				return true
-			}
-		}
-		return false
-	case reflect.Array:
-		return t.Len() > 0 && typeHasPointers(t.Elem())
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
-		return false
-	default:
-		return true
 	}
 }
