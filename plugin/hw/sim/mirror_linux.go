@@ -104,7 +104,7 @@ type mirror struct {
 	// installed and which of them owns the kernel route: one map for both
 	// (a slot per route was two maps of 80-byte slots, 440 bytes a route
 	// at 120k; bench-scale's inuse heap).
-	held map[pkey.Key]prefixEntries
+	held heldMap
 	// keep leaves the table and rules at close (Config.Warm); warm holds
 	// what an earlier sim left that no kernel route has claimed yet.
 	keep bool
@@ -151,8 +151,49 @@ type prefixEntries struct {
 	more  []mirrorEntry
 }
 
+// heldMap is mirror.held: the first entry of every prefix in a map that
+// holds no pointer, so the collector never scans it (a full table's
+// worth), and the others of the few prefixes in several tables apart.
+type heldMap struct {
+	first map[pkey.Key]mirrorEntry
+	more  map[pkey.Key][]mirrorEntry
+}
+
+func newHeldMap() heldMap {
+	return heldMap{first: map[pkey.Key]mirrorEntry{}, more: map[pkey.Key][]mirrorEntry{}}
+}
+
+func (h heldMap) load(k pkey.Key) (prefixEntries, bool) {
+	f, ok := h.first[k]
+	if !ok {
+		return prefixEntries{}, false
+	}
+	return prefixEntries{first: f, more: h.more[k]}, true
+}
+
+func (h heldMap) store(k pkey.Key, e prefixEntries) {
+	h.first[k] = e.first
+	if len(e.more) > 0 {
+		h.more[k] = e.more
+	} else {
+		delete(h.more, k)
+	}
+}
+
+func (h heldMap) del(k pkey.Key) {
+	delete(h.first, k)
+	delete(h.more, k)
+}
+
+func (h heldMap) len() int { return len(h.first) }
+
+func (h heldMap) clear() {
+	clear(h.first)
+	clear(h.more)
+}
+
 func (m *mirror) entry(k key) (mirrorEntry, bool) {
-	e, ok := m.held[k.p]
+	e, ok := m.held.load(k.p)
 	if !ok {
 		return mirrorEntry{}, false
 	}
@@ -170,9 +211,9 @@ func (m *mirror) entry(k key) (mirrorEntry, bool) {
 // own records that k installed at and now owns that identity's route:
 // another table's entry of the same identity no longer does.
 func (m *mirror) own(k key, at mirrorAttrs) {
-	e, ok := m.held[k.p]
+	e, ok := m.held.load(k.p)
 	if !ok {
-		m.held[k.p] = prefixEntries{first: mirrorEntry{table: k.table, at: at, owns: true}}
+		m.held.store(k.p, prefixEntries{first: mirrorEntry{table: k.table, at: at, owns: true}})
 		return
 	}
 	found := false
@@ -191,13 +232,13 @@ func (m *mirror) own(k key, at mirrorAttrs) {
 	if !found {
 		e.more = append(e.more, mirrorEntry{table: k.table, at: at, owns: true})
 	}
-	m.held[k.p] = e
+	m.held.store(k.p, e)
 }
 
 // owned says whether some entry of k's prefix owns the route of identity
 // at.
 func (m *mirror) owned(k key, at mirrorAttrs) bool {
-	e, ok := m.held[k.p]
+	e, ok := m.held.load(k.p)
 	if !ok {
 		return false
 	}
@@ -214,23 +255,23 @@ func (m *mirror) owned(k key, at mirrorAttrs) bool {
 
 // forget drops k's entry and returns it.
 func (m *mirror) forget(k key) (mirrorEntry, bool) {
-	e, ok := m.held[k.p]
+	e, ok := m.held.load(k.p)
 	if !ok {
 		return mirrorEntry{}, false
 	}
 	if e.first.table == k.table {
 		gone := e.first
 		if len(e.more) == 0 {
-			delete(m.held, k.p)
+			m.held.del(k.p)
 		} else {
-			m.held[k.p] = prefixEntries{first: e.more[0], more: slices.Clone(e.more[1:])}
+			m.held.store(k.p, prefixEntries{first: e.more[0], more: slices.Clone(e.more[1:])})
 		}
 		return gone, true
 	}
 	for i, x := range e.more {
 		if x.table == k.table {
 			e.more = slices.Delete(slices.Clone(e.more), i, i+1)
-			m.held[k.p] = e
+			m.held.store(k.p, e)
 			return x, true
 		}
 	}
@@ -243,7 +284,7 @@ func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mi
 		return nil, fmt.Errorf("mirror table: %w", err)
 	}
 	m := &mirror{h: h, w: w, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
-		held: map[pkey.Key]prefixEntries{}, keep: cfg.Warm}
+		held: newHeldMap(), keep: cfg.Warm}
 	if cfg.Warm {
 		// The hardware outlived its last sim: keep forwarding with what
 		// it holds until the kernel's routes claim it (claim, sweep).
@@ -366,7 +407,7 @@ func (m *mirror) cleanup() error {
 			}
 		}
 	}
-	clear(m.held)
+	m.held.clear()
 	return errors.Join(errs...)
 }
 

@@ -4,10 +4,11 @@ package sim
 
 import (
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/fibgate/fibgate/plugin/fib"
-	"github.com/fibgate/fibgate/plugin/internal/pkey"
+	"github.com/fibgate/fibgate/plugin/internal/flat"
 	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
@@ -20,7 +21,7 @@ func TestMirrorQueuesWritesByOwner(t *testing.T) {
 		return &fib.Route{Table: table, Prefix: p, Type: fib.TypeUnicast, Priority: prio,
 			Nexthops: []fib.Nexthop{{Gateway: netip.MustParseAddr("198.51.100.1"), LinkIndex: 2}}}
 	}
-	m := &mirror{table: 4242, held: map[pkey.Key]prefixEntries{}}
+	m := &mirror{table: 4242, held: newHeldMap()}
 	take := func() []kernel.RouteOp {
 		ops := m.ops
 		m.ops, m.keys = nil, nil
@@ -63,7 +64,10 @@ func TestMirrorQueuesWritesByOwner(t *testing.T) {
 			t.Errorf("%s: last write has metric %d, want %d", step.name, ops[len(ops)-1].Route.Priority, step.prio)
 		}
 	}
-	if len(m.held) != 0 {
+	if m.held.len() != 0 || len(m.held.more) != 0 {
 		t.Errorf("the mirror still holds %v after every entry went", m.held)
+	}
+	if flat.HasPointers(reflect.TypeFor[mirrorEntry]()) {
+		t.Error("mirrorEntry holds a pointer: the collector scans the mirror's map of a full table")
 	}
 }
