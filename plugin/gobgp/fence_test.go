@@ -82,7 +82,7 @@ func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
 		t.Fatal(err)
 	}
 	sp.mu.Lock()
-	left, kept := sp.rec.get(p1), sp.rec.has(p1)
+	left, kept := sp.rec.lookup(p1)
 	sp.mu.Unlock()
 	if kept {
 		t.Errorf("record of %v kept after it was reported gone: %+v", p1, left)

@@ -366,10 +366,10 @@ func (s *Speaker) editNotTo(ctx context.Context, es []prefixMask, del bool) erro
 		return err
 	}
 	for _, e := range es {
-		if !s.rec.has(e.p) {
+		st, ok := s.rec.lookup(e.p)
+		if !ok {
 			continue
 		}
-		st := s.rec.get(e.p)
 		if del {
 			s.setNotTo(&st, st.notTo&^e.mask)
 		} else {

@@ -127,8 +127,14 @@ type record map[pkey.Key]prefixState
 
 func (r record) get(p netip.Prefix) prefixState { return r[pkey.Of(p)] }
 
+// lookup is get that also says whether p has a state.
+func (r record) lookup(p netip.Prefix) (prefixState, bool) {
+	st, ok := r[pkey.Of(p)]
+	return st, ok
+}
+
 func (r record) has(p netip.Prefix) bool {
-	_, ok := r[pkey.Of(p)]
+	_, ok := r.lookup(p)
 	return ok
 }
 

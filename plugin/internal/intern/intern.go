@@ -2,10 +2,12 @@
 // 8-byte handle.
 //
 // A full table's records carry the same few values by the hundred
-// thousand: a scope name, a reason, per-path flags, a next hop, a
-// preferred source. Held as a Value (unique.Make underneath) each costs a
-// record 8 bytes instead of a string's 16 or a netip.Addr's 24, and is
-// stored once; values no record holds any more are collected.
+// thousand: the preferred source of the FIB model's routes. Held as a Value
+// (unique.Make underneath) each costs a record 8 bytes instead of a
+// netip.Addr's 24, and is stored once; values no record holds any more
+// are collected. A Value is a pointer, so a record holding one is marked
+// by every collection: the gate's tracker names its texts and next hops
+// by 4-byte ids into tables of its own instead (plugin/gate table.go).
 package intern
 
 import "unique"
