@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/fibgate/fibgate/plugin/fib/fibtest"
 )
@@ -107,4 +108,34 @@ func BenchmarkLookup(b *testing.B) {
 		}
 		i++
 	}
+}
+
+// BenchmarkCollectWithTableLive is what a full table in the model costs
+// every collection: the wall time of a forced collection with the loaded
+// model live, less one with it dropped. The model's records hold no
+// pointer, so it should cost little more than its trie nodes (issue 10:
+// the collector was the largest CPU cost of a full-table leaf).
+func BenchmarkCollectWithTableLive(b *testing.B) {
+	pfx := internetTable(b)
+	gc := func() time.Duration {
+		start := time.Now()
+		runtime.GC()
+		return time.Since(start)
+	}
+	var live, empty time.Duration
+	for b.Loop() {
+		f := New()
+		for _, p := range pfx {
+			if err := f.Append(bgpRoute(p)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		gc()
+		live += gc()
+		runtime.KeepAlive(f)
+		gc()
+		empty += gc()
+	}
+	b.ReportMetric(float64(live.Microseconds())/1000/float64(b.N), "gc-live-ms")
+	b.ReportMetric(float64((live-empty).Microseconds())/1000/float64(b.N), "gc-model-ms")
 }

@@ -15,6 +15,7 @@ import (
 	"iter"
 	"net/netip"
 	"slices"
+	"unsafe"
 
 	"github.com/fibgate/fibgate/plugin/fib/internal/trie"
 )
@@ -47,14 +48,16 @@ type entry struct {
 
 // FIB is a set of routing tables with kernel semantics.
 type FIB struct {
-	tables map[uint32]*trie.Table[*packed]
+	tables map[uint32]*trie.Table[rec]
 	mode   [2]NotifyMode
 	driver Driver
 	routes int
-	clock  uint64   // last version handed out
-	nhs    nhPool   // stored routes' next-hop lists, shared
-	open   []opened // entries the current operation edits (store.go)
-	free   []*entry // entries to open, reused
+	clock  uint64                         // last version handed out
+	nhs    nhPool                         // stored routes' next-hop lists, shared
+	srcs   shared[netip.Addr, netip.Addr] // stored routes' preferred sources, shared
+	more   moreLists                      // routes behind the first of a prefix (store.go)
+	open   []opened                       // entries the current operation edits (store.go)
+	free   []*entry                       // entries to open, reused
 }
 
 // Option configures a FIB.
@@ -73,7 +76,7 @@ func WithDriver(d Driver) Option {
 // New returns an empty FIB. Without options the notify mode is 0 for both
 // families, as in a new network namespace, and there is no driver.
 func New(opts ...Option) *FIB {
-	f := &FIB{tables: make(map[uint32]*trie.Table[*packed])}
+	f := &FIB{tables: make(map[uint32]*trie.Table[rec])}
 	for _, o := range opts {
 		o(f)
 	}
@@ -118,10 +121,10 @@ func (f *FIB) Tables() []uint32 {
 	return ids
 }
 
-func (f *FIB) table(id uint32, create bool) *trie.Table[*packed] {
+func (f *FIB) table(id uint32, create bool) *trie.Table[rec] {
 	t := f.tables[id]
 	if t == nil && create {
-		t = &trie.Table[*packed]{}
+		t = &trie.Table[rec]{}
 		f.tables[id] = t
 	}
 	return t
@@ -131,13 +134,13 @@ func (f *FIB) table(id uint32, create bool) *trie.Table[*packed] {
 // first one forwards. It returns nil when there are none.
 func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
 	p = p.Masked()
-	pk := f.packedAt(table, p)
-	if pk == nil {
+	r, ok := f.recAt(table, p)
+	if !ok {
 		return nil
 	}
-	out := make([]Route, pk.len())
+	out := make([]Route, f.count(&r))
 	for i := range out {
-		out[i] = pk.at(i).route(table, p).Clone()
+		out[i] = f.route(f.at(&r, i), table, p).Clone()
 	}
 	return out
 }
@@ -151,10 +154,8 @@ func (f *FIB) Routes(table uint32, p netip.Prefix) []Route {
 // Every operation that changes a forwarding route stamps it (Add, Delete,
 // Apply, Append); InheritVersions carries versions over a resync.
 func (f *FIB) Version(table uint32, p netip.Prefix) uint64 {
-	if pk := f.packedAt(table, p.Masked()); pk != nil {
-		return pk.ver
-	}
-	return 0
+	r, _ := f.recAt(table, p.Masked())
+	return r.ver
 }
 
 // Clock returns the last version handed out. Every forwarding route written
@@ -168,16 +169,24 @@ func (f *FIB) Clock() uint64 { return f.clock }
 func (f *FIB) InheritVersions(old *FIB) {
 	f.clock = max(f.clock, old.clock)
 	for id, t := range f.tables {
-		for p, pk := range t.All() {
-			if o := old.packedAt(id, p); o != nil {
-				a, b := pk.first.route(id, p), o.first.route(id, p)
+		for p, r := range t.All() {
+			ver := uint64(0)
+			if o, ok := old.recAt(id, p); ok {
+				a, b := f.route(&r.first, id, p), old.route(&o.first, id, p)
 				if a.SameAs(&b) {
-					pk.ver = o.ver
-					continue
+					ver = o.ver
 				}
 			}
-			f.clock++
-			pk.ver = f.clock
+			if ver == 0 {
+				f.clock++
+				ver = f.clock
+			}
+			// Updating a present prefix writes its record in place, so
+			// the walk goes on undisturbed.
+			t.Update(p, func(r rec, _ bool) (rec, bool) {
+				r.ver = ver
+				return r, true
+			})
 		}
 	}
 }
@@ -193,11 +202,11 @@ func (f *FIB) forwarding(table uint32, p netip.Prefix) (Route, bool) {
 // firstOf is the forwarding route of (table, p), its next hops the stored
 // list, and its version.
 func (f *FIB) firstOf(table uint32, p netip.Prefix) (Route, uint64, bool) {
-	pk := f.packedAt(table, p)
-	if pk == nil {
+	r, ok := f.recAt(table, p)
+	if !ok {
 		return Route{}, 0, false
 	}
-	return pk.first.route(table, p), pk.ver, true
+	return f.route(&r.first, table, p), r.ver, true
 }
 
 // stamp gives e's forwarding route a new version when it is not the route
@@ -233,12 +242,12 @@ func (f *FIB) FirstVersion(table uint32, p netip.Prefix) (Route, uint64, bool) {
 // Find returns the stored route that is the same as r by kernel identity,
 // with its current hardware state.
 func (f *FIB) Find(r *Route) (Route, bool) {
-	pk := f.packedAt(r.Table, r.Prefix)
-	if pk == nil {
+	rc, ok := f.recAt(r.Table, r.Prefix)
+	if !ok {
 		return Route{}, false
 	}
-	for i := range pk.len() {
-		if c := pk.at(i).route(r.Table, r.Prefix); c.SameAs(r) {
+	for i := range f.count(&rc) {
+		if c := f.route(f.at(&rc, i), r.Table, r.Prefix); c.SameAs(r) {
 			return c.Clone(), true
 		}
 	}
@@ -252,11 +261,11 @@ func (f *FIB) Lookup(table uint32, a netip.Addr) (Route, bool) {
 	if t == nil {
 		return Route{}, false
 	}
-	p, pk, ok := t.Lookup(a)
+	p, r, ok := t.Lookup(a)
 	if !ok {
 		return Route{}, false
 	}
-	return pk.first.route(table, p).Clone(), true
+	return f.route(&r.first, table, p).Clone(), true
 }
 
 // All walks every route: tables in ascending id, prefixes in address order,
@@ -267,9 +276,9 @@ func (f *FIB) All() iter.Seq[*Route] {
 	return func(yield func(*Route) bool) {
 		var r Route // one for the walk: a yielded route is not kept
 		for _, id := range f.Tables() {
-			for p, pk := range f.tables[id].All() {
-				for i := range pk.len() {
-					r = pk.at(i).route(id, p)
+			for p, rc := range f.tables[id].All() {
+				for i := range f.count(&rc) {
+					r = f.route(f.at(&rc, i), id, p)
 					if !yield(&r) {
 						return
 					}
@@ -288,9 +297,9 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 			return
 		}
 		var r Route // one for the walk: a yielded route is not kept
-		for q, pk := range t.Subtree(p.Masked()) {
-			for i := range pk.len() {
-				r = pk.at(i).route(table, q)
+		for q, rc := range t.Subtree(p.Masked()) {
+			for i := range f.count(&rc) {
+				r = f.route(f.at(&rc, i), table, q)
 				if !yield(&r) {
 					return
 				}
@@ -299,25 +308,21 @@ func (f *FIB) Subtree(table uint32, p netip.Prefix) iter.Seq[*Route] {
 	}
 }
 
-// MemoryEstimate approximates the bytes the model holds: the tries plus the
-// packed records and their nexthop lists, each shared list once.
+// MemoryEstimate approximates the bytes the model holds: the tries with the
+// records in them, the routes behind the first, and the shared next-hop
+// lists and preferred sources.
 func (f *FIB) MemoryEstimate() int {
-	const packedSize, slimSize, nhSize = 64, 48, 48
 	n := 0
-	lists := map[*Nexthop]bool{}
 	for _, t := range f.tables {
-		n += t.MemoryEstimate() + t.Len()*packedSize
-		for _, pk := range t.All() {
-			n += pk.moreCap() * slimSize
-			for i := range pk.len() {
-				if nhs := pk.at(i).Nexthops; len(nhs) > 0 && !lists[&nhs[0]] {
-					lists[&nhs[0]] = true
-					n += cap(nhs) * nhSize
-				}
-			}
-		}
+		n += t.MemoryEstimate()
 	}
-	return n
+	for _, l := range f.more.lists {
+		n += cap(l) * int(unsafe.Sizeof(slim{}))
+	}
+	for _, v := range f.nhs.vals {
+		n += cap(v.val) * int(unsafe.Sizeof(Nexthop{}))
+	}
+	return n + cap(f.srcs.vals)*int(unsafe.Sizeof(sharedVal[netip.Addr, netip.Addr]{}))
 }
 
 func indexSame(rs []Route, r *Route) int {

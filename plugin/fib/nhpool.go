@@ -3,25 +3,23 @@ package fib
 import (
 	"encoding/binary"
 	"slices"
-	"unsafe"
-	"weak"
 )
 
 // nhPool shares next-hop lists among a FIB's stored routes, as the kernel
 // shares one fib_info among the routes with the same next hops. A leaf's
 // table has a handful of distinct lists (its spines, in a few hardware
-// states), so a stored route's list costs nothing of its own instead of 48
-// bytes a path (issue 10: 300 bytes a route for all of fibgate's state).
+// states), so a stored route names its list by a 4-byte id (issue 10: 300
+// bytes a route for all of fibgate's state) and holds no pointer to it.
 //
 // A shared list is never written: a change of one path's hardware state
-// stores another list (withHW). The pool holds its lists weakly, so a list
-// no route uses any more is collected; the pool drops such entries as it
-// grows (sweep).
+// stores another list (withHW), and a route handed out keeps the list it
+// was given. Lists are counted by the records that name them (shared), so
+// churn through distinct next hops does not pile them up.
 type nhPool struct {
-	lists map[string]weak.Pointer[Nexthop] // encoding -> first element of the list
-	buf   []byte
-	tmp   []Nexthop
-	sweep int // sweep when the pool has this many lists
+	shared[string, []Nexthop]                     // encoding -> list
+	byFirst                   map[*Nexthop]uint32 // a held list's first element -> its id
+	buf                       []byte
+	tmp                       []Nexthop
 }
 
 // intern returns a list equal to nhs that other routes may share, with no
@@ -30,28 +28,46 @@ func (p *nhPool) intern(nhs []Nexthop) []Nexthop {
 	if len(nhs) == 0 {
 		return nhs
 	}
+	if id, ok := p.byFirst[&nhs[0]]; ok && len(p.get(id)) == len(nhs) {
+		return nhs // one of ours already
+	}
 	p.buf = p.buf[:0]
 	for _, nh := range nhs {
 		p.buf = appendNexthop(p.buf, nh)
 	}
-	if first := p.lists[string(p.buf)].Value(); first != nil {
-		return unsafe.Slice(first, len(nhs))
-	}
-	if p.lists == nil {
-		p.lists, p.sweep = map[string]weak.Pointer[Nexthop]{}, 64
-	}
-	if len(p.lists) >= p.sweep {
-		for k, w := range p.lists {
-			if w.Value() == nil {
-				delete(p.lists, k)
-			}
-		}
-		p.sweep = max(64, 2*len(p.lists))
+	if id, ok := p.find(string(p.buf)); ok {
+		return p.get(id)
 	}
 	shared := make([]Nexthop, len(nhs))
 	copy(shared, nhs)
-	p.lists[string(p.buf)] = weak.Make(&shared[0])
+	if p.byFirst == nil {
+		p.byFirst = map[*Nexthop]uint32{}
+	}
+	p.byFirst[&shared[0]] = p.add(string(p.buf), shared)
 	return shared
+}
+
+// idOf is the id of nhs, interned first when it is not a held list; 0 for
+// no next hops. The count is the caller's to take.
+func (p *nhPool) idOf(nhs []Nexthop) uint32 {
+	if len(nhs) == 0 {
+		return 0
+	}
+	nhs = p.intern(nhs)
+	return p.byFirst[&nhs[0]]
+}
+
+// list is the list of id, nil for 0.
+func (p *nhPool) list(id uint32) []Nexthop {
+	if id == 0 {
+		return nil
+	}
+	return p.get(id)
+}
+
+// sweep frees the lists no stored route names.
+func (p *nhPool) sweep() {
+	p.shared.sweep(func(nhs []Nexthop) { delete(p.byFirst, &nhs[0]) })
 }
 
 // withHW returns nhs with path i's hardware state set to hw, shared.
