@@ -8,14 +8,13 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/fibgate/fibgate/internal/nsrun"
 )
 
 // Port is the UDP port probes are sent to and received on.
@@ -97,7 +96,7 @@ func Start(cfg Config) (*Probe, error) {
 				continue
 			}
 			var pc net.PacketConn
-			err := InNS(ns, func() (err error) {
+			err := nsrun.Do(ns, func() (err error) {
 				pc, err = net.ListenUDP(network(dst), net.UDPAddrFromAddrPort(netip.AddrPortFrom(dst, Port)))
 				return err
 			})
@@ -125,7 +124,7 @@ func Start(cfg Config) (*Probe, error) {
 		if dst.Is6() {
 			wild = netip.IPv6Unspecified()
 		}
-		err := InNS(cfg.From, func() (err error) {
+		err := nsrun.Do(cfg.From, func() (err error) {
 			senders[d], err = net.ListenUDP(network(dst), net.UDPAddrFromAddrPort(netip.AddrPortFrom(wild, 0)))
 			return err
 		})
@@ -304,37 +303,4 @@ func (p *Probe) Tally(dst netip.Addr, from, to time.Time) Tally {
 		}
 	})
 	return t
-}
-
-// InNS runs fn on an OS thread in the named network namespace: sockets it
-// opens stay there. If the thread cannot return to its own namespace it
-// stays locked, so it dies with its goroutine instead of being reused.
-// Otherwise the thread lives on and returns to the pool. (Ending it, as
-// plugin/kernel's namespace switch does, is safe for the lab's daemons
-// only because internal/spawn forks them from a thread that never ends:
-// they die with the thread that forked them.)
-func InNS(ns string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("our network namespace: %w", err)
-	}
-	defer orig.Close()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("network namespace %s: %w", ns, err)
-	}
-	defer h.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter network namespace %s: %w", ns, err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("back to our namespace: %w (the thread stays locked and dies)", err)
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }

@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/fibgate/fibgate/e2e/probe"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/internal/nsrun"
 	"github.com/fibgate/fibgate/plugin/fib/fibtest"
 )
 
@@ -708,7 +708,7 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 // keeps the namespace it was made in.
 func dialIn(ctx context.Context, ns, network, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := probe.InNS(ns, func() (err error) {
+	err := nsrun.Do(ns, func() (err error) {
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, network, addr)
 		return err

@@ -13,7 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/fibgate/fibgate/e2e/probe"
+	"github.com/fibgate/fibgate/internal/nsrun"
 )
 
 // WireTap reads the BGP UPDATEs a router sends over a link from a packet
@@ -75,7 +75,7 @@ func TapBGP(tb testing.TB, ns, ifname string, from ...netip.Addr) *WireTap {
 // of a full table's UPDATEs while the reader is descheduled.
 func packetSocket(ns, ifname string) (int, error) {
 	fd := -1
-	err := probe.InNS(ns, func() error {
+	err := nsrun.Do(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err

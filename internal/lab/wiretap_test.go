@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fibgate/fibgate/e2e/probe"
+	"github.com/fibgate/fibgate/internal/nsrun"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 )
 
@@ -49,7 +49,7 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 	a, b := NewNS(t, "tapa"), NewNS(t, "tapb")
 	Link(t, a, "t-a", "10.99.0.1", "fd99::1", b, "t-b", "10.99.0.2", "fd99::2")
 	var ln net.Listener
-	if err := probe.InNS(b, func() (err error) { ln, err = net.Listen("tcp", "10.99.0.2:179"); return }); err != nil {
+	if err := nsrun.Do(b, func() (err error) { ln, err = net.Listen("tcp", "10.99.0.2:179"); return }); err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
@@ -63,7 +63,7 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 		drained <- err
 	}()
 	var conn net.Conn
-	if err := probe.InNS(a, func() (err error) { conn, err = net.Dial("tcp", "10.99.0.2:179"); return }); err != nil {
+	if err := nsrun.Do(a, func() (err error) { conn, err = net.Dial("tcp", "10.99.0.2:179"); return }); err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
