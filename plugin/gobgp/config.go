@@ -328,9 +328,11 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // GoBGP ungated; a check is one small ListPolicyAssignment call.
 func WithGuardInterval(d time.Duration) Option { return func(o *options) { o.interval = d } }
 
-// WithBatchSize sets how many prefixes one locked step of Advertise or
-// Withdraw handles (default 4096). Between steps the guard can run, so a
-// 100k-prefix call does not delay the detection of a reload by seconds.
+// WithBatchSize sets the most prefixes one locked step of Advertise or
+// Withdraw handles (default 4096); a step is smaller when the last ones
+// cost more than about 25 ms (stepTime). Between steps fences and the
+// guard can run, so a 100k-prefix call delays neither a fence nor the
+// detection of a reload by seconds.
 func WithBatchSize(n int) Option { return func(o *options) { o.batch = n } }
 
 // FallbackTOML renders, for gobgpd's config file, the community and

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
 )
@@ -168,4 +170,77 @@ func TestFenceDoesNotWaitForTheInstaller(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// slowBackend is the Speaker's backend, GoBGP itself, made as slow as a
+// busy one: each call sending paths takes perPath a path before it goes
+// through. first is closed at the first such call.
+type slowBackend struct {
+	backend
+	perPath time.Duration
+	first   chan struct{}
+	once    sync.Once
+}
+
+func (b *slowBackend) sendPaths(ctx context.Context, paths []*api.Path) error {
+	b.once.Do(func() { close(b.first) })
+	time.Sleep(time.Duration(len(paths)) * b.perPath)
+	return b.backend.sendPaths(ctx, paths)
+}
+
+// TestFenceDoesNotWaitForALongRelease: a fence that comes while a large
+// release is going into a slow GoBGP gets in after the step in progress,
+// not after the whole release. A step of 4,096 prefixes held the lock for
+// seconds on a full table converging, and a prefix whose best path
+// changed meanwhile stayed released: a path learned again for it went out
+// unconfirmed. The release's steps are sized to hold the lock about
+// stepTime, so the fence is in while most of the release is still to go;
+// the prefix is held, and the release of the others still completes.
+func TestFenceDoesNotWaitForALongRelease(t *testing.T) {
+	x := newLoopLab(t)
+	var clock atomic.Uint64
+	clock.Store(5)
+	sp := x.speaker(t, WithFIBClock(clock.Load))
+	ctx := context.Background()
+	x.announce(t, false, p1)
+	x.learned(t, p1)
+	if err := sp.Advertise(ctx, versioned(gate.Transit, 5, p1)); err != nil {
+		t.Fatal(err)
+	}
+	var many []netip.Prefix
+	for i := range 1500 {
+		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 50, byte(i >> 8), byte(i)}), 32))
+	}
+	x.announce(t, false, many...)
+	x.learned(t, many...)
+
+	slow := &slowBackend{backend: sp.b, perPath: 100 * time.Microsecond, first: make(chan struct{})}
+	sp.mu.Lock()
+	sp.b = slow
+	sp.mu.Unlock()
+	released := make(chan time.Time, 1)
+	go func() {
+		if err := sp.Advertise(ctx, versioned(gate.Transit, 5, many...)); err != nil {
+			t.Errorf("release: %v", err)
+		}
+		released <- time.Now()
+	}()
+	<-slow.first // the release is in its first step, holding the lock
+	clock.Store(10)
+	if err := sp.Fence(ctx, []netip.Prefix{p1}); err != nil {
+		t.Fatal(err)
+	}
+	fenced := time.Now()
+	if sp.IsReleased(p1) {
+		t.Error("p1 is still released after its fence")
+	}
+	if done := <-released; !fenced.Before(done) {
+		t.Fatalf("the fence waited for the whole release (done %v before the fence)", fenced.Sub(done))
+	}
+	for _, p := range many {
+		if !sp.IsReleased(p) {
+			t.Fatalf("%v is not released after the release returned", p)
+		}
+	}
+	x.received(t, append([]netip.Prefix{p1}, many[0], many[len(many)-1]), many[0], many[len(many)-1])
 }

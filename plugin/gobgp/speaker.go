@@ -95,6 +95,9 @@ type Speaker struct {
 	// nt: the not-to sets (notto.go).
 	nt *notTo
 
+	// steps sizes the locked steps of Advertise and Withdraw (run).
+	steps stepSizer
+
 	done   chan struct{}  // closed by Close; ends Guard loops
 	guards sync.WaitGroup // running Guard loops
 }
@@ -246,8 +249,9 @@ type op struct {
 
 // run validates ads, groups them by prefix (so two entries for one prefix
 // are folded in order instead of racing each other inside GoBGP) and
-// applies them in locked steps of the batch size. Advertisements refused
-// as stale (fence.go) come back as a gate.StaleError.
+// applies them in locked steps sized to hold the lock about stepTime (at
+// most the batch size). Advertisements refused as stale (fence.go) come
+// back as a gate.StaleError.
 func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise bool) error {
 	var errs []error
 	var refused []netip.Prefix
@@ -267,8 +271,9 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 		byPrefix[ad.Prefix] = append(byPrefix[ad.Prefix], op{ad, advertise})
 	}
 	for len(order) > 0 {
-		n := min(len(order), s.opts.batch)
-		r, err := s.step(ctx, order[:n], byPrefix)
+		n := s.steps.size(len(order), s.opts.batch)
+		r, took, err := s.step(ctx, order[:n], byPrefix)
+		s.steps.took(n, took)
 		refused = append(refused, r...)
 		if err != nil {
 			return staleError(refused, errors.Join(append(errs, err)...))
@@ -276,6 +281,56 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 		order = order[n:]
 	}
 	return staleError(refused, errors.Join(errs...))
+}
+
+// stepTime is how long one locked step of Advertise or Withdraw should
+// hold the Speaker's lock. A fence (WatchBest taking back a prefix whose
+// best path changed) waits for the step in progress, and while it waits
+// GoBGP exports a path learned again for that prefix: the step is the
+// longest queue between "best path changed" and "held". A step's size is
+// what the last ones cost a prefix, so under load (a full table
+// converging: 100-500 µs a prefix on two busy cores, where a fixed
+// 4,096-prefix step held the lock for seconds) steps shrink; each costs
+// one more round of set edits in GoBGP, about a millisecond.
+const stepTime = 25 * time.Millisecond
+
+// minStep is the smallest step: below it a step's own calls would cost
+// more than its releases.
+const minStep = 64
+
+// stepSizer sizes the locked steps of Advertise and Withdraw from the
+// cost a prefix of the ones before (an average that follows a changing
+// load within a few steps).
+type stepSizer struct {
+	mu        sync.Mutex
+	perPrefix time.Duration // 0: nothing measured yet
+}
+
+// size is how many of n prefixes the next step takes, at most limit.
+func (z *stepSizer) size(n, limit int) int {
+	z.mu.Lock()
+	per := z.perPrefix
+	z.mu.Unlock()
+	want := minStep // the first step measures
+	if per > 0 {
+		want = int(stepTime / per)
+	}
+	return min(n, limit, max(want, minStep))
+}
+
+// took records that a step of n prefixes held the lock for d.
+func (z *stepSizer) took(n int, d time.Duration) {
+	if n == 0 || d <= 0 {
+		return
+	}
+	per := d / time.Duration(n)
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.perPrefix == 0 {
+		z.perPrefix = per
+		return
+	}
+	z.perPrefix = (3*z.perPrefix + per) / 4
 }
 
 func (s *Speaker) validate(ad gate.Advertisement) error {
@@ -297,14 +352,18 @@ func (s *Speaker) validate(ad gate.Advertisement) error {
 
 // step applies the ops of some prefixes while holding the lock, and
 // returns those refused as stale.
-func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[netip.Prefix][]op) (refused []netip.Prefix, err error) {
+func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[netip.Prefix][]op) (refused []netip.Prefix, took time.Duration, err error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	start := time.Now()
+	defer func() {
+		took = time.Since(start)
+		s.mu.Unlock()
+	}()
 	if err := s.usable(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	changes := make([]change, 0, len(prefixes))
 	for _, p := range prefixes {
@@ -330,7 +389,7 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 			changes = append(changes, c)
 		}
 	}
-	return refused, s.apply(ctx, changes)
+	return refused, 0, s.apply(ctx, changes)
 }
 
 func (s *Speaker) usable() error {
