@@ -143,8 +143,8 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 			settle.add(k, ad)
 		}
 	}
-	var adKeys []prefixKey
-	var ads []Advertisement
+	n := min(len(a.ads), maxAdvertise)
+	adKeys, ads := make([]prefixKey, 0, n), make([]Advertisement, 0, n)
 	for k := range a.ads {
 		if len(ads) == maxAdvertise {
 			more = true

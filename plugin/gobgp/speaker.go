@@ -256,7 +256,7 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 	var errs []error
 	var refused []netip.Prefix
 	byPrefix := make(map[netip.Prefix][]op, len(ads))
-	var order []netip.Prefix
+	order := make([]netip.Prefix, 0, len(ads))
 	for _, ad := range ads {
 		if err := s.validate(ad); err != nil {
 			if !advertise && errors.Is(err, ErrOutOfScope) {
@@ -459,9 +459,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		s.dirty = true
 		return fmt.Errorf("not-to sets (%d prefixes): %w", len(changes), err)
 	}
-	var open, shut, outAfter, inAfter []netip.Prefix
-	var phasePre, phaseB, phaseD []*api.Path
-	holds := make(map[netip.Prefix]bool)
+	// Sized for a release, the common change (a table's first releases
+	// are most of a convergence's calls): growing them was garbage.
+	var shut, outAfter, inAfter []netip.Prefix
+	var phasePre, phaseD []*api.Path
+	open := make([]netip.Prefix, 0, len(changes))
+	phaseB := make([]*api.Path, 0, 2*len(changes))
+	holds := make(map[netip.Prefix]bool, len(changes))
 	// push(&list)(builder(...)) appends a built path or returns its error.
 	push := func(l *[]*api.Path) func(*api.Path, error) error {
 		return func(p *api.Path, err error) error {
@@ -555,7 +559,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	// Not-to sets (notto.go): a prefix joins those of its new path's ASes
 	// before anything lets it out (phase A), and leaves those it no longer
 	// needs then too if it stays out, or once held (after phase C).
-	var ntAdd, ntDelEarly, ntDelLate []prefixMask
+	var ntDelEarly, ntDelLate []prefixMask
+	ntAdd := make([]prefixMask, 0, len(changes))
 	for _, c := range changes {
 		have := s.rec.get(c.p).notTo
 		want := targets[c.p]
