@@ -1,6 +1,7 @@
 package gobgp
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"net/netip"
@@ -27,7 +28,15 @@ type pathBuilder struct {
 	// path with that next hop; IPv6 next hops travel in MP_REACH_NLRI
 	// together with the prefix). Used under the Speaker's lock.
 	hops map[netip.Addr][]byte
+	// asPaths caches the serialized AS_PATHs of release toggles' HOLD
+	// paths by their ASes (a leaf's upstreams: a handful), which were
+	// built and serialized once a release. Used under the Speaker's lock;
+	// emptied when it reaches maxASPaths.
+	asPaths map[string][]byte
 }
+
+// maxASPaths bounds pathBuilder.asPaths.
+const maxASPaths = 1024
 
 func newPathBuilder(n *normalized) (*pathBuilder, error) {
 	attrs := []bgp.PathAttributeInterface{bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)}
@@ -125,9 +134,22 @@ func (b *pathBuilder) holdPathThrough(p netip.Prefix, ases []uint32) (*api.Path,
 	if len(ases) == 0 {
 		return b.holdPath(p, false)
 	}
-	asPath, err := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, ases)}).Serialize()
-	if err != nil {
-		return nil, fmt.Errorf("hold path %v: AS path %v: %w", p, ases, err)
+	var key [4 * 8]byte
+	k := key[:0]
+	for _, as := range ases {
+		k = binary.BigEndian.AppendUint32(k, as)
+	}
+	asPath, ok := b.asPaths[string(k)]
+	if !ok {
+		var err error
+		asPath, err = bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, ases)}).Serialize()
+		if err != nil {
+			return nil, fmt.Errorf("hold path %v: AS path %v: %w", p, ases, err)
+		}
+		if b.asPaths == nil || len(b.asPaths) >= maxASPaths {
+			b.asPaths = make(map[string][]byte)
+		}
+		b.asPaths[string(k)] = asPath
 	}
 	nh := netip.IPv4Unspecified()
 	if !p.Addr().Is4() {

@@ -93,3 +93,40 @@ func TestOriginatedNextHopIsSelfUnlessConfigured(t *testing.T) {
 		}
 	}
 }
+
+// TestHoldPathThroughCachesEachASPathApart: a release's HOLD path carries
+// the AS_PATH of its ASes, serialized once per distinct list and then
+// reused: every list, asked in any order and again, gets exactly what
+// GoBGP serializes for it, and the cache stays bounded.
+func TestHoldPathThroughCachesEachASPathApart(t *testing.T) {
+	b := &pathBuilder{hops: map[netip.Addr][]byte{}}
+	lists := [][]uint32{{65010}, {65011}, {65010, 65011}, {65011, 65010}, {4200000000}, {1, 2, 3, 4, 5, 6, 7, 8, 9}}
+	p := netip.MustParsePrefix("10.1.0.0/16")
+	for round := range 2 {
+		for _, ases := range lists {
+			want, err := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, ases)}).Serialize()
+			if err != nil {
+				t.Fatal(err)
+			}
+			path, err := b.holdPathThrough(p, ases)
+			if err != nil {
+				t.Fatal(err)
+			}
+			attrs := path.PattrsBinary
+			if got := attrs[len(attrs)-2]; string(got) != string(want) {
+				t.Errorf("round %d, %v: AS_PATH %x, GoBGP %x", round, ases, got, want)
+			}
+		}
+	}
+	if len(b.asPaths) != len(lists) {
+		t.Errorf("%d AS_PATHs cached for %d lists", len(b.asPaths), len(lists))
+	}
+	for i := range maxASPaths + 10 {
+		if _, err := b.holdPathThrough(p, []uint32{uint32(70000 + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(b.asPaths) > maxASPaths {
+		t.Errorf("cache holds %d AS_PATHs, bound %d", len(b.asPaths), maxASPaths)
+	}
+}
