@@ -286,8 +286,9 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 // stepTime is how long one locked step of Advertise or Withdraw should
 // hold the Speaker's lock. A fence (WatchBest taking back a prefix whose
 // best path changed) waits for the step in progress, and while it waits
-// GoBGP exports a path learned again for that prefix: the step is the
-// longest queue between "best path changed" and "held". A step's size is
+// GoBGP exports a path learned again for that prefix: the step is a
+// queue between "best path changed" and "held" (WatchBest's own backlog
+// is the other). A step's size is
 // what the last ones cost a prefix, so under load (a full table
 // converging: 100-500 µs a prefix on two busy cores, where a fixed
 // 4,096-prefix step held the lock for seconds) steps shrink; each costs
