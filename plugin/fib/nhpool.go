@@ -25,36 +25,41 @@ type nhPool struct {
 // intern returns a list equal to nhs that other routes may share, with no
 // spare capacity (so an append copies). nhs itself is not kept.
 func (p *nhPool) intern(nhs []Nexthop) []Nexthop {
+	l, _ := p.interned(nhs)
+	return l
+}
+
+// idOf is the id of nhs, interned first when it is not a held list; 0 for
+// no next hops. The count is the caller's to take.
+func (p *nhPool) idOf(nhs []Nexthop) uint32 {
+	_, id := p.interned(nhs)
+	return id
+}
+
+// interned is intern with the list's id: one lookup for a list that is
+// the pool's already, as every stored route's is when commit packs it.
+func (p *nhPool) interned(nhs []Nexthop) ([]Nexthop, uint32) {
 	if len(nhs) == 0 {
-		return nhs
+		return nhs, 0
 	}
 	if id, ok := p.byFirst[&nhs[0]]; ok && len(p.get(id)) == len(nhs) {
-		return nhs // one of ours already
+		return nhs, id // one of ours already
 	}
 	p.buf = p.buf[:0]
 	for _, nh := range nhs {
 		p.buf = appendNexthop(p.buf, nh)
 	}
 	if id, ok := p.find(string(p.buf)); ok {
-		return p.get(id)
+		return p.get(id), id
 	}
 	shared := make([]Nexthop, len(nhs))
 	copy(shared, nhs)
 	if p.byFirst == nil {
 		p.byFirst = map[*Nexthop]uint32{}
 	}
-	p.byFirst[&shared[0]] = p.add(string(p.buf), shared)
-	return shared
-}
-
-// idOf is the id of nhs, interned first when it is not a held list; 0 for
-// no next hops. The count is the caller's to take.
-func (p *nhPool) idOf(nhs []Nexthop) uint32 {
-	if len(nhs) == 0 {
-		return 0
-	}
-	nhs = p.intern(nhs)
-	return p.byFirst[&nhs[0]]
+	id := p.add(string(p.buf), shared)
+	p.byFirst[&shared[0]] = id
+	return shared, id
 }
 
 // list is the list of id, nil for 0.

@@ -1,7 +1,7 @@
 // Package flat tells whether a type holds pointers, for the tests of the
 // records a full table keeps one of per route (plugin/gate's entries,
-// plugin/gobgp's record, the simulated ASIC's mirror): a pointer-free
-// type in a map or array is never
+// plugin/gobgp's record, plugin/fib's records, the simulated ASIC's
+// mirror): a pointer-free type in a map or array is never
 // scanned by the collector, and a pointer slipped into one puts a million
 // of them back on every mark.
 package flat
