@@ -348,7 +348,7 @@ func BenchmarkRecord(b *testing.B) {
 		fill func() any
 	}{
 		{"record", func() any {
-			r := make(record)
+			r := newRecord()
 			for _, p := range ps {
 				r.set(p, st)
 			}

@@ -122,10 +122,8 @@ type notTo struct {
 	// complement form (ntform.go), the prefixes carved out of it.
 	members [maxNotTo]int64
 	comp    map[uint32]map[pkey.Key]struct{}
-	// formWalk is when the record was last walked to weigh the forms;
-	// minComplement is the members an AS needs before that is worth it.
-	formWalk      time.Time
-	formGap       time.Duration
+	// minComplement is the members an AS needs before the complement
+	// form is worth it.
 	minComplement int64
 
 	// entries counts the entries the sets hold in GoBGP (members of the

@@ -196,7 +196,7 @@ func bothForms(t *testing.T, f func(t *testing.T, complement bool)) {
 func (x *mbbLab) weigh(t *testing.T, as uint32) {
 	t.Helper()
 	x.sp.mu.Lock()
-	x.sp.nt.minComplement, x.sp.nt.formWalk, x.sp.nt.formGap = 1, time.Time{}, 0
+	x.sp.nt.minComplement = 1
 	x.sp.mu.Unlock()
 	if again, err := x.sp.Check(context.Background()); err != nil || again {
 		t.Fatalf("Check = %v, %v; want no re-install", again, err)

@@ -3,10 +3,8 @@ package gobgp
 import (
 	"context"
 	"fmt"
-	"math/bits"
 	"net/netip"
 	"slices"
-	"time"
 
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
@@ -42,8 +40,8 @@ import (
 // gets it when its bit changes, and a prefix taken back loses it only once
 // its withdrawal went out (after phase C).
 //
-// Which form an AS's set is in is weighed in Check, at most every
-// formWalkEvery: an AS with at least minComplement members is switched to
+// Which form an AS's set is in is weighed in each Check, from counts the
+// record keeps (record.lacking): an AS with at least minComplement members is switched to
 // complement form when its carve-outs would be fewer than half its members,
 // and back when its members fall below half its carve-outs. A switch adds
 // the new form's entries in one go and then deletes the old form's that the
@@ -54,10 +52,6 @@ import (
 // defaultMinComplement is the members an AS needs before its set may take
 // the complement form: below it the member form is small anyway.
 const defaultMinComplement = 4096
-
-// formWalkEvery spaces the walks of the record that count an AS's would-be
-// carve-outs (about 50 ms at a full table, under the Speaker's lock).
-const formWalkEvery = 10 * time.Second
 
 // out is prefixState.out for p, false without a record. s.mu is held.
 func (s *Speaker) out(p netip.Prefix) bool {
@@ -142,13 +136,14 @@ func (s *Speaker) carve(ctx context.Context, ps []netip.Prefix, outOf func(netip
 }
 
 // weighForms switches ASes' sets between the forms where the other is
-// clearly smaller (Check's part). s.mu is held.
+// clearly smaller (Check's part), weighed by the record's counts; only a
+// switch to the complement form walks the record, for its carve-outs.
+// s.mu is held.
 func (s *Speaker) weighForms(ctx context.Context) error {
 	x := s.nt.idx.Load()
 	if x == nil || s.cfg.NoNotTo {
 		return nil
 	}
-	var candidates uint64
 	for b, as := range x.ases {
 		members := s.nt.members[b]
 		if carved := s.nt.comp[as]; carved != nil {
@@ -159,39 +154,18 @@ func (s *Speaker) weighForms(ctx context.Context) error {
 			}
 			continue
 		}
-		if s.nt.stmts[as] && members >= s.nt.minComplement {
-			candidates |= 1 << b
-		}
-	}
-	if candidates == 0 || time.Since(s.nt.formWalk) < s.nt.formGap {
-		return nil
-	}
-	s.nt.formWalk = time.Now()
-	// A walk that switches nothing waits twice as long for the next, up
-	// to eight times formWalkEvery (ECMP over two spine ASes keeps both
-	// forms of each set about the same size for good).
-	s.nt.formGap = min(max(2*s.nt.formGap, formWalkEvery), 8*formWalkEvery)
-	// The would-be carve-outs: out prefixes whose bit is clear.
-	carves := make(map[int]map[pkey.Key]struct{})
-	for m := candidates; m != 0; m &= m - 1 {
-		carves[bits.TrailingZeros64(m)] = make(map[pkey.Key]struct{})
-	}
-	for p, st := range s.rec.all() {
-		if !st.out() {
+		if !s.nt.stmts[as] || members < s.nt.minComplement || s.rec.lacking(b)*2 >= members {
 			continue
 		}
-		for b, c := range carves {
-			if st.notTo&(1<<b) == 0 && int64(len(c))*2 < s.nt.members[b] {
-				c[pkey.Of(p)] = struct{}{}
+		// The carve-outs: out prefixes whose bit is clear.
+		carved := make(map[pkey.Key]struct{}, s.rec.lacking(b))
+		for p, st := range s.rec.all() {
+			if st.out() && st.notTo&(1<<b) == 0 {
+				carved[pkey.Of(p)] = struct{}{}
 			}
 		}
-	}
-	for b, c := range carves {
-		if int64(len(c))*2 < s.nt.members[b] {
-			s.nt.formGap = formWalkEvery
-			if err := s.toComplementForm(ctx, x.ases[b], b, c); err != nil {
-				return err
-			}
+		if err := s.toComplementForm(ctx, as, b, carved); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"sync"
@@ -126,36 +127,67 @@ func (st prefixState) zero() bool {
 // of pointers to states made a million objects and two million pointers
 // for every mark (docs/design-notes.md, "The live heap with the table
 // steady").
-type record map[pkey.Key]prefixState
+//
+// It counts its out prefixes, in all and per not-to bit, as set changes
+// them: weighing the not-to sets' forms needs those counts, and a walk of
+// a million records to take them held the Speaker's lock, and so any
+// fence, for about 50 ms (ntform.go).
+type record struct {
+	m        map[pkey.Key]prefixState
+	out      int64           // prefixes with out()
+	outNotTo [maxNotTo]int64 // out prefixes with each not-to bit set
+}
 
-func (r record) get(p netip.Prefix) prefixState { return r[pkey.Of(p)] }
+func newRecord() record { return record{m: make(map[pkey.Key]prefixState)} }
+
+func (r *record) get(p netip.Prefix) prefixState { return r.m[pkey.Of(p)] }
 
 // lookup is get that also says whether p has a state.
-func (r record) lookup(p netip.Prefix) (prefixState, bool) {
-	st, ok := r[pkey.Of(p)]
+func (r *record) lookup(p netip.Prefix) (prefixState, bool) {
+	st, ok := r.m[pkey.Of(p)]
 	return st, ok
 }
 
-func (r record) has(p netip.Prefix) bool {
+func (r *record) has(p netip.Prefix) bool {
 	_, ok := r.lookup(p)
 	return ok
 }
 
 // set stores p's state; the zero state is stored by deleting p.
-func (r record) set(p netip.Prefix, st prefixState) {
+func (r *record) set(p netip.Prefix, st prefixState) {
+	k := pkey.Of(p)
+	r.count(r.m[k], -1)
+	r.count(st, 1)
 	if st.zero() {
-		delete(r, pkey.Of(p))
+		delete(r.m, k)
 	} else {
-		r[pkey.Of(p)] = st
+		r.m[k] = st
 	}
 }
+
+// count adds d to the counts st is in.
+func (r *record) count(st prefixState, d int64) {
+	if !st.out() {
+		return
+	}
+	r.out += d
+	for m := st.notTo; m != 0; m &= m - 1 {
+		if b := bits.TrailingZeros64(m); b < maxNotTo {
+			r.outNotTo[b] += d
+		}
+	}
+}
+
+// lacking is how many out prefixes lack not-to bit b: the carve-outs
+// its AS's set has in complement form.
+func (r *record) lacking(b int) int64 { return r.out - r.outNotTo[b] }
 
 // all yields every prefix with its state. The loop's body may set the
 // state of the prefix it was given (a map's own entries may change while
 // it is ranged over).
-func (r record) all() iter.Seq2[netip.Prefix, prefixState] {
+func (r *record) all() iter.Seq2[netip.Prefix, prefixState] {
 	return func(yield func(netip.Prefix, prefixState) bool) {
-		for k, st := range r {
+		for k, st := range r.m {
 			if !yield(k.Prefix(), st) {
 				return
 			}
@@ -218,7 +250,7 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	}
 	return &Speaker{
 		b: b, cfg: n, pb: pb, opts: o,
-		rec:  make(record),
+		rec:  newRecord(),
 		onh:  make(map[netip.Prefix]netip.Addr),
 		cp:   newCopySet(),
 		nt:   newNotTo(),

@@ -384,7 +384,7 @@ func TestPrefixStateIsSmallAndFlat(t *testing.T) {
 	if n := unsafe.Sizeof(prefixState{}); n > 24 {
 		t.Errorf("prefixState is %d bytes, more than 24", n)
 	}
-	for _, typ := range []reflect.Type{reflect.TypeFor[prefixState](), reflect.TypeFor[record]().Key()} {
+	for _, typ := range []reflect.Type{reflect.TypeFor[prefixState](), reflect.TypeFor[record]().Field(0).Type.Key()} {
 		if flat.HasPointers(typ) {
 			t.Errorf("%v holds a pointer", typ)
 		}
