@@ -74,6 +74,9 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	s.steps.fence()
+	s.turn.Lock()
+	defer s.turn.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usable(); err != nil {

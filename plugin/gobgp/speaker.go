@@ -65,8 +65,14 @@ type Speaker struct {
 	opts  options
 	owned *grpc.ClientConn // closed by Close (DialClient)
 
-	mu  sync.Mutex // serializes every change to GoBGP and to rec
-	rec record
+	mu sync.Mutex // serializes every change to GoBGP and to rec
+	// turn puts a fence ahead of release steps: a step read-locks it
+	// around taking mu, a fence write-locks it, and Go's RWMutex lets no
+	// new reader in once a writer waits. With mu alone, the release's
+	// goroutine took mu back right after its step while the woken fence
+	// was still waiting for a CPU, and a fence waited for two steps.
+	turn sync.RWMutex
+	rec  record
 	// onh holds the next hops of originated paths (prefixState.originated),
 	// a few prefixes, apart from the record of every prefix: there a
 	// netip.Addr took 24 of the state's 56 bytes and made it an object the
@@ -327,26 +333,42 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 // one more round of set edits in GoBGP, about a millisecond.
 const stepTime = 25 * time.Millisecond
 
+// urgentStepTime is stepTime while fences come (for fencePressure after
+// the last): withdrawals come in bursts (a session going down, a route
+// server sending its table again), and WatchBest fences a burst's events
+// one batch after another, each waiting for the step in progress. With
+// full steps between them, the last prefixes of a burst of 100 were held
+// 100-200 ms after their withdrawal during a release of 20,000
+// (docs/design-notes.md, "Fences during a bulk release").
+const urgentStepTime = 4 * time.Millisecond
+
+// fencePressure is how long after a fence steps stay urgent.
+const fencePressure = time.Second
+
 // minStep is the smallest step: below it a step's own calls would cost
 // more than its releases.
 const minStep = 64
 
 // stepSizer sizes the locked steps of Advertise and Withdraw from the
 // cost a prefix of the ones before (an average that follows a changing
-// load within a few steps).
+// load within a few steps), and shortens them while fences come.
 type stepSizer struct {
 	mu        sync.Mutex
 	perPrefix time.Duration // 0: nothing measured yet
+	fenced    time.Time     // when the last fence asked for the lock
 }
 
 // size is how many of n prefixes the next step takes, at most limit.
 func (z *stepSizer) size(n, limit int) int {
 	z.mu.Lock()
-	per := z.perPrefix
+	per, budget := z.perPrefix, stepTime
+	if time.Since(z.fenced) < fencePressure {
+		budget = urgentStepTime
+	}
 	z.mu.Unlock()
 	want := minStep // the first step measures
 	if per > 0 {
-		want = int(stepTime / per)
+		want = int(budget / per)
 	}
 	return min(n, limit, max(want, minStep))
 }
@@ -364,6 +386,13 @@ func (z *stepSizer) took(n int, d time.Duration) {
 		return
 	}
 	z.perPrefix = (3*z.perPrefix + per) / 4
+}
+
+// fence records that a fence is about to wait for the lock.
+func (z *stepSizer) fence() {
+	z.mu.Lock()
+	z.fenced = time.Now()
+	z.mu.Unlock()
 }
 
 func (s *Speaker) validate(ad gate.Advertisement) error {
@@ -389,11 +418,13 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 	if err := ctx.Err(); err != nil {
 		return nil, 0, err
 	}
+	s.turn.RLock()
 	s.mu.Lock()
 	start := time.Now()
 	defer func() {
 		took = time.Since(start)
 		s.mu.Unlock()
+		s.turn.RUnlock()
 	}()
 	if err := s.usable(); err != nil {
 		return nil, 0, err
