@@ -41,6 +41,11 @@ type result struct {
 	fam     int
 	lost    int
 	sent    int
+	// lostAt: when the first lost probes were sent, from the event's
+	// start, and where the probes before and after each went (a failure
+	// names the moment: the prober's own route change at the start, or
+	// a leaf's programming one latency later).
+	lostAt []string
 }
 
 func TestBlackhole(t *testing.T) {
@@ -91,7 +96,7 @@ func TestBlackhole(t *testing.T) {
 			budget = 0
 		}
 		if r.gate && r.lost > budget {
-			t.Errorf("with the gate at %v, IPv%d %q lost %d probes, want at most %d", r.latency, r.fam, r.event, r.lost, budget)
+			t.Errorf("with the gate at %v, IPv%d %q lost %d probes of %d, want at most %d; the first sent at %v", r.latency, r.fam, r.event, r.lost, r.sent, budget, r.lostAt)
 		}
 		if !r.gate && strings.HasPrefix(r.event, "ASIC fails") && r.lost < int(failFor/time.Millisecond)/2 {
 			t.Errorf("the control at %v, IPv%d %q lost only %d probes: the lab does not show the blackhole the gate prevents", r.latency, r.fam, r.event, r.lost)
@@ -185,7 +190,17 @@ func measure(t *testing.T, lat time.Duration, gate bool) []result {
 		to := time.Now().Add(-lat - 200*time.Millisecond)
 		for _, fam := range []int{4, 6} {
 			tl := p.Tally(vipOf(fam), from, to)
-			out = append(out, result{latency: lat, gate: gate, event: e.name, fam: fam, lost: tl.Lost, sent: tl.Sent})
+			var lostAt []string
+			prev := ""
+			p.Each(vipOf(fam), from, to, func(at time.Time, to string) {
+				switch {
+				case to == "" && len(lostAt) < 5:
+					lostAt = append(lostAt, fmt.Sprintf("+%v (after one to %q)", at.Sub(from).Round(time.Millisecond), prev))
+				case to != "":
+					prev = to
+				}
+			})
+			out = append(out, result{latency: lat, gate: gate, event: e.name, fam: fam, lost: tl.Lost, sent: tl.Sent, lostAt: lostAt})
 			t.Logf("%-8s %-6v IPv%d %-32s lost %4d of %5d (host1 %d, host2 %d)", mode, lat, fam, e.name, tl.Lost, tl.Sent, tl.At["host1"], tl.At["host2"])
 		}
 	}
