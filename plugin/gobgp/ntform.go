@@ -41,11 +41,12 @@ import (
 // its withdrawal went out (after phase C).
 //
 // Which form an AS's set is in is weighed in each Check, from counts the
-// record keeps (record.lacking): an AS with at least minComplement members is switched to
-// complement form when its carve-outs would be fewer than half its members,
-// and back when its members fall below half its carve-outs. A switch adds
-// the new form's entries in one go and then deletes the old form's that the
-// new one lacks: a set holding both rejects at least what either does.
+// record keeps (record.lacking): an AS with at least minComplement members
+// is switched to complement form when its carve-outs would be fewer than
+// half its members, and back when its members fall below half its
+// carve-outs. A switch adds the new form's entries in one go and then
+// deletes the old form's that the new one lacks: a set holding both
+// rejects at least what either does.
 // Rescope and a re-install (installNotTo) bring every set back to the
 // member form first; Check weighs them again afterwards.
 

@@ -137,7 +137,7 @@ func (st prefixState) zero() bool {
 // It counts its out prefixes, in all and per not-to bit, as set changes
 // them: weighing the not-to sets' forms needs those counts, and a walk of
 // a million records to take them held the Speaker's lock, and so any
-// fence, for about 50 ms (ntform.go).
+// fence, for about 190 ms (ntform.go).
 type record struct {
 	m        map[pkey.Key]prefixState
 	out      int64           // prefixes with out()
