@@ -165,8 +165,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		<-delivered
 	}()
 	// report takes BestPaths of GoBGP's best-path watch (fromBest) or of
-	// the paths read back under copies.
-	report := func(bs []BestPath, initial, fromBest bool) {
+	// the paths read back under copies, read at since.
+	report := func(bs []BestPath, initial, fromBest bool, since time.Time) {
 		s.nt.mu.Lock()
 		if initial {
 			clear(last)
@@ -214,7 +214,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		s.nt.mu.Unlock()
 		// Hold what changed before the installer touches its routes
 		// (fence.go): nothing queues between the change and the hold.
-		if err := s.fence(ctx, moved, keep, nil); err != nil && ctx.Err() == nil {
+		if err := s.fence(ctx, since, moved, keep, nil); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
 		if err := s.recopy(ctx, again); err != nil && ctx.Err() == nil {
@@ -259,6 +259,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			// is a million prefixes): their fences go out as they are
 			// read, and best-path events are not held up behind them.
 			ps := under.take(underSlice)
+			since := time.Now()
 			bs, err := s.underCopies(ctx, ps, multipath)
 			if err != nil {
 				if ctx.Err() != nil {
@@ -270,7 +271,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				continue
 			}
-			report(bs, false, false)
+			report(bs, false, false, since)
 		case <-pollC:
 			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {
@@ -283,6 +284,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			return err
 		case ps := <-events:
+			since := time.Now()
 			if !initial {
 				// Take what else is queued too: one fence and one kernel
 				// write for a burst (a session flap is thousands of events).
@@ -298,7 +300,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				// The marker's own withdrawal needs no filter: a prefix
 				// never reported with next hops is not reported going.
-				report(bs, false, true)
+				report(bs, false, true, since)
 				continue
 			}
 			if !marked {
@@ -324,7 +326,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				}
 				bs = append(bs, extra...)
 			}
-			report(bs, true, true)
+			report(bs, true, true, since)
 			snap, initial = nil, false
 			if batched {
 				if err := marker(true); err != nil {

@@ -301,6 +301,8 @@ type options struct {
 	hook     func(GuardEvent)
 	adopt    func(netip.Prefix) bool
 	clock    func() uint64
+	// fenceHook: WithFenceHook (fence.go).
+	fenceHook func(FenceEvent)
 }
 
 func defaultOptions() options {

@@ -3,6 +3,7 @@ package gobgp
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/fibgate/fibgate/plugin/gate"
 )
@@ -39,13 +40,33 @@ func WithFIBClock(clock func() uint64) Option { return func(o *options) { o.cloc
 // this call. Prefixes not released are only fenced. It is one round trip
 // to GoBGP for the whole batch.
 func (s *Speaker) Fence(ctx context.Context, prefixes []netip.Prefix) error {
-	return s.fence(ctx, prefixes, nil, nil)
+	return s.fence(ctx, time.Now(), prefixes, nil, nil)
 }
+
+// FenceEvent is a fence that took prefixes back (WithFenceHook). Until it
+// ends, GoBGP exports a path learned again for one of them at once, so
+// its length is the window a re-announcement can leak through.
+type FenceEvent struct {
+	// Prefixes is how many it took back or kept on copies.
+	Prefixes int
+	// Took runs from the change reaching the Speaker (WatchBest reading
+	// GoBGP's best-path event, or the Fence call) until the prefixes are
+	// held in GoBGP.
+	Took time.Duration
+	// Waited is the part of Took spent waiting for the Speaker's lock: a
+	// release step or the guard in progress.
+	Waited time.Duration
+}
+
+// WithFenceHook calls fn after every fence that took prefixes back (fn
+// must not call the Speaker): the daemons' fibgate_gobgp_fence_seconds.
+func WithFenceHook(fn func(FenceEvent)) Option { return func(o *options) { o.fenceHook = fn } }
 
 // fence is Fence that first tries to keep the prefixes of keep out on
 // copies of their previous best paths (keep.go), and fences only those of
-// prefixes for which only says yes (nil: all).
-func (s *Speaker) fence(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, only func(netip.Prefix) bool) error {
+// prefixes for which only says yes (nil: all). since is when the change
+// reached the Speaker.
+func (s *Speaker) fence(ctx context.Context, since time.Time, prefixes []netip.Prefix, keep []keepReq, only func(netip.Prefix) bool) error {
 	if len(prefixes) == 0 && len(keep) == 0 {
 		return nil
 	}
@@ -53,16 +74,23 @@ func (s *Speaker) fence(ctx context.Context, prefixes []netip.Prefix, keep []kee
 	if s.opts.clock != nil {
 		clock = s.opts.clock()
 	}
+	var ev FenceEvent
+	defer func() {
+		if ev.Prefixes > 0 && s.opts.fenceHook != nil {
+			ev.Took = time.Since(since)
+			s.opts.fenceHook(ev)
+		}
+	}()
 	for len(keep) > 0 {
 		n := min(len(keep), s.opts.batch)
-		if err := s.fenceStep(ctx, nil, keep[:n], clock, only); err != nil {
+		if err := s.fenceStep(ctx, nil, keep[:n], clock, only, &ev); err != nil {
 			return err
 		}
 		keep = keep[n:]
 	}
 	for len(prefixes) > 0 {
 		n := min(len(prefixes), s.opts.batch)
-		if err := s.fenceStep(ctx, prefixes[:n], nil, clock, only); err != nil {
+		if err := s.fenceStep(ctx, prefixes[:n], nil, clock, only, &ev); err != nil {
 			return err
 		}
 		prefixes = prefixes[n:]
@@ -70,15 +98,19 @@ func (s *Speaker) fence(ctx context.Context, prefixes []netip.Prefix, keep []kee
 	return nil
 }
 
-func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, clock uint64, only func(netip.Prefix) bool) error {
+// fenceStep is one locked step of fence; it adds what it held and waited
+// to ev.
+func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, clock uint64, only func(netip.Prefix) bool, ev *FenceEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	asked := time.Now()
 	s.steps.fence()
 	s.turn.Lock()
 	defer s.turn.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	ev.Waited += time.Since(asked)
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -87,6 +119,7 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 		if err != nil {
 			return err
 		}
+		ev.Prefixes += len(keep) - len(rest)
 		prefixes = rest
 	}
 	var changes []change
@@ -106,7 +139,11 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 	if len(changes) == 0 {
 		return nil
 	}
-	return s.apply(ctx, changes)
+	if err := s.apply(ctx, changes); err != nil {
+		return err
+	}
+	ev.Prefixes += len(changes)
+	return nil
 }
 
 // stale reports whether an Advertise of a transit prefix is confirmed on a

@@ -463,7 +463,7 @@ func (s *Speaker) checkCopies(ctx context.Context) error {
 	}
 	s.opts.log.Debug("learned paths changed under kept copies; fencing", "prefixes", len(changed))
 	// Only copies still as read: a release may have replaced one meanwhile.
-	return s.fence(ctx, changed, nil, func(p netip.Prefix) bool {
+	return s.fence(ctx, time.Now(), changed, nil, func(p netip.Prefix) bool {
 		sig, ok := s.cp.get(p)
 		return ok && sig == snap[p]
 	})

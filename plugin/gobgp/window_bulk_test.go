@@ -169,3 +169,55 @@ func (w *windowLab) watchReceiver(t *testing.T, ps []netip.Prefix) (stop func() 
 		return len(seen)
 	}
 }
+
+// TestFenceHookTimesEachTakeBack: the fence hook (the daemons'
+// fibgate_gobgp_fence_seconds) hears of every fence that took prefixes
+// back, from WatchBest (a withdrawal at the feeder) and from Fence, with
+// how many and how long, and of none that took nothing back.
+func TestFenceHookTimesEachTakeBack(t *testing.T) {
+	events := make(chan FenceEvent, 16)
+	w := newWindowLab(t, true, WithFenceHook(func(e FenceEvent) { events <- e }))
+	x := &loopLab{feeder: w.feeder, receiver: w.receiver}
+	ctx := context.Background()
+	ps := []netip.Prefix{netip.MustParsePrefix("10.77.0.0/24"), netip.MustParsePrefix("10.77.1.0/24")}
+	x.announce(t, false, ps...)
+	w.learned(t, func(p netip.Prefix) bool { return p.Addr().As4()[1] == 77 }, len(ps))
+	if err := w.sp.Advertise(ctx, versioned(gate.Transit, 1<<40, ps...)); err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, ps, ps...)
+	next := func(what string) FenceEvent {
+		t.Helper()
+		select {
+		case e := <-events:
+			if e.Took < e.Waited || e.Waited < 0 {
+				t.Errorf("%s: took %v, waited %v", what, e.Took, e.Waited)
+			}
+			return e
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: no fence event", what)
+			return FenceEvent{}
+		}
+	}
+	// WatchBest: the feeder withdraws ps[0].
+	x.announce(t, true, ps[0])
+	if e := next("withdrawal"); e.Prefixes != 1 {
+		t.Errorf("the withdrawal's fence took back %d prefixes, want 1", e.Prefixes)
+	}
+	// Fence: ps[1], released, and ps[0], already held.
+	if err := w.sp.Fence(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	if e := next("Fence"); e.Prefixes != 1 {
+		t.Errorf("Fence took back %d prefixes, want 1 (the other was held already)", e.Prefixes)
+	}
+	// Nothing left to take back: no event.
+	if err := w.sp.Fence(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case e := <-events:
+		t.Errorf("a fence that took nothing back was reported: %+v", e)
+	default:
+	}
+}

@@ -68,7 +68,7 @@ type windowLab struct {
 	sp               *Speaker
 }
 
-func newWindowLab(t *testing.T, inProcess bool) *windowLab {
+func newWindowLab(t *testing.T, inProcess bool, extra ...Option) *windowLab {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +86,7 @@ func newWindowLab(t *testing.T, inProcess bool) *windowLab {
 		n uint64
 	}
 	tick := func() uint64 { clock.Lock(); defer clock.Unlock(); clock.n++; return clock.n }
-	opts := []Option{WithFIBClock(tick)}
+	opts := append([]Option{WithFIBClock(tick)}, extra...)
 	if inProcess {
 		leaf := lab.StartServer(t, "", &api.Global{Asn: 65001, RouterId: "10.0.0.1", ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}})
 		lab.AddPeer(t, leaf, lab.Peer{Address: feederAddr, AS: 65002, Families: []string{"ipv4"}})

@@ -191,8 +191,12 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("register the guard's metrics: %w", err)
 		}
+		fm, err := newFenceMetrics(d.registry)
+		if err != nil {
+			return fmt.Errorf("register the fences' metrics: %w", err)
+		}
 		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed),
-			gobgp.WithFIBClock(d.listener.Clock), gobgp.WithGuardHook(gm.observe))
+			gobgp.WithFIBClock(d.listener.Clock), gobgp.WithGuardHook(gm.observe), gobgp.WithFenceHook(fm.observe))
 		if err != nil {
 			return configErr(err)
 		}
