@@ -105,7 +105,6 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 		return err
 	}
 	asked := time.Now()
-	s.steps.fence()
 	s.turn.Lock()
 	defer s.turn.Unlock()
 	s.mu.Lock()
@@ -136,6 +135,13 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 			changes = append(changes, c)
 		}
 	}
+	if len(changes) == 0 && len(keep) == 0 {
+		return nil
+	}
+	// Releases take short steps for a while: more fences of a burst may
+	// follow this one. A fence that takes nothing back (a prefix not
+	// released, as while a table converges) leaves them as they are.
+	s.steps.fence()
 	if len(changes) == 0 {
 		return nil
 	}

@@ -247,7 +247,7 @@ func TestFenceDoesNotWaitForALongRelease(t *testing.T) {
 
 // TestStepsShortenWhileFencesCome: Advertise's steps are sized to hold the
 // lock stepTime from what a prefix cost, and for fencePressure after a
-// fence asked for the lock, urgentStepTime, so that the fences of a burst
+// fence took prefixes back, urgentStepTime, so that the fences of a burst
 // of withdrawals (WatchBest fences it one batch of events after another)
 // wait for short steps; at least minStep, at most the limit.
 func TestStepsShortenWhileFencesCome(t *testing.T) {

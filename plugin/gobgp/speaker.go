@@ -334,7 +334,7 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 const stepTime = 25 * time.Millisecond
 
 // urgentStepTime is stepTime while fences come (for fencePressure after
-// the last): withdrawals come in bursts (a session going down, a route
+// the last that took a prefix back): withdrawals come in bursts (a session going down, a route
 // server sending its table again), and WatchBest fences a burst's events
 // one batch after another, each waiting for the step in progress. With
 // full steps between them, the last prefixes of a burst of 100 were held
@@ -355,7 +355,7 @@ const minStep = 64
 type stepSizer struct {
 	mu        sync.Mutex
 	perPrefix time.Duration // 0: nothing measured yet
-	fenced    time.Time     // when the last fence asked for the lock
+	fenced    time.Time     // when a fence last took prefixes back
 }
 
 // size is how many of n prefixes the next step takes, at most limit.
@@ -388,7 +388,7 @@ func (z *stepSizer) took(n int, d time.Duration) {
 	z.perPrefix = (3*z.perPrefix + per) / 4
 }
 
-// fence records that a fence is about to wait for the lock.
+// fence records that a fence took prefixes back.
 func (z *stepSizer) fence() {
 	z.mu.Lock()
 	z.fenced = time.Now()

@@ -173,7 +173,8 @@ func (w *windowLab) watchReceiver(t *testing.T, ps []netip.Prefix) (stop func() 
 // TestFenceHookTimesEachTakeBack: the fence hook (the daemons'
 // fibgate_gobgp_fence_seconds) hears of every fence that took prefixes
 // back, from WatchBest (a withdrawal at the feeder) and from Fence, with
-// how many and how long, and of none that took nothing back.
+// how many and how long, and of none that took nothing back; only the
+// former shorten release steps (urgentStepTime).
 func TestFenceHookTimesEachTakeBack(t *testing.T) {
 	events := make(chan FenceEvent, 16)
 	w := newWindowLab(t, true, WithFenceHook(func(e FenceEvent) { events <- e }))
@@ -211,7 +212,14 @@ func TestFenceHookTimesEachTakeBack(t *testing.T) {
 	if e := next("Fence"); e.Prefixes != 1 {
 		t.Errorf("Fence took back %d prefixes, want 1 (the other was held already)", e.Prefixes)
 	}
-	// Nothing left to take back: no event.
+	// Nothing left to take back: no event, and releases keep their full
+	// steps (no burst of take-backs is under way).
+	pressure := func() time.Time {
+		w.sp.steps.mu.Lock()
+		defer w.sp.steps.mu.Unlock()
+		return w.sp.steps.fenced
+	}
+	before := pressure()
 	if err := w.sp.Fence(ctx, ps); err != nil {
 		t.Fatal(err)
 	}
@@ -219,5 +227,8 @@ func TestFenceHookTimesEachTakeBack(t *testing.T) {
 	case e := <-events:
 		t.Errorf("a fence that took nothing back was reported: %+v", e)
 	default:
+	}
+	if after := pressure(); !after.Equal(before) {
+		t.Error("a fence that took nothing back shortened the release steps")
 	}
 }
