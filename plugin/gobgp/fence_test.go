@@ -25,6 +25,15 @@ func versioned(o gate.Origin, v uint64, ps ...netip.Prefix) []gate.Advertisement
 	return out
 }
 
+// newFenceLab is a loop lab with a Speaker whose FIB clock the test sets
+// (at 5 to begin with).
+func newFenceLab(t *testing.T) (*loopLab, *Speaker, *atomic.Uint64) {
+	x := newLoopLab(t)
+	clock := new(atomic.Uint64)
+	clock.Store(5)
+	return x, x.speaker(t, WithFIBClock(clock.Load)), clock
+}
+
 // TestFenceHoldsAtOnceAndRefusesStaleConfirmations is the bulk-churn leak
 // in small. p1 and p2 are released; p1's best path changes, so the
 // installer fences it. The feeder then withdraws both and announces them
@@ -34,10 +43,7 @@ func versioned(o gate.Origin, v uint64, ps ...netip.Prefix) []gate.Advertisement
 // a route written after the fence releases it. A withdrawal that reports
 // p1 gone at a later clock lets the fence go.
 func TestFenceHoldsAtOnceAndRefusesStaleConfirmations(t *testing.T) {
-	x := newLoopLab(t)
-	var clock atomic.Uint64
-	clock.Store(5)
-	sp := x.speaker(t, WithFIBClock(clock.Load))
+	x, sp, clock := newFenceLab(t)
 	ctx := context.Background()
 	both := []netip.Prefix{p1, p2}
 	x.announce(t, false, both...)
@@ -197,10 +203,7 @@ func (b *slowBackend) sendPaths(ctx context.Context, paths []*api.Path) error {
 // stepTime, so the fence is in while most of the release is still to go;
 // the prefix is held, and the release of the others still completes.
 func TestFenceDoesNotWaitForALongRelease(t *testing.T) {
-	x := newLoopLab(t)
-	var clock atomic.Uint64
-	clock.Store(5)
-	sp := x.speaker(t, WithFIBClock(clock.Load))
+	x, sp, clock := newFenceLab(t)
 	ctx := context.Background()
 	x.announce(t, false, p1)
 	x.learned(t, p1)
@@ -335,10 +338,7 @@ func (b *gatedBackend) mark() int {
 // while a step is stopped in its first GoBGP call; between the fence's
 // call and its own call to GoBGP no release step may start.
 func TestAFenceIsNotOvertakenByTheNextStep(t *testing.T) {
-	x := newLoopLab(t)
-	var clock atomic.Uint64
-	clock.Store(5)
-	sp := x.speaker(t, WithFIBClock(clock.Load))
+	x, sp, clock := newFenceLab(t)
 	ctx := context.Background()
 	var fenced, many []netip.Prefix
 	for i := range 5 {
