@@ -403,3 +403,71 @@ func TestAFenceIsNotOvertakenByTheNextStep(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// stalledBackend stops the first read of GoBGP's export assignment (the
+// guard's Check) until the test resumes it.
+type stalledBackend struct {
+	backend
+	armed  atomic.Bool
+	in     chan struct{}
+	resume chan struct{}
+}
+
+func (b *stalledBackend) exportAssignment(ctx context.Context) (*api.PolicyAssignment, error) {
+	if b.armed.CompareAndSwap(true, false) {
+		close(b.in)
+		<-b.resume
+	}
+	return b.backend.exportAssignment(ctx)
+}
+
+// TestAFenceDoesNotWaitForTheGuardsReads: the guard's Check runs every
+// 100 ms and reads GoBGP (its export chain, the sentinel set), each a
+// round trip through GoBGP's main loop, which takes long while that loop
+// is busy. Check held the Speaker's lock through them, so a fence waited
+// for them. Here a read of Check's is stopped in GoBGP; a fence of a
+// released prefix must still hold it, and Check then finds the gate in
+// place.
+func TestAFenceDoesNotWaitForTheGuardsReads(t *testing.T) {
+	x, sp, clock := newFenceLab(t)
+	ctx := context.Background()
+	x.announce(t, false, p1)
+	x.learned(t, p1)
+	if err := sp.Advertise(ctx, versioned(gate.Transit, 5, p1)); err != nil {
+		t.Fatal(err)
+	}
+	sb := &stalledBackend{backend: sp.b, in: make(chan struct{}), resume: make(chan struct{})}
+	sb.armed.Store(true)
+	sp.mu.Lock()
+	sp.b = sb
+	sp.mu.Unlock()
+	checked := make(chan error, 1)
+	go func() {
+		again, err := sp.Check(ctx)
+		if err == nil && again {
+			err = errors.New("Check re-installed the gate")
+		}
+		checked <- err
+	}()
+	<-sb.in // Check is reading GoBGP
+	clock.Store(10)
+	fenced := make(chan error, 1)
+	go func() { fenced <- sp.Fence(ctx, []netip.Prefix{p1}) }()
+	select {
+	case err := <-fenced:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		close(sb.resume)
+		t.Fatal("the fence waited for the guard's read of GoBGP")
+	}
+	if sp.IsReleased(p1) {
+		t.Error("p1 is still released after its fence")
+	}
+	close(sb.resume)
+	if err := <-checked; err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, []netip.Prefix{p1})
+}

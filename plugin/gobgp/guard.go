@@ -298,9 +298,62 @@ func WithGuardHook(fn func(GuardEvent)) Option { return func(o *options) { o.hoo
 // fibgate added over the API are gone, and GoBGP exports every prefix
 // whose best path changes. Nothing in GoBGP's API announces it; Check
 // finds it with one ListPolicyAssignment call.
+//
+// Check reads GoBGP first without the Speaker's lock. It runs every guard
+// interval, and its reads are round trips through GoBGP's main loop: held
+// under the lock, they made every fence and release step wait for them
+// whenever that loop was busy (an audit's adj-out read, a table arriving).
+// When the reads find the gate in place, the lock is taken only to record
+// the user's chain and weigh the not-to sets; anything else is read again
+// under the lock, since one of the Speaker's own operations may have been
+// halfway through changing the gate.
 func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 	s.mu.Lock()
+	cfg := s.cfg
+	s.mu.Unlock()
+	s.maybeRefresh(ctx)
+	if chain, def, ok := s.gateInPlace(ctx, cfg); ok {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if err := s.usable(); err != nil {
+			return false, err
+		}
+		if !s.dirty && s.cfg == cfg {
+			s.userChain, s.userDefault = s.userPart(chain), def
+			s.checkNotTo(ctx)
+			return false, nil
+		}
+		return s.checkLocked(ctx)
+	}
+	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.checkLocked(ctx)
+}
+
+// gateInPlace says whether GoBGP has the gate first in its global export
+// chain and, with a fallback policy, the sentinel set, as read now; on a
+// failed read it says no (checkLocked reads again and reports it). It
+// takes no lock.
+func (s *Speaker) gateInPlace(ctx context.Context, cfg *normalized) (chain []string, def api.RouteAction, ok bool) {
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil || len(a.Policies) == 0 || a.Policies[0].Name != cfg.policy {
+		return nil, 0, false
+	}
+	for _, p := range a.Policies {
+		chain = append(chain, p.Name)
+	}
+	if cfg.inFallback() {
+		found := false
+		if err := s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, cfg.sentinel, func(*api.DefinedSet) { found = true }); err != nil || !found {
+			return nil, 0, false
+		}
+	}
+	return chain, a.DefaultAction, true
+}
+
+// checkLocked is Check under the Speaker's lock: it reads GoBGP again and
+// re-installs the gate if it is not in place. s.mu is held.
+func (s *Speaker) checkLocked(ctx context.Context) (reinstalled bool, err error) {
 	if err := s.usable(); err != nil {
 		return false, err
 	}

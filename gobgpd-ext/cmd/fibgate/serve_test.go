@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -333,7 +334,9 @@ func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
 		t.Fatalf("hw probability 0: %s", out)
 	}
 	asked := time.Now()
-	if out, code := cli("hw", "retry", "--all"); code != exitOK || !strings.Contains(out, "written again: 1 failed, 0 refused") {
+	// At least this route: with every write failing, another route the
+	// sim programmed meanwhile may have failed too (seen once under load).
+	if out, code := cli("hw", "retry", "--all"); code != exitOK || !regexp.MustCompile(`written again: [1-9][0-9]* failed, 0 refused`).MatchString(out) {
 		t.Fatalf("hw retry --all: exit %d: %s", code, out)
 	}
 	wait("recovered at once", func(l routeLine) bool { return l.State == "held_down" || l.State == "confirmed" })
