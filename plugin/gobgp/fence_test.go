@@ -25,6 +25,16 @@ func versioned(o gate.Origin, v uint64, ps ...netip.Prefix) []gate.Advertisement
 	return out
 }
 
+// released has the feeder announce ps and sp release them at version 5.
+func (x *loopLab) released(t *testing.T, sp *Speaker, ps ...netip.Prefix) {
+	t.Helper()
+	x.announce(t, false, ps...)
+	x.learned(t, ps...)
+	if err := sp.Advertise(context.Background(), versioned(gate.Transit, 5, ps...)); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // newFenceLab is a loop lab with a Speaker whose FIB clock the test sets
 // (at 5 to begin with).
 func newFenceLab(t *testing.T) (*loopLab, *Speaker, *atomic.Uint64) {
@@ -205,11 +215,7 @@ func (b *slowBackend) sendPaths(ctx context.Context, paths []*api.Path) error {
 func TestFenceDoesNotWaitForALongRelease(t *testing.T) {
 	x, sp, clock := newFenceLab(t)
 	ctx := context.Background()
-	x.announce(t, false, p1)
-	x.learned(t, p1)
-	if err := sp.Advertise(ctx, versioned(gate.Transit, 5, p1)); err != nil {
-		t.Fatal(err)
-	}
+	x.released(t, sp, p1)
 	var many []netip.Prefix
 	for i := range 1500 {
 		many = append(many, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 50, byte(i >> 8), byte(i)}), 32))
@@ -431,11 +437,7 @@ func (b *stalledBackend) exportAssignment(ctx context.Context) (*api.PolicyAssig
 func TestAFenceDoesNotWaitForTheGuardsReads(t *testing.T) {
 	x, sp, clock := newFenceLab(t)
 	ctx := context.Background()
-	x.announce(t, false, p1)
-	x.learned(t, p1)
-	if err := sp.Advertise(ctx, versioned(gate.Transit, 5, p1)); err != nil {
-		t.Fatal(err)
-	}
+	x.released(t, sp, p1)
 	sb := &stalledBackend{backend: sp.b, in: make(chan struct{}), resume: make(chan struct{})}
 	sb.armed.Store(true)
 	sp.mu.Lock()
