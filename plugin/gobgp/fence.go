@@ -110,6 +110,7 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ev.Waited += time.Since(asked)
+	before := ev.Prefixes
 	if err := s.usable(); err != nil {
 		return err
 	}
@@ -135,20 +136,18 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 			changes = append(changes, c)
 		}
 	}
-	if len(changes) == 0 && len(keep) == 0 {
-		return nil
+	if len(changes) > 0 {
+		if err := s.apply(ctx, changes); err != nil {
+			return err
+		}
+		ev.Prefixes += len(changes)
 	}
 	// Releases take short steps for a while: more fences of a burst may
-	// follow this one. A fence that takes nothing back (a prefix not
+	// follow this one. A fence that took nothing back (a prefix not
 	// released, as while a table converges) leaves them as they are.
-	s.steps.fence()
-	if len(changes) == 0 {
-		return nil
+	if ev.Prefixes > before {
+		s.steps.fence()
 	}
-	if err := s.apply(ctx, changes); err != nil {
-		return err
-	}
-	ev.Prefixes += len(changes)
 	return nil
 }
 

@@ -309,17 +309,20 @@ func WithGuardHook(fn func(GuardEvent)) Option { return func(o *options) { o.hoo
 // halfway through changing the gate.
 func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 	s.mu.Lock()
-	cfg := s.cfg
+	cfg, err := s.cfg, s.usable()
 	s.mu.Unlock()
+	if err != nil {
+		return false, err
+	}
 	s.maybeRefresh(ctx)
-	if chain, def, ok := s.gateInPlace(ctx, cfg); ok {
+	if g, err := s.readGate(ctx, cfg, true); err == nil && g.inPlace(cfg) {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if err := s.usable(); err != nil {
 			return false, err
 		}
 		if !s.dirty && s.cfg == cfg {
-			s.userChain, s.userDefault = s.userPart(chain), def
+			s.userChain, s.userDefault = s.userPart(g.chain), g.def
 			s.checkNotTo(ctx)
 			return false, nil
 		}
@@ -330,25 +333,36 @@ func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 	return s.checkLocked(ctx)
 }
 
-// gateInPlace says whether GoBGP has the gate first in its global export
-// chain and, with a fallback policy, the sentinel set, as read now; on a
-// failed read it says no (checkLocked reads again and reports it). It
+// gateRead is what Check reads of the gate in GoBGP.
+type gateRead struct {
+	chain    []string        // the global export chain
+	def      api.RouteAction // its default action
+	first    bool            // the gate's policy is first in it
+	sentinel bool            // the sentinel set is there (read only when asked for, first, and with a fallback policy)
+}
+
+// inPlace says the gate is first and, with a fallback policy, its
+// sentinel set is there.
+func (g gateRead) inPlace(cfg *normalized) bool { return g.first && (g.sentinel || !cfg.inFallback()) }
+
+// readGate reads GoBGP's global export chain and, when sentinel is set,
+// the gate is first and cfg has a fallback policy, the sentinel set. It
 // takes no lock.
-func (s *Speaker) gateInPlace(ctx context.Context, cfg *normalized) (chain []string, def api.RouteAction, ok bool) {
+func (s *Speaker) readGate(ctx context.Context, cfg *normalized, sentinel bool) (gateRead, error) {
 	a, err := s.b.exportAssignment(ctx)
-	if err != nil || len(a.Policies) == 0 || a.Policies[0].Name != cfg.policy {
-		return nil, 0, false
+	if err != nil {
+		return gateRead{}, fmt.Errorf("check gate: read global export assignment: %w", err)
 	}
+	g := gateRead{def: a.DefaultAction, first: len(a.Policies) > 0 && a.Policies[0].Name == cfg.policy}
 	for _, p := range a.Policies {
-		chain = append(chain, p.Name)
+		g.chain = append(g.chain, p.Name)
 	}
-	if cfg.inFallback() {
-		found := false
-		if err := s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, cfg.sentinel, func(*api.DefinedSet) { found = true }); err != nil || !found {
-			return nil, 0, false
+	if g.first && sentinel && cfg.inFallback() {
+		if err := s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, cfg.sentinel, func(*api.DefinedSet) { g.sentinel = true }); err != nil {
+			return gateRead{}, fmt.Errorf("check gate: read sentinel set %s: %w", cfg.sentinel, err)
 		}
 	}
-	return chain, a.DefaultAction, true
+	return g, nil
 }
 
 // checkLocked is Check under the Speaker's lock: it reads GoBGP again and
@@ -357,34 +371,22 @@ func (s *Speaker) checkLocked(ctx context.Context) (reinstalled bool, err error)
 	if err := s.usable(); err != nil {
 		return false, err
 	}
-	a, err := s.b.exportAssignment(ctx)
+	g, err := s.readGate(ctx, s.cfg, !s.dirty)
 	if err != nil {
-		return false, fmt.Errorf("check gate: read global export assignment: %w", err)
-	}
-	var chain []string
-	for _, p := range a.Policies {
-		chain = append(chain, p.Name)
+		return false, err
 	}
 	var reason string
 	unsafe := false
 	switch {
-	case len(a.Policies) == 0 || a.Policies[0].Name != s.cfg.policy:
+	case !g.first:
 		unsafe = true
-		reason = fmt.Sprintf("gate %s not first in global export chain %v (policy reload?)", s.cfg.policy, chain)
+		reason = fmt.Sprintf("gate %s not first in global export chain %v (policy reload?)", s.cfg.policy, g.chain)
 	case s.dirty:
 		reason = "an earlier call failed midway"
-	case s.cfg.inFallback():
-		found := false
-		if err := s.b.listDefinedSets(ctx, api.DefinedType_COMMUNITY, s.cfg.sentinel, func(*api.DefinedSet) { found = true }); err != nil {
-			return false, fmt.Errorf("check gate: read sentinel set %s: %w", s.cfg.sentinel, err)
-		}
-		if !found {
-			reason = fmt.Sprintf("gobgpd replaced its policies (restart or reload): the fallback %s of its config holds the whole scope; restoring the releases", s.cfg.policy)
-			break
-		}
-		fallthrough
+	case !g.inPlace(s.cfg):
+		reason = fmt.Sprintf("gobgpd replaced its policies (restart or reload): the fallback %s of its config holds the whole scope; restoring the releases", s.cfg.policy)
 	default:
-		s.userChain, s.userDefault = s.userPart(chain), a.DefaultAction
+		s.userChain, s.userDefault = s.userPart(g.chain), g.def
 		s.checkNotTo(ctx)
 		return false, nil
 	}

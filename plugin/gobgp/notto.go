@@ -838,11 +838,12 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 	return nil
 }
 
-// checkNotTo is Check's part: GoBGP's neighbours are read again at most
-// every notToRefresh, and what a new neighbour needs goes in (a second
-// neighbour of an indexed AS joins its neighbour set). s.mu is held.
+// checkNotTo is Check's part: what a new neighbour needs goes in (a second
+// neighbour of an indexed AS joins its neighbour set), from GoBGP's
+// neighbours as Check read them again beforehand (maybeRefresh, at most
+// every notToRefresh, without the lock), and the sets' forms are weighed.
+// s.mu is held.
 func (s *Speaker) checkNotTo(ctx context.Context) {
-	s.maybeRefresh(ctx)
 	if s.cfg.NoNotTo {
 		return // the index serves the release's HOLD path only
 	}

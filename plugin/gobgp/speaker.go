@@ -326,17 +326,18 @@ func (s *Speaker) run(ctx context.Context, ads []gate.Advertisement, advertise b
 // best path changed) waits for the step in progress, and while it waits
 // GoBGP exports a path learned again for that prefix: the step is a
 // queue between "best path changed" and "held" (WatchBest's own backlog
-// is the other). A step's size is
-// what the last ones cost a prefix, so under load (a full table
-// converging: 100-500 µs a prefix on two busy cores, where a fixed
-// 4,096-prefix step held the lock for seconds) steps shrink; each costs
-// one more round of set edits in GoBGP, about a millisecond.
+// is the other). A step's size is what the last ones cost a prefix, so
+// under load (a full table converging: 100-500 µs a prefix on two busy
+// cores, where a fixed 4,096-prefix step held the lock for seconds)
+// steps shrink; each costs one more round of set edits in GoBGP, about a
+// millisecond.
 const stepTime = 25 * time.Millisecond
 
 // urgentStepTime is stepTime while fences come (for fencePressure after
-// the last that took a prefix back): withdrawals come in bursts (a session going down, a route
-// server sending its table again), and WatchBest fences a burst's events
-// one batch after another, each waiting for the step in progress. With
+// the last that took a prefix back): withdrawals come in bursts (a
+// session going down, a route server sending its table again), and
+// WatchBest fences a burst's events one batch after another, each
+// waiting for the step in progress. With
 // full steps between them, the last prefixes of a burst of 100 were held
 // 100-200 ms after their withdrawal during a release of 20,000
 // (docs/design-notes.md, "Fences during a bulk release").
