@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -60,5 +61,21 @@ func TestTranslateMapsContainerPathsOnce(t *testing.T) {
 	})
 	if want := "a /run/fibgate-lab/x/leaf1/run/fibgate.sock b /run/fibgate-lab/x/leaf1/files/etc/gobgp/gobgpd.toml"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestDaemonOptionsReadsTheOptionsLines(t *testing.T) {
+	got, err := daemonOptions(strings.NewReader("# c\nbgpd=yes\nzebra_options=\"  -A 127.0.0.1 -s 90000000 --v6-rr-semantics\"\nbgpd_options='-A 127.0.0.1'\nstaticd_options=\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"zebra": {"-A", "127.0.0.1", "-s", "90000000", "--v6-rr-semantics"}, "bgpd": {"-A", "127.0.0.1"}, "staticd": {}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for _, bad := range []string{"zebra_options\n", "zebra_options=\"-A $ADDR\"\n"} {
+		if _, err := daemonOptions(strings.NewReader(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
 	}
 }

@@ -246,14 +246,30 @@ func (l *Lab) startFRR(ctx context.Context, n *Node, paths map[string]string, o 
 			return err
 		}
 	}
+	opts := map[string][]string{}
+	if d, ok := paths["/etc/frr/daemons"]; ok {
+		f, err := os.Open(d)
+		if err != nil {
+			return err
+		}
+		opts, err = daemonOptions(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("FRR daemons file %s: %w", d, err)
+		}
+	}
 	common := []string{"-F", "traditional", "-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-f", conf}
-	if _, err := l.start(n, "zebra", o, append([]string{"/usr/lib/frr/zebra", "-i", filepath.Join(dir, "zebra.pid")}, common...)...); err != nil {
+	args := func(daemon string) []string {
+		a := append([]string{"/usr/lib/frr/" + daemon, "-i", filepath.Join(dir, daemon+".pid")}, common...)
+		return append(a, opts[daemon]...)
+	}
+	if _, err := l.start(n, "zebra", o, args("zebra")...); err != nil {
 		return err
 	}
 	if err := poll(ctx, 10*time.Second, func() error { _, err := os.Stat(filepath.Join(dir, "zserv.api")); return err }); err != nil {
 		return fmt.Errorf("zebra did not start (see %s): %w", filepath.Join(l.NodeDir(n.Name), "zebra.log"), err)
 	}
-	if _, err := l.start(n, "bgpd", o, append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(dir, "bgpd.pid")}, common...)...); err != nil {
+	if _, err := l.start(n, "bgpd", o, args("bgpd")...); err != nil {
 		return err
 	}
 	if err := poll(ctx, 10*time.Second, func() error { _, err := l.Vtysh(n.Name, "show bgp summary json"); return err }); err != nil {

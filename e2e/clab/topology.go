@@ -6,8 +6,9 @@
 // container:NODE, and point-to-point links.
 //
 // Nodes are run by what their image is: an FRR image starts Debian's
-// zebra and bgpd with the bound frr.conf; any other image runs its cmd in
-// a shell, with fibgate's binaries (and gobgpd's) on the PATH. Container
+// zebra and bgpd with the bound frr.conf and the options a bound
+// /etc/frr/daemons gives them; any other image runs its cmd in a shell,
+// with fibgate's binaries (and gobgpd's) on the PATH. Container
 // paths of binds are mapped to the files' host paths in cmd and in the
 // bound files' text, so the startup configs are the lab's own files.
 package clab

@@ -83,7 +83,11 @@ func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 	}
 	f := &FRR{tb: tb, NS: ns, Dir: dir, AS: as}
 	common := []string{"-F", "traditional", "-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-f", cfg}
-	Start(tb, ns, dir, "zebra", append([]string{"/usr/lib/frr/zebra", "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
+	// --v6-rr-semantics: an IPv6 route changes with one replace, as an
+	// IPv4 route does. Without it Debian 12's zebra deletes the old route
+	// and then adds the new one, and a packet forwarded in between is lost
+	// to the neighbour, not to what a test measures (e2e/labs/fabric/daemons).
+	Start(tb, ns, dir, "zebra", append([]string{"/usr/lib/frr/zebra", "--v6-rr-semantics", "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
 	Eventually(tb, 10*time.Second, "zebra's api socket", func() error {
 		_, err := os.Stat(filepath.Join(dir, "zserv.api"))
 		return err
