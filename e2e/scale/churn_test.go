@@ -231,6 +231,10 @@ type churnResult struct {
 	// histFence: the Speaker's fences, best-path change to held in GoBGP
 	// (fibgate_gobgp_fence_seconds), and the part waiting for its lock.
 	histFence, histFenceWait histogram
+	// histWatch: WatchBest's heartbeat, GoBGP's main loop to WatchBest
+	// reading the event (fibgate_gobgp_watch_delay_seconds), and the part
+	// until GoBGP's watcher delivered it.
+	histWatch, histDelivery histogram
 	// The consistency audit's passes over the churn and its drain, and
 	// how long the last one took.
 	auditPasses int
@@ -257,10 +261,11 @@ func (r churnResult) line() string {
 	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
 		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
 	if r.gated {
-		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route (held there %s); withdrawals at the observer after the route left %s; %d audit passes (the last %v); %d failed speaker calls; fences p50 %s, p99 %s (%d; waiting for the lock p99 %s)",
+		s += fmt.Sprintf("; to FIB %s; to hardware %s; confirm to released %s (histogram p50 %s, p99 %s); confirm to observer %s; %d at the observer before the leaf confirmed them, %d whose route never left the FIB, %d announced to the observer while the leaf had no route (held there %s); withdrawals at the observer after the route left %s; %d audit passes (the last %v); %d failed speaker calls; fences p50 %s, p99 %s (%d; waiting for the lock p99 %s); watch delay p50 %s, p99 %s, max bucket %s (%d; GoBGP's delivery p99 %s)",
 			summary(r.toFIB), summary(r.toHW), summary(r.confirmToRelease), ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), summary(r.confirmToObs),
 			r.early, r.stayed, r.leaked, summary(r.leakedFor), summary(r.lateWithdraw), r.auditPasses, r.auditLast.Round(time.Millisecond), r.speakerErrors,
-			ms(r.histFence.quantile(0.5)), ms(r.histFence.quantile(0.99)), r.histFence.count, ms(r.histFenceWait.quantile(0.99)))
+			ms(r.histFence.quantile(0.5)), ms(r.histFence.quantile(0.99)), r.histFence.count, ms(r.histFenceWait.quantile(0.99)),
+			ms(r.histWatch.quantile(0.5)), ms(r.histWatch.quantile(0.99)), ms(r.histWatch.quantile(1)), r.histWatch.count, ms(r.histDelivery.quantile(0.99)))
 	}
 	if w := r.wire; w != nil {
 		s += fmt.Sprintf("; on the wire to the observer: announce %s; withdraw %s", summary(w.announce), summary(w.withdraw))
@@ -467,6 +472,8 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			r.histCall = after[call].minus(before[call])
 			r.histFence = after["fibgate_gobgp_fence_seconds"].minus(before["fibgate_gobgp_fence_seconds"])
 			r.histFenceWait = after["fibgate_gobgp_fence_wait_seconds"].minus(before["fibgate_gobgp_fence_wait_seconds"])
+			r.histWatch = after["fibgate_gobgp_watch_delay_seconds"].minus(before["fibgate_gobgp_watch_delay_seconds"])
+			r.histDelivery = after["fibgate_gobgp_watch_delivery_seconds"].minus(before["fibgate_gobgp_watch_delivery_seconds"])
 			r.auditPasses = int(after["fibgate_audit_passes_total"].value - before["fibgate_audit_passes_total"].value)
 			r.auditLast = time.Duration(after["fibgate_audit_pass_seconds"].value * float64(time.Second))
 			r.speakerErrors = int(after["fibgate_speaker_errors_total"].value - before["fibgate_speaker_errors_total"].value)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
@@ -119,18 +120,24 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// index lacks (at most once a second: a neighbour GoBGP does not
 	// list yet is asked about again then).
 	var retried time.Time
+	var hb *heartbeat // with a watch hook, once the table is read
 	decode := func(ps []*api.Path) []BestPath {
-		bs, unknown := s.bestPaths(ps)
+		bs, unknown, beat := s.bestPaths(ps)
+		if beat {
+			hb.readNow()
+		}
 		if unknown && time.Since(retried) >= notToRefresh {
 			retried = time.Now()
 			if err := s.refreshNeighbours(ctx); err == nil {
-				bs, _ = s.bestPaths(ps)
+				bs, _, _ = s.bestPaths(ps)
 			}
 		}
 		return bs
 	}
+	var beating atomic.Pointer[heartbeat] // hb, for GoBGP's goroutine
 	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
 	batched, err := s.b.watchBest(ctx, func(ps []*api.Path) {
+		beating.Load().deliver(ps)
 		select {
 		case events <- ps:
 		case <-ctx.Done():
@@ -152,6 +159,12 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// kernel writes of the batches before it: while it waits, GoBGP keeps
 	// exporting paths learned again for prefixes still released.
 	q := newBestQueue()
+	// The heartbeat's goroutine deletes its path before WatchBest returns.
+	var beats sync.WaitGroup
+	defer func() {
+		cancel()
+		beats.Wait()
+	}()
 	delivered := make(chan struct{})
 	go func() {
 		defer close(delivered)
@@ -333,6 +346,21 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 					return fmt.Errorf("watch best paths: remove the end-of-table mark: %w", err)
 				}
 			}
+			if fn := s.opts.watchHook; fn != nil && hb == nil {
+				hb = newHeartbeat()
+				beating.Store(hb)
+				beats.Add(1)
+				go func() {
+					defer beats.Done()
+					hb.run(ctx, func(ctx context.Context, withdraw bool) error {
+						p, err := s.pb.holdPath(snapshotMarker, withdraw)
+						if err != nil {
+							return err
+						}
+						return s.b.sendPaths(ctx, []*api.Path{p})
+					}, fn, s.opts.log.Warn)
+				}()
+			}
 		}
 	}
 }
@@ -487,7 +515,9 @@ func isMarker(p *api.Path) bool {
 // unknown says a best path came from an eBGP neighbour whose AS the not-to
 // index lacks (notto.go): the caller reads the neighbours again and asks
 // once more.
-func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown bool) {
+//
+// beat says the batch held the add of WatchBest's heartbeat (heartbeat.go).
+func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown, beat bool) {
 	x, local := s.nt.idx.Load(), s.localAS.Load()
 	for len(ps) > 0 {
 		p, ok := pathPrefix(ps[0])
@@ -504,6 +534,10 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown bool) {
 		if !ok {
 			continue // not unicast IPv4/IPv6
 		}
+		if p == snapshotMarker {
+			beat = beat || !group[0].IsWithdraw
+			continue // a HOLD path of WatchBest's own, never a route
+		}
 		b, report := s.bestOf(p, group, x)
 		if report {
 			out = append(out, b)
@@ -512,7 +546,7 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown bool) {
 			}
 		}
 	}
-	return out, unknown
+	return out, unknown, beat
 }
 
 func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPath, bool) {

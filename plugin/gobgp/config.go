@@ -303,6 +303,8 @@ type options struct {
 	clock    func() uint64
 	// fenceHook: WithFenceHook (fence.go).
 	fenceHook func(FenceEvent)
+	// watchHook: WithWatchHook (heartbeat.go).
+	watchHook func(WatchBeat)
 }
 
 func defaultOptions() options {

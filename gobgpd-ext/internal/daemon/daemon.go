@@ -196,7 +196,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 			return fmt.Errorf("register the fences' metrics: %w", err)
 		}
 		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed),
-			gobgp.WithFIBClock(d.listener.Clock), gobgp.WithGuardHook(gm.observe), gobgp.WithFenceHook(fm.observe))
+			gobgp.WithFIBClock(d.listener.Clock), gobgp.WithGuardHook(gm.observe), gobgp.WithFenceHook(fm.observe), gobgp.WithWatchHook(fm.beat))
 		if err != nil {
 			return configErr(err)
 		}
