@@ -32,6 +32,9 @@ type BestPath struct {
 	// ases has the bits of the indexed neighbour ASes in the best path's
 	// AS_PATH (notto.go).
 	ases uint64
+	// gone: GoBGP reported the prefix without a best path (its last path
+	// went), so it exports nothing of it (apply's quiet take-back).
+	gone bool
 }
 
 // ErrWatchEnded is returned by WatchBest when GoBGP ended the stream (gobgpd
@@ -186,8 +189,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		var ases []prefixMask // new AS masks, recorded after the fence
 		kept := bs[:0]
-		var moved []netip.Prefix // had a route that is about to change
-		var keep []keepReq       // the same, with new attributes: kept on a copy if it can (keep.go)
+		var moved []netip.Prefix       // had a route that is about to change
+		var gone map[netip.Prefix]bool // of moved, those whose best path went
+		var keep []keepReq             // the same, with new attributes: kept on a copy if it can (keep.go)
 		// Copies to make anew (copy.go): new attributes on the same route,
 		// or a copy GoBGP lost (its learned path is best).
 		var again []netip.Prefix
@@ -221,13 +225,19 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				keep = append(keep, keepReq{prefix: b.Prefix, was: old.attrs, now: now.attrs, nexthops: b.Nexthops})
 			case had && (len(b.Nexthops) == 0 || old.attrs != now.attrs):
 				moved = append(moved, b.Prefix)
+				if b.gone {
+					if gone == nil {
+						gone = make(map[netip.Prefix]bool)
+					}
+					gone[b.Prefix] = true
+				}
 			}
 			kept = append(kept, b)
 		}
 		s.nt.mu.Unlock()
 		// Hold what changed before the installer touches its routes
 		// (fence.go): nothing queues between the change and the hold.
-		if err := s.fence(ctx, since, moved, keep, nil); err != nil && ctx.Err() == nil {
+		if err := s.fence(ctx, since, moved, keep, nil, func(p netip.Prefix) bool { return gone[p] }); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
 		if err := s.recopy(ctx, again); err != nil && ctx.Err() == nil {
@@ -550,7 +560,7 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown, beat bool)
 }
 
 func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPath, bool) {
-	b := BestPath{Prefix: p}
+	b := BestPath{Prefix: p, gone: !slices.ContainsFunc(group, func(p *api.Path) bool { return !p.IsWithdraw })}
 	for i, path := range group {
 		if path.IsWithdraw {
 			continue

@@ -40,7 +40,7 @@ func WithFIBClock(clock func() uint64) Option { return func(o *options) { o.cloc
 // this call. Prefixes not released are only fenced. It is one round trip
 // to GoBGP for the whole batch.
 func (s *Speaker) Fence(ctx context.Context, prefixes []netip.Prefix) error {
-	return s.fence(ctx, time.Now(), prefixes, nil, nil)
+	return s.fence(ctx, time.Now(), prefixes, nil, nil, nil)
 }
 
 // FenceEvent is a fence that took prefixes back (WithFenceHook). Until it
@@ -65,8 +65,9 @@ func WithFenceHook(fn func(FenceEvent)) Option { return func(o *options) { o.fen
 // fence is Fence that first tries to keep the prefixes of keep out on
 // copies of their previous best paths (keep.go), and fences only those of
 // prefixes for which only says yes (nil: all). since is when the change
-// reached the Speaker.
-func (s *Speaker) fence(ctx context.Context, since time.Time, prefixes []netip.Prefix, keep []keepReq, only func(netip.Prefix) bool) error {
+// reached the Speaker. gone says which prefixes' best path went (nil:
+// none known): their take-back needs no HOLD path (apply).
+func (s *Speaker) fence(ctx context.Context, since time.Time, prefixes []netip.Prefix, keep []keepReq, only, gone func(netip.Prefix) bool) error {
 	if len(prefixes) == 0 && len(keep) == 0 {
 		return nil
 	}
@@ -83,14 +84,14 @@ func (s *Speaker) fence(ctx context.Context, since time.Time, prefixes []netip.P
 	}()
 	for len(keep) > 0 {
 		n := min(len(keep), s.opts.batch)
-		if err := s.fenceStep(ctx, nil, keep[:n], clock, only, &ev); err != nil {
+		if err := s.fenceStep(ctx, nil, keep[:n], clock, only, gone, &ev); err != nil {
 			return err
 		}
 		keep = keep[n:]
 	}
 	for len(prefixes) > 0 {
 		n := min(len(prefixes), s.opts.batch)
-		if err := s.fenceStep(ctx, prefixes[:n], nil, clock, only, &ev); err != nil {
+		if err := s.fenceStep(ctx, prefixes[:n], nil, clock, only, gone, &ev); err != nil {
 			return err
 		}
 		prefixes = prefixes[n:]
@@ -100,7 +101,7 @@ func (s *Speaker) fence(ctx context.Context, since time.Time, prefixes []netip.P
 
 // fenceStep is one locked step of fence; it adds what it held and waited
 // to ev.
-func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, clock uint64, only func(netip.Prefix) bool, ev *FenceEvent) error {
+func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep []keepReq, clock uint64, only, gone func(netip.Prefix) bool, ev *FenceEvent) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -133,6 +134,7 @@ func (s *Speaker) fenceStep(ctx context.Context, prefixes []netip.Prefix, keep [
 		if st.transit || st.kept {
 			c := s.current(p)
 			c.transit = false
+			c.gone = gone != nil && gone(p)
 			changes = append(changes, c)
 		}
 	}

@@ -473,3 +473,103 @@ func TestAFenceDoesNotWaitForTheGuardsReads(t *testing.T) {
 	}
 	x.received(t, []netip.Prefix{p1})
 }
+
+// holdCounter counts the HOLD paths sent per prefix (adds and deletes).
+type holdCounter struct {
+	backend
+	hold uint32
+	mu   sync.Mutex
+	sent map[netip.Prefix]int
+}
+
+func (b *holdCounter) sendPaths(ctx context.Context, paths []*api.Path) error {
+	b.mu.Lock()
+	for _, path := range paths {
+		if _, comms, err := pathAttrs(path); err == nil && slices.Contains(comms, b.hold) {
+			p, _ := pathPrefix(path)
+			b.sent[p]++
+		}
+	}
+	b.mu.Unlock()
+	return b.backend.sendPaths(ctx, paths)
+}
+
+func (b *holdCounter) of(p netip.Prefix) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sent[p]
+}
+
+// TestAWithdrawalIsFencedWithoutAHoldPath: when a released prefix's last
+// path goes, GoBGP withdraws it from every neighbour itself, so its fence
+// only holds it in the held set: no HOLD path, whose add and delete are two
+// best-path events GoBGP's watcher converts ahead of other prefixes'. A
+// path learned again afterwards stays held.
+func TestAWithdrawalIsFencedWithoutAHoldPath(t *testing.T) {
+	x, sp, _ := newFenceLab(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sp.WatchBest(ctx, func(bool, []BestPath) {}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("WatchBest: %v", err)
+		}
+	})
+	both := []netip.Prefix{p1, p2}
+	x.released(t, sp, both...)
+	x.received(t, both, both...)
+	hc := &holdCounter{backend: sp.b, hold: sp.cfg.hold, sent: make(map[netip.Prefix]int)}
+	sp.mu.Lock()
+	sp.b = hc
+	sp.mu.Unlock()
+	x.announce(t, true, p1)
+	x.received(t, both, p2)
+	lab.Eventually(t, 10*time.Second, "p1 fenced", func() error {
+		if sp.IsReleased(p1) {
+			return errors.New("still released")
+		}
+		return nil
+	})
+	if n := hc.of(p1); n != 0 {
+		t.Errorf("the fence of p1's withdrawal sent %d HOLD paths, want none", n)
+	}
+	x.announce(t, false, p1)
+	x.learned(t, p1)
+	lab.Never(t, 300*time.Millisecond, "p1 stays held", func() error {
+		if _, ok := rib(t, x.receiver)[p1]; ok {
+			return fmt.Errorf("%v reached the neighbour", p1)
+		}
+		return nil
+	})
+	if got := countHold(t, sp.b, sp.cfg.hold); got != 0 {
+		t.Errorf("%d HOLD paths left behind", got)
+	}
+}
+
+// TestAQuietTakeBackWithdrawsAPathThatCameBack: a fence told that p1's
+// best path went (the hint WatchBest gives) finds p1 with a path again, as
+// when a re-announcement reached GoBGP before the fence and went out. The
+// fence must take it back from the neighbour as with a HOLD path, not only
+// hold it (GoBGP would then never withdraw what it sent).
+func TestAQuietTakeBackWithdrawsAPathThatCameBack(t *testing.T) {
+	x, sp, clock := newFenceLab(t)
+	ctx := context.Background()
+	both := []netip.Prefix{p1, p2}
+	x.released(t, sp, both...)
+	x.received(t, both, both...)
+	clock.Store(10)
+	gone := func(p netip.Prefix) bool { return p == p1 || p == p2 }
+	if err := sp.fence(ctx, time.Now(), both, nil, nil, gone); err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, both) // withdrawn at the neighbour
+	for _, p := range both {
+		if sp.IsReleased(p) {
+			t.Errorf("%v is still released after its fence", p)
+		}
+	}
+	if got := countHold(t, sp.b, sp.cfg.hold); got != 0 {
+		t.Errorf("%d HOLD paths left behind", got)
+	}
+}

@@ -466,7 +466,7 @@ func (s *Speaker) checkCopies(ctx context.Context) error {
 	return s.fence(ctx, time.Now(), changed, nil, func(p netip.Prefix) bool {
 		sig, ok := s.cp.get(p)
 		return ok && sig == snap[p]
-	})
+	}, nil)
 }
 
 // dropCopies deletes the kept copies (keep.go); their prefixes stay

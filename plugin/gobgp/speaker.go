@@ -476,6 +476,8 @@ type change struct {
 	// recopy: a release by copy adds its copy anew even where the copy
 	// in place is of the same path (GoBGP lost it; copy.go).
 	recopy bool
+	// gone: a take-back whose best path went (apply's quiet take-back).
+	gone bool
 }
 
 func (s *Speaker) current(p netip.Prefix) change {
@@ -497,6 +499,16 @@ func (s *Speaker) current(p netip.Prefix) change {
 //	C. hold in the held set what is taken back;
 //	D. delete the HOLD paths of phase B's take-backs (nothing is sent:
 //	   the learned path is held now, the HOLD path was never sent).
+//
+// A take-back of a prefix whose best path went (change.gone: a fence of a
+// withdrawal) skips the HOLD path: GoBGP withdrew the prefix from every
+// neighbour when its last path went, so holding it (C) is enough. Unless
+// a path came back before C, which GoBGP may have exported: a read of
+// GoBGP after C finds those (quietTakeBack), and they are taken back as
+// above (released again, B, C, D). A withdrawal's fence is then two calls
+// and no best-path events instead of three calls and two events per
+// prefix, which GoBGP's watcher converts ahead of the events of other
+// prefixes (docs/design-notes.md, "Quiet take-backs").
 //
 // Taking back an originated prefix in scope also goes through HOLD: the
 // HOLD path replaces the local path (same source), so a learned path of
@@ -526,7 +538,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	// Sized for a release, the common change (a table's first releases
 	// are most of a convergence's calls): growing them was garbage.
-	var shut, outAfter, inAfter []netip.Prefix
+	var shut, outAfter, inAfter, quiet []netip.Prefix
 	var phasePre, phaseD []*api.Path
 	open := make([]netip.Prefix, 0, len(changes))
 	phaseB := make([]*api.Path, 0, 2*len(changes))
@@ -604,6 +616,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			err = push(&phaseB)(s.pb.originated(c.p, c.nextHop, false))
 		case st.originated && !c.originated && (c.transit || !in):
 			err = push(&phaseB)(s.pb.originated(c.p, s.onh[c.p], true))
+		case !c.originated && st.transit && !c.transit && c.gone && !st.originated && !st.held && st.released && in:
+			quiet = append(quiet, c.p) // phase C only, unless a path came back
 		case st.originated && !c.originated, !c.originated && st.transit && !c.transit:
 			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
@@ -682,6 +696,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	if err := s.setReleased(ctx, shut, false); err != nil {
 		return fail("hold in held set", err)
 	}
+	if len(quiet) > 0 {
+		dels, err := s.quietTakeBack(ctx, quiet, holds)
+		if err != nil {
+			return fail("take back prefixes a path came back for", err)
+		}
+		phaseD = append(phaseD, dels...)
+	}
 	if err := s.editNotTo(ctx, ntDelLate, true); err != nil {
 		return fail("delete from not-to sets", err)
 	}
@@ -717,6 +738,87 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 		s.rec.set(c.p, st)
 	}
 	return nil
+}
+
+// quietTakeBack is apply's step after phase C for the take-backs of
+// prefixes whose best path went (quiet): those GoBGP has a path for again,
+// which it may have exported before phase C, are taken back as with a HOLD
+// path: released again, so that GoBGP judges what it sent as sent, the HOLD
+// path added (GoBGP withdraws), held again. It returns the HOLD paths'
+// deletions for phase D and marks those prefixes in holds. A failed read
+// takes every quiet prefix back so. Called with s.mu held.
+func (s *Speaker) quietTakeBack(ctx context.Context, quiet []netip.Prefix, holds map[netip.Prefix]bool) ([]*api.Path, error) {
+	back, err := s.withPaths(ctx, quiet)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		s.opts.log.Warn("reading gobgp's paths of withdrawn prefixes failed; taking them back with HOLD paths", "prefixes", len(quiet), "err", err)
+		back = quiet
+	}
+	if len(back) == 0 {
+		return nil, nil
+	}
+	adds := make([]*api.Path, 0, len(back))
+	dels := make([]*api.Path, 0, len(back))
+	for _, p := range back {
+		a, err := s.pb.holdPath(p, false)
+		if err != nil {
+			return nil, fmt.Errorf("build paths: %w", err)
+		}
+		d, err := s.pb.holdPath(p, true)
+		if err != nil {
+			return nil, fmt.Errorf("build paths: %w", err)
+		}
+		adds, dels = append(adds, a), append(dels, d)
+		st := s.rec.get(p)
+		st.held = true // conservatively, until phase D
+		s.rec.set(p, st)
+		holds[p] = true
+	}
+	if err := s.setReleased(ctx, back, true); err != nil {
+		return nil, err
+	}
+	if err := s.b.sendPaths(ctx, adds); err != nil {
+		return nil, err
+	}
+	if err := s.setReleased(ctx, back, false); err != nil {
+		return nil, err
+	}
+	return dels, nil
+}
+
+// withPaths returns the prefixes of ps that GoBGP's global RIB has a path
+// for: one read per family, in GoBGP's main loop.
+func (s *Speaker) withPaths(ctx context.Context, ps []netip.Prefix) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, fam := range []*api.Family{familyV4, familyV6} {
+		r := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableOnlyBinary: true}
+		for _, p := range ps {
+			if p.Addr().Is4() == (fam == familyV4) {
+				r.Prefixes = append(r.Prefixes, &api.TableLookupPrefix{Prefix: p.String(), Type: api.TableLookupPrefix_EXACT})
+			}
+		}
+		if len(r.Prefixes) == 0 {
+			continue
+		}
+		var perr error
+		err := s.b.listPath(ctx, r, func(d *api.Destination) {
+			if len(d.Paths) == 0 {
+				return
+			}
+			p, err := netip.ParsePrefix(d.Prefix)
+			if err != nil {
+				perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
+				return
+			}
+			out = append(out, p.Masked())
+		})
+		if err = errors.Join(err, perr); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // Close stops Guard loops, deletes HOLD paths that a failed call may have
