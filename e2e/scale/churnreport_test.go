@@ -270,8 +270,8 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	}
 	if len(gated) > 0 {
 		b.WriteString("\nGated leaves, per re-announced prefix, from the gate's own timestamps (milliseconds): the route entering the FIB, its confirmation, its release to GoBGP; and the gate's histograms over the churn (Prometheus, interpolated within their buckets):\n\n")
-		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram BGP's advertise calls p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | confirmed → on the wire p50 / p99 / max | at the observer, on the wire before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | on the wire while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max | audit passes (last took) |\n")
-		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| leaf | round | source → FIB p50 / p99 | FIB → confirmed p50 / p99 | confirmed → released p50 / p99 / max | histogram confirm-to-advertise p50 / p99 (n) | histogram BGP's advertise calls p50 / p99 (n) | histogram time-to-hardware p50 / p99 (n) | confirmed → observer p50 / p99 / max | confirmed → on the wire p50 / p99 / max | at the observer, on the wire before confirmed | route never left the FIB | announced to the observer while the leaf had no route: count, held p50 / p99 / max | on the wire while the leaf had no route | withdrawal at the observer after the route left: count, p50 / p99 / max | histogram fences p50 / p99 (n) | histogram watch delay p50 / p99 (n) | audit passes (last took) |\n")
+		b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, r := range gated {
 			leak := "0"
 			if r.leaked > 0 {
@@ -288,12 +288,15 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 					wireLeak = "**" + wireLeak + "**"
 				}
 			}
-			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s / %s (%s) | %s | %s | %d, %s | %d | %s | %s | %s, %s | %d (%.1f s) |\n",
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s / %s (%s) | %s / %s (%s) | %s / %s (%s) | %s | %s | %d, %s | %d | %s | %s | %s, %s | %s / %s (%s) | %s / %s (%s) | %d (%.1f s) |\n",
 				title, r.round, pair(r.toFIB), pair(r.toHW), triple(r.confirmToRelease),
 				ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), thousands(int(r.histConfirm.count)),
 				ms(r.histCall.quantile(0.5)), ms(r.histCall.quantile(0.99)), thousands(int(r.histCall.count)),
 				ms(r.histHW.quantile(0.5)), ms(r.histHW.quantile(0.99)), thousands(int(r.histHW.count)),
-				triple(r.confirmToObs), wireConfirm, r.early, wireEarly, r.stayed, leak, wireLeak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw), r.auditPasses, r.auditLast.Seconds())
+				triple(r.confirmToObs), wireConfirm, r.early, wireEarly, r.stayed, leak, wireLeak, thousands(len(r.lateWithdraw)), triple(r.lateWithdraw),
+				ms(r.histFence.quantile(0.5)), ms(r.histFence.quantile(0.99)), thousands(int(r.histFence.count)),
+				ms(r.histWatch.quantile(0.5)), ms(r.histWatch.quantile(0.99)), thousands(int(r.histWatch.count)),
+				r.auditPasses, r.auditLast.Seconds())
 		}
 		b.WriteString("\nIssue 10's target, confirm-to-advertise p99 under 5 ms:\n")
 		for _, r := range gated {

@@ -93,7 +93,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		take := func(d *api.Destination) {
 			pace.step()
 			p, ok := parse(d)
-			if !ok || p == snapshotMarker { // WatchBest's own (heartbeat.go)
+			if !ok || ownPrefix(p) { // WatchBest's own (heartbeat.go)
 				return
 			}
 			ps := scratch[:0]

@@ -362,8 +362,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				beats.Add(1)
 				go func() {
 					defer beats.Done()
-					hb.run(ctx, func(ctx context.Context, withdraw bool) error {
-						p, err := s.pb.holdPath(snapshotMarker, withdraw)
+					hb.run(ctx, func(ctx context.Context, n uint32, withdraw bool) error {
+						p, err := s.pb.beatPath(n, withdraw)
 						if err != nil {
 							return err
 						}
@@ -544,8 +544,8 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown, beat bool)
 		if !ok {
 			continue // not unicast IPv4/IPv6
 		}
-		if p == snapshotMarker {
-			beat = beat || !group[0].IsWithdraw
+		if ownPrefix(p) {
+			beat = beat || p == heartbeatPrefix && !group[0].IsWithdraw
 			continue // a HOLD path of WatchBest's own, never a route
 		}
 		b, report := s.bestOf(p, group, x)

@@ -2,6 +2,7 @@ package gobgp
 
 import (
 	"context"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -16,8 +17,9 @@ import (
 // the part before FenceEvent.Took. The fence hook cannot see it (it starts
 // when WatchBest reads the event) and GoBGP's own timestamps have a
 // second's resolution, so WatchBest measures it with a path of its own:
-// every second a HOLD path on snapshotMarker (0.0.0.0/32, never exported
-// and never a route), added and deleted again once seen.
+// every second a HOLD path on heartbeatPrefix (0.0.0.1/32, never exported
+// and never a route) replaces the one before (beatPath); it is deleted
+// when WatchBest returns.
 type WatchBeat struct {
 	// Delivered runs from GoBGP's main loop processing the heartbeat's
 	// path until GoBGP's watcher handed its event to fibgate: GoBGP's
@@ -36,6 +38,17 @@ func WithWatchHook(fn func(WatchBeat)) Option { return func(o *options) { o.watc
 
 // heartbeatEvery is how often WatchBest sends its heartbeat.
 const heartbeatEvery = time.Second
+
+// heartbeatPrefix is the prefix of the heartbeat's path: in 0.0.0.0/8
+// ("this network"), never a route, and not snapshotMarker, so that a
+// heartbeat left in GoBGP by a fibgate that was killed is never taken for
+// the end of the next one's snapshot.
+var heartbeatPrefix = netip.MustParsePrefix("0.0.0.1/32")
+
+// ownPrefix says whether p is one of WatchBest's own prefixes
+// (snapshotMarker, heartbeatPrefix): HOLD paths there are not the gate's,
+// and the audit leaves them out.
+func ownPrefix(p netip.Prefix) bool { return p == snapshotMarker || p == heartbeatPrefix }
 
 // heartbeatPatience is how long a heartbeat waits to be seen before the
 // next one replaces it (GoBGP may not report a path that did not change
@@ -57,7 +70,10 @@ func newHeartbeat() *heartbeat { return &heartbeat{seen: make(chan struct{}, 1)}
 // single path (GoBGP reports a path added alone as an event of its own)
 // can be the heartbeat, and only while one is pending is it decoded.
 func (h *heartbeat) deliver(ps []*api.Path) {
-	if h == nil || len(ps) != 1 || ps[0].IsWithdraw || !h.pending.Load() || !isMarker(ps[0]) {
+	if h == nil || len(ps) != 1 || ps[0].IsWithdraw || !h.pending.Load() {
+		return
+	}
+	if p, ok := pathPrefix(ps[0]); !ok || p != heartbeatPrefix {
 		return
 	}
 	h.delivered.Store(time.Now().UnixNano())
@@ -76,23 +92,26 @@ func (h *heartbeat) readNow() {
 }
 
 // run sends a heartbeat every heartbeatEvery until ctx ends, each once the
-// one before was seen, and reports each to fn. send adds (withdraw false)
-// or deletes the heartbeat's path. The path is deleted before run returns.
-func (h *heartbeat) run(ctx context.Context, send func(ctx context.Context, withdraw bool) error, fn func(WatchBeat), warn func(msg string, args ...any)) {
+// one before was seen, and reports each to fn. send adds beat n's path
+// (replacing the one before) or, with withdraw, deletes it: only before
+// run returns.
+func (h *heartbeat) run(ctx context.Context, send func(ctx context.Context, n uint32, withdraw bool) error, fn func(WatchBeat), warn func(msg string, args ...any)) {
 	tick := time.NewTicker(heartbeatEvery)
 	defer tick.Stop()
+	var n uint32 // the last beat sent
 	added := false
 	defer func() {
 		if added {
 			c, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 			defer cancel()
-			if err := send(c, true); err != nil {
-				warn("deleting the best-path watch's heartbeat path (0.0.0.0/32, HOLD community) failed", "err", err)
+			if err := send(c, n, true); err != nil {
+				warn("deleting the best-path watch's heartbeat path failed", "prefix", heartbeatPrefix, "err", err)
 			}
 		}
 	}()
 	patience := time.NewTimer(heartbeatPatience)
 	defer patience.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -105,16 +124,19 @@ func (h *heartbeat) run(ctx context.Context, send func(ctx context.Context, with
 		}
 		h.delivered.Store(0)
 		h.pending.Store(true)
-		err := send(ctx, false)
+		n++
+		err := send(ctx, n, false)
 		sent := time.Now()
 		added = added || err == nil
 		if err != nil {
 			h.pending.Store(false)
-			if ctx.Err() == nil {
-				warn("sending the best-path watch's heartbeat failed; trying again", "err", err)
+			if ctx.Err() == nil && !failing {
+				warn("sending the best-path watch's heartbeat failed; trying again every second, quietly until it works", "prefix", heartbeatPrefix, "err", err)
 			}
+			failing = true
 			continue
 		}
+		failing = false
 		patience.Reset(heartbeatPatience)
 		select {
 		case <-ctx.Done():
@@ -137,12 +159,5 @@ func (h *heartbeat) run(ctx context.Context, send func(ctx context.Context, with
 			b.Delivered = b.Read // not seen by the callback: at most that
 		}
 		fn(b)
-		if err := send(ctx, true); err != nil {
-			if ctx.Err() == nil {
-				warn("deleting the best-path watch's heartbeat failed; the next one replaces it", "err", err)
-			}
-			continue
-		}
-		added = false
 	}
 }

@@ -22,7 +22,7 @@ type slowWatch struct {
 
 func (b *slowWatch) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
 	return b.backend.watchBest(ctx, func(ps []*api.Path) {
-		if len(ps) == 1 && !ps[0].IsWithdraw && isMarker(ps[0]) {
+		if len(ps) == 1 && !ps[0].IsWithdraw && isBeat(ps[0]) {
 			if b.armed.CompareAndSwap(true, false) {
 				close(b.stopped)
 				<-b.stop
@@ -35,9 +35,10 @@ func (b *slowWatch) watchBest(ctx context.Context, fn func([]*api.Path), errc ch
 
 // TestWatchBestTimesItsHeartbeat: with a watch hook, WatchBest times a path
 // of its own through GoBGP's best-path watch once a second. A delivery
-// delayed by 300 ms must show in the beat; the path is never reported to
-// the installer, and is gone once WatchBest returns, also when it returns
-// while a heartbeat is on its way.
+// delayed by 300 ms must show in the beat. Neighbours get nothing of it
+// (a heartbeat deleted each second sent them a withdrawal each time), the
+// installer is never told of it, and it is gone once WatchBest returns,
+// also when it returns while a heartbeat is on its way.
 func TestWatchBestTimesItsHeartbeat(t *testing.T) {
 	x := newLoopLab(t)
 	beats := make(chan WatchBeat, 64)
@@ -71,6 +72,18 @@ func TestWatchBestTimesItsHeartbeat(t *testing.T) {
 	if b := next(); b.Read < b.Delivered || b.Read > 250*time.Millisecond {
 		t.Errorf("idle GoBGP: %+v, want a delivery within the read, both short", b)
 	}
+	updates := func() uint64 {
+		t.Helper()
+		var n uint64
+		err := x.receiver.ListPeer(context.Background(), &api.ListPeerRequest{}, func(p *api.Peer) {
+			n += p.GetState().GetMessages().GetReceived().GetUpdate()
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := updates()
 	const delay = 300 * time.Millisecond
 	sw.delay.Store(int64(delay))
 	for len(beats) > 0 { // one may have come meanwhile
@@ -80,6 +93,9 @@ func TestWatchBestTimesItsHeartbeat(t *testing.T) {
 	b := next()
 	if b.Delivered < delay || b.Read < b.Delivered {
 		t.Errorf("delivery delayed by %v: %+v, want a delivery at least that late and a read after it", delay, b)
+	}
+	if n := updates() - before; n != 0 {
+		t.Errorf("the receiver got %d UPDATEs from the leaf over the heartbeats, want none", n)
 	}
 	sw.delay.Store(0)
 	sw.armed.Store(true)
@@ -92,12 +108,17 @@ func TestWatchBestTimesItsHeartbeat(t *testing.T) {
 	}
 	for len(reported) > 0 {
 		for _, bp := range <-reported {
-			if bp.Prefix == snapshotMarker {
+			if ownPrefix(bp.Prefix) {
 				t.Errorf("the heartbeat was reported to the installer: %+v", bp)
 			}
 		}
 	}
-	if _, ok := rib(t, x.leaf)[snapshotMarker]; ok {
-		t.Errorf("the heartbeat's path %v is still in GoBGP after WatchBest returned", snapshotMarker)
+	if _, ok := rib(t, x.leaf)[heartbeatPrefix]; ok {
+		t.Errorf("the heartbeat's path %v is still in GoBGP after WatchBest returned", heartbeatPrefix)
 	}
+}
+
+func isBeat(p *api.Path) bool {
+	pfx, ok := pathPrefix(p)
+	return ok && pfx == heartbeatPrefix
 }

@@ -120,6 +120,19 @@ func (b *pathBuilder) holdPath(p netip.Prefix, withdraw bool) (*api.Path, error)
 	return b.build(p, nh, b.hold, withdraw)
 }
 
+// beatPath is WatchBest's heartbeat (heartbeat.go): a HOLD path on
+// heartbeatPrefix whose MED is the beat's number, so each beat replaces the
+// one before with a path that differs, which GoBGP reports as a new best
+// path, and nothing is ever deleted while the heartbeat runs (a deletion
+// would send every neighbour a withdrawal of a prefix it never had).
+func (b *pathBuilder) beatPath(n uint32, withdraw bool) (*api.Path, error) {
+	med, err := bgp.NewPathAttributeMultiExitDisc(n).Serialize()
+	if err != nil {
+		return nil, fmt.Errorf("heartbeat path: %w", err)
+	}
+	return b.build(heartbeatPrefix, netip.IPv4Unspecified(), append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), med), withdraw)
+}
+
 // holdPathThrough is the HOLD path of a release toggle, with ases (the
 // eBGP neighbour ASes of the learned path it re-exports) as its AS_PATH.
 // GoBGP answers the toggle's end (the HOLD path leaving, the learned path
