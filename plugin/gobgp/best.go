@@ -356,7 +356,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 					return fmt.Errorf("watch best paths: remove the end-of-table mark: %w", err)
 				}
 			}
-			if fn := s.opts.watchHook; fn != nil && hb == nil {
+			if hook := s.opts.watchHook; hook != nil && hb == nil {
 				hb = newHeartbeat()
 				beating.Store(hb)
 				beats.Add(1)
@@ -368,7 +368,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 							return err
 						}
 						return s.b.sendPaths(ctx, []*api.Path{p})
-					}, fn, s.opts.log.Warn)
+					}, hook, s.opts.log.Warn)
 				}()
 			}
 		}
