@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/fibgate/fibgate/gobgpd-ext/bgpmetrics"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/audit"
 )
@@ -58,7 +59,13 @@ var (
 	descLabels = regexp.MustCompile(`variableLabels: \{([^}]*)\}`)
 )
 
-// registeredMetrics returns the metrics api.NewMetrics registers, by name.
+// noSpeaker stands in for the Speaker whose state the BGP gauges read.
+type noSpeaker struct{}
+
+func (noSpeaker) Kept() int         { return 0 }
+func (noSpeaker) NotToEntries() int { return 0 }
+
+// registeredMetrics returns the metrics the daemons register, by name.
 func registeredMetrics(t *testing.T) map[string]exported {
 	t.Helper()
 	reg := prometheus.NewRegistry()
@@ -66,8 +73,15 @@ func registeredMetrics(t *testing.T) map[string]exported {
 	if _, err := api.NewMetrics(rec); err != nil {
 		t.Fatal(err)
 	}
-	// The daemons with BGP add the audit's (gobgpd-ext, fibgated).
+	// The daemons with BGP add the audit's and their speaker's (gobgpd-ext,
+	// fibgated).
 	if err := api.NewAuditMetrics(rec, &audit.Auditor{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bgpmetrics.New(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := bgpmetrics.RegisterGauges(rec, noSpeaker{}); err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]exported{}

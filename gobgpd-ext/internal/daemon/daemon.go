@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/fibgate/fibgate/gobgpd-ext/bgpmetrics"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/simctl"
@@ -187,33 +188,22 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	var classify gate.Classifier
 	var installed *audit.Installer
 	if bgp != nil {
-		gm, err := newGuardMetrics(d.registry)
-		if err != nil {
-			return fmt.Errorf("register the guard's metrics: %w", err)
+		var reg prometheus.Registerer // a nil *Registry is not a nil Registerer
+		if d.registry != nil {
+			reg = d.registry
 		}
-		fm, err := newFenceMetrics(d.registry)
+		bm, err := bgpmetrics.New(reg)
 		if err != nil {
-			return fmt.Errorf("register the fences' metrics: %w", err)
+			return fmt.Errorf("register the BGP speaker's metrics: %w", err)
 		}
-		sp, err := bgp.New(gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed),
-			gobgp.WithFIBClock(d.listener.Clock), gobgp.WithGuardHook(gm.observe), gobgp.WithFenceHook(fm.observe), gobgp.WithWatchHook(fm.beat))
+		sp, err := bgp.New(append([]gobgp.Option{gobgp.WithLogger(log), gobgp.WithGuardInterval(cfg.GuardInterval()), gobgp.WithAdopt(d.Confirmed),
+			gobgp.WithFIBClock(d.listener.Clock)}, bm.Options()...)...)
 		if err != nil {
 			return configErr(err)
 		}
 		d.sp = sp
-		if d.registry != nil {
-			kept := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fibgate_gobgp_kept_copies",
-				Help: "Prefixes out on a copy of a learned path: kept on their previous best path while the route of a new one with other attributes is programmed (make-before-break), and with bgp.release: copy every prefix released by copy."},
-				func() float64 { return float64(sp.Kept()) })
-			if err := d.registry.Register(kept); err != nil {
-				return fmt.Errorf("register fibgate_gobgp_kept_copies: %w", err)
-			}
-			notTo := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "fibgate_gobgp_not_to_entries",
-				Help: "Entries of the not-to sets in GoBGP (bgp.not_to_sets), which keep a new path from the neighbours of the ASes in a prefix's released path until its route is programmed: per neighbour AS, the released prefixes whose paths carry it, or, for a set kept as its complement (an AS in most released paths), those whose paths lack it."},
-				func() float64 { return float64(sp.NotToEntries()) })
-			if err := d.registry.Register(notTo); err != nil {
-				return fmt.Errorf("register fibgate_gobgp_not_to_entries: %w", err)
-			}
+		if err := bgpmetrics.RegisterGauges(reg, sp); err != nil {
+			return fmt.Errorf("register the BGP speaker's gauges: %w", err)
 		}
 		proto, err := cfg.installProtocol()
 		if err != nil {
