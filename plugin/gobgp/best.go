@@ -256,11 +256,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 	}
 	marker := func(withdraw bool) error {
-		p, err := s.pb.holdPath(snapshotMarker, withdraw)
-		if err != nil {
-			return err
-		}
-		return s.b.sendPaths(ctx, []*api.Path{p})
+		return s.b.sendPaths(ctx, []*api.Path{s.pb.ownPath(snapshotMarker, withdraw)})
 	}
 	// The learned paths under kept copies are read back on a tick (keep.go).
 	// The read-back takes at most a tenth of the loop's time: the fences

@@ -21,9 +21,13 @@ const holdLocalPref = math.MaxUint32
 type pathBuilder struct {
 	origin [][]byte // attributes of originated paths, next hop excluded
 	hold   [][]byte // attributes of HOLD paths, next hop excluded
-	nh4    netip.Addr
-	nh6    netip.Addr
-	keepGW bool // Config.KeepGateway
+	// unspec4 is the NEXT_HOP 0.0.0.0, for the paths of WatchBest's own
+	// prefixes (ownPath), built without the Speaker's lock: hops and
+	// asPaths are caches written under it.
+	unspec4 []byte
+	nh4     netip.Addr
+	nh6     netip.Addr
+	keepGW  bool // Config.KeepGateway
 	// hops caches serialized IPv4 NEXT_HOP attributes (the same for every
 	// path with that next hop; IPv6 next hops travel in MP_REACH_NLRI
 	// together with the prefix). Used under the Speaker's lock.
@@ -60,6 +64,9 @@ func newPathBuilder(n *normalized) (*pathBuilder, error) {
 	var err error
 	if b.origin, err = serialize(attrs); err != nil {
 		return nil, fmt.Errorf("originated path attributes: %w", err)
+	}
+	if b.unspec4, err = bgp.NewPathAttributeNextHop("0.0.0.0").Serialize(); err != nil {
+		return nil, fmt.Errorf("next hop 0.0.0.0: %w", err)
 	}
 	if b.hold, err = serialize([]bgp.PathAttributeInterface{
 		bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP),
@@ -130,7 +137,16 @@ func (b *pathBuilder) beatPath(n uint32, withdraw bool) (*api.Path, error) {
 	if err != nil {
 		return nil, fmt.Errorf("heartbeat path: %w", err)
 	}
-	return b.build(heartbeatPrefix, netip.IPv4Unspecified(), append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), med), withdraw)
+	return b.ownPath(heartbeatPrefix, withdraw, med), nil
+}
+
+// ownPath is the HOLD path of one of WatchBest's own IPv4 prefixes
+// (snapshotMarker, heartbeatPrefix) with extra attributes. It reads only
+// what newPathBuilder wrote, so callers need not hold the Speaker's lock.
+func (b *pathBuilder) ownPath(p netip.Prefix, withdraw bool, extra ...[]byte) *api.Path {
+	attrs := make([][]byte, 0, len(b.hold)+len(extra)+1)
+	attrs = append(append(append(attrs, b.hold...), extra...), b.unspec4)
+	return &api.Path{Family: familyV4, NlriBinary: nlriBytes(p), PattrsBinary: attrs, IsWithdraw: withdraw}
 }
 
 // holdPathThrough is the HOLD path of a release toggle, with ases (the
