@@ -24,22 +24,25 @@ type Metrics struct {
 // New registers the counters and histograms in reg; with a nil reg they
 // count for nobody.
 func New(reg prometheus.Registerer) (*Metrics, error) {
-	buckets := prometheus.ExponentialBucketsRange(0.0001, 10, 16) // 100 µs to 10 s
+	hist := func(name, help string) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help,
+			Buckets: prometheus.ExponentialBucketsRange(0.0001, 10, 16)}) // 100 µs to 10 s
+	}
 	m := &Metrics{
 		reinstalls: prometheus.NewCounter(prometheus.CounterOpts{Name: "fibgate_gobgp_gate_reinstalls_total",
 			Help: "Re-installs of the gate in GoBGP by the guard: after gobgpd restarted or reloaded its policies, or a call failed midway."}),
 		unsafe: prometheus.NewCounter(prometheus.CounterOpts{Name: "fibgate_gobgp_unsafe_reloads_total",
 			Help: "Re-installs after the gate was not first in GoBGP's export chain: GoBGP exported without it, and prefixes may have leaked. Reload gobgpd only with fibgate's fallback policy first in its config."}),
-		took: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fibgate_gobgp_fence_seconds", Buckets: buckets,
-			Help: "Fences: from a best-path change (withdrawn or replaced) reaching fibgate until its prefixes are held in GoBGP. A path learned again meanwhile goes out unconfirmed; keep it below the shortest withdraw-to-reannounce gap you expect."}),
-		waited: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fibgate_gobgp_fence_wait_seconds", Buckets: buckets,
-			Help: "The part of fibgate_gobgp_fence_seconds spent waiting for the Speaker's lock (a release step or the guard in progress)."}),
+		took: hist("fibgate_gobgp_fence_seconds",
+			"Fences: from a best-path change (withdrawn or replaced) reaching fibgate until its prefixes are held in GoBGP. A path learned again meanwhile goes out unconfirmed; keep it below the shortest withdraw-to-reannounce gap you expect."),
+		waited: hist("fibgate_gobgp_fence_wait_seconds",
+			"The part of fibgate_gobgp_fence_seconds spent waiting for the Speaker's lock (a release step or the guard in progress)."),
 		prefixes: prometheus.NewCounter(prometheus.CounterOpts{Name: "fibgate_gobgp_fenced_prefixes_total",
 			Help: "Prefixes taken back, or kept on a copy of their previous path, because their best path changed before the gate saw their route change."}),
-		watch: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fibgate_gobgp_watch_delay_seconds", Buckets: buckets,
-			Help: "Heartbeats through GoBGP's best-path watch, once a second: from GoBGP processing a path until fibgate read its event and could fence it. Part of the window before fibgate_gobgp_fence_seconds; a path learned again within both goes out unconfirmed."}),
-		delivery: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fibgate_gobgp_watch_delivery_seconds", Buckets: buckets,
-			Help: "The part of fibgate_gobgp_watch_delay_seconds until GoBGP's watcher handed the event to fibgate (GoBGP's queue of best-path events); the rest is fibgate's own queue."}),
+		watch: hist("fibgate_gobgp_watch_delay_seconds",
+			"Heartbeats through GoBGP's best-path watch, once a second: from GoBGP processing a path until fibgate read its event and could fence it. Part of the window before fibgate_gobgp_fence_seconds; a path learned again within both goes out unconfirmed."),
+		delivery: hist("fibgate_gobgp_watch_delivery_seconds",
+			"The part of fibgate_gobgp_watch_delay_seconds until GoBGP's watcher handed the event to fibgate (GoBGP's queue of best-path events); the rest is fibgate's own queue."),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.reinstalls, m.unsafe, m.took, m.waited, m.prefixes, m.watch, m.delivery} {

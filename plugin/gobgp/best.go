@@ -123,11 +123,13 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// index lacks (at most once a second: a neighbour GoBGP does not
 	// list yet is asked about again then).
 	var retried time.Time
-	var hb *heartbeat // with a watch hook, once the table is read
+	// The heartbeat (heartbeat.go), with a watch hook once the table is
+	// read; GoBGP's goroutine reads it too.
+	var beating atomic.Pointer[heartbeat]
 	decode := func(ps []*api.Path) []BestPath {
 		bs, unknown, beat := s.bestPaths(ps)
 		if beat {
-			hb.readNow()
+			beating.Load().readNow()
 		}
 		if unknown && time.Since(retried) >= notToRefresh {
 			retried = time.Now()
@@ -137,7 +139,6 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		return bs
 	}
-	var beating atomic.Pointer[heartbeat] // hb, for GoBGP's goroutine
 	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
 	batched, err := s.b.watchBest(ctx, func(ps []*api.Path) {
 		beating.Load().deliver(ps)
@@ -331,7 +332,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			if batched {
 				// The marker's event comes after the table's, in a
 				// message of its own (one event, one destination).
-				if len(ps) != 1 || !isMarker(ps[0]) {
+				if len(ps) != 1 || !pathIs(ps[0], snapshotMarker) {
 					snap = append(snap, ps...)
 					continue
 				}
@@ -352,8 +353,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 					return fmt.Errorf("watch best paths: remove the end-of-table mark: %w", err)
 				}
 			}
-			if hook := s.opts.watchHook; hook != nil && hb == nil {
-				hb = newHeartbeat()
+			if hook := s.opts.watchHook; hook != nil && beating.Load() == nil {
+				hb := newHeartbeat()
 				beating.Store(hb)
 				beats.Add(1)
 				go func() {
@@ -509,9 +510,11 @@ const maxCoalesce = 1024
 // initial table over gRPC: 0.0.0.0/32 ("this host") is never a route.
 var snapshotMarker = netip.MustParsePrefix("0.0.0.0/32")
 
-func isMarker(p *api.Path) bool {
+// pathIs says whether p is a unicast path of prefix want (one of
+// WatchBest's own: snapshotMarker, heartbeatPrefix).
+func pathIs(p *api.Path, want netip.Prefix) bool {
 	pfx, ok := pathPrefix(p)
-	return ok && pfx == snapshotMarker
+	return ok && pfx == want
 }
 
 // bestPaths turns one best-path event into BestPaths. GoBGP sends the

@@ -315,22 +315,13 @@ func (s *Speaker) Check(ctx context.Context) (reinstalled bool, err error) {
 		return false, err
 	}
 	s.maybeRefresh(ctx)
-	if g, err := s.readGate(ctx, cfg, true); err == nil && g.inPlace(cfg) {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if err := s.usable(); err != nil {
-			return false, err
-		}
-		if !s.dirty && s.cfg == cfg {
-			s.userChain, s.userDefault = s.userPart(g.chain), g.def
-			s.checkNotTo(ctx)
-			return false, nil
-		}
-		return s.checkLocked(ctx)
-	}
+	g, err := s.readGate(ctx, cfg, true)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.checkLocked(ctx)
+	if err != nil || !g.inPlace(cfg) || s.cfg != cfg {
+		return s.checkLocked(ctx, nil)
+	}
+	return s.checkLocked(ctx, &g)
 }
 
 // gateRead is what Check reads of the gate in GoBGP.
@@ -365,14 +356,18 @@ func (s *Speaker) readGate(ctx context.Context, cfg *normalized, sentinel bool) 
 	return g, nil
 }
 
-// checkLocked is Check under the Speaker's lock: it reads GoBGP again and
-// re-installs the gate if it is not in place. s.mu is held.
-func (s *Speaker) checkLocked(ctx context.Context) (reinstalled bool, err error) {
+// checkLocked is Check under the Speaker's lock: it re-installs the gate
+// if it is not in place. read is what Check read without the lock when
+// that found the gate in place under the current settings; with nil, or
+// after a failed call (dirty), GoBGP is read again. s.mu is held.
+func (s *Speaker) checkLocked(ctx context.Context, read *gateRead) (reinstalled bool, err error) {
 	if err := s.usable(); err != nil {
 		return false, err
 	}
-	g, err := s.readGate(ctx, s.cfg, !s.dirty)
-	if err != nil {
+	var g gateRead
+	if read != nil && !s.dirty {
+		g = *read
+	} else if g, err = s.readGate(ctx, s.cfg, !s.dirty); err != nil {
 		return false, err
 	}
 	var reason string

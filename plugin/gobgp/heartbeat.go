@@ -70,13 +70,9 @@ func newHeartbeat() *heartbeat { return &heartbeat{seen: make(chan struct{}, 1)}
 // single path (GoBGP reports a path added alone as an event of its own)
 // can be the heartbeat, and only while one is pending is it decoded.
 func (h *heartbeat) deliver(ps []*api.Path) {
-	if h == nil || len(ps) != 1 || ps[0].IsWithdraw || !h.pending.Load() {
-		return
+	if h != nil && len(ps) == 1 && !ps[0].IsWithdraw && h.pending.Load() && pathIs(ps[0], heartbeatPrefix) {
+		h.delivered.Store(time.Now().UnixNano())
 	}
-	if p, ok := pathPrefix(ps[0]); !ok || p != heartbeatPrefix {
-		return
-	}
-	h.delivered.Store(time.Now().UnixNano())
 }
 
 // readNow is called by WatchBest's loop when it read the heartbeat's add.
@@ -148,15 +144,10 @@ func (h *heartbeat) run(ctx context.Context, send func(ctx context.Context, n ui
 		case <-h.seen:
 		}
 		h.pending.Store(false)
-		since := func(ns int64) time.Duration {
-			if ns == 0 {
-				return 0
-			}
-			return max(0, time.Unix(0, ns).Sub(sent))
-		}
-		b := WatchBeat{Delivered: since(h.delivered.Load()), Read: since(h.read.Load())}
-		if h.delivered.Load() == 0 || b.Delivered > b.Read {
-			b.Delivered = b.Read // not seen by the callback: at most that
+		b := WatchBeat{Read: max(0, time.Unix(0, h.read.Load()).Sub(sent))}
+		b.Delivered = b.Read // not seen by the callback: at most that
+		if ns := h.delivered.Load(); ns != 0 {
+			b.Delivered = min(b.Read, max(0, time.Unix(0, ns).Sub(sent)))
 		}
 		fn(b)
 	}

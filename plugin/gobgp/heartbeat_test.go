@@ -22,7 +22,7 @@ type slowWatch struct {
 
 func (b *slowWatch) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
 	return b.backend.watchBest(ctx, func(ps []*api.Path) {
-		if len(ps) == 1 && !ps[0].IsWithdraw && isBeat(ps[0]) {
+		if len(ps) == 1 && !ps[0].IsWithdraw && pathIs(ps[0], heartbeatPrefix) {
 			if b.armed.CompareAndSwap(true, false) {
 				close(b.stopped)
 				<-b.stop
@@ -116,9 +116,4 @@ func TestWatchBestTimesItsHeartbeat(t *testing.T) {
 	if _, ok := rib(t, x.leaf)[heartbeatPrefix]; ok {
 		t.Errorf("the heartbeat's path %v is still in GoBGP after WatchBest returned", heartbeatPrefix)
 	}
-}
-
-func isBeat(p *api.Path) bool {
-	pfx, ok := pathPrefix(p)
-	return ok && pfx == heartbeatPrefix
 }

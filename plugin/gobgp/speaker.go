@@ -748,13 +748,20 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 // deletions for phase D and marks those prefixes in holds. A failed read
 // takes every quiet prefix back so. Called with s.mu held.
 func (s *Speaker) quietTakeBack(ctx context.Context, quiet []netip.Prefix, holds map[netip.Prefix]bool) ([]*api.Path, error) {
-	back, err := s.withPaths(ctx, quiet)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, err
-		}
+	var back []netip.Prefix
+	found, err := s.lookup(ctx, quiet)
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return nil, err
+	case err != nil:
 		s.opts.log.Warn("reading gobgp's paths of withdrawn prefixes failed; taking them back with HOLD paths", "prefixes", len(quiet), "err", err)
 		back = quiet
+	default:
+		for _, p := range quiet {
+			if len(found[p]) > 0 {
+				back = append(back, p)
+			}
+		}
 	}
 	if len(back) == 0 {
 		return nil, nil
@@ -786,39 +793,6 @@ func (s *Speaker) quietTakeBack(ctx context.Context, quiet []netip.Prefix, holds
 		return nil, err
 	}
 	return dels, nil
-}
-
-// withPaths returns the prefixes of ps that GoBGP's global RIB has a path
-// for: one read per family, in GoBGP's main loop.
-func (s *Speaker) withPaths(ctx context.Context, ps []netip.Prefix) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, fam := range []*api.Family{familyV4, familyV6} {
-		r := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableOnlyBinary: true}
-		for _, p := range ps {
-			if p.Addr().Is4() == (fam == familyV4) {
-				r.Prefixes = append(r.Prefixes, &api.TableLookupPrefix{Prefix: p.String(), Type: api.TableLookupPrefix_EXACT})
-			}
-		}
-		if len(r.Prefixes) == 0 {
-			continue
-		}
-		var perr error
-		err := s.b.listPath(ctx, r, func(d *api.Destination) {
-			if len(d.Paths) == 0 {
-				return
-			}
-			p, err := netip.ParsePrefix(d.Prefix)
-			if err != nil {
-				perr = fmt.Errorf("destination %q: %w", d.Prefix, err)
-				return
-			}
-			out = append(out, p.Masked())
-		})
-		if err = errors.Join(err, perr); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }
 
 // Close stops Guard loops, deletes HOLD paths that a failed call may have
