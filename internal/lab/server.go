@@ -128,6 +128,10 @@ type Peer struct {
 	Active       bool
 	RemotePort   uint32
 	LocalAddress string
+	// AddPathSend and AddPathReceive configure ADD-PATH (RFC 7911) for
+	// every family: send up to AddPathSend paths a prefix, accept many.
+	AddPathSend    uint32
+	AddPathReceive bool
 }
 
 // AddPeer configures a neighbour with short timers, passive unless
@@ -140,7 +144,11 @@ func AddPeer(tb testing.TB, s *server.BgpServer, p Peer) {
 		if f == "ipv6" {
 			fam.Afi = api.Family_AFI_IP6
 		}
-		afs = append(afs, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}})
+		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}
+		if p.AddPathSend > 0 || p.AddPathReceive {
+			af.AddPaths = &api.AddPaths{Config: &api.AddPathsConfig{SendMax: p.AddPathSend, Receive: p.AddPathReceive}}
+		}
+		afs = append(afs, af)
 	}
 	err := s.AddPeer(context.Background(), &api.AddPeerRequest{Peer: &api.Peer{
 		Conf:      &api.PeerConf{NeighborAddress: p.Address, PeerAsn: p.AS},

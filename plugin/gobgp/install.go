@@ -36,12 +36,18 @@ import (
 //     it, and Check sees that the file's fallback (everything held) came
 //     back.
 //
+// It refuses, before any of that, a GoBGP that sends ADD-PATH to a
+// neighbour in a gated family (ErrAddPathSend).
+//
 // Running it again is harmless: what is in place is left alone.
 func (s *Speaker) Bootstrap(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return ErrClosed
+	}
+	if err := s.refuseAddPathSend(ctx); err != nil {
+		return fmt.Errorf("gobgp speaker: %w", err)
 	}
 	if err := s.install(ctx, "bootstrap"); err != nil {
 		return err

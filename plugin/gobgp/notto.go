@@ -193,7 +193,10 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	addrs := make(map[uint32][]string)
 	var order []uint32
 	start := time.Now()
+	var ap addPathSenders
+	cfg := s.scoped.Load()
 	err = s.b.listPeers(ctx, func(p *api.Peer) {
+		ap.note(p, cfg)
 		as := p.GetConf().GetPeerAsn()
 		if as == 0 {
 			as = p.GetState().GetPeerAsn()
@@ -219,6 +222,7 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	if err != nil {
 		return fmt.Errorf("list neighbours: %w", err)
 	}
+	s.reportAddPathSend(ap)
 	s.nt.refreshed = time.Now()
 	s.nt.took = s.nt.refreshed.Sub(start)
 	old := s.nt.idx.Load()

@@ -181,6 +181,7 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 		s.rec.set(p, st)
 	}
 	s.cfg = n
+	s.scoped.Store(n)
 	fail := func(what string, err error) error {
 		s.dirty = true
 		return fmt.Errorf("gobgp speaker: rescope: %s: %w", what, err)

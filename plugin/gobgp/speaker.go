@@ -102,6 +102,12 @@ type Speaker struct {
 	// nt: the not-to sets (notto.go).
 	nt *notTo
 
+	// scoped is cfg for readers without mu (the neighbour read of
+	// refreshNeighbours); addPathSeen, under nt.refreshMu, is what that
+	// read last reported of ADD-PATH senders (addpath.go).
+	scoped      atomic.Pointer[normalized]
+	addPathSeen string
+
 	// steps sizes the locked steps of Advertise and Withdraw (run).
 	steps stepSizer
 
@@ -254,14 +260,16 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	if o.interval <= 0 || o.batch <= 0 {
 		return nil, fmt.Errorf("gobgp speaker: guard interval %v and batch size %d must be positive", o.interval, o.batch)
 	}
-	return &Speaker{
+	s := &Speaker{
 		b: b, cfg: n, pb: pb, opts: o,
 		rec:  newRecord(),
 		onh:  make(map[netip.Prefix]netip.Addr),
 		cp:   newCopySet(),
 		nt:   newNotTo(),
 		done: make(chan struct{}),
-	}, nil
+	}
+	s.scoped.Store(n)
+	return s, nil
 }
 
 // Advertise releases prefixes: an originated prefix gets its local path

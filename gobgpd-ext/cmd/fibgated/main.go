@@ -40,7 +40,10 @@ editing its sets over gobgpd's API, and whatever makes gobgpd read its
 config again (a restart, a reload with SIGHUP) puts back the file's
 version, which holds every gated prefix, until fibgated restores the
 releases. So reload gobgpd as usual (systemctl reload gobgpd): nothing
-leaks. Leave gobgpd's zebra off: fibgated installs routes itself.
+leaks. Leave gobgpd's zebra off: fibgated installs routes itself. Leave
+ADD-PATH send off (add-paths send-max 0; receive is fine): fibgated refuses
+a gobgpd that sends it to a neighbour, which it could neither release a
+prefix to nor take one back from.
 
 The settings file (YAML) is documented in deploy/examples/fibgate.yaml;
 every key is optional. SIGINT or SIGTERM: withdraw what was released,

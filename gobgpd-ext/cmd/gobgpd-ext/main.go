@@ -155,7 +155,7 @@ func load(opts options) (*setup, error) {
 		if s.initial, err = config.ReadConfigFile(opts.ConfigFile, opts.ConfigType); err != nil {
 			return nil, fmt.Errorf("can't read config file %s: %w", opts.ConfigFile, err)
 		}
-		if err := checkZebra(s.initial, &s.fcfg, opts.NoFibgate); err != nil {
+		if err := s.checkFile(s.initial); err != nil {
 			return nil, fmt.Errorf("%s: %w", opts.ConfigFile, err)
 		}
 	}
@@ -354,7 +354,7 @@ func (x *ext) loop(ctx context.Context, sigs <-chan os.Signal, runErr <-chan err
 				return nil
 			}
 			if x.opts.ConfigFile != "" {
-				x.current = reload(ctx, x.bgp, x.sp, x.gcfg, x.opts, x.current, x.log)
+				x.current = reload(ctx, x.bgp, x.sp, x.gcfg, x.opts, x.current, x.checkFile, x.log)
 			}
 		}
 	}
@@ -364,11 +364,15 @@ func (x *ext) loop(ctx context.Context, sigs <-chan os.Signal, runErr <-chan err
 // missing: the new config gets the fallback policy first (GoBGP's
 // SetPolicies drops what the gate defined over the API, and the fallback
 // then holds the whole scope), and the gate is re-installed right after.
-func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg gobgp.Config, opts options, current *oc.BgpConfigSet, logger *slog.Logger) *oc.BgpConfigSet {
+func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg gobgp.Config, opts options, current *oc.BgpConfigSet, check func(*oc.BgpConfigSet) error, logger *slog.Logger) *oc.BgpConfigSet {
 	logger.Info("reload the config file", "file", opts.ConfigFile)
 	next, err := config.ReadConfigFile(opts.ConfigFile, opts.ConfigType)
 	if err != nil {
 		logger.Warn("can't read config file", "file", opts.ConfigFile, "err", err)
+		return current
+	}
+	if err := check(next); err != nil {
+		logger.Error("config file refused; the running config stays", "file", opts.ConfigFile, "err", err)
 		return current
 	}
 	if sp != nil {
@@ -417,6 +421,43 @@ func exposedAPI(hosts string) []string {
 		out = append(out, h)
 	}
 	return out
+}
+
+// checkFile refuses what of gobgpd's config file the gate cannot work
+// with: at start, and on a reload (which then keeps the running config).
+func (s *setup) checkFile(c *oc.BgpConfigSet) error {
+	if err := checkZebra(c, &s.fcfg, s.opts.NoFibgate); err != nil {
+		return err
+	}
+	return checkAddPath(c, s.gcfg, s.opts.NoFibgate)
+}
+
+// checkAddPath refuses ADD-PATH send to a neighbour or a peer group in a
+// family the gate holds: the gate could neither release a prefix to it
+// nor take one back (gobgp.ErrAddPathSend).
+func checkAddPath(c *oc.BgpConfigSet, g gobgp.Config, noFibgate bool) error {
+	if noFibgate {
+		return nil
+	}
+	peers := make([]*api.Peer, 0, len(c.Neighbors)+len(c.PeerGroups))
+	for i := range c.Neighbors {
+		peers = append(peers, oc.NewPeerFromConfigStruct(&c.Neighbors[i]))
+	}
+	for i := range c.PeerGroups {
+		pg := &c.PeerGroups[i]
+		p := &api.Peer{Conf: &api.PeerConf{NeighborAddress: "peer-group " + pg.Config.PeerGroupName}, AfiSafis: oc.NewPeerGroupFromConfigStruct(pg).AfiSafis}
+		if n := pg.AddPaths.Config.SendMax; n > 0 && len(p.AfiSafis) == 0 {
+			// Its neighbours' own families, whichever they are.
+			for _, afi := range []api.Family_Afi{api.Family_AFI_IP, api.Family_AFI_IP6} {
+				p.AfiSafis = append(p.AfiSafis, &api.AfiSafi{
+					Config:   &api.AfiSafiConfig{Family: &api.Family{Afi: afi, Safi: api.Family_SAFI_UNICAST}},
+					AddPaths: &api.AddPaths{Config: &api.AddPathsConfig{SendMax: uint32(n)}},
+				})
+			}
+		}
+		peers = append(peers, p)
+	}
+	return gobgp.CheckAddPathSend(g, peers...)
 }
 
 // checkZebra refuses GoBGP's zebra redistribution next to fibgate's FIB

@@ -32,6 +32,14 @@ func TestFlagsAndDryRun(t *testing.T) {
 	gobgpd := write("gobgpd.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n")
 	zebra := write("zebra.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n[zebra.config]\n  enabled = true\n")
 	settings := write("fibgate.yaml", "backend:\n  type: sim\n")
+	global := "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n"
+	neighbour := "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.0.3\"\n    peer-as = 65003\n"
+	// ADD-PATH send (RFC 7911): per family, for the whole neighbour, or
+	// through a peer group; receive alone is fine.
+	apFamily := write("ap-family.toml", global+neighbour+"  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"ipv4-unicast\"\n    [neighbors.afi-safis.add-paths.config]\n      send-max = 8\n")
+	apNeighbour := write("ap-neighbour.toml", global+neighbour+"  [neighbors.add-paths.config]\n    send-max = 2\n")
+	apGroup := write("ap-group.toml", global+"[[peer-groups]]\n  [peer-groups.config]\n    peer-group-name = \"spines\"\n    peer-as = 65100\n  [peer-groups.add-paths.config]\n    send-max = 4\n")
+	apReceive := write("ap-receive.toml", global+neighbour+"  [neighbors.add-paths.config]\n    receive = true\n")
 	bad := write("bad.yaml", "backend:\n  type: asic\n")
 	for _, c := range []struct {
 		args []string
@@ -46,6 +54,11 @@ func TestFlagsAndDryRun(t *testing.T) {
 		{[]string{"-d", "-f", filepath.Join(dir, "missing.toml")}, 2, "can't read config file"},
 		{[]string{"-d", "-f", zebra}, 2, "zebra is enabled"},
 		{[]string{"-d", "-f", zebra, "--no-fibgate"}, 0, "configuration valid"},
+		{[]string{"-d", "-f", apFamily}, 2, "ADD-PATH send to a neighbour in a gated family: 10.0.0.3 (ipv4-unicast send-max 8)"},
+		{[]string{"-d", "-f", apNeighbour}, 2, "10.0.0.3 (ipv4-unicast send-max 2)"},
+		{[]string{"-d", "-f", apGroup}, 2, "peer-group spines (ipv4-unicast send-max 4, ipv6-unicast send-max 4)"},
+		{[]string{"-d", "-f", apReceive}, 0, "configuration valid"},
+		{[]string{"-d", "-f", apFamily, "--no-fibgate"}, 0, "configuration valid"},
 	} {
 		var out, errb strings.Builder
 		code := run(c.args, &out, &errb, nil)

@@ -454,11 +454,15 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 	retry := backoff.Counter{Policy: gobgpdRetry}
 	// gobgpd not up yet: one line, then how long (logdamp).
 	failed := logdamp.New(d.log, slog.LevelWarn, "installing the gate in GoBGP failed; retrying")
+	// A neighbour gobgpd sends ADD-PATH to: its configuration must
+	// change (and gobgpd reload it), so it is an error, retried for that.
+	refused := logdamp.New(d.log, slog.LevelError, "the gate refuses this gobgpd: fix its config and reload it; retrying")
 	for {
 		start := time.Now()
 		err := d.sp.Bootstrap(ctx)
 		if err == nil {
 			failed.OK()
+			refused.OK()
 			d.log.Info("gate installed in GoBGP", "took", time.Since(start))
 			return nil
 		}
@@ -466,7 +470,11 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 			return ctx.Err()
 		}
 		wait := retry.Next()
-		failed.Fail(err, "in", wait.Round(time.Millisecond))
+		if errors.Is(err, gobgp.ErrAddPathSend) {
+			refused.Fail(err, "in", wait.Round(time.Millisecond))
+		} else {
+			failed.Fail(err, "in", wait.Round(time.Millisecond))
+		}
 		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
