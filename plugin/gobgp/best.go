@@ -590,14 +590,20 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPat
 	return b, true
 }
 
+// errNoNexthop is why a learned path's next hop is dropped: what is logged
+// for every such path, damped (a neighbour over IPv6 link-local sends a
+// whole table of them).
+var errNoNexthop = errors.New("a learned best path's next hop is unspecified or link-local (BGP unnumbered is not supported): its prefix is neither installed nor released")
+
 // addNexthop adds a learned path's next hop to b unless it is unspecified
-// or link-local (an interface would be needed), which is logged.
+// or link-local (an interface would be needed), which is logged, the
+// first path at once and then how many more (logdamp).
 func (s *Speaker) addNexthop(b *BestPath, nh netip.Addr, path *api.Path) {
 	if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
 		b.Nexthops = append(b.Nexthops, nh)
 		return
 	}
-	s.opts.log.Warn("best path without a usable next hop", "prefix", b.Prefix, "neighbor", path.NeighborIp)
+	s.noNexthop.Fail(errNoNexthop, "prefix", b.Prefix, "neighbor", path.NeighborIp, "next_hop", nh)
 }
 
 // sortNexthops sorts b's next hops and drops repeats.

@@ -1,8 +1,10 @@
 package gobgp
 
 import (
+	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -63,5 +65,34 @@ func TestPathAttrsReadsAnyLikeTheNativeDecoder(t *testing.T) {
 				t.Errorf("pathPrefix = %v %v, want %s", pfx, ok, c.prefix)
 			}
 		})
+	}
+}
+
+// TestLinkLocalNextHopsAreLoggedOnce: a neighbour over IPv6 link-local
+// (BGP unnumbered) sends paths whose only next hop is link-local; none can
+// be installed, and the log says so once for a table of them, not once a
+// path (logdamp), naming the first.
+func TestLinkLocalNextHopsAreLoggedOnce(t *testing.T) {
+	logs := &lockedBuffer{}
+	sp, err := newSpeaker(nopBackend{}, Config{}, []Option{WithLogger(slog.New(slog.NewTextHandler(logs, nil)))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin, _ := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP).Serialize()
+	for i := range 1000 {
+		p := netip.PrefixFrom(netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, byte(i >> 8), byte(i)}), 48)
+		path, err := build(p, netip.MustParseAddr("fe80::2"), [][]byte{origin}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path.NeighborIp, path.SourceAsn = "fe80::2", 65002
+		b, report := sp.bestOf(p, []*api.Path{path}, nil)
+		if !report || len(b.Nexthops) != 0 {
+			t.Fatalf("%v: reported %v with next hops %v; want reported without any", p, report, b.Nexthops)
+		}
+	}
+	l := logs.String()
+	if n := strings.Count(l, "best path without a usable next hop"); n != 1 || !strings.Contains(l, "prefix=2001:db8::/48") || !strings.Contains(l, "unnumbered") {
+		t.Errorf("%d log lines, want 1 naming the first prefix and why:\n%s", n, l)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"log/slog"
 	"math/bits"
 	"net/netip"
 	"slices"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
+	"github.com/fibgate/fibgate/plugin/logdamp"
 )
 
 // Errors a Speaker returns; match them with errors.Is.
@@ -107,6 +109,9 @@ type Speaker struct {
 	// read last reported of ADD-PATH senders (addpath.go).
 	scoped      atomic.Pointer[normalized]
 	addPathSeen string
+
+	// noNexthop logs learned best paths WatchBest cannot install.
+	noNexthop *logdamp.Line
 
 	// steps sizes the locked steps of Advertise and Withdraw (run).
 	steps stepSizer
@@ -269,6 +274,7 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 		done: make(chan struct{}),
 	}
 	s.scoped.Store(n)
+	s.noNexthop = logdamp.New(o.log, slog.LevelWarn, "best path without a usable next hop")
 	return s, nil
 }
 
