@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/fibgate/fibgate/e2e/clab"
 	"github.com/fibgate/fibgate/e2e/probe"
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/internal/syncbuf"
 )
 
 // fabricLab is e2e/labs/fabric, the lab users deploy with containerlab.
@@ -171,7 +171,7 @@ func runTryIt(t *testing.T, l *clab.Lab) {
 	type run struct {
 		line string
 		cmd  *exec.Cmd
-		out  *syncBuffer
+		out  *syncbuf.Buffer
 	}
 	var background []run
 	defer func() {
@@ -194,7 +194,7 @@ func runTryIt(t *testing.T, l *clab.Lab) {
 		shell := sudo.ReplaceAllString(line, "$1") // the tests run as root, without sudo
 		cmd := exec.Command("bash", "-c", shell)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		out := &syncBuffer{}
+		out := &syncbuf.Buffer{}
 		cmd.Stdout, cmd.Stderr = out, out
 		if strings.Contains(line, "fiblab probe") || strings.Contains(line, "fibgate watch") || strings.Contains(line, "fibgate top") {
 			if err := cmd.Start(); err != nil {
@@ -302,24 +302,6 @@ var (
 	// lostIPv4 is the first column of a probe line: the IPv4 VIP's loss.
 	lostIPv4 = regexp.MustCompile(`(?m)^\d\d:\d\d:\d\d\s+lost\s+(\d+) of`)
 )
-
-// syncBuffer collects a command's output while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startProbe sends probes from one node of the lab to the VIP, IPv4 and
 // IPv6, at 1 kpps each, received at the nodes of to that hold it, until

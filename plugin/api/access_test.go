@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/apitest"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
@@ -69,7 +70,7 @@ func TestTCPWithoutClientCAIsReadOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	d := apitest.Start(t, apitest.Options{Server: []api.Option{api.WithTCP(addr, cfg),
 		api.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}})
 	conn := dialAs(t, addr, p, "", "")
@@ -124,7 +125,7 @@ func TestMutualTLSRolesComeFromTheClientCertificate(t *testing.T) {
 		Admins:  ids("cn:ops-admin", "uri:spiffe://fibgate.test/admin"),
 		Readers: ids("dns:noc.example.net", "cn:ops-admin"),
 	}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	d := apitest.Start(t, apitest.Options{Server: []api.Option{api.WithTCP(addr, cfg), api.WithTCPRoles(roles),
 		api.WithLogger(slog.New(slog.NewTextHandler(logs, nil)))}})
 

@@ -3,11 +3,9 @@
 package api_test
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,32 +14,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/api/apitest"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
 
-// syncBuffer is a log destination the test reads while the server writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestAWatchClientThatStopsReadingIsDroppedWithResourceExhausted(t *testing.T) {
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	d := apitest.Start(t, apitest.Options{Server: []api.Option{
 		api.WithWatchLimit(100),
 		api.WithLogger(slog.New(slog.NewTextHandler(&logs, nil))),

@@ -1,14 +1,12 @@
 package gobgp
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +14,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
@@ -93,7 +92,7 @@ func TestAddPathSendIsRefused(t *testing.T) {
 	})
 	t.Run("added later", func(t *testing.T) {
 		x, addReceiver := newAddPathLab(t, true, true)
-		logs := &lockedBuffer{}
+		logs := &syncbuf.Buffer{}
 		sp, err := NewInProcess(x.leaf, Config{}, WithLogger(slog.New(slog.NewTextHandler(logs, nil))))
 		if err != nil {
 			t.Fatal(err)
@@ -174,24 +173,6 @@ func keysOf(m map[netip.Prefix]time.Time) string {
 		s = append(s, p.String())
 	}
 	return strings.Join(s, " ")
-}
-
-// lockedBuffer is a log sink the Speaker's goroutines and the test share.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // announceMED has the feeder announce ps again with a MED: a new path of

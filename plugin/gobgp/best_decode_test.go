@@ -10,6 +10,8 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/fibgate/fibgate/internal/syncbuf"
 )
 
 // TestPathAttrsReadsAnyLikeTheNativeDecoder: the fast decoder of
@@ -73,7 +75,7 @@ func TestPathAttrsReadsAnyLikeTheNativeDecoder(t *testing.T) {
 // be installed, and the log says so once for a table of them, not once a
 // path (logdamp), naming the first.
 func TestLinkLocalNextHopsAreLoggedOnce(t *testing.T) {
-	logs := &lockedBuffer{}
+	logs := &syncbuf.Buffer{}
 	sp, err := newSpeaker(nopBackend{}, Config{}, []Option{WithLogger(slog.New(slog.NewTextHandler(logs, nil)))})
 	if err != nil {
 		t.Fatal(err)

@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
@@ -276,24 +276,6 @@ func TestTopOncePrintsOneFrameFromADaemon(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a bytes.Buffer that top may write while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // waitFor polls s until it contains want (10 s at most).
 func waitFor(t *testing.T, s fmt.Stringer, want string) {
 	t.Helper()
@@ -312,7 +294,7 @@ func waitFor(t *testing.T, s fmt.Stringer, want string) {
 // interrupt ends top with status 0.
 func TestTopRefreshesUntilInterrupted(t *testing.T) {
 	d := startDaemon(t)
-	var out, stderr lockedBuffer
+	var out, stderr syncbuf.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"top", "--interval", "50ms", "--socket", d.Socket}, &out, &stderr) }()
@@ -390,7 +372,7 @@ func TestTopRedrawsTheScreenOnATerminal(t *testing.T) {
 	} else {
 		f.Close()
 	}
-	var seen lockedBuffer
+	var seen syncbuf.Buffer
 	go io.Copy(&seen, master) // ends when the test closes the master
 
 	if code, _, stderr := runTo(t, slave, "top", "--once", "--socket", d.Socket); code != 0 {

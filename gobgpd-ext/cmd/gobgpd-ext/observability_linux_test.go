@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -12,32 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
-
-// syncBuffer is a bytes.Buffer that run's goroutines may write while the
-// test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestOneLogStreamAndOneMetricsEndpoint runs gobgpd-ext with the sim on a
 // namespace: every line on stderr, GoBGP's and fibgate's, is one JSON
@@ -69,7 +49,7 @@ func TestOneLogStreamAndOneMetricsEndpoint(t *testing.T) {
 			}
 			args := []string{"-f", write("gobgpd.toml", conf), "--api-hosts", "unix://" + filepath.Join(dir, "gobgp.sock"),
 				"--pprof-host", pprofHost, "--fibgate-config", write("fibgate.yaml", settings)}
-			var stdout, stderr syncBuffer
+			var stdout, stderr syncbuf.Buffer
 			sigs := make(chan os.Signal, 1)
 			done := make(chan int, 1)
 			go func() { done <- run(args, &stdout, &stderr, sigs) }()
