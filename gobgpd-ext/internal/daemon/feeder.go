@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -223,17 +224,40 @@ func (f *feeder) settle(routes map[netip.Prefix][]netip.Addr, err error, now tim
 }
 
 // kernelError is the part of a refusal people need: the kernel's errno and
-// message, without the installer's "install PREFIX via ..." in front.
+// message, without the installer's "install PREFIX via ..." in front, and
+// what to do when the kernel refused the next hop itself.
 func kernelError(err error) string {
 	var ae *kernel.AckError
-	if errors.As(err, &ae) {
-		return ae.Error()
-	}
 	var errno syscall.Errno
-	if errors.As(err, &errno) {
-		return errno.Error()
+	var s string
+	switch {
+	case errors.As(err, &ae):
+		s = ae.Error()
+	case errors.As(err, &errno):
+		s = errno.Error()
+	default:
+		return err.Error()
 	}
-	return err.Error()
+	if unconnected(err, s) {
+		s += unconnectedHint
+	}
+	return s
+}
+
+// unconnectedHint follows a refusal of a next hop the kernel cannot reach
+// directly. The installer writes a best path's next hop as the gateway and
+// lets the kernel find the interface, as a route of a directly connected
+// neighbour needs; a next hop reachable only through another route (iBGP
+// from a route reflector, without next-hop-self) would need the recursive
+// resolution zebra does, which the installer does not.
+const unconnectedHint = " (the next hop is on no connected network: its link is down, or it is reachable only through another route, which the FIB installer does not resolve; iBGP neighbours must then set next-hop-self)"
+
+// unconnected says whether the kernel refused a route for its gateway: IPv4
+// answers "Nexthop has invalid gateway" with ENETUNREACH (EINVAL in older
+// kernels), IPv6 EHOSTUNREACH.
+func unconnected(err error, text string) bool {
+	return errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH) ||
+		errors.Is(err, syscall.EINVAL) && strings.Contains(text, "invalid gateway")
 }
 
 // logRefused says how many writes are refused and since when: one line,

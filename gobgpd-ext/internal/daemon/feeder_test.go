@@ -186,3 +186,48 @@ func TestTheFeederReportsRefusedWritesAndRetriesThem(t *testing.T) {
 	}
 	eventually(t, "the recovery logged", func() bool { return len(logs.with("refused routes written")) == 1 })
 }
+
+// TestANextHopOnlyReachableThroughARouteIsRefusedWithAHint: the kernel
+// takes a route's gateway only on a connected network; one reachable
+// through another route (iBGP without next-hop-self) is refused, and the
+// refusal says why and what to do, for both families. A connected next
+// hop is installed.
+func TestANextHopOnlyReachableThroughARouteIsRefusedWithAHint(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	kerneltest.IP(t, ns, "addr", "add", "10.0.0.1/24", "dev", "eth1")
+	kerneltest.IP(t, ns, "-6", "addr", "add", "fd00::1/64", "dev", "eth1", "nodad")
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "via", "10.0.0.2")
+	kerneltest.IP(t, ns, "-6", "route", "add", "2001:db8:9::/48", "via", "fd00::2")
+	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Close)
+	g := &sink{}
+	f := newFeeder(nil, inst, inst.Table(), g, slog.New(&logLines{}))
+	f.ctx = context.Background()
+	direct := netip.MustParsePrefix("10.8.0.0/16")
+	far4, far6 := netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:a::/48")
+	f.apply(false, []gobgp.BestPath{
+		{Prefix: direct, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2")}},
+		{Prefix: far4, Nexthops: []netip.Addr{netip.MustParseAddr("192.0.2.55")}},
+		{Prefix: far6, Nexthops: []netip.Addr{netip.MustParseAddr("2001:db8:9::5")}},
+	})
+	refused, _, _ := g.snapshot()
+	got := map[netip.Prefix]string{}
+	for _, r := range refused {
+		got[r.Prefix] = r.Err
+	}
+	for _, p := range []netip.Prefix{far4, far6} {
+		if !strings.HasSuffix(got[p], unconnectedHint) {
+			t.Errorf("%v: refusal %q, want the kernel's error and the hint", p, got[p])
+		}
+	}
+	if len(got) != 2 {
+		t.Errorf("refused %v, want only the two far ones", got)
+	}
+	if out := kerneltest.IP(t, ns, "route", "show", direct.String()); !strings.Contains(out, "via 10.0.0.2") {
+		t.Errorf("the connected next hop's route: %q", out)
+	}
+}
