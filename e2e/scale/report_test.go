@@ -277,6 +277,9 @@ Written by ` + "`make bench-scale`" + ` (TestScaleBench in e2e/scale); do not ed
 - gobgpd-ext gated, release by copy: the first leaf with bgp.release: copy: a confirmed prefix goes out
   as a copy of its learned path added by the gate, and no learned path is ever exported
   (plugin/gobgp/copy.go).
+- gobgpd-ext gated, release by re-export (run only when named: ext-reexport): the first leaf built by
+  make build-reexport against GoBGP v3.37.0 with patches/gobgp-v3.37.0-reexport.patch, whose
+  BgpServer.ReExport exports a released prefix again without the HOLD toggle.
 - gobgpd + fibgated: a stock gobgpd with fibgated as its sidecar, the same settings; with no sim too.
   There fibgated's own peak RSS (in the run's log) is all the memory the gate costs.
 - stock gobgpd: no kernel install and no gate, the baseline.

@@ -453,6 +453,9 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 	}
 	s.dirty = false
 	release := "toggle"
+	if _, ok := s.b.(reExporter); ok {
+		release = "reexport" // of the learned paths released by toggle otherwise
+	}
 	if s.cfg.ReleaseByCopy {
 		release = "copy"
 	}

@@ -249,6 +249,16 @@ func NewInProcess(s *server.BgpServer, cfg Config, opts ...Option) (*Speaker, er
 	return newSpeaker(serverBackend{s}, cfg, opts)
 }
 
+// reExporter is a backend whose GoBGP runs a prefix's export again on
+// request: gobgpd-ext built by `make build-reexport`, against GoBGP with
+// patches/gobgp-v3.37.0-reexport.patch (BgpServer.ReExport). A release of
+// a learned path is then a held-set edit and one call for the whole step,
+// where the HOLD toggle is two GoBGP operations and two best-path events
+// a prefix (docs/design-notes.md, "Release by re-export").
+type reExporter interface {
+	reExport(ctx context.Context, ps []netip.Prefix) error
+}
+
 func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	n, err := cfg.normalize()
 	if err != nil {
@@ -552,7 +562,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	// Sized for a release, the common change (a table's first releases
 	// are most of a convergence's calls): growing them was garbage.
-	var shut, outAfter, inAfter, quiet []netip.Prefix
+	var shut, outAfter, inAfter, quiet, reexport []netip.Prefix
+	rx, _ := s.b.(reExporter)
 	var phasePre, phaseD []*api.Path
 	open := make([]netip.Prefix, 0, len(changes))
 	phaseB := make([]*api.Path, 0, 2*len(changes))
@@ -636,6 +647,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
 		case !c.originated && c.transit && !st.transit:
+			if rx != nil {
+				// Released in the held set (phase A), then exported
+				// again after phase B, one call for the step
+				// (reExporter): no HOLD path.
+				reexport = append(reexport, c.p)
+				break
+			}
 			// The HOLD path goes in while the prefix is still held, so
 			// GoBGP does not take the learned path for sent and withdraw
 			// it from every neighbour before announcing it.
@@ -706,6 +724,11 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	if err := s.b.sendPaths(ctx, phaseB); err != nil {
 		return fail("send paths", err)
+	}
+	if len(reexport) > 0 {
+		if err := rx.reExport(ctx, reexport); err != nil {
+			return fail("re-export", err)
+		}
 	}
 	if err := s.setReleased(ctx, shut, false); err != nil {
 		return fail("hold in held set", err)

@@ -70,8 +70,13 @@ func FromBuildInfo(bi *debug.BuildInfo) Info {
 		if d.Path != GoBGPModule {
 			continue
 		}
-		if d.Replace != nil && d.Replace.Version != "" {
-			d = d.Replace
+		if r := d.Replace; r != nil && r.Version != "" && r.Version != "(devel)" {
+			d = r
+		} else if r != nil {
+			// A directory (make build-reexport's patched copy): what it
+			// replaced and where it is, so a patched build shows as one.
+			info.GoBGP = d.Version + " => " + r.Path
+			continue
 		}
 		if d.Version != "" {
 			info.GoBGP = d.Version

@@ -32,9 +32,12 @@ func TestFromBuildInfo(t *testing.T) {
 		{"a replaced GoBGP reports the replacement's version", &debug.BuildInfo{GoVersion: "go1.26.8",
 			Deps: []*debug.Module{{Path: GoBGPModule, Version: "v3.37.0", Replace: gobgp("v3.38.0-fix")}}},
 			Info{"(devel)", "go1.26.8", "v3.38.0-fix"}},
-		{"a local replacement without a version keeps the required one", &debug.BuildInfo{GoVersion: "go1.26.8",
+		{"a local replacement keeps the required version and names the directory", &debug.BuildInfo{GoVersion: "go1.26.8",
 			Deps: []*debug.Module{{Path: GoBGPModule, Version: "v3.37.0", Replace: &debug.Module{Path: "../gobgp"}}}},
-			Info{"(devel)", "go1.26.8", "v3.37.0"}},
+			Info{"(devel)", "go1.26.8", "v3.37.0 => ../gobgp"}},
+		{"so does one the go command stamps (devel), as make build-reexport's", &debug.BuildInfo{GoVersion: "go1.26.8",
+			Deps: []*debug.Module{{Path: GoBGPModule, Version: "v3.37.0", Replace: &debug.Module{Path: "/src/bin/gobgp-v3.37.0-reexport", Version: "(devel)"}}}},
+			Info{"(devel)", "go1.26.8", "v3.37.0 => /src/bin/gobgp-v3.37.0-reexport"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := FromBuildInfo(c.bi); got != c.want {
