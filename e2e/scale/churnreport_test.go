@@ -474,10 +474,13 @@ func parseHistograms(text string) (map[string]histogram, error) {
 		if l == "" || l[0] == '#' {
 			continue
 		}
-		series, rest, ok := strings.Cut(l, " ")
-		if !ok {
+		// The value is the last field: a label's value may hold spaces
+		// (fibgate_build_info's gobgp names a patched GoBGP's directory).
+		i := strings.LastIndexByte(l, ' ')
+		if i < 0 {
 			continue
 		}
+		series, rest := l[:i], l[i+1:]
 		value, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
 		if err != nil {
 			return nil, fmt.Errorf("metrics line %q: %w", l, err)
@@ -580,6 +583,7 @@ y_seconds_count{call="advertise"} 4
 y_seconds_bucket{call="withdraw",le="0.001"} 0
 y_seconds_bucket{call="withdraw",le="+Inf"} 0
 y_seconds_count{call="withdraw"} 0
+fibgate_build_info{gobgp="v3.37.0 => /src/bin/gobgp-v3.37.0-reexport",goversion="go1.26.8",version="(devel)"} 1
 up 1
 `)
 	if err != nil {
