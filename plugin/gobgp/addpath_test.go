@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"net/netip"
 	"strings"
 	"testing"
@@ -23,12 +22,7 @@ import (
 // leaf (!send). With late, the leaf's neighbour that sends is added only
 // when the test calls the returned function.
 func newAddPathLab(t *testing.T, send, late bool) (*loopLab, func()) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	fams := []string{"ipv4", "ipv6"}
 	feeder := lab.Peer{Address: feederAddr, AS: 65002, Families: fams}
 	receiver := lab.Peer{Address: receiverAddr, AS: 65003, Families: fams}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"slices"
 	"testing"
@@ -75,12 +74,7 @@ const (
 )
 
 func newLoopLab(t *testing.T) *loopLab {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	fams := []string{"ipv4", "ipv6"}
 	x := &loopLab{leaf: lab.StartServer(t, "", &api.Global{Asn: 65001, RouterId: "10.0.0.1", ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}})}
 	lab.AddPeer(t, x.leaf, lab.Peer{Address: feederAddr, AS: 65002, Families: fams})

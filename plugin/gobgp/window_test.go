@@ -5,7 +5,6 @@ package gobgp
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/netip"
 	"sync"
 	"testing"
@@ -70,12 +69,7 @@ type windowLab struct {
 }
 
 func newWindowLab(t *testing.T, inProcess bool, extra ...Option) *windowLab {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := freePort(t)
 	// The neighbours first: StartBgp writes GoBGP's process-wide multipath
 	// switch, which a running server's best-path events read.
 	w := &windowLab{
@@ -88,6 +82,7 @@ func newWindowLab(t *testing.T, inProcess bool, extra ...Option) *windowLab {
 	}
 	tick := func() uint64 { clock.Lock(); defer clock.Unlock(); clock.n++; return clock.n }
 	opts := append([]Option{WithFIBClock(tick)}, extra...)
+	var err error
 	if inProcess {
 		leaf := lab.StartServer(t, "", &api.Global{Asn: 65001, RouterId: "10.0.0.1", ListenPort: int32(port), ListenAddresses: []string{"127.0.0.1"}})
 		lab.AddPeer(t, leaf, lab.Peer{Address: feederAddr, AS: 65002, Families: []string{"ipv4"}})
