@@ -92,6 +92,8 @@ var (
 )
 
 // binaries builds gobgpd-ext, fibgated and fibgate once per test binary.
+// FIBGATE_E2E_GOBGPD_EXT names another gobgpd-ext to run instead, such as
+// make build-reexport's bin/gobgpd-ext-reexport.
 func binaries(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {
@@ -102,6 +104,16 @@ func binaries(tb testing.TB) string {
 		cmd := exec.Command("go", "build", "-o", binDir+"/", "../gobgpd-ext/cmd/gobgpd-ext", "../gobgpd-ext/cmd/fibgated", "../gobgpd-ext/cmd/fibgate")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+			return
+		}
+		if other := os.Getenv("FIBGATE_E2E_GOBGPD_EXT"); other != "" {
+			b, err := os.ReadFile(other)
+			if err == nil {
+				err = os.WriteFile(filepath.Join(binDir, "gobgpd-ext"), b, 0o755)
+			}
+			if err != nil {
+				buildErr = fmt.Errorf("FIBGATE_E2E_GOBGPD_EXT: %w", err)
+			}
 		}
 	})
 	if buildErr != nil {
