@@ -66,13 +66,23 @@ func (a *addPathSenders) note(p *api.Peer, cfg *normalized) {
 	}
 }
 
+// list is the neighbours sorted and joined: what err names, and what
+// reportAddPathSend compares with the read before.
+func (a addPathSenders) list() string {
+	slices.Sort(a)
+	return strings.Join(a, "; ")
+}
+
 func (a addPathSenders) err() error {
 	if len(a) == 0 {
 		return nil
 	}
-	slices.Sort(a)
+	return errAddPathSend(a.list())
+}
+
+func errAddPathSend(list string) error {
 	return fmt.Errorf("%w: %s: the gate can neither release a prefix to such a neighbour nor take one back (GoBGP exports its paths one by one and withdraws none its policy rejects); set add-paths send-max to 0 for it (ADD-PATH receive is fine)",
-		ErrAddPathSend, strings.Join(a, "; "))
+		ErrAddPathSend, list)
 }
 
 // CheckAddPathSend returns ErrAddPathSend, naming them, when peers send
@@ -109,14 +119,13 @@ func (s *Speaker) refuseAddPathSend(ctx context.Context) error {
 // them (refreshNeighbours); the same finding again is not logged.
 // s.nt.refreshMu is held.
 func (s *Speaker) reportAddPathSend(a addPathSenders) {
-	slices.Sort(a)
-	now := strings.Join(a, "; ")
+	now := a.list()
 	if now == s.addPathSeen {
 		return
 	}
 	s.addPathSeen = now
-	if err := a.err(); err != nil {
-		s.opts.log.Error("gobgp gate: a neighbour sends ADD-PATH; prefixes it got are not taken back when their routes leave the FIB", "err", err)
+	if now != "" {
+		s.opts.log.Error("gobgp gate: a neighbour sends ADD-PATH; prefixes it got are not taken back when their routes leave the FIB", "err", errAddPathSend(now))
 		return
 	}
 	s.opts.log.Info("gobgp gate: no neighbour sends ADD-PATH in a gated family any more")
