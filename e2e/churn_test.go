@@ -176,12 +176,19 @@ func (m leafMode) byCopy() bool { return strings.Contains(m.settings, "release: 
 // fibgated. link wires its namespace to its neighbours' before it starts.
 func newGatedLeaf(t *testing.T, m leafMode, conf lab.GobgpdConf, link func(ns string)) *leaf {
 	t.Helper()
+	return newGatedLeafWith(t, m, churnSettings, conf, link)
+}
+
+// newGatedLeafWith is newGatedLeaf with other fibgate settings: a format
+// with one %s, the API socket, to which the mode's settings are added.
+func newGatedLeafWith(t *testing.T, m leafMode, settingsFormat string, conf lab.GobgpdConf, link func(ns string)) *leaf {
+	t.Helper()
 	bin := binaries(t)
 	l := &leaf{name: m.name, ns: lab.NewNS(t, "leaf"), as: conf.AS, dir: dir(t), owner: t}
 	link(l.ns)
 	l.api = filepath.Join(l.dir, "fibgate.sock")
 	settings := filepath.Join(l.dir, "fibgate.yaml")
-	if err := os.WriteFile(settings, append(fmt.Appendf(nil, churnSettings, l.api), m.settings...), 0o644); err != nil {
+	if err := os.WriteFile(settings, append(fmt.Appendf(nil, settingsFormat, l.api), m.settings...), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if !m.sidecar {

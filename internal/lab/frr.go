@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -247,21 +248,44 @@ func (f *FRR) WaitEstablished(neighbour string, timeout time.Duration) {
 type Neighbour struct {
 	Address string
 	AS      uint32
+	// Families are the unicast families the session carries, "ipv4"
+	// and "ipv6"; none: the family of Address. IPv4 over an IPv6 session
+	// takes IPv6 next hops (RFC 8950): FRR is told so (capability
+	// extended-nexthop), GoBGP always offers it.
+	Families []string
 }
 
+// families is n's unicast families, Families or the family of its address.
+func (n Neighbour) families() []string {
+	if len(n.Families) > 0 {
+		return n.Families
+	}
+	if netip.MustParseAddr(n.Address).Is4() {
+		return []string{"ipv4"}
+	}
+	return []string{"ipv6"}
+}
+
+// carries says whether n's session carries the unicast family fam.
+func (n Neighbour) carries(fam string) bool { return slices.Contains(n.families(), fam) }
+
 // BGPConfig renders the router bgp section for an FRR that peers with
-// neighbours (IPv4 and IPv6 addresses activate their own family only),
-// connects again after 1 s, and announces networks.
+// neighbours (each in its Families: by default IPv4 and IPv6 addresses
+// activate their own family only), connects again after 1 s, and announces
+// networks.
 func BGPConfig(as uint32, routerID string, ns []Neighbour, networks []netip.Prefix) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "router bgp %d\n bgp router-id %s\n no bgp ebgp-requires-policy\n no bgp default ipv4-unicast\n no bgp network import-check\n", as, routerID)
 	for _, n := range ns {
 		fmt.Fprintf(&b, " neighbor %s remote-as %d\n neighbor %s timers connect 1\n neighbor %s advertisement-interval 0\n", n.Address, n.AS, n.Address, n.Address)
+		if netip.MustParseAddr(n.Address).Is6() && n.carries("ipv4") {
+			fmt.Fprintf(&b, " neighbor %s capability extended-nexthop\n", n.Address)
+		}
 	}
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		fmt.Fprintf(&b, " address-family %s unicast\n", fam)
 		for _, n := range ns {
-			if netip.MustParseAddr(n.Address).Is4() == (fam == "ipv4") {
+			if n.carries(fam) {
 				fmt.Fprintf(&b, "  neighbor %s activate\n", n.Address)
 			}
 		}

@@ -5,7 +5,6 @@ package lab
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -188,8 +187,8 @@ type GobgpdConf struct {
 	// addresses).
 	Port   int
 	Listen string
-	// Neighbours are passive (unless Active), each with the family of its
-	// address.
+	// Neighbours are passive (unless Active), each in its Families (by
+	// default the family of its address).
 	Neighbours []Neighbour
 	// Active makes this gobgpd connect to its neighbours: a source or an
 	// observer next to a passive device under test.
@@ -213,10 +212,6 @@ func (c GobgpdConf) String() string {
 		fmt.Fprintf(&b, "  local-address-list = [%q]\n", c.Listen)
 	}
 	for _, n := range c.Neighbours {
-		fam := "ipv4-unicast"
-		if netip.MustParseAddr(n.Address).Is6() {
-			fam = "ipv6-unicast"
-		}
 		fmt.Fprintf(&b, `
 [[neighbors]]
   [neighbors.config]
@@ -232,10 +227,10 @@ func (c GobgpdConf) String() string {
 		}
 		fmt.Fprintf(&b, `  [neighbors.transport.config]
     passive-mode = %t
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = %q
-`, !c.Active, fam)
+`, !c.Active)
+		for _, fam := range n.families() {
+			fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"%s-unicast\"\n", fam)
+		}
 	}
 	b.WriteString(c.Extra)
 	return b.String()

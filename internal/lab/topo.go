@@ -68,10 +68,10 @@ func NewTopology(tb testing.TB, withPeer bool, peerNetworks ...netip.Prefix) *To
 func (t *Topology) Routers(tb testing.TB) {
 	tb.Helper()
 	t.SpineFRR = StartFRR(tb, t.Spine, SpineAS, BGPConfig(SpineAS, SpineLeaf4,
-		[]Neighbour{{LeafSpine4, LeafAS}, {LeafSpine6, LeafAS}}, nil))
+		[]Neighbour{{Address: LeafSpine4, AS: LeafAS}, {Address: LeafSpine6, AS: LeafAS}}, nil))
 	if t.Peer != "" {
 		t.PeerFRR = StartFRR(tb, t.Peer, PeerAS, BGPConfig(PeerAS, PeerLeaf4,
-			[]Neighbour{{LeafPeer4, LeafAS}, {LeafPeer6, LeafAS}}, t.peerNetworks))
+			[]Neighbour{{Address: LeafPeer4, AS: LeafAS}, {Address: LeafPeer6, AS: LeafAS}}, t.peerNetworks))
 	}
 	t.SpineFRR.WaitEstablished(LeafSpine4, 20*time.Second)
 	t.SpineFRR.WaitEstablished(LeafSpine6, 20*time.Second)
@@ -83,9 +83,9 @@ func (t *Topology) Routers(tb testing.TB) {
 
 // LeafNeighbours lists the sessions the leaf's speaker must configure.
 func (t *Topology) LeafNeighbours() []Neighbour {
-	ns := []Neighbour{{SpineLeaf4, SpineAS}, {SpineLeaf6, SpineAS}}
+	ns := []Neighbour{{Address: SpineLeaf4, AS: SpineAS}, {Address: SpineLeaf6, AS: SpineAS}}
 	if t.Peer != "" {
-		ns = append(ns, Neighbour{PeerLeaf4, PeerAS}, Neighbour{PeerLeaf6, PeerAS})
+		ns = append(ns, Neighbour{Address: PeerLeaf4, AS: PeerAS}, Neighbour{Address: PeerLeaf6, AS: PeerAS})
 	}
 	return ns
 }
