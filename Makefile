@@ -49,7 +49,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 # -tags scale checks the scale benchmark's files too.
 STATICCHECK_VERSION        := v0.8.2
 
-.PHONY: help build build-reexport test-reexport docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale bench-churn fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
+.PHONY: help build build-reexport test-reexport test-gobgpd-versions docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale bench-churn fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
 LAB        ?= e2e/labs/fabric/fabric.clab.yml
 
 help: ## list the targets
@@ -74,6 +74,20 @@ build-reexport: ## build bin/gobgpd-ext-reexport: gobgpd-ext on GoBGP v3.37.0 wi
 
 test-reexport: build-reexport ## run plugin/gobgp's tests against the patched GoBGP (the release by re-export)
 	$(GO) test -modfile=$(BIN)/reexport.mod -tags gobgp_reexport -count=1 $(TESTFLAGS) ./plugin/gobgp/
+
+# GOBGPD_VERSIONS are the stock gobgpd releases test-gobgpd-versions runs
+# fibgated against (built from the Go module proxy): `make test` takes the
+# oldest v3 release (the newest is the module's own, in TestFabric, and
+# Debian's 3.10 runs in TestSidecarOnPackagedGobgpd); README.md, "Supported
+# GoBGP versions", lists what else was run.
+GOBGPD_VERSIONS ?= v3.0.0
+
+test-gobgpd-versions: ## run e2e TestSidecarOnPackagedGobgpd against each stock gobgpd in GOBGPD_VERSIONS (root; e.g. GOBGPD_VERSIONS="v3.0.0 v3.20.0 v3.36.0")
+	@set -e; for v in $(GOBGPD_VERSIONS); do \
+	  GOBIN=$(abspath $(BIN))/gobgpd-$$v $(GO) install github.com/osrg/gobgp/v3/cmd/gobgpd@$$v; \
+	  echo "== fibgated on gobgpd $$v"; \
+	  FIBGATE_SIDECAR_GOBGPD=$(abspath $(BIN))/gobgpd-$$v/gobgpd $(GO) test -count=1 $(TESTFLAGS) -run '^TestSidecarOnPackagedGobgpd$$' ./e2e/; \
+	done
 
 docker: ## build the container image (IMAGE=name:tag, default fibgate:dev; deploy/README.md)
 	docker build -f deploy/Dockerfile -t $(or $(IMAGE),fibgate:dev) .
@@ -152,9 +166,10 @@ vet: ## go vet, staticcheck, gofmt check, and go.mod/go.sum tidy (go mod tidy -d
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags scale $(PKGS)
 
-test: deps vet ## all tests with the race detector (real-kernel tests need root), then plugin/gobgp's against the patched GoBGP (test-reexport)
+test: deps vet ## all tests with the race detector (real-kernel tests need root), then plugin/gobgp's against the patched GoBGP (test-reexport) and fibgated against the oldest gobgpd v3 (test-gobgpd-versions)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
 	$(MAKE) test-reexport
+	$(MAKE) test-gobgpd-versions
 
 test-short: ## quick tests
 	$(GO) test -short -count=1 $(PKGS)

@@ -12,7 +12,9 @@ import (
 )
 
 // packagedGobgpd is where Debian's gobgpd package (`make deps` installs
-// it) puts the daemon: the oldest GoBGP release fibgated supports.
+// it) puts the daemon: the GoBGP an operator on Debian 12 has at hand.
+// `make test-gobgpd-versions` runs the test on releases from the Go
+// module proxy (README.md, "Supported GoBGP versions").
 const packagedGobgpd = "/usr/bin/gobgpd"
 
 // TestSidecarOnPackagedGobgpd runs fibgated next to another gobgpd than
