@@ -100,9 +100,12 @@ type Tracker struct {
 	counters struct {
 		confirmed, failed, withdrawn, advertised, speakerErrors atomic.Uint64
 	}
-	adv advertiser
-	ref refusals // routes the kernel refused (refuse.go)
-	rtr retrier  // rewrites of failed routes (retry.go)
+	// flagged: some route of a gated table has shown a hardware flag
+	// since start (HardwareSeen).
+	flagged atomic.Bool
+	adv     advertiser
+	ref     refusals // routes the kernel refused (refuse.go)
+	rtr     retrier  // rewrites of failed routes (retry.go)
 }
 
 // TrackerOption configures a Tracker.
@@ -470,6 +473,9 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		defer t.track(k, e, e.st.State)
 	}
 	scope, inScope := t.policy.Match(k.table, k.prefix())
+	if r != nil && !t.flagged.Load() && hasHWFlags(r) {
+		t.flagged.Store(true)
+	}
 	if inScope {
 		// Refused routes, and routes a retry is writing again.
 		if st, changed, handled := t.evaluateRefused(k, e, scope, r, now); handled {
@@ -810,6 +816,27 @@ func (t *Tracker) forget(k prefixKey, e *entry) {
 	}
 	t.entries.drop(k)
 	delete(t.retries, k)
+}
+
+// HardwareSeen says whether any route of a gated table has shown a
+// hardware flag (offload, trap or offload_failed, on the route or a next
+// hop) since the tracker started. While it has not, a driver that offloads
+// routes is missing or silent, and every prefix waiting for the hardware
+// waits for good: the daemon warns about it (a new machine without a
+// switchdev driver, or a driver that does not offload routes).
+func (t *Tracker) HardwareSeen() bool { return t.flagged.Load() }
+
+// hasHWFlags says whether r or one of its next hops carries a hardware flag.
+func hasHWFlags(r *fib.Route) bool {
+	if r.Flags&(fib.Offload|fib.Trap|fib.OffloadFailed) != 0 {
+		return true
+	}
+	for _, nh := range r.Nexthops {
+		if nh.HW != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // TrackerStats are the gate's counters and latencies, for the API and metrics.

@@ -166,8 +166,14 @@ func TestTrackerConfirmsOnlyWhenHardwareDoes(t *testing.T) {
 		}
 		src.add(t, route("10.0.1.0/24"))
 		time.Sleep(300 * time.Millisecond) // the hardware takes its time
+		if tr.HardwareSeen() {
+			t.Error("HardwareSeen before any route had a flag")
+		}
 		src.flags(route("10.0.1.0/24"), fib.Trap)
 		st := stateOf(t, tr, "10.0.1.0/24")
+		if !tr.HardwareSeen() {
+			t.Error("HardwareSeen false after a route trapped")
+		}
 		if st.State != Confirmed || st.ConfirmedAt.Sub(st.SeenAt) != 300*time.Millisecond {
 			t.Fatalf("trapped route: %v seen %v confirmed %v", st.State, st.SeenAt, st.ConfirmedAt)
 		}

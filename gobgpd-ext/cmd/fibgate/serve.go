@@ -50,6 +50,7 @@ type serveFlags struct {
 	simMode, simPorts              string
 	simCapacityMode                string
 	simLatency, simJitter          time.Duration
+	warnUnconfirmed                time.Duration
 	simRate                        int
 	simFailProbability             float64
 }
@@ -70,6 +71,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.setNotify, "set-notify", "", "write fib_notify_on_flag_change (0, 1 or 2) for IPv4 and IPv6 first (default: leave it)")
 	fs.IntVar(&f.rcvbuf, "rcvbuf", kernel.DefaultRcvBuf, "notification socket receive buffer in bytes")
 	fs.BoolVar(&f.verbose, "v", false, "log at info level (default: warnings)")
+	fs.DurationVar(&f.warnUnconfirmed, "warn-unconfirmed", daemon.DefaultWarnUnconfirmed, "warn once when prefixes have waited this long and no route has shown a hardware flag since start (no driver offloads routes?); 0: never")
 	fs.StringVar(&f.simMode, "sim-mode", "trap", "sim classifier: trap (netdevsim-like) or spectrum (mlxsw-like)")
 	fs.StringVar(&f.simPorts, "sim-ports", "", "comma-separated data ports whose traffic the sim forwards from its hardware table")
 	fs.DurationVar(&f.simLatency, "sim-latency", d.Latency, "sim programming latency")
@@ -144,7 +146,7 @@ func (f *serveFlags) config() (daemon.Config, error) {
 	if f.verbose {
 		c.LogLevel = "info"
 	}
-	c.Backend.Type = f.backend
+	c.Backend.Type, c.Backend.WarnUnconfirmed = f.backend, daemon.Duration(f.warnUnconfirmed)
 	c.Backend.Sim = daemon.Sim{Mode: f.simMode, Latency: daemon.Duration(f.simLatency), Jitter: daemon.Duration(f.simJitter),
 		Rate: f.simRate, FailProbability: f.simFailProbability, CapacityMode: f.simCapacityMode}
 	if f.simPorts != "" {

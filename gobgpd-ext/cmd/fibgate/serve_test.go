@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/api/apitest"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
@@ -202,6 +203,75 @@ func TestServeStartUpErrorsAreOneLine(t *testing.T) {
 		}
 		oneLine(t, stderr.String(), c.want)
 	}
+}
+
+// TestServeWarnsWhenNoDriverFlagsARoute runs `fibgate serve` with the
+// kernel backend on a namespace of this machine's kernel, which has no
+// driver that offloads routes (as a new user's VM or server has none): a
+// route stays pending, and once it has waited --warn-unconfirmed the log
+// says why, once, instead of nothing at all.
+func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	var stderr syncbuf.Buffer
+	go func() {
+		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "kernel", "--socket", sock, "--set-notify", "1",
+			"--warn-unconfirmed", "500ms"}, io.Discard, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30 s of its context ending")
+		}
+	})
+	waitRoute := func(want string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var out bytes.Buffer
+			if run(context.Background(), []string{"routes", "--socket", sock, "--prefix", "192.0.2.0/24"}, &out, io.Discard) == exitOK &&
+				strings.Contains(out.String(), want) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("192.0.2.0/24 not %s within 20 s: %s; serve: %s", want, out.String(), stderr.String())
+			}
+			time.Sleep(50 * time.Millisecond) // polling with a deadline
+		}
+	}
+	// Wait for the daemon before the route: the warning counts from the
+	// first pending prefix it sees.
+	deadline := time.Now().Add(20 * time.Second)
+	for run(context.Background(), []string{"stats", "--socket", sock}, io.Discard, io.Discard) != exitOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering; serve: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	added := time.Now()
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "dev", "eth1")
+	waitRoute("pending")
+	const warning = "no route has shown a hardware flag"
+	deadline = time.Now().Add(20 * time.Second)
+	for !strings.Contains(stderr.String(), warning) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning within 20 s of the route; serve: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	if took := time.Since(added); took < 500*time.Millisecond {
+		t.Errorf("warned %v after the route, before --warn-unconfirmed 500ms", took)
+	}
+	log := stderr.String()
+	if !strings.Contains(log, "backend=kernel") || !strings.Contains(log, "switchdev driver") || strings.Count(log, warning) != 1 {
+		t.Errorf("want one warning naming the backend and the driver:\n%s", log)
+	}
+	waitRoute("pending") // and the gate still holds it: a warning, not a release
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.

@@ -71,6 +71,13 @@ type Backend struct {
 	// simulated ASIC) or external (agents report over the API).
 	Type string `yaml:"type"`
 	Sim  Sim    `yaml:"sim"`
+	// WarnUnconfirmed is how long prefixes may wait for the hardware
+	// with no route of a gated table ever showing a hardware flag before
+	// the daemon says, once, that no driver seems to offload routes: a
+	// machine without a switchdev driver (or with one that does not
+	// offload routes) holds every prefix for good, and otherwise only the
+	// pending count would tell. 0 turns the warning off.
+	WarnUnconfirmed Duration `yaml:"warn_unconfirmed"`
 }
 
 // Sim is the simulated ASIC's part of the config (plugin/hw/sim.Config).
@@ -201,6 +208,11 @@ type Audit struct {
 	WholeRIBMax int `yaml:"whole_rib_max"`
 }
 
+// DefaultWarnUnconfirmed is Backend.WarnUnconfirmed's default: long
+// enough for any driver to flag its first route of a full table, short
+// enough that a new user reads why before giving up.
+const DefaultWarnUnconfirmed = 30 * time.Second
+
 // Duration is a time.Duration written as Go writes it ("300ms", "1m30s").
 type Duration time.Duration
 
@@ -229,7 +241,8 @@ func Defaults() Config {
 		RcvBuf:   kernel.DefaultRcvBuf,
 		LogLevel: "info",
 		Backend: Backend{Type: "kernel", Sim: Sim{Mode: string(s.Mode), Latency: Duration(s.Latency),
-			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability, CapacityMode: string(s.CapacityMode)}},
+			Jitter: Duration(s.Jitter), Rate: s.Rate, FailProbability: s.FailProbability, CapacityMode: string(s.CapacityMode)},
+			WarnUnconfirmed: Duration(DefaultWarnUnconfirmed)},
 		API: API{Socket: api.DefaultSocket},
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
 			GuardInterval: Duration(100 * time.Millisecond), NotToSets: yes(), Release: "toggle"},
@@ -313,6 +326,9 @@ func (c *Config) Check() error {
 	}
 	if c.RcvBuf < minRcvBuf || c.RcvBuf > maxRcvBuf {
 		return fmt.Errorf("rcvbuf %d: want %d to %d bytes", c.RcvBuf, minRcvBuf, maxRcvBuf)
+	}
+	if c.Backend.WarnUnconfirmed < 0 {
+		return fmt.Errorf("backend.warn_unconfirmed %s: want 0 (off) or a positive duration", time.Duration(c.Backend.WarnUnconfirmed))
 	}
 	if c.Audit.Interval < 0 {
 		return fmt.Errorf("audit.interval %s: want 0 (off) or a positive duration", time.Duration(c.Audit.Interval))

@@ -407,6 +407,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			start(&frontWG, front, "audit", d.auditor.Run)
 		}
 		start(&frontWG, front, "gate", d.tracker.Run)
+		if fams := hardwareFamilies(d.tracker.Policy()); len(fams) > 0 && d.cfg.Backend.WarnUnconfirmed > 0 {
+			start(&frontWG, front, "hardware watch", func(c context.Context) error {
+				warnUnconfirmed(c, d.tracker, time.Duration(d.cfg.Backend.WarnUnconfirmed), d.cfg.Backend.Type, d.log)
+				return nil
+			})
+		}
 		go func() {
 			select {
 			case <-d.tracker.Ready():
@@ -422,6 +428,57 @@ func (d *Daemon) Run(ctx context.Context) error {
 	cancelBase()
 	baseWG.Wait()
 	return first
+}
+
+// hardwareWatch is what warnUnconfirmed reads of the gate (a
+// *gate.Tracker).
+type hardwareWatch interface {
+	HardwareSeen() bool
+	Stats() gate.TrackerStats
+}
+
+// warnUnconfirmed logs once, at WARN, when prefixes have been pending for
+// after with no route of a gated table ever showing a hardware flag: on a
+// machine whose driver does not offload routes (or that has none) every
+// prefix gated at level hardware or offload waits for good, and the log is
+// where a new user looks. It returns when ctx ends, when a flag shows up,
+// or once it has warned.
+func warnUnconfirmed(ctx context.Context, g hardwareWatch, after time.Duration, backend string, log *slog.Logger) {
+	tick := time.NewTicker(min(max(after/10, 10*time.Millisecond), time.Second))
+	defer tick.Stop()
+	var since time.Time // pending prefixes, no flag, since then
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			if g.HardwareSeen() {
+				return
+			}
+			pending := g.Stats().ByState[gate.Pending]
+			switch {
+			case pending == 0:
+				since = time.Time{}
+			case since.IsZero():
+				since = now
+			case now.Sub(since) >= after:
+				log.Warn("no route has shown a hardware flag (offload, trap, offload_failed) since start, so no prefix waiting for the hardware is confirmed: "+unconfirmedHint(backend),
+					"pending", pending, "for", now.Sub(since).Round(100*time.Millisecond), "backend", backend)
+				return
+			}
+		}
+	}
+}
+
+// unconfirmedHint is what to check when no flag ever shows, by backend.
+func unconfirmedHint(backend string) string {
+	switch backend {
+	case "external":
+		return "no agent has reported a route over the API (HardwareService.ReportRoutes)"
+	case "sim":
+		return "the simulated ASIC programs nothing (fibgate hw stats: a capacity of 0, a fail probability of 1, or a rate or latency too slow?)"
+	}
+	return "the kernel announces flag changes (fib_notify_on_flag_change is set), but no driver has set a flag: is there a switchdev driver that offloads routes on this machine (`ip route` shows offload or trap beside its routes)? Without one, gate at level fib, or try fibgate with backend: sim (fibgate serve: --backend sim)"
 }
 
 // Confirmed reports whether p's route is confirmed now in a gated table,
