@@ -138,6 +138,12 @@ func runIPv4OverIPv6(t *testing.T, m leafMode) {
 		t.Fatal(err)
 	}
 
+	// The audit compares GoBGP's IPv6 next hops with the kernel's RTA_VIA
+	// routes and the sim's flags: nothing disagrees.
+	if r, code := l.runAudit(t); code != 0 || len(r.Mismatches) > 0 {
+		t.Errorf("fibgate audit: exit %d, mismatches %v", code, r.kinds())
+	}
+
 	// A withdrawal takes the prefix out of the observer and the kernel.
 	gone := ps[0]
 	frr.Announce(gone, true)
