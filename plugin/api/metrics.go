@@ -45,6 +45,7 @@ var (
 	descRefusals      = prometheus.NewDesc("fibgate_refusals_total", "Transitions to refused: prefixes whose route the kernel refused to install.", nil, nil)
 	descRewrites      = prometheus.NewDesc("fibgate_rewrites_total", "Failed routes written again so that their driver tries again (policy retry and fibgate hw retry).", nil, nil)
 	descRewriteErrors = prometheus.NewDesc("fibgate_rewrite_errors_total", "Rewrites of failed routes that could not be done.", nil, nil)
+	descHWSeen        = prometheus.NewDesc("fibgate_hardware_flags_seen", "1 once any route of a gated table has shown a hardware flag (offload, trap, offload_failed) since start; 0 while none has: no driver offloads routes, and prefixes waiting for the hardware wait for good.", nil, nil)
 )
 
 // NewMetrics registers fibgate's metrics with reg (no global registry).
@@ -124,7 +125,7 @@ var _ gate.Observer = (*Metrics)(nil)
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descRoutes, descConfirmations, descFailures, descWithdrawals, descAdvertised,
 		descSpeakerErrors, descFIBRoutes, descNotifications, descOverruns, descResyncs, descOutOfSync,
-		descRefusedWrites, descRefusals, descRewrites, descRewriteErrors} {
+		descRefusedWrites, descRefusals, descRewrites, descRewriteErrors, descHWSeen} {
 		ch <- d
 	}
 }
@@ -153,6 +154,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 			counter(descRefusals, r.Refusals)
 			counter(descRewrites, r.Rewrites)
 			counter(descRewriteErrors, r.RewriteErrors)
+		}
+		if hs, ok := g.(HardwareSeen); ok {
+			v := 0.0
+			if hs.HardwareSeen() {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descHWSeen, prometheus.GaugeValue, v)
 		}
 	}
 	if l != nil {

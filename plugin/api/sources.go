@@ -51,6 +51,14 @@ type GateStats interface {
 	Stats() gate.TrackerStats
 }
 
+// HardwareSeen says whether any gated route has shown a hardware flag
+// since start (a *gate.Tracker does): a GateStats that says so gets
+// fibgate_hardware_flags_seen into the metrics, for an alert on a machine
+// whose driver never flags a route while prefixes wait for it.
+type HardwareSeen interface {
+	HardwareSeen() bool
+}
+
 // RetryStats gives the counters of refused writes and retries (a
 // *gate.Tracker has them); a GateStats that has them too gets them into
 // GetStats and the metrics.

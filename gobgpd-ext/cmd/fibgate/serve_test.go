@@ -130,7 +130,7 @@ func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
 	}
 	// The latency reached Prometheus too.
 	scrape := scrapeMetrics(t, metricsAddr)
-	for _, want := range []string{`fibgate_routes{state="confirmed"}`, "fibgate_time_to_hardware_seconds_count", "fibgate_fib_routes", `fibgate_build_info{gobgp="v3.`, "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{`fibgate_routes{state="confirmed"}`, "fibgate_time_to_hardware_seconds_count", "fibgate_fib_routes", `fibgate_build_info{gobgp="v3.`, "go_goroutines", "process_resident_memory_bytes", "fibgate_hardware_flags_seen 1"} {
 		if !strings.Contains(scrape, want) {
 			t.Errorf("metrics lack %s", want)
 		}
@@ -214,12 +214,13 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	metricsAddr := freePort(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var stderr syncbuf.Buffer
 	go func() {
 		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "kernel", "--socket", sock, "--set-notify", "1",
-			"--warn-unconfirmed", "500ms"}, io.Discard, &stderr)
+			"--warn-unconfirmed", "500ms", "--metrics", metricsAddr}, io.Discard, &stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -272,6 +273,10 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 		t.Errorf("want one warning naming the backend and the driver:\n%s", log)
 	}
 	waitRoute("pending") // and the gate still holds it: a warning, not a release
+	// An alert can see it too.
+	if scrape := scrapeMetrics(t, metricsAddr); !strings.Contains(scrape, "fibgate_hardware_flags_seen 0") {
+		t.Errorf("metrics lack fibgate_hardware_flags_seen 0")
+	}
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.
