@@ -492,8 +492,14 @@ func (c *churnLab) waitCount(t *testing.T, timeout time.Duration, what string, o
 
 // churnRoutes lists the gate's state of every churned prefix.
 func (l *leaf) churnRoutes(ctx context.Context) (map[netip.Prefix]*pb.Route, error) {
+	return l.routesIn(ctx, netip.PrefixFrom(churnBase, 10))
+}
+
+// routesIn lists the gate's state of every prefix of the main table inside
+// within.
+func (l *leaf) routesIn(ctx context.Context, within netip.Prefix) (map[netip.Prefix]*pb.Route, error) {
 	out := map[netip.Prefix]*pb.Route{}
-	req := &pb.ListRoutesRequest{Prefix: netip.PrefixFrom(churnBase, 10).String(), IncludeCovered: true, Table: 254, PageSize: 1000}
+	req := &pb.ListRoutesRequest{Prefix: within.String(), IncludeCovered: true, Table: 254, PageSize: 1000}
 	for {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		resp, err := pb.NewRouteServiceClient(l.conn).ListRoutes(ctx, req)

@@ -203,6 +203,12 @@ type Installer struct {
 	Table    uint32
 	Protocol fib.Protocol
 	Metric   uint32
+	// Resolve, when set, turns GoBGP's next hops of a prefix into the
+	// gateways the installer writes for them (a next hop that is not
+	// directly connected resolves over another route, as zebra does), so
+	// such a route is not reported as NexthopsDiffer; nil: they are
+	// written as they are.
+	Resolve func(nexthops []netip.Addr) []netip.Addr
 }
 
 // InstalledRoute is a kernel route of the installer's protocol.

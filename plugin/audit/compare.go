@@ -101,7 +101,7 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 				out = append(out, Mismatch{Kind: NexthopsDiffer, Prefix: p, Table: in.Table,
 					Detail: fmt.Sprintf("GoBGP's best path is via %s; the installer has no route for it (table %d, protocol %s, metric %d)", addrs(b.nexthops), in.Table, in.Protocol, in.Metric),
 					ident:  "missing " + addrs(b.nexthops)})
-			case !slices.Equal(own.Nexthops, b.nexthops):
+			case !slices.Equal(own.Nexthops, b.nexthops) && (in.Resolve == nil || !slices.Equal(own.Nexthops, in.Resolve(b.nexthops))):
 				out = append(out, Mismatch{Kind: NexthopsDiffer, Prefix: p, Table: in.Table,
 					Detail: fmt.Sprintf("installed via %s, GoBGP's best path is via %s", addrs(own.Nexthops), addrs(b.nexthops)),
 					ident:  itoa(own.Version) + " " + addrs(b.nexthops)})

@@ -142,6 +142,23 @@ func TestCompare(t *testing.T) {
 		{"the installer's route forwards elsewhere than the best path", func(s *Snapshot) {
 			s.FIB.Installed[tran][0].Nexthops = []netip.Addr{nhB}
 		}, []want{{NexthopsDiffer, tran, "installed via 10.0.1.2, GoBGP's best path is via 10.1.1.2"}}},
+		{"a next hop behind another route is installed through that route's gateway", func(s *Snapshot) {
+			s.FIB.Installed[tran][0].Nexthops = []netip.Addr{nhB}
+			in := *inst // not the shared one
+			s.FIB.Installer = &in
+			s.FIB.Installer.Resolve = func(nhs []netip.Addr) []netip.Addr {
+				if slices.Equal(nhs, []netip.Addr{nhA}) {
+					return []netip.Addr{nhB}
+				}
+				return nhs
+			}
+		}, nil},
+		{"a resolved next hop installed through another gateway is a difference", func(s *Snapshot) {
+			s.FIB.Installed[tran][0].Nexthops = []netip.Addr{nhB}
+			in := *inst
+			s.FIB.Installer = &in
+			s.FIB.Installer.Resolve = func([]netip.Addr) []netip.Addr { return []netip.Addr{netip.MustParseAddr("10.9.9.9")} }
+		}, []want{{NexthopsDiffer, tran, "installed via 10.0.1.2, GoBGP's best path is via 10.1.1.2"}}},
 		{"a learned best path without the installer's route", func(s *Snapshot) {
 			delete(s.FIB.Installed, tran)
 		}, []want{{NexthopsDiffer, tran, "the installer has no route for it"}}},

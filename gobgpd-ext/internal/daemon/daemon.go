@@ -225,6 +225,12 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 			}
 			d.feeder = newFeeder(sp, inst, inst.Table(), nil, log)
 			d.feeder.restartTimeout = cfg.RestartTimeout()
+			// Next hops that are not directly connected (iBGP, eBGP
+			// multihop) resolve over the listener's model, and so do the
+			// audit's expectations of the installer's routes.
+			d.feeder.res = &resolver{view: d.listener.View, proto: proto,
+				events: func(ctx context.Context) <-chan []fib.Event { return d.listener.Events(ctx, false) }}
+			installed.Resolve = resolveIn(d.listener.View, inst.Table(), proto)
 		}
 	}
 	rw, err := newRewriter(cfg.NetNS, d.feeder, d.vetoer())

@@ -58,6 +58,12 @@ type feeder struct {
 	// refused says how many writes are refused and since when (logdamp:
 	// one line, then summaries at growing intervals).
 	refused *logdamp.Line
+
+	// res resolves next hops that are not directly connected (nil: they
+	// are written as they are); rec is what was written through them
+	// (resolve.go).
+	res *resolver
+	rec recursion
 }
 
 // refusalSink is what the feeder tells the gate about refused writes (a
@@ -90,6 +96,7 @@ func newFeeder(sp *gobgp.Speaker, inst *kernel.Installer, table uint32, g refusa
 func (f *feeder) run(ctx context.Context) error {
 	f.ctx = ctx
 	go f.retry(ctx)
+	go f.watchResolutions(ctx)
 	retry := backoff.Counter{Policy: gobgpdRetry}
 	// gobgpd down: one line, then how long (logdamp).
 	ended := logdamp.New(f.log, slog.LevelWarn, "best-path watch ended; watching again")
@@ -122,8 +129,11 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 		want[b.Prefix] = b.Nexthops
 	}
 	if initial {
+		// A fresh table: what was written through resolved next hops is
+		// resolved again, all of it.
+		f.rec.reset()
 		desired := make([]kernel.InstallRoute, 0, len(want))
-		for p, nhs := range want {
+		for p, nhs := range f.resolveRoutes(want) {
 			if len(nhs) > 0 {
 				desired = append(desired, kernel.InstallRoute{Prefix: p, Nexthops: nhs})
 			}
@@ -157,7 +167,7 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 func (f *feeder) write(routes map[netip.Prefix][]netip.Addr, now time.Time) {
 	var install []kernel.InstallRoute
 	var remove []netip.Prefix
-	for p, nhs := range routes {
+	for p, nhs := range f.resolveRoutes(routes) {
 		if len(nhs) == 0 {
 			remove = append(remove, p)
 		} else {
@@ -245,12 +255,13 @@ func kernelError(err error) string {
 }
 
 // unconnectedHint follows a refusal of a next hop the kernel cannot reach
-// directly. The installer writes a best path's next hop as the gateway and
-// lets the kernel find the interface, as a route of a directly connected
-// neighbour needs; a next hop reachable only through another route (iBGP
-// from a route reflector, without next-hop-self) would need the recursive
-// resolution zebra does, which the installer does not.
-const unconnectedHint = " (the next hop is on no connected network: its link is down, or it is reachable only through another route, which the FIB installer does not resolve; iBGP neighbours must then set next-hop-self)"
+// directly. The feeder writes a connected next hop as the gateway and
+// resolves one behind another route (static, an IGP) to that route's
+// gateways (resolve.go), as zebra does; what is left is a next hop no
+// such route leads to: its link is down, the route to it is missing, or
+// only the default route or one of BGP's own covers it, which zebra does
+// not resolve over either.
+const unconnectedHint = " (the next hop is on no connected network and no route resolves it: its link is down, or the route to it is missing; next hops resolve through static and IGP routes, not through BGP's own routes or the default route)"
 
 // unconnected says whether the kernel refused a route for its gateway: IPv4
 // answers "Nexthop has invalid gateway" with ENETUNREACH (EINVAL in older
@@ -365,6 +376,9 @@ func (f *feeder) rewrite(routes []fib.Route) []error {
 				errs[i] = re.Err
 				if errors.Is(re.Err, kernel.ErrNotAddedBack) {
 					gone[re.Prefix] = irs[i].Nexthops
+					if nhs, ok := f.rec.bgp[re.Prefix]; ok {
+						gone[re.Prefix] = nhs // GoBGP's, resolved again when written
+					}
 					goneErrs = append(goneErrs, re)
 				}
 			}

@@ -1,0 +1,137 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gobgp"
+	"github.com/fibgate/fibgate/plugin/kernel"
+	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
+)
+
+// TestNextHopsBehindARouteAreResolved: a next hop reachable only through
+// another route (an iBGP neighbour's loopback behind a static or IGP
+// route) is written through that route's gateway, in a real kernel, for
+// both families; when that route moves to another gateway the prefix
+// follows it, when it goes the write is refused (with the hint), and when
+// it comes back the prefix is written again. A connected next hop is
+// written as it is, and BGP's own routes resolve nothing.
+func TestNextHopsBehindARouteAreResolved(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	kerneltest.IP(t, ns, "addr", "add", "10.0.0.1/24", "dev", "eth1")
+	kerneltest.IP(t, ns, "-6", "addr", "add", "fd00::1/64", "dev", "eth1", "nodad")
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "via", "10.0.0.2", "proto", "static")
+	kerneltest.IP(t, ns, "-6", "route", "add", "2001:db8:9::/48", "via", "fd00::2", "proto", "static")
+	// A BGP route of the installer's protocol covering a next hop: not
+	// resolved over.
+	kerneltest.IP(t, ns, "route", "add", "198.18.0.0/15", "via", "10.0.0.2", "proto", "bgp", "metric", "20")
+
+	l := kernel.NewListener(kernel.WithNetNS(ns))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = l.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	<-l.Ready()
+	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Close)
+	g := &sink{}
+	var logs logLines
+	f := newFeeder(nil, inst, inst.Table(), g, slog.New(&logs))
+	f.ctx = ctx
+	f.res = &resolver{view: l.View, proto: fib.ProtoBGP,
+		events: func(ctx context.Context) <-chan []fib.Event { return l.Events(ctx, false) }}
+	wg.Go(func() { f.watchResolutions(ctx) })
+	wg.Go(func() { f.retry(ctx) })
+
+	direct, far4, far6 := netip.MustParsePrefix("10.8.0.0/16"), netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:a::/48")
+	overBGP, ecmp := netip.MustParsePrefix("10.10.0.0/16"), netip.MustParsePrefix("10.11.0.0/16")
+	f.apply(false, []gobgp.BestPath{
+		{Prefix: ecmp, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("203.0.113.9")}},
+		{Prefix: direct, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2")}},
+		{Prefix: far4, Nexthops: []netip.Addr{netip.MustParseAddr("192.0.2.55")}},
+		{Prefix: far6, Nexthops: []netip.Addr{netip.MustParseAddr("2001:db8:9::5")}},
+		{Prefix: overBGP, Nexthops: []netip.Addr{netip.MustParseAddr("198.18.0.1")}},
+	})
+	route := func(p netip.Prefix) string {
+		args := []string{"route", "show", p.String()}
+		if p.Addr().Is6() {
+			args = append([]string{"-6"}, args...)
+		}
+		return strings.TrimSpace(kerneltest.IP(t, ns, args...))
+	}
+	for p, want := range map[netip.Prefix]string{direct: "via 10.0.0.2", far4: "via 10.0.0.2", far6: "via fd00::2",
+		ecmp: "10.11.0.0/16 via 10.0.0.2 dev eth1"} { // over the next hop it can reach
+		if got := route(p); !strings.Contains(got, want) {
+			t.Errorf("%v in the kernel: %q, want %q", p, got, want)
+		}
+	}
+	refused, _, _ := g.snapshot()
+	if len(refused) != 1 || refused[0].Prefix != overBGP || !strings.HasSuffix(refused[0].Err, unconnectedHint) {
+		t.Errorf("refused %+v, want only %v (its next hop is behind a BGP route) with the hint", refused, overBGP)
+	}
+
+	// A route to the ECMP's other next hop appears: both paths now.
+	kerneltest.IP(t, ns, "route", "add", "203.0.113.0/24", "via", "10.0.0.4", "proto", "static")
+	eventually(t, ecmp.String()+" over both paths", func() bool {
+		got := route(ecmp)
+		return strings.Contains(got, "nexthop via 10.0.0.2") && strings.Contains(got, "nexthop via 10.0.0.4")
+	})
+
+	// The resolving route moves to another gateway: the prefix follows.
+	kerneltest.IP(t, ns, "route", "replace", "192.0.2.0/24", "via", "10.0.0.3", "proto", "static")
+	eventually(t, far4.String()+" via 10.0.0.3", func() bool { return strings.Contains(route(far4), "via 10.0.0.3") })
+	if got := route(far6); !strings.Contains(got, "via fd00::2") {
+		t.Errorf("%v moved with another family's route: %q", far6, got)
+	}
+
+	// It goes: the prefix cannot be written (the kernel refuses its next
+	// hop) and is shown refused; it comes back: written again.
+	kerneltest.IP(t, ns, "route", "del", "192.0.2.0/24")
+	eventually(t, far4.String()+" refused", func() bool {
+		refused, _, _ := g.snapshot()
+		for _, r := range refused {
+			if r.Prefix == far4 && strings.HasSuffix(r.Err, unconnectedHint) {
+				return true
+			}
+		}
+		return false
+	})
+	// The kernel keeps the route it had, as with every refused write; the
+	// daemon's fence (gobgp.Speaker.Fence) keeps the prefix from BGP until
+	// a newer route is confirmed.
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "via", "10.0.0.2", "proto", "static")
+	eventually(t, far4.String()+" written again", func() bool { return strings.Contains(route(far4), "via 10.0.0.2") })
+	eventually(t, far4.String()+" reported installed", func() bool {
+		_, installed, _ := g.snapshot()
+		for _, p := range installed {
+			if p == far4 {
+				return true
+			}
+		}
+		return false
+	})
+
+	// GoBGP's path goes: nothing is kept of it.
+	f.apply(false, []gobgp.BestPath{{Prefix: far4}, {Prefix: far6}})
+	f.mu.Lock()
+	kept := len(f.rec.bgp)
+	f.mu.Unlock()
+	if kept != 2 { // overBGP, still refused, and the ECMP
+		t.Errorf("%d prefixes kept for resolution after the withdrawals, want 2", kept)
+	}
+	if got := route(far4); got != "" {
+		t.Errorf("%v still in the kernel: %q", far4, got)
+	}
+}

@@ -1,0 +1,87 @@
+package fib
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// Resolution is where a BGP next hop leads in a table (FIB.Resolve).
+type Resolution struct {
+	// Gateways are what a kernel route can use for the next hop, sorted:
+	// the next hop itself when Connected or when nothing resolves it.
+	Gateways []netip.Addr
+	// Via is the prefix of the route that resolved the next hop; invalid
+	// when the next hop is connected or unresolved.
+	Via netip.Prefix
+	// Connected says a device route covers the next hop: the kernel takes
+	// it as it is.
+	Connected bool
+}
+
+// Resolved says whether the next hop led to other gateways.
+func (r Resolution) Resolved() bool { return r.Via.IsValid() }
+
+// Resolve turns a BGP next hop into the gateways a kernel route can use,
+// as zebra's next-hop tracking does for a next hop that is not directly
+// connected (an iBGP neighbour's loopback, an eBGP multihop session, a
+// route reflector's client): the kernel takes a gateway only on a
+// connected network, so such a route would be refused.
+//
+// A next hop that a device route of the table covers (a unicast route
+// without a gateway: the kernel accepts it as it is) comes back alone,
+// whatever longer routes cover it too, so what the kernel takes today is
+// written as it was. Otherwise the longest route of the table that covers
+// it, not of protocol skip (the caller's own routes: BGP does not resolve
+// over itself) and not the default route (zebra's default: no resolution
+// via 0/0), gives its gateways. A next hop nothing resolves, or only a
+// route that does not forward (blackhole, unreachable) or whose gateways
+// cannot be written without their interface (IPv6 link-local), comes back
+// alone: the kernel refuses it, and the refusal says why.
+func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
+	alone := Resolution{Gateways: []netip.Addr{nh}}
+	if !nh.IsValid() || nh.IsLinkLocalUnicast() || nh.IsUnspecified() || f.table(table, false) == nil {
+		return alone
+	}
+	var via *Route // the longest route that covers nh, not skip's
+	var viaPrefix netip.Prefix
+	for bits := nh.BitLen(); bits > 0; bits-- {
+		p := netip.PrefixFrom(nh, bits).Masked()
+		rs := f.Routes(table, p)
+		for i := range rs {
+			r := &rs[i]
+			if r.Protocol == skip || r.TOS != 0 {
+				continue
+			}
+			if r.Type == TypeUnicast && !hasGateway(r) {
+				alone.Connected = true // the kernel takes nh
+				return alone
+			}
+			if via == nil {
+				via, viaPrefix = r, p
+			}
+			break // the first route of a prefix forwards
+		}
+	}
+	if via == nil || via.Type != TypeUnicast {
+		return alone // nothing, or a blackhole or unreachable route
+	}
+	var gws []netip.Addr
+	for _, n := range via.Nexthops {
+		if !n.Gateway.IsValid() || n.Gateway.IsLinkLocalUnicast() {
+			return alone // needs its interface: not written here
+		}
+		gws = append(gws, n.Gateway)
+	}
+	slices.SortFunc(gws, netip.Addr.Compare)
+	return Resolution{Gateways: slices.Compact(gws), Via: viaPrefix}
+}
+
+// hasGateway says whether one of r's next hops has a gateway.
+func hasGateway(r *Route) bool {
+	for _, n := range r.Nexthops {
+		if n.Gateway.IsValid() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,69 @@
+package fib
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+)
+
+// TestResolve: a next hop on a connected network stays as it is (whatever
+// else covers it); one behind a static or IGP route takes that route's
+// gateways; BGP's own routes, the default route, blackholes and
+// link-local gateways resolve nothing.
+func TestResolve(t *testing.T) {
+	f := New()
+	add := func(prefix string, proto Protocol, typ RouteType, gws ...string) {
+		t.Helper()
+		r := Route{Table: TableMain, Prefix: netip.MustParsePrefix(prefix), Type: typ, Protocol: proto}
+		if len(gws) == 0 && typ == TypeUnicast {
+			r.Scope = 253 // link
+			r.Nexthops = []Nexthop{{LinkIndex: 2}}
+		}
+		for _, g := range gws {
+			r.Nexthops = append(r.Nexthops, Nexthop{Gateway: netip.MustParseAddr(g), LinkIndex: 2})
+		}
+		if err := f.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("10.0.1.0/30", ProtoKernel, TypeUnicast)                                 // connected
+	add("10.0.0.0/8", ProtoKernel, TypeUnicast)                                  // connected, wide
+	add("10.1.0.0/16", ProtoStatic, TypeUnicast, "10.0.1.2")                     // inside the wide one
+	add("192.168.0.0/16", ProtoStatic, TypeUnicast, "10.0.1.2")                  // an IGP's aggregate
+	add("192.168.7.7/32", ProtoOSPF, TypeUnicast, "10.0.1.2", "10.0.1.1")        // ECMP loopback
+	add("172.16.0.0/12", ProtoBGP, TypeUnicast, "10.0.1.2")                      // BGP's own
+	add("198.51.100.0/24", ProtoStatic, TypeBlackhole)                           // blackhole
+	add("0.0.0.0/0", ProtoStatic, TypeUnicast, "10.0.1.2")                       // default
+	add("2001:db8:1::/64", ProtoKernel, TypeUnicast)                             // connected
+	add("2001:db8:ff::/48", ProtoStatic, TypeUnicast, "2001:db8:1::2")           // global gateway
+	add("2001:db8:fe::/48", ProtoStatic, TypeUnicast, "fe80::1")                 // link-local gateway
+	add("203.0.113.0/24", ProtoStatic, TypeUnicast, "10.0.1.2", "2001:db8:1::2") // never mind the family
+
+	for _, c := range []struct {
+		nh, want, via string
+		connected     bool
+	}{
+		{"10.0.1.2", "[10.0.1.2]", "", true},                   // connected /30
+		{"10.1.2.3", "[10.1.2.3]", "", true},                   // the /8 covers it: the kernel takes it as it is
+		{"192.168.3.4", "[10.0.1.2]", "192.168.0.0/16", false}, // resolved
+		{"192.168.7.7", "[10.0.1.1 10.0.1.2]", "192.168.7.7/32", false},
+		{"172.16.1.1", "[172.16.1.1]", "", false},     // over BGP's own route: not resolved (default skipped too)
+		{"198.51.100.9", "[198.51.100.9]", "", false}, // blackhole
+		{"8.8.8.8", "[8.8.8.8]", "", false},           // only the default
+		{"2001:db8:ff::9", "[2001:db8:1::2]", "2001:db8:ff::/48", false},
+		{"2001:db8:fe::9", "[2001:db8:fe::9]", "", false}, // link-local gateway
+		{"fe80::9", "[fe80::9]", "", false},
+	} {
+		r := f.Resolve(TableMain, netip.MustParseAddr(c.nh), ProtoBGP)
+		viaS := ""
+		if r.Resolved() {
+			viaS = r.Via.String()
+		}
+		if fmt.Sprint(r.Gateways) != c.want || viaS != c.via || r.Connected != c.connected {
+			t.Errorf("Resolve(%s) = %v via %q connected %t, want %s via %q connected %t", c.nh, r.Gateways, viaS, r.Connected, c.want, c.via, c.connected)
+		}
+	}
+	if r := f.Resolve(99, netip.MustParseAddr("192.168.3.4"), ProtoBGP); fmt.Sprint(r.Gateways) != "[192.168.3.4]" || r.Resolved() {
+		t.Errorf("in a table that does not exist: %+v", r)
+	}
+}
