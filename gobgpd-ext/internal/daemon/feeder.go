@@ -87,8 +87,10 @@ type refusedWrite struct {
 }
 
 func newFeeder(sp *gobgp.Speaker, inst *kernel.Installer, table uint32, g refusalSink, log *slog.Logger) *feeder {
-	return &feeder{sp: sp, inst: inst, table: table, gate: g, log: log, failed: map[netip.Prefix]*refusedWrite{},
+	f := &feeder{sp: sp, inst: inst, table: table, gate: g, log: log, failed: map[netip.Prefix]*refusedWrite{},
 		wake: make(chan struct{}, 1), refused: logdamp.New(log, slog.LevelWarn, "kernel refused routes; writing them again with back-off")}
+	f.rec.kept = make(chan struct{}, 1)
+	return f
 }
 
 // run follows GoBGP until ctx ends; a broken watch (gobgpd restarted) is

@@ -31,6 +31,10 @@ type recursion struct {
 	deps map[netip.Addr]map[netip.Prefix]struct{} // such a next hop -> its prefixes
 	res  map[netip.Addr]fib.Resolution            // such a next hop -> where it led when written
 	n    atomic.Int64                             // len(deps), for the event watch without the lock
+	// kept wakes the event watch when the first next hop is kept: it
+	// follows the FIB only then, so a fabric without such next hops does
+	// not read every route event twice.
+	kept chan struct{}
 }
 
 func (r *recursion) reset() {
@@ -72,7 +76,12 @@ func (r *recursion) track(p netip.Prefix, nhs []netip.Addr, res map[netip.Addr]f
 		d[p] = struct{}{}
 		r.res[nh] = res[nh]
 	}
-	r.n.Store(int64(len(r.deps)))
+	if r.n.Swap(int64(len(r.deps))) == 0 && len(r.deps) > 0 && r.kept != nil {
+		select {
+		case r.kept <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // resolveRoutes returns routes (prefix -> GoBGP's next hops, nil: remove)
@@ -158,20 +167,35 @@ func usable(nhs []netip.Addr, res map[netip.Addr]fib.Resolution) bool {
 	return false
 }
 
-// watchResolutions follows the FIB until ctx ends: when a route other than
-// the installer's changes in its table while prefixes are written through
-// resolved next hops, it resolves those next hops again and rewrites the
-// prefixes of the ones that lead elsewhere now (taken back from BGP
-// first, like every change of a route: gobgp.Speaker.Fence).
+// watchResolutions follows the FIB while prefixes are written through
+// next hops that are not connected, until ctx ends: when a route other
+// than the installer's changes in its table, it resolves those next hops
+// again and rewrites the prefixes of the ones that lead elsewhere now
+// (reresolve). While none is kept it reads no route event at all.
 func (f *feeder) watchResolutions(ctx context.Context) {
-	if f.res == nil || f.res.events == nil {
+	if f.res == nil || f.res.events == nil || f.rec.kept == nil {
 		return
 	}
-	for evs := range f.res.events(ctx) {
-		if f.rec.n.Load() == 0 || !f.touchesResolution(evs) {
-			continue
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.rec.kept:
 		}
-		f.reresolve(ctx)
+		sub, cancel := context.WithCancel(ctx)
+		evs := f.res.events(sub)
+		f.reresolve(ctx) // what changed before the subscription
+		for batch := range evs {
+			if f.rec.n.Load() == 0 {
+				break // nothing kept: unsubscribe until something is
+			}
+			if f.touchesResolution(batch) {
+				f.reresolve(ctx)
+			}
+		}
+		cancel()
+		for range evs { // closed once the subscription ends
+		}
 	}
 }
 
