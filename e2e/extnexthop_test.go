@@ -92,57 +92,19 @@ func runIPv4OverIPv6(t *testing.T, m leafMode) {
 		[]lab.Neighbour{{Address: extnhLeafSrc, AS: churnLeafAS, Families: both}}, ps))
 	frr.WaitEstablished(extnhLeafSrc, 30*time.Second)
 
-	lab.Eventually(t, 30*time.Second, "every prefix at the observer", func() error {
-		for _, p := range ps {
-			if !watch.Has(p) {
-				return fmt.Errorf("%v not at the observer", p)
-			}
-		}
-		return nil
-	})
+	lab.Eventually(t, 30*time.Second, "every prefix at the observer", allAt(watch, ps))
 	// Installed through the IPv6 neighbour, in the kernel and so in the
 	// sim's hardware.
-	routes := map[netip.Prefix]string{}
-	for _, line := range l.kernelBGPRoutes(t) {
-		if f := strings.Fields(line); len(f) > 0 {
-			if p, err := netip.ParsePrefix(f[0]); err == nil {
-				routes[p] = line
-			}
-		}
-	}
+	routes := l.bgpRoutesByPrefix(t)
 	for _, p := range ps {
 		if want := "via inet6 " + extnhSrcLeaf + " dev to-src"; !strings.Contains(routes[p], want) {
 			t.Errorf("%v in the leaf's kernel: %q, want %q", p, routes[p], want)
 		}
 	}
-	// None before its route was in hardware, by the kernel's own account
-	// (the sim's mirror table is what it forwards with), watched from
-	// outside the daemons: the observer's first sighting comes after the
-	// route was in both tables with the same next hop.
-	hw := hardwareSpans(kroutes.Events(), 254, mirrorTable)
-	first := map[netip.Prefix]time.Time{}
-	for _, s := range watch.Since(start) {
-		if _, seen := first[s.P]; s.Present && !seen {
-			first[s.P] = s.At
-		}
-	}
-	for _, p := range ps {
-		switch spans := hw[p]; {
-		case len(spans) == 0:
-			t.Errorf("%v at the observer, never in the leaf's hardware", p)
-		case first[p].Before(spans[0].from):
-			t.Errorf("%v at the observer at %s, before the leaf's hardware had it at %s", p, clock(first[p]), clock(spans[0].from))
-		}
-	}
-	if err := kroutes.Err(); err != nil {
-		t.Fatal(err)
-	}
-
+	notBeforeHardware(t, kroutes, watch, start, ps)
 	// The audit compares GoBGP's IPv6 next hops with the kernel's RTA_VIA
-	// routes and the sim's flags: nothing disagrees.
-	if r, code := l.runAudit(t); code != 0 || len(r.Mismatches) > 0 {
-		t.Errorf("fibgate audit: exit %d, mismatches %v", code, r.kinds())
-	}
+	// routes and the sim's flags.
+	l.auditClean(t, "")
 
 	// A withdrawal takes the prefix out of the observer and the kernel.
 	gone := ps[0]

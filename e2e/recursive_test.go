@@ -90,51 +90,19 @@ func runRecursive(t *testing.T, m leafMode) {
 	}
 	allVia := func(gw, dev string) func() error {
 		return func() error {
-			routes := map[string]string{}
-			for _, line := range l.kernelBGPRoutes(t) {
-				if f := strings.Fields(line); len(f) > 0 {
-					routes[f[0]] = line
-				}
-			}
+			routes := l.bgpRoutesByPrefix(t)
 			for _, p := range ps {
-				if want := "via " + gw + " dev " + dev; !strings.Contains(routes[p.String()], want) {
-					return fmt.Errorf("%v in the leaf's kernel: %q, want %q", p, routes[p.String()], want)
+				if want := "via " + gw + " dev " + dev; !strings.Contains(routes[p], want) {
+					return fmt.Errorf("%v in the leaf's kernel: %q, want %q", p, routes[p], want)
 				}
 			}
 			return nil
 		}
 	}
-	atObserver := func() error {
-		for _, p := range ps {
-			if !watch.Has(p) {
-				return fmt.Errorf("%v not at the observer", p)
-			}
-		}
-		return nil
-	}
-	lab.Eventually(t, 30*time.Second, "every prefix at the observer", atObserver)
+	lab.Eventually(t, 30*time.Second, "every prefix at the observer", allAt(watch, ps))
 	lab.Eventually(t, 10*time.Second, "every route through the static route's gateway", allVia(recSrcLeaf1, "to-src"))
-
-	// None before its route was in the sim's hardware, by the kernel's
-	// own account, watched from outside the daemons.
-	hw := hardwareSpans(kroutes.Events(), 254, mirrorTable)
-	first := map[netip.Prefix]time.Time{}
-	for _, s := range watch.Since(start) {
-		if _, seen := first[s.P]; s.Present && !seen {
-			first[s.P] = s.At
-		}
-	}
-	for _, p := range ps {
-		switch spans := hw[p]; {
-		case len(spans) == 0:
-			t.Errorf("%v at the observer, never in the leaf's hardware", p)
-		case first[p].Before(spans[0].from):
-			t.Errorf("%v at the observer at %s, before the leaf's hardware had it at %s", p, clock(first[p]), clock(spans[0].from))
-		}
-	}
-	if r, code := l.runAudit(t); code != 0 || len(r.Mismatches) > 0 {
-		t.Errorf("fibgate audit: exit %d, mismatches %v", code, r.kinds())
-	}
+	notBeforeHardware(t, kroutes, watch, start, ps)
+	l.auditClean(t, "")
 
 	// The static route moves to the other link: the routes follow it and
 	// the observer loses nothing.
@@ -158,9 +126,7 @@ func runRecursive(t *testing.T, m leafMode) {
 			t.Errorf("the observer lost %v at %s when the static route moved", s.P, clock(s.At))
 		}
 	}
-	if r, code := l.runAudit(t); code != 0 || len(r.Mismatches) > 0 {
-		t.Errorf("fibgate audit after the move: exit %d, mismatches %v", code, r.kinds())
-	}
+	l.auditClean(t, "after the move")
 
 	// The static route goes: nothing resolves the next hop any more.
 	lab.IP(t, l.ns, "route", "del", recLoopback.String()+"/32")
@@ -181,7 +147,4 @@ func runRecursive(t *testing.T, m leafMode) {
 		}
 		return nil
 	})
-	if err := kroutes.Err(); err != nil {
-		t.Fatal(err)
-	}
 }
