@@ -3,6 +3,7 @@ package fib
 import (
 	"net/netip"
 	"slices"
+	"strconv"
 )
 
 // Resolution is where a BGP next hop leads in a table (FIB.Resolve).
@@ -34,9 +35,10 @@ func (r Resolution) Resolved() bool { return r.Via.IsValid() }
 // it, not of protocol skip (the caller's own routes: BGP does not resolve
 // over itself) and not the default route (zebra's default: no resolution
 // via 0/0), gives its gateways. A next hop nothing resolves, or only a
-// route that does not forward (blackhole, unreachable) or whose gateways
-// cannot be written without their interface (IPv6 link-local), comes back
-// alone: the kernel refuses it, and the refusal says why.
+// route that does not forward (blackhole, unreachable), comes back alone:
+// the kernel refuses it, and the refusal says why. An IPv6 link-local
+// gateway (what an IPv6 IGP's routes have) comes back with its
+// interface's index as its zone ("fe80::1%3").
 func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 	alone := Resolution{Gateways: []netip.Addr{nh}}
 	if !nh.IsValid() || nh.IsLinkLocalUnicast() || nh.IsUnspecified() || f.table(table, false) == nil {
@@ -67,10 +69,17 @@ func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 	}
 	var gws []netip.Addr
 	for _, n := range via.Nexthops {
-		if !n.Gateway.IsValid() || n.Gateway.IsLinkLocalUnicast() {
-			return alone // needs its interface: not written here
+		switch {
+		case !n.Gateway.IsValid():
+			return alone // a device path beside gateways: not written here
+		case n.Gateway.IsLinkLocalUnicast():
+			if n.LinkIndex <= 0 {
+				return alone
+			}
+			gws = append(gws, Zoned(n.Gateway, n.LinkIndex))
+		default:
+			gws = append(gws, n.Gateway)
 		}
-		gws = append(gws, n.Gateway)
 	}
 	slices.SortFunc(gws, netip.Addr.Compare)
 	return Resolution{Gateways: slices.Compact(gws), Via: viaPrefix}
@@ -84,4 +93,17 @@ func hasGateway(r *Route) bool {
 		}
 	}
 	return false
+}
+
+// Zoned is a gateway with its interface when it needs one: a link-local
+// address gets its interface's index as its zone ("fe80::1%3"), the others
+// come back as they are. Link-local addresses repeat on every link, so
+// without the interface such a gateway is no address at all (an IPv6
+// IGP's routes all have one); the FIB installer reads the zone back into
+// the route's output interface (kernel.InstallRoute).
+func Zoned(gw netip.Addr, linkIndex int) netip.Addr {
+	if gw.IsLinkLocalUnicast() && linkIndex > 0 {
+		return gw.WithZone(strconv.Itoa(linkIndex))
+	}
+	return gw
 }

@@ -8,8 +8,8 @@ import (
 
 // TestResolve: a next hop on a connected network stays as it is (whatever
 // else covers it); one behind a static or IGP route takes that route's
-// gateways; BGP's own routes, the default route, blackholes and
-// link-local gateways resolve nothing.
+// gateways, a link-local one with its interface as its zone; BGP's own
+// routes, the default route and blackholes resolve nothing.
 func TestResolve(t *testing.T) {
 	f := New()
 	add := func(prefix string, proto Protocol, typ RouteType, gws ...string) {
@@ -51,7 +51,7 @@ func TestResolve(t *testing.T) {
 		{"198.51.100.9", "[198.51.100.9]", "", false}, // blackhole
 		{"8.8.8.8", "[8.8.8.8]", "", false},           // only the default
 		{"2001:db8:ff::9", "[2001:db8:1::2]", "2001:db8:ff::/48", false},
-		{"2001:db8:fe::9", "[2001:db8:fe::9]", "", false}, // link-local gateway
+		{"2001:db8:fe::9", "[fe80::1%2]", "2001:db8:fe::/48", false}, // link-local gateway: its interface as the zone
 		{"fe80::9", "[fe80::9]", "", false},
 	} {
 		r := f.Resolve(TableMain, netip.MustParseAddr(c.nh), ProtoBGP)

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -17,8 +18,9 @@ import (
 )
 
 // InstallRoute is a route the installer writes: a prefix and its paths (ECMP
-// when there are several). It carries only what BGP decides; the kernel
-// resolves the output interface of each gateway.
+// when there are several). It carries only gateways; the kernel finds the
+// output interface of each, but for an IPv6 link-local gateway, which
+// names its interface by index as its zone (fib.Zoned).
 type InstallRoute struct {
 	Prefix   netip.Prefix
 	Nexthops []netip.Addr
@@ -223,7 +225,16 @@ func (i *Installer) fibRoute(r InstallRoute) (fib.Route, error) {
 		if !nh.IsValid() || nh.Is4In6() || r.Prefix.Addr().Is6() && nh.Is4() {
 			return fib.Route{}, fmt.Errorf("install %s: next hop %s: %w", r.Prefix, nh, fib.ErrInvalid)
 		}
-		fr.Nexthops = append(fr.Nexthops, fib.Nexthop{Gateway: nh})
+		n := fib.Nexthop{Gateway: nh}
+		if z := nh.Zone(); z != "" {
+			// A link-local gateway's interface, by index (fib.FIB.Resolve).
+			idx, err := strconv.Atoi(z)
+			if err != nil || idx <= 0 || !nh.IsLinkLocalUnicast() {
+				return fib.Route{}, fmt.Errorf("install %s: next hop %s: want an interface index as the zone of a link-local address: %w", r.Prefix, nh, fib.ErrInvalid)
+			}
+			n = fib.Nexthop{Gateway: nh.WithZone(""), LinkIndex: idx}
+		}
+		fr.Nexthops = append(fr.Nexthops, n)
 	}
 	return fr, nil
 }
@@ -279,7 +290,7 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 			}
 			ones, _ := r.Dst.Mask.Size()
 			ir := InstallRoute{Prefix: netip.PrefixFrom(p.Unmap(), ones)}
-			add := func(gw net.IP, via netlink.Destination) {
+			add := func(gw net.IP, via netlink.Destination, link int) {
 				if v, ok := via.(*netlink.Via); ok {
 					gw = v.Addr
 				}
@@ -287,14 +298,14 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 					if ir.Prefix.Addr().Is4() && a.Is4In6() {
 						a = a.Unmap()
 					}
-					ir.Nexthops = append(ir.Nexthops, a)
+					ir.Nexthops = append(ir.Nexthops, fib.Zoned(a, link))
 				}
 			}
 			if len(r.MultiPath) == 0 {
-				add(r.Gw, r.Via)
+				add(r.Gw, r.Via, r.LinkIndex)
 			}
 			for _, nh := range r.MultiPath {
-				add(nh.Gw, nh.Via)
+				add(nh.Gw, nh.Via, nh.LinkIndex)
 			}
 			slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
 			out = append(out, ir)

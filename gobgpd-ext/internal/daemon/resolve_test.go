@@ -20,7 +20,8 @@ import (
 // both families; when that route moves to another gateway the prefix
 // follows it, when it goes the write is refused (with the hint), and when
 // it comes back the prefix is written again. A connected next hop is
-// written as it is, and BGP's own routes resolve nothing.
+// written as it is, an IPv6 IGP route's link-local gateway is written with
+// its interface, and BGP's own routes resolve nothing.
 func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
@@ -28,6 +29,9 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	kerneltest.IP(t, ns, "-6", "addr", "add", "fd00::1/64", "dev", "eth1", "nodad")
 	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "via", "10.0.0.2", "proto", "static")
 	kerneltest.IP(t, ns, "-6", "route", "add", "2001:db8:9::/48", "via", "fd00::2", "proto", "static")
+	// An IPv6 IGP's route: a link-local gateway, meaningful only with its
+	// interface.
+	kerneltest.IP(t, ns, "-6", "route", "add", "2001:db8:7::/48", "via", "fe80::2", "dev", "eth1", "proto", "ospf")
 	// A BGP route of the installer's protocol covering a next hop: not
 	// resolved over.
 	kerneltest.IP(t, ns, "route", "add", "198.18.0.0/15", "via", "10.0.0.2", "proto", "bgp", "metric", "20")
@@ -57,7 +61,9 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 
 	direct, far4, far6 := netip.MustParsePrefix("10.8.0.0/16"), netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:a::/48")
 	overBGP, ecmp := netip.MustParsePrefix("10.10.0.0/16"), netip.MustParsePrefix("10.11.0.0/16")
+	viaLL := netip.MustParsePrefix("2001:db8:b::/48")
 	f.apply(false, []gobgp.BestPath{
+		{Prefix: viaLL, Nexthops: []netip.Addr{netip.MustParseAddr("2001:db8:7::5")}},
 		{Prefix: ecmp, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("203.0.113.9")}},
 		{Prefix: direct, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2")}},
 		{Prefix: far4, Nexthops: []netip.Addr{netip.MustParseAddr("192.0.2.55")}},
@@ -72,9 +78,21 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 		return strings.TrimSpace(kerneltest.IP(t, ns, args...))
 	}
 	for p, want := range map[netip.Prefix]string{direct: "via 10.0.0.2", far4: "via 10.0.0.2", far6: "via fd00::2",
-		ecmp: "10.11.0.0/16 via 10.0.0.2 dev eth1"} { // over the next hop it can reach
+		ecmp:  "10.11.0.0/16 via 10.0.0.2 dev eth1", // over the next hop it can reach
+		viaLL: "via fe80::2 dev eth1"} {
 		if got := route(p); !strings.Contains(got, want) {
 			t.Errorf("%v in the kernel: %q, want %q", p, got, want)
+		}
+	}
+	// Read back as it was written: the link-local gateway with its
+	// interface, so a restart's reconcile finds the route right.
+	irs, err := inst.Routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ir := range irs {
+		if ir.Prefix == viaLL && (len(ir.Nexthops) != 1 || !ir.Nexthops[0].IsLinkLocalUnicast() || ir.Nexthops[0].Zone() == "") {
+			t.Errorf("%v read back via %v, want fe80::2 with its interface", viaLL, ir.Nexthops)
 		}
 	}
 	refused, _, _ := g.snapshot()
@@ -128,8 +146,8 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	f.mu.Lock()
 	kept := len(f.rec.bgp)
 	f.mu.Unlock()
-	if kept != 2 { // overBGP, still refused, and the ECMP
-		t.Errorf("%d prefixes kept for resolution after the withdrawals, want 2", kept)
+	if kept != 3 { // overBGP, still refused, the ECMP and viaLL
+		t.Errorf("%d prefixes kept for resolution after the withdrawals, want 3", kept)
 	}
 	if got := route(far4); got != "" {
 		t.Errorf("%v still in the kernel: %q", far4, got)
