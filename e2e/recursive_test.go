@@ -40,6 +40,10 @@ const (
 	recPrefixes              = 20
 )
 
+// recSettings gates IPv4 on the sim with a latency the observer's clock
+// can tell from an early release (notBeforeHardware).
+var recSettings = strings.Replace(churnSettings, "latency: 1ms", "latency: 300ms", 1)
+
 var (
 	recLoopback = netip.MustParseAddr("10.255.0.1")
 	recRange    = netip.MustParsePrefix("198.18.0.0/16") // the source's prefixes
@@ -61,7 +65,7 @@ func runRecursive(t *testing.T, m leafMode) {
 	src, obs := lab.NewNS(t, "src"), lab.NewNS(t, "obs")
 	conf := lab.GobgpdConf{AS: churnLeafAS, RouterID: recLeafObs, Neighbours: []lab.Neighbour{
 		{Address: recSrcLeaf1, AS: churnLeafAS}, {Address: recObs, AS: churnObserverAS}}}
-	l := newGatedLeaf(t, m, conf, func(ns string) {
+	l := newGatedLeafWith(t, m, recSettings, conf, func(ns string) {
 		lab.Link(t, ns, "to-src", recLeafSrc1, "fd00:1::1", src, "to-leaf", recSrcLeaf1, "fd00:1::2")
 		lab.Link(t, ns, "to-src2", recLeafSrc2, "fd00:2::1", src, "to-leaf2", recSrcLeaf2, "fd00:2::2")
 		lab.Link(t, ns, "to-obs", recLeafObs, "fd00:7::1", obs, "to-leaf", recObs, "fd00:7::2")
