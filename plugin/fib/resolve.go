@@ -54,7 +54,7 @@ func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 			if r.Protocol == skip || r.TOS != 0 {
 				continue
 			}
-			if r.Type == TypeUnicast && !hasGateway(r) {
+			if r.Type == TypeUnicast && !r.HasGateway() {
 				alone.Connected = true // the kernel takes nh
 				return alone
 			}
@@ -83,16 +83,6 @@ func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 	}
 	slices.SortFunc(gws, netip.Addr.Compare)
 	return Resolution{Gateways: slices.Compact(gws), Via: viaPrefix}
-}
-
-// hasGateway says whether one of r's next hops has a gateway.
-func hasGateway(r *Route) bool {
-	for _, n := range r.Nexthops {
-		if n.Gateway.IsValid() {
-			return true
-		}
-	}
-	return false
 }
 
 // Zoned is a gateway with its interface when it needs one: a link-local

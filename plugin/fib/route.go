@@ -192,6 +192,19 @@ type Route struct {
 // Family returns the route's address family.
 func (r *Route) Family() Family { return FamilyOf(r.Prefix) }
 
+// HasGateway says whether one of r's next hops has a gateway: a route
+// without one is a device route, whose destinations the kernel reaches
+// directly (connected, for next-hop resolution; offloaded at once, for
+// an mlxsw-like driver).
+func (r *Route) HasGateway() bool {
+	for _, n := range r.Nexthops {
+		if n.Gateway.IsValid() {
+			return true
+		}
+	}
+	return false
+}
+
 // SameAs reports whether r and o are the same route by the kernel's identity
 // rules (everything but hardware state). It is how a flag notification or a
 // delete is matched to a stored route.

@@ -828,7 +828,7 @@ func (t *Tracker) HardwareSeen() bool { return t.flagged.Load() }
 
 // hasHWFlags says whether r or one of its next hops carries a hardware flag.
 func hasHWFlags(r *fib.Route) bool {
-	if r.Flags&(fib.Offload|fib.Trap|fib.OffloadFailed) != 0 {
+	if r.Flags != 0 { // offload, trap or offload_failed: HWFlags has no other bit
 		return true
 	}
 	for _, nh := range r.Nexthops {

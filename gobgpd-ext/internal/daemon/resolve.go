@@ -157,16 +157,6 @@ func gateways(nhs []netip.Addr, res map[netip.Addr]fib.Resolution) (gws []netip.
 	return slices.Compact(gws), true
 }
 
-// usable says whether one of nhs is connected or resolved in res.
-func usable(nhs []netip.Addr, res map[netip.Addr]fib.Resolution) bool {
-	for _, nh := range nhs {
-		if r := res[nh]; r.Connected || r.Resolved() {
-			return true
-		}
-	}
-	return false
-}
-
 // watchResolutions follows the FIB while prefixes are written through
 // next hops that are not connected, until ctx ends: when a route other
 // than the installer's changes in its table, it resolves those next hops
@@ -239,12 +229,11 @@ func (f *feeder) reresolve(ctx context.Context) {
 	}
 	var lost []netip.Prefix
 	for p, nhs := range changed {
-		for _, nh := range nhs {
-			if _, ok := now[nh]; !ok {
-				now[nh] = fib.Resolution{Connected: true} // not tracked: connected when written
-			}
-		}
-		if !usable(nhs, now) {
+		// A next hop not in now is not tracked: connected when written.
+		if !slices.ContainsFunc(nhs, func(nh netip.Addr) bool {
+			r, tracked := now[nh]
+			return !tracked || r.Connected || r.Resolved()
+		}) {
 			lost = append(lost, p)
 		}
 	}

@@ -32,7 +32,7 @@ func classify(mode Mode, r *fib.Route, res resolver) (fib.HWFlags, []fib.HWFlags
 	if r.TOS != 0 {
 		return fib.Trap, nil // behaviour 64
 	}
-	if !hasGateway(r) {
+	if !r.HasGateway() {
 		return fib.Offload, nil // a device route forwards in hardware
 	}
 	// Behaviour 65: the route forwards in hardware once one of its
@@ -53,15 +53,6 @@ func classify(mode Mode, r *fib.Route, res resolver) (fib.HWFlags, []fib.HWFlags
 		}
 	}
 	return flags, nh
-}
-
-func hasGateway(r *fib.Route) bool {
-	for _, n := range r.Nexthops {
-		if n.Gateway.IsValid() {
-			return true
-		}
-	}
-	return false
 }
 
 // mirrored reports whether a route type belongs in the mirror table. Local,
