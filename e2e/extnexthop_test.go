@@ -52,16 +52,8 @@ policy:
 `, extnhLatency)
 
 func TestIPv4PrefixesOverAnIPv6NextHop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("namespaces, FRR and gobgpd: skipped in -short mode")
-	}
-	lab.RequireRoot(t)
 	lab.RequireFRR(t)
-	binaries(t)
-	lab.GobgpBinaries(t)
-	for _, m := range leafModes {
-		t.Run(m.name, func(t *testing.T) { runIPv4OverIPv6(t, m) })
-	}
+	forEachLeaf(t, runIPv4OverIPv6)
 }
 
 func runIPv4OverIPv6(t *testing.T, m leafMode) {

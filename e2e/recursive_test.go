@@ -49,17 +49,7 @@ var (
 	recRange    = netip.MustParsePrefix("198.18.0.0/16") // the source's prefixes
 )
 
-func TestANextHopBehindAStaticRouteIsResolved(t *testing.T) {
-	if testing.Short() {
-		t.Skip("namespaces and gobgpd: skipped in -short mode")
-	}
-	lab.RequireRoot(t)
-	binaries(t)
-	lab.GobgpBinaries(t)
-	for _, m := range leafModes {
-		t.Run(m.name, func(t *testing.T) { runRecursive(t, m) })
-	}
-}
+func TestANextHopBehindAStaticRouteIsResolved(t *testing.T) { forEachLeaf(t, runRecursive) }
 
 func runRecursive(t *testing.T, m leafMode) {
 	src, obs := lab.NewNS(t, "src"), lab.NewNS(t, "obs")

@@ -215,21 +215,10 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
 	metricsAddr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var stderr syncbuf.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "kernel", "--socket", sock, "--set-notify", "1",
-			"--warn-unconfirmed", "500ms", "--metrics", metricsAddr}, io.Discard, &stderr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop within 30 s of its context ending")
-		}
-	})
+	// Up before the route: the warning counts from the first pending
+	// prefix it sees.
+	stderr := serveInBackground(t, sock, "--netns", ns, "--backend", "kernel", "--set-notify", "1",
+		"--warn-unconfirmed", "500ms", "--metrics", metricsAddr)
 	waitRoute := func(want string) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
@@ -245,20 +234,11 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // polling with a deadline
 		}
 	}
-	// Wait for the daemon before the route: the warning counts from the
-	// first pending prefix it sees.
-	deadline := time.Now().Add(20 * time.Second)
-	for run(context.Background(), []string{"stats", "--socket", sock}, io.Discard, io.Discard) != exitOK {
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not answering; serve: %s", stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling with a deadline
-	}
 	added := time.Now()
 	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "dev", "eth1")
 	waitRoute("pending")
 	const warning = "no route has shown a hardware flag"
-	deadline = time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for !strings.Contains(stderr.String(), warning) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no warning within 20 s of the route; serve: %s", stderr.String())
@@ -277,6 +257,35 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 	if scrape := scrapeMetrics(t, metricsAddr); !strings.Contains(scrape, "fibgate_hardware_flags_seen 0") {
 		t.Errorf("metrics lack fibgate_hardware_flags_seen 0")
 	}
+}
+
+// serveInBackground runs `fibgate serve --socket sock args...` until the
+// test ends (it must then stop within 30 s) and returns once the daemon
+// answers the CLI, with what it writes to stderr.
+func serveInBackground(t *testing.T, sock string, args ...string) *syncbuf.Buffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	stderr := &syncbuf.Buffer{}
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--socket", sock}, args...), io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop within 30 s of its context ending")
+		}
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for run(context.Background(), []string{"stats", "--socket", sock}, io.Discard, io.Discard) != exitOK {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not answering; serve: %s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	return stderr
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.
@@ -315,21 +324,8 @@ func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
 	metricsAddr := freePort(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan int, 1)
-	var serveErr bytes.Buffer
-	go func() {
-		done <- run(ctx, []string{"serve", "--netns", ns, "--backend", "sim", "--sim-latency", "20ms",
-			"--socket", sock, "--set-notify", "1", "--metrics", metricsAddr}, io.Discard, &serveErr)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop within 30 s")
-		}
-	})
+	serveErr := serveInBackground(t, sock, "--netns", ns, "--backend", "sim", "--sim-latency", "20ms",
+		"--set-notify", "1", "--metrics", metricsAddr)
 	cli := func(args ...string) (string, int) {
 		var out, errb bytes.Buffer
 		code := run(context.Background(), append(args, "--socket", sock), &out, &errb)
@@ -356,16 +352,6 @@ func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond) // polling with a deadline
 		}
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, code := cli("stats"); code == exitOK {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not answering; serve: %s", serveErr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 	if out, code := cli("hw", "probability", "1"); code != exitOK {
 		t.Fatalf("hw probability 1: %s", out)
