@@ -4,6 +4,7 @@ package gobgp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -130,6 +131,9 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 
 // nopBackend lists nothing (bench_test.go has the rest of it).
 func (nopBackend) listPeers(context.Context, func(*api.Peer)) error { return nil }
+func (nopBackend) watchPeers(context.Context, func(*api.Peer)) error {
+	return errors.ErrUnsupported
+}
 func (nopBackend) listPath(context.Context, *api.ListPathRequest, func(*api.Destination)) error {
 	return nil
 }

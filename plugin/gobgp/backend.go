@@ -41,6 +41,10 @@ type backend interface {
 	watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (batched bool, err error)
 	// listPeers calls fn for every neighbour, with its state (audit.go).
 	listPeers(ctx context.Context, fn func(*api.Peer)) error
+	// watchPeers calls fn with the neighbour of every session state
+	// change GoBGP reports, until ctx ends or the watch breaks; it returns
+	// why it ended (notto.go: what Check's neighbour reads wait for).
+	watchPeers(ctx context.Context, fn func(*api.Peer)) error
 	// listPath calls fn for every destination of a ListPath request
 	// (audit.go: adj-out and the global RIB with all their paths).
 	listPath(ctx context.Context, r *api.ListPathRequest, fn func(*api.Destination)) error
@@ -315,6 +319,45 @@ func (b serverBackend) multipath(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	return r.GetGlobal().GetUseMultiplePaths(), nil
+}
+
+// peerWatchRequest asks for session state changes only: no initial
+// state, which would name every neighbour once for nothing.
+func peerWatchRequest() *api.WatchEventRequest {
+	return &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}
+}
+
+func (b grpcBackend) watchPeers(ctx context.Context, fn func(*api.Peer)) error {
+	st, err := b.c.WatchEvent(ctx, peerWatchRequest())
+	if err != nil {
+		return err
+	}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("session watch ended: %w", err)
+		}
+		if ev := r.GetPeer(); ev.GetType() == api.WatchEventResponse_PeerEvent_STATE {
+			fn(ev.GetPeer())
+		}
+	}
+}
+
+func (b serverBackend) watchPeers(ctx context.Context, fn func(*api.Peer)) error {
+	// The server calls back from its own goroutine until ctx ends.
+	err := b.s.WatchEvent(ctx, peerWatchRequest(), func(r *api.WatchEventResponse) {
+		if ev := r.GetPeer(); ev.GetType() == api.WatchEventResponse_PeerEvent_STATE {
+			fn(ev.GetPeer())
+		}
+	})
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return ctx.Err()
 }
 
 func (grpcBackend) watchLearned(context.Context, func([]*api.Path)) error {

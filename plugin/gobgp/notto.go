@@ -54,9 +54,18 @@ import (
 // a further AS gets the fence window as before; it is logged once.
 const maxNotTo = 64
 
-// notToRefresh is how often Check reads GoBGP's neighbours again, for ASes
-// that appear in paths before any path comes from them.
+// notToRefresh is how soon Check reads GoBGP's neighbours again once a
+// session came up (followSessions), and how often it reads them while it
+// cannot follow GoBGP's sessions: for ASes that appear in paths before any
+// path comes from them.
 const notToRefresh = time.Second
+
+// notToBackstop is how often Check reads GoBGP's neighbours while it
+// follows GoBGP's sessions and none came up: for a change of a neighbour
+// that no session event shows (a watch that missed one while it started).
+// A read walks every neighbour's adj-in in GoBGP's main loop, which every
+// release and fence waits for: at a full table about 50 ms.
+const notToBackstop = 30 * time.Second
 
 // refreshDuty spaces Check's reads of GoBGP's neighbours at least this many
 // times the last read's duration apart. GoBGP counts every neighbour's
@@ -101,6 +110,9 @@ type notTo struct {
 	refreshMu sync.Mutex    // one refresh at a time
 	refreshed time.Time     // under refreshMu: when the last read ended
 	took      time.Duration // under refreshMu: how long it took
+	// following says followSessions watches GoBGP's sessions; sessionUp
+	// that one came up (or the watch started) since the last read began.
+	following, sessionUp atomic.Bool
 
 	// mu guards last: what WatchBest last reported of each prefix with a
 	// route, the AS mask of its best path among it (set after the
@@ -193,6 +205,8 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	addrs := make(map[uint32][]string)
 	var order []uint32
 	start := time.Now()
+	// A session that comes up from here on is read again next time.
+	s.nt.sessionUp.Store(false)
 	var ap addPathSenders
 	cfg := s.scoped.Load()
 	err = s.b.listPeers(ctx, func(p *api.Peer) {
@@ -220,6 +234,7 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 		addrs[as] = append(addrs[as], netip.PrefixFrom(ip, ip.BitLen()).String())
 	})
 	if err != nil {
+		s.nt.sessionUp.Store(true) // read again at the next chance
 		return fmt.Errorf("list neighbours: %w", err)
 	}
 	s.reportAddPathSend(ap)
@@ -256,15 +271,55 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	return nil
 }
 
-// maybeRefresh refreshes the index when it is older than notToRefresh and
+// maybeRefresh refreshes the index when it is older than notToRefresh
+// (notToBackstop while followSessions sees no session come up) and
 // refreshDuty times the last read's duration.
 func (s *Speaker) maybeRefresh(ctx context.Context) {
+	every := notToRefresh
+	if s.nt.following.Load() && !s.nt.sessionUp.Load() {
+		every = notToBackstop
+	}
 	s.nt.refreshMu.Lock()
-	due := time.Since(s.nt.refreshed) >= max(notToRefresh, refreshDuty*s.nt.took)
+	due := time.Since(s.nt.refreshed) >= max(every, refreshDuty*s.nt.took)
 	s.nt.refreshMu.Unlock()
 	if due {
 		if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
 			s.opts.log.Debug("reading gobgp's neighbours for the not-to sets failed", "err", err)
+		}
+	}
+}
+
+// followSessions tells Check when GoBGP's neighbours are worth reading
+// again: when a session comes up, which is when a new neighbour, or one
+// whose AS or ADD-PATH setting changed, starts to receive paths. Polling
+// them every second instead held GoBGP's main loop for a listing that
+// counts every neighbour's adj-in (ListPeer in v3.37), about 1% of the
+// loop's time whatever the table's size, and the releases and fences that
+// waited for it made the tail of confirm-to-advertise. While the watch is
+// broken Check polls as before; it is tried again every notToRefresh
+// until ctx ends.
+func (s *Speaker) followSessions(ctx context.Context) {
+	defer s.nt.following.Store(false)
+	for {
+		// Whatever happened while nobody watched is read once.
+		s.nt.sessionUp.Store(true)
+		s.nt.following.Store(true)
+		err := s.b.watchPeers(ctx, func(p *api.Peer) {
+			if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+				s.nt.sessionUp.Store(true)
+			}
+		})
+		s.nt.following.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		s.opts.log.Debug("watching gobgp's sessions failed; reading its neighbours every second meanwhile", "err", err)
+		t := time.NewTimer(notToRefresh)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -418,6 +418,133 @@ func TestNeighbourReadsAreSpacedByTheirCost(t *testing.T) {
 	})
 }
 
+// sessionPeers is a backend whose session watch the test drives: up
+// sends a session state change, broken makes the watch fail (now and on
+// every retry).
+type sessionPeers struct {
+	slowPeers
+	up     chan api.PeerState_SessionState
+	broken chan struct{}
+}
+
+func (b *sessionPeers) watchPeers(ctx context.Context, fn func(*api.Peer)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-b.broken:
+			return errors.New("stream reset")
+		case st := <-b.up:
+			fn(&api.Peer{State: &api.PeerState{NeighborAddress: "10.0.0.9", SessionState: st}})
+		}
+	}
+}
+
+// TestNeighbourReadsFollowSessions: while Check follows GoBGP's sessions
+// it reads the neighbours once when the watch starts, within
+// notToRefresh of a session coming up (not of one going down), and
+// otherwise only every notToBackstop; with the watch broken it polls
+// every notToRefresh as before. Each read is a ListPeer that holds
+// GoBGP's main loop while it counts every neighbour's adj-in.
+func TestNeighbourReadsFollowSessions(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &sessionPeers{up: make(chan api.PeerState_SessionState), broken: make(chan struct{})}
+		sp, err := newSpeaker(b, Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp.nt.refreshed = time.Now() // as after the install's read
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); sp.followSessions(ctx) }()
+		// Check's calls, every 100 ms as at the default guard interval.
+		checkFor := func(d time.Duration) {
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				sp.maybeRefresh(t.Context())
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		expect := func(when string, want int) {
+			t.Helper()
+			if b.reads != want {
+				t.Errorf("%s: %d reads, want %d", when, b.reads, want)
+			}
+		}
+		checkFor(10 * time.Second)
+		expect("10 s after the watch started, no session came up", 1)
+		b.up <- api.PeerState_ACTIVE
+		checkFor(5 * time.Second)
+		expect("a session went down", 1)
+		b.up <- api.PeerState_ESTABLISHED
+		checkFor(1500 * time.Millisecond)
+		expect("1.5 s after a session came up", 2)
+		checkFor(notToBackstop - 2*time.Second)
+		expect("just under the backstop after that read", 2)
+		checkFor(3 * time.Second)
+		expect("past the backstop", 3)
+		close(b.broken)
+		checkFor(10 * time.Second)
+		if b.reads < 3+8 {
+			t.Errorf("10 s with the watch broken: %d reads in all, want a read about every second", b.reads)
+		}
+		cancel()
+		<-done
+		if sp.nt.following.Load() {
+			t.Error("followSessions ended and says it follows")
+		}
+	})
+}
+
+// TestSessionWatchSeesASessionComeUp: both backends' watchPeers report a
+// session of GoBGP's that comes up, which is what the not-to index's
+// reads now wait for; here the spine's FRR clears its sessions.
+func TestSessionWatchSeesASessionComeUp(t *testing.T) {
+	for _, a := range adapters() {
+		t.Run(a.name, func(t *testing.T) {
+			topo := lab.NewTopology(t, false)
+			r := a.start(t, topo, Config{})
+			topo.SpineFRR.WaitEstablished(lab.LeafSpine4, 10*time.Second)
+			ctx, cancel := context.WithCancel(context.Background())
+			up := make(chan string, 64)
+			ended := make(chan error, 1)
+			go func() {
+				ended <- r.api.b.watchPeers(ctx, func(p *api.Peer) {
+					if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED {
+						select {
+						case up <- p.GetState().GetNeighborAddress():
+						default:
+						}
+					}
+				})
+			}()
+			defer func() {
+				cancel()
+				if err := <-ended; !errors.Is(err, context.Canceled) {
+					t.Errorf("watchPeers ended with %v, want the context's end", err)
+				}
+			}()
+			// The watch is in place once GoBGP answers after it; clear
+			// until an event comes (a clear before the watch shows none).
+			deadline := time.After(30 * time.Second)
+			for {
+				if _, err := topo.SpineFRR.Vtysh("clear bgp *"); err != nil {
+					t.Fatal(err)
+				}
+				select {
+				case a := <-up:
+					if a != lab.SpineLeaf4 && a != lab.SpineLeaf6 {
+						t.Errorf("a session came up with %s, want the spine's", a)
+					}
+					return
+				case <-time.After(5 * time.Second):
+				case <-deadline:
+					t.Fatal("no session came up in 30 s of clearing the spine's sessions")
+				}
+			}
+		})
+	}
+}
+
 // TestAPathWithoutTheASReachesItsNeighbours: in complement form AS X's
 // set matches the whole scope but its carve-outs (ntform.go). So the
 // release of a prefix whose path lacks X must carve it out before the
