@@ -60,6 +60,11 @@ type fifo[T any] struct {
 	head   int // next element of chunks[0]
 	base   int // logical index of chunks[0][0]
 	n      int
+	// spare is the last whole chunk popped, zeroed, for the next push that
+	// needs one: a table's worth of driver events passes through the
+	// queues a chunk at a time, and new chunks were a twentieth of all the
+	// pipeline allocated at 120k prefixes.
+	spare []T
 }
 
 func (f *fifo[T]) len() int { return f.n }
@@ -67,10 +72,19 @@ func (f *fifo[T]) len() int { return f.n }
 // push appends v and returns its logical index.
 func (f *fifo[T]) push(v T) int {
 	if len(f.chunks) == 0 || len(f.chunks[len(f.chunks)-1]) == chunkLen {
-		// Small at first, grown by append up to chunkLen: a queue that is
-		// emptied after every few elements (the engine's inbox, one driver
-		// event at a time) must not cost a whole chunk each time.
-		f.chunks = append(f.chunks, make([]T, 0, 4))
+		var c []T
+		switch {
+		case f.spare != nil:
+			c, f.spare = f.spare, nil
+		case len(f.chunks) > 0:
+			c = make([]T, 0, chunkLen) // a burst: the previous one filled
+		default:
+			// Small at first, grown by append up to chunkLen: a queue that
+			// is emptied after every few elements (the engine's inbox, one
+			// driver event at a time) must not cost a whole chunk each time.
+			c = make([]T, 0, 4)
+		}
+		f.chunks = append(f.chunks, c)
 	}
 	last := len(f.chunks) - 1
 	f.chunks[last] = append(f.chunks[last], v)
@@ -104,6 +118,9 @@ func (f *fifo[T]) pop() (T, bool) {
 	f.head++
 	f.n--
 	if f.head == len(c) && (len(c) == chunkLen || len(f.chunks) == 1) {
+		if cap(c) == chunkLen && f.spare == nil {
+			f.spare = c[:0] // every element zeroed as it was popped
+		}
 		f.chunks[0] = nil
 		f.chunks = f.chunks[1:]
 		f.base += len(c)

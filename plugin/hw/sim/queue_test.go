@@ -2,7 +2,10 @@ package sim
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
+	"time"
+	"unsafe"
 )
 
 // TestFifoMatchesASlice checks the chunked fifo against a plain slice
@@ -50,5 +53,34 @@ func TestFifoMatchesASlice(t *testing.T) {
 	})
 	if n != len(ref) {
 		t.Errorf("each visited %d of %d", n, len(ref))
+	}
+}
+
+// TestFifoReusesItsChunks: a queue that fills and drains in bursts (a
+// table's driver events) reuses the chunk it emptied instead of growing a
+// new one from four elements each time.
+func TestFifoReusesItsChunks(t *testing.T) {
+	var f fifo[op]
+	burst := func() {
+		for i := range chunkLen + chunkLen/2 {
+			f.push(op{due: time.Duration(i)})
+		}
+		for f.len() > 0 {
+			f.pop()
+		}
+	}
+	burst()
+	const n = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		burst()
+	}
+	runtime.ReadMemStats(&after)
+	// The spare takes the first chunkLen; the other half is a new chunk
+	// grown by append (about one chunk's bytes) and the list of chunks.
+	chunk := float64(chunkLen) * float64(unsafe.Sizeof(op{}))
+	if got := float64(after.TotalAlloc-before.TotalAlloc) / n; got > 1.25*chunk {
+		t.Errorf("a burst of 1.5 chunks allocates %.0f bytes, want at most %.0f (the spare reused)", got, 1.25*chunk)
 	}
 }
