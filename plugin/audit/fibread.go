@@ -130,7 +130,7 @@ func (rd *fibReader) route(f *fib.FIB, table uint32, r *fib.Route, first bool, p
 		nhs := gws[:0]
 		for _, nh := range r.Nexthops {
 			if nh.Gateway.IsValid() {
-				nhs = append(nhs, fib.Zoned(nh.Gateway, nh.LinkIndex)) // as the installer writes it
+				nhs = append(nhs, fib.ZonedHop(nh)) // as the installer writes it
 			}
 		}
 		if len(nhs) > 0 {

@@ -72,17 +72,56 @@ func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 		switch {
 		case !n.Gateway.IsValid():
 			return alone // a device path beside gateways: not written here
-		case n.Gateway.IsLinkLocalUnicast():
-			if n.LinkIndex <= 0 {
-				return alone
-			}
-			gws = append(gws, Zoned(n.Gateway, n.LinkIndex))
+		case (n.Gateway.IsLinkLocalUnicast() || n.Flags&RTNHFOnlink != 0) && n.LinkIndex <= 0:
+			return alone
 		default:
-			gws = append(gws, n.Gateway)
+			gws = append(gws, ZonedHop(n))
 		}
 	}
 	slices.SortFunc(gws, netip.Addr.Compare)
 	return Resolution{Gateways: slices.Compact(gws), Via: viaPrefix}
+}
+
+// ZonedHop is a next hop's gateway with its interface when the gateway
+// needs one, in the form the FIB installer writes and reads routes in
+// (HopOf): a link-local gateway as Zoned makes it, and an onlink gateway
+// (one the kernel takes on the interface without a connected network:
+// what an IGP over unnumbered interfaces installs, such as FRR's OSPF on
+// a point-to-point link that borrows its loopback's address) with its
+// interface's index as its zone too, an IPv4 one in its IPv4-mapped form
+// ("::ffff:10.0.0.2%3"), the only IPv4 form that holds a zone. Without
+// its onlink flag and interface the kernel refuses such a gateway, so a
+// BGP next hop behind such a route would never be written.
+func ZonedHop(n Nexthop) netip.Addr {
+	gw := n.Gateway
+	switch {
+	case n.LinkIndex <= 0 || !gw.IsValid():
+		return gw
+	case gw.IsLinkLocalUnicast():
+		return Zoned(gw, n.LinkIndex)
+	case n.Flags&RTNHFOnlink != 0:
+		return netip.AddrFrom16(gw.As16()).WithZone(strconv.Itoa(n.LinkIndex))
+	}
+	return gw
+}
+
+// HopOf reads a gateway as ZonedHop writes it back into a next hop: the
+// zone is the interface's index, and on an address that is not link-local
+// it says onlink. ok is false for a zone that is no interface index.
+func HopOf(a netip.Addr) (n Nexthop, ok bool) {
+	z := a.Zone()
+	if z == "" {
+		return Nexthop{Gateway: a}, true
+	}
+	idx, err := strconv.Atoi(z)
+	if err != nil || idx <= 0 {
+		return Nexthop{}, false
+	}
+	n = Nexthop{Gateway: a.WithZone("").Unmap(), LinkIndex: idx}
+	if !n.Gateway.IsLinkLocalUnicast() {
+		n.Flags = RTNHFOnlink
+	}
+	return n, true
 }
 
 // Zoned is a gateway with its interface when it needs one: a link-local

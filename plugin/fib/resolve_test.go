@@ -38,6 +38,19 @@ func TestResolve(t *testing.T) {
 	add("2001:db8:ff::/48", ProtoStatic, TypeUnicast, "2001:db8:1::2")           // global gateway
 	add("2001:db8:fe::/48", ProtoStatic, TypeUnicast, "fe80::1")                 // link-local gateway
 	add("203.0.113.0/24", ProtoStatic, TypeUnicast, "10.0.1.2", "2001:db8:1::2") // never mind the family
+	// An IGP over unnumbered interfaces: gateways on no connected network,
+	// which the kernel takes only onlink on their interface.
+	onlink := func(prefix, gw string, link int) {
+		t.Helper()
+		r := Route{Table: TableMain, Prefix: netip.MustParsePrefix(prefix), Type: TypeUnicast, Protocol: ProtoOSPF,
+			Nexthops: []Nexthop{{Gateway: netip.MustParseAddr(gw), LinkIndex: link, Flags: RTNHFOnlink}}}
+		if err := f.Append(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onlink("100.64.0.0/16", "10.255.0.1", 3)
+	onlink("2001:db8:fd::/48", "2001:db8:ee::1", 3)
+	onlink("100.65.0.0/16", "10.255.0.1", 0) // no interface: nothing to write it with
 
 	for _, c := range []struct {
 		nh, want, via string
@@ -53,6 +66,9 @@ func TestResolve(t *testing.T) {
 		{"2001:db8:ff::9", "[2001:db8:1::2]", "2001:db8:ff::/48", false},
 		{"2001:db8:fe::9", "[fe80::1%2]", "2001:db8:fe::/48", false}, // link-local gateway: its interface as the zone
 		{"fe80::9", "[fe80::9]", "", false},
+		{"100.64.1.1", "[::ffff:10.255.0.1%3]", "100.64.0.0/16", false}, // onlink: its interface as the zone
+		{"2001:db8:fd::9", "[2001:db8:ee::1%3]", "2001:db8:fd::/48", false},
+		{"100.65.1.1", "[100.65.1.1]", "", false},
 	} {
 		r := f.Resolve(TableMain, netip.MustParseAddr(c.nh), ProtoBGP)
 		viaS := ""
@@ -65,5 +81,38 @@ func TestResolve(t *testing.T) {
 	}
 	if r := f.Resolve(99, netip.MustParseAddr("192.168.3.4"), ProtoBGP); fmt.Sprint(r.Gateways) != "[192.168.3.4]" || r.Resolved() {
 		t.Errorf("in a table that does not exist: %+v", r)
+	}
+}
+
+// TestZonedHopRoundTrips: what ZonedHop writes of a next hop, HopOf reads
+// back as the same gateway, interface and onlink flag; a gateway that
+// needs no interface stays as it is (and its interface is not kept).
+func TestZonedHopRoundTrips(t *testing.T) {
+	for _, c := range []struct {
+		n    Nexthop
+		want string
+		back Nexthop
+	}{
+		{Nexthop{Gateway: netip.MustParseAddr("10.0.0.2"), LinkIndex: 3}, "10.0.0.2", Nexthop{Gateway: netip.MustParseAddr("10.0.0.2")}},
+		{Nexthop{Gateway: netip.MustParseAddr("10.0.0.2"), LinkIndex: 3, Flags: RTNHFOnlink}, "::ffff:10.0.0.2%3", Nexthop{}},
+		{Nexthop{Gateway: netip.MustParseAddr("2001:db8::2"), LinkIndex: 4, Flags: RTNHFOnlink}, "2001:db8::2%4", Nexthop{}},
+		{Nexthop{Gateway: netip.MustParseAddr("fe80::2"), LinkIndex: 5}, "fe80::2%5", Nexthop{}},
+		{Nexthop{Gateway: netip.MustParseAddr("fe80::2"), LinkIndex: 5, Flags: RTNHFOnlink}, "fe80::2%5", Nexthop{Gateway: netip.MustParseAddr("fe80::2"), LinkIndex: 5}},
+	} {
+		a := ZonedHop(c.n)
+		if a.String() != c.want {
+			t.Errorf("ZonedHop(%+v) = %s, want %s", c.n, a, c.want)
+			continue
+		}
+		want := c.n
+		if c.back.Gateway.IsValid() {
+			want = c.back
+		}
+		if got, ok := HopOf(a); !ok || got != want {
+			t.Errorf("HopOf(%s) = %+v %t, want %+v", a, got, ok, want)
+		}
+	}
+	if _, ok := HopOf(netip.MustParseAddr("fe80::1%eth0")); ok {
+		t.Error("HopOf took an interface name for an index")
 	}
 }

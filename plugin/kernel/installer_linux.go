@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"path/filepath"
 	"slices"
-	"strconv"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -221,18 +220,17 @@ func (i *Installer) fibRoute(r InstallRoute) (fib.Route, error) {
 	}
 	fr := fib.Route{Table: i.cfg.Table, Prefix: r.Prefix, Type: fib.TypeUnicast, Protocol: i.cfg.Protocol, Priority: i.cfg.Metric}
 	for _, nh := range r.Nexthops {
-		// IPv4 via IPv4, IPv4 via IPv6 (RFC 5549) and IPv6 via IPv6.
-		if !nh.IsValid() || nh.Is4In6() || r.Prefix.Addr().Is6() && nh.Is4() {
-			return fib.Route{}, fmt.Errorf("install %s: next hop %s: %w", r.Prefix, nh, fib.ErrInvalid)
+		// A zone is the gateway's interface, by index: a link-local one's,
+		// or an onlink one's, IPv4 in its mapped form (fib.ZonedHop, from
+		// fib.FIB.Resolve).
+		n, ok := fib.HopOf(nh)
+		if !ok {
+			return fib.Route{}, fmt.Errorf("install %s: next hop %s: want an interface index as its zone: %w", r.Prefix, nh, fib.ErrInvalid)
 		}
-		n := fib.Nexthop{Gateway: nh}
-		if z := nh.Zone(); z != "" {
-			// A link-local gateway's interface, by index (fib.FIB.Resolve).
-			idx, err := strconv.Atoi(z)
-			if err != nil || idx <= 0 || !nh.IsLinkLocalUnicast() {
-				return fib.Route{}, fmt.Errorf("install %s: next hop %s: want an interface index as the zone of a link-local address: %w", r.Prefix, nh, fib.ErrInvalid)
-			}
-			n = fib.Nexthop{Gateway: nh.WithZone(""), LinkIndex: idx}
+		// IPv4 via IPv4, IPv4 via IPv6 (RFC 5549) and IPv6 via IPv6.
+		gw := n.Gateway
+		if !gw.IsValid() || gw.Is4In6() || r.Prefix.Addr().Is6() && gw.Is4() {
+			return fib.Route{}, fmt.Errorf("install %s: next hop %s: %w", r.Prefix, nh, fib.ErrInvalid)
 		}
 		fr.Nexthops = append(fr.Nexthops, n)
 	}
@@ -290,7 +288,7 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 			}
 			ones, _ := r.Dst.Mask.Size()
 			ir := InstallRoute{Prefix: netip.PrefixFrom(p.Unmap(), ones)}
-			add := func(gw net.IP, via netlink.Destination, link int) {
+			add := func(gw net.IP, via netlink.Destination, link, flags int) {
 				if v, ok := via.(*netlink.Via); ok {
 					gw = v.Addr
 				}
@@ -298,14 +296,15 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 					if ir.Prefix.Addr().Is4() && a.Is4In6() {
 						a = a.Unmap()
 					}
-					ir.Nexthops = append(ir.Nexthops, fib.Zoned(a, link))
+					n := fib.Nexthop{Gateway: a, LinkIndex: link, Flags: uint32(flags) & fib.RTNHFOnlink}
+					ir.Nexthops = append(ir.Nexthops, fib.ZonedHop(n))
 				}
 			}
 			if len(r.MultiPath) == 0 {
-				add(r.Gw, r.Via, r.LinkIndex)
+				add(r.Gw, r.Via, r.LinkIndex, r.Flags)
 			}
 			for _, nh := range r.MultiPath {
-				add(nh.Gw, nh.Via, nh.LinkIndex)
+				add(nh.Gw, nh.Via, nh.LinkIndex, nh.Flags)
 			}
 			slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
 			out = append(out, ir)

@@ -364,7 +364,7 @@ func (f *feeder) rewrite(routes []fib.Route) []error {
 	for i, r := range routes {
 		irs[i] = kernel.InstallRoute{Prefix: r.Prefix}
 		for _, nh := range r.Nexthops {
-			irs[i].Nexthops = append(irs[i].Nexthops, fib.Zoned(nh.Gateway, nh.LinkIndex))
+			irs[i].Nexthops = append(irs[i].Nexthops, fib.ZonedHop(nh))
 		}
 		slices.SortFunc(irs[i].Nexthops, netip.Addr.Compare)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,8 @@ import (
 // follows it, when it goes the write is refused (with the hint), and when
 // it comes back the prefix is written again. A connected next hop is
 // written as it is, an IPv6 IGP route's link-local gateway is written with
-// its interface, and BGP's own routes resolve nothing.
+// its interface, an onlink gateway (an IGP over unnumbered interfaces)
+// onlink on its interface, and BGP's own routes resolve nothing.
 func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
@@ -32,6 +34,10 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	// An IPv6 IGP's route: a link-local gateway, meaningful only with its
 	// interface.
 	kerneltest.IP(t, ns, "-6", "route", "add", "2001:db8:7::/48", "via", "fe80::2", "dev", "eth1", "proto", "ospf")
+	// An IGP over unnumbered interfaces (FRR's OSPF on a point-to-point
+	// link that borrows a loopback's address): a gateway on no connected
+	// network, which the kernel takes only onlink.
+	kerneltest.IP(t, ns, "route", "add", "100.64.0.0/16", "via", "10.255.0.1", "dev", "eth1", "onlink", "proto", "ospf")
 	// A BGP route of the installer's protocol covering a next hop: not
 	// resolved over.
 	kerneltest.IP(t, ns, "route", "add", "198.18.0.0/15", "via", "10.0.0.2", "proto", "bgp", "metric", "20")
@@ -61,8 +67,9 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 
 	direct, far4, far6 := netip.MustParsePrefix("10.8.0.0/16"), netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:a::/48")
 	overBGP, ecmp := netip.MustParsePrefix("10.10.0.0/16"), netip.MustParsePrefix("10.11.0.0/16")
-	viaLL := netip.MustParsePrefix("2001:db8:b::/48")
+	viaLL, onlink := netip.MustParsePrefix("2001:db8:b::/48"), netip.MustParsePrefix("10.12.0.0/16")
 	f.apply(false, []gobgp.BestPath{
+		{Prefix: onlink, Nexthops: []netip.Addr{netip.MustParseAddr("100.64.0.5")}},
 		{Prefix: viaLL, Nexthops: []netip.Addr{netip.MustParseAddr("2001:db8:7::5")}},
 		{Prefix: ecmp, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("203.0.113.9")}},
 		{Prefix: direct, Nexthops: []netip.Addr{netip.MustParseAddr("10.0.0.2")}},
@@ -78,8 +85,9 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 		return strings.TrimSpace(kerneltest.IP(t, ns, args...))
 	}
 	for p, want := range map[netip.Prefix]string{direct: "via 10.0.0.2", far4: "via 10.0.0.2", far6: "via fd00::2",
-		ecmp:  "10.11.0.0/16 via 10.0.0.2 dev eth1", // over the next hop it can reach
-		viaLL: "via fe80::2 dev eth1"} {
+		ecmp:   "10.11.0.0/16 via 10.0.0.2 dev eth1", // over the next hop it can reach
+		viaLL:  "via fe80::2 dev eth1",
+		onlink: "via 10.255.0.1 dev eth1 proto bgp metric 20 onlink"} {
 		if got := route(p); !strings.Contains(got, want) {
 			t.Errorf("%v in the kernel: %q, want %q", p, got, want)
 		}
@@ -90,9 +98,17 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The audit's view of what the feeder writes (resolveIn) is what the
+	// kernel holds, read back so, for the resolved prefixes.
+	written := resolveIn(l.View, inst.Table(), fib.ProtoBGP)
 	for _, ir := range irs {
 		if ir.Prefix == viaLL && (len(ir.Nexthops) != 1 || !ir.Nexthops[0].IsLinkLocalUnicast() || ir.Nexthops[0].Zone() == "") {
 			t.Errorf("%v read back via %v, want fe80::2 with its interface", viaLL, ir.Nexthops)
+		}
+		for p, nh := range map[netip.Prefix]string{viaLL: "2001:db8:7::5", onlink: "100.64.0.5", far4: "192.0.2.55"} {
+			if want := written([]netip.Addr{netip.MustParseAddr(nh)}); ir.Prefix == p && !slices.Equal(ir.Nexthops, want) {
+				t.Errorf("%v read back via %v, the feeder's resolution %v", p, ir.Nexthops, want)
+			}
 		}
 	}
 	refused, _, _ := g.snapshot()
@@ -146,8 +162,8 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	f.mu.Lock()
 	kept := len(f.rec.bgp)
 	f.mu.Unlock()
-	if kept != 3 { // overBGP, still refused, the ECMP and viaLL
-		t.Errorf("%d prefixes kept for resolution after the withdrawals, want 3", kept)
+	if kept != 4 { // overBGP, still refused, the ECMP, viaLL and onlink
+		t.Errorf("%d prefixes kept for resolution after the withdrawals, want 4", kept)
 	}
 	if got := route(far4); got != "" {
 		t.Errorf("%v still in the kernel: %q", far4, got)
