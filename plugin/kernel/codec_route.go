@@ -377,6 +377,13 @@ func decodeMultipath(b []byte, base int, family uint8) (nhs []fib.Nexthop, extra
 // For every m returned by DecodeRoute, DecodeRoute(EncodeRoute(m)) returns
 // m again.
 func EncodeRoute(m RouteMessage) []byte {
+	return appendRoute(make([]byte, 0, 128+32*len(m.Route.Nexthops)), m)
+}
+
+// appendRoute appends EncodeRoute's message to b: the RouteWriter builds
+// a batch of requests in one buffer it keeps, without a message's own
+// allocation (2% of all gobgpd-ext allocated while a table went in).
+func appendRoute(b []byte, m RouteMessage) []byte {
 	r := &m.Route
 	family, v6 := uint8(afInet), false
 	if r.Prefix.IsValid() && r.Prefix.Addr().Is6() {
@@ -402,12 +409,14 @@ func EncodeRoute(m RouteMessage) []byte {
 		table = uint8(r.Table)
 	}
 
-	b := make([]byte, nlmsgHdrLen+rtmsgLen, 128+32*len(r.Nexthops))
-	binary.NativeEndian.PutUint16(b[4:], m.Type)
-	binary.NativeEndian.PutUint16(b[6:], m.NLFlags)
-	binary.NativeEndian.PutUint32(b[8:], m.Seq)
-	binary.NativeEndian.PutUint32(b[12:], m.PID)
-	rtm := b[nlmsgHdrLen:]
+	base := len(b)
+	b = append(b, make([]byte, nlmsgHdrLen+rtmsgLen)...)
+	h := b[base:]
+	binary.NativeEndian.PutUint16(h[4:], m.Type)
+	binary.NativeEndian.PutUint16(h[6:], m.NLFlags)
+	binary.NativeEndian.PutUint32(h[8:], m.Seq)
+	binary.NativeEndian.PutUint32(h[12:], m.PID)
+	rtm := h[nlmsgHdrLen:]
 	rtm[0] = family
 	rtm[1] = uint8(max(r.Prefix.Bits(), 0))
 	rtm[2] = uint8(srcLen)
@@ -455,7 +464,7 @@ func EncodeRoute(m RouteMessage) []byte {
 		b = appendU32Attr(b, rtaOIF, uint32(nh.LinkIndex))
 		b = appendGateway(b, nh.Gateway, v6)
 	}
-	binary.NativeEndian.PutUint32(b[0:], uint32(len(b)))
+	binary.NativeEndian.PutUint32(b[base:], uint32(len(b)-base))
 	return b
 }
 

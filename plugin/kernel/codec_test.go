@@ -307,6 +307,39 @@ func TestEncodeRouteCarriesFlags(t *testing.T) {
 	}
 }
 
+// TestAppendRouteBatches: the RouteWriter's batch is messages appended to
+// one buffer, each as EncodeRoute makes it alone, and a buffer with room
+// takes them without allocating.
+func TestAppendRouteBatches(t *testing.T) {
+	ms := []RouteMessage{
+		{Type: tRTMNew, Seq: 1, Route: fib.Route{Table: 254, Prefix: pfx("198.51.100.0/24"), Type: fib.TypeUnicast,
+			Nexthops: []fib.Nexthop{{Gateway: ip("192.0.2.2"), LinkIndex: d0, Flags: fib.RTNHFOnlink}}}},
+		{Type: tRTMNew, Seq: 2, Route: fib.Route{Table: 4242, Prefix: pfx("2001:db8::/32"), Type: fib.TypeUnicast, Priority: 20,
+			Nexthops: []fib.Nexthop{{Gateway: ip("fe80::1"), LinkIndex: d0, Weight: 1}, {Gateway: ip("fe80::2"), LinkIndex: d0, Weight: 3}}}},
+		{Type: tRTMDel, Seq: 3, Route: fib.Route{Table: 254, Prefix: pfx("10.0.0.0/8")}},
+	}
+	var want []byte
+	for _, m := range ms {
+		want = append(want, EncodeRoute(m)...)
+	}
+	buf := make([]byte, 0, 4096)
+	got := buf
+	for _, m := range ms {
+		got = appendRoute(got, m)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("appended batch differs from the messages encoded alone:\n%x\n%x", got, want)
+	}
+	if a := testing.AllocsPerRun(100, func() {
+		b := buf[:0]
+		for _, m := range ms {
+			b = appendRoute(b, m)
+		}
+	}); a != 0 {
+		t.Errorf("appending three routes to a buffer with room allocates %.0f times, want 0", a)
+	}
+}
+
 // TestPatchedRecordedMessages sets hardware bits in the rtm_flags word of
 // real kernel messages.
 func TestPatchedRecordedMessages(t *testing.T) {

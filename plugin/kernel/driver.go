@@ -44,7 +44,8 @@ type FlagReport struct {
 // ReportFlags is SetFlags and SetNexthopFlags for many routes at once: one
 // lock and one batch of events for the lot, so a driver that programs
 // thousands of routes at a time (a full table) does not wake every
-// subscriber once per route.
+// subscriber once per route. It keeps nothing of reports, which the
+// caller may reuse.
 func (l *Listener) ReportFlags(reports []FlagReport) {
 	if len(reports) == 0 {
 		return
@@ -52,7 +53,7 @@ func (l *Listener) ReportFlags(reports []FlagReport) {
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var evs []Event
+	evs := make([]Event, 0, len(reports))
 	for i := range reports {
 		rp := &reports[i]
 		old, ok := l.model.Find(&rp.Route)
@@ -64,8 +65,12 @@ func (l *Listener) ReportFlags(reports []FlagReport) {
 			told = len(l.model.SetNexthopFlags(&rp.Route, j, f)) > 0 || told
 		}
 		if told {
-			cur, _ := l.model.Find(&rp.Route)
-			evs = append(evs, Event{Kind: Changed, Time: now, Old: &old, New: &cur})
+			// The event's two routes in one allocation: a table's flags
+			// come through here once a route.
+			both := new([2]fib.Route)
+			both[0] = old
+			both[1], _ = l.model.Find(&rp.Route)
+			evs = append(evs, Event{Kind: Changed, Time: now, Old: &both[0], New: &both[1]})
 		}
 	}
 	l.publishLocked(evs)
@@ -100,17 +105,37 @@ type touched struct {
 	before map[prefixKey]was
 }
 
-// was is a forwarding route before a batch (nil: none) and its version.
+// was is a forwarding route before a batch (an invalid prefix: none) and
+// its version. By value: a route on the heap per notification was a
+// fortieth of all gobgpd-ext allocated while a table went in.
 type was struct {
-	route *fib.Route
+	route fib.Route
 	ver   uint64
 }
 
+// touchedKeep bounds the map a Listener keeps for its next batch: a batch
+// of notifications touches a few hundred prefixes, a resync every one, and
+// a Go map keeps its size.
+const touchedKeep = 4096
+
+// newTouched starts a batch, in the map the last batch left (l.mu held).
 func (l *Listener) newTouched() touched {
 	if l.driver == nil {
 		return touched{}
 	}
-	return touched{driver: l.driver, before: map[prefixKey]was{}}
+	if l.touched == nil {
+		l.touched = map[prefixKey]was{}
+	}
+	return touched{driver: l.driver, before: l.touched}
+}
+
+// doneTouched ends a batch that told the driver (l.mu held).
+func (l *Listener) doneTouched(t touched) {
+	if len(t.before) > touchedKeep {
+		l.touched = nil
+		return
+	}
+	clear(t.before)
 }
 
 func (t touched) note(model *fib.FIB, r *fib.Route) {
@@ -123,7 +148,7 @@ func (t touched) note(model *fib.FIB, r *fib.Route) {
 	}
 	var w was
 	if f, ver, ok := model.FirstVersion(k.table, k.prefix); ok {
-		w = was{&f, ver}
+		w = was{f, ver}
 	}
 	t.before[k] = w
 }
@@ -133,10 +158,11 @@ func (t touched) note(model *fib.FIB, r *fib.Route) {
 func (t touched) tellDriver(model *fib.FIB) {
 	for k, old := range t.before {
 		cur, ver, ok := model.FirstVersion(k.table, k.prefix)
+		had := old.route.Prefix.IsValid()
 		switch {
-		case !ok && old.route != nil:
-			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverDel, Route: *old.route})
-		case ok && (old.route == nil || !old.route.SameAs(&cur) || ver != old.ver):
+		case !ok && had:
+			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverDel, Route: old.route})
+		case ok && (!had || !old.route.SameAs(&cur) || ver != old.ver):
 			_ = t.driver.Event(fib.DriverEvent{Kind: fib.DriverReplace, Route: cur})
 		}
 	}

@@ -52,6 +52,7 @@ type Listener struct {
 	log      *slog.Logger
 	setMode  int // -1: leave the sysctl alone
 	driver   fib.Driver
+	touched  map[prefixKey]was // newTouched's map for the next batch, under mu
 	ignore   map[uint32]bool
 	mu       sync.RWMutex
 	model    *fib.FIB
@@ -268,8 +269,8 @@ func (l *Listener) drainUntilQuiet(sub *Subscription) {
 func (l *Listener) handle(msgs [][]byte) (resync bool) {
 	now := time.Now()
 	var evs []Event
-	touched := l.newTouched()
 	l.mu.Lock()
+	touched := l.newTouched()
 	for _, b := range msgs {
 		v, err := Decode(b)
 		if err != nil {
@@ -319,6 +320,7 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 	}
 	l.publishLocked(evs)
 	touched.tellDriver(l.model)
+	l.doneTouched(touched)
 	l.mu.Unlock()
 	return resync
 }
@@ -392,6 +394,7 @@ func (l *Listener) resync(report bool) error {
 	}
 	l.publishLocked(evs)
 	touched.tellDriver(l.model)
+	l.doneTouched(touched)
 	l.mu.Unlock()
 	if report {
 		l.log.Info("resynchronised with the kernel", "routes", fresh.Len(), "changes", len(evs))

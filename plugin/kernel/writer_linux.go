@@ -161,7 +161,7 @@ func (w *RouteWriter) batch(ops []RouteOp, errs []error) {
 		case ops[i].Exclusive:
 			m.NLFlags = unix.NLM_F_REQUEST | unix.NLM_F_ACK | unix.NLM_F_CREATE | unix.NLM_F_EXCL
 		}
-		w.buf = append(w.buf, EncodeRoute(m)...)
+		w.buf = appendRoute(w.buf, m)
 	}
 	fail := func(err error) {
 		for i := range errs {

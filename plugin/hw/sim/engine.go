@@ -224,9 +224,10 @@ func (e *engine) neighbourChanged(gw netip.Addr) {
 func (e *engine) run(ctx context.Context, rep Reporter) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var reports []kernel.FlagReport // deliver's, reused
 	for {
 		out, wait := e.step(time.Now())
-		deliver(rep, out)
+		deliver(rep, out, &reports)
 		if ctx.Err() != nil {
 			return
 		}
@@ -254,16 +255,24 @@ type batchReporter interface {
 	ReportFlags([]kernel.FlagReport)
 }
 
-func deliver(rep Reporter, out []report) {
+func deliver(rep Reporter, out []report, scratch *[]kernel.FlagReport) {
 	if b, ok := rep.(batchReporter); ok {
 		if len(out) == 0 {
 			return
 		}
-		rs := make([]kernel.FlagReport, len(out))
+		// In scratch when given: a batch reporter keeps none of them.
+		var rs []kernel.FlagReport
+		if scratch != nil {
+			rs = (*scratch)[:0]
+		}
 		for i := range out {
-			rs[i] = kernel.FlagReport{Route: out[i].route, Flags: out[i].flags, Nexthop: out[i].nh}
+			rs = append(rs, kernel.FlagReport{Route: out[i].route, Flags: out[i].flags, Nexthop: out[i].nh})
 		}
 		b.ReportFlags(rs)
+		if scratch != nil {
+			clear(rs) // holds no route until the next batch
+			*scratch = rs
+		}
 		return
 	}
 	for i := range out {
