@@ -444,7 +444,8 @@ func (b *sessionPeers) watchPeers(ctx context.Context, fn func(*api.Peer)) error
 // it reads the neighbours once when the watch starts, within
 // notToRefresh of a session coming up (not of one going down), and
 // otherwise only every notToBackstop; with the watch broken it polls
-// every notToRefresh as before. Each read is a ListPeer that holds
+// every notToRefresh as before (and tries the watch again every
+// notToBackstop). Each read is a ListPeer that holds
 // GoBGP's main loop while it counts every neighbour's adj-in.
 func TestNeighbourReadsFollowSessions(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

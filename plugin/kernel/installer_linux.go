@@ -19,7 +19,8 @@ import (
 // InstallRoute is a route the installer writes: a prefix and its paths (ECMP
 // when there are several). It carries only gateways; the kernel finds the
 // output interface of each, but for an IPv6 link-local gateway, which
-// names its interface by index as its zone (fib.Zoned).
+// names its interface by index as its zone, and an onlink one, which does
+// the same, IPv4 in its mapped form (fib.ZonedHop).
 type InstallRoute struct {
 	Prefix   netip.Prefix
 	Nexthops []netip.Addr
