@@ -79,6 +79,11 @@ func TestResolve(t *testing.T) {
 			t.Errorf("Resolve(%s) = %v via %q connected %t, want %s via %q connected %t", c.nh, r.Gateways, viaS, r.Connected, c.want, c.via, c.connected)
 		}
 	}
+	// An installer of its own protocol resolves over another daemon's BGP
+	// routes (an FRR underlay): README, install.protocol.
+	if r := f.Resolve(TableMain, netip.MustParseAddr("172.16.1.1"), Protocol(200)); fmt.Sprint(r.Gateways) != "[10.0.1.2]" || r.Via.String() != "172.16.0.0/12" {
+		t.Errorf("over another protocol's BGP route: %+v, want 10.0.1.2 via 172.16.0.0/12", r)
+	}
 	if r := f.Resolve(99, netip.MustParseAddr("192.168.3.4"), ProtoBGP); fmt.Sprint(r.Gateways) != "[192.168.3.4]" || r.Resolved() {
 		t.Errorf("in a table that does not exist: %+v", r)
 	}
