@@ -30,8 +30,10 @@ import (
 // kernel takes no gateway off a connected network), its sim programs it,
 // and only then does the observer get it. The static route moves to the
 // other link: the routes follow, and the observer keeps every prefix
-// (the hardware forwards with the old entry until it has the new one).
-// The static route goes: the observer loses them, and the gate shows them
+// (the hardware forwards with the old entry until it has the new one);
+// so does it when it becomes an onlink route through the source's
+// loopback, on no connected network, as an IGP over unnumbered links
+// installs it. The static route goes: the observer loses them, and the gate shows them
 // refused, with the kernel's reason.
 const (
 	recLeafSrc1, recSrcLeaf1 = "10.0.1.1", "10.0.1.2"
@@ -82,11 +84,11 @@ func runRecursive(t *testing.T, m leafMode) {
 	if err := lab.AnnounceIPv4(ctx, srcAPI, ps, recLoopback); err != nil {
 		t.Fatal(err)
 	}
-	allVia := func(gw, dev string) func() error {
+	allVia := func(want string) func() error {
 		return func() error {
 			routes := l.bgpRoutesByPrefix(t)
 			for _, p := range ps {
-				if want := "via " + gw + " dev " + dev; !strings.Contains(routes[p], want) {
+				if !strings.Contains(routes[p], want) {
 					return fmt.Errorf("%v in the leaf's kernel: %q, want %q", p, routes[p], want)
 				}
 			}
@@ -94,33 +96,43 @@ func runRecursive(t *testing.T, m leafMode) {
 		}
 	}
 	lab.Eventually(t, 30*time.Second, "every prefix at the observer", allAt(watch, ps))
-	lab.Eventually(t, 10*time.Second, "every route through the static route's gateway", allVia(recSrcLeaf1, "to-src"))
+	lab.Eventually(t, 10*time.Second, "every route through the static route's gateway", allVia("via "+recSrcLeaf1+" dev to-src "))
 	notBeforeHardware(t, kroutes, watch, start, ps)
 	l.auditClean(t, "")
 
-	// The static route moves to the other link: the routes follow it and
-	// the observer loses nothing.
-	moved := time.Now()
-	lab.IP(t, l.ns, "route", "replace", recLoopback.String()+"/32", "via", recSrcLeaf2, "proto", "static")
-	lab.Eventually(t, 20*time.Second, "every route through the new gateway", allVia(recSrcLeaf2, "to-src2"))
-	lab.Eventually(t, 20*time.Second, "every prefix released on its new route", func() error {
-		states, err := l.routesIn(context.Background(), recRange)
-		if err != nil {
-			return err
-		}
-		for _, p := range ps {
-			if st := states[p]; st == nil || st.GetState() != pb.State_STATE_RELEASED || !st.GetConfirmedTime().AsTime().After(moved) {
-				return fmt.Errorf("%v at the leaf: %v", p, st)
+	// moveTo replaces the static route: every route follows it, and the
+	// observer loses nothing (the hardware forwards with the old entry
+	// until it has the new one) while the gate confirms them anew.
+	moveTo := func(what, via string, args ...string) {
+		t.Helper()
+		moved := time.Now()
+		lab.IP(t, l.ns, append([]string{"route", "replace", recLoopback.String() + "/32"}, args...)...)
+		lab.Eventually(t, 20*time.Second, "every route "+what, allVia(via))
+		lab.Eventually(t, 20*time.Second, "every prefix released on its new route", func() error {
+			states, err := l.routesIn(context.Background(), recRange)
+			if err != nil {
+				return err
+			}
+			for _, p := range ps {
+				if st := states[p]; st == nil || st.GetState() != pb.State_STATE_RELEASED || !st.GetConfirmedTime().AsTime().After(moved) {
+					return fmt.Errorf("%v at the leaf: %v", p, st)
+				}
+			}
+			return nil
+		})
+		for _, s := range watch.Since(moved) {
+			if !s.Present {
+				t.Errorf("the observer lost %v at %s when the static route moved %s", s.P, clock(s.At), what)
 			}
 		}
-		return nil
-	})
-	for _, s := range watch.Since(moved) {
-		if !s.Present {
-			t.Errorf("the observer lost %v at %s when the static route moved", s.P, clock(s.At))
-		}
+		l.auditClean(t, "after the move "+what)
 	}
-	l.auditClean(t, "after the move")
+	// To the other link.
+	moveTo("to the other link", "via "+recSrcLeaf2+" dev to-src2", "via", recSrcLeaf2, "proto", "static")
+	// Unnumbered, as an IGP over unnumbered links installs it: through
+	// the source's loopback itself, on no connected network, onlink.
+	moveTo("onlink through the loopback", "via "+recLoopback.String()+" dev to-src2 metric 20 onlink",
+		"via", recLoopback.String(), "dev", "to-src2", "onlink", "proto", "static")
 
 	// The static route goes: nothing resolves the next hop any more.
 	lab.IP(t, l.ns, "route", "del", recLoopback.String()+"/32")
