@@ -114,9 +114,10 @@ type was struct {
 }
 
 // touchedKeep bounds the map a Listener keeps for its next batch: a batch
-// of notifications touches a few hundred prefixes, a resync every one, and
-// a Go map keeps its size.
-const touchedKeep = 4096
+// under churn touches a few prefixes, a table's load thousands and a
+// resync every one, and a Go map keeps its size, which clear walks (a
+// route a slot) however few the next batch touches.
+const touchedKeep = 256
 
 // newTouched starts a batch, in the map the last batch left (l.mu held).
 func (l *Listener) newTouched() touched {
