@@ -255,24 +255,21 @@ type batchReporter interface {
 	ReportFlags([]kernel.FlagReport)
 }
 
+// deliver hands out's reports to rep, a batch at once when rep takes one,
+// building it in *scratch, which it leaves emptied for the next call.
 func deliver(rep Reporter, out []report, scratch *[]kernel.FlagReport) {
 	if b, ok := rep.(batchReporter); ok {
 		if len(out) == 0 {
 			return
 		}
-		// In scratch when given: a batch reporter keeps none of them.
-		var rs []kernel.FlagReport
-		if scratch != nil {
-			rs = (*scratch)[:0]
-		}
+		// In scratch: a batch reporter keeps none of them.
+		rs := (*scratch)[:0]
 		for i := range out {
 			rs = append(rs, kernel.FlagReport{Route: out[i].route, Flags: out[i].flags, Nexthop: out[i].nh})
 		}
 		b.ReportFlags(rs)
-		if scratch != nil {
-			clear(rs) // holds no route until the next batch
-			*scratch = rs
-		}
+		clear(rs) // holds no route until the next batch
+		*scratch = rs
 		return
 	}
 	for i := range out {

@@ -155,7 +155,8 @@ func (s *Sim) Run(ctx context.Context, rep Reporter) error {
 		"table", s.cfg.MirrorTable)
 	s.e.run(ctx, rep)
 	wg.Wait()
-	deliver(rep, s.e.shutdown(), nil)
+	var last []kernel.FlagReport
+	deliver(rep, s.e.shutdown(), &last)
 	if k != nil {
 		if err := k.close(); err != nil {
 			return fmt.Errorf("stop simulated ASIC in %s: %w", s.where(), err)
