@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/kernel"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
 
@@ -107,8 +109,9 @@ func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 type rig struct {
 	name             string
 	sidecar          bool
-	leaf, peer, obs  string // namespaces
-	dev              int    // netdevsim device id
+	fams             []family // the families of the links and sessions
+	leaf, peer, obs  string   // namespaces
+	dev              int      // netdevsim device id
 	dir              string
 	api, settings    string
 	gobgpd           *speaker // the sidecar's stock gobgpd
@@ -140,9 +143,9 @@ func TestInsideVM(t *testing.T) {
 	for i, sidecar := range []bool{false, true} {
 		name := map[bool]string{false: "gobgpd-ext", true: "sidecar"}[sidecar]
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t, name, sidecar, 10+i)
+			r := newRig(t, name, sidecar, 10+i, families)
 			t.Run("trapped routes reach the observer only after the trap flag", func(t *testing.T) {
-				for _, f := range families {
+				for _, f := range r.fams {
 					t.Run(f.name, func(t *testing.T) { r.trappedFirst(t, f) })
 				}
 			})
@@ -167,11 +170,52 @@ func TestInsideVM(t *testing.T) {
 	}
 }
 
+// TestInsideVMWithoutIPv6 runs in the VM TestNetdevsimWithoutIPv6 boots
+// with IPv6 disabled: the IPv4 fabric is gated as in TestInsideVM, by
+// gobgpd-ext and by the sidecar, though the kernel has no IPv6 sysctls,
+// routes or sockets at all.
+func TestInsideVMWithoutIPv6(t *testing.T) {
+	if !inGuest() {
+		t.Skip("runs inside the VM that TestNetdevsimWithoutIPv6 boots")
+	}
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil {
+		t.Fatal("this kernel has IPv6: boot it with ipv6.disable=1")
+	}
+	for i, sidecar := range []bool{false, true} {
+		name := map[bool]string{false: "gobgpd-ext", true: "sidecar"}[sidecar]
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, name, sidecar, 20+i, families[:1])
+			t.Run("an IPv6 dump holds no route", func(t *testing.T) {
+				// The kernel answers a dump of a family it runs without
+				// with every family's routes (rtnl_dump_all).
+				opts := kernel.Options{NetNS: r.leaf}
+				v4, err := kernel.DumpRoutes(opts, fib.IPv4)
+				if err != nil || len(v4) == 0 {
+					t.Fatalf("IPv4 dump: %d routes, %v", len(v4), err)
+				}
+				v6, err := kernel.DumpRoutes(opts, fib.IPv6)
+				if err != nil || len(v6) != 0 {
+					t.Errorf("IPv6 dump: %d routes, %v; want none", len(v6), err)
+				}
+			})
+			t.Run("trapped routes reach the observer only after the trap flag", func(t *testing.T) {
+				r.trappedFirst(t, r.fams[0])
+			})
+			t.Run("offload failure before arrival holds the prefix, shown failed", func(t *testing.T) {
+				r.failedHeld(t)
+			})
+			t.Run("SIGTERM exits 0 and leaves nothing behind", func(t *testing.T) {
+				r.terminated(t)
+			})
+		})
+	}
+}
+
 // newRig builds the namespaces, the netdevsim device, the neighbours and
 // the leaf's daemon, and waits until every session is up.
-func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
+func newRig(t *testing.T, name string, sidecar bool, dev int, fams []family) *rig {
 	t.Helper()
-	r := &rig{name: name, sidecar: sidecar, dev: dev, dir: t.TempDir(), owner: t, gw: gateWatch{states: map[netip.Prefix][]gateState{}},
+	r := &rig{name: name, sidecar: sidecar, dev: dev, fams: fams, dir: t.TempDir(), owner: t, gw: gateWatch{states: map[netip.Prefix][]gateState{}},
 		leaf: lab.NewNS(t, "leaf"), peer: lab.NewNS(t, "peer"), obs: lab.NewNS(t, "obs")}
 	// The device belongs to the namespace that creates it; its FIB model
 	// then traps every route of that namespace. It goes before the
@@ -182,15 +226,30 @@ func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
 			t.Errorf("delete netdevsim%d: %v", dev, err)
 		}
 	})
-	sh(t, "ip", "netns", "exec", r.leaf, "sysctl", "-q", "-w",
-		"net.ipv4.fib_notify_on_flag_change=1", "net.ipv6.fib_notify_on_flag_change=1")
-	f4, f6 := families[0], families[1]
+	sysctl := []string{"ip", "netns", "exec", r.leaf, "sysctl", "-q", "-w"}
+	for _, f := range fams {
+		sysctl = append(sysctl, "net."+f.name+".fib_notify_on_flag_change=1")
+	}
+	sh(t, sysctl...)
+	// Without IPv6 the links have no IPv6 address, and every gobgpd
+	// listens on IPv4 only (GoBGP's default includes "::").
+	f4, f6, listen := fams[0], family{}, "0.0.0.0"
+	if len(fams) > 1 {
+		f6, listen = fams[1], ""
+	}
 	lab.Link(t, r.leaf, "to-peer", f4.leafPeer, f6.leafPeer, r.peer, "to-leaf", f4.peer, f6.peer)
 	lab.Link(t, r.leaf, "to-obs", f4.leafObs, f6.leafObs, r.obs, "to-leaf", f4.obs, f6.obs)
+	neighbours := func(as uint32, addr func(f family) string) []lab.Neighbour {
+		var ns []lab.Neighbour
+		for _, f := range fams {
+			ns = append(ns, lab.Neighbour{Address: addr(f), AS: as})
+		}
+		return ns
+	}
 	// A FIB of limited size, set now: it takes effect with a reload of
 	// the device, which takes the flags off every route and puts them
 	// back (a flap of everything, for a gate that runs).
-	for _, f := range families {
+	for _, f := range fams {
 		_, occ := r.fibResource(t, f)
 		r.devlink(t, "resource", "set", r.devName(), "path", f.resource, "size", fmt.Sprint(occ+capacitySlack))
 	}
@@ -202,9 +261,9 @@ func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
 	if err := os.WriteFile(r.settings, fmt.Appendf(nil, leafSettings, r.api), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	conf := lab.GobgpdConf{AS: leafAS, RouterID: f4.leafPeer, Neighbours: []lab.Neighbour{
-		{Address: f4.peer, AS: peerAS}, {Address: f6.peer, AS: peerAS},
-		{Address: f4.obs, AS: obsAS}, {Address: f6.obs, AS: obsAS}}}
+	conf := lab.GobgpdConf{AS: leafAS, RouterID: f4.leafPeer, Listen: listen, Neighbours: append(
+		neighbours(peerAS, func(f family) string { return f.peer }),
+		neighbours(obsAS, func(f family) string { return f.obs })...)}
 	if !sidecar {
 		toml := filepath.Join(r.dir, "gobgpd.toml")
 		if err := os.WriteFile(toml, []byte(conf.String()), 0o644); err != nil {
@@ -229,15 +288,15 @@ func newRig(t *testing.T, name string, sidecar bool, dev int) *rig {
 				"--gobgpd", r.gobgpd.target, "-c", r.settings)
 		}
 	}
-	r.peerSp = startSpeaker(t, r.peer, "peer", lab.GobgpdConf{AS: peerAS, RouterID: f4.peer, Active: true,
-		Neighbours: []lab.Neighbour{{Address: f4.leafPeer, AS: leafAS}, {Address: f6.leafPeer, AS: leafAS}}}.String())
-	r.obsSp = startSpeaker(t, r.obs, "observer", lab.GobgpdConf{AS: obsAS, RouterID: f4.obs, Active: true,
-		Neighbours: []lab.Neighbour{{Address: f4.leafObs, AS: leafAS}, {Address: f6.leafObs, AS: leafAS}}}.String())
+	r.peerSp = startSpeaker(t, r.peer, "peer", lab.GobgpdConf{AS: peerAS, RouterID: f4.peer, Active: true, Listen: listen,
+		Neighbours: neighbours(leafAS, func(f family) string { return f.leafPeer })}.String())
+	r.obsSp = startSpeaker(t, r.obs, "observer", lab.GobgpdConf{AS: obsAS, RouterID: f4.obs, Active: true, Listen: listen,
+		Neighbours: neighbours(leafAS, func(f family) string { return f.leafObs })}.String())
 	r.run(t)
 	r.mon.waitReady(t)
 	r.peerSp.waitAPI(t)
 	r.obsSp.waitAPI(t)
-	for _, f := range families {
+	for _, f := range fams {
 		r.peerSp.waitEstablished(t, f.leafPeer)
 		r.obsSp.waitEstablished(t, f.leafObs)
 	}
@@ -408,13 +467,13 @@ func (g gateRoute) String() string {
 	return fmt.Sprintf("%s %v (%s)", g.State, g.Flags, g.Reason)
 }
 
-// kernelRoutes lists the leaf's proto bgp routes (the installer's), both
-// families.
+// kernelRoutes lists the leaf's proto bgp routes (the installer's), in
+// the rig's families.
 func (r *rig) kernelRoutes(tb testing.TB) []string {
 	tb.Helper()
 	var out []string
-	for _, fam := range []string{"-4", "-6"} {
-		o, err := exec.Command("ip", "-n", r.leaf, fam, "route", "show", "proto", "bgp").CombinedOutput()
+	for _, f := range r.fams {
+		o, err := exec.Command("ip", "-n", r.leaf, f.ipFlag, "route", "show", "proto", "bgp").CombinedOutput()
 		if err != nil {
 			tb.Fatalf("ip route show proto bgp: %v: %s", err, o)
 		}

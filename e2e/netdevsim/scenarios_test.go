@@ -110,12 +110,12 @@ func (r *rig) failedHeld(t *testing.T) {
 	})
 	since := time.Now()
 	var all []netip.Prefix
-	for _, f := range families {
+	for _, f := range r.fams {
 		r.announce(t, f.failT)
 		r.originate(t, f, f.failO)
 		all = append(all, f.failT, f.failO)
 	}
-	for _, f := range families {
+	for _, f := range r.fams {
 		t.Run(f.name, func(t *testing.T) {
 			for _, p := range []netip.Prefix{f.failT, f.failO} {
 				r.mon.waitFlag(t, p, "offload_failed", since)
@@ -171,7 +171,7 @@ func (r *rig) recovered(t *testing.T) {
 	if r.clearedAt.IsZero() {
 		t.Fatal("needs the offload failure check first")
 	}
-	for _, f := range families {
+	for _, f := range r.fams {
 		t.Run(f.name, func(t *testing.T) {
 			for _, p := range []netip.Prefix{f.failT, f.failO} {
 				r.waitObserved(t, 30*time.Second, p)
@@ -204,7 +204,7 @@ func (r *rig) recovered(t *testing.T) {
 func (r *rig) capacity(t *testing.T) {
 	var all []netip.Prefix
 	sets := map[string][]netip.Prefix{}
-	for _, f := range families {
+	for _, f := range r.fams {
 		size, occ := r.fibResource(t, f)
 		k := size - occ
 		if size < 0 || k < 1 {
@@ -217,7 +217,7 @@ func (r *rig) capacity(t *testing.T) {
 		all = append(all, sets[f.name]...)
 		t.Logf("%s: size %d, %d routes: %d places for %d prefixes", f.resource, size, occ, k, k+2)
 	}
-	for _, f := range families {
+	for _, f := range r.fams {
 		t.Run(f.name, func(t *testing.T) { r.capacityFamily(t, f, sets[f.name]) })
 	}
 	r.peerSp.withdraw(t, all...)
@@ -318,17 +318,17 @@ func (r *rig) inKernel(tb testing.TB, ps []netip.Prefix) []netip.Prefix {
 // only after their trap flag.
 func (r *rig) killed(t *testing.T) {
 	var out []netip.Prefix
-	for _, f := range families {
+	for _, f := range r.fams {
 		out = append(out, f.transit, f.origin)
 	}
 	r.waitObserved(t, 10*time.Second, out...)
 	since := time.Now()
 	r.kill(t)
-	for _, f := range families {
+	for _, f := range r.fams {
 		r.announce(t, f.whileDown)
 	}
 	lab.Never(t, time.Second, "nothing learned while fibgated is down goes out", func() error {
-		for _, f := range families {
+		for _, f := range r.fams {
 			if r.watch.Has(f.whileDown) {
 				return fmt.Errorf("%v at the observer", f.whileDown)
 			}
@@ -336,10 +336,10 @@ func (r *rig) killed(t *testing.T) {
 		return nil
 	})
 	r.run(t)
-	for _, f := range families {
+	for _, f := range r.fams {
 		r.announce(t, f.after)
 	}
-	for _, f := range families {
+	for _, f := range r.fams {
 		for _, p := range []netip.Prefix{f.whileDown, f.after} {
 			r.advertisedAfterTrap(t, p, since)
 		}

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,6 +52,9 @@ func inGuest() bool { return os.Getenv(guestEnv) == "1" }
 // namespace and no child process is left.
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	if lab.LeftBehind() {
 		code = 1
 	}
@@ -63,8 +67,23 @@ func TestMain(m *testing.M) {
 // here. Inside, TestInsideVM runs every scenario in one boot; each of its
 // checks comes back as a subtest of this test.
 func TestNetdevsim(t *testing.T) {
+	bootVM(t, "TestInsideVM", "")
+}
+
+// TestNetdevsimWithoutIPv6 boots the same kernel with IPv6 disabled
+// (ipv6.disable=1, as some operators run their switches): no
+// /proc/sys/net/ipv6 at all, so no IPv6 fib_notify_on_flag_change, and an
+// IPv4 fabric must still be gated as usual (TestInsideVMWithoutIPv6).
+func TestNetdevsimWithoutIPv6(t *testing.T) {
+	bootVM(t, "TestInsideVMWithoutIPv6", "ipv6.disable=1")
+}
+
+// bootVM boots the netdevsim kernel, with args added to its command line,
+// runs the guest test root in it, and replays the guest's checks as
+// subtests of t.
+func bootVM(t *testing.T, root, args string) {
 	if inGuest() {
-		t.Skip("the host's half: inside the VM TestInsideVM runs")
+		t.Skip("the host's half: inside the VM " + root + " runs")
 	}
 	if testing.Short() {
 		t.Skip("boots a kernel under qemu: skipped in -short mode")
@@ -87,7 +106,7 @@ func TestNetdevsim(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := "^TestInsideVM$"
+	run := "^" + root + "$"
 	if r := os.Getenv(runEnv); r != "" {
 		if _, err := regexp.Compile(r); err != nil || strings.ContainsAny(r, `'\`) {
 			t.Fatalf("%s=%q: want a -run pattern without quotes or backslashes (%v)", runEnv, r, err)
@@ -104,9 +123,8 @@ func TestNetdevsim(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "bin")
 	began := time.Now()
-	build(t, bin)
+	bin := builtOnce(t)
 	built := time.Now()
 	image := filepath.Join(dir, "initramfs.cpio")
 	if err := writeInitramfs(image, tools, bin, initScript(run)); err != nil {
@@ -123,13 +141,14 @@ func TestNetdevsim(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
+	cmdline := strings.TrimSpace("console=ttyS0 panic=-1 quiet " + args)
 	cmd := exec.CommandContext(ctx, qemu,
 		"-nodefaults", "-display", "none", "-no-reboot", "-accel", accel,
 		// Two sockets of one CPU: the kernel has no ACPI, and SeaBIOS's MP
 		// table lists one CPU per socket, so "-smp 2" alone gives it one.
 		"-m", "1024", "-smp", "2,sockets=2",
 		"-kernel", kernel, "-initrd", image,
-		"-append", "console=ttyS0 panic=-1 quiet",
+		"-append", cmdline,
 		"-serial", "file:"+console, // the kernel's console
 		"-serial", "file:"+results) // the guest's test output
 	cmd.WaitDelay = 5 * time.Second
@@ -140,9 +159,9 @@ func TestNetdevsim(t *testing.T) {
 	if rerr != nil {
 		t.Fatalf("qemu: %v\n%s\n(no guest output: %v)\nconsole:\n%s", err, out, rerr, tailFile(console, 40))
 	}
-	g := parseGuest(strings.Split(string(b), "\n"), "TestInsideVM")
-	t.Logf("built in %v, image %d MB; the VM ran %v (%s, guest: boot %.1fs, tests %.1fs); %s",
-		built.Sub(began).Round(100*time.Millisecond), st.Size()>>20, ended.Sub(booted).Round(100*time.Millisecond),
+	g := parseGuest(strings.Split(string(b), "\n"), root)
+	t.Logf("built in %v, image %d MB; the VM (%s) ran %v (%s, guest: boot %.1fs, tests %.1fs); %s",
+		built.Sub(began).Round(100*time.Millisecond), st.Size()>>20, cmdline, ended.Sub(booted).Round(100*time.Millisecond),
 		accel, g.uptime[0], g.uptime[1]-g.uptime[0], g)
 	switch {
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -161,6 +180,33 @@ func TestNetdevsim(t *testing.T) {
 	if t.Failed() {
 		t.Logf("console (tail):\n%s", tailFile(console, 20))
 	}
+}
+
+// The binaries are built once for every boot of a run, into binDir, which
+// TestMain removes.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  string
+)
+
+// builtOnce returns the directory of the guest's binaries, building them
+// on its first call.
+func builtOnce(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "fibgate-netdevsim-bin-")
+		if err != nil {
+			buildErr = err.Error()
+			return
+		}
+		binDir = dir
+		buildErr = build(dir)
+	})
+	if buildErr != "" {
+		t.Fatal(buildErr)
+	}
+	return binDir
 }
 
 // initScript is the VM's /init: mount what the kernel does not, run the
@@ -187,8 +233,7 @@ reboot -f
 // them), the daemons, the CLI, stock gobgpd from the GoBGP module in go.mod
 // (peer and observer: FRR would not fit; the test drives them over their
 // API), and this package's test binary, which runs the scenarios inside.
-func build(t *testing.T, dir string) {
-	t.Helper()
+func build(dir string) string {
 	// go test puts its own GOROOT/bin first on the PATH: "go" is the
 	// toolchain that built this test.
 	goTool := "go"
@@ -206,9 +251,10 @@ func build(t *testing.T, dir string) {
 		cmd := exec.Command(goTool, args...)
 		cmd.Env = env
 		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+			return fmt.Sprintf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
+	return ""
 }
 
 func tailFile(path string, lines int) string {

@@ -47,7 +47,11 @@ func NewNS(tb testing.TB, role string) string {
 	IP(tb, name, "link", "set", "lo", "up")
 	// No duplicate address detection on the links to come: their IPv6
 	// link-local addresses work at once (FRR refuses an IPv6 session
-	// until the interface has one).
+	// until the interface has one). A kernel without IPv6 has nothing to
+	// disable.
+	if _, err := os.Stat("/proc/sys/net/ipv6"); err != nil {
+		return name
+	}
 	out, err := exec.Command("ip", "netns", "exec", name, "sysctl", "-q", "-w",
 		"net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0").CombinedOutput()
 	if err != nil {
@@ -67,14 +71,17 @@ func IP(tb testing.TB, ns string, args ...string) {
 
 // Link joins namespaces a and b with a veth pair (aIf in a, bIf in b) and
 // gives each end an IPv4 /30 and an IPv6 /64 address (without duplicate
-// address detection, so they work at once).
+// address detection, so they work at once; none when a6 is empty, as on a
+// kernel without IPv6).
 func Link(tb testing.TB, a, aIf, a4, a6, b, bIf, b4, b6 string) {
 	tb.Helper()
 	IP(tb, a, "link", "add", aIf, "type", "veth", "peer", "name", bIf, "netns", b)
 	IP(tb, a, "addr", "add", a4+"/30", "dev", aIf)
 	IP(tb, b, "addr", "add", b4+"/30", "dev", bIf)
-	IP(tb, a, "-6", "addr", "add", a6+"/64", "dev", aIf, "nodad")
-	IP(tb, b, "-6", "addr", "add", b6+"/64", "dev", bIf, "nodad")
+	if a6 != "" { // none on a kernel without IPv6
+		IP(tb, a, "-6", "addr", "add", a6+"/64", "dev", aIf, "nodad")
+		IP(tb, b, "-6", "addr", "add", b6+"/64", "dev", bIf, "nodad")
+	}
 	IP(tb, a, "link", "set", aIf, "up")
 	IP(tb, b, "link", "set", bIf, "up")
 }

@@ -162,16 +162,21 @@ func (l *Listener) Stats() Stats {
 }
 
 // CheckNotifyModes reads fib_notify_on_flag_change for both families and
-// returns a warning per family where it is 0, since then the kernel keeps
-// hardware flags to itself until the next dump.
+// returns a warning per family where the kernel does not announce hardware
+// flag changes: the sysctl is 0, or the kernel predates it (Linux 5.12), so
+// the flags stay unknown until the next dump. A family the kernel runs
+// without (IPv6 disabled) has nothing to announce and gets none.
 func CheckNotifyModes(opts Options) ([]string, error) {
 	var warn []string
 	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
 		m, err := NotifyMode(opts, fam)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrFamilyDisabled):
+		case errors.Is(err, ErrNotifyUnsupported):
+			warn = append(warn, fmt.Sprintf("this kernel has no net.%s.fib_notify_on_flag_change (Linux 5.12 added it): hardware flag changes are never announced", fam))
+		case err != nil:
 			return nil, err
-		}
-		if m == 0 {
+		case m == 0:
 			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is 0: hardware flag changes are not announced; set it to 1 (or run with --set-notify)", fam))
 		}
 	}
@@ -179,10 +184,16 @@ func CheckNotifyModes(opts Options) ([]string, error) {
 }
 
 // Run follows the kernel until ctx ends or the socket fails. It returns nil
-// when ctx ends.
+// when ctx ends. A family the kernel runs without (IPv6 disabled at boot)
+// is logged and otherwise ignored: it has no routes.
 func (l *Listener) Run(ctx context.Context) error {
-	if l.setMode >= 0 {
-		for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+		_, err := NotifyMode(l.opts, fam)
+		if errors.Is(err, ErrFamilyDisabled) {
+			l.log.Info("address family disabled in this kernel: none of its routes to follow", "family", fam.String())
+			continue
+		}
+		if l.setMode >= 0 {
 			if err := SetNotifyMode(l.opts, fam, l.setMode); err != nil {
 				return err
 			}
@@ -340,6 +351,9 @@ func (l *Listener) resync(report bool) error {
 	var opts []fib.Option
 	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
 		m, err := NotifyMode(l.opts, fam)
+		if errors.Is(err, ErrFamilyDisabled) || errors.Is(err, ErrNotifyUnsupported) {
+			m, err = 0, nil // nothing announced, as at 0
+		}
 		if err != nil {
 			return err
 		}

@@ -379,6 +379,11 @@ func DumpRoutes(opts Options, family fib.Family) ([]RouteMessage, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dump %s routes in %s: %w", name, opts.where(), err)
 		}
+		if family != 0 && m.Route.Family() != family {
+			// A kernel without the family's dump (IPv6 disabled) answers
+			// with every family's routes (rtnl_dump_all).
+			continue
+		}
 		out = append(out, m)
 	}
 	return out, nil

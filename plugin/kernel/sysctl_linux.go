@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -18,20 +19,36 @@ import (
 // mode outside 0..2; it is returned before the kernel is touched.
 const ErrInvalidNotifyMode = constError("invalid fib_notify_on_flag_change mode")
 
+// ErrFamilyDisabled is matched by the error NotifyMode returns for a
+// family the kernel runs without (IPv6 disabled at boot, ipv6.disable=1:
+// no /proc/sys/net/ipv6 at all). Such a family has no routes to gate, so
+// callers skip it instead of refusing to start.
+const ErrFamilyDisabled = constError("address family disabled in this kernel")
+
+// ErrNotifyUnsupported is matched by the error NotifyMode returns on a
+// kernel older than Linux 5.12, which has the family but no
+// fib_notify_on_flag_change: it never announces hardware flag changes, as
+// with the sysctl at 0, and no value can be set.
+const ErrNotifyUnsupported = constError("kernel without fib_notify_on_flag_change (added in Linux 5.12)")
+
+// procSys is where the sysctls are (a test points it at a directory that
+// looks like an older kernel's).
+var procSys = "/proc/sys"
+
 // notifySysctl returns the /proc/sys path of net.ipv{4,6}.fib_notify_on_flag_change.
 func notifySysctl(family fib.Family) (string, error) {
 	switch family {
 	case fib.IPv4:
-		return "/proc/sys/net/ipv4/fib_notify_on_flag_change", nil
+		return procSys + "/net/ipv4/fib_notify_on_flag_change", nil
 	case fib.IPv6:
-		return "/proc/sys/net/ipv6/fib_notify_on_flag_change", nil
+		return procSys + "/net/ipv6/fib_notify_on_flag_change", nil
 	}
 	return "", fmt.Errorf("fib_notify_on_flag_change: unsupported family %d (want fib.IPv4 or fib.IPv6)", family)
 }
 
 // sysctlName turns a /proc/sys path into the dotted name sysctl(8) uses.
 func sysctlName(path string) string {
-	return strings.ReplaceAll(strings.TrimPrefix(path, "/proc/sys/"), "/", ".")
+	return strings.ReplaceAll(strings.TrimPrefix(path, procSys+"/"), "/", ".")
 }
 
 // NotifyMode reads net.ipv4.fib_notify_on_flag_change or its IPv6 twin in
@@ -48,6 +65,9 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 	var data []byte
 	err = inNetNS(opts.NetNS, func() error {
 		data, err = os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			return notifyMissing(family, path, err)
+		}
 		return err
 	})
 	if err != nil {
@@ -60,13 +80,32 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 	return v, nil
 }
 
+// notifyMissing says why path, the family's fib_notify_on_flag_change,
+// does not exist (err): only the entry is missing on a kernel older than
+// 5.12, the whole net.ipv6 directory on a kernel with IPv6 disabled while
+// net.ipv4 is there. Anything else (no /proc/sys at all) stays err.
+func notifyMissing(family fib.Family, path string, err error) error {
+	dir := filepath.Dir(path)
+	if _, derr := os.Stat(dir); derr == nil {
+		return fmt.Errorf("%w (%v)", ErrNotifyUnsupported, err)
+	}
+	if family == fib.IPv6 {
+		if _, derr := os.Stat(filepath.Join(filepath.Dir(dir), "ipv4")); derr == nil {
+			return fmt.Errorf("%w (%v)", ErrFamilyDisabled, err)
+		}
+	}
+	return err
+}
+
 // SetNotifyMode writes fib_notify_on_flag_change (0, 1 or 2, see
 // NotifyMode) for one family in opts.NetNS. fibgate needs 1 (or 2 if only
 // failures matter) to learn of hardware flags without dumping. A mode
 // outside 0..2 returns ErrInvalidNotifyMode without touching the kernel;
 // a permission error says that root/CAP_NET_ADMIN is needed, a read-only
 // /proc/sys that the host must set it. A mode already in place is not
-// written again.
+// written again. A family the kernel runs without, or a kernel without the
+// sysctl, returns NotifyMode's error (ErrFamilyDisabled,
+// ErrNotifyUnsupported).
 func SetNotifyMode(opts Options, family fib.Family, mode int) error {
 	path, err := notifySysctl(family)
 	if err != nil {
@@ -76,7 +115,11 @@ func SetNotifyMode(opts Options, family fib.Family, mode int) error {
 		return fmt.Errorf("set %s to %d: %w (want 0 = never notify, 1 = every flag change, 2 = offload_failed changes only)",
 			sysctlName(path), mode, ErrInvalidNotifyMode)
 	}
-	if cur, err := NotifyMode(opts, family); err == nil && cur == mode {
+	cur, err := NotifyMode(opts, family)
+	if errors.Is(err, ErrFamilyDisabled) || errors.Is(err, ErrNotifyUnsupported) {
+		return fmt.Errorf("set %s to %d: %w", sysctlName(path), mode, err)
+	}
+	if err == nil && cur == mode {
 		return nil // nothing to write: a read-only /proc/sys (containers) is fine then
 	}
 	if err := writeSysctl(opts, path, strconv.Itoa(mode)); err != nil {

@@ -4,6 +4,8 @@ package kernel
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -132,4 +134,87 @@ func TestSetNotifyModePermissionError(t *testing.T) {
 	if err := asNobody(host); err != nil {
 		t.Errorf("setting the mode in place as nobody: %v, want nil", err)
 	}
+}
+
+// fakeProcSys points the sysctls at a directory holding the given files
+// (relative path, content) for the rest of the test: a kernel this
+// machine does not run. It is not parallel: every test that runs meanwhile
+// would read it.
+func fakeProcSys(t *testing.T, dirs []string, files map[string]string) {
+	t.Helper()
+	root := t.TempDir()
+	for _, d := range dirs {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, v := range files {
+		if err := os.WriteFile(filepath.Join(root, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := procSys
+	procSys = root
+	t.Cleanup(func() { procSys = old })
+}
+
+// TestNotifyModeOnKernelsWithoutIt tells apart the two kernels on which
+// fib_notify_on_flag_change does not exist: one with IPv6 disabled at boot
+// (no net/ipv6 at all; the netdevsim VM boots a real one in
+// TestNetdevsimWithoutIPv6) and one older than Linux 5.12 (the family
+// without the entry). Neither stops a listener; the older kernel is
+// warned about.
+func TestNotifyModeOnKernelsWithoutIt(t *testing.T) {
+	t.Run("IPv6 disabled", func(t *testing.T) {
+		fakeProcSys(t, []string{"net/ipv4"}, map[string]string{"net/ipv4/fib_notify_on_flag_change": "1\n"})
+		if m, err := NotifyMode(Options{}, fib.IPv4); m != 1 || err != nil {
+			t.Errorf("IPv4: %d, %v; want 1", m, err)
+		}
+		_, err := NotifyMode(Options{}, fib.IPv6)
+		if !errors.Is(err, ErrFamilyDisabled) || errors.Is(err, ErrNotifyUnsupported) {
+			t.Errorf("IPv6: %v; want ErrFamilyDisabled", err)
+		}
+		if err := SetNotifyMode(Options{}, fib.IPv6, 1); !errors.Is(err, ErrFamilyDisabled) {
+			t.Errorf("SetNotifyMode(IPv6): %v; want ErrFamilyDisabled", err)
+		}
+		if warn, err := CheckNotifyModes(Options{}); len(warn) != 0 || err != nil {
+			t.Errorf("CheckNotifyModes: %q, %v; want nothing", warn, err)
+		}
+	})
+	t.Run("older than 5.12", func(t *testing.T) {
+		fakeProcSys(t, []string{"net/ipv4", "net/ipv6"}, nil)
+		for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
+			_, err := NotifyMode(Options{}, fam)
+			if !errors.Is(err, ErrNotifyUnsupported) || errors.Is(err, ErrFamilyDisabled) {
+				t.Errorf("%v: %v; want ErrNotifyUnsupported", fam, err)
+			}
+			if err := SetNotifyMode(Options{}, fam, 1); !errors.Is(err, ErrNotifyUnsupported) {
+				t.Errorf("SetNotifyMode(%v): %v; want ErrNotifyUnsupported", fam, err)
+			}
+		}
+		warn, err := CheckNotifyModes(Options{})
+		if err != nil || len(warn) != 2 || !strings.Contains(warn[0], "5.12") {
+			t.Errorf("CheckNotifyModes: %q, %v; want a warning per family naming 5.12", warn, err)
+		}
+	})
+	t.Run("no /proc/sys", func(t *testing.T) {
+		fakeProcSys(t, nil, nil)
+		_, err := NotifyMode(Options{}, fib.IPv6)
+		if err == nil || errors.Is(err, ErrFamilyDisabled) || errors.Is(err, ErrNotifyUnsupported) {
+			t.Errorf("IPv6: %v; want the plain error, no family skipped", err)
+		}
+		if _, err := CheckNotifyModes(Options{}); err == nil {
+			t.Error("CheckNotifyModes succeeded without /proc/sys")
+		}
+	})
+	t.Run("a listener without IPv6", func(t *testing.T) {
+		ns := newTestNS(t)
+		fakeProcSys(t, []string{"net/ipv4"}, map[string]string{"net/ipv4/fib_notify_on_flag_change": "1\n"})
+		addTestLink(t, ns, "dummy1")
+		ipn(t, ns, "addr", "add", "10.1.0.1/24", "dev", "dummy1")
+		// Set to the value it has, so nothing is written to the fake.
+		_, evs := startListener(t, ns, WithSetNotifyMode(fib.NotifyAll))
+		ipn(t, ns, "route", "add", "192.0.2.0/24", "via", "10.1.0.2")
+		waitEvent(t, evs, "add 192.0.2.0/24", isEvent(Added, "192.0.2.0/24"))
+	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/fibgate/fibgate/plugin/fib"
 	"github.com/fibgate/fibgate/plugin/gate"
 	"github.com/fibgate/fibgate/plugin/gobgp"
+	"github.com/fibgate/fibgate/plugin/kernel"
 )
 
 func TestAnEmptyFileIsTheDefaults(t *testing.T) {
@@ -357,5 +358,42 @@ func TestReleaseByCopyIsAskedFor(t *testing.T) {
 		if g.ReleaseByCopy != tc.want {
 			t.Errorf("%q: ReleaseByCopy %v, want %v", tc.yaml, g.ReleaseByCopy, tc.want)
 		}
+	}
+}
+
+// TestKernelsWithoutTheNotifySysctl: a kernel with IPv6 disabled has no
+// IPv6 sysctl and no IPv6 prefix to confirm, so the gate runs; one older
+// than Linux 5.12 never announces hardware flags, so a gate waiting for
+// them is refused with what to do (exit 2), and one at level fib runs.
+func TestKernelsWithoutTheNotifySysctl(t *testing.T) {
+	defer func(f func(kernel.Options, fib.Family) (int, error)) { notifyMode = f }(notifyMode)
+	hardware, err := Parse([]byte("notify_mode: \"\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fibOnly, err := Parse([]byte("policy:\n  scopes:\n    - name: a\n      level: fib\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	notifyMode = func(_ kernel.Options, fam fib.Family) (int, error) {
+		if fam == fib.IPv6 {
+			return 0, fmt.Errorf("read: %w", kernel.ErrFamilyDisabled)
+		}
+		return 1, nil
+	}
+	if err := checkNotify(hardware); err != nil {
+		t.Errorf("IPv6 disabled, IPv4 at 1: %v; want the gate to run", err)
+	}
+
+	notifyMode = func(kernel.Options, fib.Family) (int, error) {
+		return 0, fmt.Errorf("read: %w", kernel.ErrNotifyUnsupported)
+	}
+	code, msg := ExitCode(checkNotify(hardware), "")
+	if code != ExitConfig || !strings.Contains(msg, "5.12") || !strings.Contains(msg, "level fib") {
+		t.Errorf("a kernel older than 5.12: exit %d, %q; want %d naming 5.12 and level fib", code, msg, ExitConfig)
+	}
+	if err := checkNotify(fibOnly); err != nil {
+		t.Errorf("a kernel older than 5.12, level fib: %v; want the gate to run", err)
 	}
 }

@@ -284,12 +284,23 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	return nil
 }
 
+// notifyMode reads the sysctl for checkNotify; a test stands in for kernels
+// this machine does not run.
+var notifyMode = kernel.NotifyMode
+
 // checkNotify refuses to run a gate that waits for hardware flags the
-// kernel will not announce: with fib_notify_on_flag_change at 0 nothing
-// would ever be confirmed, and prefixes would be held forever.
+// kernel will not announce: with fib_notify_on_flag_change at 0, or on a
+// kernel without it, nothing would ever be confirmed, and prefixes would
+// be held forever. A family the kernel runs without is skipped.
 func checkNotify(cfg Config) error {
 	for _, fam := range hardwareFamilies(cfg.policy) {
-		m, err := kernel.NotifyMode(kernel.Options{NetNS: cfg.NetNS}, fam)
+		m, err := notifyMode(kernel.Options{NetNS: cfg.NetNS}, fam)
+		if errors.Is(err, kernel.ErrFamilyDisabled) {
+			continue // IPv6 disabled: no such prefix to confirm
+		}
+		if errors.Is(err, kernel.ErrNotifyUnsupported) {
+			return configErr(fmt.Errorf("this kernel has no net.%s.fib_notify_on_flag_change (Linux 5.12 added it): it never announces hardware flag changes, so no prefix would ever be confirmed; gate at level fib, or run a kernel of 5.12 or later", fam))
+		}
 		if err != nil {
 			return err // a missing namespace or /proc/sys: ExitCode names it
 		}
