@@ -51,6 +51,14 @@ func TestResolve(t *testing.T) {
 	onlink("100.64.0.0/16", "10.255.0.1", 3)
 	onlink("2001:db8:fd::/48", "2001:db8:ee::1", 3)
 	onlink("100.65.0.0/16", "10.255.0.1", 0) // no interface: nothing to write it with
+	// Routes over nexthop objects with net.ipv4.nexthop_compat_mode=0:
+	// the kernel shows the object's id and no next hop, so it is not known
+	// whether the route is a device route or leads through gateways.
+	for _, p := range []string{"100.66.0.0/16", "2001:db8:fc::/48"} {
+		if err := f.Append(Route{Table: TableMain, Prefix: netip.MustParsePrefix(p), Type: TypeUnicast, Protocol: ProtoOSPF, NHID: 10}); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	for _, c := range []struct {
 		nh, want, via string
@@ -69,6 +77,8 @@ func TestResolve(t *testing.T) {
 		{"100.64.1.1", "[::ffff:10.255.0.1%3]", "100.64.0.0/16", false}, // onlink: its interface as the zone
 		{"2001:db8:fd::9", "[2001:db8:ee::1%3]", "2001:db8:fd::/48", false},
 		{"100.65.1.1", "[100.65.1.1]", "", false},
+		{"100.66.1.1", "[100.66.1.1]", "", false}, // a nexthop object's route: not known, so not connected
+		{"2001:db8:fc::9", "[2001:db8:fc::9]", "", false},
 	} {
 		r := f.Resolve(TableMain, netip.MustParseAddr(c.nh), ProtoBGP)
 		viaS := ""
@@ -83,6 +93,9 @@ func TestResolve(t *testing.T) {
 	// routes (an FRR underlay): README, install.protocol.
 	if r := f.Resolve(TableMain, netip.MustParseAddr("172.16.1.1"), Protocol(200)); fmt.Sprint(r.Gateways) != "[10.0.1.2]" || r.Via.String() != "172.16.0.0/12" {
 		t.Errorf("over another protocol's BGP route: %+v, want 10.0.1.2 via 172.16.0.0/12", r)
+	}
+	if r := f.Resolve(TableMain, netip.MustParseAddr("100.66.1.1"), ProtoBGP); r.Object != 10 {
+		t.Errorf("over a nexthop object's route: object %d, want 10", r.Object)
 	}
 	if r := f.Resolve(99, netip.MustParseAddr("192.168.3.4"), ProtoBGP); fmt.Sprint(r.Gateways) != "[192.168.3.4]" || r.Resolved() {
 		t.Errorf("in a table that does not exist: %+v", r)

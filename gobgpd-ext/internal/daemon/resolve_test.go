@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -167,5 +168,61 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	}
 	if got := route(far4); got != "" {
 		t.Errorf("%v still in the kernel: %q", far4, got)
+	}
+}
+
+// TestANextHopOverANexthopObjectIsNotTakenForConnected: with
+// net.ipv4.nexthop_compat_mode at 0 the kernel shows a route over a
+// nexthop object (what FRR's zebra installs) by the object's id alone.
+// Such a route is not a device route, and where it leads is not known
+// here: the next hop behind it is written as it is, the kernel refuses it
+// with the hint naming the sysctl, and the log says so once.
+func TestANextHopOverANexthopObjectIsNotTakenForConnected(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	kerneltest.IP(t, ns, "addr", "add", "10.0.0.1/24", "dev", "eth1")
+	if out, err := exec.Command("ip", "netns", "exec", ns, "sysctl", "-q", "-w", "net.ipv4.nexthop_compat_mode=0").CombinedOutput(); err != nil {
+		t.Fatalf("nexthop_compat_mode: %v: %s", err, out)
+	}
+	kerneltest.IP(t, ns, "nexthop", "add", "id", "10", "via", "10.0.0.2", "dev", "eth1")
+	kerneltest.IP(t, ns, "route", "add", "100.66.0.0/16", "nhid", "10", "proto", "ospf")
+
+	l := kernel.NewListener(kernel.WithNetNS(ns))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = l.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	<-l.Ready()
+	var shown fib.Route
+	l.View(func(fb *fib.FIB) { shown, _ = fb.First(fib.TableMain, netip.MustParsePrefix("100.66.0.0/16")) })
+	if shown.NHID != 10 || len(shown.Nexthops) != 0 {
+		t.Fatalf("the kernel shows the object's route as %+v, want nhid 10 and no next hop (compat mode 0)", shown)
+	}
+	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Close)
+	g := &sink{}
+	var logs logLines
+	f := newFeeder(nil, inst, inst.Table(), g, slog.New(&logs))
+	f.ctx = ctx
+	f.res = &resolver{view: l.View, proto: fib.ProtoBGP,
+		events: func(ctx context.Context) <-chan []fib.Event { return l.Events(ctx, false) }}
+	wg.Go(func() { f.retry(ctx) })
+
+	behind := []netip.Prefix{netip.MustParsePrefix("10.13.0.0/16"), netip.MustParsePrefix("10.14.0.0/16")}
+	for _, p := range behind {
+		f.apply(false, []gobgp.BestPath{{Prefix: p, Nexthops: []netip.Addr{netip.MustParseAddr("100.66.0.5")}}})
+	}
+	refused, _, _ := g.snapshot()
+	if len(refused) != 2 || !strings.HasSuffix(refused[0].Err, unconnectedHint) || !strings.Contains(unconnectedHint, "nexthop_compat_mode") {
+		t.Errorf("refused %+v, want both prefixes with the hint naming nexthop_compat_mode", refused)
+	}
+	if got := logs.with("names only a nexthop object"); len(got) != 1 || !strings.Contains(got[0], "object=10") || !strings.Contains(got[0], "next_hop=100.66.0.5") {
+		t.Errorf("logged %q, want one line naming the object and the next hop", got)
 	}
 }
