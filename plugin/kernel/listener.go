@@ -164,7 +164,8 @@ func (l *Listener) Stats() Stats {
 // CheckNotifyModes reads fib_notify_on_flag_change for both families and
 // returns a warning per family where the kernel does not announce hardware
 // flag changes: the sysctl is 0, or the kernel predates it (Linux 5.12), so
-// the flags stay unknown until the next dump. A family the kernel runs
+// the flags stay unknown until the next dump; or it announces only offload
+// failures (2), so an offload or trap is never heard of. A family the kernel runs
 // without (IPv6 disabled) has nothing to announce and gets none.
 func CheckNotifyModes(opts Options) ([]string, error) {
 	var warn []string
@@ -178,6 +179,8 @@ func CheckNotifyModes(opts Options) ([]string, error) {
 			return nil, err
 		case m == 0:
 			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is 0: hardware flag changes are not announced; set it to 1 (or run with --set-notify)", fam))
+		case m == 2:
+			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is 2: only offload failures are announced, never a route's offload or trap; set it to 1 (or run with --set-notify)", fam))
 		}
 	}
 	return warn, nil

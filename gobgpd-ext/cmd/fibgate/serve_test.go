@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -181,7 +182,12 @@ func TestServeRejectsBadSettingsWithStatus2(t *testing.T) {
 // TLS certificate, a key that does not match the certificate) exit 2 with
 // one clear line instead of a Go panic string.
 func TestServeStartUpErrorsAreOneLine(t *testing.T) {
-	ns := kerneltest.NewNS(t)
+	ns, ns2 := kerneltest.NewNS(t), kerneltest.NewNS(t)
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		if out, err := exec.Command("ip", "netns", "exec", ns2, "sysctl", "-q", "-w", "net."+fam+".fib_notify_on_flag_change=2").CombinedOutput(); err != nil {
+			t.Fatalf("sysctl: %v: %s", err, out)
+		}
+	}
 	p := apitest.NewPKI(t)
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
 	tcp := func(cert, key string) []string {
@@ -193,6 +199,9 @@ func TestServeStartUpErrorsAreOneLine(t *testing.T) {
 		want string
 	}{
 		{"notify sysctl at 0", []string{"serve", "--netns", ns, "--socket", sock}, "fib_notify_on_flag_change is 0"},
+		// 2 announces offload failures only: an offload never arrives.
+		{"notify sysctl at 2", []string{"serve", "--netns", ns2, "--socket", sock}, "fib_notify_on_flag_change is 2"},
+		{"--set-notify 2", []string{"serve", "--netns", ns, "--socket", sock, "--set-notify", "2"}, "notify_mode \"2\""},
 		{"missing certificate", tcp(filepath.Join(t.TempDir(), "missing.pem"), p.ServerKey), "missing.pem"},
 		{"mismatched key", tcp(p.ServerCert, p.ClientKey), "private key does not match public key"},
 	} {

@@ -319,9 +319,14 @@ func (c *Config) Check() error {
 			return fmt.Errorf("notify_mode %q: want 0, 1 or 2", c.NotifyMode)
 		}
 		// The same refusal as checkNotify's when it finds the sysctl at
-		// 0: writing 0 would hold every prefix of these scopes forever.
-		if fams := hardwareFamilies(c.policy); v == 0 && len(fams) > 0 {
-			return fmt.Errorf("notify_mode \"0\" (fibgate serve: --set-notify 0): the kernel would not announce hardware flag changes, so no %s prefix gated at level hardware or offload would ever be confirmed; set \"1\", leave it empty, or gate at level fib", fams[0])
+		// 0 or 2: writing either would hold every prefix of these scopes
+		// forever (2 announces offload failures, never an offload).
+		if fams := hardwareFamilies(c.policy); v != 1 && len(fams) > 0 {
+			what := "would not announce hardware flag changes"
+			if v == 2 {
+				what = "would announce only offload failures, never a route's offload or trap"
+			}
+			return fmt.Errorf("notify_mode \"%d\" (fibgate serve: --set-notify %d): the kernel %s, so no %s prefix gated at level hardware or offload would ever be confirmed; set \"1\", leave it empty, or gate at level fib", v, v, what, fams[0])
 		}
 	}
 	if c.RcvBuf < minRcvBuf || c.RcvBuf > maxRcvBuf {

@@ -280,13 +280,20 @@ func TestEveryNumberIsCheckedUnderItsKey(t *testing.T) {
 	}
 }
 
-// TestNotifyModeZeroIsRefusedWhenAScopeWaitsForHardware: writing 0 to
-// fib_notify_on_flag_change would hold every such prefix forever, so it
-// is refused like the sysctl found at 0 (checkNotify); at level fib no
+// TestNotifyModeZeroIsRefusedWhenAScopeWaitsForHardware: writing 0 (or 2,
+// failures only) to fib_notify_on_flag_change would hold every such prefix
+// forever, so it is refused like the sysctl found at 0 (checkNotify); at level fib no
 // flag is needed and 0 is accepted.
 func TestNotifyModeZeroIsRefusedWhenAScopeWaitsForHardware(t *testing.T) {
 	if _, err := Parse([]byte("notify_mode: \"0\"\n")); err == nil || !strings.Contains(err.Error(), "notify_mode") {
 		t.Errorf("notify_mode 0 with the default policy (hardware): %v, want refused naming notify_mode", err)
+	}
+	// 2 announces offload failures only: an offload would never arrive.
+	if _, err := Parse([]byte("notify_mode: \"2\"\n")); err == nil || !strings.Contains(err.Error(), "only offload failures") {
+		t.Errorf("notify_mode 2 with the default policy (hardware): %v, want refused saying only failures are announced", err)
+	}
+	if _, err := Parse([]byte("notify_mode: \"1\"\n")); err != nil {
+		t.Errorf("notify_mode 1: %v", err)
 	}
 	body := "notify_mode: \"0\"\npolicy:\n  scopes:\n    - name: a\n      level: fib\ninstall:\n  enabled: false\n"
 	if _, err := Parse([]byte(body)); err != nil {
@@ -395,5 +402,11 @@ func TestKernelsWithoutTheNotifySysctl(t *testing.T) {
 	}
 	if err := checkNotify(fibOnly); err != nil {
 		t.Errorf("a kernel older than 5.12, level fib: %v; want the gate to run", err)
+	}
+
+	// At 2 the kernel announces offload failures only.
+	notifyMode = func(kernel.Options, fib.Family) (int, error) { return 2, nil }
+	if code, msg := ExitCode(checkNotify(hardware), ""); code != ExitConfig || !strings.Contains(msg, "is 2") {
+		t.Errorf("the sysctl at 2: exit %d, %q; want %d naming the value", code, msg, ExitConfig)
 	}
 }

@@ -289,9 +289,10 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 var notifyMode = kernel.NotifyMode
 
 // checkNotify refuses to run a gate that waits for hardware flags the
-// kernel will not announce: with fib_notify_on_flag_change at 0, or on a
-// kernel without it, nothing would ever be confirmed, and prefixes would
-// be held forever. A family the kernel runs without is skipped.
+// kernel will not announce: with fib_notify_on_flag_change at 0, at 2
+// (offload failures only: a driver's offload or trap is never announced),
+// or on a kernel without it, nothing would ever be confirmed, and prefixes
+// would be held forever. A family the kernel runs without is skipped.
 func checkNotify(cfg Config) error {
 	for _, fam := range hardwareFamilies(cfg.policy) {
 		m, err := notifyMode(kernel.Options{NetNS: cfg.NetNS}, fam)
@@ -304,8 +305,11 @@ func checkNotify(cfg Config) error {
 		if err != nil {
 			return err // a missing namespace or /proc/sys: ExitCode names it
 		}
-		if m == 0 {
+		switch fib.NotifyMode(m) {
+		case fib.NotifyOff:
 			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 0: the kernel does not announce hardware flag changes, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, fam))
+		case fib.NotifyFailed:
+			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 2: the kernel announces only offload failures, never a route's offload or trap, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, fam))
 		}
 	}
 	return nil
