@@ -249,7 +249,8 @@ type Neighbour struct {
 	Address string
 	AS      uint32
 	// Families are the unicast families the session carries, "ipv4"
-	// and "ipv6"; none: the family of Address. IPv4 over an IPv6 session
+	// and "ipv6"; none: the family of Address. A gobgpd (GobgpdConf) also
+	// takes any other family by GoBGP's name ("l3vpn-ipv4-unicast"). IPv4 over an IPv6 session
 	// takes IPv6 next hops (RFC 8950): FRR is told so (capability
 	// extended-nexthop), GoBGP always offers it.
 	Families []string

@@ -229,7 +229,10 @@ func (c GobgpdConf) String() string {
     passive-mode = %t
 `, !c.Active)
 		for _, fam := range n.families() {
-			fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = \"%s-unicast\"\n", fam)
+			if !strings.Contains(fam, "-") { // "ipv4": its unicast; else GoBGP's name
+				fam += "-unicast"
+			}
+			fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = %q\n", fam)
 		}
 	}
 	b.WriteString(c.Extra)

@@ -19,6 +19,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	gobgplog "github.com/osrg/gobgp/v3/pkg/log"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"github.com/vishvananda/netns"
 )
@@ -121,7 +122,8 @@ func StartServer(tb testing.TB, ns string, g *api.Global) *server.BgpServer {
 type Peer struct {
 	Address string
 	AS      uint32
-	// Families to enable: "ipv4" and/or "ipv6" (unicast).
+	// Families to enable: "ipv4" and/or "ipv6" (unicast), or any other
+	// by GoBGP's name ("l3vpn-ipv4-unicast", "ipv4-labelled-unicast").
 	Families []string
 	// Active makes the server connect (to RemotePort, from LocalAddress)
 	// instead of waiting for the neighbour to.
@@ -141,8 +143,17 @@ func AddPeer(tb testing.TB, s *server.BgpServer, p Peer) {
 	var afs []*api.AfiSafi
 	for _, f := range p.Families {
 		fam := &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST}
-		if f == "ipv6" {
+		switch f {
+		case "ipv4":
+		case "ipv6":
 			fam.Afi = api.Family_AFI_IP6
+		default: // GoBGP's name: l3vpn-ipv4-unicast, ipv4-labelled-unicast, ...
+			rf, err := bgp.GetRouteFamily(f)
+			if err != nil {
+				tb.Fatalf("peer %s: family %q: %v", p.Address, f, err)
+			}
+			afi, safi := bgp.RouteFamilyToAfiSafi(rf)
+			fam = &api.Family{Afi: api.Family_Afi(afi), Safi: api.Family_Safi(safi)}
 		}
 		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: fam, Enabled: true}}
 		if p.AddPathSend > 0 || p.AddPathReceive {

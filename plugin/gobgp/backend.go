@@ -70,6 +70,14 @@ var (
 	familyV6 = &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST}
 )
 
+// unicastOf is familyV4 or familyV6.
+func unicastOf(v4 bool) *api.Family {
+	if v4 {
+		return familyV4
+	}
+	return familyV6
+}
+
 func globalExport() *api.PolicyAssignment {
 	return &api.PolicyAssignment{Name: "global", Direction: api.PolicyDirection_EXPORT}
 }

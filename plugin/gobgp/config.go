@@ -371,6 +371,7 @@ func (c Config) FallbackTOML() (string, error) {
 	for _, set := range sets {
 		fmt.Fprintf(&b, "  [[policy-definitions.statements]]\n    name = %q\n", set.name)
 		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.match-prefix-set]\n      prefix-set = %q\n", set.name)
+		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.bgp-conditions]\n      afi-safi-in-list = [%q]\n", set.family)
 		fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]\n      community-set = %q\n      match-set-options = \"invert\"\n", n.keepSet)
 		b.WriteString("    [policy-definitions.statements.actions]\n      route-disposition = \"reject-route\"\n")
 	}
@@ -411,6 +412,7 @@ func (c Config) InjectFallback(bc *oc.BgpConfigSet) error {
 		var st oc.Statement
 		st.Name = set.name
 		st.Conditions.MatchPrefixSet = oc.MatchPrefixSet{PrefixSet: set.name} // options "" is any, as in the file
+		st.Conditions.BgpConditions.AfiSafiInList = []oc.AfiSafiType{oc.AfiSafiType(set.family)}
 		st.Conditions.BgpConditions.MatchCommunitySet = oc.MatchCommunitySet{CommunitySet: n.keepSet, MatchSetOptions: oc.MATCH_SET_OPTIONS_TYPE_INVERT}
 		st.Actions.RouteDisposition = oc.ROUTE_DISPOSITION_REJECT_ROUTE
 		pd.Statements = append(pd.Statements, st)
@@ -430,6 +432,7 @@ func (c Config) InjectFallback(bc *oc.BgpConfigSet) error {
 
 type fallbackSet struct {
 	name    string
+	family  string // GoBGP's name of the unicast family it holds
 	entries []setEntry
 }
 
@@ -443,10 +446,10 @@ func (c Config) fallbackSets() ([]fallbackSet, error) {
 	}
 	var out []fallbackSet
 	for _, f := range []struct {
-		suffix string
-		s      *scope
-	}{{"v4", n.v4}, {"v6", n.v6}} {
-		out = append(out, fallbackSet{n.FallbackPolicy + "-" + f.suffix, f.s.skeleton()})
+		suffix, family string
+		s              *scope
+	}{{"v4", "ipv4-unicast", n.v4}, {"v6", "ipv6-unicast", n.v6}} {
+		out = append(out, fallbackSet{n.FallbackPolicy + "-" + f.suffix, f.family, f.s.skeleton()})
 	}
 	return out, nil
 }

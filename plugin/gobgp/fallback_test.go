@@ -87,8 +87,18 @@ func TestAnOutdatedFallbackIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if keeps, err := n.sameAsFallback(n.policyDef()); err != nil || !keeps {
-		t.Fatalf("the rendered fallback: keeps copies %v, err %v; want accepted with kept copies", keeps, err)
+	if keeps, err := n.sameAsFallback(n.policyDef()); err != nil || !keeps || !n.holdsUnicastOnly(n.policyDef()) {
+		t.Fatalf("the rendered fallback: keeps copies %v, err %v, unicast only %v; want accepted with kept copies, unicast only",
+			keeps, err, n.holdsUnicastOnly(n.policyDef()))
+	}
+	// Rendered before the held sets named their family: accepted (it
+	// holds what it must), and seen to hold other families too.
+	anyFamily := n.policyDef()
+	for _, st := range anyFamily.Statements {
+		st.Conditions.AfiSafiIn = nil
+	}
+	if _, err := n.sameAsFallback(anyFamily); err != nil || n.holdsUnicastOnly(anyFamily) {
+		t.Errorf("a fallback from before family conditions: %v, unicast only %v; want accepted, not unicast only", err, n.holdsUnicastOnly(anyFamily))
 	}
 	// Rendered before kept copies: it holds as well, without them.
 	preKeep := n.policyDef()

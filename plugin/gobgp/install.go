@@ -145,9 +145,14 @@ func (n *normalized) policyDef() *api.Policy {
 	// Both families always, a family gated nowhere holding nullPrefix:
 	// the statements stay the same whatever the scope (Rescope). A kept
 	// copy (keep.go) passes the held sets, and leaves without its mark.
+	// Each holds its unicast family only: GoBGP's prefix sets match by AFI
+	// alone, so a VPN or labeled-unicast path inside the scope would be
+	// held too, and for good (the gate releases unicast only).
 	p.Statements = append(p.Statements,
-		stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}, CommunitySet: notKept}),
-		stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}, CommunitySet: notKept}),
+		stmt(n.stmtV4, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV4}, CommunitySet: notKept,
+			AfiSafiIn: []*api.Family{familyV4}}),
+		stmt(n.stmtV6, &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.setV6}, CommunitySet: notKept,
+			AfiSafiIn: []*api.Family{familyV6}}),
 		&api.Statement{Name: n.stmtKeep,
 			Conditions: &api.Conditions{CommunitySet: &api.MatchSet{Type: api.MatchSet_ANY, Name: n.keepSet}},
 			Actions: &api.Actions{
@@ -382,6 +387,10 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 		keeps, err := s.cfg.sameAsFallback(have)
 		s.setKeeps(err == nil && keeps && sets.keep)
 	}
+	if have != nil && !s.cfg.holdsUnicastOnly(have) {
+		s.opts.log.Warn("gobgpd holds the gate's policy as an older fibgate made it: its held sets also hold VPN and labeled-unicast paths inside the gated scope, which the gate never releases; render the fallback again with fibgated --print-fallback into gobgpd's config (or restart gobgpd, if its config has none) and reload gobgpd",
+			"policy", s.cfg.policy)
+	}
 	user := s.userPart(chain)
 	def := api.RouteAction_NONE // leave it
 	if !chainOK {
@@ -554,6 +563,23 @@ func (n *normalized) sameAsFallback(have *api.Policy) (keeps bool, err error) {
 		}
 	}
 	return keeps, nil
+}
+
+// holdsUnicastOnly says whether the held sets' statements of a fallback
+// found in GoBGP name their unicast family (policyDef): GoBGP's prefix
+// sets match by AFI alone, so one rendered before they did (fibgate before
+// 2026-12-06) also holds VPN and labeled-unicast paths in the scope. It
+// holds what it must either way, so sameAsFallback accepts it.
+func (n *normalized) holdsUnicastOnly(have *api.Policy) bool {
+	for _, st := range have.GetStatements() {
+		if st.GetName() != n.stmtV4 && st.GetName() != n.stmtV6 {
+			continue
+		}
+		if fs := st.GetConditions().GetAfiSafiIn(); len(fs) != 1 || fs[0].GetSafi() != api.Family_SAFI_UNICAST {
+			return false
+		}
+	}
+	return true
 }
 
 // communityOf reads a community back from how GoBGP lists it, as the

@@ -485,6 +485,8 @@ func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex, need uint64) error 
 				Conditions: &api.Conditions{
 					PrefixSet:   &api.MatchSet{Type: api.MatchSet_ANY, Name: d.Name},
 					NeighborSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: s.cfg.ntName(as)},
+					// Unicast only, as the held sets (policyDef).
+					AfiSafiIn: []*api.Family{unicastOf(v4)},
 				},
 				Actions: &api.Actions{RouteAction: api.RouteAction_REJECT}})
 		}

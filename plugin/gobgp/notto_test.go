@@ -253,6 +253,14 @@ func notToSetsComeBack(t *testing.T, complement bool) {
 				extra = append(extra, st.Name)
 			}
 			delete(want, st.Name)
+			// GoBGP's prefix sets match by AFI alone: a statement on one
+			// names its unicast family, or it rejects VPN and
+			// labeled-unicast paths too (TestOtherFamiliesPassTheGate).
+			if c := st.GetConditions(); c.GetPrefixSet() != nil {
+				if fs := c.GetAfiSafiIn(); len(fs) != 1 || fs[0].GetSafi() != api.Family_SAFI_UNICAST {
+					t.Errorf("statement %s on prefix set %s holds families %v; want its unicast family alone", st.Name, c.GetPrefixSet().GetName(), fs)
+				}
+			}
 		}
 	})
 	if err != nil {
