@@ -43,28 +43,8 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	// resolved over.
 	kerneltest.IP(t, ns, "route", "add", "198.18.0.0/15", "via", "10.0.0.2", "proto", "bgp", "metric", "20")
 
-	l := kernel.NewListener(kernel.WithNetNS(ns))
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = l.Run(ctx) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	<-l.Ready()
-	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(inst.Close)
-	g := &sink{}
-	var logs logLines
-	f := newFeeder(nil, inst, inst.Table(), g, slog.New(&logs))
-	f.ctx = ctx
-	f.res = &resolver{view: l.View, proto: fib.ProtoBGP,
-		events: func(ctx context.Context) <-chan []fib.Event { return l.Events(ctx, false) }}
-	wg.Go(func() { f.watchResolutions(ctx) })
-	wg.Go(func() { f.retry(ctx) })
+	r := newResolveRig(t, ns)
+	l, inst, f, g := r.l, r.inst, r.f, r.g
 
 	direct, far4, far6 := netip.MustParsePrefix("10.8.0.0/16"), netip.MustParsePrefix("10.9.0.0/16"), netip.MustParsePrefix("2001:db8:a::/48")
 	overBGP, ecmp := netip.MustParsePrefix("10.10.0.0/16"), netip.MustParsePrefix("10.11.0.0/16")
@@ -187,32 +167,13 @@ func TestANextHopOverANexthopObjectIsNotTakenForConnected(t *testing.T) {
 	kerneltest.IP(t, ns, "nexthop", "add", "id", "10", "via", "10.0.0.2", "dev", "eth1")
 	kerneltest.IP(t, ns, "route", "add", "100.66.0.0/16", "nhid", "10", "proto", "ospf")
 
-	l := kernel.NewListener(kernel.WithNetNS(ns))
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Go(func() { _ = l.Run(ctx) })
-	t.Cleanup(func() {
-		cancel()
-		wg.Wait()
-	})
-	<-l.Ready()
+	r := newResolveRig(t, ns)
+	f, g := r.f, r.g
 	var shown fib.Route
-	l.View(func(fb *fib.FIB) { shown, _ = fb.First(fib.TableMain, netip.MustParsePrefix("100.66.0.0/16")) })
+	r.l.View(func(fb *fib.FIB) { shown, _ = fb.First(fib.TableMain, netip.MustParsePrefix("100.66.0.0/16")) })
 	if shown.NHID != 10 || len(shown.Nexthops) != 0 {
 		t.Fatalf("the kernel shows the object's route as %+v, want nhid 10 and no next hop (compat mode 0)", shown)
 	}
-	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(inst.Close)
-	g := &sink{}
-	var logs logLines
-	f := newFeeder(nil, inst, inst.Table(), g, slog.New(&logs))
-	f.ctx = ctx
-	f.res = &resolver{view: l.View, proto: fib.ProtoBGP,
-		events: func(ctx context.Context) <-chan []fib.Event { return l.Events(ctx, false) }}
-	wg.Go(func() { f.retry(ctx) })
 
 	behind := []netip.Prefix{netip.MustParsePrefix("10.13.0.0/16"), netip.MustParsePrefix("10.14.0.0/16")}
 	for _, p := range behind {
@@ -222,7 +183,44 @@ func TestANextHopOverANexthopObjectIsNotTakenForConnected(t *testing.T) {
 	if len(refused) != 2 || !strings.HasSuffix(refused[0].Err, unconnectedHint) || !strings.Contains(unconnectedHint, "nexthop_compat_mode") {
 		t.Errorf("refused %+v, want both prefixes with the hint naming nexthop_compat_mode", refused)
 	}
-	if got := logs.with("names only a nexthop object"); len(got) != 1 || !strings.Contains(got[0], "object=10") || !strings.Contains(got[0], "next_hop=100.66.0.5") {
+	if got := r.logs.with("names only a nexthop object"); len(got) != 1 || !strings.Contains(got[0], "object=10") || !strings.Contains(got[0], "next_hop=100.66.0.5") {
 		t.Errorf("logged %q, want one line naming the object and the next hop", got)
 	}
+}
+
+// resolveRig is a listener on a namespace and a feeder that resolves next
+// hops over its model and writes through a real installer, as the daemon
+// puts them together; its goroutines end with the test.
+type resolveRig struct {
+	l    *kernel.Listener
+	inst *kernel.Installer
+	f    *feeder
+	g    *sink
+	logs *logLines
+}
+
+func newResolveRig(t *testing.T, ns string) *resolveRig {
+	t.Helper()
+	l := kernel.NewListener(kernel.WithNetNS(ns))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = l.Run(ctx) })
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+	})
+	<-l.Ready()
+	inst, err := kernel.NewInstaller(kernel.InstallerConfig{NetNS: ns}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(inst.Close)
+	r := &resolveRig{l: l, inst: inst, g: &sink{}, logs: &logLines{}}
+	r.f = newFeeder(nil, inst, inst.Table(), r.g, slog.New(r.logs))
+	r.f.ctx = ctx
+	r.f.res = &resolver{view: l.View, proto: fib.ProtoBGP,
+		events: func(ctx context.Context) <-chan []fib.Event { return l.Events(ctx, false) }}
+	wg.Go(func() { r.f.watchResolutions(ctx) })
+	wg.Go(func() { r.f.retry(ctx) })
+	return r
 }
