@@ -181,6 +181,7 @@ func TestInsideVMWithoutIPv6(t *testing.T) {
 	if _, err := os.Stat("/proc/sys/net/ipv6"); err == nil {
 		t.Fatal("this kernel has IPv6: boot it with ipv6.disable=1")
 	}
+	t.Run("the simulated ASIC confirms a route", simWithoutIPv6)
 	for i, sidecar := range []bool{false, true} {
 		name := map[bool]string{false: "gobgpd-ext", true: "sidecar"}[sidecar]
 		t.Run(name, func(t *testing.T) {
@@ -209,6 +210,35 @@ func TestInsideVMWithoutIPv6(t *testing.T) {
 			})
 		})
 	}
+}
+
+// simWithoutIPv6 runs `fibgate serve` with the simulated ASIC, which
+// forwards through a table and rules of its own in both families: on a
+// kernel without IPv6 it must keep to IPv4 and still confirm a route.
+func simWithoutIPv6(t *testing.T) {
+	ns, dir := lab.NewNS(t, "sim"), t.TempDir()
+	lab.IP(t, ns, "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p")
+	lab.IP(t, ns, "addr", "add", "10.9.0.1/24", "dev", "eth1")
+	lab.IP(t, ns, "link", "set", "eth1", "up")
+	lab.IP(t, ns, "link", "set", "eth1p", "up")
+	sock := filepath.Join(dir, "fibgate.sock")
+	p := lab.Start(t, ns, dir, "fibgate-serve", bin("fibgate"), "serve", "--socket", sock, "--backend", "sim",
+		"--sim-ports", "eth1", "--set-notify", "1")
+	lab.IP(t, ns, "route", "add", "192.0.2.0/24", "via", "10.9.0.2")
+	lab.Eventually(t, 30*time.Second, "192.0.2.0/24 confirmed by the simulated ASIC", func() error {
+		if p.Exited() {
+			b, _ := os.ReadFile(p.Log)
+			t.Fatalf("fibgate serve exited:\n%s", b)
+		}
+		out, err := exec.Command(bin("fibgate"), "routes", "--socket", sock, "--prefix", "192.0.2.0/24", "--json").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("fibgate routes: %v: %s", err, out)
+		}
+		if !bytes.Contains(out, []byte(`"state":"confirmed"`)) {
+			return fmt.Errorf("not confirmed: %s", out)
+		}
+		return nil
+	})
 }
 
 // newRig builds the namespaces, the netdevsim device, the neighbours and

@@ -80,6 +80,17 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 	return v, nil
 }
 
+// FamilyEnabled says whether the kernel runs with family: IPv6 may be
+// disabled at boot (ipv6.disable=1), and then it has no IPv6 routes,
+// rules or sockets at all, in any namespace. IPv4 always is.
+func FamilyEnabled(family fib.Family) bool {
+	if family != fib.IPv6 {
+		return true
+	}
+	_, err := os.Stat(procSys + "/net/ipv6")
+	return err == nil
+}
+
 // notifyMissing says why path, the family's fib_notify_on_flag_change,
 // does not exist (err): only the entry is missing on a kernel older than
 // 5.12, the whole net.ipv6 directory on a kernel with IPv6 disabled while

@@ -180,9 +180,15 @@ func TestNotifyModeOnKernelsWithoutIt(t *testing.T) {
 		if warn, err := CheckNotifyModes(Options{}); len(warn) != 0 || err != nil {
 			t.Errorf("CheckNotifyModes: %q, %v; want nothing", warn, err)
 		}
+		if FamilyEnabled(fib.IPv6) || !FamilyEnabled(fib.IPv4) {
+			t.Errorf("FamilyEnabled: IPv6 %v, IPv4 %v; want false, true", FamilyEnabled(fib.IPv6), FamilyEnabled(fib.IPv4))
+		}
 	})
 	t.Run("older than 5.12", func(t *testing.T) {
 		fakeProcSys(t, []string{"net/ipv4", "net/ipv6"}, nil)
+		if !FamilyEnabled(fib.IPv6) {
+			t.Error("FamilyEnabled(IPv6) with net/ipv6 there: false")
+		}
 		for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
 			_, err := NotifyMode(Options{}, fam)
 			if !errors.Is(err, ErrNotifyUnsupported) || errors.Is(err, ErrFamilyDisabled) {

@@ -45,12 +45,15 @@ func openPlumbing(ns string, cfg Config, forward bool, log *slog.Logger, changed
 		return nil, fmt.Errorf("open network namespace %q: %w", ns, err)
 	}
 	// In the process's own namespace no setns is needed, so CAP_NET_ADMIN
-	// is enough (NewHandleAt switches namespace: CAP_SYS_ADMIN).
+	// is enough (NewHandleAt switches namespace: CAP_SYS_ADMIN). Routes,
+	// rules and neighbours are rtnetlink's: a handle of every netlink
+	// family would also need XFRM and netfilter's, which a switch's
+	// kernel may lack (the netdevsim VM's does).
 	var h *netlink.Handle
 	if ns == "" {
-		h, err = netlink.NewHandle()
+		h, err = netlink.NewHandle(unix.NETLINK_ROUTE)
 	} else {
-		h, err = netlink.NewHandleAt(nsh)
+		h, err = netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE)
 	}
 	if err != nil {
 		nsh.Close()
@@ -109,6 +112,9 @@ type mirror struct {
 	// what an earlier sim left that no kernel route has claimed yet.
 	keep bool
 	warm map[mirrorID]fib.Route
+	// fams are the address families of its rules and default routes:
+	// IPv4, and IPv6 unless the kernel runs without it.
+	fams []netip.Prefix
 }
 
 // mirrorID is a route's identity in the mirror table, enough to delete it
@@ -284,7 +290,10 @@ func openMirror(ns string, h *netlink.Handle, cfg Config, log *slog.Logger) (*mi
 		return nil, fmt.Errorf("mirror table: %w", err)
 	}
 	m := &mirror{h: h, w: w, table: int(cfg.MirrorTable), prio: int(cfg.RulePriority), ports: cfg.Ports, log: log,
-		held: newHeldMap(), keep: cfg.Warm}
+		held: newHeldMap(), keep: cfg.Warm, fams: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}}
+	if kernel.FamilyEnabled(fib.IPv6) {
+		m.fams = append(m.fams, netip.MustParsePrefix("::/0"))
+	}
 	if cfg.Warm {
 		// The hardware outlived its last sim: keep forwarding with what
 		// it holds until the kernel's routes claim it (claim, sweep).
@@ -362,7 +371,7 @@ func (m *mirror) sweep() {
 }
 
 func (m *mirror) install0() error {
-	for _, def := range []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")} {
+	for _, def := range m.fams {
 		r := netlink.Route{Dst: ipNet(def), Table: m.table, Type: unix.RTN_UNREACHABLE,
 			Priority: math.MaxUint32, Family: family(def)}
 		if err := m.h.RouteReplace(&r); err != nil {
@@ -370,9 +379,9 @@ func (m *mirror) install0() error {
 		}
 	}
 	for _, port := range m.ports {
-		for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+		for _, def := range m.fams {
 			r := netlink.NewRule()
-			r.Family, r.Priority, r.Table, r.IifName = fam, m.prio, m.table, port
+			r.Family, r.Priority, r.Table, r.IifName = family(def), m.prio, m.table, port
 			if err := m.h.RuleAdd(r); err != nil && !(m.keep && errors.Is(err, unix.EEXIST)) {
 				return fmt.Errorf("add rule iif %s lookup %d priority %d: %w", port, m.table, m.prio, err)
 			}
@@ -382,10 +391,11 @@ func (m *mirror) install0() error {
 }
 
 // cleanup removes the sim's rules (its priority and table) and every route
-// of its table, in both families.
+// of its table, in both families (IPv4 alone on a kernel without IPv6).
 func (m *mirror) cleanup() error {
 	var errs []error
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
+	for _, def := range m.fams {
+		fam := family(def)
 		rules, err := m.h.RuleListFiltered(fam, &netlink.Rule{Table: m.table, Priority: m.prio},
 			netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PRIORITY)
 		if err != nil {
