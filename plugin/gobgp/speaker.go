@@ -17,6 +17,7 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/plugin/gate"
@@ -227,7 +228,14 @@ func NewClient(conn grpc.ClientConnInterface, cfg Config, opts ...Option) (*Spea
 // "unix:///run/gobgpd.sock") without TLS, like the gobgp CLI, and returns a
 // Speaker that owns the connection and closes it in Close.
 func DialClient(target string, cfg Config, opts ...Option) (*Speaker, error) {
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return DialClientWithCredentials(target, insecure.NewCredentials(), cfg, opts...)
+}
+
+// DialClientWithCredentials is DialClient over creds: TLS for a gobgpd
+// that serves its API with --tls (and a client certificate when it checks
+// them, --tls-client-ca-file), as an API on a TCP port should be.
+func DialClientWithCredentials(target string, creds credentials.TransportCredentials, cfg Config, opts ...Option) (*Speaker, error) {
+	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return nil, fmt.Errorf("gobgpd api %s: %w", target, err)
 	}

@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,13 +19,16 @@ import (
 	"syscall"
 	"time"
 
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/profiling"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
 
-const usage = `Usage: fibgated [--gobgpd ADDR] [-c FILE]
+const usage = `Usage: fibgated [--gobgpd ADDR [--gobgpd-tls ...]] [-c FILE]
        fibgated --version
 
 fibgated makes a running gobgpd advertise a prefix only after the switch
@@ -44,6 +49,11 @@ leaks. Leave gobgpd's zebra off: fibgated installs routes itself. Leave
 ADD-PATH send off (add-paths send-max 0; receive is fine): fibgated refuses
 a gobgpd that sends it to a neighbour, which it could neither release a
 prefix to nor take one back from.
+
+A gobgpd that serves its API with --tls is reached with --gobgpd-tls (and
+--gobgpd-tls-ca-file for a private CA; a client certificate and key when
+gobgpd checks them with --tls-client-ca-file), as the gobgp CLI's --tls
+flags do.
 
 The settings file (YAML) is documented in deploy/examples/fibgate.yaml;
 every key is optional. SIGINT or SIGTERM: withdraw what was released,
@@ -70,6 +80,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fallback := fs.Bool("print-fallback", false, "print the fallback policy for gobgpd's config file (TOML) and exit")
 	showVersion := fs.Bool("version", false, "print fibgate's version, the Go release and the GoBGP version, and exit")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, such as 127.0.0.1:6061, as gobgpd's --pprof-host does; off by default")
+	var tlsf gobgpdTLS
+	fs.BoolVar(&tlsf.on, "gobgpd-tls", false, "reach gobgpd's API over TLS (gobgpd --tls); implied by the other --gobgpd-tls flags")
+	fs.StringVar(&tlsf.ca, "gobgpd-tls-ca-file", "", "CA certificates (PEM) that gobgpd's certificate must chain to; default: the system's")
+	fs.StringVar(&tlsf.cert, "gobgpd-tls-client-cert-file", "", "client certificate (PEM) for a gobgpd that checks them (gobgpd --tls-client-ca-file); with --gobgpd-tls-client-key-file")
+	fs.StringVar(&tlsf.key, "gobgpd-tls-client-key-file", "", "the client certificate's key (PEM)")
+	fs.StringVar(&tlsf.serverName, "gobgpd-tls-server-name", "", "the name gobgpd's certificate must carry; default: the host of --gobgpd")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -87,6 +103,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *showVersion {
 		fmt.Fprintln(stdout, "fibgated", version.Get())
 		return daemon.ExitOK
+	}
+	creds, err := tlsf.credentials()
+	if err != nil {
+		fmt.Fprintf(stderr, "fibgated: %v\n", err)
+		return daemon.ExitConfig
 	}
 	cfg := daemon.Defaults()
 	if *file != "" {
@@ -129,14 +150,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Info("profiler serving", "addr", addr.String())
 	}
 	d, err := daemon.New(cfg, &daemon.BGP{New: func(o ...gobgp.Option) (*gobgp.Speaker, error) {
-		return gobgp.DialClient(*target, gcfg, o...)
+		return gobgp.DialClientWithCredentials(*target, creds, gcfg, o...)
 	}}, log)
 	if err != nil {
 		code, msg := daemon.ExitCode(err, cfg.NetNS)
 		fmt.Fprintf(stderr, "fibgated: %s\n", msg)
 		return code
 	}
-	log.Info("fibgated starting", "gobgpd", *target, "backend", cfg.Backend.Type, "netns", cfg.NetNS)
+	log.Info("fibgated starting", "gobgpd", *target, "tls", tlsf.enabled(), "backend", cfg.Backend.Type, "netns", cfg.NetNS)
 	code, msg := daemon.ExitCode(d.Run(ctx), cfg.NetNS)
 	if msg != "" {
 		fmt.Fprintf(stderr, "fibgated: %s\n", msg)
@@ -157,4 +178,49 @@ func startPprof(addr string) (*http.Server, net.Addr, error) {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, ln.Addr(), nil
+}
+
+// gobgpdTLS is how fibgated reaches a gobgpd whose API is served with
+// --tls: the gobgp CLI's --tls, --tls-ca-file, --tls-client-cert-file and
+// --tls-client-key-file, under fibgated's --gobgpd-tls prefix.
+type gobgpdTLS struct {
+	on                        bool
+	ca, cert, key, serverName string
+}
+
+// enabled says TLS was asked for, by --gobgpd-tls or any of its files.
+func (g gobgpdTLS) enabled() bool {
+	return g.on || g.ca != "" || g.cert != "" || g.key != "" || g.serverName != ""
+}
+
+// credentials are the transport credentials the flags ask for: plain
+// (gobgpd's default) unless TLS is; every file is read now, so a wrong
+// path or a key that does not match its certificate stops fibgated at
+// start (exit 2) rather than failing every connection later.
+func (g gobgpdTLS) credentials() (credentials.TransportCredentials, error) {
+	if !g.enabled() {
+		return insecure.NewCredentials(), nil
+	}
+	if (g.cert == "") != (g.key == "") {
+		return nil, errors.New("--gobgpd-tls-client-cert-file and --gobgpd-tls-client-key-file go together")
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: g.serverName}
+	if g.ca != "" {
+		pem, err := os.ReadFile(g.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--gobgpd-tls-ca-file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--gobgpd-tls-ca-file %s: no PEM certificate in it", g.ca)
+		}
+	}
+	if g.cert != "" {
+		kp, err := tls.LoadX509KeyPair(g.cert, g.key)
+		if err != nil {
+			return nil, fmt.Errorf("--gobgpd-tls-client-cert-file %s, --gobgpd-tls-client-key-file %s: %w", g.cert, g.key, err)
+		}
+		c.Certificates = []tls.Certificate{kp}
+	}
+	return credentials.NewTLS(c), nil
 }

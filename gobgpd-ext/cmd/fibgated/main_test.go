@@ -39,6 +39,11 @@ func TestFlags(t *testing.T) {
 		{[]string{"--gobgp", "x"}, 2, "flag provided but not defined"},
 		{[]string{"extra"}, 2, "unexpected arguments"},
 		{[]string{"-c", good, "--pprof", "256.0.0.1:1"}, 2, "--pprof"},
+		// TLS to gobgpd: files are read at start, a wrong one is exit 2.
+		{[]string{"-c", good, "--check", "--gobgpd-tls-ca-file", filepath.Join(dir, "missing.pem")}, 2, "--gobgpd-tls-ca-file"},
+		{[]string{"-c", good, "--check", "--gobgpd-tls-ca-file", good}, 2, "no PEM certificate"},
+		{[]string{"-c", good, "--check", "--gobgpd-tls-client-cert-file", good}, 2, "go together"},
+		{[]string{"-c", good, "--check", "--gobgpd-tls-client-cert-file", good, "--gobgpd-tls-client-key-file", good}, 2, "--gobgpd-tls-client-cert-file"},
 	} {
 		var out, errb strings.Builder
 		code := run(context.Background(), c.args, &out, &errb)
