@@ -3,6 +3,7 @@ package gobgp
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v3/pkg/config/oc"
+	"github.com/spf13/viper"
+	"gopkg.in/yaml.v3"
 )
 
 // DefaultHoldCommunity marks HOLD paths. It is in the private-use range
@@ -379,6 +382,44 @@ func (c Config) FallbackTOML() (string, error) {
 	fmt.Fprintf(&b, "    [policy-definitions.statements.conditions.bgp-conditions.match-community-set]\n      community-set = %q\n", n.keepSet)
 	fmt.Fprintf(&b, "    [policy-definitions.statements.actions.bgp-actions.set-community]\n      options = \"remove\"\n      [policy-definitions.statements.actions.bgp-actions.set-community.set-community-method]\n        communities-list = [%q]\n", n.keepComm)
 	return b.String(), nil
+}
+
+// FallbackAs is FallbackTOML in the format of gobgpd's config file
+// (gobgpd -t): "toml", "yaml" or "json". The keys are the same in every
+// format; a YAML or JSON file cannot repeat them, so its defined-sets and
+// policy-definitions lists take these entries beside its own.
+func (c Config) FallbackAs(format string) (string, error) {
+	t, err := c.FallbackTOML()
+	if err != nil {
+		return "", err
+	}
+	return convertTOML(t, format)
+}
+
+// convertTOML renders a gobgpd config written in TOML in another format,
+// read the way gobgpd reads its file (viper).
+func convertTOML(t, format string) (string, error) {
+	switch format {
+	case "toml":
+		return t, nil
+	case "yaml", "json":
+	default:
+		return "", fmt.Errorf("config format %q: want toml, yaml or json (gobgpd -t)", format)
+	}
+	v := viper.New()
+	v.SetConfigType("toml")
+	if err := v.ReadConfig(strings.NewReader(t)); err != nil {
+		return "", err
+	}
+	var b []byte
+	var err error
+	if format == "yaml" {
+		b, err = yaml.Marshal(v.AllSettings())
+	} else {
+		b, err = json.MarshalIndent(v.AllSettings(), "", "  ")
+		b = append(b, '\n')
+	}
+	return string(b), err
 }
 
 // InjectFallback adds what FallbackTOML renders to a config gobgpd-ext

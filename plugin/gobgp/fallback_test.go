@@ -132,3 +132,48 @@ func TestAnOutdatedFallbackIsRefused(t *testing.T) {
 		t.Error("a fallback that does not strip the keep mark was accepted")
 	}
 }
+
+// TestFallbackInEveryConfigFormat: gobgpd reads YAML and JSON files too
+// (gobgpd -t), so the fallback comes in each; read as gobgpd reads its
+// file, each gives the same sets and policy as the TOML.
+func TestFallbackInEveryConfigFormat(t *testing.T) {
+	cfg := Config{FallbackPolicy: "fibgate-fallback", Scope: []Range{
+		{Prefix: netip.MustParsePrefix("10.0.0.0/8"), MaxLen: 32}, {Prefix: netip.MustParsePrefix("2001:db8::/32"), MaxLen: 64}}}
+	global := "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n"
+	read := func(format, text string) *oc.BgpConfigSet {
+		t.Helper()
+		f := filepath.Join(t.TempDir(), "gobgpd."+format)
+		if err := os.WriteFile(f, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := oc.ReadConfigfile(f, format)
+		if err != nil {
+			t.Fatalf("%s: gobgpd cannot read it: %v\n%s", format, err, text)
+		}
+		return c
+	}
+	toml, err := cfg.FallbackTOML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := read("toml", global+toml)
+	if len(want.PolicyDefinitions) != 1 || len(want.PolicyDefinitions[0].Statements) != 4 {
+		t.Fatalf("the TOML fallback reads as %+v", want.PolicyDefinitions)
+	}
+	for _, format := range []string{"yaml", "json"} {
+		text, err := convertTOML(global+toml, format)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := read(format, text)
+		if !reflect.DeepEqual(got.DefinedSets, want.DefinedSets) || !reflect.DeepEqual(got.PolicyDefinitions, want.PolicyDefinitions) {
+			t.Errorf("%s reads as\n%+v\n%+v\nwant\n%+v\n%+v", format, got.DefinedSets, got.PolicyDefinitions, want.DefinedSets, want.PolicyDefinitions)
+		}
+		if alone, err := cfg.FallbackAs(format); err != nil || !strings.Contains(alone, "afi-safi-in-list") {
+			t.Errorf("FallbackAs(%s): %v\n%s", format, err, alone)
+		}
+	}
+	if _, err := cfg.FallbackAs("hcl"); err == nil {
+		t.Error("FallbackAs(hcl) succeeded")
+	}
+}

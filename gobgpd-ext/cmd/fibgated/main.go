@@ -77,7 +77,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	target := fs.String("gobgpd", "127.0.0.1:50051", "gobgpd's gRPC API: host:port or unix:///path (gobgpd --api-hosts)")
 	file := fs.String("c", "", "settings file (YAML); default: every setting at its default")
 	check := fs.Bool("check", false, "check the settings file and exit")
-	fallback := fs.Bool("print-fallback", false, "print the fallback policy for gobgpd's config file (TOML) and exit")
+	fallback := fs.Bool("print-fallback", false, "print the fallback policy for gobgpd's config file and exit")
+	fallbackFormat := fs.String("print-fallback-format", "toml", "the format of gobgpd's config file (gobgpd -t): toml, yaml or json")
 	showVersion := fs.Bool("version", false, "print fibgate's version, the Go release and the GoBGP version, and exit")
 	pprofAddr := fs.String("pprof", "", "serve Go's profiler (/debug/pprof/) on this address, such as 127.0.0.1:6061, as gobgpd's --pprof-host does; off by default")
 	var tlsf gobgpdTLS
@@ -128,12 +129,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	switch {
 	case *fallback:
-		toml, err := gcfg.FallbackTOML()
+		text, err := gcfg.FallbackAs(*fallbackFormat)
 		if err != nil {
-			fmt.Fprintf(stderr, "fibgated: %v\n", err)
+			fmt.Fprintf(stderr, "fibgated: --print-fallback-format: %v\n", err)
 			return daemon.ExitConfig
 		}
-		fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].\n%s", gcfg.FallbackPolicy, toml)
+		switch *fallbackFormat {
+		case "toml":
+			fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].\n", gcfg.FallbackPolicy)
+		case "yaml":
+			fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# Merge these lists into your file's, and list the policy first in global.apply-policy.config.export-policy-list: [%q, ...].\n", gcfg.FallbackPolicy)
+		}
+		fmt.Fprint(stdout, text)
 		return daemon.ExitOK
 	case *check:
 		fmt.Fprintf(stdout, "settings valid: %d gated scope(s), backend %s\n", len(cfg.GatePolicy().Scopes), cfg.Backend.Type)
