@@ -43,29 +43,36 @@ import (
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
 
-// options are gobgpd v3.37's flags (same names, defaults and meaning; its
-// syslog and Sentry options are not carried over) plus --fibgate-config.
+// options are gobgpd v3.37's flags (same names, defaults and meaning) plus
+// --fibgate-config, so that a unit file written for gobgpd starts
+// gobgpd-ext unchanged.
 type options struct {
-	ConfigFile       string `short:"f" long:"config-file" description:"specifying a config file"`
-	ConfigType       string `short:"t" long:"config-type" description:"specifying config type (toml, yaml, json)" default:"toml"`
-	ConfigAutoReload bool   `short:"a" long:"config-auto-reload" description:"activate config auto reload on changes"`
-	ConfigStrict     bool   `long:"config-strict" description:"make any config error fatal"`
-	LogLevel         string `short:"l" long:"log-level" description:"specifying log level"`
-	LogPlain         bool   `short:"p" long:"log-plain" description:"use plain format for logging (json by default)"`
-	DisableStdlog    bool   `long:"disable-stdlog" description:"disable standard logging"`
-	CPUs             int    `long:"cpus" description:"specify the number of CPUs to be used"`
-	GrpcHosts        string `long:"api-hosts" description:"specify the hosts that gobgpd listens on" default:":50051"`
-	GracefulRestart  bool   `short:"r" long:"graceful-restart" description:"flag restart-state in graceful-restart capability"`
-	Dry              bool   `short:"d" long:"dry-run" description:"check configuration (gobgpd's and fibgate's)"`
-	PProfHost        string `long:"pprof-host" description:"specify the host that gobgpd listens on for pprof and metrics" default:"localhost:6060"`
-	PProfDisable     bool   `long:"pprof-disable" description:"disable pprof profiling"`
-	MetricsPath      string `long:"metrics-path" description:"specify path for prometheus metrics, empty value disables them" default:"/metrics"`
-	UseSdNotify      bool   `long:"sdnotify" description:"use sd_notify protocol"`
-	TLS              bool   `long:"tls" description:"enable TLS authentication for gRPC API"`
-	TLSCertFile      string `long:"tls-cert-file" description:"The TLS cert file"`
-	TLSKeyFile       string `long:"tls-key-file" description:"The TLS key file"`
-	TLSClientCAFile  string `long:"tls-client-ca-file" description:"Optional TLS client CA file to authenticate clients against"`
-	Version          bool   `long:"version" description:"show fibgate's version, the Go release and the GoBGP version"`
+	ConfigFile        string  `short:"f" long:"config-file" description:"specifying a config file"`
+	ConfigType        string  `short:"t" long:"config-type" description:"specifying config type (toml, yaml, json)" default:"toml"`
+	ConfigAutoReload  bool    `short:"a" long:"config-auto-reload" description:"activate config auto reload on changes"`
+	ConfigStrict      bool    `long:"config-strict" description:"make any config error fatal"`
+	LogLevel          string  `short:"l" long:"log-level" description:"specifying log level"`
+	LogPlain          bool    `short:"p" long:"log-plain" description:"use plain format for logging (json by default)"`
+	UseSyslog         string  `short:"s" long:"syslog" description:"use syslogd"`
+	Facility          string  `long:"syslog-facility" description:"specify syslog facility"`
+	DisableStdlog     bool    `long:"disable-stdlog" description:"disable standard logging"`
+	CPUs              int     `long:"cpus" description:"specify the number of CPUs to be used"`
+	GrpcHosts         string  `long:"api-hosts" description:"specify the hosts that gobgpd listens on" default:":50051"`
+	GracefulRestart   bool    `short:"r" long:"graceful-restart" description:"flag restart-state in graceful-restart capability"`
+	Dry               bool    `short:"d" long:"dry-run" description:"check configuration (gobgpd's and fibgate's)"`
+	PProfHost         string  `long:"pprof-host" description:"specify the host that gobgpd listens on for pprof and metrics" default:"localhost:6060"`
+	PProfDisable      bool    `long:"pprof-disable" description:"disable pprof profiling"`
+	MetricsPath       string  `long:"metrics-path" description:"specify path for prometheus metrics, empty value disables them" default:"/metrics"`
+	UseSdNotify       bool    `long:"sdnotify" description:"use sd_notify protocol"`
+	TLS               bool    `long:"tls" description:"enable TLS authentication for gRPC API"`
+	TLSCertFile       string  `long:"tls-cert-file" description:"The TLS cert file"`
+	TLSKeyFile        string  `long:"tls-key-file" description:"The TLS key file"`
+	TLSClientCAFile   string  `long:"tls-client-ca-file" description:"Optional TLS client CA file to authenticate clients against"`
+	Version           bool    `long:"version" description:"show fibgate's version, the Go release and the GoBGP version"`
+	SentryDSN         string  `long:"sentry-dsn" description:"Sentry DSN" default:""`
+	SentryEnvironment string  `long:"sentry-environment" description:"Sentry environment" default:"development"`
+	SentrySampleRate  float64 `long:"sentry-sample-rate" description:"Sentry traces sample rate" default:"1.0"`
+	SentryDebug       bool    `long:"sentry-debug" description:"Sentry debug mode"`
 
 	FibgateConfig string `long:"fibgate-config" description:"fibgate settings (YAML, see deploy/examples/fibgate.yaml); default: every setting at its default"`
 	NoFibgate     bool   `long:"no-fibgate" description:"run as a plain gobgpd without the gate (the lab's control leaf)"`
@@ -94,6 +101,12 @@ func run(args []string, stdout, stderr io.Writer, sigs chan os.Signal) int {
 		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s\n", opts.ConfigFile, len(s.fcfg.GatePolicy().Scopes), s.fcfg.Backend.Type)
 		return fgd.ExitOK
 	}
+	flush, err := startSentry(opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "gobgpd-ext: %v\n", err)
+		return fgd.ExitConfig
+	}
+	defer flush()
 	return s.serve(stderr, sigs)
 }
 
@@ -239,16 +252,29 @@ func (s *setup) serve(stderr io.Writer, sigs chan os.Signal) int {
 }
 
 // startLogs makes the one log stream: one handler on stderr (none with
-// --disable-stdlog), GoBGP's lines at gobgpd's -l, fibgate's and
-// gobgpd-ext's own at the settings' log_level. It returns the handler for
+// --disable-stdlog) and syslog's with --syslog, GoBGP's lines at gobgpd's
+// -l, fibgate's and gobgpd-ext's own at the settings' log_level. It returns the handler for
 // GoBGP's logger.
 func (x *ext) startLogs(stderr io.Writer) slog.Handler {
 	out := stderr
 	if x.opts.DisableStdlog {
 		out = io.Discard
 	}
-	h := logstream.Handler(out, x.opts.LogPlain)
+	var h slog.Handler = logstream.Handler(out, x.opts.LogPlain)
+	var syslogErr error
+	if x.opts.UseSyslog != "" {
+		// As gobgpd: every line to syslog too, and a daemon that cannot
+		// be reached is an error logged, not a reason to stop.
+		w, err := dialSyslog(x.opts.UseSyslog, x.opts.Facility)
+		if err == nil {
+			h = slog.NewMultiHandler(h, newSyslogHandler(w, x.opts.LogPlain))
+		}
+		syslogErr = err
+	}
 	x.log = slog.New(logstream.AtLevel(h, x.fcfg.Level()))
+	if syslogErr != nil {
+		x.log.Error("unable to connect to the syslog daemon", "syslog", x.opts.UseSyslog, "err", syslogErr)
+	}
 	return h
 }
 

@@ -1,0 +1,125 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fibgate/fibgate/internal/syncbuf"
+	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
+)
+
+// TestGobgpdsSyslogAndSentryFlags: gobgpd-ext takes gobgpd's --syslog,
+// --syslog-facility and --sentry-* flags, so a unit file written for
+// gobgpd starts it unchanged, and they do what gobgpd's do: every log
+// line also goes to the syslog daemon named (here over UDP), tagged bgpd
+// with the facility and the line's severity; with --sentry-debug one
+// message reaches the Sentry DSN at start.
+func TestGobgpdsSyslogAndSentryFlags(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	dir := t.TempDir()
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	var mu sync.Mutex
+	var syslogLines []string
+	go func() {
+		buf := make([]byte, 65536)
+		for {
+			n, _, err := udp.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			syslogLines = append(syslogLines, string(buf[:n]))
+			mu.Unlock()
+		}
+	}()
+	var sentryBodies syncbuf.Buffer
+	sentrySrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		sentryBodies.Write(append([]byte(r.URL.Path+" "), b...))
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer sentrySrv.Close()
+	dsn := "http://public@" + strings.TrimPrefix(sentrySrv.URL, "http://") + "/1"
+
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	settings := fmt.Sprintf("netns: %s\nnotify_mode: \"1\"\nbackend:\n  type: sim\napi:\n  socket: %s\n", ns, filepath.Join(dir, "fibgate.sock"))
+	conf := "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n  port = -1\n"
+	args := []string{"-f", write("gobgpd.toml", conf), "--api-hosts", "unix://" + filepath.Join(dir, "gobgp.sock"), "--pprof-disable",
+		"--fibgate-config", write("fibgate.yaml", settings),
+		"-s", "udp:" + udp.LocalAddr().String(), "--syslog-facility", "local3",
+		"--sentry-dsn", dsn, "--sentry-environment", "lab", "--sentry-debug"}
+	var stdout, stderr syncbuf.Buffer
+	sigs := make(chan os.Signal, 1)
+	done := make(chan int, 1)
+	go func() { done <- run(args, &stdout, &stderr, sigs) }()
+	defer func() {
+		sigs <- syscall.SIGTERM
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("exit %d after SIGTERM; stderr:\n%s", code, stderr.String())
+			}
+		case <-time.After(40 * time.Second):
+			t.Errorf("gobgpd-ext did not stop within 40 s of SIGTERM")
+		}
+	}()
+
+	// local3 (19) * 8 + info (6) = 158: "<158>" then the time, the host,
+	// "bgpd[pid]:" and the line as on stderr.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		mu.Lock()
+		var started string
+		for _, l := range syslogLines {
+			if strings.Contains(l, "gobgpd-ext started") {
+				started = l
+			}
+		}
+		mu.Unlock()
+		if started != "" {
+			if !strings.HasPrefix(started, "<158>") || !strings.Contains(started, " bgpd[") || !strings.Contains(started, `"msg":"gobgpd-ext started"`) {
+				t.Errorf("syslog line %q: want <158>, the tag bgpd and the JSON line", started)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			mu.Lock()
+			t.Fatalf("no \"gobgpd-ext started\" at the syslog daemon after 20 s; got %q\nstderr:\n%s", syslogLines, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	if !strings.Contains(stderr.String(), "gobgpd-ext started") {
+		t.Errorf("stderr lost its lines to syslog:\n%s", stderr.String())
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sentryBodies.String(), "Sentry debug mode enabled on gobgpd-ext"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("nothing at the Sentry DSN after 10 s: %q", sentryBodies.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
+	}
+	if !strings.Contains(sentryBodies.String(), `"environment":"lab"`) {
+		t.Errorf("the Sentry event has no environment lab: %.300s", sentryBodies.String())
+	}
+}
