@@ -9,13 +9,19 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	flags "github.com/jessevdk/go-flags"
+
+	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
@@ -121,5 +127,36 @@ func TestGobgpdsSyslogAndSentryFlags(t *testing.T) {
 	}
 	if !strings.Contains(sentryBodies.String(), `"environment":"lab"`) {
 		t.Errorf("the Sentry event has no environment lab: %.300s", sentryBodies.String())
+	}
+}
+
+// TestEveryGobgpdFlagIsTaken reads the flags of the gobgpd built from the
+// GoBGP module in go.mod (its --help) and checks that gobgpd-ext takes each
+// one, with a value where gobgpd wants one: the drop-in promise, kept when
+// GoBGP is upgraded and adds a flag.
+func TestEveryGobgpdFlagIsTaken(t *testing.T) {
+	out, _ := exec.Command(filepath.Join(lab.GobgpBinaries(t), "gobgpd"), "--help").CombinedOutput()
+	flagLine := regexp.MustCompile(`(?m)^\s+(?:-(\w), )?--([a-z0-9-]+)(=?)`)
+	found := flagLine.FindAllStringSubmatch(string(out), -1)
+	if len(found) < 10 {
+		t.Fatalf("gobgpd --help: %d flags found in\n%s", len(found), out)
+	}
+	p := flags.NewParser(&options{}, flags.Default)
+	for _, m := range found {
+		short, long, takes := m[1], m[2], m[3] == "="
+		if long == "help" {
+			continue
+		}
+		o := p.FindOptionByLongName(long)
+		if o == nil {
+			t.Errorf("gobgpd's --%s is not a flag of gobgpd-ext", long)
+			continue
+		}
+		if hasValue := o.Field().Type.Kind() != reflect.Bool; hasValue != takes {
+			t.Errorf("--%s: takes a value %v in gobgpd-ext, %v in gobgpd", long, hasValue, takes)
+		}
+		if short != "" && (o.ShortName == 0 || string(o.ShortName) != short) {
+			t.Errorf("--%s: short name %q in gobgpd-ext, -%s in gobgpd", long, o.ShortName, short)
+		}
 	}
 }
