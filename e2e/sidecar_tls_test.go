@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +29,8 @@ import (
 // --tls-client-ca-file), as an API on a TCP port should be, is gated by
 // fibgated given the CA and a client certificate (--gobgpd-tls-*): the
 // gate's policy goes first in gobgpd's export chain. Without a client
-// certificate gobgpd refuses fibgated, which installs nothing.
+// certificate gobgpd refuses fibgated, which installs nothing. SIGHUP
+// then makes fibgated read its settings again, and it runs on.
 func TestSidecarOverTLS(t *testing.T) {
 	bin := binaries(t)
 	ns, d := lab.NewNS(t, "leaf"), dir(t)
@@ -115,6 +117,23 @@ func TestSidecarOverTLS(t *testing.T) {
 		}
 		return nil
 	})
+
+	// SIGHUP reads the settings again (and does not end fibgated, as Go's
+	// default would): the file is unchanged, so is the policy.
+	if err := fg.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "fibgated reads its settings again on SIGHUP", func() error {
+		b, _ := os.ReadFile(fg.Log)
+		if !bytes.Contains(b, []byte("gating policy did not change")) {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	if fg.Exited() {
+		b, _ := os.ReadFile(fg.Log)
+		t.Fatalf("fibgated ended on SIGHUP:\n%s", b)
+	}
 }
 
 // freeLoopbackPort returns 127.0.0.1 with a port that was free a moment ago.

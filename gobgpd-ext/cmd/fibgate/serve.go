@@ -6,7 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
@@ -30,7 +33,9 @@ Backends:
             report their state over the API's HardwareService
 
 SIGINT or SIGTERM stops it cleanly: the sim removes its rules and table,
-the API socket is removed. Exit status: 0 on a signal, 1 on a runtime error,
+the API socket is removed. SIGHUP reads --policy again and applies it when
+it changed since it was last read (a policy set over the API stays until
+then). Exit status: 0 on a signal, 1 on a runtime error,
 2 on bad flags or policy, a missing socket directory, a notify mode of 0
 (set or found) while the policy waits for hardware, a missing namespace or
 missing privileges: one line naming the flag or key.
@@ -98,6 +103,11 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageError{fmt.Errorf("serve takes no arguments, got %q", fs.Args())}
 	}
+	// SIGHUP reads --policy again (Daemon.ReloadWith), caught before
+	// anything starts so that it never ends serve as Go's default would.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg, err := f.config()
 	if err != nil {
 		return usageError{err}
@@ -105,6 +115,18 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := cfg.Logger(stderr)
 	d, err := daemon.New(cfg, nil, log)
 	if err == nil {
+		hctx, stop := context.WithCancel(ctx)
+		defer stop()
+		go func() {
+			for {
+				select {
+				case <-hctx.Done():
+					return
+				case <-hup:
+					d.ReloadWith(f.config)
+				}
+			}
+		}()
 		err = d.Run(ctx)
 	}
 	return serveErr(err, f.netns)

@@ -56,7 +56,10 @@ gobgpd checks them with --tls-client-ca-file), as the gobgp CLI's --tls
 flags do.
 
 The settings file (YAML) is documented in deploy/examples/fibgate.yaml;
-every key is optional. SIGINT or SIGTERM: withdraw what was released,
+every key is optional. SIGHUP reads it again and applies its gating policy
+when that changed since it was last read (a policy set over the API stays
+until then); other changed settings are logged and take effect at the
+next start. SIGINT or SIGTERM: withdraw what was released,
 delete HOLD and originated paths, remove installed routes
 (install.flush_on_exit), exit 0. Exit status 1 on a runtime error, 2 on
 bad flags or settings, a missing namespace or missing privileges.
@@ -110,6 +113,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fibgated: %v\n", err)
 		return daemon.ExitConfig
 	}
+	// SIGHUP reads the settings again (Daemon.ReloadWith); caught from
+	// here on, so that one during start-up does not end fibgated as Go's
+	// default would, leaving its routes and HOLD paths behind.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	cfg := daemon.Defaults()
 	if *file != "" {
 		var err error
@@ -165,6 +174,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log.Info("fibgated starting", "gobgpd", *target, "tls", tlsf.enabled(), "backend", cfg.Backend.Type, "netns", cfg.NetNS)
+	hctx, stopHangups := context.WithCancel(ctx)
+	defer stopHangups()
+	go func() {
+		for {
+			select {
+			case <-hctx.Done():
+				return
+			case <-hup:
+				if *file == "" {
+					log.Warn("reload: no settings file (-c) to read again; nothing changed")
+					continue
+				}
+				d.ReloadWith(func() (daemon.Config, error) { return daemon.Load(*file) })
+			}
+		}
+	}()
 	code, msg := daemon.ExitCode(d.Run(ctx), cfg.NetNS)
 	if msg != "" {
 		fmt.Fprintf(stderr, "fibgated: %s\n", msg)

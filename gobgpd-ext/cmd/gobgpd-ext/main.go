@@ -368,8 +368,9 @@ func (x *ext) startGate(ctx context.Context, reg *prometheus.Registry) (<-chan e
 	return runErr, nil
 }
 
-// loop waits for SIGINT or SIGTERM, reloading on SIGHUP, or for the gate
-// to stop by itself: that error is the one it returns.
+// loop waits for SIGINT or SIGTERM, reloading on SIGHUP (gobgpd's config
+// file, then the fibgate settings' gating policy: Daemon.ReloadWith), or
+// for the gate to stop by itself: that error is the one it returns.
 func (x *ext) loop(ctx context.Context, sigs <-chan os.Signal, runErr <-chan error) error {
 	for {
 		select {
@@ -381,6 +382,9 @@ func (x *ext) loop(ctx context.Context, sigs <-chan os.Signal, runErr <-chan err
 			}
 			if x.opts.ConfigFile != "" {
 				x.current = reload(ctx, x.bgp, x.sp, x.gcfg, x.opts, x.current, x.checkFile, x.log)
+			}
+			if x.d != nil && x.opts.FibgateConfig != "" {
+				x.d.ReloadWith(func() (fgd.Config, error) { return fgd.Load(x.opts.FibgateConfig) })
 			}
 		}
 	}

@@ -79,6 +79,11 @@ type Daemon struct {
 	rw       *rewriter
 	auditor  *audit.Auditor
 	ready    chan struct{}
+	// policies takes the gating policy at run time (the API's, Reload's);
+	// filePolicy is the one the settings file gave when last read.
+	policies   api.PolicyStore
+	reloadMu   sync.Mutex
+	filePolicy gate.Policy
 }
 
 // ShutdownTimeout bounds the shutdown sequence (withdrawals, Speaker
@@ -265,6 +270,7 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 	if bgp != nil {
 		store = rescoping{Tracker: tr, sp: d.sp, log: log}
 	}
+	d.policies, d.filePolicy = store, cfg.GatePolicy()
 	aopts = append(aopts, api.WithGate(tr), api.WithPolicyStore(store), api.WithListenerStats(d.listener), api.WithRetrier(d),
 		api.WithLinkNames(d.listener.LinkName), api.WithReady(d.ready), api.WithUnixSocket(cfg.API.Socket), api.WithLogger(log))
 	if cfg.API.Listen != "" {
