@@ -31,7 +31,8 @@ import (
 // gobgpd starts it unchanged, and they do what gobgpd's do: every log
 // line also goes to the syslog daemon named (here over UDP), tagged bgpd
 // with the facility and the line's severity; with --sentry-debug one
-// message reaches the Sentry DSN at start.
+// message reaches the Sentry DSN at start. SIGHUP then reloads the fibgate
+// settings too.
 func TestGobgpdsSyslogAndSentryFlags(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	dir := t.TempDir()
@@ -127,6 +128,15 @@ func TestGobgpdsSyslogAndSentryFlags(t *testing.T) {
 	}
 	if !strings.Contains(sentryBodies.String(), `"environment":"lab"`) {
 		t.Errorf("the Sentry event has no environment lab: %.300s", sentryBodies.String())
+	}
+
+	// SIGHUP reads gobgpd's config file, then the fibgate settings.
+	sigs <- syscall.SIGHUP
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "gating policy did not change"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload of the fibgate settings 10 s after SIGHUP:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond) // polling with a deadline
 	}
 }
 
