@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +44,7 @@ func TestSidecarOverTLS(t *testing.T) {
 	}
 	// Both daemons on this host's loopback (the certificate names
 	// 127.0.0.1); fibgated's FIB is the leaf namespace's.
-	target := freeLoopbackPort(t)
+	target := lab.FreeLoopback(t)
 	lab.Start(t, "", d, "gobgpd", filepath.Join(lab.GobgpBinaries(t), "gobgpd"), "-f", conf, "--api-hosts", target,
 		"--tls", "--tls-cert-file", p.ServerCert, "--tls-key-file", p.ServerKey, "--tls-client-ca-file", p.CA,
 		"-l", "info", "--pprof-disable")
@@ -134,15 +133,4 @@ func TestSidecarOverTLS(t *testing.T) {
 		b, _ := os.ReadFile(fg.Log)
 		t.Fatalf("fibgated ended on SIGHUP:\n%s", b)
 	}
-}
-
-// freeLoopbackPort returns 127.0.0.1 with a port that was free a moment ago.
-func freeLoopbackPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

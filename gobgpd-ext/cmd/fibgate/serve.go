@@ -117,16 +117,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err == nil {
 		hctx, stop := context.WithCancel(ctx)
 		defer stop()
-		go func() {
-			for {
-				select {
-				case <-hctx.Done():
-					return
-				case <-hup:
-					d.ReloadWith(f.config)
-				}
-			}
-		}()
+		go d.ReloadOnHangup(hctx, hup, f.config)
 		err = d.Run(ctx)
 	}
 	return serveErr(err, f.netns)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/api/apitest"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
@@ -30,7 +30,7 @@ func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
-	metricsAddr := freePort(t)
+	metricsAddr := lab.FreeLoopback(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var serveErr bytes.Buffer
@@ -223,7 +223,7 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
-	metricsAddr := freePort(t)
+	metricsAddr := lab.FreeLoopback(t)
 	// Up before the route: the warning counts from the first pending
 	// prefix it sees.
 	stderr := serveInBackground(t, sock, "--netns", ns, "--backend", "kernel", "--set-notify", "1",
@@ -297,17 +297,6 @@ func serveInBackground(t *testing.T, sock string, args ...string) *syncbuf.Buffe
 	return stderr
 }
 
-// freePort returns a loopback address with a port that was free a moment ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func scrapeMetrics(t *testing.T, addr string) string {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/metrics")
@@ -332,7 +321,7 @@ func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
-	metricsAddr := freePort(t)
+	metricsAddr := lab.FreeLoopback(t)
 	serveErr := serveInBackground(t, sock, "--netns", ns, "--backend", "sim", "--sim-latency", "20ms",
 		"--set-notify", "1", "--metrics", metricsAddr)
 	cli := func(args ...string) (string, int) {

@@ -174,22 +174,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	log.Info("fibgated starting", "gobgpd", *target, "tls", tlsf.enabled(), "backend", cfg.Backend.Type, "netns", cfg.NetNS)
+	var read func() (daemon.Config, error)
+	if *file != "" {
+		read = func() (daemon.Config, error) { return daemon.Load(*file) }
+	}
 	hctx, stopHangups := context.WithCancel(ctx)
 	defer stopHangups()
-	go func() {
-		for {
-			select {
-			case <-hctx.Done():
-				return
-			case <-hup:
-				if *file == "" {
-					log.Warn("reload: no settings file (-c) to read again; nothing changed")
-					continue
-				}
-				d.ReloadWith(func() (daemon.Config, error) { return daemon.Load(*file) })
-			}
-		}
-	}()
+	go d.ReloadOnHangup(hctx, hup, read)
 	code, msg := daemon.ExitCode(d.Run(ctx), cfg.NetNS)
 	if msg != "" {
 		fmt.Fprintf(stderr, "fibgated: %s\n", msg)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
@@ -29,10 +29,10 @@ func TestOneLogStreamAndOneMetricsEndpoint(t *testing.T) {
 		t.Run(fmt.Sprintf("settings metrics address %v", settingsMetrics), func(t *testing.T) {
 			ns := kerneltest.NewNS(t)
 			dir := t.TempDir()
-			pprofHost, metricsAddr := freePort(t), ""
+			pprofHost, metricsAddr := lab.FreeLoopback(t), ""
 			settings := fmt.Sprintf("netns: %s\nnotify_mode: \"1\"\nbackend:\n  type: sim\napi:\n  socket: %s\n", ns, filepath.Join(dir, "fibgate.sock"))
 			if settingsMetrics {
-				metricsAddr = freePort(t)
+				metricsAddr = lab.FreeLoopback(t)
 				settings += "metrics: " + metricsAddr + "\n"
 			}
 			// A neighbour that never answers gives GoBGP's per-peer
@@ -148,16 +148,4 @@ func get(url string) (string, error) {
 		err = fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return string(b), err
-}
-
-// freePort returns a loopback address with a port that was free a moment
-// ago.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

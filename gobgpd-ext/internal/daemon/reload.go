@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"context"
+	"os"
 	"reflect"
 	"strings"
 )
@@ -66,5 +68,23 @@ func (d *Daemon) ReloadWith(read func() (Config, error)) {
 	}
 	if len(restart) > 0 {
 		d.log.Warn("reload: these settings changed and take effect at the next start", "keys", restart)
+	}
+}
+
+// ReloadOnHangup calls ReloadWith(read) for every signal on hup (the
+// caller's SIGHUP) until ctx ends. A nil read has nothing to read again
+// (fibgated without -c), which it logs.
+func (d *Daemon) ReloadOnHangup(ctx context.Context, hup <-chan os.Signal, read func() (Config, error)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if read == nil {
+				d.log.Warn("reload: no settings file to read again; nothing changed")
+				continue
+			}
+			d.ReloadWith(read)
+		}
 	}
 }
