@@ -163,10 +163,11 @@ func (l *Listener) Stats() Stats {
 
 // CheckNotifyModes reads fib_notify_on_flag_change for both families and
 // returns a warning per family where the kernel does not announce hardware
-// flag changes: the sysctl is 0, or the kernel predates it (Linux 5.12), so
-// the flags stay unknown until the next dump; or it announces only offload
-// failures (2), so an offload or trap is never heard of. A family the kernel runs
-// without (IPv6 disabled) has nothing to announce and gets none.
+// flag changes: the sysctl is 0, or the kernel predates it (Linux 5.12),
+// so the flags stay unknown until the next dump; or it announces only
+// offload failures (2), so an offload or trap is never heard of. A family
+// the kernel runs without (IPv6 disabled) has nothing to announce and gets
+// none.
 func CheckNotifyModes(opts Options) ([]string, error) {
 	var warn []string
 	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
