@@ -37,7 +37,10 @@ import (
 //     back.
 //
 // It refuses, before any of that, a GoBGP that sends ADD-PATH to a
-// neighbour in a gated family (ErrAddPathSend).
+// neighbour in a gated family (ErrAddPathSend), and one that another
+// fibgate gates now (ErrAnotherGate: its heartbeat is replaced while
+// Bootstrap watches it for a few seconds, which it does only when it finds
+// one).
 //
 // Running it again is harmless: what is in place is left alone.
 func (s *Speaker) Bootstrap(ctx context.Context) error {
@@ -48,6 +51,9 @@ func (s *Speaker) Bootstrap(ctx context.Context) error {
 	}
 	if err := s.refuseAddPathSend(ctx); err != nil {
 		return fmt.Errorf("gobgp speaker: %w", err)
+	}
+	if err := s.refuseOtherGate(ctx); err != nil {
+		return err
 	}
 	if err := s.install(ctx, "bootstrap"); err != nil {
 		return err

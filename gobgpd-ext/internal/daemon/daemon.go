@@ -541,12 +541,15 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 	// A neighbour gobgpd sends ADD-PATH to: its configuration must
 	// change (and gobgpd reload it), so it is an error, retried for that.
 	refused := logdamp.New(d.log, slog.LevelError, "the gate refuses this gobgpd: fix its config and reload it; retrying")
+	// Another fibgate gates it: this one waits until that one stops.
+	other := logdamp.New(d.log, slog.LevelError, "another fibgate is gating this gobgpd; waiting for it to stop")
 	for {
 		start := time.Now()
 		err := d.sp.Bootstrap(ctx)
 		if err == nil {
 			failed.OK()
 			refused.OK()
+			other.OK()
 			d.log.Info("gate installed in GoBGP", "took", time.Since(start))
 			return nil
 		}
@@ -554,9 +557,12 @@ func (d *Daemon) bootstrap(ctx context.Context) error {
 			return ctx.Err()
 		}
 		wait := retry.Next()
-		if errors.Is(err, gobgp.ErrAddPathSend) {
+		switch {
+		case errors.Is(err, gobgp.ErrAddPathSend):
 			refused.Fail(err, "in", wait.Round(time.Millisecond))
-		} else {
+		case errors.Is(err, gobgp.ErrAnotherGate):
+			other.Fail(err, "in", wait.Round(time.Millisecond))
+		default:
 			failed.Fail(err, "in", wait.Round(time.Millisecond))
 		}
 		if !backoff.Sleep(ctx, wait) {
