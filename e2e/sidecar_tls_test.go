@@ -44,7 +44,7 @@ func TestSidecarOverTLS(t *testing.T) {
 	}
 	// Both daemons on this host's loopback (the certificate names
 	// 127.0.0.1); fibgated's FIB is the leaf namespace's.
-	target := lab.FreeLoopback(t)
+	target := apitest.FreeAddr(t)
 	lab.Start(t, "", d, "gobgpd", filepath.Join(lab.GobgpBinaries(t), "gobgpd"), "-f", conf, "--api-hosts", target,
 		"--tls", "--tls-cert-file", p.ServerCert, "--tls-key-file", p.ServerKey, "--tls-client-ca-file", p.CA,
 		"-l", "info", "--pprof-disable")

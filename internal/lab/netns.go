@@ -5,7 +5,6 @@ package lab
 import (
 	"crypto/rand"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -102,16 +101,4 @@ func Leftovers() ([]string, error) {
 		}
 	}
 	return left, nil
-}
-
-// FreeLoopback returns 127.0.0.1 with a TCP port that was free a moment
-// ago, for a daemon's listener in a test.
-func FreeLoopback(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }

@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/api/apitest"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
@@ -30,7 +29,7 @@ func TestServeGatesOnTheSimulatedASIC(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
-	metricsAddr := lab.FreeLoopback(t)
+	metricsAddr := apitest.FreeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	var serveErr bytes.Buffer
@@ -223,7 +222,7 @@ func TestServeWarnsWhenNoDriverFlagsARoute(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
-	metricsAddr := lab.FreeLoopback(t)
+	metricsAddr := apitest.FreeAddr(t)
 	// Up before the route: the warning counts from the first pending
 	// prefix it sees.
 	stderr := serveInBackground(t, sock, "--netns", ns, "--backend", "kernel", "--set-notify", "1",
@@ -321,7 +320,7 @@ func TestServeRetriesAFailedRouteOnTheSim(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	sock := filepath.Join(t.TempDir(), "fibgate.sock")
-	metricsAddr := lab.FreeLoopback(t)
+	metricsAddr := apitest.FreeAddr(t)
 	serveErr := serveInBackground(t, sock, "--netns", ns, "--backend", "sim", "--sim-latency", "20ms",
 		"--set-notify", "1", "--metrics", metricsAddr)
 	cli := func(args ...string) (string, int) {

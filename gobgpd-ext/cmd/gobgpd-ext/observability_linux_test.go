@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/internal/syncbuf"
+	"github.com/fibgate/fibgate/plugin/api/apitest"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
 
@@ -29,10 +29,10 @@ func TestOneLogStreamAndOneMetricsEndpoint(t *testing.T) {
 		t.Run(fmt.Sprintf("settings metrics address %v", settingsMetrics), func(t *testing.T) {
 			ns := kerneltest.NewNS(t)
 			dir := t.TempDir()
-			pprofHost, metricsAddr := lab.FreeLoopback(t), ""
+			pprofHost, metricsAddr := apitest.FreeAddr(t), ""
 			settings := fmt.Sprintf("netns: %s\nnotify_mode: \"1\"\nbackend:\n  type: sim\napi:\n  socket: %s\n", ns, filepath.Join(dir, "fibgate.sock"))
 			if settingsMetrics {
-				metricsAddr = lab.FreeLoopback(t)
+				metricsAddr = apitest.FreeAddr(t)
 				settings += "metrics: " + metricsAddr + "\n"
 			}
 			// A neighbour that never answers gives GoBGP's per-peer
