@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/profiling"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/version"
+	"github.com/fibgate/fibgate/plugin/api"
 	"github.com/fibgate/fibgate/plugin/gobgp"
 )
 
@@ -143,11 +143,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "fibgated: --print-fallback-format: %v\n", err)
 			return daemon.ExitConfig
 		}
-		switch *fallbackFormat {
-		case "toml":
-			fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].\n", gcfg.FallbackPolicy)
-		case "yaml":
-			fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# Merge these lists into your file's, and list the policy first in global.apply-policy.config.export-policy-list: [%q, ...].\n", gcfg.FallbackPolicy)
+		// A header in the formats that have comments (JSON has none).
+		where := map[string]string{
+			"toml": "Also list it first in [global.apply-policy.config] export-policy-list = [%q, ...].",
+			"yaml": "Merge these lists into your file's, and list the policy first in global.apply-policy.config.export-policy-list: [%q, ...].",
+		}[*fallbackFormat]
+		if where != "" {
+			fmt.Fprintf(stdout, "# fibgate fallback: fibgated's gate; as written here it holds every gated prefix (fibgated down, gobgpd reloaded).\n# "+where+"\n", gcfg.FallbackPolicy)
 		}
 		fmt.Fprint(stdout, text)
 		return daemon.ExitOK
@@ -229,14 +231,11 @@ func (g gobgpdTLS) credentials() (credentials.TransportCredentials, error) {
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: g.serverName}
 	if g.ca != "" {
-		pem, err := os.ReadFile(g.ca)
+		pool, err := api.LoadCertPool(g.ca)
 		if err != nil {
 			return nil, fmt.Errorf("--gobgpd-tls-ca-file: %w", err)
 		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--gobgpd-tls-ca-file %s: no PEM certificate in it", g.ca)
-		}
+		c.RootCAs = pool
 	}
 	if g.cert != "" {
 		kp, err := tls.LoadX509KeyPair(g.cert, g.key)
