@@ -24,6 +24,21 @@ func ParseNotifyMode(v int) (NotifyMode, error) {
 	return NotifyMode(v), nil
 }
 
+// Unheard says what a reader of route notifications misses at mode m,
+// "" at NotifyAll: at NotifyOff every hardware flag change, at
+// NotifyFailed every offload and trap (only offload_failed is announced),
+// so a gate waiting for hardware would confirm nothing. The daemons'
+// warnings and refusals say it in these words.
+func (m NotifyMode) Unheard() string {
+	switch m {
+	case NotifyAll:
+		return ""
+	case NotifyFailed:
+		return "only offload failures are announced, never a route's offload or trap"
+	}
+	return "hardware flag changes are not announced"
+}
+
 // FlagChangeNotifies is the kernel's rule (fib_alias_hw_flags_set,
 // fib6_info_hw_flags_set) as a pure function: whether a driver changing a
 // linked route's flags from old to new produces an RTM_NEWROUTE. Setting the

@@ -178,10 +178,8 @@ func CheckNotifyModes(opts Options) ([]string, error) {
 			warn = append(warn, fmt.Sprintf("this kernel has no net.%s.fib_notify_on_flag_change (Linux 5.12 added it): hardware flag changes are never announced", fam))
 		case err != nil:
 			return nil, err
-		case m == 0:
-			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is 0: hardware flag changes are not announced; set it to 1 (or run with --set-notify)", fam))
-		case m == 2:
-			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is 2: only offload failures are announced, never a route's offload or trap; set it to 1 (or run with --set-notify)", fam))
+		case fib.NotifyMode(m).Unheard() != "":
+			warn = append(warn, fmt.Sprintf("net.%s.fib_notify_on_flag_change is %d: %s; set it to 1 (or run with --set-notify)", fam, m, fib.NotifyMode(m).Unheard()))
 		}
 	}
 	return warn, nil

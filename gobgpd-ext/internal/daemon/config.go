@@ -321,12 +321,10 @@ func (c *Config) Check() error {
 		// The same refusal as checkNotify's when it finds the sysctl at
 		// 0 or 2: writing either would hold every prefix of these scopes
 		// forever (2 announces offload failures, never an offload).
-		if fams := hardwareFamilies(c.policy); v != 1 && len(fams) > 0 {
-			what := "would not announce hardware flag changes"
-			if v == 2 {
-				what = "would announce only offload failures, never a route's offload or trap"
+		if gap := fib.NotifyMode(v).Unheard(); gap != "" {
+			if fams := hardwareFamilies(c.policy); len(fams) > 0 {
+				return fmt.Errorf("notify_mode \"%d\" (fibgate serve: --set-notify %d): %s, so no %s prefix gated at level hardware or offload would ever be confirmed; set \"1\", leave it empty, or gate at level fib", v, v, gap, fams[0])
 			}
-			return fmt.Errorf("notify_mode \"%d\" (fibgate serve: --set-notify %d): the kernel %s, so no %s prefix gated at level hardware or offload would ever be confirmed; set \"1\", leave it empty, or gate at level fib", v, v, what, fams[0])
 		}
 	}
 	if c.RcvBuf < minRcvBuf || c.RcvBuf > maxRcvBuf {

@@ -311,11 +311,8 @@ func checkNotify(cfg Config) error {
 		if err != nil {
 			return err // a missing namespace or /proc/sys: ExitCode names it
 		}
-		switch fib.NotifyMode(m) {
-		case fib.NotifyOff:
-			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 0: the kernel does not announce hardware flag changes, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, fam))
-		case fib.NotifyFailed:
-			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is 2: the kernel announces only offload failures, never a route's offload or trap, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, fam))
+		if gap := fib.NotifyMode(m).Unheard(); gap != "" {
+			return configErr(fmt.Errorf("net.%s.fib_notify_on_flag_change is %d: %s, so no prefix would ever be confirmed; set notify_mode: 1 in the settings (fibgate serve: --set-notify 1) or sysctl -w net.%s.fib_notify_on_flag_change=1, or gate at level fib", fam, m, gap, fam))
 		}
 	}
 	return nil
