@@ -7,6 +7,8 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/fibgate/fibgate/internal/lab"
 )
 
 // TestASecondGateWaitsForTheFirst: a second Speaker on a GoBGP that a
@@ -22,15 +24,12 @@ func TestASecondGateWaitsForTheFirst(t *testing.T) {
 	watched := make(chan error, 1)
 	go func() { watched <- first.WatchBest(wctx, func(bool, []BestPath) {}) }()
 	// Until its first heartbeat is in GoBGP.
-	for deadline := time.Now().Add(10 * time.Second); ; {
+	lab.Eventually(t, 10*time.Second, "the first gate's heartbeat in GoBGP", func() error {
 		if _, ok, err := first.heartbeatAge(ctx); err != nil || ok {
-			break
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("no heartbeat within 10 s")
-		}
-		time.Sleep(20 * time.Millisecond) // polling with a deadline
-	}
+		return errors.New("none yet")
+	})
 
 	second, err := NewInProcess(x.leaf, Config{}, WithLogger(testLogger(t)))
 	if err != nil {

@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 )
 
@@ -42,13 +44,12 @@ func TestServeReloadsItsPolicyOnSIGHUP(t *testing.T) {
 		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !strings.Contains(serveErr.String(), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("no %q in serve's log 10 s after SIGHUP:\n%s", want, serveErr.String())
+		lab.Eventually(t, 10*time.Second, fmt.Sprintf("%q in serve's log after SIGHUP", want), func() error {
+			if !strings.Contains(serveErr.String(), want) {
+				return fmt.Errorf("log:\n%s", serveErr.String())
 			}
-			time.Sleep(20 * time.Millisecond) // polling with a deadline
-		}
+			return nil
+		})
 	}
 	if !strings.Contains(get(), "name: first") {
 		t.Fatalf("the policy at start:\n%s", get())

@@ -95,49 +95,42 @@ func TestGobgpdsSyslogAndSentryFlags(t *testing.T) {
 
 	// local3 (19) * 8 + info (6) = 158: "<158>" then the time, the host,
 	// "bgpd[pid]:" and the line as on stderr.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var started string
+	lab.Eventually(t, 20*time.Second, "\"gobgpd-ext started\" at the syslog daemon", func() error {
 		mu.Lock()
-		var started string
+		defer mu.Unlock()
 		for _, l := range syslogLines {
 			if strings.Contains(l, "gobgpd-ext started") {
 				started = l
+				return nil
 			}
 		}
-		mu.Unlock()
-		if started != "" {
-			if !strings.HasPrefix(started, "<158>") || !strings.Contains(started, " bgpd[") || !strings.Contains(started, `"msg":"gobgpd-ext started"`) {
-				t.Errorf("syslog line %q: want <158>, the tag bgpd and the JSON line", started)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			mu.Lock()
-			t.Fatalf("no \"gobgpd-ext started\" at the syslog daemon after 20 s; got %q\nstderr:\n%s", syslogLines, stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond) // polling with a deadline
+		return fmt.Errorf("got %q\nstderr:\n%s", syslogLines, stderr.String())
+	})
+	if !strings.HasPrefix(started, "<158>") || !strings.Contains(started, " bgpd[") || !strings.Contains(started, `"msg":"gobgpd-ext started"`) {
+		t.Errorf("syslog line %q: want <158>, the tag bgpd and the JSON line", started)
 	}
 	if !strings.Contains(stderr.String(), "gobgpd-ext started") {
 		t.Errorf("stderr lost its lines to syslog:\n%s", stderr.String())
 	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(sentryBodies.String(), "Sentry debug mode enabled on gobgpd-ext"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing at the Sentry DSN after 10 s: %q", sentryBodies.String())
+	lab.Eventually(t, 10*time.Second, "the debug message at the Sentry DSN", func() error {
+		if !strings.Contains(sentryBodies.String(), "Sentry debug mode enabled on gobgpd-ext") {
+			return fmt.Errorf("got %q", sentryBodies.String())
 		}
-		time.Sleep(50 * time.Millisecond) // polling with a deadline
-	}
+		return nil
+	})
 	if !strings.Contains(sentryBodies.String(), `"environment":"lab"`) {
 		t.Errorf("the Sentry event has no environment lab: %.300s", sentryBodies.String())
 	}
 
 	// SIGHUP reads gobgpd's config file, then the fibgate settings.
 	sigs <- syscall.SIGHUP
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "gating policy did not change"); {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload of the fibgate settings 10 s after SIGHUP:\n%s", stderr.String())
+	lab.Eventually(t, 10*time.Second, "a reload of the fibgate settings after SIGHUP", func() error {
+		if !strings.Contains(stderr.String(), "gating policy did not change") {
+			return fmt.Errorf("stderr:\n%s", stderr.String())
 		}
-		time.Sleep(50 * time.Millisecond) // polling with a deadline
-	}
+		return nil
+	})
 }
 
 // TestEveryGobgpdFlagIsTaken reads the flags of the gobgpd built from the
