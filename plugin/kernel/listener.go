@@ -190,8 +190,7 @@ func CheckNotifyModes(opts Options) ([]string, error) {
 // is logged and otherwise ignored: it has no routes.
 func (l *Listener) Run(ctx context.Context) error {
 	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
-		_, err := NotifyMode(l.opts, fam)
-		if errors.Is(err, ErrFamilyDisabled) {
+		if !FamilyEnabled(fam) {
 			l.log.Info("address family disabled in this kernel: none of its routes to follow", "family", fam.String())
 			continue
 		}

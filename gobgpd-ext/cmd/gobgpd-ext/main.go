@@ -253,8 +253,8 @@ func (s *setup) serve(stderr io.Writer, sigs chan os.Signal) int {
 
 // startLogs makes the one log stream: one handler on stderr (none with
 // --disable-stdlog) and syslog's with --syslog, GoBGP's lines at gobgpd's
-// -l, fibgate's and gobgpd-ext's own at the settings' log_level. It returns the handler for
-// GoBGP's logger.
+// -l, fibgate's and gobgpd-ext's own at the settings' log_level. It
+// returns the handler for GoBGP's logger.
 func (x *ext) startLogs(stderr io.Writer) slog.Handler {
 	out := stderr
 	if x.opts.DisableStdlog {
