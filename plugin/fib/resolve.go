@@ -17,12 +17,6 @@ type Resolution struct {
 	// Connected says a device route covers the next hop: the kernel takes
 	// it as it is.
 	Connected bool
-	// Object is the nexthop object of the route that covers the next hop
-	// when that route shows no next hop of its own: with
-	// net.ipv4.nexthop_compat_mode at 0 the kernel names only the object
-	// (what FRR's zebra installs its routes over), and where it leads is
-	// not known here, so the next hop is left as it is: unresolved.
-	Object uint32
 }
 
 // Resolved says whether the next hop led to other gateways.
@@ -43,7 +37,7 @@ func (r Resolution) Resolved() bool { return r.Via.IsValid() }
 // via 0/0), gives its gateways. A next hop nothing resolves, or only a
 // route that does not forward (blackhole, unreachable), comes back alone:
 // the kernel refuses it, and the refusal says why; so does one whose
-// longest route names only a nexthop object (Object). An IPv6 link-local
+// longest route names only a nexthop object that is not known. An IPv6 link-local
 // gateway (what an IPv6 IGP's routes have) comes back with its
 // interface's index as its zone ("fe80::1%3").
 func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
@@ -61,10 +55,10 @@ func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 			if r.Protocol == skip || r.TOS != 0 {
 				continue
 			}
-			if r.NHID != 0 && len(r.Nexthops) == 0 {
-				// Only the object's id: neither a device route nor
-				// gateways to be read.
-				alone.Object = r.NHID
+			if r.NHID != 0 && len(r.Nexthops) == 0 && r.Type == TypeUnicast {
+				// Only an object's id, of an object not known (the
+				// listener shows the others' next hops): neither a
+				// device route nor gateways to be read.
 				return alone
 			}
 			if r.Type == TypeUnicast && !r.HasGateway() {

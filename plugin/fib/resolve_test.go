@@ -94,8 +94,8 @@ func TestResolve(t *testing.T) {
 	if r := f.Resolve(TableMain, netip.MustParseAddr("172.16.1.1"), Protocol(200)); fmt.Sprint(r.Gateways) != "[10.0.1.2]" || r.Via.String() != "172.16.0.0/12" {
 		t.Errorf("over another protocol's BGP route: %+v, want 10.0.1.2 via 172.16.0.0/12", r)
 	}
-	if r := f.Resolve(TableMain, netip.MustParseAddr("100.66.1.1"), ProtoBGP); r.Object != 10 {
-		t.Errorf("over a nexthop object's route: object %d, want 10", r.Object)
+	if r := f.Resolve(TableMain, netip.MustParseAddr("100.66.1.1"), ProtoBGP); r.Connected || r.Resolved() {
+		t.Errorf("over a route naming only an unknown nexthop object: %+v, want unresolved", r)
 	}
 	if r := f.Resolve(99, netip.MustParseAddr("192.168.3.4"), ProtoBGP); fmt.Sprint(r.Gateways) != "[192.168.3.4]" || r.Resolved() {
 		t.Errorf("in a table that does not exist: %+v", r)

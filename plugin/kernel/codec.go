@@ -219,8 +219,9 @@ func MessageType(msg []byte) uint16 {
 	return binary.NativeEndian.Uint16(msg[4:6])
 }
 
-// Decode decodes one route, link or address message and returns it as a
-// RouteMessage, LinkMessage or AddrMessage value, so a listener can handle
+// Decode decodes one route, link, address or nexthop object message and
+// returns it as a RouteMessage, LinkMessage, AddrMessage or NexthopMessage
+// value, so a listener can handle
 // everything a Subscription delivers with one type switch. Messages it does
 // not model return an error matching ErrSkip; corrupt ones an error matching
 // ErrMalformed.
@@ -244,6 +245,12 @@ func Decode(msg []byte) (any, error) {
 		return m, nil
 	case rtmNewAddr, rtmDelAddr:
 		m, err := DecodeAddr(msg)
+		if err != nil {
+			return nil, err
+		}
+		return m, nil
+	case rtmNewNexthop, rtmDelNexthop:
+		m, err := DecodeNexthop(msg)
 		if err != nil {
 			return nil, err
 		}

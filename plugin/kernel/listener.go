@@ -56,6 +56,7 @@ type Listener struct {
 	ignore   map[uint32]bool
 	mu       sync.RWMutex
 	model    *fib.FIB
+	objs     objects // nexthop objects, and the model's routes over them
 	links    map[int]link
 	hub      fanout.Hub[Event]
 	ready    chan struct{}
@@ -105,6 +106,7 @@ func NewListener(opts ...ListenerOption) *Listener {
 		log:     slog.New(slog.DiscardHandler),
 		setMode: -1,
 		model:   fib.New(),
+		objs:    newObjects(nil),
 		links:   map[int]link{},
 		ready:   make(chan struct{}),
 	}
@@ -297,20 +299,24 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 				continue // source-specific IPv6 routes are not modelled
 			}
 			l.counters.notifications.Add(1)
-			touched.note(l.model, &m.Route)
-			ch, err := l.model.Apply(toModel(m))
-			if err != nil {
+			if m.Type == unix.RTM_NEWROUTE {
+				l.objs.expand(&m.Route)
+			}
+			var ok bool
+			if evs, ok = l.applyLocked(toModel(m), touched, now, evs); !ok {
 				l.counters.outOfSync.Add(1)
 				// A delete of a route the model lacks changes nothing; anything
 				// else means the model missed something.
-				if m.Type != unix.RTM_DELROUTE {
-					l.log.Debug("notification out of sync with the model", "err", err)
+				resync = resync || m.Type != unix.RTM_DELROUTE
+			}
+		case NexthopMessage:
+			// What the kernel did to the routes over the object without
+			// saying so (objects.changed).
+			for _, msg := range l.objs.changed(m, l.model, l.compat0) {
+				var ok bool
+				if evs, ok = l.applyLocked(msg, touched, now, evs); !ok {
 					resync = true
 				}
-				continue
-			}
-			for _, c := range ch {
-				evs = append(evs, fib.EventOf(c, now, false))
 			}
 		case LinkMessage:
 			// Routes through a link that is taken down or removed are flushed
@@ -337,6 +343,32 @@ func (l *Listener) handle(msgs [][]byte) (resync bool) {
 	return resync
 }
 
+// applyLocked applies one change to the model and appends its events; ok
+// is false when the change did not fit the model.
+func (l *Listener) applyLocked(msg fib.Message, touched touched, now time.Time, evs []Event) (_ []Event, ok bool) {
+	touched.note(l.model, &msg.Route)
+	ch, err := l.model.Apply(msg)
+	if err != nil {
+		if msg.Type != fib.DelRoute {
+			l.log.Debug("notification out of sync with the model", "err", err)
+		}
+		return evs, false
+	}
+	for _, c := range ch {
+		l.objs.note(c)
+		evs = append(evs, fib.EventOf(c, now, false))
+	}
+	return evs, true
+}
+
+// compat0 says whether net.ipv4.nexthop_compat_mode is 0, which keeps
+// IPv6 routes over a deleted object from being announced gone. Unread, it
+// is taken for the default, 1.
+func (l *Listener) compat0() bool {
+	m, err := NexthopCompatMode(l.opts)
+	return err == nil && m == 0
+}
+
 // toModel converts a decoded notification into the model's terms.
 func toModel(m RouteMessage) fib.Message {
 	t := fib.NewRoute
@@ -361,6 +393,12 @@ func (l *Listener) resync(report bool) error {
 		opts = append(opts, fib.WithNotifyMode(fam, fib.NotifyMode(m)))
 	}
 	fresh := fib.New(opts...)
+	// Objects first: a route dumped after them names only objects they hold.
+	nhs, err := DumpNexthops(l.opts)
+	if err != nil {
+		return err
+	}
+	objs := newObjects(nhs)
 	for _, fam := range []fib.Family{fib.IPv4, fib.IPv6} {
 		msgs, err := DumpRoutes(l.opts, fam)
 		if err != nil {
@@ -370,6 +408,7 @@ func (l *Listener) resync(report bool) error {
 			if m.Src.IsValid() || l.ignore[m.Route.Table] {
 				continue
 			}
+			objs.expand(&m.Route)
 			if err := fresh.Append(m.Route); err != nil {
 				l.log.Warn("route in dump not modelled", "err", err)
 			}
@@ -403,6 +442,12 @@ func (l *Listener) resync(report bool) error {
 	}
 	fresh.InheritVersions(l.model)
 	l.model = fresh
+	l.objs = objs
+	for r := range fresh.All() {
+		if r.NHID != 0 {
+			objs.note(fib.Change{New: r})
+		}
+	}
 	clear(l.links)
 	for _, lk := range links {
 		l.links[lk.Index] = link{name: lk.Name, up: lk.AdminUp}

@@ -80,7 +80,8 @@ type Options struct {
 
 // groupMask selects the rtnetlink multicast groups a Subscription joins
 // (bit g-1 for group g): routes of both families, plus links and addresses,
-// whose loss flushes routes without RTM_DELROUTE.
+// whose loss flushes routes without RTM_DELROUTE. Nexthop objects
+// (RTNLGRP_NEXTHOP, 32) are beyond the mask's bits and joined apart.
 const groupMask = 1<<(unix.RTNLGRP_LINK-1) |
 	1<<(unix.RTNLGRP_IPV4_IFADDR-1) | 1<<(unix.RTNLGRP_IPV6_IFADDR-1) |
 	1<<(unix.RTNLGRP_IPV4_ROUTE-1) | 1<<(unix.RTNLGRP_IPV6_ROUTE-1)
@@ -122,6 +123,12 @@ func Subscribe(opts Options) (*Subscription, error) {
 	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Groups: groupMask}); err != nil {
 		unix.Close(fd)
 		return nil, fmt.Errorf("subscribe to route notifications in %s: bind groups: %w", opts.where(), err)
+	}
+	// A kernel without nexthop objects (before 5.3) has no such group, and
+	// no route can name an object there.
+	if err := unix.SetsockoptInt(fd, unix.SOL_NETLINK, unix.NETLINK_ADD_MEMBERSHIP, unix.RTNLGRP_NEXTHOP); err != nil && err != unix.EINVAL {
+		unix.Close(fd)
+		return nil, fmt.Errorf("subscribe to route notifications in %s: join nexthop objects: %w", opts.where(), err)
 	}
 	warning, err := setRcvBuf(fd, size)
 	if err != nil {
@@ -441,6 +448,29 @@ func DumpLinks(opts Options) ([]LinkMessage, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("dump links in %s: %w", opts.where(), err)
+	}
+	return out, nil
+}
+
+// DumpNexthops dumps the nexthop objects of all families, the counterpart
+// of RTM_NEWNEXTHOP/RTM_DELNEXTHOP notifications. A kernel without nexthop
+// objects (before 5.3) has none to dump.
+func DumpNexthops(opts Options) ([]NexthopMessage, error) {
+	req := make([]byte, nlmsgHdrLen+nhmsgLen)
+	var out []NexthopMessage
+	err := dump(opts, unix.RTM_GETNEXTHOP, req, func() { out = out[:0] }, func(msg []byte) error {
+		m, err := DecodeNexthop(msg)
+		if err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EINVAL) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dump nexthop objects in %s: %w", opts.where(), err)
 	}
 	return out, nil
 }

@@ -80,6 +80,27 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 	return v, nil
 }
 
+// NexthopCompatMode reads net.ipv4.nexthop_compat_mode in opts.NetNS (it
+// covers IPv6 too): at 1, the default, routes over nexthop objects are
+// shown with the objects' next hops and are announced when an object
+// changes or goes; at 0 they show only the object's id, and are not.
+func NexthopCompatMode(opts Options) (int, error) {
+	path := procSys + "/net/ipv4/nexthop_compat_mode"
+	var data []byte
+	err := inNetNS(opts.NetNS, func() (err error) {
+		data, err = os.ReadFile(path)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("read %s in %s: %w", sysctlName(path), opts.where(), err)
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, fmt.Errorf("read %s in %s: %w", sysctlName(path), opts.where(), err)
+	}
+	return v, nil
+}
+
 // FamilyEnabled says whether the kernel runs with family: IPv6 may be
 // disabled at boot (ipv6.disable=1), and then it has no IPv6 routes,
 // rules or sockets at all, in any namespace. IPv4 always is.

@@ -64,9 +64,6 @@ type feeder struct {
 	// (resolve.go).
 	res *resolver
 	rec recursion
-	// objectSeen says a next hop met a route that names only a nexthop
-	// object, which was logged once (resolveRoutes).
-	objectSeen bool
 }
 
 // refusalSink is what the feeder tells the gate about refused writes (a
@@ -266,7 +263,7 @@ func kernelError(err error) string {
 // such route leads to: its link is down, the route to it is missing, or
 // only the default route or one of BGP's own covers it, which zebra does
 // not resolve over either.
-const unconnectedHint = " (the next hop is on no connected network and no route resolves it: its link is down, or the route to it is missing; next hops resolve through static and IGP routes, not through BGP's own routes or the default route, nor through a route that shows only a nexthop object: net.ipv4.nexthop_compat_mode 0)"
+const unconnectedHint = " (the next hop is on no connected network and no route resolves it: its link is down, or the route to it is missing; next hops resolve through static and IGP routes, not through BGP's own routes or the default route)"
 
 // unconnected says whether the kernel refused a route for its gateway: IPv4
 // answers "Nexthop has invalid gateway" with ENETUNREACH (EINVAL in older

@@ -112,16 +112,6 @@ func (f *feeder) resolveRoutes(routes map[netip.Prefix][]netip.Addr) map[netip.P
 	if connected && len(f.rec.bgp) == 0 {
 		return routes
 	}
-	if !f.objectSeen {
-		for nh, r := range res {
-			if r.Object != 0 {
-				f.objectSeen = true
-				f.log.Warn("a next hop's route names only a nexthop object (net.ipv4.nexthop_compat_mode is 0), so where it leads is not known and the next hop is written as it is; the kernel refuses it unless it is connected: set net.ipv4.nexthop_compat_mode=1 (logged once)",
-					"next_hop", nh, "object", r.Object)
-				break
-			}
-		}
-	}
 	out := make(map[netip.Prefix][]netip.Addr, len(routes))
 	for p, nhs := range routes {
 		f.rec.forget(p)

@@ -151,13 +151,15 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 	}
 }
 
-// TestANextHopOverANexthopObjectIsNotTakenForConnected: with
+// TestANextHopOverANexthopObjectIsResolved: with
 // net.ipv4.nexthop_compat_mode at 0 the kernel shows a route over a
-// nexthop object (what FRR's zebra installs) by the object's id alone.
-// Such a route is not a device route, and where it leads is not known
-// here: the next hop behind it is written as it is, the kernel refuses it
-// with the hint naming the sysctl, and the log says so once.
-func TestANextHopOverANexthopObjectIsNotTakenForConnected(t *testing.T) {
+// nexthop object (what FRR's zebra installs) by the object's id alone, and
+// announces nothing of it when the object changes or goes. The next hops
+// behind such a route are written through the object's gateways all the
+// same, follow the object when it is replaced in place (to the members of
+// a group), and are refused with the hint when it is deleted, which takes
+// its route away without a word from the kernel.
+func TestANextHopOverANexthopObjectIsResolved(t *testing.T) {
 	ns := kerneltest.NewNS(t)
 	kerneltest.AddLink(t, ns, "eth1")
 	kerneltest.IP(t, ns, "addr", "add", "10.0.0.1/24", "dev", "eth1")
@@ -166,26 +168,60 @@ func TestANextHopOverANexthopObjectIsNotTakenForConnected(t *testing.T) {
 	}
 	kerneltest.IP(t, ns, "nexthop", "add", "id", "10", "via", "10.0.0.2", "dev", "eth1")
 	kerneltest.IP(t, ns, "route", "add", "100.66.0.0/16", "nhid", "10", "proto", "ospf")
+	if got := kerneltest.IP(t, ns, "route", "show", "100.66.0.0/16"); strings.Contains(got, "via") {
+		t.Fatalf("the kernel shows the object's route as %q, want the object's id alone (compat mode 0)", got)
+	}
 
 	r := newResolveRig(t, ns)
 	f, g := r.f, r.g
-	var shown fib.Route
-	r.l.View(func(fb *fib.FIB) { shown, _ = fb.First(fib.TableMain, netip.MustParsePrefix("100.66.0.0/16")) })
-	if shown.NHID != 10 || len(shown.Nexthops) != 0 {
-		t.Fatalf("the kernel shows the object's route as %+v, want nhid 10 and no next hop (compat mode 0)", shown)
-	}
-
 	behind := []netip.Prefix{netip.MustParsePrefix("10.13.0.0/16"), netip.MustParsePrefix("10.14.0.0/16")}
 	for _, p := range behind {
 		f.apply(false, []gobgp.BestPath{{Prefix: p, Nexthops: []netip.Addr{netip.MustParseAddr("100.66.0.5")}}})
 	}
-	refused, _, _ := g.snapshot()
-	if len(refused) != 2 || !strings.HasSuffix(refused[0].Err, unconnectedHint) || !strings.Contains(unconnectedHint, "nexthop_compat_mode") {
-		t.Errorf("refused %+v, want both prefixes with the hint naming nexthop_compat_mode", refused)
+	route := func(p netip.Prefix) string {
+		return strings.TrimSpace(kerneltest.IP(t, ns, "route", "show", p.String()))
 	}
-	if got := r.logs.with("names only a nexthop object"); len(got) != 1 || !strings.Contains(got[0], "object=10") || !strings.Contains(got[0], "next_hop=100.66.0.5") {
-		t.Errorf("logged %q, want one line naming the object and the next hop", got)
+	for _, p := range behind {
+		if got := route(p); !strings.Contains(got, "via 10.0.0.2") {
+			t.Errorf("%v in the kernel: %q, want via 10.0.0.2, the object's gateway", p, got)
+		}
 	}
+	if refused, _, _ := g.snapshot(); len(refused) != 0 {
+		t.Errorf("refused %+v, want none", refused)
+	}
+
+	// Replaced in place, by a group: the prefixes follow to its members.
+	kerneltest.IP(t, ns, "nexthop", "add", "id", "11", "via", "10.0.0.3", "dev", "eth1")
+	kerneltest.IP(t, ns, "nexthop", "add", "id", "12", "via", "10.0.0.4", "dev", "eth1")
+	kerneltest.IP(t, ns, "nexthop", "replace", "id", "10", "via", "10.0.0.5", "dev", "eth1")
+	eventually(t, "the prefixes via 10.0.0.5", func() bool {
+		return strings.Contains(route(behind[0]), "via 10.0.0.5") && strings.Contains(route(behind[1]), "via 10.0.0.5")
+	})
+	kerneltest.IP(t, ns, "nexthop", "add", "id", "20", "group", "11/12")
+	kerneltest.IP(t, ns, "route", "replace", "100.66.0.0/16", "nhid", "20", "proto", "ospf")
+	eventually(t, "the prefixes over the group's members", func() bool {
+		got := route(behind[0])
+		return strings.Contains(got, "nexthop via 10.0.0.3") && strings.Contains(got, "nexthop via 10.0.0.4")
+	})
+	kerneltest.IP(t, ns, "nexthop", "del", "id", "11")
+	eventually(t, "the prefixes via the member left", func() bool {
+		got := route(behind[1])
+		return strings.Contains(got, "via 10.0.0.4") && !strings.Contains(got, "10.0.0.3")
+	})
+
+	// Deleted: its route goes without a notification, and nothing else
+	// resolves the next hop.
+	kerneltest.IP(t, ns, "nexthop", "del", "id", "20")
+	eventually(t, "both prefixes refused", func() bool {
+		refused, _, _ := g.snapshot()
+		n := 0
+		for _, rf := range refused {
+			if slices.Contains(behind, rf.Prefix) && strings.HasSuffix(rf.Err, unconnectedHint) {
+				n++
+			}
+		}
+		return n == 2
+	})
 }
 
 // resolveRig is a listener on a namespace and a feeder that resolves next
