@@ -78,6 +78,7 @@ type family struct {
 	transit, origin  netip.Prefix
 	failT, failO     netip.Prefix // announced and added while the driver fails
 	whileDown, after netip.Prefix // announced while fibgated is down, and after its restart
+	overObject       netip.Prefix // originated over a nexthop object
 	ipFlag           string
 	resource         string // netdevsim's devlink resource of the family's FIB
 }
@@ -94,12 +95,12 @@ var families = []family{
 	{name: "ipv4", leafPeer: "10.0.1.1", peer: "10.0.1.2", leafObs: "10.0.2.1", obs: "10.0.2.2",
 		transit: pfx("203.0.113.0/24"), origin: pfx("198.51.100.0/24"),
 		failT: pfx("203.0.120.0/24"), failO: pfx("198.51.120.0/24"),
-		whileDown: pfx("203.0.115.0/24"), after: pfx("203.0.116.0/24"),
+		whileDown: pfx("203.0.115.0/24"), after: pfx("203.0.116.0/24"), overObject: pfx("198.51.110.0/24"),
 		ipFlag: "-4", resource: "/IPv4/fib"},
 	{name: "ipv6", leafPeer: "fd00:1::1", peer: "fd00:1::2", leafObs: "fd00:2::1", obs: "fd00:2::2",
 		transit: pfx("2001:db8:113::/48"), origin: pfx("2001:db8:100::/48"),
 		failT: pfx("2001:db8:120::/48"), failO: pfx("2001:db8:1120::/48"),
-		whileDown: pfx("2001:db8:115::/48"), after: pfx("2001:db8:116::/48"),
+		whileDown: pfx("2001:db8:115::/48"), after: pfx("2001:db8:116::/48"), overObject: pfx("2001:db8:110::/48"),
 		ipFlag: "-6", resource: "/IPv6/fib"},
 }
 
@@ -147,6 +148,11 @@ func TestInsideVM(t *testing.T) {
 			t.Run("trapped routes reach the observer only after the trap flag", func(t *testing.T) {
 				for _, f := range r.fams {
 					t.Run(f.name, func(t *testing.T) { r.trappedFirst(t, f) })
+				}
+			})
+			t.Run("a route over a nexthop object: released once trapped, withdrawn when the object goes", func(t *testing.T) {
+				for i, f := range r.fams {
+					t.Run(f.name, func(t *testing.T) { r.overObject(t, f, 100+i) })
 				}
 			})
 			t.Run("offload failure before arrival holds the prefix, shown failed", func(t *testing.T) {

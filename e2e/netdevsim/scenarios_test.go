@@ -4,6 +4,7 @@ package netdevsim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -30,6 +31,29 @@ func (r *rig) trappedFirst(t *testing.T, f family) {
 	for _, p := range []netip.Prefix{f.transit, f.origin} {
 		r.advertisedAfterTrap(t, p, since)
 	}
+}
+
+// overObject: an originated prefix whose route names a nexthop object (as
+// FRR's zebra installs its routes) reaches the observer only once
+// netdevsim trapped it; deleting the object removes the route, which the
+// kernel does not announce for IPv4, and the gate withdraws the prefix
+// from the observer.
+func (r *rig) overObject(t *testing.T, f family, id int) {
+	since := time.Now()
+	r.ip(t, f.ipFlag, "nexthop", "add", "id", fmt.Sprint(id), "via", f.peer, "dev", "to-peer")
+	r.ip(t, f.ipFlag, "route", "add", f.overObject.String(), "nhid", fmt.Sprint(id), "proto", "static")
+	r.advertisedAfterTrap(t, f.overObject, since)
+	r.ip(t, "nexthop", "del", "id", fmt.Sprint(id))
+	lab.Eventually(t, 30*time.Second, fmt.Sprintf("%v withdrawn", f.overObject), func() error {
+		if r.watch.Has(f.overObject) {
+			return errors.New("the observer still has it")
+		}
+		g, err := r.route(f.overObject)
+		if want := stateName(pb.State_STATE_WITHDRAWN); err != nil || g.State != want {
+			return fmt.Errorf("the gate has it %v (%v), want %s", g, err, want)
+		}
+		return nil
+	})
 }
 
 // advertisedAfterTrap waits until the observer has p, then checks that
