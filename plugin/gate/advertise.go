@@ -205,8 +205,8 @@ func (t *Tracker) flush(ctx context.Context, now time.Time) (more bool) {
 				a.ads[k] = struct{}{}
 				continue
 			}
-			t.byState[Confirmed]--
-			t.byState[Advertised]++
+			t.byState[k.fam()][Confirmed]--
+			t.byState[k.fam()][Advertised]++
 			at := t.ep.at(done)
 			e.st.State, e.st.AdvertisedAt, e.st.Reason, e.st.StateSince = Advertised, at, 0, at
 			t.counters.advertised.Add(1)

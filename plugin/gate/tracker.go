@@ -42,6 +42,23 @@ func keyFor(table uint32, p netip.Prefix) prefixKey { return prefixKey{pkey.Of(p
 
 func (k prefixKey) prefix() netip.Prefix { return k.k.Prefix() }
 
+// fam is the index of k's family in the tracker's per-family counts: 0
+// for IPv4, 1 for IPv6.
+func (k prefixKey) fam() int {
+	if k.k.Is6() {
+		return 1
+	}
+	return 0
+}
+
+// famIndex is fam for a family.
+func famIndex(f fib.Family) int {
+	if f == fib.IPv6 {
+		return 1
+	}
+	return 0
+}
+
 func keyOf(r *fib.Route) prefixKey { return keyFor(r.Table, r.Prefix) }
 
 // compare is the keys' order in List (compareKeys).
@@ -85,7 +102,7 @@ type Tracker struct {
 	texts   table[string]
 	hops    table[netip.Addr]
 	retries map[prefixKey]*retryState
-	byState [numStates]int // entries per State, kept as states change
+	byState [2][numStates]int // entries per family (fam) and State, kept as states change
 	dl      deadlines
 	hub     fanout.Hub[RouteState]
 	ttHW    latencies // programming: pending to hardware confirmation
@@ -100,9 +117,9 @@ type Tracker struct {
 	counters struct {
 		confirmed, failed, withdrawn, advertised, speakerErrors atomic.Uint64
 	}
-	// flagged: some route of a gated table has shown a hardware flag
-	// since start (HardwareSeen).
-	flagged atomic.Bool
+	// flagged: some route of a gated table and of the family (fam) has
+	// shown a hardware flag since start (HardwareSeen).
+	flagged [2]atomic.Bool
 	adv     advertiser
 	ref     refusals // routes the kernel refused (refuse.go)
 	rtr     retrier  // rewrites of failed routes (retry.go)
@@ -268,7 +285,10 @@ func (t *Tracker) Unsettled() (moving, all int) {
 	}
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return moving + t.byState[Pending] + t.byState[Confirmed], t.entries.len()
+	for _, n := range t.byState {
+		moving += n[Pending] + n[Confirmed]
+	}
+	return moving, t.entries.len()
 }
 
 // Get returns the state of one prefix.
@@ -473,8 +493,8 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		defer t.track(k, e, e.st.State)
 	}
 	scope, inScope := t.policy.Match(k.table, k.prefix())
-	if r != nil && !t.flagged.Load() && hasHWFlags(r) {
-		t.flagged.Store(true)
+	if r != nil && !t.flagged[k.fam()].Load() && hasHWFlags(r) {
+		t.flagged[k.fam()].Store(true)
 	}
 	if inScope {
 		// Refused routes, and routes a retry is writing again.
@@ -799,9 +819,9 @@ func (t *Tracker) track(k prefixKey, e *entry, prev State) {
 	}
 	if prev != e.st.State {
 		if prev != 0 {
-			t.byState[prev]--
+			t.byState[k.fam()][prev]--
 		}
-		t.byState[e.st.State]++
+		t.byState[k.fam()][e.st.State]++
 	}
 	if e.deadline != 0 && e.deadline != e.heapAt {
 		t.dl.push(k, e.deadline)
@@ -812,7 +832,7 @@ func (t *Tracker) track(k prefixKey, e *entry, prev State) {
 // forget drops an entry. Called with t.mu held.
 func (t *Tracker) forget(k prefixKey, e *entry) {
 	if e.st.State != 0 {
-		t.byState[e.st.State]--
+		t.byState[k.fam()][e.st.State]--
 	}
 	t.entries.drop(k)
 	delete(t.retries, k)
@@ -824,7 +844,21 @@ func (t *Tracker) forget(k prefixKey, e *entry) {
 // routes is missing or silent, and every prefix waiting for the hardware
 // waits for good: the daemon warns about it (a new machine without a
 // switchdev driver, or a driver that does not offload routes).
-func (t *Tracker) HardwareSeen() bool { return t.flagged.Load() }
+func (t *Tracker) HardwareSeen() bool { return t.flagged[0].Load() || t.flagged[1].Load() }
+
+// HardwareSeenIn is HardwareSeen for the routes of one family: a driver
+// may offload one family only (Marvell's prestera offloads IPv4 routes
+// and never flags an IPv6 one), and then the other family's prefixes
+// wait for good while flags show up for the first.
+func (t *Tracker) HardwareSeenIn(f fib.Family) bool { return t.flagged[famIndex(f)].Load() }
+
+// PendingIn is how many prefixes of a family wait for their route to be
+// confirmed: what HardwareSeenIn's warning counts.
+func (t *Tracker) PendingIn(f fib.Family) int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.byState[famIndex(f)][Pending]
+}
 
 // hasHWFlags says whether r or one of its next hops carries a hardware flag.
 func hasHWFlags(r *fib.Route) bool {
@@ -869,8 +903,8 @@ func (t *Tracker) Stats() TrackerStats {
 		TimeToHardware: t.ttHW.summary(),
 		TimeHeldDown:   t.held.summary(),
 	}
-	for st, n := range t.byState {
-		if st != 0 && n != 0 {
+	for st := range numStates {
+		if n := t.byState[0][st] + t.byState[1][st]; st != 0 && n != 0 {
 			s.ByState[State(st)] = n
 		}
 	}

@@ -171,8 +171,12 @@ func TestTrackerConfirmsOnlyWhenHardwareDoes(t *testing.T) {
 		}
 		src.flags(route("10.0.1.0/24"), fib.Trap)
 		st := stateOf(t, tr, "10.0.1.0/24")
-		if !tr.HardwareSeen() {
-			t.Error("HardwareSeen false after a route trapped")
+		if !tr.HardwareSeen() || !tr.HardwareSeenIn(fib.IPv4) || tr.HardwareSeenIn(fib.IPv6) {
+			t.Errorf("after an IPv4 route trapped: HardwareSeen %t, in IPv4 %t, in IPv6 %t; want true, true, false",
+				tr.HardwareSeen(), tr.HardwareSeenIn(fib.IPv4), tr.HardwareSeenIn(fib.IPv6))
+		}
+		if v4, v6 := tr.PendingIn(fib.IPv4), tr.PendingIn(fib.IPv6); v4 != 1 || v6 != 0 {
+			t.Errorf("pending by family: %d IPv4, %d IPv6; want 1, 0", v4, v6)
 		}
 		if st.State != Confirmed || st.ConfirmedAt.Sub(st.SeenAt) != 300*time.Millisecond {
 			t.Fatalf("trapped route: %v seen %v confirmed %v", st.State, st.SeenAt, st.ConfirmedAt)

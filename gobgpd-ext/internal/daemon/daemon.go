@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -433,7 +434,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		start(&frontWG, front, "gate", d.tracker.Run)
 		if fams := hardwareFamilies(d.tracker.Policy()); len(fams) > 0 && d.cfg.Backend.WarnUnconfirmed > 0 {
 			start(&frontWG, front, "hardware watch", func(c context.Context) error {
-				warnUnconfirmed(c, d.tracker, time.Duration(d.cfg.Backend.WarnUnconfirmed), d.cfg.Backend.Type, d.log)
+				warnUnconfirmed(c, d.tracker, fams, time.Duration(d.cfg.Backend.WarnUnconfirmed), d.cfg.Backend.Type, d.log)
 				return nil
 			})
 		}
@@ -457,39 +458,66 @@ func (d *Daemon) Run(ctx context.Context) error {
 // hardwareWatch is what warnUnconfirmed reads of the gate (a
 // *gate.Tracker).
 type hardwareWatch interface {
-	HardwareSeen() bool
-	Stats() gate.TrackerStats
+	HardwareSeenIn(fib.Family) bool
+	PendingIn(fib.Family) int
 }
 
-// warnUnconfirmed logs once, at WARN, when prefixes have been pending for
-// after with no route of a gated table ever showing a hardware flag: on a
-// machine whose driver does not offload routes (or that has none) every
-// prefix gated at level hardware or offload waits for good, and the log is
-// where a new user looks. It returns when ctx ends, when a flag shows up,
-// or once it has warned.
-func warnUnconfirmed(ctx context.Context, g hardwareWatch, after time.Duration, backend string, log *slog.Logger) {
+// warnUnconfirmed logs once, at WARN, when prefixes of a family in fams
+// (those gated at level hardware or offload) have been pending for after
+// with no route of that family ever showing a hardware flag: on a machine
+// whose driver does not offload routes (or that has none) every such
+// prefix waits for good, and the log is where a new user looks. A driver
+// may also offload one family only (Marvell's prestera offloads IPv4 and
+// never flags an IPv6 route), which the warning then names. It returns
+// when ctx ends, or once every family has shown a flag or been warned of.
+func warnUnconfirmed(ctx context.Context, g hardwareWatch, fams []fib.Family, after time.Duration, backend string, log *slog.Logger) {
 	tick := time.NewTicker(min(max(after/10, 10*time.Millisecond), time.Second))
 	defer tick.Stop()
-	var since time.Time // pending prefixes, no flag, since then
-	for {
+	since := map[fib.Family]time.Time{} // pending prefixes, no flag, since then
+	left := slices.Clone(fams)
+	for len(left) > 0 {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if g.HardwareSeen() {
-				return
+			var due []string // families whose prefixes waited long enough
+			pending, waited := 0, time.Duration(0)
+			left = slices.DeleteFunc(left, func(fam fib.Family) bool {
+				if g.HardwareSeenIn(fam) {
+					return true
+				}
+				n := g.PendingIn(fam)
+				switch {
+				case n == 0:
+					delete(since, fam)
+					return false
+				case since[fam].IsZero():
+					since[fam] = now
+					return false
+				case now.Sub(since[fam]) < after:
+					return false
+				}
+				due = append(due, fam.String())
+				pending, waited = pending+n, max(waited, now.Sub(since[fam]))
+				return true
+			})
+			if len(due) == 0 {
+				continue
 			}
-			pending := g.Stats().ByState[gate.Pending]
-			switch {
-			case pending == 0:
-				since = time.Time{}
-			case since.IsZero():
-				since = now
-			case now.Sub(since) >= after:
-				log.Warn("no route has shown a hardware flag (offload, trap, offload_failed) since start, so no prefix waiting for the hardware is confirmed: "+unconfirmedHint(backend),
-					"pending", pending, "for", now.Sub(since).Round(100*time.Millisecond), "backend", backend)
-				return
+			var flagged []string
+			for _, o := range []fib.Family{fib.IPv4, fib.IPv6} {
+				if g.HardwareSeenIn(o) {
+					flagged = append(flagged, o.String())
+				}
 			}
+			msg := "no route has shown a hardware flag (offload, trap, offload_failed) since start, so no prefix waiting for the hardware is confirmed: " + unconfirmedHint(backend)
+			if len(flagged) > 0 {
+				these, others := strings.Join(due, " and "), strings.Join(flagged, " and ")
+				msg = "no " + these + " route has shown a hardware flag since start, while " + others + " routes have: the driver offloads " +
+					others + " routes only (Marvell's prestera offloads IPv4 only), so " + these +
+					" prefixes waiting for the hardware wait for good; gate them at level fib (a scope of their family at level fib) or leave them out of the gated scopes"
+			}
+			log.Warn(msg, "family", strings.Join(due, ","), "pending", pending, "for", waited.Round(100*time.Millisecond), "backend", backend)
 		}
 	}
 }

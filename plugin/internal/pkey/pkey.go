@@ -33,3 +33,7 @@ func (k Key) Prefix() netip.Prefix {
 	}
 	return netip.PrefixFrom(a, int(k.bits))
 }
+
+// Is6 says whether k is an IPv6 prefix: per-family counts need no
+// Prefix() rebuilt.
+func (k Key) Is6() bool { return k.v6 }
