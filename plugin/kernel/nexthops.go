@@ -1,10 +1,10 @@
 package kernel
 
 import (
-	"net/netip"
 	"slices"
 
 	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
 // objects is what the listener knows of the namespace's nexthop objects:
@@ -27,10 +27,15 @@ type objects struct {
 	users map[uint32]map[tablePrefix]int
 }
 
+// tablePrefix is a route's table and prefix as a key without pointers
+// (pkey), so the index costs the collector nothing however many routes
+// name objects.
 type tablePrefix struct {
 	table uint32
-	p     netip.Prefix
+	k     pkey.Key
 }
+
+func keyOf(r *fib.Route) tablePrefix { return tablePrefix{r.Table, pkey.Of(r.Prefix)} }
 
 func newObjects(msgs []NexthopMessage) objects {
 	o := objects{byID: make(map[uint32]NexthopMessage, len(msgs)), users: map[uint32]map[tablePrefix]int{}}
@@ -93,7 +98,7 @@ func single(m NexthopMessage) fib.Nexthop {
 // note keeps users up to date with a change of the model.
 func (o objects) note(c fib.Change) {
 	if c.Old != nil && c.Old.NHID != 0 {
-		k := tablePrefix{c.Old.Table, c.Old.Prefix}
+		k := keyOf(c.Old)
 		if u := o.users[c.Old.NHID]; u[k] <= 1 {
 			delete(u, k)
 			if len(u) == 0 {
@@ -109,7 +114,7 @@ func (o objects) note(c fib.Change) {
 			u = map[tablePrefix]int{}
 			o.users[c.New.NHID] = u
 		}
-		u[tablePrefix{c.New.Table, c.New.Prefix}]++
+		u[keyOf(c.New)]++
 	}
 }
 
@@ -163,7 +168,7 @@ func (o objects) changed(m NexthopMessage, model *fib.FIB, compat0 func() bool) 
 func (o objects) routesOver(model *fib.FIB, id uint32) []fib.Route {
 	var out []fib.Route
 	for k := range o.users[id] {
-		for _, r := range model.Routes(k.table, k.p) {
+		for _, r := range model.Routes(k.table, k.k.Prefix()) {
 			if r.NHID == id {
 				out = append(out, r)
 			}
