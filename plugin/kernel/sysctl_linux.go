@@ -62,22 +62,12 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	var data []byte
-	err = inNetNS(opts.NetNS, func() error {
-		data, err = os.ReadFile(path)
+	return readSysctlInt(opts, path, func(err error) error {
 		if errors.Is(err, os.ErrNotExist) {
 			return notifyMissing(family, path, err)
 		}
 		return err
 	})
-	if err != nil {
-		return 0, fmt.Errorf("read %s in %s: %w", sysctlName(path), opts.where(), err)
-	}
-	v, err := strconv.Atoi(strings.TrimSpace(string(data)))
-	if err != nil {
-		return 0, fmt.Errorf("read %s in %s: %w", sysctlName(path), opts.where(), err)
-	}
-	return v, nil
 }
 
 // NexthopCompatMode reads net.ipv4.nexthop_compat_mode in opts.NetNS (it
@@ -85,11 +75,19 @@ func NotifyMode(opts Options, family fib.Family) (int, error) {
 // shown with the objects' next hops and are announced when an object
 // changes or goes; at 0 they show only the object's id, and are not.
 func NexthopCompatMode(opts Options) (int, error) {
-	path := procSys + "/net/ipv4/nexthop_compat_mode"
+	return readSysctlInt(opts, procSys+"/net/ipv4/nexthop_compat_mode", func(err error) error { return err })
+}
+
+// readSysctlInt reads an integer sysctl at path inside opts.NetNS; why
+// explains a failed read (a missing entry means different things).
+func readSysctlInt(opts Options, path string, why func(error) error) (int, error) {
 	var data []byte
 	err := inNetNS(opts.NetNS, func() (err error) {
 		data, err = os.ReadFile(path)
-		return err
+		if err != nil {
+			return why(err)
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("read %s in %s: %w", sysctlName(path), opts.where(), err)
