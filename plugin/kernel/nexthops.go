@@ -144,6 +144,9 @@ func (o objects) changed(m NexthopMessage, model *fib.FIB, compat0 func() bool) 
 		return out
 	}
 	o.byID[m.ID] = m
+	if len(o.users) == 0 {
+		return nil // no route names an object (a daemon adding its objects first)
+	}
 	ids := []uint32{m.ID}
 	for id, g := range o.byID {
 		if slices.ContainsFunc(g.Group, func(gm GroupMember) bool { return gm.ID == m.ID }) {
