@@ -124,7 +124,7 @@ func prefixesOf(root netip.Prefix, bits int) func(func(netip.Prefix) bool) {
 // the first (forwarding) route of its prefix.
 func (rd *fibReader) route(f *fib.FIB, table uint32, r *fib.Route, first bool, pol gate.Policy, classify gate.Classifier, in *Installer) {
 	out := &rd.out
-	if in != nil && table == in.Table && r.Protocol == in.Protocol {
+	if in != nil && table == in.Table && r.Protocol == in.Protocol && r.NHID == 0 { // over an object: another daemon's (kernel.Installer.Owns)
 		ir := InstalledRoute{Metric: r.Priority, Version: f.Version(table, r.Prefix)}
 		var gws [8]netip.Addr
 		nhs := gws[:0]

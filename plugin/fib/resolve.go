@@ -33,8 +33,9 @@ func (r Resolution) Resolved() bool { return r.Via.IsValid() }
 // whatever longer routes cover it too, so what the kernel takes today is
 // written as it was. Otherwise the longest route of the table that covers
 // it, not of protocol skip (the caller's own routes: BGP does not resolve
-// over itself) and not the default route (zebra's default: no resolution
-// via 0/0), gives its gateways. A next hop nothing resolves, or only a
+// over itself; a route of that protocol over a nexthop object is another
+// daemon's, such as FRR's BGP underlay, and resolves) and not the default
+// route (zebra's default: no resolution via 0/0), gives its gateways. A next hop nothing resolves, or only a
 // route that does not forward (blackhole, unreachable), comes back alone:
 // the kernel refuses it, and the refusal says why; so does one whose
 // longest route names only a nexthop object that is not known. An IPv6 link-local
@@ -52,8 +53,8 @@ func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 		rs := f.Routes(table, p)
 		for i := range rs {
 			r := &rs[i]
-			if r.Protocol == skip || r.TOS != 0 {
-				continue
+			if r.Protocol == skip && r.NHID == 0 || r.TOS != 0 {
+				continue // the caller's own (never over an object), or a TOS route
 			}
 			if r.NHID != 0 && len(r.Nexthops) == 0 && r.Type == TypeUnicast {
 				// Only an object's id, of an object not known (the

@@ -4,13 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
+	"sync/atomic"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/fibgate/fibgate/plugin/fib"
@@ -27,8 +24,8 @@ type InstallRoute struct {
 }
 
 // InstallerConfig says where and how the installer writes its routes. Its
-// routes are recognised by (Table, Protocol, Metric), so it never touches
-// routes that others installed.
+// routes are recognised by (Table, Protocol, Metric) and by naming no
+// nexthop object, so it never touches routes that others installed.
 type InstallerConfig struct {
 	// NetNS is the named network namespace; "" is the caller's.
 	NetNS string
@@ -64,20 +61,18 @@ func (c *InstallerConfig) defaults() {
 // concurrent use.
 type Installer struct {
 	cfg InstallerConfig
-	h   *netlink.Handle // listing
-	w   *RouteWriter    // writing, in batches
+	w   *RouteWriter // writing, in batches
 	log *slog.Logger
+	// othersSeen: another daemon's routes as the installer's were logged
+	// (Routes).
+	othersSeen atomic.Bool
 }
 
-// NewInstaller opens a netlink handle in the configured namespace.
+// NewInstaller opens the installer's sockets in the configured namespace.
 func NewInstaller(cfg InstallerConfig, log *slog.Logger) (*Installer, error) {
 	cfg.defaults()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	h, err := openHandle(cfg.NetNS)
-	if err != nil {
-		return nil, err
 	}
 	var wopts []WriterOption
 	if cfg.Vetoer != nil {
@@ -85,36 +80,15 @@ func NewInstaller(cfg InstallerConfig, log *slog.Logger) (*Installer, error) {
 	}
 	w, err := NewRouteWriter(cfg.NetNS, wopts...)
 	if err != nil {
-		h.Close()
 		return nil, fmt.Errorf("installer in netns %q: %w", cfg.NetNS, err)
 	}
-	return &Installer{cfg: cfg, h: h, w: w, log: log}, nil
-}
-
-func openHandle(ns string) (*netlink.Handle, error) {
-	if ns == "" {
-		h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
-		if err != nil {
-			return nil, fmt.Errorf("open route netlink handle: %w", err)
-		}
-		return h, nil
-	}
-	nsh, err := netns.GetFromPath(filepath.Join(netnsDir, ns))
-	if err != nil {
-		return nil, fmt.Errorf("open network namespace %q: %w", ns, err)
-	}
-	defer nsh.Close()
-	h, err := netlink.NewHandleAt(nsh, unix.NETLINK_ROUTE)
-	if err != nil {
-		return nil, fmt.Errorf("open route netlink handle in netns %q: %w", ns, err)
-	}
-	return h, nil
+	return &Installer{cfg: cfg, w: w, log: log}, nil
 }
 
 // Owns reports whether r is one of the installer's routes: its table,
-// protocol and metric.
+// protocol and metric, and no nexthop object (Routes).
 func (i *Installer) Owns(r *fib.Route) bool {
-	return r.Table == i.cfg.Table && r.Protocol == i.cfg.Protocol && r.Priority == i.cfg.Metric
+	return r.Table == i.cfg.Table && r.Protocol == i.cfg.Protocol && r.Priority == i.cfg.Metric && r.NHID == 0
 }
 
 // Table is the table the installer writes to.
@@ -122,7 +96,6 @@ func (i *Installer) Table() uint32 { return i.cfg.Table }
 
 // Close releases the sockets; installed routes stay (see Flush).
 func (i *Installer) Close() {
-	i.h.Close()
 	i.w.Close()
 }
 
@@ -271,45 +244,47 @@ func (i *Installer) Installed() ([]netip.Prefix, error) {
 
 // Routes lists the installer's routes in the kernel with their next hops
 // (sorted), so a restarted daemon can tell which routes are already right.
+// A route of the installer's table, protocol and metric that names a
+// nexthop object is another daemon's: the installer never writes one, and
+// FRR's zebra writes its BGP routes so (protocol bgp, metric 20, the
+// installer's defaults). Such routes are left out, so neither a reconcile
+// nor a flush removes them, and logged once.
 func (i *Installer) Routes() ([]InstallRoute, error) {
 	var out []InstallRoute
-	for _, fam := range []int{unix.AF_INET, unix.AF_INET6} {
-		filter := &netlink.Route{Table: int(i.cfg.Table), Protocol: netlink.RouteProtocol(i.cfg.Protocol)}
-		rs, err := i.h.RouteListFiltered(fam, filter, netlink.RT_FILTER_TABLE|netlink.RT_FILTER_PROTOCOL)
+	others := 0
+	req := make([]byte, nlmsgHdrLen+rtmsgLen) // AF_UNSPEC: both families
+	err := dump(Options{NetNS: i.cfg.NetNS}, unix.RTM_GETROUTE, req, func() { out, others = out[:0], 0 }, func(msg []byte) error {
+		m, err := DecodeRoute(msg)
+		if errors.Is(err, ErrSkip) {
+			return nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("list installed routes in table %d: %w", i.cfg.Table, err)
+			return err
 		}
-		for _, r := range rs {
-			if r.Priority != int(i.cfg.Metric) || r.Dst == nil {
-				continue
-			}
-			p, ok := netip.AddrFromSlice(r.Dst.IP)
-			if !ok {
-				continue
-			}
-			ones, _ := r.Dst.Mask.Size()
-			ir := InstallRoute{Prefix: netip.PrefixFrom(p.Unmap(), ones)}
-			add := func(gw net.IP, via netlink.Destination, link, flags int) {
-				if v, ok := via.(*netlink.Via); ok {
-					gw = v.Addr
-				}
-				if a, ok := netip.AddrFromSlice(gw); ok {
-					if ir.Prefix.Addr().Is4() && a.Is4In6() {
-						a = a.Unmap()
-					}
-					n := fib.Nexthop{Gateway: a, LinkIndex: link, Flags: uint32(flags) & fib.RTNHFOnlink}
-					ir.Nexthops = append(ir.Nexthops, fib.ZonedHop(n))
-				}
-			}
-			if len(r.MultiPath) == 0 {
-				add(r.Gw, r.Via, r.LinkIndex, r.Flags)
-			}
-			for _, nh := range r.MultiPath {
-				add(nh.Gw, nh.Via, nh.LinkIndex, nh.Flags)
-			}
-			slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
-			out = append(out, ir)
+		r := &m.Route
+		if m.Src.IsValid() || r.Table != i.cfg.Table || r.Protocol != i.cfg.Protocol || r.Priority != i.cfg.Metric {
+			return nil
 		}
+		if r.NHID != 0 {
+			others++
+			return nil
+		}
+		ir := InstallRoute{Prefix: r.Prefix}
+		for _, nh := range r.Nexthops {
+			if nh.Gateway.IsValid() {
+				ir.Nexthops = append(ir.Nexthops, fib.ZonedHop(nh))
+			}
+		}
+		slices.SortFunc(ir.Nexthops, netip.Addr.Compare)
+		out = append(out, ir)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list installed routes in table %d: %w", i.cfg.Table, err)
+	}
+	if others > 0 && i.othersSeen.CompareAndSwap(false, true) {
+		i.log.Warn("another daemon writes routes as the FIB installer's table, protocol and metric (they name nexthop objects, which the installer never writes: FRR's zebra?); they are left alone, but the installer replaces any of their prefixes GoBGP has a best path for, and next hops do not resolve over them: give the installer a protocol of its own (install.protocol, e.g. \"200\")",
+			"routes", others, "table", i.cfg.Table, "protocol", i.cfg.Protocol, "metric", i.cfg.Metric)
 	}
 	return out, nil
 }

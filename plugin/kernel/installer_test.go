@@ -3,12 +3,14 @@ package kernel
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/fib"
 )
 
@@ -159,6 +161,46 @@ func TestInstallerReconcilesAndFlushesOnlyItsOwnRoutes(t *testing.T) {
 	slices.Sort(left)
 	if fmt.Sprint(left) != "[192.0.2.0/24/bgp/30 203.0.113.0/24/static/20]" {
 		t.Errorf("after flush the kernel holds %v; others' routes must stay", left)
+	}
+}
+
+// TestInstallerLeavesAnotherDaemonsObjectRoutesAlone: FRR's zebra writes
+// its BGP routes as protocol bgp, metric 20 (the installer's defaults),
+// over nexthop objects, which the installer never writes. Such routes,
+// at either nexthop_compat_mode, are not the installer's: a reconcile does
+// not take them for stale, a flush leaves them, and the installer says
+// once that another daemon writes as it does.
+func TestInstallerLeavesAnotherDaemonsObjectRoutesAlone(t *testing.T) {
+	for _, mode := range []string{"1", "0"} {
+		t.Run("compat_mode="+mode, func(t *testing.T) {
+			ns := newTestNS(t)
+			addTestLink(t, ns, "eth1")
+			ipn(t, ns, "addr", "add", "10.1.0.1/24", "dev", "eth1")
+			if err := writeSysctl(Options{NetNS: ns}, procSys+"/net/ipv4/nexthop_compat_mode", mode); err != nil {
+				t.Fatal(err)
+			}
+			var logs syncbuf.Buffer
+			inst, err := NewInstaller(InstallerConfig{NetNS: ns}, slog.New(slog.NewTextHandler(&logs, nil)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(inst.Close)
+			ipn(t, ns, "nexthop", "add", "id", "7", "via", "10.1.0.2", "dev", "eth1")
+			ipn(t, ns, "route", "add", "100.64.0.0/24", "nhid", "7", "proto", "bgp", "metric", "20")
+			ipn(t, ns, "route", "add", "198.51.100.0/24", "via", "10.1.0.2", "proto", "bgp", "metric", "20") // a predecessor's
+			if _, removed, err := inst.Reconcile(nil, nil); err != nil || removed != 1 {
+				t.Fatalf("Reconcile removed %d, %v; want 1, the predecessor's", removed, err)
+			}
+			if n, err := inst.Flush(); err != nil || n != 0 {
+				t.Fatalf("Flush = %d, %v; want nothing of its own left", n, err)
+			}
+			if got := ipn(t, ns, "route", "show", "100.64.0.0/24"); !strings.Contains(got, "nhid 7") {
+				t.Errorf("the other daemon's route is gone: %q", got)
+			}
+			if n := strings.Count(logs.String(), "another daemon writes routes"); n != 1 || !strings.Contains(logs.String(), "install.protocol") {
+				t.Errorf("want one warning naming install.protocol:\n%s", logs.String())
+			}
+		})
 	}
 }
 

@@ -156,7 +156,9 @@ func TestNextHopsBehindARouteAreResolved(t *testing.T) {
 // nexthop object (what FRR's zebra installs) by the object's id alone, and
 // announces nothing of it when the object changes or goes. The next hops
 // behind such a route are written through the object's gateways all the
-// same (an IPv6 link-local one, under an IPv4 route, with its interface), follow the object when it is replaced in place (to the members of
+// same (an IPv6 link-local one, under an IPv4 route, with its interface;
+// over another daemon's BGP route too, which names an object where the
+// installer's own never do), follow the object when it is replaced in place (to the members of
 // a group), and are refused with the hint when it is deleted, which takes
 // its route away without a word from the kernel.
 func TestANextHopOverANexthopObjectIsResolved(t *testing.T) {
@@ -172,6 +174,10 @@ func TestANextHopOverANexthopObjectIsResolved(t *testing.T) {
 	// BGP unnumbered (RFC 5549) installs, FRR's over nexthop objects.
 	kerneltest.IP(t, ns, "nexthop", "add", "id", "30", "via", "fe80::2", "dev", "eth1")
 	kerneltest.IP(t, ns, "route", "add", "100.67.0.0/16", "nhid", "30", "proto", "ospf")
+	// FRR's BGP underlay: protocol bgp and metric 20, the installer's own,
+	// but over an object, which the installer never writes.
+	kerneltest.IP(t, ns, "nexthop", "add", "id", "40", "via", "10.0.0.6", "dev", "eth1")
+	kerneltest.IP(t, ns, "route", "add", "100.68.0.0/16", "nhid", "40", "proto", "bgp", "metric", "20")
 	if got := kerneltest.IP(t, ns, "route", "show", "100.66.0.0/16"); strings.Contains(got, "via") {
 		t.Fatalf("the kernel shows the object's route as %q, want the object's id alone (compat mode 0)", got)
 	}
@@ -190,10 +196,14 @@ func TestANextHopOverANexthopObjectIsResolved(t *testing.T) {
 			t.Errorf("%v in the kernel: %q, want via 10.0.0.2, the object's gateway", p, got)
 		}
 	}
-	unnumbered := netip.MustParsePrefix("10.15.0.0/16")
-	f.apply(false, []gobgp.BestPath{{Prefix: unnumbered, Nexthops: []netip.Addr{netip.MustParseAddr("100.67.0.5")}}})
+	unnumbered, overlay := netip.MustParsePrefix("10.15.0.0/16"), netip.MustParsePrefix("10.16.0.0/16")
+	f.apply(false, []gobgp.BestPath{{Prefix: unnumbered, Nexthops: []netip.Addr{netip.MustParseAddr("100.67.0.5")}},
+		{Prefix: overlay, Nexthops: []netip.Addr{netip.MustParseAddr("100.68.0.5")}}})
 	if got := route(unnumbered); !strings.Contains(got, "via inet6 fe80::2 dev eth1") {
 		t.Errorf("%v in the kernel: %q, want via inet6 fe80::2 dev eth1, the object's link-local gateway on its interface", unnumbered, got)
+	}
+	if got := route(overlay); !strings.Contains(got, "via 10.0.0.6") {
+		t.Errorf("%v in the kernel: %q, want via 10.0.0.6, resolved over another daemon's BGP route", overlay, got)
 	}
 	if refused, _, _ := g.snapshot(); len(refused) != 0 {
 		t.Errorf("refused %+v, want none", refused)
