@@ -397,6 +397,22 @@ func (s *Speaker) install(ctx context.Context, reason string) error {
 		s.opts.log.Warn("gobgpd holds the gate's policy as an older fibgate made it: its held sets also hold VPN and labeled-unicast paths inside the gated scope, which the gate never releases; render the fallback again with fibgated --print-fallback into gobgpd's config (or restart gobgpd, if its config has none) and reload gobgpd",
 			"policy", s.cfg.policy)
 	}
+	if !chainOK {
+		// The chain was read before the sets and the policy were put
+		// right (milliseconds). A change in progress (SetPolicies, then
+		// the user's assignment: gobgpd's own reload is two steps) may
+		// have assigned the user's chain since; read it again, so the gate
+		// goes in front of the chain that is there now, not of the one
+		// that was (TestGuardReinstallsGateAfterPolicyReloadBeforeAnythingLeaks
+		// lost the user's policy so under load).
+		if a, err = s.b.exportAssignment(ctx); err != nil {
+			return fmt.Errorf("install gate: read global export assignment: %w", err)
+		}
+		chain = chain[:0]
+		for _, p := range a.Policies {
+			chain = append(chain, p.Name)
+		}
+	}
 	user := s.userPart(chain)
 	def := api.RouteAction_NONE // leave it
 	if !chainOK {
