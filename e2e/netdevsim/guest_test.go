@@ -78,7 +78,7 @@ type family struct {
 	transit, origin  netip.Prefix
 	failT, failO     netip.Prefix // announced and added while the driver fails
 	whileDown, after netip.Prefix // announced while fibgated is down, and after its restart
-	overObject       netip.Prefix // originated over a nexthop object
+	overObject       netip.Prefix // originated over a nexthop group
 	ipFlag           string
 	resource         string // netdevsim's devlink resource of the family's FIB
 }
@@ -150,7 +150,7 @@ func TestInsideVM(t *testing.T) {
 					t.Run(f.name, func(t *testing.T) { r.trappedFirst(t, f) })
 				}
 			})
-			t.Run("a route over a nexthop object: released once trapped, withdrawn when the object goes", func(t *testing.T) {
+			t.Run("a route over a nexthop group: released once trapped, withdrawn when the group goes", func(t *testing.T) {
 				for i, f := range r.fams {
 					t.Run(f.name, func(t *testing.T) { r.overObject(t, f, 100+i) })
 				}

@@ -33,17 +33,20 @@ func (r *rig) trappedFirst(t *testing.T, f family) {
 	}
 }
 
-// overObject: an originated prefix whose route names a nexthop object (as
-// FRR's zebra installs its routes) reaches the observer only once
-// netdevsim trapped it; deleting the object removes the route, which the
-// kernel does not announce for IPv4, and the gate withdraws the prefix
-// from the observer.
+// overObject: an originated prefix whose route names a nexthop group of
+// two (as FRR's zebra installs an ECMP route) reaches the observer only
+// once netdevsim trapped it: the route's trap is the whole route's, every
+// path's; deleting the group removes the route, which the kernel does not
+// announce for IPv4, and the gate withdraws the prefix from the observer.
 func (r *rig) overObject(t *testing.T, f family, id int) {
 	since := time.Now()
-	r.ip(t, f.ipFlag, "nexthop", "add", "id", fmt.Sprint(id), "via", f.peer, "dev", "to-peer")
-	r.ip(t, f.ipFlag, "route", "add", f.overObject.String(), "nhid", fmt.Sprint(id), "proto", "static")
+	a, b, g := fmt.Sprint(id), fmt.Sprint(id+10), fmt.Sprint(id+20)
+	r.ip(t, f.ipFlag, "nexthop", "add", "id", a, "via", f.peer, "dev", "to-peer")
+	r.ip(t, f.ipFlag, "nexthop", "add", "id", b, "via", f.peer, "dev", "to-peer")
+	r.ip(t, "nexthop", "add", "id", g, "group", a+"/"+b)
+	r.ip(t, f.ipFlag, "route", "add", f.overObject.String(), "nhid", g, "proto", "static")
 	r.advertisedAfterTrap(t, f.overObject, since)
-	r.ip(t, "nexthop", "del", "id", fmt.Sprint(id))
+	r.ip(t, "nexthop", "del", "id", g)
 	lab.Eventually(t, 30*time.Second, fmt.Sprintf("%v withdrawn", f.overObject), func() error {
 		if r.watch.Has(f.overObject) {
 			return errors.New("the observer still has it")
@@ -54,6 +57,8 @@ func (r *rig) overObject(t *testing.T, f family, id int) {
 		}
 		return nil
 	})
+	r.ip(t, "nexthop", "del", "id", a)
+	r.ip(t, "nexthop", "del", "id", b)
 }
 
 // advertisedAfterTrap waits until the observer has p, then checks that

@@ -138,6 +138,11 @@ func (f *FIB) merge6(e *entry, k int, r Route, req NLFlags, drv Driver) ([]Messa
 		}
 	}
 	if len(added) == 0 {
+		if drv == nil && cur.NHID != 0 {
+			// A route over a nexthop object is one fib6_info, not
+			// siblings: its flags are the whole route's.
+			return nil, f.updateFlags(e, k, &r), nil
+		}
 		if drv == nil {
 			// A notification about siblings the model has: take its flags.
 			return nil, f.siblingFlags(e, k, &r), nil

@@ -101,7 +101,8 @@ const (
 // returns a reason for anything but confirmation. A route without per-path
 // flags (netdevsim sets only the route's rt_trap) is judged by its route
 // flags for every path; IPv6 siblings and mlxsw's per-nexthop offload bits
-// are judged path by path.
+// are judged path by path. A route over a nexthop object is one kernel
+// entry whatever the object's members: its route flags are every path's.
 func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
 	if s.Level == LevelFIB {
 		return VerdictConfirmed, ""
@@ -113,7 +114,7 @@ func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
 			perPath = true
 		}
 	}
-	if perPath && len(r.Nexthops) > 1 {
+	if perPath && len(r.Nexthops) > 1 && r.NHID == 0 {
 		paths = paths[:0]
 		for _, nh := range r.Nexthops {
 			paths = append(paths, nh.HW|r.Flags&fib.OffloadFailed)

@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
+
+	"github.com/fibgate/fibgate/plugin/fib"
+	"github.com/fibgate/fibgate/plugin/gate"
 )
 
 // nexthopMsg builds an RTM_NEWNEXTHOP (or DEL) as the kernel sends it:
@@ -77,5 +80,37 @@ func TestDecodeNexthop(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+	}
+}
+
+// TestRouteOverAnObjectKeepsItsFlagsOnTheRoute: an IPv6 route over a
+// nexthop group is one fib6_info, not siblings, so its hardware flags are
+// the whole route's. DecodeRoute gives them to the route alone (as it
+// does an IPv4 route's), so the gate judges every path by them; put on
+// the first next hop only, as for IPv6 siblings, a trapped route over a
+// group of two read as one path trapped and one not, and a scope whose
+// ECMP rule is "all" never confirmed it.
+func TestRouteOverAnObjectKeepsItsFlagsOnTheRoute(t *testing.T) {
+	in := RouteMessage{Type: rtmNewRoute, Multipath: true, Route: fib.Route{Table: fib.TableMain, Type: fib.TypeUnicast,
+		Protocol: fib.ProtoStatic, Priority: 1024, NHID: 10, Flags: fib.Trap,
+		Prefix: netip.MustParsePrefix("2001:db8:5::/64"), Nexthops: []fib.Nexthop{
+			{Gateway: netip.MustParseAddr("2001:db8:ff::2"), LinkIndex: 3, Weight: 1},
+			{Gateway: netip.MustParseAddr("2001:db8:ff::3"), LinkIndex: 3, Weight: 1}}}}
+	m, err := DecodeRoute(EncodeRoute(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Route.Flags != fib.Trap || m.Route.Nexthops[0].HW != 0 || m.Route.Nexthops[1].HW != 0 {
+		t.Errorf("decoded flags %v, next hops %v and %v; want trap on the route alone", m.Route.Flags, m.Route.Nexthops[0].HW, m.Route.Nexthops[1].HW)
+	}
+	sc := gate.Scope{Level: gate.LevelHardware, ECMP: gate.ECMPAll}
+	if v, why := sc.Judge(&m.Route); v != gate.VerdictConfirmed {
+		t.Errorf("judged %v (%s), want confirmed: every path of the route is trapped", v, why)
+	}
+	// However a path came by a flag of its own (the model takes an IPv6
+	// flag notification as a sibling's), the route's flags decide.
+	m.Route.Nexthops[0].HW = fib.Trap
+	if v, why := sc.Judge(&m.Route); v != gate.VerdictConfirmed {
+		t.Errorf("with a flag on one path: judged %v (%s), want confirmed by the route's trap", v, why)
 	}
 }

@@ -95,6 +95,8 @@ type RouteMessage struct {
 // IPv6 keeps hardware state per fib6_info, and the kernel reports a
 // multipath route with the first sibling's rtm_flags and that sibling listed
 // first; so for IPv6 the route flags are also ORed into Nexthops[0].HW.
+// Not for a route over a nexthop object: it is one fib6_info whatever the
+// object's members, and its flags are the whole route's.
 // A route that only names a nexthop object (RTA_NH_ID with
 // nexthop_compat_mode=0) has no Nexthops.
 //
@@ -125,7 +127,7 @@ func DecodeRoute(msg []byte) (RouteMessage, error) {
 	if m.Multipath, err = a.nexthops(r, m.RTMFlags, h.family); err != nil {
 		return m, err
 	}
-	if h.family == afInet6 && len(r.Nexthops) > 0 {
+	if h.family == afInet6 && len(r.Nexthops) > 0 && r.NHID == 0 {
 		r.Nexthops[0].HW |= r.Flags
 	}
 	return m, nil
@@ -395,7 +397,7 @@ func appendRoute(b []byte, m RouteMessage) []byte {
 	if len(r.Nexthops) == 1 && !multipath {
 		nh := r.Nexthops[0]
 		hw := nh.HW
-		if v6 {
+		if v6 && r.NHID == 0 {
 			hw &^= r.Flags // DecodeRoute ORs the route flags in again
 		}
 		rtmFlags |= nh.Flags&rtnhFlagBits | hw.RTNH()

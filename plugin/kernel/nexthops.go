@@ -59,9 +59,6 @@ func (o objects) expand(r *fib.Route) {
 	}
 	r.Nexthops = nhs
 	r.Unmodelled = r.Unmodelled || encap
-	if r.Family() == fib.IPv6 {
-		r.Nexthops[0].HW |= r.Flags // as DecodeRoute keeps an IPv6 route's state
-	}
 }
 
 // nexthops is where a route over the object leads: a single nexthop, or a
