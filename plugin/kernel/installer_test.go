@@ -173,12 +173,7 @@ func TestInstallerReconcilesAndFlushesOnlyItsOwnRoutes(t *testing.T) {
 func TestInstallerLeavesAnotherDaemonsObjectRoutesAlone(t *testing.T) {
 	for _, mode := range []string{"1", "0"} {
 		t.Run("compat_mode="+mode, func(t *testing.T) {
-			ns := newTestNS(t)
-			addTestLink(t, ns, "eth1")
-			ipn(t, ns, "addr", "add", "10.1.0.1/24", "dev", "eth1")
-			if err := writeSysctl(Options{NetNS: ns}, procSys+"/net/ipv4/nexthop_compat_mode", mode); err != nil {
-				t.Fatal(err)
-			}
+			ns := objectsNS(t, mode)
 			var logs syncbuf.Buffer
 			inst, err := NewInstaller(InstallerConfig{NetNS: ns}, slog.New(slog.NewTextHandler(&logs, nil)))
 			if err != nil {

@@ -26,13 +26,8 @@ import (
 func TestListenerFollowsNexthopObjects(t *testing.T) {
 	for _, mode := range []string{"0", "1"} {
 		t.Run("compat_mode="+mode, func(t *testing.T) {
-			ns := newTestNS(t)
-			addTestLink(t, ns, "eth1")
-			ipn(t, ns, "addr", "add", "10.1.0.1/24", "dev", "eth1")
+			ns := objectsNS(t, mode)
 			ipn(t, ns, "-6", "addr", "add", "2001:db8:ff::1/64", "dev", "eth1", "nodad")
-			if err := writeSysctl(Options{NetNS: ns}, procSys+"/net/ipv4/nexthop_compat_mode", mode); err != nil {
-				t.Fatal(err)
-			}
 			for _, args := range [][]string{
 				{"nexthop", "add", "id", "1", "via", "10.1.0.2", "dev", "eth1"},
 				{"nexthop", "add", "id", "2", "via", "10.1.0.3", "dev", "eth1"},
@@ -85,6 +80,19 @@ func TestListenerFollowsNexthopObjects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// objectsNS is a namespace with eth1 on 10.1.0.1/24 and
+// net.ipv4.nexthop_compat_mode at mode, for routes over nexthop objects.
+func objectsNS(t *testing.T, mode string) string {
+	t.Helper()
+	ns := newTestNS(t)
+	addTestLink(t, ns, "eth1")
+	ipn(t, ns, "addr", "add", "10.1.0.1/24", "dev", "eth1")
+	if err := writeSysctl(Options{NetNS: ns}, procSys+"/net/ipv4/nexthop_compat_mode", mode); err != nil {
+		t.Fatal(err)
+	}
+	return ns
 }
 
 // hops renders a route's next hops as "gw,gw*weight", or "" for none.
