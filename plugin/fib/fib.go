@@ -65,7 +65,7 @@ type Option func(*FIB)
 
 // WithNotifyMode sets fib_notify_on_flag_change for one family.
 func WithNotifyMode(f Family, m NotifyMode) Option {
-	return func(x *FIB) { x.mode[famIdx(f)] = m }
+	return func(x *FIB) { x.mode[f.Index()] = m }
 }
 
 // WithDriver attaches a switchdev-like driver to the notifier chain.
@@ -83,19 +83,12 @@ func New(opts ...Option) *FIB {
 	return f
 }
 
-func famIdx(f Family) int {
-	if f == IPv6 {
-		return 1
-	}
-	return 0
-}
-
 // SetNotifyMode changes fib_notify_on_flag_change for one family, as writing
 // the sysctl does; it affects only later flag changes.
-func (f *FIB) SetNotifyMode(fam Family, m NotifyMode) { f.mode[famIdx(fam)] = m }
+func (f *FIB) SetNotifyMode(fam Family, m NotifyMode) { f.mode[fam.Index()] = m }
 
 // NotifyMode returns the family's fib_notify_on_flag_change.
-func (f *FIB) NotifyMode(fam Family) NotifyMode { return f.mode[famIdx(fam)] }
+func (f *FIB) NotifyMode(fam Family) NotifyMode { return f.mode[fam.Index()] }
 
 // Len returns the number of routes (aliases, with IPv6 siblings folded) in all tables.
 func (f *FIB) Len() int { return f.routes }

@@ -17,7 +17,7 @@ func (f *FIB) SetFlags(r *Route, flags HWFlags) []Message {
 		return nil
 	}
 	cur := &e.routes[k]
-	mode := f.mode[famIdx(r.Family())]
+	mode := f.mode[r.Family().Index()]
 	if r.Family() == IPv4 || len(cur.Nexthops) == 0 {
 		old := cur.Flags
 		cur.Flags = flags

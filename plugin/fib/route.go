@@ -29,6 +29,15 @@ func (f Family) String() string {
 	return "family(" + strconv.Itoa(int(f)) + ")"
 }
 
+// Index is the family's slot in a per-family array: 0 for IPv4, 1 for
+// IPv6, so state kept per family needs no map.
+func (f Family) Index() int {
+	if f == IPv6 {
+		return 1
+	}
+	return 0
+}
+
 // FamilyOf returns the family of a prefix.
 func FamilyOf(p netip.Prefix) Family {
 	if p.Addr().Is4() {

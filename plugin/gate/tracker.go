@@ -42,21 +42,13 @@ func keyFor(table uint32, p netip.Prefix) prefixKey { return prefixKey{pkey.Of(p
 
 func (k prefixKey) prefix() netip.Prefix { return k.k.Prefix() }
 
-// fam is the index of k's family in the tracker's per-family counts: 0
-// for IPv4, 1 for IPv6.
+// fam is the index of k's family in the tracker's per-family counts
+// (fib.Family.Index), read off the key without rebuilding its prefix.
 func (k prefixKey) fam() int {
 	if k.k.Is6() {
-		return 1
+		return fib.IPv6.Index()
 	}
-	return 0
-}
-
-// famIndex is fam for a family.
-func famIndex(f fib.Family) int {
-	if f == fib.IPv6 {
-		return 1
-	}
-	return 0
+	return fib.IPv4.Index()
 }
 
 func keyOf(r *fib.Route) prefixKey { return keyFor(r.Table, r.Prefix) }
@@ -850,14 +842,14 @@ func (t *Tracker) HardwareSeen() bool { return t.flagged[0].Load() || t.flagged[
 // may offload one family only (Marvell's prestera offloads IPv4 routes
 // and never flags an IPv6 one), and then the other family's prefixes
 // wait for good while flags show up for the first.
-func (t *Tracker) HardwareSeenIn(f fib.Family) bool { return t.flagged[famIndex(f)].Load() }
+func (t *Tracker) HardwareSeenIn(f fib.Family) bool { return t.flagged[f.Index()].Load() }
 
 // PendingIn is how many prefixes of a family wait for their route to be
 // confirmed: what HardwareSeenIn's warning counts.
 func (t *Tracker) PendingIn(f fib.Family) int {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	return t.byState[famIndex(f)][Pending]
+	return t.byState[f.Index()][Pending]
 }
 
 // hasHWFlags says whether r or one of its next hops carries a hardware flag.

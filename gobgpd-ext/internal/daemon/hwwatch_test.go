@@ -21,15 +21,8 @@ type quietGate struct {
 	seen    [2]atomic.Bool
 }
 
-func idx(f fib.Family) int {
-	if f == fib.IPv6 {
-		return 1
-	}
-	return 0
-}
-
-func (g *quietGate) HardwareSeenIn(f fib.Family) bool { return g.seen[idx(f)].Load() }
-func (g *quietGate) PendingIn(f fib.Family) int       { return int(g.pending[idx(f)].Load()) }
+func (g *quietGate) HardwareSeenIn(f fib.Family) bool { return g.seen[f.Index()].Load() }
+func (g *quietGate) PendingIn(f fib.Family) int       { return int(g.pending[f.Index()].Load()) }
 
 // TestWarnUnconfirmed: the warning comes once a family's prefixes have
 // waited the whole span with none of its routes flagged, names the family,
