@@ -35,12 +35,13 @@ func (r Resolution) Resolved() bool { return r.Via.IsValid() }
 // it, not of protocol skip (the caller's own routes: BGP does not resolve
 // over itself; a route of that protocol over a nexthop object is another
 // daemon's, such as FRR's BGP underlay, and resolves) and not the default
-// route (zebra's default: no resolution via 0/0), gives its gateways. A next hop nothing resolves, or only a
-// route that does not forward (blackhole, unreachable), comes back alone:
-// the kernel refuses it, and the refusal says why; so does one whose
-// longest route names only a nexthop object that is not known. An IPv6 link-local
-// gateway (what an IPv6 IGP's routes have) comes back with its
-// interface's index as its zone ("fe80::1%3").
+// route (zebra's default: no resolution via 0/0), gives its gateways. A
+// next hop nothing resolves, or only a route that does not forward
+// (blackhole, unreachable), comes back alone: the kernel refuses it, and
+// the refusal says why; so does one whose longest route names only a
+// nexthop object that is not known. An IPv6 link-local gateway (what an
+// IPv6 IGP's routes have) comes back with its interface's index as its
+// zone ("fe80::1%3").
 func (f *FIB) Resolve(table uint32, nh netip.Addr, skip Protocol) Resolution {
 	alone := Resolution{Gateways: []netip.Addr{nh}}
 	if !nh.IsValid() || nh.IsLinkLocalUnicast() || nh.IsUnspecified() || f.table(table, false) == nil {
