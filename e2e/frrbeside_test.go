@@ -23,16 +23,8 @@ import (
 // reconcile): FRR's route stays in the kernel throughout, and the leaf
 // says that another daemon writes as its installer does.
 func TestFRRBesideTheLeafKeepsItsRoutes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("end-to-end with namespaces, FRR and a gated leaf: skipped in -short mode")
-	}
-	lab.RequireRoot(t)
 	lab.RequireFRR(t)
-	binaries(t)
-	lab.GobgpBinaries(t)
-	for _, m := range leafModes[:2] {
-		t.Run(m.name, func(t *testing.T) { runFRRBeside(t, m) })
-	}
+	forLeaves(t, leafModes[:2], runFRRBeside) // gobgpd-ext, and gobgpd with fibgated
 }
 
 func runFRRBeside(t *testing.T, m leafMode) {

@@ -46,14 +46,18 @@ func TestMakeBeforeBreak(t *testing.T) { forEachLeaf(t, runMakeBeforeBreak) }
 
 // forEachLeaf runs a make-before-break scenario on every gated leaf
 // (leafModes): gobgpd-ext, gobgpd + fibgated, gobgpd-ext releasing by copy.
-func forEachLeaf(t *testing.T, run func(t *testing.T, m leafMode)) {
+func forEachLeaf(t *testing.T, run func(t *testing.T, m leafMode)) { forLeaves(t, leafModes, run) }
+
+// forLeaves runs a scenario on each of the gated leaves modes, skipped in
+// -short mode and without root.
+func forLeaves(t *testing.T, modes []leafMode, run func(t *testing.T, m leafMode)) {
 	if testing.Short() {
 		t.Skip("end-to-end with namespaces and four BGP speakers: skipped in -short mode")
 	}
 	lab.RequireRoot(t)
 	binaries(t)
 	lab.GobgpBinaries(t)
-	for _, m := range leafModes {
+	for _, m := range modes {
 		t.Run(m.name, func(t *testing.T) { run(t, m) })
 	}
 }
