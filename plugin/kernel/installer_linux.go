@@ -87,8 +87,12 @@ func NewInstaller(cfg InstallerConfig, log *slog.Logger) (*Installer, error) {
 
 // Owns reports whether r is one of the installer's routes: its table,
 // protocol and metric, and no nexthop object (Routes).
-func (i *Installer) Owns(r *fib.Route) bool {
-	return r.Table == i.cfg.Table && r.Protocol == i.cfg.Protocol && r.Priority == i.cfg.Metric && r.NHID == 0
+func (i *Installer) Owns(r *fib.Route) bool { return i.writesAs(r) && r.NHID == 0 }
+
+// writesAs says whether r has the table, protocol and metric the installer
+// writes its routes with.
+func (i *Installer) writesAs(r *fib.Route) bool {
+	return r.Table == i.cfg.Table && r.Protocol == i.cfg.Protocol && r.Priority == i.cfg.Metric
 }
 
 // Table is the table the installer writes to.
@@ -262,11 +266,11 @@ func (i *Installer) Routes() ([]InstallRoute, error) {
 			return err
 		}
 		r := &m.Route
-		if m.Src.IsValid() || r.Table != i.cfg.Table || r.Protocol != i.cfg.Protocol || r.Priority != i.cfg.Metric {
+		if m.Src.IsValid() || !i.writesAs(r) {
 			return nil
 		}
-		if r.NHID != 0 {
-			others++
+		if !i.Owns(r) {
+			others++ // over a nexthop object
 			return nil
 		}
 		ir := InstallRoute{Prefix: r.Prefix}
