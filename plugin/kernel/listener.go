@@ -411,6 +411,10 @@ func (l *Listener) resync(report bool) error {
 			objs.expand(&m.Route)
 			if err := fresh.Append(m.Route); err != nil {
 				l.log.Warn("route in dump not modelled", "err", err)
+				continue
+			}
+			if m.Route.NHID != 0 {
+				objs.note(fib.Change{New: &m.Route}) // no second pass over the model
 			}
 		}
 	}
@@ -443,11 +447,6 @@ func (l *Listener) resync(report bool) error {
 	fresh.InheritVersions(l.model)
 	l.model = fresh
 	l.objs = objs
-	for r := range fresh.All() {
-		if r.NHID != 0 {
-			objs.note(fib.Change{New: r})
-		}
-	}
 	clear(l.links)
 	for _, lk := range links {
 		l.links[lk.Index] = link{name: lk.Name, up: lk.AdminUp}
