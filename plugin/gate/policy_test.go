@@ -92,6 +92,13 @@ func TestJudgeAppliesLevelAndECMP(t *testing.T) {
 		}
 		return r
 	}
+	// route4 is an IPv4 route: its per-path flags are the next hops'
+	// RTNH_F_OFFLOAD/TRAP marks, which every route through them shares.
+	route4 := func(flags fib.HWFlags, nh ...fib.HWFlags) *fib.Route {
+		r := route(flags, nh...)
+		r.Prefix = netip.MustParsePrefix("192.0.2.0/24")
+		return r
+	}
 	scope := func(l Level, e ECMP) *Scope { return &Scope{Level: l, ECMP: e} }
 	tests := []struct {
 		name  string
@@ -110,6 +117,18 @@ func TestJudgeAppliesLevelAndECMP(t *testing.T) {
 		{"ecmp any takes one path", scope(LevelHardware, ECMPAny), route(fib.Offload, fib.Offload, 0), VerdictConfirmed},
 		{"ecmp all with a failed sibling fails", scope(LevelHardware, ECMPAll), route(fib.Trap, fib.Trap, fib.OffloadFailed), VerdictFailed},
 		{"ecmp any survives a failed sibling", scope(LevelHardware, ECMPAny), route(fib.Trap, fib.Trap, fib.OffloadFailed), VerdictConfirmed},
+		// IPv4: next-hop marks without the route's own flag (mlxsw's shared
+		// adjacency group, rocker) confirm nothing.
+		{"ipv4 marks alone do not confirm under ecmp all", scope(LevelHardware, ECMPAll), route4(0, fib.Offload, fib.Offload), VerdictPending},
+		{"ipv4 marks alone do not confirm under ecmp any", scope(LevelHardware, ECMPAny), route4(0, fib.Offload, fib.Offload), VerdictPending},
+		{"ipv4 marks alone do not confirm one path", scope(LevelHardware, ECMPAll), route4(0, fib.Offload), VerdictPending},
+		{"ipv4 offload with every path marked", scope(LevelOffload, ECMPAll), route4(fib.Offload, fib.Offload, fib.Offload), VerdictConfirmed},
+		{"ipv4 ecmp all waits for an unmarked path", scope(LevelHardware, ECMPAll), route4(fib.Offload, fib.Offload, 0), VerdictPending},
+		{"ipv4 ecmp any takes the route and one path", scope(LevelHardware, ECMPAny), route4(fib.Offload, fib.Offload, 0), VerdictConfirmed},
+		{"ipv4 trap without marks covers every path", scope(LevelHardware, ECMPAll), route4(fib.Trap, 0, 0), VerdictConfirmed},
+		{"ipv4 offload level refuses a trapped route with marked paths", scope(LevelOffload, ECMPAny), route4(fib.Trap, fib.Offload, fib.Offload), VerdictPending},
+		{"ipv4 failure beside marks fails", scope(LevelHardware, ECMPAny), route4(fib.OffloadFailed, fib.Offload, fib.Offload), VerdictFailed},
+		{"ipv4 one path: the route's flag is enough", scope(LevelHardware, ECMPAll), route4(fib.Trap, fib.Offload), VerdictConfirmed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -100,26 +100,60 @@ const (
 // Judge applies the scope's level and ECMP rule to a forwarding route. It
 // returns a reason for anything but confirmation. A route without per-path
 // flags (netdevsim sets only the route's rt_trap) is judged by its route
-// flags for every path; IPv6 siblings and mlxsw's per-nexthop offload bits
-// are judged path by path. A route over a nexthop object is one kernel
-// entry whatever the object's members: its route flags are every path's.
+// flags for every path; IPv6 siblings, each a kernel route with flags of
+// its own, are judged path by path. A route over a nexthop object is one
+// kernel entry whatever the object's members: its route flags are every
+// path's.
+//
+// An IPv4 route's per-nexthop marks (RTNH_F_OFFLOAD, RTNH_F_TRAP) never
+// confirm it. The kernel keeps them on the fib_info, which every route
+// with the same next hops shares: mlxsw marks the next hops of an
+// adjacency group it has written, so a new route through the same spines
+// carries the marks when it is added, before the driver has written its
+// own entry and set rt_offload; rocker marks next hops and never flags a
+// route. So an IPv4 route is confirmed by its own flags, and under ECMP
+// all its marks may then still hold it for a path not yet in hardware.
 func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
 	if s.Level == LevelFIB {
 		return VerdictConfirmed, ""
 	}
-	paths := []fib.HWFlags{r.Flags}
 	perPath := false
 	for _, nh := range r.Nexthops {
 		if nh.HW != 0 {
-			perPath = true
+			perPath = r.NHID == 0
 		}
 	}
-	if perPath && len(r.Nexthops) > 1 && r.NHID == 0 {
-		paths = paths[:0]
-		for _, nh := range r.Nexthops {
-			paths = append(paths, nh.HW|r.Flags&fib.OffloadFailed)
+	v4 := r.Family() == fib.IPv4
+	if !perPath || !v4 && len(r.Nexthops) < 2 {
+		return s.judgePaths(r.Flags, []fib.HWFlags{r.Flags})
+	}
+	if v4 {
+		v, why := s.judgePaths(r.Flags, []fib.HWFlags{r.Flags})
+		if v != VerdictConfirmed || len(r.Nexthops) < 2 {
+			if why == reasonWaiting {
+				why = reasonMarksOnly
+			}
+			return v, why
 		}
 	}
+	var buf [8]fib.HWFlags
+	paths := buf[:0]
+	for _, nh := range r.Nexthops {
+		paths = append(paths, nh.HW|r.Flags&fib.OffloadFailed)
+	}
+	return s.judgePaths(r.Flags, paths)
+}
+
+const (
+	reasonWaiting = "waiting for hardware"
+	// reasonMarksOnly: an IPv4 route whose next hops are marked in
+	// hardware while the route itself has no flag (Judge).
+	reasonMarksOnly = "waiting for hardware: its next hops are marked offloaded, the route itself is not flagged yet"
+)
+
+// judgePaths applies the level and the ECMP rule to the flags of each
+// path; flags are the route's own.
+func (s *Scope) judgePaths(flags fib.HWFlags, paths []fib.HWFlags) (Verdict, string) {
 	ok, failed := 0, 0
 	for _, f := range paths {
 		switch {
@@ -134,10 +168,10 @@ func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
 		return VerdictConfirmed, ""
 	case failed > 0 && (s.ECMP == ECMPAll || ok+failed == len(paths)):
 		return VerdictFailed, "hardware reported offload_failed"
-	case r.Flags&fib.Trap != 0 && s.Level == LevelOffload:
+	case flags&fib.Trap != 0 && s.Level == LevelOffload:
 		return VerdictPending, "route traps to the CPU; scope demands offload"
 	case ok > 0:
 		return VerdictPending, "waiting for hardware on some nexthops"
 	}
-	return VerdictPending, "waiting for hardware"
+	return VerdictPending, reasonWaiting
 }

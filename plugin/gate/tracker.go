@@ -110,11 +110,12 @@ type Tracker struct {
 		confirmed, failed, withdrawn, advertised, speakerErrors atomic.Uint64
 	}
 	// flagged: some route of a gated table and of the family (fam) has
-	// shown a hardware flag since start (HardwareSeen).
-	flagged [2]atomic.Bool
-	adv     advertiser
-	ref     refusals // routes the kernel refused (refuse.go)
-	rtr     retrier  // rewrites of failed routes (retry.go)
+	// shown a hardware flag since start (HardwareSeen); marked: some has
+	// shown next-hop marks without one (NexthopMarksSeenIn).
+	flagged, marked [2]atomic.Bool
+	adv             advertiser
+	ref             refusals // routes the kernel refused (refuse.go)
+	rtr             retrier  // rewrites of failed routes (retry.go)
 }
 
 // TrackerOption configures a Tracker.
@@ -485,8 +486,13 @@ func (t *Tracker) evaluate(k prefixKey, r *fib.Route, ver uint64, lost bool, now
 		defer t.track(k, e, e.st.State)
 	}
 	scope, inScope := t.policy.Match(k.table, k.prefix())
-	if r != nil && !t.flagged[k.fam()].Load() && hasHWFlags(r) {
-		t.flagged[k.fam()].Store(true)
+	if r != nil && !t.flagged[k.fam()].Load() {
+		switch flagged, marked := hwFlagsOf(r); {
+		case flagged:
+			t.flagged[k.fam()].Store(true)
+		case marked && !t.marked[k.fam()].Load():
+			t.marked[k.fam()].Store(true)
+		}
 	}
 	if inScope {
 		// Refused routes, and routes a retry is writing again.
@@ -831,11 +837,11 @@ func (t *Tracker) forget(k prefixKey, e *entry) {
 }
 
 // HardwareSeen says whether any route of a gated table has shown a
-// hardware flag (offload, trap or offload_failed, on the route or a next
-// hop) since the tracker started. While it has not, a driver that offloads
-// routes is missing or silent, and every prefix waiting for the hardware
-// waits for good: the daemon warns about it (a new machine without a
-// switchdev driver, or a driver that does not offload routes).
+// hardware flag (offload, trap or offload_failed: the route's own, or an
+// IPv6 sibling's) since the tracker started. While it has not, a driver
+// that offloads routes is missing or silent, and every prefix waiting for
+// the hardware waits for good: the daemon warns about it (a new machine
+// without a switchdev driver, or a driver that does not offload routes).
 func (t *Tracker) HardwareSeen() bool { return t.flagged[0].Load() || t.flagged[1].Load() }
 
 // HardwareSeenIn is HardwareSeen for the routes of one family: a driver
@@ -843,6 +849,14 @@ func (t *Tracker) HardwareSeen() bool { return t.flagged[0].Load() || t.flagged[
 // and never flags an IPv6 one), and then the other family's prefixes
 // wait for good while flags show up for the first.
 func (t *Tracker) HardwareSeenIn(f fib.Family) bool { return t.flagged[f.Index()].Load() }
+
+// NexthopMarksSeenIn says whether, while no route of the family had a flag
+// of its own, one showed RTNH_F_OFFLOAD or RTNH_F_TRAP on its next hops:
+// `ip route` prints "offload" beside them. A driver that marks next hops
+// and never flags routes (rocker) looks offloaded there and confirms
+// nothing (Scope.Judge), and the warning says so instead of asking for a
+// driver that is there.
+func (t *Tracker) NexthopMarksSeenIn(f fib.Family) bool { return t.marked[f.Index()].Load() }
 
 // PendingIn is how many prefixes of a family wait for their route to be
 // confirmed: what HardwareSeenIn's warning counts.
@@ -852,17 +866,22 @@ func (t *Tracker) PendingIn(f fib.Family) int {
 	return t.byState[f.Index()][Pending]
 }
 
-// hasHWFlags says whether r or one of its next hops carries a hardware flag.
-func hasHWFlags(r *fib.Route) bool {
+// hwFlagsOf says whether r shows a hardware flag that can confirm a route
+// (its own, or an IPv6 sibling's: Scope.Judge), and whether it shows only
+// next-hop marks (an IPv4 route's RTNH_F_OFFLOAD/TRAP, a nexthop object's).
+func hwFlagsOf(r *fib.Route) (flagged, marked bool) {
 	if r.Flags != 0 { // offload, trap or offload_failed: HWFlags has no other bit
-		return true
+		return true, false
 	}
 	for _, nh := range r.Nexthops {
 		if nh.HW != 0 {
-			return true
+			marked = true
 		}
 	}
-	return false
+	if marked && r.Family() == fib.IPv6 && r.NHID == 0 {
+		return true, false
+	}
+	return false, marked
 }
 
 // TrackerStats are the gate's counters and latencies, for the API and metrics.

@@ -103,3 +103,70 @@ func TestServeWarnsOfAFamilyTheDriverNeverFlags(t *testing.T) {
 		t.Errorf("2001:db8:9::/48 after the warning: %q, want still pending (a warning, not a release)", v6)
 	}
 }
+
+// TestServeLetsNoNexthopMarkConfirmARoute: the kernel keeps an IPv4
+// route's next-hop marks (RTNH_F_OFFLOAD, `offload` beside a next hop in
+// `ip route`) on its fib_info, which every route through the same next
+// hops shares. On a Spectrum switch a new route through spines whose
+// adjacency group is written shows the marks from its add on, before mlxsw
+// has written the route; rocker marks next hops and never flags a route.
+// Here user space leaves the marks a driver would, and routes added after
+// them (as the installer adds a learned prefix) stay pending whatever
+// their next hops show: ECMP and single-path alike. The warning then says
+// that the marks confirm nothing, rather than asking for a driver.
+func TestServeLetsNoNexthopMarkConfirmARoute(t *testing.T) {
+	ns := kerneltest.NewNS(t)
+	kerneltest.AddLink(t, ns, "eth1")
+	kerneltest.IP(t, ns, "addr", "add", "10.1.0.1/24", "dev", "eth1")
+	sock := filepath.Join(t.TempDir(), "fibgate.sock")
+	stderr := serveInBackground(t, sock, "--netns", ns, "--backend", "kernel", "--set-notify", "1", "--warn-unconfirmed", "500ms")
+
+	// What a driver leaves: routes whose next hops it has marked.
+	kerneltest.AddMarkedRoute(t, ns, "198.51.100.0/24", "eth1", "10.1.0.2", "10.1.0.3")
+	kerneltest.AddMarkedRoute(t, ns, "198.51.101.0/24", "eth1", "10.1.0.4")
+	// New routes through the same next hops, as the FIB installer writes a
+	// learned prefix.
+	added := time.Now()
+	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "proto", "bgp",
+		"nexthop", "via", "10.1.0.2", "dev", "eth1", "nexthop", "via", "10.1.0.3", "dev", "eth1")
+	kerneltest.IP(t, ns, "route", "add", "203.0.113.0/24", "proto", "bgp", "via", "10.1.0.4", "dev", "eth1")
+	prefixes := []string{"192.0.2.0/24", "203.0.113.0/24"}
+	for _, p := range prefixes {
+		if out := kerneltest.IP(t, ns, "route", "show", p); !strings.Contains(out, "offload") {
+			t.Fatalf("the kernel does not show %s's next hops marked, so this test shows nothing:\n%s", p, out)
+		}
+	}
+	state := func(p string) string {
+		var out strings.Builder
+		run(context.Background(), []string{"routes", "--socket", sock, "--prefix", p}, &out, io.Discard)
+		return out.String()
+	}
+	const reason = "next hops are marked offloaded"
+	lab.Eventually(t, 20*time.Second, "both routes pending, their marks named", func() error {
+		for _, p := range prefixes {
+			if s := state(p); !strings.Contains(s, "pending") || !strings.Contains(s, reason) {
+				return fmt.Errorf("%s: %q", p, s)
+			}
+		}
+		return nil
+	})
+	const warning = "the driver marks next hops and not routes"
+	lab.Eventually(t, 20*time.Second, "the warning", func() error {
+		if !strings.Contains(stderr.String(), warning) {
+			return fmt.Errorf("serve: %s", stderr.String())
+		}
+		return nil
+	})
+	if took := time.Since(added); took < 500*time.Millisecond {
+		t.Errorf("warned %v after the routes, before --warn-unconfirmed 500ms", took)
+	}
+	if log := stderr.String(); strings.Count(log, warning) != 1 || !strings.Contains(log, "family=ipv4") ||
+		!strings.Contains(log, "level fib") || strings.Contains(log, "is there a switchdev driver") {
+		t.Errorf("want one warning, for IPv4, that the marks confirm nothing and what to do:\n%s", log)
+	}
+	for _, p := range prefixes {
+		if s := state(p); !strings.Contains(s, "pending") {
+			t.Errorf("%s after the warning: %q, want still pending", p, s)
+		}
+	}
+}

@@ -459,6 +459,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 // *gate.Tracker).
 type hardwareWatch interface {
 	HardwareSeenIn(fib.Family) bool
+	NexthopMarksSeenIn(fib.Family) bool
 	PendingIn(fib.Family) int
 }
 
@@ -468,7 +469,8 @@ type hardwareWatch interface {
 // whose driver does not offload routes (or that has none) every such
 // prefix waits for good, and the log is where a new user looks. A driver
 // may also offload one family only (Marvell's prestera offloads IPv4 and
-// never flags an IPv6 route), which the warning then names. It returns
+// never flags an IPv6 route), or mark next hops and never flag a route
+// (rocker), which the warning then names. It returns
 // when ctx ends, or once every family has shown a flag or been warned of.
 func warnUnconfirmed(ctx context.Context, g hardwareWatch, fams []fib.Family, after time.Duration, backend string, log *slog.Logger) {
 	tick := time.NewTicker(min(max(after/10, 10*time.Millisecond), time.Second))
@@ -480,7 +482,8 @@ func warnUnconfirmed(ctx context.Context, g hardwareWatch, fams []fib.Family, af
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			var due []string // families whose prefixes waited long enough
+			var due []string    // families whose prefixes waited long enough
+			var marked []string // of due: next hops marked, routes never flagged
 			pending, waited := 0, time.Duration(0)
 			left = slices.DeleteFunc(left, func(fam fib.Family) bool {
 				if g.HardwareSeenIn(fam) {
@@ -498,6 +501,9 @@ func warnUnconfirmed(ctx context.Context, g hardwareWatch, fams []fib.Family, af
 					return false
 				}
 				due = append(due, fam.String())
+				if g.NexthopMarksSeenIn(fam) {
+					marked = append(marked, fam.String())
+				}
 				pending, waited = pending+n, max(waited, now.Sub(since[fam]))
 				return true
 			})
@@ -511,7 +517,13 @@ func warnUnconfirmed(ctx context.Context, g hardwareWatch, fams []fib.Family, af
 				}
 			}
 			msg := "no route has shown a hardware flag (offload, trap, offload_failed) since start, so no prefix waiting for the hardware is confirmed: " + unconfirmedHint(backend)
-			if len(flagged) > 0 {
+			switch {
+			case len(marked) > 0:
+				these := strings.Join(marked, " and ")
+				msg = "no " + these + " route has shown a flag of its own (rt_offload, rt_trap, rt_offload_failed) since start, though their next hops are marked in hardware (`ip route` prints offload or trap beside a next hop): " +
+					"the driver marks next hops and not routes (rocker does), and a next hop's mark is shared by every route through it and never announced, so it confirms no route; " +
+					"prefixes waiting for the hardware wait for good: gate " + these + " at level fib"
+			case len(flagged) > 0:
 				these, others := strings.Join(due, " and "), strings.Join(flagged, " and ")
 				msg = "no " + these + " route has shown a hardware flag since start, while " + others + " routes have: the driver offloads " +
 					others + " routes only (Marvell's prestera offloads IPv4 only), so " + these +

@@ -17,12 +17,13 @@ import (
 // TestServeWarnsWhenNoDriverFlagsARoute and
 // TestServeWarnsOfAFamilyTheDriverNeverFlags in cmd/fibgate).
 type quietGate struct {
-	pending [2]atomic.Int64
-	seen    [2]atomic.Bool
+	pending      [2]atomic.Int64
+	seen, marked [2]atomic.Bool
 }
 
-func (g *quietGate) HardwareSeenIn(f fib.Family) bool { return g.seen[f.Index()].Load() }
-func (g *quietGate) PendingIn(f fib.Family) int       { return int(g.pending[f.Index()].Load()) }
+func (g *quietGate) HardwareSeenIn(f fib.Family) bool     { return g.seen[f.Index()].Load() }
+func (g *quietGate) NexthopMarksSeenIn(f fib.Family) bool { return g.marked[f.Index()].Load() }
+func (g *quietGate) PendingIn(f fib.Family) int           { return int(g.pending[f.Index()].Load()) }
 
 // TestWarnUnconfirmed: the warning comes once a family's prefixes have
 // waited the whole span with none of its routes flagged, names the family,
@@ -62,6 +63,17 @@ func TestWarnUnconfirmed(t *testing.T) {
 	if strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "family=ipv6") || !strings.Contains(out, "pending=2") ||
 		!strings.Contains(out, "while ipv4 routes have") || !strings.Contains(out, "level fib") {
 		t.Errorf("want one warning that IPv6 is never flagged while IPv4 is:\n%s", out)
+	}
+
+	// IPv4 next hops marked, no route flagged (rocker): the warning says
+	// the marks confirm nothing, not that a driver is missing.
+	g = &quietGate{}
+	g.pending[0].Store(4)
+	g.marked[0].Store(true)
+	if out, _ := run(g); strings.Count(out, "level=WARN") != 1 || !strings.Contains(out, "family=ipv4") ||
+		!strings.Contains(out, "marks next hops and not routes") || !strings.Contains(out, "gate ipv4 at level fib") ||
+		strings.Contains(out, "is there a switchdev driver") {
+		t.Errorf("want one warning that IPv4 next hops are marked and routes never flagged:\n%s", out)
 	}
 
 	// Neither flagged: one warning for both.

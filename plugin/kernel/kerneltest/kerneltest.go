@@ -10,11 +10,16 @@ package kerneltest
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // RequireNetAdmin skips the test unless it runs as root with iproute2,
@@ -97,4 +102,45 @@ func AddLink(tb testing.TB, ns, name string) {
 		IP(tb, ns, "link", "set", name+"p", "up")
 	}
 	IP(tb, ns, "link", "set", name, "up")
+}
+
+// AddMarkedRoute adds dst through the gateways on dev, as proto bgp, with
+// RTNH_F_OFFLOAD on each next hop: the mark a driver sets on the next hops
+// it has written (mlxsw on an adjacency group's, rocker on every route's).
+// User space may set the bit on a route it adds, and the kernel keeps it
+// on the route's fib_info, which a later route with the same next hops,
+// protocol and metric shares: that route shows the marks from its add on,
+// as one does on a switch before its driver has written it.
+func AddMarkedRoute(tb testing.TB, ns, dst, dev string, gateways ...string) {
+	tb.Helper()
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer h.Close()
+	nl, err := netlink.NewHandleAt(h, unix.NETLINK_ROUTE)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer nl.Close()
+	link, err := nl.LinkByName(dev)
+	if err != nil {
+		tb.Fatalf("%s in %s: %v", dev, ns, err)
+	}
+	_, d, err := net.ParseCIDR(dst)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	idx := link.Attrs().Index
+	r := &netlink.Route{Dst: d, Protocol: unix.RTPROT_BGP}
+	if len(gateways) == 1 {
+		r.LinkIndex, r.Gw, r.Flags = idx, net.ParseIP(gateways[0]), unix.RTNH_F_OFFLOAD
+	} else {
+		for _, gw := range gateways {
+			r.MultiPath = append(r.MultiPath, &netlink.NexthopInfo{LinkIndex: idx, Gw: net.ParseIP(gw), Flags: unix.RTNH_F_OFFLOAD})
+		}
+	}
+	if err := nl.RouteAdd(r); err != nil {
+		tb.Fatalf("adding %s with marked next hops in %s: %v", dst, ns, err)
+	}
 }

@@ -145,7 +145,10 @@ type RouteReport struct {
 	// Hardware state of the route.
 	Flags *HardwareFlags `protobuf:"bytes,4,opt,name=flags,proto3" json:"flags,omitempty"`
 	// Hardware state per nexthop, in the order of the instruction's
-	// nexthops; empty when the hardware knows no per-path state.
+	// nexthops; empty when the hardware knows no per-path state. As with
+	// the kernel's per-nexthop marks, an IPv4 route is confirmed by its own
+	// flags: its nexthops' can then hold it back (ECMP all), not confirm
+	// it. An IPv6 nexthop's flags are those of its sibling route.
 	NexthopFlags  []*HardwareFlags `protobuf:"bytes,5,rep,name=nexthop_flags,json=nexthopFlags,proto3" json:"nexthop_flags,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
