@@ -143,7 +143,7 @@ deps: ## install missing apt packages (needs root)
 	  { [ -z "$$missing" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; } && \
 	  { [ -z "$$vm" ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$vm; }; fi
 
-netdevsim-kernel: ## build the kernel of e2e/netdevsim (Linux 6.1 + netdevsim) into bin/netdevsim/bzImage from Debian's linux-source-6.1 (root for apt; ~7 min on 2 cores)
+netdevsim-kernel: ## build the kernel of e2e/netdevsim (Linux 6.1 + netdevsim and rocker) into bin/netdevsim/bzImage from Debian's linux-source-6.1 (root for apt; ~10 min on 2 cores)
 	@missing=""; for p in $(APT_PKGS_KERNEL); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi

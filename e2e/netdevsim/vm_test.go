@@ -78,10 +78,21 @@ func TestNetdevsimWithoutIPv6(t *testing.T) {
 	bootVM(t, "TestInsideVMWithoutIPv6", "ipv6.disable=1")
 }
 
-// bootVM boots the netdevsim kernel, with args added to its command line,
-// runs the guest test root in it, and replays the guest's checks as
-// subtests of t.
-func bootVM(t *testing.T, root, args string) {
+// TestRocker boots the kernel with qemu's rocker switch, whose mainline
+// driver marks the next hops of the routes it programs (RTNH_F_OFFLOAD)
+// and never flags a route: a driver the gate must not take at its marks'
+// word (TestInsideVMWithRocker). Its two ports have no backend (qemu 7.2
+// cannot set rocker's array of netdevs from the command line), so no
+// traffic leaves the VM. A kernel without CONFIG_ROCKER
+// (../shared/netdevsim's) skips it inside.
+func TestRocker(t *testing.T) {
+	bootVM(t, "TestInsideVMWithRocker", "", "-device", "rocker,name=sw0,len-ports=2")
+}
+
+// bootVM boots the netdevsim kernel, with args added to its command line
+// and devices to qemu's, runs the guest test root in it, and replays the
+// guest's checks as subtests of t.
+func bootVM(t *testing.T, root, args string, devices ...string) {
 	if inGuest() {
 		t.Skip("the host's half: inside the VM " + root + " runs")
 	}
@@ -142,15 +153,16 @@ func bootVM(t *testing.T, root, args string) {
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	cmdline := strings.TrimSpace("console=ttyS0 panic=-1 quiet " + args)
-	cmd := exec.CommandContext(ctx, qemu,
+	cmd := exec.CommandContext(ctx, qemu, append([]string{
 		"-nodefaults", "-display", "none", "-no-reboot", "-accel", accel,
 		// Two sockets of one CPU: the kernel has no ACPI, and SeaBIOS's MP
 		// table lists one CPU per socket, so "-smp 2" alone gives it one.
 		"-m", "1024", "-smp", "2,sockets=2",
 		"-kernel", kernel, "-initrd", image,
 		"-append", cmdline,
-		"-serial", "file:"+console, // the kernel's console
-		"-serial", "file:"+results) // the guest's test output
+		"-serial", "file:" + console, // the kernel's console
+		"-serial", "file:" + results, // the guest's test output
+	}, devices...)...)
 	cmd.WaitDelay = 5 * time.Second
 	booted := time.Now()
 	out, err := cmd.CombinedOutput()
