@@ -103,6 +103,12 @@ func TestSidecarOverTLS(t *testing.T) {
 	if c, err := chain(); err != nil || len(c) != 0 {
 		t.Fatalf("export chain %v, %v; want none while fibgated cannot get in", c, err)
 	}
+	// Whichever way the refusal came, the log says what gobgpd asked for
+	// and what to give fibgated.
+	const hint = "gobgpd asked for a client certificate and fibgated has none"
+	if b, _ := os.ReadFile(lone.Log); bytes.Count(b, []byte(hint)) != 1 || !bytes.Contains(b, []byte("--gobgpd-tls-client-cert-file")) {
+		t.Errorf("want the hint once, naming the flags:\n%s", b)
+	}
 	lone.Stop(t)
 
 	fg := lab.Start(t, "", d, "fibgated", filepath.Join(bin, "fibgated"), "--gobgpd", target,
@@ -138,5 +144,8 @@ func TestSidecarOverTLS(t *testing.T) {
 	if fg.Exited() {
 		b, _ := os.ReadFile(fg.Log)
 		t.Fatalf("fibgated ended on SIGHUP:\n%s", b)
+	}
+	if b, _ := os.ReadFile(fg.Log); bytes.Contains(b, []byte(hint)) {
+		t.Errorf("fibgated with a certificate logged the missing-certificate hint:\n%s", b)
 	}
 }

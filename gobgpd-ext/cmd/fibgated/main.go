@@ -11,10 +11,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -108,7 +111,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "fibgated", version.Get())
 		return daemon.ExitOK
 	}
-	creds, err := tlsf.credentials()
+	// The logger comes with the settings, after the TLS files are checked.
+	var certLog atomic.Pointer[slog.Logger]
+	creds, err := tlsf.credentials(func() {
+		if l := certLog.Load(); l != nil {
+			l.Warn("gobgpd asked for a client certificate and fibgated has none: a gobgpd that requires one (gobgpd --tls-client-ca-file) refuses fibgated, which then sees its connection closed or reset; give fibgated one with --gobgpd-tls-client-cert-file and --gobgpd-tls-client-key-file")
+		}
+	})
 	if err != nil {
 		fmt.Fprintf(stderr, "fibgated: %v\n", err)
 		return daemon.ExitConfig
@@ -158,6 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return daemon.ExitOK
 	}
 	log := cfg.Logger(stderr)
+	certLog.Store(log)
 	if *pprofAddr != "" {
 		srv, addr, err := startPprof(*pprofAddr)
 		if err != nil {
@@ -221,8 +231,12 @@ func (g gobgpdTLS) enabled() bool {
 // credentials are the transport credentials the flags ask for: plain
 // (gobgpd's default) unless TLS is; every file is read now, so a wrong
 // path or a key that does not match its certificate stops fibgated at
-// start (exit 2) rather than failing every connection later.
-func (g gobgpdTLS) credentials() (credentials.TransportCredentials, error) {
+// start (exit 2) rather than failing every connection later. Without a
+// client certificate, noCert is called once when gobgpd asks for one: a
+// gobgpd that requires it refuses after the TLS 1.3 handshake, and
+// fibgated sees that as a broken pipe or a reset as often as the
+// server's alert, which name no certificate.
+func (g gobgpdTLS) credentials(noCert func()) (credentials.TransportCredentials, error) {
 	if !g.enabled() {
 		return insecure.NewCredentials(), nil
 	}
@@ -243,6 +257,12 @@ func (g gobgpdTLS) credentials() (credentials.TransportCredentials, error) {
 			return nil, fmt.Errorf("--gobgpd-tls-client-cert-file %s, --gobgpd-tls-client-key-file %s: %w", g.cert, g.key, err)
 		}
 		c.Certificates = []tls.Certificate{kp}
+	} else {
+		var once sync.Once
+		c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			once.Do(noCert)
+			return &tls.Certificate{}, nil // none: the server decides
+		}
 	}
 	return credentials.NewTLS(c), nil
 }
