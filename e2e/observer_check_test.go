@@ -24,6 +24,18 @@ func allAt(watch *lab.BestWatch, ps []netip.Prefix) func() error {
 	}
 }
 
+// noneAt is allAt's opposite: no prefix of ps at the observer.
+func noneAt(watch *lab.BestWatch, ps []netip.Prefix) func() error {
+	return func() error {
+		for _, p := range ps {
+			if watch.Has(p) {
+				return fmt.Errorf("%v still at the observer", p)
+			}
+		}
+		return nil
+	}
+}
+
 // bgpRoutesByPrefix is the leaf's proto bgp routes, each `ip route` line
 // by its prefix.
 func (l *leaf) bgpRoutesByPrefix(tb testing.TB) map[netip.Prefix]string {

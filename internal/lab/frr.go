@@ -26,6 +26,7 @@ type FRR struct {
 	Dir string
 	AS  uint32
 
+	common     []string // the daemons' common arguments
 	bgpd       *Process
 	bgpdArgs   []string
 	bgpdStarts int
@@ -55,7 +56,27 @@ func RequireFRR(tb testing.TB) {
 // any machine. It returns once bgpd answers vtysh.
 func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 	tb.Helper()
-	RequireFRR(tb)
+	f := startZebra(tb, ns, FRRDir(tb), conf)
+	f.AS = as
+	f.bgpdArgs = append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(f.Dir, "bgpd.pid")}, f.common...)
+	f.StartBGPD()
+	return f
+}
+
+// StartZebra runs FRR's zebra alone in ns, as StartFRR does, for a
+// routing daemon that installs its routes through zebra's API (GoBGP's
+// [zebra] client) at ZservPath(dir). dir is FRRDir's, made before the
+// daemon's config that names the socket. It returns once the socket is
+// there.
+func StartZebra(tb testing.TB, ns, dir string) *FRR {
+	tb.Helper()
+	return startZebra(tb, ns, dir, "")
+}
+
+// FRRDir makes a directory for FRR's sockets, pid files and config, which
+// its daemons (user frr) can reach, removed when the test ends.
+func FRRDir(tb testing.TB) string {
+	tb.Helper()
 	// Under /tmp, not t.TempDir(): FRR drops to user frr, which must
 	// reach the directory, and t.TempDir's parents are 0700.
 	dir, err := os.MkdirTemp("", "fgb-frr-")
@@ -63,6 +84,15 @@ func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// ZservPath is the API socket of the zebra whose directory is dir.
+func ZservPath(dir string) string { return filepath.Join(dir, "zserv.api") }
+
+func startZebra(tb testing.TB, ns, dir, conf string) *FRR {
+	tb.Helper()
+	RequireFRR(tb)
 	u, err := user.Lookup("frr")
 	if err != nil {
 		tb.Fatal(err)
@@ -82,19 +112,17 @@ func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	f := &FRR{tb: tb, NS: ns, Dir: dir, AS: as}
-	common := []string{"-F", "traditional", "-z", filepath.Join(dir, "zserv.api"), "--vty_socket", dir, "-f", cfg}
+	f := &FRR{tb: tb, NS: ns, Dir: dir}
+	f.common = []string{"-F", "traditional", "-z", ZservPath(dir), "--vty_socket", dir, "-f", cfg}
 	// --v6-rr-semantics: an IPv6 route changes with one replace, as an
 	// IPv4 route does. Without it Debian 12's zebra deletes the old route
 	// and then adds the new one, and a packet forwarded in between is lost
 	// to the neighbour, not to what a test measures (e2e/labs/fabric/daemons).
-	Start(tb, ns, dir, "zebra", append([]string{"/usr/lib/frr/zebra", "--v6-rr-semantics", "-i", filepath.Join(dir, "zebra.pid")}, common...)...)
+	Start(tb, ns, dir, "zebra", append([]string{"/usr/lib/frr/zebra", "--v6-rr-semantics", "-i", filepath.Join(dir, "zebra.pid")}, f.common...)...)
 	Eventually(tb, 10*time.Second, "zebra's api socket", func() error {
-		_, err := os.Stat(filepath.Join(dir, "zserv.api"))
+		_, err := os.Stat(ZservPath(dir))
 		return err
 	})
-	f.bgpdArgs = append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(dir, "bgpd.pid")}, common...)
-	f.StartBGPD()
 	return f
 }
 

@@ -35,6 +35,10 @@ type BestPath struct {
 	// gone: GoBGP reported the prefix without a best path (its last path
 	// went), so it exports nothing of it (apply's quiet take-back).
 	gone bool
+	// unseen: gone, and the path that went last was one of the gate's
+	// HOLD paths, which GoBGP's zebra client never hands to zebra
+	// (fromElsewhere): zebra was told of no withdrawal (zebraGone).
+	unseen bool
 }
 
 // ErrWatchEnded is returned by WatchBest when GoBGP ended the stream (gobgpd
@@ -196,7 +200,11 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		// Copies to make anew (copy.go): new attributes on the same route,
 		// or a copy GoBGP lost (its learned path is best).
 		var again []netip.Prefix
+		var unseen []netip.Prefix // gone, and zebra not told (zebraGone)
 		for _, b := range bs {
+			if b.unseen {
+				unseen = append(unseen, b.Prefix)
+			}
 			k := pkey.Of(b.Prefix)
 			old, had := last[k]
 			// The AS mask stays the previous path's until the fence.
@@ -240,6 +248,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		// (fence.go): nothing queues between the change and the hold.
 		if err := s.fence(ctx, since, moved, keep, nil, func(p netip.Prefix) bool { return gone[p] }); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
+		}
+		if err := s.zebraGone(ctx, unseen); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("telling GoBGP's zebra client of prefixes gone under a HOLD path failed; a route zebra installed for them may stay", "prefixes", len(unseen), "err", err)
 		}
 		if err := s.recopy(ctx, again); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("making copies anew failed; Check retries", "prefixes", len(again), "err", err)
@@ -560,6 +571,10 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown, beat bool)
 
 func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPath, bool) {
 	b := BestPath{Prefix: p, gone: !slices.ContainsFunc(group, func(p *api.Path) bool { return !p.IsWithdraw })}
+	if b.gone && group[0].IsFromExternal {
+		_, comms, _, err := pathAttrsAS(group[0], nil)
+		b.unseen = err == nil && slices.Contains(comms, s.cfg.hold)
+	}
 	for i, path := range group {
 		if path.IsWithdraw {
 			continue

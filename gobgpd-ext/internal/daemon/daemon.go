@@ -428,6 +428,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 			start(&frontWG, front, "gobgp guard", d.sp.Guard)
 			if d.feeder != nil {
 				start(&frontWG, front, "fib installer", d.feeder.run)
+			} else {
+				start(&frontWG, front, "best-path watch", d.watchBest)
 			}
 			start(&frontWG, front, "audit", d.auditor.Run)
 		}
@@ -567,6 +569,36 @@ func (d *Daemon) Confirmed(p netip.Prefix) bool {
 		}
 	})
 	return ok
+}
+
+// watchBest follows GoBGP's best paths while another daemon installs them
+// (install.enabled: false, such as GoBGP's own zebra client with FRR's
+// zebra). The FIB installer's watch does more than feed it, and that part
+// holds whoever writes the routes: a prefix whose best path changes or
+// goes is taken back before its route is rewritten (the fences issue 10's
+// churn needs), the not-to sets learn the ASes of released paths, new
+// attributes on the same route are kept on copies, and zebra is told of a
+// prefix that went under a HOLD path (plugin/gobgp zebra.go). Before
+// session 26 none of it ran without the installer.
+func (d *Daemon) watchBest(ctx context.Context) error {
+	retry := backoff.Counter{Policy: gobgpdRetry}
+	ended := logdamp.New(d.log, slog.LevelWarn, "best-path watch ended; watching again")
+	for {
+		start := time.Now()
+		err := d.sp.WatchBest(ctx, func(bool, []gobgp.BestPath) {}) // another daemon installs
+		if ctx.Err() != nil {
+			return nil
+		}
+		if time.Since(start) > 10*time.Second {
+			retry.Reset()
+			ended.OK()
+		}
+		wait := retry.Next()
+		ended.Fail(err, "in", wait.Round(time.Millisecond))
+		if !backoff.Sleep(ctx, wait) {
+			return nil
+		}
+	}
 }
 
 // bootstrap installs the gate in GoBGP, retrying while gobgpd is not
