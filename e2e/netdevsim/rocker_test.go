@@ -106,7 +106,7 @@ func TestInsideVMWithRocker(t *testing.T) {
 		// The routes added beside marked next hops carry the marks from
 		// their add on: the ECMP one has its first path marked, which
 		// ecmp any took for a confirmation before.
-		const reason = "next hops are marked offloaded"
+		const reason = "next hops are marked in hardware"
 		lab.Eventually(t, 30*time.Second, "the routes added beside marks pending, their marks named", func() error {
 			for _, p := range joined {
 				if out := routes(p); !strings.Contains(out, `"state":"pending"`) || !strings.Contains(out, reason) {

@@ -148,7 +148,7 @@ const (
 	reasonWaiting = "waiting for hardware"
 	// reasonMarksOnly: an IPv4 route whose next hops are marked in
 	// hardware while the route itself has no flag (Judge).
-	reasonMarksOnly = "waiting for hardware: its next hops are marked offloaded, the route itself is not flagged yet"
+	reasonMarksOnly = "waiting for hardware: its next hops are marked in hardware, the route itself is not flagged yet"
 )
 
 // judgePaths applies the level and the ECMP rule to the flags of each

@@ -141,7 +141,7 @@ func TestServeLetsNoNexthopMarkConfirmARoute(t *testing.T) {
 		run(context.Background(), []string{"routes", "--socket", sock, "--prefix", p}, &out, io.Discard)
 		return out.String()
 	}
-	const reason = "next hops are marked offloaded"
+	const reason = "next hops are marked in hardware"
 	lab.Eventually(t, 20*time.Second, "both routes pending, their marks named", func() error {
 		for _, p := range prefixes {
 			if s := state(p); !strings.Contains(s, "pending") || !strings.Contains(s, reason) {
