@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/internal/lab"
+	"github.com/fibgate/fibgate/internal/syncbuf"
 	"github.com/fibgate/fibgate/plugin/kernel/kerneltest"
 	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
@@ -74,27 +75,14 @@ func TestServeWarnsOfAFamilyTheDriverNeverFlags(t *testing.T) {
 	added := time.Now()
 	kerneltest.IP(t, ns, "route", "add", "192.0.2.0/24", "dev", "eth1")
 	kerneltest.IP(t, ns, "-6", "route", "add", "2001:db8:9::/48", "dev", "eth1")
-	state := func(p string) string {
-		var out strings.Builder
-		run(context.Background(), []string{"routes", "--socket", sock, "--prefix", p}, &out, io.Discard)
-		return out.String()
-	}
+	state := func(p string) string { return routesText(sock, p) }
 	lab.Eventually(t, 20*time.Second, "192.0.2.0/24 confirmed by the agent, 2001:db8:9::/48 pending", func() error {
 		if v4, v6 := state("192.0.2.0/24"), state("2001:db8:9::/48"); !strings.Contains(v4, "trap") || !strings.Contains(v6, "pending") {
 			return fmt.Errorf("routes: %q and %q", v4, v6)
 		}
 		return nil
 	})
-	const warning = "no ipv6 route has shown a hardware flag since start, while ipv4 routes have"
-	lab.Eventually(t, 20*time.Second, "the warning", func() error {
-		if !strings.Contains(stderr.String(), warning) {
-			return fmt.Errorf("serve: %s", stderr.String())
-		}
-		return nil
-	})
-	if took := time.Since(added); took < 500*time.Millisecond {
-		t.Errorf("warned %v after the routes, before --warn-unconfirmed 500ms", took)
-	}
+	waitWarning(t, stderr, "no ipv6 route has shown a hardware flag since start, while ipv4 routes have", added)
 	log := stderr.String()
 	if strings.Count(log, "has shown a hardware flag") != 1 || !strings.Contains(log, "family=ipv6") || !strings.Contains(log, "level fib") {
 		t.Errorf("want one warning, for IPv6 only, saying what to do:\n%s", log)
@@ -136,11 +124,7 @@ func TestServeLetsNoNexthopMarkConfirmARoute(t *testing.T) {
 			t.Fatalf("the kernel does not show %s's next hops marked, so this test shows nothing:\n%s", p, out)
 		}
 	}
-	state := func(p string) string {
-		var out strings.Builder
-		run(context.Background(), []string{"routes", "--socket", sock, "--prefix", p}, &out, io.Discard)
-		return out.String()
-	}
+	state := func(p string) string { return routesText(sock, p) }
 	const reason = "next hops are marked in hardware"
 	lab.Eventually(t, 20*time.Second, "both routes pending, their marks named", func() error {
 		for _, p := range prefixes {
@@ -151,15 +135,7 @@ func TestServeLetsNoNexthopMarkConfirmARoute(t *testing.T) {
 		return nil
 	})
 	const warning = "the driver marks next hops and not routes"
-	lab.Eventually(t, 20*time.Second, "the warning", func() error {
-		if !strings.Contains(stderr.String(), warning) {
-			return fmt.Errorf("serve: %s", stderr.String())
-		}
-		return nil
-	})
-	if took := time.Since(added); took < 500*time.Millisecond {
-		t.Errorf("warned %v after the routes, before --warn-unconfirmed 500ms", took)
-	}
+	waitWarning(t, stderr, warning, added)
 	if log := stderr.String(); strings.Count(log, warning) != 1 || !strings.Contains(log, "family=ipv4") ||
 		!strings.Contains(log, "level fib") || strings.Contains(log, "is there a switchdev driver") {
 		t.Errorf("want one warning, for IPv4, that the marks confirm nothing and what to do:\n%s", log)
@@ -168,5 +144,27 @@ func TestServeLetsNoNexthopMarkConfirmARoute(t *testing.T) {
 		if s := state(p); !strings.Contains(s, "pending") {
 			t.Errorf("%s after the warning: %q, want still pending", p, s)
 		}
+	}
+}
+
+// routesText is what `fibgate routes --prefix p` prints.
+func routesText(sock, p string) string {
+	var out strings.Builder
+	run(context.Background(), []string{"routes", "--socket", sock, "--prefix", p}, &out, io.Discard)
+	return out.String()
+}
+
+// waitWarning waits for warning in serve's log and checks that it came no
+// sooner than --warn-unconfirmed 500ms after the routes were added.
+func waitWarning(t *testing.T, stderr *syncbuf.Buffer, warning string, added time.Time) {
+	t.Helper()
+	lab.Eventually(t, 20*time.Second, "the warning", func() error {
+		if !strings.Contains(stderr.String(), warning) {
+			return fmt.Errorf("serve: %s", stderr.String())
+		}
+		return nil
+	})
+	if took := time.Since(added); took < 500*time.Millisecond {
+		t.Errorf("warned %v after the routes, before --warn-unconfirmed 500ms", took)
 	}
 }

@@ -581,24 +581,7 @@ func (d *Daemon) Confirmed(p netip.Prefix) bool {
 // prefix that went under a HOLD path (plugin/gobgp zebra.go). Before
 // session 26 none of it ran without the installer.
 func (d *Daemon) watchBest(ctx context.Context) error {
-	retry := backoff.Counter{Policy: gobgpdRetry}
-	ended := logdamp.New(d.log, slog.LevelWarn, "best-path watch ended; watching again")
-	for {
-		start := time.Now()
-		err := d.sp.WatchBest(ctx, func(bool, []gobgp.BestPath) {}) // another daemon installs
-		if ctx.Err() != nil {
-			return nil
-		}
-		if time.Since(start) > 10*time.Second {
-			retry.Reset()
-			ended.OK()
-		}
-		wait := retry.Next()
-		ended.Fail(err, "in", wait.Round(time.Millisecond))
-		if !backoff.Sleep(ctx, wait) {
-			return nil
-		}
-	}
+	return watchBest(ctx, d.sp, func(bool, []gobgp.BestPath) {}, d.log) // another daemon installs
 }
 
 // bootstrap installs the gate in GoBGP, retrying while gobgpd is not

@@ -99,12 +99,18 @@ func (f *feeder) run(ctx context.Context) error {
 	f.ctx = ctx
 	go f.retry(ctx)
 	go f.watchResolutions(ctx)
+	return watchBest(ctx, f.sp, f.apply, f.log)
+}
+
+// watchBest runs sp.WatchBest with fn until ctx ends, watching again
+// after gobgpd ended the watch (it restarted), with back-off.
+func watchBest(ctx context.Context, sp *gobgp.Speaker, fn func(bool, []gobgp.BestPath), log *slog.Logger) error {
 	retry := backoff.Counter{Policy: gobgpdRetry}
 	// gobgpd down: one line, then how long (logdamp).
-	ended := logdamp.New(f.log, slog.LevelWarn, "best-path watch ended; watching again")
+	ended := logdamp.New(log, slog.LevelWarn, "best-path watch ended; watching again")
 	for {
 		start := time.Now()
-		err := f.sp.WatchBest(ctx, f.apply)
+		err := sp.WatchBest(ctx, fn)
 		if ctx.Err() != nil {
 			return nil
 		}
