@@ -45,7 +45,7 @@ var (
 	descRefusals      = prometheus.NewDesc("fibgate_refusals_total", "Transitions to refused: prefixes whose route the kernel refused to install.", nil, nil)
 	descRewrites      = prometheus.NewDesc("fibgate_rewrites_total", "Failed routes written again so that their driver tries again (policy retry and fibgate hw retry).", nil, nil)
 	descRewriteErrors = prometheus.NewDesc("fibgate_rewrite_errors_total", "Rewrites of failed routes that could not be done.", nil, nil)
-	descHWSeen        = prometheus.NewDesc("fibgate_hardware_flags_seen", "1 once any route of a gated table has shown a hardware flag (offload, trap, offload_failed) since start; 0 while none has: no driver offloads routes, and prefixes waiting for the hardware wait for good.", nil, nil)
+	descHWSeen        = prometheus.NewDesc("fibgate_hardware_flags_seen", "1 once any route of a gated table has shown a hardware flag of its own (offload, trap, offload_failed; an IPv4 next hop's offload mark does not count) since start; 0 while none has: no driver offloads routes, and prefixes waiting for the hardware wait for good.", nil, nil)
 )
 
 // NewMetrics registers fibgate's metrics with reg (no global registry).
