@@ -198,7 +198,7 @@ func TestSettingsExamplesShowTheDefaults(t *testing.T) {
 
 // TestSettingsExamplesRoles pins what each role's file is for.
 func TestSettingsExamplesRoles(t *testing.T) {
-	files := []string{"fibgate-gobgpd-ext.yaml", "fibgate-sidecar.yaml", "lab.yaml"}
+	files := []string{"fibgate-gobgpd-ext.yaml", "fibgate-sidecar.yaml", "lab.yaml", "fibgate-zebra.yaml"}
 	var paths []string
 	for _, f := range files {
 		paths = append(paths, filepath.Join("examples", f))
@@ -208,6 +208,7 @@ func TestSettingsExamplesRoles(t *testing.T) {
 		{"notify_mode": "1", "backend.type": "kernel", "install.enabled": true},
 		{"notify_mode": "1", "backend.type": "kernel", "install.enabled": true, "bgp.fallback_policy": "fibgate-fallback"},
 		{"notify_mode": "1", "backend.type": "sim", "backend.sim.latency": "300ms", "bgp.originate_protocols": []any{"static"}, "metrics": "127.0.0.1:9431"},
+		{"notify_mode": "1", "backend.type": "kernel", "install.enabled": false, "install.protocol": "bgp", "bgp.fallback_policy": "fibgate-fallback"},
 	} {
 		for k, want := range c {
 			if got := rs[i].get(k); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -229,11 +230,12 @@ func fallbackOf(t *testing.T, settings string) string {
 
 // checkGobgpdConfig checks a stock gobgpd config that must carry the
 // fallback policy of the settings file: the snippet as --print-fallback
-// prints it, the policy first in the global export chain, zebra off; and
-// that GoBGP accepts it (read, then applied to a BgpServer that neither
-// listens nor has neighbours, so that policy errors the reader lets through,
-// such as a prefix set of two families, fail here).
-func checkGobgpdConfig(t *testing.T, tomlText, settings string) {
+// prints it, the policy first in the global export chain, zebra on or off
+// as zebra says; and that GoBGP accepts it (read, then applied to a
+// BgpServer that neither listens nor has neighbours nor zebra, so that
+// policy errors the reader lets through, such as a prefix set of two
+// families, fail here).
+func checkGobgpdConfig(t *testing.T, tomlText, settings string, zebra bool) {
 	t.Helper()
 	fb := fallbackOf(t, settings)
 	if !strings.Contains(tomlText, fb) {
@@ -254,9 +256,15 @@ func checkGobgpdConfig(t *testing.T, tomlText, settings string) {
 	if l := c.Global.ApplyPolicy.Config.ExportPolicyList; len(l) == 0 || l[0] != name[1] {
 		t.Errorf("global export-policy-list %q: want %q first", l, name[1])
 	}
-	if c.Zebra.Config.Enabled {
+	switch {
+	case c.Zebra.Config.Enabled && !zebra:
 		t.Error("zebra is enabled: fibgate installs the learned routes itself")
+	case !c.Zebra.Config.Enabled && zebra:
+		t.Error("zebra is off: nobody installs the learned routes (the settings turn fibgate's installer off)")
+	case zebra && (c.Zebra.Config.Version != 6 || c.Zebra.Config.SoftwareName != "frr8.2"):
+		t.Errorf("zebra version %d, software %q: want 6 and frr8.2 (FRR 8.x, as TestZebraInstallsForTheGate runs it)", c.Zebra.Config.Version, c.Zebra.Config.SoftwareName)
 	}
+	c.Zebra.Config.Enabled = false // no zebra here
 	applyPolicies(t, c)
 }
 
@@ -291,7 +299,8 @@ func applyPolicies(t *testing.T, c *oc.BgpConfigSet) {
 }
 
 // TestGobgpdExamples checks the example gobgpd configs: the sidecar's
-// carries the fallback policy of fibgate-sidecar.yaml, gobgpd-ext's needs
+// carries the fallback policy of fibgate-sidecar.yaml, the zebra one's that
+// of fibgate-zebra.yaml and its [zebra] for FRR 8.x, gobgpd-ext's needs
 // none (gobgpd-ext adds it) and passes gobgpd-ext --dry-run; GoBGP accepts
 // both.
 func TestGobgpdExamples(t *testing.T) {
@@ -299,7 +308,12 @@ func TestGobgpdExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkGobgpdConfig(t, string(b), filepath.Join("examples", "fibgate-sidecar.yaml"))
+	checkGobgpdConfig(t, string(b), filepath.Join("examples", "fibgate-sidecar.yaml"), false)
+	b, err = os.ReadFile(filepath.Join("examples", "gobgpd-zebra.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGobgpdConfig(t, string(b), filepath.Join("examples", "fibgate-zebra.yaml"), true)
 
 	ext := filepath.Join("examples", "gobgpd-ext.toml")
 	run(t, "gobgpd-ext", "--dry-run", "-f", ext, "--fibgate-config", filepath.Join("examples", "fibgate-gobgpd-ext.yaml"))

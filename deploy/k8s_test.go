@@ -452,7 +452,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// gobgpd's config.
-	checkGobgpdConfig(t, m.mountedFile(t, ps, gobgpd, gv["-f"]), settings)
+	checkGobgpdConfig(t, m.mountedFile(t, ps, gobgpd, gv["-f"]), settings, false)
 }
 
 // TestKustomizeBuild renders deploy/k8s with kubectl's built-in kustomize
