@@ -123,11 +123,11 @@ func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
 			perPath = r.NHID == 0
 		}
 	}
-	v4 := r.Family() == fib.IPv4
-	if !perPath || !v4 && len(r.Nexthops) < 2 {
+	siblings := pathsHaveOwnFlags(r)
+	if !perPath || siblings && len(r.Nexthops) < 2 {
 		return s.judgePaths(r.Flags, []fib.HWFlags{r.Flags})
 	}
-	if v4 {
+	if !siblings { // an IPv4 route's marks: its own flags first
 		v, why := s.judgePaths(r.Flags, []fib.HWFlags{r.Flags})
 		if v != VerdictConfirmed || len(r.Nexthops) < 2 {
 			if why == reasonWaiting {
@@ -143,6 +143,12 @@ func (s *Scope) Judge(r *fib.Route) (Verdict, string) {
 	}
 	return s.judgePaths(r.Flags, paths)
 }
+
+// pathsHaveOwnFlags says whether r's per-path hardware bits are flags of
+// routes: an IPv6 multipath route is sibling fib6_infos, each flagged and
+// announced on its own. An IPv4 route's are its next hops' marks, and a
+// route over a nexthop object is one entry whatever its members'.
+func pathsHaveOwnFlags(r *fib.Route) bool { return r.Family() == fib.IPv6 && r.NHID == 0 }
 
 const (
 	reasonWaiting = "waiting for hardware"

@@ -878,7 +878,7 @@ func hwFlagsOf(r *fib.Route) (flagged, marked bool) {
 			marked = true
 		}
 	}
-	if marked && r.Family() == fib.IPv6 && r.NHID == 0 {
+	if marked && pathsHaveOwnFlags(r) {
 		return true, false
 	}
 	return false, marked
