@@ -120,11 +120,15 @@ func (b *pathBuilder) originated(p netip.Prefix, nh netip.Addr, withdraw bool) (
 // holdPath builds the HOLD path of p. Its next hop is unspecified: it is
 // never sent, only compared.
 func (b *pathBuilder) holdPath(p netip.Prefix, withdraw bool) (*api.Path, error) {
-	nh := netip.IPv4Unspecified()
-	if !p.Addr().Is4() {
-		nh = netip.IPv6Unspecified()
+	return fromElsewhere(b.zebraHoldPath(p, withdraw))
+}
+
+// unspecified is the next hop of a HOLD path of p.
+func unspecified(p netip.Prefix) netip.Addr {
+	if p.Addr().Is4() {
+		return netip.IPv4Unspecified()
 	}
-	return fromElsewhere(b.build(p, nh, b.hold, withdraw))
+	return netip.IPv6Unspecified()
 }
 
 // fromElsewhere marks a HOLD path as GoBGP marks the routes its zebra
@@ -197,11 +201,7 @@ func (b *pathBuilder) holdPathThrough(p netip.Prefix, ases []uint32) (*api.Path,
 		}
 		b.asPaths[string(k)] = asPath
 	}
-	nh := netip.IPv4Unspecified()
-	if !p.Addr().Is4() {
-		nh = netip.IPv6Unspecified()
-	}
-	return fromElsewhere(b.build(p, nh, append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), asPath), false))
+	return fromElsewhere(b.build(p, unspecified(p), append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), asPath), false))
 }
 
 func (b *pathBuilder) build(p netip.Prefix, nh netip.Addr, common [][]byte, withdraw bool) (*api.Path, error) {

@@ -17,11 +17,7 @@ import (
 // zebraHoldPath is holdPath without fromElsewhere's mark: a HOLD path
 // GoBGP's zebra client hands to zebra like any best path.
 func (b *pathBuilder) zebraHoldPath(p netip.Prefix, withdraw bool) (*api.Path, error) {
-	h, err := b.holdPath(p, withdraw)
-	if h != nil {
-		h.IsFromExternal = false
-	}
-	return h, err
+	return b.build(p, unspecified(p), b.hold, withdraw)
 }
 
 // zebraGone tells GoBGP's zebra client that the prefixes in ps are gone.
