@@ -26,7 +26,6 @@ type FRR struct {
 	Dir string
 	AS  uint32
 
-	common     []string // the daemons' common arguments
 	bgpd       *Process
 	bgpdArgs   []string
 	bgpdStarts int
@@ -58,7 +57,7 @@ func StartFRR(tb testing.TB, ns string, as uint32, conf string) *FRR {
 	tb.Helper()
 	f := startZebra(tb, ns, FRRDir(tb), conf)
 	f.AS = as
-	f.bgpdArgs = append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(f.Dir, "bgpd.pid")}, f.common...)
+	f.bgpdArgs = append([]string{"/usr/lib/frr/bgpd", "-i", filepath.Join(f.Dir, "bgpd.pid")}, f.commonArgs()...)
 	f.StartBGPD()
 	return f
 }
@@ -87,6 +86,12 @@ func FRRDir(tb testing.TB) string {
 	return dir
 }
 
+// commonArgs are what zebra and bgpd are both started with: the profile,
+// zebra's API socket, the vty directory, the config file.
+func (f *FRR) commonArgs() []string {
+	return []string{"-F", "traditional", "-z", ZservPath(f.Dir), "--vty_socket", f.Dir, "-f", filepath.Join(f.Dir, "frr.conf")}
+}
+
 // ZservPath is the API socket of the zebra whose directory is dir.
 func ZservPath(dir string) string { return filepath.Join(dir, "zserv.api") }
 
@@ -113,12 +118,11 @@ func startZebra(tb testing.TB, ns, dir, conf string) *FRR {
 		tb.Fatal(err)
 	}
 	f := &FRR{tb: tb, NS: ns, Dir: dir}
-	f.common = []string{"-F", "traditional", "-z", ZservPath(dir), "--vty_socket", dir, "-f", cfg}
 	// --v6-rr-semantics: an IPv6 route changes with one replace, as an
 	// IPv4 route does. Without it Debian 12's zebra deletes the old route
 	// and then adds the new one, and a packet forwarded in between is lost
 	// to the neighbour, not to what a test measures (e2e/labs/fabric/daemons).
-	Start(tb, ns, dir, "zebra", append([]string{"/usr/lib/frr/zebra", "--v6-rr-semantics", "-i", filepath.Join(dir, "zebra.pid")}, f.common...)...)
+	Start(tb, ns, dir, "zebra", append([]string{"/usr/lib/frr/zebra", "--v6-rr-semantics", "-i", filepath.Join(dir, "zebra.pid")}, f.commonArgs()...)...)
 	Eventually(tb, 10*time.Second, "zebra's api socket", func() error {
 		_, err := os.Stat(ZservPath(dir))
 		return err
