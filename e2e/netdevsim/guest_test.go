@@ -150,6 +150,11 @@ func TestInsideVM(t *testing.T) {
 					t.Run(f.name, func(t *testing.T) { r.trappedFirst(t, f) })
 				}
 			})
+			t.Run("a route written again unchanged stays out", func(t *testing.T) {
+				for _, f := range r.fams {
+					t.Run(f.name, func(t *testing.T) { r.writtenAgain(t, f) })
+				}
+			})
 			t.Run("a route over a nexthop group: released once trapped, withdrawn when the group goes", func(t *testing.T) {
 				for i, f := range r.fams {
 					t.Run(f.name, func(t *testing.T) { r.overObject(t, f, 100+i) })

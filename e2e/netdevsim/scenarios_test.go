@@ -33,6 +33,45 @@ func (r *rig) trappedFirst(t *testing.T, f family) {
 	}
 }
 
+// writtenAgain: a route written again unchanged (`ip route replace`
+// with what it is: FRR's zebra does so for a route its client sends
+// again, as GoBGP's does after every HOLD toggle) keeps its prefix out.
+// The kernel replaces an IPv6 route with a new one even so (announced
+// without flags, then netdevsim traps it again); an IPv4 replace of the
+// same route is a silent success. Before session 27 the gate took the
+// IPv6 prefix back as a flap (its route seemed to lose trap) and released
+// it again after a hold-down: a withdrawal at the observer for a route
+// that never left the hardware. Both prefixes are trappedFirst's.
+func (r *rig) writtenAgain(t *testing.T, f family) {
+	since := time.Now()
+	r.ip(t, f.ipFlag, "route", "replace", f.origin.String(), "via", f.peer, "proto", "static")
+	if f.name == "ipv6" {
+		trap, before := r.mon.waitFlag(t, f.origin, "trap", since)
+		if len(before) == 0 || len(before[0].Flags) != 0 {
+			t.Errorf("%v: the kernel announced %v then %+v after the replace, want the route without flags first", f.origin, before, trap)
+		}
+	}
+	lab.Never(t, 2*time.Second, fmt.Sprintf("%v stays out", f.origin), func() error {
+		for _, s := range r.watch.Since(since) {
+			if s.P == f.origin && !s.Present {
+				return fmt.Errorf("withdrawn from the observer at +%v", s.At.Sub(since))
+			}
+		}
+		for _, s := range r.gw.of(f.origin) {
+			// Released, or confirmed for the moment its new route is
+			// released again: never pending, withdrawn or held down.
+			if s.At.After(since) && s.State != pb.State_STATE_RELEASED && s.State != pb.State_STATE_CONFIRMED {
+				return fmt.Errorf("the gate had it %v (all its states: %v)", s, r.gw.of(f.origin))
+			}
+		}
+		return nil
+	})
+	g, err := r.gate(t, f.origin)
+	if want := stateName(pb.State_STATE_RELEASED); err != nil || g.State != want || !slices.Contains(g.Flags, "trap") {
+		t.Errorf("%v: fibgate routes shows %v (%v), want %s with trap", f.origin, g, err, want)
+	}
+}
+
 // overObject: an originated prefix whose route names a nexthop group of
 // two (as FRR's zebra installs an ECMP route) reaches the observer only
 // once netdevsim trapped it: the route's trap is the whole route's, every

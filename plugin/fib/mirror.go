@@ -52,7 +52,17 @@ func (f *FIB) Apply(m Message) ([]Change, error) {
 	if err != nil {
 		return nil, fmt.Errorf("apply %s: %w: %w", m, ErrOutOfSync, err)
 	}
-	f.stamp(f.entry(r.Table, r.Prefix), &before, had)
+	e := f.entry(r.Table, r.Prefix)
+	if m.Type == NewRoute && m.NLFlags&NLMReplace != 0 && e != nil && e.routes[0].SameAs(&r) {
+		// Written anew, though the same: the kernel replaced the route
+		// object (an IPv6 replace always does; an IPv4 one only for
+		// attributes the model does not keep), so its drivers got it as a
+		// REPLACE and its flags start over. It is a new route to the
+		// gate and to a driver attached here, not a flap.
+		f.stamp(e, nil, false)
+	} else {
+		f.stamp(e, &before, had)
+	}
 	return ch, nil
 }
 

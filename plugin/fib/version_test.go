@@ -76,3 +76,50 @@ func TestVersionsFollowTheForwardingRouteOnly(t *testing.T) {
 		t.Errorf("resync: changed route's version %d (was %d, clock %d)", v, vq, f.Clock())
 	}
 }
+
+// TestAReplacedIdenticalRouteIsANewRoute: the kernel answers an IPv6
+// replace with a new fib6_info even when nothing differs (fib6_add_rt2node
+// checks no duplicates on replace), announces it with NLM_F_REPLACE and
+// flags 0, and hands it to its drivers as a REPLACE, which program it and
+// flag it again. FRR's zebra does such a replace whenever its client sends
+// a route again (GoBGP's, after every HOLD toggle). So the forwarding
+// route gets a new version, like any route written anew, and the gate
+// judges it as a replacement, not as a flap. A flag message of the same
+// route keeps the version, for both families.
+func TestAReplacedIdenticalRouteIsANewRoute(t *testing.T) {
+	for _, r := range []Route{
+		{Table: TableMain, Prefix: netip.MustParsePrefix("2001:db8:a::/64"), Type: TypeUnicast, Protocol: ProtoBGP, Priority: 20, NHID: 14,
+			Nexthops: []Nexthop{{Gateway: netip.MustParseAddr("2001:db8:1::1"), LinkIndex: 2}}},
+		{Table: TableMain, Prefix: netip.MustParsePrefix("2001:db8:b::/64"), Type: TypeUnicast, Protocol: ProtoBGP, Priority: 20,
+			Nexthops: []Nexthop{{Gateway: netip.MustParseAddr("2001:db8:1::1"), LinkIndex: 2}}},
+		{Table: TableMain, Prefix: netip.MustParsePrefix("192.0.2.0/24"), Type: TypeUnicast, Protocol: ProtoBGP,
+			Nexthops: []Nexthop{{Gateway: netip.MustParseAddr("10.0.0.1"), LinkIndex: 2}}},
+	} {
+		f := New()
+		apply := func(m Message) []Change {
+			t.Helper()
+			ch, err := f.Apply(m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ch
+		}
+		apply(Message{Type: NewRoute, NLFlags: NLMCreate | NLMExcl, Route: r})
+		flagged := r.Clone()
+		flagged.Flags = Trap
+		apply(Message{Type: NewRoute, Route: flagged})
+		v1 := f.Version(TableMain, r.Prefix)
+		apply(Message{Type: NewRoute, Route: flagged})
+		if v := f.Version(TableMain, r.Prefix); v != v1 {
+			t.Errorf("%s: the same flags again changed the version %d -> %d", r.String(), v1, v)
+		}
+		ch := apply(Message{Type: NewRoute, NLFlags: NLMReplace, Route: r})
+		if len(ch) != 1 || ch[0].Old == nil || ch[0].Old.Flags != Trap || ch[0].New == nil || ch[0].New.Flags != 0 {
+			t.Errorf("%s: replace reported %v, want the trapped route replaced by one without flags", r.String(), ch)
+		}
+		got, v2, _ := f.FirstVersion(TableMain, r.Prefix)
+		if v2 == v1 || got.Flags != 0 || f.Len() != 1 {
+			t.Errorf("%s: after an identical replace: version %d (was %d), flags %s, %d routes; want a new version, no flags, one route", r.String(), v2, v1, got.Flags, f.Len())
+		}
+	}
+}

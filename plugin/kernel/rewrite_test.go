@@ -321,3 +321,50 @@ func TestWriterSendsNothingTheVetoerRefuses(t *testing.T) {
 		t.Errorf("the kernel holds %v, want only 192.0.2.0/24", got)
 	}
 }
+
+// TestAnIdenticalIPv6ReplaceIsProgrammedAgain: `ip -6 route replace` with
+// nothing changed (what FRR's zebra does when its client sends a route
+// again) makes the kernel write a new route object, announced without
+// flags, which its drivers program again. A driver attached to the
+// listener is told so too, and the route is flagged again; without that
+// the prefix waited for hardware for good. Over a nexthop object too, as
+// zebra writes its routes.
+func TestAnIdenticalIPv6ReplaceIsProgrammedAgain(t *testing.T) {
+	ns, _ := installerNS(t)
+	if err := SetNotifyMode(Options{NetNS: ns}, fib.IPv6, 1); err != nil {
+		t.Fatal(err)
+	}
+	d := &recordingDriver{work: make(chan fib.DriverEvent, 1<<10), flags: fib.Trap}
+	l, _ := startListener(t, ns, WithDriver(d))
+	d.l = l
+	stop := make(chan struct{})
+	go d.run(stop)
+	t.Cleanup(func() { close(stop) })
+
+	ipn(t, ns, "nexthop", "add", "id", "14", "via", "2001:db8:ff::2", "dev", "eth1")
+	plain, object := pfx("2001:db8:1::/64"), pfx("2001:db8:2::/64")
+	routes := map[netip.Prefix][]string{
+		plain:  {"via", "2001:db8:ff::2", "proto", "bgp", "metric", "20"},
+		object: {"nhid", "14", "proto", "bgp", "metric", "20"},
+	}
+	for p, how := range routes {
+		ipn(t, ns, append([]string{"-6", "route", "add", p.String()}, how...)...)
+	}
+	first := func(p netip.Prefix) (fib.Route, uint64) {
+		var r fib.Route
+		var v uint64
+		l.View(func(f *fib.FIB) { r, v, _ = f.FirstVersion(fib.TableMain, p) })
+		return r, v
+	}
+	for p, how := range routes {
+		waitFor(t, p.String()+" trapped", func() bool { r, _ := first(p); return r.Flags == fib.Trap })
+		r, v := first(p)
+		n := d.replaces(p)
+		ipn(t, ns, append([]string{"-6", "route", "replace", p.String()}, how...)...)
+		waitFor(t, p.String()+" told to the driver again", func() bool { return d.replaces(p) > n })
+		waitFor(t, p.String()+" trapped again", func() bool { r, _ := first(p); return r.Flags == fib.Trap })
+		if got, gv := first(p); !got.SameAs(&r) || gv == v {
+			t.Errorf("%s after an identical replace: %s version %d (was %d); want the same route, a new version", p, got.String(), gv, v)
+		}
+	}
+}
