@@ -86,9 +86,11 @@ var modes = []mode{
 	{key: "ext-kernel", title: "gobgpd-ext gated (no sim, level fib)", fibgate: true, start: startExt("kernel", false)},
 	{key: "ext-copy", title: "gobgpd-ext gated, release by copy (sim, level hardware)", fibgate: true, start: startExtWith("hardware", false, "bgp:\n  release: copy\n")},
 	{key: "ext-reexport", title: "gobgpd-ext gated, release by re-export (patched GoBGP; sim, level hardware)", fibgate: true, explicit: true, start: startExtBin("gobgpd-ext-reexport", "hardware", "")},
+	{key: "ext-zebra", title: "gobgpd-ext gated, installing through FRR's zebra (sim, level hardware)", fibgate: true, start: startExtZebra},
 	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar("hardware")},
 	{key: "sidecar-kernel", title: "gobgpd + fibgated (no sim, level fib)", fibgate: true, stock: true, start: startSidecar("kernel")},
 	{key: "gobgpd", title: "stock gobgpd (no install, no gate)", stock: true, start: startGobgpd},
+	{key: "gobgpd-zebra", title: "stock gobgpd installing through FRR's zebra (no gate)", stock: true, start: startGobgpdZebra},
 	{key: "frr", title: "FRR bgpd+zebra, suppress-fib-pending", start: startFRR},
 	{key: "originated", title: "gobgpd-ext originating static routes (sim, level hardware)", originated: true, fibgate: true, start: startExt("hardware", true)},
 }
@@ -274,6 +276,45 @@ func startExtOf(name, level string, originate bool, settings string) func(t *tes
 	}
 }
 
+// startExtZebra runs gobgpd-ext with GoBGP's own zebra client to a zebra
+// of the leaf's (FRR's, started first) and fibgate's installer off, as
+// deploy/examples/gobgpd-zebra.toml has it: zebra writes the routes the
+// sim confirms.
+func startExtZebra(t *testing.T, l *leafNS) []daemon {
+	f := startZebra(t, l)
+	bin := binaries(t)
+	conf := l.write(t, "gobgpd.toml", l.gobgpdConf(zebraClient(f)))
+	set := l.write(t, "fibgate.yaml", l.settings("hardware", false)+"install:\n  enabled: false\n")
+	argv := []string{filepath.Join(bin, "gobgpd-ext"), "-f", conf, "--api-hosts", "unix://" + filepath.Join(l.dir, "gobgp.sock"),
+		"-l", "info", "--fibgate-config", set, "--pprof-disable"}
+	if l.pprof != "" {
+		argv[len(argv)-1] = "--pprof-host=" + l.pprof
+	}
+	p := lab.Start(t, l.ns, l.dir, "gobgpd-ext", argv...)
+	return []daemon{procDaemon("gobgpd-ext", p), pidDaemon(t, "zebra", filepath.Join(f.Dir, "zebra.pid"))}
+}
+
+// startGobgpdZebra runs a stock gobgpd with its zebra client to a zebra
+// of the leaf's: GoBGP's own way into the kernel, without the gate, the
+// baseline of ext-zebra.
+func startGobgpdZebra(t *testing.T, l *leafNS) []daemon {
+	f := startZebra(t, l)
+	g, _ := stockGobgpd(t, l, zebraClient(f))
+	return []daemon{procDaemon("gobgpd", g), pidDaemon(t, "zebra", filepath.Join(f.Dir, "zebra.pid"))}
+}
+
+// startZebra starts FRR's zebra in the leaf, before its BGP speaker.
+func startZebra(t *testing.T, l *leafNS) *lab.FRR {
+	lab.RequireFRR(t)
+	return lab.StartZebra(t, l.ns, lab.FRRDir(t))
+}
+
+// zebraClient is GoBGP's [zebra] section for the zebra f, as
+// deploy/examples/gobgpd-zebra.toml has it.
+func zebraClient(f *lab.FRR) string {
+	return fmt.Sprintf("[zebra.config]\n  enabled = true\n  url = \"unix:%s\"\n  version = 6\n  software-name = \"frr8.2\"\n", lab.ZservPath(f.Dir))
+}
+
 // startSidecar runs a stock gobgpd with the fallback policy in its file,
 // then fibgated next to it once gobgpd's API socket exists, as leaf2 of
 // the fabric tests.
@@ -352,20 +393,25 @@ func startFRR(t *testing.T, l *leafNS) []daemon {
 	f := lab.StartFRR(t, l.ns, leafAS, b.String())
 	var ds []daemon
 	for _, name := range []string{"bgpd", "zebra"} { // bgpd first: it listens
-		raw, err := os.ReadFile(filepath.Join(f.Dir, name+".pid"))
-		if err != nil {
-			t.Fatalf("FRR %s pid: %v", name, err)
-		}
-		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-		if err != nil {
-			t.Fatalf("FRR %s pid %q: %v", name, raw, err)
-		}
-		ds = append(ds, daemon{name: name, pid: pid, done: func() bool {
-			_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
-			return err != nil
-		}})
+		ds = append(ds, pidDaemon(t, name, filepath.Join(f.Dir, name+".pid")))
 	}
 	return ds
+}
+
+// pidDaemon is an FRR daemon by its pid file.
+func pidDaemon(t *testing.T, name, pidFile string) daemon {
+	raw, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatalf("FRR %s pid: %v", name, err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatalf("FRR %s pid %q: %v", name, raw, err)
+	}
+	return daemon{name: name, pid: pid, done: func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
+		return err != nil
+	}}
 }
 
 var (

@@ -280,9 +280,15 @@ Written by ` + "`make bench-scale`" + ` (TestScaleBench in e2e/scale); do not ed
 - gobgpd-ext gated, release by re-export (run only when named: ext-reexport): the first leaf built by
   make build-reexport against GoBGP v3.37.0 with patches/gobgp-v3.37.0-reexport.patch, whose
   BgpServer.ReExport exports a released prefix again without the HOLD toggle.
+- gobgpd-ext gated, installing through FRR's zebra: the first leaf with GoBGP's own zebra client to
+  a zebra of the leaf's (FRR's) and fibgate's installer off (` + "`install.enabled: false`" + `, as
+  deploy/examples/gobgpd-zebra.toml): zebra writes the routes the sim confirms. Its figures add
+  zebra's.
 - gobgpd + fibgated: a stock gobgpd with fibgated as its sidecar, the same settings; with no sim too.
   There fibgated's own peak RSS (in the run's log) is all the memory the gate costs.
 - stock gobgpd: no kernel install and no gate, the baseline.
+- stock gobgpd installing through FRR's zebra: GoBGP's zebra client to a zebra of the leaf's, no
+  gate: ext-zebra's baseline, GoBGP's own way into the kernel.
 - FRR: bgpd and zebra with ` + "`bgp suppress-fib-pending`" + `: it installs into the kernel too, and
   advertises a prefix only once zebra has installed it. The anchor: what a routing daemon that waits
   for the FIB costs.
