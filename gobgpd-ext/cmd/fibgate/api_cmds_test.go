@@ -295,6 +295,14 @@ func TestAnUnreachableDaemonIsOneLineNamingTheSocket(t *testing.T) {
 		}
 		oneLine(t, stderr, "cannot reach the fibgate daemon at unix socket "+sock)
 	}
+	// The socket as the daemon logs it ("fibgate API listening addr=unix:PATH").
+	for _, s := range []string{"unix:" + sock, "unix://" + sock} {
+		code, _, stderr := cli(t, nil, "routes", "--socket", s)
+		if code != exitError {
+			t.Errorf("--socket %s: exit %d, want %d", s, code, exitError)
+		}
+		oneLine(t, stderr, "cannot reach the fibgate daemon at unix socket "+sock)
+	}
 }
 
 func TestAPICommandUsageErrorsExitWithStatus2(t *testing.T) {
@@ -310,6 +318,8 @@ func TestAPICommandUsageErrorsExitWithStatus2(t *testing.T) {
 		{[]string{"routes", "extra"}, "takes no arguments"},
 		{[]string{"routes", "--tls-ca", "ca.pem"}, "need --addr"},
 		{[]string{"routes", "--addr", "127.0.0.1:1", "--tls-cert", "c.pem"}, "go together"},
+		{[]string{"routes", "--addr", "unix:///run/fibgate/fibgate.sock"}, "a unix socket goes in --socket"},
+		{[]string{"stats", "--addr", "/run/fibgate/fibgate.sock"}, "a unix socket goes in --socket"},
 		{[]string{"watch", "--bogus"}, "flag provided but not defined"},
 		{[]string{"policy"}, "subcommand"},
 		{[]string{"policy", "apply"}, "unknown subcommand"},

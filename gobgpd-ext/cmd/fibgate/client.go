@@ -31,7 +31,7 @@ type connFlags struct {
 }
 
 func (c *connFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.socket, "socket", api.DefaultSocket, "the daemon's unix socket")
+	fs.StringVar(&c.socket, "socket", api.DefaultSocket, "the daemon's unix socket (PATH, or unix:PATH as the daemon logs it)")
 	fs.StringVar(&c.addr, "addr", "", "connect over TCP with TLS to HOST:PORT instead of the socket")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "CA file that signed the daemon's certificate (default: system roots)")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "client certificate file, for mutual TLS")
@@ -57,7 +57,13 @@ func (c *connFlags) dial() (*grpc.ClientConn, error) {
 		return nil, usageError{errors.New("--tls-cert and --tls-key go together")}
 	case c.timeout <= 0:
 		return nil, usageError{fmt.Errorf("--timeout %s must be positive", c.timeout)}
+	case strings.HasPrefix(c.addr, "unix:") || strings.HasPrefix(c.addr, "/"):
+		// Over a unix socket gRPC would speak TLS to a daemon that does not,
+		// and the error would be about a TLS handshake.
+		return nil, usageError{fmt.Errorf("--addr %s: --addr is HOST:PORT over TCP with TLS; a unix socket goes in --socket", c.addr)}
 	}
+	// The daemon logs its socket as unix:PATH; both forms name it.
+	c.socket = strings.TrimPrefix(strings.TrimPrefix(c.socket, "unix://"), "unix:")
 	target, creds := "unix:"+c.socket, insecure.NewCredentials()
 	if c.addr != "" {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
