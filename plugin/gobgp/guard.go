@@ -19,12 +19,16 @@ import (
 type pulseItem struct {
 	p                                  netip.Prefix
 	openAdd, openDel, shutAdd, shutDel []setEntry
+	// leftover: a failed call may have left a toggle's HOLD path
+	// (holdBeside), which the pulse deletes too.
+	leftover bool
 }
 
 // pulse sends a withdraw for each prefix: release it, add its HOLD path
 // (GoBGP sees the old best path as sent and withdraws it; the HOLD path
-// also replaces a local path of ours), hold it, delete the HOLD path. A
-// peer that never had the prefix ignores the withdraw.
+// also replaces a local path of ours), hold it, delete the HOLD path and
+// a toggle's leftover one. A peer that never had the prefix ignores the
+// withdraw.
 func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
 	for len(items) > 0 {
 		n := min(len(items), s.opts.batch)
@@ -39,6 +43,13 @@ func (s *Speaker) pulse(ctx context.Context, items []pulseItem) error {
 				return err
 			}
 			add, del = append(add, a), append(del, d)
+			if it.leftover {
+				l, err := s.pb.holdBeside(it.p, true)
+				if err != nil {
+					return err
+				}
+				del = append(del, l)
+			}
 		}
 		if err := s.editSets(ctx, oa, od); err != nil {
 			return fmt.Errorf("release: %w", err)
@@ -137,7 +148,7 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool, adop
 		curRel := sc.releasedIn(p, cur)
 		suspect := st.suspect || st.held
 		hold := func(w bool) func() (*api.Path, error) {
-			return func() (*api.Path, error) { return s.pb.holdPath(p, w) }
+			return func() (*api.Path, error) { return s.pb.holdBeside(p, w) }
 		}
 		local := func(w bool) func() (*api.Path, error) {
 			return func() (*api.Path, error) { return s.pb.originated(p, s.onh[p], w) }
@@ -153,11 +164,11 @@ func (s *Speaker) reconcile(ctx context.Context, sets *ourSets, fresh bool, adop
 				recopy = append(recopy, p)
 			}
 		case curRel && !want:
-			it := pulseItem{p: p}
+			it := pulseItem{p: p, leftover: st.held}
 			it.shutAdd, it.shutDel = diffEntries(p, cur, desired)
 			pulses = append(pulses, it)
 		case suspect && !keep:
-			it := pulseItem{p: p}
+			it := pulseItem{p: p, leftover: st.held}
 			if sc.contains(p) {
 				open := sc.entries(p, true)
 				it.openAdd, it.openDel = diffEntries(p, cur, open)

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
 )
@@ -399,5 +402,83 @@ func TestRestartedGobgpdStaysClosedUntilTheGateIsBack(t *testing.T) {
 	}
 	if c := r.chain(t); !slices.Equal(c, []string{sp.cfg.policy}) {
 		t.Fatalf("chain %v after re-install", c)
+	}
+}
+
+// TestALocalPathSurvivesReleaseAndTakeBack: a local path the gate did not
+// add (a controller's over GoBGP's API, or one GoBGP's zebra client
+// redistributed) is gated like a learned one, and its release and
+// take-back leave it in GoBGP. GoBGP keeps one local path a prefix, and
+// the toggles' HOLD paths were local paths too: the release's replaced
+// the prefix's path and its deletion deleted it, so the prefix was gone
+// from GoBGP (and, under zebra, from the kernel) and no neighbour got it.
+// The HOLD paths of toggles now come from a source of their own.
+func TestALocalPathSurvivesReleaseAndTakeBack(t *testing.T) {
+	local4, local6 := netip.MustParsePrefix("198.18.7.0/24"), netip.MustParsePrefix("2001:db8:207::/48")
+	origin, err := bgp.NewPathAttributeOrigin(0).Serialize()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range adapters() {
+		t.Run(a.name, func(t *testing.T) {
+			topo := lab.NewTopology(t, true)
+			r := a.start(t, topo, Config{})
+			ctx := context.Background()
+			ps := []netip.Prefix{local4, local6}
+			var paths []*api.Path
+			for _, p := range ps {
+				lp, err := build(p, unspecified(p), [][]byte{origin}, false)
+				if err != nil {
+					t.Fatal(err)
+				}
+				paths = append(paths, lp)
+			}
+			if err := r.api.b.sendPaths(ctx, paths); err != nil {
+				t.Fatal(err)
+			}
+			// localPaths counts the prefixes that have a path besides HOLD paths.
+			localPaths := func() int {
+				t.Helper()
+				have := map[netip.Prefix]bool{}
+				for _, fam := range []*api.Family{familyV4, familyV6} {
+					if err := r.api.b.listGlobal(ctx, fam, func(d *api.Destination) {
+						for _, p := range d.Paths {
+							if _, comms, _, err := pathAttrsAS(p, nil); err == nil && !slices.Contains(comms, 65534<<16|4711) {
+								have[netip.MustParsePrefix(d.Prefix)] = true
+							}
+						}
+					}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				n := 0
+				for _, p := range ps {
+					if have[p] {
+						n++
+					}
+				}
+				return n
+			}
+			lab.Never(t, quiet, "held by the export policy", func() error { return r.noneAtSpine(ps...) })
+			for round := 1; round <= 2; round++ {
+				if err := r.sp.Advertise(ctx, ads(gate.Transit, ps...)); err != nil {
+					t.Fatal(err)
+				}
+				r.atSpine(t, "65001", ps...)
+				if n := localPaths(); n != len(ps) {
+					t.Fatalf("round %d: after the release %d of %d prefixes have their local path in GoBGP", round, n, len(ps))
+				}
+				if err := r.sp.Withdraw(ctx, ads(gate.Transit, ps...)); err != nil {
+					t.Fatal(err)
+				}
+				r.goneFromSpine(t, ps...)
+				if n := localPaths(); n != len(ps) {
+					t.Fatalf("round %d: after the take-back %d of %d prefixes have their local path in GoBGP", round, n, len(ps))
+				}
+			}
+			if n := r.holdPaths(t); n != 0 {
+				t.Errorf("%d HOLD paths left in the RIB", n)
+			}
+		})
 	}
 }

@@ -859,8 +859,8 @@ func (s *Speaker) retarget(ctx context.Context, ms []prefixMask) error {
 	}
 	var in, out []*api.Path
 	for _, p := range rerun {
-		a, err1 := s.pb.holdPath(p, false)
-		b, err2 := s.pb.holdPath(p, true)
+		a, err1 := s.pb.holdBeside(p, false)
+		b, err2 := s.pb.holdBeside(p, true)
 		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}

@@ -118,9 +118,43 @@ func (b *pathBuilder) originated(p netip.Prefix, nh netip.Addr, withdraw bool) (
 }
 
 // holdPath builds the HOLD path of p. Its next hop is unspecified: it is
-// never sent, only compared.
+// never sent, only compared. It is a local path like any other, and GoBGP
+// keeps one local path a prefix: added, it replaces the prefix's local
+// path; deleted, it deletes it. That is what taking back an originated
+// prefix or a kept copy wants. A toggle of a prefix whose paths are not
+// the gate's wants holdBeside.
 func (b *pathBuilder) holdPath(p netip.Prefix, withdraw bool) (*api.Path, error) {
 	return fromElsewhere(b.zebraHoldPath(p, withdraw))
+}
+
+// holdSourceAS and holdSourceID name the source of holdBeside's paths.
+// GoBGP takes a path that names a source AS from the API as coming from
+// that source: still a local path (it has no neighbour address), but not
+// the same source as other local paths, so it neither replaces them nor
+// is deleted with them. The AS is private (RFC 6996) and only compared.
+const (
+	holdSourceAS = 65534
+	holdSourceID = "0.0.0.1"
+)
+
+// holdBeside is holdPath with a source of its own (holdSourceAS): the
+// HOLD path of a toggle (a release's, a take-back's, an export re-run's),
+// added and deleted beside the prefix's paths. A plain HOLD path replaced
+// the prefix's local path, so a toggle destroyed any local path the gate
+// had not added: a route a controller added over GoBGP's API, or one
+// GoBGP's zebra client redistributed. Released, such a prefix was gone
+// from GoBGP, its route deleted, and no neighbour got it
+// (TestALocalPathSurvivesReleaseAndTakeBack).
+func (b *pathBuilder) holdBeside(p netip.Prefix, withdraw bool) (*api.Path, error) {
+	return beside(b.holdPath(p, withdraw))
+}
+
+// beside gives a HOLD path holdBeside's source.
+func beside(p *api.Path, err error) (*api.Path, error) {
+	if p != nil {
+		p.SourceAsn, p.SourceId = holdSourceAS, holdSourceID
+	}
+	return p, err
 }
 
 // unspecified is the next hop of a HOLD path of p.
@@ -182,7 +216,7 @@ func (b *pathBuilder) ownPath(p netip.Prefix, withdraw bool, extra ...[]byte) *a
 // wins best-path selection by its LOCAL_PREF, which GoBGP compares first.
 func (b *pathBuilder) holdPathThrough(p netip.Prefix, ases []uint32) (*api.Path, error) {
 	if len(ases) == 0 {
-		return b.holdPath(p, false)
+		return b.holdBeside(p, false)
 	}
 	var key [4 * 8]byte
 	k := key[:0]
@@ -201,7 +235,7 @@ func (b *pathBuilder) holdPathThrough(p netip.Prefix, ases []uint32) (*api.Path,
 		}
 		b.asPaths[string(k)] = asPath
 	}
-	return fromElsewhere(b.build(p, unspecified(p), append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), asPath), false))
+	return beside(fromElsewhere(b.build(p, unspecified(p), append(append(make([][]byte, 0, len(b.hold)+1), b.hold...), asPath), false)))
 }
 
 func (b *pathBuilder) build(p netip.Prefix, nh netip.Addr, common [][]byte, withdraw bool) (*api.Path, error) {

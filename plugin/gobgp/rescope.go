@@ -170,8 +170,8 @@ func (s *Speaker) Rescope(ctx context.Context, c Config) error {
 
 	var before, after []*api.Path
 	for _, p := range leave {
-		a, err1 := s.pb.holdPath(p, false)
-		b, err2 := s.pb.holdPath(p, true)
+		a, err1 := s.pb.holdBeside(p, false)
+		b, err2 := s.pb.holdBeside(p, true)
 		if err := errors.Join(err1, err2); err != nil {
 			return fmt.Errorf("gobgp speaker: rescope: %w", err)
 		}
@@ -283,8 +283,8 @@ func (s *Speaker) heldOutside(ctx context.Context, sets *ourSets) (before, after
 			if !ok || s.cfg.scopeOf(p).contains(p) || !heldBy(sets.held[s.setName(p)], p) {
 				return
 			}
-			a, err1 := s.pb.holdPath(p, false)
-			b, err2 := s.pb.holdPath(p, true)
+			a, err1 := s.pb.holdBeside(p, false)
+			b, err2 := s.pb.holdBeside(p, true)
 			if err := errors.Join(err1, err2); err != nil {
 				perr = err
 				return

@@ -608,6 +608,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			shut = append(shut, c.p)
 		}
 		var err error
+		toggled := false // by a HOLD path beside the prefix's paths
 		switch {
 		case byCopy:
 			// Out on a copy of its learned best path (copy.go): added, or
@@ -651,9 +652,13 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			err = push(&phaseB)(s.pb.originated(c.p, s.onh[c.p], true))
 		case !c.originated && st.transit && !c.transit && c.gone && !st.originated && !st.held && st.released && in:
 			quiet = append(quiet, c.p) // phase C only, unless a path came back
-		case st.originated && !c.originated, !c.originated && st.transit && !c.transit:
+		case st.originated && !c.originated:
+			// The HOLD path replaces the originated path (both local).
 			err = errors.Join(push(&phaseB)(s.pb.holdPath(c.p, false)), push(&phaseD)(s.pb.holdPath(c.p, true)))
 			holds[c.p] = true
+		case !c.originated && st.transit && !c.transit:
+			err = errors.Join(push(&phaseB)(s.pb.holdBeside(c.p, false)), push(&phaseD)(s.pb.holdBeside(c.p, true)))
+			holds[c.p], toggled = true, true
 		case !c.originated && c.transit && !st.transit:
 			if rx != nil {
 				// Released in the held set (phase A), then exported
@@ -668,7 +673,14 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			// Through the ASes of the learned path, so GoBGP does not
 			// answer its deletion with a withdrawal to the neighbour the
 			// path came from (holdPathThrough).
-			err = errors.Join(push(&phasePre)(s.pb.holdPathThrough(c.p, s.asesOf(masks[c.p]))), push(&phaseB)(s.pb.holdPath(c.p, true)))
+			err = errors.Join(push(&phasePre)(s.pb.holdPathThrough(c.p, s.asesOf(masks[c.p]))), push(&phaseB)(s.pb.holdBeside(c.p, true)))
+			holds[c.p], toggled = true, true
+		}
+		if st.held && !toggled && err == nil {
+			// A toggle's HOLD path that a failed call left sits beside
+			// the prefix's paths: neither a local path nor a plain HOLD
+			// path replaces it, so it goes in phase D.
+			err = push(&phaseD)(s.pb.holdBeside(c.p, true))
 			holds[c.p] = true
 		}
 		if err != nil {
@@ -770,8 +782,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			kept:       byCopy,
 			released:   s.cfg.scopeOf(c.p).contains(c.p) && (c.transit || c.originated) && !byCopy,
 			// A HOLD path left by an earlier failure is gone if this call
-			// deleted ours or replaced it with a local path.
-			held:    was.held && !holds[c.p] && !c.originated,
+			// deleted it (every call that finds one does).
+			held:    was.held && !holds[c.p],
 			suspect: was.suspect,
 		}
 		if c.originated {
@@ -814,11 +826,11 @@ func (s *Speaker) quietTakeBack(ctx context.Context, quiet []netip.Prefix, holds
 	adds := make([]*api.Path, 0, len(back))
 	dels := make([]*api.Path, 0, len(back))
 	for _, p := range back {
-		a, err := s.pb.holdPath(p, false)
+		a, err := s.pb.holdBeside(p, false)
 		if err != nil {
 			return nil, fmt.Errorf("build paths: %w", err)
 		}
-		d, err := s.pb.holdPath(p, true)
+		d, err := s.pb.holdBeside(p, true)
 		if err != nil {
 			return nil, fmt.Errorf("build paths: %w", err)
 		}
@@ -867,12 +879,24 @@ func (s *Speaker) Close(ctx context.Context) error {
 			case st.originated && !s.cfg.KeepOriginatedOnClose:
 				changes = append(changes, change{p: p, transit: st.transit})
 			case (st.held || st.kept) && !st.originated:
-				hp, err := s.pb.holdPath(p, true)
-				if err != nil {
-					errs = append(errs, err)
-					continue
+				// A toggle's HOLD path a failed call left (beside the
+				// prefix's paths), and a kept copy (our local path).
+				if st.held {
+					hp, err := s.pb.holdBeside(p, true)
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					holds = append(holds, hp)
 				}
-				holds = append(holds, hp)
+				if st.kept {
+					hp, err := s.pb.holdPath(p, true)
+					if err != nil {
+						errs = append(errs, err)
+						continue
+					}
+					holds = append(holds, hp)
+				}
 			}
 		}
 		start := time.Now()

@@ -44,7 +44,7 @@ func (s *Speaker) zebraGone(ctx context.Context, ps []netip.Prefix) error {
 	paths := make([]*api.Path, 0, 2*len(ps))
 	for _, w := range []bool{false, true} {
 		for _, p := range ps {
-			h, err := s.pb.zebraHoldPath(p, w)
+			h, err := beside(s.pb.zebraHoldPath(p, w))
 			if err != nil {
 				return err
 			}
