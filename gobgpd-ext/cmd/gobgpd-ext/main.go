@@ -98,6 +98,9 @@ func run(args []string, stdout, stderr io.Writer, sigs chan os.Signal) int {
 		return fgd.ExitConfig
 	}
 	if opts.Dry {
+		if w := s.redistributeWarning(s.initial); w != "" {
+			fmt.Fprintf(stderr, "gobgpd-ext: warning: %s\n", w)
+		}
 		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s\n", opts.ConfigFile, len(s.fcfg.GatePolicy().Scopes), s.fcfg.Backend.Type)
 		return fgd.ExitOK
 	}
@@ -302,6 +305,9 @@ func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
 	reg := fgd.NewRegistry()
 	reg.MustRegister(metrics.NewBgpCollector(x.bgp), fsmTimings)
 	x.log.Info("gobgpd-ext started", "version", version.Get().String())
+	if w := x.redistributeWarning(x.initial); w != "" {
+		x.log.Warn(w)
+	}
 	if !x.opts.TLS {
 		for _, h := range exposedAPI(x.opts.GrpcHosts) {
 			x.log.Warn("the GoBGP API has no authentication and is reachable from the network (gobgpd's default): use --api-hosts 127.0.0.1:50051 or --tls", "api_host", h)
@@ -497,6 +503,20 @@ func checkZebra(c *oc.BgpConfigSet, f *fgd.Config, noFibgate bool) error {
 		return nil
 	}
 	return errors.New("zebra is enabled: fibgate installs GoBGP's best paths itself; disable [zebra] or set install.enabled: false in the fibgate settings")
+}
+
+// redistributeWarning says what happens to the paths GoBGP's zebra client
+// redistributes ([zebra.config] redistribute-route-type-list), or "": they
+// are gated like any path, but their kernel routes (connected, static)
+// are not of the protocol the gate releases on (install.protocol), so
+// their prefixes stay held for good, which nothing else would tell.
+func (s *setup) redistributeWarning(c *oc.BgpConfigSet) string {
+	if c == nil || s.opts.NoFibgate || !c.Zebra.Config.Enabled || len(c.Zebra.Config.RedistributeRouteTypeList) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("GoBGP redistributes %v routes from zebra: fibgate holds their prefixes in the gated scopes for good "+
+		"(it releases a prefix on a route of protocol %s or of bgp.originate_protocols); leave them out of the scopes, "+
+		"or announce them with bgp.originate_protocols instead", c.Zebra.Config.RedistributeRouteTypeList, s.fcfg.Install.Protocol)
 }
 
 // stopServer takes every session down before StopBgp (GoBGP v3.37's

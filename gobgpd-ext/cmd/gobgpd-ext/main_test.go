@@ -32,6 +32,8 @@ func TestFlagsAndDryRun(t *testing.T) {
 	gobgpd := write("gobgpd.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n")
 	zebra := write("zebra.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n[zebra.config]\n  enabled = true\n")
 	settings := write("fibgate.yaml", "backend:\n  type: sim\n")
+	redist := write("redist.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n[zebra.config]\n  enabled = true\n  redistribute-route-type-list = [\"connect\"]\n")
+	zebraSettings := write("fibgate-zebra.yaml", "backend:\n  type: sim\ninstall:\n  enabled: false\n")
 	global := "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n"
 	neighbour := "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.0.3\"\n    peer-as = 65003\n"
 	// ADD-PATH send (RFC 7911): per family, for the whole neighbour, or
@@ -54,6 +56,8 @@ func TestFlagsAndDryRun(t *testing.T) {
 		{[]string{"-d", "-f", filepath.Join(dir, "missing.toml")}, 2, "can't read config file"},
 		{[]string{"-d", "-f", zebra}, 2, "zebra is enabled"},
 		{[]string{"-d", "-f", zebra, "--no-fibgate"}, 0, "configuration valid"},
+		{[]string{"-d", "-f", zebra, "--fibgate-config", zebraSettings}, 0, "configuration valid"},
+		{[]string{"-d", "-f", redist, "--fibgate-config", zebraSettings}, 0, "warning: GoBGP redistributes [connect] routes from zebra: fibgate holds their prefixes"},
 		{[]string{"-d", "-f", apFamily}, 2, "ADD-PATH send to a neighbour in a gated family: 10.0.0.3 (ipv4-unicast send-max 8)"},
 		{[]string{"-d", "-f", apNeighbour}, 2, "10.0.0.3 (ipv4-unicast send-max 2)"},
 		{[]string{"-d", "-f", apGroup}, 2, "peer-group spines (ipv4-unicast send-max 4, ipv6-unicast send-max 4)"},
