@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/fibgate/fibgate/internal/lab"
+	pb "github.com/fibgate/fibgate/proto/fibgate/v1"
 )
 
 // GoBGP's own way into the kernel: its [zebra] client hands every best path
@@ -47,7 +48,9 @@ const (
 // zebraRange and zebraRange6 hold the source's prefixes.
 var zebraRange, zebraRange6 = netip.MustParsePrefix("198.19.0.0/16"), netip.MustParsePrefix("2001:db8:19::/48")
 
-// zebraSettings gates both families on the sim, installing nothing.
+// zebraSettings gates both families on the sim, installing nothing, and
+// releases the connected subnets GoBGP's zebra client redistributes once
+// their routes (protocol kernel) are in hardware.
 var zebraSettings = fmt.Sprintf(`log_level: info
 notify_mode: "1"
 backend:
@@ -64,6 +67,8 @@ policy:
       family: ipv4
     - name: v6
       family: ipv6
+bgp:
+  release_protocols: [kernel]
 `, zebraLatency)
 
 func TestZebraInstallsForTheGate(t *testing.T) {
@@ -77,7 +82,7 @@ func runZebraInstalls(t *testing.T, m leafMode) {
 	conf := lab.GobgpdConf{AS: churnLeafAS, RouterID: zebraLeafObs, Neighbours: []lab.Neighbour{
 		{Address: zebraSrc, AS: zebraSourceAS}, {Address: zebraObs, AS: zebraObserverAS},
 		{Address: zebraSrc6, AS: zebraSourceAS}, {Address: zebraObs6, AS: zebraObserverAS}},
-		Extra: fmt.Sprintf("[zebra.config]\n  enabled = true\n  url = \"unix:%s\"\n  version = 6\n  software-name = \"frr8.2\"\n", lab.ZservPath(zdir))}
+		Extra: fmt.Sprintf("[zebra.config]\n  enabled = true\n  url = \"unix:%s\"\n  version = 6\n  software-name = \"frr8.2\"\n  redistribute-route-type-list = [\"connect\"]\n", lab.ZservPath(zdir))}
 	l := newGatedLeafWith(t, m, zebraSettings, conf, func(ns string) {
 		lab.Link(t, ns, "to-src", zebraLeafSrc, "fd00:11::1", src, "to-leaf", zebraSrc, "fd00:11::2")
 		lab.Link(t, ns, "to-obs", zebraLeafObs, "fd00:12::1", obs, "to-leaf", zebraObs, "fd00:12::2")
@@ -150,6 +155,19 @@ func runZebraInstalls(t *testing.T, m leafMode) {
 	}
 	if got := l.kernelBGPRoutes(t); len(got) != len(ps) {
 		t.Errorf("%d proto bgp routes in the leaf's kernel, want zebra's %d", len(got), len(ps))
+	}
+	// The leaf's connected subnets, which GoBGP's zebra client
+	// redistributes (local paths), go out once their routes (protocol
+	// kernel, bgp.release_protocols) are in hardware, and stay in GoBGP:
+	// before session 27 they were held for good, and a release would
+	// have deleted them (a HOLD path replaced the local path).
+	subnets := []netip.Prefix{netip.MustParsePrefix("10.0.11.0/30"), netip.MustParsePrefix("10.0.12.0/30"),
+		netip.MustParsePrefix("fd00:11::/64"), netip.MustParsePrefix("fd00:12::/64")}
+	lab.Eventually(t, 30*time.Second, "the leaf's connected subnets at the observer", allAt(watch, subnets))
+	for _, p := range subnets {
+		if r, err := l.route(p); err != nil || r.GetState() != pb.State_STATE_RELEASED || !r.GetFlags().GetTrap() {
+			t.Errorf("%v: the gate has it %v (%v), want released on trap", p, r, err)
+		}
 	}
 
 	// Issue 10's churn, zebra writing the routes: the source's session

@@ -23,11 +23,19 @@ type Classifier func(r *fib.Route) (Origin, bool)
 // are announced by fibgate itself; nothing else is advertised, so a plain
 // kernel or connected route never leaks into BGP by default.
 func ByProtocol(transit fib.Protocol, originate ...fib.Protocol) Classifier {
+	return ByProtocols([]fib.Protocol{transit}, originate...)
+}
+
+// ByProtocols is ByProtocol with more than one transit protocol: routes of
+// any of them release what BGP has of their prefix. Besides the
+// installer's, the protocol of routes whose paths BGP has from elsewhere,
+// such as the connected subnets GoBGP's zebra client redistributes.
+func ByProtocols(transit []fib.Protocol, originate ...fib.Protocol) Classifier {
 	return func(r *fib.Route) (Origin, bool) {
 		switch {
 		case r.Type != fib.TypeUnicast:
 			return 0, false
-		case r.Protocol == transit:
+		case slices.Contains(transit, r.Protocol):
 			return Transit, true
 		case slices.Contains(originate, r.Protocol):
 			return Originated, true

@@ -160,3 +160,32 @@ func TestEnumsRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestByProtocolsReleasesOnEveryTransitProtocol: routes of any transit
+// protocol release their prefix (Transit), of an originate protocol are
+// announced (Originated), anything else and any route that is not unicast
+// is not BGP's business.
+func TestByProtocolsReleasesOnEveryTransitProtocol(t *testing.T) {
+	c := ByProtocols([]fib.Protocol{fib.ProtoBGP, fib.ProtoKernel}, fib.ProtoStatic)
+	for _, tc := range []struct {
+		proto fib.Protocol
+		typ   fib.RouteType
+		want  Origin
+		ok    bool
+	}{
+		{fib.ProtoBGP, fib.TypeUnicast, Transit, true},
+		{fib.ProtoKernel, fib.TypeUnicast, Transit, true}, // a connected subnet
+		{fib.ProtoStatic, fib.TypeUnicast, Originated, true},
+		{fib.ProtoBoot, fib.TypeUnicast, 0, false},
+		{fib.ProtoKernel, fib.TypeLocal, 0, false},
+		{fib.ProtoBGP, fib.TypeBlackhole, 0, false},
+	} {
+		r := fib.Route{Table: fib.TableMain, Prefix: netip.MustParsePrefix("192.0.2.0/24"), Type: tc.typ, Protocol: tc.proto}
+		if got, ok := c(&r); got != tc.want || ok != tc.ok {
+			t.Errorf("%s route of protocol %v: %v, %v; want %v, %v", tc.typ, tc.proto, got, ok, tc.want, tc.ok)
+		}
+	}
+	if got, ok := ByProtocol(fib.ProtoBGP)(&fib.Route{Type: fib.TypeUnicast, Protocol: fib.ProtoKernel}); ok {
+		t.Errorf("ByProtocol(bgp) takes a kernel route for %v", got)
+	}
+}

@@ -509,14 +509,15 @@ func checkZebra(c *oc.BgpConfigSet, f *fgd.Config, noFibgate bool) error {
 // redistributes ([zebra.config] redistribute-route-type-list), or "": they
 // are gated like any path, but their kernel routes (connected, static)
 // are not of the protocol the gate releases on (install.protocol), so
-// their prefixes stay held for good, which nothing else would tell.
+// without bgp.release_protocols their prefixes stay held for good, which
+// nothing else would tell.
 func (s *setup) redistributeWarning(c *oc.BgpConfigSet) string {
-	if c == nil || s.opts.NoFibgate || !c.Zebra.Config.Enabled || len(c.Zebra.Config.RedistributeRouteTypeList) == 0 {
+	if c == nil || s.opts.NoFibgate || !c.Zebra.Config.Enabled || len(c.Zebra.Config.RedistributeRouteTypeList) == 0 || len(s.fcfg.BGP.ReleaseProtocols) > 0 {
 		return ""
 	}
 	return fmt.Sprintf("GoBGP redistributes %v routes from zebra: fibgate holds their prefixes in the gated scopes for good "+
-		"(it releases a prefix on a route of protocol %s or of bgp.originate_protocols); leave them out of the scopes, "+
-		"or announce them with bgp.originate_protocols instead", c.Zebra.Config.RedistributeRouteTypeList, s.fcfg.Install.Protocol)
+		"(it releases a prefix on a route of protocol %s); name their kernel routes' protocol in bgp.release_protocols "+
+		"(kernel for connected subnets), or leave them out of the scopes", c.Zebra.Config.RedistributeRouteTypeList, s.fcfg.Install.Protocol)
 }
 
 // stopServer takes every session down before StopBgp (GoBGP v3.37's

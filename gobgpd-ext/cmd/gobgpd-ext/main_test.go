@@ -34,6 +34,7 @@ func TestFlagsAndDryRun(t *testing.T) {
 	settings := write("fibgate.yaml", "backend:\n  type: sim\n")
 	redist := write("redist.toml", "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n[zebra.config]\n  enabled = true\n  redistribute-route-type-list = [\"connect\"]\n")
 	zebraSettings := write("fibgate-zebra.yaml", "backend:\n  type: sim\ninstall:\n  enabled: false\n")
+	zebraRelease := write("fibgate-zebra-release.yaml", "backend:\n  type: sim\ninstall:\n  enabled: false\nbgp:\n  release_protocols: [kernel]\n")
 	global := "[global.config]\n  as = 65001\n  router-id = \"10.0.0.1\"\n"
 	neighbour := "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = \"10.0.0.3\"\n    peer-as = 65003\n"
 	// ADD-PATH send (RFC 7911): per family, for the whole neighbour, or
@@ -58,6 +59,7 @@ func TestFlagsAndDryRun(t *testing.T) {
 		{[]string{"-d", "-f", zebra, "--no-fibgate"}, 0, "configuration valid"},
 		{[]string{"-d", "-f", zebra, "--fibgate-config", zebraSettings}, 0, "configuration valid"},
 		{[]string{"-d", "-f", redist, "--fibgate-config", zebraSettings}, 0, "warning: GoBGP redistributes [connect] routes from zebra: fibgate holds their prefixes"},
+		{[]string{"-d", "-f", redist, "--fibgate-config", zebraRelease}, 0, "configuration valid"},
 		{[]string{"-d", "-f", apFamily}, 2, "ADD-PATH send to a neighbour in a gated family: 10.0.0.3 (ipv4-unicast send-max 8)"},
 		{[]string{"-d", "-f", apNeighbour}, 2, "10.0.0.3 (ipv4-unicast send-max 2)"},
 		{[]string{"-d", "-f", apGroup}, 2, "peer-group spines (ipv4-unicast send-max 4, ipv6-unicast send-max 4)"},
@@ -69,6 +71,9 @@ func TestFlagsAndDryRun(t *testing.T) {
 		all := out.String() + errb.String()
 		if code != c.code || !strings.Contains(all, c.out) {
 			t.Errorf("%v: exit %d, %q; want %d and %q", c.args, code, all, c.code, c.out)
+		}
+		if strings.Contains(errb.String(), "warning") != strings.Contains(c.out, "warning") {
+			t.Errorf("%v: stderr %q, want a warning only where the case names one", c.args, errb.String())
 		}
 		if code == 2 && strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
 			t.Errorf("%v: more than one line on stderr: %q", c.args, errb.String())

@@ -150,13 +150,20 @@ type BGPSettings struct {
 	// static, or numbers) whose gated routes fibgate announces itself.
 	// Empty by default: nothing is originated unless asked for.
 	OriginateProtocols []string `yaml:"originate_protocols"`
-	HoldCommunity      string   `yaml:"hold_community"`
-	Communities        []string `yaml:"communities"`
-	LargeCommunities   []string `yaml:"large_communities"`
-	MED                *uint32  `yaml:"med"`
-	LocalPref          *uint32  `yaml:"local_pref"`
-	NextHop4           string   `yaml:"next_hop4"`
-	NextHop6           string   `yaml:"next_hop6"`
+	// ReleaseProtocols are kernel route protocols whose confirmed routes
+	// release GoBGP's own paths of their prefix, as the installer's
+	// protocol releases learned ones, without fibgate announcing
+	// anything itself: the paths GoBGP's zebra client redistributes
+	// (connected subnets: kernel) or that a controller adds over GoBGP's
+	// API beside a route of its own. Empty by default.
+	ReleaseProtocols []string `yaml:"release_protocols"`
+	HoldCommunity    string   `yaml:"hold_community"`
+	Communities      []string `yaml:"communities"`
+	LargeCommunities []string `yaml:"large_communities"`
+	MED              *uint32  `yaml:"med"`
+	LocalPref        *uint32  `yaml:"local_pref"`
+	NextHop4         string   `yaml:"next_hop4"`
+	NextHop6         string   `yaml:"next_hop6"`
 	// KeepKernelGateway announces originated prefixes with their kernel
 	// route's gateway where next_hop4/next_hop6 are unset, instead of
 	// next hop self (gobgp.Config.KeepGateway).
@@ -369,7 +376,7 @@ func (c *Config) Check() error {
 	if _, err := c.installProtocol(); err != nil {
 		return err
 	}
-	if _, err := c.originate(); err != nil {
+	if _, err := c.release(); err != nil {
 		return err
 	}
 	if c.InstallEnabled() {
@@ -412,6 +419,35 @@ func (c *Config) originate() ([]fib.Protocol, error) {
 		}
 		if p == tp {
 			return nil, fmt.Errorf("bgp.originate_protocols: %s is the installer's protocol (install.protocol): fibgate would announce back what it learned", s)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// release is the installer's protocol and bgp.release_protocols: the
+// kernel route protocols whose confirmed routes release GoBGP's own
+// paths of their prefix (gate.Transit).
+func (c *Config) release() ([]fib.Protocol, error) {
+	tp, err := c.installProtocol()
+	if err != nil {
+		return nil, err
+	}
+	orig, err := c.originate()
+	if err != nil {
+		return nil, err
+	}
+	out := []fib.Protocol{tp}
+	for _, s := range c.BGP.ReleaseProtocols {
+		p, err := fib.ParseProtocol(s)
+		if err != nil {
+			return nil, fmt.Errorf("bgp.release_protocols: %w", err)
+		}
+		switch {
+		case p == tp:
+			return nil, fmt.Errorf("bgp.release_protocols: %s is the installer's protocol (install.protocol), which releases already", s)
+		case slices.Contains(orig, p):
+			return nil, fmt.Errorf("bgp.release_protocols: %s is in bgp.originate_protocols too: fibgate announces those routes itself", s)
 		}
 		out = append(out, p)
 	}

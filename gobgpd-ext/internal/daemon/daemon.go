@@ -219,7 +219,11 @@ func (d *Daemon) assemble(cfg Config, bgp *BGP, log *slog.Logger) error {
 		if err != nil {
 			return configErr(err)
 		}
-		classify = gate.ByProtocol(proto, orig...)
+		rel, err := cfg.release()
+		if err != nil {
+			return configErr(err)
+		}
+		classify = gate.ByProtocols(rel, orig...)
 		topts = append(topts, gate.WithSpeaker(sp, classify),
 			gate.WithAlreadyOut(sp.IsReleased))
 		if cfg.InstallEnabled() {
