@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -377,6 +378,10 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		c.routes = pb.NewRouteServiceClient(conn)
 	}
 	r.quiet = c.settle(t, 3*time.Minute)
+	var confirms *confirmLog
+	if m.fibgate {
+		confirms = followConfirms(t, c.routes)
+	}
 
 	var before, after map[string]histogram
 	var gt map[netip.Prefix]gateTimes
@@ -482,6 +487,7 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			t.Errorf("the gate's record of the churned prefixes: %v", err)
 			r.gateErr = err.Error()
 		}
+		confirms.into(gt)
 		r.judge(plan, sent, c.watch.Since(churnStart), gt)
 		if r.leaked > 0 {
 			t.Errorf("%d re-announced prefixes were announced to the observer while the leaf had no route for them (e.g. %s)", r.leaked, strings.Join(r.examples, "; "))
@@ -621,6 +627,82 @@ func firstAfter(ss []lab.Sighting, t time.Time, present bool) (lab.Sighting, boo
 // was released (zero: never).
 type gateTimes struct {
 	withdrawn, seen, confirmed, released time.Time
+	// confirms are every confirmation the gate's watch showed during the
+	// churn, oldest first: confirmed is only the last, and a prefix
+	// confirmed again after its route was replaced while out (FRR's
+	// zebra writes an IPv6 route again after each release) has a last
+	// confirmation later than the one it was released on.
+	confirms []time.Time
+}
+
+// confirmedAfter is the gate's first confirmation of p at or after t, or
+// its last one when the watch showed none.
+func (g gateTimes) confirmedAfter(t time.Time) time.Time {
+	for _, c := range g.confirms {
+		if !c.Before(t) {
+			return c
+		}
+	}
+	return g.confirmed
+}
+
+// confirmLog keeps every confirmation time the gate's watch shows, per
+// prefix of the main table.
+type confirmLog struct {
+	mu sync.Mutex
+	at map[netip.Prefix][]time.Time
+}
+
+// followConfirms follows the gate's watch until the test ends.
+func followConfirms(t *testing.T, rc pb.RouteServiceClient) *confirmLog {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	st, err := rc.WatchRoutes(ctx, &pb.WatchRoutesRequest{Table: 254, SkipSnapshot: true})
+	if err != nil {
+		cancel()
+		t.Fatalf("watch the gate: %v", err)
+	}
+	l := &confirmLog{at: map[netip.Prefix][]time.Time{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			resp, err := st.Recv()
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			for _, rt := range resp.GetRoutes() {
+				if rt.GetConfirmedTime() == nil {
+					continue
+				}
+				p, err := netip.ParsePrefix(rt.GetPrefix())
+				if err != nil {
+					continue
+				}
+				c := rt.GetConfirmedTime().AsTime()
+				if cs := l.at[p]; len(cs) == 0 || !cs[len(cs)-1].Equal(c) {
+					l.at[p] = append(cs, c)
+				}
+			}
+			l.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return l
+}
+
+// into adds the confirmations to the gate's record of each prefix.
+func (l *confirmLog) into(gt map[netip.Prefix]gateTimes) {
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p, g := range gt {
+		g.confirms = slices.Clone(l.at[p])
+		gt[p] = g
+	}
 }
 
 // readGate reads the gate's record of every re-announced prefix.
@@ -676,6 +758,7 @@ func (r *churnResult) judge(plan []change, sent []time.Time, seen []lab.Sighting
 		if !ok {
 			continue // the gate's record was not read (gateErr)
 		}
+		g.confirmed = g.confirmedAfter(sent[i])
 		confirmed := !g.confirmed.IsZero() && !g.confirmed.Before(sent[i])
 		first, shown := firstAfter(by[ch.p], sent[i], true)
 		if shown && (!confirmed || first.At.Before(g.confirmed)) {
