@@ -881,16 +881,15 @@ func (s *Speaker) Close(ctx context.Context) error {
 			case (st.held || st.kept) && !st.originated:
 				// A toggle's HOLD path a failed call left (beside the
 				// prefix's paths), and a kept copy (our local path).
+				var dels []func(netip.Prefix, bool) (*api.Path, error)
 				if st.held {
-					hp, err := s.pb.holdBeside(p, true)
-					if err != nil {
-						errs = append(errs, err)
-						continue
-					}
-					holds = append(holds, hp)
+					dels = append(dels, s.pb.holdBeside)
 				}
 				if st.kept {
-					hp, err := s.pb.holdPath(p, true)
+					dels = append(dels, s.pb.holdPath)
+				}
+				for _, build := range dels {
+					hp, err := build(p, true)
 					if err != nil {
 						errs = append(errs, err)
 						continue
