@@ -137,6 +137,27 @@ func (d *recordingDriver) run(stop <-chan struct{}) {
 	}
 }
 
+// startRecording attaches a recordingDriver that reports flags to a
+// listener of ns, both running until the test ends.
+func startRecording(t *testing.T, ns string, flags fib.HWFlags) *recordingDriver {
+	t.Helper()
+	d := &recordingDriver{work: make(chan fib.DriverEvent, 1<<10), flags: flags}
+	d.l, _ = startListener(t, ns, WithDriver(d))
+	stop := make(chan struct{})
+	go d.run(stop)
+	t.Cleanup(func() { close(stop) })
+	return d
+}
+
+// first is the forwarding route of p in the listener's model of the main
+// table, with its version.
+func (d *recordingDriver) first(p netip.Prefix) (fib.Route, uint64) {
+	var r fib.Route
+	var v uint64
+	d.l.View(func(f *fib.FIB) { r, v, _ = f.FirstVersion(fib.TableMain, p) })
+	return r, v
+}
+
 func (d *recordingDriver) set(f fib.HWFlags) {
 	d.mu.Lock()
 	d.flags = f
@@ -169,23 +190,13 @@ func TestRewriteMakesTheDriverProgramTheRouteAgain(t *testing.T) {
 	if err := SetNotifyMode(Options{NetNS: ns}, fib.IPv6, 1); err != nil {
 		t.Fatal(err)
 	}
-	d := &recordingDriver{work: make(chan fib.DriverEvent, 1<<10), flags: fib.OffloadFailed}
-	l, _ := startListener(t, ns, WithDriver(d))
-	d.l = l
-	stop := make(chan struct{})
-	go d.run(stop)
-	t.Cleanup(func() { close(stop) })
+	d := startRecording(t, ns, fib.OffloadFailed)
 
 	p4, p6, pm := pfx("192.0.2.0/24"), pfx("2001:db8:1::/64"), pfx("198.51.100.0/24")
 	ipn(t, ns, "route", "add", p4.String(), "via", "10.1.0.2", "proto", "static")
 	ipn(t, ns, "-6", "route", "add", p6.String(), "nexthop", "via", "2001:db8:ff::2", "nexthop", "via", "2001:db8:ff::3")
 	ipn(t, ns, "route", "add", pm.String(), "via", "10.1.0.2", "mtu", "1400")
-	first := func(p netip.Prefix) (fib.Route, uint64) {
-		var r fib.Route
-		var v uint64
-		l.View(func(f *fib.FIB) { r, v, _ = f.FirstVersion(fib.TableMain, p) })
-		return r, v
-	}
+	first := d.first
 	waitFor(t, "the driver failed all three", func() bool {
 		for _, p := range []netip.Prefix{p4, p6, pm} {
 			if r, _ := first(p); r.Flags&fib.OffloadFailed == 0 {
@@ -334,12 +345,7 @@ func TestAnIdenticalIPv6ReplaceIsProgrammedAgain(t *testing.T) {
 	if err := SetNotifyMode(Options{NetNS: ns}, fib.IPv6, 1); err != nil {
 		t.Fatal(err)
 	}
-	d := &recordingDriver{work: make(chan fib.DriverEvent, 1<<10), flags: fib.Trap}
-	l, _ := startListener(t, ns, WithDriver(d))
-	d.l = l
-	stop := make(chan struct{})
-	go d.run(stop)
-	t.Cleanup(func() { close(stop) })
+	d := startRecording(t, ns, fib.Trap)
 
 	ipn(t, ns, "nexthop", "add", "id", "14", "via", "2001:db8:ff::2", "dev", "eth1")
 	plain, object := pfx("2001:db8:1::/64"), pfx("2001:db8:2::/64")
@@ -350,12 +356,7 @@ func TestAnIdenticalIPv6ReplaceIsProgrammedAgain(t *testing.T) {
 	for p, how := range routes {
 		ipn(t, ns, append([]string{"-6", "route", "add", p.String()}, how...)...)
 	}
-	first := func(p netip.Prefix) (fib.Route, uint64) {
-		var r fib.Route
-		var v uint64
-		l.View(func(f *fib.FIB) { r, v, _ = f.FirstVersion(fib.TableMain, p) })
-		return r, v
-	}
+	first := d.first
 	for p, how := range routes {
 		waitFor(t, p.String()+" trapped", func() bool { r, _ := first(p); return r.Flags == fib.Trap })
 		r, v := first(p)
