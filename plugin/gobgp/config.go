@@ -108,6 +108,14 @@ type Config struct {
 	// paths differently: iBGP neighbours get next hop self and no MED.
 	ReleaseByCopy bool
 
+	// ReleaseByToggle releases a learned path by the HOLD toggle (a local
+	// path that wins is added, then deleted, so GoBGP exports the prefix
+	// again) even in process, where GoBGP can otherwise be asked to export
+	// the prefix again directly (ReExportAvailable). The toggle is what a
+	// sidecar always does: it costs GoBGP two operations and two best-path
+	// events a prefix, and it is kept as the fallback and for comparison.
+	ReleaseByToggle bool
+
 	// KeepOriginatedOnClose leaves originated paths in GoBGP when the
 	// Speaker closes. By default Close deletes them: nobody watches their
 	// hardware state any more.

@@ -1,31 +1,44 @@
-//go:build gobgp_reexport
-
 package gobgp
 
 import (
 	"context"
 	"net/netip"
+
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 )
 
-// reExport runs GoBGP's export of ps again (BgpServer.ReExport, added by
-// patches/gobgp-v3.37.0-reexport.patch; `make build-reexport`), one call a
-// family.
-func (b serverBackend) reExport(ctx context.Context, ps []netip.Prefix) error {
-	var v4, v6 []string
+// ReExportAvailable says whether a Speaker made by NewInProcess in this
+// binary releases learned paths by re-export (nil) or, and why not, by
+// the HOLD toggle. Re-export reaches into GoBGP's internals, so it is
+// there only when the binary was linked with the exact GoBGP it was
+// written for (plugin/gobgp/internal/reexport); a daemon says so at start.
+func ReExportAvailable() error { return reexport.Available() }
+
+// toggleInProcess makes NewInProcess release by toggle whatever the
+// Config says. Only this package's tests set it (FIBGATE_TEST_RELEASE=
+// toggle, `make test-toggle`), so that the in-process suite runs on the
+// toggle too, the release fibgated always uses.
+var toggleInProcess bool
+
+// rxBackend is the in-process backend that releases by re-export
+// (reExporter): one GoBGP operation for a step's released prefixes,
+// where the HOLD toggle is two operations and two best-path events a
+// prefix.
+type rxBackend struct{ serverBackend }
+
+func (b rxBackend) reExport(ctx context.Context, ps []netip.Prefix) error {
+	var v4, v6 []netip.Prefix
 	for _, p := range ps {
 		if p.Addr().Is4() {
-			v4 = append(v4, p.String())
+			v4 = append(v4, p)
 		} else {
-			v6 = append(v6, p.String())
+			v6 = append(v6, p)
 		}
 	}
-	if len(v4) > 0 {
-		if err := b.s.ReExport(ctx, familyV4, v4); err != nil {
-			return err
-		}
+	if err := reexport.Run(ctx, b.s, bgp.RF_IPv4_UC, v4); err != nil {
+		return err
 	}
-	if len(v6) > 0 {
-		return b.s.ReExport(ctx, familyV6, v6)
-	}
-	return nil
+	return reexport.Run(ctx, b.s, bgp.RF_IPv6_UC, v6)
 }

@@ -1,5 +1,3 @@
-//go:build gobgp_reexport
-
 package gobgp
 
 import (
@@ -10,20 +8,23 @@ import (
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
-// TestReleaseByReExportSendsNoHoldPath: built against the patched GoBGP
-// (make test-reexport), a release of learned paths adds and deletes no
+// TestReleaseByReExportSendsNoHoldPath: in process (NewInProcess, the
+// pinned GoBGP), a release of learned paths adds and deletes no
 // HOLD path, the receiver gets the prefixes, the feeder no withdrawal
 // (GoBGP does not send a path back to its neighbour), and a take-back
 // still withdraws them.
 func TestReleaseByReExportSendsNoHoldPath(t *testing.T) {
 	x := newLoopLab(t)
 	sp := x.speaker(t)
+	if toggleInProcess {
+		t.Skip("FIBGATE_TEST_RELEASE=toggle")
+	}
 	if _, ok := sp.b.(reExporter); !ok {
-		t.Fatal("the backend cannot re-export: built without the patched GoBGP?")
+		t.Fatalf("the backend cannot re-export: %v", ReExportAvailable())
 	}
 	hc := &holdCounter{backend: sp.b, hold: sp.cfg.hold, sent: make(map[netip.Prefix]int)}
 	sp.mu.Lock()
-	sp.b = rxCounter{hc, serverBackend{x.leaf}}
+	sp.b = rxCounter{hc, rxBackend{serverBackend{x.leaf}}}
 	sp.mu.Unlock()
 	ctx := context.Background()
 	ps := []netip.Prefix{p1, p2}

@@ -24,7 +24,11 @@ import (
 
 // TestMain proves the cleanup: after all tests, no namespace of this
 // process is left and no daemon it started is still a child of it.
+//
+// FIBGATE_TEST_RELEASE=toggle (make test-toggle) runs the in-process
+// Speakers on the HOLD toggle instead of the re-export.
 func TestMain(m *testing.M) {
+	toggleInProcess = os.Getenv("FIBGATE_TEST_RELEASE") == "toggle"
 	code := m.Run()
 	if lab.LeftBehind() {
 		code = 1

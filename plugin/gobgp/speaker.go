@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	"github.com/fibgate/fibgate/plugin/logdamp"
 )
@@ -254,13 +255,18 @@ func NewInProcess(s *server.BgpServer, cfg Config, opts ...Option) (*Speaker, er
 	if s == nil {
 		return nil, errors.New("gobgp speaker: nil BgpServer")
 	}
-	return newSpeaker(serverBackend{s}, cfg, opts)
+	var b backend = serverBackend{s}
+	if !cfg.ReleaseByToggle && !cfg.ReleaseByCopy && !toggleInProcess && reexport.Available() == nil {
+		b = rxBackend{serverBackend{s}}
+	}
+	return newSpeaker(b, cfg, opts)
 }
 
 // reExporter is a backend whose GoBGP runs a prefix's export again on
-// request: gobgpd-ext built by `make build-reexport`, against GoBGP with
-// patches/gobgp-v3.37.0-reexport.patch (BgpServer.ReExport). A release of
-// a learned path is then a held-set edit and one call for the whole step,
+// request: the in-process one (rxBackend, NewInProcess) unless
+// ReExportAvailable says otherwise or Config.ReleaseByToggle is set. A
+// release of a learned path is then a held-set edit and one call for the
+// whole step,
 // where the HOLD toggle is two GoBGP operations and two best-path events
 // a prefix (docs/design-notes.md, "Release by re-export").
 type reExporter interface {

@@ -32,6 +32,8 @@ func TestConfigurationErrorsExit2WithOneLine(t *testing.T) {
 		{[]string{"--check", "-c", write("badid.yaml", "api:\n  tls_client_ca: ca.pem\n  read_clients: [serial:1]\n")}, 2, "api.read_clients"},
 		{[]string{"--check", "-c", write("wholerib.yaml", "audit:\n  whole_rib_max: -1\n")}, 2, "audit.whole_rib_max -1"},
 		{[]string{"--check", "-c", write("copy.yaml", "bgp:\n  release: copy\n")}, 2, "bgp.release: copy works in gobgpd-ext only"},
+		{[]string{"--check", "-c", write("reexport.yaml", "bgp:\n  release: reexport\n")}, 2, "bgp.release: reexport works in gobgpd-ext only"},
+		{[]string{"--check", "-c", write("auto.yaml", "bgp:\n  release: auto\n")}, 0, "settings valid"},
 		{[]string{"--check", "-c", write("comments.yaml", "# only comments\n# log_level: info\n")}, 0, "settings valid: 1 gated scope(s)"},
 		{[]string{"--gobgpd", "127.0.0.1:1", "-c", write("nosock.yaml", "notify_mode: \"1\"\napi:\n  socket: "+filepath.Join(dir, "missing", "fibgate.sock")+"\n")}, 2, "api.socket"},
 	} {

@@ -141,8 +141,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "fibgated: bgp: %v\n", err)
 		return daemon.ExitConfig
 	}
-	if gcfg.ReleaseByCopy {
-		fmt.Fprintf(stderr, "fibgated: bgp.release: copy works in gobgpd-ext only: a copy fibgated added would stay in gobgpd after fibgated stopped; use release: toggle (the default) with fibgated\n")
+	switch {
+	case gcfg.ReleaseByCopy:
+		fmt.Fprintf(stderr, "fibgated: bgp.release: copy works in gobgpd-ext only: a copy fibgated added would stay in gobgpd after fibgated stopped; use release: toggle or auto (the default) with fibgated\n")
+		return daemon.ExitConfig
+	case cfg.BGP.Release == "reexport":
+		fmt.Fprintf(stderr, "fibgated: bgp.release: reexport works in gobgpd-ext only: gobgpd has no call that exports a prefix again; use release: toggle or auto (the default) with fibgated\n")
 		return daemon.ExitConfig
 	}
 	switch {

@@ -101,7 +101,7 @@ func run(args []string, stdout, stderr io.Writer, sigs chan os.Signal) int {
 		if w := s.redistributeWarning(s.initial); w != "" {
 			fmt.Fprintf(stderr, "gobgpd-ext: warning: %s\n", w)
 		}
-		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s\n", opts.ConfigFile, len(s.fcfg.GatePolicy().Scopes), s.fcfg.Backend.Type)
+		fmt.Fprintf(stdout, "configuration valid: gobgpd %q, fibgate %d gated scope(s), backend %s, release %s\n", opts.ConfigFile, len(s.fcfg.GatePolicy().Scopes), s.fcfg.Backend.Type, s.release())
 		return fgd.ExitOK
 	}
 	flush, err := startSentry(opts)
@@ -163,6 +163,9 @@ func load(opts options) (*setup, error) {
 	}
 	if s.gcfg, err = s.fcfg.GoBGP(); err != nil {
 		return nil, fmt.Errorf("fibgate bgp: %w", err)
+	}
+	if err := gobgp.ReExportAvailable(); err != nil && s.fcfg.BGP.Release == "reexport" && !opts.NoFibgate {
+		return nil, fmt.Errorf("fibgate bgp.release: reexport: %w; use release: auto (the default) or toggle", err)
 	}
 	if s.gcfg.FallbackPolicy == "" && !opts.NoFibgate {
 		return nil, errors.New("bgp.fallback_policy is empty: gobgpd-ext holds the gated scope with that policy from its first session and across reloads; name it (default fibgate-fallback)")
@@ -307,6 +310,9 @@ func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
 	x.log.Info("gobgpd-ext started", "version", version.Get().String())
 	if w := x.redistributeWarning(x.initial); w != "" {
 		x.log.Warn(w)
+	}
+	if err := gobgp.ReExportAvailable(); err != nil && !x.opts.NoFibgate && !x.gcfg.ReleaseByCopy && !x.gcfg.ReleaseByToggle {
+		x.log.Warn("releasing by toggle, which costs GoBGP two operations a prefix: this binary's GoBGP is not the one its re-export was written for", "why", err)
 	}
 	if !x.opts.TLS {
 		for _, h := range exposedAPI(x.opts.GrpcHosts) {
@@ -503,6 +509,20 @@ func checkZebra(c *oc.BgpConfigSet, f *fgd.Config, noFibgate bool) error {
 		return nil
 	}
 	return errors.New("zebra is enabled: fibgate installs GoBGP's best paths itself; disable [zebra] or set install.enabled: false in the fibgate settings")
+}
+
+// release is how the gate will release a confirmed transit prefix
+// (bgp.release, with "auto" resolved for this binary).
+func (s *setup) release() string {
+	switch {
+	case s.gcfg.ReleaseByCopy:
+		return "copy"
+	case s.gcfg.ReleaseByToggle:
+		return "toggle"
+	case gobgp.ReExportAvailable() != nil:
+		return "toggle (re-export unavailable)"
+	}
+	return "reexport"
 }
 
 // redistributeWarning says what happens to the paths GoBGP's zebra client

@@ -44,6 +44,7 @@ func TestFlagsAndDryRun(t *testing.T) {
 	apGroup := write("ap-group.toml", global+"[[peer-groups]]\n  [peer-groups.config]\n    peer-group-name = \"spines\"\n    peer-as = 65100\n  [peer-groups.add-paths.config]\n    send-max = 4\n")
 	apReceive := write("ap-receive.toml", global+neighbour+"  [neighbors.add-paths.config]\n    receive = true\n")
 	bad := write("bad.yaml", "backend:\n  type: asic\n")
+	toggle := write("toggle.yaml", "backend:\n  type: sim\nbgp:\n  release: toggle\n")
 	for _, c := range []struct {
 		args []string
 		code int
@@ -53,6 +54,8 @@ func TestFlagsAndDryRun(t *testing.T) {
 		{[]string{"--help"}, 0, "--fibgate-config"},
 		{[]string{"--no-such-flag"}, 2, "unknown flag"},
 		{[]string{"-d", "-f", gobgpd, "--fibgate-config", settings}, 0, "configuration valid"},
+		{[]string{"-d", "-f", gobgpd, "--fibgate-config", settings}, 0, "release reexport"},
+		{[]string{"-d", "-f", gobgpd, "--fibgate-config", toggle}, 0, "release toggle\n"},
 		{[]string{"-d", "-f", gobgpd, "--fibgate-config", bad}, 2, "backend.type"},
 		{[]string{"-d", "-f", filepath.Join(dir, "missing.toml")}, 2, "can't read config file"},
 		{[]string{"-d", "-f", zebra}, 2, "zebra is enabled"},

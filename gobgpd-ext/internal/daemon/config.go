@@ -172,10 +172,16 @@ type BGPSettings struct {
 	// was in its previous one until the new route is programmed
 	// (gobgp.Config.NoNotTo); default true.
 	NotToSets *bool `yaml:"not_to_sets"`
-	// Release says how a confirmed transit prefix goes out: "toggle" (the
-	// default: its learned path is let through the gate) or "copy"
-	// (gobgpd-ext only: a copy of the learned path is added, and no
-	// learned path is ever exported; gobgp.Config.ReleaseByCopy).
+	// Release says how a confirmed transit prefix goes out: "auto" (the
+	// default): "reexport" where the daemon can, "toggle" elsewhere;
+	// "reexport" (gobgpd-ext only): its learned path is let through the
+	// gate and GoBGP asked to export it again, one operation for a whole
+	// step (gobgp.ReExportAvailable); "toggle": its learned path is let
+	// through the gate and a path that wins is added and deleted, so that
+	// GoBGP exports it again (two operations and two best-path events a
+	// prefix; what fibgated does); "copy" (gobgpd-ext only): a copy of the
+	// learned path is added, and no learned path is ever exported
+	// (gobgp.Config.ReleaseByCopy).
 	Release string `yaml:"release"`
 	// FallbackPolicy names the reject-everything-in-scope policy listed
 	// in gobgpd's own config (fibgated --print-fallback renders it);
@@ -252,7 +258,7 @@ func Defaults() Config {
 			WarnUnconfirmed: Duration(DefaultWarnUnconfirmed)},
 		API: API{Socket: api.DefaultSocket},
 		BGP: BGPSettings{HoldCommunity: gobgp.DefaultHoldCommunity, FallbackPolicy: "fibgate-fallback",
-			GuardInterval: Duration(100 * time.Millisecond), NotToSets: yes(), Release: "toggle"},
+			GuardInterval: Duration(100 * time.Millisecond), NotToSets: yes(), Release: "auto"},
 		Install:         Install{Enabled: yes(), Table: fib.TableMain, Protocol: "bgp", Metric: 20, FlushOnExit: yes()},
 		Audit:           Audit{Interval: Duration(audit.DefaultInterval), WholeRIBMax: audit.DefaultWholeRIBLimit},
 		GracefulRestart: GracefulRestart{Timeout: Duration(DefaultRestartTimeout)},
@@ -513,11 +519,13 @@ func (c *Config) GoBGP() (gobgp.Config, error) {
 		Scope:   ScopeOf(c.policy), NoScope: len(c.policy.Scopes) == 0,
 	}
 	switch c.BGP.Release {
-	case "", "toggle":
+	case "", "auto", "reexport":
+	case "toggle":
+		g.ReleaseByToggle = true
 	case "copy":
 		g.ReleaseByCopy = true
 	default:
-		return g, fmt.Errorf("release %q: want toggle or copy", c.BGP.Release)
+		return g, fmt.Errorf("release %q: want auto, reexport, toggle or copy", c.BGP.Release)
 	}
 	for _, nh := range []struct {
 		s   string

@@ -134,7 +134,7 @@ func TestBadSettingsNameTheField(t *testing.T) {
 		{"bgp: {release_protocols: [nonsense-proto]}", "bgp.release_protocols"},
 		{"bgp: {hold_community: '65535:666'}", "hold community"},
 		{"bgp: {next_hop4: '2001:db8::1'}", "next_hop4"},
-		{"bgp: {release: sideways}", "release \"sideways\": want toggle or copy"},
+		{"bgp: {release: sideways}", "release \"sideways\": want auto, reexport, toggle or copy"},
 		{"install: {table: 100}", "install.table 100 is in no scope"},
 		{"policy: {scopes: [{name: x, level: loud}]}", "policy: scopes[0].level"},
 		{"policy: {scopes: []}\npolicy_file: x.yaml", "give one of them"},
@@ -350,13 +350,15 @@ func TestEachSwitchIsItsOwn(t *testing.T) {
 	}
 }
 
-// TestReleaseByCopyIsAskedFor: bgp.release: copy reaches the Speaker's
-// Config; the default (and "toggle") releases by toggle.
-func TestReleaseByCopyIsAskedFor(t *testing.T) {
+// TestReleaseIsAskedFor: bgp.release reaches the Speaker's Config: copy
+// and toggle as such, the default ("auto") and "reexport" as neither, so
+// that an in-process Speaker re-exports where it can.
+func TestReleaseIsAskedFor(t *testing.T) {
 	for _, tc := range []struct {
-		yaml string
-		want bool
-	}{{"", false}, {"bgp: {release: toggle}", false}, {"bgp: {release: copy}", true}} {
+		yaml         string
+		copy, toggle bool
+	}{{"", false, false}, {"bgp: {release: auto}", false, false}, {"bgp: {release: reexport}", false, false},
+		{"bgp: {release: toggle}", false, true}, {"bgp: {release: copy}", true, false}} {
 		c, err := Parse([]byte(tc.yaml))
 		if err != nil {
 			t.Fatal(err)
@@ -365,8 +367,8 @@ func TestReleaseByCopyIsAskedFor(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if g.ReleaseByCopy != tc.want {
-			t.Errorf("%q: ReleaseByCopy %v, want %v", tc.yaml, g.ReleaseByCopy, tc.want)
+		if g.ReleaseByCopy != tc.copy || g.ReleaseByToggle != tc.toggle {
+			t.Errorf("%q: ReleaseByCopy %v and ReleaseByToggle %v, want %v and %v", tc.yaml, g.ReleaseByCopy, g.ReleaseByToggle, tc.copy, tc.toggle)
 		}
 	}
 }

@@ -73,7 +73,7 @@ func FromBuildInfo(bi *debug.BuildInfo) Info {
 		if r := d.Replace; r != nil && r.Version != "" && r.Version != "(devel)" {
 			d = r
 		} else if r != nil {
-			// A directory (make build-reexport's patched copy): what it
+			// A directory (a patched copy of GoBGP): what it
 			// replaced and where it is, so a patched build shows as one.
 			info.GoBGP = d.Version + " => " + r.Path
 			continue
