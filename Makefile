@@ -24,9 +24,8 @@ GOFLAGS    ?=
 # neighbour that must not see a prefix too early, procps for sysctl, bird2
 # as the full-table source and observer of the scale benchmark, gobgpd for
 # Debian's GoBGP 3.10, the oldest release the sidecar e2e test runs fibgated
-# against (its systemd unit starts nothing without /etc/gobgpd.conf), patch
-# for make build-reexport (GoBGP with patches/gobgp-v3.37.0-reexport.patch).
-APT_PKGS   := iproute2 frr procps bird2 gobgpd patch
+# against (its systemd unit starts nothing without /etc/gobgpd.conf).
+APT_PKGS   := iproute2 frr procps bird2 gobgpd
 # Debian packages of the netdevsim VM test (e2e/netdevsim): qemu boots the
 # kernel, busybox-static fills the initramfs. Installed without their
 # recommendations (qemu's bring a GUI).
@@ -49,7 +48,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 # -tags scale checks the scale benchmark's files too.
 STATICCHECK_VERSION        := v0.8.2
 
-.PHONY: help build build-reexport test-reexport test-gobgpd-versions docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale bench-churn fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
+.PHONY: help build test-toggle test-gobgpd-versions docker test test-short vet fmt-check deps netdevsim-kernel bench bench-scale bench-churn fuzz monitor lab lab-down blackhole-report clean proto proto-tools proto-check
 LAB        ?= e2e/labs/fabric/fabric.clab.yml
 
 help: ## list the targets
@@ -58,22 +57,8 @@ help: ## list the targets
 build: ## build the binaries (gobgpd-ext, fibgated, fibgate, fiblab, stock gobgpd and gobgp) into ./bin
 	$(GO) build -o $(BIN)/ ./gobgpd-ext/cmd/... ./e2e/cmd/fiblab github.com/osrg/gobgp/v3/cmd/gobgpd github.com/osrg/gobgp/v3/cmd/gobgp
 
-# gobgpd-ext built against GoBGP v3.37.0 plus patches/gobgp-v3.37.0-reexport.patch
-# (BgpServer.ReExport): a release is one re-export instead of a HOLD toggle
-# (docs/design-notes.md, "Release by re-export"). The default build is not
-# touched: the patched module and its go.mod live under $(BIN).
-REEXPORT_SRC := $(BIN)/gobgp-v3.37.0-reexport
-build-reexport: ## build bin/gobgpd-ext-reexport: gobgpd-ext on GoBGP v3.37.0 with patches/gobgp-v3.37.0-reexport.patch (release without the HOLD toggle)
-	$(GO) mod download github.com/osrg/gobgp/v3
-	rm -rf $(REEXPORT_SRC) && mkdir -p $(BIN)
-	cp -r "$$($(GO) list -m -f '{{.Dir}}' github.com/osrg/gobgp/v3)" $(REEXPORT_SRC) && chmod -R u+w $(REEXPORT_SRC)
-	patch -s -d $(REEXPORT_SRC) -p1 < patches/gobgp-v3.37.0-reexport.patch
-	cp go.mod $(BIN)/reexport.mod && cp go.sum $(BIN)/reexport.sum
-	$(GO) mod edit -modfile=$(BIN)/reexport.mod -replace github.com/osrg/gobgp/v3=$(abspath $(REEXPORT_SRC))
-	$(GO) build -modfile=$(BIN)/reexport.mod -tags gobgp_reexport -o $(BIN)/gobgpd-ext-reexport ./gobgpd-ext/cmd/gobgpd-ext
-
-test-reexport: build-reexport ## run plugin/gobgp's tests against the patched GoBGP (the release by re-export)
-	$(GO) test -modfile=$(BIN)/reexport.mod -tags gobgp_reexport -count=1 $(TESTFLAGS) ./plugin/gobgp/
+test-toggle: ## run plugin/gobgp's tests with the in-process Speakers releasing by HOLD toggle (fibgated's release) instead of re-export
+	FIBGATE_TEST_RELEASE=toggle $(GO) test -count=1 $(TESTFLAGS) ./plugin/gobgp/
 
 # GOBGPD_VERSIONS are the stock gobgpd releases test-gobgpd-versions runs
 # fibgated against (built from the Go module proxy): `make test` takes the
@@ -112,7 +97,7 @@ MODES      ?= all
 ROUNDS     ?= 1
 FAMILIES   ?= ipv4,ipv6
 
-bench-scale: deps build $(if $(findstring ext-reexport,$(MODES)),build-reexport) ## time until a BGP neighbour has the table, per leaf (SIZES=120k,full MODES=all ROUNDS=1); writes docs/scale.{md,svg} (root)
+bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (SIZES=120k,full MODES=all ROUNDS=1); writes docs/scale.{md,svg} (root)
 	set -o pipefail; FIBGATE_SCALE_BIN=$(CURDIR)/$(BIN) FIBGATE_SCALE_SIZES=$(SIZES) FIBGATE_SCALE_MODES=$(MODES) \
 	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_PPROF=$(PPROF) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
 	  FIBGATE_SCALE_COMMAND="make bench-scale SIZES=$(SIZES) MODES=$(MODES) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)" \
@@ -129,7 +114,7 @@ PPROF       ?=
 CSV         ?=
 AUDIT       ?=
 
-bench-churn: deps build $(if $(findstring ext-reexport,$(CHURN_MODES)),build-reexport) ## steady churn on top of the table, source API to observer per change, per leaf (SIZES=120k RATE=1000 CHURN_FOR=30s); writes its section of docs/scale.md (root)
+bench-churn: deps build ## steady churn on top of the table, source API to observer per change, per leaf (SIZES=120k RATE=1000 CHURN_FOR=30s); writes its section of docs/scale.md (root)
 	set -o pipefail; FIBGATE_SCALE_BIN=$(CURDIR)/$(BIN) FIBGATE_SCALE_SIZES=$(SIZES) FIBGATE_SCALE_MODES=$(CHURN_MODES) \
 	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_CHURN=$(RATE) FIBGATE_SCALE_CHURN_FOR=$(CHURN_FOR) \
 	  FIBGATE_SCALE_PPROF=$(PPROF) FIBGATE_SCALE_CHURN_CSV=$(CSV) FIBGATE_SCALE_CHURN_AUDIT=$(AUDIT) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
@@ -166,9 +151,9 @@ vet: ## go vet, staticcheck, gofmt check, and go.mod/go.sum tidy (go mod tidy -d
 	$(GO) vet $(PKGS)
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) -tags scale $(PKGS)
 
-test: deps vet ## all tests with the race detector (real-kernel tests need root), then plugin/gobgp's against the patched GoBGP (test-reexport) and fibgated against the oldest gobgpd v3 (test-gobgpd-versions)
+test: deps vet ## all tests with the race detector (real-kernel tests need root), then plugin/gobgp's in process on the HOLD toggle (test-toggle) and fibgated against the oldest gobgpd v3 (test-gobgpd-versions)
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
-	$(MAKE) test-reexport
+	$(MAKE) test-toggle
 	$(MAKE) test-gobgpd-versions
 
 test-short: ## quick tests

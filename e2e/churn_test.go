@@ -116,6 +116,7 @@ func TestChurn(t *testing.T) {
 	for _, m := range leafModes {
 		t.Run(m.name, func(t *testing.T) {
 			c := newChurnLab(t, m)
+			c.leaf.waitRelease(t, m.release())
 			r := c.run(t, n, latency)
 			t.Logf("%s, %d prefixes, sim latency %v: %s", m.name, n, latency, r)
 		})
@@ -170,6 +171,37 @@ var leafModes = []leafMode{
 
 // byCopy says the leaf releases by copy (plugin/gobgp/copy.go).
 func (m leafMode) byCopy() bool { return strings.Contains(m.settings, "release: copy") }
+
+// release is how the leaf's gate releases a learned path, as its log
+// says: gobgpd-ext re-exports by default (plugin/gobgp/internal/reexport,
+// which checks the binary's GoBGP), fibgated toggles.
+func (m leafMode) release() string {
+	switch {
+	case m.byCopy():
+		return "copy"
+	case m.sidecar:
+		return "toggle"
+	}
+	return "reexport"
+}
+
+// waitRelease waits for the leaf's gate to be installed and fails unless
+// its log says it releases by want.
+func (l *leaf) waitRelease(t *testing.T, want string) {
+	t.Helper()
+	lab.Eventually(t, 20*time.Second, "gate installed", func() error {
+		for line := range strings.SplitSeq(readLog(t, l.proc.Log, 0), "\n") {
+			if !strings.Contains(line, "gobgp gate installed") {
+				continue
+			}
+			if !strings.Contains(line, "release="+want+" ") && !strings.HasSuffix(line, "release="+want) {
+				t.Fatalf("the gate releases otherwise than by %s: %s", want, line)
+			}
+			return nil
+		}
+		return fmt.Errorf("not yet")
+	})
+}
 
 // newGatedLeaf starts a leaf gating IPv4 on the sim (churnSettings and the
 // mode's) with the BGP config conf: gobgpd-ext, or a stock gobgpd with

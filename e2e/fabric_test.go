@@ -92,8 +92,7 @@ var (
 )
 
 // binaries builds gobgpd-ext, fibgated and fibgate once per test binary.
-// FIBGATE_E2E_GOBGPD_EXT names another gobgpd-ext to run instead, such as
-// make build-reexport's bin/gobgpd-ext-reexport.
+// FIBGATE_E2E_GOBGPD_EXT names another gobgpd-ext to run instead.
 func binaries(tb testing.TB) string {
 	tb.Helper()
 	buildOnce.Do(func() {

@@ -16,7 +16,7 @@ import (
 // are interleaved on the same machine. Settings, all optional:
 //
 //	FIBGATE_SCALE_SIZES     sizes, "120k" by default: counts (20000, 120k, 1m) or "full"
-//	FIBGATE_SCALE_MODES     modes by key (ext, ext-fib, ext-kernel, ext-copy, ext-zebra, sidecar, sidecar-kernel, gobgpd, gobgpd-zebra, frr, originated; ext-reexport only by name: make build-reexport's binary); all by default
+//	FIBGATE_SCALE_MODES     modes by key (ext, ext-fib, ext-kernel, ext-copy, ext-zebra, sidecar, sidecar-kernel, gobgpd, gobgpd-zebra, frr, originated; ext-toggle only by name); all by default
 //	FIBGATE_SCALE_ROUNDS    rounds per size, 1 by default; the report shows medians
 //	FIBGATE_SCALE_FAMILIES  "ipv4,ipv6" (default: the table's mix) or "ipv4"
 //	FIBGATE_SCALE_TIMEOUT   how long a leaf may take; default 10 min for the full table, scaled by size, at least 2 min

@@ -46,7 +46,7 @@ import (
 // (FIBGATE_SCALE_SIZES, _ROUNDS, _FAMILIES, _TIMEOUT, _REPORT,
 // _COMMAND), and:
 //
-//	FIBGATE_SCALE_MODES      ext, ext-fib, ext-copy, ext-reexport, sidecar, gobgpd, frr (not originated: it has no source); default ext,ext-copy,sidecar,gobgpd
+//	FIBGATE_SCALE_MODES      ext, ext-fib, ext-copy, ext-toggle, sidecar, gobgpd, frr (not originated: it has no source); default ext,ext-copy,sidecar,gobgpd
 //	FIBGATE_SCALE_CHURN      changes per second: 1000 (default) or 1000/s
 //	FIBGATE_SCALE_CHURN_FOR  how long the churn lasts, 30s by default
 //	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU and allocation profiles of the churn (and 5 s after it: profileTail), a 5 s execution trace and the heap after the drain go there
@@ -312,7 +312,7 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			leaf.extra = "audit:\n  interval: " + cc.audit + "\n"
 		}
 	}
-	if cc.pprof != "" && (m.key == "ext" || m.key == "ext-copy" || m.key == "ext-reexport" || m.key == "sidecar") {
+	if cc.pprof != "" && (m.key == "ext" || m.key == "ext-copy" || m.key == "ext-toggle" || m.key == "sidecar") {
 		leaf.pprof, r.profiled = "127.0.0.1:6060", true
 		if m.key == "sidecar" {
 			leaf.pprof = "127.0.0.1:6061" // fibgated's: gobgpd keeps 6060 for its metrics

@@ -64,8 +64,8 @@ type mode struct {
 	// fibgate and stock: it runs fibgate's binaries, a stock gobgpd; they
 	// are built before the clock starts.
 	fibgate, stock bool
-	// explicit: run only when asked for by key, not in "all" (its binary
-	// is not among those every build makes).
+	// explicit: run only when asked for by key, not in "all" (a variant
+	// for comparison, not a leaf a user would pick).
 	explicit bool
 	// start runs the leaf's daemons and returns them (the first is the
 	// BGP speaker, whose namespace is checked for the listener).
@@ -85,7 +85,7 @@ var modes = []mode{
 	{key: "ext-fib", title: "gobgpd-ext gated (sim, level fib)", fibgate: true, start: startExt("fib", false)},
 	{key: "ext-kernel", title: "gobgpd-ext gated (no sim, level fib)", fibgate: true, start: startExt("kernel", false)},
 	{key: "ext-copy", title: "gobgpd-ext gated, release by copy (sim, level hardware)", fibgate: true, start: startExtWith("hardware", false, "bgp:\n  release: copy\n")},
-	{key: "ext-reexport", title: "gobgpd-ext gated, release by re-export (patched GoBGP; sim, level hardware)", fibgate: true, explicit: true, start: startExtBin("gobgpd-ext-reexport", "hardware", "")},
+	{key: "ext-toggle", title: "gobgpd-ext gated, release by HOLD toggle (sim, level hardware)", fibgate: true, explicit: true, start: startExtWith("hardware", false, "bgp:\n  release: toggle\n")},
 	{key: "ext-zebra", title: "gobgpd-ext gated, installing through FRR's zebra (sim, level hardware)", fibgate: true, start: startExtZebra},
 	{key: "sidecar", title: "gobgpd + fibgated (sim, level hardware)", fibgate: true, stock: true, start: startSidecar("hardware")},
 	{key: "sidecar-kernel", title: "gobgpd + fibgated (no sim, level fib)", fibgate: true, stock: true, start: startSidecar("kernel")},
@@ -248,17 +248,6 @@ func startExt(level string, originate bool) func(t *testing.T, l *leafNS) []daem
 // startExtWith is startExt with settings of the mode's own appended.
 func startExtWith(level string, originate bool, settings string) func(t *testing.T, l *leafNS) []daemon {
 	return startExtOf("gobgpd-ext", level, originate, settings)
-}
-
-// startExtBin is startExtWith with another build of gobgpd-ext, named
-// name in the binaries' directory (make build-reexport), for transit.
-func startExtBin(name, level, settings string) func(t *testing.T, l *leafNS) []daemon {
-	return func(t *testing.T, l *leafNS) []daemon {
-		if _, err := os.Stat(filepath.Join(binaries(t), name)); err != nil {
-			t.Fatalf("%s: %v: build it with make build-reexport and set FIBGATE_SCALE_BIN to its directory", name, err)
-		}
-		return startExtOf(name, level, false, settings)(t, l)
-	}
 }
 
 func startExtOf(name, level string, originate bool, settings string) func(t *testing.T, l *leafNS) []daemon {

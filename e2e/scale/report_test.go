@@ -270,16 +270,17 @@ Written by ` + "`make bench-scale`" + ` (TestScaleBench in e2e/scale); do not ed
 **Leaves:**
 - gobgpd-ext gated: gobgpd with the gate inside, the simulated ASIC with no latency and no rate limit;
   every prefix waits for its route's hardware flag (level hardware) or only for the kernel FIB (level
-  fib). The FIB installer writes every best path into the kernel.
+  fib). The FIB installer writes every best path into the kernel. A confirmed prefix is let through
+  the gate and GoBGP asked to export it again (bgp.release: auto, re-export in gobgpd-ext).
 - gobgpd-ext gated, no sim: the same at level fib with no simulated ASIC (backend kernel), so what it
   waits for is what FRR's suppress-fib-pending waits for, and its figures are the gate's own cost
   without the sim's (which models and mirrors every route a second time).
 - gobgpd-ext gated, release by copy: the first leaf with bgp.release: copy: a confirmed prefix goes out
   as a copy of its learned path added by the gate, and no learned path is ever exported
   (plugin/gobgp/copy.go).
-- gobgpd-ext gated, release by re-export (run only when named: ext-reexport): the first leaf built by
-  make build-reexport against GoBGP v3.37.0 with patches/gobgp-v3.37.0-reexport.patch, whose
-  BgpServer.ReExport exports a released prefix again without the HOLD toggle.
+- gobgpd-ext gated, release by HOLD toggle (run only when named: ext-toggle): the first leaf with
+  bgp.release: toggle, fibgated's release: a path that wins is added and deleted so that GoBGP exports
+  the prefix again (two GoBGP operations a prefix where the re-export is one a step).
 - gobgpd-ext gated, installing through FRR's zebra: the first leaf with GoBGP's own zebra client to
   a zebra of the leaf's (FRR's) and fibgate's installer off (` + "`install.enabled: false`" + `, as
   deploy/examples/gobgpd-zebra.toml): zebra writes the routes the sim confirms. Its figures add
