@@ -18,9 +18,12 @@
 //   - Originated prefixes: released in the held set, then added as local
 //     paths (AddPath); taken back through a HOLD path (below), because a
 //     plain DeletePath would let a learned path of the same prefix out.
-//   - Transit prefixes: released in the held set, then a HOLD path
-//     (LOCAL_PREF 2^32-1, HOLD community) is added and deleted so GoBGP
-//     re-runs export for that prefix alone; taken back by adding the HOLD
+//   - Transit prefixes: released in the held set, then GoBGP must run
+//     their export again. In process it is asked to, one operation for a
+//     batch (the re-export, internal/reexport, when the binary's GoBGP is
+//     the one it was written for); otherwise a HOLD path (LOCAL_PREF
+//     2^32-1, HOLD community) is added and deleted, so that GoBGP re-runs
+//     export for that prefix alone (the toggle). Taken back by adding the HOLD
 //     path first (GoBGP withdraws the old best path it sees as sent), then
 //     holding the prefix, then deleting the HOLD path.
 //   - Guard (or Check) notices when a policy reload (SetPolicies, gobgpd's
