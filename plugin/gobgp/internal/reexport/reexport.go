@@ -13,8 +13,9 @@
 //
 // Reaching into GoBGP's internals is safe only against the exact source
 // it was written for, so Available checks, once, that the binary was
-// linked with GoBGP v3.37.0 from the module proxy (its go.sum hash, no
-// replace) and that the fields it reads have the types it expects.
+// linked with GoBGP v3.37.0 as published (its go.sum hash, or vendored at
+// that version; no replace) and that the fields it reads have the types it
+// expects.
 // Anything else (another version, a fork, a vendored patch) makes
 // Available return why, and callers release by toggle as before.
 package reexport
@@ -101,26 +102,8 @@ func check() (layout, error) {
 	if !ok {
 		return layout{}, errors.New("no build information in this binary")
 	}
-	found := false
-	if len(bi.Deps) == 0 && bi.Main.Path == thisModule {
-		// A test binary of this module: go test records no dependencies,
-		// and this module's go.mod pins GoBGP (TestGoModPinsGoBGP).
-		found = true
-	}
-	for _, m := range bi.Deps {
-		if m.Path != gobgpModule {
-			continue
-		}
-		found = true
-		if m.Replace != nil {
-			return layout{}, fmt.Errorf("%s is replaced by %s %s", gobgpModule, m.Replace.Path, m.Replace.Version)
-		}
-		if m.Version != gobgpVersion || m.Sum != gobgpSum {
-			return layout{}, fmt.Errorf("%s is %s %s, written for %s %s", gobgpModule, m.Version, m.Sum, gobgpVersion, gobgpSum)
-		}
-	}
-	if !found {
-		return layout{}, fmt.Errorf("%s not in this binary's build information", gobgpModule)
+	if err := checkBuild(bi); err != nil {
+		return layout{}, err
 	}
 	var l layout
 	st := reflect.TypeFor[server.BgpServer]()
@@ -135,6 +118,31 @@ func check() (layout, error) {
 		return layout{}, err
 	}
 	return l, nil
+}
+
+// checkBuild says whether bi is a build with the GoBGP this package was
+// written for. A vendored build (go mod vendor) records no hash; its
+// version is the vendor directory's, which go mod vendor checked against
+// go.sum, so it is taken on its version.
+func checkBuild(bi *debug.BuildInfo) error {
+	if len(bi.Deps) == 0 && bi.Main.Path == thisModule {
+		// A test binary of this module: go test records no dependencies,
+		// and this module's go.mod pins GoBGP (TestGoModPinsGoBGP).
+		return nil
+	}
+	for _, m := range bi.Deps {
+		if m.Path != gobgpModule {
+			continue
+		}
+		if m.Replace != nil {
+			return fmt.Errorf("%s is replaced by %s %s", gobgpModule, m.Replace.Path, m.Replace.Version)
+		}
+		if m.Version != gobgpVersion || (m.Sum != "" && m.Sum != gobgpSum) {
+			return fmt.Errorf("%s is %s %s, written for %s %s", gobgpModule, m.Version, m.Sum, gobgpVersion, gobgpSum)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s not in this binary's build information", gobgpModule)
 }
 
 func field(t reflect.Type, name, want string) (reflect.StructField, error) {

@@ -2,6 +2,7 @@ package reexport
 
 import (
 	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,37 @@ func TestGoModPinsGoBGP(t *testing.T) {
 func TestAvailableInThisModule(t *testing.T) {
 	if err := Available(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOnlyThePinnedGoBGPReExports: the build information that lets the
+// linknames run, and what keeps them off (the gate then toggles).
+func TestOnlyThePinnedGoBGPReExports(t *testing.T) {
+	main := debug.Module{Path: "example.com/router"}
+	dep := func(m debug.Module) *debug.BuildInfo {
+		return &debug.BuildInfo{Main: main, Deps: []*debug.Module{{Path: "google.golang.org/grpc", Version: "v1.70.0"}, &m}}
+	}
+	for _, c := range []struct {
+		name string
+		bi   *debug.BuildInfo
+		want string // "" for usable
+	}{
+		{"the pinned module", dep(debug.Module{Path: gobgpModule, Version: gobgpVersion, Sum: gobgpSum}), ""},
+		{"vendored, no hash", dep(debug.Module{Path: gobgpModule, Version: gobgpVersion}), ""},
+		{"this module's test binary", &debug.BuildInfo{Main: debug.Module{Path: thisModule}}, ""},
+		{"another release", dep(debug.Module{Path: gobgpModule, Version: "v3.36.0", Sum: "h1:x="}), "is v3.36.0"},
+		{"the same version, other contents", dep(debug.Module{Path: gobgpModule, Version: gobgpVersion, Sum: "h1:other="}), "h1:other="},
+		{"replaced by a directory", dep(debug.Module{Path: gobgpModule, Version: gobgpVersion, Replace: &debug.Module{Path: "/src/gobgp", Version: "(devel)"}}), "replaced by /src/gobgp"},
+		{"replaced by a fork", dep(debug.Module{Path: gobgpModule, Version: gobgpVersion, Replace: &debug.Module{Path: "example.com/gobgp", Version: gobgpVersion, Sum: gobgpSum}}), "replaced by example.com/gobgp"},
+		{"another module's test binary", &debug.BuildInfo{Main: main}, "not in this binary's build information"},
+		{"no GoBGP at all", &debug.BuildInfo{Main: main, Deps: []*debug.Module{{Path: "google.golang.org/grpc", Version: "v1.70.0"}}}, "not in this binary's build information"},
+	} {
+		err := checkBuild(c.bi)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: %v, want usable", c.name, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.want)
+		}
 	}
 }
