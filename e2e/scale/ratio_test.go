@@ -18,9 +18,12 @@ import (
 // labs. The gated leaf may take at most FIBGATE_SCALE_RATIO_MAX times as
 // long as stock gobgpd until the observer has every prefix: the gate must
 // cost the time of the kernel install and the confirmation, not grow with
-// the table. The default, 8, guards against regressions (the tracker's old
-// per-batch scan made it quadratic: over 10x at 22k); the target is 1.2
-// and the measured ratio is in docs/scale.md (about 4 at 50k, 6 at 120k).
+// the table. The default, 4, guards against regressions (the tracker's old
+// per-batch scan made it quadratic: over 10x at 22k) with room for a
+// busy CI machine; the target is 1.2, and the measured ratio is in
+// docs/scale.md (1.46 at 50k by hand on 2026-12-06, 1.5 at 120k; about 4
+// and 6 while a release was a HOLD toggle). A gobgpd-ext that falls back
+// to the toggle is caught by TestChurn, not here.
 // FIBGATE_SCALE_RATIO_N changes the size.
 //
 // The gated run is cut off at twice the allowed time (20 s to 45 s), so a
@@ -33,7 +36,7 @@ func TestScaleRatio(t *testing.T) {
 	}
 	lab.RequireRoot(t)
 	lab.RequireBird(t)
-	limit := 8.0
+	limit := 4.0
 	if s := os.Getenv("FIBGATE_SCALE_RATIO_MAX"); s != "" {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || v <= 0 {
