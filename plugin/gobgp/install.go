@@ -9,6 +9,8 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 )
 
 // Bootstrap installs the gate in GoBGP and brings it in line with the
@@ -205,20 +207,22 @@ const entriesPerRequest = 32768
 // editSets adds entries to the held sets, then deletes entries: in this
 // order every intermediate state holds back at least what both ends do.
 func (s *Speaker) editSets(ctx context.Context, adds, dels []setEntry) error {
-	byName := func(es []setEntry) map[string][]setEntry {
-		m := make(map[string][]setEntry)
-		for _, e := range es {
-			m[s.setName(e.prefix)] = append(m[s.setName(e.prefix)], e)
-		}
-		return m
-	}
-	if err := s.editNamedSets(ctx, byName(adds), false); err != nil {
+	if err := s.editNamedSets(ctx, s.byName(adds), false); err != nil {
 		return fmt.Errorf("add to held set: %w", err)
 	}
-	if err := s.editNamedSets(ctx, byName(dels), true); err != nil {
+	if err := s.editNamedSets(ctx, s.byName(dels), true); err != nil {
 		return fmt.Errorf("delete from held set: %w", err)
 	}
 	return nil
+}
+
+// byName groups set entries by the held set they belong in.
+func (s *Speaker) byName(es []setEntry) map[string][]setEntry {
+	m := make(map[string][]setEntry)
+	for _, e := range es {
+		m[s.setName(e.prefix)] = append(m[s.setName(e.prefix)], e)
+	}
+	return m
 }
 
 // editNamedSets adds (or deletes) entries to (from) prefix sets by name,
@@ -245,12 +249,35 @@ func (s *Speaker) editNamedSets(ctx context.Context, byName map[string][]setEntr
 
 // setReleased releases (or holds again) prefixes in the held sets.
 func (s *Speaker) setReleased(ctx context.Context, ps []netip.Prefix, release bool) error {
-	var adds, dels []setEntry
+	adds, dels := s.releaseEntries(ps, release)
+	return s.editSets(ctx, adds, dels)
+}
+
+// releaseEntries are the held-set entries to add and delete to release
+// (or hold again) ps.
+func (s *Speaker) releaseEntries(ps []netip.Prefix, release bool) (adds, dels []setEntry) {
 	for _, p := range ps {
 		a, d := s.cfg.scopeOf(p).transition(p, release)
 		adds, dels = append(adds, a...), append(dels, d...)
 	}
-	return s.editSets(ctx, adds, dels)
+	return adds, dels
+}
+
+// releaseEdits are setReleased's edits to release ps, for a backend that
+// makes them and the re-export in one GoBGP operation (reExporter): the
+// additions, then the deletions, one edit a set.
+func (s *Speaker) releaseEdits(ps []netip.Prefix) []reexport.Edit {
+	adds, dels := s.releaseEntries(ps, true)
+	out := make([]reexport.Edit, 0, 4)
+	for _, l := range []struct {
+		es  []setEntry
+		del bool
+	}{{adds, false}, {dels, true}} {
+		for name, list := range s.byName(l.es) {
+			out = append(out, reexport.Edit{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(list)}, Delete: l.del})
+		}
+	}
+	return out
 }
 
 // diffEntries returns the entries to add and delete to turn from into to

@@ -4,8 +4,6 @@ import (
 	"context"
 	"net/netip"
 
-	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
-
 	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 )
 
@@ -29,16 +27,9 @@ var toggleInProcess bool
 type rxBackend struct{ serverBackend }
 
 func (b rxBackend) reExport(ctx context.Context, ps []netip.Prefix) error {
-	var v4, v6 []netip.Prefix
-	for _, p := range ps {
-		if p.Addr().Is4() {
-			v4 = append(v4, p)
-		} else {
-			v6 = append(v6, p)
-		}
-	}
-	if err := reexport.Run(ctx, b.s, bgp.RF_IPv4_UC, v4); err != nil {
-		return err
-	}
-	return reexport.Run(ctx, b.s, bgp.RF_IPv6_UC, v6)
+	return reexport.Run(ctx, b.s, nil, ps)
+}
+
+func (b rxBackend) releaseAndReExport(ctx context.Context, edits []reexport.Edit, ps []netip.Prefix) error {
+	return reexport.Run(ctx, b.s, edits, ps)
 }

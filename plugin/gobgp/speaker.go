@@ -271,6 +271,9 @@ func NewInProcess(s *server.BgpServer, cfg Config, opts ...Option) (*Speaker, er
 // a prefix (docs/design-notes.md, "Release by re-export").
 type reExporter interface {
 	reExport(ctx context.Context, ps []netip.Prefix) error
+	// releaseAndReExport makes the held-set edits, then the re-export,
+	// in one GoBGP operation: a release waits for GoBGP's main loop once.
+	releaseAndReExport(ctx context.Context, edits []reexport.Edit, ps []netip.Prefix) error
 }
 
 func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
@@ -745,16 +748,17 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	if err := s.carve(ctx, outAfter, func(netip.Prefix) bool { return true }); err != nil {
 		return fail("carve out of not-to sets", err)
 	}
-	if err := s.setReleased(ctx, open, true); err != nil {
+	if len(reexport) > 0 {
+		// Phase A and the re-export in one GoBGP operation, before
+		// phase B: B's paths are other prefixes', which need only A.
+		if err := rx.releaseAndReExport(ctx, s.releaseEdits(open), reexport); err != nil {
+			return fail("release in held set and re-export", err)
+		}
+	} else if err := s.setReleased(ctx, open, true); err != nil {
 		return fail("release in held set", err)
 	}
 	if err := s.b.sendPaths(ctx, phaseB); err != nil {
 		return fail("send paths", err)
-	}
-	if len(reexport) > 0 {
-		if err := rx.reExport(ctx, reexport); err != nil {
-			return fail("re-export", err)
-		}
 	}
 	if err := s.setReleased(ctx, shut, false); err != nil {
 		return fail("hold in held set", err)

@@ -9,7 +9,9 @@
 // cost over stock gobgpd; docs/design-notes.md, "Release by re-export").
 // GoBGP has no call that exports one prefix again. This package is that
 // call, built from GoBGP's own unexported functions through go:linkname,
-// the same code as patches/gobgp-v3.37.0-reexport.patch proposes upstream.
+// the same code as patches/gobgp-v3.37.0-reexport.patch proposes upstream;
+// it also makes the held set's edits of the release in the same operation
+// of GoBGP's main loop, so that a release waits for that loop once.
 //
 // Reaching into GoBGP's internals is safe only against the exact source
 // it was written for, so Available checks, once, that the binary was
@@ -30,6 +32,7 @@ import (
 	"sync"
 	"unsafe"
 
+	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
 )
@@ -47,11 +50,18 @@ const (
 // pointers to them cross the calls below, and a pointer is a pointer
 // whatever it points to.
 type (
-	peer        struct{}
-	tablePath   struct{}
-	table       struct{}
-	destination struct{}
+	peer          struct{}
+	tablePath     struct{}
+	table         struct{}
+	destination   struct{}
+	routingPolicy struct{}
 )
+
+// definedSet stands for table.DefinedSet, an interface: Go's register
+// ABI passes an interface value as two pointer words, as it does this.
+type definedSet struct {
+	_, _ unsafe.Pointer // the itab, the value
+}
 
 //go:linkname mgmtOperation github.com/osrg/gobgp/v3/pkg/server.(*BgpServer).mgmtOperation
 func mgmtOperation(s *server.BgpServer, f func() error, checkActive bool) error
@@ -74,14 +84,24 @@ func getDestination(t *table, nlri bgp.AddrPrefixInterface) *destination
 //go:linkname getBestPath github.com/osrg/gobgp/v3/internal/pkg/table.(*Destination).GetBestPath
 func getBestPath(d *destination, id string, as uint32) *tablePath
 
+//go:linkname newDefinedSetFromApiStruct github.com/osrg/gobgp/v3/pkg/server.newDefinedSetFromApiStruct
+func newDefinedSetFromApiStruct(a *api.DefinedSet) (definedSet, error)
+
+//go:linkname addDefinedSet github.com/osrg/gobgp/v3/internal/pkg/table.(*RoutingPolicy).AddDefinedSet
+func addDefinedSet(r *routingPolicy, set definedSet, replace bool) error
+
+//go:linkname deleteDefinedSet github.com/osrg/gobgp/v3/internal/pkg/table.(*RoutingPolicy).DeleteDefinedSet
+func deleteDefinedSet(r *routingPolicy, set definedSet, all bool) error
+
 // globalRibName is table.GLOBAL_RIB_NAME.
 const globalRibName = "global"
 
-// layout is where the two BgpServer fields the export reads are.
+// layout is where the BgpServer fields Run reads are.
 type layout struct {
 	globalRib   reflect.StructField // *table.TableManager
 	tables      reflect.StructField // TableManager.Tables, map[bgp.RouteFamily]*table.Table
 	neighborMap reflect.StructField // map[string]*peer
+	policy      reflect.StructField // *table.RoutingPolicy
 }
 
 var (
@@ -115,6 +135,9 @@ func check() (layout, error) {
 		return layout{}, err
 	}
 	if l.neighborMap, err = field(st, "neighborMap", "map[string]*server.peer"); err != nil {
+		return layout{}, err
+	}
+	if l.policy, err = field(st, "policy", "*table.RoutingPolicy"); err != nil {
 		return layout{}, err
 	}
 	return l, nil
@@ -156,68 +179,122 @@ func field(t reflect.Type, name, want string) (reflect.StructField, error) {
 	return f, nil
 }
 
-// Run exports the current best path of each of ps in family rf again to
-// every neighbour, under the export policy of the moment, as if it had
-// just been selected, in one operation of GoBGP's main loop. A neighbour
-// the policy rejects a path for gets nothing (there is no old path to
-// withdraw); watchers are not told (the best path did not change);
-// prefixes without a best path are skipped; route-server clients and
-// neighbours with ADD-PATH send are left out, their exports being per
-// path. The paths go to each neighbour in one batch, so prefixes with the
-// same attributes share UPDATE messages. Run must not be called unless
-// Available returned nil.
-func Run(ctx context.Context, s *server.BgpServer, rf bgp.RouteFamily, ps []netip.Prefix) error {
+// Edit is a change to one of GoBGP's defined sets, as AddDefinedSet
+// (Delete false; never a replace) or DeleteDefinedSet (Delete true, only
+// the entries listed) would make it.
+type Edit struct {
+	Set    *api.DefinedSet
+	Delete bool
+}
+
+// Run applies edits in order, then exports the current best path of each
+// of ps again to every neighbour, under the export policy of that moment,
+// as if it had just been selected: all in one operation of GoBGP's main
+// loop, so that a release (the held set's edit, then the export) waits
+// for that loop once, where AddDefinedSet, DeleteDefinedSet and an export
+// per family would wait for it each.
+//
+// A neighbour the policy rejects a path for gets nothing (there is no old
+// path to withdraw); watchers are not told (the best path did not
+// change); prefixes without a best path are skipped; route-server clients
+// and neighbours with ADD-PATH send are left out, their exports being per
+// path. The paths go to each neighbour in one batch a family, so prefixes
+// with the same attributes share UPDATE messages. An edit that fails
+// ends the operation with its error, before the export; the edits before
+// it stay, as separate calls would have left them. Run must not be
+// called unless Available returned nil.
+func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Prefix) error {
 	if err := Available(); err != nil {
 		return err
 	}
-	if len(ps) == 0 {
+	if len(ps) == 0 && len(edits) == 0 {
 		return nil
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	afi, safi := bgp.RouteFamilyToAfiSafi(rf)
-	nlris := make([]bgp.AddrPrefixInterface, 0, len(ps))
+	var fams [2]struct {
+		rf    bgp.RouteFamily
+		nlris []bgp.AddrPrefixInterface
+	}
+	fams[0].rf, fams[1].rf = bgp.RF_IPv4_UC, bgp.RF_IPv6_UC
 	for _, p := range ps {
+		f := &fams[0]
+		if !p.Addr().Is4() {
+			f = &fams[1]
+		}
+		afi, safi := bgp.RouteFamilyToAfiSafi(f.rf)
 		nlri, err := bgp.NewPrefixFromRouteFamily(afi, safi, p.String())
 		if err != nil {
 			return fmt.Errorf("prefix %v: %w", p, err)
 		}
-		nlris = append(nlris, nlri)
+		f.nlris = append(f.nlris, nlri)
 	}
 	base := unsafe.Pointer(s)
 	return mgmtOperation(s, func() error {
-		rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
-		if rib.IsNil() {
-			return errors.New("GoBGP has not started")
-		}
-		tables := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem()
-		tv := tables.MapIndex(reflect.ValueOf(rf))
-		if !tv.IsValid() || tv.IsNil() {
-			return fmt.Errorf("family %s is not in the global RIB", rf)
-		}
-		t := (*table)(tv.UnsafePointer())
-		best := make([]*tablePath, 0, len(nlris))
-		for _, nlri := range nlris {
-			if d := getDestination(t, nlri); d != nil {
-				if b := getBestPath(d, globalRibName, 0); b != nil {
-					best = append(best, b)
+		if len(edits) > 0 {
+			pol := *(**routingPolicy)(unsafe.Add(base, lay.policy.Offset))
+			if pol == nil {
+				return errors.New("GoBGP has no policy yet")
+			}
+			for _, e := range edits {
+				set, err := newDefinedSetFromApiStruct(e.Set)
+				if err == nil {
+					if e.Delete {
+						err = deleteDefinedSet(pol, set, false)
+					} else {
+						err = addDefinedSet(pol, set, false)
+					}
+				}
+				if err != nil {
+					return fmt.Errorf("set %s: %w", e.Set.GetName(), err)
 				}
 			}
 		}
-		if len(best) == 0 {
-			return nil
-		}
-		it := reflect.NewAt(lay.neighborMap.Type, unsafe.Add(base, lay.neighborMap.Offset)).Elem().MapRange()
-		for it.Next() {
-			p := (*peer)(it.Value().UnsafePointer())
-			if isRouteServerClient(p) || isAddPathSendEnabled(p, rf) {
+		for _, f := range fams {
+			if len(f.nlris) == 0 {
 				continue
 			}
-			if paths := processOutgoingPaths(s, p, best, nil); len(paths) > 0 {
-				sendfsmOutgoingMsg(p, paths, nil, false)
+			if err := export(base, s, f.rf, f.nlris); err != nil {
+				return err
 			}
 		}
 		return nil
 	}, true)
+}
+
+// export is Run's export of one family, in GoBGP's main loop.
+func export(base unsafe.Pointer, s *server.BgpServer, rf bgp.RouteFamily, nlris []bgp.AddrPrefixInterface) error {
+	rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
+	if rib.IsNil() {
+		return errors.New("GoBGP has not started")
+	}
+	tables := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem()
+	tv := tables.MapIndex(reflect.ValueOf(rf))
+	if !tv.IsValid() || tv.IsNil() {
+		return fmt.Errorf("family %s is not in the global RIB", rf)
+	}
+	t := (*table)(tv.UnsafePointer())
+	best := make([]*tablePath, 0, len(nlris))
+	for _, nlri := range nlris {
+		if d := getDestination(t, nlri); d != nil {
+			if b := getBestPath(d, globalRibName, 0); b != nil {
+				best = append(best, b)
+			}
+		}
+	}
+	if len(best) == 0 {
+		return nil
+	}
+	it := reflect.NewAt(lay.neighborMap.Type, unsafe.Add(base, lay.neighborMap.Offset)).Elem().MapRange()
+	for it.Next() {
+		p := (*peer)(it.Value().UnsafePointer())
+		if isRouteServerClient(p) || isAddPathSendEnabled(p, rf) {
+			continue
+		}
+		if paths := processOutgoingPaths(s, p, best, nil); len(paths) > 0 {
+			sendfsmOutgoingMsg(p, paths, nil, false)
+		}
+	}
+	return nil
 }
