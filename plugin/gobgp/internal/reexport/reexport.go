@@ -17,9 +17,10 @@
 // it was written for, so Available checks, once, that the binary was
 // linked with GoBGP v3.37.0 as published (its go.sum hash, or vendored at
 // that version; no replace) and that the fields it reads have the types it
-// expects.
-// Anything else (another version, a fork, a vendored patch) makes
-// Available return why, and callers release by toggle as before.
+// expects. Anything else (another version, a fork, a replace) makes
+// Available return why, and callers release by toggle as before. (A
+// vendor directory edited by hand is not detected: its build records no
+// hash to compare.)
 package reexport
 
 import (
