@@ -26,10 +26,6 @@ var toggleInProcess bool
 // prefix.
 type rxBackend struct{ serverBackend }
 
-func (b rxBackend) reExport(ctx context.Context, ps []netip.Prefix) error {
-	return reexport.Run(ctx, b.s, nil, ps)
-}
-
 func (b rxBackend) releaseAndReExport(ctx context.Context, edits []reexport.Edit, ps []netip.Prefix) error {
 	return reexport.Run(ctx, b.s, edits, ps)
 }

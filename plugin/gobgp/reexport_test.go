@@ -90,10 +90,6 @@ func (c rxCounter) deleteDefinedSet(ctx context.Context, d *api.DefinedSet, all 
 	return c.holdCounter.deleteDefinedSet(ctx, d, all)
 }
 
-func (c rxCounter) reExport(ctx context.Context, ps []netip.Prefix) error {
-	return c.rx.reExport(ctx, ps)
-}
-
 func (c rxCounter) releaseAndReExport(ctx context.Context, edits []reexport.Edit, ps []netip.Prefix) error {
 	c.calls.add(0, 1)
 	return c.rx.releaseAndReExport(ctx, edits, ps)

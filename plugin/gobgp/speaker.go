@@ -265,12 +265,11 @@ func NewInProcess(s *server.BgpServer, cfg Config, opts ...Option) (*Speaker, er
 // reExporter is a backend whose GoBGP runs a prefix's export again on
 // request: the in-process one (rxBackend, NewInProcess) unless
 // ReExportAvailable says otherwise or Config.ReleaseByToggle is set. A
-// release of a learned path is then a held-set edit and one call for the
-// whole step,
-// where the HOLD toggle is two GoBGP operations and two best-path events
-// a prefix (docs/design-notes.md, "Release by re-export").
+// release of a learned path is then its held-set edits and its export in
+// one GoBGP operation for the whole step, where the HOLD toggle is two
+// GoBGP operations and two best-path events a prefix (docs/design-notes.md,
+// "Release by re-export").
 type reExporter interface {
-	reExport(ctx context.Context, ps []netip.Prefix) error
 	// releaseAndReExport makes the held-set edits, then the re-export,
 	// in one GoBGP operation: a release waits for GoBGP's main loop once.
 	releaseAndReExport(ctx context.Context, edits []reexport.Edit, ps []netip.Prefix) error
@@ -579,7 +578,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	}
 	// Sized for a release, the common change (a table's first releases
 	// are most of a convergence's calls): growing them was garbage.
-	var shut, outAfter, inAfter, quiet, reexport []netip.Prefix
+	var shut, outAfter, inAfter, quiet, reexported []netip.Prefix
 	rx, _ := s.b.(reExporter)
 	var phasePre, phaseD []*api.Path
 	open := make([]netip.Prefix, 0, len(changes))
@@ -673,7 +672,7 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 				// Released in the held set (phase A), then exported
 				// again after phase B, one call for the step
 				// (reExporter): no HOLD path.
-				reexport = append(reexport, c.p)
+				reexported = append(reexported, c.p)
 				break
 			}
 			// The HOLD path goes in while the prefix is still held, so
@@ -748,10 +747,10 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 	if err := s.carve(ctx, outAfter, func(netip.Prefix) bool { return true }); err != nil {
 		return fail("carve out of not-to sets", err)
 	}
-	if len(reexport) > 0 {
+	if len(reexported) > 0 {
 		// Phase A and the re-export in one GoBGP operation, before
 		// phase B: B's paths are other prefixes', which need only A.
-		if err := rx.releaseAndReExport(ctx, s.releaseEdits(open), reexport); err != nil {
+		if err := rx.releaseAndReExport(ctx, s.releaseEdits(open), reexported); err != nil {
 			return fail("release in held set and re-export", err)
 		}
 	} else if err := s.setReleased(ctx, open, true); err != nil {
