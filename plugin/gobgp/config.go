@@ -111,7 +111,7 @@ type Config struct {
 	// ReleaseByToggle releases a learned path by the HOLD toggle (a local
 	// path that wins is added, then deleted, so GoBGP exports the prefix
 	// again) even in process, where GoBGP can otherwise be asked to export
-	// the prefix again directly (ReExportAvailable). The toggle is what a
+	// the prefix again directly (InProcessRelease). The toggle is what a
 	// sidecar always does: it costs GoBGP two operations and two best-path
 	// events a prefix, and it is kept as the fallback and for comparison.
 	ReleaseByToggle bool

@@ -7,12 +7,24 @@ import (
 	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 )
 
-// ReExportAvailable says whether a Speaker made by NewInProcess in this
-// binary releases learned paths by re-export (nil) or, and why not, by
-// the HOLD toggle. Re-export reaches into GoBGP's internals, so it is
-// there only when the binary was linked with the exact GoBGP it was
-// written for (plugin/gobgp/internal/reexport); a daemon says so at start.
-func ReExportAvailable() error { return reexport.Available() }
+// InProcessRelease says how a Speaker made by NewInProcess with c
+// releases a learned path in this binary: "copy", "toggle" or
+// "reexport". why is not nil when it toggles though c asked for neither:
+// the re-export reaches into GoBGP's internals, so it is there only when
+// the binary was linked with the exact GoBGP it was written for
+// (plugin/gobgp/internal/reexport), and a daemon says so at start.
+func (c Config) InProcessRelease() (how string, why error) {
+	switch {
+	case c.ReleaseByCopy:
+		return "copy", nil
+	case c.ReleaseByToggle:
+		return "toggle", nil
+	}
+	if err := reexport.Available(); err != nil {
+		return "toggle", err
+	}
+	return "reexport", nil
+}
 
 // toggleInProcess makes NewInProcess release by toggle whatever the
 // Config says. Only this package's tests set it (FIBGATE_TEST_RELEASE=

@@ -25,7 +25,8 @@ func TestReleaseByReExportSendsNoHoldPath(t *testing.T) {
 		t.Skip("FIBGATE_TEST_RELEASE=toggle")
 	}
 	if _, ok := sp.b.(reExporter); !ok {
-		t.Fatalf("the backend cannot re-export: %v", ReExportAvailable())
+		_, why := sp.cfg.InProcessRelease()
+		t.Fatalf("the backend cannot re-export: %v", why)
 	}
 	hc := &holdCounter{backend: sp.b, hold: sp.cfg.hold, sent: make(map[netip.Prefix]int)}
 	sp.mu.Lock()

@@ -256,15 +256,15 @@ func NewInProcess(s *server.BgpServer, cfg Config, opts ...Option) (*Speaker, er
 		return nil, errors.New("gobgp speaker: nil BgpServer")
 	}
 	var b backend = serverBackend{s}
-	if !cfg.ReleaseByToggle && !cfg.ReleaseByCopy && !toggleInProcess && reexport.Available() == nil {
+	if how, _ := cfg.InProcessRelease(); how == "reexport" && !toggleInProcess {
 		b = rxBackend{serverBackend{s}}
 	}
 	return newSpeaker(b, cfg, opts)
 }
 
 // reExporter is a backend whose GoBGP runs a prefix's export again on
-// request: the in-process one (rxBackend, NewInProcess) unless
-// ReExportAvailable says otherwise or Config.ReleaseByToggle is set. A
+// request: the in-process one (rxBackend, NewInProcess) when
+// Config.InProcessRelease says "reexport". A
 // release of a learned path is then its held-set edits and its export in
 // one GoBGP operation for the whole step, where the HOLD toggle is two
 // GoBGP operations and two best-path events a prefix (docs/design-notes.md,
@@ -669,8 +669,8 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 			holds[c.p], toggled = true, true
 		case !c.originated && c.transit && !st.transit:
 			if rx != nil {
-				// Released in the held set (phase A), then exported
-				// again after phase B, one call for the step
+				// Released in the held set (phase A) and exported
+				// again in the same call, one for the step
 				// (reExporter): no HOLD path.
 				reexported = append(reexported, c.p)
 				break

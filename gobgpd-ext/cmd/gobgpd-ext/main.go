@@ -164,8 +164,8 @@ func load(opts options) (*setup, error) {
 	if s.gcfg, err = s.fcfg.GoBGP(); err != nil {
 		return nil, fmt.Errorf("fibgate bgp: %w", err)
 	}
-	if err := gobgp.ReExportAvailable(); err != nil && s.fcfg.BGP.Release == "reexport" && !opts.NoFibgate {
-		return nil, fmt.Errorf("fibgate bgp.release: reexport: %w; use release: auto (the default) or toggle", err)
+	if _, why := s.gcfg.InProcessRelease(); why != nil && s.fcfg.BGP.Release == "reexport" && !opts.NoFibgate {
+		return nil, fmt.Errorf("fibgate bgp.release: reexport: %w; use release: auto (the default) or toggle", why)
 	}
 	if s.gcfg.FallbackPolicy == "" && !opts.NoFibgate {
 		return nil, errors.New("bgp.fallback_policy is empty: gobgpd-ext holds the gated scope with that policy from its first session and across reloads; name it (default fibgate-fallback)")
@@ -311,8 +311,8 @@ func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
 	if w := x.redistributeWarning(x.initial); w != "" {
 		x.log.Warn(w)
 	}
-	if err := gobgp.ReExportAvailable(); err != nil && !x.opts.NoFibgate && !x.gcfg.ReleaseByCopy && !x.gcfg.ReleaseByToggle {
-		x.log.Warn("releasing by toggle, which costs GoBGP two operations a prefix: this binary's GoBGP is not the one its re-export was written for", "why", err)
+	if _, why := x.gcfg.InProcessRelease(); why != nil && !x.opts.NoFibgate {
+		x.log.Warn("releasing by toggle, which costs GoBGP two operations a prefix: this binary's GoBGP is not the one its re-export was written for", "why", why)
 	}
 	if !x.opts.TLS {
 		for _, h := range exposedAPI(x.opts.GrpcHosts) {
@@ -514,15 +514,11 @@ func checkZebra(c *oc.BgpConfigSet, f *fgd.Config, noFibgate bool) error {
 // release is how the gate will release a confirmed transit prefix
 // (bgp.release, with "auto" resolved for this binary).
 func (s *setup) release() string {
-	switch {
-	case s.gcfg.ReleaseByCopy:
-		return "copy"
-	case s.gcfg.ReleaseByToggle:
-		return "toggle"
-	case gobgp.ReExportAvailable() != nil:
-		return "toggle (re-export unavailable)"
+	how, why := s.gcfg.InProcessRelease()
+	if why != nil {
+		return how + " (re-export unavailable)"
 	}
-	return "reexport"
+	return how
 }
 
 // redistributeWarning says what happens to the paths GoBGP's zebra client

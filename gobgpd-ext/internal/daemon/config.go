@@ -176,7 +176,7 @@ type BGPSettings struct {
 	// default): "reexport" where the daemon can, "toggle" elsewhere;
 	// "reexport" (gobgpd-ext only): its learned path is let through the
 	// gate and GoBGP asked to export it again, one operation for a whole
-	// step (gobgp.ReExportAvailable); "toggle": its learned path is let
+	// step (gobgp.Config.InProcessRelease); "toggle": its learned path is let
 	// through the gate and a path that wins is added and deleted, so that
 	// GoBGP exports it again (two operations and two best-path events a
 	// prefix; what fibgated does); "copy" (gobgpd-ext only): a copy of the
