@@ -749,6 +749,9 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 			}
 		}
 		t.Logf("%s: peak RSS %.0f MiB when the observer was full, %.0f MiB %v later", m.key, mib(r.peakRSS), mib(peak), prof.after)
+		if m.fibgate {
+			auditFoundNothing(t, leaf.dir)
+		}
 	}
 	k, err := lab.KernelRoutes(leaf.ns)
 	if err != nil {
@@ -811,6 +814,30 @@ func profile(ns, addr string, d time.Duration, base string) error {
 		}
 	}
 	return err
+}
+
+// auditFoundNothing fails the test if the gated leaf's periodic audit
+// reported a mismatch (its log's "audit: mismatch" and "audit: more
+// mismatches" lines) while the table was in and steady: the gate, or the
+// audit's own reading of a table this large (in parts above 100k prefixes:
+// plugin/audit part.go), is wrong then.
+func auditFoundNothing(t *testing.T, dir string) {
+	t.Helper()
+	for _, name := range []string{"gobgpd-ext", "fibgated"} {
+		b, err := os.ReadFile(filepath.Join(dir, name+".log"))
+		if err != nil {
+			continue
+		}
+		var found []string
+		for line := range strings.Lines(string(b)) {
+			if strings.Contains(line, "audit: mismatch") && !strings.Contains(line, "resolved") || strings.Contains(line, "audit: more mismatches") {
+				found = append(found, strings.TrimSpace(line))
+			}
+		}
+		if len(found) > 0 {
+			t.Errorf("%s's audit reported %d mismatch lines with the table in; the first: %s", name, len(found), found[0])
+		}
+	}
 }
 
 func fetch(ns, url, file string, timeout time.Duration) error {

@@ -34,7 +34,7 @@ func TestAuditServiceAndMetrics(t *testing.T) {
 	var d *apitest.Daemon
 	a, err := audit.New(audit.Sources{
 		Gate: func() []gate.Brief { return d.Tracker.Briefs() },
-		FIB: func() (f audit.FIB) {
+		FIB: func(audit.Part) (f audit.FIB) {
 			d.Listener.View(func(m *fib.FIB) { f = audit.ReadFIB(m, d.Tracker.Policy(), nil, nil) })
 			return f
 		},

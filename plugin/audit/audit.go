@@ -139,6 +139,9 @@ type BGP struct {
 	// plugin/gobgp, copy.go), so a kept copy there is no copy left
 	// behind, and a HOLD path there is one; nil: none.
 	Copied func(p netip.Prefix) bool
+	// Carry is the source's to fill: what it read once for a pass in
+	// parts, handed back with the next part's Ask.Carry.
+	Carry any
 }
 
 // Path is one path of a destination of GoBGP's global RIB.
@@ -235,6 +238,18 @@ type Counts struct {
 	// WholeRIB: the pass read GoBGP's whole RIB, not only the prefixes
 	// the gate and the FIB know.
 	WholeRIB bool
+}
+
+// add sums the counts of a pass's parts; every part reads the same
+// neighbours.
+func (c *Counts) add(o Counts) {
+	c.Neighbours = max(c.Neighbours, o.Neighbours)
+	c.Checked += o.Checked
+	c.Advertised += o.Advertised
+	c.Destinations += o.Destinations
+	c.GatedRoutes += o.GatedRoutes
+	c.InstalledRoutes += o.InstalledRoutes
+	c.GateStates += o.GateStates
 }
 
 // CountsOf counts what s holds.

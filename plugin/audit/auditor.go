@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"sync"
 	"time"
@@ -19,10 +20,12 @@ import (
 type Sources struct {
 	// Gate lists the gate's states (gate.Tracker.Briefs).
 	Gate func() []gate.Brief
-	// FIB reads the FIB model (ReadFIB inside kernel.Listener.View).
-	FIB func() FIB
+	// FIB reads the routes of a part of the FIB model (ReadFIBIn over
+	// kernel.Listener.View): Whole, or one Part of a pass in parts.
+	FIB func(part Part) FIB
 	// BGP reads GoBGP (plugin/gobgp Speaker.AuditBGP), with the adj-out
-	// of the prefixes ask says.
+	// of the prefixes ask says. A pass in parts calls it once a part, with
+	// the Carry of the part before in ask.Carry.
 	BGP func(ctx context.Context, ask Ask) (*BGP, error)
 	// Converging, when set, says the gate is busy with a large share of
 	// the table (a full table arriving, a session's table withdrawn and
@@ -121,6 +124,9 @@ type Auditor struct {
 	// tooBig: the last periodic whole read was skipped for the table's
 	// size (logged once per crossing).
 	tooBig bool
+	// partedAbove: a partial pass over more gate states than this goes
+	// in parts (partedAbove by default; tests lower it).
+	partedAbove int
 }
 
 // Option configures an Auditor.
@@ -147,7 +153,8 @@ func New(src Sources, opts ...Option) (*Auditor, error) {
 	if src.Gate == nil || src.FIB == nil || src.BGP == nil {
 		return nil, errors.New("audit: every source (gate, FIB, BGP) is needed")
 	}
-	a := &Auditor{src: src, interval: DefaultInterval, grace: DefaultGrace, wholeMax: DefaultWholeRIBLimit, log: slog.New(slog.DiscardHandler)}
+	a := &Auditor{src: src, interval: DefaultInterval, grace: DefaultGrace, wholeMax: DefaultWholeRIBLimit, partedAbove: partedAbove,
+		log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(a)
 	}
@@ -302,36 +309,65 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 // of the gate's states and the FIB's routes, and those of found and
 // before (Ask.Known). With limit, a whole pass over more gate states than
 // the Auditor's whole-RIB limit reads only those too.
+//
+// A partial pass over more than partedAbove gate states reads and compares
+// one Part after another, each part's FIB and then GoBGP, so only a part's
+// snapshot is live at a time; GoBGP's held sets are read once, by the
+// first part (Ask.Carry). The gate's states are read once, first. The
+// parts after the first thus read the FIB after the held sets: a prefix
+// released or taken back between the two can look wrong in this pass, as
+// a prefix that changed while the RIB was read can, and a mismatch needs
+// the next pass to find it too.
 func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full, limit bool, found map[string]Mismatch) ([]Mismatch, Counts, time.Duration, map[netip.Prefix]bool, error) {
 	a.pass.Lock()
 	defer a.pass.Unlock()
 	start := time.Now()
-	var s Snapshot
-	s.Gate = a.src.Gate()
+	states := a.src.Gate()
 	if full && limit {
-		skip := len(s.Gate) > a.wholeMax
+		skip := len(states) > a.wholeMax
 		a.mu.Lock()
 		if skip && !a.tooBig {
-			a.log.Info("audit: periodic passes read only the prefixes the gate and the FIB know: GoBGP would hold its main loop to list a table this large whole; fibgate audit still reads it", "gate_states", len(s.Gate), "whole_rib_limit", a.wholeMax)
+			a.log.Info("audit: periodic passes read only the prefixes the gate and the FIB know: GoBGP would hold its main loop to list a table this large whole; fibgate audit still reads it", "gate_states", len(states), "whole_rib_limit", a.wholeMax)
 		}
 		a.tooBig = skip
 		a.mu.Unlock()
 		full = !skip
 	}
-	s.FIB = a.src.FIB()
-	ask := Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }}
-	if !full {
-		ask.Known = known(&s, before, found)
+	// A partial pass over a large table goes in parts (Part): one part's
+	// snapshot is live at a time, not the table's.
+	ps := []Part{Whole}
+	if !full && len(states) > a.partedAbove {
+		ps = parts()
 	}
-	b, err := a.src.BGP(ctx, ask)
-	if err != nil {
-		return nil, Counts{}, 0, nil, fmt.Errorf("audit: read GoBGP: %w", err)
+	var ms []Mismatch
+	var c Counts
+	var letOut map[netip.Prefix]bool
+	var carry any
+	for _, pt := range ps {
+		s := Snapshot{Gate: gateIn(states, pt), FIB: a.src.FIB(pt)}
+		ask := Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }, Carry: carry}
+		if !full {
+			ask.Known = known(&s, before, found, pt)
+		}
+		b, err := a.src.BGP(ctx, ask)
+		if err != nil {
+			return nil, Counts{}, 0, nil, fmt.Errorf("audit: read GoBGP: %w", err)
+		}
+		s.BGP = *b
+		carry = b.Carry
+		ms = append(ms, Compare(&s, a.grace)...)
+		c.add(CountsOf(&s))
+		if letOut == nil {
+			letOut = b.LetOut
+		} else {
+			maps.Copy(letOut, b.LetOut)
+		}
 	}
-	s.BGP = *b
-	ms := Compare(&s, a.grace)
-	c := CountsOf(&s)
+	if len(ps) > 1 {
+		sortMismatches(ms)
+	}
 	c.WholeRIB = full
-	return ms, c, time.Since(start), b.LetOut, nil
+	return ms, c, time.Since(start), letOut, nil
 }
 
 // Ask is what an audit pass asks of GoBGP's adj-out (Sources.BGP).
@@ -348,6 +384,10 @@ type Ask struct {
 	// (half a second at 120k prefixes), a few milliseconds per slice.
 	// nil reads the whole RIB.
 	Known []netip.Prefix
+	// Carry is the BGP.Carry of this pass's part before, if any: what the
+	// source read once for the pass (GoBGP's held sets, its policy) and
+	// may use again instead of reading it once a part.
+	Carry any
 }
 
 // periodic is one pass of Run: it reports what this pass and the one
@@ -442,17 +482,17 @@ func addrList(as []netip.Addr) []string {
 	return out
 }
 
-// known lists the prefixes a partial pass reads of GoBGP's RIB: those of
-// the gate's states and of the FIB's gated and installed routes, which
-// every prefix with a best path learned from a neighbour has once the
-// installer wrote it, and those the pass before let out (before) or
-// found (found). Each once.
+// known lists the prefixes a partial pass reads of GoBGP's RIB in part:
+// those of the gate's states and of the FIB's gated and installed routes
+// (s holds the part's), which every prefix with a best path learned from a
+// neighbour has once the installer wrote it, and those of the part that
+// the pass before let out (before) or found (found). Each once.
 //
 // The set that makes them unique is keyed by pkey: a netip.Prefix key
 // (32 bytes with a pointer) made it the largest part of a pass's
 // snapshot at a full table (263 MB of gobgpd-ext's live heap), and one
 // the collector had to scan.
-func known(s *Snapshot, before map[netip.Prefix]bool, found map[string]Mismatch) []netip.Prefix {
+func known(s *Snapshot, before map[netip.Prefix]bool, found map[string]Mismatch, part Part) []netip.Prefix {
 	n := max(len(s.Gate), len(s.FIB.Gated), len(s.FIB.Installed))
 	seen := make(map[pkey.Key]struct{}, n)
 	out := make([]netip.Prefix, 0, n)
@@ -473,10 +513,14 @@ func known(s *Snapshot, before map[netip.Prefix]bool, found map[string]Mismatch)
 		add(p)
 	}
 	for p := range before {
-		add(p)
+		if part.Has(p) {
+			add(p)
+		}
 	}
 	for _, m := range found {
-		add(m.Prefix)
+		if part.Has(m.Prefix) {
+			add(m.Prefix)
+		}
 	}
 	return out
 }

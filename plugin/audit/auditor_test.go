@@ -2,11 +2,13 @@ package audit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -31,6 +33,10 @@ type feed struct {
 	reads  int
 	adjOut []netip.Prefix
 	whole  []bool
+	// known lists each read's Ask.Known, and carried whether it came
+	// with the Carry of the read before it.
+	known   [][]netip.Prefix
+	carried []bool
 }
 
 func (f *feed) set(s *Snapshot, err error) {
@@ -43,7 +49,7 @@ func (f *feed) sources() Sources {
 	get := func() *Snapshot { f.mu.Lock(); defer f.mu.Unlock(); return f.s }
 	return Sources{
 		Gate: func() []gate.Brief { return get().Gate },
-		FIB:  func() FIB { return get().FIB },
+		FIB:  func(pt Part) FIB { return fibIn(get().FIB, pt) },
 		BGP: func(_ context.Context, ask Ask) (*BGP, error) {
 			f.mu.Lock()
 			defer f.mu.Unlock()
@@ -56,6 +62,9 @@ func (f *feed) sources() Sources {
 			// the ones Confirm names.
 			b := f.s.BGP
 			f.whole = append(f.whole, ask.Known == nil)
+			f.known = append(f.known, slices.Clone(ask.Known))
+			f.carried = append(f.carried, ask.Carry == "sets")
+			b.Carry = "sets"
 			if ask.Known != nil {
 				b.RIB = map[netip.Prefix][]Path{}
 				for _, p := range ask.Known {
@@ -82,6 +91,23 @@ func (f *feed) sources() Sources {
 			return &b, nil
 		},
 	}
+}
+
+// fibIn is what the FIB source reads of f in part pt.
+func fibIn(f FIB, pt Part) FIB {
+	out := f
+	out.Gated, out.Installed = map[netip.Prefix][]GatedRoute{}, map[netip.Prefix][]InstalledRoute{}
+	for p, rs := range f.Gated {
+		if pt.Has(p) {
+			out.Gated[p] = rs
+		}
+	}
+	for p, rs := range f.Installed {
+		if pt.Has(p) {
+			out.Installed[p] = rs
+		}
+	}
+	return out
 }
 
 // logBuf collects log lines for assertions.
@@ -518,4 +544,77 @@ func TestPeriodicPassesWaitForTheGateToConverge(t *testing.T) {
 			t.Errorf("logged %d passes run while converging, want 1", n)
 		}
 	})
+}
+
+// TestLargePartialPassesGoInPartsAndFindTheSame: over more gate states than
+// partedAbove, a partial pass reads and compares one Part at a time (its
+// snapshot, not the table's, is live), and reports what a pass in one piece
+// reports, with the same counts: mismatches of both families, in several
+// parts. Each part's read of GoBGP names only that part's prefixes, and
+// takes what the part before it read once for the pass (Ask.Carry).
+func TestLargePartialPassesGoInPartsAndFindTheSame(t *testing.T) {
+	left := netip.MustParsePrefix("10.9.0.0/24")
+	early := netip.MustParsePrefix("2001:db8:1::/48")
+	world := func() *Snapshot {
+		s := stray(1) // a route without a best path in 192.0.0.0/4
+		// A HOLD path left on a released prefix in 0.0.0.0/4.
+		s.Gate = append(s.Gate, gate.Brief{Table: 254, Prefix: left, State: gate.Advertised, AdvertisedAt: t0})
+		s.FIB.Gated[left] = []GatedRoute{{Table: 254, Verdict: gate.VerdictConfirmed, Reason: "confirmed", Origin: gate.Transit, Version: 3}}
+		s.BGP.RIB[left] = []Path{hold("h1"), {Nexthop: nhA, Learned: true}}
+		// An IPv6 prefix out before its route is confirmed.
+		s.Gate = append(s.Gate, gate.Brief{Table: 254, Prefix: early, State: gate.Pending})
+		s.FIB.Gated[early] = []GatedRoute{{Table: 254, Verdict: gate.VerdictPending, Reason: "pending", Origin: gate.Transit, Version: 4}}
+		s.BGP.RIB[early] = []Path{{Nexthop: netip.MustParseAddr("fd00::2"), Learned: true, Best: true}}
+		s.BGP.Out[early] = []netip.Addr{spine}
+		held := s.BGP.Holds
+		s.BGP.Holds = func(p netip.Prefix) bool { return p != left && p != early && held(p) } // both released
+		slices.SortFunc(s.Gate, func(a, b gate.Brief) int {
+			return cmp.Or(cmp.Compare(a.Table, b.Table), a.Prefix.Addr().Compare(b.Prefix.Addr()), cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()))
+		})
+		return s
+	}
+	run := func(partedAbove int) (Result, *feed) {
+		var f feed
+		f.set(world(), nil)
+		var res Result
+		synctest.Test(t, func(t *testing.T) {
+			a, pass := startAuditor(t, f.sources(), WithInterval(time.Minute), WithWholeRIBLimit(0),
+				func(a *Auditor) { a.partedAbove = partedAbove })
+			pass()
+			pass()
+			res = a.Last()
+		})
+		return res, &f
+	}
+	one, f1 := run(1 << 30)
+	parted, fp := run(0)
+
+	kinds := map[Kind]bool{}
+	for _, m := range one.Mismatches {
+		kinds[m.Kind] = true
+	}
+	if len(one.Mismatches) < 4 || !kinds[RouteWithoutBest] || !kinds[HoldLeft] || !kinds[AdvertisedUnconfirmed] {
+		t.Fatalf("in one piece: %s; want the stray route, the HOLD path and the early IPv6 prefix", dump(one.Mismatches))
+	}
+	if !reflect.DeepEqual(parted.Mismatches, one.Mismatches) || parted.Counts != one.Counts {
+		t.Errorf("in parts: %s\ncounts %+v\nin one piece: %s\ncounts %+v", dump(parted.Mismatches), parted.Counts, dump(one.Mismatches), one.Counts)
+	}
+	if f1.reads != 2 || slices.Contains(f1.carried, true) {
+		t.Errorf("in one piece: %d reads of GoBGP (carried %v), want one a pass", f1.reads, f1.carried)
+	}
+	n := len(parts())
+	if fp.reads != 2*n {
+		t.Fatalf("in parts: %d reads of GoBGP over two passes, want %d", fp.reads, 2*n)
+	}
+	for i, known := range fp.known {
+		pt := parts()[i%n]
+		for _, p := range known {
+			if !pt.Has(p) {
+				t.Errorf("read %d (part %v) asked about %v", i, pt, p)
+			}
+		}
+		if want := i%n != 0; fp.carried[i] != want {
+			t.Errorf("read %d (part %v): carried %v, want %v", i, pt, fp.carried[i], want)
+		}
+	}
 }

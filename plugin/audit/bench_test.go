@@ -58,7 +58,7 @@ func BenchmarkReadFIBAndCompare(b *testing.B) {
 		b.ReportAllocs()
 		defer cpuPerOp(b)()
 		for range b.N {
-			if k := known(s, nil, nil); len(k) != len(s.Gate) {
+			if k := known(s, nil, nil, Whole); len(k) != len(s.Gate) {
 				b.Fatalf("%d known prefixes; want %d", len(k), len(s.Gate))
 			}
 		}

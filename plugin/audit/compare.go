@@ -153,11 +153,17 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 			Detail: what + " is in GoBGP for " + why, ident: paths[i].ID})
 	}
 
-	slices.SortFunc(out, func(a, b Mismatch) int {
+	sortMismatches(out)
+	return out
+}
+
+// sortMismatches orders mismatches as Compare returns them: by kind, then
+// prefix, then table.
+func sortMismatches(ms []Mismatch) {
+	slices.SortFunc(ms, func(a, b Mismatch) int {
 		return cmp.Or(cmp.Compare(a.Kind, b.Kind), a.Prefix.Addr().Compare(b.Prefix.Addr()),
 			cmp.Compare(a.Prefix.Bits(), b.Prefix.Bits()), cmp.Compare(a.Table, b.Table))
 	})
-	return out
 }
 
 // states finds the gate's state of a prefix in a table by binary search

@@ -21,7 +21,7 @@ var roots = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePr
 // nothing is installed). It only reads f; call it inside
 // kernel.Listener.View, or use ReadFIBIn.
 func ReadFIB(f *fib.FIB, pol gate.Policy, classify gate.Classifier, in *Installer) FIB {
-	return ReadFIBIn(func(fn func(*fib.FIB)) { fn(f) }, pol, classify, in)
+	return ReadFIBIn(func(fn func(*fib.FIB)) { fn(f) }, pol, classify, in, Whole)
 }
 
 // ReadFIBIn is ReadFIB over a model it may read only inside view
@@ -32,22 +32,27 @@ func ReadFIB(f *fib.FIB, pol gate.Policy, classify gate.Classifier, in *Installe
 // in while a writer waits): read in one call, a full table held the whole
 // pipeline for a second and more, every audit pass. The pieces are not
 // one instant of the FIB; the audit compares sources read at different
-// instants anyway, and reports only what two passes agree on.
-func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classifier, in *Installer) FIB {
+// instants anyway, and reports only what two passes agree on. It reads
+// only the routes of part (Whole: all).
+func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classifier, in *Installer, part Part) FIB {
 	tables := pol.Tables()
 	// The maps are made at the size the tables have: grown from empty, a
 	// full table's two maps left several times their final size of
 	// garbage behind (ReadFIB allocated 642 MB for 1M routes, where the
 	// snapshot keeps about 260), and held old and new arrays at once.
+	// A part's maps grow from empty: its share of a table is not known
+	// without a walk, and a part's growth is a part's worth of garbage.
 	var gated, installed int
-	view(func(f *fib.FIB) {
-		for _, t := range tables {
-			gated += f.TableLen(t)
-		}
-		if in != nil {
-			installed = f.TableLen(in.Table)
-		}
-	})
+	if part == Whole {
+		view(func(f *fib.FIB) {
+			for _, t := range tables {
+				gated += f.TableLen(t)
+			}
+			if in != nil {
+				installed = f.TableLen(in.Table)
+			}
+		})
+	}
 	rd := fibReader{out: FIB{At: time.Now(), Gated: make(map[netip.Prefix][]GatedRoute, gated), Installer: in,
 		Installed: make(map[netip.Prefix][]InstalledRoute, installed)}}
 	if in != nil && !slices.Contains(tables, in.Table) {
@@ -55,11 +60,17 @@ func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classif
 	}
 	for _, table := range tables {
 		for _, root := range roots {
+			if part != Whole && part.within.Addr().Is4() != root.Addr().Is4() {
+				continue
+			}
 			bits := chunkBits(root)
 			// The prefixes shorter than a piece, each looked up.
 			view(func(f *fib.FIB) {
 				for b := range bits {
 					for p := range prefixesOf(root, b) {
+						if !part.Has(p) {
+							continue
+						}
 						rs := f.Routes(table, p)
 						for i := range rs {
 							rd.route(f, table, &rs[i], i == 0, pol, classify, in)
@@ -68,6 +79,9 @@ func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classif
 				}
 			})
 			for piece := range prefixesOf(root, bits) {
+				if !part.holdsPiece(piece) {
+					continue
+				}
 				view(func(f *fib.FIB) {
 					var last netip.Prefix
 					for r := range f.Subtree(table, piece) {

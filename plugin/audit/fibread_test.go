@@ -122,7 +122,7 @@ func TestReadFIBInPiecesReadsEveryRouteOnce(t *testing.T) {
 	}
 	pol := gate.Policy{Scopes: []gate.Scope{gate.DefaultScope()}}
 	calls := 0
-	got := ReadFIBIn(func(fn func(*fib.FIB)) { calls++; fn(f) }, pol, gate.ByProtocol(fib.ProtoBGP), inst)
+	got := ReadFIBIn(func(fn func(*fib.FIB)) { calls++; fn(f) }, pol, gate.ByProtocol(fib.ProtoBGP), inst, Whole)
 
 	// The same as one walk over each family's root.
 	for _, p := range all {
@@ -143,5 +143,69 @@ func TestReadFIBInPiecesReadsEveryRouteOnce(t *testing.T) {
 	// IPv6 /12s).
 	if want := 1 + 1 + 256 + 1 + 4096; calls != want {
 		t.Errorf("%d reads of the model, want %d", calls, want)
+	}
+}
+
+// TestReadFIBInPartsReadsEachRouteInOnePart reads the same routes part by
+// part: together the parts read what one read of the whole does, each
+// route in the one part that has its address, whatever its length (a /0
+// in the first part of its family), and a part reads only its own family's
+// pieces.
+func TestReadFIBInPartsReadsEachRouteInOnePart(t *testing.T) {
+	f := fib.New()
+	for _, s := range []string{
+		"0.0.0.0/0", "0.0.0.0/3", "16.0.0.0/4", "15.255.255.0/24", "16.0.0.0/24", "192.0.2.0/24", "255.255.255.255/32",
+		"::/0", "2000::/3", "2001:db8::/32", "3fff::/16", "fe80::/10",
+	} {
+		p := netip.MustParsePrefix(s)
+		nh := netip.MustParseAddr("10.1.1.2")
+		if p.Addr().Is6() {
+			nh = netip.MustParseAddr("fd00:1::2")
+		}
+		r := fib.Route{Table: 254, Prefix: p, Type: fib.TypeUnicast, Protocol: fib.ProtoBGP, Priority: 20,
+			Nexthops: []fib.Nexthop{{Gateway: nh, LinkIndex: 2}}}
+		if _, err := f.Add(r, fib.NLMCreate); err != nil {
+			t.Fatalf("add %v: %v", r, err)
+		}
+	}
+	pol := gate.Policy{Scopes: []gate.Scope{gate.DefaultScope()}}
+	whole := ReadFIB(f, pol, gate.ByProtocol(fib.ProtoBGP), inst)
+	seen := map[netip.Prefix]Part{}
+	ps := parts()
+	if len(ps) != 32 {
+		t.Fatalf("%d parts, want 16 a family", len(ps))
+	}
+	for _, pt := range ps {
+		calls := 0
+		got := ReadFIBIn(func(fn func(*fib.FIB)) { calls++; fn(f) }, pol, gate.ByProtocol(fib.ProtoBGP), inst, pt)
+		for p, rs := range got.Gated {
+			if was, dup := seen[p]; dup {
+				t.Errorf("%v read in parts %v and %v", p, was, pt)
+			}
+			seen[p] = pt
+			if !pt.Has(p) || !slices.Equal(rs, whole.Gated[p]) || !slices.EqualFunc(got.Installed[p], whole.Installed[p], func(a, b InstalledRoute) bool {
+				return a.Metric == b.Metric && a.Version == b.Version && slices.Equal(a.Nexthops, b.Nexthops)
+			}) {
+				t.Errorf("part %v: %v gated %+v installed %+v; whole read %+v %+v", pt, p, rs, got.Installed[p], whole.Gated[p], whole.Installed[p])
+			}
+		}
+		// The short prefixes of its family, and its own pieces: 16 /8s of
+		// IPv4 or 256 /12s of IPv6.
+		want := 1 + 16
+		if pt.within.Addr().Is6() {
+			want = 1 + 256
+		}
+		if calls != want {
+			t.Errorf("part %v: %d reads of the model, want %d", pt, calls, want)
+		}
+	}
+	if len(seen) != len(whole.Gated) {
+		t.Errorf("the parts read %d prefixes, the whole read %d", len(seen), len(whole.Gated))
+	}
+	for _, c := range []struct{ p, part string }{{"0.0.0.0/0", "0.0.0.0/4"}, {"15.255.255.0/24", "0.0.0.0/4"},
+		{"16.0.0.0/4", "16.0.0.0/4"}, {"::/0", "::/4"}, {"3fff::/16", "3000::/4"}, {"fe80::/10", "f000::/4"}} {
+		if got := seen[netip.MustParsePrefix(c.p)].String(); got != c.part {
+			t.Errorf("%s read in part %s, want %s", c.p, got, c.part)
+		}
 	}
 }

@@ -20,7 +20,8 @@ import (
 // in this order:
 //   - the gate's held sets and whether its policy is first in the global
 //     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
-//     condition does;
+//     condition does: once a pass, the parts after the first taking them
+//     from ask.Carry (auditRead);
 //   - the global RIB of IPv4 and IPv6 unicast, whole or, when ask.Known
 //     names prefixes, theirs only (lookupKnown), paced (pacer): every
 //     path, its next hop, whether it was learned, whether it is a HOLD
@@ -46,32 +47,15 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	// empty left several times their final size of garbage.
 	out := &audit.BGP{At: time.Now(), Out: map[netip.Prefix][]netip.Addr{}, RIB: make(map[netip.Prefix][]audit.Path, len(ask.Known)),
 		LetOut: map[netip.Prefix]bool{}, InScope: func(p netip.Prefix) bool { return s.cfg.scopeOf(p).contains(p) }}
-	a, err := s.b.exportAssignment(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read global export assignment: %w", err)
-	}
-	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
-	sets, err := s.readSets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// The learned paths under a kept copy are what the installer follows
-	// (copy.go); with multipath, a set of them.
-	multipath, err := s.b.multipath(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("read gobgp's multipath setting: %w", err)
-	}
-	out.Copied = s.cp.has
-	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
-	out.Holds = func(p netip.Prefix) bool {
-		if !inPlace {
-			return false
+	r, ok := ask.Carry.(*auditRead)
+	if !ok {
+		var err error
+		if r, err = s.readForAudit(ctx); err != nil {
+			return nil, err
 		}
-		if p.Addr().Is4() {
-			return heldBy(held4, p)
-		}
-		return heldBy(held6, p)
 	}
+	out.Carry, out.Holds, out.Copied = r, r.holds, s.cp.has
+	multipath := r.multipath
 	var perr error
 	parse := func(d *api.Destination) (netip.Prefix, bool) {
 		p, err := netip.ParsePrefix(d.Prefix)
@@ -155,6 +139,44 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		return nil, err
 	}
 	return out, nil
+}
+
+// auditRead is what AuditBGP reads of GoBGP once a pass, however many
+// parts the pass has (audit.Ask.Carry): whether the gate's policy is
+// first in the global export chain and its held sets, as audit.BGP.Holds
+// judges them, and GoBGP's multipath setting. At the full table the held
+// sets are a million entries, read in one call.
+type auditRead struct {
+	holds     func(netip.Prefix) bool
+	multipath bool
+}
+
+func (s *Speaker) readForAudit(ctx context.Context) (*auditRead, error) {
+	a, err := s.b.exportAssignment(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read global export assignment: %w", err)
+	}
+	inPlace := len(a.Policies) > 0 && a.Policies[0].Name == s.cfg.policy
+	sets, err := s.readSets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The learned paths under a kept copy are what the installer follows
+	// (copy.go); with multipath, a set of them.
+	multipath, err := s.b.multipath(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read gobgp's multipath setting: %w", err)
+	}
+	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
+	return &auditRead{multipath: multipath, holds: func(p netip.Prefix) bool {
+		if !inPlace {
+			return false
+		}
+		if p.Addr().Is4() {
+			return heldBy(held4, p)
+		}
+		return heldBy(held6, p)
+	}}, nil
 }
 
 // lookupSlice is how many prefixes one exact lookup of a partial read

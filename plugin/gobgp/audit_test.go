@@ -115,8 +115,18 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 
 	// With the gate out of the export chain (a policy reload the guard
 	// has not repaired yet) nothing is held back.
+	first := b
 	if err := (serverBackend{x.leaf}).setExportAssignment(ctx, nil, api.RouteAction_ACCEPT); err != nil {
 		t.Fatal(err)
+	}
+	// Except in a later part of a pass that began before (audit.Ask.Carry):
+	// it judges by the export chain and held sets its first part read,
+	// without reading them again.
+	if b, err = sp.AuditBGP(ctx, audit.Ask{Carry: first.Carry}); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Holds(p2) || b.Carry != first.Carry {
+		t.Errorf("a read with the pass's carry: Holds(%v) %v, carry %p (the pass's %p); want held, the same carry", p2, b.Holds(p2), b.Carry, first.Carry)
 	}
 	if b, err = sp.AuditBGP(ctx, audit.Ask{}); err != nil {
 		t.Fatal(err)

@@ -679,9 +679,9 @@ func (d *Daemon) shutdown() {
 func (d *Daemon) newAuditor(cfg Config, classify gate.Classifier, installed *audit.Installer, log *slog.Logger) (*audit.Auditor, error) {
 	return audit.New(audit.Sources{
 		Gate: d.tracker.Briefs,
-		FIB: func() audit.FIB {
+		FIB: func(part audit.Part) audit.FIB {
 			pol := d.tracker.Policy() // outside View: the tracker reads the listener under its own lock
-			return audit.ReadFIBIn(d.listener.View, pol, classify, installed)
+			return audit.ReadFIBIn(d.listener.View, pol, classify, installed, part)
 		},
 		BGP:        d.sp.AuditBGP,
 		Converging: d.converging,
