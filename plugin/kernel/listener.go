@@ -282,9 +282,9 @@ func (l *Listener) drainUntilQuiet(sub *Subscription) {
 // handle applies a batch of notifications and reports whether a resync is due.
 func (l *Listener) handle(msgs [][]byte) (resync bool) {
 	now := time.Now()
-	var evs []Event
+	evs := make([]Event, 0, len(msgs)) // about one a notification
 	l.mu.Lock()
-	touched := l.newTouched()
+	touched := l.newTouched(len(msgs))
 	for _, b := range msgs {
 		v, err := Decode(b)
 		if err != nil {
@@ -425,7 +425,7 @@ func (l *Listener) resync(report bool) error {
 	now := time.Now()
 	l.mu.Lock()
 	var evs []Event
-	touched := l.newTouched()
+	touched := l.newTouched(0)
 	if l.driver != nil {
 		// The kernel's dump lacks the flags our driver set: keep them.
 		for r := range l.model.All() {

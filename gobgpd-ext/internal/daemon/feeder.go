@@ -173,9 +173,12 @@ func (f *feeder) apply(initial bool, ps []gobgp.BestPath) {
 // write installs and removes routes (nil next hops: remove) and settles
 // what the kernel refused and what it took.
 func (f *feeder) write(routes map[netip.Prefix][]netip.Addr, now time.Time) {
-	var install []kernel.InstallRoute
+	resolved := f.resolveRoutes(routes)
+	// Sized for the common case, all installs: grown, the slice was a
+	// sixtieth of all gobgpd-ext allocated while a table went in.
+	install := make([]kernel.InstallRoute, 0, len(resolved))
 	var remove []netip.Prefix
-	for p, nhs := range f.resolveRoutes(routes) {
+	for p, nhs := range resolved {
 		if len(nhs) == 0 {
 			remove = append(remove, p)
 		} else {
