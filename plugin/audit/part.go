@@ -11,8 +11,8 @@ import (
 // it, whatever their length. Every comparison is of one prefix's data from
 // each source, so a pass in parts finds what a pass in one piece finds,
 // while it holds a part's snapshot at a time instead of the table's: at
-// the full Internet table a pass held about 900 MB of snapshots, enough to
-// raise gobgpd-ext's lifetime peak RSS by a tenth once the table was in
+// the full Internet table the snapshots of a pass in one piece raised
+// gobgpd-ext's peak RSS by 0.7-0.9 GiB (a fifth) after the table was in
 // (docs/design-notes.md, "The audit in parts"). The zero Part is the
 // whole address space.
 type Part struct {
