@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -443,15 +444,26 @@ func (c *churnLab) run(t *testing.T, n int, latency time.Duration) churnResult {
 	}
 	first := firstOf(c.watch.Since(again))
 	tap.Close()
-	if err := tap.Err(); err != nil {
-		t.Errorf("wire tap: %v", err)
+	// A capture with a hole (seen twice in CI under the race detector's
+	// load: one segment of the leaf's stream never read) holds everything
+	// before the hole: what it has is still checked for early
+	// announcements; only "never on the wire" cannot be told then.
+	tapErr := tap.Err()
+	incomplete := errors.Is(tapErr, lab.ErrIncomplete)
+	if tapErr != nil && !incomplete {
+		t.Errorf("wire tap: %v", tapErr)
 	} else {
+		if incomplete {
+			t.Logf("wire tap: %v; checking what it captured", tapErr)
+		}
 		onWire := firstOf(tap.Since(again))
 		var never []netip.Prefix
 		for _, p := range ps {
 			at, ok := onWire[p]
 			if !ok {
-				never = append(never, p)
+				if !incomplete {
+					never = append(never, p)
+				}
 				continue
 			}
 			conf := states[p].GetConfirmedTime()

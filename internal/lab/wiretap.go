@@ -394,6 +394,12 @@ func (w *WireTap) Err() error {
 	return w.err
 }
 
+// ErrIncomplete is in what Err returns when the tap missed part of a
+// stream (its socket dropped packets, or a segment never came): its log
+// holds what came before the first missing byte of each stream, and
+// nothing after it.
+var ErrIncomplete = errors.New("the capture is incomplete")
+
 // Close stops the tap; its log stays readable.
 func (w *WireTap) Close() {
 	select {
@@ -403,15 +409,28 @@ func (w *WireTap) Close() {
 	}
 	close(w.stop)
 	<-w.done
-	for k, s := range w.streams {
-		if len(s.ahead) > 0 {
-			w.fail(fmt.Errorf("the stream from %v:%d has %d segments past a gap", k.src, k.sport, len(s.ahead)))
-		}
-	}
+	// Every reason the capture is incomplete: the first one alone hid
+	// whether a gap came with dropped packets.
+	var missed []error
 	if st, err := unix.GetsockoptTpacketStats(w.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err != nil {
 		w.fail(fmt.Errorf("the tap's statistics: %w", err))
 	} else if st.Drops > 0 {
-		w.fail(fmt.Errorf("the tap's socket dropped %d packets", st.Drops))
+		missed = append(missed, fmt.Errorf("the tap's socket dropped %d of %d packets", st.Drops, st.Packets))
+	}
+	for k, s := range w.streams {
+		if len(s.ahead) > 0 {
+			gap := uint32(0) // bytes up to the nearest segment past it
+			for q := range s.ahead {
+				if d := q - s.next; gap == 0 || d < gap {
+					gap = d
+				}
+			}
+			missed = append(missed, fmt.Errorf("the stream from %v:%d has %d segments past a gap of %d bytes from sequence number %d",
+				k.src, k.sport, len(s.ahead), gap, s.next))
+		}
+	}
+	if len(missed) > 0 {
+		w.fail(fmt.Errorf("%w: %w", ErrIncomplete, errors.Join(missed...)))
 	}
 	unix.Close(w.fd)
 }
