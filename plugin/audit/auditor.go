@@ -124,8 +124,8 @@ type Auditor struct {
 	// tooBig: the last periodic whole read was skipped for the table's
 	// size (logged once per crossing).
 	tooBig bool
-	// partedAbove: a partial pass over more gate states than this goes
-	// in parts (partedAbove by default; tests lower it).
+	// partedAbove: a pass over more gate states than this goes in parts
+	// (partedAbove by default; tests lower it).
 	partedAbove int
 }
 
@@ -310,14 +310,16 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 // before (Ask.Known). With limit, a whole pass over more gate states than
 // the Auditor's whole-RIB limit reads only those too.
 //
-// A partial pass over more than partedAbove gate states reads and compares
-// one Part after another, each part's FIB and then GoBGP, so only a part's
-// snapshot is live at a time; GoBGP's held sets are read once, by the
-// first part (Ask.Carry). The gate's states are read once, first. The
-// parts after the first thus read the FIB after the held sets: a prefix
-// released or taken back between the two can look wrong in this pass, as
-// a prefix that changed while the RIB was read can, and a mismatch needs
-// the next pass to find it too.
+// A pass over more than partedAbove gate states reads and compares one
+// Part after another, each part's FIB and then the RIB of its known
+// prefixes, so only a part's snapshot is live at a time; GoBGP's held sets
+// are read once, by the first part (Ask.Carry). A whole pass then reads
+// the rest of the RIB in one listing (Ask.Except: what the parts read),
+// which holds only the prefixes no gate state and no FIB route knows. The
+// gate's states are read once, first. The parts after the first thus read
+// the FIB after the held sets: a prefix released or taken back between the
+// two can look wrong in this pass, as a prefix that changed while the RIB
+// was read can, and a mismatch needs the next pass to find it too.
 func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full, limit bool, found map[string]Mismatch) ([]Mismatch, Counts, time.Duration, map[netip.Prefix]bool, error) {
 	a.pass.Lock()
 	defer a.pass.Unlock()
@@ -333,34 +335,66 @@ func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full, l
 		a.mu.Unlock()
 		full = !skip
 	}
-	// A partial pass over a large table goes in parts (Part): one part's
-	// snapshot is live at a time, not the table's.
+	// A pass over a large table goes in parts (Part): one part's snapshot
+	// is live at a time, not the table's. Each part reads the RIB of the
+	// prefixes it knows; a whole pass then reads the rest of the RIB in
+	// one listing, keeping only the prefixes no part read (sweep).
 	ps := []Part{Whole}
-	if !full && len(states) > a.partedAbove {
+	parted := len(states) > a.partedAbove
+	if parted {
 		ps = parts()
 	}
 	var ms []Mismatch
 	var c Counts
 	var letOut map[netip.Prefix]bool
 	var carry any
-	for _, pt := range ps {
-		s := Snapshot{Gate: gateIn(states, pt), FIB: a.src.FIB(pt)}
-		ask := Ask{Unconfirmed: NeedsAdjOut(&s), Confirm: func(p netip.Prefix) bool { _, ok := before[p]; return ok }, Carry: carry}
-		if !full {
-			ask.Known = known(&s, before, found, pt)
-		}
+	var read map[pkey.Key]struct{} // what the parts of a whole pass read
+	if full && parted {
+		read = make(map[pkey.Key]struct{}, len(states))
+	}
+	compare := func(s *Snapshot, ask Ask) error {
+		ask.Unconfirmed = NeedsAdjOut(s)
+		ask.Confirm = func(p netip.Prefix) bool { _, ok := before[p]; return ok }
+		ask.Carry = carry
 		b, err := a.src.BGP(ctx, ask)
 		if err != nil {
-			return nil, Counts{}, 0, nil, fmt.Errorf("audit: read GoBGP: %w", err)
+			return fmt.Errorf("audit: read GoBGP: %w", err)
 		}
 		s.BGP = *b
 		carry = b.Carry
-		ms = append(ms, Compare(&s, a.grace)...)
-		c.add(CountsOf(&s))
+		ms = append(ms, Compare(s, a.grace)...)
+		c.add(CountsOf(s))
 		if letOut == nil {
 			letOut = b.LetOut
 		} else {
 			maps.Copy(letOut, b.LetOut)
+		}
+		return nil
+	}
+	var installer *Installer
+	for _, pt := range ps {
+		s := Snapshot{Gate: gateIn(states, pt), FIB: a.src.FIB(pt)}
+		installer = s.FIB.Installer
+		var ask Ask
+		if !full || parted {
+			ask.Known = known(&s, before, found, pt)
+		}
+		if read != nil {
+			for _, p := range ask.Known {
+				read[pkey.Of(p)] = struct{}{}
+			}
+		}
+		if err := compare(&s, ask); err != nil {
+			return nil, Counts{}, 0, nil, err
+		}
+	}
+	if read != nil {
+		// The sweep: a prefix no part knew has no gate state and no FIB
+		// route (as the parts read them), so its snapshot is GoBGP's alone.
+		s := Snapshot{FIB: FIB{At: time.Now(), Installer: installer, Gated: map[netip.Prefix][]GatedRoute{}, Installed: map[netip.Prefix][]InstalledRoute{}}}
+		ask := Ask{Except: func(p netip.Prefix) bool { _, ok := read[pkey.Of(p)]; return ok }}
+		if err := compare(&s, ask); err != nil {
+			return nil, Counts{}, 0, nil, err
 		}
 	}
 	if len(ps) > 1 {
@@ -388,6 +422,10 @@ type Ask struct {
 	// source read once for the pass (GoBGP's held sets, its policy) and
 	// may use again instead of reading it once a part.
 	Carry any
+	// Except, when set and Known is nil, leaves out of a read of the whole
+	// RIB the prefixes it names: those a whole pass in parts read already,
+	// part by part.
+	Except func(netip.Prefix) bool
 }
 
 // periodic is one pass of Run: it reports what this pass and the one
@@ -482,7 +520,7 @@ func addrList(as []netip.Addr) []string {
 	return out
 }
 
-// known lists the prefixes a partial pass reads of GoBGP's RIB in part:
+// known lists the prefixes a pass reads of GoBGP's RIB in part:
 // those of the gate's states and of the FIB's gated and installed routes
 // (s holds the part's), which every prefix with a best path learned from a
 // neighbour has once the installer wrote it, and those of the part that

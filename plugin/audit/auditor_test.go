@@ -37,6 +37,8 @@ type feed struct {
 	// with the Carry of the read before it.
 	known   [][]netip.Prefix
 	carried []bool
+	// swept counts whole reads that left out what the parts read.
+	swept int
 }
 
 func (f *feed) set(s *Snapshot, err error) {
@@ -69,6 +71,14 @@ func (f *feed) sources() Sources {
 				b.RIB = map[netip.Prefix][]Path{}
 				for _, p := range ask.Known {
 					if paths, ok := f.s.BGP.RIB[p]; ok {
+						b.RIB[p] = paths
+					}
+				}
+			} else if ask.Except != nil {
+				f.swept++
+				b.RIB = map[netip.Prefix][]Path{}
+				for p, paths := range f.s.BGP.RIB {
+					if !ask.Except(p) {
 						b.RIB[p] = paths
 					}
 				}
@@ -616,5 +626,58 @@ func TestLargePartialPassesGoInPartsAndFindTheSame(t *testing.T) {
 		if want := i%n != 0; fp.carried[i] != want {
 			t.Errorf("read %d (part %v): carried %v, want %v", i, pt, fp.carried[i], want)
 		}
+	}
+}
+
+// TestLargeWholePassesGoInPartsAndFindTheSame: a whole pass over more gate
+// states than partedAbove reads each part's known prefixes, then sweeps the
+// rest of GoBGP's RIB in one listing that leaves out what the parts read.
+// It reports what a whole pass in one piece reports, also a HOLD path left
+// on a prefix no gate state and no FIB route knows, which only the sweep
+// reads.
+func TestLargeWholePassesGoInPartsAndFindTheSame(t *testing.T) {
+	unknown := netip.MustParsePrefix("100.64.9.0/24")
+	unknown6 := netip.MustParsePrefix("2001:db8:9::/48")
+	world := func() *Snapshot {
+		s := stray(1)
+		s.BGP.RIB[unknown] = []Path{{Nexthop: netip.IPv4Unspecified(), Hold: true, Best: true, ID: "h1"}}
+		s.BGP.RIB[unknown6] = []Path{{Nexthop: netip.MustParseAddr("fd00::2"), Learned: true, Best: true}}
+		held := s.BGP.Holds
+		s.BGP.Holds = func(p netip.Prefix) bool { return p != unknown && held(p) } // released
+		return s
+	}
+	run := func(partedAbove int) (whole, res Result, f *feed) {
+		f = new(feed)
+		f.set(world(), nil)
+		synctest.Test(t, func(t *testing.T) {
+			a, pass := startAuditor(t, f.sources(), WithInterval(time.Minute),
+				func(a *Auditor) { a.partedAbove = partedAbove })
+			pass() // 0: whole
+			whole = a.Last()
+			pass() // 1: partial, reads what 0 found
+			res = a.Last()
+		})
+		return whole, res, f
+	}
+	wholeOne, one, f1 := run(1 << 30)
+	wholeParted, parted, fp := run(0)
+	if !wholeOne.Counts.WholeRIB || !wholeParted.Counts.WholeRIB || wholeParted.Counts != wholeOne.Counts {
+		t.Errorf("pass 0 (whole): counts %+v in parts, %+v in one piece", wholeParted.Counts, wholeOne.Counts)
+	}
+	kinds := map[Kind]bool{}
+	for _, m := range one.Mismatches {
+		kinds[m.Kind] = true
+	}
+	if !kinds[HoldLeft] || !kinds[RouteWithoutBest] || !kinds[NexthopsDiffer] {
+		t.Fatalf("in one piece: %s; want the HOLD path and the learned path no part knows, and the stray route", dump(one.Mismatches))
+	}
+	if !reflect.DeepEqual(parted.Mismatches, one.Mismatches) || parted.Counts != one.Counts {
+		t.Errorf("in parts: %s\ncounts %+v\nin one piece: %s\ncounts %+v", dump(parted.Mismatches), parted.Counts, dump(one.Mismatches), one.Counts)
+	}
+	if f1.swept != 0 || fp.swept != 1 {
+		t.Errorf("sweeps: %d in one piece, %d in parts; want 0 and 1 (pass 0)", f1.swept, fp.swept)
+	}
+	if n := len(parts()); fp.reads != 2*n+1 {
+		t.Errorf("in parts: %d reads of GoBGP over a whole and a partial pass, want %d", fp.reads, 2*n+1)
 	}
 }

@@ -6,8 +6,8 @@ import (
 	"github.com/fibgate/fibgate/plugin/gate"
 )
 
-// Part is a piece of the address space that a partial pass over a large
-// table reads and compares at a time: the prefixes whose address lies in
+// Part is a piece of the address space that a pass over a large table
+// reads and compares at a time: the prefixes whose address lies in
 // it, whatever their length. Every comparison is of one prefix's data from
 // each source, so a pass in parts finds what a pass in one piece finds,
 // while it holds a part's snapshot at a time instead of the table's: at
@@ -46,8 +46,8 @@ func (pt Part) String() string {
 // of the table's.
 const partBits = 4
 
-// partedAbove is the number of gate states above which a partial pass
-// goes in parts: below it a pass's snapshot is small, and one read of each
+// partedAbove is the number of gate states above which a pass goes in
+// parts: below it a pass's snapshot is small, and one read of each
 // source costs GoBGP less than one per part.
 const partedAbove = 100_000
 

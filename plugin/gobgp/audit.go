@@ -22,8 +22,9 @@ import (
 //     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
 //     condition does: once a pass, the parts after the first taking them
 //     from ask.Carry (auditRead);
-//   - the global RIB of IPv4 and IPv6 unicast, whole or, when ask.Known
-//     names prefixes, theirs only (lookupKnown), paced (pacer): every
+//   - the global RIB of IPv4 and IPv6 unicast, whole (but for what
+//     ask.Except names) or, when ask.Known names prefixes, theirs only
+//     (lookupKnown), paced (pacer): every
 //     path, its next hop, whether it was learned, whether it is a HOLD
 //     path of this gate's community, and GoBGP's best (and multipath)
 //     flags. From it and the held sets, the prefixes in the gate's scope
@@ -77,7 +78,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		take := func(d *api.Destination) {
 			pace.step()
 			p, ok := parse(d)
-			if !ok || ownPrefix(p) { // WatchBest's own (heartbeat.go)
+			if !ok || ownPrefix(p) || ask.Except != nil && ask.Except(p) { // WatchBest's own (heartbeat.go); read by a part
 				return
 			}
 			ps := scratch[:0]

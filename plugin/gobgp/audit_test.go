@@ -94,6 +94,13 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if b.Checked != 0 || len(b.Out) != 0 || len(b.Neighbours) != 2 || len(b.RIB) != 4 {
 		t.Errorf("asked about nothing: checked %d, out %v, neighbours %v, %d destinations", b.Checked, b.Out, b.Neighbours, len(b.RIB))
 	}
+	// A whole read leaves out what a whole pass's parts read already.
+	if b, err = sp.AuditBGP(ctx, audit.Ask{Except: func(p netip.Prefix) bool { return p == p1 || p == p6 }}); err != nil {
+		t.Fatal(err)
+	}
+	if _, has := b.RIB[p1]; has || len(b.RIB) != 2 {
+		t.Errorf("a whole read leaving out %v and %v: %d destinations (%v among them: %v)", p1, p6, len(b.RIB), p1, has)
+	}
 
 	// A HOLD path added by hand: best, so p1 leaves the adj-out.
 	hp, err := sp.pb.holdPath(p1, false)
