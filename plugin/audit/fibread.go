@@ -79,8 +79,8 @@ func ReadFIBIn(view func(func(*fib.FIB)), pol gate.Policy, classify gate.Classif
 				}
 			})
 			for piece := range prefixesOf(root, bits) {
-				if !part.holdsPiece(piece) {
-					continue
+				if !part.Has(piece) {
+					continue // a piece is no shorter than a part: all of it is in one
 				}
 				view(func(f *fib.FIB) {
 					var last netip.Prefix

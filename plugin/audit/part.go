@@ -27,10 +27,6 @@ func (pt Part) Has(p netip.Prefix) bool {
 	return !pt.within.IsValid() || pt.within.Contains(p.Addr())
 }
 
-// holdsPiece says whether every prefix within piece is in the part; a
-// piece is at least as long as partBits, so it is all in one part.
-func (pt Part) holdsPiece(piece netip.Prefix) bool { return pt.Has(piece) }
-
 // String names the part in logs.
 func (pt Part) String() string {
 	if !pt.within.IsValid() {

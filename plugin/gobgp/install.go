@@ -192,6 +192,11 @@ func (s *Speaker) setName(p netip.Prefix) string {
 	return s.cfg.setV6
 }
 
+// prefixSet is the API form of an edit of the prefix set name: es.
+func prefixSet(name string, es []setEntry) *api.DefinedSet {
+	return &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(es)}
+}
+
 func toAPIPrefixes(es []setEntry) []*api.Prefix {
 	out := make([]*api.Prefix, len(es))
 	for i, e := range es {
@@ -231,7 +236,7 @@ func (s *Speaker) editNamedSets(ctx context.Context, byName map[string][]setEntr
 	for name, list := range byName {
 		for len(list) > 0 {
 			n := min(len(list), entriesPerRequest)
-			d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(list[:n])}
+			d := prefixSet(name, list[:n])
 			var err error
 			if del {
 				err = s.b.deleteDefinedSet(ctx, d, false)
@@ -274,7 +279,7 @@ func (s *Speaker) releaseEdits(ps []netip.Prefix) []reexport.Edit {
 		del bool
 	}{{adds, false}, {dels, true}} {
 		for name, list := range s.byName(l.es) {
-			out = append(out, reexport.Edit{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name, Prefixes: toAPIPrefixes(list)}, Delete: l.del})
+			out = append(out, reexport.Edit{Set: prefixSet(name, list), Delete: l.del})
 		}
 	}
 	return out

@@ -477,7 +477,7 @@ func (s *Speaker) syncNotTo(ctx context.Context, x *asIndex, need uint64) error 
 			if v4 {
 				null = nullPrefix(32)
 			}
-			d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: s.cfg.ntSet(as, v4), Prefixes: toAPIPrefixes([]setEntry{exactEntry(null)})}
+			d := prefixSet(s.cfg.ntSet(as, v4), []setEntry{exactEntry(null)})
 			if err := s.b.addDefinedSet(ctx, d); err != nil {
 				return fmt.Errorf("not-to sets: prefix set %s: %w", d.Name, err)
 			}
