@@ -15,12 +15,10 @@
 //
 // Reaching into GoBGP's internals is safe only against the exact source
 // it was written for, so Available checks, once, that the binary was
-// linked with GoBGP v3.37.0 as published (its go.sum hash, or vendored at
-// that version; no replace) and that the fields it reads have the types it
-// expects. Anything else (another version, a fork, a replace) makes
-// Available return why, and callers release by toggle as before. (A
-// vendor directory edited by hand is not detected: its build records no
-// hash to compare.)
+// linked with GoBGP v3.37.0 as published (package pinned) and that the
+// fields it reads have the types it expects. Anything else (another
+// version, a fork, a replace) makes Available return why, and callers
+// release by toggle as before.
 package reexport
 
 import (
@@ -29,22 +27,14 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
-	"runtime/debug"
 	"sync"
 	"unsafe"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 	"github.com/osrg/gobgp/v3/pkg/server"
-)
 
-// The GoBGP this package was written against: what `go mod download -json
-// github.com/osrg/gobgp/v3@v3.37.0` reports.
-const (
-	gobgpModule  = "github.com/osrg/gobgp/v3"
-	gobgpVersion = "v3.37.0"
-	gobgpSum     = "h1:+ObuOdvj7G7nxrT0fKFta+EAupdWf/q1WzbXydr8IOY="
-	thisModule   = "github.com/fibgate/fibgate"
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/pinned"
 )
 
 // Opaque stand-ins for GoBGP's unexported and internal types: only
@@ -119,65 +109,25 @@ func Available() error {
 }
 
 func check() (layout, error) {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return layout{}, errors.New("no build information in this binary")
-	}
-	if err := checkBuild(bi); err != nil {
+	if err := pinned.Check(); err != nil {
 		return layout{}, err
 	}
 	var l layout
 	st := reflect.TypeFor[server.BgpServer]()
 	var err error
-	if l.globalRib, err = field(st, "globalRib", "*table.TableManager"); err != nil {
+	if l.globalRib, err = pinned.Field(st, "globalRib", "*table.TableManager"); err != nil {
 		return layout{}, err
 	}
-	if l.tables, err = field(l.globalRib.Type.Elem(), "Tables", "map[bgp.RouteFamily]*table.Table"); err != nil {
+	if l.tables, err = pinned.Field(l.globalRib.Type.Elem(), "Tables", "map[bgp.RouteFamily]*table.Table"); err != nil {
 		return layout{}, err
 	}
-	if l.neighborMap, err = field(st, "neighborMap", "map[string]*server.peer"); err != nil {
+	if l.neighborMap, err = pinned.Field(st, "neighborMap", "map[string]*server.peer"); err != nil {
 		return layout{}, err
 	}
-	if l.policy, err = field(st, "policy", "*table.RoutingPolicy"); err != nil {
+	if l.policy, err = pinned.Field(st, "policy", "*table.RoutingPolicy"); err != nil {
 		return layout{}, err
 	}
 	return l, nil
-}
-
-// checkBuild says whether bi is a build with the GoBGP this package was
-// written for. A vendored build (go mod vendor) records no hash; its
-// version is the vendor directory's, which go mod vendor checked against
-// go.sum, so it is taken on its version.
-func checkBuild(bi *debug.BuildInfo) error {
-	if len(bi.Deps) == 0 && bi.Main.Path == thisModule {
-		// A test binary of this module: go test records no dependencies,
-		// and this module's go.mod pins GoBGP (TestGoModPinsGoBGP).
-		return nil
-	}
-	for _, m := range bi.Deps {
-		if m.Path != gobgpModule {
-			continue
-		}
-		if m.Replace != nil {
-			return fmt.Errorf("%s is replaced by %s %s", gobgpModule, m.Replace.Path, m.Replace.Version)
-		}
-		if m.Version != gobgpVersion || (m.Sum != "" && m.Sum != gobgpSum) {
-			return fmt.Errorf("%s is %s %s, written for %s %s", gobgpModule, m.Version, m.Sum, gobgpVersion, gobgpSum)
-		}
-		return nil
-	}
-	return fmt.Errorf("%s not in this binary's build information", gobgpModule)
-}
-
-func field(t reflect.Type, name, want string) (reflect.StructField, error) {
-	f, ok := t.FieldByName(name)
-	if !ok {
-		return f, fmt.Errorf("%s has no field %s", t, name)
-	}
-	if got := f.Type.String(); got != want {
-		return f, fmt.Errorf("%s.%s is %s, want %s", t, name, got, want)
-	}
-	return f, nil
 }
 
 // Edit is a change to one of GoBGP's defined sets, as AddDefinedSet
