@@ -8,6 +8,8 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/bestwatch"
 )
 
 // backend is the part of GoBGP's API the gate uses. Two implementations:
@@ -38,7 +40,11 @@ type backend interface {
 	// whole table first, from one goroutine, until ctx ends; a broken
 	// stream is reported once on errc. batched says the whole table may
 	// span several calls (WatchBest then marks its end).
-	watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (batched bool, err error)
+	watchBest(ctx context.Context, fn func([]watched), errc chan<- error) (batched bool, err error)
+	// attrsBinary says watchBest reads GoBGP's own paths (bestwatch), whose
+	// fingerprints (watched.key) are those of the attributes' wire form:
+	// lookup then asks ListPath for that form, so that the two compare.
+	attrsBinary() bool
 	// listPeers calls fn for every neighbour, with its state (audit.go).
 	listPeers(ctx context.Context, fn func(*api.Peer)) error
 	// watchPeers calls fn with the neighbour of every session state
@@ -371,6 +377,11 @@ func (b serverBackend) watchPeers(ctx context.Context, fn func(*api.Peer)) error
 func (grpcBackend) watchLearned(context.Context, func([]*api.Path)) error {
 	return ErrCopyNeedsInProcess
 }
+
+func (grpcBackend) attrsBinary() bool { return false }
+
+// attrsBinary is true when the binary's GoBGP is the one bestwatch reads.
+func (serverBackend) attrsBinary() bool { return bestwatch.Available() == nil }
 
 // learnedWatchRequest asks for every post-policy adj-in change. GoBGP
 // notifies these from propagateUpdate, which every change of a

@@ -239,9 +239,10 @@ func (nopBackend) exportAssignment(context.Context) (*api.PolicyAssignment, erro
 func (nopBackend) listGlobal(context.Context, *api.Family, func(*api.Destination)) error {
 	return nil
 }
-func (nopBackend) watchBest(context.Context, func([]*api.Path), chan<- error) (bool, error) {
+func (nopBackend) watchBest(context.Context, func([]watched), chan<- error) (bool, error) {
 	return false, nil
 }
+func (nopBackend) attrsBinary() bool { return false }
 
 func BenchmarkSpeakerOnly(b *testing.B) {
 	ps := benchPrefixes(b)

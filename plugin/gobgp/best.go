@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/bestwatch"
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
@@ -130,7 +131,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// The heartbeat (heartbeat.go), with a watch hook once the table is
 	// read; GoBGP's goroutine reads it too.
 	var beating atomic.Pointer[heartbeat]
-	decode := func(ps []*api.Path) []BestPath {
+	decode := func(ps []watched) []BestPath {
 		bs, unknown, beat := s.bestPaths(ps)
 		if beat {
 			beating.Load().readNow()
@@ -143,8 +144,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		}
 		return bs
 	}
-	events, errc := make(chan []*api.Path, 64), make(chan error, 1)
-	batched, err := s.b.watchBest(ctx, func(ps []*api.Path) {
+	events, errc := make(chan []watched, 64), make(chan error, 1)
+	batched, err := s.b.watchBest(ctx, func(ps []watched) {
 		beating.Load().deliver(ps)
 		select {
 		case events <- ps:
@@ -160,7 +161,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// (so the watch is registered): GoBGP queues its event after the whole
 	// table. The HOLD community keeps it from ever being exported.
 	initial, marked := true, !batched
-	var snap []*api.Path
+	var snap []watched
 	last := s.nt.last // written under s.nt.mu: releases read its AS masks
 	// fn runs in a goroutine of its own, fed in order: this loop only
 	// drains GoBGP's watch and fences. A fence must not wait for the
@@ -343,7 +344,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			if batched {
 				// The marker's event comes after the table's, in a
 				// message of its own (one event, one destination).
-				if len(ps) != 1 || !pathIs(ps[0], snapshotMarker) {
+				if len(ps) != 1 || ps[0].prefix != snapshotMarker {
 					snap = append(snap, ps...)
 					continue
 				}
@@ -537,31 +538,27 @@ func pathIs(p *api.Path, want netip.Prefix) bool {
 // once more.
 //
 // beat says the batch held the add of WatchBest's heartbeat (heartbeat.go).
-func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown, beat bool) {
+func (s *Speaker) bestPaths(ps []watched) (out []BestPath, unknown, beat bool) {
 	x, local := s.nt.idx.Load(), s.localAS.Load()
 	for len(ps) > 0 {
-		p, ok := pathPrefix(ps[0])
+		p := ps[0].prefix
 		n := 1
-		for n < len(ps) {
-			q, ok2 := pathPrefix(ps[n])
-			if ok2 != ok || q != p {
-				break
-			}
+		for n < len(ps) && ps[n].prefix == p {
 			n++
 		}
 		group := ps[:n]
 		ps = ps[n:]
-		if !ok {
+		if !p.IsValid() {
 			continue // not unicast IPv4/IPv6
 		}
 		if ownPrefix(p) {
-			beat = beat || p == heartbeatPrefix && !group[0].IsWithdraw
+			beat = beat || p == heartbeatPrefix && !group[0].withdraw
 			continue // a HOLD path of WatchBest's own, never a route
 		}
 		b, report := s.bestOf(p, group, x)
 		if report {
 			out = append(out, b)
-			if g := group[0]; len(b.Nexthops) > 0 && g.SourceAsn != 0 && g.SourceAsn != local && !x.has(g.SourceAsn) && (x == nil || !x.full) {
+			if g := &group[0]; len(b.Nexthops) > 0 && g.sourceAS != 0 && g.sourceAS != local && !x.has(g.sourceAS) && (x == nil || !x.full) {
 				unknown = true
 			}
 		}
@@ -569,22 +566,23 @@ func (s *Speaker) bestPaths(ps []*api.Path) (out []BestPath, unknown, beat bool)
 	return out, unknown, beat
 }
 
-func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPath, bool) {
-	b := BestPath{Prefix: p, gone: !slices.ContainsFunc(group, func(p *api.Path) bool { return !p.IsWithdraw })}
-	if b.gone && group[0].IsFromExternal {
-		_, comms, _, err := pathAttrsAS(group[0], nil)
+func (s *Speaker) bestOf(p netip.Prefix, group []watched, x *asIndex) (BestPath, bool) {
+	b := BestPath{Prefix: p, gone: !slices.ContainsFunc(group, func(p watched) bool { return !p.withdraw })}
+	if b.gone && group[0].external {
+		_, comms, _, err := group[0].decode(nil)
 		b.unseen = err == nil && slices.Contains(comms, s.cfg.hold)
 	}
-	for i, path := range group {
-		if path.IsWithdraw {
+	for i := range group {
+		path := &group[i]
+		if path.withdraw {
 			continue
 		}
 		var ix *asIndex
 		if i == 0 {
-			b.attrs = exportKey(path) // GoBGP puts the best path first
-			ix = x                    // and exports it: its ASes count
+			b.attrs = path.key() // GoBGP puts the best path first
+			ix = x               // and exports it: its ASes count
 		}
-		nh, comms, mask, err := pathAttrsAS(path, ix)
+		nh, comms, mask, err := path.decode(ix)
 		b.ases |= mask
 		if err != nil {
 			s.opts.log.Warn("best path with undecodable attributes", "prefix", p, "err", err)
@@ -596,10 +594,10 @@ func (s *Speaker) bestOf(p netip.Prefix, group []*api.Path, x *asIndex) (BestPat
 			}
 			continue
 		}
-		if !learned(path) {
+		if !path.learned() {
 			continue // local path
 		}
-		s.addNexthop(&b, nh, path)
+		s.addNexthop(&b, nh, path.neighbor)
 	}
 	b.sortNexthops()
 	return b, true
@@ -613,12 +611,12 @@ var errNoNexthop = errors.New("a learned best path's next hop is unspecified or 
 // addNexthop adds a learned path's next hop to b unless it is unspecified
 // or link-local (an interface would be needed), which is logged, the
 // first path at once and then how many more (logdamp).
-func (s *Speaker) addNexthop(b *BestPath, nh netip.Addr, path *api.Path) {
+func (s *Speaker) addNexthop(b *BestPath, nh, neighbor netip.Addr) {
 	if nh.IsValid() && !nh.IsUnspecified() && !nh.IsLinkLocalUnicast() {
 		b.Nexthops = append(b.Nexthops, nh)
 		return
 	}
-	s.noNexthop.Fail(errNoNexthop, "prefix", b.Prefix, "neighbor", path.NeighborIp, "next_hop", nh)
+	s.noNexthop.Fail(errNoNexthop, "prefix", b.Prefix, "neighbor", neighbor, "next_hop", nh)
 }
 
 // sortNexthops sorts b's next hops and drops repeats.
@@ -805,7 +803,7 @@ func tablePaths(r *api.WatchEventResponse) ([]*api.Path, bool) {
 	return t.Paths, true
 }
 
-func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
+func (b grpcBackend) watchBest(ctx context.Context, fn func([]watched), errc chan<- error) (bool, error) {
 	r := bestWatchRequest()
 	r.BatchSize = watchBatch
 	// A batch of paths is ~270 bytes each; allow gobgpd's own limit
@@ -825,20 +823,36 @@ func (b grpcBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc c
 				return
 			}
 			if ps, ok := tablePaths(r); ok {
-				fn(ps)
+				fn(watchedAPI(ps))
 			}
 		}
 	}()
 	return true, nil
 }
 
-func (b serverBackend) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
+func (b serverBackend) watchBest(ctx context.Context, fn func([]watched), errc chan<- error) (bool, error) {
+	// No message limit in process: the initial table is one call.
+	if b.attrsBinary() {
+		// GoBGP's own paths (bestwatch), read on a goroutine of ours: it
+		// ends with ctx, or on an event it cannot read (errc; the next
+		// watch then goes through WatchEvent).
+		w, err := bestwatch.Start(b.s)
+		if err != nil {
+			return false, err
+		}
+		go func() {
+			err := w.Run(ctx, func(ps []bestwatch.Path) { fn(watchedNative(ps)) })
+			if err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("%w: %v", ErrWatchEnded, err)
+			}
+		}()
+		return false, nil
+	}
 	// The server calls back from its own goroutine until ctx ends; it has
-	// no way to end the watch otherwise, so errc stays quiet. No message
-	// limit in process: the initial table is one call.
+	// no way to end the watch otherwise, so errc stays quiet.
 	return false, b.s.WatchEvent(ctx, bestWatchRequest(), func(r *api.WatchEventResponse) {
 		if ps, ok := tablePaths(r); ok {
-			fn(ps)
+			fn(watchedAPI(ps))
 		}
 	})
 }

@@ -88,7 +88,7 @@ func TestLinkLocalNextHopsAreLoggedOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		path.NeighborIp, path.SourceAsn = "fe80::2", 65002
-		b, report := sp.bestOf(p, []*api.Path{path}, nil)
+		b, report := sp.bestOf(p, watchedAPI([]*api.Path{path}), nil)
 		if !report || len(b.Nexthops) != 0 {
 			t.Fatalf("%v: reported %v with next hops %v; want reported without any", p, report, b.Nexthops)
 		}

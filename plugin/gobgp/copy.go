@@ -372,7 +372,8 @@ func (s *Speaker) bestUnderCopy(p netip.Prefix, paths []*api.Path, x *asIndex, m
 		if slices.Contains(comms, s.cfg.hold) || slices.Contains(comms, s.cfg.keep) {
 			continue
 		}
-		s.addNexthop(&b, nh, l)
+		nb, _ := netip.ParseAddr(l.NeighborIp)
+		s.addNexthop(&b, nh, nb)
 	}
 	b.sortNexthops()
 	return b

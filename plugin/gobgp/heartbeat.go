@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"time"
-
-	api "github.com/osrg/gobgp/v3/api"
 )
 
 // WatchBeat is one heartbeat through GoBGP's best-path watch
@@ -69,8 +67,8 @@ func newHeartbeat() *heartbeat { return &heartbeat{seen: make(chan struct{}, 1)}
 // deliver is called by GoBGP's watch callback for every batch: only a
 // single path (GoBGP reports a path added alone as an event of its own)
 // can be the heartbeat, and only while one is pending is it decoded.
-func (h *heartbeat) deliver(ps []*api.Path) {
-	if h != nil && len(ps) == 1 && !ps[0].IsWithdraw && h.pending.Load() && pathIs(ps[0], heartbeatPrefix) {
+func (h *heartbeat) deliver(ps []watched) {
+	if h != nil && len(ps) == 1 && !ps[0].withdraw && h.pending.Load() && ps[0].prefix == heartbeatPrefix {
 		h.delivered.Store(time.Now().UnixNano())
 	}
 }

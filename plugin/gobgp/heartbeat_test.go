@@ -20,9 +20,9 @@ type slowWatch struct {
 	stop    chan struct{}
 }
 
-func (b *slowWatch) watchBest(ctx context.Context, fn func([]*api.Path), errc chan<- error) (bool, error) {
-	return b.backend.watchBest(ctx, func(ps []*api.Path) {
-		if len(ps) == 1 && !ps[0].IsWithdraw && pathIs(ps[0], heartbeatPrefix) {
+func (b *slowWatch) watchBest(ctx context.Context, fn func([]watched), errc chan<- error) (bool, error) {
+	return b.backend.watchBest(ctx, func(ps []watched) {
+		if len(ps) == 1 && !ps[0].withdraw && ps[0].prefix == heartbeatPrefix {
 			if b.armed.CompareAndSwap(true, false) {
 				close(b.stopped)
 				<-b.stop

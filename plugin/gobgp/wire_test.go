@@ -177,7 +177,7 @@ func BenchmarkBestOf(b *testing.B) {
 		if !ok || pf != pfx {
 			b.Fatal(pf)
 		}
-		bp, ok := s.bestOf(pf, []*api.Path{p}, x)
+		bp, ok := s.bestOf(pf, watchedAPI([]*api.Path{p}), x)
 		if !ok || bp.ases != 1 || len(bp.Nexthops) != 1 {
 			b.Fatalf("%+v %v", bp, ok)
 		}
