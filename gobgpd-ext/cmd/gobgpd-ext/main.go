@@ -312,7 +312,7 @@ func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
 		x.log.Warn(w)
 	}
 	if _, why := x.gcfg.InProcessRelease(); why != nil && !x.opts.NoFibgate {
-		x.log.Warn("releasing by toggle, which costs GoBGP two operations a prefix: this binary's GoBGP is not the one its re-export was written for", "why", why)
+		x.log.Warn("releasing by toggle, which costs GoBGP two operations a prefix, and reading best paths in their API form: this binary's GoBGP is not the one the re-export and the native best-path watch were written for", "why", why)
 	}
 	if !x.opts.TLS {
 		for _, h := range exposedAPI(x.opts.GrpcHosts) {
