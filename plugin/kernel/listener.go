@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,6 +217,17 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	if w := sub.Warning(); w != nil {
 		l.log.Warn("notification socket works with a smaller buffer and will overrun sooner", "err", w)
+	}
+	if len(l.ignore) > 0 {
+		ids := make([]uint32, 0, len(l.ignore))
+		for id := range l.ignore {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		if err := sub.IgnoreTables(ids...); err != nil {
+			// Still left out, by the checks below, after decoding.
+			l.log.Info("the kernel does not filter the ignored tables' notifications", "tables", ids, "err", err)
+		}
 	}
 	stop := context.AfterFunc(ctx, func() { sub.Close() })
 	defer stop()

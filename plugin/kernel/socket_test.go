@@ -490,3 +490,53 @@ func TestDumpShowsKernelExtack(t *testing.T) {
 	}
 	t.Log(err)
 }
+
+// TestIgnoreTablesDropsTheirNotificationsInTheKernel: with the filter on,
+// route notifications of the tables named (above and below 256, added and
+// deleted) never reach the socket, and everything else still does. A
+// second subscription without the filter sees them, so they were sent.
+func TestIgnoreTablesDropsTheirNotificationsInTheKernel(t *testing.T) {
+	t.Parallel()
+	ns := newTestNS(t)
+	addTestLink(t, ns, "d0")
+	ipn(t, ns, "addr", "add", "192.0.2.1/24", "dev", "d0")
+	filtered, plain := testSubscribe(t, ns), testSubscribe(t, ns)
+	if err := filtered.IgnoreTables(4242, 100); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"add", "198.51.100.0/24", "via", "192.0.2.2", "table", "4242"},
+		{"add", "198.51.100.0/24", "via", "192.0.2.2", "table", "100"},
+		{"add", "2001:db8:1::/48", "dev", "d0", "table", "4242"},
+		{"del", "198.51.100.0/24", "via", "192.0.2.2", "table", "4242"},
+		{"add", "198.51.100.0/24", "via", "192.0.2.2", "table", "4243"},
+		{"add", "203.0.113.0/24", "via", "192.0.2.2"},
+	} {
+		ipn(t, ns, append([]string{"route"}, args...)...)
+	}
+	ignored := func(v any) bool {
+		m, ok := v.(RouteMessage)
+		return ok && (m.Route.Table == 4242 || m.Route.Table == 100)
+	}
+	var leaked []string
+	other := false // table 4243's route, not ignored
+	waitMessage(t, filtered, "the main table's route", func(v any) bool {
+		if m, ok := v.(RouteMessage); ok {
+			other = other || m.Route.Table == 4243
+			if ignored(v) {
+				leaked = append(leaked, fmt.Sprintf("%v table %d", m.Route.Prefix, m.Route.Table))
+			}
+		}
+		return routeTo(unix.RTM_NEWROUTE, "203.0.113.0/24")(v)
+	})
+	if len(leaked) > 0 {
+		t.Errorf("notifications of ignored tables reached the socket: %v", leaked)
+	}
+	if !other {
+		t.Error("table 4243's route, which is not ignored, did not come before the main table's")
+	}
+	waitMessage(t, plain, "the ignored table's route without the filter", func(v any) bool {
+		m, ok := v.(RouteMessage)
+		return ok && m.Route.Table == 4242
+	})
+}
