@@ -24,8 +24,9 @@ type RouteWriter struct {
 	veto Vetoer
 }
 
-// writeBatch is how many requests go out in one sendmsg: their acks (36
-// bytes each with NETLINK_CAP_ACK) fit a small receive buffer.
+// writeBatch is how many requests go out in one sendmsg: their answers,
+// should every one fail (36 bytes each with NETLINK_CAP_ACK), fit a small
+// receive buffer.
 const writeBatch = 256
 
 // WriterOption configures a RouteWriter.
@@ -144,22 +145,35 @@ func (w *RouteWriter) Rewrite(routes []fib.Route) []error {
 	return errs
 }
 
+// batch sends ops in one sendmsg and reads the answers. Only the last
+// request asks for an acknowledgement: the kernel answers a failed
+// request whatever its flags, handles the requests of one message in
+// order and queues its answers in that order, so when the last one's
+// acknowledgement is read, every request before it without an answer
+// succeeded. (An acknowledgement a request, as before, was a message the
+// kernel built and this loop read per route.) Answers the receive buffer
+// could not hold make the read fail (ENOBUFS) before the last
+// acknowledgement, and every request without an answer gets that error.
 func (w *RouteWriter) batch(ops []RouteOp, errs []error) {
 	w.buf = w.buf[:0]
 	first := w.seq + 1
 	for i := range ops {
 		w.seq++
-		m := RouteMessage{Type: unix.RTM_NEWROUTE, NLFlags: unix.NLM_F_REQUEST | unix.NLM_F_ACK | unix.NLM_F_CREATE | unix.NLM_F_REPLACE,
+		var ack uint16
+		if i == len(ops)-1 {
+			ack = unix.NLM_F_ACK
+		}
+		m := RouteMessage{Type: unix.RTM_NEWROUTE, NLFlags: unix.NLM_F_REQUEST | ack | unix.NLM_F_CREATE | unix.NLM_F_REPLACE,
 			Seq: w.seq, Route: writable(ops[i].Route)}
 		switch {
 		case ops[i].Delete:
-			m.Type, m.NLFlags = unix.RTM_DELROUTE, unix.NLM_F_REQUEST|unix.NLM_F_ACK
+			m.Type, m.NLFlags = unix.RTM_DELROUTE, unix.NLM_F_REQUEST|ack
 			if !ops[i].Exact {
 				// Match any scope and type, as `ip route del` does.
 				m.Route.Scope, m.Route.Type = unix.RT_SCOPE_NOWHERE, 0
 			}
 		case ops[i].Exclusive:
-			m.NLFlags = unix.NLM_F_REQUEST | unix.NLM_F_ACK | unix.NLM_F_CREATE | unix.NLM_F_EXCL
+			m.NLFlags = unix.NLM_F_REQUEST | ack | unix.NLM_F_CREATE | unix.NLM_F_EXCL
 		}
 		w.buf = appendRoute(w.buf, m)
 	}
@@ -174,14 +188,18 @@ func (w *RouteWriter) batch(ops []RouteOp, errs []error) {
 		fail(fmt.Errorf("send %d route requests: %w", len(ops), err))
 		return
 	}
-	acked := make([]bool, len(ops))
-	for left := len(ops); left > 0; {
+	answered := make([]bool, len(ops))
+	for !answered[len(ops)-1] {
 		n, _, err := unix.Recvfrom(w.fd, w.rcv, 0)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			fail(fmt.Errorf("read route acks: %w", err))
+			for i := range errs {
+				if !answered[i] {
+					errs[i] = fmt.Errorf("read route acks: %w", err)
+				}
+			}
 			return
 		}
 		b := w.rcv[:n]
@@ -197,11 +215,10 @@ func (w *RouteWriter) batch(ops []RouteOp, errs []error) {
 				continue
 			}
 			i := int(a.seq - first)
-			if i < 0 || i >= len(ops) || acked[i] {
+			if i < 0 || i >= len(ops) || answered[i] {
 				continue // an answer to an earlier, abandoned batch
 			}
-			acked[i] = true
-			left--
+			answered[i] = true
 			switch {
 			case a.errno != 0 && a.msg != "":
 				errs[i] = &AckError{Errno: syscall.Errno(a.errno), Msg: a.msg}
