@@ -725,33 +725,14 @@ func pathAttrsAS(p *api.Path, x *asIndex) (netip.Addr, []uint32, uint64, error) 
 	return nh, comms, mask, nil
 }
 
-// pathAttrsNative is pathAttrsAS for paths in wire format (PattrsBinary).
+// pathAttrsNative is pathAttrsAS for paths in wire format (PattrsBinary),
+// read by the rules of the watch's (nativeAttrs).
 func pathAttrsNative(p *api.Path, x *asIndex) (netip.Addr, []uint32, uint64, error) {
 	attrs, err := apiutil.GetNativePathAttributes(p)
 	if err != nil {
 		return netip.Addr{}, nil, 0, err
 	}
-	var raw []byte
-	var comms []uint32
-	var mask uint64
-	for _, a := range attrs {
-		switch a := a.(type) {
-		case *bgp.PathAttributeAsPath:
-			if x != nil {
-				for _, seg := range a.Value {
-					mask |= x.maskOf(seg.GetAS())
-				}
-			}
-		case *bgp.PathAttributeNextHop:
-			raw = a.Value
-		case *bgp.PathAttributeMpReachNLRI:
-			raw = a.Nexthop
-		case *bgp.PathAttributeCommunities:
-			comms = a.Value
-		}
-	}
-	nh, _ := netip.AddrFromSlice(raw)
-	return nh.Unmap(), comms, mask, nil
+	return nativeAttrs(attrs, x)
 }
 
 // pathPrefix reads the unicast prefix of a path.
