@@ -37,3 +37,26 @@ func TestEventsOfAnotherShapeAreRefused(t *testing.T) {
 		}
 	}
 }
+
+// TestAnEventItCannotReadTurnsItOff: once Run met an event it refuses,
+// Available says why, so the next watch goes through WatchEvent instead
+// of failing the same way again.
+func TestAnEventItCannotReadTurnsItOff(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		evMu.Lock()
+		broken = nil
+		evMu.Unlock()
+	})
+	if err := eventLayout(reflect.TypeFor[*bestEvent]()); err == nil {
+		t.Fatal("an event of another type was read")
+	}
+	if err := Available(); err == nil || !strings.Contains(err.Error(), "watchEventBestPath") {
+		t.Errorf("Available after a refused event: %v, want why", err)
+	}
+	if _, err := Start(nil); err == nil {
+		t.Error("Start after a refused event: no error")
+	}
+}
