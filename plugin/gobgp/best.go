@@ -637,11 +637,7 @@ func exportKey(p *api.Path) uint64 {
 	h.SetSeed(exportSeed)
 	if len(p.PattrsBinary) > 0 {
 		for _, a := range p.PattrsBinary {
-			if len(a) > 1 && (a[1] == byte(bgp.BGP_ATTR_TYPE_NEXT_HOP) || a[1] == byte(bgp.BGP_ATTR_TYPE_MP_REACH_NLRI)) {
-				continue
-			}
-			h.Write(a)
-			h.WriteByte(0xff)
+			hashWireAttr(&h, a)
 		}
 		return h.Sum64()
 	}
@@ -654,6 +650,18 @@ func exportKey(p *api.Path) uint64 {
 		h.WriteByte(0xff)
 	}
 	return h.Sum64()
+}
+
+// hashWireAttr adds an attribute in wire form to an exportKey hash,
+// unless it is the next hop (NEXT_HOP, MP_REACH_NLRI): the one rule for
+// the wire form, shared by API paths (PattrsBinary) and GoBGP's own
+// (watched.key), whose keys must compare.
+func hashWireAttr(h *maphash.Hash, a []byte) {
+	if len(a) > 1 && (a[1] == byte(bgp.BGP_ATTR_TYPE_NEXT_HOP) || a[1] == byte(bgp.BGP_ATTR_TYPE_MP_REACH_NLRI)) {
+		return
+	}
+	h.Write(a)
+	h.WriteByte(0xff)
 }
 
 // nexthopKey fingerprints a best path's next hops, in order: a 64-bit

@@ -55,14 +55,11 @@ func (w *watched) key() uint64 {
 	h.SetSeed(exportSeed)
 	for _, a := range w.attrs {
 		if t := a.GetType(); t == bgp.BGP_ATTR_TYPE_NEXT_HOP || t == bgp.BGP_ATTR_TYPE_MP_REACH_NLRI {
-			continue
+			continue // left out by hashWireAttr: not worth serializing
 		}
-		b, err := a.Serialize()
-		if err != nil {
-			continue // ListPath leaves it out of PattrsBinary too
+		if b, err := a.Serialize(); err == nil { // ListPath leaves a failure out of PattrsBinary too
+			hashWireAttr(&h, b)
 		}
-		h.Write(b)
-		h.WriteByte(0xff)
 	}
 	return h.Sum64()
 }

@@ -73,12 +73,13 @@ func isFromExternal(p *tablePath) bool
 //go:linkname getSource github.com/osrg/gobgp/v3/internal/pkg/table.(*Path).GetSource
 func getSource(p *tablePath) *peerInfo
 
-// bestEvent mirrors server.watchEventBestPath; eventLayout checks that
-// the real one has these fields at these offsets.
+// bestEvent mirrors server.watchEventBestPath; checkEvent checks that
+// the real one has these fields at these offsets, of the types in their
+// tags as reflect writes GoBGP's.
 type bestEvent struct {
-	PathList      []*tablePath
-	MultiPathList [][]*tablePath
-	Vrf           map[uint32]bool
+	PathList      []*tablePath    `gobgp:"[]*table.Path"`
+	MultiPathList [][]*tablePath  `gobgp:"[][]*table.Path"`
+	Vrf           map[uint32]bool `gobgp:"map[uint32]bool"`
 }
 
 // layout is where the fields Watch reads are.
@@ -190,8 +191,7 @@ func checkEvent(t reflect.Type) error {
 	}
 	for i := range mt.NumField() {
 		want := mt.Field(i)
-		wantType := map[string]string{"PathList": "[]*table.Path", "MultiPathList": "[][]*table.Path", "Vrf": "map[uint32]bool"}[want.Name]
-		f, err := pinned.Field(et, want.Name, wantType)
+		f, err := pinned.Field(et, want.Name, want.Tag.Get("gobgp"))
 		if err != nil {
 			return err
 		}
@@ -270,24 +270,19 @@ func (w *Watcher) Run(ctx context.Context, fn func([]Path)) error {
 // read is what WatchEvent's loop does with an event before converting
 // each path: the multipath sets, one after the other, or the best paths.
 func read(e *bestEvent) []Path {
-	n := len(e.PathList)
-	if len(e.MultiPathList) > 0 {
-		n = 0
-		for _, set := range e.MultiPathList {
-			n += len(set)
-		}
+	sets := e.MultiPathList
+	if len(sets) == 0 {
+		sets = [][]*tablePath{e.PathList}
+	}
+	n := 0
+	for _, set := range sets {
+		n += len(set)
 	}
 	out := make([]Path, 0, n)
-	if len(e.MultiPathList) > 0 {
-		for _, set := range e.MultiPathList {
-			for _, p := range set {
-				out = append(out, pathOf(p))
-			}
+	for _, set := range sets {
+		for _, p := range set {
+			out = append(out, pathOf(p))
 		}
-		return out
-	}
-	for _, p := range e.PathList {
-		out = append(out, pathOf(p))
 	}
 	return out
 }
