@@ -93,6 +93,8 @@ type layout struct {
 	tables      reflect.StructField // TableManager.Tables, map[bgp.RouteFamily]*table.Table
 	neighborMap reflect.StructField // map[string]*peer
 	policy      reflect.StructField // *table.RoutingPolicy
+	definedSets reflect.StructField // RoutingPolicy.definedSetMap, map[table.DefinedType]map[string]table.DefinedSet
+	policyMu    reflect.StructField // RoutingPolicy.mu, what AddDefinedSet locks
 }
 
 var (
@@ -127,8 +129,21 @@ func check() (layout, error) {
 	if l.policy, err = pinned.Field(st, "policy", "*table.RoutingPolicy"); err != nil {
 		return layout{}, err
 	}
+	if l.definedSets, err = pinned.Field(l.policy.Type.Elem(), "definedSetMap", "table.DefinedSetMap"); err != nil {
+		return layout{}, err
+	}
+	if k := l.definedSets.Type; k.Kind() != reflect.Map || k.Key().Kind() != reflect.Int || k.Elem().String() != "map[string]table.DefinedSet" {
+		return layout{}, fmt.Errorf("RoutingPolicy.definedSetMap is %s, want map[table.DefinedType]map[string]table.DefinedSet", k)
+	}
+	if l.policyMu, err = pinned.Field(l.policy.Type.Elem(), "mu", "sync.RWMutex"); err != nil {
+		return layout{}, err
+	}
 	return l, nil
 }
+
+// directOff sends every edit through GoBGP's own path: the tests' other
+// side of the comparison.
+var directOff bool
 
 // Edit is a change to one of GoBGP's defined sets, as AddDefinedSet
 // (Delete false; never a replace) or DeleteDefinedSet (Delete true, only
@@ -189,6 +204,9 @@ func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Pref
 				return errors.New("GoBGP has no policy yet")
 			}
 			for _, e := range edits {
+				if !e.Delete && !directOff && addDirect(unsafe.Pointer(pol), e.Set) {
+					continue
+				}
 				set, err := newDefinedSetFromApiStruct(e.Set)
 				if err == nil {
 					if e.Delete {

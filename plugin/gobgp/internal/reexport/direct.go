@@ -1,0 +1,285 @@
+package reexport
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"github.com/k-sone/critbitgo"
+	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/pinned"
+)
+
+// This file adds a release's entries to a held set the way GoBGP's
+// AddDefinedSet would (newDefinedSetFromApiStruct, then PrefixSet.Append),
+// with a ninth of the objects.
+//
+// Why: at a full table the held set holds a carve-out per released prefix,
+// and GoBGP builds each from the API's text: net.ParseCIDR's IPNet, its
+// address and mask, a *table.Prefix, a one-element []*table.Prefix boxed
+// into an interface, the critbit key and nodes, plus a temporary critbit
+// tree that Append walks and drops. About nine live objects an entry, a
+// third of all the objects of gobgpd-ext's heap, which every collection
+// marks (docs/design-notes.md, "The held set's entries in one object").
+// Here an entry's table.Prefix, its one-element list, its IPNet and the
+// address bytes are one allocation, the mask is shared per length, and
+// the interface is made to point at the list inside it, so an entry is
+// that object, the critbit key and critbit's two nodes.
+//
+// The objects are GoBGP's types as far as anything reading them can tell:
+// the layouts are checked field by field (name, type, offset) against the
+// live set's own types before the first edit, and any doubt (a set GoBGP
+// has not got, another family, an IPv4-mapped IPv6 prefix, text netip
+// does not read) leaves the edit to GoBGP's own path.
+
+// prefixEntry mirrors table.Prefix (checked by prefixLayoutMatches).
+type prefixEntry struct {
+	Prefix             *net.IPNet
+	AddressFamily      bgp.RouteFamily
+	MasklengthRangeMax uint8
+	MasklengthRangeMin uint8
+}
+
+// heldEntry is one set entry's objects in one allocation: list is the
+// []*table.Prefix the critbit value's interface points at, one its
+// backing array, p the table.Prefix, n its IPNet, ip the address bytes.
+type heldEntry struct {
+	list []*prefixEntry
+	one  [1]*prefixEntry
+	p    prefixEntry
+	n    net.IPNet
+	ip   [16]byte
+}
+
+// eface is an empty interface's two words.
+type eface struct {
+	typ, data unsafe.Pointer
+}
+
+// setTypes is what direct edits learned, once, from a live prefix set.
+type setTypes struct {
+	set          reflect.Type   // *table.PrefixSet
+	tree, family uintptr        // its fields' offsets
+	listType     unsafe.Pointer // []*table.Prefix's type word; nil until a value was seen
+}
+
+var (
+	typesMu  sync.Mutex
+	types    *setTypes // nil until learned
+	typesErr error     // set when a check failed: direct edits stay off
+
+	// masks are shared by every entry of a length: nothing writes an
+	// IPNet's mask.
+	masks4, masks6 = cidrMasks(32), cidrMasks(128)
+)
+
+func cidrMasks(bits int) []net.IPMask {
+	m := make([]net.IPMask, bits+1)
+	for i := range m {
+		m[i] = net.CIDRMask(i, bits)
+	}
+	return m
+}
+
+// DirectEdits says whether the held sets' additions go through this file
+// (nil) or why they go through GoBGP's own path: for tests and
+// diagnostics; either way the set ends up the same.
+func DirectEdits() error {
+	typesMu.Lock()
+	defer typesMu.Unlock()
+	switch {
+	case typesErr != nil:
+		return typesErr
+	case types == nil || types.listType == nil:
+		return errors.New("no prefix set edited yet")
+	}
+	return nil
+}
+
+// typesFor returns the layout of set, a live *table.PrefixSet, checking
+// it the first time; tree reads the set's tree at an offset. nil means
+// GoBGP's path.
+func typesFor(set reflect.Value) *setTypes {
+	typesMu.Lock()
+	defer typesMu.Unlock()
+	if typesErr != nil {
+		return nil
+	}
+	if types == nil {
+		types, typesErr = learnSet(set.Type())
+		if typesErr != nil {
+			return nil
+		}
+	}
+	if types.set != set.Type() {
+		return nil
+	}
+	if types.listType == nil {
+		tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), types.tree))
+		if types.listType, typesErr = learnList(tree); typesErr != nil || types.listType == nil {
+			return nil // an empty set tells nothing: learn from the next one
+		}
+	}
+	return types
+}
+
+// learnSet checks *table.PrefixSet's fields.
+func learnSet(t reflect.Type) (*setTypes, error) {
+	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || t.String() != "*table.PrefixSet" {
+		return nil, fmt.Errorf("a prefix set is %s, want *table.PrefixSet", t)
+	}
+	st := &setTypes{set: t}
+	f, err := pinned.Field(t.Elem(), "tree", "*critbitgo.Net")
+	if err != nil {
+		return nil, err
+	}
+	st.tree = f.Offset
+	if f, err = pinned.Field(t.Elem(), "family", "bgp.RouteFamily"); err != nil {
+		return nil, err
+	}
+	st.family = f.Offset
+	return st, nil
+}
+
+// learnList checks the type of tree's values against prefixEntry and
+// returns its type word, or nil for an empty tree.
+func learnList(tree *critbitgo.Net) (unsafe.Pointer, error) {
+	var v any
+	tree.Walk(nil, func(_ *net.IPNet, x any) bool { v = x; return false })
+	if v == nil {
+		return nil, nil
+	}
+	lt := reflect.TypeOf(v)
+	if lt.String() != "[]*table.Prefix" || lt.Kind() != reflect.Slice || lt.Elem().Kind() != reflect.Pointer {
+		return nil, fmt.Errorf("a prefix set's value is %s, want []*table.Prefix", lt)
+	}
+	if err := sameLayout(lt.Elem().Elem(), reflect.TypeFor[prefixEntry]()); err != nil {
+		return nil, err
+	}
+	return (*eface)(unsafe.Pointer(&v)).typ, nil
+}
+
+// sameLayout says whether GoBGP's struct got and the mirror want have the
+// same fields (names, types, offsets) and size.
+func sameLayout(got, want reflect.Type) error {
+	if got.Size() != want.Size() || got.NumField() != want.NumField() {
+		return fmt.Errorf("%s is %d bytes in %d fields, want %d in %d", got, got.Size(), got.NumField(), want.Size(), want.NumField())
+	}
+	for i := range want.NumField() {
+		g, w := got.Field(i), want.Field(i)
+		if g.Name != w.Name || g.Type.String() != w.Type.String() || g.Offset != w.Offset {
+			return fmt.Errorf("%s field %d is %s %s at %d, want %s %s at %d", got, i, g.Name, g.Type, g.Offset, w.Name, w.Type, w.Offset)
+		}
+	}
+	return nil
+}
+
+// entry is one parsed api.Prefix.
+type entry struct {
+	p      netip.Prefix
+	lo, hi uint8
+}
+
+// parseEntries reads a set's entries as newPrefixFromApiStruct would, and
+// their one family; ok is false for anything GoBGP's path should judge.
+func parseEntries(ps []*api.Prefix, buf []entry) (out []entry, rf bgp.RouteFamily, ok bool) {
+	out = buf[:0]
+	for i, a := range ps {
+		p, err := netip.ParsePrefix(a.IpPrefix)
+		if err != nil || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			return nil, 0, false
+		}
+		f := bgp.RF_IPv4_UC
+		if strings.Contains(a.IpPrefix, ":") {
+			f = bgp.RF_IPv6_UC
+		}
+		if (f == bgp.RF_IPv6_UC) != p.Addr().Is6() || (i > 0 && f != rf) {
+			return nil, 0, false
+		}
+		rf = f
+		out = append(out, entry{p.Masked(), uint8(a.MaskLengthMin), uint8(a.MaskLengthMax)})
+	}
+	return out, rf, len(out) > 0
+}
+
+// addDirect adds a's entries to the existing prefix set of its name in
+// pol (a *table.RoutingPolicy), as AddDefinedSet(set, false) would. It
+// returns false, having changed nothing, when GoBGP's own path should do
+// it.
+func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
+	if a.GetDefinedType() != api.DefinedType_PREFIX {
+		return false
+	}
+	var buf [64]entry
+	es, rf, ok := parseEntries(a.GetPrefixes(), buf[:])
+	if !ok {
+		return false
+	}
+	mu := (*sync.RWMutex)(unsafe.Add(pol, lay.policyMu.Offset))
+	mu.Lock()
+	defer mu.Unlock()
+	m := reflect.NewAt(lay.definedSets.Type, unsafe.Add(pol, lay.definedSets.Offset)).Elem().
+		MapIndex(reflect.ValueOf(int(api.DefinedType_PREFIX)).Convert(lay.definedSets.Type.Key()))
+	if !m.IsValid() {
+		return false
+	}
+	v := m.MapIndex(reflect.ValueOf(a.GetName()))
+	if !v.IsValid() || v.IsNil() {
+		return false
+	}
+	set := v.Elem()
+	if set.Kind() != reflect.Pointer || set.IsNil() {
+		return false
+	}
+	st := typesFor(set)
+	if st == nil {
+		return false
+	}
+	tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), st.tree))
+	if tree == nil || tree.Size() == 0 {
+		return false // Append's family rule differs for an empty set
+	}
+	if *(*bgp.RouteFamily)(unsafe.Add(set.UnsafePointer(), st.family)) != rf {
+		return false // GoBGP refuses to append another family
+	}
+	for _, e := range es {
+		h := &heldEntry{}
+		h.one[0] = &h.p
+		h.list = h.one[:]
+		h.p = prefixEntry{Prefix: &h.n, AddressFamily: rf, MasklengthRangeMax: e.hi, MasklengthRangeMin: e.lo}
+		if rf == bgp.RF_IPv4_UC {
+			h.ip = e.p.Addr().As16()
+			copy(h.ip[:4], h.ip[12:])
+			h.n = net.IPNet{IP: h.ip[:4:4], Mask: masks4[e.p.Bits()]}
+		} else {
+			h.ip = e.p.Addr().As16()
+			h.n = net.IPNet{IP: h.ip[:16:16], Mask: masks6[e.p.Bits()]}
+		}
+		val := eface{typ: st.listType, data: unsafe.Pointer(&h.list)}
+		if w, ok, _ := tree.Get(&h.n); ok {
+			// Append's append(lp, rp...), into a new array: the old one
+			// may be read meanwhile by nobody (mu is held), but GoBGP's
+			// own lists never share theirs either.
+			lp := *(*[]*prefixEntry)((*eface)(unsafe.Pointer(&w)).data)
+			nl := make([]*prefixEntry, len(lp)+1)
+			copy(nl, lp)
+			nl[len(lp)] = &h.p
+			hdr := new([]*prefixEntry)
+			*hdr = nl
+			val.data = unsafe.Pointer(hdr)
+		}
+		if err := tree.Add(&h.n, *(*any)(unsafe.Pointer(&val))); err != nil {
+			// Not reachable for a parsed address; GoBGP's Append ignores
+			// it too.
+			continue
+		}
+	}
+	return true
+}
