@@ -187,26 +187,36 @@ type entry struct {
 	lo, hi uint8
 }
 
-// parseEntries reads a set's entries as newPrefixFromApiStruct would, and
-// their one family; ok is false for anything GoBGP's path should judge.
-func parseEntries(ps []*api.Prefix, buf []entry) (out []entry, rf bgp.RouteFamily, ok bool) {
-	out = buf[:0]
+// parseEntry reads one entry as newPrefixFromApiStruct would, with its
+// family; ok is false for anything GoBGP's path should judge.
+func parseEntry(a *api.Prefix) (e entry, rf bgp.RouteFamily, ok bool) {
+	p, err := netip.ParsePrefix(a.GetIpPrefix())
+	if err != nil || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+		return entry{}, 0, false
+	}
+	rf = bgp.RF_IPv4_UC
+	if strings.Contains(a.GetIpPrefix(), ":") {
+		rf = bgp.RF_IPv6_UC
+	}
+	if (rf == bgp.RF_IPv6_UC) != p.Addr().Is6() {
+		return entry{}, 0, false
+	}
+	return entry{p.Masked(), uint8(a.GetMaskLengthMin()), uint8(a.GetMaskLengthMax())}, rf, true
+}
+
+// familyOf is the one family of a set's entries; ok is false if one of
+// them is for GoBGP's path, or they are of two families (which GoBGP
+// refuses), or there are none. Parsing is cheap and allocates nothing, so
+// addDirect parses every entry again rather than keeping a copy.
+func familyOf(ps []*api.Prefix) (rf bgp.RouteFamily, ok bool) {
 	for i, a := range ps {
-		p, err := netip.ParsePrefix(a.IpPrefix)
-		if err != nil || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-			return nil, 0, false
-		}
-		f := bgp.RF_IPv4_UC
-		if strings.Contains(a.IpPrefix, ":") {
-			f = bgp.RF_IPv6_UC
-		}
-		if (f == bgp.RF_IPv6_UC) != p.Addr().Is6() || (i > 0 && f != rf) {
-			return nil, 0, false
+		_, f, ok := parseEntry(a)
+		if !ok || (i > 0 && f != rf) {
+			return 0, false
 		}
 		rf = f
-		out = append(out, entry{p.Masked(), uint8(a.MaskLengthMin), uint8(a.MaskLengthMax)})
 	}
-	return out, rf, len(out) > 0
+	return rf, len(ps) > 0
 }
 
 // addDirect adds a's entries to the existing prefix set of its name in
@@ -217,8 +227,7 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 	if a.GetDefinedType() != api.DefinedType_PREFIX {
 		return false
 	}
-	var buf [64]entry
-	es, rf, ok := parseEntries(a.GetPrefixes(), buf[:])
+	rf, ok := familyOf(a.GetPrefixes())
 	if !ok {
 		return false
 	}
@@ -249,14 +258,15 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 	if *(*bgp.RouteFamily)(unsafe.Add(set.UnsafePointer(), st.family)) != rf {
 		return false // GoBGP refuses to append another family
 	}
-	for _, e := range es {
+	for _, a := range a.GetPrefixes() {
+		e, _, _ := parseEntry(a)
 		h := &heldEntry{}
 		h.one[0] = &h.p
 		h.list = h.one[:]
 		h.p = prefixEntry{Prefix: &h.n, AddressFamily: rf, MasklengthRangeMax: e.hi, MasklengthRangeMin: e.lo}
 		if rf == bgp.RF_IPv4_UC {
-			h.ip = e.p.Addr().As16()
-			copy(h.ip[:4], h.ip[12:])
+			a4 := e.p.Addr().As4()
+			copy(h.ip[:], a4[:])
 			h.n = net.IPNet{IP: h.ip[:4:4], Mask: masks4[e.p.Bits()]}
 		} else {
 			h.ip = e.p.Addr().As16()
@@ -264,9 +274,9 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 		}
 		val := eface{typ: st.listType, data: unsafe.Pointer(&h.list)}
 		if w, ok, _ := tree.Get(&h.n); ok {
-			// Append's append(lp, rp...), into a new array: the old one
-			// may be read meanwhile by nobody (mu is held), but GoBGP's
-			// own lists never share theirs either.
+			// A node with entries already: Append stores append(lp,
+			// rp...). Always into a new array here, where Append may
+			// write into lp's spare capacity: the same list either way.
 			lp := *(*[]*prefixEntry)((*eface)(unsafe.Pointer(&w)).data)
 			nl := make([]*prefixEntry, len(lp)+1)
 			copy(nl, lp)
