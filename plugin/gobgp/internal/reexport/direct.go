@@ -19,25 +19,26 @@ import (
 
 // This file adds a release's entries to a held set the way GoBGP's
 // AddDefinedSet would (newDefinedSetFromApiStruct, then PrefixSet.Append),
-// with a ninth of the objects.
+// with a third of the live objects and none of the garbage.
 //
 // Why: at a full table the held set holds a carve-out per released prefix,
 // and GoBGP builds each from the API's text: net.ParseCIDR's IPNet, its
 // address and mask, a *table.Prefix, a one-element []*table.Prefix boxed
 // into an interface, the critbit key and nodes, plus a temporary critbit
 // tree that Append walks and drops. About nine live objects an entry, a
-// third of all the objects of gobgpd-ext's heap, which every collection
-// marks (docs/design-notes.md, "The held set's entries in one object").
-// Here an entry's table.Prefix, its one-element list, its IPNet and the
-// address bytes are one allocation, the mask is shared per length, and
-// the interface is made to point at the list inside it, so an entry is
-// that object, the critbit key and critbit's two nodes.
+// third of all the objects of gobgpd-ext's heap at the full table, which
+// every collection marks (docs/design-notes.md, "The held set's entries in
+// one object"). Here an entry's table.Prefix, its one-element list, its
+// IPNet, the address bytes and the critbit key are one allocation, the
+// mask is shared per length, and the interface is made to point at the
+// list inside it: an entry is that object and critbit's two nodes.
 //
-// The objects are GoBGP's types as far as anything reading them can tell:
-// the layouts are checked field by field (name, type, offset) against the
-// live set's own types before the first edit, and any doubt (a set GoBGP
-// has not got, another family, an IPv4-mapped IPv6 prefix, text netip
-// does not read) leaves the edit to GoBGP's own path.
+// The objects are GoBGP's and critbitgo's types as far as anything
+// reading them can tell: the layouts are checked field by field (name,
+// type, offset) against the live set's own types before the first edit,
+// critbitgo's keys against a scratch tree of its own making, and any doubt
+// (a set GoBGP has not got, another family, an IPv4-mapped IPv6 prefix,
+// text netip does not read) leaves the edit to GoBGP's own path.
 
 // prefixEntry mirrors table.Prefix (checked by prefixLayoutMatches).
 type prefixEntry struct {
@@ -49,13 +50,54 @@ type prefixEntry struct {
 
 // heldEntry is one set entry's objects in one allocation: list is the
 // []*table.Prefix the critbit value's interface points at, one its
-// backing array, p the table.Prefix, n its IPNet, ip the address bytes.
+// backing array, p the table.Prefix, n its IPNet; key is the critbit key
+// (the address bytes and the length, as critbitgo makes it from an
+// IPNet), whose address bytes are also n's IP.
 type heldEntry struct {
 	list []*prefixEntry
 	one  [1]*prefixEntry
 	p    prefixEntry
 	n    net.IPNet
-	ip   [16]byte
+	key  [17]byte
+}
+
+// trieOf is a critbitgo.Net's trie, its one field (checkNet).
+func trieOf(n *critbitgo.Net) *critbitgo.Trie { return *(**critbitgo.Trie)(unsafe.Pointer(n)) }
+
+// keyOf writes p's critbit key into buf and returns it with the address
+// part, which is also the IPNet's IP.
+func keyOf(buf *[17]byte, p netip.Prefix) (key, ip []byte) {
+	n := 16
+	if p.Addr().Is4() {
+		a := p.Addr().As4()
+		n = copy(buf[:], a[:])
+	} else {
+		a := p.Addr().As16()
+		copy(buf[:], a[:])
+	}
+	buf[n] = byte(p.Bits())
+	return buf[:n+1], buf[:n:n]
+}
+
+// checkNet checks that a critbitgo.Net is its trie alone and that keyOf
+// makes the keys critbitgo makes, on a scratch Net of both families.
+func checkNet() error {
+	t := reflect.TypeFor[critbitgo.Net]()
+	if t.NumField() != 1 || t.Field(0).Name != "trie" || t.Field(0).Type != reflect.TypeFor[*critbitgo.Trie]() {
+		return fmt.Errorf("critbitgo.Net is not {trie *Trie}: %d fields", t.NumField())
+	}
+	n := critbitgo.NewNet()
+	for i, s := range []string{"192.0.2.0/24", "0.0.0.0/0", "2001:db8::/48", "::/0", "10.1.2.3/32"} {
+		if err := n.AddCIDR(s, i); err != nil {
+			return err
+		}
+		var buf [17]byte
+		k, _ := keyOf(&buf, netip.MustParsePrefix(s))
+		if v, ok := trieOf(n).Get(k); !ok || v != i {
+			return fmt.Errorf("critbitgo's key for %s is not its address bytes and length", s)
+		}
+	}
+	return nil
 }
 
 // eface is an empty interface's two words.
@@ -134,6 +176,9 @@ func typesFor(set reflect.Value) *setTypes {
 func learnSet(t reflect.Type) (*setTypes, error) {
 	if t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct || t.String() != "*table.PrefixSet" {
 		return nil, fmt.Errorf("a prefix set is %s, want *table.PrefixSet", t)
+	}
+	if err := checkNet(); err != nil {
+		return nil, err
 	}
 	st := &setTypes{set: t}
 	f, err := pinned.Field(t.Elem(), "tree", "*critbitgo.Net")
@@ -258,22 +303,20 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 	if *(*bgp.RouteFamily)(unsafe.Add(set.UnsafePointer(), st.family)) != rf {
 		return false // GoBGP refuses to append another family
 	}
+	tr := trieOf(tree)
 	for _, a := range a.GetPrefixes() {
 		e, _, _ := parseEntry(a)
 		h := &heldEntry{}
 		h.one[0] = &h.p
 		h.list = h.one[:]
+		key, ip := keyOf(&h.key, e.p)
 		h.p = prefixEntry{Prefix: &h.n, AddressFamily: rf, MasklengthRangeMax: e.hi, MasklengthRangeMin: e.lo}
+		h.n = net.IPNet{IP: ip, Mask: masks6[e.p.Bits()]}
 		if rf == bgp.RF_IPv4_UC {
-			a4 := e.p.Addr().As4()
-			copy(h.ip[:], a4[:])
-			h.n = net.IPNet{IP: h.ip[:4:4], Mask: masks4[e.p.Bits()]}
-		} else {
-			h.ip = e.p.Addr().As16()
-			h.n = net.IPNet{IP: h.ip[:16:16], Mask: masks6[e.p.Bits()]}
+			h.n.Mask = masks4[e.p.Bits()]
 		}
 		val := eface{typ: st.listType, data: unsafe.Pointer(&h.list)}
-		if w, ok, _ := tree.Get(&h.n); ok {
+		if w, ok := tr.Get(key); ok {
 			// A node with entries already: Append stores append(lp,
 			// rp...). Always into a new array here, where Append may
 			// write into lp's spare capacity: the same list either way.
@@ -285,11 +328,7 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 			*hdr = nl
 			val.data = unsafe.Pointer(hdr)
 		}
-		if err := tree.Add(&h.n, *(*any)(unsafe.Pointer(&val))); err != nil {
-			// Not reachable for a parsed address; GoBGP's Append ignores
-			// it too.
-			continue
-		}
+		tr.Set(key, *(*any)(unsafe.Pointer(&val)))
 	}
 	return true
 }
