@@ -279,7 +279,11 @@ func (s *Speaker) releaseEdits(ps []netip.Prefix) []reexport.Edit {
 		del bool
 	}{{adds, false}, {dels, true}} {
 		for name, list := range s.byName(l.es) {
-			out = append(out, reexport.Edit{Set: prefixSet(name, list), Delete: l.del})
+			e := reexport.Edit{Name: name, Entries: make([]reexport.Entry, len(list)), Delete: l.del}
+			for i, x := range list {
+				e.Entries[i] = reexport.Entry{Prefix: x.prefix, MinLen: x.iv.lo, MaxLen: x.iv.hi}
+			}
+			out = append(out, e)
 		}
 	}
 	return out

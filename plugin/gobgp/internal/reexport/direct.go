@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
-	"strings"
 	"sync"
 	"unsafe"
 
@@ -226,53 +225,35 @@ func sameLayout(got, want reflect.Type) error {
 	return nil
 }
 
-// entry is one parsed api.Prefix.
-type entry struct {
-	p      netip.Prefix
-	lo, hi uint8
-}
-
-// parseEntry reads one entry as newPrefixFromApiStruct would, with its
-// family; ok is false for anything GoBGP's path should judge.
-func parseEntry(a *api.Prefix) (e entry, rf bgp.RouteFamily, ok bool) {
-	p, err := netip.ParsePrefix(a.GetIpPrefix())
-	if err != nil || p.Addr().Is4In6() || p.Addr().Zone() != "" {
-		return entry{}, 0, false
-	}
-	rf = bgp.RF_IPv4_UC
-	if strings.Contains(a.GetIpPrefix(), ":") {
-		rf = bgp.RF_IPv6_UC
-	}
-	if (rf == bgp.RF_IPv6_UC) != p.Addr().Is6() {
-		return entry{}, 0, false
-	}
-	return entry{p.Masked(), uint8(a.GetMaskLengthMin()), uint8(a.GetMaskLengthMax())}, rf, true
-}
-
-// familyOf is the one family of a set's entries; ok is false if one of
-// them is for GoBGP's path, or they are of two families (which GoBGP
-// refuses), or there are none. Parsing is cheap and allocates nothing, so
-// addDirect parses every entry again rather than keeping a copy.
-func familyOf(ps []*api.Prefix) (rf bgp.RouteFamily, ok bool) {
-	for i, a := range ps {
-		_, f, ok := parseEntry(a)
-		if !ok || (i > 0 && f != rf) {
+// familyOf is the one family of a set's entries, as GoBGP names it from
+// the text (an IPv6 prefix's has a colon); ok is false if one of them is
+// for GoBGP's path (an IPv4-mapped IPv6 prefix, which critbitgo keys as
+// IPv4, or one with a zone), or they are of two families (which GoBGP
+// refuses), or there are none.
+func familyOf(es []Entry) (rf bgp.RouteFamily, ok bool) {
+	for i, e := range es {
+		a := e.Prefix.Addr()
+		if !e.Prefix.IsValid() || a.Is4In6() || a.Zone() != "" {
+			return 0, false
+		}
+		f := bgp.RF_IPv4_UC
+		if a.Is6() {
+			f = bgp.RF_IPv6_UC
+		}
+		if i > 0 && f != rf {
 			return 0, false
 		}
 		rf = f
 	}
-	return rf, len(ps) > 0
+	return rf, len(es) > 0
 }
 
 // addDirect adds a's entries to the existing prefix set of its name in
 // pol (a *table.RoutingPolicy), as AddDefinedSet(set, false) would. It
 // returns false, having changed nothing, when GoBGP's own path should do
 // it.
-func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
-	if a.GetDefinedType() != api.DefinedType_PREFIX {
-		return false
-	}
-	rf, ok := familyOf(a.GetPrefixes())
+func addDirect(pol unsafe.Pointer, a Edit) bool {
+	rf, ok := familyOf(a.Entries)
 	if !ok {
 		return false
 	}
@@ -284,7 +265,7 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 	if !m.IsValid() {
 		return false
 	}
-	v := m.MapIndex(reflect.ValueOf(a.GetName()))
+	v := m.MapIndex(reflect.ValueOf(a.Name))
 	if !v.IsValid() || v.IsNil() {
 		return false
 	}
@@ -304,16 +285,16 @@ func addDirect(pol unsafe.Pointer, a *api.DefinedSet) bool {
 		return false // GoBGP refuses to append another family
 	}
 	tr := trieOf(tree)
-	for _, a := range a.GetPrefixes() {
-		e, _, _ := parseEntry(a)
+	for _, e := range a.Entries {
+		p := e.Prefix.Masked()
 		h := &heldEntry{}
 		h.one[0] = &h.p
 		h.list = h.one[:]
-		key, ip := keyOf(&h.key, e.p)
-		h.p = prefixEntry{Prefix: &h.n, AddressFamily: rf, MasklengthRangeMax: e.hi, MasklengthRangeMin: e.lo}
-		h.n = net.IPNet{IP: ip, Mask: masks6[e.p.Bits()]}
+		key, ip := keyOf(&h.key, p)
+		h.p = prefixEntry{Prefix: &h.n, AddressFamily: rf, MasklengthRangeMax: e.MaxLen, MasklengthRangeMin: e.MinLen}
+		h.n = net.IPNet{IP: ip, Mask: masks6[p.Bits()]}
 		if rf == bgp.RF_IPv4_UC {
-			h.n.Mask = masks4[e.p.Bits()]
+			h.n.Mask = masks4[p.Bits()]
 		}
 		val := eface{typ: st.listType, data: unsafe.Pointer(&h.list)}
 		if w, ok := tr.Get(key); ok {

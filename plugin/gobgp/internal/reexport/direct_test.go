@@ -109,31 +109,34 @@ func TestDirectEditsLeaveTheSetGoBGPWould(t *testing.T) {
 	}
 	// A release's carve-outs (the prefix's lengths below it), some twice,
 	// some nodes with two entries, and the scope node itself once more.
-	carve := func(name string, ps []netip.Prefix, max int) *api.DefinedSet {
-		d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name}
+	carve := func(name string, ps []netip.Prefix, max int) Edit {
+		e := Edit{Name: name}
 		for i, p := range ps {
-			d.Prefixes = append(d.Prefixes, &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits() + 1), MaskLengthMax: uint32(max)})
+			e.Entries = append(e.Entries, Entry{p, uint8(p.Bits() + 1), uint8(max)})
 			if i%7 == 0 {
-				d.Prefixes = append(d.Prefixes, &api.Prefix{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())})
+				e.Entries = append(e.Entries, Entry{p, uint8(p.Bits()), uint8(p.Bits())})
 			}
 		}
-		return d
+		return e
+	}
+	one := func(name, p string, lo, hi uint8) Edit {
+		return Edit{Name: name, Entries: []Entry{{netip.MustParsePrefix(p), lo, hi}}}
 	}
 	edits := []Edit{
-		{Set: carve("h4", v4[:1500], 32)},
-		{Set: carve("h6", v6[:1500], 128)},
-		{Set: carve("h4", v4[1000:], 32)}, // a third again: nodes with entries already
-		{Set: carve("h6", v6[1000:], 128)},
-		{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "h4", Prefixes: []*api.Prefix{{IpPrefix: "0.0.0.0/0", MaskLengthMin: 0, MaskLengthMax: 24}}}},
-		{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "h6", Prefixes: []*api.Prefix{{IpPrefix: "::ffff:10.0.0.0/104", MaskLengthMin: 105, MaskLengthMax: 128}}}},
-		{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "h4", Prefixes: []*api.Prefix{{IpPrefix: "10.0.0.1/8", MaskLengthMin: 9, MaskLengthMax: 32}}}},
+		carve("h4", v4[:1500], 32),
+		carve("h6", v6[:1500], 128),
+		carve("h4", v4[1000:], 32), // a third again: nodes with entries already
+		carve("h6", v6[1000:], 128),
+		one("h4", "0.0.0.0/0", 0, 24),
+		one("h6", "::ffff:10.0.0.0/104", 105, 128), // critbitgo keys it as IPv4
+		one("h4", "10.0.0.1/8", 9, 32),             // not masked
 	}
 	refused := [][]Edit{
-		{{Set: carve("h6", v4[:3], 32)}}, // another family
-		{{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "h4", Prefixes: []*api.Prefix{{IpPrefix: "10.0.0.0/8"}, {IpPrefix: "2001:db8::/32"}}}}}, // two families
-		{{Set: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "h4", Prefixes: []*api.Prefix{{IpPrefix: "10.0.0.0/33"}}}}},
+		{carve("h6", v4[:3], 32)}, // another family
+		{{Name: "h4", Entries: []Entry{{netip.MustParsePrefix("10.0.0.0/8"), 8, 8}, {netip.MustParsePrefix("2001:db8::/32"), 32, 32}}}}, // two families
+		{{Name: "h4", Entries: []Entry{{}}}}, // no prefix
 	}
-	newSet := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "fresh", Prefixes: []*api.Prefix{{IpPrefix: "192.0.2.0/24", MaskLengthMin: 24, MaskLengthMax: 24}}}
+	newSet := one("fresh", "192.0.2.0/24", 24, 24)
 
 	direct, gobgp := startServer(t), startServer(t)
 	ctx := context.Background()
@@ -146,7 +149,7 @@ func TestDirectEditsLeaveTheSetGoBGPWould(t *testing.T) {
 		for _, e := range refused {
 			errs = append(errs, fmt.Sprint(Run(ctx, s, e, nil)))
 		}
-		if err := Run(ctx, s, []Edit{{Set: newSet}}, nil); err != nil {
+		if err := Run(ctx, s, []Edit{newSet}, nil); err != nil {
 			t.Fatalf("Run on a set GoBGP does not have: %v", err)
 		}
 		return errs
@@ -195,7 +198,10 @@ func TestDirectEditsLeaveTheSetGoBGPWould(t *testing.T) {
 		return
 	}
 	// GoBGP's own deletion finds and removes direct entries as its own.
-	del := []Edit{{Set: carve("h4", v4[500:2500], 32), Delete: true}, {Set: carve("h6", v6[500:2500], 128), Delete: true}}
+	del := []Edit{carve("h4", v4[500:2500], 32), carve("h6", v6[500:2500], 128)}
+	for i := range del {
+		del[i].Delete = true
+	}
 	for _, s := range []*server.BgpServer{direct, gobgp} {
 		if err := Run(ctx, s, del, nil); err != nil {
 			t.Fatal(err)

@@ -145,12 +145,31 @@ func check() (layout, error) {
 // side of the comparison.
 var directOff bool
 
-// Edit is a change to one of GoBGP's defined sets, as AddDefinedSet
+// Entry is one entry of a prefix set: Prefix and the prefixes below it
+// whose length is within MinLen..MaxLen.
+type Entry struct {
+	Prefix         netip.Prefix
+	MinLen, MaxLen uint8
+}
+
+// Edit is a change to one of GoBGP's prefix sets, as AddDefinedSet
 // (Delete false; never a replace) or DeleteDefinedSet (Delete true, only
-// the entries listed) would make it.
+// the entries listed) would make it. The entries are typed, not text: an
+// addition to a set GoBGP has goes into it directly (direct.go) without
+// the API's strings.
 type Edit struct {
-	Set    *api.DefinedSet
-	Delete bool
+	Name    string
+	Entries []Entry
+	Delete  bool
+}
+
+// apiSet is e as the API writes it, for GoBGP's own path.
+func (e Edit) apiSet() *api.DefinedSet {
+	d := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: e.Name, Prefixes: make([]*api.Prefix, len(e.Entries))}
+	for i, x := range e.Entries {
+		d.Prefixes[i] = &api.Prefix{IpPrefix: x.Prefix.String(), MaskLengthMin: uint32(x.MinLen), MaskLengthMax: uint32(x.MaxLen)}
+	}
+	return d
 }
 
 // Run applies edits in order, then exports the current best path of each
@@ -204,10 +223,10 @@ func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Pref
 				return errors.New("GoBGP has no policy yet")
 			}
 			for _, e := range edits {
-				if !e.Delete && !directOff && addDirect(unsafe.Pointer(pol), e.Set) {
+				if !e.Delete && !directOff && addDirect(unsafe.Pointer(pol), e) {
 					continue
 				}
-				set, err := newDefinedSetFromApiStruct(e.Set)
+				set, err := newDefinedSetFromApiStruct(e.apiSet())
 				if err == nil {
 					if e.Delete {
 						err = deleteDefinedSet(pol, set, false)
@@ -216,7 +235,7 @@ func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Pref
 					}
 				}
 				if err != nil {
-					return fmt.Errorf("set %s: %w", e.Set.GetName(), err)
+					return fmt.Errorf("set %s: %w", e.Name, err)
 				}
 			}
 		}
