@@ -18,15 +18,16 @@ import (
 
 // This file adds a release's entries to a held set the way GoBGP's
 // AddDefinedSet would (newDefinedSetFromApiStruct, then PrefixSet.Append),
-// with a third of the live objects and none of the garbage.
+// with 3 live objects an entry instead of 7.5 and 3 allocations instead of
+// 18 (BenchmarkHeldSetAdd).
 //
 // Why: at a full table the held set holds a carve-out per released prefix,
 // and GoBGP builds each from the API's text: net.ParseCIDR's IPNet, its
 // address and mask, a *table.Prefix, a one-element []*table.Prefix boxed
 // into an interface, the critbit key and nodes, plus a temporary critbit
-// tree that Append walks and drops. About nine live objects an entry, a
-// third of all the objects of gobgpd-ext's heap at the full table, which
-// every collection marks (docs/design-notes.md, "The held set's entries in
+// tree that Append walks and drops. That was a third of all the live
+// objects of gobgpd-ext's heap at the full table, which every collection
+// marks (docs/design-notes.md, "The held set's entries in
 // one object"). Here an entry's table.Prefix, its one-element list, its
 // IPNet, the address bytes and the critbit key are one allocation, the
 // mask is shared per length, and the interface is made to point at the
