@@ -27,8 +27,8 @@ import (
 // into an interface, the critbit key and nodes, plus a temporary critbit
 // tree that Append walks and drops. That was a third of all the live
 // objects of gobgpd-ext's heap at the full table, which every collection
-// marks (docs/design-notes.md, "The held set's entries in
-// one object"). Here an entry's table.Prefix, its one-element list, its
+// marks (docs/design-notes.md, "The held set's entries in one object").
+// Here an entry's table.Prefix, its one-element list, its
 // IPNet, the address bytes and the critbit key are one allocation, the
 // mask is shared per length, and the interface is made to point at the
 // list inside it: an entry is that object and critbit's two nodes.
@@ -38,9 +38,9 @@ import (
 // type, offset) against the live set's own types before the first edit,
 // critbitgo's keys against a scratch tree of its own making, and any doubt
 // (a set GoBGP has not got, another family, an IPv4-mapped IPv6 prefix,
-// text netip does not read) leaves the edit to GoBGP's own path.
+// an invalid prefix) leaves the edit to GoBGP's own path.
 
-// prefixEntry mirrors table.Prefix (checked by prefixLayoutMatches).
+// prefixEntry mirrors table.Prefix (checked by sameLayout in learnList).
 type prefixEntry struct {
 	Prefix             *net.IPNet
 	AddressFamily      bgp.RouteFamily
