@@ -82,36 +82,63 @@ type ourSets struct {
 func (s *Speaker) readSets(ctx context.Context) (*ourSets, error) {
 	o := &ourSets{held: make(map[string]map[netip.Prefix]lengths), nt: make(map[uint32]map[netip.Prefix]lengths)}
 	var perr error
-	err := s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, "", func(d *api.DefinedSet) {
-		if as, ok := s.cfg.ntAS(d.Name, s.cfg.Name); ok {
+	// take files one prefix set's entries; each calls its argument for
+	// every entry, with the entry's error if its text did not parse.
+	take := func(name string, n int, each func(func(p netip.Prefix, iv interval, err error))) {
+		if as, ok := s.cfg.ntAS(name, s.cfg.Name); ok {
 			m := o.nt[as]
 			if m == nil {
 				m = make(map[netip.Prefix]lengths)
 				o.nt[as] = m
 			}
-			for _, e := range d.Prefixes {
-				if p, err := netip.ParsePrefix(e.IpPrefix); err == nil && p != nullPrefix(p.Addr().BitLen()) {
-					m[p] = append(m[p], interval{uint8(e.MaskLengthMin), uint8(e.MaskLengthMax)})
+			each(func(p netip.Prefix, iv interval, err error) {
+				if err == nil && p != nullPrefix(p.Addr().BitLen()) {
+					m[p] = append(m[p], iv)
 				}
-			}
+			})
 			return
 		}
 		switch {
-		case d.Name == s.cfg.setV4 || d.Name == s.cfg.setV6:
-			m := make(map[netip.Prefix]lengths, len(d.Prefixes))
-			for _, e := range d.Prefixes {
-				p, err := netip.ParsePrefix(e.IpPrefix)
+		case name == s.cfg.setV4 || name == s.cfg.setV6:
+			m := make(map[netip.Prefix]lengths, n)
+			each(func(p netip.Prefix, iv interval, err error) {
 				if err != nil {
-					perr = fmt.Errorf("set %s: entry %q: %w", d.Name, e.IpPrefix, err)
-					continue
+					perr = fmt.Errorf("set %s: %w", name, err)
+					return
 				}
-				m[p] = append(m[p], interval{uint8(e.MaskLengthMin), uint8(e.MaskLengthMax)})
-			}
-			o.held[d.Name] = m
-		case strings.HasPrefix(d.Name, s.cfg.Name+"-held-"):
-			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: d.Name})
+				m[p] = append(m[p], iv)
+			})
+			o.held[name] = m
+		case strings.HasPrefix(name, s.cfg.Name+"-held-"):
+			o.others = append(o.others, &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: name})
 		}
-	})
+	}
+	// In process, GoBGP's sets are read as they are (setReader); through
+	// the API, as text.
+	read := false
+	var err error
+	if r, ok := s.b.(setReader); ok {
+		read = r.readPrefixSets(func(name string, es []reexport.Entry) {
+			take(name, len(es), func(f func(netip.Prefix, interval, error)) {
+				for _, e := range es {
+					f(e.Prefix, interval{e.MinLen, e.MaxLen}, nil)
+				}
+			})
+		})
+	}
+	if !read {
+		err = s.b.listDefinedSets(ctx, api.DefinedType_PREFIX, "", func(d *api.DefinedSet) {
+			take(d.Name, len(d.Prefixes), func(f func(netip.Prefix, interval, error)) {
+				for _, e := range d.Prefixes {
+					p, err := netip.ParsePrefix(e.IpPrefix)
+					if err != nil {
+						err = fmt.Errorf("entry %q: %w", e.IpPrefix, err)
+					}
+					f(p, interval{uint8(e.MaskLengthMin), uint8(e.MaskLengthMax)}, err)
+				}
+			})
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list prefix sets: %w", err)
 	}

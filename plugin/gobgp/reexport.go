@@ -41,3 +41,16 @@ type rxBackend struct{ serverBackend }
 func (b rxBackend) releaseAndReExport(ctx context.Context, edits []reexport.Edit, ps []netip.Prefix) error {
 	return reexport.Run(ctx, b.s, edits, ps)
 }
+
+// setReader is a backend that reads GoBGP's prefix sets as they are, not
+// through the API's text (reexport.ReadPrefixSets): at the full table the
+// API writes a million held-set entries as text inside GoBGP's main loop
+// for every audit pass. ok false means it could not, having called fn
+// for nothing: the caller lists the sets through the API.
+type setReader interface {
+	readPrefixSets(fn func(name string, es []reexport.Entry)) (ok bool)
+}
+
+func (b serverBackend) readPrefixSets(fn func(name string, es []reexport.Entry)) bool {
+	return reexport.ReadPrefixSets(b.s, fn) == nil
+}

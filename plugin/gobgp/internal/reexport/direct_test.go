@@ -198,6 +198,26 @@ func TestDirectEditsLeaveTheSetGoBGPWould(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+	// The direct read lists what the API lists, as readSets parses it.
+	for _, s := range []*server.BgpServer{direct, gobgp} {
+		if err := s.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "empty"}}); err != nil {
+			t.Fatal(err)
+		}
+		viaAPI, direct := readViaAPI(t, s), readDirect(t, s)
+		if !reflect.DeepEqual(viaAPI, direct) {
+			for name := range viaAPI {
+				if d, g := direct[name], viaAPI[name]; !slices.Equal(d, g) {
+					t.Errorf("set %s: ReadPrefixSets read %d entries, ListDefinedSet %d; first differences: %v", name, len(d), len(g), firstDiff(d, g))
+				}
+			}
+			if len(viaAPI) != len(direct) {
+				t.Errorf("ReadPrefixSets read %d sets, ListDefinedSet %d", len(direct), len(viaAPI))
+			}
+		}
+		if len(viaAPI["h4"]) < 4000 || len(viaAPI["h6"]) < 3000 {
+			t.Errorf("the sets read are too small: h4 %d, h6 %d", len(viaAPI["h4"]), len(viaAPI["h6"]))
+		}
+	}
 	// GoBGP's own deletion finds and removes direct entries as its own.
 	del := []Edit{carve("h4", v4[500:2500], 32), carve("h6", v6[500:2500], 128)}
 	for i := range del {
@@ -301,6 +321,106 @@ func BenchmarkHeldSetAdd(b *testing.B) {
 			b.ReportMetric(float64(m1.HeapObjects-m0.HeapObjects)/n, "live-objects/entry")
 			b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/n, "live-B/entry")
 			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/n, "allocs/entry")
+		})
+	}
+}
+
+// readViaAPI reads every prefix set through ListDefinedSet, entries as
+// netip parses them (plugin/gobgp's readSets), sorted.
+func readViaAPI(t *testing.T, s *server.BgpServer) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	err := s.ListDefinedSet(context.Background(), &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX}, func(d *api.DefinedSet) {
+		l := []string{}
+		for _, e := range d.Prefixes {
+			p, err := netip.ParsePrefix(e.IpPrefix)
+			if err != nil {
+				t.Errorf("set %s: %q: %v", d.Name, e.IpPrefix, err)
+			}
+			l = append(l, fmt.Sprintf("%s %d..%d", p, e.MaskLengthMin, e.MaskLengthMax))
+		}
+		slices.Sort(l)
+		out[d.Name] = l
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// readDirect is readViaAPI through ReadPrefixSets.
+func readDirect(t *testing.T, s *server.BgpServer) map[string][]string {
+	t.Helper()
+	out := map[string][]string{}
+	err := ReadPrefixSets(s, func(name string, es []Entry) {
+		l := []string{}
+		for _, e := range es {
+			l = append(l, fmt.Sprintf("%s %d..%d", e.Prefix, e.MinLen, e.MaxLen))
+		}
+		slices.Sort(l)
+		out[name] = l
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// BenchmarkReadPrefixSets reads a held set of 200,000 carve-outs through
+// ReadPrefixSets and through ListDefinedSet with netip's parse (what
+// plugin/gobgp's readSets did), reporting the time and allocations an
+// entry.
+func BenchmarkReadPrefixSets(b *testing.B) {
+	s := startServer(b)
+	ctx := context.Background()
+	next := uint32(0x0b000000)
+	for range 200 {
+		e := Edit{Name: "h4", Entries: make([]Entry, 1000)}
+		for i := range e.Entries {
+			a := netip.AddrFrom4([4]byte{byte(next >> 24), byte(next >> 16), byte(next >> 8), 0})
+			e.Entries[i] = Entry{netip.PrefixFrom(a, 24), 25, 32}
+			next += 256
+		}
+		if err := Run(ctx, s, []Edit{e}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		read func() int
+	}{
+		{"direct", func() int {
+			n := 0
+			if err := ReadPrefixSets(s, func(_ string, es []Entry) { n += len(es) }); err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}},
+		{"api", func() int {
+			n := 0
+			err := s.ListDefinedSet(ctx, &api.ListDefinedSetRequest{DefinedType: api.DefinedType_PREFIX}, func(d *api.DefinedSet) {
+				for _, e := range d.Prefixes {
+					if _, err := netip.ParsePrefix(e.IpPrefix); err == nil {
+						n++
+					}
+				}
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return n
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			var m0, m1 runtime.MemStats
+			runtime.ReadMemStats(&m0)
+			n := 0
+			for b.Loop() {
+				n += c.read()
+			}
+			runtime.ReadMemStats(&m1)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/entry")
+			b.ReportMetric(float64(m1.Mallocs-m0.Mallocs)/float64(n), "allocs/entry")
 		})
 	}
 }
