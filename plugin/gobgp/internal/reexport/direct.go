@@ -150,9 +150,15 @@ func DirectEdits() error {
 
 // setLayout returns the fields' layout of set, a live *table.PrefixSet,
 // checking it the first time, without needing a value seen (typesFor).
+// nil means GoBGP's path.
 func setLayout(set reflect.Value) *setTypes {
 	typesMu.Lock()
 	defer typesMu.Unlock()
+	return setLayoutLocked(set)
+}
+
+// setLayoutLocked is setLayout with typesMu held.
+func setLayoutLocked(set reflect.Value) *setTypes {
 	if typesErr != nil {
 		return nil
 	}
@@ -167,31 +173,22 @@ func setLayout(set reflect.Value) *setTypes {
 	return types
 }
 
-// typesFor returns the layout of set, a live *table.PrefixSet, checking
-// it the first time; tree reads the set's tree at an offset. nil means
-// GoBGP's path.
+// typesFor is setLayout with the type of the set's values learned too,
+// from set's own tree if no value was seen yet. nil means GoBGP's path.
 func typesFor(set reflect.Value) *setTypes {
 	typesMu.Lock()
 	defer typesMu.Unlock()
-	if typesErr != nil {
+	st := setLayoutLocked(set)
+	if st == nil {
 		return nil
 	}
-	if types == nil {
-		types, typesErr = learnSet(set.Type())
-		if typesErr != nil {
-			return nil
-		}
-	}
-	if types.set != set.Type() {
-		return nil
-	}
-	if types.listType == nil {
-		tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), types.tree))
-		if types.listType, typesErr = learnList(tree); typesErr != nil || types.listType == nil {
+	if st.listType == nil {
+		tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), st.tree))
+		if st.listType, typesErr = learnList(tree); typesErr != nil || st.listType == nil {
 			return nil // an empty set tells nothing: learn from the next one
 		}
 	}
-	return types
+	return st
 }
 
 // learnSet checks *table.PrefixSet's fields.
