@@ -183,8 +183,7 @@ func typesFor(set reflect.Value) *setTypes {
 		return nil
 	}
 	if st.listType == nil {
-		tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), st.tree))
-		if st.listType, typesErr = learnList(tree); typesErr != nil || st.listType == nil {
+		if st.listType, typesErr = learnList(st.treeOf(set)); typesErr != nil || st.listType == nil {
 			return nil // an empty set tells nothing: learn from the next one
 		}
 	}
@@ -268,6 +267,21 @@ func familyOf(es []Entry) (rf bgp.RouteFamily, ok bool) {
 	return rf, len(es) > 0
 }
 
+// prefixSets is pol's (a *table.RoutingPolicy's) map of prefix sets by
+// name, or the zero Value if it has none; the policy's lock must be held.
+func prefixSets(pol unsafe.Pointer) reflect.Value {
+	return reflect.NewAt(lay.definedSets.Type, unsafe.Add(pol, lay.definedSets.Offset)).Elem().
+		MapIndex(reflect.ValueOf(int(api.DefinedType_PREFIX)).Convert(lay.definedSets.Type.Key()))
+}
+
+// isSet says whether v, a value of that map, is a non-nil pointer.
+func isSet(v reflect.Value) bool { return v.Kind() == reflect.Pointer && !v.IsNil() }
+
+// treeOf reads set's critbit tree.
+func (st *setTypes) treeOf(set reflect.Value) *critbitgo.Net {
+	return *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), st.tree))
+}
+
 // addDirect adds a's entries to the existing prefix set of its name in
 // pol (a *table.RoutingPolicy), as AddDefinedSet(set, false) would. It
 // returns false, having changed nothing, when GoBGP's own path should do
@@ -280,24 +294,20 @@ func addDirect(pol unsafe.Pointer, a Edit) bool {
 	mu := (*sync.RWMutex)(unsafe.Add(pol, lay.policyMu.Offset))
 	mu.Lock()
 	defer mu.Unlock()
-	m := reflect.NewAt(lay.definedSets.Type, unsafe.Add(pol, lay.definedSets.Offset)).Elem().
-		MapIndex(reflect.ValueOf(int(api.DefinedType_PREFIX)).Convert(lay.definedSets.Type.Key()))
+	m := prefixSets(pol)
 	if !m.IsValid() {
 		return false
 	}
 	v := m.MapIndex(reflect.ValueOf(a.Name))
-	if !v.IsValid() || v.IsNil() {
+	if !v.IsValid() || v.IsNil() || !isSet(v.Elem()) {
 		return false
 	}
 	set := v.Elem()
-	if set.Kind() != reflect.Pointer || set.IsNil() {
-		return false
-	}
 	st := typesFor(set)
 	if st == nil {
 		return false
 	}
-	tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), st.tree))
+	tree := st.treeOf(set)
 	if tree == nil || tree.Size() == 0 {
 		return false // Append's family rule differs for an empty set
 	}
@@ -371,21 +381,20 @@ func ReadPrefixSets(s *server.BgpServer, fn func(name string, es []Entry)) error
 		mu := (*sync.RWMutex)(unsafe.Add(pol, lay.policyMu.Offset))
 		mu.RLock()
 		defer mu.RUnlock()
-		m := reflect.NewAt(lay.definedSets.Type, unsafe.Add(pol, lay.definedSets.Offset)).Elem().
-			MapIndex(reflect.ValueOf(int(api.DefinedType_PREFIX)).Convert(lay.definedSets.Type.Key()))
+		m := prefixSets(pol)
 		if !m.IsValid() {
 			return nil
 		}
 		for it := m.MapRange(); it.Next(); {
 			set := it.Value().Elem()
-			if set.Kind() != reflect.Pointer || set.IsNil() {
+			if !isSet(set) {
 				return errUnread
 			}
 			sl := setLayout(set)
 			if sl == nil {
 				return errUnread
 			}
-			tree := *(**critbitgo.Net)(unsafe.Add(set.UnsafePointer(), sl.tree))
+			tree := sl.treeOf(set)
 			n := named{name: it.Key().String()}
 			if tree != nil && tree.Size() > 0 {
 				st := typesFor(set) // learns the value type from this tree
