@@ -274,8 +274,16 @@ func prefixSets(pol unsafe.Pointer) reflect.Value {
 		MapIndex(reflect.ValueOf(int(api.DefinedType_PREFIX)).Convert(lay.definedSets.Type.Key()))
 }
 
-// isSet says whether v, a value of that map, is a non-nil pointer.
-func isSet(v reflect.Value) bool { return v.Kind() == reflect.Pointer && !v.IsNil() }
+// setOf is the pointer v, a value of that map (a table.DefinedSet, or the
+// zero Value of a name it has not got), holds; ok is false for a missing,
+// nil or non-pointer one.
+func setOf(v reflect.Value) (set reflect.Value, ok bool) {
+	if !v.IsValid() {
+		return reflect.Value{}, false
+	}
+	set = v.Elem()
+	return set, set.Kind() == reflect.Pointer && !set.IsNil()
+}
 
 // treeOf reads set's critbit tree.
 func (st *setTypes) treeOf(set reflect.Value) *critbitgo.Net {
@@ -298,11 +306,10 @@ func addDirect(pol unsafe.Pointer, a Edit) bool {
 	if !m.IsValid() {
 		return false
 	}
-	v := m.MapIndex(reflect.ValueOf(a.Name))
-	if !v.IsValid() || v.IsNil() || !isSet(v.Elem()) {
+	set, ok := setOf(m.MapIndex(reflect.ValueOf(a.Name)))
+	if !ok {
 		return false
 	}
-	set := v.Elem()
 	st := typesFor(set)
 	if st == nil {
 		return false
@@ -322,10 +329,11 @@ func addDirect(pol unsafe.Pointer, a Edit) bool {
 		h.list = h.one[:]
 		key, ip := keyOf(&h.key, p)
 		h.p = prefixEntry{Prefix: &h.n, AddressFamily: rf, MasklengthRangeMax: e.MaxLen, MasklengthRangeMin: e.MinLen}
-		h.n = net.IPNet{IP: ip, Mask: masks6[p.Bits()]}
+		masks := masks6
 		if rf == bgp.RF_IPv4_UC {
-			h.n.Mask = masks4[p.Bits()]
+			masks = masks4
 		}
+		h.n = net.IPNet{IP: ip, Mask: masks[p.Bits()]}
 		val := eface{typ: st.listType, data: unsafe.Pointer(&h.list)}
 		if w, ok := tr.Get(key); ok {
 			// A node with entries already: Append stores append(lp,
@@ -386,8 +394,8 @@ func ReadPrefixSets(s *server.BgpServer, fn func(name string, es []Entry)) error
 			return nil
 		}
 		for it := m.MapRange(); it.Next(); {
-			set := it.Value().Elem()
-			if !isSet(set) {
+			set, ok := setOf(it.Value())
+			if !ok {
 				return errUnread
 			}
 			sl := setLayout(set)
