@@ -215,12 +215,53 @@ func (f *fabric) auditLeaf(t *testing.T, l, other *leaf) {
 func heldSetV4(tb testing.TB, l *leaf) string {
 	tb.Helper()
 	for _, f := range strings.Fields(l.gobgp(tb, "policy", "prefix")) {
-		if strings.HasPrefix(f, "fibgate-held-v4-") || strings.HasPrefix(f, "fibgate-") && strings.HasSuffix(f, "-v4") {
+		if isHeldSet(f) && strings.Contains(f, "-v4") {
 			return f
 		}
 	}
 	tb.Fatalf("%s: no held set in gobgp policy prefix:\n%s", l.name, l.gobgp(tb, "policy", "prefix"))
 	return ""
+}
+
+// isHeldSet says whether a GoBGP prefix set is one of the gate's held
+// sets: fibgate-held-v{4,6}-HASH, or a fallback policy's fibgate-*-v{4,6},
+// which the gate takes over.
+func isHeldSet(name string) bool {
+	return strings.HasPrefix(name, "fibgate-held-v") ||
+		strings.HasPrefix(name, "fibgate-") && (strings.HasSuffix(name, "-v4") || strings.HasSuffix(name, "-v6"))
+}
+
+// waitHeld waits until no prefix of ps is released in the leaf's held
+// sets. Each of ps must be a route below a scope prefix, not one itself:
+// such a prefix is stored in its family's held set exactly while released
+// (docs/design-notes.md, "The gate only rejects").
+func (l *leaf) waitHeld(t *testing.T, ps []netip.Prefix) {
+	t.Helper()
+	want := map[netip.Prefix]bool{}
+	for _, p := range ps {
+		want[p] = true
+	}
+	lab.Eventually(t, 30*time.Second, l.name+": every prefix held in GoBGP's held sets", func() error {
+		released := map[netip.Prefix]bool{} // in either set, when a fallback policy's are there too
+		held := false                       // the rows are the gate's held set's
+		for _, line := range strings.Split(l.gobgp(t, "policy", "prefix"), "\n") {
+			f := strings.Fields(line)
+			if len(f) == 3 { // a set's first row: NAME PREFIX MASK_RANGE
+				held = isHeldSet(f[0])
+				f = f[1:]
+			}
+			if len(f) == 0 || !held {
+				continue
+			}
+			if p, err := netip.ParsePrefix(f[0]); err == nil && want[p] {
+				released[p] = true
+			}
+		}
+		for p := range released {
+			return fmt.Errorf("%d still released, e.g. %v", len(released), p)
+		}
+		return nil
+	})
 }
 
 // scrapeIn reads the Prometheus metrics at addr inside a network
