@@ -295,10 +295,12 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 // now that it let out in the pass before too (before, from that pass's
 // BGP.LetOut), and returns this pass's.
 //
-// Why not every pass, for every such prefix: GoBGP computes a neighbour's
-// adj-out over the whole table in its main loop, whatever the prefixes
-// asked about (8-9 s at 120k under churn), and under churn some prefix is
-// always between a withdrawal and its fence. A pass that read it stalled
+// Why not every pass, for every such prefix: GoBGP's API computes a
+// neighbour's adj-out over the whole table in its main loop, whatever the
+// prefixes asked about (8-9 s at 120k under churn; gobgpd-ext judges only
+// the prefixes asked about, plugin/gobgp's adjOutReader, but fibgated
+// asks the API), and under churn some prefix is always between a
+// withdrawal and its fence. A pass that read it stalled
 // every fence and release behind it for seconds, which is what let
 // prefixes leak in the steady-churn benchmark (docs/design-notes.md).
 // A mismatch needs two passes anyway; the first one's cheap judgement

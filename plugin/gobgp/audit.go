@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -38,11 +39,12 @@ import (
 //     neighbour holds is only known at the neighbour. With no prefix to
 //     ask about, nothing is asked.
 //
-// It changes nothing in GoBGP and takes no lock of the Speaker. Each
-// adj-out read costs GoBGP an export run over the family's best paths in
-// its main loop, whatever the prefixes asked about, which is why the
-// audit asks only about what the cheaper reads could not clear, and is
-// periodic.
+// It changes nothing in GoBGP and takes no lock of the Speaker. Through
+// GoBGP's API each adj-out read costs an export run over the family's
+// best paths in GoBGP's main loop, whatever the prefixes asked about,
+// which is why the audit asks only about what the cheaper reads could not
+// clear, and is periodic. In process (adjOutReader) only the prefixes
+// asked about are exported, a slice per operation of the loop.
 func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, error) {
 	// The RIB's map at the size asked for: a million entries grown from
 	// empty left several times their final size of garbage.
@@ -225,6 +227,7 @@ const maxLookups = 50000
 func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.Family]map[netip.Prefix]bool) error {
 	type neighbour struct {
 		addr netip.Addr
+		key  string // as GoBGP's neighbour map names it
 		fams []*api.Family
 	}
 	var peers []neighbour
@@ -236,7 +239,7 @@ func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.F
 		if err != nil {
 			return // an unnumbered neighbour has no address to name it by
 		}
-		n := neighbour{addr: a.Unmap()}
+		n := neighbour{addr: a.Unmap(), key: p.GetState().GetNeighborAddress()}
 		for _, f := range []*api.Family{familyV4, familyV6} {
 			if slices.ContainsFunc(p.GetAfiSafis(), func(x *api.AfiSafi) bool {
 				c := x.GetConfig()
@@ -255,6 +258,21 @@ func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.F
 		for _, f := range n.fams {
 			if len(ask[f]) == 0 {
 				continue
+			}
+			if r, ok := s.b.(adjOutReader); ok {
+				ps := slices.SortedFunc(maps.Keys(ask[f]), netip.Prefix.Compare)
+				sent, ok, err := r.advertised(ctx, n.key, ps)
+				if err != nil {
+					return fmt.Errorf("adj-out of %v (%s): %w", n.addr, f.Afi, err)
+				}
+				if ok {
+					for i, p := range ps {
+						if sent[i] {
+							out.Out[p] = append(out.Out[p], n.addr)
+						}
+					}
+					continue
+				}
 			}
 			r := &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: n.addr.String(), Family: f, EnableOnlyBinary: true, EnableFiltered: true}
 			if len(ask[f]) <= maxLookups {

@@ -20,6 +20,7 @@ import (
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/audit"
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 )
 
 // TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds reads a real BgpServer with
@@ -267,5 +268,121 @@ func TestAuditBGPCost(t *testing.T) {
 				t.Errorf("read %d advertised and %d destinations, want %d and %d", len(b.Out), len(b.RIB), c.want, n)
 			}
 		}
+	}
+}
+
+// TestAdvertisedJudgesAsGoBGPsAdjOut holds reexport.Advertised, the
+// in-process audit's read of a neighbour's adj-out for the prefixes asked
+// about only, to GoBGP's own adj-out (ListPath ADJ_OUT, EnableFiltered) of
+// the same GoBGP at the same moment, for each neighbour and family:
+// released and held prefixes, a local one, one the user's export policy
+// rejects, one under a HOLD path, one GoBGP has no path of, and more than
+// a slice of alternating answers. The feeder is not sent back its own
+// paths, so the two neighbours' answers differ.
+func TestAdvertisedJudgesAsGoBGPsAdjOut(t *testing.T) {
+	x := newLoopLab(t)
+	sp := x.speaker(t)
+	ctx := context.Background()
+	var (
+		rejected  = netip.MustParsePrefix("10.99.1.0/24")
+		local     = netip.MustParsePrefix("10.3.0.0/24")
+		underHold = netip.MustParsePrefix("10.6.0.0/24")
+		absent    = netip.MustParsePrefix("10.4.0.0/24")
+	)
+	learned := []netip.Prefix{p1, p2, p6, rejected, underHold}
+	released := []netip.Prefix{p1, p6, rejected, underHold}
+	var many []netip.Prefix // past one slice, every third held
+	for i := range reexport.AdvertisedSlice + 44 {
+		p := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 5, byte(i >> 8), byte(i)}), 32)
+		many = append(many, p)
+		if i%3 != 0 {
+			released = append(released, p)
+		}
+	}
+	learned = append(learned, many...)
+	x.announce(t, false, learned...)
+	x.learned(t, learned...)
+	if err := sp.Advertise(ctx, append(ads(gate.Transit, released...), gate.Advertisement{Prefix: local, Origin: gate.Originated})); err != nil {
+		t.Fatal(err)
+	}
+	x.received(t, []netip.Prefix{p1, p2, p6, local}, p1, p6, local)
+	// The user's export policy, after the gate's, rejects 10.99.0.0/16.
+	u := userPolicies()
+	if err := x.leaf.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: u.DefinedSets[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.leaf.AddPolicy(ctx, &api.AddPolicyRequest{Policy: u.Policies[0]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.leaf.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{Name: "global",
+		Direction: api.PolicyDirection_EXPORT, Policies: []*api.Policy{{Name: u.Policies[0].Name}}}}); err != nil {
+		t.Fatal(err)
+	}
+	hp, err := sp.pb.holdPath(underHold, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.leaf.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: hp}); err != nil {
+		t.Fatal(err)
+	}
+	// The receiver keeps the rejected prefix (a policy applies to later
+	// exports; adj-out is judged by today's), not the one under the HOLD
+	// path.
+	lab.Eventually(t, 5*time.Second, "the receiver without "+underHold.String(), func() error {
+		if _, ok := rib(t, x.receiver)[underHold]; ok {
+			return fmt.Errorf("it has it")
+		}
+		return nil
+	})
+
+	asked := append(slices.Clone(learned), local, absent)
+	want := map[netip.Prefix]bool{p1: true, p6: true, local: true}
+	for i, p := range many {
+		want[p] = i%3 != 0
+	}
+	for _, nb := range []string{feederAddr, receiverAddr} {
+		for _, f := range []*api.Family{familyV4, familyV6} {
+			var ps []netip.Prefix
+			for _, p := range asked {
+				if p.Addr().Is4() == (f == familyV4) {
+					ps = append(ps, p)
+				}
+			}
+			got, err := reexport.Advertised(ctx, x.leaf, nb, ps)
+			if err != nil {
+				t.Fatalf("%s (%s): %v", nb, f.Afi, err)
+			}
+			// GoBGP's own adj-out, unfiltered paths only.
+			sent := map[netip.Prefix]bool{}
+			if err := x.leaf.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: nb, Family: f, EnableFiltered: true}, func(d *api.Destination) {
+				if slices.ContainsFunc(d.Paths, func(x *api.Path) bool { return !x.Filtered }) {
+					sent[netip.MustParsePrefix(d.Prefix)] = true
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+			for i, p := range ps {
+				if got[i] != sent[p] {
+					t.Errorf("to %s: %v advertised %v, GoBGP's adj-out says %v", nb, p, got[i], sent[p])
+				}
+				// And what the test set up: the feeder gets only what it
+				// did not send (the local prefix).
+				if w := want[p] && (nb == receiverAddr || p == local); got[i] != w {
+					t.Errorf("to %s: %v advertised %v, want %v", nb, p, got[i], w)
+				}
+			}
+		}
+	}
+
+	// A route-server client's export is per path: the API's to judge.
+	if err := x.leaf.AddPeer(ctx, &api.AddPeerRequest{Peer: &api.Peer{Conf: &api.PeerConf{NeighborAddress: "127.0.0.9", PeerAsn: 65009},
+		RouteServer: &api.RouteServer{RouteServerClient: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reexport.Advertised(ctx, x.leaf, "127.0.0.9", []netip.Prefix{p1}); !errors.Is(err, reexport.ErrAskAPI) {
+		t.Errorf("a route-server client: %v, want ErrAskAPI", err)
+	}
+	if _, err := reexport.Advertised(ctx, x.leaf, "127.0.0.10", []netip.Prefix{p1}); err == nil || errors.Is(err, reexport.ErrAskAPI) {
+		t.Errorf("no such neighbour: %v, want an error that is not ErrAskAPI", err)
 	}
 }

@@ -2,6 +2,7 @@ package gobgp
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 
 	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
@@ -53,4 +54,23 @@ type setReader interface {
 
 func (b serverBackend) readPrefixSets(fn func(name string, es []reexport.Entry)) bool {
 	return reexport.ReadPrefixSets(b.s, fn) == nil
+}
+
+// adjOutReader is a backend that judges a neighbour's adj-out for the
+// prefixes asked about only (reexport.Advertised), a slice at a time,
+// where GoBGP's API runs the export of the family's whole table in its
+// main loop for every read, whatever it names: seconds a neighbour at a
+// full table, with every update and release waiting. ok false means it
+// could not judge as GoBGP would (a route-server client, ADD-PATH send,
+// another GoBGP): the caller reads the adj-out through the API.
+type adjOutReader interface {
+	advertised(ctx context.Context, neighbour string, ps []netip.Prefix) (out []bool, ok bool, err error)
+}
+
+func (b serverBackend) advertised(ctx context.Context, neighbour string, ps []netip.Prefix) ([]bool, bool, error) {
+	out, err := reexport.Advertised(ctx, b.s, neighbour, ps)
+	if errors.Is(err, reexport.ErrAskAPI) {
+		return nil, false, nil
+	}
+	return out, err == nil, err
 }

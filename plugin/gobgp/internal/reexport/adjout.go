@@ -1,0 +1,159 @@
+package reexport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"sync"
+	"unsafe"
+
+	"github.com/osrg/gobgp/v3/pkg/config/oc"
+	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"github.com/osrg/gobgp/v3/pkg/server"
+
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/pinned"
+)
+
+// This file answers the audit's one question of a neighbour's adj-out
+// (plugin/gobgp, readAdjOut): would GoBGP send these prefixes' best paths
+// to it now? GoBGP's API answers it only through ListPath on ADJ_OUT with
+// EnableFiltered, which runs the export of every best path of the family
+// for that neighbour in GoBGP's main loop, then builds an adj-RIB of them
+// all, whatever prefixes the request names. At a full table that held the
+// loop, and every update and release behind it, for seconds a neighbour
+// (TestAuditBGPCost; docs/design-notes.md, "The audit's adj-out, a slice
+// at a time"). Advertised runs the same export for the named prefixes
+// only, a slice of them per operation of the main loop.
+
+//go:linkname filterpath github.com/osrg/gobgp/v3/pkg/server.(*BgpServer).filterpath
+func filterpath(s *server.BgpServer, p *peer, path, old *tablePath) *tablePath
+
+//go:linkname selectionOptions github.com/osrg/gobgp/v3/internal/pkg/table.SelectionOptions
+var selectionOptions oc.RouteSelectionOptionsConfig
+
+// ErrAskAPI is Advertised's answer when it cannot judge as GoBGP would:
+// for a neighbour whose export GoBGP judges per path rather than per best
+// path (a route-server client, or ADD-PATH send for the family), when
+// GoBGP selects no best path at all, or in a binary without the pinned
+// GoBGP. The caller asks GoBGP's API instead.
+var ErrAskAPI = errors.New("ask GoBGP's API")
+
+// AdvertisedSlice is how many prefixes one operation of GoBGP's main loop
+// judges: an export is a few microseconds, so a slice holds the loop for
+// a few milliseconds at most.
+const AdvertisedSlice = 256
+
+var (
+	withdrawOnce sync.Once
+	withdrawOff  uintptr // table.Path.IsWithdraw's offset
+	withdrawErr  error
+)
+
+// learnWithdraw finds table.Path's IsWithdraw field through the global
+// RIB's types (Table.destinations, Destination.knownPathList), checking
+// each on the way.
+func learnWithdraw() (uintptr, error) {
+	withdrawOnce.Do(func() {
+		tbl := lay.tables.Type.Elem().Elem() // table.Table
+		d, err := pinned.Field(tbl, "destinations", "map[string]*table.Destination")
+		if err != nil {
+			withdrawErr = err
+			return
+		}
+		known, err := pinned.Field(d.Type.Elem().Elem(), "knownPathList", "[]*table.Path")
+		if err != nil {
+			withdrawErr = err
+			return
+		}
+		w, err := pinned.Field(known.Type.Elem().Elem(), "IsWithdraw", "bool")
+		if err != nil {
+			withdrawErr = err
+			return
+		}
+		withdrawOff = w.Offset
+	})
+	return withdrawOff, withdrawErr
+}
+
+// Advertised says, for each of ps, whether GoBGP would send its best path
+// to the neighbour (as GoBGP's neighbour map names it: its address) now:
+// the path GoBGP's API lists unfiltered in that neighbour's adj-out. It
+// runs GoBGP's own export of the path (filterpath: the checks before the
+// policy, the export policy, the checks after it) for the named prefixes
+// only, AdvertisedSlice of them per operation of GoBGP's main loop, so
+// other work gets the loop between slices; a prefix may change between
+// two slices, as it may between a read and its use. An error wrapping
+// ErrAskAPI says to ask GoBGP's API instead.
+func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps []netip.Prefix) ([]bool, error) {
+	if err := Available(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
+	}
+	off, err := learnWithdraw()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
+	}
+	nlris, rfs := make([]bgp.AddrPrefixInterface, len(ps)), make([]bgp.RouteFamily, len(ps))
+	for i, p := range ps {
+		rfs[i] = bgp.RF_IPv4_UC
+		if !p.Addr().Is4() {
+			rfs[i] = bgp.RF_IPv6_UC
+		}
+		afi, safi := bgp.RouteFamilyToAfiSafi(rfs[i])
+		if nlris[i], err = bgp.NewPrefixFromRouteFamily(afi, safi, p.Masked().String()); err != nil {
+			return nil, fmt.Errorf("prefix %v: %w", p, err)
+		}
+	}
+	out := make([]bool, len(ps))
+	base := unsafe.Pointer(s)
+	for lo := 0; lo < len(ps); lo += AdvertisedSlice {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		hi := min(lo+AdvertisedSlice, len(ps))
+		err := mgmtOperation(s, func() error {
+			if selectionOptions.DisableBestPathSelection {
+				return ErrAskAPI
+			}
+			v := reflect.NewAt(lay.neighborMap.Type, unsafe.Add(base, lay.neighborMap.Offset)).Elem().MapIndex(reflect.ValueOf(neighbour))
+			if !v.IsValid() || v.IsNil() {
+				return fmt.Errorf("neighbor that has %v doesn't exist", neighbour)
+			}
+			p := (*peer)(v.UnsafePointer())
+			if isRouteServerClient(p) {
+				return ErrAskAPI
+			}
+			rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
+			if rib.IsNil() {
+				return errors.New("GoBGP has not started")
+			}
+			tables := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem()
+			for i := lo; i < hi; i++ {
+				if isAddPathSendEnabled(p, rfs[i]) {
+					return ErrAskAPI
+				}
+				tv := tables.MapIndex(reflect.ValueOf(rfs[i]))
+				if !tv.IsValid() || tv.IsNil() {
+					continue // a family GoBGP does not carry: nothing to send
+				}
+				d := getDestination((*table)(tv.UnsafePointer()), nlris[i])
+				if d == nil {
+					continue
+				}
+				best := getBestPath(d, globalRibName, 0)
+				if best == nil {
+					continue
+				}
+				if sent := filterpath(s, p, best, nil); sent != nil {
+					out[i] = !*(*bool)(unsafe.Add(unsafe.Pointer(sent), off))
+				}
+			}
+			return nil
+		}, true)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
