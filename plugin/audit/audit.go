@@ -113,8 +113,8 @@ type BGP struct {
 	// route (Ask.Unconfirmed), that GoBGP's gate lets out as the RIB and
 	// the held sets say: a best path that is not a HOLD path, and not
 	// held (or the gate is not first in the export chain). The value says
-	// whether their adj-out was read (Ask.Confirm); if so, Out says where
-	// they go. This judgement is cheap and leaves out the user's export
+	// whether their adj-out was read (Ask.Confirm, Ask.Large); if so, Out
+	// says where they go. This judgement is cheap and leaves out the user's export
 	// policies, which may still keep them from every neighbour.
 	LetOut map[netip.Prefix]bool
 	// Out maps the prefixes GoBGP advertises to the neighbours they go

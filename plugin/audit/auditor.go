@@ -310,7 +310,9 @@ func (a *Auditor) Audit(ctx context.Context, recheck time.Duration) (Result, err
 // A whole pass (full) reads all of GoBGP's RIB; another only the prefixes
 // of the gate's states and the FIB's routes, and those of found and
 // before (Ask.Known). With limit, a whole pass over more gate states than
-// the Auditor's whole-RIB limit reads only those too.
+// the Auditor's whole-RIB limit reads only those too, and any pass over
+// that many asks the source to leave adj-out unread where reading it
+// costs the whole table (Ask.Large).
 //
 // A pass over more than partedAbove gate states reads and compares one
 // Part after another, each part's FIB and then the RIB of its known
@@ -327,6 +329,7 @@ func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full, l
 	defer a.pass.Unlock()
 	start := time.Now()
 	states := a.src.Gate()
+	large := limit && len(states) > a.wholeMax
 	if full && limit {
 		skip := len(states) > a.wholeMax
 		a.mu.Lock()
@@ -357,7 +360,7 @@ func (a *Auditor) run(ctx context.Context, before map[netip.Prefix]bool, full, l
 	compare := func(s *Snapshot, ask Ask) error {
 		ask.Unconfirmed = NeedsAdjOut(s)
 		ask.Confirm = func(p netip.Prefix) bool { _, ok := before[p]; return ok }
-		ask.Carry = carry
+		ask.Carry, ask.Large = carry, large
 		b, err := a.src.BGP(ctx, ask)
 		if err != nil {
 			return fmt.Errorf("audit: read GoBGP: %w", err)
@@ -428,6 +431,13 @@ type Ask struct {
 	// RIB the prefixes it names: those a whole pass in parts read already,
 	// part by part.
 	Except func(netip.Prefix) bool
+	// Large says the pass is a periodic one over more gate states than the
+	// whole-RIB limit (WithWholeRIBLimit). A source whose read of a
+	// neighbour's adj-out costs GoBGP an export of the whole table in its
+	// main loop (gobgpd's API: seconds a neighbour at a full table) leaves
+	// adj-out unread then, and says so in BGP.LetOut; one that reads only
+	// the prefixes asked about (gobgpd-ext) reads it all the same.
+	Large bool
 }
 
 // periodic is one pass of Run: it reports what this pass and the one

@@ -37,6 +37,8 @@ type feed struct {
 	// with the Carry of the read before it.
 	known   [][]netip.Prefix
 	carried []bool
+	// large says, per read, whether it came with Ask.Large.
+	large []bool
 	// swept counts whole reads that left out what the parts read.
 	swept int
 }
@@ -64,6 +66,7 @@ func (f *feed) sources() Sources {
 			// the ones Confirm names.
 			b := f.s.BGP
 			f.whole = append(f.whole, ask.Known == nil)
+			f.large = append(f.large, ask.Large)
 			f.known = append(f.known, slices.Clone(ask.Known))
 			f.carried = append(f.carried, ask.Carry == "sets")
 			b.Carry = "sets"
@@ -459,6 +462,14 @@ func TestPeriodicPassesReadNoWholeRIBAboveTheLimit(t *testing.T) {
 		if slices.Contains(whole, true) || len(whole) != fullEvery+1 {
 			t.Errorf("whole reads by pass %v over the limit, want none", whole)
 		}
+		// And every periodic pass over the limit asks to leave adj-out
+		// unread where it costs the whole table; on demand, none does.
+		f.mu.Lock()
+		large := slices.Clone(f.large)
+		f.mu.Unlock()
+		if slices.Contains(large, false) || len(large) != fullEvery+1 {
+			t.Errorf("large by pass %v over the limit, want every one", large)
+		}
 		if n := logs.lines("periodic passes read only the prefixes"); n != 1 {
 			t.Errorf("logged the limit %d times, want once", n)
 		}
@@ -470,6 +481,12 @@ func TestPeriodicPassesReadNoWholeRIBAboveTheLimit(t *testing.T) {
 		f.mu.Unlock()
 		if !slices.Equal(whole, []bool{true, true}) {
 			t.Errorf("on demand: whole reads %v, want two", whole)
+		}
+		f.mu.Lock()
+		large = slices.Clone(f.large[fullEvery+1:])
+		f.mu.Unlock()
+		if slices.Contains(large, true) {
+			t.Errorf("on demand: large %v, want none", large)
 		}
 
 		// Under the limit again: the next whole pass (20) reads it whole.
@@ -484,6 +501,12 @@ func TestPeriodicPassesReadNoWholeRIBAboveTheLimit(t *testing.T) {
 		f.mu.Unlock()
 		if !last {
 			t.Error("pass 20, under the limit again, did not read the whole RIB")
+		}
+		f.mu.Lock()
+		large = slices.Clone(f.large[len(f.large)-fullEvery:])
+		f.mu.Unlock()
+		if slices.Contains(large, true) {
+			t.Errorf("under the limit again: large %v, want none", large)
 		}
 	})
 }

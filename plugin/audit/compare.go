@@ -34,7 +34,8 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 	}
 
 	// 1. Advertised, not confirmed: adj-out says so, or GoBGP's gate lets
-	// it out and adj-out was not read (the pass before had not seen it).
+	// it out and adj-out was not read (the pass before had not seen it, or
+	// reading it would have cost GoBGP its whole table: Ask.Large).
 	for p, nbs := range s.BGP.Out {
 		if !inScope(p) {
 			continue
@@ -49,7 +50,7 @@ func Compare(s *Snapshot, grace time.Duration) []Mismatch {
 			continue
 		}
 		if m, bad := unconfirmed(p, s.FIB.Gated[p], states); bad {
-			m.Detail = strings.Replace(m.Detail, "GoBGP advertises it", "GoBGP's gate lets it out (adj-out not read yet)", 1)
+			m.Detail = strings.Replace(m.Detail, "GoBGP advertises it", "GoBGP's gate lets it out (adj-out not read)", 1)
 			out = append(out, m)
 		}
 	}

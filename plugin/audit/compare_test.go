@@ -86,7 +86,7 @@ func TestCompare(t *testing.T) {
 			s.FIB.Gated[tran][0].Verdict, s.FIB.Gated[tran][0].Reason = gate.VerdictPending, "waiting for hardware"
 			delete(s.BGP.Out, tran)
 			s.BGP.LetOut = map[netip.Prefix]bool{tran: false}
-		}, []want{{AdvertisedUnconfirmed, tran, "GoBGP's gate lets it out (adj-out not read yet), but its route is not confirmed"}}},
+		}, []want{{AdvertisedUnconfirmed, tran, "GoBGP's gate lets it out (adj-out not read), but its route is not confirmed"}}},
 		{"a pending prefix GoBGP's gate lets out that adj-out shows going nowhere does not", func(s *Snapshot) {
 			s.FIB.Gated[tran][0].Verdict = gate.VerdictPending
 			delete(s.BGP.Out, tran) // the user's export policy rejects it

@@ -32,7 +32,8 @@ import (
 //     that ask.Unconfirmed names and that GoBGP's gate lets out
 //     (audit.BGP.LetOut);
 //   - the adj-out of every established neighbour, per unicast family it
-//     has, for those of them ask.Confirm names (nil: all): GoBGP
+//     has, for those of them ask.Confirm names (nil: all), unless the
+//     pass is large (ask.Large) and adj-out is read through the API: GoBGP
 //     recomputes adj-out from today's best paths and export policy
 //     (ListPath on ADJ_OUT with EnableFiltered, which judges only the
 //     family asked for), so it is what GoBGP would send now; what a
@@ -68,8 +69,11 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		}
 		return p.Masked(), true
 	}
-	// The prefixes whose adj-out is read, by family.
+	// The prefixes whose adj-out is read, by family. Through the API a
+	// read exports the family's whole table in GoBGP's main loop, so a
+	// large periodic pass leaves it unread (audit.Ask.Large).
 	adj := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
+	_, cheapAdjOut := s.b.(adjOutReader)
 	pace := newPacer(ctx)
 	// Each destination's paths are carved from shared chunks: one
 	// allocation per destination was a million a pass at a full table.
@@ -121,7 +125,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 			if ps[0].Hold || !out.InScope(p) || ask.Unconfirmed != nil && !ask.Unconfirmed(p) || !ps[0].Kept && out.Holds(p) {
 				return
 			}
-			read := ask.Confirm == nil || ask.Confirm(p)
+			read := (ask.Confirm == nil || ask.Confirm(p)) && (cheapAdjOut || !ask.Large)
 			out.LetOut[p] = read
 			if read {
 				adj[f][p] = true

@@ -89,6 +89,34 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if b.Checked != 0 || len(b.Out) != 0 || len(b.LetOut) != 1 || b.LetOut[p6] {
 		t.Errorf("asked about %v, confirming nothing: checked %d, out %v, let out %v; want it named, unread", p6, b.Checked, b.Out, b.LetOut)
 	}
+	// A large periodic pass (audit.Ask.Large): in process adj-out is read
+	// all the same, the prefixes asked about only; through GoBGP's API,
+	// which would export the whole table for it, it is left unread.
+	unconfirmed6 := func(p netip.Prefix) bool { return p == p6 }
+	for _, c := range []struct {
+		name             string
+		b                backend
+		inProcess, large bool
+		read             bool
+	}{
+		{"in process, large", sp.b, true, true, true},
+		{"through the API, large", viaAPI{sp.b}, false, true, false},
+		{"through the API", viaAPI{sp.b}, false, false, true},
+	} {
+		inProcess := sp.b
+		sp.b = c.b
+		b, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: unconfirmed6, Large: c.large})
+		sp.b = inProcess
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, cheap := c.b.(adjOutReader); cheap != c.inProcess {
+			t.Fatalf("%s: the backend reads adj-out in process: %v", c.name, cheap)
+		}
+		if read := b.Checked == 1 && slices.Contains(b.Out[p6], receiver); read != c.read || b.LetOut[p6] != c.read || len(b.LetOut) != 1 {
+			t.Errorf("%s: checked %d, out %v, let out %v; want %v read: %v", c.name, b.Checked, b.Out, b.LetOut, p6, c.read)
+		}
+	}
 	if b, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: func(netip.Prefix) bool { return false }}); err != nil {
 		t.Fatal(err)
 	}
@@ -146,6 +174,11 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 		t.Errorf("%v goes to %v without the gate, want the receiver among them", p2, b.Out[p2])
 	}
 }
+
+// viaAPI is a backend that reads adj-out through GoBGP's API only, as
+// fibgated's does: embedding the interface hides serverBackend's
+// adjOutReader.
+type viaAPI struct{ backend }
 
 // nopBackend lists nothing (bench_test.go has the rest of it).
 func (nopBackend) listPeers(context.Context, func(*api.Peer)) error { return nil }

@@ -218,6 +218,11 @@ type Audit struct {
 	// periodic passes read (one in ten): GoBGP holds its main loop while
 	// it copies a table for a listing (seconds at a full table). Larger,
 	// they read only the prefixes the gate and the FIB know; 0: never.
+	// Larger, fibgated's periodic passes also leave the neighbours'
+	// adj-out unread (gobgpd's API exports the whole table in its main
+	// loop for every read) and name what GoBGP's gate lets out
+	// unconfirmed without it; gobgpd-ext reads adj-out for the prefixes
+	// asked about only, at any size (audit.Ask.Large).
 	WholeRIBMax int `yaml:"whole_rib_max"`
 }
 
