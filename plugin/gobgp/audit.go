@@ -133,7 +133,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		}
 		var err error
 		if ask.Known == nil {
-			err = s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true}, take)
+			err = s.readWhole(ctx, f, ask.Except, take)
 		} else {
 			err = s.lookupKnown(ctx, f, ask.Known, take)
 		}
@@ -184,6 +184,27 @@ func (s *Speaker) readForAudit(ctx context.Context) (*auditRead, error) {
 		}
 		return heldBy(held6, p)
 	}}, nil
+}
+
+// readWhole reads the destinations of the family f in GoBGP's global RIB,
+// but for those except names (nil: none). In process (ribLister) it lists
+// the prefixes and looks them up a slice at a time (lookupKnown), so
+// GoBGP's main loop is held only for the listing of its keys; through the
+// API, ListPath copies the whole table in the loop first.
+func (s *Speaker) readWhole(ctx context.Context, f *api.Family, except func(netip.Prefix) bool, fn func(*api.Destination)) error {
+	if l, ok := s.b.(ribLister); ok {
+		ps, ok, err := l.ribPrefixes(ctx, f == familyV4)
+		if err != nil {
+			return err
+		}
+		if ok {
+			if except != nil {
+				ps = slices.DeleteFunc(ps, except)
+			}
+			return s.lookupKnown(ctx, f, ps, fn)
+		}
+	}
+	return s.b.listPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f, EnableOnlyBinary: true}, fn)
 }
 
 // lookupSlice is how many prefixes one exact lookup of a partial read

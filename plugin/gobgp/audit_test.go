@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"os"
 	"runtime"
@@ -122,6 +123,23 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	}
 	if b.Checked != 0 || len(b.Out) != 0 || len(b.Neighbours) != 2 || len(b.RIB) != 4 {
 		t.Errorf("asked about nothing: checked %d, out %v, neighbours %v, %d destinations", b.Checked, b.Out, b.Neighbours, len(b.RIB))
+	}
+	// A whole read in process (the RIB's prefixes listed, then looked up a
+	// slice at a time) reads what GoBGP's API lists.
+	viaAPIRead, err := func() (*audit.BGP, error) {
+		inProcess := sp.b
+		sp.b = viaAPI{inProcess}
+		defer func() { sp.b = inProcess }()
+		return sp.AuditBGP(ctx, audit.Ask{})
+	}()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = sp.AuditBGP(ctx, audit.Ask{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.RIB) != 4 || !maps.EqualFunc(b.RIB, viaAPIRead.RIB, slices.Equal) || !maps.Equal(b.LetOut, viaAPIRead.LetOut) {
+		t.Errorf("a whole read in process: RIB %v, let out %v; through the API: %v, %v", b.RIB, b.LetOut, viaAPIRead.RIB, viaAPIRead.LetOut)
 	}
 	// A whole read leaves out what a whole pass's parts read already.
 	if b, err = sp.AuditBGP(ctx, audit.Ask{Except: func(p netip.Prefix) bool { return p == p1 || p == p6 }}); err != nil {
@@ -404,6 +422,26 @@ func TestAdvertisedJudgesAsGoBGPsAdjOut(t *testing.T) {
 					t.Errorf("to %s: %v advertised %v, want %v", nb, p, got[i], w)
 				}
 			}
+		}
+	}
+
+	// The RIB's prefixes, listed without GoBGP's copy of the table, are
+	// the ones its API lists.
+	for _, f := range []*api.Family{familyV4, familyV6} {
+		got, err := reexport.RIBPrefixes(ctx, x.leaf, f == familyV4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var want []netip.Prefix
+		if err := x.leaf.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: f}, func(d *api.Destination) {
+			want = append(want, netip.MustParsePrefix(d.Prefix))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		slices.SortFunc(got, netip.Prefix.Compare)
+		slices.SortFunc(want, netip.Prefix.Compare)
+		if !slices.Equal(got, want) || len(want) == 0 {
+			t.Errorf("%s: RIBPrefixes lists %d prefixes, the API %d: %v, want %v", f.Afi, len(got), len(want), got, want)
 		}
 	}
 

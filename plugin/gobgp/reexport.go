@@ -74,3 +74,21 @@ func (b serverBackend) advertised(ctx context.Context, neighbour string, ps []ne
 	}
 	return out, err == nil, err
 }
+
+// ribLister is a backend that lists the prefixes of GoBGP's global RIB
+// without copying its destinations in the main loop
+// (reexport.RIBPrefixes): a whole read of the RIB then looks them up a
+// slice at a time, where GoBGP's ListPath of the whole table held the
+// loop for a second or more at a full table. ok false means it could not:
+// the caller lists the RIB through the API.
+type ribLister interface {
+	ribPrefixes(ctx context.Context, v4 bool) (ps []netip.Prefix, ok bool, err error)
+}
+
+func (b serverBackend) ribPrefixes(ctx context.Context, v4 bool) ([]netip.Prefix, bool, error) {
+	ps, err := reexport.RIBPrefixes(ctx, b.s, v4)
+	if errors.Is(err, reexport.ErrAskAPI) {
+		return nil, false, nil
+	}
+	return ps, err == nil, err
+}

@@ -157,3 +157,80 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 	}
 	return out, nil
 }
+
+var (
+	destsOnce sync.Once
+	destsF    reflect.StructField // table.Table.destinations
+	destsErr  error
+)
+
+// RIBPrefixes returns the prefixes of GoBGP's global RIB in a unicast
+// family (IPv4 when v4), read in one operation of its main loop that only
+// copies out the destinations' keys (the prefix's bytes and length, as
+// table.tableKey writes them; no path is touched). Why: GoBGP's ListPath
+// of a whole table copies every destination in its main loop before it
+// lists them, a second or more at a full table with every update and
+// release waiting; the audit reads the whole RIB rarely, but then it
+// looks the keys up a slice at a time (ListPath with exact prefixes)
+// instead. A key of another form makes it fail with ErrAskAPI.
+func RIBPrefixes(ctx context.Context, s *server.BgpServer, v4 bool) ([]netip.Prefix, error) {
+	if err := Available(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
+	}
+	destsOnce.Do(func() {
+		destsF, destsErr = pinned.Field(lay.tables.Type.Elem().Elem(), "destinations", "map[string]*table.Destination")
+	})
+	if destsErr != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAskAPI, destsErr)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	rf, keyLen := bgp.RF_IPv4_UC, 5
+	if !v4 {
+		rf, keyLen = bgp.RF_IPv6_UC, 17
+	}
+	var keys []string
+	base := unsafe.Pointer(s)
+	err := mgmtOperation(s, func() error {
+		rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
+		if rib.IsNil() {
+			return errors.New("GoBGP has not started")
+		}
+		tv := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem().MapIndex(reflect.ValueOf(rf))
+		if !tv.IsValid() || tv.IsNil() {
+			return nil // a family GoBGP does not carry
+		}
+		m := reflect.NewAt(destsF.Type, unsafe.Add(tv.UnsafePointer(), destsF.Offset)).Elem()
+		keys = make([]string, 0, m.Len())
+		k := reflect.New(destsF.Type.Key()).Elem()
+		for it := m.MapRange(); it.Next(); {
+			k.SetIterKey(it)
+			keys = append(keys, k.String())
+		}
+		return nil
+	}, true)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Prefix, len(keys))
+	for i, k := range keys {
+		if len(k) != keyLen {
+			return nil, fmt.Errorf("%w: a destination's key of %d bytes in %s", ErrAskAPI, len(k), rf)
+		}
+		var b [16]byte
+		copy(b[:], k[:keyLen-1])
+		a := netip.AddrFrom16(b)
+		if v4 {
+			a = netip.AddrFrom4([4]byte(b[:4]))
+		}
+		// A prefix with bits set past its length would not be found again
+		// by an exact lookup of its masked form: the API lists it as is.
+		p := netip.PrefixFrom(a, int(k[keyLen-1]))
+		if !p.IsValid() || p.Masked() != p {
+			return nil, fmt.Errorf("%w: a destination's key %x in %s", ErrAskAPI, k, rf)
+		}
+		out[i] = p
+	}
+	return out, nil
+}
