@@ -124,20 +124,18 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 			if isRouteServerClient(p) {
 				return ErrAskAPI
 			}
-			rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
-			if rib.IsNil() {
-				return errors.New("GoBGP has not started")
-			}
-			tables := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem()
 			for i := lo; i < hi; i++ {
 				if isAddPathSendEnabled(p, rfs[i]) {
 					return ErrAskAPI
 				}
-				tv := tables.MapIndex(reflect.ValueOf(rfs[i]))
-				if !tv.IsValid() || tv.IsNil() {
+				t, err := ribTable(base, rfs[i])
+				if err != nil {
+					return err
+				}
+				if t == nil {
 					continue // a family GoBGP does not carry: nothing to send
 				}
-				d := getDestination((*table)(tv.UnsafePointer()), nlris[i])
+				d := getDestination(t, nlris[i])
 				if d == nil {
 					continue
 				}
@@ -193,15 +191,11 @@ func RIBPrefixes(ctx context.Context, s *server.BgpServer, v4 bool) ([]netip.Pre
 	var keys []string
 	base := unsafe.Pointer(s)
 	err := mgmtOperation(s, func() error {
-		rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
-		if rib.IsNil() {
-			return errors.New("GoBGP has not started")
+		t, err := ribTable(base, rf)
+		if t == nil || err != nil {
+			return err // nil: a family GoBGP does not carry
 		}
-		tv := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem().MapIndex(reflect.ValueOf(rf))
-		if !tv.IsValid() || tv.IsNil() {
-			return nil // a family GoBGP does not carry
-		}
-		m := reflect.NewAt(destsF.Type, unsafe.Add(tv.UnsafePointer(), destsF.Offset)).Elem()
+		m := reflect.NewAt(destsF.Type, unsafe.Add(unsafe.Pointer(t), destsF.Offset)).Elem()
 		keys = make([]string, 0, m.Len())
 		k := reflect.New(destsF.Type.Key()).Elem()
 		for it := m.MapRange(); it.Next(); {

@@ -251,18 +251,29 @@ func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Pref
 	}, true)
 }
 
-// export is Run's export of one family, in GoBGP's main loop.
-func export(base unsafe.Pointer, s *server.BgpServer, rf bgp.RouteFamily, nlris []bgp.AddrPrefixInterface) error {
+// ribTable is the global RIB's table of the family rf, nil if GoBGP
+// carries no such family. Called in GoBGP's main loop.
+func ribTable(base unsafe.Pointer, rf bgp.RouteFamily) (*table, error) {
 	rib := reflect.NewAt(lay.globalRib.Type, unsafe.Add(base, lay.globalRib.Offset)).Elem()
 	if rib.IsNil() {
-		return errors.New("GoBGP has not started")
+		return nil, errors.New("GoBGP has not started")
 	}
-	tables := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem()
-	tv := tables.MapIndex(reflect.ValueOf(rf))
+	tv := reflect.NewAt(lay.tables.Type, unsafe.Add(rib.UnsafePointer(), lay.tables.Offset)).Elem().MapIndex(reflect.ValueOf(rf))
 	if !tv.IsValid() || tv.IsNil() {
+		return nil, nil
+	}
+	return (*table)(tv.UnsafePointer()), nil
+}
+
+// export is Run's export of one family, in GoBGP's main loop.
+func export(base unsafe.Pointer, s *server.BgpServer, rf bgp.RouteFamily, nlris []bgp.AddrPrefixInterface) error {
+	t, err := ribTable(base, rf)
+	if err != nil {
+		return err
+	}
+	if t == nil {
 		return fmt.Errorf("family %s is not in the global RIB", rf)
 	}
-	t := (*table)(tv.UnsafePointer())
 	best := make([]*tablePath, 0, len(nlris))
 	for _, nlri := range nlris {
 		if d := getDestination(t, nlri); d != nil {
