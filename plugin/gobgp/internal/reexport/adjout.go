@@ -16,16 +16,21 @@ import (
 	"github.com/fibgate/fibgate/plugin/gobgp/internal/pinned"
 )
 
-// This file answers the audit's one question of a neighbour's adj-out
-// (plugin/gobgp, readAdjOut): would GoBGP send these prefixes' best paths
-// to it now? GoBGP's API answers it only through ListPath on ADJ_OUT with
-// EnableFiltered, which runs the export of every best path of the family
-// for that neighbour in GoBGP's main loop, then builds an adj-RIB of them
-// all, whatever prefixes the request names. At a full table that held the
-// loop, and every update and release behind it, for seconds a neighbour
-// (TestAuditBGPCost; docs/design-notes.md, "The audit's adj-out, a slice
-// at a time"). Advertised runs the same export for the named prefixes
-// only, a slice of them per operation of the main loop.
+// This file serves the consistency audit's reads of GoBGP (plugin/gobgp,
+// AuditBGP) without holding GoBGP's main loop for a whole table:
+//   - Advertised answers the audit's one question of a neighbour's
+//     adj-out: would GoBGP send these prefixes' best paths to it now?
+//     GoBGP's API answers it only through ListPath on ADJ_OUT with
+//     EnableFiltered, which runs the export of every best path of the
+//     family for that neighbour in the main loop and builds an adj-RIB of
+//     them all, whatever prefixes the request names: seconds a neighbour
+//     at a full table, with every update and release waiting
+//     (TestAuditBGPCost; docs/design-notes.md, "The audit's adj-out, a
+//     slice at a time"). Advertised runs the same export for the named
+//     prefixes only, a slice of them per operation of the loop.
+//   - RIBPrefixes lists the RIB's prefixes, where ListPath of the whole
+//     table copies every destination in the loop first; the audit then
+//     looks them up a slice at a time.
 
 //go:linkname filterpath github.com/osrg/gobgp/v3/pkg/server.(*BgpServer).filterpath
 func filterpath(s *server.BgpServer, p *peer, path, old *tablePath) *tablePath
@@ -46,35 +51,35 @@ var ErrAskAPI = errors.New("ask GoBGP's API")
 const AdvertisedSlice = 256
 
 var (
-	withdrawOnce sync.Once
-	withdrawOff  uintptr // table.Path.IsWithdraw's offset
-	withdrawErr  error
+	ribOnce     sync.Once
+	destsF      reflect.StructField // table.Table.destinations
+	withdrawOff uintptr             // table.Path.IsWithdraw's offset
+	ribErr      error
 )
 
-// learnWithdraw finds table.Path's IsWithdraw field through the global
-// RIB's types (Table.destinations, Destination.knownPathList), checking
-// each on the way.
-func learnWithdraw() (uintptr, error) {
-	withdrawOnce.Do(func() {
-		tbl := lay.tables.Type.Elem().Elem() // table.Table
-		d, err := pinned.Field(tbl, "destinations", "map[string]*table.Destination")
-		if err != nil {
-			withdrawErr = err
+// learnRIB finds table.Table's destinations and table.Path's IsWithdraw
+// through the global RIB's types (Table.destinations,
+// Destination.knownPathList), checking each on the way.
+func learnRIB() error {
+	ribOnce.Do(func() {
+		var err error
+		if destsF, err = pinned.Field(lay.tables.Type.Elem().Elem(), "destinations", "map[string]*table.Destination"); err != nil {
+			ribErr = err
 			return
 		}
-		known, err := pinned.Field(d.Type.Elem().Elem(), "knownPathList", "[]*table.Path")
+		known, err := pinned.Field(destsF.Type.Elem().Elem(), "knownPathList", "[]*table.Path")
 		if err != nil {
-			withdrawErr = err
+			ribErr = err
 			return
 		}
 		w, err := pinned.Field(known.Type.Elem().Elem(), "IsWithdraw", "bool")
 		if err != nil {
-			withdrawErr = err
+			ribErr = err
 			return
 		}
 		withdrawOff = w.Offset
 	})
-	return withdrawOff, withdrawErr
+	return ribErr
 }
 
 // Advertised says, for each of ps, whether GoBGP would send its best path
@@ -90,10 +95,10 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 	if err := Available(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
 	}
-	off, err := learnWithdraw()
-	if err != nil {
+	if err := learnRIB(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
 	}
+	var err error
 	nlris, rfs := make([]bgp.AddrPrefixInterface, len(ps)), make([]bgp.RouteFamily, len(ps))
 	for i, p := range ps {
 		rfs[i] = bgp.RF_IPv4_UC
@@ -144,7 +149,7 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 					continue
 				}
 				if sent := filterpath(s, p, best, nil); sent != nil {
-					out[i] = !*(*bool)(unsafe.Add(unsafe.Pointer(sent), off))
+					out[i] = !*(*bool)(unsafe.Add(unsafe.Pointer(sent), withdrawOff))
 				}
 			}
 			return nil
@@ -155,12 +160,6 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 	}
 	return out, nil
 }
-
-var (
-	destsOnce sync.Once
-	destsF    reflect.StructField // table.Table.destinations
-	destsErr  error
-)
 
 // RIBPrefixes returns the prefixes of GoBGP's global RIB in a unicast
 // family (IPv4 when v4), read in one operation of its main loop that only
@@ -175,11 +174,8 @@ func RIBPrefixes(ctx context.Context, s *server.BgpServer, v4 bool) ([]netip.Pre
 	if err := Available(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
 	}
-	destsOnce.Do(func() {
-		destsF, destsErr = pinned.Field(lay.tables.Type.Elem().Elem(), "destinations", "map[string]*table.Destination")
-	})
-	if destsErr != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAskAPI, destsErr)
+	if err := learnRIB(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
