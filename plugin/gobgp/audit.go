@@ -73,7 +73,8 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 	// read exports the family's whole table in GoBGP's main loop, so a
 	// large periodic pass leaves it unread (audit.Ask.Large).
 	adj := map[*api.Family]map[netip.Prefix]bool{familyV4: {}, familyV6: {}}
-	_, cheapAdjOut := s.b.(adjOutReader)
+	ar, cheapAdjOut := s.b.(adjOutReader)
+	cheapAdjOut = cheapAdjOut && ar.inProcessAdjOut()
 	pace := newPacer(ctx)
 	// Each destination's paths are carved from shared chunks: one
 	// allocation per destination was a million a pass at a full table.

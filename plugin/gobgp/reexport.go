@@ -65,7 +65,12 @@ func (b serverBackend) readPrefixSets(fn func(name string, es []reexport.Entry))
 // another GoBGP): the caller reads the adj-out through the API.
 type adjOutReader interface {
 	advertised(ctx context.Context, neighbour string, ps []netip.Prefix) (out []bool, ok bool, err error)
+	// inProcessAdjOut says whether advertised can judge at all in this
+	// binary (the pinned GoBGP): if not, every read goes through the API.
+	inProcessAdjOut() bool
 }
+
+func (b serverBackend) inProcessAdjOut() bool { return reexport.Available() == nil }
 
 func (b serverBackend) advertised(ctx context.Context, neighbour string, ps []netip.Prefix) ([]bool, bool, error) {
 	out, err := reexport.Advertised(ctx, b.s, neighbour, ps)
