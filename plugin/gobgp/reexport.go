@@ -70,7 +70,7 @@ type adjOutReader interface {
 	inProcessAdjOut() bool
 }
 
-func (b serverBackend) inProcessAdjOut() bool { return reexport.Available() == nil }
+func (b serverBackend) inProcessAdjOut() bool { return reexport.AuditReadable() == nil }
 
 func (b serverBackend) advertised(ctx context.Context, neighbour string, ps []netip.Prefix) ([]bool, bool, error) {
 	out, err := reexport.Advertised(ctx, b.s, neighbour, ps)

@@ -82,6 +82,18 @@ func learnRIB() error {
 	return ribErr
 }
 
+// AuditReadable says whether Advertised and RIBPrefixes can read GoBGP
+// in this binary: nil, or an error wrapping ErrAskAPI that says why not.
+func AuditReadable() error {
+	if err := Available(); err != nil {
+		return fmt.Errorf("%w: %w", ErrAskAPI, err)
+	}
+	if err := learnRIB(); err != nil {
+		return fmt.Errorf("%w: %w", ErrAskAPI, err)
+	}
+	return nil
+}
+
 // Advertised says, for each of ps, whether GoBGP would send its best path
 // to the neighbour (as GoBGP's neighbour map names it: its address) now:
 // the path GoBGP's API lists unfiltered in that neighbour's adj-out. It
@@ -92,22 +104,14 @@ func learnRIB() error {
 // two slices, as it may between a read and its use. An error wrapping
 // ErrAskAPI says to ask GoBGP's API instead.
 func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps []netip.Prefix) ([]bool, error) {
-	if err := Available(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
+	if err := AuditReadable(); err != nil {
+		return nil, err
 	}
-	if err := learnRIB(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
-	}
-	var err error
 	nlris, rfs := make([]bgp.AddrPrefixInterface, len(ps)), make([]bgp.RouteFamily, len(ps))
 	for i, p := range ps {
-		rfs[i] = bgp.RF_IPv4_UC
-		if !p.Addr().Is4() {
-			rfs[i] = bgp.RF_IPv6_UC
-		}
-		afi, safi := bgp.RouteFamilyToAfiSafi(rfs[i])
-		if nlris[i], err = bgp.NewPrefixFromRouteFamily(afi, safi, p.Masked().String()); err != nil {
-			return nil, fmt.Errorf("prefix %v: %w", p, err)
+		var err error
+		if rfs[i], nlris[i], err = nlriOf(p.Masked()); err != nil {
+			return nil, err
 		}
 	}
 	out := make([]bool, len(ps))
@@ -129,13 +133,19 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 			if isRouteServerClient(p) {
 				return ErrAskAPI
 			}
+			// The families' tables, once an operation.
+			t4, err := ribTable(base, bgp.RF_IPv4_UC)
+			if err != nil {
+				return err
+			}
+			t6, _ := ribTable(base, bgp.RF_IPv6_UC)
 			for i := lo; i < hi; i++ {
 				if isAddPathSendEnabled(p, rfs[i]) {
 					return ErrAskAPI
 				}
-				t, err := ribTable(base, rfs[i])
-				if err != nil {
-					return err
+				t := t4
+				if rfs[i] == bgp.RF_IPv6_UC {
+					t = t6
 				}
 				if t == nil {
 					continue // a family GoBGP does not carry: nothing to send
@@ -171,11 +181,8 @@ func Advertised(ctx context.Context, s *server.BgpServer, neighbour string, ps [
 // looks the keys up a slice at a time (ListPath with exact prefixes)
 // instead. A key of another form makes it fail with ErrAskAPI.
 func RIBPrefixes(ctx context.Context, s *server.BgpServer, v4 bool) ([]netip.Prefix, error) {
-	if err := Available(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
-	}
-	if err := learnRIB(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrAskAPI, err)
+	if err := AuditReadable(); err != nil {
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -204,14 +204,13 @@ func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Pref
 	}
 	fams[0].rf, fams[1].rf = bgp.RF_IPv4_UC, bgp.RF_IPv6_UC
 	for _, p := range ps {
-		f := &fams[0]
-		if !p.Addr().Is4() {
-			f = &fams[1]
-		}
-		afi, safi := bgp.RouteFamilyToAfiSafi(f.rf)
-		nlri, err := bgp.NewPrefixFromRouteFamily(afi, safi, p.String())
+		rf, nlri, err := nlriOf(p)
 		if err != nil {
-			return fmt.Errorf("prefix %v: %w", p, err)
+			return err
+		}
+		f := &fams[0]
+		if rf != f.rf {
+			f = &fams[1]
 		}
 		f.nlris = append(f.nlris, nlri)
 	}
@@ -249,6 +248,20 @@ func Run(ctx context.Context, s *server.BgpServer, edits []Edit, ps []netip.Pref
 		}
 		return nil
 	}, true)
+}
+
+// nlriOf is p as GoBGP's unicast NLRI of its family, and that family.
+func nlriOf(p netip.Prefix) (bgp.RouteFamily, bgp.AddrPrefixInterface, error) {
+	rf := bgp.RF_IPv4_UC
+	if !p.Addr().Is4() {
+		rf = bgp.RF_IPv6_UC
+	}
+	afi, safi := bgp.RouteFamilyToAfiSafi(rf)
+	nlri, err := bgp.NewPrefixFromRouteFamily(afi, safi, p.String())
+	if err != nil {
+		return rf, nil, fmt.Errorf("prefix %v: %w", p, err)
+	}
+	return rf, nlri, nil
 }
 
 // ribTable is the global RIB's table of the family rf, nil if GoBGP
