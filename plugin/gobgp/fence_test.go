@@ -37,11 +37,11 @@ func (x *loopLab) released(t *testing.T, sp *Speaker, ps ...netip.Prefix) {
 
 // newFenceLab is a loop lab with a Speaker whose FIB clock the test sets
 // (at 5 to begin with).
-func newFenceLab(t *testing.T) (*loopLab, *Speaker, *atomic.Uint64) {
+func newFenceLab(t *testing.T, opts ...Option) (*loopLab, *Speaker, *atomic.Uint64) {
 	x := newLoopLab(t)
 	clock := new(atomic.Uint64)
 	clock.Store(5)
-	return x, x.speaker(t, WithFIBClock(clock.Load)), clock
+	return x, x.speaker(t, append([]Option{WithFIBClock(clock.Load)}, opts...)...), clock
 }
 
 // TestFenceHoldsAtOnceAndRefusesStaleConfirmations is the bulk-churn leak
@@ -343,8 +343,12 @@ func (b *gatedBackend) mark() int {
 // waits during a release of 20,000 prefixes). Five fences, each asked for
 // while a step is stopped in its first GoBGP call; between the fence's
 // call and its own call to GoBGP no release step may start.
+//
+// Steps of at most 100 prefixes: sized by time alone, on a fast machine
+// the 2,000 went out in fewer steps than the test has fences (the release
+// ended first in 3 to 4 runs of 10).
 func TestAFenceIsNotOvertakenByTheNextStep(t *testing.T) {
-	x, sp, clock := newFenceLab(t)
+	x, sp, clock := newFenceLab(t, WithBatchSize(100))
 	ctx := context.Background()
 	var fenced, many []netip.Prefix
 	for i := range 5 {
