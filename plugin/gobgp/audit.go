@@ -21,8 +21,10 @@ import (
 // in this order:
 //   - the gate's held sets and whether its policy is first in the global
 //     export chain, from which audit.BGP.Holds answers as GoBGP's prefix
-//     condition does: once a pass, the parts after the first taking them
-//     from ask.Carry (auditRead);
+//     condition does, and the established neighbours: once a pass, the
+//     parts after the first taking them from ask.Carry (auditRead), and
+//     listing the neighbours again (with GoBGP's adj-in counts) only to
+//     read adj-out;
 //   - the global RIB of IPv4 and IPv6 unicast, whole (but for what
 //     ask.Except names) or, when ask.Known names prefixes, theirs only
 //     (lookupKnown), paced (pacer): every
@@ -143,7 +145,7 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 		}
 	}
 	out.Checked = len(adj[familyV4]) + len(adj[familyV6])
-	if err := s.readAdjOut(ctx, out, adj); err != nil {
+	if err := s.readAdjOut(ctx, out, adj, r.neighbours); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -157,6 +159,9 @@ func (s *Speaker) AuditBGP(ctx context.Context, ask audit.Ask) (*audit.BGP, erro
 type auditRead struct {
 	holds     func(netip.Prefix) bool
 	multipath bool
+	// neighbours are the established neighbours when the pass began: a
+	// part that reads no adj-out reports them.
+	neighbours []peerBrief
 }
 
 func (s *Speaker) readForAudit(ctx context.Context) (*auditRead, error) {
@@ -175,8 +180,12 @@ func (s *Speaker) readForAudit(ctx context.Context) (*auditRead, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read gobgp's multipath setting: %w", err)
 	}
+	nbs, err := s.establishedPeers(ctx)
+	if err != nil {
+		return nil, err
+	}
 	held4, held6 := sets.held[s.cfg.setV4], sets.held[s.cfg.setV6]
-	return &auditRead{multipath: multipath, holds: func(p netip.Prefix) bool {
+	return &auditRead{multipath: multipath, neighbours: nbs, holds: func(p netip.Prefix) bool {
 		if !inPlace {
 			return false
 		}
@@ -246,17 +255,19 @@ func (s *Speaker) lookupKnown(ctx context.Context, f *api.Family, known []netip.
 // the whole adj-out is read (GoBGP computes all of it either way).
 const maxLookups = 50000
 
-// readAdjOut fills out.Neighbours with the established neighbours and
-// out.Out with, for each of them and each unicast family it has, which of
-// the prefixes asked about GoBGP's export policy lets out to it. Listing
-// the neighbours is cheap; a family with nothing to ask about is not read.
-func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.Family]map[netip.Prefix]bool) error {
-	type neighbour struct {
-		addr netip.Addr
-		key  string // as GoBGP's neighbour map names it
-		fams []*api.Family
-	}
-	var peers []neighbour
+// auditNeighbour is an established neighbour as the audit reads it.
+type auditNeighbour struct {
+	addr netip.Addr
+	key  string // as GoBGP's neighbour map names it
+	fams []*api.Family
+}
+
+// establishedNeighbours lists GoBGP's established neighbours and the
+// unicast families each has, as adj-out reads need them: through
+// ListPeer, which counts every neighbour's adj-in in GoBGP's main loop, so
+// only a part that reads adj-out lists them this way.
+func (s *Speaker) establishedNeighbours(ctx context.Context) ([]auditNeighbour, error) {
+	var peers []auditNeighbour
 	err := s.b.listPeers(ctx, func(p *api.Peer) {
 		if p.GetState().GetSessionState() != api.PeerState_ESTABLISHED {
 			return
@@ -265,7 +276,7 @@ func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.F
 		if err != nil {
 			return // an unnumbered neighbour has no address to name it by
 		}
-		n := neighbour{addr: a.Unmap(), key: p.GetState().GetNeighborAddress()}
+		n := auditNeighbour{addr: a.Unmap(), key: p.GetState().GetNeighborAddress()}
 		for _, f := range []*api.Family{familyV4, familyV6} {
 			if slices.ContainsFunc(p.GetAfiSafis(), func(x *api.AfiSafi) bool {
 				c := x.GetConfig()
@@ -277,7 +288,29 @@ func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.F
 		peers = append(peers, n)
 	})
 	if err != nil {
-		return fmt.Errorf("list neighbours: %w", err)
+		return nil, fmt.Errorf("list neighbours: %w", err)
+	}
+	return peers, nil
+}
+
+// readAdjOut fills out.Neighbours with the established neighbours and
+// out.Out with, for each of them and each unicast family it has, which of
+// the prefixes asked about GoBGP's export policy lets out to it. With
+// nothing to ask about, the neighbours are the pass's (established
+// neighbours listed without GoBGP's adj-in counts by its first part) and
+// nothing is read.
+func (s *Speaker) readAdjOut(ctx context.Context, out *audit.BGP, ask map[*api.Family]map[netip.Prefix]bool, pass []peerBrief) error {
+	if len(ask[familyV4])+len(ask[familyV6]) == 0 {
+		for _, p := range pass {
+			if a, err := netip.ParseAddr(p.addr); err == nil {
+				out.Neighbours = append(out.Neighbours, a.Unmap())
+			}
+		}
+		return nil
+	}
+	peers, err := s.establishedNeighbours(ctx)
+	if err != nil {
+		return err
 	}
 	for _, n := range peers {
 		out.Neighbours = append(out.Neighbours, n.addr)

@@ -124,6 +124,36 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 	if b.Checked != 0 || len(b.Out) != 0 || len(b.Neighbours) != 2 || len(b.RIB) != 4 {
 		t.Errorf("asked about nothing: checked %d, out %v, neighbours %v, %d destinations", b.Checked, b.Out, b.Neighbours, len(b.RIB))
 	}
+	// GoBGP counts every neighbour's adj-in to list the neighbours
+	// (ListPeer), in its main loop: a pass lists them with its first
+	// part, and a later part lists them again only to read adj-out.
+	lists := &countPeers{backend: sp.b}
+	sp.b = lists
+	none := func(netip.Prefix) bool { return false }
+	pass, err := sp.AuditBGP(ctx, audit.Ask{Unconfirmed: none})
+	for range 3 {
+		if err != nil {
+			break
+		}
+		if len(pass.Neighbours) != 2 {
+			t.Errorf("a part asking about nothing: neighbours %v, want the pass's 2", pass.Neighbours)
+		}
+		pass, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: none, Carry: pass.Carry})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lists.n != 1 {
+		t.Errorf("four parts of a pass asking about nothing listed the neighbours %d times, want once", lists.n)
+	}
+	if pass, err = sp.AuditBGP(ctx, audit.Ask{Unconfirmed: unconfirmed6, Carry: pass.Carry}); err != nil {
+		t.Fatal(err)
+	}
+	if lists.n != 2 || !slices.Contains(pass.Out[p6], receiver) || len(pass.Neighbours) != 2 {
+		t.Errorf("a part reading adj-out: %d listings in all (want 2), out %v, neighbours %v", lists.n, pass.Out, pass.Neighbours)
+	}
+	sp.b = lists.backend
+
 	// A whole read in process (the RIB's prefixes listed, then looked up a
 	// slice at a time) reads what GoBGP's API lists.
 	viaAPIRead, err := func() (*audit.BGP, error) {
@@ -198,6 +228,18 @@ func TestAuditBGPReadsWhatGoBGPAdvertisesAndHolds(t *testing.T) {
 // adjOutReader.
 type viaAPI struct{ backend }
 
+// countPeers counts a backend's neighbour listings (and, embedding the
+// interface, hides the in-process readers as viaAPI does).
+type countPeers struct {
+	backend
+	n int
+}
+
+func (c *countPeers) listPeers(ctx context.Context, fn func(*api.Peer)) error {
+	c.n++
+	return c.backend.listPeers(ctx, fn)
+}
+
 // nopBackend lists nothing (bench_test.go has the rest of it).
 func (nopBackend) listPeers(context.Context, func(*api.Peer)) error { return nil }
 func (nopBackend) watchPeers(context.Context, func(*api.Peer)) error {
@@ -255,6 +297,19 @@ func TestAuditBGPCost(t *testing.T) {
 		}
 		return nil
 	})
+	// The neighbours listed: by ListPeer, which counts each one's adj-in
+	// in GoBGP's main loop, and from a peer watch's dump (peers.go).
+	for range 2 {
+		t0 := time.Now()
+		if err := x.leaf.ListPeer(ctx, &api.ListPeerRequest{}, func(*api.Peer) {}); err != nil {
+			t.Fatal(err)
+		}
+		t1 := time.Now()
+		if _, err := sp.establishedPeers(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%d prefixes: GoBGP listed its neighbours in %v (ListPeer), %v (a peer watch's dump)", n, t1.Sub(t0).Round(10*time.Microsecond), time.Since(t1).Round(10*time.Microsecond))
+	}
 	for _, c := range []struct {
 		name   string
 		adjOut func(netip.Prefix) bool

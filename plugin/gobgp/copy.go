@@ -209,14 +209,15 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 
 // establishedEBGP lists GoBGP's established eBGP neighbours.
 func (s *Speaker) establishedEBGP(ctx context.Context, ourAS uint32) ([]ebgpPeer, error) {
-	peers := []ebgpPeer{}
-	err := s.b.listPeers(ctx, func(p *api.Peer) {
-		if p.GetState().GetSessionState() == api.PeerState_ESTABLISHED && p.GetConf().GetPeerAsn() != ourAS {
-			peers = append(peers, ebgpPeer{addr: p.GetState().GetNeighborAddress(), as: p.GetConf().GetPeerAsn()})
-		}
-	})
+	all, err := s.establishedPeers(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list neighbours: %w", err)
+		return nil, err
+	}
+	peers := []ebgpPeer{}
+	for _, p := range all {
+		if p.as != ourAS {
+			peers = append(peers, ebgpPeer(p))
+		}
 	}
 	return peers, nil
 }
