@@ -45,16 +45,7 @@ func TestEstablishedPeersAsListPeerHasThem(t *testing.T) {
 	if configured != 3 || len(want) != 2 {
 		t.Fatalf("the lab: %d neighbours configured, %d established; want 3 and 2", configured, len(want))
 	}
-	byAddr := func(a, b peerBrief) int {
-		if a.addr < b.addr {
-			return -1
-		}
-		if a.addr > b.addr {
-			return 1
-		}
-		return 0
-	}
-	slices.SortFunc(want, byAddr)
+	slices.SortFunc(want, comparePeers)
 	if _, ok := sp.b.(peerLister); !ok {
 		t.Fatal("the in-process backend lists neighbours through ListPeer")
 	}
@@ -69,7 +60,7 @@ func TestEstablishedPeersAsListPeerHasThem(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
-		slices.SortFunc(got, byAddr)
+		slices.SortFunc(got, comparePeers)
 		if !slices.Equal(got, want) {
 			t.Errorf("%s: established neighbours %v, ListPeer's %v", c.name, got, want)
 		}
@@ -80,6 +71,46 @@ func TestEstablishedPeersAsListPeerHasThem(t *testing.T) {
 	if _, err := sp.establishedPeers(cctx); err == nil {
 		t.Error("a listing with a cancelled context succeeded")
 	}
+}
+
+// TestEstablishedPeersOverBothAdapters: a stock gobgpd over its API and
+// GoBGP in process dump the established neighbours (FRR spines over IPv4
+// and IPv6) that ListPeer lists, with their ASes.
+func TestEstablishedPeersOverBothAdapters(t *testing.T) {
+	for _, a := range adapters() {
+		t.Run(a.name, func(t *testing.T) {
+			topo := lab.NewTopology(t, true, tran4, tran6)
+			r := a.start(t, topo, Config{})
+			r.learned(t, tran4, tran6)
+			ctx := context.Background()
+			if _, ok := r.sp.b.(peerLister); !ok {
+				t.Fatalf("the %s backend lists neighbours through ListPeer", a.name)
+			}
+			got, err := r.sp.establishedPeers(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := listEstablished(ctx, r.sp.b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.SortFunc(got, comparePeers)
+			slices.SortFunc(want, comparePeers)
+			if len(want) == 0 || !slices.Equal(got, want) {
+				t.Errorf("established neighbours %v, ListPeer's %v", got, want)
+			}
+		})
+	}
+}
+
+func comparePeers(a, b peerBrief) int {
+	if a.addr != b.addr {
+		if a.addr < b.addr {
+			return -1
+		}
+		return 1
+	}
+	return int(a.as) - int(b.as)
 }
 
 // listPeerBackend is GoBGP's own backend with the neighbours listed
