@@ -67,11 +67,12 @@ test-toggle: ## run plugin/gobgp's tests with the in-process Speakers releasing 
 # GoBGP versions", lists what else was run.
 GOBGPD_VERSIONS ?= v3.0.0
 
-test-gobgpd-versions: ## run e2e TestSidecarOnPackagedGobgpd against each stock gobgpd in GOBGPD_VERSIONS (root; e.g. GOBGPD_VERSIONS="v3.0.0 v3.20.0 v3.36.0")
+test-gobgpd-versions: ## run e2e TestSidecarOnPackagedGobgpd and plugin/gobgp's TestEstablishedPeersOverBothAdapters against each stock gobgpd in GOBGPD_VERSIONS (root; e.g. GOBGPD_VERSIONS="v3.0.0 v3.20.0 v3.36.0")
 	@set -e; for v in $(GOBGPD_VERSIONS); do \
 	  GOBIN=$(abspath $(BIN))/gobgpd-$$v $(GO) install github.com/osrg/gobgp/v3/cmd/gobgpd@$$v; \
 	  echo "== fibgated on gobgpd $$v"; \
 	  FIBGATE_SIDECAR_GOBGPD=$(abspath $(BIN))/gobgpd-$$v/gobgpd $(GO) test -count=1 $(TESTFLAGS) -run '^TestSidecarOnPackagedGobgpd$$' ./e2e/; \
+	  FIBGATE_SIDECAR_GOBGPD=$(abspath $(BIN))/gobgpd-$$v/gobgpd $(GO) test -count=1 $(TESTFLAGS) -run '^TestEstablishedPeersOverBothAdapters$$' ./plugin/gobgp/; \
 	done
 
 docker: ## build the container image (IMAGE=name:tag, default fibgate:dev; deploy/README.md)

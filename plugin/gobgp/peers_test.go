@@ -75,30 +75,50 @@ func TestEstablishedPeersAsListPeerHasThem(t *testing.T) {
 
 // TestEstablishedPeersOverBothAdapters: a stock gobgpd over its API and
 // GoBGP in process dump the established neighbours (FRR spines over IPv4
-// and IPv6) that ListPeer lists, with their ASes.
+// and IPv6) that ListPeer lists, with their ASes; so does the gobgpd
+// $FIBGATE_SIDECAR_GOBGPD names, when set (make test-gobgpd-versions: the
+// oldest GoBGP v3).
 func TestEstablishedPeersOverBothAdapters(t *testing.T) {
+	same := func(t *testing.T, b backend) {
+		ctx := context.Background()
+		l, ok := b.(peerLister)
+		if !ok {
+			t.Fatal("the backend lists neighbours through ListPeer")
+		}
+		var got, want []peerBrief
+		// Every neighbour up, in the dump as in ListPeer.
+		lab.Eventually(t, 30*time.Second, "the dump has what ListPeer has", func() error {
+			var err error
+			if got, err = l.establishedPeers(ctx); err != nil {
+				return err
+			}
+			if want, err = listEstablished(ctx, b); err != nil {
+				return err
+			}
+			slices.SortFunc(got, comparePeers)
+			slices.SortFunc(want, comparePeers)
+			if len(want) < 4 || !slices.Equal(got, want) {
+				return fmt.Errorf("established neighbours %v, ListPeer's %v", got, want)
+			}
+			return nil
+		})
+	}
 	for _, a := range adapters() {
 		t.Run(a.name, func(t *testing.T) {
 			topo := lab.NewTopology(t, true, tran4, tran6)
 			r := a.start(t, topo, Config{})
 			r.learned(t, tran4, tran6)
-			ctx := context.Background()
-			if _, ok := r.sp.b.(peerLister); !ok {
-				t.Fatalf("the %s backend lists neighbours through ListPeer", a.name)
-			}
-			got, err := r.sp.establishedPeers(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := listEstablished(ctx, r.sp.b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			slices.SortFunc(got, comparePeers)
-			slices.SortFunc(want, comparePeers)
-			if len(want) == 0 || !slices.Equal(got, want) {
-				t.Errorf("established neighbours %v, ListPeer's %v", got, want)
-			}
+			same(t, r.sp.b)
+		})
+	}
+	if bin := os.Getenv("FIBGATE_SIDECAR_GOBGPD"); bin != "" {
+		t.Run("FIBGATE_SIDECAR_GOBGPD", func(t *testing.T) {
+			topo := lab.NewTopology(t, true, tran4, tran6)
+			conf := lab.GobgpdConf{AS: lab.LeafAS, RouterID: lab.LeafSpine4, Neighbours: topo.LeafNeighbours()}.String()
+			g := lab.StartGobgpdFrom(t, bin, topo.Leaf, conf)
+			b := grpcBackend{api.NewGobgpApiClient(g.Dial(t))}
+			topo.Routers(t)
+			same(t, b)
 		})
 	}
 }
