@@ -17,6 +17,7 @@ import (
 	"time"
 
 	api "github.com/osrg/gobgp/v3/api"
+	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/audit"
@@ -255,6 +256,34 @@ func (nopBackend) watchLearned(context.Context, func([]*api.Path)) error {
 	return nil
 }
 
+// probeLoop measures how long GoBGP's main loop keeps others waiting: one
+// cheap management operation (GetBgp) after the other, from now until the
+// function it returns is called, which returns the longest wait.
+func probeLoop(t *testing.T, s *server.BgpServer) func() time.Duration {
+	stop, stalled := make(chan struct{}), make(chan time.Duration)
+	go func() {
+		var worst time.Duration
+		for {
+			select {
+			case <-stop:
+				stalled <- worst
+				return
+			default:
+			}
+			t0 := time.Now()
+			if _, err := s.GetBgp(context.Background(), &api.GetBgpRequest{}); err != nil {
+				t.Error(err)
+			}
+			worst = max(worst, time.Since(t0))
+			time.Sleep(time.Millisecond)
+		}
+	}()
+	return func() time.Duration {
+		close(stop)
+		return <-stalled
+	}
+}
+
 // TestAuditBGPCost measures AuditBGP on a table of
 // FIBGATE_AUDIT_COST_PREFIXES released transit prefixes (skipped unless
 // set; docs/design-notes.md has the figures): the leaf has two established
@@ -331,37 +360,16 @@ func TestAuditBGPCost(t *testing.T) {
 			// the machine is shared.
 			var r0, r1 syscall.Rusage
 			_ = syscall.Getrusage(syscall.RUSAGE_SELF, &r0)
-			// How long GoBGP's main loop keeps others waiting meanwhile:
-			// one cheap management operation (GetBgp) after the other.
-			stop, stalled := make(chan struct{}), make(chan time.Duration)
-			go func() {
-				var worst time.Duration
-				for {
-					select {
-					case <-stop:
-						stalled <- worst
-						return
-					default:
-					}
-					t0 := time.Now()
-					if _, err := x.leaf.GetBgp(ctx, &api.GetBgpRequest{}); err != nil {
-						t.Error(err)
-					}
-					worst = max(worst, time.Since(t0))
-					time.Sleep(time.Millisecond)
-				}
-			}()
+			stalled := probeLoop(t, x.leaf)
 			start := time.Now()
 			if c.idle {
 				time.Sleep(3 * time.Second)
-				close(stop)
-				t.Logf("%d prefixes, %s: GoBGP's main loop answered within %v", n, c.name, (<-stalled).Round(time.Millisecond))
+				t.Logf("%d prefixes, %s: GoBGP's main loop answered within %v", n, c.name, stalled().Round(time.Millisecond))
 				continue
 			}
 			b, err := sp.AuditBGP(ctx, audit.Ask{Unconfirmed: c.adjOut, Known: c.known})
 			took := time.Since(start)
-			close(stop)
-			worst := <-stalled
+			worst := stalled()
 			if err != nil {
 				t.Fatal(err)
 			}

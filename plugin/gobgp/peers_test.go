@@ -171,7 +171,6 @@ func TestKeepCost(t *testing.T) {
 				wrap = func(b backend) backend { return listPeerBackend{b.(serverBackend), listings} }
 			}
 			x := newMBBLabWith(t, wrap)
-			ctx := context.Background()
 			long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})})
 			for i := range n {
 				x.announce(t, x.a, netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(20 + i>>16), byte(i >> 8), byte(i), 0}), 24), "127.0.0.2", false, long)
@@ -190,24 +189,7 @@ func TestKeepCost(t *testing.T) {
 				}
 				return nil
 			})
-			stop, stalled := make(chan struct{}), make(chan time.Duration)
-			go func() {
-				var worst time.Duration
-				for {
-					select {
-					case <-stop:
-						stalled <- worst
-						return
-					default:
-					}
-					t0 := time.Now()
-					if _, err := x.leaf.GetBgp(ctx, &api.GetBgpRequest{}); err != nil {
-						t.Error(err)
-					}
-					worst = max(worst, time.Since(t0))
-					time.Sleep(time.Millisecond)
-				}
-			}()
+			stalled := probeLoop(t, x.leaf)
 			start := time.Now()
 			for _, p := range moving {
 				x.announce(t, x.b, p, "127.0.0.3", false)
@@ -219,9 +201,8 @@ func TestKeepCost(t *testing.T) {
 				return nil
 			})
 			took := time.Since(start)
-			close(stop)
 			t.Logf("%d held prefixes, %d moving: all kept after %v; GoBGP's main loop answered within %v; %d ListPeer listings",
-				n, len(moving), took.Round(time.Millisecond), (<-stalled).Round(time.Millisecond), listings.Load())
+				n, len(moving), took.Round(time.Millisecond), stalled().Round(time.Millisecond), listings.Load())
 		})
 	}
 }
