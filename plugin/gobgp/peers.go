@@ -8,20 +8,21 @@ import (
 	api "github.com/osrg/gobgp/v3/api"
 )
 
-// peerBrief is an established neighbour: its address as GoBGP names it
-// (the key of its neighbour map) and its AS.
+// peerBrief is an established neighbour: its session's address (as a
+// path's NeighborIp has it; ListPeer's fallback gives the configured one)
+// and its AS.
 type peerBrief struct {
 	addr string
 	as   uint32
 }
 
 // peerLister is a backend that lists GoBGP's established neighbours
-// without ListPeer (both of this package's do). GoBGP's ListPeer counts every neighbour's adj-in for
-// its answer, in its main loop: about 30 ms for a neighbour with 300,000
-// paths, so at a full table from two upstreams a fifth of a second that
-// every UPDATE, release and fence waits behind. The make-before-break of
-// a table's worth of best paths moving at once (keep.go) listed them for
-// every batch.
+// without ListPeer (both of this package's do). GoBGP's ListPeer counts
+// every neighbour's adj-in for its answer, in its main loop: about 30 ms
+// for a neighbour with 300,000 paths, so at a full table from two
+// upstreams a fifth of a second that every UPDATE, release and fence
+// waits behind. Make-before-break (keep.go) listed them for every batch of
+// best paths moving.
 type peerLister interface {
 	establishedPeers(ctx context.Context) ([]peerBrief, error)
 }
