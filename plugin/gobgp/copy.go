@@ -160,7 +160,7 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 	if err != nil {
 		return nil, fmt.Errorf("read the paths to copy: %w", err)
 	}
-	var peers []ebgpPeer
+	var peers []peerBrief
 	out := make(map[netip.Prefix]copyPlan, len(ps))
 	for _, p := range ps {
 		paths := dests[p]
@@ -207,16 +207,17 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 	return out, nil
 }
 
-// establishedEBGP lists GoBGP's established eBGP neighbours.
-func (s *Speaker) establishedEBGP(ctx context.Context, ourAS uint32) ([]ebgpPeer, error) {
+// establishedEBGP lists GoBGP's established eBGP neighbours, never nil
+// (planCopies reads nil as not listed yet).
+func (s *Speaker) establishedEBGP(ctx context.Context, ourAS uint32) ([]peerBrief, error) {
 	all, err := s.establishedPeers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	peers := []ebgpPeer{}
+	peers := []peerBrief{}
 	for _, p := range all {
 		if p.as != ourAS {
-			peers = append(peers, ebgpPeer(p))
+			peers = append(peers, p)
 		}
 	}
 	return peers, nil
@@ -224,7 +225,7 @@ func (s *Speaker) establishedEBGP(ctx context.Context, ourAS uint32) ([]ebgpPeer
 
 // joins says whether a neighbour's AS is in next and not in prev: GoBGP
 // filters the new copy towards it and leaves it the old one.
-func joins(peers []ebgpPeer, prev, next map[uint32]bool) bool {
+func joins(peers []peerBrief, prev, next map[uint32]bool) bool {
 	for _, p := range peers {
 		if next[p.as] && !prev[p.as] {
 			return true

@@ -134,7 +134,7 @@ func (s *Speaker) keep(ctx context.Context, reqs []keepReq, clock uint64) (fence
 		s.opts.log.Warn("cannot keep prefixes on copies; fencing instead", "prefixes", len(try), "err", err)
 		return append(fence, prefixesOf(try)...), nil
 	}
-	var peers []ebgpPeer
+	var peers []peerBrief
 	dests, err := s.lookup(ctx, prefixesOf(try))
 	if err == nil {
 		peers, err = s.establishedEBGP(ctx, as)
@@ -329,17 +329,11 @@ func (s *Speaker) learnedSig(paths []*api.Path) uint64 {
 	return h.Sum64()
 }
 
-// ebgpPeer is an established eBGP neighbour of GoBGP.
-type ebgpPeer struct {
-	addr string
-	as   uint32
-}
-
 // copyOf builds the kept copy for r from the destination's paths, if the
 // new best path is still GoBGP's learned best, the previous one is still
 // there, learned over eBGP, and every neighbour that may have received the
 // new path in the fence window receives the copy too (strandedBy).
-func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebgpPeer) (*api.Path, uint64, bool) {
+func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []peerBrief) (*api.Path, uint64, bool) {
 	ls := learnedPaths(paths)
 	if len(ls) == 0 || exportKey(ls[0]) != r.now {
 		return nil, 0, false // moved on since the event: fence
@@ -401,7 +395,7 @@ func (s *Speaker) copyOf(r keepReq, paths []*api.Path, ourAS uint32, peers []ebg
 // by that filter, so its withdrawal goes out. The new path's own
 // neighbour is left out: GoBGP withdraws from it what it sent, instead of
 // sending the path back.
-func strandedBy(peers []ebgpPeer, prev, next map[uint32]bool, source string, protected func(as uint32) bool) string {
+func strandedBy(peers []peerBrief, prev, next map[uint32]bool, source string, protected func(as uint32) bool) string {
 	for _, p := range peers {
 		if prev[p.as] != next[p.as] && p.addr != source && !(prev[p.as] && protected(p.as)) {
 			return p.addr
