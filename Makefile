@@ -107,19 +107,21 @@ bench-scale: deps build ## time until a BGP neighbour has the table, per leaf (S
 # bench-churn's settings besides SIZES, ROUNDS and FAMILIES: the leaves
 # (CHURN_MODES: ext, ext-fib, ext-copy, sidecar, gobgpd, frr), changes per second,
 # how long, a directory for gobgpd-ext's (or, for the sidecar, fibgated's) profiles of the churn, one for
-# every change's times (CSV), and the gated leaves' audit.interval (0s: off).
+# every change's times (CSV), the gated leaves' audit.interval (0s: off), and MOVES=1 for best paths
+# that move to a backup source and back instead of going and coming.
 CHURN_MODES ?= ext,ext-copy,sidecar,gobgpd
 RATE        ?= 1000
 CHURN_FOR   ?= 30s
 PPROF       ?=
 CSV         ?=
 AUDIT       ?=
+MOVES       ?=
 
 bench-churn: deps build ## steady churn on top of the table, source API to observer per change, per leaf (SIZES=120k RATE=1000 CHURN_FOR=30s); writes its section of docs/scale.md (root)
 	set -o pipefail; FIBGATE_SCALE_BIN=$(CURDIR)/$(BIN) FIBGATE_SCALE_SIZES=$(SIZES) FIBGATE_SCALE_MODES=$(CHURN_MODES) \
 	  FIBGATE_SCALE_ROUNDS=$(ROUNDS) FIBGATE_SCALE_FAMILIES=$(FAMILIES) FIBGATE_SCALE_CHURN=$(RATE) FIBGATE_SCALE_CHURN_FOR=$(CHURN_FOR) \
-	  FIBGATE_SCALE_PPROF=$(PPROF) FIBGATE_SCALE_CHURN_CSV=$(CSV) FIBGATE_SCALE_CHURN_AUDIT=$(AUDIT) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
-	  FIBGATE_SCALE_COMMAND="make bench-churn SIZES=$(SIZES) CHURN_MODES=$(CHURN_MODES) RATE=$(RATE) CHURN_FOR=$(CHURN_FOR) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)$(if $(AUDIT), AUDIT=$(AUDIT))" \
+	  FIBGATE_SCALE_PPROF=$(PPROF) FIBGATE_SCALE_CHURN_CSV=$(CSV) FIBGATE_SCALE_CHURN_AUDIT=$(AUDIT) FIBGATE_SCALE_CHURN_MOVES=$(MOVES) FIBGATE_SCALE_REPORT=$(CURDIR)/docs \
+	  FIBGATE_SCALE_COMMAND="make bench-churn SIZES=$(SIZES) CHURN_MODES=$(CHURN_MODES) RATE=$(RATE) CHURN_FOR=$(CHURN_FOR) ROUNDS=$(ROUNDS) FAMILIES=$(FAMILIES)$(if $(AUDIT), AUDIT=$(AUDIT))$(if $(MOVES), MOVES=$(MOVES))" \
 	  $(GO) test -tags scale -count=1 -timeout 12h -run TestSteadyChurn -v ./e2e/scale/ | grep -E 'round [0-9]+:|^(ok|FAIL|---|panic)|_test.go'
 
 deps: ## install missing apt packages (needs root)

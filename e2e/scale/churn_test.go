@@ -52,6 +52,7 @@ import (
 //	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU and allocation profiles of the churn (and 5 s after it: profileTail), a 5 s execution trace and the heap after the drain go there
 //	FIBGATE_SCALE_CHURN_CSV  a directory: every change's times go there, one CSV file per run
 //	FIBGATE_SCALE_CHURN_AUDIT the gated leaves' audit.interval (0s: off); the daemons' default when unset
+//	FIBGATE_SCALE_CHURN_MOVES 1: best paths move instead of going (a backup source holds the table too; moves_test.go)
 //
 // It writes its own section of docs/scale.md (TestScaleBench keeps it).
 func TestSteadyChurn(t *testing.T) {
@@ -100,6 +101,9 @@ type churnSettings struct {
 	pprof    string        // directory for gobgpd-ext's or fibgated's profiles; "" none
 	data     string        // directory for every change's times as CSV; "" none
 	audit    string        // the gated leaves' audit.interval; "" the default
+	// moves: a backup source holds the table one AS longer, so that the
+	// churn moves best paths to it and back (moves_test.go).
+	moves bool
 }
 
 // churnLag is how long after its withdrawal the source announces a
@@ -145,6 +149,13 @@ func churnConfig() (benchSettings, churnSettings, error) {
 			return cfg, cc, fmt.Errorf("FIBGATE_SCALE_CHURN_AUDIT=%q: want the gated leaves' audit interval, such as 0s (off) or 5m", s)
 		}
 		cc.audit = s
+	}
+	switch s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN_MOVES")); s {
+	case "", "0":
+	case "1":
+		cc.moves = true
+	default:
+		return cfg, cc, fmt.Errorf("FIBGATE_SCALE_CHURN_MOVES=%q: want 1 (best paths move to a backup source and back) or 0", s)
 	}
 	if s := strings.TrimSpace(os.Getenv("FIBGATE_SCALE_CHURN_FOR")); s != "" {
 		d, err := time.ParseDuration(s)
@@ -252,12 +263,18 @@ type churnResult struct {
 	// own processing; nil if the tap failed (wireErr).
 	wire    *churnResult
 	wireErr string
+	// moves: the figures of a churn that moves best paths (moves_test.go)
+	// in place of announce, withdraw, missing and the gated judgement.
+	moves *moveResult
 }
 
 // line is the run's summary for the log.
 func (r churnResult) line() string {
 	if r.failure != "" {
 		return "failed: " + r.failure
+	}
+	if r.moves != nil {
+		return r.movesLine()
 	}
 	s := fmt.Sprintf("%d changes in %.1f s; announce %s; withdraw %s; %d missing, %d merged; leaf CPU %.1f s",
 		r.sent, r.sendIn.Seconds(), summary(r.announce), summary(r.withdraw), r.missing, r.merged, r.cpu.Seconds())
@@ -305,7 +322,7 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 	}
 	lab.GobgpBinaries(t)
 	r := churnResult{mode: m, gated: m.fibgate}
-	leaf := &leafNS{ns: lab.NewNS(t, "leaf"), dir: t.TempDir(), tab: tab, transit: true}
+	leaf := &leafNS{ns: lab.NewNS(t, "leaf"), dir: t.TempDir(), tab: tab, transit: true, backup: cc.moves}
 	if m.fibgate {
 		leaf.metrics = "127.0.0.1:9464"
 		if cc.audit != "" {
@@ -332,14 +349,28 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 	src := lab.StartGobgpd(t, srcNS, edge(sourceAS, srcLeaf4, leafSrc4, leafSrc6))
 	c.src = api.NewGobgpApiClient(src.Dial(t))
 	ctx := context.Background()
-	if err := sendPaths(ctx, c.src, tab.v4, false); err != nil {
+	if err := sendPaths(ctx, c.src, primary, tab.v4, false); err != nil {
 		t.Fatalf("load the source: %v", err)
 	}
-	if err := sendPaths(ctx, c.src, tab.v6, false); err != nil {
+	if err := sendPaths(ctx, c.src, primary, tab.v6, false); err != nil {
 		t.Fatalf("load the source: %v", err)
+	}
+	if cc.moves {
+		bakNS := lab.NewNS(t, "bak")
+		lab.Link(t, leaf.ns, "to-bak", leafBak4, leafBak6, bakNS, "to-leaf", bakLeaf4, bakLeaf6)
+		bak := api.NewGobgpApiClient(lab.StartGobgpd(t, bakNS, edge(sourceAS, bakLeaf4, leafBak4, leafBak6)).Dial(t))
+		for _, ps := range [][]netip.Prefix{tab.v4, tab.v6} {
+			if err := sendPaths(ctx, bak, backup, ps, false); err != nil {
+				t.Fatalf("load the backup source: %v", err)
+			}
+		}
 	}
 	obs := lab.StartGobgpd(t, obsNS, edge(observerAS, obsLeaf4, leafObs4, leafObs6))
-	c.watch = lab.WatchBest(t, obs.Dial(t))
+	if cc.moves {
+		c.watch = lab.WatchBestASPaths(t, obs.Dial(t))
+	} else {
+		c.watch = lab.WatchBest(t, obs.Dial(t))
+	}
 
 	start := time.Now()
 	c.ds = m.start(t, leaf)
@@ -431,7 +462,12 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 	churnStart := sent[0]
 	deadline := time.Now().Add(time.Minute + time.Duration(len(plan))*time.Millisecond)
 	for {
-		r.measure(plan, sent, c.watch.Since(churnStart))
+		if cc.moves {
+			r.moves = judgeMoves(plan, sent, observedPaths(c.watch.ASPathsSince(churnStart)), nil)
+			r.missing = r.moves.failover.missing + r.moves.back.missing
+		} else {
+			r.measure(plan, sent, c.watch.Since(churnStart))
+		}
 		k, err := c.watch.Count()
 		if err != nil {
 			t.Fatalf("observer: %v", err)
@@ -453,6 +489,9 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 	} else {
 		r.wire = &churnResult{}
 		r.wire.measure(plan, sent, wire)
+		if cc.moves {
+			r.wire.moves = judgeMoves(plan, sent, wire, nil)
+		}
 	}
 	if prof != nil {
 		if err := <-prof; err != nil {
@@ -488,14 +527,24 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 			r.gateErr = err.Error()
 		}
 		confirms.into(gt)
-		r.judge(plan, sent, c.watch.Since(churnStart), gt)
-		if r.leaked > 0 {
-			t.Errorf("%d re-announced prefixes were announced to the observer while the leaf had no route for them (e.g. %s)", r.leaked, strings.Join(r.examples, "; "))
-		}
-		if r.wire != nil {
-			r.wire.judge(plan, sent, wire, gt)
-			if r.wire.leaked > 0 {
-				t.Errorf("%d re-announced prefixes went on the wire to the observer while the leaf had no route for them (e.g. %s)", r.wire.leaked, strings.Join(r.wire.examples, "; "))
+		switch {
+		case cc.moves:
+			// The route never leaves the FIB: there is no leak to judge,
+			// only new paths shown before their routes were confirmed.
+			r.moves = judgeMoves(plan, sent, observedPaths(c.watch.ASPathsSince(churnStart)), gt)
+			if r.wire != nil {
+				r.wire.moves = judgeMoves(plan, sent, wire, gt)
+			}
+		default:
+			r.judge(plan, sent, c.watch.Since(churnStart), gt)
+			if r.leaked > 0 {
+				t.Errorf("%d re-announced prefixes were announced to the observer while the leaf had no route for them (e.g. %s)", r.leaked, strings.Join(r.examples, "; "))
+			}
+			if r.wire != nil {
+				r.wire.judge(plan, sent, wire, gt)
+				if r.wire.leaked > 0 {
+					t.Errorf("%d re-announced prefixes went on the wire to the observer while the leaf had no route for them (e.g. %s)", r.wire.leaked, strings.Join(r.wire.examples, "; "))
+				}
 			}
 		}
 	}
@@ -559,7 +608,7 @@ func (c *churnLab) churn(ctx context.Context, plan []change) ([]time.Time, error
 		if due > next {
 			paths := make([]*api.Path, 0, due-next)
 			for _, ch := range plan[next:due] {
-				p, err := bgpPath(ch.p, !ch.announce)
+				p, err := primary.path(ch.p, !ch.announce)
 				if err != nil {
 					return nil, err
 				}
@@ -852,37 +901,62 @@ func clock(t time.Time) string {
 	return t.Format("15:04:05.000000")
 }
 
-// bgpPath is p as a path of the source's global table, next hop the
+// edgeSource is a source gobgpd of the churn lab: its address on the
+// leaf's link, the next hop of its paths, and ASes its paths carry before
+// its own (which it adds when it exports them).
+type edgeSource struct {
+	nh4, nh6 string
+	prepend  []uint32
+}
+
+// primary is the source of every churn; backup, in a lab whose best paths
+// move (FIBGATE_SCALE_CHURN_MOVES), holds the whole table too, one AS
+// longer, so that the leaf's best path moves to it when the primary
+// withdraws a prefix and back when the primary announces it again.
+var (
+	primary = edgeSource{nh4: srcLeaf4, nh6: srcLeaf6}
+	backup  = edgeSource{nh4: bakLeaf4, nh6: bakLeaf6, prepend: []uint32{sourceAS}}
+)
+
+// path is p as a path of the source's global table, next hop the
 // source's address on the leaf's link of its family, in binary form
 // (gobgpd decodes it without protobuf Anys).
-func bgpPath(p netip.Prefix, withdraw bool) (*api.Path, error) {
+func (src edgeSource) path(p netip.Prefix, withdraw bool) (*api.Path, error) {
 	origin, err := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP).Serialize()
 	if err != nil {
 		return nil, fmt.Errorf("origin attribute: %w", err)
 	}
+	attrs := [][]byte{origin}
+	if len(src.prepend) > 0 {
+		asPath, err := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, src.prepend)}).Serialize()
+		if err != nil {
+			return nil, fmt.Errorf("as path attribute: %w", err)
+		}
+		attrs = append(attrs, asPath)
+	}
 	a := p.Addr().AsSlice()
 	nlri := append([]byte{byte(p.Bits())}, a[:(p.Bits()+7)/8]...)
 	if p.Addr().Is4() {
-		hop, err := bgp.NewPathAttributeNextHop(srcLeaf4).Serialize()
+		hop, err := bgp.NewPathAttributeNextHop(src.nh4).Serialize()
 		if err != nil {
 			return nil, fmt.Errorf("next hop attribute: %w", err)
 		}
 		return &api.Path{Family: &api.Family{Afi: api.Family_AFI_IP, Safi: api.Family_SAFI_UNICAST},
-			NlriBinary: nlri, PattrsBinary: [][]byte{origin, hop}, IsWithdraw: withdraw}, nil
+			NlriBinary: nlri, PattrsBinary: append(attrs, hop), IsWithdraw: withdraw}, nil
 	}
 	// GoBGP takes an IPv6 path's next hop from an MP_REACH_NLRI
 	// attribute and builds the path's own from the NLRI.
-	reach, err := bgp.NewPathAttributeMpReachNLRI(srcLeaf6, []bgp.AddrPrefixInterface{bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())}).Serialize()
+	reach, err := bgp.NewPathAttributeMpReachNLRI(src.nh6, []bgp.AddrPrefixInterface{bgp.NewIPv6AddrPrefix(uint8(p.Bits()), p.Addr().String())}).Serialize()
 	if err != nil {
 		return nil, fmt.Errorf("mp_reach attribute of %v: %w", p, err)
 	}
 	return &api.Path{Family: &api.Family{Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_UNICAST},
-		NlriBinary: nlri, PattrsBinary: [][]byte{origin, reach}, IsWithdraw: withdraw}, nil
+		NlriBinary: nlri, PattrsBinary: append(attrs, reach), IsWithdraw: withdraw}, nil
 }
 
-// sendPaths announces (or withdraws) ps at the source in messages of
+// sendPaths announces (or withdraws) ps at source src in messages of
 // 1024 paths; it returns once gobgpd has taken them all.
-func sendPaths(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, withdraw bool) error {
+func sendPaths(ctx context.Context, c api.GobgpApiClient, src edgeSource, ps []netip.Prefix, withdraw bool) error {
 	if len(ps) == 0 {
 		return nil
 	}
@@ -896,7 +970,7 @@ func sendPaths(ctx context.Context, c api.GobgpApiClient, ps []netip.Prefix, wit
 		n := min(len(ps), 1024)
 		paths := make([]*api.Path, n)
 		for i, p := range ps[:n] {
-			if paths[i], err = bgpPath(p, withdraw); err != nil {
+			if paths[i], err = src.path(p, withdraw); err != nil {
 				return err
 			}
 		}

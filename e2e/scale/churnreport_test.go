@@ -135,7 +135,10 @@ type churnPart struct{ key, text string }
 // size, and the audit interval when it is not the default.
 func (rp *churnReport) key(size string) string {
 	if rp.churn.audit != "" {
-		return size + "/audit=" + rp.churn.audit
+		size += "/audit=" + rp.churn.audit
+	}
+	if rp.churn.moves {
+		size += "/moves"
 	}
 	return size
 }
@@ -173,6 +176,9 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 	with := ""
 	if rp.churn.audit != "" {
 		with = ", audit.interval " + rp.churn.audit
+	}
+	if rp.churn.moves {
+		with += ", best paths moving"
 	}
 	fmt.Fprintf(b, "%s%s -->\n### %s: %s prefixes (%s IPv4, %s IPv6), %s changes/s for %v%s\n\n", churnSizeBegin, rp.key(size),
 		size, thousands(tab.len()), thousands(len(tab.v4)), thousands(len(tab.v6)), thousands(rp.churn.rate), rp.churn.duration, with)
@@ -217,6 +223,11 @@ func (rp *churnReport) renderSize(b *strings.Builder, size string) {
 		audit = "`audit.interval: " + rp.churn.audit + "`"
 	}
 	fmt.Fprintf(b, "- **Gated leaves' consistency audit:** %s\n\n", audit)
+	if rp.churn.moves {
+		renderMoves(b, rs)
+		b.WriteString(churnSizeEnd)
+		return
+	}
 	base := func(r churnResult) *churnResult {
 		for i := range rs {
 			if rs[i].mode.key == "gobgpd" && rs[i].round == r.round && rs[i].failure == "" {

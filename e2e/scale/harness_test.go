@@ -45,6 +45,9 @@ const (
 	leafSrc6, srcLeaf6 = "fd00:1::1", "fd00:1::2"
 	leafObs4, obsLeaf4 = "10.0.2.1", "10.0.2.2"
 	leafObs6, obsLeaf6 = "fd00:2::1", "fd00:2::2"
+	// The backup source of TestSteadyChurn's moves, in the primary's AS.
+	leafBak4, bakLeaf4 = "10.0.3.1", "10.0.3.2"
+	leafBak6, bakLeaf6 = "fd00:3::1", "fd00:3::2"
 
 	// pollEvery is how often the observer's count is read.
 	pollEvery = 150 * time.Millisecond
@@ -167,6 +170,9 @@ type leafNS struct {
 	tab     table
 	// transit: sessions with the source besides the observer.
 	transit bool
+	// backup: sessions with a second source in the first one's AS too
+	// (TestSteadyChurn's moves).
+	backup bool
 	// metrics and pprof, when set, are the addresses in the leaf's
 	// namespace of the gated daemon's Prometheus endpoint (the settings'
 	// metrics) and of gobgpd-ext's pprof (--pprof-host); TestSteadyChurn
@@ -183,6 +189,12 @@ func (l *leafNS) neighbours() []lab.Neighbour {
 		ns = append(ns, lab.Neighbour{Address: srcLeaf4, AS: sourceAS})
 		if len(l.tab.v6) > 0 {
 			ns = append(ns, lab.Neighbour{Address: srcLeaf6, AS: sourceAS})
+		}
+	}
+	if l.backup {
+		ns = append(ns, lab.Neighbour{Address: bakLeaf4, AS: sourceAS})
+		if len(l.tab.v6) > 0 {
+			ns = append(ns, lab.Neighbour{Address: bakLeaf6, AS: sourceAS})
 		}
 	}
 	ns = append(ns, lab.Neighbour{Address: obsLeaf4, AS: observerAS})

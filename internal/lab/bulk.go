@@ -121,6 +121,12 @@ type Sighting struct {
 	P       netip.Prefix
 	Present bool
 	At      time.Time
+	// ASPath is an announcement's AS path length as WireTap read it from
+	// the UPDATE (an AS_SET counts once, confederation segments not at
+	// all; -1: an AS_PATH it could not read), which tells one of a
+	// prefix's paths from another when best paths move; 0 for a
+	// withdrawal, and in BestWatch's sightings (ASPathsSince has them).
+	ASPath int
 }
 
 // SightingsByPrefix groups sightings by prefix, each prefix's in the

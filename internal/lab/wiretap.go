@@ -320,20 +320,22 @@ func updateSightings(b []byte, at time.Time, out []Sighting) ([]Sighting, error)
 		return bad("path attributes past the end")
 	}
 	attrs, nlri := rest[2:2+al], rest[2+al:]
-	for len(attrs) >= 3 {
-		flags, typ := attrs[0], attrs[1]
-		hl, l := 3, int(attrs[2])
-		if flags&0x10 != 0 { // extended length
-			if len(attrs) < 4 {
-				return bad("attribute header")
-			}
-			hl, l = 4, int(binary.BigEndian.Uint16(attrs[2:4]))
-		}
-		if hl+l > len(attrs) {
+	// The AS path first: the attributes may come in any order, and every
+	// prefix the UPDATE announces has it.
+	asPath := 0
+	for a := attrs; len(a) >= 3; {
+		typ, v, next, ok := attribute(a)
+		if !ok {
 			return bad("attribute past the end")
 		}
-		v := attrs[hl : hl+l]
-		attrs = attrs[hl+l:]
+		if typ == 2 {
+			asPath = asPathLength(v)
+		}
+		a = next
+	}
+	for len(attrs) >= 3 {
+		typ, v, next, _ := attribute(attrs) // read whole above
+		attrs = next
 		if (typ != 14 && typ != 15) || len(v) < 3 || v[2] != 1 { // MP_(UN)REACH, SAFI unicast
 			continue
 		}
@@ -347,13 +349,70 @@ func updateSightings(b []byte, at time.Time, out []Sighting) ([]Sighting, error)
 			if len(v) < 4 || 5+int(v[3]) > len(v) {
 				return bad("MP_REACH_NLRI next hop")
 			}
+			n := len(out)
 			out, err = prefixes(v[5+int(v[3]):], afi == 2, true, at, out)
+			setASPath(out[n:], asPath)
 		}
 		if err != nil {
 			return out, err
 		}
 	}
-	return prefixes(nlri, false, true, at, out)
+	n := len(out)
+	out, err = prefixes(nlri, false, true, at, out)
+	setASPath(out[n:], asPath)
+	return out, err
+}
+
+// attribute splits the path attribute at the start of b from the rest:
+// its type code and value; ok is false when its header or value runs past
+// the end.
+func attribute(b []byte) (typ byte, v, rest []byte, ok bool) {
+	flags, typ := b[0], b[1]
+	hl, l := 3, int(b[2])
+	if flags&0x10 != 0 { // extended length
+		if len(b) < 4 {
+			return typ, nil, nil, false
+		}
+		hl, l = 4, int(binary.BigEndian.Uint16(b[2:4]))
+	}
+	if hl+l > len(b) {
+		return typ, nil, nil, false
+	}
+	return typ, b[hl : hl+l], b[hl+l:], true
+}
+
+// asPathLength is the length of an AS_PATH in four-octet form, as two
+// speakers with the four-octet AS capability (RFC 6793) exchange it, and
+// every speaker in the labs has it: an AS_SEQUENCE counts its ASes, an
+// AS_SET one, the confederation segments none (RFC 4271 9.1.2.2, RFC
+// 5065). -1 when the value is no such path.
+func asPathLength(v []byte) int {
+	n := 0
+	for len(v) > 0 {
+		if len(v) < 2 || 2+4*int(v[1]) > len(v) {
+			return -1
+		}
+		switch v[0] {
+		case 1: // AS_SET
+			n++
+		case 2: // AS_SEQUENCE
+			n += int(v[1])
+		case 3, 4: // AS_CONFED_SEQUENCE, AS_CONFED_SET
+		default:
+			return -1
+		}
+		v = v[2+4*int(v[1]):]
+	}
+	return n
+}
+
+// setASPath sets the AS path length of announcements.
+func setASPath(ss []Sighting, n int) {
+	for i := range ss {
+		if ss[i].Present {
+			ss[i].ASPath = n
+		}
+	}
 }
 
 // prefixes appends the prefixes of an NLRI field.

@@ -2,11 +2,13 @@ package lab
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -78,6 +80,12 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 			bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65001, 65010})}),
 		}, extra...)
 	}
+	// The IPv6 UPDATE's AS path is longer, and comes after its MP_REACH:
+	// a sequence of three and a set, 4 in all.
+	longer := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{
+		bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65001, 65010, 65010}),
+		bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SET, []uint32{64512, 64513}),
+	})
 	wire := func(m *bgp.BGPMessage) []byte {
 		b, err := m.Serialize()
 		if err != nil {
@@ -88,10 +96,12 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 	before := wire(bgp.NewBGPUpdateMessage(nil, attrs(bgp.NewPathAttributeNextHop("10.99.0.1")), []*bgp.IPAddrPrefix{v4("192.0.2.0/24")}))
 	second := wire(bgp.NewBGPUpdateMessage([]*bgp.IPAddrPrefix{v4("198.51.100.0/24")}, attrs(bgp.NewPathAttributeNextHop("10.99.0.1")),
 		[]*bgp.IPAddrPrefix{v4("203.0.113.0/25"), v4("10.0.0.0/8")}))
-	six := wire(bgp.NewBGPUpdateMessage(nil, attrs(
+	six := wire(bgp.NewBGPUpdateMessage(nil, []bgp.PathAttributeInterface{
+		bgp.NewPathAttributeOrigin(0),
 		bgp.NewPathAttributeMpReachNLRI("fd99::1", []bgp.AddrPrefixInterface{bgp.NewIPv6AddrPrefix(48, "2001:db8:1::")}),
 		bgp.NewPathAttributeMpUnreachNLRI([]bgp.AddrPrefixInterface{bgp.NewIPv6AddrPrefix(64, "2001:db8:2::")}),
-	), nil))
+		longer,
+	}, nil))
 	keepalive := wire(bgp.NewBGPKeepAliveMessage())
 
 	write := func(b []byte) {
@@ -113,7 +123,8 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 	write(second[30:])
 	write(six)
 
-	want := []string{"-198.51.100.0/24", "+203.0.113.0/25", "+10.0.0.0/8", "+2001:db8:1::/48", "-2001:db8:2::/64"}
+	// An announcement shows its AS path's length.
+	want := []string{"-198.51.100.0/24", "+203.0.113.0/25 2", "+10.0.0.0/8 2", "+2001:db8:1::/48 4", "-2001:db8:2::/64"}
 	var got []string
 	Eventually(t, 5*time.Second, "the tap's sightings", func() error {
 		got = got[:0]
@@ -122,7 +133,11 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 			if s.Present {
 				sign = "+"
 			}
-			got = append(got, sign+s.P.String())
+			g := sign + s.P.String()
+			if s.Present {
+				g += " " + strconv.Itoa(s.ASPath)
+			}
+			got = append(got, g)
 			if s.At.Before(start) || s.At.After(time.Now()) {
 				return fmt.Errorf("%v at %v, outside the test's time", s.P, s.At)
 			}
@@ -142,5 +157,32 @@ func TestWireTapLogsTheUpdatesOnALink(t *testing.T) {
 	conn.Close()
 	if err := <-drained; err != nil {
 		t.Errorf("receiver: %v", err)
+	}
+}
+
+func TestASPathLength(t *testing.T) {
+	as4 := func(typ byte, ases ...uint32) []byte {
+		b := []byte{typ, byte(len(ases))}
+		for _, a := range ases {
+			b = binary.BigEndian.AppendUint32(b, a)
+		}
+		return b
+	}
+	for _, c := range []struct {
+		name string
+		v    []byte
+		want int
+	}{
+		{"empty (iBGP, originated here)", nil, 0},
+		{"a sequence", as4(2, 65001, 65010, 65010), 3},
+		{"a sequence and a set", append(as4(2, 65001), as4(1, 1, 2, 3)...), 2},
+		{"confederation segments count nothing", append(as4(3, 64512, 64513), as4(2, 65010)...), 1},
+		{"two-octet ASes (no AS4 capability)", []byte{2, 2, 0xfd, 0xe9, 0xfe, 0x02}, -1},
+		{"an unknown segment type", as4(9, 1), -1},
+		{"a segment past the end", as4(2, 65001)[:5], -1},
+	} {
+		if got := asPathLength(c.v); got != c.want {
+			t.Errorf("%s: asPathLength(% x) = %d, want %d", c.name, c.v, got, c.want)
+		}
 	}
 }
