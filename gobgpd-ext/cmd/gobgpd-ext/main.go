@@ -35,6 +35,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/fibgate/fibgate/gobgpd-ext/bgpmetrics"
 	fgd "github.com/fibgate/fibgate/gobgpd-ext/internal/daemon"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/eorhold"
 	"github.com/fibgate/fibgate/gobgpd-ext/internal/logstream"
@@ -306,7 +307,7 @@ func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
 	go x.bgp.Serve() // returns only with the process, as in gobgpd
 	x.stopBGP = sync.OnceValue(func() error { return stopServer(x.bgp) })
 	reg := fgd.NewRegistry()
-	reg.MustRegister(metrics.NewBgpCollector(x.bgp), fsmTimings)
+	reg.MustRegister(bgpmetrics.Spaced(metrics.NewBgpCollector(x.bgp)), fsmTimings)
 	x.log.Info("gobgpd-ext started", "version", version.Get().String())
 	if w := x.redistributeWarning(x.initial); w != "" {
 		x.log.Warn(w)

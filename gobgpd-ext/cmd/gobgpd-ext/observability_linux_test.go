@@ -74,7 +74,7 @@ func TestOneLogStreamAndOneMetricsEndpoint(t *testing.T) {
 			if settingsMetrics {
 				endpoint = "http://" + metricsAddr + "/metrics"
 			}
-			want := []string{"bgp_peer_state{", "fibgate_fib_routes", "fibgate_build_info{", "go_goroutines", "process_resident_memory_bytes"}
+			want := []string{"bgp_peer_state{", "fibgate_gobgp_metrics_age_seconds", "fibgate_fib_routes", "fibgate_build_info{", "go_goroutines", "process_resident_memory_bytes"}
 			var scrape string
 			deadline := time.Now().Add(20 * time.Second)
 			for {
