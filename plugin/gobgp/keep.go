@@ -264,12 +264,15 @@ func (s *Speaker) ourAS(ctx context.Context) (uint32, error) {
 
 // lookup reads the paths GoBGP holds for prefixes, in GoBGP's order (the
 // best path first), with attributes in the best-path watch's form so that
-// their fingerprints compare (exportKey, watched.key).
+// their fingerprints compare (exportKey, watched.key). In the wire form
+// only, when the watch is native: every reader here prefers it, and
+// GoBGP's API form (an Any per attribute and NLRI) was a seventh of what
+// gobgpd-ext allocated while best paths moved (make bench-churn MOVES=1).
 func (s *Speaker) lookup(ctx context.Context, ps []netip.Prefix) (map[netip.Prefix][]*api.Path, error) {
 	out := make(map[netip.Prefix][]*api.Path, len(ps))
 	binary := s.b.attrsBinary()
 	for _, fam := range []*api.Family{familyV4, familyV6} {
-		r := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableAttributeBinary: binary}
+		r := &api.ListPathRequest{TableType: api.TableType_GLOBAL, Family: fam, EnableAttributeBinary: binary, EnableOnlyBinary: binary}
 		for _, p := range ps {
 			if p.Addr().Is4() == (fam == familyV4) {
 				r.Prefixes = append(r.Prefixes, &api.TableLookupPrefix{Prefix: p.String(), Type: api.TableLookupPrefix_EXACT})
