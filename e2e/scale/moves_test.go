@@ -198,8 +198,9 @@ func (r churnResult) movesLine() string {
 		s += "; wire tap failed: " + r.wireErr
 	}
 	if r.gated {
-		s += fmt.Sprintf("; histogram confirm-to-advertise p50 %s, p99 %s (%d); fences p99 %s (%d)",
-			ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), int(r.histConfirm.count), ms(r.histFence.quantile(0.99)), int(r.histFence.count))
+		s += fmt.Sprintf("; histogram confirm-to-advertise p50 %s, p99 %s (%d); fences p99 %s (%d); %d audit passes (the last %v)",
+			ms(r.histConfirm.quantile(0.5)), ms(r.histConfirm.quantile(0.99)), int(r.histConfirm.count), ms(r.histFence.quantile(0.99)), int(r.histFence.count),
+			r.auditPasses, r.auditLast.Round(time.Millisecond))
 	}
 	if !r.quiet {
 		s += " (the leaf was not idle when the churn began)"

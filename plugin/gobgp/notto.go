@@ -60,12 +60,22 @@ const maxNotTo = 64
 // path comes from them.
 const notToRefresh = time.Second
 
-// notToBackstop is how often Check reads GoBGP's neighbours while it
+// notToBackstop is how often Check looks at GoBGP's neighbours while it
 // follows GoBGP's sessions and none came up: for a change of a neighbour
 // that no session event shows (a watch that missed one while it started).
 // A read walks every neighbour's adj-in in GoBGP's main loop, which every
-// release and fence waits for: at a full table about 50 ms.
+// release and fence waits for: at a full table from two upstreams 0.6 s
+// (make bench-churn MOVES=1), a stall of every move in flight. So the
+// backstop first fingerprints the neighbours from a peer watch's dump
+// (about 100 µs of the loop) and reads them only when that differs from
+// the last read's, or the last read is notToFullBackstop old.
 const notToBackstop = 30 * time.Second
+
+// notToFullBackstop is how old the last read may get while the dump's
+// fingerprint stays the same: for what the dump does not show (a
+// neighbour's route-server or ADD-PATH setting, which GoBGP v3.37 changes
+// only by deleting and adding the neighbour, a session event).
+const notToFullBackstop = 10 * time.Minute
 
 // refreshDuty spaces Check's reads of GoBGP's neighbours at least this many
 // times the last read's duration apart. GoBGP counts every neighbour's
@@ -108,8 +118,13 @@ func (x *asIndex) has(as uint32) bool {
 type notTo struct {
 	idx       atomic.Pointer[asIndex]
 	refreshMu sync.Mutex    // one refresh at a time
-	refreshed time.Time     // under refreshMu: when the last read ended
-	took      time.Duration // under refreshMu: how long it took
+	refreshed time.Time     // under refreshMu: when the last read (or a look, below) ended
+	took      time.Duration // under refreshMu: how long the last read took
+	// Under refreshMu: the neighbours' fingerprint taken with the last
+	// read (sigOK: one was), and when that read ended.
+	sig      uint64
+	sigOK    bool
+	lastRead time.Time
 	// following says followSessions watches GoBGP's sessions; sessionUp
 	// that one came up (or the watch started) since the last read began.
 	following, sessionUp atomic.Bool
@@ -207,6 +222,9 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	start := time.Now()
 	// A session that comes up from here on is read again next time.
 	s.nt.sessionUp.Store(false)
+	// The fingerprint first: a neighbour that changes during the read is
+	// read again at the next backstop.
+	sig, sigErr := s.neighbourSig(ctx)
 	var ap addPathSenders
 	cfg := s.scoped.Load()
 	err = s.b.listPeers(ctx, func(p *api.Peer) {
@@ -240,6 +258,8 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 	s.reportAddPathSend(ap)
 	s.nt.refreshed = time.Now()
 	s.nt.took = s.nt.refreshed.Sub(start)
+	s.nt.lastRead = s.nt.refreshed
+	s.nt.sig, s.nt.sigOK = sig, sigErr == nil
 	old := s.nt.idx.Load()
 	x := &asIndex{bit: make(map[uint32]uint8), addrs: addrs}
 	if old != nil {
@@ -276,17 +296,43 @@ func (s *Speaker) refreshNeighboursLocked(ctx context.Context, also []uint32) er
 // refreshDuty times the last read's duration.
 func (s *Speaker) maybeRefresh(ctx context.Context) {
 	every := notToRefresh
-	if s.nt.following.Load() && !s.nt.sessionUp.Load() {
+	backstop := s.nt.following.Load() && !s.nt.sessionUp.Load()
+	if backstop {
 		every = notToBackstop
 	}
 	s.nt.refreshMu.Lock()
 	due := time.Since(s.nt.refreshed) >= max(every, refreshDuty*s.nt.took)
 	s.nt.refreshMu.Unlock()
-	if due {
-		if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
-			s.opts.log.Debug("reading gobgp's neighbours for the not-to sets failed", "err", err)
-		}
+	if !due || backstop && s.neighboursUnchanged(ctx) {
+		return
 	}
+	if err := s.refreshNeighbours(ctx); err != nil && ctx.Err() == nil {
+		s.opts.log.Debug("reading gobgp's neighbours for the not-to sets failed", "err", err)
+	}
+}
+
+// neighbourSig fingerprints GoBGP's neighbours from a peer watch's dump,
+// where the backend can (peerLister).
+func (s *Speaker) neighbourSig(ctx context.Context) (uint64, error) {
+	l, ok := s.b.(peerLister)
+	if !ok {
+		return 0, errors.New("the backend has no peer watch's dump")
+	}
+	return l.neighbourSig(ctx)
+}
+
+// neighboursUnchanged says whether the backstop may skip its read: the
+// neighbours' fingerprint is the last read's, and that read is younger
+// than notToFullBackstop. It then counts as a read for the spacing.
+func (s *Speaker) neighboursUnchanged(ctx context.Context) bool {
+	sig, err := s.neighbourSig(ctx)
+	s.nt.refreshMu.Lock()
+	defer s.nt.refreshMu.Unlock()
+	if err != nil || !s.nt.sigOK || sig != s.nt.sig || time.Since(s.nt.lastRead) >= notToFullBackstop || s.nt.sessionUp.Load() {
+		return false
+	}
+	s.nt.refreshed = time.Now()
+	return true
 }
 
 // followSessions tells Check when GoBGP's neighbours are worth reading

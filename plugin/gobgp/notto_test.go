@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -501,6 +502,72 @@ func TestNeighbourReadsFollowSessions(t *testing.T) {
 		if sp.nt.following.Load() {
 			t.Error("followSessions ended and says it follows")
 		}
+	})
+}
+
+// dumpingPeers is sessionPeers with a peer watch's dump whose
+// fingerprint the test sets (peerLister).
+type dumpingPeers struct {
+	sessionPeers
+	sig   atomic.Uint64
+	dumps atomic.Int64
+}
+
+func (b *dumpingPeers) establishedPeers(context.Context) ([]peerBrief, error) { return nil, nil }
+
+func (b *dumpingPeers) neighbourSig(context.Context) (uint64, error) {
+	b.dumps.Add(1)
+	return b.sig.Load(), nil
+}
+
+// TestBackstopReadsOnlyWhenTheNeighboursChange: while Check follows
+// GoBGP's sessions and none comes up, the backstop reads the neighbours
+// (a ListPeer that holds GoBGP's main loop: 0.6 s at a full table from two
+// upstreams) only when a peer watch's dump fingerprints them otherwise
+// than at the last read, or that read is notToFullBackstop old.
+func TestBackstopReadsOnlyWhenTheNeighboursChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := &dumpingPeers{sessionPeers: sessionPeers{up: make(chan api.PeerState_SessionState), broken: make(chan struct{})}}
+		b.sig.Store(1)
+		sp, err := newSpeaker(b, Config{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan struct{})
+		go func() { defer close(done); sp.followSessions(ctx) }()
+		synctest.Wait() // the watch is in place
+		checkFor := func(d time.Duration) {
+			for end := time.Now().Add(d); time.Now().Before(end); {
+				sp.maybeRefresh(t.Context())
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		expect := func(when string, want int) {
+			t.Helper()
+			if b.reads != want {
+				t.Errorf("%s: %d reads, want %d", when, b.reads, want)
+			}
+		}
+		checkFor(2 * time.Second)
+		expect("the watch started", 1)
+		checkFor(3 * time.Minute)
+		expect("3 min with the same neighbours", 1)
+		if b.dumps.Load() < 2+5 {
+			t.Errorf("%d dumps in 3 min, want the read's and one every backstop", b.dumps.Load())
+		}
+		b.sig.Store(2) // a neighbour added, gone, or of another AS or state
+		checkFor(notToBackstop + time.Second)
+		expect("a backstop after the neighbours changed", 2)
+		checkFor(notToFullBackstop - notToBackstop - 2*time.Second)
+		expect("just under notToFullBackstop after that read", 2)
+		checkFor(notToBackstop + 2*time.Second)
+		expect("past notToFullBackstop", 3)
+		b.up <- api.PeerState_ESTABLISHED
+		checkFor(1500 * time.Millisecond)
+		expect("a session came up", 4)
+		cancel()
+		<-done
 	})
 }
 

@@ -2,7 +2,9 @@ package gobgp
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"sync"
 
 	api "github.com/osrg/gobgp/v3/api"
@@ -25,6 +27,9 @@ type peerBrief struct {
 // best paths moving.
 type peerLister interface {
 	establishedPeers(ctx context.Context) ([]peerBrief, error)
+	// neighbourSig fingerprints every neighbour of the same dump, up or
+	// not: its address, AS and session state (neighboursUnchanged).
+	neighbourSig(ctx context.Context) (uint64, error)
 }
 
 // establishedPeers lists GoBGP's established neighbours: from a peer
@@ -51,73 +56,122 @@ func listEstablished(ctx context.Context, b backend) ([]peerBrief, error) {
 	return out, nil
 }
 
-// dumpEvent adds an established neighbour of a peer watch's dump to out,
-// and says whether the dump is over.
-func dumpEvent(r *api.WatchEventResponse, out *[]peerBrief) (over bool) {
+// dumpEvent hands fn the state of a neighbour in a peer watch's dump, and
+// says whether the dump is over.
+func dumpEvent(r *api.WatchEventResponse, fn func(*api.PeerState)) (over bool) {
 	ev := r.GetPeer()
 	switch ev.GetType() {
 	case api.WatchEventResponse_PeerEvent_INIT:
-		if st := ev.GetPeer().GetState(); st.GetSessionState() == api.PeerState_ESTABLISHED {
-			*out = append(*out, peerBrief{addr: st.GetNeighborAddress(), as: st.GetPeerAsn()})
-		}
+		fn(ev.GetPeer().GetState())
 	case api.WatchEventResponse_PeerEvent_END_OF_INIT:
 		return true
 	}
 	return false
 }
 
-// establishedPeers reads the neighbours from the dump GoBGP sends a new
-// peer watch (one event a neighbour, PEER_EVENT_INIT, then END_OF_INIT):
-// GoBGP builds it in one main-loop operation from its neighbour map
-// alone, with each neighbour's session state and AS as ListPeer has them.
-// The watch ends once the dump is read.
+// established collects the established neighbours of a dump.
+func established(out *[]peerBrief) func(*api.PeerState) {
+	return func(st *api.PeerState) {
+		if st.GetSessionState() == api.PeerState_ESTABLISHED {
+			*out = append(*out, peerBrief{addr: st.GetNeighborAddress(), as: st.GetPeerAsn()})
+		}
+	}
+}
+
+// signed fingerprints the neighbours of a dump whatever their order.
+type signed struct{ sum uint64 }
+
+func (g *signed) add(st *api.PeerState) {
+	var h maphash.Hash
+	h.SetSeed(exportSeed)
+	h.WriteString(st.GetNeighborAddress())
+	h.WriteByte(0)
+	h.Write(binary.LittleEndian.AppendUint32(nil, st.GetPeerAsn()))
+	h.WriteByte(byte(st.GetSessionState()))
+	g.sum += h.Sum64() // a sum: the dump's order is the neighbour map's
+}
+
 func (b serverBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
+	var out []peerBrief
+	if err := b.dumpPeers(ctx, established(&out)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (b serverBackend) neighbourSig(ctx context.Context) (uint64, error) {
+	var g signed
+	err := b.dumpPeers(ctx, g.add)
+	return g.sum, err
+}
+
+func (b grpcBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
+	var out []peerBrief
+	if err := b.dumpPeers(ctx, established(&out)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (b grpcBackend) neighbourSig(ctx context.Context) (uint64, error) {
+	var g signed
+	err := b.dumpPeers(ctx, g.add)
+	return g.sum, err
+}
+
+// dumpPeers reads the dump GoBGP sends a new peer watch (one event a
+// neighbour, PEER_EVENT_INIT, then END_OF_INIT) into fn: GoBGP builds it
+// in one main-loop operation from its neighbour map alone, with each
+// neighbour's session state and AS as ListPeer has them. The watch ends
+// once the dump is read.
+func (b serverBackend) dumpPeers(ctx context.Context, fn func(*api.PeerState)) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// GoBGP's watcher may call on after the dump, or after ctx ended,
+	// until the watch is gone: fn is not called once dumpPeers returns.
 	var (
-		mu   sync.Mutex
-		out  []peerBrief
-		once sync.Once
+		mu       sync.Mutex
+		finished bool
 	)
 	dumped := make(chan struct{})
 	err := b.s.WatchEvent(wctx, peerWatchRequest(), func(r *api.WatchEventResponse) {
 		mu.Lock()
-		over := dumpEvent(r, &out)
-		mu.Unlock()
-		if over {
-			once.Do(func() { close(dumped) })
+		defer mu.Unlock()
+		if !finished && dumpEvent(r, fn) {
+			finished = true
+			close(dumped)
 		}
 	})
 	if err != nil {
-		return nil, fmt.Errorf("watch neighbours: %w", err)
+		return fmt.Errorf("watch neighbours: %w", err)
 	}
 	select {
 	case <-dumped:
+		return nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		mu.Lock()
+		finished = true
+		mu.Unlock()
+		return ctx.Err()
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	return out, nil
 }
 
-// establishedPeers is serverBackend's over gobgpd's API: every GoBGP v3
-// release from 3.0.0 sends a new peer watch the same dump.
-func (b grpcBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
+// dumpPeers is serverBackend's over gobgpd's API: every GoBGP v3 release
+// from 3.0.0 sends a new peer watch the same dump.
+func (b grpcBackend) dumpPeers(ctx context.Context, fn func(*api.PeerState)) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	st, err := b.c.WatchEvent(wctx, peerWatchRequest())
 	if err != nil {
-		return nil, fmt.Errorf("watch neighbours: %w", err)
+		return fmt.Errorf("watch neighbours: %w", err)
 	}
-	var out []peerBrief
 	for {
 		r, err := st.Recv()
 		if err != nil {
-			return nil, fmt.Errorf("watch neighbours: the dump ended early: %w", err)
+			return fmt.Errorf("watch neighbours: the dump ended early: %w", err)
 		}
-		if dumpEvent(r, &out) {
-			return out, nil
+		if dumpEvent(r, fn) {
+			return nil
 		}
 	}
 }

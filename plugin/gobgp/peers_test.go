@@ -102,6 +102,19 @@ func TestEstablishedPeersOverBothAdapters(t *testing.T) {
 			}
 			return nil
 		})
+		// The dump's fingerprint of the neighbours (the not-to backstop's)
+		// is the same from one dump to the next while nothing changes.
+		a, err := l.neighbourSig(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b2, err := l.neighbourSig(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a == 0 || a != b2 {
+			t.Errorf("the neighbours' fingerprints of two dumps: %x and %x, want one, not 0", a, b2)
+		}
 	}
 	for _, a := range adapters() {
 		t.Run(a.name, func(t *testing.T) {
