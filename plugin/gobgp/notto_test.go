@@ -467,19 +467,7 @@ func TestNeighbourReadsFollowSessions(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
 		go func() { defer close(done); sp.followSessions(ctx) }()
-		// Check's calls, every 100 ms as at the default guard interval.
-		checkFor := func(d time.Duration) {
-			for end := time.Now().Add(d); time.Now().Before(end); {
-				sp.maybeRefresh(t.Context())
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		expect := func(when string, want int) {
-			t.Helper()
-			if b.reads != want {
-				t.Errorf("%s: %d reads, want %d", when, b.reads, want)
-			}
-		}
+		checkFor, expect := checks(t, sp, &b.reads)
 		checkFor(10 * time.Second)
 		expect("10 s after the watch started, no session came up", 1)
 		b.up <- api.PeerState_ACTIVE
@@ -503,6 +491,25 @@ func TestNeighbourReadsFollowSessions(t *testing.T) {
 			t.Error("followSessions ended and says it follows")
 		}
 	})
+}
+
+// checks drives Check's neighbour reads as Check does, every 100 ms (the
+// default guard interval), for a while (checkFor), and tells whether the
+// backend saw the reads a test expects so far (expect).
+func checks(t *testing.T, sp *Speaker, reads *int) (checkFor func(time.Duration), expect func(string, int)) {
+	checkFor = func(d time.Duration) {
+		for end := time.Now().Add(d); time.Now().Before(end); {
+			sp.maybeRefresh(t.Context())
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	expect = func(when string, want int) {
+		t.Helper()
+		if *reads != want {
+			t.Errorf("%s: %d reads, want %d", when, *reads, want)
+		}
+	}
+	return checkFor, expect
 }
 
 // dumpingPeers is sessionPeers with a peer watch's dump whose
@@ -537,18 +544,7 @@ func TestBackstopReadsOnlyWhenTheNeighboursChange(t *testing.T) {
 		done := make(chan struct{})
 		go func() { defer close(done); sp.followSessions(ctx) }()
 		synctest.Wait() // the watch is in place
-		checkFor := func(d time.Duration) {
-			for end := time.Now().Add(d); time.Now().Before(end); {
-				sp.maybeRefresh(t.Context())
-				time.Sleep(100 * time.Millisecond)
-			}
-		}
-		expect := func(when string, want int) {
-			t.Helper()
-			if b.reads != want {
-				t.Errorf("%s: %d reads, want %d", when, b.reads, want)
-			}
-		}
+		checkFor, expect := checks(t, sp, &b.reads)
 		checkFor(2 * time.Second)
 		expect("the watch started", 1)
 		checkFor(3 * time.Minute)

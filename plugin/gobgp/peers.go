@@ -91,32 +91,36 @@ func (g *signed) add(st *api.PeerState) {
 	g.sum += h.Sum64() // a sum: the dump's order is the neighbour map's
 }
 
-func (b serverBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
+// establishedVia lists the established neighbours of a dump.
+func establishedVia(ctx context.Context, dump func(context.Context, func(*api.PeerState)) error) ([]peerBrief, error) {
 	var out []peerBrief
-	if err := b.dumpPeers(ctx, established(&out)); err != nil {
+	if err := dump(ctx, established(&out)); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// sigVia fingerprints every neighbour of a dump.
+func sigVia(ctx context.Context, dump func(context.Context, func(*api.PeerState)) error) (uint64, error) {
+	var g signed
+	err := dump(ctx, g.add)
+	return g.sum, err
+}
+
+func (b serverBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
+	return establishedVia(ctx, b.dumpPeers)
 }
 
 func (b serverBackend) neighbourSig(ctx context.Context) (uint64, error) {
-	var g signed
-	err := b.dumpPeers(ctx, g.add)
-	return g.sum, err
+	return sigVia(ctx, b.dumpPeers)
 }
 
 func (b grpcBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
-	var out []peerBrief
-	if err := b.dumpPeers(ctx, established(&out)); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return establishedVia(ctx, b.dumpPeers)
 }
 
 func (b grpcBackend) neighbourSig(ctx context.Context) (uint64, error) {
-	var g signed
-	err := b.dumpPeers(ctx, g.add)
-	return g.sum, err
+	return sigVia(ctx, b.dumpPeers)
 }
 
 // dumpPeers reads the dump GoBGP sends a new peer watch (one event a
