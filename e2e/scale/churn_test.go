@@ -684,6 +684,8 @@ type gateTimes struct {
 	// zebra writes an IPv6 route again after each release) has a last
 	// confirmation later than the one it was released on.
 	confirms []time.Time
+	// releases are every release the watch showed, oldest first.
+	releases []time.Time
 }
 
 // confirmedAfter is the gate's first confirmation of p at or after t, or
@@ -697,11 +699,19 @@ func (g gateTimes) confirmedAfter(t time.Time) time.Time {
 	return g.confirmed
 }
 
-// confirmLog keeps every confirmation time the gate's watch shows, per
-// prefix of the main table.
+// confirmLog keeps every confirmation and release time the gate's watch
+// shows, per prefix of the main table.
 type confirmLog struct {
-	mu sync.Mutex
-	at map[netip.Prefix][]time.Time
+	mu      sync.Mutex
+	at, rel map[netip.Prefix][]time.Time
+}
+
+// addTime appends t to p's times in m unless it is the last one there: the
+// watch repeats a prefix's times with every change of its state.
+func addTime(m map[netip.Prefix][]time.Time, p netip.Prefix, t time.Time) {
+	if ts := m[p]; len(ts) == 0 || !ts[len(ts)-1].Equal(t) {
+		m[p] = append(ts, t)
+	}
 }
 
 // followConfirms follows the gate's watch until the test ends.
@@ -713,7 +723,7 @@ func followConfirms(t *testing.T, rc pb.RouteServiceClient) *confirmLog {
 		cancel()
 		t.Fatalf("watch the gate: %v", err)
 	}
-	l := &confirmLog{at: map[netip.Prefix][]time.Time{}}
+	l := &confirmLog{at: map[netip.Prefix][]time.Time{}, rel: map[netip.Prefix][]time.Time{}}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -724,16 +734,15 @@ func followConfirms(t *testing.T, rc pb.RouteServiceClient) *confirmLog {
 			}
 			l.mu.Lock()
 			for _, rt := range resp.GetRoutes() {
-				if rt.GetConfirmedTime() == nil {
-					continue
-				}
 				p, err := netip.ParsePrefix(rt.GetPrefix())
 				if err != nil {
 					continue
 				}
-				c := rt.GetConfirmedTime().AsTime()
-				if cs := l.at[p]; len(cs) == 0 || !cs[len(cs)-1].Equal(c) {
-					l.at[p] = append(cs, c)
+				if c := rt.GetConfirmedTime(); c != nil {
+					addTime(l.at, p, c.AsTime())
+				}
+				if a := rt.GetAdvertisedTime(); a != nil {
+					addTime(l.rel, p, a.AsTime())
 				}
 			}
 			l.mu.Unlock()
@@ -751,7 +760,7 @@ func (l *confirmLog) into(gt map[netip.Prefix]gateTimes) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for p, g := range gt {
-		g.confirms = slices.Clone(l.at[p])
+		g.confirms, g.releases = slices.Clone(l.at[p]), slices.Clone(l.rel[p])
 		gt[p] = g
 	}
 }
@@ -1008,16 +1017,18 @@ func scrape(ns, addr string) (map[string]histogram, error) {
 // writeChurnCSV writes one line per change: the prefix, withdraw or
 // announce, when it was sent (seconds since the churn began), what the
 // observer showed of the prefix from then on (+ present, - gone, in ms
-// after the sending), the same of the leaf's UPDATEs on the wire to it,
-// and for a re-announcement the gate's times in ms
-// after the sending (withdrawn, seen, confirmed, released; empty: none).
+// after the sending; a present path's AS path length after a colon, when
+// known), the same of the leaf's UPDATEs on the wire to it, for a
+// re-announcement the gate's last times in ms after the sending
+// (withdrawn, seen, confirmed, released; empty: none), and every
+// confirmation and release the gate's watch showed from the sending on.
 func writeChurnCSV(file string, plan []change, sent []time.Time, seen, wire []lab.Sighting, gt map[netip.Prefix]gateTimes) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
 		return err
 	}
 	byObs, byWire := lab.SightingsByPrefix(seen), lab.SightingsByPrefix(wire)
 	var b strings.Builder
-	b.WriteString("prefix,change,sent_s,observer,wire,withdrawn_ms,seen_ms,confirmed_ms,released_ms\n")
+	b.WriteString("prefix,change,sent_s,observer,wire,withdrawn_ms,seen_ms,confirmed_ms,released_ms,confirms_ms,releases_ms\n")
 	rel := func(t, from time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -1033,17 +1044,32 @@ func writeChurnCSV(file string, plan []change, sent []time.Time, seen, wire []la
 			var obs []string
 			for _, s := range by[ch.p] {
 				if !s.At.Before(sent[i]) {
-					obs = append(obs, map[bool]string{true: "+", false: "-"}[s.Present]+rel(s.At, sent[i]))
+					o := map[bool]string{true: "+", false: "-"}[s.Present] + rel(s.At, sent[i])
+					if s.Present && s.ASPath > 0 {
+						o += ":" + strconv.Itoa(s.ASPath)
+					}
+					obs = append(obs, o)
 				}
 			}
 			return strings.Join(obs, " ")
 		}
 		fmt.Fprintf(&b, "%v,%s,%.6f,%s,%s", ch.p, kind, sent[i].Sub(sent[0]).Seconds(), shown(byObs), shown(byWire))
-		if g, ok := gt[ch.p]; ok && ch.announce {
-			fmt.Fprintf(&b, ",%s,%s,%s,%s\n", rel(g.withdrawn, sent[i]), rel(g.seen, sent[i]), rel(g.confirmed, sent[i]), rel(g.released, sent[i]))
+		g, ok := gt[ch.p]
+		if ok && ch.announce {
+			fmt.Fprintf(&b, ",%s,%s,%s,%s", rel(g.withdrawn, sent[i]), rel(g.seen, sent[i]), rel(g.confirmed, sent[i]), rel(g.released, sent[i]))
 		} else {
-			b.WriteString(",,,,\n")
+			b.WriteString(",,,,")
 		}
+		since := func(ts []time.Time) string {
+			var out []string
+			for _, t := range ts {
+				if !t.Before(sent[i]) {
+					out = append(out, rel(t, sent[i]))
+				}
+			}
+			return strings.Join(out, " ")
+		}
+		fmt.Fprintf(&b, ",%s,%s\n", since(g.confirms), since(g.releases))
 	}
 	return os.WriteFile(file, []byte(b.String()), 0o644)
 }

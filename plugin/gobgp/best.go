@@ -36,6 +36,11 @@ type BestPath struct {
 	// gone: GoBGP reported the prefix without a best path (its last path
 	// went), so it exports nothing of it (apply's quiet take-back).
 	gone bool
+	// lost: read back under a copy (underCopies) that GoBGP no longer
+	// has, a learned path best: another local path of the prefix
+	// replaced it, and went. orphan: read back under a copy whose copied
+	// path GoBGP no longer has.
+	lost, orphan bool
 	// unseen: gone, and the path that went last was one of the gate's
 	// HOLD paths, which GoBGP's zebra client never hands to zebra
 	// (fromElsewhere): zebra was told of no withdrawal (zebraGone).
@@ -106,6 +111,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if multipath, err = s.b.multipath(ctx); err != nil {
 			return fmt.Errorf("watch best paths: read gobgp's multipath setting: %w", err)
 		}
+		s.multipath.Store(multipath)
 		if _, err := s.ourAS(ctx); err != nil {
 			return fmt.Errorf("watch best paths: %w", err)
 		}
@@ -202,12 +208,38 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		// or a copy GoBGP lost (its learned path is best).
 		var again []netip.Prefix
 		var unseen []netip.Prefix // gone, and zebra not told (zebraGone)
+		// Kept on a copy of a path that went, the best path as it was:
+		// taken back (takeBack), not fenced.
+		var orphans []netip.Prefix
+		// A route about to change keeps its previous path's record until
+		// its fence: a release step in flight compares the path it copies
+		// with it (planCopies' confirmedPath).
+		// A prefix twice in bs (coalesced events) sees its first change.
+		var after []lastUpdate
+		var pending map[pkey.Key]int // index in after
+		later := func(u lastUpdate) {
+			if pending == nil {
+				pending = make(map[pkey.Key]int)
+			}
+			pending[u.k] = len(after)
+			after = append(after, u)
+		}
+		set := func(k pkey.Key, r reported) {
+			if _, ok := pending[k]; ok {
+				later(lastUpdate{k: k, r: r})
+			} else {
+				last[k] = r
+			}
+		}
 		for _, b := range bs {
 			if b.unseen {
 				unseen = append(unseen, b.Prefix)
 			}
 			k := pkey.Of(b.Prefix)
 			old, had := last[k]
+			if i, ok := pending[k]; ok {
+				old, had = after[i].r, !after[i].gone
+			}
 			// The AS mask stays the previous path's until the fence.
 			now := reported{nexthops: nexthopKey(b.Nexthops), attrs: b.attrs, ases: old.ases}
 			if b.ases != old.ases {
@@ -215,16 +247,21 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			switch {
 			case len(b.Nexthops) == 0 && had:
-				delete(last, k)
-			case len(b.Nexthops) > 0 && (!had || old.nexthops != now.nexthops):
-				last[k] = now
+				later(lastUpdate{k: k, gone: true})
+			case len(b.Nexthops) > 0 && !had:
+				set(k, now)
+			case len(b.Nexthops) > 0 && old.nexthops != now.nexthops:
+				later(lastUpdate{k: k, r: now})
 			default:
+				if had && b.orphan {
+					orphans = append(orphans, b.Prefix)
+				}
 				if had {
-					last[k] = now // new attributes on the same route: exported as they are
+					set(k, now) // new attributes on the same route: exported as they are
 					// Under a copy, by a new copy; and GoBGP saying the
 					// learned path is best means the copy is gone (another
 					// local path took its place, and went).
-					if byCopy && (old.attrs != now.attrs || fromBest) && s.cp.has(b.Prefix) {
+					if byCopy && (old.attrs != now.attrs || fromBest || b.lost) && s.cp.has(b.Prefix) {
 						again = append(again, b.Prefix)
 					}
 				}
@@ -250,6 +287,13 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if err := s.fence(ctx, since, moved, keep, nil, func(p netip.Prefix) bool { return gone[p] }); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
+		s.recordRoutes(after)
+		if err := s.takeBack(ctx, orphans, func(p netip.Prefix) bool {
+			st := s.rec.get(p) // fenceStep holds s.mu
+			return st.kept && !st.transit
+		}); err != nil && ctx.Err() == nil {
+			s.opts.log.Warn("taking back prefixes kept on copies of paths that went failed; Check retries", "prefixes", len(orphans), "err", err)
+		}
 		if err := s.zebraGone(ctx, unseen); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("telling GoBGP's zebra client of prefixes gone under a HOLD path failed; a route zebra installed for them may stay", "prefixes", len(unseen), "err", err)
 		}
@@ -267,6 +311,25 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if err := s.retarget(ctx, changed); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("not-to sets: following the ASes of released paths failed", "err", err)
 		}
+	}
+	// redirect drops from a best-path event what it says of prefixes out
+	// on a copy, and reads them back instead. GoBGP sends no best-path
+	// event while a copy is best, so such an event is older than the
+	// copy, or says the copy is gone; either way a read of the prefix's
+	// paths now says what is true (underCopies, which also finds a copy
+	// gone). The event may be older than a read back already reported:
+	// under load the events queue behind fences, and a failover's event
+	// (the backup best, before the backup's copy) took the installer back
+	// to the backup after the primary's return (make bench-churn MOVES=1
+	// on a loaded machine: 1,959 of 15,000 returns).
+	redirect := func(bs []BestPath) []BestPath {
+		return slices.DeleteFunc(bs, func(b BestPath) bool {
+			if len(b.Nexthops) == 0 || !s.cp.has(b.Prefix) {
+				return false
+			}
+			under.add(b.Prefix)
+			return true
+		})
 	}
 	marker := func(withdraw bool) error {
 		return s.b.sendPaths(ctx, []*api.Path{s.pb.ownPath(snapshotMarker, withdraw)})
@@ -329,6 +392,9 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 					default:
 						break drain
 					}
+				}
+				if byCopy {
+					bs = redirect(bs)
 				}
 				// The marker's own withdrawal needs no filter: a prefix
 				// never reported with next hops is not reported going.
@@ -512,6 +578,34 @@ type reported struct {
 	nexthops uint64 // nexthopKey
 	attrs    uint64 // exportKey of the best path
 	ases     uint64 // asIndex.maskOf the best path's AS_PATH
+}
+
+// lastUpdate is a change of WatchBest's record of a prefix's best path
+// that waits for the prefix's fence: the new path (its AS mask aside,
+// which recordMasks follows), or gone.
+type lastUpdate struct {
+	k    pkey.Key
+	r    reported
+	gone bool
+}
+
+// recordRoutes applies WatchBest's record changes that waited for their
+// fences.
+func (s *Speaker) recordRoutes(us []lastUpdate) {
+	if len(us) == 0 {
+		return
+	}
+	s.nt.mu.Lock()
+	defer s.nt.mu.Unlock()
+	for _, u := range us {
+		if u.gone {
+			delete(s.nt.last, u.k)
+			continue
+		}
+		r := u.r
+		r.ases = s.nt.last[u.k].ases
+		s.nt.last[u.k] = r
+	}
 }
 
 // maxCoalesce bounds how many queued best-path events WatchBest folds

@@ -129,10 +129,12 @@ type copyPlan struct {
 
 // planCopies reads the learned best paths of the transit releases among
 // changes that can go out by copy and builds their copies; the others are
-// released by toggle. Called with s.mu held.
-func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.Prefix]copyPlan, error) {
+// released by toggle, but for those behind: GoBGP's best path moved on
+// from the route being released (confirmedPath), so they are not released
+// at all. Called with s.mu held.
+func (s *Speaker) planCopies(ctx context.Context, changes []change) (plans map[netip.Prefix]copyPlan, behind map[netip.Prefix]bool, err error) {
 	if !s.cfg.ReleaseByCopy {
-		return nil, nil
+		return nil, nil, nil
 	}
 	var ps []netip.Prefix
 	recopy := make(map[netip.Prefix]bool)
@@ -150,24 +152,41 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 		ps = append(ps, c.p)
 	}
 	if len(ps) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	as, err := s.ourAS(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dests, err := s.lookup(ctx, ps)
 	if err != nil {
-		return nil, fmt.Errorf("read the paths to copy: %w", err)
+		return nil, nil, fmt.Errorf("read the paths to copy: %w", err)
 	}
 	var peers []peerBrief
 	out := make(map[netip.Prefix]copyPlan, len(ps))
+	s.nt.mu.Lock()
+	last := make(map[netip.Prefix]reported, len(ps))
+	for _, p := range ps {
+		if r, ok := s.nt.last[pkey.Of(p)]; ok {
+			last[p] = r
+		}
+	}
+	s.nt.mu.Unlock()
 	for _, p := range ps {
 		paths := dests[p]
 		ls := learnedPaths(paths)
 		if len(ls) == 0 || ls[0].SourceAsn == as || ls[0].SourceAsn == 0 {
 			continue // no learned path (the release fails as before), or iBGP: by toggle
 		}
+		l, ok := s.confirmedPath(p, paths, ls, last)
+		if !ok {
+			if behind == nil {
+				behind = make(map[netip.Prefix]bool)
+			}
+			behind[p] = true
+			continue
+		}
+		ls[0] = l
 		key := exportKey(ls[0])
 		st := s.rec.get(p)
 		if st.onCopy() && !recopy[p] {
@@ -191,7 +210,7 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 			// carries has the old copy and would keep it.
 			if peers == nil {
 				if peers, err = s.establishedEBGP(ctx, as); err != nil {
-					return nil, err
+					return nil, nil, err
 				}
 			}
 			if old := copyIn(paths, s.cfg.keep); old != nil {
@@ -204,7 +223,40 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (map[netip.P
 		}
 		out[p] = plan
 	}
-	return out, nil
+	return out, behind, nil
+}
+
+// confirmedPath picks the learned path a release by copy of p copies, of
+// its learned paths ls (GoBGP's order) among all its paths; last has
+// WatchBest's record of the prefixes released.
+//
+// GoBGP chooses a new best path before WatchBest hears of it, and the
+// fence of the route it replaces waits for the Speaker's lock, which a
+// release step holds: a step releasing the previous route can read the
+// new best path, and its copy would let out a path whose route is not
+// programmed (make bench-churn MOVES=1 on a loaded machine: the best
+// path's return on the wire before its route was confirmed, for 2,059 of
+// 15,000 returns). WatchBest's record keeps the path whose route is being
+// released until the next path's fence (recordRoutes). So the learned
+// best path is copied when it has the record's attributes, or its next
+// hops (new attributes on the same route go out at once, as WatchBest
+// sends them); else the recorded path, while GoBGP still has it (the
+// hardware forwards on its route); else none (ok false): the new path's
+// route, which WatchBest is about to install, is released in its turn.
+func (s *Speaker) confirmedPath(p netip.Prefix, paths, ls []*api.Path, last map[netip.Prefix]reported) (*api.Path, bool) {
+	r, had := last[p]
+	if !had || exportKey(ls[0]) == r.attrs {
+		return ls[0], true
+	}
+	if b := s.bestUnderCopy(p, paths, nil, s.multipath.Load()); nexthopKey(b.Nexthops) == r.nexthops {
+		return ls[0], true
+	}
+	for _, l := range ls[1:] {
+		if exportKey(l) == r.attrs && l.SourceAsn != 0 && l.SourceAsn != s.localAS.Load() {
+			return l, true
+		}
+	}
+	return nil, false
 }
 
 // establishedEBGP lists GoBGP's established eBGP neighbours, never nil
@@ -401,7 +453,15 @@ func (s *Speaker) underCopies(ctx context.Context, ps []netip.Prefix, multipath 
 	x := s.nt.idx.Load()
 	out := make([]BestPath, 0, len(ps))
 	for _, p := range ps {
-		out = append(out, s.bestUnderCopy(p, dests[p], x, multipath))
+		b := s.bestUnderCopy(p, dests[p], x, multipath)
+		// Lost: GoBGP's best path is learned, as its best-path event
+		// would say. A local path of someone else's that replaced the
+		// copy is left alone while it is there (the audit reports it).
+		b.lost = len(dests[p]) > 0 && learned(dests[p][0]) && copyIn(dests[p], s.cfg.keep) == nil
+		if key, ok := s.cp.get(p); ok {
+			b.orphan = !slices.ContainsFunc(learnedPaths(dests[p]), func(l *api.Path) bool { return exportKey(l) == key })
+		}
+		out = append(out, b)
 	}
 	return out, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/fibgate/fibgate/internal/lab"
 	"github.com/fibgate/fibgate/plugin/gate"
+	"github.com/fibgate/fibgate/plugin/internal/pkey"
 )
 
 // onCopy reports whether the Speaker has p out on a copy with its
@@ -288,4 +290,206 @@ func TestReleaseByCopyAddsALostCopyAgain(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// record is WatchBest's record of p's best path (its route's next hops
+// and attributes), and whether it has one.
+func (x *mbbLab) record(p netip.Prefix) (reported, bool) {
+	x.sp.nt.mu.Lock()
+	defer x.sp.nt.mu.Unlock()
+	r, ok := x.sp.nt.last[pkey.Of(p)]
+	return r, ok
+}
+
+// setRecord puts r back as WatchBest's record of p: the record a release
+// step reads while WatchBest has not yet heard of GoBGP's new best path.
+func (x *mbbLab) setRecord(p netip.Prefix, r reported) {
+	x.sp.nt.mu.Lock()
+	defer x.sp.nt.mu.Unlock()
+	x.sp.nt.last[pkey.Of(p)] = r
+}
+
+// TestReleaseByCopyCopiesThePathOfTheRouteReleased: GoBGP chooses a new
+// best path before WatchBest hears of it, and the new path's fence waits
+// while a release step holds the Speaker. A release of the previous
+// route in that window must not copy the new best path, whose route is
+// not programmed (make bench-churn MOVES=1 on a loaded machine sent 2,059
+// of 15,000 returns to the observer so). The test puts WatchBest's
+// record back to what it was before spine b's better path, as it is in
+// that window:
+//   - p, with spine a's path still there: the release keeps the copy of
+//     a's path, the path of the route it releases; the receiver is sent
+//     nothing new;
+//   - q, with a's path gone: nothing to copy, the release is refused as
+//     stale and the receiver gets nothing; released again once the
+//     record has b's path, q goes out on b's.
+//
+// WatchBest also keeps the previous record until the fence of the new
+// path is done (the fence hook reads it).
+func TestReleaseByCopyCopiesThePathOfTheRouteReleased(t *testing.T) {
+	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
+	var x *mbbLab
+	var atFence sync.Map // prefix -> the record when its fence was done
+	x = newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil, WithFenceHook(func(FenceEvent) {
+		for _, pfx := range []netip.Prefix{p, q} {
+			if r, ok := x.record(pfx); ok {
+				atFence.LoadOrStore(pfx, r)
+			}
+		}
+	}))
+	x.releasedViaA(t, p, q)
+	viaARecord := map[netip.Prefix]reported{}
+	for _, pfx := range []netip.Prefix{p, q} {
+		r, ok := x.record(pfx)
+		if !ok {
+			t.Fatalf("WatchBest has no record of %v", pfx)
+		}
+		viaARecord[pfx] = r
+	}
+
+	// p: spine b brings a shorter path on its own next hop; a's path
+	// stays.
+	x.announce(t, x.b, p, "127.0.0.3", false)
+	x.installedVia(t, "127.0.0.3", p)
+	if r, _ := atFence.Load(p); r != viaARecord[p] {
+		t.Errorf("%v: WatchBest's record when the new path's fence was done %+v; want the previous path's %+v", p, r, viaARecord[p])
+	}
+	if r, _ := x.record(p); r == viaARecord[p] {
+		t.Errorf("%v: WatchBest's record is still the previous path's after its fence", p)
+	}
+	x.setRecord(p, viaARecord[p])
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+	if h := x.history(p); !slices.Equal(h, []string{viaA}) {
+		t.Errorf("%v: a release of a's route sent the receiver %q; want a's path alone", p, h)
+	}
+	if !x.onCopy(p) {
+		t.Errorf("%v is not out on a copy", p)
+	}
+
+	// q: a withdraws, q is taken back, and b brings its path; then the
+	// release of a's route.
+	x.announce(t, x.a, q, "127.0.0.2", true)
+	lab.Eventually(t, 10*time.Second, "q withdrawn at the receiver", func() error {
+		if has, wd := x.at(q); has || wd == 0 {
+			return fmt.Errorf("receiver has it %v, withdrawn %d times", has, wd)
+		}
+		return nil
+	})
+	x.announce(t, x.b, q, "127.0.0.3", false)
+	x.installedVia(t, "127.0.0.3", q)
+	viaBRecord, _ := x.record(q)
+	x.setRecord(q, viaARecord[q])
+	err := x.sp.Advertise(context.Background(), ads(gate.Transit, q))
+	if se := (*gate.StaleError)(nil); !errors.As(err, &se) || !slices.Equal(se.Prefixes, []netip.Prefix{q}) || se.Err != nil {
+		t.Fatalf("a release of q on a's route, gone: %v; want q refused as stale", err)
+	}
+	x.flushed(t, netip.MustParsePrefix("192.0.2.98/32"))
+	if has, _ := x.at(q); has {
+		t.Fatalf("%v at the receiver after a stale release: %q", q, x.history(q))
+	}
+	x.setRecord(q, viaBRecord)
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, q)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "b's path of q at the receiver", func() error {
+		if as, _ := x.path(q); as != viaB {
+			return fmt.Errorf("AS path %q", as)
+		}
+		return nil
+	})
+}
+
+// lagging is a backend whose best-path events can be held back and let
+// go later, in order: GoBGP's events queued behind WatchBest's fences on
+// a loaded machine.
+type lagging struct {
+	backend
+	mu   sync.Mutex
+	held [][]watched // nil while not holding
+	on   bool
+	fn   func([]watched)
+}
+
+func (l *lagging) watchBest(ctx context.Context, fn func([]watched), errc chan<- error) (bool, error) {
+	return l.backend.watchBest(ctx, func(ps []watched) {
+		l.mu.Lock()
+		if l.on {
+			l.held = append(l.held, ps)
+			l.mu.Unlock()
+			return
+		}
+		l.fn = fn
+		l.mu.Unlock()
+		fn(ps)
+	}, errc)
+}
+
+// hold holds back the events from now on.
+func (l *lagging) hold() {
+	l.mu.Lock()
+	l.on = true
+	l.mu.Unlock()
+}
+
+// release delivers the held events and stops holding; it reports how
+// many batches it delivered.
+func (l *lagging) release() int {
+	l.mu.Lock()
+	held, fn := l.held, l.fn
+	l.held, l.on = nil, false
+	l.mu.Unlock()
+	for _, ps := range held {
+		fn(ps)
+	}
+	return len(held)
+}
+
+// TestReleaseByCopyIgnoresBestPathEventsOlderThanTheCopy: best-path events
+// queued behind WatchBest's work must not take the installer back to a
+// path older than what the read-back under the copy found. p is out on a
+// copy of spine a's path; a withdraws it (p fails over to b, whose copy
+// is released) and announces it again (p returns to a). The events GoBGP
+// sent meanwhile, b best among them, are let through only then: the
+// installer must stay on a.
+func TestReleaseByCopyIgnoresBestPathEventsOlderThanTheCopy(t *testing.T) {
+	lag := &lagging{}
+	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, func(b backend) backend {
+		lag.backend = b
+		return lag
+	})
+	p := netip.MustParsePrefix("198.51.100.0/24")
+	x.releasedViaA(t, p)
+	long := bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101, 65102})})
+	x.announce(t, x.b, p, "127.0.0.3", false, long) // the backup: one AS longer
+	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+
+	lag.hold()
+	x.announce(t, x.a, p, "127.0.0.2", true)
+	x.installedVia(t, "127.0.0.3", p)
+	if err := x.sp.Advertise(context.Background(), ads(gate.Transit, p)); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "b's path at the receiver", func() error {
+		if as, _ := x.path(p); as != "{AsPath: 65001 65002 65100 65101 65102}" {
+			return fmt.Errorf("AS path %q", as)
+		}
+		return nil
+	})
+	x.announce(t, x.a, p, "127.0.0.2", false, bgp.NewPathAttributeAsPath([]bgp.AsPathParamInterface{bgp.NewAs4PathParam(bgp.BGP_ASPATH_ATTR_TYPE_SEQ, []uint32{65100, 65101})}))
+	x.installedVia(t, "127.0.0.2", p)
+	if n := lag.release(); n == 0 {
+		t.Fatal("no best-path event was held back")
+	}
+	// The released events go through WatchBest before a later one's (one
+	// queue): once the installer has a prefix learned after them, it has
+	// their outcome.
+	r := netip.MustParsePrefix("192.0.2.0/25")
+	x.announce(t, x.b, r, "127.0.0.3", false)
+	x.installedVia(t, "127.0.0.3", r)
+	if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.2") {
+		t.Errorf("%v: the installer was taken to %v after the late events; want spine a's 127.0.0.2", p, nhs)
+	}
 }

@@ -75,6 +75,24 @@ func (s *Speaker) fence(ctx context.Context, since time.Time, prefixes []netip.P
 	if s.opts.clock != nil {
 		clock = s.opts.clock()
 	}
+	return s.fenceAt(ctx, since, clock, prefixes, keep, only, gone)
+}
+
+// takeBack takes back prefixes out on a copy whose copied path went while
+// their best path, and so their route, stays (keep.go's checkCopies,
+// copy.go's read-back): a fence that leaves their clocks alone. The route
+// being programmed was written after their last fence and is still the
+// one to release; a fence at the clock of now would refuse its
+// confirmation as stale, and no newer route would come to release them.
+func (s *Speaker) takeBack(ctx context.Context, prefixes []netip.Prefix, only func(netip.Prefix) bool) error {
+	if len(prefixes) == 0 {
+		return nil
+	}
+	return s.fenceAt(ctx, time.Now(), 0, prefixes, nil, only, nil)
+}
+
+// fenceAt is fence at a FIB clock (0: the prefixes' clocks stay).
+func (s *Speaker) fenceAt(ctx context.Context, since time.Time, clock uint64, prefixes []netip.Prefix, keep []keepReq, only, gone func(netip.Prefix) bool) error {
 	var ev FenceEvent
 	defer func() {
 		if ev.Prefixes > 0 && s.opts.fenceHook != nil {

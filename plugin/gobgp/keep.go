@@ -460,11 +460,13 @@ func (s *Speaker) checkCopies(ctx context.Context) error {
 		return nil
 	}
 	s.opts.log.Debug("learned paths changed under kept copies; fencing", "prefixes", len(changed))
-	// Only copies still as read: a release may have replaced one meanwhile.
-	return s.fence(ctx, time.Now(), changed, nil, func(p netip.Prefix) bool {
+	// Only copies still as read: a release may have replaced one
+	// meanwhile. The best path is GoBGP's business here: if it changed,
+	// its event follows the take-back, and its fence moves the clock.
+	return s.takeBack(ctx, changed, func(p netip.Prefix) bool {
 		sig, ok := s.cp.get(p)
 		return ok && sig == snap[p]
-	}, nil)
+	})
 }
 
 // dropCopies deletes the kept copies (keep.go); their prefixes stay

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -167,7 +168,7 @@ func newMBBLabWith(t *testing.T, wrap func(backend) backend) *mbbLab {
 }
 
 // newMBBLabConfig is newMBBLabWith with the Speaker's Config.
-func newMBBLabConfig(t *testing.T, cfg Config, wrap func(backend) backend) *mbbLab {
+func newMBBLabConfig(t *testing.T, cfg Config, wrap func(backend) backend, opts ...Option) *mbbLab {
 	port := freePort(t)
 	fams := []string{"ipv4"}
 	g := func(as uint32, id string, port int, listen ...string) *api.Global {
@@ -193,7 +194,7 @@ func newMBBLabConfig(t *testing.T, cfg Config, wrap func(backend) backend) *mbbL
 	if wrap != nil {
 		b = wrap(b)
 	}
-	x.sp, err = newSpeaker(b, cfg, []Option{WithLogger(testLogger(t))})
+	x.sp, err = newSpeaker(b, cfg, append([]Option{WithLogger(testLogger(t))}, opts...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -554,5 +555,54 @@ func TestANewPathPreferredByLocalPrefIsFenced(t *testing.T) {
 	})
 	if n := x.sp.Kept(); n != 0 {
 		t.Errorf("%d copies: a copy with LOCAL_PREF 100 under a path with 200 is not best", n)
+	}
+}
+
+// TestAKeptCopyWhosePathGoesIsTakenBackWithoutStrandingTheNewRoute: p is
+// out on a copy of spine a's path while the route of b's better path is
+// programmed; then a withdraws. The copy would advertise a path nobody
+// forwards on any more, so p is withdrawn. But the route of b's path was
+// written after the keep's fence and is still the one to release: its
+// confirmation must release p, not be refused as older than a fence.
+// The FIB clock is the test's: the keep's fence reads 10, the installer
+// writes b's route at 20.
+func TestAKeptCopyWhosePathGoesIsTakenBackWithoutStrandingTheNewRoute(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{{"kept copy", Config{}}, {"release by copy", Config{ReleaseByCopy: true}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var clock atomic.Uint64
+			clock.Store(1)
+			x := newMBBLabConfig(t, tc.cfg, nil, WithFIBClock(clock.Load))
+			p := netip.MustParsePrefix("198.51.100.0/24")
+			x.releasedViaA(t, p)
+			clock.Store(10)
+			x.announce(t, x.b, p, "127.0.0.3", false)
+			x.installedVia(t, "127.0.0.3", p)
+			x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+			// (Released by toggle, b's path goes out in the fence window
+			// first.)
+			if h := x.history(p); len(h) == 0 || h[len(h)-1] != viaA {
+				t.Fatalf("%v while b's route is programmed: the receiver was sent %q; want a's path last", p, h)
+			}
+			clock.Store(20)
+			x.announce(t, x.a, p, "127.0.0.2", true)
+			lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
+				if has, wd := x.at(p); has || wd == 0 {
+					return fmt.Errorf("receiver has it %v (%q), withdrawn %d times", has, x.history(p), wd)
+				}
+				return nil
+			})
+			if err := x.sp.Advertise(context.Background(), []gate.Advertisement{{Prefix: p, Origin: gate.Transit, Version: 20}}); err != nil {
+				t.Fatalf("the release of b's route: %v", err)
+			}
+			lab.Eventually(t, 10*time.Second, "b's path at the receiver", func() error {
+				if as, _ := x.path(p); as != viaB {
+					return fmt.Errorf("AS path %q", as)
+				}
+				return nil
+			})
+		})
 	}
 }

@@ -98,10 +98,12 @@ type Speaker struct {
 	// keeps: the gate's policy lets kept copies out (keep.go); cp: the
 	// prefixes out on a copy, kept or released by copy (copy.go);
 	// localAS: GoBGP's AS, read once (also by WatchBest's goroutine,
-	// hence atomic).
-	keeps   bool
-	cp      *copySet
-	localAS atomic.Uint32
+	// hence atomic); multipath: GoBGP's multipath setting as WatchBest
+	// read it, releasing by copy.
+	keeps     bool
+	cp        *copySet
+	localAS   atomic.Uint32
+	multipath atomic.Bool
 
 	// nt: the not-to sets (notto.go).
 	nt *notTo
@@ -471,6 +473,7 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 		return nil, 0, err
 	}
 	changes := make([]change, 0, len(prefixes))
+	var settle []gate.Advertisement
 	for _, p := range prefixes {
 		c := s.current(p)
 		applied := false
@@ -480,7 +483,7 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 				refused = append(refused, p)
 				continue
 			case o.ad.Origin == gate.Transit:
-				s.settleFence(o.ad)
+				settle = append(settle, o.ad)
 				c.transit = o.advertise
 			case o.advertise:
 				c.originated, c.nextHop = true, s.pb.nextHop(p, o.ad.NextHop)
@@ -494,7 +497,21 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 			changes = append(changes, c)
 		}
 	}
-	return refused, 0, s.apply(ctx, changes)
+	behind, err := s.applyAll(ctx, changes)
+	// A release left behind settles nothing: its fence stays.
+	var left map[netip.Prefix]bool
+	if len(behind) > 0 {
+		left = make(map[netip.Prefix]bool, len(behind))
+	}
+	for _, p := range behind {
+		left[p] = true
+	}
+	for _, ad := range settle {
+		if !left[ad.Prefix] {
+			s.settleFence(ad)
+		}
+	}
+	return append(refused, behind...), 0, err
 }
 
 func (s *Speaker) usable() error {
@@ -558,12 +575,36 @@ func (s *Speaker) current(p netip.Prefix) change {
 // state only once every phase succeeded, so a failure leaves it
 // fail-closed; the failed prefixes are marked suspect for Check.
 func (s *Speaker) apply(ctx context.Context, changes []change) error {
+	_, err := s.applyAll(ctx, changes)
+	return err
+}
+
+// applyAll is apply that returns the releases by copy it left as they
+// were because GoBGP's best path moved on from the route released
+// (planCopies): stale, for an Advertise.
+func (s *Speaker) applyAll(ctx context.Context, changes []change) (behind []netip.Prefix, err error) {
 	// Releases by copy (copy.go): the copies, read and built first.
-	copies, err := s.planCopies(ctx, changes)
+	copies, skip, err := s.planCopies(ctx, changes)
 	if err != nil {
 		s.dirty = true
-		return fmt.Errorf("release by copy (%d prefixes): %w", len(changes), err)
+		return nil, fmt.Errorf("release by copy (%d prefixes): %w", len(changes), err)
 	}
+	if len(skip) > 0 {
+		rest := make([]change, 0, len(changes))
+		for _, c := range changes {
+			if skip[c.p] {
+				behind = append(behind, c.p)
+			} else {
+				rest = append(rest, c)
+			}
+		}
+		changes = rest
+	}
+	return behind, s.applyChanges(ctx, changes, copies)
+}
+
+// applyChanges is apply once the copies are planned.
+func (s *Speaker) applyChanges(ctx context.Context, changes []change, copies map[netip.Prefix]copyPlan) error {
 	// The AS masks of the released paths, and the not-to masks the
 	// prefixes will have (notto.go). A prefix out on a copy needs none:
 	// no learned path of it is ever exported.
