@@ -213,20 +213,18 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		var orphans []netip.Prefix
 		// A route about to change keeps its previous path's record until
 		// its fence: a release step in flight compares the path it copies
-		// with it (planCopies' confirmedPath).
-		// A prefix twice in bs (coalesced events) sees its first change.
-		var after []lastUpdate
-		var pending map[pkey.Key]int // index in after
-		later := func(u lastUpdate) {
-			if pending == nil {
-				pending = make(map[pkey.Key]int)
+		// with it (planCopies' confirmedPath). later holds those changes;
+		// a prefix twice in bs (coalesced events) sees its first one.
+		var later map[pkey.Key]lastUpdate
+		wait := func(k pkey.Key, u lastUpdate) {
+			if later == nil {
+				later = make(map[pkey.Key]lastUpdate)
 			}
-			pending[u.k] = len(after)
-			after = append(after, u)
+			later[k] = u
 		}
 		set := func(k pkey.Key, r reported) {
-			if _, ok := pending[k]; ok {
-				later(lastUpdate{k: k, r: r})
+			if _, ok := later[k]; ok {
+				wait(k, lastUpdate{r: r})
 			} else {
 				last[k] = r
 			}
@@ -237,8 +235,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			k := pkey.Of(b.Prefix)
 			old, had := last[k]
-			if i, ok := pending[k]; ok {
-				old, had = after[i].r, !after[i].gone
+			if u, ok := later[k]; ok {
+				old, had = u.r, !u.gone
 			}
 			// The AS mask stays the previous path's until the fence.
 			now := reported{nexthops: nexthopKey(b.Nexthops), attrs: b.attrs, ases: old.ases}
@@ -247,11 +245,11 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			switch {
 			case len(b.Nexthops) == 0 && had:
-				later(lastUpdate{k: k, gone: true})
+				wait(k, lastUpdate{gone: true})
 			case len(b.Nexthops) > 0 && !had:
 				set(k, now)
 			case len(b.Nexthops) > 0 && old.nexthops != now.nexthops:
-				later(lastUpdate{k: k, r: now})
+				wait(k, lastUpdate{r: now})
 			default:
 				if had && b.orphan {
 					orphans = append(orphans, b.Prefix)
@@ -287,7 +285,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if err := s.fence(ctx, since, moved, keep, nil, func(p netip.Prefix) bool { return gone[p] }); err != nil && ctx.Err() == nil {
 			s.opts.log.Warn("taking back prefixes whose best path changed failed; the gate withdraws them once it sees their routes change", "prefixes", len(moved)+len(keep), "err", err)
 		}
-		s.recordRoutes(after)
+		s.recordRoutes(later)
 		if err := s.takeBack(ctx, orphans, func(p netip.Prefix) bool {
 			st := s.rec.get(p) // fenceStep holds s.mu
 			return st.kept && !st.transit
@@ -584,27 +582,26 @@ type reported struct {
 // that waits for the prefix's fence: the new path (its AS mask aside,
 // which recordMasks follows), or gone.
 type lastUpdate struct {
-	k    pkey.Key
 	r    reported
 	gone bool
 }
 
 // recordRoutes applies WatchBest's record changes that waited for their
 // fences.
-func (s *Speaker) recordRoutes(us []lastUpdate) {
+func (s *Speaker) recordRoutes(us map[pkey.Key]lastUpdate) {
 	if len(us) == 0 {
 		return
 	}
 	s.nt.mu.Lock()
 	defer s.nt.mu.Unlock()
-	for _, u := range us {
+	for k, u := range us {
 		if u.gone {
-			delete(s.nt.last, u.k)
+			delete(s.nt.last, k)
 			continue
 		}
 		r := u.r
-		r.ases = s.nt.last[u.k].ases
-		s.nt.last[u.k] = r
+		r.ases = s.nt.last[k].ases
+		s.nt.last[k] = r
 	}
 }
 

@@ -164,21 +164,13 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (plans map[n
 	}
 	var peers []peerBrief
 	out := make(map[netip.Prefix]copyPlan, len(ps))
-	s.nt.mu.Lock()
-	last := make(map[netip.Prefix]reported, len(ps))
-	for _, p := range ps {
-		if r, ok := s.nt.last[pkey.Of(p)]; ok {
-			last[p] = r
-		}
-	}
-	s.nt.mu.Unlock()
 	for _, p := range ps {
 		paths := dests[p]
 		ls := learnedPaths(paths)
 		if len(ls) == 0 || ls[0].SourceAsn == as || ls[0].SourceAsn == 0 {
 			continue // no learned path (the release fails as before), or iBGP: by toggle
 		}
-		l, ok := s.confirmedPath(p, paths, ls, last)
+		l, key, ok := s.confirmedPath(p, paths, ls)
 		if !ok {
 			if behind == nil {
 				behind = make(map[netip.Prefix]bool)
@@ -186,8 +178,6 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (plans map[n
 			behind[p] = true
 			continue
 		}
-		ls[0] = l
-		key := exportKey(ls[0])
 		st := s.rec.get(p)
 		if st.onCopy() && !recopy[p] {
 			if have, _ := s.cp.get(p); have == key {
@@ -195,7 +185,7 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (plans map[n
 				continue
 			}
 		}
-		attrs, err := apiutil.GetNativePathAttributes(ls[0])
+		attrs, err := apiutil.GetNativePathAttributes(l)
 		if err != nil {
 			s.opts.log.Warn("learned path with undecodable attributes; releasing it by toggle", "prefix", p, "err", err)
 			continue
@@ -227,8 +217,8 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (plans map[n
 }
 
 // confirmedPath picks the learned path a release by copy of p copies, of
-// its learned paths ls (GoBGP's order) among all its paths; last has
-// WatchBest's record of the prefixes released.
+// its learned paths ls (GoBGP's order) among all its paths, with its
+// exportKey; it reads WatchBest's record of p after the paths.
 //
 // GoBGP chooses a new best path before WatchBest hears of it, and the
 // fence of the route it replaces waits for the Speaker's lock, which a
@@ -243,20 +233,36 @@ func (s *Speaker) planCopies(ctx context.Context, changes []change) (plans map[n
 // sends them); else the recorded path, while GoBGP still has it (the
 // hardware forwards on its route); else none (ok false): the new path's
 // route, which WatchBest is about to install, is released in its turn.
-func (s *Speaker) confirmedPath(p netip.Prefix, paths, ls []*api.Path, last map[netip.Prefix]reported) (*api.Path, bool) {
-	r, had := last[p]
-	if !had || exportKey(ls[0]) == r.attrs {
-		return ls[0], true
+func (s *Speaker) confirmedPath(p netip.Prefix, paths, ls []*api.Path) (*api.Path, uint64, bool) {
+	key := exportKey(ls[0])
+	r, had := s.bestRecord(p)
+	if !had || key == r.attrs {
+		return ls[0], key, true
 	}
 	if b := s.bestUnderCopy(p, paths, nil, s.multipath.Load()); nexthopKey(b.Nexthops) == r.nexthops {
-		return ls[0], true
+		return ls[0], key, true
 	}
 	for _, l := range ls[1:] {
 		if exportKey(l) == r.attrs && l.SourceAsn != 0 && l.SourceAsn != s.localAS.Load() {
-			return l, true
+			return l, r.attrs, true
 		}
 	}
-	return nil, false
+	return nil, 0, false
+}
+
+// bestRecord is WatchBest's record of p's best path (the route's next
+// hops and the attributes it was last fenced for), if it has one.
+func (s *Speaker) bestRecord(p netip.Prefix) (reported, bool) {
+	s.nt.mu.Lock()
+	defer s.nt.mu.Unlock()
+	r, ok := s.nt.last[pkey.Of(p)]
+	return r, ok
+}
+
+// copiedPathThere says whether a learned path among paths is the one a
+// copy fingerprinted key was made from (copySet).
+func copiedPathThere(paths []*api.Path, key uint64) bool {
+	return slices.ContainsFunc(learnedPaths(paths), func(l *api.Path) bool { return exportKey(l) == key })
 }
 
 // establishedEBGP lists GoBGP's established eBGP neighbours, never nil
@@ -459,7 +465,7 @@ func (s *Speaker) underCopies(ctx context.Context, ps []netip.Prefix, multipath 
 		// copy is left alone while it is there (the audit reports it).
 		b.lost = len(dests[p]) > 0 && learned(dests[p][0]) && copyIn(dests[p], s.cfg.keep) == nil
 		if key, ok := s.cp.get(p); ok {
-			b.orphan = !slices.ContainsFunc(learnedPaths(dests[p]), func(l *api.Path) bool { return exportKey(l) == key })
+			b.orphan = !copiedPathThere(dests[p], key)
 		}
 		out = append(out, b)
 	}

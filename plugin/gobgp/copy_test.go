@@ -294,12 +294,7 @@ func TestReleaseByCopyAddsALostCopyAgain(t *testing.T) {
 
 // record is WatchBest's record of p's best path (its route's next hops
 // and attributes), and whether it has one.
-func (x *mbbLab) record(p netip.Prefix) (reported, bool) {
-	x.sp.nt.mu.Lock()
-	defer x.sp.nt.mu.Unlock()
-	r, ok := x.sp.nt.last[pkey.Of(p)]
-	return r, ok
-}
+func (x *mbbLab) record(p netip.Prefix) (reported, bool) { return x.sp.bestRecord(p) }
 
 // setRecord puts r back as WatchBest's record of p: the record a release
 // step reads while WatchBest has not yet heard of GoBGP's new best path.

@@ -229,7 +229,7 @@ func (s *Speaker) stayOnCopies(ctx context.Context, ps []netip.Prefix, clock uin
 	}
 	for _, p := range ps {
 		key, _ := s.cp.get(p)
-		if !slices.ContainsFunc(learnedPaths(dests[p]), func(l *api.Path) bool { return exportKey(l) == key }) {
+		if !copiedPathThere(dests[p], key) {
 			fence = append(fence, p)
 			continue
 		}

@@ -499,19 +499,17 @@ func (s *Speaker) step(ctx context.Context, prefixes []netip.Prefix, ops map[net
 	}
 	behind, err := s.applyAll(ctx, changes)
 	// A release left behind settles nothing: its fence stays.
-	var left map[netip.Prefix]bool
-	if len(behind) > 0 {
-		left = make(map[netip.Prefix]bool, len(behind))
-	}
-	for _, p := range behind {
-		left[p] = true
-	}
 	for _, ad := range settle {
-		if !left[ad.Prefix] {
+		if !behind[ad.Prefix] {
 			s.settleFence(ad)
 		}
 	}
-	return append(refused, behind...), 0, err
+	for _, c := range changes {
+		if behind[c.p] {
+			refused = append(refused, c.p)
+		}
+	}
+	return refused, 0, err
 }
 
 func (s *Speaker) usable() error {
@@ -582,23 +580,15 @@ func (s *Speaker) apply(ctx context.Context, changes []change) error {
 // applyAll is apply that returns the releases by copy it left as they
 // were because GoBGP's best path moved on from the route released
 // (planCopies): stale, for an Advertise.
-func (s *Speaker) applyAll(ctx context.Context, changes []change) (behind []netip.Prefix, err error) {
+func (s *Speaker) applyAll(ctx context.Context, changes []change) (behind map[netip.Prefix]bool, err error) {
 	// Releases by copy (copy.go): the copies, read and built first.
-	copies, skip, err := s.planCopies(ctx, changes)
+	copies, behind, err := s.planCopies(ctx, changes)
 	if err != nil {
 		s.dirty = true
 		return nil, fmt.Errorf("release by copy (%d prefixes): %w", len(changes), err)
 	}
-	if len(skip) > 0 {
-		rest := make([]change, 0, len(changes))
-		for _, c := range changes {
-			if skip[c.p] {
-				behind = append(behind, c.p)
-			} else {
-				rest = append(rest, c)
-			}
-		}
-		changes = rest
+	if len(behind) > 0 {
+		changes = slices.DeleteFunc(slices.Clone(changes), func(c change) bool { return behind[c.p] })
 	}
 	return behind, s.applyChanges(ctx, changes, copies)
 }
