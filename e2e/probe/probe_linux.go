@@ -266,11 +266,24 @@ func (p *Probe) Each(dst netip.Addr, from, to time.Time, fn func(sent time.Time,
 	w := uint64(p.cfg.Window)
 	n := p.next.Load()
 	lo := n - min(n, w)
-	sentAt := func(seq uint64) int64 { return p.sent[seq%w].Load() }
-	// Send times grow with the sequence number: find the first in range.
-	first := lo + uint64(sort.Search(int(n-lo), func(i int) bool { return sentAt(lo+uint64(i)) >= from.UnixNano() }))
+	// sentAt's ok is false once the sender has begun to reuse seq's slot
+	// (it stores the new time before it moves next past it): the oldest
+	// probes leave the window while this reads.
+	sentAt := func(seq uint64) (int64, bool) {
+		ts := p.sent[seq%w].Load()
+		return ts, p.next.Load() < seq+w
+	}
+	// Send times grow with the sequence number, and the probes that left
+	// the window are the oldest: find the first in range.
+	first := lo + uint64(sort.Search(int(n-lo), func(i int) bool {
+		ts, ok := sentAt(lo + uint64(i))
+		return ok && ts >= from.UnixNano()
+	}))
 	for seq := first; seq < n; seq++ {
-		ts := sentAt(seq)
+		ts, ok := sentAt(seq)
+		if !ok {
+			continue
+		}
 		if ts >= to.UnixNano() {
 			return
 		}
