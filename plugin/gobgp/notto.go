@@ -311,14 +311,17 @@ func (s *Speaker) maybeRefresh(ctx context.Context) {
 	}
 }
 
-// neighbourSig fingerprints GoBGP's neighbours from a peer watch's dump,
-// where the backend can (peerLister).
+// neighbourSig fingerprints every neighbour of a peer watch's dump, up or
+// not: its address, AS and session state (neighboursUnchanged), where the
+// backend can (peerLister).
 func (s *Speaker) neighbourSig(ctx context.Context) (uint64, error) {
 	l, ok := s.b.(peerLister)
 	if !ok {
 		return 0, errors.New("the backend has no peer watch's dump")
 	}
-	return l.neighbourSig(ctx)
+	var g signed
+	err := l.dumpPeers(ctx, g.add)
+	return g.sum, err
 }
 
 // neighboursUnchanged says whether the backstop may skip its read: the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -512,19 +513,19 @@ func checks(t *testing.T, sp *Speaker, reads *int) (checkFor func(time.Duration)
 	return checkFor, expect
 }
 
-// dumpingPeers is sessionPeers with a peer watch's dump whose
-// fingerprint the test sets (peerLister).
+// dumpingPeers is sessionPeers with a peer watch's dump (peerLister): one
+// neighbour, never established, whose address the test sets, so that the
+// dump's fingerprint changes when it does.
 type dumpingPeers struct {
 	sessionPeers
 	sig   atomic.Uint64
 	dumps atomic.Int64
 }
 
-func (b *dumpingPeers) establishedPeers(context.Context) ([]peerBrief, error) { return nil, nil }
-
-func (b *dumpingPeers) neighbourSig(context.Context) (uint64, error) {
+func (b *dumpingPeers) dumpPeers(_ context.Context, fn func(*api.PeerState)) error {
 	b.dumps.Add(1)
-	return b.sig.Load(), nil
+	fn(&api.PeerState{NeighborAddress: strconv.FormatUint(b.sig.Load(), 10), PeerAsn: 65000})
+	return nil
 }
 
 // TestBackstopReadsOnlyWhenTheNeighboursChange: while Check follows

@@ -26,20 +26,23 @@ type peerBrief struct {
 // waits behind. Make-before-break (keep.go) listed them for every batch of
 // best paths moving.
 type peerLister interface {
-	establishedPeers(ctx context.Context) ([]peerBrief, error)
-	// neighbourSig fingerprints every neighbour of the same dump, up or
-	// not: its address, AS and session state (neighboursUnchanged).
-	neighbourSig(ctx context.Context) (uint64, error)
+	// dumpPeers hands fn every neighbour of one peer watch's dump.
+	dumpPeers(ctx context.Context, fn func(*api.PeerState)) error
 }
 
 // establishedPeers lists GoBGP's established neighbours: from a peer
 // watch's initial dump where the backend can (peerLister), else through
 // ListPeer.
 func (s *Speaker) establishedPeers(ctx context.Context) ([]peerBrief, error) {
-	if l, ok := s.b.(peerLister); ok {
-		return l.establishedPeers(ctx)
+	l, ok := s.b.(peerLister)
+	if !ok {
+		return listEstablished(ctx, s.b)
 	}
-	return listEstablished(ctx, s.b)
+	var out []peerBrief
+	if err := l.dumpPeers(ctx, established(&out)); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // listEstablished lists b's established neighbours through ListPeer.
@@ -89,38 +92,6 @@ func (g *signed) add(st *api.PeerState) {
 	h.Write(binary.LittleEndian.AppendUint32(nil, st.GetPeerAsn()))
 	h.WriteByte(byte(st.GetSessionState()))
 	g.sum += h.Sum64() // a sum: the dump's order is the neighbour map's
-}
-
-// establishedVia lists the established neighbours of a dump.
-func establishedVia(ctx context.Context, dump func(context.Context, func(*api.PeerState)) error) ([]peerBrief, error) {
-	var out []peerBrief
-	if err := dump(ctx, established(&out)); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
-
-// sigVia fingerprints every neighbour of a dump.
-func sigVia(ctx context.Context, dump func(context.Context, func(*api.PeerState)) error) (uint64, error) {
-	var g signed
-	err := dump(ctx, g.add)
-	return g.sum, err
-}
-
-func (b serverBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
-	return establishedVia(ctx, b.dumpPeers)
-}
-
-func (b serverBackend) neighbourSig(ctx context.Context) (uint64, error) {
-	return sigVia(ctx, b.dumpPeers)
-}
-
-func (b grpcBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
-	return establishedVia(ctx, b.dumpPeers)
-}
-
-func (b grpcBackend) neighbourSig(ctx context.Context) (uint64, error) {
-	return sigVia(ctx, b.dumpPeers)
 }
 
 // dumpPeers reads the dump GoBGP sends a new peer watch (one event a

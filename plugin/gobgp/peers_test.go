@@ -15,6 +15,7 @@ import (
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/fibgate/fibgate/internal/lab"
 )
@@ -81,10 +82,10 @@ func TestEstablishedPeersAsListPeerHasThem(t *testing.T) {
 func TestEstablishedPeersOverBothAdapters(t *testing.T) {
 	same := func(t *testing.T, b backend) {
 		ctx := context.Background()
-		l, ok := b.(peerLister)
-		if !ok {
+		if _, ok := b.(peerLister); !ok {
 			t.Fatal("the backend lists neighbours through ListPeer")
 		}
+		l := &Speaker{b: b} // what the Speaker reads from the dump
 		var got, want []peerBrief
 		// Every neighbour up, in the dump as in ListPeer.
 		lab.Eventually(t, 30*time.Second, "the dump has what ListPeer has", func() error {
@@ -146,16 +147,20 @@ func comparePeers(a, b peerBrief) int {
 	return int(a.as) - int(b.as)
 }
 
-// listPeerBackend is GoBGP's own backend with the neighbours listed
+// listPeerBackend is GoBGP's own backend whose neighbour dumps are read
 // through ListPeer, as before peers.go, counting the listings.
 type listPeerBackend struct {
 	serverBackend
 	n *atomic.Int64
 }
 
-func (b listPeerBackend) establishedPeers(ctx context.Context) ([]peerBrief, error) {
+func (b listPeerBackend) dumpPeers(ctx context.Context, fn func(*api.PeerState)) error {
 	b.n.Add(1)
-	return listEstablished(ctx, b.serverBackend)
+	return b.listPeers(ctx, func(p *api.Peer) {
+		st := proto.CloneOf(p.GetState())
+		st.PeerAsn = p.GetConf().GetPeerAsn()
+		fn(st)
+	})
 }
 
 // TestKeepCost measures the make-before-break of best paths moving in a
