@@ -49,7 +49,7 @@ import (
 //	FIBGATE_SCALE_MODES      ext, ext-fib, ext-copy, ext-toggle, sidecar, gobgpd, frr (not originated: it has no source); default ext,ext-copy,sidecar,gobgpd
 //	FIBGATE_SCALE_CHURN      changes per second: 1000 (default) or 1000/s
 //	FIBGATE_SCALE_CHURN_FOR  how long the churn lasts, 30s by default
-//	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU and allocation profiles of the churn (and 5 s after it: profileTail), a 5 s execution trace, the heap at rest before it (after a collection, so that the allocations are the churn's) and after the drain go there
+//	FIBGATE_SCALE_PPROF      a directory: gobgpd-ext's CPU and allocation profiles of the churn (and 5 s after it: profileTail), a 5 s execution trace, and the heap at rest before it and after the drain (each after a collection) go there; `go tool pprof -sample_index=alloc_space -base X.heap-before.pprof X.heap.pprof` is what the churn and its drain allocated (the allocs profile counts to the last collection, which at the full table may be many seconds before its end)
 //	FIBGATE_SCALE_CHURN_CSV  a directory: every change's times go there, one CSV file per run
 //	FIBGATE_SCALE_CHURN_AUDIT the gated leaves' audit.interval (0s: off); the daemons' default when unset
 //	FIBGATE_SCALE_CHURN_MOVES 1: best paths move instead of going (a backup source holds the table too; moves_test.go)
@@ -408,15 +408,6 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		t.Cleanup(func() { conn.Close() })
 		c.routes = pb.NewRouteServiceClient(conn)
 	}
-	if r.profiled {
-		// Go's allocation profile counts up to the last collection, and an
-		// idle leaf with a table in may not have had one since it learned
-		// it: the churn's profile would count the table's tail. The heap
-		// after this collection is the table at rest.
-		if err := fetch(leaf.ns, "http://"+leaf.pprof+"/debug/pprof/heap?gc=1", filepath.Join(cc.pprof, "churn-"+tag+".heap-before.pprof"), 2*time.Minute); err != nil {
-			t.Fatalf("heap before the churn: %v", err)
-		}
-	}
 	r.quiet = c.settle(t, 3*time.Minute)
 	var confirms *confirmLog
 	if m.fibgate {
@@ -429,6 +420,17 @@ func runChurn(t *testing.T, m mode, tab table, plan []change, cc churnSettings, 
 		var err error
 		if before, err = scrape(leaf.ns, leaf.metrics); err != nil {
 			t.Fatalf("metrics before the churn: %v", err)
+		}
+	}
+	if r.profiled {
+		// Go's allocation profile counts up to the last collection, and an
+		// idle leaf with a table in may not have had one since it learned
+		// it: the churn's profile would count the table's tail, and the
+		// first scrape's read of GoBGP's own collector (a ListPeer, 1 GB
+		// at the full table). The heap after this collection is the table
+		// at rest.
+		if err := fetch(leaf.ns, "http://"+leaf.pprof+"/debug/pprof/heap?gc=1", filepath.Join(cc.pprof, "churn-"+tag+".heap-before.pprof"), 2*time.Minute); err != nil {
+			t.Fatalf("heap before the churn: %v", err)
 		}
 	}
 	cpu0 := c.cpu(t)
