@@ -10,6 +10,7 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/server"
 
 	"github.com/fibgate/fibgate/plugin/gobgp/internal/bestwatch"
+	"github.com/fibgate/fibgate/plugin/gobgp/internal/reexport"
 )
 
 // backend is the part of GoBGP's API the gate uses. Two implementations:
@@ -255,6 +256,9 @@ func (b serverBackend) setExportAssignment(ctx context.Context, policies []strin
 const serverWorkers = 4
 
 func (b serverBackend) sendPaths(ctx context.Context, paths []*api.Path) error {
+	if reexport.Available() == nil && !toggleInProcess {
+		return b.sendStream(ctx, paths)
+	}
 	if len(paths) < 2*serverWorkers {
 		return b.sendSerial(ctx, paths)
 	}
@@ -279,6 +283,25 @@ func (b serverBackend) sendPaths(ctx context.Context, paths []*api.Path) error {
 		}
 	}
 	return errors.Join(all...)
+}
+
+// sendStream sends paths pathsPerMessage at a time, each batch one
+// operation of GoBGP's main loop (reexport.AddPaths), as the gRPC backend's
+// AddPathStream does. A batch GoBGP refuses has left none of its paths in;
+// it is sent again a path at a time, so that the paths before the bad one
+// go in and the error names it, as before.
+func (b serverBackend) sendStream(ctx context.Context, paths []*api.Path) error {
+	for len(paths) > 0 {
+		n := min(len(paths), pathsPerMessage)
+		if err := reexport.AddPaths(ctx, b.s, paths[:n]); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return b.sendSerial(ctx, paths[:n])
+		}
+		paths = paths[n:]
+	}
+	return nil
 }
 
 func (b serverBackend) sendSerial(ctx context.Context, paths []*api.Path) error {

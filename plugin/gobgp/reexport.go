@@ -28,9 +28,11 @@ func (c Config) InProcessRelease() (how string, why error) {
 }
 
 // toggleInProcess makes NewInProcess release by toggle whatever the
-// Config says. Only this package's tests set it (FIBGATE_TEST_RELEASE=
-// toggle, `make test-toggle`), so that the in-process suite runs on the
-// toggle too, the release fibgated always uses.
+// Config says, and send paths one at a time (serverBackend.sendPaths), as
+// with any GoBGP but the pinned one. Only this package's tests set it
+// (FIBGATE_TEST_RELEASE=toggle, `make test-toggle`), so that the
+// in-process suite runs on the toggle too, the release fibgated always
+// uses.
 var toggleInProcess bool
 
 // rxBackend is the in-process backend that releases by re-export
