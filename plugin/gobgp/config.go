@@ -344,8 +344,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 func WithGuardInterval(d time.Duration) Option { return func(o *options) { o.interval = d } }
 
 // WithBatchSize sets the most prefixes one locked step of Advertise or
-// Withdraw handles (default 4096); a step is smaller when the last ones
-// cost more than about 25 ms (stepTime). Between steps fences and the
+// Withdraw handles (default 4096); a step is smaller when what its
+// prefixes add to it would cost more than about 25 ms (stepTime; what a
+// step costs whatever its size, its round trips to GoBGP, is measured
+// apart and not counted). Between steps fences and the
 // guard can run, so a 100k-prefix call delays neither a fence nor the
 // detection of a reload by seconds.
 func WithBatchSize(n int) Option { return func(o *options) { o.batch = n } }

@@ -254,42 +254,6 @@ func TestFenceDoesNotWaitForALongRelease(t *testing.T) {
 	x.received(t, append([]netip.Prefix{p1}, many[0], many[len(many)-1]), many[0], many[len(many)-1])
 }
 
-// TestStepsShortenWhileFencesCome: Advertise's steps are sized to hold the
-// lock stepTime from what a prefix cost, and for fencePressure after a
-// fence took prefixes back, urgentStepTime, so that the fences of a burst
-// of withdrawals (WatchBest fences it one batch of events after another)
-// wait for short steps; at least minStep, at most the limit.
-func TestStepsShortenWhileFencesCome(t *testing.T) {
-	var z stepSizer
-	if n := z.size(10000, 4096); n != minStep {
-		t.Errorf("first step %d, want minStep %d (it measures)", n, minStep)
-	}
-	z.took(100, 10*time.Millisecond) // 100 µs a prefix
-	if n, want := z.size(10000, 4096), int(stepTime/(100*time.Microsecond)); n != want {
-		t.Errorf("step at 100 µs a prefix: %d, want %d", n, want)
-	}
-	if n := z.size(100, 4096); n != 100 {
-		t.Errorf("step of the last 100: %d", n)
-	}
-	if n := z.size(10000, 100); n != 100 {
-		t.Errorf("step with a limit of 100: %d", n)
-	}
-	z.fence()
-	if n, want := z.size(10000, 4096), max(int(urgentStepTime/(100*time.Microsecond)), minStep); n != want {
-		t.Errorf("step right after a fence: %d, want %d", n, want)
-	}
-	z.took(10, 100*time.Millisecond) // 10 ms a prefix, averaged in
-	if n := z.size(10000, 4096); n != minStep {
-		t.Errorf("urgent step of slow prefixes: %d, want minStep %d", n, minStep)
-	}
-	z.mu.Lock()
-	z.perPrefix, z.fenced = 100*time.Microsecond, time.Now().Add(-fencePressure)
-	z.mu.Unlock()
-	if n, want := z.size(10000, 4096), int(stepTime/(100*time.Microsecond)); n != want {
-		t.Errorf("step %v after the last fence: %d, want %d again", fencePressure, n, want)
-	}
-}
-
 // gatedBackend records GoBGP's path calls, and stops a release step in its
 // first call (its HOLD paths) while the test arranges a fence.
 type gatedBackend struct {
