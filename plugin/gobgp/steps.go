@@ -43,13 +43,13 @@ const minStep = 64
 // round trips a step) and the sidecar released about 1,000 prefixes a
 // second while GoBGP learned a table (docs/design-notes.md, "Steps
 // sized by what a prefix adds"; BenchmarkAdvertiseBehindAWait, every
-// call waiting 20 ms: 1,500 prefixes a second where it is 21,000 now).
-// So the sizer learns that part apart:
-// every probeEvery steps with more than minStep waiting it takes a probe,
-// a step of probeStep prefixes, whose time is the part; the median of the
-// last fixedSamples such steps (small ones with too little waiting count
-// too) is subtracted from every larger step's time before it is divided
-// by its prefixes.
+// call waiting 20 ms: 1,500 prefixes a second where it is 19,000-21,000
+// now). So the sizer learns that part apart: every probeEvery steps with
+// more than minStep waiting it takes a probe, a step of probeStep
+// prefixes, whose time is the part; the median of the last fixedSamples
+// such steps (small ones with too little waiting count too) is
+// subtracted from every larger step's time before it is divided by its
+// prefixes.
 const (
 	probeEvery   = 8
 	probeStep    = 1
