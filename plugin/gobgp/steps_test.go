@@ -151,6 +151,15 @@ func TestStepsBudgetWhatAPrefixAdds(t *testing.T) {
 		}
 	})
 
+	t.Run("steps of no measurable cost", func(t *testing.T) {
+		var z stepSizer // a step of 1,000 in 500 ns: under a nanosecond a prefix
+		z.took(1000, 500*time.Nanosecond)
+		z.took(2000, 500*time.Nanosecond)
+		if n := z.size(100000, 4096); n < minStep || n > 4096 {
+			t.Errorf("step %d", n)
+		}
+	})
+
 	t.Run("a stalled probe", func(t *testing.T) {
 		var z stepSizer
 		m := stepModel{fixed: 2 * time.Millisecond, per: 50 * time.Microsecond, rng: rng}
