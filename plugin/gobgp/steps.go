@@ -106,8 +106,10 @@ func (z *stepSizer) took(n int, d time.Duration) {
 	}
 	z.mu.Lock()
 	defer z.mu.Unlock()
-	all := max(d/time.Duration(n), time.Nanosecond) // never 0: size divides by it
-	if z.perPrefix == 0 {                           // the first: all of it, as if nothing were fixed
+	// Never 0: size divides by it.
+	all := max(d/time.Duration(n), time.Nanosecond)
+	if z.perPrefix == 0 {
+		// The first: all of it, as if nothing were fixed.
 		z.perPrefix, z.perAll, z.reach = all, all, n
 	}
 	if n <= smallStep {
