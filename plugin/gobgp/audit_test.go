@@ -252,7 +252,7 @@ func (nopBackend) listPath(context.Context, *api.ListPathRequest, func(*api.Dest
 
 func (nopBackend) localAS(context.Context) (uint32, error) { return 65000, nil }
 func (nopBackend) multipath(context.Context) (bool, error) { return false, nil }
-func (nopBackend) watchLearned(context.Context, func([]*api.Path)) error {
+func (nopBackend) watchLearned(context.Context, func(learnedEvent)) error {
 	return nil
 }
 

@@ -94,8 +94,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// snapshot (keep.go), and the installer would remove its route: a
 	// watch starts without copies, their prefixes held. With releases by
 	// copy (copy.go) the copies stay, and the learned paths under them
-	// are read into the snapshot instead; the post-policy watch, started
-	// first, reports what changes under them from then on.
+	// are read into the snapshot instead; the learned-path watch, started
+	// first, says what may change under them from then on (copyWatch).
 	byCopy := s.cfg.ReleaseByCopy
 	s.mu.Lock()
 	if s.usable() == nil && !byCopy {
@@ -115,13 +115,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if _, err := s.ourAS(ctx); err != nil {
 			return fmt.Errorf("watch best paths: %w", err)
 		}
-		err = s.b.watchLearned(ctx, func(ps []*api.Path) {
-			for _, p := range ps {
-				if pfx, ok := pathPrefix(p); ok && s.cp.has(pfx) {
-					under.add(pfx)
-				}
-			}
-		})
+		err = s.b.watchLearned(ctx, newCopyWatch(s.cp, under).event)
 		if err != nil {
 			return fmt.Errorf("watch learned paths: %w", err)
 		}
@@ -335,13 +329,19 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	// The learned paths under kept copies are read back on a tick (keep.go).
 	// The read-back takes at most a tenth of the loop's time: the fences
 	// of other prefixes wait while it runs.
-	// With releases by copy the post-policy watch reports every change
-	// under a copy instead.
+	// With releases by copy the learned-path watch says what to read back
+	// instead (copyWatch), and every copied prefix is read back each
+	// copySweep for what changes paths with no event.
 	poll := time.NewTimer(keepPoll)
 	defer poll.Stop()
 	pollC := poll.C
+	var sweepC <-chan time.Time
+	var rereadC <-chan struct{}
 	if byCopy {
 		pollC = nil
+		sweep := time.NewTicker(copySweep)
+		defer sweep.Stop()
+		sweepC, rereadC = sweep.C, s.reread
 	}
 	for {
 		select {
@@ -365,6 +365,10 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 				continue
 			}
 			report(bs, false, false, since)
+		case <-sweepC:
+			under.addAll(s.cp.prefixes())
+		case <-rereadC:
+			under.addAll(s.cp.prefixes())
 		case <-pollC:
 			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {
@@ -469,6 +473,22 @@ func (q *prefixQueue) add(p netip.Prefix) {
 	q.mu.Lock()
 	q.ps[p] = struct{}{}
 	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *prefixQueue) addAll(ps []netip.Prefix) {
+	if len(ps) == 0 {
+		return
+	}
+	q.mu.Lock()
+	for _, p := range ps {
+		q.ps[p] = struct{}{}
+	}
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *prefixQueue) signal() {
 	select {
 	case q.ready <- struct{}{}:
 	default:

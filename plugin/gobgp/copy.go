@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/fibgate/fibgate/plugin/internal/pkey"
 	api "github.com/osrg/gobgp/v3/api"
@@ -27,12 +28,12 @@ import (
 // receive. The prefix stays in the held set.
 //
 // What a learned path then does under the copy, GoBGP's best-path watch
-// does not say (the copy stays best). The post-policy adj-in watch does:
-// GoBGP notifies it from propagateUpdate, which every change of a
-// neighbour's paths goes through (an UPDATE, a session's paths dropped or
-// marked stale, a soft reset in). WatchBest reads the paths of a copied
-// prefix back when one changes and reports its learned best path (and the
-// learned multipath set) as if GoBGP's best-path watch had:
+// does not say (the copy stays best). WatchBest reads the paths of a
+// copied prefix back when something may have changed them (copyWatch: an
+// UPDATE naming it; for every copied prefix, a session going down or an
+// End-of-RIB after one, a soft reset in gobgpd-ext asked for, and every
+// copySweep) and reports its learned best path (and the learned multipath
+// set) as if GoBGP's best-path watch had:
 //   - the same attributes on other next hops: the installer rewrites the
 //     route; the copy stays (neighbours see nothing new), and the tracker
 //     keeps the prefix out until the new route is programmed, as for any
@@ -500,4 +501,97 @@ func (s *Speaker) recopyLocked(ctx context.Context, ps []netip.Prefix) error {
 		}
 	}
 	return s.apply(ctx, changes)
+}
+
+// copySweep is how often WatchBest reads back every copied prefix, for
+// what changes a neighbour's paths with no event GoBGP reports: a
+// long-lived graceful restart's timer dropping stale paths, a soft reset
+// in after an import policy changed. gobgpd-ext reads them back at once
+// after a change of its own making (Speaker.ReadCopiesBack). The read is a
+// slice of paths at a time, as after a session goes down; a million
+// copies take seconds of GoBGP's main loop, a fraction of a percent of
+// ten minutes.
+const copySweep = 10 * time.Minute
+
+// ReadCopiesBack has WatchBest read back the learned paths under every
+// copy (Config.ReleaseByCopy) soon, as it does when a session goes down.
+// A soft reset in runs import policy over a neighbour's paths again and
+// may change or refuse them, and GoBGP reports none of it to a watch:
+// gobgpd-ext calls this after its own (a config reload) and after one
+// asked over the API. Without copies, or without WatchBest running, it
+// does nothing; it never blocks.
+func (s *Speaker) ReadCopiesBack() {
+	select {
+	case s.reread <- struct{}{}:
+	default:
+	}
+}
+
+// copyWatch decides, from watchLearned's events, which copied prefixes to
+// read back (WatchBest's under queue):
+//   - an UPDATE: its prefixes that are out on copies;
+//   - a neighbour's session leaving Established (GoBGP drops its paths,
+//     or marks them stale for a graceful restart), or one that went down
+//     entering Idle (a restart timer's end drops the stale paths; a
+//     long-lived restart marks them): every copied prefix, since which of
+//     them had a path from that neighbour is GoBGP's to know;
+//   - an End-of-RIB from a neighbour that went down while watched (GoBGP
+//     drops the stale paths it did not send again): every copied prefix.
+//
+// Its events come from two watches' goroutines.
+type copyWatch struct {
+	mu    sync.Mutex
+	cp    *copySet
+	under *prefixQueue
+	up    map[string]bool // last seen Established
+	down  map[string]bool // went down while watched, no End-of-RIB since
+}
+
+func newCopyWatch(cp *copySet, under *prefixQueue) *copyWatch {
+	return &copyWatch{cp: cp, under: under, up: map[string]bool{}, down: map[string]bool{}}
+}
+
+func (w *copyWatch) event(ev learnedEvent) {
+	for _, p := range ev.paths {
+		if pfx, ok := pathPrefix(p); ok && w.cp.has(pfx) {
+			w.under.add(pfx)
+		}
+	}
+	for _, p := range ev.prefixes {
+		if w.cp.has(p) {
+			w.under.add(p)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case ev.paths != nil || ev.prefixes != nil:
+	case ev.eor:
+		if w.down[ev.peer] {
+			delete(w.down, ev.peer)
+			w.all()
+		}
+	case ev.state == api.PeerState_ESTABLISHED:
+		w.up[ev.peer] = true
+	case w.up[ev.peer]:
+		delete(w.up, ev.peer)
+		w.down[ev.peer] = true
+		w.all()
+	case ev.state == api.PeerState_IDLE && w.down[ev.peer]:
+		w.all()
+	}
+}
+
+// all queues every copied prefix.
+func (w *copyWatch) all() { w.under.addAll(w.cp.prefixes()) }
+
+// prefixes lists the set.
+func (c *copySet) prefixes() []netip.Prefix {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]netip.Prefix, 0, len(c.m))
+	for k := range c.m {
+		out = append(out, k.Prefix())
+	}
+	return out
 }

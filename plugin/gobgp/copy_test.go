@@ -36,7 +36,7 @@ func (x *mbbLab) onCopy(p netip.Prefix) bool {
 // release by toggle is gone). Prefixes released from spine a (a long AS
 // path):
 //   - p gets a better path from spine b: the installer is told of b's next
-//     hop (through the post-policy watch: GoBGP's best path is still the
+//     hop (read back on the UPDATE's event: GoBGP's best path is still the
 //     copy), the receiver is sent nothing until the release, then b's path,
 //     never a withdrawal;
 //   - q gets a community from a, on the same next hop: the copy is replaced
@@ -486,5 +486,120 @@ func TestReleaseByCopyIgnoresBestPathEventsOlderThanTheCopy(t *testing.T) {
 	x.installedVia(t, "127.0.0.3", r)
 	if nhs := x.best.nexthops(p); len(nhs) != 1 || nhs[0] != netip.MustParseAddr("127.0.0.2") {
 		t.Errorf("%v: the installer was taken to %v after the late events; want spine a's 127.0.0.2", p, nhs)
+	}
+}
+
+// TestCopyWatchReadsBackWhatAnEventCanChange: which copied prefixes each
+// learned-path event has WatchBest read back. An UPDATE names its own; a
+// session leaving Established, the Idle of one that went down, and the
+// End-of-RIB of one that went down can each change paths of any prefix
+// with no UPDATE, so all; a neighbour that never came up, or the
+// End-of-RIB of one that did not go down, change nothing.
+func TestCopyWatchReadsBackWhatAnEventCanChange(t *testing.T) {
+	cp := newCopySet()
+	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")
+	other := netip.MustParsePrefix("203.0.113.0/24") // not on a copy
+	cp.set(p, 1)
+	cp.set(q, 2)
+	under := newPrefixQueue()
+	w := newCopyWatch(cp, under)
+	all := []netip.Prefix{p, q}
+	const a, b = "192.0.2.1", "192.0.2.2"
+	for i, c := range []struct {
+		name string
+		ev   learnedEvent
+		want []netip.Prefix
+	}{
+		{"an UPDATE's prefixes", learnedEvent{prefixes: []netip.Prefix{p, other}}, []netip.Prefix{p}},
+		{"an UPDATE in the API's form", learnedEvent{paths: []*api.Path{mustPath(t, q, false), mustPath(t, other, true)}}, []netip.Prefix{q}},
+		{"a comes up", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil},
+		{"b tries to connect", learnedEvent{peer: b, state: api.PeerState_ACTIVE}, nil},
+		{"b idle, never up", learnedEvent{peer: b, state: api.PeerState_IDLE}, nil},
+		{"a's End-of-RIB", learnedEvent{peer: a, eor: true}, nil},
+		{"a goes down", learnedEvent{peer: a, state: api.PeerState_ACTIVE}, all},
+		{"a connecting again", learnedEvent{peer: a, state: api.PeerState_CONNECT}, nil},
+		{"a idle: a restart timer's end", learnedEvent{peer: a, state: api.PeerState_IDLE}, all},
+		{"a back", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil},
+		{"a's End-of-RIB after its restart", learnedEvent{peer: a, eor: true}, all},
+		{"a's End-of-RIB again", learnedEvent{peer: a, eor: true}, nil},
+	} {
+		w.event(c.ev)
+		var got []netip.Prefix
+		select {
+		case <-under.ready:
+			got = under.take(10)
+		default:
+		}
+		slices.SortFunc(got, func(x, y netip.Prefix) int { return x.Addr().Compare(y.Addr()) })
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%d %s: read back %v, want %v", i, c.name, got, c.want)
+		}
+	}
+}
+
+// mustPath is p's path in the API's form, as a watch hands it over.
+func mustPath(t *testing.T, p netip.Prefix, withdraw bool) *api.Path {
+	t.Helper()
+	path, err := build(p, netip.MustParseAddr("192.0.2.1"), nil, withdraw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestReleaseByCopyFollowsASoftResetIn: a soft reset in runs a new import
+// policy over spine a's paths and refuses p's; GoBGP reports no event of
+// it (no UPDATE, no session change), so the copy of a's path would stay
+// out until WatchBest's sweep. ReadCopiesBack, which gobgpd-ext calls
+// after a soft reset in, has it read back at once: p is taken back (a
+// withdrawal at the receiver), q, still accepted, stays out on its copy.
+func TestReleaseByCopyFollowsASoftResetIn(t *testing.T) {
+	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
+	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
+	x.releasedViaA(t, p, q)
+	ctx := context.Background()
+	set := &api.DefinedSet{DefinedType: api.DefinedType_PREFIX, Name: "t-refused",
+		Prefixes: []*api.Prefix{{IpPrefix: p.String(), MaskLengthMin: uint32(p.Bits()), MaskLengthMax: uint32(p.Bits())}}}
+	if err := x.leaf.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: set}); err != nil {
+		t.Fatal(err)
+	}
+	pol := &api.Policy{Name: "t-import", Statements: []*api.Statement{{
+		Name:       "t-refuse",
+		Conditions: &api.Conditions{PrefixSet: &api.MatchSet{Type: api.MatchSet_ANY, Name: set.Name}},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_REJECT},
+	}}}
+	if err := x.leaf.AddPolicy(ctx, &api.AddPolicyRequest{Policy: pol}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.leaf.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_IMPORT, Policies: []*api.Policy{{Name: pol.Name}}, DefaultAction: api.RouteAction_ACCEPT}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := x.leaf.ResetPeer(ctx, &api.ResetPeerRequest{Address: "127.0.0.2", Soft: true, Direction: api.ResetPeerRequest_IN}); err != nil {
+		t.Fatal(err)
+	}
+	lab.Eventually(t, 10*time.Second, "a's path of p refused", func() error {
+		d, err := x.sp.lookup(ctx, []netip.Prefix{p})
+		if err != nil {
+			return err
+		}
+		if n := len(learnedPaths(d[p])); n != 0 {
+			return fmt.Errorf("%d learned paths", n)
+		}
+		return nil
+	})
+	x.sp.ReadCopiesBack()
+	lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
+		if has, wd := x.at(p); has || wd != 1 {
+			return fmt.Errorf("receiver has it %v, withdrawn %d times", has, wd)
+		}
+		return nil
+	})
+	x.flushed(t, netip.MustParsePrefix("192.0.2.99/32"))
+	if has, wd := x.at(q); !has || wd != 0 {
+		t.Errorf("%v: receiver has it %v, withdrawn %d times; want it kept", q, has, wd)
+	}
+	if !x.onCopy(q) {
+		t.Errorf("%v is no longer out on its copy", q)
 	}
 }

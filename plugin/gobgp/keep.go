@@ -42,8 +42,8 @@ import (
 // keepPoll (one ListPath for the kept prefixes) and drops a copy as soon
 // as they change: the prefix is then fenced as before (withdrawn until its
 // new route is programmed), and the watch reports the new best path.
-// With releases by copy (copy.go) the post-policy watch reports those
-// changes instead, and a kept prefix stays on its copy until the release
+// With releases by copy (copy.go) the learned-path watch says when to
+// read them instead, and a kept prefix stays on its copy until the release
 // of its newest route replaces it.
 //
 // What is not kept, and is fenced as before:

@@ -28,8 +28,9 @@ func (c Config) InProcessRelease() (how string, why error) {
 }
 
 // toggleInProcess makes NewInProcess release by toggle whatever the
-// Config says, and send paths one at a time (serverBackend.sendPaths), as
-// with any GoBGP but the pinned one. Only this package's tests set it
+// Config says, send paths one at a time (serverBackend.sendPaths) and
+// watch UPDATEs in the API's form (serverBackend.watchLearned), as with
+// any GoBGP but the pinned one. Only this package's tests set it
 // (FIBGATE_TEST_RELEASE=toggle, `make test-toggle`), so that the
 // in-process suite runs on the toggle too, the release fibgated always
 // uses.

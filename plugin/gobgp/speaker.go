@@ -104,6 +104,8 @@ type Speaker struct {
 	cp        *copySet
 	localAS   atomic.Uint32
 	multipath atomic.Bool
+	// reread asks WatchBest to read every copy back (ReadCopiesBack).
+	reread chan struct{}
 
 	// nt: the not-to sets (notto.go).
 	nt *notTo
@@ -295,11 +297,12 @@ func newSpeaker(b backend, cfg Config, opts []Option) (*Speaker, error) {
 	}
 	s := &Speaker{
 		b: b, cfg: n, pb: pb, opts: o,
-		rec:  newRecord(),
-		onh:  make(map[netip.Prefix]netip.Addr),
-		cp:   newCopySet(),
-		nt:   newNotTo(),
-		done: make(chan struct{}),
+		rec:    newRecord(),
+		onh:    make(map[netip.Prefix]netip.Addr),
+		cp:     newCopySet(),
+		reread: make(chan struct{}, 1),
+		nt:     newNotTo(),
+		done:   make(chan struct{}),
 	}
 	s.scoped.Store(n)
 	s.noNexthop = logdamp.New(o.log, slog.LevelWarn, "best path without a usable next hop")

@@ -19,6 +19,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -191,6 +192,9 @@ type ext struct {
 	stopBGP func() error // once: sessions down, then StopBgp
 	d       *fgd.Daemon  // nil with --no-fibgate
 	sp      *gobgp.Speaker
+	// softIn is sp for the API's goroutines (afterSoftResetIn), from the
+	// moment the gate starts.
+	softIn  atomic.Pointer[gobgp.Speaker]
 	current *oc.BgpConfigSet // what gobgpd's config file applied last
 	hold    *eorhold.Hold    // End-of-RIB held after -r (restart.go); nil: none
 }
@@ -289,7 +293,8 @@ func (x *ext) startLogs(stderr io.Writer) slog.Handler {
 // on handler, and returns the registry of every metric: GoBGP's, Go's and
 // the process's now, fibgate's once the gate registers them.
 func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
-	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20), grpc.MaxSendMsgSize(256 << 20)}
+	grpcOpts := []grpc.ServerOption{grpc.MaxRecvMsgSize(256 << 20), grpc.MaxSendMsgSize(256 << 20),
+		grpc.ChainUnaryInterceptor(x.afterSoftResetIn)}
 	if x.opts.TLS {
 		creds, err := serverTLS(x.opts)
 		if err != nil {
@@ -321,6 +326,27 @@ func (x *ext) startBGP(handler slog.Handler) (*prometheus.Registry, error) {
 		}
 	}
 	return reg, nil
+}
+
+// afterSoftResetIn tells the gate of a soft reset in asked over the API
+// (`gobgp neighbor X softresetin`, or the soft reset a client sends after
+// an import policy change): GoBGP runs import policy over the neighbour's
+// paths again and reports no event of what changed, and a release by copy
+// must follow the paths its copies were made of (Speaker.ReadCopiesBack).
+func (x *ext) afterSoftResetIn(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err == nil && softResetIn(req) {
+		if sp := x.softIn.Load(); sp != nil {
+			sp.ReadCopiesBack()
+		}
+	}
+	return resp, err
+}
+
+// softResetIn says whether an API request runs import policy again.
+func softResetIn(req any) bool {
+	r, ok := req.(*api.ResetPeerRequest)
+	return ok && r.Soft && r.Direction != api.ResetPeerRequest_OUT
 }
 
 // startPProf serves gobgpd's --pprof-host until ctx ends, and returns
@@ -377,6 +403,7 @@ func (x *ext) startGate(ctx context.Context, reg *prometheus.Registry) (<-chan e
 		return nil, err
 	}
 	x.d, x.sp = d, d.Speaker()
+	x.softIn.Store(x.sp)
 	go func() { runErr <- d.Run(ctx) }()
 	return runErr, nil
 }
@@ -442,6 +469,9 @@ func reload(ctx context.Context, s *server.BgpServer, sp *gobgp.Speaker, gcfg go
 		if err != nil {
 			logger.Warn("fibgate gate after reload: the guard retries", "err", err)
 		}
+		// UpdateConfig soft-resets every neighbour in when a policy
+		// changed, which no watch reports.
+		sp.ReadCopiesBack()
 	}
 	return current
 }

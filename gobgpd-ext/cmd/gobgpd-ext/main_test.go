@@ -8,12 +8,35 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	api "github.com/osrg/gobgp/v3/api"
 )
 
 func TestExposedAPI(t *testing.T) {
 	got := exposedAPI(":50051, 127.0.0.1:50051,[::1]:50051,localhost:1,10.0.0.1:50051,unix:///run/gobgpd.sock")
 	if fmt.Sprint(got) != "[:50051 10.0.0.1:50051]" {
 		t.Errorf("exposedAPI = %v", got)
+	}
+}
+
+// TestSoftResetInIsTold: the API calls after which the gate reads its
+// copies back (release by copy) are the soft resets that run import
+// policy, and only those.
+func TestSoftResetInIsTold(t *testing.T) {
+	for _, c := range []struct {
+		req  any
+		want bool
+	}{
+		{&api.ResetPeerRequest{Address: "192.0.2.1", Soft: true, Direction: api.ResetPeerRequest_IN}, true},
+		{&api.ResetPeerRequest{Address: "all", Soft: true, Direction: api.ResetPeerRequest_BOTH}, true},
+		{&api.ResetPeerRequest{Address: "192.0.2.1", Soft: true, Direction: api.ResetPeerRequest_OUT}, false},
+		{&api.ResetPeerRequest{Address: "192.0.2.1"}, false}, // a hard reset: the session goes, which the gate sees
+		{&api.ShutdownPeerRequest{Address: "192.0.2.1"}, false},
+		{nil, false},
+	} {
+		if got := softResetIn(c.req); got != c.want {
+			t.Errorf("softResetIn(%v) = %v, want %v", c.req, got, c.want)
+		}
 	}
 }
 
