@@ -460,8 +460,12 @@ const underSlice = 8192
 // under copies (copy.go), from GoBGP's goroutine, for WatchBest's loop:
 // ready has a token while some wait.
 type prefixQueue struct {
-	mu    sync.Mutex
-	ps    map[netip.Prefix]struct{}
+	mu sync.Mutex
+	ps map[netip.Prefix]struct{}
+	// bulk holds what addAll queued (every copy, after a session went
+	// down or at a sweep: a million at the full table), in a slice, which
+	// costs a third of the map's memory; a prefix in both is read twice.
+	bulk  []netip.Prefix
 	ready chan struct{}
 }
 
@@ -481,9 +485,7 @@ func (q *prefixQueue) addAll(ps []netip.Prefix) {
 		return
 	}
 	q.mu.Lock()
-	for _, p := range ps {
-		q.ps[p] = struct{}{}
-	}
+	q.bulk = append(q.bulk, ps...)
 	q.mu.Unlock()
 	q.signal()
 }
@@ -500,7 +502,7 @@ func (q *prefixQueue) signal() {
 func (q *prefixQueue) take(n int) []netip.Prefix {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	out := make([]netip.Prefix, 0, min(n, len(q.ps)))
+	out := make([]netip.Prefix, 0, min(n, len(q.ps)+len(q.bulk)))
 	for p := range q.ps {
 		if len(out) == n {
 			break
@@ -508,7 +510,13 @@ func (q *prefixQueue) take(n int) []netip.Prefix {
 		out = append(out, p)
 		delete(q.ps, p)
 	}
-	if len(q.ps) > 0 {
+	k := min(n-len(out), len(q.bulk))
+	out = append(out, q.bulk[len(q.bulk)-k:]...)
+	q.bulk = q.bulk[:len(q.bulk)-k]
+	if len(q.bulk) == 0 {
+		q.bulk = nil // its array, once a million long, goes
+	}
+	if len(q.ps)+len(q.bulk) > 0 {
 		select {
 		case q.ready <- struct{}{}:
 		default:

@@ -200,6 +200,44 @@ func TestPrefixQueueTakesASliceAndStaysReady(t *testing.T) {
 	}
 }
 
+// TestPrefixQueueTakesWhatAddAllQueuedToo: prefixes queued one by one
+// and in bulk (every copy, after a session went down) all come out, a
+// slice at a time, and the queue stays ready until the last.
+func TestPrefixQueueTakesWhatAddAllQueuedToo(t *testing.T) {
+	q := newPrefixQueue()
+	pfx := func(i int) netip.Prefix { return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 0, byte(i), 0}), 24) }
+	q.add(pfx(0))
+	q.addAll([]netip.Prefix{pfx(1), pfx(2), pfx(3), pfx(4)})
+	q.add(pfx(5))
+	q.addAll(nil)
+	seen := map[netip.Prefix]bool{}
+	for round := 0; len(seen) < 6; round++ {
+		if round == 6 {
+			t.Fatalf("took %d of 6 in 6 rounds", len(seen))
+		}
+		select {
+		case <-q.ready:
+		default:
+			t.Fatalf("round %d: not ready with %d of 6 taken", round, len(seen))
+		}
+		got := q.take(4)
+		if len(got) == 0 || len(got) > 4 {
+			t.Fatalf("round %d: took %d, want 1 to 4", round, len(got))
+		}
+		for _, p := range got {
+			if seen[p] {
+				t.Fatalf("%v taken twice", p)
+			}
+			seen[p] = true
+		}
+	}
+	select {
+	case <-q.ready:
+		t.Fatal("ready with nothing left")
+	default:
+	}
+}
+
 // TestReleaseByCopyFencesWhenTheCopiedPathGoes is the blackhole lab's
 // "primary withdrawn" releasing by copy: the path the copy was made from
 // is withdrawn and the best path left (spine b's, other attributes) waits
