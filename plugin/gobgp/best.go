@@ -337,10 +337,11 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	pollC := poll.C
 	var sweepC <-chan time.Time
 	var rereadC <-chan struct{}
+	sweep := time.NewTimer(copySweep)
+	defer sweep.Stop()
+	var reading time.Duration // reading copies back since the last sweep
 	if byCopy {
 		pollC = nil
-		sweep := time.NewTicker(copySweep)
-		defer sweep.Stop()
 		sweepC, rereadC = sweep.C, s.reread
 	}
 	for {
@@ -354,6 +355,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			ps := under.take(underSlice)
 			since := time.Now()
 			bs, err := s.underCopies(ctx, ps, multipath)
+			reading += time.Since(since)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -366,7 +368,12 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			}
 			report(bs, false, false, since)
 		case <-sweepC:
+			// At most a hundredth of the time in reads of copies: a sweep
+			// of a million and the reads UPDATEs ask for under heavy
+			// churn lengthen the next interval.
 			under.addAll(s.cp.prefixes())
+			sweep.Reset(max(copySweep, 100*reading))
+			reading = 0
 		case <-rereadC:
 			under.addAll(s.cp.prefixes())
 		case <-pollC:

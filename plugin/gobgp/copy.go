@@ -508,10 +508,12 @@ func (s *Speaker) recopyLocked(ctx context.Context, ps []netip.Prefix) error {
 // long-lived graceful restart's timer dropping stale paths, a soft reset
 // in after an import policy changed. gobgpd-ext reads them back at once
 // after a change of its own making (Speaker.ReadCopiesBack). The read is a
-// slice of paths at a time, as after a session goes down; a million
-// copies take seconds of GoBGP's main loop, a fraction of a percent of
-// ten minutes.
-const copySweep = 10 * time.Minute
+// slice of paths at a time, as after a session goes down. Sweeps are at
+// least copySweep apart and a hundred times as long as WatchBest spent
+// reading copies back since the last one, so they never take more than a
+// hundredth of its time, however large the table or busy the churn. A
+// variable only for this package's tests.
+var copySweep = 10 * time.Minute
 
 // ReadCopiesBack has WatchBest read back the learned paths under every
 // copy (Config.ReleaseByCopy) soon, as it does when a session goes down.

@@ -591,7 +591,22 @@ func mustPath(t *testing.T, p netip.Prefix, withdraw bool) *api.Path {
 // out until WatchBest's sweep. ReadCopiesBack, which gobgpd-ext calls
 // after a soft reset in, has it read back at once: p is taken back (a
 // withdrawal at the receiver), q, still accepted, stays out on its copy.
-func TestReleaseByCopyFollowsASoftResetIn(t *testing.T) {
+func TestReleaseByCopyFollowsASoftResetIn(t *testing.T) { softResetUnderCopies(t, true) }
+
+// TestReleaseByCopySweepsWhatNoEventReports: the same soft reset in, and
+// nobody asks; WatchBest's sweep of every copy (copySweep, here 300 ms)
+// finds p's path refused.
+func TestReleaseByCopySweepsWhatNoEventReports(t *testing.T) {
+	was := copySweep
+	copySweep = 300 * time.Millisecond
+	t.Cleanup(func() { copySweep = was })
+	softResetUnderCopies(t, false)
+}
+
+// softResetUnderCopies releases p and q by copy, refuses p's path by a
+// new import policy and a soft reset in, then asks for the copies to be
+// read back (asked) or waits for the sweep.
+func softResetUnderCopies(t *testing.T, asked bool) {
 	x := newMBBLabConfig(t, Config{ReleaseByCopy: true}, nil)
 	p, q := netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")
 	x.releasedViaA(t, p, q)
@@ -626,7 +641,9 @@ func TestReleaseByCopyFollowsASoftResetIn(t *testing.T) {
 		}
 		return nil
 	})
-	x.sp.ReadCopiesBack()
+	if asked {
+		x.sp.ReadCopiesBack()
+	}
 	lab.Eventually(t, 10*time.Second, "p withdrawn at the receiver", func() error {
 		if has, wd := x.at(p); has || wd != 1 {
 			return fmt.Errorf("receiver has it %v, withdrawn %d times", has, wd)
