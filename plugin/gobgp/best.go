@@ -115,7 +115,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if _, err := s.ourAS(ctx); err != nil {
 			return fmt.Errorf("watch best paths: %w", err)
 		}
-		err = s.b.watchLearned(ctx, newCopyWatch(s.cp, under).event)
+		err = s.b.watchLearned(ctx, newCopyWatch(s.cp, under, s.opts.log).event)
 		if err != nil {
 			return fmt.Errorf("watch learned paths: %w", err)
 		}
@@ -371,11 +371,17 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			// At most a hundredth of the time in reads of copies: a sweep
 			// of a million and the reads UPDATEs ask for under heavy
 			// churn lengthen the next interval.
-			under.addAll(s.cp.prefixes())
+			ps := s.cp.prefixes()
+			s.opts.log.Debug("reading the learned paths under every copy back", "why", "sweep", "copies", len(ps))
+			under.addAll(ps)
 			sweep.Reset(max(copySweep, 100*reading))
 			reading = 0
 		case <-rereadC:
-			under.addAll(s.cp.prefixes())
+			ps := s.cp.prefixes()
+			if len(ps) > 0 {
+				s.opts.log.Info("reading the learned paths under every copy back", "why", "asked (a soft reset in)", "copies", len(ps))
+			}
+			under.addAll(ps)
 		case <-pollC:
 			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {

@@ -3,6 +3,7 @@ package gobgp
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -543,14 +544,15 @@ func (s *Speaker) ReadCopiesBack() {
 // Its events come from two watches' goroutines.
 type copyWatch struct {
 	mu    sync.Mutex
+	log   *slog.Logger
 	cp    *copySet
 	under *prefixQueue
 	up    map[string]bool // last seen Established
 	down  map[string]bool // went down while watched, no End-of-RIB since
 }
 
-func newCopyWatch(cp *copySet, under *prefixQueue) *copyWatch {
-	return &copyWatch{cp: cp, under: under, up: map[string]bool{}, down: map[string]bool{}}
+func newCopyWatch(cp *copySet, under *prefixQueue, log *slog.Logger) *copyWatch {
+	return &copyWatch{log: log, cp: cp, under: under, up: map[string]bool{}, down: map[string]bool{}}
 }
 
 func (w *copyWatch) event(ev learnedEvent) {
@@ -571,21 +573,27 @@ func (w *copyWatch) event(ev learnedEvent) {
 	case ev.eor:
 		if w.down[ev.peer] {
 			delete(w.down, ev.peer)
-			w.all()
+			w.all(ev.peer, "End-of-RIB after the session went down: its stale paths dropped")
 		}
 	case ev.state == api.PeerState_ESTABLISHED:
 		w.up[ev.peer] = true
 	case w.up[ev.peer]:
 		delete(w.up, ev.peer)
 		w.down[ev.peer] = true
-		w.all()
+		w.all(ev.peer, "session down: its paths dropped or marked stale")
 	case ev.state == api.PeerState_IDLE && w.down[ev.peer]:
-		w.all()
+		w.all(ev.peer, "idle after going down: stale paths dropped or marked")
 	}
 }
 
 // all queues every copied prefix.
-func (w *copyWatch) all() { w.under.addAll(w.cp.prefixes()) }
+func (w *copyWatch) all(peer, why string) {
+	ps := w.cp.prefixes()
+	if len(ps) > 0 {
+		w.log.Info("reading the learned paths under every copy back", "neighbor", peer, "why", why, "copies", len(ps))
+	}
+	w.under.addAll(ps)
+}
 
 // prefixes lists the set.
 func (c *copySet) prefixes() []netip.Prefix {

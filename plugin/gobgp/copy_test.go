@@ -540,7 +540,7 @@ func TestCopyWatchReadsBackWhatAnEventCanChange(t *testing.T) {
 	cp.set(p, 1)
 	cp.set(q, 2)
 	under := newPrefixQueue()
-	w := newCopyWatch(cp, under)
+	w := newCopyWatch(cp, under, testLogger(t))
 	all := []netip.Prefix{p, q}
 	const a, b = "192.0.2.1", "192.0.2.2"
 	for i, c := range []struct {
