@@ -20,7 +20,6 @@ package bestwatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"reflect"
@@ -244,25 +243,34 @@ func Start(s *server.BgpServer) (*Watcher, error) {
 // called for that event), ending the watch either way. fn runs on Run's
 // goroutine; while it runs, GoBGP queues events.
 func (w *Watcher) Run(ctx context.Context, fn func([]Path)) error {
-	defer stop(w.w)
-	ch := events(w.w)
+	return drain(ctx, w.w, "best-path", func(ev any, t reflect.Type) error {
+		if err := eventLayout(t); err != nil {
+			return err
+		}
+		fn(read((*bestEvent)(reflect.ValueOf(ev).UnsafePointer())))
+		return nil
+	})
+}
+
+// drain hands every event of w, with its type, to handle until ctx ends
+// (nil), GoBGP closes the watch or handle refuses an event (an error),
+// and stops the watch either way.
+func drain(ctx context.Context, w *watcher, what string, handle func(ev any, t reflect.Type) error) error {
+	defer stop(w)
+	ch := events(w)
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case ev, ok := <-ch:
 			if !ok {
-				return errors.New("GoBGP closed the best-path watch")
+				return fmt.Errorf("GoBGP closed the %s watch", what)
 			}
-			t := reflect.TypeOf(ev)
-			if t == nil {
-				continue
+			if t := reflect.TypeOf(ev); t != nil {
+				if err := handle(ev, t); err != nil {
+					return err
+				}
 			}
-			if err := eventLayout(t); err != nil {
-				return err
-			}
-			e := (*bestEvent)(reflect.ValueOf(ev).UnsafePointer())
-			fn(read(e))
 		}
 	}
 }

@@ -2,7 +2,6 @@ package bestwatch
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -49,32 +48,19 @@ func StartUpdates(s *server.BgpServer) (*UpdateWatcher, error) {
 // expect (an error; fn was not called for it), ending the watch either
 // way. fn runs on Run's goroutine; while it runs, GoBGP queues events.
 func (w *UpdateWatcher) Run(ctx context.Context, fn func([]bgp.AddrPrefixInterface)) error {
-	defer stop(w.w)
-	ch := events(w.w)
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-ch:
-			if !ok {
-				return errors.New("GoBGP closed the update watch")
-			}
-			t := reflect.TypeOf(ev)
-			if t == nil {
-				continue
-			}
-			off, err := updateLayout(t)
-			if err != nil {
-				return err
-			}
-			ps := *(*[]*tablePath)(unsafe.Add(reflect.ValueOf(ev).UnsafePointer(), off))
-			out := make([]bgp.AddrPrefixInterface, 0, len(ps))
-			for _, p := range ps {
-				out = append(out, getNlri(p))
-			}
-			fn(out)
+	return drain(ctx, w.w, "update", func(ev any, t reflect.Type) error {
+		off, err := updateLayout(t)
+		if err != nil {
+			return err
 		}
-	}
+		ps := *(*[]*tablePath)(unsafe.Add(reflect.ValueOf(ev).UnsafePointer(), off))
+		out := make([]bgp.AddrPrefixInterface, 0, len(ps))
+		for _, p := range ps {
+			out = append(out, getNlri(p))
+		}
+		fn(out)
+		return nil
+	})
 }
 
 // updateLayout checks an event's type the first time it is seen and says
