@@ -425,8 +425,9 @@ type learnedEvent struct {
 // post-policy watch, which reports every change of a neighbour's paths
 // however it came: GoBGP builds the neighbour's whole configuration
 // (toConfig) in its main loop for every path it notifies there, once per
-// learned path; that was 6% of the CPU and a third of a converging 120k
-// table's time. The pre-policy watch is notified once per UPDATE. What
+// learned path; that was 6% of the CPU and a quarter of a converging
+// 120k table's time. The pre-policy watch is notified once per UPDATE,
+// which carries one prefix or hundreds. What
 // changes paths without an UPDATE comes with a session state change or
 // an End-of-RIB (a session's paths dropped or marked stale, stale paths
 // dropped), or with neither (a long-lived graceful restart's timer, a
