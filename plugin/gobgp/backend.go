@@ -409,12 +409,12 @@ func (grpcBackend) attrsBinary() bool { return false }
 // attrsBinary is true when the binary's GoBGP is the one bestwatch reads.
 func (serverBackend) attrsBinary() bool { return bestwatch.Available() == nil }
 
-// learnedEvent is one thing watchLearned reports: the paths of an
-// UPDATE, or a neighbour's session state (also the state it is in when
-// the watch starts), or its End-of-RIB for a family.
+// learnedEvent is one thing watchLearned reports: the prefixes of an
+// UPDATE (non-nil, announced and withdrawn), or a neighbour's session
+// state (also the state it is in when the watch starts), or its
+// End-of-RIB for a family.
 type learnedEvent struct {
-	paths    []*api.Path
-	prefixes []netip.Prefix // an UPDATE's, read natively
+	prefixes []netip.Prefix
 	peer     string
 	state    api.PeerState_SessionState // UNKNOWN unless a state
 	eor      bool
@@ -498,7 +498,13 @@ func learnedOf(r *api.WatchEventResponse, fn func(learnedEvent)) {
 		return false
 	})
 	if len(ps) > 0 {
-		fn(learnedEvent{paths: ps})
+		pfxs := make([]netip.Prefix, 0, len(ps))
+		for _, p := range ps {
+			if pfx, ok := pathPrefix(p); ok {
+				pfxs = append(pfxs, pfx)
+			}
+		}
+		fn(learnedEvent{prefixes: pfxs})
 	}
 	for _, p := range eors {
 		fn(learnedEvent{peer: p.GetNeighborIp(), eor: true})

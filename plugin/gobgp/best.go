@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"sync"
@@ -106,6 +107,7 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	s.mu.Unlock()
 	var multipath bool
 	under := newPrefixQueue()
+	var cw *copyWatch // byCopy only
 	if byCopy {
 		var err error
 		if multipath, err = s.b.multipath(ctx); err != nil {
@@ -115,7 +117,8 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 		if _, err := s.ourAS(ctx); err != nil {
 			return fmt.Errorf("watch best paths: %w", err)
 		}
-		err = s.b.watchLearned(ctx, newCopyWatch(s.cp, under, s.opts.log).event)
+		cw = newCopyWatch(s.cp, under, s.opts.log)
+		err = s.b.watchLearned(ctx, cw.event)
 		if err != nil {
 			return fmt.Errorf("watch learned paths: %w", err)
 		}
@@ -335,13 +338,14 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 	poll := time.NewTimer(keepPoll)
 	defer poll.Stop()
 	pollC := poll.C
+	var sweep *time.Timer
 	var sweepC <-chan time.Time
 	var rereadC <-chan struct{}
-	sweep := time.NewTimer(copySweep)
-	defer sweep.Stop()
 	var reading time.Duration // reading copies back since the last sweep
 	if byCopy {
 		pollC = nil
+		sweep = time.NewTimer(copySweep)
+		defer sweep.Stop()
 		sweepC, rereadC = sweep.C, s.reread
 	}
 	for {
@@ -371,17 +375,11 @@ func (s *Speaker) WatchBest(ctx context.Context, fn func(initial bool, paths []B
 			// At most a hundredth of the time in reads of copies: a sweep
 			// of a million and the reads UPDATEs ask for under heavy
 			// churn lengthen the next interval.
-			ps := s.cp.prefixes()
-			s.opts.log.Debug("reading the learned paths under every copy back", "why", "sweep", "copies", len(ps))
-			under.addAll(ps)
+			cw.all(slog.LevelDebug, "sweep")
 			sweep.Reset(max(copySweep, 100*reading))
 			reading = 0
 		case <-rereadC:
-			ps := s.cp.prefixes()
-			if len(ps) > 0 {
-				s.opts.log.Info("reading the learned paths under every copy back", "why", "asked (a soft reset in)", "copies", len(ps))
-			}
-			under.addAll(ps)
+			cw.all(slog.LevelInfo, "asked (a soft reset in)")
 		case <-pollC:
 			start := time.Now()
 			if err := s.checkCopies(ctx); err != nil && ctx.Err() == nil {

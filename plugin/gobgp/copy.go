@@ -556,41 +556,40 @@ func newCopyWatch(cp *copySet, under *prefixQueue, log *slog.Logger) *copyWatch 
 }
 
 func (w *copyWatch) event(ev learnedEvent) {
-	for _, p := range ev.paths {
-		if pfx, ok := pathPrefix(p); ok && w.cp.has(pfx) {
-			w.under.add(pfx)
+	if ev.prefixes != nil {
+		for _, p := range ev.prefixes {
+			if w.cp.has(p) {
+				w.under.add(p)
+			}
 		}
-	}
-	for _, p := range ev.prefixes {
-		if w.cp.has(p) {
-			w.under.add(p)
-		}
+		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
-	case ev.paths != nil || ev.prefixes != nil:
 	case ev.eor:
 		if w.down[ev.peer] {
 			delete(w.down, ev.peer)
-			w.all(ev.peer, "End-of-RIB after the session went down: its stale paths dropped")
+			w.all(slog.LevelInfo, "End-of-RIB after the session went down: its stale paths dropped", "neighbor", ev.peer)
 		}
 	case ev.state == api.PeerState_ESTABLISHED:
 		w.up[ev.peer] = true
 	case w.up[ev.peer]:
 		delete(w.up, ev.peer)
 		w.down[ev.peer] = true
-		w.all(ev.peer, "session down: its paths dropped or marked stale")
+		w.all(slog.LevelInfo, "session down: its paths dropped or marked stale", "neighbor", ev.peer)
 	case ev.state == api.PeerState_IDLE && w.down[ev.peer]:
-		w.all(ev.peer, "idle after going down: stale paths dropped or marked")
+		w.all(slog.LevelInfo, "idle after going down: stale paths dropped or marked", "neighbor", ev.peer)
 	}
 }
 
-// all queues every copied prefix.
-func (w *copyWatch) all(peer, why string) {
+// all queues every copied prefix, saying why at level when there are
+// any (WatchBest's sweeps and ReadCopiesBack too).
+func (w *copyWatch) all(level slog.Level, why string, attrs ...any) {
 	ps := w.cp.prefixes()
 	if len(ps) > 0 {
-		w.log.Info("reading the learned paths under every copy back", "neighbor", peer, "why", why, "copies", len(ps))
+		w.log.Log(context.Background(), level, "reading the learned paths under every copy back",
+			append(attrs, "why", why, "copies", len(ps))...)
 	}
 	w.under.addAll(ps)
 }

@@ -543,25 +543,33 @@ func TestCopyWatchReadsBackWhatAnEventCanChange(t *testing.T) {
 	w := newCopyWatch(cp, under, testLogger(t))
 	all := []netip.Prefix{p, q}
 	const a, b = "192.0.2.1", "192.0.2.2"
+	// An UPDATE as WatchEvent hands it over, read by learnedOf.
+	apiForm := &api.WatchEventResponse{Event: &api.WatchEventResponse_Table{Table: &api.WatchEventResponse_TableEvent{
+		Paths: []*api.Path{mustPath(t, q, false), mustPath(t, other, true)}}}}
 	for i, c := range []struct {
 		name string
 		ev   learnedEvent
+		resp *api.WatchEventResponse // instead of ev
 		want []netip.Prefix
 	}{
-		{"an UPDATE's prefixes", learnedEvent{prefixes: []netip.Prefix{p, other}}, []netip.Prefix{p}},
-		{"an UPDATE in the API's form", learnedEvent{paths: []*api.Path{mustPath(t, q, false), mustPath(t, other, true)}}, []netip.Prefix{q}},
-		{"a comes up", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil},
-		{"b tries to connect", learnedEvent{peer: b, state: api.PeerState_ACTIVE}, nil},
-		{"b idle, never up", learnedEvent{peer: b, state: api.PeerState_IDLE}, nil},
-		{"a's End-of-RIB", learnedEvent{peer: a, eor: true}, nil},
-		{"a goes down", learnedEvent{peer: a, state: api.PeerState_ACTIVE}, all},
-		{"a connecting again", learnedEvent{peer: a, state: api.PeerState_CONNECT}, nil},
-		{"a idle: a restart timer's end", learnedEvent{peer: a, state: api.PeerState_IDLE}, all},
-		{"a back", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil},
-		{"a's End-of-RIB after its restart", learnedEvent{peer: a, eor: true}, all},
-		{"a's End-of-RIB again", learnedEvent{peer: a, eor: true}, nil},
+		{"an UPDATE's prefixes", learnedEvent{prefixes: []netip.Prefix{p, other}}, nil, []netip.Prefix{p}},
+		{"an UPDATE in the API's form", learnedEvent{}, apiForm, []netip.Prefix{q}},
+		{"a comes up", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil, nil},
+		{"b tries to connect", learnedEvent{peer: b, state: api.PeerState_ACTIVE}, nil, nil},
+		{"b idle, never up", learnedEvent{peer: b, state: api.PeerState_IDLE}, nil, nil},
+		{"a's End-of-RIB", learnedEvent{peer: a, eor: true}, nil, nil},
+		{"a goes down", learnedEvent{peer: a, state: api.PeerState_ACTIVE}, nil, all},
+		{"a connecting again", learnedEvent{peer: a, state: api.PeerState_CONNECT}, nil, nil},
+		{"a idle: a restart timer's end", learnedEvent{peer: a, state: api.PeerState_IDLE}, nil, all},
+		{"a back", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil, nil},
+		{"a's End-of-RIB after its restart", learnedEvent{peer: a, eor: true}, nil, all},
+		{"a's End-of-RIB again", learnedEvent{peer: a, eor: true}, nil, nil},
 	} {
-		w.event(c.ev)
+		if c.resp != nil {
+			learnedOf(c.resp, w.event)
+		} else {
+			w.event(c.ev)
+		}
 		var got []netip.Prefix
 		select {
 		case <-under.ready:
