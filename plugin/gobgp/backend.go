@@ -412,12 +412,15 @@ func (serverBackend) attrsBinary() bool { return bestwatch.Available() == nil }
 // learnedEvent is one thing watchLearned reports: the prefixes of an
 // UPDATE (non-nil, announced and withdrawn), or a neighbour's session
 // state (also the state it is in when the watch starts), or its
-// End-of-RIB for a family.
+// End-of-RIB for a family, or that the UPDATE watch failed (lost).
 type learnedEvent struct {
 	prefixes []netip.Prefix
 	peer     string
 	state    api.PeerState_SessionState // UNKNOWN unless a state
 	eor      bool
+	// lost: the watch of UPDATEs stopped on this error and another took
+	// its place; UPDATEs in between were not seen.
+	lost error
 }
 
 // learnedWatchRequest asks for every UPDATE's paths before import policy,
@@ -463,10 +466,16 @@ func (b serverBackend) watchLearned(ctx context.Context, fn func(learnedEvent)) 
 			if err != nil && ctx.Err() == nil {
 				// Cannot happen with the pinned GoBGP (its events were
 				// checked); if it does, every change under a copy must
-				// still be seen: the API's form from now on.
-				_ = b.s.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
+				// still be seen: the API's form from now on, and, for
+				// what came between, every copy read back once the new
+				// watch is in place (fn's lost event, with the error).
+				werr := b.s.WatchEvent(ctx, &api.WatchEventRequest{Table: &api.WatchEventRequest_Table{
 					Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_ADJIN}}}},
 					func(r *api.WatchEventResponse) { learnedOf(r, fn) })
+				if werr != nil {
+					werr = fmt.Errorf("its replacement in the API's form failed too, so only sweeps read the copies back now: %w", werr)
+				}
+				fn(learnedEvent{lost: errors.Join(err, werr)})
 			}
 		}()
 	}

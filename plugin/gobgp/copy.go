@@ -539,7 +539,9 @@ func (s *Speaker) ReadCopiesBack() {
 //     long-lived restart marks them): every copied prefix, since which of
 //     them had a path from that neighbour is GoBGP's to know;
 //   - an End-of-RIB from a neighbour that went down while watched (GoBGP
-//     drops the stale paths it did not send again): every copied prefix.
+//     drops the stale paths it did not send again): every copied prefix;
+//   - the UPDATE watch failing (lost): every copied prefix, with a warning,
+//     since the UPDATEs until its replacement was in place went unseen.
 //
 // Its events come from two watches' goroutines.
 type copyWatch struct {
@@ -556,6 +558,10 @@ func newCopyWatch(cp *copySet, under *prefixQueue, log *slog.Logger) *copyWatch 
 }
 
 func (w *copyWatch) event(ev learnedEvent) {
+	if ev.lost != nil {
+		w.all(slog.LevelWarn, "the watch of UPDATEs failed: what they changed until another took its place was not seen", "err", ev.lost)
+		return
+	}
 	if ev.prefixes != nil {
 		for _, p := range ev.prefixes {
 			if w.cp.has(p) {

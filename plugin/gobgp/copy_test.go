@@ -564,6 +564,7 @@ func TestCopyWatchReadsBackWhatAnEventCanChange(t *testing.T) {
 		{"a back", learnedEvent{peer: a, state: api.PeerState_ESTABLISHED}, nil, nil},
 		{"a's End-of-RIB after its restart", learnedEvent{peer: a, eor: true}, nil, all},
 		{"a's End-of-RIB again", learnedEvent{peer: a, eor: true}, nil, nil},
+		{"the UPDATE watch failed", learnedEvent{lost: errors.New("an event of another shape")}, nil, all},
 	} {
 		if c.resp != nil {
 			learnedOf(c.resp, w.event)
