@@ -232,6 +232,17 @@ func (f *FIB) FirstVersion(table uint32, p netip.Prefix) (Route, uint64, bool) {
 	return r.Clone(), ver, true
 }
 
+// FirstShared is FirstVersion without the copy of the next hops: the
+// route's Nexthops is the model's own list, shared by the routes with the
+// same next hops. A stored list is never written (a change stores another
+// list), so it stays as it is however the model changes; the caller must
+// not write it either. For readers on a route's way through, where a copy
+// a route was most of what they allocated: a driver told of a change (it
+// copies what it keeps), a simulated ASIC's own table.
+func (f *FIB) FirstShared(table uint32, p netip.Prefix) (Route, uint64, bool) {
+	return f.firstOf(table, p.Masked())
+}
+
 // Find returns the stored route that is the same as r by kernel identity,
 // with its current hardware state.
 func (f *FIB) Find(r *Route) (Route, bool) {

@@ -151,7 +151,9 @@ type DriverEvent struct {
 // Driver is the switchdev side of the FIB, as netdevsim or mlxsw see it: it is
 // told synchronously which route forwards for each prefix and may veto an add
 // (table full) by returning an error. It reports hardware state later with
-// FIB.SetFlags. A Driver must not call back into the FIB from Event.
+// FIB.SetFlags. A Driver must not call back into the FIB from Event, and
+// must not write the event route's next hops, which may be the model's own
+// list (kernel.Listener hands it over uncopied): it copies what it keeps.
 type Driver interface {
 	Event(ev DriverEvent) error
 }

@@ -155,7 +155,7 @@ func (t touched) note(model *fib.FIB, r *fib.Route) {
 		return
 	}
 	var w was
-	if f, ver, ok := model.FirstVersion(k.table, k.prefix); ok {
+	if f, ver, ok := model.FirstShared(k.table, k.prefix); ok { // read only: compared, then handed to the driver
 		w = was{f, ver}
 	}
 	t.before[k] = w
@@ -165,7 +165,7 @@ func (t touched) note(model *fib.FIB, r *fib.Route) {
 // was and tells the driver about the differences.
 func (t touched) tellDriver(model *fib.FIB) {
 	for k, old := range t.before {
-		cur, ver, ok := model.FirstVersion(k.table, k.prefix)
+		cur, ver, ok := model.FirstShared(k.table, k.prefix) // the driver copies what it keeps
 		had := old.route.Prefix.IsValid()
 		switch {
 		case !ok && had:

@@ -138,11 +138,17 @@ type engine struct {
 	byGW     map[netip.Addr]map[key]struct{}
 	tokens   float64
 	refilled time.Time
-	count    counts
-	meter    rateMeter
-	out      []report // reused by step; run delivers it before the next step
-	dp       dataplane
-	res      resolver
+	// dpRoute passes a route to dp (program); empty between calls.
+	dpRoute fib.Route
+	// drained is the inbox's queue drain emptied last, handed back as the
+	// next inbox with its chunk: a new queue for every drain grew from
+	// nothing again, most of what the sim allocated while a table went in.
+	drained fifo[arrival]
+	count   counts
+	meter   rateMeter
+	out     []report // reused by step; run delivers it before the next step
+	dp      dataplane
+	res     resolver
 	// adm counts routes as the kernel takes them (capacity_mode refuse);
 	// nil in capacity_mode flag, where programming counts them.
 	adm *admission
@@ -315,8 +321,9 @@ func (e *engine) step(now time.Time) ([]report, time.Duration) {
 func (e *engine) drain(now time.Time, out *[]report) {
 	e.in.mu.Lock()
 	evs, gws, sweep := e.in.events, e.in.gateways, e.in.sweep
-	e.in.events, e.in.gateways, e.in.sweep = fifo[arrival]{}, nil, false
+	e.in.events, e.in.gateways, e.in.sweep = e.drained, nil, false
 	e.in.mu.Unlock()
+	defer func() { e.drained = evs }() // emptied below
 	warm, _ := e.dp.(warmPlane)
 	for {
 		a, ok := evs.pop()

@@ -54,7 +54,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	for i := range r.Nexthops {
 		r.Nexthops[i].HW = 0
 	}
-	old, had := e.hw.First(k.table, p)
+	old, _, had := e.hw.FirstShared(k.table, p) // read only, reported as it was
 	same := had && old.SameAs(&r)
 	if had {
 		e.release(k, &old, prev)
@@ -66,7 +66,7 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 	if fail == failNone {
 		flags, nh = classify(e.mode, &r, e.res)
 		if e.dp != nil {
-			if err := e.dp.install(&r); err != nil {
+			if err := e.dpInstall(r); err != nil {
 				fail = failWrite
 				e.count.writeErrors++
 				e.log.Warn("hardware write failed: route not mirrored", "prefix", p, "table", k.table, "err", err)
@@ -78,11 +78,11 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 		if e.dp != nil {
 			// What the hardware held for k goes: the old route, or an
 			// entry a warm start adopted (Config.Warm).
-			gone := &old
+			gone := old
 			if !had {
-				gone = &fib.Route{Table: k.table, Prefix: p}
+				gone = fib.Route{Table: k.table, Prefix: p}
 			}
-			if err := e.dp.remove(gone); err != nil {
+			if err := e.dpRemove(gone); err != nil {
 				e.log.Warn("remove mirrored route", "prefix", p, "table", k.table, "err", err)
 			}
 		}
@@ -139,6 +139,22 @@ func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]re
 			*out = append(*out, report{route: old, flags: 0, nh: zero})
 		}
 	}
+}
+
+// dpInstall and dpRemove hand r to the data plane through e.dpRoute: a
+// route's address passed to the interface directly would move the
+// caller's route to the heap, an allocation for every route programmed or
+// removed. The data plane keeps no pointer to it.
+func (e *engine) dpInstall(r fib.Route) error {
+	e.dpRoute = r
+	defer func() { e.dpRoute = fib.Route{} }()
+	return e.dp.install(&e.dpRoute)
+}
+
+func (e *engine) dpRemove(r fib.Route) error {
+	e.dpRoute = r
+	defer func() { e.dpRoute = fib.Route{} }()
+	return e.dp.remove(&e.dpRoute)
 }
 
 // writeFailed turns an entry whose data-plane write was refused at the
@@ -209,13 +225,13 @@ func (e *engine) putSlot(k key, s slot) {
 // remove deletes k (slot s) from hardware. The kernel route is gone, so
 // its flags are not touched (netdevsim, behaviour 29).
 func (e *engine) remove(k key, s slot) {
-	p := k.prefix() // once: the key keeps it as bytes
-	old, had := e.hw.First(k.table, p)
+	p := k.prefix()                             // once: the key keeps it as bytes
+	old, _, had := e.hw.FirstShared(k.table, p) // read only
 	if !had {
 		if e.dp != nil {
 			// An entry a warm start adopted and nothing programmed
 			// since (Config.Warm); for others there is nothing to remove.
-			if err := e.dp.remove(&fib.Route{Table: k.table, Prefix: p}); err != nil {
+			if err := e.dpRemove(fib.Route{Table: k.table, Prefix: p}); err != nil {
 				e.log.Warn("remove mirrored route", "prefix", p, "table", k.table, "err", err)
 			}
 		}
@@ -225,7 +241,7 @@ func (e *engine) remove(k key, s slot) {
 	e.count.ops++
 	e.release(k, &old, s)
 	if e.dp != nil {
-		if err := e.dp.remove(&old); err != nil {
+		if err := e.dpRemove(old); err != nil {
 			e.log.Warn("remove mirrored route", "prefix", p, "table", k.table, "err", err)
 		}
 	}

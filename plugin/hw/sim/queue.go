@@ -60,7 +60,7 @@ type fifo[T any] struct {
 	head   int // next element of chunks[0]
 	base   int // logical index of chunks[0][0]
 	n      int
-	// spare is the last whole chunk popped, zeroed, for the next push that
+	// spare is the largest chunk popped whole, zeroed, for the next push that
 	// needs one: a table's worth of driver events passes through the
 	// queues a chunk at a time, and new chunks were a twentieth of all the
 	// pipeline allocated at 120k prefixes.
@@ -118,8 +118,11 @@ func (f *fifo[T]) pop() (T, bool) {
 	f.head++
 	f.n--
 	if f.head == len(c) && (len(c) == chunkLen || len(f.chunks) == 1) {
-		if cap(c) == chunkLen && f.spare == nil {
-			f.spare = c[:0] // every element zeroed as it was popped
+		if cap(c) > cap(f.spare) {
+			// Every element zeroed as it was popped. A chunk still growing
+			// is kept too: a queue emptied after every few hundred
+			// elements (the engine's inbox) grows it once, not each time.
+			f.spare = c[:0]
 		}
 		f.chunks[0] = nil
 		f.chunks = f.chunks[1:]
