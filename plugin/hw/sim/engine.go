@@ -323,6 +323,7 @@ func (e *engine) drain(now time.Time, out *[]report) {
 	evs, gws, sweep := e.in.events, e.in.gateways, e.in.sweep
 	e.in.events, e.in.gateways, e.in.sweep = e.drained, nil, false
 	e.in.mu.Unlock()
+	e.drained = fifo[arrival]{}        // the inbox's now
 	defer func() { e.drained = evs }() // emptied below
 	warm, _ := e.dp.(warmPlane)
 	for {
