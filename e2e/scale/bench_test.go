@@ -26,6 +26,7 @@ import (
 //	                        side by side ("bgp:\n  not_to_sets: false\n"; not with originated)
 //	FIBGATE_SCALE_PPROF     a directory for the leaf's CPU profile of the convergence (gobgpd-ext, stock gobgpd, or fibgated in the sidecar leaves), its allocations, a 5 s execution trace, and its live heap once the observer is full
 //	FIBGATE_SCALE_PPROF_FOR how long that profile runs from the moment the leaf listens; 15s by default
+//	FIBGATE_SCALE_HEAPS     with FIBGATE_SCALE_PPROF, how often to sample the leaf's heap from the moment it listens to the end of its run (profiles as of the last collection, and a log line with the runtime's heap, next GC and peak RSS over time); none by default
 //	FIBGATE_SCALE_AFTER     how long to keep the leaf running once the observer is full, then log its daemons' peak RSS again (what comes after the convergence, such as the periodic audit's first pass, counts then); none by default
 //
 // A leaf that is not full in time is a result ("not full after T: X of
@@ -137,6 +138,16 @@ func benchConfig() (benchSettings, error) {
 			return c, fmt.Errorf("FIBGATE_SCALE_PPROF_FOR=%q: want a duration of 1s or more", s)
 		}
 		c.prof.span = d
+	}
+	if s := os.Getenv("FIBGATE_SCALE_HEAPS"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 500*time.Millisecond {
+			return c, fmt.Errorf("FIBGATE_SCALE_HEAPS=%q: want a duration of 500ms or more", s)
+		}
+		if c.prof.dir == "" {
+			return c, fmt.Errorf("FIBGATE_SCALE_HEAPS needs FIBGATE_SCALE_PPROF, the directory for the samples")
+		}
+		c.prof.heaps = d
 	}
 	if s := os.Getenv("FIBGATE_SCALE_AFTER"); s != "" {
 		d, err := time.ParseDuration(s)

@@ -666,6 +666,23 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		time.Sleep(10 * time.Millisecond) // polling /proc for the listener
 	}
 	r.listen = time.Since(start)
+	if leaf.pprof != "" && prof.heaps > 0 {
+		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
+		pid := ds[0].pid // the pprof's: gobgpd-ext's or gobgpd's, fibgated's in the sidecar leaves
+		for _, d := range ds {
+			if d.name == "fibgated" {
+				pid = d.pid
+			}
+		}
+		stop := sampleHeaps(leaf.ns, leaf.pprof, prof.heaps, base, pid, start)
+		defer func() {
+			curve, err := stop()
+			if err != nil {
+				t.Errorf("heap samples: %v", err)
+			}
+			t.Logf("%s: heap while converging (%s.heap-<ms>.pprof): %s", m.key, base, curve)
+		}()
+	}
 	if leaf.pprof != "" {
 		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
 		done := make(chan error, 1)
@@ -795,6 +812,75 @@ func httpIn(ns string, timeout time.Duration) *http.Client {
 	}}
 }
 
+// sampleHeaps fetches the heap profile of the pprof at addr in ns every
+// interval (as of the last collection: none is forced, so the run is not
+// slowed) into base.heap-<ms since start>.pprof, with the runtime's
+// HeapAlloc and NextGC and the peak RSS of pid so far, until stop; stop
+// returns the curve as one line. Where peak RSS comes from while a table
+// goes in: the queues between the stages (docs/design-notes.md, "A stall
+// in the middle of the load").
+func sampleHeaps(ns, addr string, every time.Duration, base string, pid int, start time.Time) (stop func() (string, error)) {
+	quit, done := make(chan struct{}), make(chan struct{})
+	var curve []string
+	var firstErr error
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			at := time.Since(start)
+			err := fetch(ns, fmt.Sprintf("http://%s/debug/pprof/heap", addr), fmt.Sprintf("%s.heap-%d.pprof", base, at.Milliseconds()), every)
+			var alloc, next uint64
+			if err == nil {
+				alloc, next, err = memStats(ns, addr, every)
+			}
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				continue
+			}
+			u, _ := lab.ReadUsage(pid)
+			curve = append(curve, fmt.Sprintf("%.1fs: HeapAlloc %.0f, NextGC %.0f, peak RSS %.0f MiB", at.Seconds(), mib(alloc), mib(next), mib(u.PeakRSS)))
+		}
+	}()
+	return func() (string, error) {
+		close(quit)
+		<-done
+		return strings.Join(curve, "; "), firstErr
+	}
+}
+
+// memStats reads HeapAlloc and NextGC from the heap profile's text form.
+func memStats(ns, addr string, timeout time.Duration) (alloc, next uint64, err error) {
+	resp, err := httpIn(ns, timeout).Get(fmt.Sprintf("http://%s/debug/pprof/heap?debug=1", addr))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range strings.Lines(string(b)) {
+		var v uint64
+		if _, err := fmt.Sscanf(line, "# HeapAlloc = %d", &v); err == nil {
+			alloc = v
+		} else if _, err := fmt.Sscanf(line, "# NextGC = %d", &v); err == nil {
+			next = v
+		}
+	}
+	if alloc == 0 || next == 0 {
+		return 0, 0, fmt.Errorf("heap?debug=1 of %s: no HeapAlloc and NextGC", addr)
+	}
+	return alloc, next, nil
+}
+
 // profile takes a CPU profile of gobgpd-ext's pprof at addr in ns for d,
 // the allocations made meanwhile, and a 5 s execution trace in its middle,
 // into base.cpu.pprof, base.allocs.pprof and base.trace.
@@ -884,6 +970,9 @@ type profiling struct {
 	// after: how long the leaf keeps running once the observer is full,
 	// its daemons' peak RSS then logged (FIBGATE_SCALE_AFTER).
 	after time.Duration
+	// heaps: how often to sample the heap while the table goes in (with
+	// dir; FIBGATE_SCALE_HEAPS); 0 for never.
+	heaps time.Duration
 }
 
 // addStatic writes the table into the leaf's kernel as static routes on a
