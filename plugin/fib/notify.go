@@ -153,7 +153,8 @@ type DriverEvent struct {
 // (table full) by returning an error. It reports hardware state later with
 // FIB.SetFlags. A Driver must not call back into the FIB from Event, and
 // must not write the event route's next hops, which may be the model's own
-// list (kernel.Listener hands it over uncopied): it copies what it keeps.
+// list (kernel.Listener hands it over uncopied). It may keep them as they
+// are: a stored list is never written.
 type Driver interface {
 	Event(ev DriverEvent) error
 }

@@ -553,3 +553,33 @@ func TestRefusedWriteIsAFailure(t *testing.T) {
 		}
 	})
 }
+
+// TestTheEventsNextHopsAreNotWritten: the listener hands the sim its
+// model's next-hop list uncopied (fib.Driver), and the sim queues it as
+// given; programming clears the hardware state of the next hops in its own
+// copy, never in that list, which the model shares among its routes.
+func TestTheEventsNextHopsAreNotWritten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.Latency = 0
+		s, rec := runSim(t, cfg)
+		shared := []fib.Nexthop{{Gateway: netip.MustParseAddr("192.0.2.1"), LinkIndex: 2, HW: fib.Offload}}
+		before := slices.Clone(shared)
+		r := route("198.51.100.0/24")
+		r.Nexthops = shared
+		_ = s.Event(replace(r))
+		synctest.Wait()
+		if got := rec.of("198.51.100.0/24"); len(got) != 1 || got[0].flags != fib.Trap {
+			t.Fatalf("reports %+v, want one trap", got)
+		}
+		if !slices.Equal(shared, before) {
+			t.Errorf("the event's next hops were written: %+v, were %+v", shared, before)
+		}
+		s.View(func(x *fib.FIB) {
+			hw, ok := x.First(fib.TableMain, netip.MustParsePrefix("198.51.100.0/24"))
+			if !ok || len(hw.Nexthops) != 1 || hw.Nexthops[0].HW != 0 {
+				t.Errorf("in hardware: %+v %v, want the route with its next hop's state cleared", hw, ok)
+			}
+		})
+	})
+}

@@ -46,13 +46,19 @@ func (e *engine) apply(o op, idx int, now time.Time, out *[]report) {
 }
 
 // program writes r as the hardware entry of k, replacing what was there;
-// prev is k's slot. r is the engine's own copy: it ends up in a report.
+// prev is k's slot. r ends up in a report; its next hops are not written
+// in place (they may be shared: engine.event).
 func (e *engine) program(k key, prev slot, r fib.Route, now time.Time, out *[]report) {
 	p := k.prefix() // once: the key keeps it as bytes
 	e.count.ops++
 	r.Flags = 0
-	for i := range r.Nexthops {
-		r.Nexthops[i].HW = 0
+	if slices.ContainsFunc(r.Nexthops, func(n fib.Nexthop) bool { return n.HW != 0 }) {
+		// r's list may be the listener's, shared (engine.event): cleared
+		// in a copy.
+		r.Nexthops = slices.Clone(r.Nexthops)
+		for i := range r.Nexthops {
+			r.Nexthops[i].HW = 0
+		}
 	}
 	old, _, had := e.hw.FirstShared(k.table, p) // read only, reported as it was
 	same := had && old.SameAs(&r)
