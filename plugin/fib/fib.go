@@ -236,9 +236,9 @@ func (f *FIB) FirstVersion(table uint32, p netip.Prefix) (Route, uint64, bool) {
 // route's Nexthops is the model's own list, shared by the routes with the
 // same next hops. A stored list is never written (a change stores another
 // list), so it stays as it is however the model changes; the caller must
-// not write it either. For readers on a route's way through, where a copy
-// a route was most of what they allocated: a driver told of a change (it
-// copies what it keeps), a simulated ASIC's own table.
+// not write it either, and may keep it. For readers on a route's way
+// through, where a copy a route was most of what they allocated: a driver
+// told of a change (Driver), a simulated ASIC's own table.
 func (f *FIB) FirstShared(table uint32, p netip.Prefix) (Route, uint64, bool) {
 	return f.firstOf(table, p.Masked())
 }

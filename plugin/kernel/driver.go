@@ -165,7 +165,7 @@ func (t touched) note(model *fib.FIB, r *fib.Route) {
 // was and tells the driver about the differences.
 func (t touched) tellDriver(model *fib.FIB) {
 	for k, old := range t.before {
-		cur, ver, ok := model.FirstShared(k.table, k.prefix) // the driver copies what it keeps
+		cur, ver, ok := model.FirstShared(k.table, k.prefix) // the driver may keep it, never writes it (fib.Driver)
 		had := old.route.Prefix.IsValid()
 		switch {
 		case !ok && had:
