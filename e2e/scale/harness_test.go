@@ -666,8 +666,8 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		time.Sleep(10 * time.Millisecond) // polling /proc for the listener
 	}
 	r.listen = time.Since(start)
+	base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key)) // the profiles' names
 	if leaf.pprof != "" && prof.heaps > 0 {
-		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
 		pid := ds[0].pid // the pprof's: gobgpd-ext's or gobgpd's, fibgated's in the sidecar leaves
 		for _, d := range ds {
 			if d.name == "fibgated" {
@@ -684,7 +684,6 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 		}()
 	}
 	if leaf.pprof != "" {
-		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
 		done := make(chan error, 1)
 		go func() { done <- profile(leaf.ns, leaf.pprof, prof.span, base) }()
 		defer func() {
@@ -742,7 +741,6 @@ func run(t *testing.T, m mode, tab table, timeout time.Duration, prof profiling)
 	if leaf.pprof != "" && r.full {
 		// What the leaf holds once the neighbour has the table: the live
 		// heap after a collection, to set beside stock gobgpd's.
-		base := filepath.Join(prof.dir, fmt.Sprintf("scale-%d-%s", tab.len(), m.key))
 		if err := fetch(leaf.ns, "http://"+leaf.pprof+"/debug/pprof/heap?gc=1", base+".heap.pprof", 2*time.Minute); err != nil {
 			t.Errorf("heap profile: %v", err)
 		}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
@@ -499,20 +498,15 @@ func learnedOf(r *api.WatchEventResponse, fn func(learnedEvent)) {
 	}
 	// An End-of-RIB is a path with no NLRI (eorToPathAPI).
 	var eors []*api.Path
-	ps = slices.DeleteFunc(ps, func(p *api.Path) bool {
+	pfxs := make([]netip.Prefix, 0, len(ps))
+	for _, p := range ps {
 		if p.GetNlri() == nil && len(p.GetNlriBinary()) == 0 {
 			eors = append(eors, p)
-			return true
+		} else if pfx, ok := pathPrefix(p); ok {
+			pfxs = append(pfxs, pfx)
 		}
-		return false
-	})
-	if len(ps) > 0 {
-		pfxs := make([]netip.Prefix, 0, len(ps))
-		for _, p := range ps {
-			if pfx, ok := pathPrefix(p); ok {
-				pfxs = append(pfxs, pfx)
-			}
-		}
+	}
+	if len(eors) < len(ps) {
 		fn(learnedEvent{prefixes: pfxs})
 	}
 	for _, p := range eors {
